@@ -1,0 +1,171 @@
+"""Errors that know their own protocol response (RFC 9457 problem details, RFC 9470 headers).
+
+Messages are written for the outside: they never carry PII values, codes, secrets or tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "Forbidden",
+    "InsufficientScope",
+    "NotFound",
+    "PiigateError",
+    "PolicyError",
+    "ServiceUnavailable",
+    "StepUpRequired",
+    "TooManyRequests",
+    "Unauthorized",
+    "step_up_header",
+]
+
+PROBLEM_BASE = "https://piigate.dev/problems/"
+
+
+class PiigateError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = extra
+
+    def headers(self) -> Mapping[str, str]:
+        return {}
+
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": PROBLEM_BASE + self.code,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+        if instance:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+
+class BadRequest(PiigateError):
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+
+class PayloadTooLarge(PiigateError):
+    status = 413
+    code = "payload_too_large"
+    title = "Request body too large"
+
+
+class Unauthorized(PiigateError):
+    status = 401
+    code = "unauthorized"
+    title = "Authentication required"
+
+    def headers(self) -> Mapping[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="piigate"'}
+
+
+class FactorRejected(Unauthorized):
+    code = "factor_rejected"
+    title = "Verification failed"
+
+
+class Forbidden(PiigateError):
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class InsufficientScope(Forbidden):
+    code = "insufficient_scope"
+    title = "Insufficient scope"
+
+    def __init__(self, scopes: Sequence[str], detail: str | None = None) -> None:
+        super().__init__(detail or "the token lacks a required scope", scope=" ".join(scopes))
+        self.scopes = tuple(scopes)
+
+    def headers(self) -> Mapping[str, str]:
+        scope = " ".join(self.scopes)
+        return {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'}
+
+
+class NotFound(PiigateError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class Conflict(PiigateError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class TooManyRequests(PiigateError):
+    status = 429
+    code = "too_many_requests"
+    title = "Too many requests"
+
+    def __init__(self, retry_after: int, detail: str | None = None) -> None:
+        super().__init__(detail or "too many requests; retry later")
+        self.retry_after = max(1, int(retry_after))
+
+    def headers(self) -> Mapping[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class ServiceUnavailable(PiigateError):
+    status = 503
+    code = "unavailable"
+    title = "Service unavailable"
+
+
+class PolicyError(PiigateError):
+    """A policy that cannot be loaded; ``errors`` are ``FILE:LINE:COL: message`` lines."""
+
+    code = "policy_invalid"
+    title = "Invalid policy"
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        super().__init__("; ".join(errors) if errors else "invalid policy")
+        self.errors = list(errors)
+
+
+def step_up_header(acr_values: Sequence[str], max_age: int | None) -> str:
+    """The RFC 9470 §3 ``WWW-Authenticate`` challenge for insufficient user authentication."""
+    parts = ['Bearer error="insufficient_user_authentication"']
+    if acr_values:
+        parts.append(f'acr_values="{" ".join(acr_values)}"')
+    if max_age is not None:
+        parts.append(f"max_age={int(max_age)}")
+    return ", ".join(parts)
+
+
+class StepUpRequired(PiigateError):
+    status = 401
+    code = "insufficient_user_authentication"
+    title = "Step-up authentication required"
+
+    def __init__(
+        self,
+        *,
+        acr_values: Sequence[str],
+        max_age: int | None,
+        detail: str | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail or "a stronger or more recent authentication is required", **extra)
+        self.acr_values = tuple(acr_values)
+        self.max_age = max_age
+
+    def headers(self) -> Mapping[str, str]:
+        return {"WWW-Authenticate": step_up_header(self.acr_values, self.max_age)}

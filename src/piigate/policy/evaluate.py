@@ -1,0 +1,291 @@
+"""Rule combination (CONTRACT §2), pure: no clock reads, no I/O.
+
+1. A matching ``deny`` rule denies.
+2. Matching rules whose requirement the caller already meets drop out.
+3. None left → allow. All left say ``otherwise: mask`` → allow with their PII masked.
+4. Otherwise → step-up to the strictest combination of what is left.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from piigate.model import AccessRequest, Outcome, ProvenLevel, Requirement, RiskAssessment
+from piigate.policy.compiled import CompiledPolicy
+from piigate.policy.model import ANY_PII, Otherwise, Require, Rule
+
+__all__ = ["Evaluation", "RuleStatus", "RuleTrace", "evaluate", "grant_covers"]
+
+
+class RuleStatus(StrEnum):
+    DENIES = "denies"
+    REQUIRES = "requires"
+    MET = "met"
+    EXPR_ERROR = "expr_error"  # the CEL condition failed; the rule is taken as matching
+
+
+@dataclass(frozen=True, slots=True)
+class RuleTrace:
+    rule: str
+    status: RuleStatus
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    outcome: Outcome
+    rules: tuple[str, ...] = ()
+    mask: frozenset[str] = frozenset()
+    required: Requirement | None = None
+    reason: str | None = None
+    used: tuple[ProvenLevel, ...] = ()
+    missing_scope: tuple[str, ...] = ()
+    trace: tuple[RuleTrace, ...] = ()
+
+
+def evaluate(
+    policy: CompiledPolicy,
+    request: AccessRequest,
+    risk: RiskAssessment,
+    proven: Sequence[ProvenLevel],
+    *,
+    now: datetime,
+    binding: str,
+) -> Evaluation:
+    trace: list[RuleTrace] = []
+    matched = _matching_rules(policy, request, risk, trace)
+
+    denies = [rule for rule in matched if rule.deny is not None]
+    if denies:
+        for rule in denies:
+            trace.append(RuleTrace(rule.name, RuleStatus.DENIES, rule.deny or ""))
+        return Evaluation(
+            Outcome.DENY,
+            rules=tuple(r.name for r in denies),
+            reason=denies[0].deny,
+            trace=tuple(trace),
+        )
+
+    missing: set[str] = set()
+    for rule in matched:
+        assert rule.require is not None
+        missing.update(s for s in rule.require.scope if s not in request.subject.scopes)
+    if missing:
+        names = tuple(
+            r.name for r in matched if set(r.require.scope if r.require else ()) & missing
+        )
+        return Evaluation(
+            Outcome.DENY,
+            rules=names,
+            reason="insufficient scope",
+            missing_scope=tuple(sorted(missing)),
+            trace=tuple(trace),
+        )
+
+    # Prefer reusable proofs, so a single-use bound grant is only spent when nothing else does.
+    ordered = sorted(proven, key=lambda p: p.binding is not None)
+    left: list[Rule] = []
+    used: dict[int, ProvenLevel] = {}
+    for rule in matched:
+        assert rule.require is not None
+        proof = _satisfying_proof(policy, rule.require, request, ordered, now=now, binding=binding)
+        if proof is None:
+            trace.append(RuleTrace(rule.name, RuleStatus.REQUIRES, _describe(rule.require)))
+            left.append(rule)
+        else:
+            trace.append(
+                RuleTrace(rule.name, RuleStatus.MET, f"met by {proof.source} {proof.level}")
+            )
+            used[id(proof)] = proof
+
+    if not left:
+        return Evaluation(
+            Outcome.ALLOW,
+            rules=tuple(r.name for r in matched),
+            used=tuple(used.values()),
+            trace=tuple(trace),
+        )
+
+    required, reason = _combine(policy, left, binding)
+    names = tuple(r.name for r in left)
+    if all(rule.otherwise is Otherwise.MASK for rule in left):
+        mask: set[str] = set()
+        for rule in left:
+            mask.update(_covered(rule, request.pii))
+        return Evaluation(
+            Outcome.ALLOW,
+            rules=names,
+            mask=frozenset(mask),
+            required=required,
+            used=tuple(used.values()),
+            trace=tuple(trace),
+        )
+    if required is None:
+        return Evaluation(Outcome.DENY, rules=names, reason=reason, trace=tuple(trace))
+    return Evaluation(Outcome.STEP_UP, rules=names, required=required, trace=tuple(trace))
+
+
+def _matching_rules(
+    policy: CompiledPolicy, request: AccessRequest, risk: RiskAssessment, trace: list[RuleTrace]
+) -> list[Rule]:
+    matched: list[Rule] = []
+    cel_request: dict[str, Any] | None = None
+    for rule in policy.candidates(request.action.value, request.pii):
+        when = rule.when
+        if when.pii is not None and not request.pii:
+            continue
+        if isinstance(when.pii, frozenset) and not (when.pii & request.pii):
+            continue
+        if when.resources is not None and request.resource.type not in when.resources:
+            continue
+        if when.roles is not None and not (when.roles & request.subject.roles):
+            continue
+        if when.scopes is not None and not (when.scopes & request.subject.scopes):
+            continue
+        if when.amount_over is not None and (
+            request.transaction is None or not request.transaction.amount > when.amount_over
+        ):
+            continue
+        if when.risk_at_least is not None and risk.score < when.risk_at_least:
+            continue
+        if when.signals is not None and not (when.signals & risk.signal_names):
+            continue
+        if when.expr is not None:
+            if cel_request is None:
+                cel_request = cel_view(request, risk)
+            try:
+                result = policy.programs[rule.name].execute({"request": cel_request})
+            except Exception as exc:
+                # Fail closed: a condition that cannot be evaluated counts as matching, so a deny
+                # rule denies and a require rule demands its step-up.
+                trace.append(RuleTrace(rule.name, RuleStatus.EXPR_ERROR, type(exc).__name__))
+                matched.append(rule)
+                continue
+            if result is not True:
+                continue
+        matched.append(rule)
+    return matched
+
+
+def _satisfying_proof(
+    policy: CompiledPolicy,
+    require: Require,
+    request: AccessRequest,
+    proven: Sequence[ProvenLevel],
+    *,
+    now: datetime,
+    binding: str,
+) -> ProvenLevel | None:
+    needed = policy.ranks[require.level]
+    for proof in proven:
+        rank = policy.ranks.get(proof.level)
+        if rank is None or rank < needed:
+            continue
+        if proof.binding is not None and not hmac.compare_digest(proof.binding, binding):
+            continue  # a bound grant is good for its own request only
+        if proof.scope and not grant_covers(proof.scope, request):
+            continue
+        if require.methods is not None and not (proof.methods & set(require.methods)):
+            continue
+        if require.max_age == 0:
+            if proof.source != "grant" or proof.binding is None:
+                continue
+        elif (
+            require.max_age is not None
+            and (now - proof.auth_time).total_seconds() > require.max_age
+        ):
+            continue
+        if proof.expires_at is not None and proof.expires_at <= now:
+            continue
+        return proof
+    return None
+
+
+def grant_covers(scope: frozenset[tuple[str, str]], request: AccessRequest) -> bool:
+    """Whether a grant's (PII class, action) scope covers everything this request touches."""
+    action = request.action.value
+    if not request.pii:
+        return ("*", action) in scope
+    return all((cls, action) in scope for cls in request.pii)
+
+
+def _combine(
+    policy: CompiledPolicy, left: Sequence[Rule], binding: str
+) -> tuple[Requirement | None, str | None]:
+    requires = [rule.require for rule in left if rule.require is not None]
+    level = max((r.level for r in requires), key=lambda name: policy.ranks[name])
+    ages = [r.max_age for r in requires if r.max_age is not None]
+    max_age = min(ages) if ages else None
+    needed = policy.ranks[level]
+    methods = [kind.value for kind, rank in policy.factor_ranks.items() if rank >= needed]
+    for r in requires:
+        if r.methods is not None:
+            methods = [m for m in methods if m in r.methods]
+    if not methods:
+        return None, f"no allowed factor can prove {level}"
+    return (
+        Requirement(
+            level=level,
+            acr_values=policy.acr_values(level),
+            max_age=max_age,
+            methods=tuple(methods),
+            binding=binding if max_age == 0 else None,
+            scope=tuple(sorted({s for r in requires for s in r.scope})),
+        ),
+        None,
+    )
+
+
+def _covered(rule: Rule, pii: frozenset[str]) -> frozenset[str]:
+    if rule.when.pii is None or rule.when.pii == ANY_PII:
+        return pii
+    assert isinstance(rule.when.pii, frozenset)
+    return rule.when.pii & pii
+
+
+def _describe(require: Require) -> str:
+    text = f"needs {require.level}"
+    if require.max_age == 0:
+        text += " bound to this request"
+    elif require.max_age is not None:
+        text += f" within {require.max_age}s"
+    if require.methods is not None:
+        text += f" by {', '.join(require.methods)}"
+    return text
+
+
+def cel_view(request: AccessRequest, risk: RiskAssessment) -> dict[str, Any]:
+    """The request as CEL sees it: plain maps and lists, amounts as doubles."""
+    txn = request.transaction
+    return {
+        "subject": {
+            "id": request.subject.id,
+            "roles": sorted(request.subject.roles),
+            "scopes": sorted(request.subject.scopes),
+            "kind": request.subject.kind,
+        },
+        "action": request.action.value,
+        "pii": sorted(request.pii),
+        "resource": {"type": request.resource.type or "", "id": request.resource.id or ""},
+        "context": {
+            "ip": request.context.ip or "",
+            "user_agent": request.context.user_agent or "",
+            "device_id": request.context.device_id or "",
+        },
+        "session": {
+            "level": request.session.level or "",
+            "acr": request.session.acr or "",
+            "amr": list(request.session.amr),
+        },
+        "transaction": {
+            "amount": float(txn.amount) if txn else 0.0,
+            "currency": (txn.currency or "") if txn else "",
+            "payee": (txn.payee or "") if txn else "",
+        },
+        "risk": {"score": risk.score, "signals": sorted(risk.signal_names)},
+    }

@@ -1,0 +1,292 @@
+"""The engine: every edge (API, gateways, console) asks it, so they can never disagree.
+
+``decide`` is one explicit pipeline of named steps: assess risk, collect what the caller has
+already proven, evaluate the compiled policy, spend a bound grant if the allow relies on it,
+open a challenge when a step-up is needed, and append the audit event — in that order.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import structlog
+
+from piigate.clock import Clock
+from piigate.errors import ServiceUnavailable
+from piigate.model import (
+    AccessRequest,
+    AuditEvent,
+    Challenge,
+    Decision,
+    Grant,
+    Outcome,
+    ProvenLevel,
+    Requirement,
+    RiskAssessment,
+    Signal,
+)
+from piigate.policy.compiled import CompiledPolicy
+from piigate.policy.evaluate import Evaluation, evaluate
+from piigate.policy.holder import PolicyHolder
+from piigate.risk.port import RiskEngine
+from piigate.stepup.binding import binding_digest
+from piigate.stepup.ports import AuditSink, ChallengeStore, GrantLedger
+
+__all__ = ["AMR_METHODS", "Engine", "GrantVerifier", "Outcome", "new_id"]
+
+log = structlog.get_logger("piigate.engine")
+
+# RFC 8176 authentication method references → the policy factor that produces them.
+AMR_METHODS: dict[str, str] = {
+    "otp": "totp",
+    "sms": "sms",
+    "hwk": "webauthn",
+    "swk": "webauthn",
+    "fpt": "webauthn",
+    "face": "webauthn",
+    "mca": "push",
+    "kba": "recovery",
+}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_urlsafe(16)}"
+
+
+class GrantVerifier(Protocol):
+    def verify(self, token: str, *, now: datetime, expected_subject: str) -> Grant:
+        """The grant the token carries; raises on any rejection (reason kept for the audit)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Collected:
+    proven: tuple[ProvenLevel, ...]
+    rejected: tuple[str, ...]  # rejection reasons of presented grants (never the tokens)
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        policy: PolicyHolder,
+        risk: RiskEngine,
+        grants: GrantVerifier | None,
+        ledger: GrantLedger,
+        challenges: ChallengeStore,
+        audit: AuditSink,
+        clock: Clock,
+        ids: Callable[[str], str] = new_id,
+    ) -> None:
+        self.policy = policy
+        self.risk = risk
+        self.grants = grants
+        self.ledger = ledger
+        self.challenges = challenges
+        self.audit = audit
+        self.clock = clock
+        self.ids = ids
+
+    async def decide(self, request: AccessRequest, *, requested_by: str | None = None) -> Decision:
+        now = self.clock.now()
+        decision_id = self.ids("dec")
+        compiled = self.policy.current
+        if compiled is None:
+            decision = Decision(decision_id, Outcome.DENY, reason="no policy loaded")
+            await self._record(decision, request, compiled=None, now=now)
+            return decision
+
+        risk, risk_failed = await self._assess(request, now=now)
+        collected = self._collect_proofs(compiled, request, now=now)
+        binding = binding_digest(request)
+        result = evaluate(compiled, request, risk, collected.proven, now=now, binding=binding)
+        result = await self._spend_bound_grants(
+            compiled, request, risk, collected, result, now, binding
+        )
+
+        if risk_failed and request.pii and result.outcome is Outcome.ALLOW:
+            # Fail closed: without a risk assessment PII is not released on an allow alone.
+            result = Evaluation(Outcome.DENY, rules=result.rules, reason="risk engine unavailable")
+
+        challenge = None
+        if result.required is not None and result.outcome is not Outcome.DENY:
+            challenge = self._challenge(
+                compiled, request, result.required, decision_id, requested_by, now
+            )
+            await self.challenges.create(challenge)
+
+        decision = Decision(
+            id=decision_id,
+            outcome=result.outcome,
+            rules=result.rules,
+            mask=result.mask,
+            required=result.required,
+            challenge=challenge,
+            risk=risk,
+            reason=result.reason,
+            used=result.used,
+            missing_scope=result.missing_scope,
+        )
+        await self._record(
+            decision, request, compiled=compiled, now=now, rejected=collected.rejected
+        )
+        return decision
+
+    # -- pipeline steps -------------------------------------------------------------------------
+    async def _assess(
+        self, request: AccessRequest, *, now: datetime
+    ) -> tuple[RiskAssessment, bool]:
+        try:
+            return await self.risk.assess(request, now=now), False
+        except ServiceUnavailable:
+            log.warning("risk_engine_unavailable")
+        except Exception:
+            log.exception("risk_engine_failed")
+        signal = Signal("risk_unavailable", 100, "the risk engine failed; treated as highest risk")
+        return RiskAssessment(100, (signal,)), True
+
+    def _collect_proofs(
+        self, compiled: CompiledPolicy, request: AccessRequest, *, now: datetime
+    ) -> _Collected:
+        proven: list[ProvenLevel] = []
+        session = request.session
+        level = session.level or compiled.level_for_acr(session.acr)
+        if level is not None and level in compiled.ranks:
+            proven.append(
+                ProvenLevel(
+                    level=level,
+                    auth_time=session.auth_time or _EPOCH,
+                    source="idp",
+                    methods=frozenset(AMR_METHODS[a] for a in session.amr if a in AMR_METHODS),
+                )
+            )
+        rejected: list[str] = []
+        for token in request.grants:
+            if self.grants is None:
+                rejected.append("grants_disabled")
+                continue
+            try:
+                grant = self.grants.verify(token, now=now, expected_subject=request.subject.id)
+            except Exception as exc:
+                rejected.append(str(getattr(exc, "reason", type(exc).__name__)))
+                continue
+            proven.append(
+                ProvenLevel(
+                    level=grant.level,
+                    auth_time=grant.auth_time,
+                    source="grant",
+                    binding=grant.binding,
+                    scope=grant.scope,
+                    grant_id=grant.id,
+                    methods=frozenset(AMR_METHODS[a] for a in grant.amr if a in AMR_METHODS),
+                    expires_at=grant.expires_at,
+                )
+            )
+        return _Collected(tuple(proven), tuple(rejected))
+
+    async def _spend_bound_grants(
+        self,
+        compiled: CompiledPolicy,
+        request: AccessRequest,
+        risk: RiskAssessment,
+        collected: _Collected,
+        result: Evaluation,
+        now: datetime,
+        binding: str,
+    ) -> Evaluation:
+        """A bound grant is single use: spend it atomically, and if it was already spent
+        evaluate again without it (so a replay gets the step-up, not the allow)."""
+        proven = list(collected.proven)
+        while result.outcome is Outcome.ALLOW:
+            bound = [p for p in result.used if p.binding is not None and p.grant_id is not None]
+            if not bound:
+                return result
+            replayed = []
+            for proof in bound:
+                assert proof.grant_id is not None
+                expires = proof.expires_at or now + timedelta(hours=1)
+                if not await self.ledger.consume(proof.grant_id, expires_at=expires, now=now):
+                    replayed.append(proof)
+            if not replayed:
+                return result
+            proven = [p for p in proven if p not in replayed]
+            result = evaluate(compiled, request, risk, proven, now=now, binding=binding)
+        return result
+
+    def _challenge(
+        self,
+        compiled: CompiledPolicy,
+        request: AccessRequest,
+        required: Requirement,
+        decision_id: str,
+        requested_by: str | None,
+        now: datetime,
+    ) -> Challenge:
+        settings = compiled.policy.stepup
+        return Challenge(
+            id=self.ids("chl"),
+            subject_id=request.subject.id,
+            requirement=required,
+            action=request.action,
+            pii=request.pii,
+            resource=request.resource,
+            created_at=now,
+            expires_at=now + timedelta(seconds=settings.challenge_ttl),
+            transaction=request.transaction,
+            session_id=request.session.id,
+            device_id=request.context.device_id,
+            decision_id=decision_id,
+            requested_by=requested_by,
+            max_attempts=settings.max_attempts,
+        )
+
+    async def _record(
+        self,
+        decision: Decision,
+        request: AccessRequest,
+        *,
+        compiled: CompiledPolicy | None,
+        now: datetime,
+        rejected: tuple[str, ...] = (),
+    ) -> None:
+        data: dict[str, object] = {
+            "decision_id": decision.id,
+            "outcome": decision.outcome.value,
+            "rules": list(decision.rules),
+            "action": request.action.value,
+            "pii": sorted(request.pii),
+            "mask": sorted(decision.mask),
+            "resource": {"type": request.resource.type, "id": request.resource.id},
+            "risk": {"score": decision.risk.score, "signals": sorted(decision.risk.signal_names)},
+            "policy": compiled.digest if compiled else None,
+        }
+        if decision.required is not None:
+            data["required"] = {
+                "level": decision.required.level,
+                "max_age": decision.required.max_age,
+            }
+        if decision.challenge is not None:
+            data["challenge_id"] = decision.challenge.id
+        if decision.reason:
+            data["reason"] = decision.reason
+        if decision.used:
+            data["proofs"] = [
+                {"source": p.source, "level": p.level, "grant_id": p.grant_id}
+                for p in decision.used
+            ]
+        if rejected:
+            data["rejected_grants"] = list(rejected)
+        if request.session.id:
+            data["session_id"] = request.session.id
+        if request.context.ip:
+            data["ip"] = request.context.ip
+        if request.context.device_id:
+            data["device_id"] = request.context.device_id
+        # The audit append waits for its group commit: a decision nobody can audit is never
+        # returned (the caller gets 503 and PII stays closed).
+        await self.audit.append(AuditEvent("decision", now, request.subject.id, data))
