@@ -26,6 +26,8 @@ __all__ = [
     "Requirement",
     "Resource",
     "RiskAssessment",
+    "RuleStatus",
+    "RuleTrace",
     "SessionAuth",
     "Signal",
     "Subject",
@@ -54,6 +56,22 @@ class ChallengeState(StrEnum):
     APPROVED = "approved"
     DENIED = "denied"
     EXPIRED = "expired"
+
+
+class RuleStatus(StrEnum):
+    DENIES = "denies"
+    REQUIRES = "requires"
+    MET = "met"
+    EXPR_ERROR = "expr_error"  # the CEL condition failed; the rule is taken as matching
+
+
+@dataclass(frozen=True, slots=True)
+class RuleTrace:
+    """Why one matching rule ended up where it did (for ``explain`` and the audit trail)."""
+
+    rule: str
+    status: RuleStatus
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +215,7 @@ class Decision:
     risk: RiskAssessment = RiskAssessment()
     reason: str | None = None  # deny message, or why a step-up cannot be satisfied
     missing_scope: tuple[str, ...] = ()  # OAuth scopes a rule needs that the caller lacks
+    trace: tuple[RuleTrace, ...] = ()
     # Proofs that the allow relied on (a bound grant is consumed by the engine).
     used: tuple[ProvenLevel, ...] = ()
 

@@ -12,28 +12,21 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
-from piigate.model import AccessRequest, Outcome, ProvenLevel, Requirement, RiskAssessment
+from piigate.model import (
+    AccessRequest,
+    Outcome,
+    ProvenLevel,
+    Requirement,
+    RiskAssessment,
+    RuleStatus,
+    RuleTrace,
+)
 from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.model import ANY_PII, Otherwise, Require, Rule
 
 __all__ = ["Evaluation", "RuleStatus", "RuleTrace", "evaluate", "grant_covers"]
-
-
-class RuleStatus(StrEnum):
-    DENIES = "denies"
-    REQUIRES = "requires"
-    MET = "met"
-    EXPR_ERROR = "expr_error"  # the CEL condition failed; the rule is taken as matching
-
-
-@dataclass(frozen=True, slots=True)
-class RuleTrace:
-    rule: str
-    status: RuleStatus
-    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -131,6 +131,7 @@ class Engine:
             reason=result.reason,
             used=result.used,
             missing_scope=result.missing_scope,
+            trace=result.trace,
         )
         await self._record(
             decision, request, compiled=compiled, now=now, rejected=collected.rejected

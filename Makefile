@@ -1,0 +1,30 @@
+# Two commands on a fresh machine with Python 3.11+: `make demo` and `make test`.
+# Each creates .venv and installs what it needs.
+
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; \
+	done)
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test check bench clean
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "piigate needs Python 3.11 or newer" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	@scripts/demo
+
+test: $(STAMP)
+	@scripts/check
+
+bench: $(STAMP)
+	$(VENV)/bin/python bench/decide.py
+	$(VENV)/bin/python bench/api.py
+
+clean:
+	rm -rf $(VENV) .piigate .piigate-demo .mypy_cache .ruff_cache .pytest_cache

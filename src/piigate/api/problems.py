@@ -1,0 +1,89 @@
+"""One renderer for every error: RFC 9457 ``application/problem+json``.
+
+Validation errors name the field and the rule broken, never the value sent (it may be PII).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from piigate.errors import PiigateError
+
+__all__ = ["ProblemResponse", "install_problem_handlers", "problem_response"]
+
+log = structlog.get_logger("piigate.api")
+PROBLEM = "application/problem+json"
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM
+
+
+def problem_response(exc: PiigateError, request: Request | None = None) -> ProblemResponse:
+    instance = request.url.path if request is not None else None
+    return ProblemResponse(
+        exc.problem(instance), status_code=exc.status, headers=dict(exc.headers())
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def on_piigate(request: Request, exc: Exception) -> ProblemResponse:
+        assert isinstance(exc, PiigateError)
+        if exc.status >= 500:
+            log.warning("request_failed", code=exc.code, path=request.url.path)
+        return problem_response(exc, request)
+
+    async def on_validation(request: Request, exc: Exception) -> ProblemResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors: list[dict[str, Any]] = []
+        for err in exc.errors():
+            loc = [str(part) for part in err.get("loc", ()) if part != "body"]
+            errors.append({"field": ".".join(loc) or "body", "message": err.get("msg", "invalid")})
+        first = errors[0] if errors else {"field": "body", "message": "invalid"}
+        body = {
+            "type": "https://piigate.dev/problems/bad_request",
+            "title": "Bad request",
+            "status": 400,
+            "detail": f"{first['field']}: {first['message']}",
+            "code": "bad_request",
+            "instance": request.url.path,
+            "errors": errors,
+        }
+        return ProblemResponse(body, status_code=400)
+
+    async def on_http(request: Request, exc: Exception) -> ProblemResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        body = {
+            "type": f"https://piigate.dev/problems/{code}",
+            "title": str(exc.detail) if isinstance(exc.detail, str) else "HTTP error",
+            "status": exc.status_code,
+            "detail": str(exc.detail),
+            "code": code,
+            "instance": request.url.path,
+        }
+        return ProblemResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    async def on_unexpected(request: Request, exc: Exception) -> ProblemResponse:
+        # Log the type only: exception text may quote request data.
+        log.error("unhandled_error", error=type(exc).__name__, path=request.url.path)
+        body = {
+            "type": "https://piigate.dev/problems/internal_error",
+            "title": "Internal error",
+            "status": 500,
+            "detail": "internal error",
+            "code": "internal_error",
+            "instance": request.url.path,
+        }
+        return ProblemResponse(body, status_code=500)
+
+    app.add_exception_handler(PiigateError, on_piigate)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,210 @@
+"""Pydantic models of the HTTP edge (CONTRACT §4). They convert to the core with ``to_domain``."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from piigate.errors import BadRequest
+from piigate.model import (
+    AccessRequest,
+    Action,
+    Challenge,
+    Context,
+    Decision,
+    Outcome,
+    Resource,
+    SessionAuth,
+    Subject,
+    Transaction,
+)
+from piigate.policy.compiled import CompiledPolicy
+
+__all__ = [
+    "DecisionRequestIn",
+    "LoginIn",
+    "challenge_json",
+    "decision_json",
+]
+
+Name = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SubjectIn(_In):
+    id: Name
+    roles: list[Name] = Field(default_factory=list, max_length=64)
+    scopes: list[Name] = Field(default_factory=list, max_length=64)
+
+
+class SessionIn(_In):
+    id: Annotated[str, Field(max_length=255)] | None = None
+    acr: Annotated[str, Field(max_length=255)] | None = None
+    amr: list[Annotated[str, Field(max_length=32)]] = Field(default_factory=list, max_length=16)
+    auth_time: Annotated[int, Field(ge=0, le=32503680000)] | None = None
+
+
+class ContextIn(_In):
+    ip: str | None = None
+    user_agent: Annotated[str, Field(max_length=1024)] | None = None
+    device_id: Annotated[str, Field(max_length=255)] | None = None
+
+    @field_validator("ip")
+    @classmethod
+    def _ip(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueError("not an IP address") from None
+        return value
+
+
+class ResourceIn(_In):
+    type: Annotated[str, Field(max_length=255)] | None = None
+    id: Annotated[str, Field(max_length=255)] | None = None
+
+
+class TransactionIn(_In):
+    amount: Annotated[Decimal, Field(ge=0, max_digits=20, decimal_places=6)]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
+    payee: Annotated[str, Field(max_length=255)] | None = None
+
+
+class DecisionRequestIn(_In):
+    subject: SubjectIn
+    session: SessionIn = SessionIn()
+    grants: list[Annotated[str, Field(max_length=4096)]] = Field(default_factory=list, max_length=8)
+    context: ContextIn = ContextIn()
+    action: Action
+    resource: ResourceIn = ResourceIn()
+    pii: list[Name] = Field(default_factory=list, max_length=64)
+    transaction: TransactionIn | None = None
+    # Extension: fields that identify this one request for bound (max_age: 0) step-ups, e.g.
+    # {"method": "DELETE", "path": "/customers/42"}. Hash values that hold PII before sending.
+    binding: dict[Name, Annotated[str, Field(max_length=1024)]] = Field(
+        default_factory=dict, max_length=32
+    )
+
+    def to_domain(self, policy: CompiledPolicy) -> AccessRequest:
+        unknown = sorted(set(self.pii) - set(policy.policy.pii))
+        if unknown:
+            raise BadRequest(f"unknown PII class {unknown[0]!r}", field="pii")
+        if self.action is Action.TRANSACT and self.transaction is None:
+            raise BadRequest("a transact request needs a transaction", field="transaction")
+        acr = self.session.acr
+        return AccessRequest(
+            subject=Subject(
+                id=self.subject.id,
+                roles=frozenset(self.subject.roles),
+                scopes=frozenset(self.subject.scopes),
+            ),
+            action=self.action,
+            pii=frozenset(self.pii),
+            resource=Resource(self.resource.type, self.resource.id),
+            session=SessionAuth(
+                id=self.session.id,
+                acr=acr,
+                level=policy.level_for_acr(acr),
+                amr=tuple(self.session.amr),
+                auth_time=(
+                    datetime.fromtimestamp(self.session.auth_time, UTC)
+                    if self.session.auth_time is not None
+                    else None
+                ),
+            ),
+            context=Context(self.context.ip, self.context.user_agent, self.context.device_id),
+            transaction=(
+                Transaction(
+                    self.transaction.amount, self.transaction.currency, self.transaction.payee
+                )
+                if self.transaction
+                else None
+            ),
+            grants=tuple(self.grants),
+            binding_fields=dict(self.binding),
+        )
+
+
+class LoginIn(_In):
+    username: Name
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+def _epoch(at: datetime) -> int:
+    return int(at.timestamp())
+
+
+def challenge_json(challenge: Challenge, *, include_state: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": challenge.id,
+        "expires_at": _epoch(challenge.expires_at),
+        "url": f"/stepup/{challenge.id}",
+    }
+    if include_state:
+        req = challenge.requirement
+        body.update(
+            {
+                "state": challenge.state.value,
+                "subject": challenge.subject_id,
+                "action": challenge.action.value,
+                "pii": sorted(challenge.pii),
+                "resource": {"type": challenge.resource.type, "id": challenge.resource.id},
+                "level": req.level,
+                "acr_values": list(req.acr_values),
+                "max_age": req.max_age,
+                "methods": list(req.methods),
+                "bound": req.binding is not None,
+                "attempts_left": max(0, challenge.max_attempts - challenge.attempts),
+                "created_at": _epoch(challenge.created_at),
+            }
+        )
+        if challenge.transaction is not None:
+            txn = challenge.transaction
+            body["transaction"] = {
+                "amount": str(txn.amount),
+                "currency": txn.currency,
+                "payee": txn.payee,
+            }
+    return body
+
+
+def decision_json(decision: Decision, www_authenticate: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "decision_id": decision.id,
+        "outcome": decision.outcome.value,
+        "rules": list(decision.rules),
+        "mask": sorted(decision.mask),
+        "risk": {
+            "score": decision.risk.score,
+            "signals": [
+                {"name": s.name, "weight": s.weight, "detail": s.detail}
+                for s in decision.risk.signals
+            ],
+        },
+    }
+    req = decision.required
+    if req is not None:
+        body["required"] = {
+            "level": req.level,
+            "acr_values": list(req.acr_values),
+            "max_age": req.max_age,
+            "methods": list(req.methods),
+            "binding": req.binding,
+        }
+    if decision.challenge is not None:
+        body["challenge"] = challenge_json(decision.challenge)
+    if decision.outcome is Outcome.DENY and decision.reason:
+        body["reason"] = decision.reason
+    if decision.missing_scope:
+        body["missing_scope"] = list(decision.missing_scope)
+    if www_authenticate:
+        body["www_authenticate"] = www_authenticate
+    return body

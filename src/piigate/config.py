@@ -1,0 +1,189 @@
+"""Service configuration: a YAML file (``--config``) and ``PIIGATE_*`` environment variables.
+
+The file is either a policy file (it has ``version:``) that may carry a ``service:`` section, or a
+configuration file with ``policy: path/to/policy.yaml`` and ``service:``. Environment variables win
+over the file, so one image can be configured per deployment.
+
+| variable | meaning |
+| --- | --- |
+| ``PIIGATE_POLICY`` | policy file |
+| ``PIIGATE_DATA_DIR`` | where SQLite and the keyring live (default ``./.piigate``) |
+| ``PIIGATE_DATABASE_URL`` | ``postgresql://...`` for the production store |
+| ``PIIGATE_PUBLIC_URL`` | the URL users reach piigate at (grant issuer, WebAuthn origin) |
+| ``PIIGATE_OIDC_ISSUER`` / ``_AUDIENCE`` / ``_JWKS_URL`` | bearer JWT validation |
+| ``PIIGATE_LOG_FORMAT`` | ``json`` (default) or ``console`` |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Final
+
+import yaml
+
+from piigate.errors import PolicyError
+from piigate.policy.yamlnodes import NodeReader, YamlErrors, compose_file
+
+__all__ = ["ConfigError", "IdentitySettings", "Settings", "load_settings"]
+
+SERVICE_KEYS: Final = frozenset(
+    {
+        "data_dir",
+        "database_url",
+        "redis_url",
+        "public_url",
+        "listen",
+        "identity",
+        "max_body_bytes",
+        "log_format",
+        "session_ttl",
+    }
+)
+IDENTITY_KEYS: Final = frozenset({"issuer", "audience", "jwks_url", "roles_claim"})
+CONFIG_KEYS: Final = frozenset({"policy", "service", "gateway"})
+
+
+class ConfigError(PolicyError):
+    code = "config_invalid"
+    title = "Invalid configuration"
+
+
+@dataclass(frozen=True, slots=True)
+class IdentitySettings:
+    issuer: str
+    audience: str
+    jwks_url: str
+    roles_claim: str = "roles"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    policy_path: str | None = None
+    config_path: str | None = None
+    data_dir: Path = Path(".piigate")
+    database_url: str | None = None
+    redis_url: str | None = None
+    public_url: str = "http://127.0.0.1:8080"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    identity: IdentitySettings | None = None
+    max_body_bytes: int = 64 * 1024
+    log_format: str = "json"
+    session_ttl: int = 8 * 3600
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'piigate.db').resolve()}"
+
+    @property
+    def issuer(self) -> str:
+        """The ``iss`` of grants this deployment signs."""
+        return self.public_url.rstrip("/")
+
+
+def load_settings(
+    config_path: str | None = None, *, environ: Mapping[str, str] | None = None
+) -> Settings:
+    env = os.environ if environ is None else environ
+    settings = Settings()
+    if config_path is not None:
+        settings = _from_file(config_path)
+    return _from_env(settings, env)
+
+
+def _from_file(path: str) -> Settings:
+    errors = YamlErrors(path)
+    read = NodeReader(errors)
+    root = compose_file(path, errors)
+    if root is None:
+        raise ConfigError(errors.messages)
+    top = read.mapping(root, "the configuration")
+    if top is None:
+        raise ConfigError(errors.messages)
+    base = Path(path).resolve().parent
+    settings = Settings(config_path=path)
+    if "version" in top:
+        settings = replace(settings, policy_path=path)  # a policy file with a service section
+    else:
+        for key, (key_node, _) in top.items():
+            if key not in CONFIG_KEYS:
+                errors.at(
+                    key_node, f"unknown key {key!r} (expected one of: policy, service, gateway)"
+                )
+        if "policy" in top:
+            policy = read.string(top["policy"][1], "policy")
+            if policy is not None:
+                settings = replace(settings, policy_path=str(base / policy))
+    if "service" in top:
+        settings = _service(read, top["service"][1], settings, base)
+    if errors:
+        raise ConfigError(errors.messages)
+    return settings
+
+
+def _service(read: NodeReader, node: yaml.Node, settings: Settings, base: Path) -> Settings:
+    spec = read.mapping(node, "service", SERVICE_KEYS) or {}
+    values: dict[str, object] = {}
+    for key in ("database_url", "redis_url", "public_url", "log_format"):
+        if key in spec:
+            values[key] = read.string(spec[key][1], key)
+    if "data_dir" in spec:
+        text = read.string(spec["data_dir"][1], "data_dir")
+        if text is not None:
+            values["data_dir"] = base / text
+    if "listen" in spec:
+        text = read.string(spec["listen"][1], "listen")
+        if text is not None:
+            try:
+                values["host"], values["port"] = _listen(text)
+            except ValueError as exc:
+                read.errors.at(spec["listen"][1], str(exc))
+    for key in ("max_body_bytes", "session_ttl"):
+        if key in spec:
+            values[key] = read.integer(spec[key][1], key, low=1)
+    if "identity" in spec:
+        ident = read.mapping(spec["identity"][1], "identity", IDENTITY_KEYS) or {}
+        missing = [k for k in ("issuer", "audience", "jwks_url") if k not in ident]
+        if missing:
+            read.errors.at(spec["identity"][1], f"identity needs {', '.join(missing)}")
+        else:
+            fields = {k: read.string(v[1], k) for k, v in ident.items()}
+            if all(v is not None for v in fields.values()):
+                values["identity"] = IdentitySettings(**fields)  # type: ignore[arg-type]
+    if "log_format" in values and values["log_format"] not in ("json", "console"):
+        read.errors.at(spec["log_format"][1], "log_format must be json or console")
+    clean = {k: v for k, v in values.items() if v is not None}
+    return replace(settings, **clean)  # type: ignore[arg-type]
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"listen must be HOST:PORT, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _from_env(settings: Settings, env: Mapping[str, str]) -> Settings:
+    values: dict[str, object] = {}
+    if env.get("PIIGATE_POLICY"):
+        values["policy_path"] = env["PIIGATE_POLICY"]
+    if env.get("PIIGATE_DATA_DIR"):
+        values["data_dir"] = Path(env["PIIGATE_DATA_DIR"])
+    for key in ("database_url", "redis_url", "public_url", "log_format"):
+        name = f"PIIGATE_{key.upper()}"
+        if env.get(name):
+            values[key] = env[name]
+    issuer = env.get("PIIGATE_OIDC_ISSUER")
+    if issuer:
+        audience = env.get("PIIGATE_OIDC_AUDIENCE", "")
+        jwks = env.get("PIIGATE_OIDC_JWKS_URL", "")
+        if not audience or not jwks:
+            raise ConfigError(
+                ["PIIGATE_OIDC_ISSUER needs PIIGATE_OIDC_AUDIENCE and PIIGATE_OIDC_JWKS_URL too"]
+            )
+        values["identity"] = IdentitySettings(issuer, audience, jwks)
+    return replace(settings, **values)  # type: ignore[arg-type]
