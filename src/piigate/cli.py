@@ -7,14 +7,16 @@ traceback. Commands that touch the store open it through the same configuration 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
+from piigate import __version__
 from piigate.config import Settings, load_settings
 from piigate.errors import PiigateError, PolicyError
 
@@ -136,6 +138,198 @@ def policy_explain(
             typer.echo(line, err=True)
         raise typer.Exit(1) from None
     typer.echo(json.dumps(result, indent=2, sort_keys=False))
+
+
+# -- service --------------------------------------------------------------------------------------
+@app.command("serve")
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default 8080).")] = None,
+) -> None:
+    """Run the service: the decision API (and, later, the console)."""
+    import dataclasses
+
+    import uvicorn
+
+    from piigate.api.app import create_app
+    from piigate.logs import configure_logging
+
+    settings = _settings(config)
+    if host is not None:
+        settings = dataclasses.replace(settings, host=host)
+    if port is not None:
+        settings = dataclasses.replace(settings, port=port)
+    if settings.policy_path is None:
+        fail("no policy: pass --config FILE (a policy or configuration file) or set PIIGATE_POLICY")
+    configure_logging(settings.log_format)
+    # Refuse to start on a bad policy, before binding the port.
+    from piigate.policy.holder import PolicyHolder
+
+    holder = PolicyHolder.from_file(settings.policy_path)
+    application = create_app(settings, policy=holder)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            application,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            proxy_headers=False,
+            lifespan="on",
+        )
+    )
+
+    async def run() -> None:
+        import signal
+
+        loop = asyncio.get_running_loop()
+
+        def on_hup() -> None:
+            services = getattr(application.state, "services", None)
+            if services is not None:
+                services.request_reload()
+
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, on_hup)
+        await server.serve()
+
+    typer.echo(
+        f"piigate {__version__} listening on http://{settings.host}:{settings.port}", err=True
+    )
+    asyncio.run(run())
+    if server.started is False:
+        fail("the service did not start (see the log above)")
+
+
+# -- store ----------------------------------------------------------------------------------------
+async def _with_store(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    from piigate.store import Database, Store
+
+    db = Database.open(settings.store_url)
+    try:
+        await db.upgrade()
+        return await work(Store(db))
+    finally:
+        await db.close()
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOpt = None) -> None:
+    """Apply the schema migrations (serve also does this on start)."""
+    from piigate.store import Database
+
+    settings = _settings(config)
+
+    async def work() -> str | None:
+        db = Database.open(settings.store_url)
+        try:
+            await db.upgrade()
+            return await db.current_revision()
+        finally:
+            await db.close()
+
+    revision = _run(work())
+    typer.echo(f"database at revision {revision}")
+
+
+@audit_app.command("verify")
+def audit_verify(config: ConfigOpt = None) -> None:
+    """Verify the audit hash chain: exit 0 'ok N events', or exit 1 naming the first bad seq."""
+    from piigate.audit.log import AuditLog
+    from piigate.clock import SystemClock
+
+    settings = _settings(config)
+
+    async def work(store: Any) -> Any:
+        return await AuditLog(store.db, SystemClock()).verify()
+
+    report = _run(_with_store(settings, work))
+    if report.ok:
+        typer.echo(f"ok {report.count} events")
+        return
+    where = f"seq {report.first_bad_seq}" if report.first_bad_seq is not None else "the chain head"
+    fail(f"audit chain broken at {where}: {report.reason} ({report.count} events checked)")
+
+
+async def _audit(
+    settings: Settings, type: str, subject: str | None, data: dict[str, object]
+) -> None:
+    from piigate.audit.log import AuditLog
+    from piigate.clock import SystemClock
+
+    async def work(store: Any) -> None:
+        audit = AuditLog(store.db, SystemClock())
+        try:
+            await audit.record(type, subject_id=subject, data=data)
+        finally:
+            await audit.stop()
+
+    await _with_store(settings, work)
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    role: Annotated[list[str] | None, typer.Option("--role", help="A role (repeatable).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Add a local user (argon2id password hash)."""
+    from piigate.clock import SystemClock
+    from piigate.crypto.secret import Secret
+    from piigate.identity import hash_password
+
+    settings = _settings(config)
+    if not name.strip() or len(name) > 255:
+        fail("the user name must be 1 to 255 characters")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        fail("the password must have at least 8 characters")
+    digest = hash_password(Secret(password))
+    roles = sorted(set(role or []))
+
+    async def work(store: Any) -> None:
+        await store.add_user(name, digest, roles, SystemClock().now())
+
+    _run(_with_store(settings, work))
+    _run(_audit(settings, "user_added", name, {"roles": roles}))
+    typer.echo(f"user {name} added" + (f" with roles {', '.join(roles)}" if roles else ""))
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="A name for the key (the app or service).")],
+    role: Annotated[list[str] | None, typer.Option("--role", help="A role (repeatable).")] = None,
+    scope: Annotated[
+        list[str] | None, typer.Option("--scope", help="A scope, e.g. decisions (repeatable).")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create an API key; it is printed once and stored only as a SHA-256 digest."""
+    from piigate.clock import SystemClock
+    from piigate.identity import generate_api_key
+
+    settings = _settings(config)
+    key_id, secret, digest = generate_api_key()
+    roles, scopes = sorted(set(role or [])), sorted(set(scope or []))
+
+    async def work(store: Any) -> None:
+        await store.create_api_key(key_id, name, digest, roles, scopes, SystemClock().now())
+
+    _run(_with_store(settings, work))
+    _run(
+        _audit(
+            settings, "api_key_created", key_id, {"name": name, "scopes": scopes, "roles": roles}
+        )
+    )
+    typer.echo(f"# API key {key_id} ({name}); shown once, store it now:", err=True)
+    typer.echo(secret.reveal())
 
 
 def main() -> None:

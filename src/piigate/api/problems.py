@@ -43,6 +43,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         errors: list[dict[str, Any]] = []
         for err in exc.errors():
+            if err.get("type") == "json_invalid":
+                errors.append({"field": "body", "message": "malformed JSON"})
+                continue
             loc = [str(part) for part in err.get("loc", ()) if part != "body"]
             errors.append({"field": ".".join(loc) or "body", "message": err.get("msg", "invalid")})
         first = errors[0] if errors else {"field": "body", "message": "invalid"}

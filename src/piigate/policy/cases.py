@@ -82,7 +82,8 @@ def load_cases(path: str, policy: CompiledPolicy) -> list[PolicyCase]:
         request_node, expect_node = spec["request"][1], spec["expect"][1]
         if read.mapping(request_node, "request", REQUEST_KEYS) is None:
             continue
-        if read.mapping(expect_node, "expect", EXPECT_KEYS) is None:
+        expect_spec = read.mapping(expect_node, "expect", EXPECT_KEYS)
+        if expect_spec is None:
             continue
         try:
             data = yaml.safe_load(yaml.serialize(request_node))
@@ -91,6 +92,12 @@ def load_cases(path: str, policy: CompiledPolicy) -> list[PolicyCase]:
             errors.at(request_node, f"bad request in case {name!r}: {exc}")
             continue
         expect = yaml.safe_load(yaml.serialize(expect_node))
+        # Checked here, so a bad expectation is a positioned error and not a crash in run_case.
+        bad = {key: problem for key in expect if (problem := _expect_problem(key, expect[key]))}
+        for key, problem in bad.items():
+            errors.at(expect_spec[key][1], f"bad expect in case {name!r}: {problem}")
+        if bad:
+            continue
         cases.append(PolicyCase(name, request, proven, expect, str(errors.position(item))))
     if errors:
         raise PolicyError(errors.messages)
@@ -124,6 +131,20 @@ def _compare(expect: Mapping[str, Any], got: Evaluation) -> list[str]:
         if actual[key] != wanted:
             failures.append(f"expected {key} {wanted!r}, got {actual[key]!r}")
     return failures
+
+
+def _expect_problem(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if key in ("mask", "methods", "rules"):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return f"{key} must be a list of names"
+    elif key == "max_age":
+        try:
+            parse_duration(value)
+        except ValueError as exc:
+            return str(exc)
+    return None
 
 
 def request_from_mapping(

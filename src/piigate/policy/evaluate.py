@@ -159,7 +159,12 @@ def _matching_rules(
                 trace.append(RuleTrace(rule.name, RuleStatus.EXPR_ERROR, type(exc).__name__))
                 matched.append(rule)
                 continue
-            if result is not True:
+            if not isinstance(result, bool):
+                # A condition that is not a condition (a string, a number) fails closed too.
+                trace.append(RuleTrace(rule.name, RuleStatus.EXPR_ERROR, type(result).__name__))
+                matched.append(rule)
+                continue
+            if not result:
                 continue
         matched.append(rule)
     return matched

@@ -55,6 +55,7 @@ __all__ = [
     "GRANT_TYPE",
     "GrantRejected",
     "GrantRejection",
+    "KeyringGrantVerifier",
     "issue_grant",
     "verify_grant",
 ]
@@ -245,3 +246,20 @@ def _epoch(at: datetime) -> int:
     if at.tzinfo is None:
         raise ValueError("grant times must be timezone-aware")
     return int(at.timestamp() // 1)
+
+
+class KeyringGrantVerifier:
+    """The engine's ``GrantVerifier`` port over this deployment's keyring and issuer."""
+
+    def __init__(self, keyring: Keyring, issuer: str) -> None:
+        self.keyring = keyring
+        self.issuer = issuer
+
+    def verify(self, token: str, *, now: datetime, expected_subject: str) -> Grant:
+        return verify_grant(
+            token,
+            keyring=self.keyring,
+            issuer=self.issuer,
+            now=now,
+            expected_subject=expected_subject,
+        )

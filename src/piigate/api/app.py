@@ -1,0 +1,52 @@
+"""The FastAPI application factory: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from piigate import __version__
+from piigate.api.middleware import BodyLimit
+from piigate.api.problems import install_problem_handlers
+from piigate.api.routes import challenges, decisions, events, ops, sessions
+from piigate.api.services import Services
+from piigate.clock import Clock
+from piigate.config import Settings
+from piigate.policy.holder import PolicyHolder
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    policy: PolicyHolder | None = None,
+    services: Services | None = None,
+) -> FastAPI:
+    node = services or Services(settings, clock=clock, policy=policy)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await node.start()
+        app.state.services = node
+        try:
+            yield
+        finally:
+            await node.stop()
+
+    app = FastAPI(
+        title="piigate",
+        version=__version__,
+        summary="Step-up authentication around personally identifiable information",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    install_problem_handlers(app)
+    for module in (decisions, challenges, sessions, events, ops):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,1 @@
+"""HTTP routes, one module per concept of CONTRACT §4."""

@@ -1,0 +1,61 @@
+"""``GET /v1/challenges/{id}`` and ``/status`` (CONTRACT §4.3): what a step-up is for.
+
+Readable by the challenge's subject, by the app that asked for the decision, and by admins —
+anyone else gets 404, so challenge ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from piigate.api.auth import Principal, require_principal
+from piigate.api.schemas import challenge_json
+from piigate.api.services import Services, get_services
+from piigate.errors import NotFound
+from piigate.model import Challenge, ChallengeState
+
+router = APIRouter(tags=["challenges"])
+
+
+async def _visible_challenge(
+    services: Services, challenge_id: str, principal: Principal
+) -> Challenge:
+    if len(challenge_id) > 64:
+        raise NotFound("no such challenge")
+    challenge = await services.engine.challenges.get(challenge_id)
+    if challenge is None or not _may_read(challenge, principal):
+        raise NotFound("no such challenge")
+    if challenge.state is ChallengeState.PENDING and challenge.expires_at <= services.clock.now():
+        challenge = dataclasses.replace(challenge, state=ChallengeState.EXPIRED)
+    return challenge
+
+
+def _may_read(challenge: Challenge, principal: Principal) -> bool:
+    if "admin" in principal.roles:
+        return True
+    if principal.kind == "api_key":
+        return challenge.requested_by == principal.id
+    return challenge.subject_id == principal.id
+
+
+@router.get("/v1/challenges/{challenge_id}", summary="What a challenge asks to approve")
+async def get_challenge(
+    challenge_id: str,
+    request: Request,
+    principal: Annotated[Principal, Depends(require_principal)],
+) -> dict[str, Any]:
+    challenge = await _visible_challenge(get_services(request), challenge_id, principal)
+    return challenge_json(challenge, include_state=True)
+
+
+@router.get("/v1/challenges/{challenge_id}/status", summary="pending | approved | denied | expired")
+async def get_challenge_status(
+    challenge_id: str,
+    request: Request,
+    principal: Annotated[Principal, Depends(require_principal)],
+) -> dict[str, Any]:
+    challenge = await _visible_challenge(get_services(request), challenge_id, principal)
+    return {"id": challenge.id, "state": challenge.state.value}

@@ -1,0 +1,36 @@
+"""``POST /v1/decisions`` (CONTRACT §4.2): apps and gateways ask, the engine answers."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from piigate.api.auth import Principal, require_scope
+from piigate.api.schemas import DecisionRequestIn, decision_json
+from piigate.api.services import get_services
+from piigate.errors import ServiceUnavailable, step_up_header
+from piigate.model import Outcome
+
+router = APIRouter(tags=["decisions"])
+
+
+@router.post("/v1/decisions", summary="Decide whether a request may touch PII")
+async def create_decision(
+    body: DecisionRequestIn,
+    request: Request,
+    principal: Annotated[Principal, Depends(require_scope("decisions"))],
+) -> dict[str, Any]:
+    services = get_services(request)
+    compiled = services.policy.current
+    if compiled is None:
+        raise ServiceUnavailable("no policy is loaded")
+    access = body.to_domain(compiled)
+    started = time.perf_counter()
+    decision = await services.engine.decide(access, requested_by=principal.id)
+    services.metrics.observe(decision, time.perf_counter() - started)
+    header = None
+    if decision.outcome is Outcome.STEP_UP and decision.required is not None:
+        header = step_up_header(decision.required.acr_values, decision.required.max_age)
+    return decision_json(decision, header)

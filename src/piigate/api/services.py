@@ -1,0 +1,287 @@
+"""Everything one service node runs, wired from the settings: store, keyring, policy, engine,
+audit log, identity. The HTTP routes only translate between HTTP and these."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import cast
+
+import structlog
+from fastapi import Request
+
+from piigate import __version__
+from piigate.api.metrics import Metrics
+from piigate.audit.bus import EventBus
+from piigate.audit.log import AuditLog
+from piigate.clock import Clock, SystemClock
+from piigate.config import Settings
+from piigate.crypto.keyring import Keyring
+from piigate.crypto.secret import Secret
+from piigate.errors import PolicyError, ServiceUnavailable, TooManyRequests, Unauthorized
+from piigate.identity import (
+    ApiKeyCache,
+    ApiKeyPrincipal,
+    JwtValidator,
+    throttle_keys,
+    verify_password_or_dummy,
+)
+from piigate.identity.throttle import DEFAULT_THROTTLE, backoff_seconds
+from piigate.model import SessionAuth, Subject
+from piigate.policy.holder import PolicyHolder
+from piigate.risk.port import CarriedRisk
+from piigate.stepup.engine import Engine
+from piigate.stepup.grants import KeyringGrantVerifier
+from piigate.store import Database, Store
+from piigate.store.ports import SqlChallenges, SqlGrantLedger
+
+__all__ = ["LoginSession", "Services", "get_services"]
+
+log = structlog.get_logger("piigate.service")
+
+POLICY_POLL_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class LoginSession:
+    token: str | None
+    subject: Subject
+    session: SessionAuth
+
+
+def get_services(request: Request) -> Services:
+    services = getattr(request.app.state, "services", None)
+    if services is None:  # pragma: no cover - only before start-up
+        raise ServiceUnavailable("the service is starting")
+    return cast(Services, services)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Services:
+    """One node's parts. ``start`` opens them in order; ``stop`` flushes and closes."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        policy: PolicyHolder | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.metrics = Metrics()
+        self._policy = policy
+        self._reload = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        settings = self.settings
+        if self._policy is None:
+            if settings.policy_path is None:
+                raise PolicyError(["no policy: pass --config FILE or set PIIGATE_POLICY"])
+            self._policy = PolicyHolder.from_file(settings.policy_path)
+        self.policy = self._policy
+        self.db = Database.open(settings.store_url)
+        await self.db.upgrade()
+        self.store = Store(self.db)
+        keyring_dir = settings.data_dir / "keyring"
+        fresh_keyring = not (keyring_dir / "keyring.json").exists()
+        self.keyring = Keyring.open(keyring_dir)
+        self.bus = EventBus()
+        self.audit = AuditLog(self.db, self.clock, self.bus)
+        await self.audit.start()
+        self.engine = Engine(
+            policy=self.policy,
+            risk=CarriedRisk(),
+            grants=KeyringGrantVerifier(self.keyring, settings.issuer),
+            ledger=SqlGrantLedger(self.store),
+            challenges=SqlChallenges(self.store, self.keyring),
+            audit=self.audit,
+            clock=self.clock,
+        )
+        self.api_keys = ApiKeyCache(self._load_api_key)
+        self.jwt: JwtValidator | None = None
+        if settings.identity is not None:
+            ident = settings.identity
+            self.jwt = JwtValidator(
+                ident.issuer,
+                ident.audience,
+                ident.jwks_url,
+                level_resolver=self._level_for_acr,
+                roles_claim=ident.roles_claim,
+            )
+        if fresh_keyring:
+            kids = [k.kid for k in self.keyring.list_keys()]
+            await self.audit.record("keyring_created", data={"kids": kids})
+        compiled = self.policy.current
+        self.metrics.policy_loaded.set(1 if compiled else 0)
+        await self.audit.record(
+            "service_started",
+            data={
+                "version": __version__,
+                "policy": compiled.digest if compiled else None,
+                "pid": os.getpid(),
+            },
+        )
+        if self.policy.path is not None:
+            self._tasks.append(asyncio.create_task(self._watch_policy(), name="piigate-policy"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self.jwt is not None:
+            await self.jwt.aclose()
+        await self.audit.stop()
+        self.bus.close()
+        await self.db.close()
+
+    # -- policy -------------------------------------------------------------------------------
+    def request_reload(self) -> None:
+        """Ask for a policy reload now (SIGHUP)."""
+        self._reload.set()
+
+    async def reload_policy(self) -> bool:
+        try:
+            compiled = self.policy.reload()
+        except PolicyError as exc:
+            self.metrics.policy_reload_failures.inc()
+            log.warning("policy_reload_failed", errors=exc.errors[:5], kept=self._digest())
+            await self.audit.record(
+                "policy_rejected", data={"errors": exc.errors[:20], "kept": self._digest()}
+            )
+            return False
+        self.metrics.policy_loaded.set(1)
+        log.info("policy_reloaded", policy=compiled.digest, rules=len(compiled.policy.rules))
+        await self.audit.record(
+            "policy_loaded", data={"policy": compiled.digest, "rules": len(compiled.policy.rules)}
+        )
+        return True
+
+    def _digest(self) -> str | None:
+        current = self.policy.current
+        return current.digest if current else None
+
+    def _level_for_acr(self, acr: str | None) -> str | None:
+        current = self.policy.current
+        return current.level_for_acr(acr) if current else None
+
+    async def _watch_policy(self) -> None:
+        path = self.policy.path
+        assert path is not None
+        last = _stamp(path)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reload.wait(), POLICY_POLL_SECONDS)
+            forced = self._reload.is_set()
+            self._reload.clear()
+            stamp = _stamp(path)
+            if forced or stamp != last:
+                last = stamp
+                try:
+                    await self.reload_policy()
+                except ServiceUnavailable:
+                    log.warning("policy_reload_not_audited")
+
+    # -- identity -----------------------------------------------------------------------------
+    async def _load_api_key(self, digest: bytes) -> ApiKeyPrincipal | None:
+        row = await self.store.find_api_key(digest)
+        if row is None:
+            return None
+        return ApiKeyPrincipal(row.id, row.name, frozenset(row.roles), frozenset(row.scopes))
+
+    async def login(self, username: str, password: Secret[str], ip: str | None) -> LoginSession:
+        """Check a local password, throttled per user and per network; open a session."""
+        now = self.clock.now()
+        policy = DEFAULT_THROTTLE
+        user_key, net_key = throttle_keys(username, ip)
+        keys = [k for k in (user_key, net_key) if k is not None]
+        for key in keys:
+            blocked_until = await self.store.active_until(f"{key}:lock", now)
+            if blocked_until is not None:
+                retry = max(1, int((blocked_until - now).total_seconds() + 0.999))
+                self.metrics.logins.labels("throttled").inc()
+                await self.audit.record(
+                    "login_throttled", subject_id=username, data={"ip": ip, "retry_after": retry}
+                )
+                raise TooManyRequests(retry, "too many failed logins; retry later")
+        user = await self.store.get_user(username)
+        known = user is not None and not user.disabled
+        stored_hash = user.password_hash if user is not None and known else None
+        # argon2id costs ~0.1 s of CPU: keep it off the event loop.
+        ok = await asyncio.to_thread(verify_password_or_dummy, stored_hash, password)
+        if not ok or user is None or not known:
+            keyed = [(user_key, policy.free_failures)]
+            if net_key is not None:
+                keyed.append((net_key, policy.ip_free_failures))
+            for key, free in keyed:
+                count = await self.store.hit(key, window_seconds=policy.window, now=now)
+                delay = backoff_seconds(count, free=free, cap=policy.max_delay)
+                if delay:
+                    await self.store.hit(f"{key}:lock", window_seconds=delay, now=now)
+            self.metrics.logins.labels("failed").inc()
+            await self.audit.record("login_failed", subject_id=username, data={"ip": ip})
+            raise Unauthorized("invalid username or password")
+        await self.store.reset(user_key)
+        current = self.policy.current
+        level = current.policy.levels[0].name if current and current.policy.levels else None
+        token = secrets.token_urlsafe(32)
+        row = await self.store.create_session(
+            _token_hash(token),
+            user.username,
+            level,
+            ("pwd",),
+            now,
+            now + timedelta(seconds=self.settings.session_ttl),
+            now,
+        )
+        self.metrics.logins.labels("ok").inc()
+        await self.audit.record(
+            "login_succeeded",
+            subject_id=user.username,
+            data={"ip": ip, "session_id": row.token_hash[:16], "level": level},
+        )
+        return LoginSession(
+            token,
+            Subject(user.username, roles=frozenset(user.roles)),
+            SessionAuth(id=row.token_hash[:16], level=level, amr=row.amr, auth_time=row.auth_time),
+        )
+
+    async def session_for(self, token: str) -> LoginSession | None:
+        if not token or len(token) > 256:
+            return None
+        row = await self.store.get_session(_token_hash(token), self.clock.now())
+        if row is None:
+            return None
+        user = await self.store.get_user(row.username)
+        if user is None or user.disabled:
+            return None
+        return LoginSession(
+            None,
+            Subject(user.username, roles=frozenset(user.roles)),
+            SessionAuth(
+                id=row.token_hash[:16], level=row.level, amr=row.amr, auth_time=row.auth_time
+            ),
+        )
+
+    async def logout(self, token: str) -> None:
+        if await self.store.delete_session(_token_hash(token)):
+            await self.audit.record("logout", data={"session_id": _token_hash(token)[:16]})
+
+
+def _stamp(path: str) -> tuple[float, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime, st.st_size)

@@ -1,0 +1,138 @@
+"""In-process fan-out of committed audit events (feeds ``GET /v1/events/stream``).
+
+Each subscriber has its own bounded queue, so one slow reader never slows the audit log or the
+other readers. A subscriber whose queue overflows is dropped: it still receives what was queued,
+then :class:`SubscriberLagged` tells it the last seq it saw, so it can catch up from the store
+(``AuditLog.list_events(after=...)``) and subscribe again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from types import TracebackType
+
+from piigate.model import AuditEvent
+
+__all__ = ["EventBus", "SubscriberLagged", "Subscription", "SubscriptionClosed"]
+
+
+class SubscriberLagged(Exception):
+    """The subscriber fell behind and was dropped; events after ``last_seq`` were not sent."""
+
+    def __init__(self, last_seq: int | None) -> None:
+        super().__init__(f"subscriber fell behind after seq {last_seq}")
+        self.last_seq = last_seq
+
+
+class SubscriptionClosed(Exception):
+    """The subscription (or the whole bus) was closed."""
+
+
+_WAKE = object()
+
+
+class Subscription:
+    """An async iterator of events; use as ``async with bus.subscribe() as sub: async for ...``."""
+
+    def __init__(self, bus: EventBus, *, maxsize: int, types: frozenset[str]) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self._bus = bus
+        self._queue: asyncio.Queue[AuditEvent | object] = asyncio.Queue(maxsize)
+        self.types = types
+        self.last_seq: int | None = None
+        self.lagged = False
+        self.closed = False
+
+    def wants(self, event: AuditEvent) -> bool:
+        return not self.types or event.type in self.types
+
+    def offer(self, event: AuditEvent) -> bool:
+        """Queue ``event`` without waiting; False (and the subscriber is lagged) when full."""
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.lagged = True
+            return False
+        return True
+
+    async def get(self) -> AuditEvent:
+        while True:
+            if self._queue.empty():
+                if self.lagged:
+                    raise SubscriberLagged(self.last_seq)
+                if self.closed:
+                    raise SubscriptionClosed
+            item = await self._queue.get()
+            if isinstance(item, AuditEvent):
+                self.last_seq = item.seq
+                return item
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._bus._remove(self)
+        # Wake a reader waiting on an empty queue; a full one sees the flag once drained.
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(_WAKE)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> AuditEvent:
+        try:
+            return await self.get()
+        except SubscriptionClosed:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class EventBus:
+    """Publishes each committed event to every subscriber that wants its type."""
+
+    def __init__(self, *, default_maxsize: int = 1000) -> None:
+        self._subscribers: list[Subscription] = []
+        self._default_maxsize = default_maxsize
+        self.dropped_subscribers = 0
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def subscribe(self, *, types: Iterable[str] = (), maxsize: int | None = None) -> Subscription:
+        subscription = Subscription(
+            self,
+            maxsize=self._default_maxsize if maxsize is None else maxsize,
+            types=frozenset(types),
+        )
+        self._subscribers.append(subscription)
+        return subscription
+
+    def publish(self, event: AuditEvent) -> None:
+        """Never blocks: a subscriber that cannot take the event is dropped and told."""
+        for subscription in list(self._subscribers):
+            if subscription.wants(event) and not subscription.offer(event):
+                self._remove(subscription)
+                self.dropped_subscribers += 1
+
+    def close(self) -> None:
+        """End every subscription (their iterators stop after what is queued)."""
+        for subscription in list(self._subscribers):
+            subscription.close()
+
+    def _remove(self, subscription: Subscription) -> None:
+        if subscription in self._subscribers:
+            self._subscribers.remove(subscription)

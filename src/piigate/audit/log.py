@@ -1,0 +1,317 @@
+"""The audit log: appends with group commit, verification and queries over the store.
+
+Callers pass names, ids and settings in ``AuditEvent.data`` -- field and PII class names, record
+ids, rule names, reasons -- never PII values, codes, secrets or tokens. The log does not try to
+detect secrets; it relies on that contract.
+
+Group commit: ``append`` queues the event and waits. One writer task takes everything queued
+(up to ``max_batch``), and in ONE transaction locks the chain head, chains and inserts all the
+events, moves the head and commits; only then does each caller's ``append`` return. If that
+transaction fails, every caller in the batch gets ``StoreUnavailable``: nothing is acknowledged
+that is not durable. Concurrent requests thus share one commit (and one fsync) instead of
+queueing for one each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, select, update
+
+from piigate.audit.bus import EventBus
+from piigate.audit.chain import (
+    ChainHead,
+    ChainReport,
+    ChainRow,
+    ChainVerifier,
+    canonical_json,
+    event_hash,
+)
+from piigate.clock import Clock
+from piigate.model import AuditEvent
+from piigate.store._sql import utc
+from piigate.store.db import Database, StoreUnavailable
+from piigate.store.tables import audit_events, audit_head
+
+__all__ = ["AuditLog", "AuditStats"]
+
+log = logging.getLogger(__name__)
+
+_HEAD_ID = 1
+_MAX_LIMIT = 1000
+
+
+@dataclass(slots=True)
+class AuditStats:
+    """Counters of the writer; ``batches < events`` shows that group commit is batching."""
+
+    events: int = 0
+    batches: int = 0
+    max_batch: int = 0
+    failed_batches: int = 0
+
+
+@dataclass(slots=True)
+class _Pending:
+    event: AuditEvent  # at normalised to UTC
+    data: dict[str, Any]  # canonical form of event.data
+    future: asyncio.Future[AuditEvent]
+
+
+_STOP = object()
+
+
+class AuditLog:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        bus: EventBus | None = None,
+        *,
+        max_batch: int = 500,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.bus = bus
+        self.max_batch = max_batch
+        self.stats = AuditStats()
+        self._queue: asyncio.Queue[_Pending | object] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the writer task (``append`` also starts it on first use)."""
+        if self._writer is None or self._writer.done():
+            self._stopped = False
+            self._queue = asyncio.Queue()
+            self._writer = asyncio.create_task(self._run(self._queue), name="piigate-audit")
+
+    async def stop(self) -> None:
+        """Commit everything queued so far, then stop; later appends raise StoreUnavailable."""
+        self._stopped = True
+        writer, queue = self._writer, self._queue
+        if writer is None or queue is None:
+            return
+        if not writer.done():
+            queue.put_nowait(_STOP)
+            await asyncio.shield(writer)
+        self._writer = None
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def append(self, event: AuditEvent) -> AuditEvent:
+        """Append ``event`` to the chain; returns it with ``seq``, ``prev_hash`` and ``hash``.
+
+        Returns only once the event is committed. Raises ``StoreUnavailable`` when it could not
+        be, ``TypeError``/``ValueError`` when ``data`` is not plain JSON-able values.
+        """
+        data = json.loads(canonical_json(event.data))
+        pending_event = replace(event, at=utc(event.at), data=data)
+        if self._stopped:
+            raise StoreUnavailable("the audit log is stopped")
+        if self._writer is None or self._writer.done():
+            await self.start()
+        assert self._queue is not None
+        future: asyncio.Future[AuditEvent] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(pending_event, data, future))
+        # A cancelled caller cancels only its wait: the event is still written with its batch.
+        return await future
+
+    async def record(
+        self,
+        type: str,
+        *,
+        subject_id: str | None = None,
+        data: Mapping[str, object] | None = None,
+        at: datetime | None = None,
+    ) -> AuditEvent:
+        """Build an event stamped with the log's clock and append it."""
+        event = AuditEvent(
+            type=type, at=at or self.clock.now(), subject_id=subject_id, data=dict(data or {})
+        )
+        return await self.append(event)
+
+    async def _run(self, queue: asyncio.Queue[_Pending | object]) -> None:
+        stopping = False
+        try:
+            while not stopping:
+                first = await queue.get()
+                if first is _STOP:
+                    break
+                assert isinstance(first, _Pending)
+                batch = [first]
+                while len(batch) < self.max_batch:
+                    try:
+                        item = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        break
+                    if item is _STOP:
+                        stopping = True
+                        break
+                    assert isinstance(item, _Pending)
+                    batch.append(item)
+                await self._commit(batch)
+        finally:
+            # Cancelled (event loop shutting down): whoever still waits learns it was not saved.
+            while not queue.empty():
+                item = queue.get_nowait()
+                if isinstance(item, _Pending) and not item.future.done():
+                    item.future.set_exception(StoreUnavailable("the audit log stopped"))
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            committed = await self._write(batch)
+        except Exception as error:
+            self.stats.failed_batches += 1
+            if not isinstance(error, StoreUnavailable):
+                log.error("audit batch failed: %s", type(error).__name__, exc_info=error)
+            for item in batch:
+                if not item.future.done():
+                    failure = StoreUnavailable("the audit event could not be stored")
+                    failure.__cause__ = error
+                    item.future.set_exception(failure)
+            return
+        self.stats.batches += 1
+        self.stats.events += len(committed)
+        self.stats.max_batch = max(self.stats.max_batch, len(committed))
+        for item, event in zip(batch, committed, strict=True):
+            if not item.future.done():
+                item.future.set_result(event)
+        if self.bus is not None:
+            for event in committed:
+                self.bus.publish(event)
+
+    async def _write(self, batch: list[_Pending]) -> list[AuditEvent]:
+        head_query = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID)
+        if self.db.dialect == "postgresql":
+            # Row lock on the head: appenders in other processes queue here, and each then
+            # reads the head its predecessor committed (READ COMMITTED re-reads the locked row).
+            head_query = head_query.with_for_update()
+        # On SQLite, begin_durable() opened with BEGIN IMMEDIATE: the database-wide write lock
+        # is ours before the head is read, so no other process can append in between.
+        async with self.db.begin_durable() as conn:
+            head = (await conn.execute(head_query)).one()
+            seq, prev_hash = int(head.seq), str(head.hash)
+            rows: list[dict[str, Any]] = []
+            committed: list[AuditEvent] = []
+            for item in batch:
+                seq += 1
+                event = item.event
+                digest = event_hash(
+                    prev_hash, seq, event.at, event.type, event.subject_id, item.data
+                )
+                rows.append(
+                    {
+                        "seq": seq,
+                        "at": event.at,
+                        "type": event.type,
+                        "subject_id": event.subject_id,
+                        "data": canonical_json(item.data),
+                        "prev_hash": prev_hash,
+                        "hash": digest,
+                    }
+                )
+                committed.append(replace(event, seq=seq, prev_hash=prev_hash, hash=digest))
+                prev_hash = digest
+            await conn.execute(audit_events.insert(), rows)
+            await conn.execute(
+                update(audit_head)
+                .where(audit_head.c.id == _HEAD_ID)
+                .values(seq=seq, hash=prev_hash)
+            )
+        return committed
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def head(self) -> ChainHead:
+        async with self.db.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID)
+                )
+            ).one()
+        return ChainHead(seq=int(row.seq), hash=str(row.hash))
+
+    async def verify(self, *, batch_size: int = 1000) -> ChainReport:
+        """Verify the whole chain against its head, reading rows in seq order in batches.
+
+        Reads one snapshot, so appends running meanwhile neither break nor extend the check.
+        """
+        verifier = ChainVerifier()
+        async with self.db.snapshot() as conn:
+            found = (
+                await conn.execute(
+                    select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID)
+                )
+            ).first()
+            head = None if found is None else ChainHead(seq=int(found.seq), hash=str(found.hash))
+            after = 0
+            while not verifier.failed:
+                rows = (
+                    await conn.execute(
+                        select(audit_events)
+                        .where(audit_events.c.seq > after)
+                        .order_by(audit_events.c.seq)
+                        .limit(batch_size)
+                    )
+                ).all()
+                if not rows:
+                    break
+                for row in rows:
+                    if not verifier.feed(_chain_row(row)):
+                        break
+                after = int(rows[-1].seq)
+        report = verifier.finish(head)
+        if head is None and report.ok:
+            return ChainReport(ok=False, count=report.count, reason="the chain head is missing")
+        return report
+
+    async def list_events(
+        self,
+        after: int = 0,
+        types: Sequence[str] = (),
+        subject_id: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditEvent]:
+        """Events with ``seq > after`` in seq order, optionally filtered (``limit`` ≤ 1000)."""
+        query = select(audit_events).where(audit_events.c.seq > after)
+        if types:
+            query = query.where(audit_events.c.type.in_(list(types)))
+        if subject_id is not None:
+            query = query.where(audit_events.c.subject_id == subject_id)
+        query = query.order_by(audit_events.c.seq).limit(max(0, min(limit, _MAX_LIMIT)))
+        async with self.db.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_event(row) for row in rows]
+
+
+def _chain_row(row: Row[Any]) -> ChainRow:
+    return ChainRow(
+        seq=int(row.seq),
+        at=row.at,
+        type=row.type,
+        subject_id=row.subject_id,
+        data=row.data,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+def _event(row: Row[Any]) -> AuditEvent:
+    return AuditEvent(
+        type=row.type,
+        at=row.at,
+        subject_id=row.subject_id,
+        data=json.loads(row.data),
+        seq=int(row.seq),
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )

@@ -1,0 +1,37 @@
+"""The store port: SQLAlchemy Core over SQLite (embedded default) or PostgreSQL.
+
+``Store(db)`` gathers every repository; each is also usable alone (``SqlCounters(db)``).
+Rows come back as frozen dataclasses, times as aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from piigate.store.api_keys import ApiKeyRow, ApiKeyStore
+from piigate.store.challenges import ChallengeRow, ChallengeStore
+from piigate.store.counters import SqlCounters
+from piigate.store.db import AlreadyExists, Database, StoreUnavailable, default_url
+from piigate.store.grants import GrantStore
+from piigate.store.sessions import SessionRow, SessionStore
+from piigate.store.users import UserRow, UserStore
+
+__all__ = [
+    "AlreadyExists",
+    "ApiKeyRow",
+    "ApiKeyStore",
+    "ChallengeRow",
+    "ChallengeStore",
+    "Database",
+    "GrantStore",
+    "SessionRow",
+    "SessionStore",
+    "SqlCounters",
+    "Store",
+    "StoreUnavailable",
+    "UserRow",
+    "UserStore",
+    "default_url",
+]
+
+
+class Store(ChallengeStore, GrantStore, UserStore, SessionStore, ApiKeyStore, SqlCounters):
+    """Every repository over one :class:`Database`, as flat methods."""

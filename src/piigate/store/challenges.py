@@ -1,0 +1,82 @@
+"""Pending step-up challenges: stored once, then only counted and moved between states."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from piigate.errors import NotFound
+from piigate.store._sql import Repo, utc
+from piigate.store.tables import challenges
+
+__all__ = ["ChallengeRow", "ChallengeStore"]
+
+_COLUMNS = frozenset(challenges.c.keys())
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeRow:
+    id: str
+    subject_id: str
+    state: str
+    created_at: datetime
+    expires_at: datetime
+    attempts: int
+    max_attempts: int
+    body: dict[str, Any]
+    last_attempt_at: datetime | None = None
+    decision_id: str | None = None
+    requested_by: str | None = None
+
+
+class ChallengeStore(Repo):
+    async def insert_challenge(self, row: Mapping[str, Any]) -> None:
+        """Store a new challenge. ``row`` holds column values; ``body`` is JSON (no PII)."""
+        unknown = set(row) - _COLUMNS
+        if unknown:
+            raise ValueError(f"unknown challenge columns: {sorted(unknown)}")
+        values = dict(row)
+        values.setdefault("attempts", 0)
+        async with self.db.begin() as conn:
+            await conn.execute(challenges.insert().values(values))
+
+    async def get_challenge(self, challenge_id: str) -> ChallengeRow | None:
+        async with self.db.connect() as conn:
+            found = (
+                await conn.execute(select(challenges).where(challenges.c.id == challenge_id))
+            ).first()
+        return None if found is None else ChallengeRow(**found._asdict())
+
+    async def record_attempt(self, challenge_id: str, *, now: datetime) -> int:
+        """Count one verification attempt and return the new count, atomically.
+
+        Parallel attempts each get a distinct count, so the caller compares it with
+        ``max_attempts`` and no burst of guesses can slip past the cap. Raises ``NotFound``
+        when there is no such challenge.
+        """
+        stmt = (
+            update(challenges)
+            .where(challenges.c.id == challenge_id)
+            .values(attempts=challenges.c.attempts + 1, last_attempt_at=utc(now))
+            .returning(challenges.c.attempts)
+        )
+        async with self.db.begin() as conn:
+            attempts = (await conn.execute(stmt)).scalar_one_or_none()
+        if attempts is None:
+            raise NotFound("no such challenge")
+        return int(attempts)
+
+    async def set_challenge_state(self, challenge_id: str, *, expected: str, new: str) -> bool:
+        """Compare-and-set the state: True only for the one caller that saw ``expected``."""
+        stmt = (
+            update(challenges)
+            .where(challenges.c.id == challenge_id, challenges.c.state == expected)
+            .values(state=new)
+        )
+        async with self.db.begin() as conn:
+            result = await conn.execute(stmt)
+        return result.rowcount == 1

@@ -1,0 +1,67 @@
+"""Fixed-window counters in SQL, shared by every node using the same database."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import case, delete, literal, select
+
+from piigate.store._sql import Repo, insert_for, utc
+from piigate.store.tables import TS, counters
+
+__all__ = ["SqlCounters"]
+
+
+class SqlCounters(Repo):
+    async def hit(self, key: str, *, window_seconds: float, now: datetime, amount: int = 1) -> int:
+        """Add ``amount`` to ``key`` and return its count in the current window.
+
+        One statement, so concurrent hits from any number of processes never lose an update:
+        the row is created, restarted (its window is over) or incremented by the database.
+        """
+        now = utc(now)
+        window_end = now + timedelta(seconds=window_seconds)
+        expired = counters.c.window_end <= literal(now, TS)
+        insert = insert_for(self.db, counters).values(key=key, value=amount, window_end=window_end)
+        stmt = insert.on_conflict_do_update(
+            index_elements=[counters.c.key],
+            set_={
+                "value": case((expired, literal(amount)), else_=counters.c.value + amount),
+                "window_end": case((expired, literal(window_end, TS)), else_=counters.c.window_end),
+            },
+        ).returning(counters.c.value)
+        async with self.db.begin() as conn:
+            value = (await conn.execute(stmt)).scalar_one()
+        return int(value)
+
+    async def peek(self, key: str, now: datetime) -> int:
+        """The count in the current window (0 when none or the window is over)."""
+        stmt = select(counters.c.value).where(
+            counters.c.key == key, counters.c.window_end > utc(now)
+        )
+        async with self.db.connect() as conn:
+            value = (await conn.execute(stmt)).scalar_one_or_none()
+        return 0 if value is None else int(value)
+
+    async def active_until(self, key: str, now: datetime) -> datetime | None:
+        """When the current window of ``key`` ends, if it has a count; None otherwise.
+
+        Used as a lock with an expiry: ``hit(key, window_seconds=delay)`` starts it and this
+        says how long it still holds.
+        """
+        stmt = select(counters.c.window_end).where(
+            counters.c.key == key, counters.c.window_end > utc(now), counters.c.value > 0
+        )
+        async with self.db.connect() as conn:
+            value = (await conn.execute(stmt)).scalar_one_or_none()
+        return None if value is None else utc(value)
+
+    async def reset(self, key: str) -> None:
+        async with self.db.begin() as conn:
+            await conn.execute(delete(counters).where(counters.c.key == key))
+
+    async def purge_counters(self, now: datetime) -> int:
+        """Drop counters whose window is over (they would restart from zero anyway)."""
+        async with self.db.begin() as conn:
+            result = await conn.execute(delete(counters).where(counters.c.window_end <= utc(now)))
+        return int(result.rowcount)

@@ -1,0 +1,258 @@
+"""The database handle: one async engine, SQLite (WAL) or PostgreSQL, and its migrations.
+
+Every failure to reach the database surfaces as :class:`StoreUnavailable` (HTTP 503), so the
+edges fail closed instead of treating a dead store as "no such row".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, exc, make_url, text
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from piigate.errors import Conflict, ServiceUnavailable
+
+__all__ = [
+    "AlreadyExists",
+    "Database",
+    "StoreUnavailable",
+    "default_url",
+    "normalize_url",
+]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+# Any constant works, as long as every piigate process uses the same one: the key of the
+# PostgreSQL advisory lock that serialises migrations of one database ("piigate" in ASCII).
+_MIGRATION_LOCK_KEY = 0x7069696761746500
+
+# Execution options read by the SQLite ``begin`` hook below.
+_IMMEDIATE = "piigate_sqlite_immediate"
+_DURABLE = "piigate_sqlite_durable"
+
+# Errors that mean "the store cannot answer right now". IntegrityError is a DBAPIError too, but
+# it is an answer (a constraint said no), so it is re-raised untouched.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    exc.DBAPIError,
+    exc.TimeoutError,  # pool checkout timed out
+    exc.ResourceClosedError,
+    OSError,
+    TimeoutError,
+)
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """The database cannot be reached or failed mid-operation; nothing was acknowledged."""
+
+    code = "store_unavailable"
+    title = "Store unavailable"
+
+
+class AlreadyExists(Conflict):
+    """A row with this key exists already (a taken username, a duplicate API key name)."""
+
+    code = "already_exists"
+    title = "Already exists"
+
+
+def default_url(data_dir: Path) -> str:
+    """The embedded default store: ``sqlite:///<data_dir>/piigate.db``."""
+    return f"sqlite:///{Path(data_dir) / 'piigate.db'}"
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Map ``sqlite://`` and ``postgresql://`` (any driver) onto the async drivers we ship."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:") or "mode=memory" in database:
+            raise ValueError("in-memory SQLite is not supported: give the store a file path")
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+asyncpg")
+    raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
+
+
+class Database:
+    """An opened store. Create with :meth:`open`; run :meth:`upgrade` once at start-up."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect: str = engine.dialect.name
+        # The same pool, with options the SQLite begin hook turns into BEGIN IMMEDIATE and
+        # synchronous=FULL; on PostgreSQL these options are ignored.
+        self._write_engine = engine.execution_options(**{_IMMEDIATE: True})
+        self._durable_engine = engine.execution_options(**{_IMMEDIATE: True, _DURABLE: True})
+        if self.dialect == "postgresql":
+            self._snapshot_engine = engine.execution_options(isolation_level="REPEATABLE READ")
+        else:
+            # A deferred SQLite transaction reads from one WAL snapshot from its first SELECT.
+            self._snapshot_engine = engine
+
+    @classmethod
+    def open(cls, url: str | URL, **engine_options: Any) -> Database:
+        target = normalize_url(url)
+        if target.get_backend_name() == "sqlite":
+            assert target.database is not None
+            Path(target.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            engine = create_async_engine(target, **engine_options)
+            _install_sqlite_hooks(engine)
+        else:
+            options: dict[str, Any] = {"pool_pre_ping": True, "connect_args": {"timeout": 5}}
+            options.update(engine_options)
+            engine = create_async_engine(target, **options)
+        return cls(engine)
+
+    def __repr__(self) -> str:
+        return f"Database({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        async with self.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    # -- connections -------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads (autobegins a transaction, rolled back on exit)."""
+        async with _translating(), self.engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def begin(self, *, immediate: bool = False) -> AsyncIterator[AsyncConnection]:
+        """One transaction, committed on success.
+
+        ``immediate=True`` takes SQLite's write lock at BEGIN (``BEGIN IMMEDIATE``): use it when
+        the transaction reads before it writes, or two writers could both read the old state.
+        """
+        engine = self._write_engine if immediate else self.engine
+        async with _translating(), engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def begin_durable(self) -> AsyncIterator[AsyncConnection]:
+        """A serialised write transaction whose COMMIT survives power loss, not only a crash.
+
+        In WAL mode ``synchronous=NORMAL`` may lose the last commits on power failure; the audit
+        log acknowledges nothing that is not durable, so it commits with ``synchronous=FULL``.
+        """
+        async with _translating(), self._durable_engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction that sees one consistent snapshot across statements."""
+        async with _translating(), self._snapshot_engine.connect() as conn:
+            await conn.begin()
+            try:
+                yield conn
+            finally:
+                await conn.rollback()
+
+    # -- migrations --------------------------------------------------------------------------
+
+    async def upgrade(self, revision: str = "head") -> None:
+        """Migrate to ``revision``; idempotent, and safe when several processes start at once.
+
+        The whole upgrade runs in one transaction (both backends have transactional DDL) that
+        first takes a lock: a PostgreSQL advisory lock, or SQLite's write lock via BEGIN
+        IMMEDIATE. The second process waits, then finds the schema current and does nothing.
+        """
+        async with self.begin(immediate=True) as conn:
+            if self.dialect == "postgresql":
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
+            await conn.run_sync(_run_upgrade, revision)
+
+    async def current_revision(self) -> str | None:
+        async with self.connect() as conn:
+            return await conn.run_sync(_current_revision)
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic configuration for the packaged migrations; no ``alembic.ini`` needed."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def _run_upgrade(connection: Connection, revision: str) -> None:
+    command.upgrade(alembic_config(connection), revision)
+
+
+def _current_revision(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+@asynccontextmanager
+async def _translating() -> AsyncIterator[None]:
+    try:
+        yield
+    except exc.IntegrityError:
+        raise
+    except _UNAVAILABLE as error:
+        raise StoreUnavailable("the store is unavailable") from error
+
+
+def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+    # SQLAlchemy's documented recipe: stop sqlite3 from issuing its own (deferred, sometimes
+    # missing) BEGIN and emit BEGIN ourselves, so transactions mean what they say and a writer
+    # can ask for BEGIN IMMEDIATE.
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            # busy_timeout first, so switching to WAL waits for a concurrent opener.
+            cursor.execute("PRAGMA busy_timeout = 5000")
+            _enable_wal(cursor)
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        options = conn.get_execution_options()
+        # synchronous cannot change inside a transaction, so set it just before BEGIN; the
+        # pooled connection remembers its current setting to avoid needless PRAGMAs.
+        info = conn.connection.info
+        wanted = "FULL" if options.get(_DURABLE) else "NORMAL"
+        if info.get("synchronous", "NORMAL") != wanted:
+            conn.exec_driver_sql(f"PRAGMA synchronous = {wanted}")
+            info["synchronous"] = wanted
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_IMMEDIATE) else "BEGIN")
+
+
+def _enable_wal(cursor: Any) -> None:
+    # WAL is a property of the file, so this only does work for a brand-new database. Switching
+    # needs an exclusive lock, and SQLite answers "database is locked" at once (no busy
+    # handler) while another connection is switching it too: retry briefly. The sleep blocks
+    # the event loop, but only for the first connections of a new file.
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except Exception as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)

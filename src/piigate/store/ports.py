@@ -1,0 +1,130 @@
+"""The engine's ports (``stepup.ports``) implemented over the SQL store.
+
+Challenges are stored as their columns plus a JSON body of names and ids; the one value in a
+challenge that can identify a person — a transaction's payee — is encrypted under the keyring's
+data key with the challenge id as associated data.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from piigate.crypto.keyring import Keyring
+from piigate.model import (
+    Action,
+    Challenge,
+    ChallengeState,
+    Requirement,
+    Resource,
+    Transaction,
+)
+from piigate.store import Store
+from piigate.store.challenges import ChallengeRow
+
+__all__ = ["SqlChallenges", "SqlGrantLedger", "challenge_from_row"]
+
+
+class SqlChallenges:
+    def __init__(self, store: Store, keyring: Keyring) -> None:
+        self.store = store
+        self.keyring = keyring
+
+    async def create(self, challenge: Challenge) -> None:
+        await self.store.insert_challenge(
+            {
+                "id": challenge.id,
+                "subject_id": challenge.subject_id,
+                "state": challenge.state.value,
+                "created_at": challenge.created_at,
+                "expires_at": challenge.expires_at,
+                "attempts": challenge.attempts,
+                "max_attempts": challenge.max_attempts,
+                "decision_id": challenge.decision_id,
+                "requested_by": challenge.requested_by,
+                "body": self._body(challenge),
+            }
+        )
+
+    async def get(self, challenge_id: str) -> Challenge | None:
+        row = await self.store.get_challenge(challenge_id)
+        return None if row is None else challenge_from_row(row, self.keyring)
+
+    def _body(self, challenge: Challenge) -> dict[str, Any]:
+        req = challenge.requirement
+        body: dict[str, Any] = {
+            "requirement": {
+                "level": req.level,
+                "acr_values": list(req.acr_values),
+                "max_age": req.max_age,
+                "methods": list(req.methods),
+                "binding": req.binding,
+                "scope": list(req.scope),
+            },
+            "action": challenge.action.value,
+            "pii": sorted(challenge.pii),
+            "resource": {"type": challenge.resource.type, "id": challenge.resource.id},
+            "session_id": challenge.session_id,
+            "device_id": challenge.device_id,
+        }
+        txn = challenge.transaction
+        if txn is not None:
+            payee = None
+            if txn.payee is not None:
+                payee = self.keyring.encrypt(txn.payee.encode(), aad=_aad(challenge.id))
+            body["transaction"] = {
+                "amount": str(txn.amount),
+                "currency": txn.currency,
+                "payee": payee,
+            }
+        return body
+
+
+def challenge_from_row(row: ChallengeRow, keyring: Keyring) -> Challenge:
+    body = row.body
+    req = body["requirement"]
+    transaction = None
+    if body.get("transaction"):
+        txn = body["transaction"]
+        payee = None
+        if txn.get("payee"):
+            payee = keyring.decrypt(txn["payee"], aad=_aad(row.id)).decode()
+        transaction = Transaction(Decimal(txn["amount"]), txn.get("currency"), payee)
+    return Challenge(
+        id=row.id,
+        subject_id=row.subject_id,
+        requirement=Requirement(
+            level=req["level"],
+            acr_values=tuple(req["acr_values"]),
+            max_age=req["max_age"],
+            methods=tuple(req["methods"]),
+            binding=req["binding"],
+            scope=tuple(req.get("scope", ())),
+        ),
+        action=Action(body["action"]),
+        pii=frozenset(body["pii"]),
+        resource=Resource(body["resource"]["type"], body["resource"]["id"]),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        transaction=transaction,
+        session_id=body.get("session_id"),
+        device_id=body.get("device_id"),
+        decision_id=row.decision_id,
+        requested_by=row.requested_by,
+        state=ChallengeState(row.state),
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+    )
+
+
+class SqlGrantLedger:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def consume(self, grant_id: str, *, expires_at: datetime, now: datetime) -> bool:
+        return await self.store.consume_grant(grant_id, expires_at=expires_at, now=now)
+
+
+def _aad(challenge_id: str) -> bytes:
+    return f"challenge:{challenge_id}:payee".encode()

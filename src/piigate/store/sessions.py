@@ -1,0 +1,83 @@
+"""Console sessions from local login, stored by the hash of their token (never the token)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+
+from piigate.store._sql import Repo, utc
+from piigate.store.tables import sessions
+
+__all__ = ["SessionRow", "SessionStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    token_hash: str
+    username: str
+    level: str | None
+    amr: tuple[str, ...]
+    auth_time: datetime
+    created_at: datetime
+    expires_at: datetime
+
+
+class SessionStore(Repo):
+    async def create_session(
+        self,
+        token_hash: str,
+        username: str,
+        level: str | None,
+        amr: Iterable[str],
+        auth_time: datetime,
+        expires_at: datetime,
+        now: datetime,
+    ) -> SessionRow:
+        row = SessionRow(
+            token_hash=token_hash,
+            username=username,
+            level=level,
+            amr=tuple(amr),
+            auth_time=utc(auth_time),
+            created_at=utc(now),
+            expires_at=utc(expires_at),
+        )
+        async with self.db.begin() as conn:
+            await conn.execute(
+                sessions.insert().values(
+                    token_hash=row.token_hash,
+                    username=row.username,
+                    level=row.level,
+                    amr=list(row.amr),
+                    auth_time=row.auth_time,
+                    created_at=row.created_at,
+                    expires_at=row.expires_at,
+                )
+            )
+        return row
+
+    async def get_session(self, token_hash: str, now: datetime) -> SessionRow | None:
+        """The session, or None when unknown or expired at ``now``."""
+        stmt = select(sessions).where(
+            sessions.c.token_hash == token_hash, sessions.c.expires_at > utc(now)
+        )
+        async with self.db.connect() as conn:
+            found = (await conn.execute(stmt)).first()
+        if found is None:
+            return None
+        data = found._asdict()
+        data["amr"] = tuple(data["amr"])
+        return SessionRow(**data)
+
+    async def delete_session(self, token_hash: str) -> bool:
+        async with self.db.begin() as conn:
+            result = await conn.execute(delete(sessions).where(sessions.c.token_hash == token_hash))
+        return result.rowcount == 1
+
+    async def purge_sessions(self, now: datetime) -> int:
+        async with self.db.begin() as conn:
+            result = await conn.execute(delete(sessions).where(sessions.c.expires_at <= utc(now)))
+        return int(result.rowcount)

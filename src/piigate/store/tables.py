@@ -1,0 +1,177 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations under ``migrations/`` create it.
+
+Times are stored as timezone-aware UTC timestamps; JSON columns hold only ids, names and
+settings, never PII values (phone numbers and factor secrets are stored encrypted).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+
+__all__ = [
+    "UtcDateTime",
+    "api_keys",
+    "audit_events",
+    "audit_head",
+    "challenges",
+    "counters",
+    "metadata",
+    "sessions",
+    "used_grants",
+    "users",
+]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that always binds and returns aware UTC datetimes.
+
+    SQLite has no time zone type: SQLAlchemy stores the wall-clock digits and drops the offset,
+    so a value in another zone would be stored shifted and read back naive. Converting to UTC on
+    the way in (naive values are taken to be UTC) and tagging UTC on the way out makes both
+    backends agree, and keeps SQLite's text timestamps comparable with ``<``/``>``.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+TS = UtcDateTime()
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT.
+SEQ = BigInteger().with_variant(Integer(), "sqlite")
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("seq", SEQ, primary_key=True, autoincrement=False),
+    Column("at", TS, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("subject_id", String(255), nullable=True),
+    Column("data", Text, nullable=False),  # canonical JSON
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_events_type", "type"),
+    Index("ix_audit_events_subject_id", "subject_id"),
+)
+
+# The anchor of the audit chain: one row (id = 1) holding the last appended seq and hash. Every
+# append transaction locks and updates it, so appends from many processes serialise on it, and
+# a deleted tail of audit_events shows up as a head that points past the last row.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", SEQ, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+challenges = Table(
+    "challenges",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("subject_id", String(255), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False),
+    Column("last_attempt_at", TS, nullable=True),  # for back-off between attempts
+    Column("decision_id", String(64), nullable=True),
+    Column("requested_by", String(255), nullable=True),
+    Column("body", JSON, nullable=False),  # requirement, action, pii classes, resource, txn
+    Index("ix_challenges_subject_id", "subject_id"),
+)
+
+used_grants = Table(
+    "used_grants",
+    metadata,
+    Column("grant_id", String(64), primary_key=True),
+    Column("used_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Index("ix_used_grants_expires_at", "expires_at"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("username", String(255), primary_key=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("roles", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("username", String(255), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Column("level", String(64), nullable=True),
+    Column("auth_time", TS, nullable=False),
+    Column("amr", JSON, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("key_hash", LargeBinary(32), nullable=False, unique=True),
+    Column("roles", JSON, nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("revoked_at", TS, nullable=True),
+)
+
+# Fixed-window counters shared across nodes (login throttling, failure counts, rate limits).
+counters = Table(
+    "counters",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("value", Integer, nullable=False),
+    Column("window_end", TS, nullable=False),
+)

@@ -1,0 +1,81 @@
+"""Local users (the embedded identity provider)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, select, update
+
+from piigate.store._sql import Repo, insert_for, utc
+from piigate.store.db import AlreadyExists
+from piigate.store.tables import users
+
+__all__ = ["UserRow", "UserStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    username: str
+    password_hash: str
+    roles: tuple[str, ...]
+    created_at: datetime
+    disabled: bool = False
+
+
+def _row(found: Row[Any]) -> UserRow:
+    data = found._asdict()
+    data["roles"] = tuple(data["roles"])
+    data["disabled"] = bool(data["disabled"])
+    return UserRow(**data)
+
+
+class UserStore(Repo):
+    async def add_user(
+        self, username: str, password_hash: str, roles: Iterable[str], now: datetime
+    ) -> UserRow:
+        """Create a user; raises :class:`AlreadyExists` when the name is taken."""
+        row = UserRow(username, password_hash, tuple(sorted(set(roles))), utc(now))
+        stmt = (
+            insert_for(self.db, users)
+            .values(
+                username=row.username,
+                password_hash=row.password_hash,
+                roles=list(row.roles),
+                created_at=row.created_at,
+                disabled=False,
+            )
+            .on_conflict_do_nothing(index_elements=[users.c.username])
+            .returning(users.c.username)
+        )
+        async with self.db.begin() as conn:
+            inserted = (await conn.execute(stmt)).first()
+        if inserted is None:
+            raise AlreadyExists("that username is taken")
+        return row
+
+    async def get_user(self, username: str) -> UserRow | None:
+        async with self.db.connect() as conn:
+            found = (await conn.execute(select(users).where(users.c.username == username))).first()
+        return None if found is None else _row(found)
+
+    async def list_users(self) -> list[UserRow]:
+        async with self.db.connect() as conn:
+            rows = (await conn.execute(select(users).order_by(users.c.username))).all()
+        return [_row(r) for r in rows]
+
+    async def set_password_hash(self, username: str, password_hash: str) -> bool:
+        """Replace the password hash; False when there is no such user."""
+        return await self._update(username, password_hash=password_hash)
+
+    async def set_user_disabled(self, username: str, disabled: bool) -> bool:
+        return await self._update(username, disabled=disabled)
+
+    async def _update(self, username: str, **values: object) -> bool:
+        async with self.db.begin() as conn:
+            result = await conn.execute(
+                update(users).where(users.c.username == username).values(**values)
+            )
+        return result.rowcount == 1

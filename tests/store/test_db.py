@@ -1,0 +1,206 @@
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from piigate.errors import ServiceUnavailable
+from piigate.store import Database, StoreUnavailable, default_url
+from piigate.store.db import normalize_url
+from piigate.store.tables import metadata
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("given", "driver"),
+    [
+        ("sqlite:///x.db", "sqlite+aiosqlite"),
+        ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite"),
+        ("sqlite+pysqlite:///x.db", "sqlite+aiosqlite"),
+        ("postgresql://u@h/d", "postgresql+asyncpg"),
+        ("postgresql+psycopg://u@h/d", "postgresql+asyncpg"),
+        ("postgresql+asyncpg://u@h/d", "postgresql+asyncpg"),
+    ],
+)
+def test_urls_are_normalised_to_async_drivers(given: str, driver: str) -> None:
+    assert normalize_url(given).drivername == driver
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "mysql://u@h/d"])
+def test_unsupported_urls_are_refused(url: str) -> None:
+    with pytest.raises(ValueError):
+        normalize_url(url)
+
+
+def test_default_url(tmp_path: Path) -> None:
+    assert default_url(tmp_path) == f"sqlite:///{tmp_path}/piigate.db"
+
+
+async def test_sqlite_creates_the_directory_and_sets_pragmas(tmp_path: Path) -> None:
+    db = Database.open(f"sqlite:///{tmp_path}/a/b/piigate.db")
+    try:
+        assert db.dialect == "sqlite"
+        async with db.connect() as conn:
+            pragmas = {
+                name: (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
+                for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
+            }
+        # synchronous: 1 = NORMAL
+        assert pragmas == {
+            "journal_mode": "wal",
+            "synchronous": 1,
+            "busy_timeout": 5000,
+            "foreign_keys": 1,
+        }
+        assert (tmp_path / "a" / "b" / "piigate.db").exists()
+    finally:
+        await db.close()
+
+
+async def test_upgrade_is_idempotent_and_matches_the_metadata(db: Database) -> None:
+    await db.upgrade()
+    assert await db.current_revision() == "0001"
+
+    def diff(sync_conn: object) -> list[object]:
+        context = MigrationContext.configure(sync_conn, opts={"compare_type": True})  # type: ignore[arg-type]
+        return list(compare_metadata(context, metadata))
+
+    async with db.connect() as conn:
+        assert await conn.run_sync(diff) == []
+        names = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+    assert set(metadata.tables) <= names
+
+
+async def test_concurrent_upgrades_do_not_collide(database_url: str) -> None:
+    # Separate engines = separate connections, as from separate processes: each upgrade takes
+    # the migration lock, and the later ones find the schema current.
+    dbs = [Database.open(database_url) for _ in range(3)]
+    try:
+        await asyncio.gather(*(d.upgrade() for d in dbs))
+        assert {await d.current_revision() for d in dbs} == {"0001"}
+        async with dbs[0].connect() as conn:
+            heads = (await conn.execute(text("SELECT count(*) FROM audit_head"))).scalar()
+        assert heads == 1
+    finally:
+        for d in dbs:
+            await d.close()
+
+
+async def test_begin_immediate_serialises_sqlite_writers(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/lock.db"
+    first, second = Database.open(url), Database.open(url)
+    try:
+        await first.upgrade()
+        entered = asyncio.Event()
+        release = asyncio.Event()
+        second_done = asyncio.Event()
+
+        async def hold() -> None:
+            async with first.begin(immediate=True) as conn:
+                await conn.execute(text("SELECT 1"))
+                entered.set()
+                await release.wait()
+
+        async def wait_for_lock() -> None:
+            await entered.wait()
+            async with second.begin(immediate=True) as conn:
+                await conn.execute(text("SELECT 1"))
+            second_done.set()
+
+        holder = asyncio.create_task(hold())
+        waiter = asyncio.create_task(wait_for_lock())
+        await entered.wait()
+        await asyncio.sleep(0.3)
+        assert not second_done.is_set()  # blocked at BEGIN IMMEDIATE by the other writer
+        release.set()
+        await asyncio.wait_for(asyncio.gather(holder, waiter), 5)
+        assert second_done.is_set()
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_postgres_on_a_closed_port_is_unavailable() -> None:
+    db = Database.open(f"postgresql://postgres@127.0.0.1:{closed_port()}/nothing")
+    try:
+        with pytest.raises(StoreUnavailable) as raised:
+            await db.ping()
+        assert isinstance(raised.value, ServiceUnavailable)
+        assert raised.value.status == 503
+        with pytest.raises(StoreUnavailable):
+            await db.upgrade()
+    finally:
+        await db.close()
+
+
+async def test_unusable_sqlite_path_is_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "dir.db").mkdir()
+    db = Database.open(f"sqlite:///{tmp_path}/dir.db")
+    try:
+        with pytest.raises(StoreUnavailable):
+            await db.ping()
+        # aiosqlite (0.22) stops the worker thread of a failed connect without awaiting it;
+        # let it finish while the event loop is still open.
+        await asyncio.sleep(0.1)
+    finally:
+        await db.close()
+
+
+async def test_ping(db: Database) -> None:
+    await db.ping()
+    assert "piigate" in repr(db) or db.dialect in repr(db)
+
+
+async def test_durable_transactions_commit_with_synchronous_full(tmp_path: Path) -> None:
+    db = Database.open(f"sqlite:///{tmp_path}/durable.db")
+    try:
+        async with db.begin_durable() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == 2  # FULL
+        async with db.begin() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == 1  # NORMAL
+    finally:
+        await db.close()
+
+
+async def test_downgrade_to_base_and_back(db: Database) -> None:
+    from alembic import command
+
+    from piigate.store.db import alembic_config
+
+    async with db.begin(immediate=True) as conn:
+        await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "base"))
+    async with db.connect() as conn:
+        left = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+    assert left <= {"alembic_version"}
+    await db.upgrade()
+    assert await db.current_revision() == "0001"
+
+
+def test_alembic_command_without_a_connection_opens_its_own(tmp_path: Path) -> None:
+    # The path the ``alembic`` CLI takes: env.py builds the engine from sqlalchemy.url.
+    from alembic import command
+
+    from piigate.store.db import alembic_config
+
+    config = alembic_config()
+    config.set_main_option("sqlalchemy.url", f"sqlite:///{tmp_path}/cli.db")
+    command.upgrade(config, "head")
+
+    async def revision() -> str | None:
+        db = Database.open(f"sqlite:///{tmp_path}/cli.db")
+        try:
+            return await db.current_revision()
+        finally:
+            await db.close()
+
+    assert asyncio.run(revision()) == "0001"
