@@ -630,3 +630,18 @@ def test_risk_defaults_fill_omitted_signals() -> None:
     assert signals["velocity"].weight == 30
     assert signals["velocity"].params == {"window": 120, "limit": 60}
     assert signals["impossible_travel"].params == {"suspicious_kmh": 250, "impossible_kmh": 900}
+
+
+@pytest.mark.parametrize("key", ["pii", "action", "roles", "resource", "scopes", "signals"])
+def test_an_empty_when_list_is_an_error(tmp_path: Path, key: str) -> None:
+    text = (
+        "version: 1\nlevels:\n  aal1: {acr: a}\npii:\n  ssn: {}\nrules:\n"
+        f"  - name: r\n    when: {{{key}: []}}\n    require: {{level: aal1}}\n"
+    )
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(PolicyError) as caught:
+        load_policy(str(path))
+    assert any(":8:" in e and "must not be empty" in e for e in caught.value.errors), (
+        caught.value.errors
+    )

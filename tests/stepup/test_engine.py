@@ -434,3 +434,37 @@ async def test_an_idp_session_never_meets_max_age_zero(world: World) -> None:
     fresh = replace(delete_ssn(), session=session)
     decision = await world.engine.decide(fresh)
     assert decision.outcome is Outcome.STEP_UP
+
+
+# -- grants are bound to their session and device ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("session_id", "device_id", "reason"),
+    [("s-other", "d-9", "wrong_session"), ("s-1", "d-other", "wrong_device")],
+)
+async def test_grant_from_another_session_or_device_proves_nothing(
+    world: World, session_id: str, device_id: str, reason: str
+) -> None:
+    request = delete_ssn(grants=("tok",))
+    world.verifier.grants["tok"] = replace(bound_grant(request), device_id="d-9")
+    moved = replace(
+        request,
+        session=replace(request.session, id=session_id),
+        context=replace(request.context, device_id=device_id),
+    )
+    # The binding digest does not cover session or device, so only the mismatch check stops it.
+    assert binding_digest(moved) == binding_digest(request)
+    decision = await world.engine.decide(moved)
+    assert decision.outcome is Outcome.STEP_UP
+    assert world.audit.events[-1].data["rejected_grants"] == [reason]
+    assert world.ledger.used == {}
+
+
+async def test_level_names_are_not_acr_values(world: World) -> None:
+    # Only a level's acr and its aliases identify it; an IdP saying acr="aal3" proves nothing.
+    session = SessionAuth(acr="aal2", auth_time=T0)
+    decision = await world.engine.decide(read("phone", session))
+    assert decision.outcome is Outcome.STEP_UP
+    aliased = SessionAuth(acr="urn:okta:loa:2fa:any", auth_time=T0)
+    assert (await world.engine.decide(read("phone", aliased))).outcome is Outcome.ALLOW

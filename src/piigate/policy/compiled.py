@@ -73,7 +73,6 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
         acr_to_level[level.acr] = level.name
         for alias in level.aliases:
             acr_to_level[alias] = level.name
-        acr_to_level.setdefault(level.name, level.name)
     buckets = {action.value: _bucket(policy.rules, action.value) for action in Action}
     programs = {rule.name: cel.compile(rule.when.expr) for rule in policy.rules if rule.when.expr}
     factor_ranks = {kind: ranks[f.level] for kind, f in policy.factors.items()}

@@ -349,7 +349,7 @@ class _PolicyParser:
                 pii = ANY_PII
             else:
                 classes = set()
-                for cls, cls_node in self.read.string_list(value, "pii") or []:
+                for cls, cls_node in self.read.string_list(value, "pii", nonempty=True) or []:
                     if cls not in self.pii:
                         known = ", ".join(self.pii) or "none defined"
                         self.errors.at(
@@ -361,7 +361,9 @@ class _PolicyParser:
         actions = None
         if "action" in spec:
             acts = set()
-            for act, act_node in self.read.string_list(spec["action"][1], "action") or []:
+            for act, act_node in (
+                self.read.string_list(spec["action"][1], "action", nonempty=True) or []
+            ):
                 if act not in ACTIONS:
                     self.errors.at(
                         act_node,
@@ -373,7 +375,7 @@ class _PolicyParser:
         sets: dict[str, frozenset[str] | None] = {}
         for key in ("resource", "roles", "scopes", "signals"):
             if key in spec:
-                values = self.read.string_list(spec[key][1], key)
+                values = self.read.string_list(spec[key][1], key, nonempty=True)
                 if values is None:
                     ok = False
                     continue

@@ -173,13 +173,18 @@ class NodeReader:
             return str(node.value).lower() in ("true", "yes", "on")
         return node.value
 
-    def string_list(self, node: yaml.Node, what: str) -> list[tuple[str, yaml.Node]] | None:
+    def string_list(
+        self, node: yaml.Node, what: str, *, nonempty: bool = False
+    ) -> list[tuple[str, yaml.Node]] | None:
         """A list of strings; a single string is accepted as a one-item list."""
         if isinstance(node, yaml.ScalarNode):
             value = self.string(node, what)
             return None if value is None else [(value, node)]
         items = self.sequence(node, what)
         if items is None:
+            return None
+        if nonempty and not items:
+            self.errors.at(node, f"{what} must not be empty (the rule would never match)")
             return None
         out: list[tuple[str, yaml.Node]] = []
         for item in items:

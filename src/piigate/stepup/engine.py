@@ -58,6 +58,22 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_urlsafe(16)}"
 
 
+def _grant_mismatch(grant: Grant, request: AccessRequest) -> str | None:
+    """A grant is the elevation of one subject in one session on one device (CONTRACT §4.3):
+    presented from another session or device it proves nothing, even with a valid signature."""
+    if grant.subject_id != request.subject.id:
+        return "wrong_subject"
+    if grant.session_id and request.session.id and grant.session_id != request.session.id:
+        return "wrong_session"
+    if (
+        grant.device_id
+        and request.context.device_id
+        and grant.device_id != request.context.device_id
+    ):
+        return "wrong_device"
+    return None
+
+
 class GrantVerifier(Protocol):
     def verify(self, token: str, *, now: datetime, expected_subject: str) -> Grant:
         """The grant the token carries; raises on any rejection (reason kept for the audit)."""
@@ -175,6 +191,10 @@ class Engine:
                 grant = self.grants.verify(token, now=now, expected_subject=request.subject.id)
             except Exception as exc:
                 rejected.append(str(getattr(exc, "reason", type(exc).__name__)))
+                continue
+            mismatch = _grant_mismatch(grant, request)
+            if mismatch is not None:
+                rejected.append(mismatch)
                 continue
             proven.append(
                 ProvenLevel(
