@@ -41,7 +41,8 @@ SECRET_KEYS: Final = frozenset(
 _PATTERNS: Final = (
     re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),  # JWS / JWT
     re.compile(r"pgk_[A-Za-z0-9_-]{8,}"),  # piigate API keys
-    re.compile(r"(?<![\w.])\+?\d[\d -]{4,}\d(?![\w.])"),  # codes, phone and identity numbers
+    # Codes, phone and identity numbers; not inside ids, versions or ISO timestamps.
+    re.compile(r"(?<![\w.:-])\+?\d[\d -]{4,}\d(?![\w:-])"),
 )
 REDACTED: Final = "[redacted]"
 

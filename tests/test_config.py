@@ -1,0 +1,80 @@
+"""Configuration: a policy file with a service section, a config file naming the policy, env."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from piigate.config import ConfigError, load_settings
+
+
+def write(path: Path, text: str) -> str:
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def test_a_policy_file_with_a_service_section(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "policy.yaml",
+        """\
+        version: 1
+        service:
+          listen: 0.0.0.0:9000
+          data_dir: state
+          identity: {issuer: https://idp, audience: api, jwks_url: https://idp/jwks}
+        """,
+    )
+    settings = load_settings(path, environ={})
+    assert settings.policy_path == path
+    assert (settings.host, settings.port) == ("0.0.0.0", 9000)
+    assert settings.data_dir == tmp_path / "state"
+    assert settings.identity is not None and settings.identity.audience == "api"
+    assert settings.store_url == f"sqlite:///{(tmp_path / 'state' / 'piigate.db').resolve()}"
+
+
+def test_a_config_file_names_the_policy_relative_to_itself(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "piigate.yaml", "policy: rules/p.yaml\nservice: {public_url: https://x}\n"
+    )
+    settings = load_settings(path, environ={})
+    assert settings.policy_path == str(tmp_path / "rules" / "p.yaml")
+    assert settings.issuer == "https://x"
+
+
+def test_environment_wins_over_the_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "piigate.yaml", "policy: p.yaml\nservice: {database_url: sqlite:///a}\n"
+    )
+    env = {
+        "PIIGATE_DATABASE_URL": "postgresql://db/x",
+        "PIIGATE_POLICY": "/etc/p.yaml",
+        "PIIGATE_DATA_DIR": "/var/lib/piigate",
+    }
+    settings = load_settings(path, environ=env)
+    assert settings.store_url == "postgresql://db/x"
+    assert settings.policy_path == "/etc/p.yaml"
+    assert settings.data_dir == Path("/var/lib/piigate")
+
+
+def test_errors_name_the_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "piigate.yaml",
+        """\
+        policy: p.yaml
+        service:
+          listen: nowhere
+          colour: blue
+        """,
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    errors = caught.value.errors
+    assert any(e.startswith(f"{path}:3:11: listen must be HOST:PORT") for e in errors), errors
+    assert any(e.startswith(f"{path}:4:3: unknown key 'colour'") for e in errors), errors
+
+
+def test_oidc_env_needs_all_three(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        load_settings(None, environ={"PIIGATE_OIDC_ISSUER": "https://idp"})
