@@ -167,39 +167,44 @@ def serve(
     from piigate.policy.holder import PolicyHolder
 
     holder = PolicyHolder.from_file(settings.policy_path)
-    application = create_app(settings, policy=holder)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            application,
-            host=settings.host,
-            port=settings.port,
-            log_level="warning",
-            access_log=False,
-            proxy_headers=False,
-            lifespan="on",
-        )
-    )
 
     async def run() -> None:
         import signal
 
+        from piigate.api.services import Services
+
+        services = Services(settings, policy=holder)
+        try:
+            await services.start()
+        except PiigateError as exc:
+            fail(f"cannot start: {exc.detail}")
+        application = create_app(settings, services=services, started=True)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                application,
+                host=settings.host,
+                port=settings.port,
+                log_level="warning",
+                access_log=False,
+                proxy_headers=False,
+                lifespan="on",
+            )
+        )
         loop = asyncio.get_running_loop()
-
-        def on_hup() -> None:
-            services = getattr(application.state, "services", None)
-            if services is not None:
-                services.request_reload()
-
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGHUP, on_hup)
-        await server.serve()
+            loop.add_signal_handler(signal.SIGHUP, services.request_reload)
+        typer.echo(
+            f"piigate {__version__} serving on http://{settings.host}:{settings.port}", err=True
+        )
+        try:
+            await server.serve()
+        finally:
+            if not server.started:
+                await services.stop()
+        if not server.started:
+            fail(f"could not listen on {settings.host}:{settings.port}")
 
-    typer.echo(
-        f"piigate {__version__} listening on http://{settings.host}:{settings.port}", err=True
-    )
     asyncio.run(run())
-    if server.started is False:
-        fail("the service did not start (see the log above)")
 
 
 # -- store ----------------------------------------------------------------------------------------

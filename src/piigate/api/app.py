@@ -25,12 +25,16 @@ def create_app(
     clock: Clock | None = None,
     policy: PolicyHolder | None = None,
     services: Services | None = None,
+    started: bool = False,
 ) -> FastAPI:
+    """The app; it starts ``services`` in its lifespan unless they are ``started`` already
+    (``piigate serve`` starts them first, to report a bad store in one line before binding)."""
     node = services or Services(settings, clock=clock, policy=policy)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await node.start()
+        if not started:
+            await node.start()
         app.state.services = node
         try:
             yield
