@@ -106,6 +106,22 @@ async def test_stop_flushes_and_later_appends_fail(db: Database) -> None:
         await log.append(event(51))
 
 
+async def test_cancelled_writer_fails_whoever_waits(db: Database) -> None:
+    log = AuditLog(db, FixedClock(T0))
+    await log.start()
+    await asyncio.sleep(0)  # the writer waits on its queue
+    tasks = [asyncio.create_task(log.append(event(i))) for i in range(3)]
+    await asyncio.sleep(0)  # the appends are queued and the writer has woken up
+    assert log._writer is not None
+    log._writer.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, StoreUnavailable) for r in results), results
+    # A dead writer is replaced on the next append.
+    assert (await log.append(event(9))).seq is not None
+    assert (await log.verify()).ok
+    await log.stop()
+
+
 async def test_bad_data_is_refused_before_it_reaches_a_batch(audit: AuditLog) -> None:
     with pytest.raises(TypeError):
         await audit.append(AuditEvent(type="x", at=T0, data={"token": b"\x00"}))

@@ -4,6 +4,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from piigate.errors import Conflict, NotFound
 from piigate.store import AlreadyExists, ChallengeRow, Database, Store
@@ -125,6 +126,15 @@ async def test_sessions(db: Database) -> None:
     assert await store.delete_session("h" * 64)
     assert await store.get_session("h" * 64, T0) is None
     assert not await store.delete_session("h" * 64)
+
+
+async def test_errors_do_not_carry_bound_values(db: Database) -> None:
+    store = Store(db)
+    args = ("s" * 64, "alice", None, [], T0, T0 + timedelta(hours=1), T0)
+    await store.create_session(*args)
+    with pytest.raises(IntegrityError) as raised:
+        await store.create_session(*args)
+    assert "s" * 64 not in str(raised.value)
 
 
 async def test_api_keys(db: Database) -> None:

@@ -41,7 +41,7 @@ from piigate.store.tables import audit_events, audit_head
 
 __all__ = ["AuditLog", "AuditStats"]
 
-log = logging.getLogger(__name__)
+_logger = logging.getLogger(__name__)
 
 _HEAD_ID = 1
 _MAX_LIMIT = 1000
@@ -141,6 +141,7 @@ class AuditLog:
 
     async def _run(self, queue: asyncio.Queue[_Pending | object]) -> None:
         stopping = False
+        batch: list[_Pending] = []
         try:
             while not stopping:
                 first = await queue.get()
@@ -159,11 +160,17 @@ class AuditLog:
                     assert isinstance(item, _Pending)
                     batch.append(item)
                 await self._commit(batch)
+                batch = []
         finally:
-            # Cancelled (event loop shutting down): whoever still waits learns it was not saved.
+            # Cancelled (event loop shutting down): whoever still waits is told that nothing was
+            # acknowledged, including a batch whose transaction was interrupted.
+            waiting = list(batch)
             while not queue.empty():
                 item = queue.get_nowait()
-                if isinstance(item, _Pending) and not item.future.done():
+                if isinstance(item, _Pending):
+                    waiting.append(item)
+            for item in waiting:
+                if not item.future.done():
                     item.future.set_exception(StoreUnavailable("the audit log stopped"))
 
     async def _commit(self, batch: list[_Pending]) -> None:
@@ -172,7 +179,7 @@ class AuditLog:
         except Exception as error:
             self.stats.failed_batches += 1
             if not isinstance(error, StoreUnavailable):
-                log.error("audit batch failed: %s", type(error).__name__, exc_info=error)
+                _logger.error("audit batch failed: %s", type(error).__name__, exc_info=error)
             for item in batch:
                 if not item.future.done():
                     failure = StoreUnavailable("the audit event could not be stored")

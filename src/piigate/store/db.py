@@ -101,14 +101,24 @@ class Database:
 
     @classmethod
     def open(cls, url: str | URL, **engine_options: Any) -> Database:
+        """Create the engine (no connection is made yet). ``engine_options`` go to SQLAlchemy.
+
+        Bound parameters are hidden from SQLAlchemy's error messages and logs: they hold
+        password hashes, token hashes and audit data, and errors end up in log lines.
+        """
         target = normalize_url(url)
         if target.get_backend_name() == "sqlite":
-            assert target.database is not None
-            Path(target.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-            engine = create_async_engine(target, **engine_options)
+            Path(target.database or "").expanduser().resolve().parent.mkdir(
+                parents=True, exist_ok=True
+            )
+            engine = create_async_engine(target, **{"hide_parameters": True, **engine_options})
             _install_sqlite_hooks(engine)
         else:
-            options: dict[str, Any] = {"pool_pre_ping": True, "connect_args": {"timeout": 5}}
+            options: dict[str, Any] = {
+                "hide_parameters": True,
+                "pool_pre_ping": True,
+                "connect_args": {"timeout": 5},
+            }
             options.update(engine_options)
             engine = create_async_engine(target, **options)
         return cls(engine)
