@@ -1,9 +1,11 @@
 # Two commands on a fresh machine with Python 3.11+: `make demo` and `make test`.
 # Each creates .venv and installs what it needs.
 
-PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
-	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; \
+ifndef PYTHON
+PYTHON := $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { echo $$p; break; }; \
 	done)
+endif
 VENV := .venv
 STAMP := $(VENV)/.installed
 
