@@ -97,16 +97,15 @@ PROFILE_DEFAULTS: Final = {
 
 def load_policy(path: str) -> Policy:
     errors = YamlErrors(path)
-    node = compose_file(path, errors)
-    policy = parse_policy_node(node, errors, source=path) if node is not None else None
-    if errors or policy is None:
-        raise PolicyError(errors.messages)
-    return policy
+    return _parsed(compose_file(path, errors), errors, path)
 
 
 def load_policy_text(text: str, *, source: str = "<policy>") -> Policy:
     errors = YamlErrors(source)
-    node = compose_text(text, errors)
+    return _parsed(compose_text(text, errors), errors, source)
+
+
+def _parsed(node: yaml.Node | None, errors: YamlErrors, source: str) -> Policy:
     policy = parse_policy_node(node, errors, source=source) if node is not None else None
     if errors or policy is None:
         raise PolicyError(errors.messages)
