@@ -57,7 +57,17 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _settings(config: str | None) -> Settings:
-    return load_settings(config)
+    from sqlalchemy.exc import ArgumentError
+
+    from piigate.store.db import normalize_url
+
+    settings = load_settings(config)
+    # A wrong URL is bad input: one line here, not a traceback from deep inside the store.
+    try:
+        normalize_url(settings.store_url)
+    except (ValueError, ArgumentError) as exc:
+        fail(f"invalid database URL: {exc}")
+    return settings
 
 
 def _run(coro: Awaitable[T]) -> T:
@@ -135,6 +145,9 @@ def policy_explain(
         result = _run(explain_request(file, data))
     except PolicyError as exc:
         for line in exc.errors:
+            # explain_request reports a bad request as "request: ..."; name the file instead.
+            if line.startswith("request: "):
+                line = f"piigate: error: {request}: {line.removeprefix('request: ')}"
             typer.echo(line, err=True)
         raise typer.Exit(1) from None
     typer.echo(json.dumps(result, indent=2, sort_keys=False))

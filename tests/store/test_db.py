@@ -7,12 +7,16 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from piigate.errors import ServiceUnavailable
 from piigate.store import Database, StoreUnavailable, default_url
+from piigate.store.db import alembic_config as _alembic_config
 from piigate.store.db import normalize_url
 from piigate.store.tables import metadata
+
+HEAD = ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
 def closed_port() -> int:
@@ -69,7 +73,7 @@ async def test_sqlite_creates_the_directory_and_sets_pragmas(tmp_path: Path) -> 
 
 async def test_upgrade_is_idempotent_and_matches_the_metadata(db: Database) -> None:
     await db.upgrade()
-    assert await db.current_revision() == "0001"
+    assert await db.current_revision() == HEAD
 
     def diff(sync_conn: object) -> list[object]:
         context = MigrationContext.configure(sync_conn, opts={"compare_type": True})  # type: ignore[arg-type]
@@ -87,7 +91,7 @@ async def test_concurrent_upgrades_do_not_collide(database_url: str) -> None:
     dbs = [Database.open(database_url) for _ in range(3)]
     try:
         await asyncio.gather(*(d.upgrade() for d in dbs))
-        assert {await d.current_revision() for d in dbs} == {"0001"}
+        assert {await d.current_revision() for d in dbs} == {HEAD}
         async with dbs[0].connect() as conn:
             heads = (await conn.execute(text("SELECT count(*) FROM audit_head"))).scalar()
         assert heads == 1
@@ -183,7 +187,7 @@ async def test_downgrade_to_base_and_back(db: Database) -> None:
         left = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
     assert left <= {"alembic_version"}
     await db.upgrade()
-    assert await db.current_revision() == "0001"
+    assert await db.current_revision() == HEAD
 
 
 def test_alembic_command_without_a_connection_opens_its_own(tmp_path: Path) -> None:
@@ -203,4 +207,4 @@ def test_alembic_command_without_a_connection_opens_its_own(tmp_path: Path) -> N
         finally:
             await db.close()
 
-    assert asyncio.run(revision()) == "0001"
+    assert asyncio.run(revision()) == HEAD

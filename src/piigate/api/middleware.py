@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -33,27 +34,33 @@ class BodyLimit:
                     return
         seen = 0
         started = False
+        rejected = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, rejected
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    # Answer 413 here: the framework may turn any error raised while it reads
+                    # the body into a response of its own (FastAPI answers 400), which
+                    # tracking_send then drops.
+                    if not started and not rejected:
+                        rejected = True
+                        await self._reject(scope, send)
                     raise _TooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if rejected:
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
-        try:
+        with contextlib.suppress(_TooLarge):
             await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._reject(scope, send)
 
     async def _reject(self, scope: Scope, send: Send) -> None:
         body = json.dumps(
@@ -63,7 +70,6 @@ class BodyLimit:
                 "status": 413,
                 "detail": f"the request body exceeds {self.max_bytes} bytes",
                 "code": "payload_too_large",
-                "instance": scope.get("path", ""),
             }
         ).encode()
         await send(

@@ -25,8 +25,26 @@ class ProblemResponse(JSONResponse):
     media_type = PROBLEM
 
 
+def _located(body: dict[str, Any], request: Request) -> dict[str, Any]:
+    instance = route_of(request)
+    if instance:
+        body["instance"] = instance
+    return body
+
+
+def route_of(request: Request) -> str | None:
+    """The matched route's template (``/v1/challenges/{challenge_id}``), never the raw path.
+
+    A path can carry whatever the client put in it (an SSN where an id belongs), so problems
+    and log lines name the route instead; an unmatched path is not repeated at all.
+    """
+    route = request.scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return template if isinstance(template, str) else None
+
+
 def problem_response(exc: PiigateError, request: Request | None = None) -> ProblemResponse:
-    instance = request.url.path if request is not None else None
+    instance = route_of(request) if request is not None else None
     return ProblemResponse(
         exc.problem(instance), status_code=exc.status, headers=dict(exc.headers())
     )
@@ -36,7 +54,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_piigate(request: Request, exc: Exception) -> ProblemResponse:
         assert isinstance(exc, PiigateError)
         if exc.status >= 500:
-            log.warning("request_failed", code=exc.code, path=request.url.path)
+            log.warning("request_failed", code=exc.code, route=route_of(request))
         return problem_response(exc, request)
 
     async def on_validation(request: Request, exc: Exception) -> ProblemResponse:
@@ -55,10 +73,9 @@ def install_problem_handlers(app: FastAPI) -> None:
             "status": 400,
             "detail": f"{first['field']}: {first['message']}",
             "code": "bad_request",
-            "instance": request.url.path,
             "errors": errors,
         }
-        return ProblemResponse(body, status_code=400)
+        return ProblemResponse(_located(body, request), status_code=400)
 
     async def on_http(request: Request, exc: Exception) -> ProblemResponse:
         assert isinstance(exc, StarletteHTTPException)
@@ -69,22 +86,22 @@ def install_problem_handlers(app: FastAPI) -> None:
             "status": exc.status_code,
             "detail": str(exc.detail),
             "code": code,
-            "instance": request.url.path,
         }
-        return ProblemResponse(body, status_code=exc.status_code, headers=exc.headers)
+        return ProblemResponse(
+            _located(body, request), status_code=exc.status_code, headers=exc.headers
+        )
 
     async def on_unexpected(request: Request, exc: Exception) -> ProblemResponse:
         # Log the type only: exception text may quote request data.
-        log.error("unhandled_error", error=type(exc).__name__, path=request.url.path)
+        log.error("unhandled_error", error=type(exc).__name__, route=route_of(request))
         body = {
             "type": "https://piigate.dev/problems/internal_error",
             "title": "Internal error",
             "status": 500,
             "detail": "internal error",
             "code": "internal_error",
-            "instance": request.url.path,
         }
-        return ProblemResponse(body, status_code=500)
+        return ProblemResponse(_located(body, request), status_code=500)
 
     app.add_exception_handler(PiigateError, on_piigate)
     app.add_exception_handler(RequestValidationError, on_validation)

@@ -94,9 +94,11 @@ class DecisionRequestIn(_In):
     )
 
     def to_domain(self, policy: CompiledPolicy) -> AccessRequest:
-        unknown = sorted(set(self.pii) - set(policy.policy.pii))
-        if unknown:
-            raise BadRequest(f"unknown PII class {unknown[0]!r}", field="pii")
+        known = policy.policy.pii
+        for index, name in enumerate(self.pii):
+            if name not in known:
+                # Name the field, never the value: a client may put PII where a class belongs.
+                raise BadRequest("pii: unknown PII class", field=f"pii.{index}")
         if self.action is Action.TRANSACT and self.transaction is None:
             raise BadRequest("a transact request needs a transaction", field="transaction")
         acr = self.session.acr

@@ -9,8 +9,8 @@ import hashlib
 import os
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import cast
+from datetime import datetime, timedelta
+from typing import NoReturn, cast
 
 import structlog
 from fastapi import Request
@@ -45,6 +45,8 @@ __all__ = ["LoginSession", "Services", "get_services"]
 log = structlog.get_logger("piigate.service")
 
 POLICY_POLL_SECONDS = 2.0
+# Longer than any password check takes; bounds how long a node that died mid-check blocks logins.
+LOGIN_CHECK_SECONDS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,18 +205,40 @@ class Services:
     async def login(self, username: str, password: Secret[str], ip: str | None) -> LoginSession:
         """Check a local password, throttled per user and per network; open a session."""
         now = self.clock.now()
-        policy = DEFAULT_THROTTLE
         user_key, net_key = throttle_keys(username, ip)
-        keys = [k for k in (user_key, net_key) if k is not None]
-        for key in keys:
+        # One password check per account at a time, across nodes. Otherwise a burst of parallel
+        # guesses all pass the lock check before the first failure is counted, and the back-off
+        # never bites. The marker expires by itself if a node dies mid-check.
+        inflight = f"{user_key}:inflight"
+        if await self.store.hit(inflight, window_seconds=LOGIN_CHECK_SECONDS, now=now) > 1:
+            await self._throttled(username, ip, 1)
+        try:
+            return await self._login(username, password, ip, now, user_key, net_key)
+        finally:
+            await self.store.reset(inflight)
+
+    async def _throttled(self, username: str, ip: str | None, retry: int) -> NoReturn:
+        self.metrics.logins.labels("throttled").inc()
+        await self.audit.record(
+            "login_throttled", subject_id=username, data={"ip": ip, "retry_after": retry}
+        )
+        raise TooManyRequests(retry, "too many failed logins; retry later")
+
+    async def _login(
+        self,
+        username: str,
+        password: Secret[str],
+        ip: str | None,
+        now: datetime,
+        user_key: str,
+        net_key: str | None,
+    ) -> LoginSession:
+        policy = DEFAULT_THROTTLE
+        for key in (k for k in (user_key, net_key) if k is not None):
             blocked_until = await self.store.active_until(f"{key}:lock", now)
             if blocked_until is not None:
                 retry = max(1, int((blocked_until - now).total_seconds() + 0.999))
-                self.metrics.logins.labels("throttled").inc()
-                await self.audit.record(
-                    "login_throttled", subject_id=username, data={"ip": ip, "retry_after": retry}
-                )
-                raise TooManyRequests(retry, "too many failed logins; retry later")
+                await self._throttled(username, ip, retry)
         user = await self.store.get_user(username)
         known = user is not None and not user.disabled
         stored_hash = user.password_hash if user is not None and known else None

@@ -10,6 +10,7 @@ from piigate.store.api_keys import ApiKeyRow, ApiKeyStore
 from piigate.store.challenges import ChallengeRow, ChallengeStore
 from piigate.store.counters import SqlCounters
 from piigate.store.db import AlreadyExists, Database, StoreUnavailable, default_url
+from piigate.store.factors import FactorRow, FactorStore
 from piigate.store.grants import GrantStore
 from piigate.store.sessions import SessionRow, SessionStore
 from piigate.store.users import UserRow, UserStore
@@ -21,6 +22,8 @@ __all__ = [
     "ChallengeRow",
     "ChallengeStore",
     "Database",
+    "FactorRow",
+    "FactorStore",
     "GrantStore",
     "SessionRow",
     "SessionStore",
@@ -33,5 +36,13 @@ __all__ = [
 ]
 
 
-class Store(ChallengeStore, GrantStore, UserStore, SessionStore, ApiKeyStore, SqlCounters):
+class Store(
+    ChallengeStore,
+    GrantStore,
+    UserStore,
+    SessionStore,
+    ApiKeyStore,
+    FactorStore,
+    SqlCounters,
+):
     """Every repository over one :class:`Database`, as flat methods."""

@@ -33,6 +33,7 @@ __all__ = [
     "audit_head",
     "challenges",
     "counters",
+    "factors",
     "metadata",
     "sessions",
     "used_grants",
@@ -174,4 +175,26 @@ counters = Table(
     Column("key", String(255), primary_key=True),
     Column("value", Integer, nullable=False),
     Column("window_end", TS, nullable=False),
+)
+
+# Enrolled authenticators. ``secret`` holds whatever the caller gives it, which must already be a
+# keyring ciphertext token (``Keyring.encrypt``, AAD naming the factor): the store never sees a
+# plaintext secret and does no encryption itself. ``data`` holds kind-specific settings that are
+# not secret (TOTP digits/period/algorithm, recovery code hashes).
+factors = Table(
+    "factors",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("subject_id", String(255), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("label", String(255), nullable=False, default=""),
+    Column("state", String(16), nullable=False),  # pending | active | disabled
+    Column("secret", Text, nullable=True),
+    Column("last_step", BigInteger, nullable=True),  # TOTP: the last accepted time step
+    Column("failures", Integer, nullable=False, default=0),  # consecutive failed verifications
+    Column("last_failure_at", TS, nullable=True),
+    Column("created_at", TS, nullable=False),
+    Column("confirmed_at", TS, nullable=True),
+    Column("data", JSON, nullable=False),
+    Index("ix_factors_subject_id", "subject_id"),
 )

@@ -10,10 +10,13 @@ from fastapi import APIRouter, Depends, Request
 from piigate.api.auth import Principal, require_scope
 from piigate.api.schemas import DecisionRequestIn, decision_json
 from piigate.api.services import get_services
-from piigate.errors import ServiceUnavailable, step_up_header
+from piigate.errors import BadRequest, ServiceUnavailable, step_up_header
 from piigate.model import Outcome
 
 router = APIRouter(tags=["decisions"])
+
+# Clock skew tolerated between the caller's IdP and this node (the JWT validator's leeway).
+AUTH_TIME_SKEW = 60
 
 
 @router.post("/v1/decisions", summary="Decide whether a request may touch PII")
@@ -26,6 +29,10 @@ async def create_decision(
     compiled = services.policy.current
     if compiled is None:
         raise ServiceUnavailable("no policy is loaded")
+    auth_time = body.session.auth_time
+    if auth_time is not None and auth_time > services.clock.now().timestamp() + AUTH_TIME_SKEW:
+        # It would look fresh for as long as it stays in the future (as for IdP tokens).
+        raise BadRequest("session.auth_time: in the future", field="session.auth_time")
     access = body.to_domain(compiled)
     started = time.perf_counter()
     decision = await services.engine.decide(access, requested_by=principal.id)

@@ -23,6 +23,9 @@ from piigate.model import AuditEvent
 router = APIRouter(tags=["events"])
 
 AUDITORS = frozenset({"admin", "auditor"})
+# Sequence numbers are BIGINT (PostgreSQL) / INTEGER (SQLite): a larger one is bad input, not a
+# store failure.
+MAX_SEQ = 2**63 - 1
 POLL_SECONDS = 2.0
 HEARTBEAT_SECONDS = 15.0
 
@@ -42,7 +45,7 @@ def event_json(event: AuditEvent) -> dict[str, Any]:
 async def list_events(
     request: Request,
     principal: Annotated[Principal, Depends(require_scope("events", roles=AUDITORS))],
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     type: Annotated[list[str] | None, Query(max_length=32)] = None,
     subject: Annotated[str | None, Query(max_length=255)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -63,12 +66,12 @@ async def list_events(
 async def stream_events(
     request: Request,
     principal: Annotated[Principal, Depends(require_scope("events", roles=AUDITORS))],
-    after: Annotated[int | None, Query(ge=0)] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     type: Annotated[list[str] | None, Query(max_length=32)] = None,
 ) -> StreamingResponse:
     services = get_services(request)
     last_id = request.headers.get("last-event-id", "")
-    start = int(last_id) if last_id.isdigit() else after
+    start = int(last_id) if last_id.isascii() and last_id.isdigit() and len(last_id) < 19 else after
     if start is None:
         start = int((await services.audit.head()).seq)
     types = tuple(type or ())

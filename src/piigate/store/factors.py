@@ -1,0 +1,218 @@
+"""Enrolled factors, and the atomic updates that make their verification safe across nodes.
+
+Encryption is the caller's: ``secret`` is stored exactly as given and must already be a keyring
+ciphertext token (``Keyring.encrypt(..., aad=<factor id>)``), never a plaintext secret. Every
+change that verification depends on is one conditional statement (compare-and-set) or one
+locked transaction, so two nodes verifying the same code at the same moment cannot both win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, delete, select, update
+
+from piigate.errors import NotFound
+from piigate.store._sql import Repo, utc
+from piigate.store.tables import factors
+
+__all__ = ["FACTOR_STATES", "FactorRow", "FactorStore"]
+
+FACTOR_STATES = frozenset({"pending", "active", "disabled"})
+
+
+@dataclass(frozen=True, slots=True)
+class FactorRow:
+    id: str
+    subject_id: str
+    kind: str
+    label: str
+    state: str
+    created_at: datetime
+    # A keyring ciphertext token (None for kinds without a shared secret, e.g. recovery codes).
+    secret: str | None = field(default=None, repr=False)
+    last_step: int | None = None
+    failures: int = 0
+    last_failure_at: datetime | None = None
+    confirmed_at: datetime | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def _row(found: Row[Any]) -> FactorRow:
+    values = found._asdict()
+    values["data"] = dict(values["data"] or {})
+    if values["last_step"] is not None:
+        values["last_step"] = int(values["last_step"])
+    return FactorRow(**values)
+
+
+def _check_state(state: str) -> None:
+    if state not in FACTOR_STATES:
+        raise ValueError(f"unknown factor state {state!r}")
+
+
+class FactorStore(Repo):
+    async def add_factor(
+        self,
+        *,
+        id: str,
+        subject_id: str,
+        kind: str,
+        now: datetime,
+        label: str = "",
+        secret: str | None = None,
+        state: str = "pending",
+        data: Mapping[str, Any] | None = None,
+    ) -> FactorRow:
+        """Store a new factor (``id`` like ``fct_...``). ``secret`` must already be encrypted."""
+        _check_state(state)
+        at = utc(now)
+        row = FactorRow(
+            id=id,
+            subject_id=subject_id,
+            kind=str(kind),
+            label=label,
+            state=str(state),
+            created_at=at,
+            secret=secret,
+            confirmed_at=at if state == "active" else None,
+            data=dict(data or {}),
+        )
+        async with self.db.begin() as conn:
+            await conn.execute(
+                factors.insert().values(
+                    id=row.id,
+                    subject_id=row.subject_id,
+                    kind=row.kind,
+                    label=row.label,
+                    state=row.state,
+                    secret=row.secret,
+                    last_step=None,
+                    failures=0,
+                    created_at=row.created_at,
+                    confirmed_at=row.confirmed_at,
+                    data=row.data,
+                )
+            )
+        return row
+
+    async def get_factor(self, factor_id: str) -> FactorRow | None:
+        async with self.db.connect() as conn:
+            found = (await conn.execute(select(factors).where(factors.c.id == factor_id))).first()
+        return None if found is None else _row(found)
+
+    async def list_factors(
+        self,
+        subject_id: str,
+        *,
+        kinds: Iterable[str] | None = None,
+        states: Iterable[str] | None = None,
+    ) -> list[FactorRow]:
+        """The subject's factors, oldest first; ``kinds``/``states`` filter when given."""
+        stmt = select(factors).where(factors.c.subject_id == subject_id)
+        if kinds is not None:
+            stmt = stmt.where(factors.c.kind.in_([str(k) for k in kinds]))
+        if states is not None:
+            stmt = stmt.where(factors.c.state.in_([str(s) for s in states]))
+        stmt = stmt.order_by(factors.c.created_at, factors.c.id)
+        async with self.db.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_row(r) for r in rows]
+
+    async def activate_factor(self, factor_id: str, *, now: datetime) -> bool:
+        """``pending`` → ``active`` (recording ``confirmed_at``); True for exactly one caller."""
+        stmt = (
+            update(factors)
+            .where(factors.c.id == factor_id, factors.c.state == "pending")
+            .values(state="active", confirmed_at=utc(now))
+        )
+        return await self._changed(stmt)
+
+    async def set_factor_state(self, factor_id: str, *, expected: str, new: str) -> bool:
+        """Compare-and-set the state (e.g. ``active`` → ``disabled``)."""
+        _check_state(expected)
+        _check_state(new)
+        stmt = (
+            update(factors)
+            .where(factors.c.id == factor_id, factors.c.state == expected)
+            .values(state=new)
+        )
+        return await self._changed(stmt)
+
+    async def advance_totp_step(self, factor_id: str, *, expected: int | None, new: int) -> bool:
+        """Record ``new`` as the last accepted TOTP step, if it still is ``expected``.
+
+        Compare-and-set: of any number of callers that read the same ``expected`` (None: no code
+        accepted yet), exactly one gets True; the others lost a race with the same or an older
+        code and must treat it as a replay (RFC 6238 §5.2). ``new`` must exceed ``expected``.
+        """
+        if expected is not None and new <= expected:
+            return False
+        condition = (
+            factors.c.last_step.is_(None) if expected is None else factors.c.last_step == expected
+        )
+        stmt = update(factors).where(factors.c.id == factor_id, condition).values(last_step=new)
+        return await self._changed(stmt)
+
+    async def record_factor_failure(self, factor_id: str, *, now: datetime) -> int:
+        """Count one failed verification and return the new count, atomically.
+
+        Concurrent calls each get a distinct count (one ``UPDATE ... RETURNING``), so comparing
+        it with the policy's cap lets no burst of guesses slip past. Raises ``NotFound`` when
+        there is no such factor.
+        """
+        stmt = (
+            update(factors)
+            .where(factors.c.id == factor_id)
+            .values(failures=factors.c.failures + 1, last_failure_at=utc(now))
+            .returning(factors.c.failures)
+        )
+        async with self.db.begin() as conn:
+            failures = (await conn.execute(stmt)).scalar_one_or_none()
+        if failures is None:
+            raise NotFound("no such factor")
+        return int(failures)
+
+    async def reset_factor_failures(self, factor_id: str) -> bool:
+        """Back to zero failures (after a success, a recovery or an administrator's unlock)."""
+        stmt = (
+            update(factors)
+            .where(factors.c.id == factor_id)
+            .values(failures=0, last_failure_at=None)
+        )
+        return await self._changed(stmt)
+
+    async def replace_factor_data(
+        self,
+        factor_id: str,
+        *,
+        expected_data: Mapping[str, Any],
+        new_data: Mapping[str, Any],
+    ) -> bool:
+        """Replace ``data`` if it still equals ``expected_data`` (compare-and-set).
+
+        Used to spend a recovery code: of two requests spending codes from the same snapshot,
+        one gets False and must re-read the factor (its own code may still be unspent). JSON
+        columns cannot be compared in SQL portably, so the row is locked (``FOR UPDATE``, or
+        SQLite's write lock) and compared in Python within one transaction.
+        """
+        select_stmt = select(factors.c.data).where(factors.c.id == factor_id).with_for_update()
+        async with self.db.begin(immediate=True) as conn:
+            current = (await conn.execute(select_stmt)).scalar_one_or_none()
+            if current is None or dict(current) != dict(expected_data):
+                return False
+            await conn.execute(
+                update(factors).where(factors.c.id == factor_id).values(data=dict(new_data))
+            )
+        return True
+
+    async def delete_factor(self, factor_id: str) -> bool:
+        return await self._changed(delete(factors).where(factors.c.id == factor_id))
+
+    async def _changed(self, stmt: Any) -> bool:
+        async with self.db.begin() as conn:
+            result = await conn.execute(stmt)
+        return bool(result.rowcount == 1)

@@ -1,0 +1,117 @@
+"""Helpers of the HTTP API tests (imported by name: ``tests/api`` is on ``sys.path``).
+
+``Node`` is one app from ``create_app`` with its lifespan entered, an ``httpx.AsyncClient`` over
+``ASGITransport`` and a ``FixedClock``. ``serve_uvicorn`` runs an app on a real loopback socket,
+for what ASGITransport cannot do (it buffers whole responses, so an endless SSE stream would
+never return through it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from piigate.api.services import Services
+from piigate.clock import FixedClock
+from piigate.config import Settings
+from piigate.crypto.secret import Secret
+from piigate.identity import generate_api_key, hash_password
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_POLICY = ROOT / "examples" / "policy.yaml"
+T0 = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
+FAKE_SSN = "123-45-6789"
+PROBLEM = "application/problem+json"
+
+
+@dataclass
+class Node:
+    app: FastAPI
+    services: Services
+    client: httpx.AsyncClient
+    clock: FixedClock
+    settings: Settings
+
+    async def api_key(
+        self,
+        name: str | None = None,
+        *,
+        scopes: Iterable[str] = ("decisions",),
+        roles: Iterable[str] = (),
+    ) -> tuple[str, str]:
+        """A new API key: ``(key id, the pgk_ secret)``."""
+        key_id, secret, digest = generate_api_key()
+        await self.services.store.create_api_key(
+            key_id, name or key_id, digest, list(roles), list(scopes), self.clock.now()
+        )
+        return key_id, secret.reveal()
+
+    async def user(self, name: str, password: str, roles: Iterable[str] = ()) -> None:
+        digest = await asyncio.to_thread(hash_password, Secret(password))
+        await self.services.store.add_user(name, digest, list(roles), self.clock.now())
+
+    async def decide(self, key: str, body: dict[str, Any], **kw: Any) -> httpx.Response:
+        return await self.client.post("/v1/decisions", json=body, headers=bearer(key), **kw)
+
+
+StartNode = Callable[..., Awaitable[Node]]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def decision_body(
+    action: str = "read",
+    pii: Iterable[str] = ("ssn",),
+    *,
+    subject: str = "alice",
+    roles: Iterable[str] = (),
+    **extra: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "subject": {"id": subject, "roles": list(roles)},
+        "action": action,
+        "resource": {"type": "customer", "id": "42"},
+        "pii": list(pii),
+    }
+    body.update(extra)
+    return body
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def serve_uvicorn(app: FastAPI) -> AsyncIterator[str]:
+    """Serve an app whose lifespan already runs, on a loopback port; yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="error")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        server.force_exit = True
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(task, 10)

@@ -1,0 +1,125 @@
+"""Bad input: one clear line on stderr, a non-zero exit, never a traceback (CONTRACT §1).
+
+File and request errors go through ``main`` in-process; store and serve errors through the real
+console script in a subprocess."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from cli_support import POLICY, run_main, run_piigate
+
+ONE_LINE = re.compile(r"^(piigate: error: .+|.+:\d+:\d+: .+)$")
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert ONE_LINE.match(lines[0]), lines[0]
+    return lines[0]
+
+
+def test_missing_policy_file(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope.yaml")
+    line = assert_clean_failure(run_main("policy", "check", missing))
+    assert line.startswith(f"{missing}:1:1: ")
+
+
+def test_missing_cases_file(tmp_path: Path) -> None:
+    missing = str(tmp_path / "cases.yaml")
+    line = assert_clean_failure(run_main("policy", "test", str(POLICY), missing))
+    assert missing in line
+
+
+def test_missing_and_invalid_request_json(tmp_path: Path) -> None:
+    missing = str(tmp_path / "request.json")
+    line = assert_clean_failure(run_main("policy", "explain", str(POLICY), "--request", missing))
+    assert line.startswith(f"piigate: error: {missing}")
+
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"subject": {"id": "alice"},\n "action": ')
+    line = assert_clean_failure(
+        run_main("policy", "explain", str(POLICY), "--request", str(broken))
+    )
+    assert line.startswith(f"piigate: error: {broken}:2:")
+    assert "invalid JSON" in line
+
+
+@pytest.mark.parametrize(
+    "request_text",
+    [
+        '{"subject": {"id": "alice"}, "action": "fly"}',
+        '{"subject": {"id": "alice"}, "action": "read", "pii": ["123-45-6789"]}',
+        "[1, 2]",
+    ],
+)
+def test_request_that_is_not_a_decision_request(tmp_path: Path, request_text: str) -> None:
+    request = tmp_path / "request.json"
+    request.write_text(request_text)
+    line = assert_clean_failure(
+        run_main("policy", "explain", str(POLICY), "--request", str(request))
+    )
+    assert line.startswith(f"piigate: error: {request}: ")
+    assert "123-45-6789" not in line
+
+
+def test_wrong_expectation_file_format(tmp_path: Path) -> None:
+    cases = tmp_path / "cases.yaml"
+    cases.write_text("- name: x\n  request: {subject: {id: a}, action: fly}\n  expect: {}\n")
+    result = run_main("policy", "test", str(POLICY), str(cases))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert all(ONE_LINE.match(line) for line in result.stderr.strip().splitlines())
+    assert str(cases) in result.stderr
+
+
+def test_bad_database_url(tmp_path: Path) -> None:
+    env = {"PIIGATE_DATA_DIR": str(tmp_path), "PIIGATE_DATABASE_URL": "mysql://db/piigate"}
+    line = assert_clean_failure(run_piigate("audit", "verify", env=env))
+    assert line.startswith("piigate: error:") and "database URL" in line
+
+
+def test_unreachable_database(tmp_path: Path) -> None:
+    env = {
+        "PIIGATE_DATA_DIR": str(tmp_path),
+        "PIIGATE_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/piigate",
+    }
+    line = assert_clean_failure(run_piigate("audit", "verify", env=env))
+    assert line == "piigate: error: the store is unavailable"
+
+
+def test_duplicate_user(tmp_path: Path) -> None:
+    env = {"PIIGATE_DATA_DIR": str(tmp_path)}
+    args = ("users", "add", "alice", "--password-stdin")
+    first = run_piigate(*args, env=env, stdin="correct horse battery\n")
+    assert first.returncode == 0, first.stderr
+    line = assert_clean_failure(run_piigate(*args, env=env, stdin="another good password\n"))
+    assert line == "piigate: error: that username is taken"
+
+
+def test_serve_refuses_a_bad_policy_before_binding(tmp_path: Path) -> None:
+    bad = tmp_path / "policy.yaml"
+    bad.write_text(POLICY.read_text().replace("level: aal3, max_age: 0", "level: aal7"))
+    env = {"PIIGATE_DATA_DIR": str(tmp_path)}
+    result = run_piigate("serve", "--config", str(bad), "--port", "1", env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines and all(line.startswith(f"{bad}:") for line in lines), lines
+
+
+def test_serve_without_a_policy(tmp_path: Path) -> None:
+    env = {"PIIGATE_DATA_DIR": str(tmp_path), "PIIGATE_POLICY": ""}
+    line = assert_clean_failure(run_piigate("serve", env=env))
+    assert "no policy" in line
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    missing = str(tmp_path / "piigate.yaml")
+    line = assert_clean_failure(run_main("audit", "verify", "--config", missing))
+    assert line.startswith(f"{missing}:1:1: ")
