@@ -105,7 +105,7 @@ class Services:
             risk=CarriedRisk(),
             grants=KeyringGrantVerifier(self.keyring, settings.issuer),
             ledger=SqlGrantLedger(self.store),
-            challenges=SqlChallenges(self.store, self.keyring),
+            challenges=SqlChallenges(self.store, self.keyring, self.audit),
             audit=self.audit,
             clock=self.clock,
         )

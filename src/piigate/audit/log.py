@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, Table, bindparam, select, update
 
 from piigate.audit.bus import EventBus
 from piigate.audit.chain import (
@@ -44,6 +44,12 @@ __all__ = ["AuditLog", "AuditStats"]
 _logger = logging.getLogger(__name__)
 
 _HEAD_ID = 1
+# Bound parameters rather than values baked into the statement: compiled once, cached.
+_HEAD_UPDATE = (
+    update(audit_head)
+    .where(audit_head.c.id == _HEAD_ID)
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+)
 _MAX_LIMIT = 1000
 
 
@@ -59,9 +65,10 @@ class AuditStats:
 
 @dataclass(slots=True)
 class _Pending:
-    event: AuditEvent  # at normalised to UTC
+    event: AuditEvent | None  # at normalised to UTC; None for a rows-only write
     data: dict[str, Any]  # canonical form of event.data
-    future: asyncio.Future[AuditEvent]
+    future: asyncio.Future[Any]
+    rows: tuple[tuple[Table, Mapping[str, Any]], ...] = ()
 
 
 _STOP = object()
@@ -125,6 +132,22 @@ class AuditLog:
         # A cancelled caller cancels only its wait: the event is still written with its batch.
         return await future
 
+    async def write_rows(self, table: Table, *rows: Mapping[str, Any]) -> None:
+        """Insert ``rows`` in the next group-commit transaction, beside the audit events.
+
+        State that a decision creates (its challenge) thus costs no transaction of its own, and
+        is durable exactly when the events queued with it are. Returns after the commit.
+        """
+        if self._stopped:
+            raise StoreUnavailable("the audit log is stopped")
+        if self._writer is None or self._writer.done():
+            await self.start()
+        assert self._queue is not None
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        items = tuple((table, row) for row in rows)
+        self._queue.put_nowait(_Pending(None, {}, future, items))
+        await future
+
     async def record(
         self,
         type: str,
@@ -186,32 +209,43 @@ class AuditLog:
                     failure.__cause__ = error
                     item.future.set_exception(failure)
             return
+        events = [event for event in committed if event is not None]
         self.stats.batches += 1
-        self.stats.events += len(committed)
-        self.stats.max_batch = max(self.stats.max_batch, len(committed))
+        self.stats.events += len(events)
+        self.stats.max_batch = max(self.stats.max_batch, len(events))
         for item, event in zip(batch, committed, strict=True):
             if not item.future.done():
                 item.future.set_result(event)
         if self.bus is not None:
-            for event in committed:
+            for event in events:
                 self.bus.publish(event)
 
-    async def _write(self, batch: list[_Pending]) -> list[AuditEvent]:
+    async def _write(self, batch: list[_Pending]) -> list[AuditEvent | None]:
         head_query = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID)
         if self.db.dialect == "postgresql":
             # Row lock on the head: appenders in other processes queue here, and each then
             # reads the head its predecessor committed (READ COMMITTED re-reads the locked row).
             head_query = head_query.with_for_update()
+        extra: dict[Table, list[Mapping[str, Any]]] = {}
+        for item in batch:
+            for table, row in item.rows:
+                extra.setdefault(table, []).append(row)
         # On SQLite, begin_durable() opened with BEGIN IMMEDIATE: the database-wide write lock
         # is ours before the head is read, so no other process can append in between.
         async with self.db.begin_durable() as conn:
-            head = (await conn.execute(head_query)).one()
-            seq, prev_hash = int(head.seq), str(head.hash)
+            for table, table_rows in extra.items():
+                await conn.execute(table.insert(), table_rows)
+            committed: list[AuditEvent | None] = []
             rows: list[dict[str, Any]] = []
-            committed: list[AuditEvent] = []
+            if any(item.event is not None for item in batch):
+                head = (await conn.execute(head_query)).one()
+                seq, prev_hash = int(head.seq), str(head.hash)
             for item in batch:
-                seq += 1
                 event = item.event
+                if event is None:
+                    committed.append(None)
+                    continue
+                seq += 1
                 digest = event_hash(
                     prev_hash, seq, event.at, event.type, event.subject_id, item.data
                 )
@@ -228,12 +262,9 @@ class AuditLog:
                 )
                 committed.append(replace(event, seq=seq, prev_hash=prev_hash, hash=digest))
                 prev_hash = digest
-            await conn.execute(audit_events.insert(), rows)
-            await conn.execute(
-                update(audit_head)
-                .where(audit_head.c.id == _HEAD_ID)
-                .values(seq=seq, hash=prev_hash)
-            )
+            if rows:
+                await conn.execute(audit_events.insert(), rows)
+                await conn.execute(_HEAD_UPDATE, {"new_seq": seq, "new_hash": prev_hash})
         return committed
 
     # -- reading -----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -30,6 +31,8 @@ class CompiledPolicy:
     acr_to_level: Mapping[str, str]
     buckets: Mapping[str, _Bucket]
     programs: Mapping[str, cel.Program] = field(default_factory=dict)
+    # Top-level request fields each CEL program reads (see cel_fields()).
+    cel_fields: Mapping[str, frozenset[str]] = field(default_factory=dict)
     factor_ranks: Mapping[FactorKind, int] = field(default_factory=dict)
 
     @property
@@ -75,6 +78,7 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
             acr_to_level[alias] = level.name
     buckets = {action.value: _bucket(policy.rules, action.value) for action in Action}
     programs = {rule.name: cel.compile(rule.when.expr) for rule in policy.rules if rule.when.expr}
+    fields = {rule.name: cel_fields(rule.when.expr) for rule in policy.rules if rule.when.expr}
     factor_ranks = {kind: ranks[f.level] for kind, f in policy.factors.items()}
     return CompiledPolicy(
         policy=policy,
@@ -83,8 +87,26 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
         acr_to_level=acr_to_level,
         buckets=buckets,
         programs=programs,
+        cel_fields=fields,
         factor_ranks=factor_ranks,
     )
+
+
+# The top-level fields of the request as CEL sees it (policy.evaluate builds them).
+CEL_FIELDS = frozenset(
+    {"subject", "action", "pii", "resource", "context", "session", "transaction", "risk"}
+)
+_FIELD_REF = re.compile(r"\brequest\s*\.\s*([A-Za-z_]\w*)")
+_OTHER_REF = re.compile(r"\brequest\b(?!\s*\.)")
+
+
+def cel_fields(source: str) -> frozenset[str]:
+    """The request fields a CEL source reads: ``request.X`` references, or every field when it
+    uses ``request`` any other way (indexing, passing it whole), so nothing is ever missing."""
+    if _OTHER_REF.search(source):
+        return CEL_FIELDS
+    named = frozenset(_FIELD_REF.findall(source)) & CEL_FIELDS
+    return named if named else CEL_FIELDS
 
 
 def _bucket(rules: Iterable[Rule], action: str) -> _Bucket:

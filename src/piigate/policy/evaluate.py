@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,7 +23,7 @@ from piigate.model import (
     RuleStatus,
     RuleTrace,
 )
-from piigate.policy.compiled import CompiledPolicy
+from piigate.policy.compiled import CEL_FIELDS, CompiledPolicy
 from piigate.policy.model import ANY_PII, Otherwise, Require, Rule
 
 __all__ = ["Evaluation", "RuleStatus", "RuleTrace", "evaluate", "grant_covers"]
@@ -150,9 +150,14 @@ def _matching_rules(
             continue
         if when.expr is not None:
             if cel_request is None:
-                cel_request = cel_view(request, risk)
+                cel_request = {}
+            fields = policy.cel_fields.get(rule.name, CEL_FIELDS)
+            for name in fields:
+                if name not in cel_request:
+                    cel_request[name] = _CEL_FIELDS[name](request, risk)
+            view = {name: cel_request[name] for name in fields}
             try:
-                result = policy.programs[rule.name].execute({"request": cel_request})
+                result = policy.programs[rule.name].execute({"request": view})
             except Exception as exc:
                 # Fail closed: a condition that cannot be evaluated counts as matching, so a deny
                 # rule denies and a require rule demands its step-up.
@@ -257,33 +262,43 @@ def _describe(require: Require) -> str:
     return text
 
 
-def cel_view(request: AccessRequest, risk: RiskAssessment) -> dict[str, Any]:
-    """The request as CEL sees it: plain maps and lists, amounts as doubles."""
-    txn = request.transaction
-    return {
-        "subject": {
-            "id": request.subject.id,
-            "roles": sorted(request.subject.roles),
-            "scopes": sorted(request.subject.scopes),
-            "kind": request.subject.kind,
-        },
-        "action": request.action.value,
-        "pii": sorted(request.pii),
-        "resource": {"type": request.resource.type or "", "id": request.resource.id or ""},
-        "context": {
-            "ip": request.context.ip or "",
-            "user_agent": request.context.user_agent or "",
-            "device_id": request.context.device_id or "",
-        },
-        "session": {
-            "level": request.session.level or "",
-            "acr": request.session.acr or "",
-            "amr": list(request.session.amr),
-        },
-        "transaction": {
-            "amount": float(txn.amount) if txn else 0.0,
-            "currency": (txn.currency or "") if txn else "",
-            "payee": (txn.payee or "") if txn else "",
-        },
-        "risk": {"score": risk.score, "signals": sorted(risk.signal_names)},
-    }
+_CEL_FIELDS: dict[str, Callable[[AccessRequest, RiskAssessment], Any]] = {
+    "subject": lambda r, _: {
+        "id": r.subject.id,
+        "roles": sorted(r.subject.roles),
+        "scopes": sorted(r.subject.scopes),
+        "kind": r.subject.kind,
+    },
+    "action": lambda r, _: r.action.value,
+    "pii": lambda r, _: sorted(r.pii),
+    "resource": lambda r, _: {"type": r.resource.type or "", "id": r.resource.id or ""},
+    "context": lambda r, _: {
+        "ip": r.context.ip or "",
+        "user_agent": r.context.user_agent or "",
+        "device_id": r.context.device_id or "",
+    },
+    "session": lambda r, _: {
+        "level": r.session.level or "",
+        "acr": r.session.acr or "",
+        "amr": list(r.session.amr),
+    },
+    "transaction": lambda r, _: {
+        "amount": float(r.transaction.amount) if r.transaction else 0.0,
+        "currency": (r.transaction.currency or "") if r.transaction else "",
+        "payee": (r.transaction.payee or "") if r.transaction else "",
+    },
+    "risk": lambda _, risk: {"score": risk.score, "signals": sorted(risk.signal_names)},
+}
+assert frozenset(_CEL_FIELDS) == CEL_FIELDS
+
+
+def cel_view(
+    request: AccessRequest, risk: RiskAssessment, fields: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """The request as CEL sees it: plain maps and lists, amounts as doubles.
+
+    Converting values into CEL costs time in proportion to their size, so a program gets only
+    the top-level fields its source names (``fields``; None = all).
+    """
+    names = CEL_FIELDS if fields is None else fields
+    return {name: _CEL_FIELDS[name](request, risk) for name in names}

@@ -7,6 +7,7 @@ open a challenge when a step-up is needed, and append the audit event — in tha
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,7 +135,6 @@ class Engine:
             challenge = self._challenge(
                 compiled, request, result.required, decision_id, requested_by, now
             )
-            await self.challenges.create(challenge)
 
         decision = Decision(
             id=decision_id,
@@ -149,9 +149,14 @@ class Engine:
             missing_scope=result.missing_scope,
             trace=result.trace,
         )
-        await self._record(
+        record = self._record(
             decision, request, compiled=compiled, now=now, rejected=collected.rejected
         )
+        if challenge is None:
+            await record
+        else:
+            # Queued together, the challenge and its audit event share one group commit.
+            await asyncio.gather(self.challenges.create(challenge), record)
         return decision
 
     # -- pipeline steps -------------------------------------------------------------------------

@@ -7,9 +7,12 @@ data key with the challenge id as associated data.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
+
+from sqlalchemy import Table
 
 from piigate.crypto.keyring import Keyring
 from piigate.model import (
@@ -22,30 +25,41 @@ from piigate.model import (
 )
 from piigate.store import Store
 from piigate.store.challenges import ChallengeRow
+from piigate.store.tables import challenges as challenges_table
 
 __all__ = ["SqlChallenges", "SqlGrantLedger", "challenge_from_row"]
 
 
+class RowWriter(Protocol):
+    async def write_rows(self, table: Table, *rows: Mapping[str, Any]) -> None: ...
+
+
 class SqlChallenges:
-    def __init__(self, store: Store, keyring: Keyring) -> None:
+    """Challenges in SQL. With a ``writer`` (the audit log), a new challenge is inserted in the
+    same group-commit transaction as the decision's audit event, not in one of its own."""
+
+    def __init__(self, store: Store, keyring: Keyring, writer: RowWriter | None = None) -> None:
         self.store = store
         self.keyring = keyring
+        self.writer = writer
 
     async def create(self, challenge: Challenge) -> None:
-        await self.store.insert_challenge(
-            {
-                "id": challenge.id,
-                "subject_id": challenge.subject_id,
-                "state": challenge.state.value,
-                "created_at": challenge.created_at,
-                "expires_at": challenge.expires_at,
-                "attempts": challenge.attempts,
-                "max_attempts": challenge.max_attempts,
-                "decision_id": challenge.decision_id,
-                "requested_by": challenge.requested_by,
-                "body": self._body(challenge),
-            }
-        )
+        row = {
+            "id": challenge.id,
+            "subject_id": challenge.subject_id,
+            "state": challenge.state.value,
+            "created_at": challenge.created_at,
+            "expires_at": challenge.expires_at,
+            "attempts": challenge.attempts,
+            "max_attempts": challenge.max_attempts,
+            "decision_id": challenge.decision_id,
+            "requested_by": challenge.requested_by,
+            "body": self._body(challenge),
+        }
+        if self.writer is not None:
+            await self.writer.write_rows(challenges_table, row)
+        else:
+            await self.store.insert_challenge(row)
 
     async def get(self, challenge_id: str) -> Challenge | None:
         row = await self.store.get_challenge(challenge_id)
