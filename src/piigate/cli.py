@@ -269,6 +269,9 @@ def audit_verify(config: ConfigOpt = None) -> None:
     from piigate.clock import SystemClock
 
     settings = _settings(config)
+    if settings.database_url is None and not (settings.data_dir / "piigate.db").exists():
+        # Verifying must not create an empty store and call it intact.
+        fail(f"no piigate database under {settings.data_dir} (set PIIGATE_DATA_DIR or --config)")
 
     async def work(store: Any) -> Any:
         return await AuditLog(store.db, SystemClock()).verify()

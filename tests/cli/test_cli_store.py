@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from pathlib import Path
 
 from cli_support import sql
 from typer.testing import CliRunner
@@ -97,6 +98,7 @@ def test_keys_create_prints_the_key_once_and_stores_its_hash(
 def test_audit_verify_ok_then_names_the_tampered_seq(
     runner: CliRunner, cli_env: dict[str, str], database_url: str
 ) -> None:
+    assert runner.invoke(app, ["db", "upgrade"], env=cli_env).exit_code == 0
     empty = runner.invoke(app, ["audit", "verify"], env=cli_env)
     assert empty.exit_code == 0, empty.output
     assert empty.stdout == "ok 0 events\n"
@@ -128,3 +130,11 @@ def test_audit_verify_detects_a_deleted_tail(
     broken = runner.invoke(app, ["audit", "verify"], env=cli_env)
     assert broken.exit_code == 1
     assert broken.stderr.startswith("piigate: error: audit chain broken")
+
+
+def test_audit_verify_refuses_a_missing_store(runner: CliRunner, tmp_path: Path) -> None:
+    env = {"PIIGATE_DATA_DIR": str(tmp_path), "PIIGATE_DATABASE_URL": ""}
+    result = runner.invoke(app, ["audit", "verify"], env=env)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("piigate: error: no piigate database under")
+    assert not list(tmp_path.iterdir())  # and it created nothing
