@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from typer.exceptions import TyperException
 
 from piigate import __version__
 from piigate.config import Settings, load_settings
@@ -366,7 +367,16 @@ def keys_create(
 
 def main() -> None:
     try:
-        app()
+        # Not standalone: usage errors come back to us, to be printed as one plain line.
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        sys.exit(130)
+    except TyperException as exc:  # usage errors: unknown command, missing argument, bad option
+        format_message = getattr(exc, "format_message", None)
+        message = format_message() if callable(format_message) else str(exc)
+        if message:  # empty when the help was shown instead (no arguments at all)
+            typer.echo(f"piigate: error: {message} (see --help)", err=True)
+        sys.exit(int(getattr(exc, "exit_code", 2)))
     except PiigateError as exc:
         errors = getattr(exc, "errors", None)
         if errors:
@@ -377,3 +387,4 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

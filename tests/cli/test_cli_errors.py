@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 from cli_support import POLICY, run_main, run_piigate
+
+from piigate.cli import main
 
 ONE_LINE = re.compile(r"^(piigate: error: .+|.+:\d+:\d+: .+)$")
 
@@ -123,3 +127,22 @@ def test_missing_config_file(tmp_path: Path) -> None:
     missing = str(tmp_path / "piigate.yaml")
     line = assert_clean_failure(run_main("audit", "verify", "--config", missing))
     assert line.startswith(f"{missing}:1:1: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["nope"], "piigate: error: No such command 'nope'."),
+        (["policy", "check"], "piigate: error: Missing argument 'file'."),
+        (["serve", "--port", "abc"], "piigate: error: Invalid value for '--port'"),
+    ],
+)
+def test_usage_errors_are_one_line(
+    args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught, patch.object(sys, "argv", ["piigate", *args]):
+        main()
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith(expected)
