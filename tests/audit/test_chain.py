@@ -16,6 +16,7 @@ from piigate.audit.chain import (
     ChainRow,
     canonical_json,
     event_hash,
+    event_hash_text,
     format_time,
     verify_rows,
 )
@@ -224,3 +225,28 @@ def test_any_single_field_edit_is_detected(index: int, field: str) -> None:
     report = verify_rows(rows, head)
     assert not report.ok
     assert report.first_bad_seq in (index, index + 1)
+
+
+@given(
+    data=st.dictionaries(
+        st.text(max_size=8),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+            ),
+            max_leaves=8,
+        ),
+        max_size=4,
+    ),
+    subject=st.none() | st.text(max_size=10),
+    kind=st.text(min_size=1, max_size=10),
+    seq=st.integers(min_value=1, max_value=2**62),
+)
+def test_the_writers_fast_hash_equals_the_canonical_one(
+    data: dict[str, object], subject: str | None, kind: str, seq: int
+) -> None:
+    at = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
+    expected = event_hash(GENESIS, seq, at, kind, subject, data)
+    assert event_hash_text(GENESIS, seq, at, kind, subject, canonical_json(data)) == expected

@@ -28,6 +28,7 @@ __all__ = [
     "ChainVerifier",
     "canonical_json",
     "event_hash",
+    "event_hash_text",
     "format_time",
     "verify_rows",
 ]
@@ -97,10 +98,32 @@ def event_hash(
     data: Mapping[str, object],
 ) -> str:
     """``sha256(prev_hash ‖ canonical JSON of the event's fields)`` as lowercase hex."""
-    body = canonical_json(
-        {"at": at, "data": data, "seq": seq, "subject_id": subject_id, "type": type}
+    return event_hash_text(prev_hash, seq, at, type, subject_id, canonical_json(data))
+
+
+def event_hash_text(
+    prev_hash: str,
+    seq: int,
+    at: datetime,
+    type: str,
+    subject_id: str | None,
+    data_text: str,
+) -> str:
+    """:func:`event_hash` for data already in canonical JSON (the writer has it at hand).
+
+    The body is assembled in sorted key order — at, data, seq, subject_id, type — exactly as
+    ``canonical_json`` of the whole event would print it, without walking ``data`` again.
+    """
+    dump = _dump_scalar
+    body = (
+        f'{{"at":{dump(format_time(at))},"data":{data_text},"seq":{int(seq)},'
+        f'"subject_id":{dump(subject_id)},"type":{dump(type)}}}'
     )
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+
+
+def _dump_scalar(value: str | None) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from piigate.audit.chain import (
     ChainRow,
     ChainVerifier,
     canonical_json,
-    event_hash,
+    event_hash_text,
 )
 from piigate.clock import Clock
 from piigate.model import AuditEvent
@@ -69,6 +69,7 @@ class _Pending:
     data: dict[str, Any]  # canonical form of event.data
     future: asyncio.Future[Any]
     rows: tuple[tuple[Table, Mapping[str, Any]], ...] = ()
+    text: str = "{}"  # canonical JSON of data
 
 
 _STOP = object()
@@ -120,7 +121,8 @@ class AuditLog:
         Returns only once the event is committed. Raises ``StoreUnavailable`` when it could not
         be, ``TypeError``/``ValueError`` when ``data`` is not plain JSON-able values.
         """
-        data = json.loads(canonical_json(event.data))
+        text = canonical_json(event.data)
+        data = json.loads(text)
         pending_event = replace(event, at=utc(event.at), data=data)
         if self._stopped:
             raise StoreUnavailable("the audit log is stopped")
@@ -128,7 +130,7 @@ class AuditLog:
             await self.start()
         assert self._queue is not None
         future: asyncio.Future[AuditEvent] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(pending_event, data, future))
+        self._queue.put_nowait(_Pending(pending_event, data, future, text=text))
         # A cancelled caller cancels only its wait: the event is still written with its batch.
         return await future
 
@@ -246,8 +248,8 @@ class AuditLog:
                     committed.append(None)
                     continue
                 seq += 1
-                digest = event_hash(
-                    prev_hash, seq, event.at, event.type, event.subject_id, item.data
+                digest = event_hash_text(
+                    prev_hash, seq, event.at, event.type, event.subject_id, item.text
                 )
                 rows.append(
                     {
@@ -255,7 +257,7 @@ class AuditLog:
                         "at": event.at,
                         "type": event.type,
                         "subject_id": event.subject_id,
-                        "data": canonical_json(item.data),
+                        "data": item.text,
                         "prev_hash": prev_hash,
                         "hash": digest,
                     }
