@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 __all__ = [
     "BadRequest",
     "Conflict",
+    "FactorRejected",
     "Forbidden",
     "InsufficientScope",
     "NotFound",

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from piigate.crypto.secret import Secret
 from piigate.errors import BadRequest
 from piigate.model import (
     AccessRequest,
@@ -23,12 +24,18 @@ from piigate.model import (
     Transaction,
 )
 from piigate.policy.compiled import CompiledPolicy
+from piigate.stepup.factor_ports import FactorRecord
+from piigate.stepup.verification import Proof
 
 __all__ = [
+    "CodeIn",
     "DecisionRequestIn",
     "LoginIn",
+    "TotpEnrollIn",
+    "VerifyIn",
     "challenge_json",
     "decision_json",
+    "factor_json",
 ]
 
 Name = Annotated[str, Field(min_length=1, max_length=255)]
@@ -209,4 +216,44 @@ def decision_json(decision: Decision, www_authenticate: str | None) -> dict[str,
         body["missing_scope"] = list(decision.missing_scope)
     if www_authenticate:
         body["www_authenticate"] = www_authenticate
+    return body
+
+
+# -- factors and verification (CONTRACT §4.3, §4.4) ------------------------------------------------
+# Codes are bounded but not validated here: a malformed code is a failed verification (counted,
+# vague 401), not a 400 that would tell a guesser which inputs are even considered.
+Code = Annotated[str, Field(max_length=128)]
+
+
+class TotpEnrollIn(_In):
+    label: Annotated[str, Field(max_length=64)] = ""
+
+
+class CodeIn(_In):
+    code: Code
+
+
+class VerifyIn(_In):
+    method: Annotated[str, Field(min_length=1, max_length=32)]
+    code: Code | None = None
+    # WebAuthn's PublicKeyCredential JSON (CONTRACT §4.3); accepted in shape, verified elsewhere.
+    credential: dict[str, Any] | None = None
+
+    def to_domain(self) -> Proof:
+        return Proof(self.method, Secret(self.code or ""))
+
+
+def factor_json(factor: FactorRecord) -> dict[str, Any]:
+    """A factor as listed: never its secret, hashes or counters' internals."""
+    body: dict[str, Any] = {
+        "id": factor.id,
+        "kind": factor.kind,
+        "label": factor.label,
+        "state": factor.state,
+        "created_at": _epoch(factor.created_at),
+        "confirmed_at": _epoch(factor.confirmed_at) if factor.confirmed_at else None,
+    }
+    if factor.kind == "recovery":
+        hashes = factor.data.get("hashes")
+        body["remaining"] = sum(1 for h in hashes if h) if isinstance(hashes, list) else 0
     return body

@@ -36,7 +36,9 @@ from piigate.model import SessionAuth, Subject
 from piigate.policy.holder import PolicyHolder
 from piigate.risk.port import CarriedRisk
 from piigate.stepup.engine import Engine
+from piigate.stepup.enrollment import FactorEnrollment
 from piigate.stepup.grants import KeyringGrantVerifier
+from piigate.stepup.verification import Verifier
 from piigate.store import Database, Store
 from piigate.store.ports import SqlChallenges, SqlGrantLedger
 
@@ -135,6 +137,23 @@ class Services:
         )
         if self.policy.path is not None:
             self._tasks.append(asyncio.create_task(self._watch_policy(), name="piigate-policy"))
+        self.verifier = Verifier(
+            store=self.store,
+            challenges=SqlChallenges(self.store, self.keyring),
+            keyring=self.keyring,
+            policy=self.policy,
+            audit=self.audit,
+            clock=self.clock,
+            issuer=settings.issuer,
+        )
+        self.enrollment = FactorEnrollment(
+            store=self.store,
+            keyring=self.keyring,
+            policy=self.policy,
+            audit=self.audit,
+            clock=self.clock,
+            issuer=settings.issuer,
+        )
 
     async def stop(self) -> None:
         for task in self._tasks:

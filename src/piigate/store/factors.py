@@ -157,21 +157,34 @@ class FactorStore(Repo):
         stmt = update(factors).where(factors.c.id == factor_id, condition).values(last_step=new)
         return await self._changed(stmt)
 
-    async def record_factor_failure(self, factor_id: str, *, now: datetime) -> int:
+    async def record_factor_failure(
+        self, factor_id: str, *, now: datetime, limit: int | None = None
+    ) -> int:
         """Count one failed verification and return the new count, atomically.
 
         Concurrent calls each get a distinct count (one ``UPDATE ... RETURNING``), so comparing
         it with the policy's cap lets no burst of guesses slip past. Raises ``NotFound`` when
         there is no such factor.
+
+        With ``limit``, the increment is conditional (``WHERE failures < limit``): a factor
+        already at the cap is not counted again, and the call returns ``failures + 1`` (more
+        than ``limit``) without writing. The column then never exceeds the cap, however many
+        guesses race (PostgreSQL re-checks the condition on the row it waited for).
         """
-        stmt = (
-            update(factors)
-            .where(factors.c.id == factor_id)
-            .values(failures=factors.c.failures + 1, last_failure_at=utc(now))
-            .returning(factors.c.failures)
+        stmt = update(factors).where(factors.c.id == factor_id)
+        if limit is not None:
+            stmt = stmt.where(factors.c.failures < limit)
+        stmt = stmt.values(failures=factors.c.failures + 1, last_failure_at=utc(now)).returning(
+            factors.c.failures
         )
         async with self.db.begin() as conn:
             failures = (await conn.execute(stmt)).scalar_one_or_none()
+            if failures is None and limit is not None:
+                current = (
+                    await conn.execute(select(factors.c.failures).where(factors.c.id == factor_id))
+                ).scalar_one_or_none()
+                if current is not None:
+                    return int(current) + 1
         if failures is None:
             raise NotFound("no such factor")
         return int(failures)

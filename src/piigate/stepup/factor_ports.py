@@ -1,0 +1,146 @@
+"""The ports of factor enrollment and verification: narrow protocols that the SQL store
+(``piigate.store.Store``) satisfies as it is, plus the one rule both sides must share, the
+associated data under which a factor's secret is encrypted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from piigate.model import Challenge
+
+__all__ = [
+    "AttemptLedger",
+    "AuditRecorder",
+    "ChallengeReader",
+    "FactorRecord",
+    "FactorRepo",
+    "VerifierStore",
+    "factor_aad",
+    "totp_parameters",
+]
+
+
+def factor_aad(factor_id: str) -> bytes:
+    """The AES-GCM associated data of a factor's secret: binds the ciphertext to its row, so a
+    secret copied onto another factor does not decrypt (used by enrollment and verification)."""
+    return f"factor:{factor_id}".encode()
+
+
+def totp_parameters(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``digits``/``period``/``algorithm`` as enrolled (RFC 6238 defaults when absent)."""
+    return {
+        "digits": int(data.get("digits", 6)),
+        "period": int(data.get("period", 30)),
+        "algorithm": str(data.get("algorithm", "sha1")),
+    }
+
+
+class FactorRecord(Protocol):
+    """One enrolled factor as the store returns it (``store.FactorRow``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def subject_id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def confirmed_at(self) -> datetime | None: ...
+    @property
+    def secret(self) -> str | None: ...
+    @property
+    def last_step(self) -> int | None: ...
+    @property
+    def failures(self) -> int: ...
+    @property
+    def last_failure_at(self) -> datetime | None: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
+
+
+class FactorRepo(Protocol):
+    """The factor rows and their atomic updates (``store.FactorStore``)."""
+
+    async def add_factor(
+        self,
+        *,
+        id: str,
+        subject_id: str,
+        kind: str,
+        now: datetime,
+        label: str = "",
+        secret: str | None = None,
+        state: str = "pending",
+        data: Mapping[str, Any] | None = None,
+    ) -> FactorRecord: ...
+
+    async def get_factor(self, factor_id: str) -> FactorRecord | None: ...
+
+    async def list_factors(
+        self,
+        subject_id: str,
+        *,
+        kinds: Iterable[str] | None = None,
+        states: Iterable[str] | None = None,
+    ) -> Sequence[FactorRecord]: ...
+
+    async def activate_factor(self, factor_id: str, *, now: datetime) -> bool: ...
+
+    async def delete_factor(self, factor_id: str) -> bool: ...
+
+    async def advance_totp_step(
+        self, factor_id: str, *, expected: int | None, new: int
+    ) -> bool: ...
+
+    async def record_factor_failure(
+        self, factor_id: str, *, now: datetime, limit: int | None = None
+    ) -> int: ...
+
+    async def reset_factor_failures(self, factor_id: str) -> bool: ...
+
+    async def replace_factor_data(
+        self,
+        factor_id: str,
+        *,
+        expected_data: Mapping[str, Any],
+        new_data: Mapping[str, Any],
+    ) -> bool: ...
+
+
+class AttemptLedger(Protocol):
+    """A challenge's attempt counter and state (``store.ChallengeStore``)."""
+
+    async def record_attempt(self, challenge_id: str, *, now: datetime) -> int: ...
+
+    async def set_challenge_state(self, challenge_id: str, *, expected: str, new: str) -> bool: ...
+
+
+class VerifierStore(FactorRepo, AttemptLedger, Protocol):
+    """Both of the above: what ``piigate.store.Store`` is."""
+
+
+class ChallengeReader(Protocol):
+    """Challenges as the engine stored them (``store.ports.SqlChallenges``)."""
+
+    async def get(self, challenge_id: str) -> Challenge | None: ...
+
+
+class AuditRecorder(Protocol):
+    """``AuditLog.record``: returns once the event is durable."""
+
+    async def record(
+        self,
+        type: str,
+        *,
+        subject_id: str | None = None,
+        data: Mapping[str, object] | None = None,
+    ) -> object: ...
