@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 
 from piigate.api.auth import Principal, require_scope
 from piigate.api.schemas import DecisionRequestIn, decision_json
@@ -19,12 +20,17 @@ router = APIRouter(tags=["decisions"])
 AUTH_TIME_SKEW = 60
 
 
-@router.post("/v1/decisions", summary="Decide whether a request may touch PII")
+@router.post(
+    "/v1/decisions",
+    summary="Decide whether a request may touch PII",
+    response_class=JSONResponse,
+    responses={200: {"description": "The decision (CONTRACT §4.2)"}},
+)
 async def create_decision(
     body: DecisionRequestIn,
     request: Request,
     principal: Annotated[Principal, Depends(require_scope("decisions"))],
-) -> dict[str, Any]:
+) -> JSONResponse:
     services = get_services(request)
     compiled = services.policy.current
     if compiled is None:
@@ -40,4 +46,6 @@ async def create_decision(
     header = None
     if decision.outcome is Outcome.STEP_UP and decision.required is not None:
         header = step_up_header(decision.required.acr_values, decision.required.max_age)
-    return decision_json(decision, header)
+    # A plain JSON response: the body is built from our own dataclasses, so re-validating it
+    # against an inferred response model would only cost time on the hot path.
+    return JSONResponse(decision_json(decision, header))
