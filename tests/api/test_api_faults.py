@@ -23,9 +23,9 @@ async def break_store(node: Node, database_url: str) -> None:
         with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as c:
             c.execute(f'DROP DATABASE "{url.database}" WITH (FORCE)')
         return
-    # SQLite: close the pooled connections, then put a directory where the file was, so every
-    # new connection fails to open it.
-    await node.services.db.engine.dispose()
+    # SQLite: close the pooled connections (both engines: the async one and the audit writer's
+    # own), then put a directory where the file was, so every new connection fails to open it.
+    await node.services.db.close()
     _replace_with_directory(Path(str(url.database)))
 
 

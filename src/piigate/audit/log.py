@@ -15,6 +15,7 @@ queueing for one each.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -22,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Table, bindparam, select, update
+from sqlalchemy import Connection, Row, Table, bindparam, select, update
 
 from piigate.audit.bus import EventBus
 from piigate.audit.chain import (
@@ -223,51 +224,7 @@ class AuditLog:
                 self.bus.publish(event)
 
     async def _write(self, batch: list[_Pending]) -> list[AuditEvent | None]:
-        head_query = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID)
-        if self.db.dialect == "postgresql":
-            # Row lock on the head: appenders in other processes queue here, and each then
-            # reads the head its predecessor committed (READ COMMITTED re-reads the locked row).
-            head_query = head_query.with_for_update()
-        extra: dict[Table, list[Mapping[str, Any]]] = {}
-        for item in batch:
-            for table, row in item.rows:
-                extra.setdefault(table, []).append(row)
-        # On SQLite, begin_durable() opened with BEGIN IMMEDIATE: the database-wide write lock
-        # is ours before the head is read, so no other process can append in between.
-        async with self.db.begin_durable() as conn:
-            for table, table_rows in extra.items():
-                await conn.execute(table.insert(), table_rows)
-            committed: list[AuditEvent | None] = []
-            rows: list[dict[str, Any]] = []
-            if any(item.event is not None for item in batch):
-                head = (await conn.execute(head_query)).one()
-                seq, prev_hash = int(head.seq), str(head.hash)
-            for item in batch:
-                event = item.event
-                if event is None:
-                    committed.append(None)
-                    continue
-                seq += 1
-                digest = event_hash_text(
-                    prev_hash, seq, event.at, event.type, event.subject_id, item.text
-                )
-                rows.append(
-                    {
-                        "seq": seq,
-                        "at": event.at,
-                        "type": event.type,
-                        "subject_id": event.subject_id,
-                        "data": item.text,
-                        "prev_hash": prev_hash,
-                        "hash": digest,
-                    }
-                )
-                committed.append(replace(event, seq=seq, prev_hash=prev_hash, hash=digest))
-                prev_hash = digest
-            if rows:
-                await conn.execute(audit_events.insert(), rows)
-                await conn.execute(_HEAD_UPDATE, {"new_seq": seq, "new_hash": prev_hash})
-        return committed
+        return await self.db.run_durable(functools.partial(_write_batch, batch, self.db.dialect))
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -355,3 +312,51 @@ def _event(row: Row[Any]) -> AuditEvent:
         prev_hash=row.prev_hash,
         hash=row.hash,
     )
+
+
+def _write_batch(batch: list[_Pending], dialect: str, conn: Connection) -> list[AuditEvent | None]:
+    """One group commit, in one transaction (``Database.run_durable``): the rows queued with
+    the batch, then the chained events, then the head. Synchronous SQLAlchemy, so the whole
+    transaction is one hand-off to the database thread."""
+    head_query = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID)
+    if dialect == "postgresql":
+        # Row lock on the head: appenders in other processes queue here, and each then reads
+        # the head its predecessor committed (READ COMMITTED re-reads the locked row).
+        head_query = head_query.with_for_update()
+    # On SQLite the transaction opened with BEGIN IMMEDIATE: the database-wide write lock is
+    # ours before the head is read, so no other process can append in between.
+    extra: dict[Table, list[Mapping[str, Any]]] = {}
+    for item in batch:
+        for table, row in item.rows:
+            extra.setdefault(table, []).append(row)
+    for table, table_rows in extra.items():
+        conn.execute(table.insert(), table_rows)
+    committed: list[AuditEvent | None] = []
+    rows: list[dict[str, Any]] = []
+    if any(item.event is not None for item in batch):
+        head = conn.execute(head_query).one()
+        seq, prev_hash = int(head.seq), str(head.hash)
+    for item in batch:
+        event = item.event
+        if event is None:
+            committed.append(None)
+            continue
+        seq += 1
+        digest = event_hash_text(prev_hash, seq, event.at, event.type, event.subject_id, item.text)
+        rows.append(
+            {
+                "seq": seq,
+                "at": event.at,
+                "type": event.type,
+                "subject_id": event.subject_id,
+                "data": item.text,
+                "prev_hash": prev_hash,
+                "hash": digest,
+            }
+        )
+        committed.append(replace(event, seq=seq, prev_hash=prev_hash, hash=digest))
+        prev_hash = digest
+    if rows:
+        conn.execute(audit_events.insert(), rows)
+        conn.execute(_HEAD_UPDATE, {"new_seq": seq, "new_hash": prev_hash})
+    return committed

@@ -6,20 +6,23 @@ edges fail closed instead of treating a dead store as "no such row".
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, exc, make_url, text
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy import create_engine, event, exc, make_url, text
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from piigate.errors import Conflict, ServiceUnavailable
+
+T = TypeVar("T")
 
 __all__ = [
     "AlreadyExists",
@@ -89,6 +92,7 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect: str = engine.dialect.name
+        self._sync_engine: Engine | None = None  # SQLite: the durable writer's own engine
         # The same pool, with options the SQLite begin hook turns into BEGIN IMMEDIATE and
         # synchronous=FULL; on PostgreSQL these options are ignored.
         self._write_engine = engine.execution_options(**{_IMMEDIATE: True})
@@ -112,7 +116,7 @@ class Database:
                 parents=True, exist_ok=True
             )
             engine = create_async_engine(target, **{"hide_parameters": True, **engine_options})
-            _install_sqlite_hooks(engine)
+            _install_sqlite_hooks(engine.sync_engine)
         else:
             options: dict[str, Any] = {
                 "hide_parameters": True,
@@ -127,6 +131,9 @@ class Database:
         return f"Database({self.engine.url.render_as_string(hide_password=True)!r})"
 
     async def close(self) -> None:
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
+            self._sync_engine = None
         await self.engine.dispose()
 
     async def ping(self) -> None:
@@ -161,6 +168,34 @@ class Database:
         """
         async with _translating(), self._durable_engine.begin() as conn:
             yield conn
+
+    async def run_durable(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` (plain synchronous SQLAlchemy) in one durable write transaction.
+
+        On SQLite the whole transaction runs in one worker thread with the stdlib driver: a
+        group commit of many statements then costs one hand-off between threads instead of one
+        per statement (aiosqlite's model), which matters on the audit hot path. On PostgreSQL it
+        runs inside the async connection (``run_sync``).
+        """
+        if self.dialect != "sqlite":
+            async with self.begin_durable() as conn:
+                return await conn.run_sync(work)
+        return await asyncio.to_thread(self._run_durable_sync, work)
+
+    def _run_durable_sync(self, work: Callable[[Connection], T]) -> T:
+        if self._sync_engine is None:
+            url = self.engine.url.set(drivername="sqlite+pysqlite")
+            engine = create_engine(url, hide_parameters=True)
+            _install_sqlite_hooks(engine)
+            self._sync_engine = engine
+        durable = self._sync_engine.execution_options(**{_IMMEDIATE: True, _DURABLE: True})
+        try:
+            with durable.begin() as conn:
+                return work(conn)
+        except exc.IntegrityError:
+            raise
+        except _UNAVAILABLE as error:
+            raise StoreUnavailable("the store is unavailable") from error
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[AsyncConnection]:
@@ -222,11 +257,11 @@ async def _translating() -> AsyncIterator[None]:
         raise StoreUnavailable("the store is unavailable") from error
 
 
-def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+def _install_sqlite_hooks(engine: Engine) -> None:
     # SQLAlchemy's documented recipe: stop sqlite3 from issuing its own (deferred, sometimes
     # missing) BEGIN and emit BEGIN ourselves, so transactions mean what they say and a writer
     # can ask for BEGIN IMMEDIATE.
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -239,7 +274,7 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         finally:
             cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         options = conn.get_execution_options()
         # synchronous cannot change inside a transaction, so set it just before BEGIN; the
