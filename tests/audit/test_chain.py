@@ -250,3 +250,30 @@ def test_the_writers_fast_hash_equals_the_canonical_one(
     at = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
     expected = event_hash(GENESIS, seq, at, kind, subject, data)
     assert event_hash_text(GENESIS, seq, at, kind, subject, canonical_json(data)) == expected
+
+
+_leaf = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+    | st.datetimes(timezones=st.just(UTC))
+    | st.decimals(allow_nan=False, allow_infinity=False, places=2)
+    | st.frozensets(st.text(max_size=3), max_size=3)
+)
+
+
+@given(
+    st.recursive(
+        _leaf,
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+        ),
+        max_leaves=12,
+    )
+)
+def test_the_fast_encoder_prints_exactly_what_the_exact_rules_print(value: object) -> None:
+    from piigate.audit.chain import _slow_canonical
+
+    assert canonical_json(value) == _slow_canonical(value)

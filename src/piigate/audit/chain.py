@@ -84,6 +84,49 @@ def canonical_json(data: object) -> str:
     Sets become sorted lists, tuples lists, Decimals strings, enums their values. Parsing the
     result and canonicalising it again gives the same text, so stored events re-hash exactly.
     """
+    try:
+        # Fast path: the C encoder does plain data (what events almost always hold) itself and
+        # calls _json_default only for the rest; the pure-Python walk is the fallback.
+        return _ENCODER.encode(data) if _str_keys(data) else _slow_canonical(data)
+    except _NeedsSlowPath:
+        return _slow_canonical(data)
+
+
+class _NeedsSlowPath(Exception):
+    pass
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime):
+        return format_time(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    # Sets, non-dict mappings, enums with non-str/int values, bytes...: the exact rules.
+    raise _NeedsSlowPath
+
+
+def _str_keys(value: object) -> bool:
+    # json would quietly print {1: x} as {"1": x}, making two different inputs one text; the
+    # exact rules (_plain) refuse non-string keys, so such data takes the slow path and fails.
+    if type(value) is dict:
+        return all(type(k) is str and _str_keys(v) for k, v in value.items())
+    if type(value) is list or type(value) is tuple:
+        return all(_str_keys(v) for v in value)
+    return True
+
+
+_ENCODER = json.JSONEncoder(
+    sort_keys=True,
+    separators=(",", ":"),
+    ensure_ascii=False,
+    allow_nan=False,
+    default=_json_default,
+)
+
+
+def _slow_canonical(data: object) -> str:
     return json.dumps(
         _plain(data), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     )
