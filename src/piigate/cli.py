@@ -365,6 +365,92 @@ def keys_create(
     typer.echo(secret.reveal())
 
 
+@keys_app.command("rotate")
+def keys_rotate(
+    signing: Annotated[
+        bool, typer.Option("--signing/--no-signing", help="Rotate the grant signing key.")
+    ] = True,
+    data: Annotated[
+        bool,
+        typer.Option("--data/--no-data", help="Rotate the data key and re-wrap factor secrets."),
+    ] = True,
+    config: ConfigOpt = None,
+) -> None:
+    """Rotate keyring keys; old keys are kept, so existing tokens and secrets stay readable."""
+    from piigate.crypto.keyring import Keyring
+
+    settings = _settings(config)
+    if not signing and not data:
+        fail("nothing to rotate: --no-signing and --no-data leave no key")
+    # The same directory as Services.start; rotation holds the keyring's own file lock.
+    keyring = Keyring.open(settings.data_dir / "keyring")
+    signing_kid = keyring.rotate_signing_key() if signing else None
+    data_kid = keyring.rotate_data_key() if data else None
+    rewrapped, failed = 0, list[str]()
+    if data_kid is not None:
+        rewrapped, failed = _run(_with_store(settings, lambda store: _rewrap(store, keyring)))
+    event: dict[str, object] = {"rewrapped": rewrapped}
+    if signing_kid is not None:
+        event["signing_kid"] = signing_kid
+    if data_kid is not None:
+        event["data_kid"] = data_kid
+    if failed:
+        event["failed"] = failed
+    _run(_audit(settings, "keys_rotated", None, event))
+    rotated = " and ".join(
+        f"{what} key {kid}"
+        for what, kid in (("signing", signing_kid), ("data", data_kid))
+        if kid is not None
+    )
+    suffix = f"; {rewrapped} secrets re-wrapped" if data_kid is not None else ""
+    typer.echo(f"rotated {rotated}{suffix}")
+    if failed:
+        fail(f"{len(failed)} factor secrets could not be re-wrapped: {', '.join(failed)}")
+
+
+async def _rewrap(store: Any, keyring: Any) -> tuple[int, list[str]]:
+    """Move every factor secret to the current data key, each with a compare-and-set.
+
+    A service may write secrets meanwhile (under the old key, which stays in the keyring): a
+    lost compare-and-set re-reads the row and tries again, so no newer secret is overwritten.
+    """
+    from sqlalchemy import select
+
+    from piigate.crypto.keyring import DecryptionError
+    from piigate.stepup.factor_ports import factor_aad
+    from piigate.store.tables import factors
+
+    async with store.db.connect() as conn:
+        ids = (
+            (
+                await conn.execute(
+                    select(factors.c.id).where(factors.c.secret.is_not(None)).order_by(factors.c.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    current = f".{keyring.data_kid}."
+    rewrapped, failed = 0, list[str]()
+    for factor_id in ids:
+        for _ in range(5):
+            row = await store.get_factor(factor_id)
+            token = None if row is None else row.secret
+            if token is None or current in token:
+                break  # deleted, or already under the new key
+            try:
+                new = keyring.rewrap(token, aad=factor_aad(factor_id))
+            except DecryptionError:
+                failed.append(factor_id)
+                break
+            if await store.replace_factor_secret(factor_id, expected=token, new=new):
+                rewrapped += 1
+                break
+        else:
+            failed.append(factor_id)
+    return rewrapped, failed
+
+
 def main() -> None:
     try:
         # Not standalone: usage errors come back to us, to be printed as one plain line.

@@ -222,6 +222,19 @@ class FactorStore(Repo):
             )
         return True
 
+    async def replace_factor_secret(self, factor_id: str, *, expected: str, new: str) -> bool:
+        """Compare-and-set the secret token (re-wrapping under a new data key).
+
+        False when the row is gone or its secret is no longer ``expected`` (re-enrolled
+        meanwhile): the caller re-reads it rather than overwrite a newer secret.
+        """
+        stmt = (
+            update(factors)
+            .where(factors.c.id == factor_id, factors.c.secret == expected)
+            .values(secret=new)
+        )
+        return await self._changed(stmt)
+
     async def delete_factor(self, factor_id: str) -> bool:
         return await self._changed(delete(factors).where(factors.c.id == factor_id))
 
