@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 __all__ = [
     "AccessRequest",
@@ -202,6 +203,9 @@ class Challenge:
     state: ChallengeState = ChallengeState.PENDING
     attempts: int = 0
     max_attempts: int = 5
+    # Set with ``approved``: how (method, factor, level, amr, auth_time, approver). No secret.
+    approval: Mapping[str, Any] | None = None
+    grant_collected: bool = False  # the grant was handed out (once)
 
 
 @dataclass(frozen=True, slots=True)

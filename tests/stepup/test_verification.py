@@ -24,6 +24,7 @@ from piigate.policy.holder import PolicyHolder
 from piigate.stepup.enrollment import FactorEnrollment
 from piigate.stepup.factor_ports import factor_aad
 from piigate.stepup.grants import verify_grant
+from piigate.stepup.checks import TotpCheck
 from piigate.stepup.verification import (
     IssuedGrant,
     Proof,
@@ -403,7 +404,7 @@ async def test_no_active_factor(world: World) -> None:
 
 async def test_unreadable_secret_fails_closed(world: World, tmp_path: Path) -> None:
     _, secret = await world.totp_factor()
-    world.verifier.keyring = Keyring.open(tmp_path / "other-keyring")
+    world.verifier.register("totp", TotpCheck(world.store, Keyring.open(tmp_path / "other")))
     reason = await rejected(world, await world.challenge(), "totp", world.code(secret))
     assert reason == "factor_unreadable"
 

@@ -25,7 +25,7 @@ from piigate.model import (
 )
 from piigate.policy.compiled import CompiledPolicy
 from piigate.stepup.factor_ports import FactorRecord
-from piigate.stepup.verification import Proof
+from piigate.stepup.verification import IssuedGrant, Proof
 
 __all__ = [
     "CodeIn",
@@ -36,6 +36,7 @@ __all__ = [
     "challenge_json",
     "decision_json",
     "factor_json",
+    "grant_json",
 ]
 
 Name = Annotated[str, Field(min_length=1, max_length=255)]
@@ -240,7 +241,23 @@ class VerifyIn(_In):
     credential: dict[str, Any] | None = None
 
     def to_domain(self) -> Proof:
-        return Proof(self.method, Secret(self.code or ""))
+        return Proof(
+            self.method,
+            code=None if self.code is None else Secret(self.code),
+            credential=self.credential,
+        )
+
+
+def grant_json(issued: IssuedGrant) -> dict[str, Any]:
+    """A grant as handed to its holder (``/verify``, ``/status``): the token and what it says."""
+    grant = issued.grant
+    return {
+        "grant": issued.token,
+        "level": grant.level,
+        "expires_at": int(grant.expires_at.timestamp()),
+        "amr": list(grant.amr),
+        "single_use": grant.single_use,
+    }
 
 
 def factor_json(factor: FactorRecord) -> dict[str, Any]:

@@ -51,6 +51,8 @@ AMR_METHODS: dict[str, str] = {
     "face": "webauthn",
     "mca": "push",
     "kba": "recovery",
+    # Not an RFC 8176 value (none fits): approval of the step-up by another person.
+    "approval": "approval",
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -121,7 +121,17 @@ class AttemptLedger(Protocol):
 
     async def record_attempt(self, challenge_id: str, *, now: datetime) -> int: ...
 
-    async def set_challenge_state(self, challenge_id: str, *, expected: str, new: str) -> bool: ...
+    async def set_challenge_state(
+        self,
+        challenge_id: str,
+        *,
+        expected: str,
+        new: str,
+        approval: Mapping[str, Any] | None = None,
+        collected_at: datetime | None = None,
+    ) -> bool: ...
+
+    async def collect_challenge_grant(self, challenge_id: str, *, now: datetime) -> bool: ...
 
 
 class VerifierStore(FactorRepo, AttemptLedger, Protocol):

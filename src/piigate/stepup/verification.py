@@ -1,19 +1,23 @@
 """Verifying a challenge: one factor's proof in, one signed grant out (CONTRACT §4.3, §5.2-5.4).
 
-``Verifier.verify`` is one explicit pipeline of named steps, in this order:
+``Verifier.verify`` is one explicit pipeline of named steps, the same for every factor kind:
 
 1. load the challenge; a caller that is neither its subject nor the app that asked for it gets
    404, so challenge ids cannot be probed;
-2. check it is pending, unexpired, and that the method is one it allows (and one we verify);
+2. admit it: pending, unexpired, and the method one it allows and one with a check;
 3. pick the subject's active factors of that kind and drop those locked out
    (:mod:`piigate.factors.lockout`): permanently locked → 401, in back-off → 429 + Retry-After;
 4. count the attempt on the challenge, then *charge* each factor one failure before looking at
-   the code (a conditional increment that stops at the cap), so parallel guesses can never check
-   more codes than the profile allows (CONTRACT §5.3);
-5. check the code (:mod:`piigate.factors.totp`, :mod:`piigate.factors.recovery`) and save what
-   it spends with a compare-and-set: the TOTP step, or the recovery code;
-6. on success: clear the failures, approve the challenge (compare-and-set), sign the grant and
-   append ``challenge_verified``.
+   the proof (a conditional increment that stops at the cap), so parallel guesses can never
+   check more codes than the profile allows (CONTRACT §5.3);
+5. run the method's :class:`FactorCheck` (``stepup.checks`` for TOTP and recovery codes,
+   ``stepup.webauthn``, ``stepup.sms``), which saves what a success spends by compare-and-set;
+6. on success: clear the failures, approve the challenge (compare-and-set, recording how), sign
+   the grant and append ``challenge_verified``.
+
+Out-of-band proofs — a signed push answer, another person's approval — are checked by their own
+ceremonies, which call :meth:`Verifier.approve`; the requester then collects the grant once with
+:meth:`Verifier.collect` (``GET /v1/challenges/{id}/status``).
 
 Vague outside, exact inside (STYLE.md §9): every refusal is the same ``factor_rejected`` 401 for
 the client, while the audit event ``verification_failed`` names the exact
@@ -22,82 +26,56 @@ the client, while the audit event ``verification_failed`` names the exact
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, NoReturn
 
-import structlog
-
 from piigate.clock import Clock
-from piigate.crypto.keyring import DecryptionError, Keyring
+from piigate.crypto.keyring import Keyring
 from piigate.crypto.secret import Secret
 from piigate.errors import FactorRejected, NotFound, ServiceUnavailable, TooManyRequests
-from piigate.factors import (
-    FactorKind,
-    FactorState,
-    FailurePolicy,
-    TotpFailure,
-    TotpRejected,
-    lockout_state,
-    match_recovery_code,
-    normalize_recovery_code,
-    spend_recovery_code,
-    verify_totp,
-)
+from piigate.factors import FactorKind, FactorState, FailurePolicy, lockout_state
 from piigate.model import Challenge, ChallengeState, Grant
 from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.holder import PolicyHolder
 from piigate.policy.model import FactorKind as PolicyFactor
 from piigate.policy.model import FactorSettings
-from piigate.stepup.engine import AMR_METHODS, new_id
+from piigate.stepup.engine import new_id
 from piigate.stepup.factor_ports import (
     AuditRecorder,
     ChallengeReader,
     FactorRecord,
     VerifierStore,
-    factor_aad,
-    totp_parameters,
 )
 from piigate.stepup.grants import issue_grant
 
 __all__ = [
-    "SUPPORTED_METHODS",
+    "CheckFailed",
+    "FactorCheck",
     "IssuedGrant",
     "Proof",
     "VerificationFailure",
     "VerificationRejected",
     "VerificationThrottled",
+    "Verified",
     "Verifier",
+    "most_telling",
 ]
-
-log = structlog.get_logger("piigate.verify")
-
-# The factor kinds this module verifies (SMS, push and WebAuthn have their own ceremonies).
-SUPPORTED_METHODS = frozenset({FactorKind.TOTP.value, FactorKind.RECOVERY.value})
-# Compare-and-set retries when another request changed the factor between read and write.
-_CAS_RETRIES = 3
-# Recovery matching costs ~0.1 s of CPU and 64 MiB per stored hash: bound the parallel work.
-_HASHING_SLOTS = 2
-
-
-def _amr(method: str) -> str:
-    # RFC 8176 values: the inverse of the engine's AMR_METHODS, so the engine maps a grant's amr
-    # back to the very factor that produced it ("otp" → totp, "kba" → recovery).
-    return next(amr for amr, kind in AMR_METHODS.items() if kind == method)
-
 
 # -- values -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class Proof:
-    """What a client presents to a challenge: the factor kind and the code it shows."""
+    """What a client presents to a challenge: the factor kind and its answer — a code (TOTP,
+    SMS, recovery) or a WebAuthn ``PublicKeyCredential`` JSON."""
 
     method: str
-    code: Secret[str]
+    code: Secret[str] | None = None
+    # Not a secret (a signature over a single-use challenge), but kept out of reprs all the same.
+    credential: Mapping[str, Any] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +100,15 @@ class VerificationFailure(StrEnum):
     THROTTLED = "throttled"
     TOO_MANY_ATTEMPTS = "too_many_attempts"
     FACTOR_UNREADABLE = "factor_unreadable"
+    # WebAuthn: the signature, origin, RP id, user verification or counter did not hold.
+    BAD_ASSERTION = "bad_assertion"
+    NO_USER_VERIFICATION = "no_user_verification"
+    SIGN_COUNT_REGRESSED = "sign_count_regressed"
+    # Push and approval by another person.
+    WRONG_NUMBER = "wrong_number"
+    DENIED = "denied"
+    SELF_APPROVAL = "self_approval"
+    NOT_APPROVER = "not_approver"
 
 
 class VerificationRejected(FactorRejected):
@@ -143,8 +130,8 @@ class VerificationThrottled(TooManyRequests):
         self.reason = VerificationFailure.THROTTLED
 
 
-class _Failed(Exception):
-    """Internal: a factor check failed (turned into an audit event and a vague 401)."""
+class CheckFailed(Exception):
+    """A factor check failed: becomes an audit event with ``reason`` and a vague 401."""
 
     def __init__(self, reason: VerificationFailure, factor_id: str | None = None) -> None:
         super().__init__(reason.value)
@@ -152,24 +139,62 @@ class _Failed(Exception):
         self.factor_id = factor_id
 
 
-_TOTP_REASONS: Mapping[TotpFailure, VerificationFailure] = {
-    TotpFailure.WRONG_CODE: VerificationFailure.WRONG_CODE,
-    TotpFailure.REPLAYED: VerificationFailure.REPLAYED,
-    TotpFailure.MALFORMED: VerificationFailure.MALFORMED,
-}
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A factor that proved itself: which one, its RFC 8176 ``amr`` values, and audit detail
+    (never a secret: a TOTP drift, the recovery codes left, a WebAuthn sign count)."""
+
+    factor: FactorRecord
+    amr: tuple[str, ...]
+    detail: Mapping[str, object] = field(default_factory=dict)
+
+
+class FactorCheck:
+    """How one kind of factor checks a proof (``stepup.checks``, ``stepup.webauthn``, ...).
+
+    ``check`` gets the subject's active factors of its kind, each already charged one failure;
+    it returns the factor that matched or raises :class:`CheckFailed`. ``succeeded`` runs after
+    the failures are cleared and before the challenge is approved.
+    """
+
+    amr: tuple[str, ...] = ()
+
+    async def check(
+        self,
+        challenge: Challenge,
+        proof: Proof,
+        factors: Sequence[FactorRecord],
+        now: datetime,
+    ) -> Verified:
+        raise NotImplementedError
+
+    async def succeeded(self, challenge: Challenge, verified: Verified) -> None:
+        return None
+
+
 # When several factors were tried, the audit names the most telling reason.
 _REASON_ORDER = (
     VerificationFailure.REPLAYED,
+    VerificationFailure.SIGN_COUNT_REGRESSED,
+    VerificationFailure.NO_USER_VERIFICATION,
+    VerificationFailure.BAD_ASSERTION,
     VerificationFailure.WRONG_CODE,
     VerificationFailure.MALFORMED,
     VerificationFailure.FACTOR_UNREADABLE,
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _Verified:
-    factor: FactorRecord
-    detail: Mapping[str, object] = field(default_factory=dict)
+def most_telling(
+    reasons: Sequence[tuple[VerificationFailure, str]],
+) -> tuple[VerificationFailure, str | None]:
+    """Of the reasons several factors failed for, the one the audit should name."""
+    for wanted in _REASON_ORDER:
+        for reason, factor_id in reasons:
+            if reason is wanted:
+                return reason, factor_id
+    if reasons:
+        return reasons[0]
+    return VerificationFailure.WRONG_CODE, None
 
 
 # -- the verifier -------------------------------------------------------------------------------
@@ -186,6 +211,7 @@ class Verifier:
         audit: AuditRecorder,
         clock: Clock,
         issuer: str,
+        checks: Mapping[str, FactorCheck] | None = None,
         ids: Callable[[str], str] = new_id,
         base_delay: float = 1.0,
         max_delay: float = 900.0,
@@ -201,7 +227,23 @@ class Verifier:
         # The back-off between failures (factors.lockout): base_delay * 2**(n-1), up to max_delay.
         self.base_delay = base_delay
         self.max_delay = max_delay
-        self._hashing = asyncio.Semaphore(_HASHING_SLOTS)
+        if checks is None:
+            from piigate.stepup.checks import RecoveryCheck, TotpCheck
+
+            checks = {
+                FactorKind.TOTP.value: TotpCheck(store, keyring),
+                FactorKind.RECOVERY.value: RecoveryCheck(store, audit),
+            }
+        self.checks: dict[str, FactorCheck] = dict(checks)
+
+    def register(self, method: str, check: FactorCheck) -> None:
+        """Verify ``method`` proofs with ``check`` (WebAuthn, SMS: their own modules)."""
+        self.checks[method] = check
+
+    @property
+    def methods(self) -> frozenset[str]:
+        """The methods ``verify`` accepts proofs for."""
+        return frozenset(self.checks)
 
     async def verify(
         self,
@@ -217,25 +259,16 @@ class Verifier:
         vague), :class:`VerificationThrottled` (429) or ``ServiceUnavailable`` (no policy).
         """
         now = self.clock.now()
-        challenge = await self._load(challenge_id, caller_subject, caller_key)
-        compiled = self.policy.current
-        if compiled is None:
-            raise ServiceUnavailable("no policy is loaded")
+        challenge = await self.load(challenge_id, caller_subject, caller_key)
         method = proof.method
-        settings = self._settings(compiled, challenge, method)
-        if challenge.state is not ChallengeState.PENDING:
-            await self._reject(challenge, method, VerificationFailure.NOT_PENDING)
-        if challenge.expires_at <= now:
-            await self._set_state(challenge, ChallengeState.EXPIRED)
-            await self._reject(challenge, method, VerificationFailure.EXPIRED)
-        if settings is None:
-            await self._reject(challenge, method, VerificationFailure.METHOD_NOT_ALLOWED)
+        compiled, settings = await self.admit(challenge, method, now)
+        check = self.checks[method]
 
         factors = await self.store.list_factors(
             challenge.subject_id, kinds=[method], states=[FactorState.ACTIVE.value]
         )
         if not factors:
-            await self._reject(challenge, method, VerificationFailure.NO_FACTOR)
+            await self.reject(challenge, method, VerificationFailure.NO_FACTOR)
         failure_policy = FailurePolicy(
             max_failures=settings.max_failures,
             base_delay=self.base_delay,
@@ -246,38 +279,105 @@ class Verifier:
         attempts = await self.store.record_attempt(challenge.id, now=now)
         if attempts > challenge.max_attempts:
             await self._set_state(challenge, ChallengeState.DENIED)
-            await self._reject(
+            await self.reject(
                 challenge, method, VerificationFailure.TOO_MANY_ATTEMPTS, attempts=attempts
             )
         try:
             charged = await self._charge(usable, failure_policy, now)
-            if method == FactorKind.TOTP:
-                verified = await self._check_totp(charged, proof.code, now)
-            else:
-                verified = await self._check_recovery(charged, proof.code)
-        except _Failed as failed:
+            verified = await check.check(challenge, proof, charged, now)
+        except CheckFailed as failed:
             if attempts >= challenge.max_attempts:
                 await self._set_state(challenge, ChallengeState.DENIED)
-            await self._reject(
+            await self.reject(
                 challenge, method, failed.reason, factor_id=failed.factor_id, attempts=attempts
             )
 
-        await self._clear_failures(challenge.subject_id, method, charged, verified)
-        if not await self._set_state(challenge, ChallengeState.APPROVED):
+        for factor_id in sorted({factor.id for factor in charged}):
+            await self.store.reset_factor_failures(factor_id)
+        await check.succeeded(challenge, verified)
+        approval = self._approval(method, settings, verified, now)
+        if not await self._set_state(
+            challenge, ChallengeState.APPROVED, approval=approval, collected_at=now
+        ):
             # Approved or denied by a parallel request in the meantime: one challenge, one grant.
-            await self._reject(
+            await self.reject(
                 challenge,
                 method,
                 VerificationFailure.NOT_PENDING,
                 factor_id=verified.factor.id,
                 attempts=attempts,
             )
-        return await self._grant(compiled, challenge, method, settings, verified, now)
+        issued = self._grant(compiled, challenge, approval)
+        await self._audit_verified(challenge, approval, verified.detail, issued.grant)
+        return issued
+
+    # -- out-of-band approvals: push, another person --------------------------------------------
+    async def approve(
+        self,
+        challenge: Challenge,
+        method: str,
+        verified: Verified,
+        *,
+        level: str | None = None,
+        approver: str | None = None,
+    ) -> bool:
+        """Approve ``challenge`` with a proof checked elsewhere (a signed push answer, another
+        person's approval). The grant is not issued here: the requester collects it once from
+        :meth:`collect`. False when the challenge was no longer pending (nothing changes).
+        ``level`` defaults to the level the policy gives ``method``.
+        """
+        now = self.clock.now()
+        _compiled, settings = await self.admit(challenge, method, now)
+        if level is not None:
+            settings = replace(settings, level=level)
+        approval = self._approval(method, settings, verified, now)
+        if approver is not None:
+            approval["approver"] = approver
+        if not await self._set_state(challenge, ChallengeState.APPROVED, approval=approval):
+            return False
+        await self._audit_verified(challenge, approval, verified.detail)
+        return True
+
+    async def deny(
+        self, challenge: Challenge, method: str, reason: VerificationFailure, **detail: object
+    ) -> bool:
+        """Deny ``challenge`` (a push answered "this wasn't me", an approver said no)."""
+        denied = await self._set_state(challenge, ChallengeState.DENIED)
+        data: dict[str, object] = {
+            "challenge_id": challenge.id,
+            "method": method,
+            "reason": reason.value,
+            **detail,
+        }
+        await self.audit.record("challenge_denied", subject_id=challenge.subject_id, data=data)
+        return denied
+
+    async def collect(self, challenge: Challenge) -> IssuedGrant | None:
+        """The grant of an out-of-band approval, handed out once (``GET .../status``)."""
+        if (
+            challenge.state is not ChallengeState.APPROVED
+            or challenge.approval is None
+            or challenge.grant_collected
+        ):
+            return None
+        compiled = self.policy.current
+        if compiled is None:
+            raise ServiceUnavailable("no policy is loaded")
+        if not await self.store.collect_challenge_grant(challenge.id, now=self.clock.now()):
+            return None
+        issued = self._grant(compiled, challenge, challenge.approval)
+        await self.audit.record(
+            "grant_collected",
+            subject_id=challenge.subject_id,
+            data={"challenge_id": challenge.id, "grant_id": issued.grant.id},
+        )
+        return issued
 
     # -- pipeline steps -------------------------------------------------------------------------
-    async def _load(
+    async def load(
         self, challenge_id: str, caller_subject: str | None, caller_key: str | None
     ) -> Challenge:
+        """The challenge, if the caller may answer it: its subject, or the app that asked."""
         challenge = await self.challenges.get(challenge_id) if len(challenge_id) <= 64 else None
         if challenge is None:
             raise NotFound("no such challenge")
@@ -289,13 +389,35 @@ class Verifier:
             raise NotFound("no such challenge")
         return challenge
 
-    @staticmethod
+    async def admit(
+        self, challenge: Challenge, method: str, now: datetime
+    ) -> tuple[CompiledPolicy, FactorSettings]:
+        """The policy and ``method``'s settings, if the challenge can still be answered with it:
+        pending, unexpired, and ``method`` allowed and still strong enough. Rejects otherwise."""
+        compiled = self.policy.current
+        if compiled is None:
+            raise ServiceUnavailable("no policy is loaded")
+        settings = self._settings(compiled, challenge, method)
+        if challenge.state is not ChallengeState.PENDING:
+            await self.reject(challenge, method, VerificationFailure.NOT_PENDING)
+        if challenge.expires_at <= now:
+            await self._set_state(challenge, ChallengeState.EXPIRED)
+            await self.reject(challenge, method, VerificationFailure.EXPIRED)
+        if settings is None:
+            await self.reject(challenge, method, VerificationFailure.METHOD_NOT_ALLOWED)
+        return compiled, settings
+
     def _settings(
-        compiled: CompiledPolicy, challenge: Challenge, method: str
+        self, compiled: CompiledPolicy, challenge: Challenge, method: str
     ) -> FactorSettings | None:
-        if method not in SUPPORTED_METHODS or method not in challenge.requirement.methods:
+        if method not in self.checks and method not in _OUT_OF_BAND:
             return None
-        settings = compiled.policy.factors.get(PolicyFactor(method))
+        if method not in challenge.requirement.methods:
+            return None
+        try:
+            settings = compiled.policy.factors.get(PolicyFactor(method))
+        except ValueError:
+            return None
         if settings is None:
             return None
         # The policy may have been reloaded since the challenge was opened: a factor that no
@@ -328,7 +450,7 @@ class Verifier:
         if waits:
             await self._audit_failure(challenge, method, VerificationFailure.THROTTLED)
             raise VerificationThrottled(min(waits))
-        await self._reject(challenge, method, VerificationFailure.LOCKED)
+        await self.reject(challenge, method, VerificationFailure.LOCKED)
 
     async def _charge(
         self, factors: Sequence[FactorRecord], policy: FailurePolicy, now: datetime
@@ -346,138 +468,26 @@ class Verifier:
             if count <= policy.max_failures:
                 charged.append(factor)
         if not charged:
-            raise _Failed(VerificationFailure.LOCKED, factors[0].id if factors else None)
+            raise CheckFailed(VerificationFailure.LOCKED, factors[0].id if factors else None)
         return charged
 
-    async def _check_totp(
-        self, factors: Sequence[FactorRecord], code: Secret[str], now: datetime
-    ) -> _Verified:
-        reasons: list[tuple[VerificationFailure, str]] = []
-        for factor in factors:
-            secret = self._secret(factor)
-            if secret is None:
-                reasons.append((VerificationFailure.FACTOR_UNREADABLE, factor.id))
-                continue
-            try:
-                match = verify_totp(
-                    secret,
-                    code.reveal(),
-                    at=now,
-                    last_step=factor.last_step,
-                    **totp_parameters(factor.data),
-                )
-            except TotpRejected as rejected:
-                reasons.append((_TOTP_REASONS[rejected.reason], factor.id))
-                continue
-            if await self._advance(factor, match.step):
-                return _Verified(factor, {"drift": match.drift})
-            reasons.append((VerificationFailure.REPLAYED, factor.id))
-        raise _Failed(*_most_telling(reasons))
+    @staticmethod
+    def _approval(
+        method: str, settings: FactorSettings, verified: Verified, now: datetime
+    ) -> dict[str, Any]:
+        return {
+            "method": method,
+            "factor_id": verified.factor.id,
+            "level": settings.level,
+            "amr": list(verified.amr),
+            "auth_time": int(now.timestamp()),
+        }
 
-    async def _advance(self, factor: FactorRecord, step: int) -> bool:
-        """Save ``step`` as the last accepted one (compare-and-set). A lost race with an older
-        code is retried on the fresh row; with the same or a newer one it is a replay."""
-        expected = factor.last_step
-        for _ in range(_CAS_RETRIES):
-            if await self.store.advance_totp_step(factor.id, expected=expected, new=step):
-                return True
-            fresh = await self.store.get_factor(factor.id)
-            if fresh is None or fresh.last_step is None or fresh.last_step >= step:
-                return False
-            expected = fresh.last_step
-        return False
-
-    def _secret(self, factor: FactorRecord) -> Secret[str] | None:
-        if factor.secret is None:
-            return None
-        try:
-            raw = self.keyring.decrypt(factor.secret, aad=factor_aad(factor.id))
-            return Secret(raw.decode("ascii"))
-        except (DecryptionError, UnicodeDecodeError):
-            log.warning("factor_secret_unreadable", factor_id=factor.id)
-            return None
-
-    async def _check_recovery(
-        self, factors: Sequence[FactorRecord], code: Secret[str]
-    ) -> _Verified:
-        if normalize_recovery_code(code) is None:
-            raise _Failed(VerificationFailure.MALFORMED, factors[0].id)
-        reasons: list[tuple[VerificationFailure, str]] = []
-        for factor in factors:
-            hashes = _recovery_hashes(factor.data)
-            async with self._hashing:
-                index = await asyncio.to_thread(match_recovery_code, code, hashes)
-            if index is None:
-                reasons.append((VerificationFailure.WRONG_CODE, factor.id))
-                continue
-            matched = hashes[index]
-            assert matched is not None
-            remaining = await self._spend(factor, index, matched)
-            if remaining is not None:
-                return _Verified(factor, {"remaining": remaining})
-            reasons.append((VerificationFailure.REPLAYED, factor.id))
-        raise _Failed(*_most_telling(reasons))
-
-    async def _spend(self, factor: FactorRecord, index: int, matched: str) -> int | None:
-        """Mark code ``index`` spent (compare-and-set on the factor's data); the codes left, or
-        None when a parallel request spent this very code first (a replay)."""
-        data = dict(factor.data)
-        for _ in range(_CAS_RETRIES):
-            hashes = _recovery_hashes(data)
-            if index >= len(hashes) or hashes[index] != matched:
-                return None
-            spent = spend_recovery_code(hashes, index)
-            new_data = {**data, "hashes": spent}
-            if await self.store.replace_factor_data(
-                factor.id, expected_data=data, new_data=new_data
-            ):
-                return sum(h is not None for h in spent)
-            # Another code of the same set was spent meanwhile; ours may still be unspent.
-            fresh = await self.store.get_factor(factor.id)
-            if fresh is None or fresh.state != FactorState.ACTIVE:
-                return None
-            data = dict(fresh.data)
-        return None
-
-    async def _clear_failures(
-        self,
-        subject_id: str,
-        method: str,
-        charged: Sequence[FactorRecord],
-        verified: _Verified,
-    ) -> None:
-        """A success ends the run of consecutive failures. A recovery code also unlocks the
-        subject's other factors (factors.lockout: locked until a recovery code resets it)."""
-        targets = {factor.id for factor in charged}
-        unlocked: list[str] = []
-        if method == FactorKind.RECOVERY:
-            for factor in await self.store.list_factors(subject_id):
-                if factor.failures and factor.id not in targets:
-                    unlocked.append(factor.id)
-                    targets.add(factor.id)
-        for factor_id in sorted(targets):
-            await self.store.reset_factor_failures(factor_id)
-        if method == FactorKind.RECOVERY:
-            await self.audit.record(
-                "recovery_code_used",
-                subject_id=subject_id,
-                data={
-                    "factor_id": verified.factor.id,
-                    "remaining": verified.detail.get("remaining"),
-                    "unlocked": unlocked,
-                },
-            )
-
-    async def _grant(
-        self,
-        compiled: CompiledPolicy,
-        challenge: Challenge,
-        method: str,
-        settings: FactorSettings,
-        verified: _Verified,
-        now: datetime,
+    def _grant(
+        self, compiled: CompiledPolicy, challenge: Challenge, approval: Mapping[str, Any]
     ) -> IssuedGrant:
         required = challenge.requirement
+        auth_time = datetime.fromtimestamp(int(approval["auth_time"]), tz=UTC)
         ttl = compiled.policy.stepup.grant_ttl
         if required.max_age:
             # A grant older than max_age no longer meets the rule that asked for it.
@@ -490,10 +500,10 @@ class Verifier:
         grant = Grant(
             id=self.ids("grt"),
             subject_id=challenge.subject_id,
-            level=settings.level,
-            amr=(_amr(method),),
-            auth_time=now,
-            expires_at=now + timedelta(seconds=ttl),
+            level=str(approval["level"]),
+            amr=tuple(str(a) for a in approval["amr"]),
+            auth_time=auth_time,
+            expires_at=auth_time + timedelta(seconds=ttl),
             scope=scope,
             session_id=challenge.session_id,
             device_id=challenge.device_id,
@@ -501,25 +511,48 @@ class Verifier:
             challenge_id=challenge.id,
         )
         token = issue_grant(grant, keyring=self.keyring, issuer=self.issuer)
+        return IssuedGrant(token, grant)
+
+    async def _audit_verified(
+        self,
+        challenge: Challenge,
+        approval: Mapping[str, Any],
+        detail: Mapping[str, object],
+        grant: Grant | None = None,
+    ) -> None:
+        required = challenge.requirement
         data: dict[str, object] = {
             "challenge_id": challenge.id,
             "decision_id": challenge.decision_id,
-            "method": method,
-            "factor_id": verified.factor.id,
-            "level": grant.level,
-            "grant_id": grant.id,
-            "bound": grant.binding is not None,
-            "expires_at": int(grant.expires_at.timestamp()),
+            "method": approval["method"],
+            "factor_id": approval["factor_id"],
+            "level": approval["level"],
+            "amr": list(approval["amr"]),
+            "bound": required.binding is not None,
+            **{k: v for k, v in detail.items() if k in _AUDITED_DETAIL},
         }
-        if "drift" in verified.detail:
-            data["drift"] = verified.detail["drift"]
+        if "approver" in approval:
+            data["approver"] = approval["approver"]
+        if grant is not None:
+            data["grant_id"] = grant.id
+            data["expires_at"] = int(grant.expires_at.timestamp())
         await self.audit.record("challenge_verified", subject_id=challenge.subject_id, data=data)
-        return IssuedGrant(token, grant)
 
     # -- helpers --------------------------------------------------------------------------------
-    async def _set_state(self, challenge: Challenge, new: ChallengeState) -> bool:
+    async def _set_state(
+        self,
+        challenge: Challenge,
+        new: ChallengeState,
+        *,
+        approval: Mapping[str, Any] | None = None,
+        collected_at: datetime | None = None,
+    ) -> bool:
         return await self.store.set_challenge_state(
-            challenge.id, expected=ChallengeState.PENDING.value, new=new.value
+            challenge.id,
+            expected=ChallengeState.PENDING.value,
+            new=new.value,
+            approval=approval,
+            collected_at=collected_at,
         )
 
     async def _audit_failure(
@@ -534,7 +567,7 @@ class Verifier:
         data: dict[str, object] = {
             "challenge_id": challenge.id,
             # The method is the client's string: record it only when it names a known kind.
-            "method": method if method in set(FactorKind) else "unknown",
+            "method": method if method in _KNOWN_METHODS else "unknown",
             "reason": reason.value,
         }
         if factor_id is not None:
@@ -543,7 +576,7 @@ class Verifier:
             data["attempts"] = attempts
         await self.audit.record("verification_failed", subject_id=challenge.subject_id, data=data)
 
-    async def _reject(
+    async def reject(
         self,
         challenge: Challenge,
         method: str,
@@ -552,22 +585,13 @@ class Verifier:
         factor_id: str | None = None,
         attempts: int | None = None,
     ) -> NoReturn:
+        """Audit ``reason`` and raise the vague :class:`VerificationRejected`."""
         await self._audit_failure(challenge, method, reason, factor_id=factor_id, attempts=attempts)
         raise VerificationRejected(reason)
 
 
-def _recovery_hashes(data: Mapping[str, Any]) -> list[str | None]:
-    hashes = data.get("hashes")
-    if not isinstance(hashes, list):
-        return []
-    return [h if isinstance(h, str) else None for h in hashes]
-
-
-def _most_telling(
-    reasons: Sequence[tuple[VerificationFailure, str]],
-) -> tuple[VerificationFailure, str | None]:
-    for wanted in _REASON_ORDER:
-        for reason, factor_id in reasons:
-            if reason is wanted:
-                return reason, factor_id
-    return VerificationFailure.WRONG_CODE, None
+# Methods proven outside ``verify`` (``approve``): a signed push answer, another person.
+_OUT_OF_BAND = frozenset({FactorKind.PUSH.value, PolicyFactor.APPROVAL.value})
+_KNOWN_METHODS = frozenset(set(FactorKind) | {PolicyFactor.APPROVAL.value})
+# What of a check's detail goes into ``challenge_verified`` (numbers and flags only).
+_AUDITED_DETAIL = frozenset({"drift", "remaining", "sign_count", "user_verified", "number"})

@@ -7,6 +7,7 @@ Rows come back as frozen dataclasses, times as aware UTC datetimes.
 from __future__ import annotations
 
 from piigate.store.api_keys import ApiKeyRow, ApiKeyStore
+from piigate.store.ceremonies import CeremonyRow, CeremonyStore
 from piigate.store.challenges import ChallengeRow, ChallengeStore
 from piigate.store.counters import SqlCounters
 from piigate.store.db import AlreadyExists, Database, StoreUnavailable, default_url
@@ -19,6 +20,8 @@ __all__ = [
     "AlreadyExists",
     "ApiKeyRow",
     "ApiKeyStore",
+    "CeremonyRow",
+    "CeremonyStore",
     "ChallengeRow",
     "ChallengeStore",
     "Database",
@@ -38,6 +41,7 @@ __all__ = [
 
 class Store(
     ChallengeStore,
+    CeremonyStore,
     GrantStore,
     UserStore,
     SessionStore,

@@ -31,6 +31,8 @@ class ChallengeRow:
     last_attempt_at: datetime | None = None
     decision_id: str | None = None
     requested_by: str | None = None
+    approval: dict[str, Any] | None = None
+    grant_collected_at: datetime | None = None
 
 
 class ChallengeStore(Repo):
@@ -70,13 +72,60 @@ class ChallengeStore(Repo):
             raise NotFound("no such challenge")
         return int(attempts)
 
-    async def set_challenge_state(self, challenge_id: str, *, expected: str, new: str) -> bool:
-        """Compare-and-set the state: True only for the one caller that saw ``expected``."""
+    async def set_challenge_state(
+        self,
+        challenge_id: str,
+        *,
+        expected: str,
+        new: str,
+        approval: Mapping[str, Any] | None = None,
+        collected_at: datetime | None = None,
+    ) -> bool:
+        """Compare-and-set the state: True only for the one caller that saw ``expected``.
+
+        ``approval`` (how it was approved) and ``collected_at`` (its grant already handed out,
+        as when the verifying request receives it itself) are written in the same statement.
+        """
+        values: dict[str, Any] = {"state": new}
+        if approval is not None:
+            values["approval"] = dict(approval)
+        if collected_at is not None:
+            values["grant_collected_at"] = utc(collected_at)
         stmt = (
             update(challenges)
             .where(challenges.c.id == challenge_id, challenges.c.state == expected)
-            .values(state=new)
+            .values(values)
         )
         async with self.db.begin() as conn:
             result = await conn.execute(stmt)
-        return result.rowcount == 1
+        return bool(result.rowcount == 1)
+
+    async def collect_challenge_grant(self, challenge_id: str, *, now: datetime) -> bool:
+        """Mark the grant of an approved challenge handed out: True once, for one caller."""
+        stmt = (
+            update(challenges)
+            .where(
+                challenges.c.id == challenge_id,
+                challenges.c.state == "approved",
+                challenges.c.approval.is_not(None),
+                challenges.c.grant_collected_at.is_(None),
+            )
+            .values(grant_collected_at=utc(now))
+        )
+        async with self.db.begin() as conn:
+            result = await conn.execute(stmt)
+        return bool(result.rowcount == 1)
+
+    async def list_challenges(
+        self, *, state: str, created_after: datetime, limit: int = 200
+    ) -> list[ChallengeRow]:
+        """Challenges in ``state`` opened after ``created_after``, newest first."""
+        stmt = (
+            select(challenges)
+            .where(challenges.c.state == state, challenges.c.created_at > utc(created_after))
+            .order_by(challenges.c.created_at.desc())
+            .limit(limit)
+        )
+        async with self.db.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [ChallengeRow(**found._asdict()) for found in rows]

@@ -129,6 +129,8 @@ def challenge_from_row(row: ChallengeRow, keyring: Keyring) -> Challenge:
         state=ChallengeState(row.state),
         attempts=row.attempts,
         max_attempts=row.max_attempts,
+        approval=row.approval,
+        grant_collected=row.grant_collected_at is not None,
     )
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "api_keys",
     "audit_events",
     "audit_head",
+    "ceremonies",
     "challenges",
     "counters",
     "factors",
@@ -122,6 +123,11 @@ challenges = Table(
     Column("decision_id", String(64), nullable=True),
     Column("requested_by", String(255), nullable=True),
     Column("body", JSON, nullable=False),  # requirement, action, pii classes, resource, txn
+    # How the challenge was approved (method, factor, level, amr, auth_time, approver): set with
+    # the move to ``approved``; a grant is minted from it when it is collected.
+    Column("approval", JSON, nullable=True),
+    # When the grant of an out-of-band approval (push, another person) was handed out: once.
+    Column("grant_collected_at", TS, nullable=True),
     Index("ix_challenges_subject_id", "subject_id"),
 )
 
@@ -197,4 +203,25 @@ factors = Table(
     Column("confirmed_at", TS, nullable=True),
     Column("data", JSON, nullable=False),
     Index("ix_factors_subject_id", "subject_id"),
+)
+
+# Single-use ceremony state shared across nodes: a WebAuthn challenge, an SMS code sent, a push
+# sent to a device, an enrollment token. ``secret`` is a keyring ciphertext or a hash, never a
+# plaintext code; ``state`` moves from ``open`` exactly once (compare-and-set).
+ceremonies = Table(
+    "ceremonies",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("subject_id", String(255), nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("challenge_id", String(64), nullable=True),
+    Column("factor_id", String(64), nullable=True),
+    Column("state", String(16), nullable=False),  # open | used | approved | denied | expired
+    Column("secret", Text, nullable=True),
+    Column("data", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Column("closed_at", TS, nullable=True),
+    Index("ix_ceremonies_subject_id", "subject_id"),
+    Index("ix_ceremonies_challenge_id", "challenge_id"),
 )

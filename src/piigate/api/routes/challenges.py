@@ -9,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 
 from piigate.api.auth import Principal, require_principal
-from piigate.api.schemas import challenge_json
+from piigate.api.schemas import challenge_json, grant_json
 from piigate.api.services import Services, get_services
 from piigate.errors import NotFound
 from piigate.model import Challenge, ChallengeState
@@ -55,7 +55,23 @@ async def get_challenge(
 async def get_challenge_status(
     challenge_id: str,
     request: Request,
+    response: Response,
     principal: Annotated[Principal, Depends(require_principal)],
 ) -> dict[str, Any]:
-    challenge = await _visible_challenge(get_services(request), challenge_id, principal)
-    return {"id": challenge.id, "state": challenge.state.value}
+    """The state; after an out-of-band approval (push, another person) the first read by the
+    challenge's subject or the app that asked also carries the grant — once, never again."""
+    services = get_services(request)
+    challenge = await _visible_challenge(services, challenge_id, principal)
+    body: dict[str, Any] = {"id": challenge.id, "state": challenge.state.value}
+    if _may_collect(challenge, principal):
+        issued = await services.verifier.collect(challenge)
+        if issued is not None:
+            response.headers["Cache-Control"] = "no-store"
+            body.update(grant_json(issued))
+    return body
+
+
+def _may_collect(challenge: Challenge, principal: Principal) -> bool:
+    if principal.kind == "api_key":
+        return challenge.requested_by == principal.id
+    return challenge.subject_id == principal.id

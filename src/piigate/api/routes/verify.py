@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from piigate.api.auth import Principal, require_principal
-from piigate.api.schemas import VerifyIn
+from piigate.api.schemas import VerifyIn, grant_json
 from piigate.api.services import get_services
 
 router = APIRouter(tags=["challenges"])
@@ -35,11 +35,4 @@ async def verify_challenge(
         caller_key=principal.id if by_app else None,
     )
     response.headers["Cache-Control"] = "no-store"
-    grant = issued.grant
-    return {
-        "grant": issued.token,
-        "level": grant.level,
-        "expires_at": int(grant.expires_at.timestamp()),
-        "amr": list(grant.amr),
-        "single_use": grant.single_use,
-    }
+    return grant_json(issued)

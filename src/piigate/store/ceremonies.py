@@ -1,0 +1,199 @@
+"""Single-use ceremony state: a WebAuthn challenge, an SMS code sent, a push to a device, an
+enrollment token — whatever one node starts and another may finish.
+
+A ceremony is opened once and closed once: :meth:`CeremonyStore.close_ceremony` is a
+compare-and-set on ``state`` (``open`` → ``used`` / ``approved`` / ``denied`` / ``expired``), so of
+two nodes answering the same ceremony exactly one wins, and a replayed answer finds it closed.
+``secret`` holds only what the caller already protected (a keyring ciphertext or a hash).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, func, select, update
+
+from piigate.store._sql import Repo, utc
+from piigate.store.tables import ceremonies
+
+__all__ = ["CEREMONY_STATES", "CeremonyRow", "CeremonyStore"]
+
+CEREMONY_STATES = frozenset({"open", "used", "approved", "denied", "expired"})
+
+
+@dataclass(frozen=True, slots=True)
+class CeremonyRow:
+    id: str
+    subject_id: str
+    purpose: str
+    state: str
+    created_at: datetime
+    expires_at: datetime
+    challenge_id: str | None = None
+    factor_id: str | None = None
+    secret: str | None = field(default=None, repr=False)
+    data: dict[str, Any] = field(default_factory=dict)
+    closed_at: datetime | None = None
+
+    def is_open(self, now: datetime) -> bool:
+        return self.state == "open" and self.expires_at > now
+
+
+def _row(found: Row[Any]) -> CeremonyRow:
+    values = found._asdict()
+    values["data"] = dict(values["data"] or {})
+    return CeremonyRow(**values)
+
+
+def _check_state(state: str) -> None:
+    if state not in CEREMONY_STATES:
+        raise ValueError(f"unknown ceremony state {state!r}")
+
+
+class CeremonyStore(Repo):
+    async def open_ceremony(
+        self,
+        *,
+        id: str,
+        subject_id: str,
+        purpose: str,
+        now: datetime,
+        expires_at: datetime,
+        challenge_id: str | None = None,
+        factor_id: str | None = None,
+        secret: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> CeremonyRow:
+        """Store a new open ceremony (``id`` like ``cer_...``); ``secret`` already protected."""
+        row = CeremonyRow(
+            id=id,
+            subject_id=subject_id,
+            purpose=purpose,
+            state="open",
+            created_at=utc(now),
+            expires_at=utc(expires_at),
+            challenge_id=challenge_id,
+            factor_id=factor_id,
+            secret=secret,
+            data=dict(data or {}),
+        )
+        values = {
+            "id": row.id,
+            "subject_id": row.subject_id,
+            "purpose": row.purpose,
+            "state": row.state,
+            "created_at": row.created_at,
+            "expires_at": row.expires_at,
+            "challenge_id": row.challenge_id,
+            "factor_id": row.factor_id,
+            "secret": row.secret,
+            "data": row.data,
+        }
+        async with self.db.begin() as conn:
+            await conn.execute(ceremonies.insert().values(values))
+        return row
+
+    async def get_ceremony(self, ceremony_id: str) -> CeremonyRow | None:
+        async with self.db.connect() as conn:
+            found = (
+                await conn.execute(select(ceremonies).where(ceremonies.c.id == ceremony_id))
+            ).first()
+        return None if found is None else _row(found)
+
+    async def list_ceremonies(
+        self,
+        *,
+        subject_id: str | None = None,
+        challenge_id: str | None = None,
+        factor_id: str | None = None,
+        purposes: Iterable[str] | None = None,
+        states: Iterable[str] | None = None,
+        limit: int = 100,
+    ) -> list[CeremonyRow]:
+        """Ceremonies matching every filter given, oldest first."""
+        stmt = select(ceremonies)
+        if subject_id is not None:
+            stmt = stmt.where(ceremonies.c.subject_id == subject_id)
+        if challenge_id is not None:
+            stmt = stmt.where(ceremonies.c.challenge_id == challenge_id)
+        if factor_id is not None:
+            stmt = stmt.where(ceremonies.c.factor_id == factor_id)
+        if purposes is not None:
+            stmt = stmt.where(ceremonies.c.purpose.in_([str(p) for p in purposes]))
+        if states is not None:
+            stmt = stmt.where(ceremonies.c.state.in_([str(s) for s in states]))
+        stmt = stmt.order_by(ceremonies.c.created_at, ceremonies.c.id).limit(limit)
+        async with self.db.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_row(found) for found in rows]
+
+    async def count_ceremonies(
+        self,
+        *,
+        since: datetime,
+        subject_id: str | None = None,
+        factor_id: str | None = None,
+        purposes: Iterable[str] | None = None,
+        states: Iterable[str] | None = None,
+    ) -> int:
+        """How many ceremonies matching the filters were opened at or after ``since``."""
+        stmt = select(func.count()).select_from(ceremonies)
+        stmt = stmt.where(ceremonies.c.created_at >= utc(since))
+        if subject_id is not None:
+            stmt = stmt.where(ceremonies.c.subject_id == subject_id)
+        if factor_id is not None:
+            stmt = stmt.where(ceremonies.c.factor_id == factor_id)
+        if purposes is not None:
+            stmt = stmt.where(ceremonies.c.purpose.in_([str(p) for p in purposes]))
+        if states is not None:
+            stmt = stmt.where(ceremonies.c.state.in_([str(s) for s in states]))
+        async with self.db.connect() as conn:
+            return int((await conn.execute(stmt)).scalar_one())
+
+    async def close_ceremony(
+        self,
+        ceremony_id: str,
+        *,
+        new: str,
+        now: datetime,
+        expected: str = "open",
+        data: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Move ``expected`` → ``new`` (compare-and-set): True for exactly one caller.
+
+        ``data``, when given, replaces the ceremony's data in the same statement (what the
+        answer was: the approving device, the reason of a denial).
+        """
+        _check_state(new)
+        values: dict[str, Any] = {"state": new, "closed_at": utc(now)}
+        if data is not None:
+            values["data"] = dict(data)
+        stmt = (
+            update(ceremonies)
+            .where(ceremonies.c.id == ceremony_id, ceremonies.c.state == expected)
+            .values(values)
+        )
+        async with self.db.begin() as conn:
+            result = await conn.execute(stmt)
+        return bool(result.rowcount == 1)
+
+    async def close_open_ceremonies(
+        self, *, challenge_id: str, purposes: Iterable[str], new: str, now: datetime
+    ) -> int:
+        """Close every still-open ceremony of a challenge (a resent SMS voids the older code)."""
+        _check_state(new)
+        stmt = (
+            update(ceremonies)
+            .where(
+                ceremonies.c.challenge_id == challenge_id,
+                ceremonies.c.purpose.in_([str(p) for p in purposes]),
+                ceremonies.c.state == "open",
+            )
+            .values(state=new, closed_at=utc(now))
+        )
+        async with self.db.begin() as conn:
+            result = await conn.execute(stmt)
+        return int(result.rowcount or 0)
