@@ -10,7 +10,16 @@ from fastapi import FastAPI
 from piigate import __version__
 from piigate.api.middleware import BodyLimit
 from piigate.api.problems import install_problem_handlers
-from piigate.api.routes import challenges, decisions, events, factors, ops, sessions, verify
+from piigate.api.routes import (
+    approvals,
+    challenges,
+    decisions,
+    events,
+    factors,
+    ops,
+    sessions,
+    verify,
+)
 from piigate.api.services import Services
 from piigate.clock import Clock
 from piigate.config import Settings
@@ -50,7 +59,7 @@ def create_app(
         redoc_url=None,
     )
     install_problem_handlers(app)
-    for module in (decisions, challenges, verify, factors, sessions, events, ops):
+    for module in (decisions, challenges, verify, factors, approvals, sessions, events, ops):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -4,17 +4,32 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from piigate.api.services import Services, get_services
 from piigate.errors import Forbidden, InsufficientScope, Unauthorized
 from piigate.identity import looks_like_api_key
 from piigate.model import SessionAuth, Subject
 
-__all__ = ["SESSION_COOKIE", "Principal", "authenticate", "require_principal", "require_scope"]
+__all__ = [
+    "GRANT_COOKIE",
+    "GRANT_HEADER",
+    "SESSION_COOKIE",
+    "Person",
+    "Principal",
+    "authenticate",
+    "presented_grant",
+    "require_person",
+    "require_principal",
+    "require_scope",
+]
 
 SESSION_COOKIE = "piigate_session"
+# Elevation (CONTRACT §4.1): a grant token in this header, or in this cookie.
+GRANT_HEADER = "PIIGate-Grant"
+GRANT_COOKIE = "piigate_grant"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +84,24 @@ async def require_principal(request: Request) -> Principal:
     if principal is None:
         raise Unauthorized()
     return principal
+
+
+async def require_person(
+    principal: Annotated[Principal, Depends(require_principal)],
+) -> Principal:
+    """A person (console session or IdP token), never an API key: factors and approvals belong
+    to people."""
+    if principal.kind == "api_key":
+        raise Forbidden("this needs a person: call with your session or token, not an API key")
+    return principal
+
+
+Person = Annotated[Principal, Depends(require_person)]
+
+
+def presented_grant(request: Request) -> str | None:
+    """The grant token the caller presents (``PIIGate-Grant`` header or cookie), if any."""
+    return request.headers.get(GRANT_HEADER) or request.cookies.get(GRANT_COOKIE) or None
 
 
 def require_scope(

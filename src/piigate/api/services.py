@@ -35,6 +35,7 @@ from piigate.identity.throttle import DEFAULT_THROTTLE, backoff_seconds
 from piigate.model import SessionAuth, Subject
 from piigate.policy.holder import PolicyHolder
 from piigate.risk.port import CarriedRisk
+from piigate.stepup.approval import Approvals
 from piigate.stepup.engine import Engine
 from piigate.stepup.enrollment import FactorEnrollment
 from piigate.stepup.grants import KeyringGrantVerifier
@@ -153,6 +154,13 @@ class Services:
             audit=self.audit,
             clock=self.clock,
             issuer=settings.issuer,
+        )
+        self.approvals = Approvals(
+            verifier=self.verifier,
+            challenges=SqlChallenges(self.store, self.keyring),
+            enrollment=self.enrollment,
+            policy=self.policy,
+            clock=self.clock,
         )
 
     async def stop(self) -> None:

@@ -117,7 +117,7 @@ class FactorEnrollment:
     ) -> TotpEnrollment:
         """A new pending TOTP factor; it becomes active with :meth:`confirm_totp`."""
         now = self.clock.now()
-        await self._authorise_addition(subject_id, FactorKind.TOTP, grant, now)
+        await self.authorise_addition(subject_id, FactorKind.TOTP, grant, now)
         factor_id = self.ids("fct")
         secret = new_totp_secret()
         sealed = self.keyring.encrypt(secret.reveal().encode("ascii"), aad=factor_aad(factor_id))
@@ -196,7 +196,7 @@ class FactorEnrollment:
     ) -> RecoveryCodes:
         """Ten new codes; the subject's earlier recovery codes stop working."""
         now = self.clock.now()
-        await self._authorise_addition(subject_id, FactorKind.RECOVERY, grant, now)
+        await self.authorise_addition(subject_id, FactorKind.RECOVERY, grant, now)
         # The set being replaced is read before the new one exists, so two parallel requests
         # never delete each other's codes (both sets then stay valid).
         previous = await self.store.list_factors(subject_id, kinds=[FactorKind.RECOVERY.value])
@@ -257,7 +257,13 @@ class FactorEnrollment:
         )
 
     def fresh_grant(
-        self, token: str | None, *, subject_id: str, level: str, now: datetime
+        self,
+        token: str | None,
+        *,
+        subject_id: str,
+        level: str,
+        now: datetime,
+        detail: str = "changing factors needs a recent step-up (PIIGate-Grant)",
     ) -> Grant:
         """The grant ``token`` carries, if it is this subject's, unbound, at least ``level`` and
         proven within :data:`FRESH_GRANT_SECONDS`; otherwise a step-up is required (401)."""
@@ -265,7 +271,7 @@ class FactorEnrollment:
         needed = StepUpRequired(
             acr_values=compiled.acr_values(level) if level in compiled.levels else (),
             max_age=FRESH_GRANT_SECONDS,
-            detail="changing factors needs a recent step-up (PIIGate-Grant)",
+            detail=detail,
         )
         if not token:
             raise needed
@@ -284,9 +290,11 @@ class FactorEnrollment:
         return grant
 
     # -- helpers --------------------------------------------------------------------------------
-    async def _authorise_addition(
+    async def authorise_addition(
         self, subject_id: str, kind: FactorKind, grant: str | None, now: datetime
     ) -> None:
+        """Allow adding a factor of ``kind``: freely while the subject has no active factor,
+        otherwise only with a fresh grant of the kind's level (raises ``StepUpRequired``)."""
         active = await self.store.list_factors(subject_id, states=[FactorState.ACTIVE.value])
         if active:
             self.fresh_grant(grant, subject_id=subject_id, level=self._level(kind), now=now)

@@ -304,7 +304,7 @@ class Verifier:
                 challenge,
                 method,
                 VerificationFailure.NOT_PENDING,
-                factor_id=verified.factor.id,
+                factor_id=approval["factor_id"],
                 attempts=attempts,
             )
         issued = self._grant(compiled, challenge, approval)
@@ -316,7 +316,7 @@ class Verifier:
         self,
         challenge: Challenge,
         method: str,
-        verified: Verified,
+        verified: Verified | None,
         *,
         level: str | None = None,
         approver: str | None = None,
@@ -324,7 +324,8 @@ class Verifier:
         """Approve ``challenge`` with a proof checked elsewhere (a signed push answer, another
         person's approval). The grant is not issued here: the requester collects it once from
         :meth:`collect`. False when the challenge was no longer pending (nothing changes).
-        ``level`` defaults to the level the policy gives ``method``.
+        ``verified`` is None for approval by another person (no factor of the subject's is
+        involved; ``approver`` names who approved). ``level`` defaults to the method's level.
         """
         now = self.clock.now()
         _compiled, settings = await self.admit(challenge, method, now)
@@ -335,7 +336,7 @@ class Verifier:
             approval["approver"] = approver
         if not await self._set_state(challenge, ChallengeState.APPROVED, approval=approval):
             return False
-        await self._audit_verified(challenge, approval, verified.detail)
+        await self._audit_verified(challenge, approval, verified.detail if verified else {})
         return True
 
     async def deny(
@@ -473,13 +474,13 @@ class Verifier:
 
     @staticmethod
     def _approval(
-        method: str, settings: FactorSettings, verified: Verified, now: datetime
+        method: str, settings: FactorSettings, verified: Verified | None, now: datetime
     ) -> dict[str, Any]:
         return {
             "method": method,
-            "factor_id": verified.factor.id,
+            "factor_id": verified.factor.id if verified else None,
             "level": settings.level,
-            "amr": list(verified.amr),
+            "amr": list(verified.amr) if verified else [_APPROVAL_AMR],
             "auth_time": int(now.timestamp()),
         }
 
@@ -590,6 +591,8 @@ class Verifier:
         raise VerificationRejected(reason)
 
 
+# The amr of a grant approved by another person (not an RFC 8176 value: none fits).
+_APPROVAL_AMR = "approval"
 # Methods proven outside ``verify`` (``approve``): a signed push answer, another person.
 _OUT_OF_BAND = frozenset({FactorKind.PUSH.value, PolicyFactor.APPROVAL.value})
 _KNOWN_METHODS = frozenset(set(FactorKind) | {PolicyFactor.APPROVAL.value})

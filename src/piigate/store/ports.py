@@ -65,6 +65,14 @@ class SqlChallenges:
         row = await self.store.get_challenge(challenge_id)
         return None if row is None else challenge_from_row(row, self.keyring)
 
+    async def pending(self, *, created_after: datetime, limit: int = 200) -> list[Challenge]:
+        """Pending challenges opened after ``created_after``, newest first (expired included:
+        the caller compares ``expires_at`` with its clock)."""
+        rows = await self.store.list_challenges(
+            state=ChallengeState.PENDING.value, created_after=created_after, limit=limit
+        )
+        return [challenge_from_row(row, self.keyring) for row in rows]
+
     def _body(self, challenge: Challenge) -> dict[str, Any]:
         req = challenge.requirement
         body: dict[str, Any] = {

@@ -8,33 +8,19 @@ one is active needs a recent grant in ``PIIGate-Grant`` (see ``stepup.enrollment
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
-from piigate.api.auth import Principal, require_principal
+from piigate.api.auth import Person, presented_grant
 from piigate.api.schemas import CodeIn, TotpEnrollIn, factor_json
 from piigate.api.services import get_services
 from piigate.crypto.secret import Secret
-from piigate.errors import Forbidden
 from piigate.stepup.enrollment import FactorEnrollment
 
 router = APIRouter(tags=["factors"])
 
-GRANT_HEADER = "PIIGate-Grant"
-GRANT_COOKIE = "piigate_grant"
 NO_STORE = "no-store"
-
-
-async def require_user(
-    principal: Annotated[Principal, Depends(require_principal)],
-) -> Principal:
-    if principal.kind == "api_key":
-        raise Forbidden("factors belong to a user: call with the user's session or token")
-    return principal
-
-
-User = Annotated[Principal, Depends(require_user)]
 
 
 def _enrollment(request: Request) -> FactorEnrollment:
@@ -42,18 +28,18 @@ def _enrollment(request: Request) -> FactorEnrollment:
 
 
 def _grant(request: Request) -> str | None:
-    return request.headers.get(GRANT_HEADER) or request.cookies.get(GRANT_COOKIE) or None
+    return presented_grant(request)
 
 
 @router.get("/v1/factors", summary="The caller's factors (never their secrets)")
-async def list_factors(request: Request, user: User) -> dict[str, Any]:
+async def list_factors(request: Request, user: Person) -> dict[str, Any]:
     factors = await _enrollment(request).list(user.id)
     return {"factors": [factor_json(f) for f in factors]}
 
 
 @router.post("/v1/factors/totp", status_code=201, summary="Start a TOTP enrollment")
 async def enroll_totp(
-    request: Request, response: Response, user: User, body: TotpEnrollIn | None = None
+    request: Request, response: Response, user: Person, body: TotpEnrollIn | None = None
 ) -> dict[str, Any]:
     started = await _enrollment(request).start_totp(
         user.id, label=body.label if body else "", grant=_grant(request)
@@ -72,7 +58,7 @@ async def enroll_totp(
     "/v1/factors/totp/{factor_id}/confirm", summary="Activate a TOTP factor with its first code"
 )
 async def confirm_totp(
-    factor_id: str, body: CodeIn, request: Request, user: User
+    factor_id: str, body: CodeIn, request: Request, user: Person
 ) -> dict[str, Any]:
     factor = await _enrollment(request).confirm_totp(user.id, factor_id, Secret(body.code))
     return factor_json(factor)
@@ -81,13 +67,13 @@ async def confirm_totp(
 @router.post(
     "/v1/factors/recovery", status_code=201, summary="New recovery codes (replacing the old)"
 )
-async def new_recovery_codes(request: Request, response: Response, user: User) -> dict[str, Any]:
+async def new_recovery_codes(request: Request, response: Response, user: Person) -> dict[str, Any]:
     created = await _enrollment(request).new_recovery_codes(user.id, grant=_grant(request))
     response.headers["Cache-Control"] = NO_STORE
     return {"id": created.factor.id, "codes": [code.reveal() for code in created.codes]}
 
 
 @router.delete("/v1/factors/{factor_id}", status_code=204, summary="Remove a factor")
-async def delete_factor(factor_id: str, request: Request, user: User) -> Response:
+async def delete_factor(factor_id: str, request: Request, user: Person) -> Response:
     await _enrollment(request).remove(user.id, factor_id, grant=_grant(request))
     return Response(status_code=204)
