@@ -1,18 +1,50 @@
+"""Fixed-window counters: the same contract on SQL (SQLite, PostgreSQL) and Redis."""
+
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from piigate.store import Database, SqlCounters
+import pytest
+
+from piigate.store import Database, SqlCounters, StoreUnavailable
+from piigate.store.counters import Counters
+from piigate.store.redis_counters import RedisCounters
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 WORKER = Path(__file__).with_name("_counter_worker.py")
 
 
-async def test_fixed_window(db: Database) -> None:
-    counters = SqlCounters(db)
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ]
+)
+async def counters(request: pytest.FixtureRequest) -> AsyncIterator[Counters]:
+    """SQL counters on each database backend, and Redis counters under a fresh key prefix."""
+    if request.param != "redis":
+        db = Database.open(request.getfixturevalue(f"{request.param}_url"))
+        try:
+            await db.upgrade()
+            yield SqlCounters(db)
+        finally:
+            await db.close()
+        return
+    url: str = request.getfixturevalue("redis_url")
+    redis = RedisCounters(url, prefix=f"piigate-test:{secrets.token_hex(6)}:")
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+
+
+async def test_fixed_window(counters: Counters) -> None:
     assert await counters.peek("k", T0) == 0
     assert await counters.hit("k", window_seconds=60, now=T0) == 1
     assert await counters.hit("k", window_seconds=60, now=T0.replace(second=30), amount=3) == 4
@@ -26,11 +58,18 @@ async def test_fixed_window(db: Database) -> None:
     assert await counters.hit("other", window_seconds=60, now=T0) == 1
     await counters.reset("k")
     assert await counters.peek("k", T0.replace(minute=1)) == 0
-    assert await counters.purge_counters(T0.replace(minute=5)) == 1
+    assert await counters.peek("other", T0) == 1
 
 
-async def test_hundred_concurrent_hits_lose_nothing(db: Database) -> None:
+async def test_sql_counters_purge_ended_windows(db: Database) -> None:
     counters = SqlCounters(db)
+    await counters.hit("a", window_seconds=60, now=T0)
+    await counters.hit("b", window_seconds=600, now=T0)
+    assert await counters.purge_counters(T0.replace(minute=5)) == 1
+    assert await counters.peek("b", T0.replace(minute=5)) == 1
+
+
+async def test_hundred_concurrent_hits_lose_nothing(counters: Counters) -> None:
     results = await asyncio.gather(
         *(counters.hit("burst", window_seconds=60, now=T0) for _ in range(100))
     )
@@ -38,18 +77,25 @@ async def test_hundred_concurrent_hits_lose_nothing(db: Database) -> None:
     assert await counters.peek("burst", T0) == 100
 
 
-async def test_two_processes_share_one_count(database_url: str) -> None:
-    db = Database.open(database_url)
+async def test_unreachable_redis_fails_closed() -> None:
+    counters = RedisCounters("redis://127.0.0.1:1/0", timeout=0.5)
     try:
-        await db.upgrade()
+        with pytest.raises(StoreUnavailable):
+            await counters.hit("k", window_seconds=60, now=T0)
+        with pytest.raises(StoreUnavailable):
+            await counters.peek("k", T0)
     finally:
-        await db.close()
+        await counters.aclose()
+
+
+async def _run_workers(url: str, prefix: str) -> list[int]:
     procs = [
         await asyncio.create_subprocess_exec(
             sys.executable,
             str(WORKER),
-            database_url,
+            url,
             "150",
+            prefix,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -64,10 +110,30 @@ async def test_two_processes_share_one_count(database_url: str) -> None:
         await proc.stdin.drain()
     outputs = [await asyncio.wait_for(proc.communicate(), 30) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0]
-    seen = sorted(int(v) for out, _ in outputs for v in out.split())
+    return sorted(int(v) for out, _ in outputs for v in out.split())
+
+
+async def test_two_processes_share_one_count(database_url: str) -> None:
+    db = Database.open(database_url)
+    try:
+        await db.upgrade()
+    finally:
+        await db.close()
+    seen = await _run_workers(database_url, "")
     assert seen == list(range(1, 301))  # every hit got its own count: none lost or doubled
     db = Database.open(database_url)
     try:
         assert await SqlCounters(db).peek("shared", T0) == 300
     finally:
         await db.close()
+
+
+@pytest.mark.redis
+async def test_two_processes_share_one_redis_count(redis_url: str) -> None:
+    prefix = f"piigate-test:{secrets.token_hex(6)}:"
+    assert await _run_workers(redis_url, prefix) == list(range(1, 301))
+    counters = RedisCounters(redis_url, prefix=prefix)
+    try:
+        assert await counters.peek("shared", T0) == 300
+    finally:
+        await counters.aclose()

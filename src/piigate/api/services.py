@@ -41,7 +41,9 @@ from piigate.stepup.enrollment import FactorEnrollment
 from piigate.stepup.grants import KeyringGrantVerifier
 from piigate.stepup.verification import Verifier
 from piigate.store import Database, Store
+from piigate.store.counters import Counters
 from piigate.store.ports import SqlChallenges, SqlGrantLedger
+from piigate.store.redis_counters import RedisCounters
 
 __all__ = ["LoginSession", "Services", "get_services"]
 
@@ -97,6 +99,9 @@ class Services:
         self.db = Database.open(settings.store_url)
         await self.db.upgrade()
         self.store = Store(self.db)
+        # Rate limits and short locks: in the database, or in Redis when nodes share one.
+        self.redis_counters = RedisCounters(settings.redis_url) if settings.redis_url else None
+        self.counters: Counters = self.redis_counters or self.store
         keyring_dir = settings.data_dir / "keyring"
         fresh_keyring = not (keyring_dir / "keyring.json").exists()
         self.keyring = Keyring.open(keyring_dir)
@@ -171,6 +176,8 @@ class Services:
         self._tasks.clear()
         if self.jwt is not None:
             await self.jwt.aclose()
+        if self.redis_counters is not None:
+            await self.redis_counters.aclose()
         await self.audit.stop()
         self.bus.close()
         await self.db.close()
@@ -237,12 +244,12 @@ class Services:
         # guesses all pass the lock check before the first failure is counted, and the back-off
         # never bites. The marker expires by itself if a node dies mid-check.
         inflight = f"{user_key}:inflight"
-        if await self.store.hit(inflight, window_seconds=LOGIN_CHECK_SECONDS, now=now) > 1:
+        if await self.counters.hit(inflight, window_seconds=LOGIN_CHECK_SECONDS, now=now) > 1:
             await self._throttled(username, ip, 1)
         try:
             return await self._login(username, password, ip, now, user_key, net_key)
         finally:
-            await self.store.reset(inflight)
+            await self.counters.reset(inflight)
 
     async def _throttled(self, username: str, ip: str | None, retry: int) -> NoReturn:
         self.metrics.logins.labels("throttled").inc()
@@ -262,7 +269,7 @@ class Services:
     ) -> LoginSession:
         policy = DEFAULT_THROTTLE
         for key in (k for k in (user_key, net_key) if k is not None):
-            blocked_until = await self.store.active_until(f"{key}:lock", now)
+            blocked_until = await self.counters.active_until(f"{key}:lock", now)
             if blocked_until is not None:
                 retry = max(1, int((blocked_until - now).total_seconds() + 0.999))
                 await self._throttled(username, ip, retry)
@@ -276,14 +283,14 @@ class Services:
             if net_key is not None:
                 keyed.append((net_key, policy.ip_free_failures))
             for key, free in keyed:
-                count = await self.store.hit(key, window_seconds=policy.window, now=now)
+                count = await self.counters.hit(key, window_seconds=policy.window, now=now)
                 delay = backoff_seconds(count, free=free, cap=policy.max_delay)
                 if delay:
-                    await self.store.hit(f"{key}:lock", window_seconds=delay, now=now)
+                    await self.counters.hit(f"{key}:lock", window_seconds=delay, now=now)
             self.metrics.logins.labels("failed").inc()
             await self.audit.record("login_failed", subject_id=username, data={"ip": ip})
             raise Unauthorized("invalid username or password")
-        await self.store.reset(user_key)
+        await self.counters.reset(user_key)
         current = self.policy.current
         level = current.policy.levels[0].name if current and current.policy.levels else None
         token = secrets.token_urlsafe(32)

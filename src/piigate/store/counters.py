@@ -1,15 +1,37 @@
-"""Fixed-window counters in SQL, shared by every node using the same database."""
+"""Fixed-window counters: the port, and its SQL adapter shared by every node using the same
+database. ``piigate.store.redis_counters`` is the Redis adapter (nodes sharing Redis); which one
+a node uses is configuration (``PIIGATE_REDIS_URL``).
+
+Counters hold rate limits and short-lived locks (login throttling, SMS sends, push fatigue) —
+never the consecutive failures of a factor, which live in the factor's own row so that a
+restart of Redis (which here keeps nothing on disk) cannot lift a lockout.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import case, delete, literal, select
 
 from piigate.store._sql import Repo, insert_for, utc
 from piigate.store.tables import TS, counters
 
-__all__ = ["SqlCounters"]
+__all__ = ["Counters", "SqlCounters"]
+
+
+class Counters(Protocol):
+    """Fixed-window counters. Every method is atomic across the nodes sharing the adapter."""
+
+    async def hit(
+        self, key: str, *, window_seconds: float, now: datetime, amount: int = 1
+    ) -> int: ...
+
+    async def peek(self, key: str, now: datetime) -> int: ...
+
+    async def active_until(self, key: str, now: datetime) -> datetime | None: ...
+
+    async def reset(self, key: str) -> None: ...
 
 
 class SqlCounters(Repo):

@@ -18,7 +18,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The store is reachable and a policy is loaded")
+@router.get("/readyz", summary="The store and Redis (if set) are reachable, a policy is loaded")
 async def readyz(request: Request) -> dict[str, Any]:
     services = get_services(request)
     problems = []
@@ -26,6 +26,11 @@ async def readyz(request: Request) -> dict[str, Any]:
         await services.db.ping()
     except ServiceUnavailable:
         problems.append("store unreachable")
+    if services.redis_counters is not None:
+        try:
+            await services.redis_counters.ping()
+        except ServiceUnavailable:
+            problems.append("redis unreachable")
     compiled = services.policy.current
     if compiled is None:
         problems.append("no policy loaded")
