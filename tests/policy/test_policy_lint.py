@@ -209,3 +209,16 @@ def test_without_a_profile_nothing_is_linted() -> None:
     policy = load_policy_text(src.replace("profile: psd2\n", ""))
     assert policy.profile is None
     assert policy.factors[FactorKind.SMS].max_failures == 1000
+
+
+# -- any profile ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("profile", ["nist-800-63b-4", "psd2"])
+def test_a_phishing_resistant_level_is_proven_only_by_webauthn(profile: str) -> None:
+    base = text(profile, "totp: {level: aal3}\nwebauthn: {level: aal3}\n")
+    src = base.replace("aal3: {acr: a3}", "aal3: {acr: a3, phishing_resistant: true}")
+    (error,) = errors(src)
+    assert error.startswith(f"p.yaml:{line_of(src, 'totp:')}:")
+    assert "factor totp cannot prove aal3: that level is phishing resistant" in error
+    load_policy_text(src.replace("totp: {level: aal3}", "totp: {level: aal2}"))

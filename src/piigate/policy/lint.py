@@ -25,18 +25,34 @@ _LIMITS = {
 }
 
 
+# Authenticators whose proof is bound to the origin it was made for: WebAuthn. A code, a push
+# or another person's approval can be relayed or talked into by a fake site.
+_PHISHING_RESISTANT = frozenset({FactorKind.WEBAUTHN})
+
+
 def lint_profile(
     policy: Policy, top: Mapping[str, tuple[yaml.Node, yaml.Node]], errors: YamlErrors
 ) -> None:
-    if policy.profile is None:
-        return
-    profile = policy.profile
     factors_node = top["factors"][1] if "factors" in top else None
-    limits = _LIMITS[profile]
 
     def where(kind: FactorKind, key: str | None = None) -> yaml.Node | None:
         node = _child(factors_node, kind.value)
         return _child(node, key) if key and _child(node, key) is not None else node
+
+    # Whatever the profile: a level declared phishing resistant (NIST AAL3) is only proven by a
+    # phishing-resistant authenticator. A code or a push can be relayed by a fake site.
+    resistant = {level.name for level in policy.levels if level.phishing_resistant}
+    for kind, settings in policy.factors.items():
+        if settings.level in resistant and kind not in _PHISHING_RESISTANT:
+            errors.at(
+                where(kind, "level"),
+                f"factor {kind} cannot prove {settings.level}: that level is phishing resistant "
+                f"and {kind} is not (use webauthn)",
+            )
+    if policy.profile is None:
+        return
+    profile = policy.profile
+    limits = _LIMITS[profile]
 
     for kind, settings in policy.factors.items():
         if settings.max_failures > limits["max_failures"]:
