@@ -464,6 +464,8 @@ async def test_recovery_code_unlocks_a_locked_totp(world: World) -> None:
     assert (await world.store.get_factor(totp.id)).failures == 0  # type: ignore[union-attr]
     [used] = world.audit.of("recovery_code_used")
     assert used["unlocked"] == [totp.id]
+    # The subject's other channels are named for notification (the recovery codes are not one).
+    assert used["notify"] == [totp.id]
 
 
 async def test_new_recovery_codes_replace_the_old(world: World) -> None:
