@@ -9,7 +9,8 @@ What runs:
 - the baseline: this file re-run with ``--serve-bare PORT``, a FastAPI app with one endpoint
   ``POST /v1/decisions`` that validates the same body with piigate's own request model
   (``DecisionRequestIn``) and returns a fixed decision-sized JSON, under the same uvicorn
-  settings as ``piigate serve`` (one process, one worker, ``asyncio.run(server.serve())``);
+  settings as ``piigate serve`` (one process, one worker, uvloop, start-up objects frozen out
+  of the cyclic GC with ``gc.freeze()``);
 - one load generator in this process: 32 keep-alive HTTP/1.1 connections, each a closed loop
   (send, wait for the whole response, send the next), rotating through the same 100 request
   bodies. It is a minimal asyncio protocol on uvloop rather than httpx: on a 2-core machine
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import shutil
@@ -105,7 +107,11 @@ def serve_bare(port: int) -> None:
             lifespan="on",
         )
     )
-    asyncio.run(server.serve())
+    # As piigate serve runs (cli.serve): start-up objects frozen out of the cyclic GC, uvloop.
+    gc.collect()
+    gc.freeze()
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        runner.run(server.serve())
 
 
 # -- the load generator ----------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from piigate.model import Decision
@@ -37,9 +39,21 @@ class Metrics:
             "piigate_logins_total", "Local logins by result", ["result"], registry=self.registry
         )
 
+        # The labelled children, by label values: ``labels()`` validates and locks on every
+        # call, which showed on the decision hot path. Bounded by the outcomes and the rules
+        # of the policies loaded (rule names only ever come from a policy, never a request).
+        self._by_outcome: dict[str, Any] = {}
+        self._by_rule: dict[tuple[str, str], Any] = {}
+
     def observe(self, decision: Decision, seconds: float) -> None:
         outcome = decision.outcome.value
-        self.decisions.labels(outcome).inc()
+        child = self._by_outcome.get(outcome)
+        if child is None:
+            child = self._by_outcome[outcome] = self.decisions.labels(outcome)
+        child.inc()
         for rule in decision.rules:
-            self.rule_hits.labels(rule, outcome).inc()
+            hit = self._by_rule.get((rule, outcome))
+            if hit is None:
+                hit = self._by_rule[(rule, outcome)] = self.rule_hits.labels(rule, outcome)
+            hit.inc()
         self.latency.observe(seconds)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
+from typing import Any
 
 __all__ = [
     "GENESIS",
@@ -26,6 +27,7 @@ __all__ = [
     "ChainReport",
     "ChainRow",
     "ChainVerifier",
+    "canonical_form",
     "canonical_json",
     "event_hash",
     "event_hash_text",
@@ -44,7 +46,10 @@ def format_time(at: datetime) -> str:
     """
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = at.astimezone(UTC)
+    if utc.year >= 1000:  # isoformat pads years to 4 digits, strftime's %Y does not
+        return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _plain(value: object) -> object:
@@ -84,12 +89,31 @@ def canonical_json(data: object) -> str:
     Sets become sorted lists, tuples lists, Decimals strings, enums their values. Parsing the
     result and canonicalising it again gives the same text, so stored events re-hash exactly.
     """
+    return canonical_form(data)[0]
+
+
+def canonical_form(data: object) -> tuple[str, Any]:
+    """:func:`canonical_json` of ``data``, and that text parsed back (plain JSON values).
+
+    The C encoder prints plain data (what events almost always hold) and calls
+    ``_json_default`` only for the rest; the exact pure-Python rules are the fallback. The
+    encoder would quietly print ``{1: x}`` as ``{"1": x}``, making two different inputs one
+    text, so its output is accepted only when it parses back equal to ``data``: non-string
+    keys, tuples and anything ``_json_default`` converted fail that test and take the exact
+    rules, which refuse what they cannot keep. The parse is needed anyway (the audit log
+    stores and publishes the plain form), and one dict comparison in C is cheaper than
+    walking the data in Python to check its keys first.
+    """
     try:
-        # Fast path: the C encoder does plain data (what events almost always hold) itself and
-        # calls _json_default only for the rest; the pure-Python walk is the fallback.
-        return _ENCODER.encode(data) if _str_keys(data) else _slow_canonical(data)
-    except _NeedsSlowPath:
-        return _slow_canonical(data)
+        text = _ENCODER.encode(data)
+    except (_NeedsSlowPath, TypeError, ValueError):
+        text = _slow_canonical(data)  # the exact rules: the same text, or the precise error
+        return text, json.loads(text)
+    plain = json.loads(text)
+    if plain != data:
+        text = _slow_canonical(data)
+        plain = json.loads(text)
+    return text, plain
 
 
 class _NeedsSlowPath(Exception):
@@ -105,16 +129,6 @@ def _json_default(value: object) -> object:
         return str(value)
     # Sets, non-dict mappings, enums with non-str/int values, bytes...: the exact rules.
     raise _NeedsSlowPath
-
-
-def _str_keys(value: object) -> bool:
-    # json would quietly print {1: x} as {"1": x}, making two different inputs one text; the
-    # exact rules (_plain) refuse non-string keys, so such data takes the slow path and fails.
-    if type(value) is dict:
-        return all(type(k) is str and _str_keys(v) for k, v in value.items())
-    if type(value) is list or type(value) is tuple:
-        return all(_str_keys(v) for v in value)
-    return True
 
 
 _ENCODER = json.JSONEncoder(
@@ -157,7 +171,7 @@ def event_hash_text(
     The body is assembled in sorted key order — at, data, seq, subject_id, type — exactly as
     ``canonical_json`` of the whole event would print it, without walking ``data`` again.
     """
-    dump = _dump_scalar
+    dump = _SCALAR.encode
     body = (
         f'{{"at":{dump(format_time(at))},"data":{data_text},"seq":{int(seq)},'
         f'"subject_id":{dump(subject_id)},"type":{dump(type)}}}'
@@ -165,8 +179,8 @@ def event_hash_text(
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
 
 
-def _dump_scalar(value: str | None) -> str:
-    return json.dumps(value, ensure_ascii=False)
+# json.dumps(value, ensure_ascii=False), without building an encoder per call.
+_SCALAR = json.JSONEncoder(ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)

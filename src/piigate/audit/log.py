@@ -19,11 +19,11 @@ import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, bindparam, select, update
+from sqlalchemy import Connection, Dialect, Row, Table, bindparam, select, update
 
 from piigate.audit.bus import EventBus
 from piigate.audit.chain import (
@@ -31,7 +31,7 @@ from piigate.audit.chain import (
     ChainReport,
     ChainRow,
     ChainVerifier,
-    canonical_json,
+    canonical_form,
     event_hash_text,
 )
 from piigate.clock import Clock
@@ -45,12 +45,17 @@ __all__ = ["AuditLog", "AuditStats"]
 _logger = logging.getLogger(__name__)
 
 _HEAD_ID = 1
-# Bound parameters rather than values baked into the statement: compiled once, cached.
+# The writer's statements, built once: a statement object built per batch costs a cache-key
+# computation each time, and values baked into it a compilation. Bound parameters throughout.
 _HEAD_UPDATE = (
     update(audit_head)
     .where(audit_head.c.id == _HEAD_ID)
     .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
 )
+_HEAD_READ = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID)
+# Row lock on the head: appenders in other processes queue here, and each then reads the head
+# its predecessor committed (READ COMMITTED re-reads the locked row).
+_HEAD_LOCK = _HEAD_READ.with_for_update()
 _MAX_LIMIT = 1000
 
 
@@ -122,9 +127,8 @@ class AuditLog:
         Returns only once the event is committed. Raises ``StoreUnavailable`` when it could not
         be, ``TypeError``/``ValueError`` when ``data`` is not plain JSON-able values.
         """
-        text = canonical_json(event.data)
-        data = json.loads(text)
-        pending_event = replace(event, at=utc(event.at), data=data)
+        text, data = canonical_form(event.data)
+        pending_event = AuditEvent(event.type, utc(event.at), event.subject_id, data)
         if self._stopped:
             raise StoreUnavailable("the audit log is stopped")
         if self._writer is None or self._writer.done():
@@ -314,23 +318,58 @@ def _event(row: Row[Any]) -> AuditEvent:
     )
 
 
+class _BulkInsert:
+    """An INSERT of many rows, compiled once per table, columns and dialect, and executed at the
+    driver level (``exec_driver_sql``) with each value passed through its column type's own bind
+    processor -- the values SQLAlchemy's ``execute(insert, rows)`` would bind, without its
+    per-row parameter construction, which was most of the writer thread's CPU. The writer
+    thread's Python time is taken from the event loop (one GIL), so it counts per decision.
+    """
+
+    def __init__(self, table: Table, columns: tuple[str, ...], dialect: Dialect) -> None:
+        compiled = table.insert().values({name: bindparam(name) for name in columns})
+        self.compiled = compiled.compile(dialect=dialect)
+        order = self.compiled.positiontup
+        if not self.compiled.positional or order is None:
+            raise TypeError(f"{dialect.name}: a positional paramstyle is needed")
+        self.sql = str(self.compiled)
+        self.order = tuple(order)
+        self.processors = tuple(
+            table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in order
+        )
+
+    def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        pairs = tuple(zip(self.order, self.processors, strict=True))
+        params = [
+            tuple(row[name] if proc is None else proc(row[name]) for name, proc in pairs)
+            for row in rows
+        ]
+        conn.exec_driver_sql(self.sql, params)
+
+
+@functools.cache
+def _bulk_insert(table: Table, columns: tuple[str, ...], dialect: Dialect) -> _BulkInsert:
+    return _BulkInsert(table, columns, dialect)
+
+
+def _insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ``rows`` (all with the keys of the first) into ``table``."""
+    _bulk_insert(table, tuple(rows[0]), conn.dialect).run(conn, rows)
+
+
 def _write_batch(batch: list[_Pending], dialect: str, conn: Connection) -> list[AuditEvent | None]:
     """One group commit, in one transaction (``Database.run_durable``): the rows queued with
     the batch, then the chained events, then the head. Synchronous SQLAlchemy, so the whole
     transaction is one hand-off to the database thread."""
-    head_query = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID)
-    if dialect == "postgresql":
-        # Row lock on the head: appenders in other processes queue here, and each then reads
-        # the head its predecessor committed (READ COMMITTED re-reads the locked row).
-        head_query = head_query.with_for_update()
     # On SQLite the transaction opened with BEGIN IMMEDIATE: the database-wide write lock is
     # ours before the head is read, so no other process can append in between.
+    head_query = _HEAD_LOCK if dialect == "postgresql" else _HEAD_READ
     extra: dict[Table, list[Mapping[str, Any]]] = {}
     for item in batch:
         for table, row in item.rows:
             extra.setdefault(table, []).append(row)
     for table, table_rows in extra.items():
-        conn.execute(table.insert(), table_rows)
+        _insert_rows(conn, table, table_rows)
     committed: list[AuditEvent | None] = []
     rows: list[dict[str, Any]] = []
     if any(item.event is not None for item in batch):
@@ -354,9 +393,11 @@ def _write_batch(batch: list[_Pending], dialect: str, conn: Connection) -> list[
                 "hash": digest,
             }
         )
-        committed.append(replace(event, seq=seq, prev_hash=prev_hash, hash=digest))
+        committed.append(
+            AuditEvent(event.type, event.at, event.subject_id, event.data, seq, prev_hash, digest)
+        )
         prev_hash = digest
     if rows:
-        conn.execute(audit_events.insert(), rows)
+        _insert_rows(conn, audit_events, rows)
         conn.execute(_HEAD_UPDATE, {"new_seq": seq, "new_hash": prev_hash})
     return committed

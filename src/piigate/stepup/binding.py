@@ -26,5 +26,9 @@ def binding_digest(request: AccessRequest) -> str:
         "txn": [str(txn.amount.normalize()), txn.currency, txn.payee] if txn else None,
         "req": dict(sorted(request.binding_fields.items())),
     }
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    return "sha256:" + hashlib.sha256(_ENCODER.encode(payload).encode()).hexdigest()
+
+
+# json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False), built once:
+# the engine computes a digest for every decision.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
