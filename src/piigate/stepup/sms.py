@@ -1,0 +1,591 @@
+"""SMS one-time codes: sending them (for a challenge, or to confirm a phone being enrolled) and
+checking them (:class:`SmsCheck`, plugged into the :class:`~piigate.stepup.verification.Verifier`).
+
+Every code sent is a ceremony (``piigate.store.ceremonies``) — purpose ``sms_code`` (a challenge)
+or ``sms_enroll`` (a pending factor) — whose ``secret`` is the keyring ciphertext of the code,
+with associated data naming the ceremony. A code is 6 random digits (``secrets``), lives at most
+:data:`MAX_CODE_LIFETIME` seconds (less when the policy's ``code_lifetime`` says so) and is
+accepted once: the ceremony is closed ``open`` → ``used`` by compare-and-set, and the loser of a
+race between two correct answers gets ``REPLAYED``. Only the newest code of a challenge counts;
+a resend voids the older one but leaves the factor's failure count alone, so resending cannot
+buy an attacker fresh guesses (CONTRACT §5.3).
+
+Sending is rate limited per subject and per number (:class:`SmsLimits`), in the shared counters,
+before anything is sent; a number is counted under its keyed digest, never in clear. A provider
+failure voids the code just opened and answers 503. Numbers are stored only as keyring
+ciphertext (factor ``secret``, associated data ``factor:<id>``), with a masked hint in ``data``.
+Neither a code nor a number ever reaches a log line or an audit event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import secrets
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, NoReturn, Protocol
+
+import structlog
+
+from piigate.clock import Clock
+from piigate.crypto.keyring import DecryptionError, Keyring
+from piigate.crypto.secret import Secret
+from piigate.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, TooManyRequests
+from piigate.factors import FactorKind, FactorState
+from piigate.model import Challenge, ChallengeState
+from piigate.policy.holder import PolicyHolder
+from piigate.policy.model import FactorKind as PolicyFactor
+from piigate.policy.model import FactorSettings
+from piigate.sms import (
+    PhoneNumber,
+    SmsDeliveryError,
+    SmsMessage,
+    SmsSender,
+    approval_text,
+    enrollment_text,
+    parse_phone,
+)
+from piigate.stepup.engine import new_id
+from piigate.stepup.enrollment import FactorEnrollment
+from piigate.stepup.factor_ports import AuditRecorder, FactorRecord, FactorRepo, factor_aad
+from piigate.stepup.verification import (
+    CheckFailed,
+    FactorCheck,
+    Proof,
+    VerificationFailure,
+    VerificationRejected,
+    Verified,
+    Verifier,
+)
+
+__all__ = [
+    "CODE_DIGITS",
+    "CODE_PURPOSE",
+    "ENROLL_PURPOSE",
+    "MAX_CODE_LIFETIME",
+    "SentCode",
+    "SmsCeremony",
+    "SmsCheck",
+    "SmsLimits",
+    "SmsStore",
+]
+
+log = structlog.get_logger("piigate.sms")
+
+CODE_DIGITS = 6
+# NIST SP 800-63B-4 and the PSD2 RTS (Art. 4(3)(d)) both bound out-of-band codes; 5 minutes is
+# the stricter. A policy may shorten it (factors.sms.code_lifetime), never lengthen it.
+MAX_CODE_LIFETIME = 300
+CODE_PURPOSE = "sms_code"
+ENROLL_PURPOSE = "sms_enroll"
+# Failures a pending SMS factor tolerates when the policy declares no sms factor (psd2's cap).
+_DEFAULT_CAP = 5
+# Enough for every code one challenge can be sent within the rate limits.
+_CEREMONY_SCAN = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SmsLimits:
+    """How many codes may be sent: per subject (``per_subject`` in ``subject_window`` seconds)
+    and per destination number (``per_number`` in ``number_window``), whatever the purpose.
+
+    The per-number limit stops a caller with many accounts from flooding one victim's phone
+    (or a premium range) with codes; the per-subject one bounds resends of one person.
+    """
+
+    per_subject: int = 3
+    subject_window: int = 600
+    per_number: int = 10
+    number_window: int = 3600
+
+
+# -- ports --------------------------------------------------------------------------------------
+
+
+class CeremonyRecord(Protocol):
+    """One ceremony as the store returns it (``store.CeremonyRow``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def expires_at(self) -> datetime: ...
+    @property
+    def factor_id(self) -> str | None: ...
+    @property
+    def secret(self) -> str | None: ...
+
+
+class CeremonyRepo(Protocol):
+    """Single-use ceremony state (``store.CeremonyStore``)."""
+
+    async def open_ceremony(
+        self,
+        *,
+        id: str,
+        subject_id: str,
+        purpose: str,
+        now: datetime,
+        expires_at: datetime,
+        challenge_id: str | None = None,
+        factor_id: str | None = None,
+        secret: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> CeremonyRecord: ...
+
+    async def list_ceremonies(
+        self,
+        *,
+        subject_id: str | None = None,
+        challenge_id: str | None = None,
+        factor_id: str | None = None,
+        purposes: Iterable[str] | None = None,
+        states: Iterable[str] | None = None,
+        limit: int = 100,
+    ) -> Sequence[CeremonyRecord]: ...
+
+    async def close_ceremony(
+        self,
+        ceremony_id: str,
+        *,
+        new: str,
+        now: datetime,
+        expected: str = "open",
+        data: Mapping[str, Any] | None = None,
+    ) -> bool: ...
+
+    async def close_open_ceremonies(
+        self, *, challenge_id: str, purposes: Iterable[str], new: str, now: datetime
+    ) -> int: ...
+
+
+class SmsStore(FactorRepo, CeremonyRepo, Protocol):
+    """Factors and ceremonies: what ``piigate.store.Store`` is."""
+
+
+class RateCounters(Protocol):
+    """Fixed-window counters shared by the nodes (``store.counters.Counters``)."""
+
+    async def hit(
+        self, key: str, *, window_seconds: float, now: datetime, amount: int = 1
+    ) -> int: ...
+
+    async def active_until(self, key: str, now: datetime) -> datetime | None: ...
+
+
+class NumberDigester(Protocol):
+    """A keyed digest of a number, for counting without the number (``sms.numbers``)."""
+
+    async def digest(self, phone: PhoneNumber) -> str: ...
+
+
+# -- values -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SentCode:
+    """A code on its way: which ceremony holds it, where it went (the hint), until when."""
+
+    ceremony_id: str
+    factor: FactorRecord
+    hint: str
+    expires_at: datetime
+
+
+def _ceremony_aad(ceremony_id: str) -> bytes:
+    """Binds a code's ciphertext to its ceremony: a code copied onto another row fails."""
+    return f"ceremony:{ceremony_id}".encode()
+
+
+def _new_code() -> Secret[str]:
+    return Secret(f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}")
+
+
+def _normalised(code: Secret[str] | None) -> str | None:
+    """The digits of a code as typed (spaces and dashes allowed), or None when malformed."""
+    if code is None:
+        return None
+    digits = "".join(ch for ch in code.reveal() if ch not in " -")
+    if len(digits) != CODE_DIGITS or not (digits.isascii() and digits.isdigit()):
+        return None
+    return digits
+
+
+def _match(
+    keyring: Keyring, ceremony: CeremonyRecord | None, given: str, now: datetime
+) -> VerificationFailure | None:
+    """Why ``given`` does not answer ``ceremony`` — or None when it does and is still live.
+
+    The code is compared first (in constant time), so the audit says ``REPLAYED`` or ``EXPIRED``
+    only for the right code: a wrong guess at a spent code is simply wrong.
+    """
+    if ceremony is None or ceremony.secret is None:
+        return VerificationFailure.WRONG_CODE
+    try:
+        expected = keyring.decrypt(ceremony.secret, aad=_ceremony_aad(ceremony.id))
+    except DecryptionError:
+        return VerificationFailure.FACTOR_UNREADABLE
+    if not hmac.compare_digest(expected, given.encode("ascii")):
+        return VerificationFailure.WRONG_CODE
+    if ceremony.state == "used":
+        return VerificationFailure.REPLAYED
+    if ceremony.state != "open" or ceremony.expires_at <= now:
+        return VerificationFailure.EXPIRED
+    return None
+
+
+def _newest(ceremonies: Sequence[CeremonyRecord]) -> CeremonyRecord | None:
+    """The code that counts: the newest still open, else the newest (to name why it failed).
+    A resend closes the older codes before opening its own, so at most a race leaves two open."""
+    return max(ceremonies, key=lambda c: (c.state == "open", c.created_at, c.id), default=None)
+
+
+# -- the check ----------------------------------------------------------------------------------
+
+
+class SmsCheck(FactorCheck):
+    """The newest code sent for the challenge to one of the charged factors, once, in time."""
+
+    amr = ("sms",)  # RFC 8176 §2
+
+    def __init__(self, store: CeremonyRepo, keyring: Keyring) -> None:
+        self.store = store
+        self.keyring = keyring
+
+    async def check(
+        self,
+        challenge: Challenge,
+        proof: Proof,
+        factors: Sequence[FactorRecord],
+        now: datetime,
+    ) -> Verified:
+        first = factors[0].id if factors else None
+        given = _normalised(proof.code)
+        if given is None:
+            raise CheckFailed(VerificationFailure.MALFORMED, first)
+        sent = await self.store.list_ceremonies(
+            challenge_id=challenge.id, purposes=[CODE_PURPOSE], limit=_CEREMONY_SCAN
+        )
+        ceremony = _newest(sent)
+        by_id = {factor.id: factor for factor in factors}
+        factor = by_id.get(ceremony.factor_id or "") if ceremony is not None else None
+        if ceremony is None or factor is None:
+            raise CheckFailed(VerificationFailure.WRONG_CODE, first)
+        reason = _match(self.keyring, ceremony, given, now)
+        if reason is VerificationFailure.EXPIRED and ceremony.state == "open":
+            await self.store.close_ceremony(ceremony.id, new="expired", now=now)
+        if reason is not None:
+            raise CheckFailed(reason, factor.id)
+        if not await self.store.close_ceremony(ceremony.id, new="used", now=now):
+            # A parallel request with the same code closed it first: one code, one grant.
+            raise CheckFailed(VerificationFailure.REPLAYED, factor.id)
+        return Verified(factor, self.amr)
+
+
+# -- sending ------------------------------------------------------------------------------------
+
+
+class SmsCeremony:
+    """Sends codes and confirms phones: ``POST /v1/challenges/{id}/sms`` (CONTRACT §4.3),
+    ``POST /v1/factors/sms`` and ``POST /v1/factors/sms/{id}/confirm`` (§4.4)."""
+
+    def __init__(
+        self,
+        *,
+        store: SmsStore,
+        counters: RateCounters,
+        digests: NumberDigester,
+        sender: SmsSender,
+        keyring: Keyring,
+        policy: PolicyHolder,
+        audit: AuditRecorder,
+        clock: Clock,
+        verifier: Verifier,
+        enrollment: FactorEnrollment,
+        limits: SmsLimits | None = None,
+        ids: Callable[[str], str] = new_id,
+    ) -> None:
+        self.store = store
+        self.counters = counters
+        self.digests = digests
+        self.sender = sender
+        self.keyring = keyring
+        self.policy = policy
+        self.audit = audit
+        self.clock = clock
+        self.verifier = verifier
+        self.enrollment = enrollment
+        self.limits = limits or SmsLimits()
+        self.ids = ids
+
+    # -- a challenge's code ---------------------------------------------------------------------
+    async def send(
+        self,
+        challenge_id: str,
+        *,
+        caller_subject: str | None,
+        caller_key: str | None,
+        factor_id: str | None = None,
+    ) -> SentCode:
+        """Send a fresh code for the challenge to its subject's active SMS factor (``factor_id``,
+        or the most recently confirmed one), voiding any code sent before.
+
+        404 unless the caller is the challenge's subject or the app that asked; 409 when the
+        challenge is no longer pending, does not allow SMS, or the subject has no usable SMS
+        factor; 429 over the rate limits; 503 when the provider fails.
+        """
+        now = self.clock.now()
+        challenge = await self.verifier.load(challenge_id, caller_subject, caller_key)
+        settings = self._settings()
+        if challenge.state is not ChallengeState.PENDING or challenge.expires_at <= now:
+            raise Conflict("the challenge is no longer pending")
+        if settings is None or FactorKind.SMS.value not in challenge.requirement.methods:
+            raise Conflict("this challenge cannot be answered with an SMS code")
+        factor = await self._active_factor(challenge.subject_id, factor_id, settings)
+        phone = self._number(factor)
+        await self._throttle(
+            challenge.subject_id, phone, purpose=CODE_PURPOSE, challenge_id=challenge.id
+        )
+        await self.store.close_open_ceremonies(
+            challenge_id=challenge.id, purposes=[CODE_PURPOSE], new="expired", now=now
+        )
+        # A code that outlived its challenge could never be used.
+        left = max(1, int((challenge.expires_at - now).total_seconds()))
+        return await self._send(
+            subject_id=challenge.subject_id,
+            purpose=CODE_PURPOSE,
+            factor=factor,
+            phone=phone,
+            text=lambda code: approval_text(
+                code, action=challenge.action, pii=challenge.pii, transaction=challenge.transaction
+            ),
+            lifetime=min(self._lifetime(settings), left),
+            challenge_id=challenge.id,
+        )
+
+    # -- enrollment -----------------------------------------------------------------------------
+    async def enroll(
+        self,
+        subject_id: str,
+        phone_text: str,
+        *,
+        region: str | None = None,
+        label: str = "",
+        grant: str | None = None,
+    ) -> SentCode:
+        """A pending SMS factor for the number, and a confirmation code sent to it.
+
+        Raises ``InvalidPhoneNumber`` (422), ``StepUpRequired`` once another factor is active
+        and no fresh grant is presented, 403 when the policy has no ``sms`` factor, 429 over the
+        rate limits, 503 when the provider fails (the pending factor is then removed).
+        """
+        now = self.clock.now()
+        settings = self._settings()
+        if settings is None:
+            raise Forbidden("the policy does not enable SMS factors")
+        phone = parse_phone(phone_text, region=region)
+        await self.enrollment.authorise_addition(subject_id, FactorKind.SMS, grant, now)
+        await self._throttle(subject_id, phone, purpose=ENROLL_PURPOSE)
+        factor_id = self.ids("fct")
+        factor = await self.store.add_factor(
+            id=factor_id,
+            subject_id=subject_id,
+            kind=FactorKind.SMS.value,
+            now=now,
+            label=label,
+            secret=self.keyring.encrypt(phone.e164.encode("ascii"), aad=factor_aad(factor_id)),
+            state=FactorState.PENDING.value,
+            data={"hint": phone.hint},
+        )
+        try:
+            sent = await self._send(
+                subject_id=subject_id,
+                purpose=ENROLL_PURPOSE,
+                factor=factor,
+                phone=phone,
+                text=enrollment_text,
+                lifetime=self._lifetime(settings),
+            )
+        except ServiceUnavailable:
+            await self.store.delete_factor(factor_id)
+            raise
+        await self.audit.record(
+            "factor_enrolled",
+            subject_id=subject_id,
+            data={"factor_id": factor_id, "kind": FactorKind.SMS.value, "state": "pending"},
+        )
+        return sent
+
+    async def confirm(self, subject_id: str, factor_id: str, code: Secret[str]) -> FactorRecord:
+        """Activate a pending SMS factor with the code sent to its number. Failures are counted
+        on the factor before the check and capped, as in any verification."""
+        now = self.clock.now()
+        factor = await self.store.get_factor(factor_id) if len(factor_id) <= 64 else None
+        if factor is None or factor.subject_id != subject_id or factor.kind != FactorKind.SMS:
+            raise NotFound("no such factor")
+        if factor.state != FactorState.PENDING:
+            raise Conflict("the factor is not a pending SMS factor")
+        settings = self._settings()
+        cap = settings.max_failures if settings is not None else _DEFAULT_CAP
+        if await self.store.record_factor_failure(factor_id, now=now, limit=cap) > cap:
+            await self._refused(subject_id, factor_id, VerificationFailure.LOCKED)
+        given = _normalised(code)
+        if given is None:
+            await self._refused(subject_id, factor_id, VerificationFailure.MALFORMED)
+        sent = await self.store.list_ceremonies(
+            factor_id=factor_id, purposes=[ENROLL_PURPOSE], limit=_CEREMONY_SCAN
+        )
+        ceremony = _newest(sent)
+        reason = _match(self.keyring, ceremony, given, now)
+        if reason is not None:
+            await self._refused(subject_id, factor_id, reason)
+        assert ceremony is not None
+        if not await self.store.close_ceremony(ceremony.id, new="used", now=now):
+            await self._refused(subject_id, factor_id, VerificationFailure.REPLAYED)
+        if not await self.store.activate_factor(factor_id, now=now):
+            raise Conflict("the factor is not pending")
+        await self.store.reset_factor_failures(factor_id)
+        await self.audit.record(
+            "factor_confirmed",
+            subject_id=subject_id,
+            data={"factor_id": factor_id, "kind": FactorKind.SMS.value},
+        )
+        confirmed = await self.store.get_factor(factor_id)
+        if confirmed is None:
+            raise NotFound("no such factor")
+        return confirmed
+
+    # -- steps ----------------------------------------------------------------------------------
+    def _settings(self) -> FactorSettings | None:
+        compiled = self.policy.current
+        if compiled is None:
+            raise ServiceUnavailable("no policy is loaded")
+        return compiled.policy.factors.get(PolicyFactor.SMS)
+
+    @staticmethod
+    def _lifetime(settings: FactorSettings) -> int:
+        return max(1, min(settings.code_lifetime, MAX_CODE_LIFETIME))
+
+    async def _active_factor(
+        self, subject_id: str, factor_id: str | None, settings: FactorSettings
+    ) -> FactorRecord:
+        active = await self.store.list_factors(
+            subject_id, kinds=[FactorKind.SMS.value], states=[FactorState.ACTIVE.value]
+        )
+        if factor_id is not None:
+            active = [f for f in active if f.id == factor_id]
+        if not active:
+            raise Conflict("no active SMS factor to send the code to")
+        usable = [f for f in active if f.failures < settings.max_failures]
+        if not usable:
+            # Locked: its code could not be checked anyway. A recovery code unlocks it.
+            raise Conflict("the SMS factor is locked after too many failures")
+        return max(usable, key=lambda f: (f.confirmed_at or f.created_at, f.id))
+
+    def _number(self, factor: FactorRecord) -> PhoneNumber:
+        """The factor's number, decrypted; 503 when the keyring cannot read it (fail closed)."""
+        if factor.secret is None:
+            raise ServiceUnavailable("the SMS factor has no number")
+        try:
+            e164 = self.keyring.decrypt(factor.secret, aad=factor_aad(factor.id)).decode("ascii")
+        except (DecryptionError, UnicodeDecodeError):
+            log.warning("sms_number_unreadable", factor_id=factor.id)
+            raise ServiceUnavailable("the SMS factor cannot be read") from None
+        return parse_phone(e164)
+
+    async def _throttle(self, subject_id: str, phone: PhoneNumber, **context: object) -> None:
+        """Count this send against the subject's and the number's limits; 429 when over."""
+        now = self.clock.now()
+        subject_key = "sms:subject:" + hashlib.sha256(subject_id.encode()).hexdigest()[:32]
+        number_key = "sms:number:" + await self.digests.digest(phone)
+        limits = self.limits
+        for scope, key, limit, window in (
+            ("subject", subject_key, limits.per_subject, limits.subject_window),
+            ("number", number_key, limits.per_number, limits.number_window),
+        ):
+            if await self.counters.hit(key, window_seconds=window, now=now) <= limit:
+                continue
+            until = await self.counters.active_until(key, now)
+            retry = window if until is None else (until - now).total_seconds()
+            await self.audit.record(
+                "sms_throttled", subject_id=subject_id, data={"scope": scope, **context}
+            )
+            raise TooManyRequests(
+                math.ceil(retry), "too many SMS codes were sent; retry later or use another factor"
+            )
+
+    async def _send(
+        self,
+        *,
+        subject_id: str,
+        purpose: str,
+        factor: FactorRecord,
+        phone: PhoneNumber,
+        text: Callable[[str], str],
+        lifetime: int,
+        challenge_id: str | None = None,
+    ) -> SentCode:
+        """Open the code's ceremony, then hand the message to the provider. On a provider
+        failure the ceremony is voided (the code never works) and the answer is 503."""
+        now = self.clock.now()
+        ceremony_id = self.ids("cer")
+        code = _new_code()
+        expires_at = now + timedelta(seconds=lifetime)
+        sealed = self.keyring.encrypt(code.reveal().encode("ascii"), aad=_ceremony_aad(ceremony_id))
+        await self.store.open_ceremony(
+            id=ceremony_id,
+            subject_id=subject_id,
+            purpose=purpose,
+            now=now,
+            expires_at=expires_at,
+            challenge_id=challenge_id,
+            factor_id=factor.id,
+            secret=sealed,
+            data={"hint": phone.hint},
+        )
+        context: dict[str, object] = {
+            "purpose": purpose,
+            "factor_id": factor.id,
+            "ceremony_id": ceremony_id,
+            "provider": self.sender.name,
+        }
+        if challenge_id is not None:
+            context["challenge_id"] = challenge_id
+        try:
+            await self.sender.send(SmsMessage(ceremony_id, phone, Secret(text(code.reveal()))))
+        except SmsDeliveryError as failed:
+            await self.store.close_ceremony(
+                ceremony_id,
+                new="expired",
+                now=now,
+                data={"hint": phone.hint, "void": "undelivered"},
+            )
+            log.warning("sms_delivery_failed", provider=failed.provider, reason=failed.reason)
+            await self.audit.record(
+                "sms_failed", subject_id=subject_id, data={**context, "reason": failed.reason}
+            )
+            raise ServiceUnavailable(
+                "the SMS could not be sent; try again later or use another factor"
+            ) from None
+        await self.audit.record(
+            "sms_sent",
+            subject_id=subject_id,
+            data={**context, "expires_at": int(expires_at.timestamp())},
+        )
+        return SentCode(ceremony_id, factor, phone.hint, expires_at)
+
+    async def _refused(
+        self, subject_id: str, factor_id: str, reason: VerificationFailure
+    ) -> NoReturn:
+        await self.audit.record(
+            "factor_confirmation_failed",
+            subject_id=subject_id,
+            data={"factor_id": factor_id, "reason": reason.value},
+        )
+        raise VerificationRejected(reason)
