@@ -70,6 +70,18 @@ class Subscription:
                 self.last_seq = item.seq
                 return item
 
+    def drain(self) -> list[AuditEvent]:
+        """The events queued so far, without waiting (for readers that poll between requests)."""
+        events: list[AuditEvent] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return events
+            if isinstance(item, AuditEvent):
+                self.last_seq = item.seq
+                events.append(item)
+
     def close(self) -> None:
         if self.closed:
             return
