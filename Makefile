@@ -27,6 +27,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python bench/decide.py
 	$(VENV)/bin/python bench/api.py
+	$(VENV)/bin/python bench/factors.py
 
 clean:
 	rm -rf $(VENV) .piigate .piigate-demo .mypy_cache .ruff_cache .pytest_cache
