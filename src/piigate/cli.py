@@ -18,6 +18,8 @@ import typer
 from typer.exceptions import TyperException
 
 from piigate import __version__
+from piigate.authenticator import authenticator_app
+from piigate.cli_sms import sms_app
 from piigate.config import Settings, load_settings
 from piigate.errors import PiigateError, PolicyError
 
@@ -46,6 +48,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.add_typer(sms_app, name="sms")
+app.add_typer(authenticator_app, name="authenticator")
 
 ConfigOpt = Annotated[
     str | None, typer.Option("--config", "-c", help="YAML configuration or policy file.")
@@ -163,6 +167,7 @@ def serve(
 ) -> None:
     """Run the service: the decision API (and, later, the console)."""
     import dataclasses
+    import gc
 
     import uvicorn
 
@@ -210,6 +215,11 @@ def serve(
         typer.echo(
             f"piigate {__version__} serving on http://{settings.host}:{settings.port}", err=True
         )
+        # Everything loaded so far (modules, the app, the policy) lives as long as the process.
+        # Frozen, the cyclic GC stops re-scanning it: a full collection took ~80 ms here, all
+        # requests stalled behind it, and it set the p99 latency.
+        gc.collect()
+        gc.freeze()
         try:
             await server.serve()
         finally:

@@ -12,6 +12,8 @@ over the file, so one image can be configured per deployment.
 | ``PIIGATE_PUBLIC_URL`` | the URL users reach piigate at (grant issuer, WebAuthn origin) |
 | ``PIIGATE_OIDC_ISSUER`` / ``_AUDIENCE`` / ``_JWKS_URL`` | bearer JWT validation |
 | ``PIIGATE_LOG_FORMAT`` | ``json`` (default) or ``console`` |
+| ``PIIGATE_SMS_*``, ``PIIGATE_TWILIO_*`` | the SMS provider (see ``piigate.sms.settings``) |
+| ``PIIGATE_PUSH_RELAY_URL`` | where to POST ``{"device_id", "push_id"}`` when a push waits |
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import yaml
 
 from piigate.errors import PolicyError
 from piigate.policy.yamlnodes import NodeReader, YamlErrors, compose_file
+from piigate.sms.settings import SmsSettings, sms_from_env, sms_from_yaml
 
 __all__ = ["ConfigError", "IdentitySettings", "Settings", "load_settings"]
 
@@ -40,6 +43,8 @@ SERVICE_KEYS: Final = frozenset(
         "max_body_bytes",
         "log_format",
         "session_ttl",
+        "sms",
+        "push_relay_url",
     }
 )
 IDENTITY_KEYS: Final = frozenset({"issuer", "audience", "jwks_url", "roles_claim"})
@@ -73,6 +78,9 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     log_format: str = "json"
     session_ttl: int = 8 * 3600
+    sms: SmsSettings = field(default_factory=SmsSettings)
+    # A relay that wakes push devices (ids only, never PII); devices also poll without it.
+    push_relay_url: str | None = None
     extra: Mapping[str, object] = field(default_factory=dict)
 
     @property
@@ -128,7 +136,7 @@ def _from_file(path: str) -> Settings:
 def _service(read: NodeReader, node: yaml.Node, settings: Settings, base: Path) -> Settings:
     spec = read.mapping(node, "service", SERVICE_KEYS) or {}
     values: dict[str, object] = {}
-    for key in ("database_url", "redis_url", "public_url", "log_format"):
+    for key in ("database_url", "redis_url", "public_url", "log_format", "push_relay_url"):
         if key in spec:
             values[key] = read.string(spec[key][1], key)
     if "data_dir" in spec:
@@ -154,6 +162,8 @@ def _service(read: NodeReader, node: yaml.Node, settings: Settings, base: Path) 
             fields = {k: read.string(v[1], k) for k, v in ident.items()}
             if all(v is not None for v in fields.values()):
                 values["identity"] = IdentitySettings(**fields)  # type: ignore[arg-type]
+    if "sms" in spec:
+        values["sms"] = sms_from_yaml(read, spec["sms"][1])
     if "log_format" in values and values["log_format"] not in ("json", "console"):
         read.errors.at(spec["log_format"][1], "log_format must be json or console")
     clean = {k: v for k, v in values.items() if v is not None}
@@ -173,7 +183,7 @@ def _from_env(settings: Settings, env: Mapping[str, str]) -> Settings:
         values["policy_path"] = env["PIIGATE_POLICY"]
     if env.get("PIIGATE_DATA_DIR"):
         values["data_dir"] = Path(env["PIIGATE_DATA_DIR"])
-    for key in ("database_url", "redis_url", "public_url", "log_format"):
+    for key in ("database_url", "redis_url", "public_url", "log_format", "push_relay_url"):
         name = f"PIIGATE_{key.upper()}"
         if env.get(name):
             values[key] = env[name]
@@ -186,4 +196,5 @@ def _from_env(settings: Settings, env: Mapping[str, str]) -> Settings:
                 ["PIIGATE_OIDC_ISSUER needs PIIGATE_OIDC_AUDIENCE and PIIGATE_OIDC_JWKS_URL too"]
             )
         values["identity"] = IdentitySettings(issuer, audience, jwks)
+    values["sms"] = sms_from_env(settings.sms, env)
     return replace(settings, **values)  # type: ignore[arg-type]

@@ -17,14 +17,15 @@ from piigate.clock import FixedClock
 from piigate.crypto.keyring import Keyring
 from piigate.crypto.secret import Secret
 from piigate.errors import Conflict, NotFound, StepUpRequired
+from piigate.factors import FactorKind
 from piigate.factors.totp import hotp_code, totp_step
 from piigate.model import Action, Challenge, ChallengeState, Requirement, Resource
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
+from piigate.stepup.checks import TotpCheck
 from piigate.stepup.enrollment import FactorEnrollment
 from piigate.stepup.factor_ports import factor_aad
 from piigate.stepup.grants import verify_grant
-from piigate.stepup.checks import TotpCheck
 from piigate.stepup.verification import (
     IssuedGrant,
     Proof,
@@ -388,6 +389,15 @@ async def test_attempts_over_the_cap_are_refused_unchecked(world: World) -> None
     assert (await world.challenges.get(challenge.id)).state is ChallengeState.DENIED  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("method", ["push", "approval"])
+async def test_out_of_band_methods_are_not_answered_with_a_code(world: World, method: str) -> None:
+    extra = "  push: {level: aal2, number_matching: true}\n  approval: {level: aal2}\n"
+    world.use_policy(policy_text().replace("  recovery: {level: aal2}\n", extra))
+    await world.totp_factor()
+    challenge = await world.challenge(methods=("push", "approval"))
+    assert await rejected(world, challenge, method, "123456") == "method_not_allowed"
+
+
 @pytest.mark.parametrize("method", ["sms", "webauthn", "password", "recovery"])
 async def test_methods_outside_the_challenge_are_rejected(world: World, method: str) -> None:
     await world.totp_factor()
@@ -561,3 +571,25 @@ async def test_a_factor_demoted_by_a_reload_cannot_answer(world: World) -> None:
     world.use_policy(policy_text().replace("totp: {level: aal2}", "totp: {level: aal1}"))
     reason = await rejected(world, challenge, "totp", world.code(secret))
     assert reason == "method_not_allowed"
+
+
+async def test_a_stronger_factor_is_added_by_proving_the_strongest_one_held(world: World) -> None:
+    extra = "  recovery: {level: aal2}\n  webauthn: {level: aal3}\n"
+    world.use_policy(policy_text().replace("  recovery: {level: aal2}\n", extra))
+    _, secret = await world.totp_factor()
+    now = world.clock.now()
+    with pytest.raises(StepUpRequired) as caught:
+        await world.enrollment.authorise_addition("alice", FactorKind.WEBAUTHN, None, now)
+    assert 'acr_values="urn:piigate:aal2"' in caught.value.headers()["WWW-Authenticate"]
+    # TOTP is the strongest alice holds: proving it lets her add a security key (aal3).
+    issued = await world.verify(await world.challenge(), "totp", world.code(secret))
+    await world.enrollment.authorise_addition("alice", FactorKind.WEBAUTHN, issued.token, now)
+    # Once she holds an aal3 factor, an aal2 grant no longer suffices for another one.
+    await world.store.add_factor(
+        id="fct_key", subject_id="alice", kind="webauthn", now=now, state="active"
+    )
+    with pytest.raises(StepUpRequired) as caught:
+        await world.enrollment.authorise_addition("alice", FactorKind.WEBAUTHN, issued.token, now)
+    assert 'acr_values="urn:piigate:aal3"' in caught.value.headers()["WWW-Authenticate"]
+    # Adding a weaker factor needs only that factor's level.
+    await world.enrollment.authorise_addition("alice", FactorKind.TOTP, issued.token, now)

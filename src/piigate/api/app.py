@@ -17,8 +17,11 @@ from piigate.api.routes import (
     events,
     factors,
     ops,
+    push,
     sessions,
+    sms,
     verify,
+    webauthn,
 )
 from piigate.api.services import Services
 from piigate.clock import Clock
@@ -59,7 +62,20 @@ def create_app(
         redoc_url=None,
     )
     install_problem_handlers(app)
-    for module in (decisions, challenges, verify, factors, approvals, sessions, events, ops):
+    for module in (
+        decisions,
+        challenges,
+        verify,
+        sms,
+        push,
+        webauthn,
+        factors,
+        approvals,
+        sessions,
+        events,
+        ops,
+    ):
         app.include_router(module.router)
+    decisions.install_lean_route(app)  # the hot path, in front of its declared route
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

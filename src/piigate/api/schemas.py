@@ -31,8 +31,11 @@ __all__ = [
     "CodeIn",
     "DecisionRequestIn",
     "LoginIn",
+    "SmsEnrollIn",
+    "SmsSendIn",
     "TotpEnrollIn",
     "VerifyIn",
+    "WebAuthnRegisterIn",
     "challenge_json",
     "decision_json",
     "factor_json",
@@ -234,6 +237,25 @@ class CodeIn(_In):
     code: Code
 
 
+class SmsEnrollIn(_In):
+    # Checked by piigate.sms.parse_phone, whose errors never repeat the number (Pydantic's
+    # would not either, but a 422 naming what is wrong is more use than a generic 400).
+    phone: Annotated[str, Field(min_length=1, max_length=64)]
+    region: Annotated[str, Field(min_length=2, max_length=2)] | None = None
+    label: Annotated[str, Field(max_length=64)] = ""
+
+
+class SmsSendIn(_In):
+    factor_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+
+class WebAuthnRegisterIn(_In):
+    # The PublicKeyCredential JSON from navigator.credentials.create(); verified by
+    # piigate.factors.webauthn (a malformed one is a refused registration, not a 422).
+    credential: dict[str, Any]
+    label: Annotated[str, Field(max_length=64)] = ""
+
+
 class VerifyIn(_In):
     method: Annotated[str, Field(min_length=1, max_length=32)]
     code: Code | None = None
@@ -273,4 +295,12 @@ def factor_json(factor: FactorRecord) -> dict[str, Any]:
     if factor.kind == "recovery":
         hashes = factor.data.get("hashes")
         body["remaining"] = sum(1 for h in hashes if h) if isinstance(hashes, list) else 0
+    if factor.kind == "sms":
+        body["to"] = factor.data.get("hint")  # "+1 •••-•••-••00": never the number
+    if factor.kind == "push":
+        body["device"] = factor.data.get("device_name")  # the name the device gave itself
+    if factor.kind == "webauthn":
+        body["aaguid"] = factor.data.get("aaguid")  # the authenticator's model, not the person
+        body["transports"] = factor.data.get("transports", [])
+        body["backup_eligible"] = factor.data.get("backup_eligible", False)  # a synced passkey
     return body

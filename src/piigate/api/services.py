@@ -20,10 +20,11 @@ from piigate.api.metrics import Metrics
 from piigate.audit.bus import EventBus
 from piigate.audit.log import AuditLog
 from piigate.clock import Clock, SystemClock
-from piigate.config import Settings
+from piigate.config import ConfigError, Settings
 from piigate.crypto.keyring import Keyring
 from piigate.crypto.secret import Secret
 from piigate.errors import PolicyError, ServiceUnavailable, TooManyRequests, Unauthorized
+from piigate.factors.webauthn import relying_party
 from piigate.identity import (
     ApiKeyCache,
     ApiKeyPrincipal,
@@ -35,11 +36,17 @@ from piigate.identity.throttle import DEFAULT_THROTTLE, backoff_seconds
 from piigate.model import SessionAuth, Subject
 from piigate.policy.holder import PolicyHolder
 from piigate.risk.port import CarriedRisk
+from piigate.risk.recorded import RecordedRisk
+from piigate.sms.numbers import NumberDigests
+from piigate.sms.providers import open_sender
 from piigate.stepup.approval import Approvals
 from piigate.stepup.engine import Engine
 from piigate.stepup.enrollment import FactorEnrollment
 from piigate.stepup.grants import KeyringGrantVerifier
+from piigate.stepup.push import PushCeremony, WebhookRelay
+from piigate.stepup.sms import SmsCeremony, SmsCheck
 from piigate.stepup.verification import Verifier
+from piigate.stepup.webauthn import WebAuthnCeremonies, WebAuthnCheck
 from piigate.store import Database, Store
 from piigate.store.counters import Counters
 from piigate.store.ports import SqlChallenges, SqlGrantLedger
@@ -52,6 +59,9 @@ log = structlog.get_logger("piigate.service")
 POLICY_POLL_SECONDS = 2.0
 # Longer than any password check takes; bounds how long a node that died mid-check blocks logins.
 LOGIN_CHECK_SECONDS = 30
+# Housekeeping: how often expired rows are deleted, and how long ceremonies outlive their expiry.
+PURGE_SECONDS = 600.0
+CEREMONY_RETENTION_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +118,11 @@ class Services:
         self.bus = EventBus()
         self.audit = AuditLog(self.db, self.clock, self.bus)
         await self.audit.start()
+        self.risk = RecordedRisk(CarriedRisk(), self.store, self.policy, bus=self.bus)
         self.engine = Engine(
             policy=self.policy,
-            risk=CarriedRisk(),
+            # What the request carries, plus what piigate recorded (a denied push).
+            risk=self.risk,
             grants=KeyringGrantVerifier(self.keyring, settings.issuer),
             ledger=SqlGrantLedger(self.store),
             challenges=SqlChallenges(self.store, self.keyring, self.audit),
@@ -143,6 +155,7 @@ class Services:
         )
         if self.policy.path is not None:
             self._tasks.append(asyncio.create_task(self._watch_policy(), name="piigate-policy"))
+        self._tasks.append(asyncio.create_task(self._purge_loop(), name="piigate-purge"))
         self.verifier = Verifier(
             store=self.store,
             challenges=SqlChallenges(self.store, self.keyring),
@@ -160,12 +173,59 @@ class Services:
             clock=self.clock,
             issuer=settings.issuer,
         )
+        # WebAuthn: the relying party is the public URL's host, the origin its scheme://host:port.
+        try:
+            relying = relying_party(settings.public_url)
+        except ValueError as exc:
+            raise ConfigError([f"public_url: {exc}"]) from exc
+        self.webauthn = WebAuthnCeremonies(
+            store=self.store,
+            enrollment=self.enrollment,
+            policy=self.policy,
+            audit=self.audit,
+            clock=self.clock,
+            rp=relying,
+        )
+        self.verifier.register("webauthn", WebAuthnCheck(self.store, self.policy, relying))
         self.approvals = Approvals(
             verifier=self.verifier,
             challenges=SqlChallenges(self.store, self.keyring),
             enrollment=self.enrollment,
             policy=self.policy,
             clock=self.clock,
+        )
+        # SMS codes: the provider from the settings (the store's outbox by default).
+        self.sms_sender = open_sender(
+            settings.sms, db=self.db, keyring=self.keyring, clock=self.clock
+        )
+        self.verifier.register("sms", SmsCheck(self.store, self.keyring))
+        self.sms = SmsCeremony(
+            store=self.store,
+            counters=self.counters,
+            digests=NumberDigests(self.store, self.keyring, self.clock),
+            sender=self.sms_sender,
+            keyring=self.keyring,
+            policy=self.policy,
+            audit=self.audit,
+            clock=self.clock,
+            verifier=self.verifier,
+            enrollment=self.enrollment,
+        )
+        # Push approval: devices poll; a relay (when configured) only wakes them sooner.
+        relay_url = settings.push_relay_url
+        self.push_relay = WebhookRelay(relay_url) if relay_url else None
+        self.push = PushCeremony(
+            store=self.store,
+            counters=self.counters,
+            challenges=SqlChallenges(self.store, self.keyring),
+            keyring=self.keyring,
+            policy=self.policy,
+            audit=self.audit,
+            clock=self.clock,
+            verifier=self.verifier,
+            enrollment=self.enrollment,
+            public_url=settings.public_url,
+            relay=self.push_relay,
         )
 
     async def stop(self) -> None:
@@ -176,9 +236,13 @@ class Services:
         self._tasks.clear()
         if self.jwt is not None:
             await self.jwt.aclose()
+        await self.sms_sender.aclose()
+        if self.push_relay is not None:
+            await self.push_relay.aclose()
         if self.redis_counters is not None:
             await self.redis_counters.aclose()
         await self.audit.stop()
+        self.risk.close()
         self.bus.close()
         await self.db.close()
 
@@ -228,6 +292,32 @@ class Services:
                     await self.reload_policy()
                 except ServiceUnavailable:
                     log.warning("policy_reload_not_audited")
+
+    # -- housekeeping -------------------------------------------------------------------------
+    async def purge_expired(self) -> dict[str, int]:
+        """Delete what has outlived its use: ended counter windows, expired sessions and used
+        grants, and ceremonies a day after they expired. Every node may run it; it only deletes
+        rows that no check reads any more."""
+        now = self.clock.now()
+        return {
+            "counters": await self.store.purge_counters(now),
+            "sessions": await self.store.purge_sessions(now),
+            "used_grants": await self.store.purge_used_grants(now),
+            "ceremonies": await self.store.purge_ceremonies(
+                expired_before=now - timedelta(seconds=CEREMONY_RETENTION_SECONDS)
+            ),
+        }
+
+    async def _purge_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PURGE_SECONDS)
+            try:
+                purged = await self.purge_expired()
+            except ServiceUnavailable:
+                log.warning("purge_failed")
+                continue
+            if any(purged.values()):
+                log.info("purged", **purged)
 
     # -- identity -----------------------------------------------------------------------------
     async def _load_api_key(self, digest: bytes) -> ApiKeyPrincipal | None:

@@ -294,10 +294,18 @@ class FactorEnrollment:
         self, subject_id: str, kind: FactorKind, grant: str | None, now: datetime
     ) -> None:
         """Allow adding a factor of ``kind``: freely while the subject has no active factor,
-        otherwise only with a fresh grant of the kind's level (raises ``StepUpRequired``)."""
+        otherwise only with a fresh grant (raises ``StepUpRequired``) of the kind's level — or
+        of the strongest level the subject's active factors can prove, when that is lower: a
+        user with only TOTP (aal2) can add a security key (aal3) by proving TOTP, while a
+        stolen session still has to prove the user's strongest factor."""
         active = await self.store.list_factors(subject_id, states=[FactorState.ACTIVE.value])
-        if active:
-            self.fresh_grant(grant, subject_id=subject_id, level=self._level(kind), now=now)
+        if not active:
+            return
+        ranks = self._compiled().ranks
+        wanted = self._level(kind)
+        strongest = max((self._level(f.kind) for f in active), key=lambda name: ranks[name])
+        level = min(wanted, strongest, key=lambda name: ranks[name])
+        self.fresh_grant(grant, subject_id=subject_id, level=level, now=now)
 
     async def _own(self, subject_id: str, factor_id: str) -> FactorRecord:
         factor = await self.store.get_factor(factor_id) if len(factor_id) <= 64 else None

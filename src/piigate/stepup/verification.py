@@ -262,7 +262,9 @@ class Verifier:
         challenge = await self.load(challenge_id, caller_subject, caller_key)
         method = proof.method
         compiled, settings = await self.admit(challenge, method, now)
-        check = self.checks[method]
+        check = self.checks.get(method)
+        if check is None:  # push and approval are answered out of band, not with a code
+            await self.reject(challenge, method, VerificationFailure.METHOD_NOT_ALLOWED)
 
         factors = await self.store.list_factors(
             challenge.subject_id, kinds=[method], states=[FactorState.ACTIVE.value]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, delete, func, select, update
 
 from piigate.store._sql import Repo, utc
 from piigate.store.tables import ceremonies
@@ -111,10 +111,13 @@ class CeremonyStore(Repo):
         factor_id: str | None = None,
         purposes: Iterable[str] | None = None,
         states: Iterable[str] | None = None,
+        since: datetime | None = None,
         limit: int = 100,
     ) -> list[CeremonyRow]:
-        """Ceremonies matching every filter given, oldest first."""
+        """Ceremonies matching every filter given (``since``: opened at or after), oldest first."""
         stmt = select(ceremonies)
+        if since is not None:
+            stmt = stmt.where(ceremonies.c.created_at >= utc(since))
         if subject_id is not None:
             stmt = stmt.where(ceremonies.c.subject_id == subject_id)
         if challenge_id is not None:
@@ -194,6 +197,14 @@ class CeremonyStore(Repo):
             )
             .values(state=new, closed_at=utc(now))
         )
+        async with self.db.begin() as conn:
+            result = await conn.execute(stmt)
+        return int(result.rowcount or 0)
+
+    async def purge_ceremonies(self, *, expired_before: datetime) -> int:
+        """Drop ceremonies whose life ended before ``expired_before`` (kept a while after their
+        end for rate limits and investigation; the audit trail keeps what happened)."""
+        stmt = delete(ceremonies).where(ceremonies.c.expires_at < utc(expired_before))
         async with self.db.begin() as conn:
             result = await conn.execute(stmt)
         return int(result.rowcount or 0)

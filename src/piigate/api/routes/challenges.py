@@ -47,8 +47,18 @@ async def get_challenge(
     request: Request,
     principal: Annotated[Principal, Depends(require_principal)],
 ) -> dict[str, Any]:
-    challenge = await _visible_challenge(get_services(request), challenge_id, principal)
-    return challenge_json(challenge, include_state=True)
+    services = get_services(request)
+    challenge = await _visible_challenge(services, challenge_id, principal)
+    body = challenge_json(challenge, include_state=True)
+    if _may_collect(challenge, principal):
+        # Number matching: the number the user must type on their device (none sent to it).
+        shown = await services.push.shown(challenge)
+        body["push"] = (
+            None
+            if shown is None
+            else {"number": shown.number, "expires_at": int(shown.expires_at.timestamp())}
+        )
+    return body
 
 
 @router.get("/v1/challenges/{challenge_id}/status", summary="pending | approved | denied | expired")

@@ -1,0 +1,86 @@
+"""Ceremonies: opened once, closed once (compare-and-set), counted and purged; both backends."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from piigate.store import Database, Store
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+async def open_one(store: Store, id: str, **kw: object) -> None:
+    values: dict[str, object] = {
+        "subject_id": "alice",
+        "purpose": "sms_code",
+        "now": T0,
+        "expires_at": T0 + timedelta(minutes=5),
+        **kw,
+    }
+    await store.open_ceremony(id=id, **values)  # type: ignore[arg-type]
+
+
+async def test_open_read_and_list(db: Database) -> None:
+    store = Store(db)
+    await open_one(
+        store, "cer_1", challenge_id="chl_1", factor_id="fct_1", secret="v1.x", data={"n": 1}
+    )
+    await open_one(store, "cer_2", purpose="push", now=T0 + timedelta(seconds=1))
+    row = await store.get_ceremony("cer_1")
+    assert row is not None and row.state == "open" and row.data == {"n": 1}
+    assert row.secret == "v1.x" and "v1.x" not in repr(row)
+    assert row.is_open(T0) and not row.is_open(T0 + timedelta(minutes=5))
+    assert await store.get_ceremony("cer_missing") is None
+    assert [r.id for r in await store.list_ceremonies(subject_id="alice")] == ["cer_1", "cer_2"]
+    assert [r.id for r in await store.list_ceremonies(challenge_id="chl_1")] == ["cer_1"]
+    assert [r.id for r in await store.list_ceremonies(purposes=["push"])] == ["cer_2"]
+    assert await store.count_ceremonies(since=T0, subject_id="alice") == 2
+    assert await store.count_ceremonies(since=T0 + timedelta(seconds=1)) == 1
+    assert await store.count_ceremonies(since=T0, purposes=["sms_code"], states=["used"]) == 0
+
+
+async def test_a_ceremony_closes_once_under_parallel_answers(db: Database) -> None:
+    store = Store(db)
+    await open_one(store, "cer_1")
+    wins = await asyncio.gather(
+        *(store.close_ceremony("cer_1", new="used", now=T0) for _ in range(10))
+    )
+    assert wins.count(True) == 1
+    assert not await store.close_ceremony("cer_1", new="denied", now=T0)
+    row = await store.get_ceremony("cer_1")
+    assert row is not None and row.state == "used" and row.closed_at == T0
+    with pytest.raises(ValueError, match="unknown ceremony state"):
+        await store.close_ceremony("cer_1", new="finished", now=T0)
+
+
+async def test_closing_can_record_the_answer(db: Database) -> None:
+    store = Store(db)
+    await open_one(store, "cer_1", data={"number": "x"})
+    assert await store.close_ceremony("cer_1", new="denied", now=T0, data={"by": "dev_1"})
+    row = await store.get_ceremony("cer_1")
+    assert row is not None and row.data == {"by": "dev_1"}
+
+
+async def test_a_resend_voids_the_open_codes_of_its_challenge_only(db: Database) -> None:
+    store = Store(db)
+    await open_one(store, "cer_1", challenge_id="chl_1")
+    await open_one(store, "cer_2", challenge_id="chl_1")
+    await open_one(store, "cer_3", challenge_id="chl_2")
+    await open_one(store, "cer_4", challenge_id="chl_1", purpose="push")
+    closed = await store.close_open_ceremonies(
+        challenge_id="chl_1", purposes=["sms_code"], new="expired", now=T0
+    )
+    assert closed == 2
+    states = {r.id: r.state for r in await store.list_ceremonies(subject_id="alice")}
+    assert states == {"cer_1": "expired", "cer_2": "expired", "cer_3": "open", "cer_4": "open"}
+
+
+async def test_purge_drops_only_long_expired_ceremonies(db: Database) -> None:
+    store = Store(db)
+    await open_one(store, "cer_old", expires_at=T0 - timedelta(days=2))
+    await open_one(store, "cer_new", expires_at=T0 + timedelta(minutes=5))
+    assert await store.purge_ceremonies(expired_before=T0 - timedelta(days=1)) == 1
+    assert [r.id for r in await store.list_ceremonies(subject_id="alice")] == ["cer_new"]
