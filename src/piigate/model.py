@@ -144,6 +144,9 @@ class Signal:
     detail: str = ""
 
 
+_NO_SIGNALS: frozenset[str] = frozenset()
+
+
 @dataclass(frozen=True, slots=True)
 class RiskAssessment:
     score: int = 0
@@ -151,6 +154,8 @@ class RiskAssessment:
 
     @property
     def signal_names(self) -> frozenset[str]:
+        if not self.signals:  # the common case, on every decision's hot path
+            return _NO_SIGNALS
         return frozenset(s.name for s in self.signals)
 
 

@@ -60,6 +60,9 @@ def create_app(
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        # piigate exports Prometheus metrics and its own audit trail, not OpenTelemetry: with
+        # FastAPI's native telemetry off, no request pays for looking up OTel providers.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_problem_handlers(app)
     for module in (
