@@ -19,7 +19,8 @@ from piigate.sms import MemorySender
 from piigate.sms.numbers import NumberDigests
 from piigate.stepup.enrollment import FactorEnrollment
 from piigate.stepup.factor_ports import factor_aad
-from piigate.stepup.sms import SmsCeremony, SmsCheck
+from piigate.stepup.sms import SmsCeremony
+from piigate.stepup.sms_codes import SmsCheck
 from piigate.stepup.verification import Verifier
 from piigate.store import Database, Store
 from piigate.store.ports import SqlChallenges

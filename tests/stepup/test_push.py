@@ -55,14 +55,9 @@ from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
 from piigate.risk.port import CarriedRisk
 from piigate.risk.recorded import RecordedRisk
+from piigate.stepup.devices import DeviceRejected, EnrollmentRejected, SignedRequest
 from piigate.stepup.enrollment import FactorEnrollment
-from piigate.stepup.push import (
-    DeviceRejected,
-    EnrollmentRejected,
-    PushCeremony,
-    PushDecision,
-    SignedRequest,
-)
+from piigate.stepup.push import PushCeremony, PushDecision
 from piigate.stepup.verification import (
     VerificationRejected,
     VerificationThrottled,

@@ -36,7 +36,8 @@ from piigate.sms import InvalidPhoneNumber, MemorySender
 from piigate.sms.numbers import NumberDigests
 from piigate.stepup.enrollment import FactorEnrollment
 from piigate.stepup.factor_ports import factor_aad
-from piigate.stepup.sms import MAX_CODE_LIFETIME, SentCode, SmsCeremony, SmsCheck, SmsLimits
+from piigate.stepup.sms import MAX_CODE_LIFETIME, SentCode, SmsCeremony, SmsLimits
+from piigate.stepup.sms_codes import SmsCheck
 from piigate.stepup.verification import (
     IssuedGrant,
     Proof,

@@ -40,11 +40,13 @@ from piigate.risk.recorded import RecordedRisk
 from piigate.sms.numbers import NumberDigests
 from piigate.sms.providers import open_sender
 from piigate.stepup.approval import Approvals
+from piigate.stepup.devices import WebhookRelay
 from piigate.stepup.engine import Engine
 from piigate.stepup.enrollment import FactorEnrollment
 from piigate.stepup.grants import KeyringGrantVerifier
-from piigate.stepup.push import PushCeremony, WebhookRelay
-from piigate.stepup.sms import SmsCeremony, SmsCheck
+from piigate.stepup.push import PushCeremony
+from piigate.stepup.sms import SmsCeremony
+from piigate.stepup.sms_codes import SmsCheck
 from piigate.stepup.verification import Verifier
 from piigate.stepup.webauthn import WebAuthnCeremonies, WebAuthnCheck
 from piigate.store import Database, Store

@@ -14,9 +14,12 @@ from piigate.model import Challenge
 __all__ = [
     "AttemptLedger",
     "AuditRecorder",
+    "CeremonyRecord",
+    "CeremonyRepo",
     "ChallengeReader",
     "FactorRecord",
     "FactorRepo",
+    "RateCounters",
     "VerifierStore",
     "factor_aad",
     "totp_parameters",
@@ -136,6 +139,105 @@ class AttemptLedger(Protocol):
 
 class VerifierStore(FactorRepo, AttemptLedger, Protocol):
     """Both of the above: what ``piigate.store.Store`` is."""
+
+
+class CeremonyRecord(Protocol):
+    """One ceremony as the store returns it (``store.CeremonyRow``): an SMS code, a push, a
+    WebAuthn challenge or an enrollment token, open until closed once by compare-and-set."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def subject_id(self) -> str: ...
+    @property
+    def purpose(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def expires_at(self) -> datetime: ...
+    @property
+    def challenge_id(self) -> str | None: ...
+    @property
+    def factor_id(self) -> str | None: ...
+    @property
+    def secret(self) -> str | None: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
+    @property
+    def closed_at(self) -> datetime | None: ...
+
+
+class CeremonyRepo(Protocol):
+    """Single-use ceremony state shared by the nodes (``store.CeremonyStore``)."""
+
+    async def open_ceremony(
+        self,
+        *,
+        id: str,
+        subject_id: str,
+        purpose: str,
+        now: datetime,
+        expires_at: datetime,
+        challenge_id: str | None = None,
+        factor_id: str | None = None,
+        secret: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> CeremonyRecord: ...
+
+    async def get_ceremony(self, ceremony_id: str) -> CeremonyRecord | None: ...
+
+    async def list_ceremonies(
+        self,
+        *,
+        subject_id: str | None = None,
+        challenge_id: str | None = None,
+        factor_id: str | None = None,
+        purposes: Iterable[str] | None = None,
+        states: Iterable[str] | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> Sequence[CeremonyRecord]: ...
+
+    async def count_ceremonies(
+        self,
+        *,
+        since: datetime,
+        subject_id: str | None = None,
+        factor_id: str | None = None,
+        purposes: Iterable[str] | None = None,
+        states: Iterable[str] | None = None,
+    ) -> int: ...
+
+    async def close_ceremony(
+        self,
+        ceremony_id: str,
+        *,
+        new: str,
+        now: datetime,
+        expected: str = "open",
+        data: Mapping[str, Any] | None = None,
+    ) -> bool: ...
+
+    async def close_open_ceremonies(
+        self, *, challenge_id: str, purposes: Iterable[str], new: str, now: datetime
+    ) -> int: ...
+
+
+class RateCounters(Protocol):
+    """Fixed-window counters shared by the nodes (``store.counters.Counters``): rate limits,
+    nonces seen and short-lived locks. Every method is atomic across the nodes."""
+
+    async def hit(
+        self, key: str, *, window_seconds: float, now: datetime, amount: int = 1
+    ) -> int: ...
+
+    async def peek(self, key: str, now: datetime) -> int: ...
+
+    async def active_until(self, key: str, now: datetime) -> datetime | None: ...
+
+    async def reset(self, key: str) -> None: ...
 
 
 class ChallengeReader(Protocol):

@@ -1,17 +1,12 @@
-"""Push approval with number matching: enrolling devices, sending pushes, answering them.
+"""Push approval with number matching: sending pushes and answering them.
 
-The wire protocol (key types, the canonical string every device request is signed over) is
-:mod:`piigate.factors.push`; this module keeps its state, in the store's ceremonies:
-
-- ``push_enroll`` — a one-time enrollment token (``<ceremony id>.<random>``), stored only as its
-  SHA-256, valid :attr:`PushLimits.enroll_lifetime` seconds, spent by compare-and-set. It
-  belongs to a *pending* push factor; the device completes it with its public key and a
-  signature made with the private one (proof of possession), and the factor becomes active.
-- ``push`` — one push for a challenge, to all of the subject's active push devices (or one
-  named): ``data.devices`` lists them, ``secret`` is the keyring ciphertext of the two-digit
-  number. The number is shown on the step-up page (``GET /v1/challenges/{id}``), never sent to
-  the device: the user types it there (number matching). At most one push per challenge is
-  open: asking again returns the open one (same number, nothing new is sent).
+Devices are enrolled and their signed requests authenticated by
+:class:`~piigate.stepup.devices.PushDevices`, which :class:`PushCeremony` extends. A push is a
+``push`` ceremony for one challenge, to all of the subject's active push devices (or one named):
+``data.devices`` lists them, ``secret`` is the keyring ciphertext of the two-digit number. The
+number is shown on the step-up page (``GET /v1/challenges/{id}``), never sent to the device: the
+user types it there (number matching). At most one push per challenge is open: asking again
+returns the open one (same number, nothing new is sent).
 
 An answer is single use: the push is closed ``open`` → ``approved``/``denied`` by
 compare-and-set. A right number approves the challenge through :meth:`Verifier.approve` with
@@ -30,53 +25,39 @@ must step up with another factor. Number matching is always on: the policy's
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, NoReturn, Protocol
+from typing import Any
 
-import httpx
 import structlog
 
 from piigate.clock import Clock
 from piigate.crypto.keyring import DecryptionError, Keyring
-from piigate.crypto.secret import Secret
-from piigate.errors import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    NotFound,
-    ServiceUnavailable,
-    TooManyRequests,
-    Unauthorized,
-)
-from piigate.factors import FactorKind, FactorState, FailurePolicy, lockout_state
-from piigate.factors.push import (
-    CLOCK_SKEW_SECONDS,
-    DeviceKey,
-    DeviceKeyError,
-    DeviceSignatureError,
-    canonical_request,
-    enroll_qr_svg,
-    enroll_uri,
-    new_push_number,
-    numbers_match,
-    parse_public_key,
-    timestamp_fresh,
-    valid_nonce,
-    verify_signature,
-)
+from piigate.errors import Conflict, NotFound, ServiceUnavailable, TooManyRequests
+from piigate.factors import FactorKind, FailurePolicy, lockout_state
+from piigate.factors.push import new_push_number, numbers_match
 from piigate.model import Challenge, ChallengeState
 from piigate.policy.holder import PolicyHolder
-from piigate.policy.model import FactorKind as PolicyFactor
 from piigate.policy.model import FactorSettings
+from piigate.stepup.devices import PushDevices, PushRelay, PushStore
 from piigate.stepup.engine import new_id
 from piigate.stepup.enrollment import FactorEnrollment
-from piigate.stepup.factor_ports import AuditRecorder, ChallengeReader, FactorRecord, VerifierStore
+from piigate.stepup.factor_ports import (
+    AuditRecorder,
+    CeremonyRecord,
+    ChallengeReader,
+    FactorRecord,
+    RateCounters,
+)
+from piigate.stepup.factor_steps import (
+    MAX_ID_LENGTH,
+    require_pending,
+    seconds_left,
+    subject_counter_key,
+    usable_factors,
+)
 from piigate.stepup.verification import (
     VerificationFailure,
     VerificationThrottled,
@@ -85,28 +66,21 @@ from piigate.stepup.verification import (
 )
 
 __all__ = [
-    "ENROLL_PURPOSE",
     "PUSH_AMR",
     "PUSH_PURPOSE",
-    "DeviceRejected",
-    "EnrollmentRejected",
     "PendingPush",
     "PushCeremony",
     "PushDecision",
-    "PushEnrollment",
     "PushLimits",
-    "PushRelay",
     "SentPush",
     "ShownPush",
-    "SignedRequest",
-    "WebhookRelay",
 ]
 
 log = structlog.get_logger("piigate.push")
 
 PUSH_PURPOSE = "push"
-ENROLL_PURPOSE = "push_enroll"
 PUSH = FactorKind.PUSH.value
+
 # RFC 8176 §2: "mca" (multiple-channel authentication: the answer comes over the device's own
 # channel) and "pop" (proof of possession of the device key). The engine maps "mca" to push.
 PUSH_AMR = ("mca", "pop")
@@ -114,7 +88,6 @@ PUSH_AMR = ("mca", "pop")
 _UNANSWERED = ("open", "expired", "denied")
 # How long one node holds a subject's send lock (if it dies holding it, the lock lapses).
 _SEND_LOCK_SECONDS = 10
-_MAX_ID = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,191 +110,7 @@ class PushDecision(StrEnum):
     DENY = "deny"
 
 
-class DeviceRejected(Unauthorized):
-    """A device request that does not authenticate: vague outside, ``reason`` for the audit."""
-
-    code = "device_unauthorized"
-    title = "Device authentication failed"
-
-    def __init__(self, reason: str) -> None:
-        super().__init__("the device signature, timestamp or nonce was not accepted")
-        self.reason = reason
-
-    def headers(self) -> Mapping[str, str]:
-        return {"WWW-Authenticate": 'PIIGate-Device realm="piigate"'}
-
-
-class EnrollmentRejected(Unauthorized):
-    """An enrollment token that is unknown, already used or expired (one answer for all)."""
-
-    code = "enrollment_rejected"
-    title = "Enrollment refused"
-
-    def __init__(self) -> None:
-        super().__init__("the enrollment link is invalid, already used or expired")
-
-
-# -- ports --------------------------------------------------------------------------------------
-
-
-class CeremonyRecord(Protocol):
-    """One ceremony as the store returns it (``store.CeremonyRow``)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def subject_id(self) -> str: ...
-    @property
-    def purpose(self) -> str: ...
-    @property
-    def state(self) -> str: ...
-    @property
-    def created_at(self) -> datetime: ...
-    @property
-    def expires_at(self) -> datetime: ...
-    @property
-    def challenge_id(self) -> str | None: ...
-    @property
-    def factor_id(self) -> str | None: ...
-    @property
-    def secret(self) -> str | None: ...
-    @property
-    def data(self) -> dict[str, Any]: ...
-
-
-class PushStore(VerifierStore, Protocol):
-    """Factors, challenge attempts and ceremonies: what ``piigate.store.Store`` is."""
-
-    async def open_ceremony(
-        self,
-        *,
-        id: str,
-        subject_id: str,
-        purpose: str,
-        now: datetime,
-        expires_at: datetime,
-        challenge_id: str | None = None,
-        factor_id: str | None = None,
-        secret: str | None = None,
-        data: Mapping[str, Any] | None = None,
-    ) -> CeremonyRecord: ...
-
-    async def get_ceremony(self, ceremony_id: str) -> CeremonyRecord | None: ...
-
-    async def list_ceremonies(
-        self,
-        *,
-        subject_id: str | None = None,
-        challenge_id: str | None = None,
-        factor_id: str | None = None,
-        purposes: Iterable[str] | None = None,
-        states: Iterable[str] | None = None,
-        limit: int = 100,
-    ) -> Sequence[CeremonyRecord]: ...
-
-    async def count_ceremonies(
-        self,
-        *,
-        since: datetime,
-        subject_id: str | None = None,
-        factor_id: str | None = None,
-        purposes: Iterable[str] | None = None,
-        states: Iterable[str] | None = None,
-    ) -> int: ...
-
-    async def close_ceremony(
-        self,
-        ceremony_id: str,
-        *,
-        new: str,
-        now: datetime,
-        expected: str = "open",
-        data: Mapping[str, Any] | None = None,
-    ) -> bool: ...
-
-
-class LockCounters(Protocol):
-    """Fixed-window counters shared by the nodes (``store.counters.Counters``): nonces seen,
-    and the per-subject send lock."""
-
-    async def hit(
-        self, key: str, *, window_seconds: float, now: datetime, amount: int = 1
-    ) -> int: ...
-
-    async def reset(self, key: str) -> None: ...
-
-
-class PushRelay(Protocol):
-    """Wakes a device that a push waits for it (a mobile push service, via a relay). Carries
-    ids only; the device fetches the details over its own signed channel."""
-
-    name: str
-
-    async def notify(self, *, device_id: str, push_id: str) -> bool: ...
-
-
-class WebhookRelay:
-    """POSTs ``{"device_id", "push_id"}`` to the relay URL (``push_relay_url``). Best effort:
-    devices poll anyway, so a relay failure is logged and the push stays valid."""
-
-    name = "webhook"
-
-    def __init__(self, url: str, *, timeout: float = 3.0) -> None:
-        self.url = url
-        self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
-
-    async def notify(self, *, device_id: str, push_id: str) -> bool:
-        try:
-            response = await self._client.post(
-                self.url, json={"device_id": device_id, "push_id": push_id}
-            )
-        except httpx.HTTPError as exc:
-            log.warning("push_relay_failed", push_id=push_id, error=type(exc).__name__)
-            return False
-        if response.is_success:
-            return True
-        log.warning("push_relay_failed", push_id=push_id, status=response.status_code)
-        return False
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-
 # -- values -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SignedRequest:
-    """A device request as the edge received it: what the signature covers, and the headers
-    that carry it (the device id is empty while enrolling)."""
-
-    device_id: str
-    method: str
-    target: str  # path[?query], exactly as sent
-    timestamp: str
-    nonce: str
-    signature: str = field(repr=False)
-    body: bytes = field(default=b"", repr=False)
-
-    def message(self) -> bytes:
-        return canonical_request(
-            device_id=self.device_id,
-            method=self.method,
-            target=self.target,
-            timestamp=int(self.timestamp),
-            nonce=self.nonce,
-            body=self.body,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class PushEnrollment:
-    """A pending push factor and its enrollment link, shown once."""
-
-    factor: FactorRecord
-    uri: Secret[str]
-    expires_at: datetime
-    qr_svg: str = field(repr=False)  # encodes the URI, hence the token
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,32 +141,24 @@ class PendingPush:
     expires_at: datetime
 
 
-def _token_hash(token: str) -> str:
-    return "sha256:" + hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
 def _number_aad(push_id: str) -> bytes:
     """Binds a number's ciphertext to its push: a number copied onto another row fails."""
     return f"push:{push_id}".encode()
 
 
-def _subject_key(prefix: str, subject_id: str) -> str:
-    return f"{prefix}:" + hashlib.sha256(subject_id.encode()).hexdigest()[:32]
-
-
 # -- the ceremony -------------------------------------------------------------------------------
 
 
-class PushCeremony:
-    """Device enrollment (``POST /v1/factors/push``, ``POST /v1/devices``), device request
-    authentication, sending (``POST /v1/challenges/{id}/push``), the pending list and answers
-    (``GET /v1/devices/pending``, ``POST /v1/devices/pushes/{id}``)."""
+class PushCeremony(PushDevices):
+    """Sending (``POST /v1/challenges/{id}/push``), the pending list and answers
+    (``GET /v1/devices/pending``, ``POST /v1/devices/pushes/{id}``), on top of device enrollment
+    and authentication (:class:`~piigate.stepup.devices.PushDevices`)."""
 
     def __init__(
         self,
         *,
         store: PushStore,
-        counters: LockCounters,
+        counters: RateCounters,
         challenges: ChallengeReader,
         keyring: Keyring,
         policy: PolicyHolder,
@@ -390,179 +171,22 @@ class PushCeremony:
         limits: PushLimits | None = None,
         ids: Callable[[str], str] = new_id,
     ) -> None:
-        self.store = store
-        self.counters = counters
+        self.limits = limits or PushLimits()
+        super().__init__(
+            store=store,
+            counters=counters,
+            policy=policy,
+            audit=audit,
+            clock=clock,
+            enrollment=enrollment,
+            public_url=public_url,
+            enroll_lifetime=self.limits.enroll_lifetime,
+            ids=ids,
+        )
         self.challenges = challenges
         self.keyring = keyring
-        self.policy = policy
-        self.audit = audit
-        self.clock = clock
         self.verifier = verifier
-        self.enrollment = enrollment
-        self.public_url = public_url.rstrip("/")
         self.relay = relay
-        self.limits = limits or PushLimits()
-        self.ids = ids
-
-    # -- enrollment -----------------------------------------------------------------------------
-    async def start_enrollment(
-        self, subject_id: str, *, label: str = "", grant: str | None = None
-    ) -> PushEnrollment:
-        """A pending push factor and a one-time link for the device to complete it.
-
-        403 when the policy has no ``push`` factor; ``StepUpRequired`` once another factor is
-        active and no fresh grant is presented.
-        """
-        now = self.clock.now()
-        if self._settings() is None:
-            raise Forbidden("the policy does not enable push factors")
-        await self.enrollment.authorise_addition(subject_id, FactorKind.PUSH, grant, now)
-        factor_id = self.ids("fct")
-        factor = await self.store.add_factor(
-            id=factor_id,
-            subject_id=subject_id,
-            kind=PUSH,
-            now=now,
-            label=label,
-            state=FactorState.PENDING.value,
-            data={},
-        )
-        ceremony_id = self.ids("cer")
-        token = f"{ceremony_id}.{secrets.token_urlsafe(32)}"
-        expires_at = now + timedelta(seconds=self.limits.enroll_lifetime)
-        await self.store.open_ceremony(
-            id=ceremony_id,
-            subject_id=subject_id,
-            purpose=ENROLL_PURPOSE,
-            now=now,
-            expires_at=expires_at,
-            factor_id=factor_id,
-            secret=_token_hash(token),
-        )
-        await self.audit.record(
-            "factor_enrolled",
-            subject_id=subject_id,
-            data={"factor_id": factor_id, "kind": PUSH, "state": "pending"},
-        )
-        uri = enroll_uri(self.public_url, token)
-        return PushEnrollment(factor, Secret(uri), expires_at, enroll_qr_svg(uri))
-
-    async def complete_enrollment(
-        self,
-        request: SignedRequest,
-        *,
-        token: Secret[str],
-        public_key: str | Mapping[str, Any],
-        alg: str,
-        name: str,
-    ) -> FactorRecord:
-        """Activate the pending factor of ``token`` with the device's public key.
-
-        The request must be signed with the matching private key (device id empty): the device
-        proves it holds the key it enrols. 401 for an unknown, used or expired token; 400 for a
-        key that cannot be a device key or a signature that does not verify with it.
-        """
-        now = self.clock.now()
-        given = token.reveal()
-        ceremony_id = given.partition(".")[0]
-        ceremony = (
-            await self.store.get_ceremony(ceremony_id) if 0 < len(ceremony_id) <= _MAX_ID else None
-        )
-        if (
-            ceremony is None
-            or ceremony.purpose != ENROLL_PURPOSE
-            or ceremony.secret is None
-            or not hmac.compare_digest(ceremony.secret.encode(), _token_hash(given).encode())
-        ):
-            raise EnrollmentRejected
-        if ceremony.state != "open" or ceremony.expires_at <= now:
-            reason = "expired" if ceremony.state in ("open", "expired") else "reused"
-            await self._enrollment_refused(ceremony, reason)
-        try:
-            key = parse_public_key(public_key, alg)
-        except DeviceKeyError as exc:
-            raise BadRequest(str(exc), field="public_key") from None
-        if request.device_id or not self._fresh(request, now):
-            raise BadRequest("sign the enrollment with the new key (no device id, current time)")
-        try:
-            verify_signature(key, request.message(), signature=request.signature)
-        except DeviceSignatureError:
-            raise BadRequest("the signature does not verify with the public key") from None
-        factor = await self.store.get_factor(ceremony.factor_id or "")
-        if (
-            factor is None
-            or factor.subject_id != ceremony.subject_id
-            or factor.kind != PUSH
-            or factor.state != FactorState.PENDING
-        ):
-            await self._enrollment_refused(ceremony, "factor_gone")
-        if not await self.store.close_ceremony(ceremony.id, new="used", now=now):
-            await self._enrollment_refused(ceremony, "reused")
-        data = {"public_key": key.encoded(), "alg": key.alg.value, "device_name": name}
-        if not await self.store.replace_factor_data(
-            factor.id, expected_data=factor.data, new_data=data
-        ) or not await self.store.activate_factor(factor.id, now=now):
-            raise Conflict("the factor is not pending")
-        await self.audit.record(
-            "factor_confirmed",
-            subject_id=factor.subject_id,
-            data={"factor_id": factor.id, "kind": PUSH, "alg": key.alg.value},
-        )
-        confirmed = await self.store.get_factor(factor.id)
-        if confirmed is None:
-            raise NotFound("no such factor")
-        return confirmed
-
-    async def _enrollment_refused(self, ceremony: CeremonyRecord, reason: str) -> NoReturn:
-        await self.audit.record(
-            "push_enrollment_refused",
-            subject_id=ceremony.subject_id,
-            data={"factor_id": ceremony.factor_id, "ceremony_id": ceremony.id, "reason": reason},
-        )
-        raise EnrollmentRejected
-
-    # -- device authentication ------------------------------------------------------------------
-    async def authenticate(self, request: SignedRequest) -> FactorRecord:
-        """The active push factor that signed ``request``; raises :class:`DeviceRejected`.
-
-        The timestamp must be within ±60 s of the server's clock and the nonce unseen among
-        this device's requests of the last 120 s (shared counters, so across nodes): a captured
-        request cannot be replayed, not even to read the pending pushes again.
-        """
-        now = self.clock.now()
-        device_id = request.device_id
-        factor = await self.store.get_factor(device_id) if 0 < len(device_id) <= _MAX_ID else None
-        if factor is None or factor.kind != PUSH or factor.state != FactorState.ACTIVE:
-            raise DeviceRejected("unknown_device")
-        if not self._fresh(request, now):
-            await self._device_refused(factor, "stale_or_malformed")
-        try:
-            key = DeviceKey.decoded(str(factor.data.get("alg")), str(factor.data.get("public_key")))
-        except DeviceKeyError:
-            log.warning("push_device_key_unreadable", factor_id=factor.id)
-            await self._device_refused(factor, "key_unreadable")
-        try:
-            verify_signature(key, request.message(), signature=request.signature)
-        except DeviceSignatureError:
-            await self._device_refused(factor, "bad_signature")
-        seen_key = f"{device_id}:{request.nonce}".encode()
-        nonce_key = "push:nonce:" + hashlib.sha256(seen_key).hexdigest()
-        seen = await self.counters.hit(nonce_key, window_seconds=2 * CLOCK_SKEW_SECONDS, now=now)
-        if seen > 1:
-            await self._device_refused(factor, "replayed_nonce")
-        return factor
-
-    @staticmethod
-    def _fresh(request: SignedRequest, now: datetime) -> bool:
-        return valid_nonce(request.nonce) and timestamp_fresh(request.timestamp, now=now)
-
-    async def _device_refused(self, factor: FactorRecord, reason: str) -> NoReturn:
-        await self.audit.record(
-            "device_rejected",
-            subject_id=factor.subject_id,
-            data={"factor_id": factor.id, "reason": reason},
-        )
-        raise DeviceRejected(reason)
 
     # -- sending --------------------------------------------------------------------------------
     async def send(
@@ -583,11 +207,10 @@ class PushCeremony:
         now = self.clock.now()
         challenge = await self.verifier.load(challenge_id, caller_subject, caller_key)
         settings = self._settings()
-        if challenge.state is not ChallengeState.PENDING or challenge.expires_at <= now:
-            raise Conflict("the challenge is no longer pending")
+        require_pending(challenge, now)
         if settings is None or PUSH not in challenge.requirement.methods:
             raise Conflict("this challenge cannot be answered with a push")
-        lock = _subject_key("push:send", challenge.subject_id)
+        lock = subject_counter_key("push:send", challenge.subject_id)
         if await self.counters.hit(lock, window_seconds=_SEND_LOCK_SECONDS, now=now) > 1:
             raise TooManyRequests(1, "a push is being sent; retry in a moment")
         try:
@@ -603,12 +226,21 @@ class PushCeremony:
             number = self._number(open_push)
             already = tuple(str(d) for d in open_push.data.get("devices", []))
             return SentPush(open_push.id, number, open_push.expires_at, already, sent=False)
-        devices = await self._devices(challenge.subject_id, factor_id, settings)
+        devices = await usable_factors(
+            self.store,
+            challenge.subject_id,
+            kind=PUSH,
+            factor_id=factor_id,
+            max_failures=settings.max_failures,
+            none_active="no active push device to send to",
+            all_locked="the push device is locked after too many failures",
+        )
         await self._check_fatigue(challenge, now)
         push_id = self.ids("psh")
         number = new_push_number()
-        left = max(1, int((challenge.expires_at - now).total_seconds()))
-        lifetime = min(settings.code_lifetime, self.limits.max_lifetime, left)
+        lifetime = min(
+            settings.code_lifetime, self.limits.max_lifetime, seconds_left(challenge, now)
+        )
         expires_at = now + timedelta(seconds=max(1, lifetime))
         device_ids = tuple(d.id for d in devices)
         sealed = self.keyring.encrypt(str(number).encode("ascii"), aad=_number_aad(push_id))
@@ -636,21 +268,6 @@ class PushCeremony:
             for device_id in device_ids:
                 await self.relay.notify(device_id=device_id, push_id=push_id)
         return SentPush(push_id, number, expires_at, device_ids, sent=True)
-
-    async def _devices(
-        self, subject_id: str, factor_id: str | None, settings: FactorSettings
-    ) -> list[FactorRecord]:
-        active = await self.store.list_factors(
-            subject_id, kinds=[PUSH], states=[FactorState.ACTIVE.value]
-        )
-        if factor_id is not None:
-            active = [f for f in active if f.id == factor_id]
-        if not active:
-            raise Conflict("no active push device to send to")
-        usable = [f for f in active if f.failures < settings.max_failures]
-        if not usable:
-            raise Conflict("the push device is locked after too many failures")
-        return sorted(usable, key=lambda f: (f.confirmed_at or f.created_at, f.id), reverse=True)
 
     async def _check_fatigue(self, challenge: Challenge, now: datetime) -> None:
         limits = self.limits
@@ -746,7 +363,7 @@ class PushCeremony:
         failure back-off.
         """
         now = self.clock.now()
-        push = await self.store.get_ceremony(push_id) if 0 < len(push_id) <= _MAX_ID else None
+        push = await self.store.get_ceremony(push_id) if 0 < len(push_id) <= MAX_ID_LENGTH else None
         if (
             push is None
             or push.purpose != PUSH_PURPOSE
@@ -877,9 +494,3 @@ class PushCeremony:
             challenge.id, expected=ChallengeState.PENDING.value, new=ChallengeState.DENIED.value
         )
         await self.store.close_ceremony(push.id, new="expired", now=now)
-
-    def _settings(self) -> FactorSettings | None:
-        compiled = self.policy.current
-        if compiled is None:
-            raise ServiceUnavailable("no policy is loaded")
-        return compiled.policy.factors.get(PolicyFactor.PUSH)

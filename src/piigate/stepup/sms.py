@@ -1,14 +1,13 @@
-"""SMS one-time codes: sending them (for a challenge, or to confirm a phone being enrolled) and
-checking them (:class:`SmsCheck`, plugged into the :class:`~piigate.stepup.verification.Verifier`).
+"""Sending SMS one-time codes — for a challenge, or to confirm a phone being enrolled — and
+confirming an enrolled phone. Codes themselves (made, sealed, matched) and the step-up check are
+:mod:`piigate.stepup.sms_codes`.
 
 Every code sent is a ceremony (``piigate.store.ceremonies``) — purpose ``sms_code`` (a challenge)
 or ``sms_enroll`` (a pending factor) — whose ``secret`` is the keyring ciphertext of the code,
-with associated data naming the ceremony. A code is 6 random digits (``secrets``), lives at most
-:data:`MAX_CODE_LIFETIME` seconds (less when the policy's ``code_lifetime`` says so) and is
-accepted once: the ceremony is closed ``open`` → ``used`` by compare-and-set, and the loser of a
-race between two correct answers gets ``REPLAYED``. Only the newest code of a challenge counts;
-a resend voids the older one but leaves the factor's failure count alone, so resending cannot
-buy an attacker fresh guesses (CONTRACT §5.3).
+with associated data naming the ceremony. A code lives at most :data:`MAX_CODE_LIFETIME` seconds
+(less when the policy's ``code_lifetime`` says so) and is accepted once. Only the newest code of
+a challenge counts; a resend voids the older one but leaves the factor's failure count alone, so
+resending cannot buy an attacker fresh guesses (CONTRACT §5.3).
 
 Sending is rate limited per subject and per number (:class:`SmsLimits`), in the shared counters,
 before anything is sent; a number is counted under its keyed digest, never in clear. A provider
@@ -19,14 +18,11 @@ Neither a code nor a number ever reaches a log line or an audit event.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
-import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NoReturn, Protocol
+from typing import NoReturn, Protocol
 
 import structlog
 
@@ -35,7 +31,6 @@ from piigate.crypto.keyring import DecryptionError, Keyring
 from piigate.crypto.secret import Secret
 from piigate.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, TooManyRequests
 from piigate.factors import FactorKind, FactorState
-from piigate.model import Challenge, ChallengeState
 from piigate.policy.holder import PolicyHolder
 from piigate.policy.model import FactorKind as PolicyFactor
 from piigate.policy.model import FactorSettings
@@ -50,41 +45,50 @@ from piigate.sms import (
 )
 from piigate.stepup.engine import new_id
 from piigate.stepup.enrollment import FactorEnrollment
-from piigate.stepup.factor_ports import AuditRecorder, FactorRecord, FactorRepo, factor_aad
-from piigate.stepup.verification import (
-    CheckFailed,
-    FactorCheck,
-    Proof,
-    VerificationFailure,
-    VerificationRejected,
-    Verified,
-    Verifier,
+from piigate.stepup.factor_ports import (
+    AuditRecorder,
+    CeremonyRepo,
+    FactorRecord,
+    FactorRepo,
+    RateCounters,
+    factor_aad,
 )
+from piigate.stepup.factor_steps import (
+    MAX_ID_LENGTH,
+    factor_settings,
+    require_pending,
+    seconds_left,
+    subject_counter_key,
+    usable_factors,
+)
+from piigate.stepup.sms_codes import (
+    CEREMONY_SCAN,
+    CODE_PURPOSE,
+    code_aad,
+    code_mismatch,
+    new_code,
+    newest_code,
+    normalised_code,
+)
+from piigate.stepup.verification import VerificationFailure, VerificationRejected, Verifier
 
 __all__ = [
-    "CODE_DIGITS",
-    "CODE_PURPOSE",
     "ENROLL_PURPOSE",
     "MAX_CODE_LIFETIME",
     "SentCode",
     "SmsCeremony",
-    "SmsCheck",
     "SmsLimits",
     "SmsStore",
 ]
 
 log = structlog.get_logger("piigate.sms")
 
-CODE_DIGITS = 6
 # NIST SP 800-63B-4 and the PSD2 RTS (Art. 4(3)(d)) both bound out-of-band codes; 5 minutes is
 # the stricter. A policy may shorten it (factors.sms.code_lifetime), never lengthen it.
 MAX_CODE_LIFETIME = 300
-CODE_PURPOSE = "sms_code"
 ENROLL_PURPOSE = "sms_enroll"
 # Failures a pending SMS factor tolerates when the policy declares no sms factor (psd2's cap).
 _DEFAULT_CAP = 5
-# Enough for every code one challenge can be sent within the rate limits.
-_CEREMONY_SCAN = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,78 +109,8 @@ class SmsLimits:
 # -- ports --------------------------------------------------------------------------------------
 
 
-class CeremonyRecord(Protocol):
-    """One ceremony as the store returns it (``store.CeremonyRow``)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def state(self) -> str: ...
-    @property
-    def created_at(self) -> datetime: ...
-    @property
-    def expires_at(self) -> datetime: ...
-    @property
-    def factor_id(self) -> str | None: ...
-    @property
-    def secret(self) -> str | None: ...
-
-
-class CeremonyRepo(Protocol):
-    """Single-use ceremony state (``store.CeremonyStore``)."""
-
-    async def open_ceremony(
-        self,
-        *,
-        id: str,
-        subject_id: str,
-        purpose: str,
-        now: datetime,
-        expires_at: datetime,
-        challenge_id: str | None = None,
-        factor_id: str | None = None,
-        secret: str | None = None,
-        data: Mapping[str, Any] | None = None,
-    ) -> CeremonyRecord: ...
-
-    async def list_ceremonies(
-        self,
-        *,
-        subject_id: str | None = None,
-        challenge_id: str | None = None,
-        factor_id: str | None = None,
-        purposes: Iterable[str] | None = None,
-        states: Iterable[str] | None = None,
-        limit: int = 100,
-    ) -> Sequence[CeremonyRecord]: ...
-
-    async def close_ceremony(
-        self,
-        ceremony_id: str,
-        *,
-        new: str,
-        now: datetime,
-        expected: str = "open",
-        data: Mapping[str, Any] | None = None,
-    ) -> bool: ...
-
-    async def close_open_ceremonies(
-        self, *, challenge_id: str, purposes: Iterable[str], new: str, now: datetime
-    ) -> int: ...
-
-
 class SmsStore(FactorRepo, CeremonyRepo, Protocol):
     """Factors and ceremonies: what ``piigate.store.Store`` is."""
-
-
-class RateCounters(Protocol):
-    """Fixed-window counters shared by the nodes (``store.counters.Counters``)."""
-
-    async def hit(
-        self, key: str, *, window_seconds: float, now: datetime, amount: int = 1
-    ) -> int: ...
-
-    async def active_until(self, key: str, now: datetime) -> datetime | None: ...
 
 
 class NumberDigester(Protocol):
@@ -196,96 +130,6 @@ class SentCode:
     factor: FactorRecord
     hint: str
     expires_at: datetime
-
-
-def _ceremony_aad(ceremony_id: str) -> bytes:
-    """Binds a code's ciphertext to its ceremony: a code copied onto another row fails."""
-    return f"ceremony:{ceremony_id}".encode()
-
-
-def _new_code() -> Secret[str]:
-    return Secret(f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}")
-
-
-def _normalised(code: Secret[str] | None) -> str | None:
-    """The digits of a code as typed (spaces and dashes allowed), or None when malformed."""
-    if code is None:
-        return None
-    digits = "".join(ch for ch in code.reveal() if ch not in " -")
-    if len(digits) != CODE_DIGITS or not (digits.isascii() and digits.isdigit()):
-        return None
-    return digits
-
-
-def _match(
-    keyring: Keyring, ceremony: CeremonyRecord | None, given: str, now: datetime
-) -> VerificationFailure | None:
-    """Why ``given`` does not answer ``ceremony`` — or None when it does and is still live.
-
-    The code is compared first (in constant time), so the audit says ``REPLAYED`` or ``EXPIRED``
-    only for the right code: a wrong guess at a spent code is simply wrong.
-    """
-    if ceremony is None or ceremony.secret is None:
-        return VerificationFailure.WRONG_CODE
-    try:
-        expected = keyring.decrypt(ceremony.secret, aad=_ceremony_aad(ceremony.id))
-    except DecryptionError:
-        return VerificationFailure.FACTOR_UNREADABLE
-    if not hmac.compare_digest(expected, given.encode("ascii")):
-        return VerificationFailure.WRONG_CODE
-    if ceremony.state == "used":
-        return VerificationFailure.REPLAYED
-    if ceremony.state != "open" or ceremony.expires_at <= now:
-        return VerificationFailure.EXPIRED
-    return None
-
-
-def _newest(ceremonies: Sequence[CeremonyRecord]) -> CeremonyRecord | None:
-    """The code that counts: the newest still open, else the newest (to name why it failed).
-    A resend closes the older codes before opening its own, so at most a race leaves two open."""
-    return max(ceremonies, key=lambda c: (c.state == "open", c.created_at, c.id), default=None)
-
-
-# -- the check ----------------------------------------------------------------------------------
-
-
-class SmsCheck(FactorCheck):
-    """The newest code sent for the challenge to one of the charged factors, once, in time."""
-
-    amr = ("sms",)  # RFC 8176 §2
-
-    def __init__(self, store: CeremonyRepo, keyring: Keyring) -> None:
-        self.store = store
-        self.keyring = keyring
-
-    async def check(
-        self,
-        challenge: Challenge,
-        proof: Proof,
-        factors: Sequence[FactorRecord],
-        now: datetime,
-    ) -> Verified:
-        first = factors[0].id if factors else None
-        given = _normalised(proof.code)
-        if given is None:
-            raise CheckFailed(VerificationFailure.MALFORMED, first)
-        sent = await self.store.list_ceremonies(
-            challenge_id=challenge.id, purposes=[CODE_PURPOSE], limit=_CEREMONY_SCAN
-        )
-        ceremony = _newest(sent)
-        by_id = {factor.id: factor for factor in factors}
-        factor = by_id.get(ceremony.factor_id or "") if ceremony is not None else None
-        if ceremony is None or factor is None:
-            raise CheckFailed(VerificationFailure.WRONG_CODE, first)
-        reason = _match(self.keyring, ceremony, given, now)
-        if reason is VerificationFailure.EXPIRED and ceremony.state == "open":
-            await self.store.close_ceremony(ceremony.id, new="expired", now=now)
-        if reason is not None:
-            raise CheckFailed(reason, factor.id)
-        if not await self.store.close_ceremony(ceremony.id, new="used", now=now):
-            # A parallel request with the same code closed it first: one code, one grant.
-            raise CheckFailed(VerificationFailure.REPLAYED, factor.id)
-        return Verified(factor, self.amr)
 
 
 # -- sending ------------------------------------------------------------------------------------
@@ -343,8 +187,7 @@ class SmsCeremony:
         now = self.clock.now()
         challenge = await self.verifier.load(challenge_id, caller_subject, caller_key)
         settings = self._settings()
-        if challenge.state is not ChallengeState.PENDING or challenge.expires_at <= now:
-            raise Conflict("the challenge is no longer pending")
+        require_pending(challenge, now)
         if settings is None or FactorKind.SMS.value not in challenge.requirement.methods:
             raise Conflict("this challenge cannot be answered with an SMS code")
         factor = await self._active_factor(challenge.subject_id, factor_id, settings)
@@ -355,8 +198,6 @@ class SmsCeremony:
         await self.store.close_open_ceremonies(
             challenge_id=challenge.id, purposes=[CODE_PURPOSE], new="expired", now=now
         )
-        # A code that outlived its challenge could never be used.
-        left = max(1, int((challenge.expires_at - now).total_seconds()))
         return await self._send(
             subject_id=challenge.subject_id,
             purpose=CODE_PURPOSE,
@@ -365,7 +206,7 @@ class SmsCeremony:
             text=lambda code: approval_text(
                 code, action=challenge.action, pii=challenge.pii, transaction=challenge.transaction
             ),
-            lifetime=min(self._lifetime(settings), left),
+            lifetime=min(self._lifetime(settings), seconds_left(challenge, now)),
             challenge_id=challenge.id,
         )
 
@@ -426,7 +267,7 @@ class SmsCeremony:
         """Activate a pending SMS factor with the code sent to its number. Failures are counted
         on the factor before the check and capped, as in any verification."""
         now = self.clock.now()
-        factor = await self.store.get_factor(factor_id) if len(factor_id) <= 64 else None
+        factor = await self.store.get_factor(factor_id) if len(factor_id) <= MAX_ID_LENGTH else None
         if factor is None or factor.subject_id != subject_id or factor.kind != FactorKind.SMS:
             raise NotFound("no such factor")
         if factor.state != FactorState.PENDING:
@@ -435,14 +276,14 @@ class SmsCeremony:
         cap = settings.max_failures if settings is not None else _DEFAULT_CAP
         if await self.store.record_factor_failure(factor_id, now=now, limit=cap) > cap:
             await self._refused(subject_id, factor_id, VerificationFailure.LOCKED)
-        given = _normalised(code)
+        given = normalised_code(code)
         if given is None:
             await self._refused(subject_id, factor_id, VerificationFailure.MALFORMED)
         sent = await self.store.list_ceremonies(
-            factor_id=factor_id, purposes=[ENROLL_PURPOSE], limit=_CEREMONY_SCAN
+            factor_id=factor_id, purposes=[ENROLL_PURPOSE], limit=CEREMONY_SCAN
         )
-        ceremony = _newest(sent)
-        reason = _match(self.keyring, ceremony, given, now)
+        ceremony = newest_code(sent)
+        reason = code_mismatch(self.keyring, ceremony, given, now)
         if reason is not None:
             await self._refused(subject_id, factor_id, reason)
         assert ceremony is not None
@@ -463,10 +304,7 @@ class SmsCeremony:
 
     # -- steps ----------------------------------------------------------------------------------
     def _settings(self) -> FactorSettings | None:
-        compiled = self.policy.current
-        if compiled is None:
-            raise ServiceUnavailable("no policy is loaded")
-        return compiled.policy.factors.get(PolicyFactor.SMS)
+        return factor_settings(self.policy, PolicyFactor.SMS)
 
     @staticmethod
     def _lifetime(settings: FactorSettings) -> int:
@@ -475,18 +313,19 @@ class SmsCeremony:
     async def _active_factor(
         self, subject_id: str, factor_id: str | None, settings: FactorSettings
     ) -> FactorRecord:
-        active = await self.store.list_factors(
-            subject_id, kinds=[FactorKind.SMS.value], states=[FactorState.ACTIVE.value]
+        """The factor a code goes to: the one named, else the most recently confirmed. A
+        locked one is refused (its code could not be checked anyway; a recovery code unlocks
+        it)."""
+        usable = await usable_factors(
+            self.store,
+            subject_id,
+            kind=FactorKind.SMS.value,
+            factor_id=factor_id,
+            max_failures=settings.max_failures,
+            none_active="no active SMS factor to send the code to",
+            all_locked="the SMS factor is locked after too many failures",
         )
-        if factor_id is not None:
-            active = [f for f in active if f.id == factor_id]
-        if not active:
-            raise Conflict("no active SMS factor to send the code to")
-        usable = [f for f in active if f.failures < settings.max_failures]
-        if not usable:
-            # Locked: its code could not be checked anyway. A recovery code unlocks it.
-            raise Conflict("the SMS factor is locked after too many failures")
-        return max(usable, key=lambda f: (f.confirmed_at or f.created_at, f.id))
+        return usable[0]
 
     def _number(self, factor: FactorRecord) -> PhoneNumber:
         """The factor's number, decrypted; 503 when the keyring cannot read it (fail closed)."""
@@ -502,7 +341,7 @@ class SmsCeremony:
     async def _throttle(self, subject_id: str, phone: PhoneNumber, **context: object) -> None:
         """Count this send against the subject's and the number's limits; 429 when over."""
         now = self.clock.now()
-        subject_key = "sms:subject:" + hashlib.sha256(subject_id.encode()).hexdigest()[:32]
+        subject_key = subject_counter_key("sms:subject", subject_id)
         number_key = "sms:number:" + await self.digests.digest(phone)
         limits = self.limits
         for scope, key, limit, window in (
@@ -535,9 +374,9 @@ class SmsCeremony:
         failure the ceremony is voided (the code never works) and the answer is 503."""
         now = self.clock.now()
         ceremony_id = self.ids("cer")
-        code = _new_code()
+        code = new_code()
         expires_at = now + timedelta(seconds=lifetime)
-        sealed = self.keyring.encrypt(code.reveal().encode("ascii"), aad=_ceremony_aad(ceremony_id))
+        sealed = self.keyring.encrypt(code.reveal().encode("ascii"), aad=code_aad(ceremony_id))
         await self.store.open_ceremony(
             id=ceremony_id,
             subject_id=subject_id,

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any, NoReturn, Protocol
 
 from piigate.clock import Clock
-from piigate.errors import Conflict, ServiceUnavailable, TooManyRequests
+from piigate.errors import Conflict, TooManyRequests
 from piigate.factors import FactorKind, FactorState
 from piigate.factors.webauthn import (
     RelyingParty,
@@ -49,12 +49,19 @@ from piigate.factors.webauthn import (
     verify_attestation,
     webauthn_amr,
 )
-from piigate.model import Challenge, ChallengeState
+from piigate.model import Challenge
 from piigate.policy.holder import PolicyHolder
 from piigate.policy.model import FactorKind as PolicyFactor
 from piigate.stepup.engine import new_id
 from piigate.stepup.enrollment import FactorEnrollment
-from piigate.stepup.factor_ports import AuditRecorder, FactorRecord, FactorRepo
+from piigate.stepup.factor_ports import (
+    AuditRecorder,
+    CeremonyRecord,
+    CeremonyRepo,
+    FactorRecord,
+    FactorRepo,
+)
+from piigate.stepup.factor_steps import factor_settings, require_pending, seconds_left
 from piigate.stepup.verification import (
     CheckFailed,
     FactorCheck,
@@ -69,8 +76,6 @@ __all__ = [
     "CEREMONY_SECONDS",
     "REGISTER_PURPOSE",
     "CeremonyOptions",
-    "CeremonyRecord",
-    "CeremonyRepo",
     "WebAuthnCeremonies",
     "WebAuthnCheck",
     "WebAuthnStore",
@@ -95,76 +100,6 @@ _CAS_RETRIES = 3
 # -- ports -----------------------------------------------------------------------------------------
 
 
-class CeremonyRecord(Protocol):
-    """A ceremony row as the store returns it (``store.CeremonyRow``)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def subject_id(self) -> str: ...
-    @property
-    def purpose(self) -> str: ...
-    @property
-    def state(self) -> str: ...
-    @property
-    def expires_at(self) -> datetime: ...
-    @property
-    def challenge_id(self) -> str | None: ...
-    @property
-    def data(self) -> dict[str, Any]: ...
-
-
-class CeremonyRepo(Protocol):
-    """Single-use ceremony state (``store.CeremonyStore``)."""
-
-    async def open_ceremony(
-        self,
-        *,
-        id: str,
-        subject_id: str,
-        purpose: str,
-        now: datetime,
-        expires_at: datetime,
-        challenge_id: str | None = None,
-        factor_id: str | None = None,
-        secret: str | None = None,
-        data: Mapping[str, Any] | None = None,
-    ) -> CeremonyRecord: ...
-
-    async def get_ceremony(self, ceremony_id: str) -> CeremonyRecord | None: ...
-
-    async def list_ceremonies(
-        self,
-        *,
-        subject_id: str | None = None,
-        challenge_id: str | None = None,
-        factor_id: str | None = None,
-        purposes: Iterable[str] | None = None,
-        states: Iterable[str] | None = None,
-        limit: int = 100,
-    ) -> Sequence[CeremonyRecord]: ...
-
-    async def count_ceremonies(
-        self,
-        *,
-        since: datetime,
-        subject_id: str | None = None,
-        factor_id: str | None = None,
-        purposes: Iterable[str] | None = None,
-        states: Iterable[str] | None = None,
-    ) -> int: ...
-
-    async def close_ceremony(
-        self,
-        ceremony_id: str,
-        *,
-        new: str,
-        now: datetime,
-        expected: str = "open",
-        data: Mapping[str, Any] | None = None,
-    ) -> bool: ...
-
-
 class WebAuthnStore(FactorRepo, CeremonyRepo, Protocol):
     """Factors and ceremonies: what ``piigate.store.Store`` is."""
 
@@ -183,10 +118,7 @@ class CeremonyOptions:
 
 def _user_verification(policy: PolicyHolder) -> str:
     """The policy's ``factors.webauthn.user_verification`` (``required`` when not declared)."""
-    compiled = policy.current
-    if compiled is None:
-        raise ServiceUnavailable("no policy is loaded")
-    settings = compiled.policy.factors.get(PolicyFactor.WEBAUTHN)
+    settings = factor_settings(policy, PolicyFactor.WEBAUTHN)
     return settings.user_verification if settings is not None else "required"
 
 
@@ -465,8 +397,7 @@ class WebAuthnCeremonies:
         route's to check): the subject's active credentials, the policy's user verification,
         and a challenge derived from the piigate challenge and its binding."""
         now = self.clock.now()
-        if challenge.state is not ChallengeState.PENDING or challenge.expires_at <= now:
-            raise Conflict("the challenge is no longer pending")
+        require_pending(challenge, now)
         if FactorKind.WEBAUTHN.value not in challenge.requirement.methods:
             raise Conflict("the challenge cannot be answered with webauthn")
         active = _credentials(
@@ -482,8 +413,9 @@ class WebAuthnCeremonies:
             challenge_id=challenge.id, purposes=[AUTH_PURPOSE], limit=CEREMONIES_PER_CHALLENGE
         )
         if len(issued) >= CEREMONIES_PER_CHALLENGE:
-            retry = max(1, int((challenge.expires_at - now).total_seconds()))
-            raise TooManyRequests(retry, "too many WebAuthn ceremonies for this challenge")
+            raise TooManyRequests(
+                seconds_left(challenge, now), "too many WebAuthn ceremonies for this challenge"
+            )
         nonce = secrets.token_bytes(_NONCE_BYTES)
         derived = stepup_challenge(
             challenge_id=challenge.id, binding=challenge.requirement.binding, nonce=nonce

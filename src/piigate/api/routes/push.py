@@ -45,8 +45,9 @@ from piigate.factors.push import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
 )
+from piigate.stepup.devices import SignedRequest
 from piigate.stepup.factor_ports import FactorRecord
-from piigate.stepup.push import PendingPush, PushCeremony, PushDecision, SignedRequest
+from piigate.stepup.push import PendingPush, PushCeremony, PushDecision
 
 router = APIRouter(tags=["push"])
 
