@@ -8,7 +8,7 @@ import base64
 import hashlib
 import json
 import textwrap
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from stepup_support import RecordingAudit
 
 from piigate.clock import FixedClock
 from piigate.crypto.keyring import Keyring
@@ -90,24 +91,6 @@ POLICY = textwrap.dedent(
     """
 )
 PAYEE = "DE89370400440532013000"
-
-
-@dataclass
-class RecordingAudit:
-    events: list[tuple[str, str | None, dict[str, object]]] = field(default_factory=list)
-
-    async def record(
-        self,
-        type: str,
-        *,
-        subject_id: str | None = None,
-        data: Mapping[str, object] | None = None,
-    ) -> object:
-        self.events.append((type, subject_id, dict(data or {})))
-        return None
-
-    def of(self, type: str) -> list[dict[str, object]]:
-        return [data for kind, _, data in self.events if kind == type]
 
 
 @dataclass

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import textwrap
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from stepup_support import RecordingAudit
 
 from piigate.clock import FixedClock
 from piigate.crypto.keyring import Keyring
@@ -62,27 +63,6 @@ def policy_text(profile: str = "nist-800-63b-4", max_attempts: int = 5) -> str:
         profile: {profile}
         """
     )
-
-
-@dataclass
-class RecordingAudit:
-    events: list[tuple[str, str | None, dict[str, object]]] = field(default_factory=list)
-
-    async def record(
-        self,
-        type: str,
-        *,
-        subject_id: str | None = None,
-        data: Mapping[str, object] | None = None,
-    ) -> object:
-        self.events.append((type, subject_id, dict(data or {})))
-        return None
-
-    def of(self, type: str) -> list[dict[str, object]]:
-        return [data for kind, _, data in self.events if kind == type]
-
-    def text(self) -> str:
-        return json.dumps(self.events, default=str)
 
 
 @dataclass

@@ -26,6 +26,7 @@ the client, while the audit event ``verification_failed`` names the exact
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -149,7 +150,7 @@ class Verified:
     detail: Mapping[str, object] = field(default_factory=dict)
 
 
-class FactorCheck:
+class FactorCheck(ABC):
     """How one kind of factor checks a proof (``stepup.checks``, ``stepup.webauthn``, ...).
 
     ``check`` gets the subject's active factors of its kind, each already charged one failure;
@@ -159,14 +160,14 @@ class FactorCheck:
 
     amr: tuple[str, ...] = ()
 
+    @abstractmethod
     async def check(
         self,
         challenge: Challenge,
         proof: Proof,
         factors: Sequence[FactorRecord],
         now: datetime,
-    ) -> Verified:
-        raise NotImplementedError
+    ) -> Verified: ...
 
     async def succeeded(self, challenge: Challenge, verified: Verified) -> None:
         return None
