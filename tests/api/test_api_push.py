@@ -270,7 +270,10 @@ async def test_approve_with_the_number_then_collect_the_grant_once(
 ) -> None:
     alice = await users(node, "alice")
     device = await enrol(node, alice)
-    body = decision_body("transact", [], transaction=TRANSFER)
+    # No two-digit value anywhere in the request (the default resource id is "42"), so the
+    # number-never-reaches-the-device check below cannot trip on a legitimate field.
+    resource = {"type": "account", "id": "acct-seven"}
+    body = decision_body("transact", [], transaction=TRANSFER, resource=resource)
     decided = (await node.decide(app_key, body)).json()
     assert decided["outcome"] == "step_up" and decided["required"]["methods"] == ["push"]
     challenge_id = decided["challenge"]["id"]
