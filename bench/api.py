@@ -198,10 +198,22 @@ def encode_requests(port: int, key: str, bodies: list[dict[str, Any]]) -> list[b
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads), from /proc."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU of a process (all its threads) and of its live child processes (the
+    audit writer of ``piigate serve``), from /proc."""
+    total = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            with open(f"/proc/{current}/stat", encoding="ascii") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as fh:
+                    pending.extend(int(child) for child in fh.read().split())
+        except FileNotFoundError:  # a child that exited meanwhile
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 async def drive(

@@ -78,3 +78,34 @@ def test_errors_name_the_line(tmp_path: Path) -> None:
 def test_oidc_env_needs_all_three(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         load_settings(None, environ={"PIIGATE_OIDC_ISSUER": "https://idp"})
+
+
+def test_the_audit_writer_is_a_process_unless_configured(tmp_path: Path) -> None:
+    assert load_settings(None, environ={}).audit_writer == "process"
+    path = write(
+        tmp_path / "policy.yaml",
+        """\
+        version: 1
+        service:
+          audit_writer: thread
+        """,
+    )
+    assert load_settings(path, environ={}).audit_writer == "thread"
+    env = {"PIIGATE_AUDIT_WRITER": "process"}
+    assert load_settings(path, environ=env).audit_writer == "process"
+
+
+def test_a_bad_audit_writer_is_refused_where_it_is_written(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "policy.yaml",
+        """\
+        version: 1
+        service:
+          audit_writer: fork
+        """,
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    assert caught.value.errors == [f"{path}:3:17: audit_writer must be process or thread"]
+    with pytest.raises(ConfigError, match="PIIGATE_AUDIT_WRITER must be process or thread"):
+        load_settings(None, environ={"PIIGATE_AUDIT_WRITER": "fork"})

@@ -32,6 +32,7 @@ from piigate.sms.settings import SmsSettings, sms_from_env, sms_from_yaml
 
 __all__ = ["ConfigError", "IdentitySettings", "Settings", "load_settings"]
 
+AUDIT_WRITERS: Final = ("process", "thread")
 SERVICE_KEYS: Final = frozenset(
     {
         "data_dir",
@@ -43,6 +44,7 @@ SERVICE_KEYS: Final = frozenset(
         "max_body_bytes",
         "log_format",
         "session_ttl",
+        "audit_writer",
         "sms",
         "push_relay_url",
     }
@@ -81,6 +83,9 @@ class Settings:
     sms: SmsSettings = field(default_factory=SmsSettings)
     # A relay that wakes push devices (ids only, never PII); devices also poll without it.
     push_relay_url: str | None = None
+    # SQLite: where the audit group commit runs, "process" (a child process, off the server's
+    # GIL) or "thread" (a worker thread). PostgreSQL commits on the event loop either way.
+    audit_writer: str = "process"
     extra: Mapping[str, object] = field(default_factory=dict)
 
     @property
@@ -136,7 +141,14 @@ def _from_file(path: str) -> Settings:
 def _service(read: NodeReader, node: yaml.Node, settings: Settings, base: Path) -> Settings:
     spec = read.mapping(node, "service", SERVICE_KEYS) or {}
     values: dict[str, object] = {}
-    for key in ("database_url", "redis_url", "public_url", "log_format", "push_relay_url"):
+    for key in (
+        "database_url",
+        "redis_url",
+        "public_url",
+        "log_format",
+        "push_relay_url",
+        "audit_writer",
+    ):
         if key in spec:
             values[key] = read.string(spec[key][1], key)
     if "data_dir" in spec:
@@ -166,6 +178,8 @@ def _service(read: NodeReader, node: yaml.Node, settings: Settings, base: Path) 
         values["sms"] = sms_from_yaml(read, spec["sms"][1])
     if "log_format" in values and values["log_format"] not in ("json", "console"):
         read.errors.at(spec["log_format"][1], "log_format must be json or console")
+    if "audit_writer" in values and values["audit_writer"] not in AUDIT_WRITERS:
+        read.errors.at(spec["audit_writer"][1], "audit_writer must be process or thread")
     clean = {k: v for k, v in values.items() if v is not None}
     return replace(settings, **clean)  # type: ignore[arg-type]
 
@@ -187,6 +201,11 @@ def _from_env(settings: Settings, env: Mapping[str, str]) -> Settings:
         name = f"PIIGATE_{key.upper()}"
         if env.get(name):
             values[key] = env[name]
+    writer = env.get("PIIGATE_AUDIT_WRITER")
+    if writer:
+        if writer not in AUDIT_WRITERS:
+            raise ConfigError(["PIIGATE_AUDIT_WRITER must be process or thread"])
+        values["audit_writer"] = writer
     issuer = env.get("PIIGATE_OIDC_ISSUER")
     if issuer:
         audience = env.get("PIIGATE_OIDC_AUDIENCE", "")

@@ -29,8 +29,13 @@ async def start_node(database_url: str, tmp_path: Path) -> AsyncIterator[StartNo
             policy: PolicyHolder | None = None,
             **overrides: Any,
         ) -> Node:
+            # The audit writer process has tests of its own (tests/audit/test_writer.py, and
+            # every test that runs `piigate serve`); a thread keeps node start-up fast here.
             settings = Settings(
-                policy_path=str(EXAMPLE_POLICY), data_dir=tmp_path, database_url=database_url
+                policy_path=str(EXAMPLE_POLICY),
+                data_dir=tmp_path,
+                database_url=database_url,
+                audit_writer="thread",
             )
             settings = replace(settings, **overrides)
             clock = clock or FixedClock(T0)

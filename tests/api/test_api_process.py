@@ -76,6 +76,22 @@ def serving(env: dict[str, str], port: int, log: Path) -> Iterator[subprocess.Po
         proc.wait(10)
 
 
+def child_pids(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def running(pid: int) -> bool:
+    """Not exited (a zombie waiting for whoever reaps orphans has exited)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
 async def load(base: str, key: str, stop: asyncio.Event) -> tuple[list[str], int]:
     """One client posting decisions until ``stop`` or the server dies: (acked ids, errors)."""
     acknowledged: list[str] = []
@@ -131,8 +147,16 @@ async def test_sigkill_under_load_loses_no_acknowledged_decision(
             asyncio.create_task(load(f"http://127.0.0.1:{port}", key, stop)) for _ in range(WORKERS)
         ]
         await asyncio.sleep(LOAD_SECONDS)
+        children = child_pids(proc.pid)
+        if database_url.startswith("sqlite"):
+            assert len(children) == 1, children  # the audit writer process
         os.kill(proc.pid, signal.SIGKILL)  # mid-load: requests are in flight
         await asyncio.to_thread(proc.wait, 10)
+        # Its input closed, the writer finishes the batch it holds and exits: never an orphan.
+        deadline = time.monotonic() + 15
+        while any(running(pid) for pid in children):
+            assert time.monotonic() < deadline, "the audit writer outlived its server"
+            await asyncio.sleep(0.05)
         async with asyncio.timeout(15):
             results = await asyncio.gather(*workers)
         stop.set()

@@ -96,7 +96,9 @@ async def service(database_url: str, tmp_path: Path) -> AsyncIterator[Service]:
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, public_url=url)
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=database_url, public_url=url, audit_writer="thread"
+    )
     # The authenticator signs with the real time: the service's clock starts there.
     clock = FixedClock(datetime.now(UTC).replace(microsecond=0))
     app = create_app(

@@ -118,7 +118,9 @@ class Services:
         fresh_keyring = not (keyring_dir / "keyring.json").exists()
         self.keyring = Keyring.open(keyring_dir)
         self.bus = EventBus()
-        self.audit = AuditLog(self.db, self.clock, self.bus)
+        self.audit = AuditLog(
+            self.db, self.clock, self.bus, writer_process=settings.audit_writer == "process"
+        )
         await self.audit.start()
         self.risk = RecordedRisk(CarriedRisk(), self.store, self.policy, bus=self.bus)
         self.engine = Engine(

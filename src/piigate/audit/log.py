@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Row, Table, bindparam, select, update
+from sqlalchemy import Row, Table, select
 
+from piigate.audit.batch import HEAD_READ, BatchItem, Link, write_batch
 from piigate.audit.bus import EventBus
 from piigate.audit.chain import (
     ChainHead,
@@ -32,30 +33,18 @@ from piigate.audit.chain import (
     ChainRow,
     ChainVerifier,
     canonical_form,
-    event_hash_text,
 )
+from piigate.audit.writer import ProcessWriter
 from piigate.clock import Clock
 from piigate.model import AuditEvent
 from piigate.store._sql import utc
 from piigate.store.db import Database, StoreUnavailable
-from piigate.store.tables import audit_events, audit_head
+from piigate.store.tables import audit_events
 
 __all__ = ["AuditLog", "AuditStats"]
 
 _logger = logging.getLogger(__name__)
 
-_HEAD_ID = 1
-# The writer's statements, built once: a statement object built per batch costs a cache-key
-# computation each time, and values baked into it a compilation. Bound parameters throughout.
-_HEAD_UPDATE = (
-    update(audit_head)
-    .where(audit_head.c.id == _HEAD_ID)
-    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
-)
-_HEAD_READ = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID)
-# Row lock on the head: appenders in other processes queue here, and each then reads the head
-# its predecessor committed (READ COMMITTED re-reads the locked row).
-_HEAD_LOCK = _HEAD_READ.with_for_update()
 _MAX_LIMIT = 1000
 
 
@@ -71,11 +60,9 @@ class AuditStats:
 
 @dataclass(slots=True)
 class _Pending:
-    event: AuditEvent | None  # at normalised to UTC; None for a rows-only write
-    data: dict[str, Any]  # canonical form of event.data
+    item: BatchItem  # the event's at normalised to UTC; no event for a rows-only write
+    data: dict[str, Any]  # canonical form of the event's data
     future: asyncio.Future[Any]
-    rows: tuple[tuple[Table, Mapping[str, Any]], ...] = ()
-    text: str = "{}"  # canonical JSON of data
 
 
 _STOP = object()
@@ -89,12 +76,16 @@ class AuditLog:
         bus: EventBus | None = None,
         *,
         max_batch: int = 500,
+        writer_process: bool = False,
     ) -> None:
         self.db = db
         self.clock = clock
         self.bus = bus
         self.max_batch = max_batch
         self.stats = AuditStats()
+        # SQLite: commit in a child process rather than a thread (see piigate.audit.writer).
+        self._want_process = writer_process and db.dialect == "sqlite"
+        self._process: ProcessWriter | None = None
         self._queue: asyncio.Queue[_Pending | object] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._stopped = False
@@ -102,7 +93,19 @@ class AuditLog:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the writer task (``append`` also starts it on first use)."""
+        """Start the writer task (``append`` also starts it on first use), and the writer
+        process if one was asked for; if that cannot start, the log commits from a thread."""
+        if self._want_process and self._process is None:
+            process = ProcessWriter(self.db.url)
+            try:
+                await process.start()
+            except StoreUnavailable as error:
+                self._want_process = False
+                _logger.warning(
+                    "audit writer process unavailable, writing from a thread: %s", error
+                )
+            else:
+                self._process = process
         if self._writer is None or self._writer.done():
             self._stopped = False
             self._queue = asyncio.Queue()
@@ -118,6 +121,9 @@ class AuditLog:
             queue.put_nowait(_STOP)
             await asyncio.shield(writer)
         self._writer = None
+        process, self._process = self._process, None
+        if process is not None:
+            await process.stop()
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -135,7 +141,7 @@ class AuditLog:
             await self.start()
         assert self._queue is not None
         future: asyncio.Future[AuditEvent] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(pending_event, data, future, text=text))
+        self._queue.put_nowait(_Pending(BatchItem(pending_event, text), data, future))
         # A cancelled caller cancels only its wait: the event is still written with its batch.
         return await future
 
@@ -152,7 +158,7 @@ class AuditLog:
         assert self._queue is not None
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         items = tuple((table, row) for row in rows)
-        self._queue.put_nowait(_Pending(None, {}, future, items))
+        self._queue.put_nowait(_Pending(BatchItem(None, rows=items), {}, future))
         await future
 
     async def record(
@@ -228,17 +234,30 @@ class AuditLog:
                 self.bus.publish(event)
 
     async def _write(self, batch: list[_Pending]) -> list[AuditEvent | None]:
-        return await self.db.run_durable(functools.partial(_write_batch, batch, self.db.dialect))
+        items = [pending.item for pending in batch]
+        links: list[Link | None]
+        if self._process is not None:
+            links = await self._process.write(items)
+        else:
+            links = await self.db.run_durable(
+                functools.partial(write_batch, items, self.db.dialect)
+            )
+        committed: list[AuditEvent | None] = []
+        for pending, link in zip(batch, links, strict=True):
+            event = pending.item.event
+            if event is None or link is None:
+                committed.append(None)
+            else:
+                committed.append(
+                    AuditEvent(event.type, event.at, event.subject_id, pending.data, *link)
+                )
+        return committed
 
     # -- reading -----------------------------------------------------------------------------
 
     async def head(self) -> ChainHead:
         async with self.db.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID)
-                )
-            ).one()
+            row = (await conn.execute(HEAD_READ)).one()
         return ChainHead(seq=int(row.seq), hash=str(row.hash))
 
     async def verify(self, *, batch_size: int = 1000) -> ChainReport:
@@ -248,11 +267,7 @@ class AuditLog:
         """
         verifier = ChainVerifier()
         async with self.db.snapshot() as conn:
-            found = (
-                await conn.execute(
-                    select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID)
-                )
-            ).first()
+            found = (await conn.execute(HEAD_READ)).first()
             head = None if found is None else ChainHead(seq=int(found.seq), hash=str(found.hash))
             after = 0
             while not verifier.failed:
@@ -316,88 +331,3 @@ def _event(row: Row[Any]) -> AuditEvent:
         prev_hash=row.prev_hash,
         hash=row.hash,
     )
-
-
-class _BulkInsert:
-    """An INSERT of many rows, compiled once per table, columns and dialect, and executed at the
-    driver level (``exec_driver_sql``) with each value passed through its column type's own bind
-    processor -- the values SQLAlchemy's ``execute(insert, rows)`` would bind, without its
-    per-row parameter construction, which was most of the writer thread's CPU. The writer
-    thread's Python time is taken from the event loop (one GIL), so it counts per decision.
-    """
-
-    def __init__(self, table: Table, columns: tuple[str, ...], dialect: Dialect) -> None:
-        compiled = table.insert().values({name: bindparam(name) for name in columns})
-        self.compiled = compiled.compile(dialect=dialect)
-        order = self.compiled.positiontup
-        if not self.compiled.positional or order is None:
-            raise TypeError(f"{dialect.name}: a positional paramstyle is needed")
-        self.sql = str(self.compiled)
-        self.order = tuple(order)
-        self.processors = tuple(
-            table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in order
-        )
-
-    def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        pairs = tuple(zip(self.order, self.processors, strict=True))
-        params = [
-            tuple(row[name] if proc is None else proc(row[name]) for name, proc in pairs)
-            for row in rows
-        ]
-        conn.exec_driver_sql(self.sql, params)
-
-
-@functools.cache
-def _bulk_insert(table: Table, columns: tuple[str, ...], dialect: Dialect) -> _BulkInsert:
-    return _BulkInsert(table, columns, dialect)
-
-
-def _insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert ``rows`` (all with the keys of the first) into ``table``."""
-    _bulk_insert(table, tuple(rows[0]), conn.dialect).run(conn, rows)
-
-
-def _write_batch(batch: list[_Pending], dialect: str, conn: Connection) -> list[AuditEvent | None]:
-    """One group commit, in one transaction (``Database.run_durable``): the rows queued with
-    the batch, then the chained events, then the head. Synchronous SQLAlchemy, so the whole
-    transaction is one hand-off to the database thread."""
-    # On SQLite the transaction opened with BEGIN IMMEDIATE: the database-wide write lock is
-    # ours before the head is read, so no other process can append in between.
-    head_query = _HEAD_LOCK if dialect == "postgresql" else _HEAD_READ
-    extra: dict[Table, list[Mapping[str, Any]]] = {}
-    for item in batch:
-        for table, row in item.rows:
-            extra.setdefault(table, []).append(row)
-    for table, table_rows in extra.items():
-        _insert_rows(conn, table, table_rows)
-    committed: list[AuditEvent | None] = []
-    rows: list[dict[str, Any]] = []
-    if any(item.event is not None for item in batch):
-        head = conn.execute(head_query).one()
-        seq, prev_hash = int(head.seq), str(head.hash)
-    for item in batch:
-        event = item.event
-        if event is None:
-            committed.append(None)
-            continue
-        seq += 1
-        digest = event_hash_text(prev_hash, seq, event.at, event.type, event.subject_id, item.text)
-        rows.append(
-            {
-                "seq": seq,
-                "at": event.at,
-                "type": event.type,
-                "subject_id": event.subject_id,
-                "data": item.text,
-                "prev_hash": prev_hash,
-                "hash": digest,
-            }
-        )
-        committed.append(
-            AuditEvent(event.type, event.at, event.subject_id, event.data, seq, prev_hash, digest)
-        )
-        prev_hash = digest
-    if rows:
-        _insert_rows(conn, audit_events, rows)
-        conn.execute(_HEAD_UPDATE, {"new_seq": seq, "new_hash": prev_hash})
-    return committed

@@ -127,6 +127,11 @@ class Database:
             engine = create_async_engine(target, **options)
         return cls(engine)
 
+    @property
+    def url(self) -> str:
+        """The URL to open this store again (another process); holds any password: never log."""
+        return self.engine.url.render_as_string(hide_password=False)
+
     def __repr__(self) -> str:
         return f"Database({self.engine.url.render_as_string(hide_password=True)!r})"
 
@@ -180,9 +185,11 @@ class Database:
         if self.dialect != "sqlite":
             async with self.begin_durable() as conn:
                 return await conn.run_sync(work)
-        return await asyncio.to_thread(self._run_durable_sync, work)
+        return await asyncio.to_thread(self.run_durable_blocking, work)
 
-    def _run_durable_sync(self, work: Callable[[Connection], T]) -> T:
+    def run_durable_blocking(self, work: Callable[[Connection], T]) -> T:
+        """SQLite: :meth:`run_durable` in the calling thread (a worker thread, or the audit
+        writer process); it blocks until the commit is durable."""
         if self._sync_engine is None:
             url = self.engine.url.set(drivername="sqlite+pysqlite")
             engine = create_engine(url, hide_parameters=True)

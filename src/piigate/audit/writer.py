@@ -1,0 +1,229 @@
+"""The SQLite group commit in a child process: the audit writer outside the server's GIL.
+
+On SQLite the group-commit transaction is synchronous driver work. Run in a thread of the
+server it shares the GIL with the event loop: every statement the driver steps releases the
+GIL and must win it back from a busy loop, and the thread's Python work (binding, hashing)
+stops the loop meanwhile. Measured under load (docs/BENCHMARKS.md), the audit writer thread
+cost the server ~300 µs of CPU per decision that way, more than the decision itself. In a
+child process the same transaction (``piigate.audit.batch.write_batch``) runs on its own
+interpreter and core, and the server only ships each batch down a pipe and reads the links
+back.
+
+Protocol: length-prefixed pickle frames over the child's stdin/stdout (a private pipe between
+a parent and the child it started, running the same code). The child answers every batch,
+in order, with ``("ok", links)`` or ``("unavailable" | "error", exception class name)``, and
+first sends ``("ready", pid)`` once the store answers. It exits at end of input, so it never
+outlives its parent, and it ignores SIGINT/SIGTERM: a Ctrl-C or a service manager's TERM to
+the process group must not cut off the parent's final flush.
+
+Durability is unchanged: the child commits with ``synchronous=FULL`` (``Database.run_durable``)
+before answering, and the parent acknowledges nothing before the answer. A child that dies
+mid-batch fails that batch with ``StoreUnavailable`` (its events may or may not be in the
+chain; they were not acknowledged); the next batch starts a new child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import pickle
+import signal
+import struct
+import sys
+from collections.abc import Sequence
+from typing import IO, Any
+
+from piigate.audit.batch import BatchItem, Link, write_batch
+from piigate.model import AuditEvent
+from piigate.store.db import Database, StoreUnavailable
+from piigate.store.tables import metadata
+
+__all__ = ["ProcessWriter", "child_command", "main"]
+
+_logger = logging.getLogger(__name__)
+
+_LENGTH = struct.Struct("!I")
+# What crosses the pipe for one item: (type, at, subject_id) or None, the canonical text, and
+# the rows as (table name, row). Tables go by name: the child looks them up in the metadata.
+_Wire = tuple[tuple[str, Any, str | None] | None, str, tuple[tuple[str, Any], ...]]
+
+
+class ProcessWriter:
+    """The parent's end: start the child, ship batches, read their links; one batch at a time."""
+
+    def __init__(self, url: str, *, start_timeout: float = 60.0) -> None:
+        self.url = url
+        self.start_timeout = start_timeout
+        self._proc: asyncio.subprocess.Process | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    async def start(self) -> None:
+        """Start the child and wait until it has opened the store; StoreUnavailable if not."""
+        async with self._lock:
+            await self._ensure()
+
+    async def write(self, items: Sequence[BatchItem]) -> list[Link | None]:
+        """Commit ``items`` in one transaction in the child; their links, in order."""
+        payload = pickle.dumps([_to_wire(item) for item in items], pickle.HIGHEST_PROTOCOL)
+        async with self._lock:
+            proc = await self._ensure()
+            try:
+                assert proc.stdin is not None
+                proc.stdin.write(_LENGTH.pack(len(payload)) + payload)
+                await proc.stdin.drain()
+                status, value = await _read_frame(proc)
+            except BaseException as error:
+                # Lost or cancelled mid-batch: the pipe is out of step, so this child is done.
+                await self._discard()
+                if isinstance(error, Exception):
+                    raise StoreUnavailable("the audit writer process stopped") from error
+                raise
+        if status == "ok":
+            return list(value)
+        if status != "unavailable":
+            _logger.error("audit writer process: batch failed (%s)", value)
+        raise StoreUnavailable("the audit event could not be stored")
+
+    async def stop(self) -> None:
+        """End the child's input and wait for it to exit (it has nothing in flight)."""
+        async with self._lock:
+            proc, self._proc = self._proc, None
+            if proc is None:
+                return
+            if proc.stdin is not None:
+                with contextlib.suppress(ConnectionError):
+                    proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=10)
+            except TimeoutError:
+                await _kill(proc)
+
+    async def _ensure(self) -> asyncio.subprocess.Process:
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            return proc
+        self._proc = None
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *child_command(self.url),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+        except OSError as error:
+            raise StoreUnavailable("the audit writer process could not be started") from error
+        try:
+            status, value = await asyncio.wait_for(_read_frame(proc), self.start_timeout)
+        except BaseException as error:
+            await _kill(proc)
+            if isinstance(error, Exception):
+                raise StoreUnavailable("the audit writer process did not start") from error
+            raise
+        if status != "ready":
+            await _kill(proc)
+            raise StoreUnavailable(f"the audit writer process did not start ({value})")
+        self._proc = proc
+        return proc
+
+    async def _discard(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            await _kill(proc)
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it exited already
+        proc.kill()
+    await proc.wait()
+
+
+def child_command(url: str) -> list[str]:
+    """The child's command line: this interpreter, this package."""
+    code = "import sys; from piigate.audit.writer import main; sys.exit(main())"
+    return [sys.executable, "-c", code, url]
+
+
+async def _read_frame(proc: asyncio.subprocess.Process) -> tuple[str, Any]:
+    assert proc.stdout is not None
+    (length,) = _LENGTH.unpack(await proc.stdout.readexactly(_LENGTH.size))
+    # Trusted: the private pipe of a child this process started, running this code.
+    status, value = pickle.loads(await proc.stdout.readexactly(length))  # noqa: S301
+    return str(status), value
+
+
+def _to_wire(item: BatchItem) -> _Wire:
+    event = item.event
+    head = None if event is None else (event.type, event.at, event.subject_id)
+    return head, item.text, tuple((table.name, row) for table, row in item.rows)
+
+
+def _from_wire(wire: _Wire) -> BatchItem:
+    head, text, rows = wire
+    event = None if head is None else AuditEvent(head[0], head[1], head[2], {})
+    return BatchItem(event, text, tuple((metadata.tables[name], row) for name, row in rows))
+
+
+# -- the child --------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The child: ``main([URL])`` serves batches from stdin until it closes."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if len(args) != 1:
+        print("usage: piigate.audit.writer.main([DATABASE_URL])", file=sys.stderr)
+        return 2
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
+    # The frames own the real stdout; anything printed by accident goes to stderr instead.
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    inp = sys.stdin.buffer
+    try:
+        db = Database.open(args[0])
+        if db.dialect != "sqlite":
+            raise ValueError("the audit writer process serves SQLite stores only")
+        db.run_durable_blocking(functools.partial(write_batch, [], db.dialect))
+    except Exception as error:  # the class only: a message could hold a path or a value
+        _send(out, ("error", type(error).__name__))
+        return 1
+    _send(out, ("ready", os.getpid()))
+    while (frame := _read_exactly(inp, _LENGTH.size)) is not None:
+        (length,) = _LENGTH.unpack(frame)
+        body = _read_exactly(inp, length)
+        if body is None:
+            break
+        # Trusted: the private pipe from the parent that started this process.
+        items = [_from_wire(wire) for wire in pickle.loads(body)]  # noqa: S301
+        try:
+            reply: tuple[str, Any] = (
+                "ok",
+                db.run_durable_blocking(functools.partial(write_batch, items, db.dialect)),
+            )
+        except StoreUnavailable:
+            reply = ("unavailable", "StoreUnavailable")
+        except Exception as error:  # the parent logs the class; values never leave here
+            reply = ("error", type(error).__name__)
+        _send(out, reply)
+    return 0
+
+
+def _read_exactly(stream: IO[bytes], size: int) -> bytes | None:
+    chunks = bytearray()
+    while len(chunks) < size:
+        chunk = stream.read(size - len(chunks))
+        if not chunk:
+            return None
+        chunks += chunk
+    return bytes(chunks)
+
+
+def _send(out: IO[bytes], message: tuple[str, Any]) -> None:
+    payload = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    out.write(_LENGTH.pack(len(payload)) + payload)
+    out.flush()

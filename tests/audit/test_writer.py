@@ -1,0 +1,183 @@
+"""The audit writer process (SQLite): the same chain and durability as the thread, restarted
+after a crash, a thread when it cannot start, and never outliving its server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+import piigate.audit.writer as writer_module
+from piigate.audit import AuditLog, EventBus
+from piigate.audit.writer import ProcessWriter
+from piigate.clock import FixedClock
+from piigate.model import AuditEvent
+from piigate.store import Database, StoreUnavailable
+from piigate.store.tables import used_grants
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+async def sqlite_db(sqlite_url: str) -> AsyncIterator[Database]:
+    database = Database.open(sqlite_url)
+    try:
+        await database.upgrade()
+        yield database
+    finally:
+        await database.close()
+
+
+@pytest.fixture
+async def audit(sqlite_db: Database) -> AsyncIterator[AuditLog]:
+    log = AuditLog(sqlite_db, FixedClock(T0), EventBus(), writer_process=True)
+    await log.start()
+    try:
+        yield log
+    finally:
+        await log.stop()
+
+
+def event(n: int) -> AuditEvent:
+    return AuditEvent(
+        type="decision",
+        at=T0 + timedelta(milliseconds=n),
+        subject_id="alice",
+        data={"n": n, "pii": ["ssn"], "outcome": "allow"},
+    )
+
+
+def writer_pid(log: AuditLog) -> int:
+    process = log._process
+    assert process is not None, "the log writes from a thread"
+    pid = process.pid
+    assert pid is not None
+    return pid
+
+
+async def test_concurrent_appends_chain_in_the_child_process(audit: AuditLog) -> None:
+    pid = writer_pid(audit)
+    assert pid != os.getpid()
+    results = await asyncio.gather(*(audit.append(event(i)) for i in range(300)))
+    assert sorted(e.seq for e in results if e.seq) == list(range(1, 301))
+    assert audit.stats.batches < 30, audit.stats  # group commit still batches
+    stored = await audit.list_events(limit=1000)
+    assert {e.seq: (e.prev_hash, e.hash) for e in stored} == {
+        e.seq: (e.prev_hash, e.hash) for e in results
+    }
+    assert [e.data for e in sorted(results, key=lambda e: e.seq or 0)] == [e.data for e in stored]
+    report = await audit.verify()
+    assert (report.ok, report.count) == (True, 300)
+    assert writer_pid(audit) == pid  # one child served every batch
+
+
+async def test_rows_commit_with_the_events(audit: AuditLog, sqlite_db: Database) -> None:
+    row = {"grant_id": "gr_1", "used_at": T0, "expires_at": T0 + timedelta(minutes=5)}
+    rows_done = asyncio.ensure_future(audit.write_rows(used_grants, row))
+    appended = await audit.append(event(1))
+    await rows_done
+    assert appended.seq == 1
+    async with sqlite_db.connect() as conn:
+        stored = (await conn.execute(select(used_grants))).one()
+    assert (stored.grant_id, stored.expires_at) == ("gr_1", T0 + timedelta(minutes=5))
+
+
+async def test_a_killed_child_fails_at_most_its_batch_and_is_replaced(audit: AuditLog) -> None:
+    first = await audit.append(event(1))
+    old = writer_pid(audit)
+    os.kill(old, signal.SIGKILL)
+    outcomes: list[AuditEvent | None] = []
+    for n in range(2, 5):
+        try:
+            outcomes.append(await audit.append(event(n)))
+        except StoreUnavailable:
+            outcomes.append(None)  # the batch the dead child held: not acknowledged
+    assert outcomes.count(None) <= 1
+    assert outcomes[-1] is not None
+    assert writer_pid(audit) != old
+    report = await audit.verify()
+    assert report.ok, report
+    acknowledged = [e for e in [first, *outcomes] if e is not None]
+    stored = {e.seq: e.hash for e in await audit.list_events()}
+    assert all(stored[e.seq] == e.hash for e in acknowledged if e.seq is not None)
+
+
+async def test_the_child_ignores_interrupts_meant_for_its_server(audit: AuditLog) -> None:
+    pid = writer_pid(audit)
+    os.kill(pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
+    os.kill(pid, signal.SIGTERM)
+    await asyncio.sleep(0.2)
+    appended = await audit.append(event(1))
+    assert appended.seq == 1
+    assert writer_pid(audit) == pid
+
+
+async def test_stop_commits_everything_queued_and_ends_the_child(sqlite_db: Database) -> None:
+    log = AuditLog(sqlite_db, FixedClock(T0), writer_process=True)
+    await log.start()
+    process = log._process
+    assert process is not None and process._proc is not None
+    child = process._proc
+    pending = [asyncio.ensure_future(log.append(event(i))) for i in range(50)]
+    await asyncio.sleep(0)
+    await log.stop()
+    assert all(task.done() and task.exception() is None for task in pending)
+    assert child.returncode == 0
+    again = AuditLog(sqlite_db, FixedClock(T0))
+    report = await again.verify()
+    assert (report.ok, report.count) == (True, 50)
+
+
+async def test_a_child_that_cannot_start_leaves_the_log_on_a_thread(
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(writer_module, "child_command", lambda url: ["/nonexistent/python"])
+    log = AuditLog(sqlite_db, FixedClock(T0), writer_process=True)
+    await log.start()
+    try:
+        assert log._process is None
+        assert "writing from a thread" in caplog.text
+        assert (await log.append(event(1))).seq == 1
+    finally:
+        await log.stop()
+
+
+async def test_a_child_that_exits_before_ready_is_store_unavailable(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exits = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    monkeypatch.setattr(writer_module, "child_command", lambda url: exits)
+    with pytest.raises(StoreUnavailable, match="did not start"):
+        await ProcessWriter(sqlite_url).start()
+
+
+async def test_a_store_the_child_cannot_open_is_reported_not_hidden(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    writer = ProcessWriter(f"sqlite+aiosqlite:///{blocked}/piigate.db", start_timeout=30)
+    with pytest.raises(
+        StoreUnavailable, match=r"did not start \((FileExistsError|OperationalError)\)"
+    ):
+        await writer.start()
+
+
+async def test_postgres_logs_ignore_the_process_option(database_url: str) -> None:
+    database = Database.open(database_url)
+    try:
+        await database.upgrade()
+        log = AuditLog(database, FixedClock(T0), writer_process=True)
+        await log.start()
+        try:
+            assert (await log.append(event(1))).seq == 1
+            assert (log._process is not None) == (database.dialect == "sqlite")
+        finally:
+            await log.stop()
+    finally:
+        await database.close()
