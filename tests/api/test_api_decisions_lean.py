@@ -8,6 +8,7 @@ and compare the answers of both paths for the same decisions, on SQLite and Post
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,23 +22,31 @@ _VOLATILE = {"decision_id", "challenge"}
 
 
 class _Spy:
-    """Counts the requests the lean route hands to the declared route."""
+    """Watches what the lean path hands to the app's middleware stack."""
 
     def __init__(self, lean: LeanDecisions) -> None:
-        self.inner = lean.fallback
-        self.calls = 0
+        self.inner = lean.app
+        self.passed: list[tuple[str, str]] = []
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.calls += 1
-        await self.inner.handle(scope, receive, send)
+    @property
+    def calls(self) -> int:
+        """Decision requests handed on (answered by the declared route)."""
+        return self.passed.count(("POST", "/v1/decisions"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.passed.append((scope["method"], scope["path"]))
+        await self.inner(scope, receive, send)
 
 
 @pytest.fixture
-def spy(node: Node, monkeypatch: pytest.MonkeyPatch) -> _Spy:
-    lean = node.app.router.routes[0]
+async def spy(node: Node, monkeypatch: pytest.MonkeyPatch) -> _Spy:
+    assert (await node.client.get("/healthz")).status_code == 200  # builds the stack
+    lean = node.app.lean
     assert isinstance(lean, LeanDecisions)
+    assert node.app.middleware_stack is lean  # in front of every middleware
     watcher = _Spy(lean)
-    monkeypatch.setattr(lean, "fallback", watcher)
+    monkeypatch.setattr(lean, "app", watcher)
     return watcher
 
 
@@ -110,6 +119,46 @@ async def test_anything_but_the_plain_case_is_answered_by_the_declared_route(
 async def test_other_methods_are_not_claimed(node: Node, spy: _Spy) -> None:
     response = await node.client.get("/v1/decisions")
     assert response.status_code == 405
-    assert spy.calls == 0  # routed past the lean route, straight to the declared one
+    assert spy.passed == [("GET", "/v1/decisions")]  # passed on without reading anything
     paths = (await node.client.get("/openapi.json")).json()["paths"]
     assert list(paths["/v1/decisions"]) == ["post"]
+
+
+async def test_bodies_without_a_length_or_over_the_cap_go_through_the_middleware(
+    node: Node, api_key: str, spy: _Spy
+) -> None:
+    body = json.dumps(decision_body("read", ["phone"])).encode()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield body[:10]
+        yield body[10:]
+
+    chunked = await node.client.post(
+        "/v1/decisions",
+        content=chunks(),
+        headers={**bearer(api_key), "content-type": "application/json"},
+    )
+    assert chunked.status_code == 200, chunked.text
+    assert spy.calls == 1  # no Content-Length: the body cap counts it on the usual path
+    padded = {**decision_body("read", ["phone"]), "context": {"pad": "x" * 70_000}}
+    oversized = await node.client.post(
+        "/v1/decisions",
+        content=json.dumps(padded),
+        headers={**bearer(api_key), "content-type": "application/json"},
+    )
+    assert oversized.status_code == 413
+    assert oversized.json()["code"] == "payload_too_large"
+    assert spy.calls == 2
+
+
+async def test_errors_after_the_plain_checks_are_the_apps_problems(
+    node: Node, api_key: str, spy: _Spy
+) -> None:
+    future = decision_body("read", ["ssn"])
+    future["session"] = {"acr": "aal2", "auth_time": 4_000_000_000}
+    response = await node.decide(api_key, future)
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["instance"] == "/v1/decisions"
+    assert "auth_time" in response.json()["detail"]
+    assert spy.calls == 0  # answered on the lean path by the app's own handler

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from piigate import __version__
 from piigate.api.middleware import BodyLimit
@@ -28,7 +29,19 @@ from piigate.clock import Clock
 from piigate.config import Settings
 from piigate.policy.holder import PolicyHolder
 
-__all__ = ["create_app"]
+__all__ = ["PiigateApp", "create_app"]
+
+
+class PiigateApp(FastAPI):
+    """FastAPI, with the decision hot path in front of its whole middleware stack."""
+
+    max_body_bytes = 64 * 1024
+    lean: decisions.LeanDecisions | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        self.lean = decisions.lean_decisions(self, stack, max_body_bytes=self.max_body_bytes)
+        return self.lean
 
 
 def create_app(
@@ -53,7 +66,7 @@ def create_app(
         finally:
             await node.stop()
 
-    app = FastAPI(
+    app = PiigateApp(
         title="piigate",
         version=__version__,
         summary="Step-up authentication around personally identifiable information",
@@ -79,6 +92,6 @@ def create_app(
         ops,
     ):
         app.include_router(module.router)
-    decisions.install_lean_route(app)  # the hot path, in front of its declared route
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.max_body_bytes = settings.max_body_bytes  # the hot path claims only what fits
     return app

@@ -3,21 +3,23 @@
 The route is declared once, as a FastAPI route: it defines the API (OpenAPI, validation, errors)
 and answers every request that is not the plain case. The plain case -- an API key with the
 ``decisions`` scope and a JSON body that validates -- is what gateways send thousands of times a
-second, so :func:`install_lean_route` puts a lean handler in front of it (see ``LeanDecisions``).
+second, so the app puts a lean handler in front of everything for it (see ``LeanDecisions``).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
-from starlette.routing import BaseRoute, Match, NoMatchFound
-from starlette.types import Message, Receive, Scope, Send
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from piigate.api.auth import Principal, require_scope
 from piigate.api.schemas import DecisionRequestIn, decision_json
@@ -25,7 +27,7 @@ from piigate.api.services import Services, get_services
 from piigate.errors import BadRequest, ServiceUnavailable, step_up_header
 from piigate.model import AccessRequest, Outcome, SessionAuth
 
-__all__ = ["install_lean_route", "router"]
+__all__ = ["LeanDecisions", "lean_decisions", "router"]
 
 router = APIRouter(tags=["decisions"])
 
@@ -83,58 +85,59 @@ async def _decide(services: Services, access: AccessRequest, requested_by: str) 
 _RENDER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
 
 
-class LeanDecisions(BaseRoute):
+class LeanDecisions:
     """``POST /v1/decisions`` without FastAPI's per-request machinery, same answers.
 
-    FastAPI resolves the route twice through its included routers, solves the dependency
-    graph, builds a ``Request``, and validates the body; on this endpoint that cost more CPU
-    than the decision and its audit together. This route sits first in the app's routes, inside
-    every middleware (the body cap, the exception handlers), and claims only ``POST`` to the
-    decisions path. It decides itself only when every step the FastAPI route would take succeeds
-    the same way: the body arrives whole, is JSON as FastAPI would parse it (content type,
-    ``json.loads``), the bearer credential is an API key that authenticates with the scope, and
-    the body validates exactly as FastAPI validates it (``model_validate`` of the parsed
-    object). Anything else -- a missing or wrong credential, a JWT or session cookie, malformed
-    JSON, a validation error, a store failure while authenticating, a client disconnect -- is
-    handed to the FastAPI route with the body replayed, so every error response, status and
-    header comes from the one declared route, in its own order. Nothing with an effect happens
-    before that hand-off (authentication only fills the key cache).
+    An ASGI wrapper around the whole app, outside every middleware (see ``PiigateApp``).
+    Through the middleware stack (error and exception middleware, body caps, an exit stack per
+    request, two send wrappers, routing) and FastAPI's route (dependency solving, ``Request``
+    building, double route resolution), the framework cost more CPU than the decision and its
+    audit together. This wrapper claims only ``POST`` to the decisions path with a
+    ``Content-Length`` within the body cap, and decides itself only when every step the
+    declared FastAPI route would take succeeds the same way: the body arrives whole, is JSON as
+    FastAPI would parse it (content type, ``json.loads``), the bearer credential is an API key
+    that authenticates with the scope, and the body validates exactly as FastAPI validates it
+    (``model_validate`` of the parsed object). Anything else -- a chunked or oversized body, a
+    missing or wrong credential, a JWT or session cookie, malformed JSON, a validation error, a
+    store failure while authenticating, a client disconnect -- goes through the app as usual
+    with the body replayed, so every error response, status and header comes from the one
+    declared route and its middleware, in their order. Nothing with an effect happens before
+    that hand-off (authentication only fills the key cache).
 
     From the policy checks on, both paths run the same functions (``_access_request``,
-    ``_decide``); errors raised there reach the app's exception handlers as the route's would,
-    with ``scope["route"]`` set to the declared route so problems name it.
+    ``_decide``); an error raised there is answered by the app's own exception handler for it,
+    with ``scope["route"]`` set to the declared route so the problem names it.
     """
 
-    def __init__(self, declared: BaseRoute, fallback: BaseRoute) -> None:
-        self.declared = declared  # the FastAPI route (for problem ``instance``, OpenAPI)
-        self.fallback = fallback  # the router inclusion that serves it the usual way
-        self.path_format = PATH  # what the router reports as the selected route (telemetry)
+    def __init__(
+        self, app: ASGIApp, *, owner: FastAPI, declared: BaseRoute, max_body_bytes: int
+    ) -> None:
+        self.app = app  # the app's middleware stack: everything not claimed here
+        self.owner = owner
+        self.declared = declared  # the FastAPI route (problem ``instance``, OpenAPI)
+        self.max_body_bytes = max_body_bytes
 
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        # Served under a root path (behind a prefixing proxy), the declared route matches.
-        if (
-            scope["type"] == "http"
-            and scope["method"] == "POST"
-            and scope["path"] == PATH
-            and not scope.get("root_path")
-        ):
-            return Match.FULL, {}
-        return Match.NONE, {}
-
-    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
-        raise NoMatchFound(name, path_params)  # the declared route owns the name
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = self._claimed_headers(scope)
+        if headers is None:
+            await self.app(scope, receive, send)
+            return
         received: list[Message] = []
         body = await _read_body(receive, received)
-        ready = None if body is None else await _plain_request(scope, body)
+        ready = None if body is None else await _plain_request(self.owner, headers, body)
         if ready is None:
-            await self.fallback.handle(scope, _replay(received, receive), send)
+            await self.app(scope, _replay(received, receive), send)
             return
         services, principal_id, parsed = ready
+        scope["app"] = self.owner
         scope["route"] = self.declared
-        access = _access_request(parsed, services)
-        payload = _RENDER.encode(await _decide(services, access, principal_id)).encode("utf-8")
+        try:
+            access = _access_request(parsed, services)
+            answer = await _decide(services, access, principal_id)
+        except Exception as error:
+            await self._problem(scope, receive, send, error)
+            return
+        payload = _RENDER.encode(answer).encode("utf-8")
         await send(
             {
                 "type": "http.response.start",
@@ -146,6 +149,50 @@ class LeanDecisions(BaseRoute):
             }
         )
         await send({"type": "http.response.body", "body": payload})
+
+    def _claimed_headers(self, scope: Scope) -> _Headers | None:
+        """The headers the plain case reads, if this request is one to look at; else None."""
+        # Served under a root path (behind a prefixing proxy), the app routes it.
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope["path"] != PATH
+            or scope.get("root_path")
+        ):
+            return None
+        headers = _Headers()
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if headers.length is not None:
+                    return None
+                headers.length = value
+            elif name == b"authorization" and headers.authorization is None:
+                headers.authorization = value.decode("latin-1")
+            elif name == b"content-type" and headers.content_type is None:
+                headers.content_type = value.decode("latin-1")
+        length = headers.length
+        # Chunked or over the cap: the body limit middleware counts and answers (413).
+        if length is None or not length.isdigit() or int(length) > self.max_body_bytes:
+            return None
+        return headers
+
+    async def _problem(self, scope: Scope, receive: Receive, send: Send, error: Exception) -> None:
+        """Answer ``error`` with the app's handler for it, as its exception middleware would."""
+        handlers = self.owner.exception_handlers
+        handler = next((handlers[k] for k in type(error).__mro__ if k in handlers), None)
+        if handler is None:
+            raise error
+        response = handler(Request(scope, receive), error)
+        if inspect.isawaitable(response):
+            response = await response
+        await response(scope, receive, send)
+
+
+@dataclass(slots=True)
+class _Headers:
+    length: bytes | None = None
+    authorization: str | None = None
+    content_type: str | None = None
 
 
 async def _read_body(receive: Receive, received: list[Message]) -> bytes | None:
@@ -171,18 +218,13 @@ def _replay(received: list[Message], receive: Receive) -> Callable[[], Awaitable
 
 
 async def _plain_request(
-    scope: Scope, body: bytes
+    app: FastAPI, headers: _Headers, body: bytes
 ) -> tuple[Services, str, DecisionRequestIn] | None:
     """Services, API key id and parsed body when this is the plain case; None otherwise."""
-    services = getattr(scope["app"].state, "services", None)
+    services = getattr(app.state, "services", None)
     if services is None or not body:
         return None
-    authorization = content_type = None
-    for name, value in scope["headers"]:
-        if name == b"authorization" and authorization is None:
-            authorization = value.decode("latin-1")
-        elif name == b"content-type" and content_type is None:
-            content_type = value.decode("latin-1")
+    content_type, authorization = headers.content_type, headers.authorization
     if content_type is not None and not _is_plain_json(content_type):
         return None
     if authorization is None:
@@ -214,10 +256,7 @@ def _is_plain_json(content_type: str) -> bool:
     return content_type.partition(";")[0].strip().lower() == "application/json"
 
 
-def install_lean_route(app: FastAPI) -> None:
-    """Put :class:`LeanDecisions` first in ``app``'s routes (after ``include_router``)."""
+def lean_decisions(app: FastAPI, stack: ASGIApp, *, max_body_bytes: int) -> LeanDecisions:
+    """:class:`LeanDecisions` around ``stack``, the middleware stack of ``app``."""
     declared = next(route for route in router.routes if getattr(route, "path", None) == PATH)
-    fallback = next(
-        route for route in app.router.routes if getattr(route, "original_router", None) is router
-    )
-    app.router.routes.insert(0, LeanDecisions(declared, fallback))
+    return LeanDecisions(stack, owner=app, declared=declared, max_body_bytes=max_body_bytes)
