@@ -5,7 +5,9 @@ Run: ``.venv/bin/python bench/api.py [--quick]``. Prints one JSON object per lin
 
 What runs:
 - ``piigate keys create bench --scope decisions`` and ``piigate serve`` on a free loopback port,
-  SQLite in a temporary ``PIIGATE_DATA_DIR``, the generated 50-rule policy (bench/_common.py);
+  SQLite in a temporary ``PIIGATE_DATA_DIR``, the generated 50-rule policy (bench/_common.py),
+  with its audit writer process (``--audit-writer thread`` for the thread instead); the server's
+  CPU counts its child processes;
 - the baseline: this file re-run with ``--serve-bare PORT``, a FastAPI app with one endpoint
   ``POST /v1/decisions`` that validates the same body with piigate's own request model
   (``DecisionRequestIn``) and returns a fixed decision-sized JSON, under the same uvicorn
@@ -372,6 +374,13 @@ def main(argv: list[str] | None = None) -> int:
         help="diagnostics: keep only requests with these outcomes (default: the whole mix); "
         "mask and step_up decisions also store a challenge",
     )
+    parser.add_argument(
+        "--audit-writer",
+        choices=("process", "thread"),
+        default="process",
+        help="diagnostics: where piigate serve runs the audit group commit (default: process, "
+        "the product's default on SQLite)",
+    )
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_bare:
@@ -387,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     policy = tmp / "policy.yaml"
     policy.write_text(_common.policy_text(), encoding="utf-8")
     env = bench_env(data_dir)
+    env["PIIGATE_AUDIT_WRITER"] = args.audit_writer
     procs: list[subprocess.Popen[bytes]] = []
     try:
         created = subprocess.run(
