@@ -693,3 +693,16 @@ async def test_the_audit_never_holds_signatures_or_client_data(world: World) -> 
         for value in credential["response"].values():
             assert value not in text
     assert options.public_key["challenge"] not in text
+
+
+async def test_an_authenticator_registered_to_one_subject_is_refused_for_another(
+    world: World,
+) -> None:
+    shared = world.authenticator()
+    await world.register(shared, "alice")
+    with pytest.raises(Conflict, match="already registered"):
+        await world.register(shared, "bob")
+    assert await world.store.list_factors("bob") == []
+    # Another authenticator is welcome.
+    await world.register(world.authenticator(), "bob")
+    assert len(await world.store.list_factors("bob")) == 1

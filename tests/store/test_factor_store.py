@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -8,7 +9,7 @@ from sqlalchemy import exc
 
 from piigate.errors import NotFound
 from piigate.factors import FactorKind, FactorState
-from piigate.store import Database, FactorRow, Store
+from piigate.store import AlreadyExists, Database, FactorRow, Store
 from piigate.store.factors import FACTOR_STATES
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -273,3 +274,64 @@ async def test_delete_factor(db: Database) -> None:
     assert await store.delete_factor("fct_1") is True
     assert await store.get_factor("fct_1") is None
     assert await store.delete_factor("fct_1") is False
+
+
+async def test_a_credential_id_belongs_to_one_factor_of_any_subject(db: Database) -> None:
+    store = Store(db)
+    webauthn = {"kind": "webauthn", "secret": None, "data": {"credential_id": "Y3JlZA"}}
+    await add_totp(store, "fct_a", **webauthn, credential_id="Y3JlZA")
+    with pytest.raises(AlreadyExists):
+        await add_totp(store, "fct_b", subject_id="bob", **webauthn, credential_id="Y3JlZA")
+    with pytest.raises(AlreadyExists):
+        await add_totp(store, "fct_c", **webauthn, credential_id="Y3JlZA")
+    # Factors without a credential id never collide.
+    await add_totp(store, "fct_d")
+    await add_totp(store, "fct_e", subject_id="bob")
+    assert [f.id for f in await store.list_factors("bob")] == ["fct_e"]
+
+
+async def test_the_migration_moves_existing_credential_ids_into_the_column(db: Database) -> None:
+    from alembic import command
+    from sqlalchemy import insert, select, text
+
+    from piigate.store.db import alembic_config
+    from piigate.store.tables import factors
+
+    async with db.begin(immediate=True) as conn:
+        await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0003"))
+    rows = [
+        ("fct_old", "alice", "webauthn", {"credential_id": "c2FtZQ"}, T0),
+        ("fct_dup", "bob", "webauthn", {"credential_id": "c2FtZQ"}, T0 + timedelta(days=1)),
+        ("fct_own", "bob", "webauthn", {"credential_id": "b3du"}, T0),
+        ("fct_totp", "bob", "totp", {"digits": 6}, T0),
+    ]
+    async with db.begin() as conn:
+        for id, subject, kind, data, at in rows:
+            await conn.execute(
+                text(
+                    "INSERT INTO factors (id, subject_id, kind, label, state, failures, "
+                    "created_at, data) VALUES (:id, :s, :k, '', 'active', 0, :at, :data)"
+                ),
+                {"id": id, "s": subject, "k": kind, "at": at, "data": json.dumps(data)},
+            )
+    await db.upgrade()
+    async with db.connect() as conn:
+        found = dict((await conn.execute(select(factors.c.id, factors.c.credential_id))).all())
+    # The oldest registration keeps a duplicated credential; the later one still works for
+    # its subject (the data is untouched) but no longer blocks a registration.
+    assert found == {"fct_old": "c2FtZQ", "fct_dup": None, "fct_own": "b3du", "fct_totp": None}
+    async with db.begin() as conn:
+        with pytest.raises(exc.IntegrityError):
+            await conn.execute(
+                insert(factors).values(
+                    id="fct_new",
+                    subject_id="carol",
+                    kind="webauthn",
+                    label="",
+                    state="active",
+                    failures=0,
+                    created_at=T0,
+                    data={},
+                    credential_id="b3du",
+                )
+            )

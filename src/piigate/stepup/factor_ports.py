@@ -84,7 +84,10 @@ class FactorRepo(Protocol):
         secret: str | None = None,
         state: str = "pending",
         data: Mapping[str, Any] | None = None,
-    ) -> FactorRecord: ...
+        credential_id: str | None = None,
+    ) -> FactorRecord:
+        """``Conflict`` when ``credential_id`` is any factor's already."""
+        ...
 
     async def get_factor(self, factor_id: str) -> FactorRecord | None: ...
 

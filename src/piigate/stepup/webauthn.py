@@ -360,21 +360,24 @@ class WebAuthnCeremonies:
             await self._refused(
                 subject_id, VerificationFailure(rejected.reason.value), ceremony_id=ceremony.id
             )
-        existing = await self.store.list_factors(subject_id, kinds=[FactorKind.WEBAUTHN.value])
-        if any(s.credential_id == new.credential_id for _, s in _credentials(existing)):
-            raise Conflict("this authenticator is already registered")
         handle = b64url_decode(ceremony.data.get("user_handle")) or b""
         factor_id = self.ids("fct")
-        factor = await self.store.add_factor(
-            id=factor_id,
-            subject_id=subject_id,
-            kind=FactorKind.WEBAUTHN.value,
-            now=now,
-            label=label,
-            secret=None,  # a public key is all that is kept
-            state=FactorState.ACTIVE.value,
-            data=new.to_data(user_handle=handle),
-        )
+        data = new.to_data(user_handle=handle)
+        try:
+            factor = await self.store.add_factor(
+                id=factor_id,
+                subject_id=subject_id,
+                kind=FactorKind.WEBAUTHN.value,
+                now=now,
+                label=label,
+                secret=None,  # a public key is all that is kept
+                state=FactorState.ACTIVE.value,
+                data=data,
+                credential_id=data["credential_id"],
+            )
+        except Conflict as error:
+            # This subject's or anyone's: the same answer, so it tells nothing about others.
+            raise Conflict("this authenticator is already registered") from error
         await self.audit.record(
             "factor_enrolled",
             subject_id=subject_id,

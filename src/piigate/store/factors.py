@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, select, update
+from sqlalchemy import Row, delete, exc, select, update
 
 from piigate.errors import NotFound
 from piigate.store._sql import Repo, utc
+from piigate.store.db import AlreadyExists
 from piigate.store.tables import factors
 
 __all__ = ["FACTOR_STATES", "FactorRow", "FactorStore"]
@@ -43,6 +44,7 @@ class FactorRow:
 
 def _row(found: Row[Any]) -> FactorRow:
     values = found._asdict()
+    values.pop("credential_id", None)  # a unique index over what data holds (WebAuthn)
     values["data"] = dict(values["data"] or {})
     if values["last_step"] is not None:
         values["last_step"] = int(values["last_step"])
@@ -66,8 +68,12 @@ class FactorStore(Repo):
         secret: str | None = None,
         state: str = "pending",
         data: Mapping[str, Any] | None = None,
+        credential_id: str | None = None,
     ) -> FactorRow:
-        """Store a new factor (``id`` like ``fct_...``). ``secret`` must already be encrypted."""
+        """Store a new factor (``id`` like ``fct_...``). ``secret`` must already be encrypted.
+
+        ``credential_id`` (WebAuthn, base64url) is unique across every subject:
+        ``AlreadyExists`` if any factor has it already."""
         _check_state(state)
         at = utc(now)
         row = FactorRow(
@@ -81,22 +87,28 @@ class FactorStore(Repo):
             confirmed_at=at if state == "active" else None,
             data=dict(data or {}),
         )
-        async with self.db.begin() as conn:
-            await conn.execute(
-                factors.insert().values(
-                    id=row.id,
-                    subject_id=row.subject_id,
-                    kind=row.kind,
-                    label=row.label,
-                    state=row.state,
-                    secret=row.secret,
-                    last_step=None,
-                    failures=0,
-                    created_at=row.created_at,
-                    confirmed_at=row.confirmed_at,
-                    data=row.data,
+        try:
+            async with self.db.begin() as conn:
+                await conn.execute(
+                    factors.insert().values(
+                        id=row.id,
+                        subject_id=row.subject_id,
+                        kind=row.kind,
+                        label=row.label,
+                        state=row.state,
+                        secret=row.secret,
+                        last_step=None,
+                        failures=0,
+                        created_at=row.created_at,
+                        confirmed_at=row.confirmed_at,
+                        data=row.data,
+                        credential_id=credential_id,
+                    )
                 )
-            )
+        except exc.IntegrityError as error:
+            if credential_id is None:
+                raise  # the id (ids are random: a bug, not a user's doing)
+            raise AlreadyExists("a factor with this credential exists") from error
         return row
 
     async def get_factor(self, factor_id: str) -> FactorRow | None:

@@ -202,7 +202,11 @@ factors = Table(
     Column("created_at", TS, nullable=False),
     Column("confirmed_at", TS, nullable=True),
     Column("data", JSON, nullable=False),
+    # WebAuthn: the credential id (base64url), unique across every subject (WebAuthn §7.1
+    # step 22: a credential registered to one user is refused for another).
+    Column("credential_id", String(1400), nullable=True),
     Index("ix_factors_subject_id", "subject_id"),
+    Index("ux_factors_credential_id", "credential_id", unique=True),
 )
 
 # Single-use ceremony state shared across nodes: a WebAuthn challenge, an SMS code sent, a push
