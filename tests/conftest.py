@@ -7,6 +7,7 @@ PostgreSQL database (dropped afterwards). Unreachable services skip with the rea
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -127,12 +128,25 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    """An opened, migrated :class:`Database` on each backend; closed afterwards."""
-    database = Database.open(database_url)
+@contextlib.asynccontextmanager
+async def _migrated(url: str) -> AsyncIterator[Database]:
+    database = Database.open(url)
     try:
         await database.upgrade()
         yield database
     finally:
         await database.close()
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """An opened, migrated :class:`Database` on each backend; closed afterwards."""
+    async with _migrated(database_url) as database:
+        yield database
+
+
+@pytest.fixture
+async def sqlite_db(sqlite_url: str) -> AsyncIterator[Database]:
+    """The same on SQLite only (what only SQLite has: the audit writer process)."""
+    async with _migrated(sqlite_url) as database:
+        yield database

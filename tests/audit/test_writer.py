@@ -26,16 +26,6 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-async def sqlite_db(sqlite_url: str) -> AsyncIterator[Database]:
-    database = Database.open(sqlite_url)
-    try:
-        await database.upgrade()
-        yield database
-    finally:
-        await database.close()
-
-
-@pytest.fixture
 async def audit(sqlite_db: Database) -> AsyncIterator[AuditLog]:
     log = AuditLog(sqlite_db, FixedClock(T0), EventBus(), writer_process=True)
     await log.start()
