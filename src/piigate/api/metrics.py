@@ -2,33 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from bisect import bisect_left
+from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 from piigate.model import Decision
 
-__all__ = ["Metrics"]
+__all__ = ["DecisionCounts", "Metrics"]
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.decisions = Counter(
-            "piigate_decisions_total", "Decisions by outcome", ["outcome"], registry=self.registry
-        )
-        self.rule_hits = Counter(
-            "piigate_decision_rules_total",
-            "Rules that produced a decision, by rule and outcome",
-            ["rule", "outcome"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "piigate_decision_seconds",
-            "Time to decide, including the audit commit",
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
-            registry=self.registry,
-        )
+        self.decisions = DecisionCounts()
+        self.registry.register(self.decisions)
         self.policy_loaded = Gauge(
             "piigate_policy_loaded", "1 when a policy is in force", registry=self.registry
         )
@@ -39,21 +34,61 @@ class Metrics:
             "piigate_logins_total", "Local logins by result", ["result"], registry=self.registry
         )
 
-        # The labelled children, by label values: ``labels()`` validates and locks on every
-        # call, which showed on the decision hot path. Bounded by the outcomes and the rules
-        # of the policies loaded (rule names only ever come from a policy, never a request).
-        self._by_outcome: dict[str, Any] = {}
-        self._by_rule: dict[tuple[str, str], Any] = {}
+    def observe(self, decision: Decision, seconds: float) -> None:
+        self.decisions.observe(decision, seconds)
+
+
+class DecisionCounts:
+    """The decision metrics, counted in plain integers and exported when scraped.
+
+    Every decision bumps its outcome, each of its rules and a latency bucket. Through
+    ``prometheus_client``'s counters that was a lock and a method call per count, several per
+    decision on the hot path; here it is a few dict updates. Counting happens on the event loop
+    only; a scrape (in any thread) reads a snapshot of each dict. Rule names only ever come
+    from a loaded policy, never from a request, so the label sets stay bounded.
+    """
+
+    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.buckets = buckets
+        self.by_outcome: dict[str, int] = {}
+        self.by_rule: dict[tuple[str, str], int] = {}
+        self.latency_counts = [0] * (len(buckets) + 1)  # the last one is +Inf
+        self.latency_sum = 0.0
 
     def observe(self, decision: Decision, seconds: float) -> None:
         outcome = decision.outcome.value
-        child = self._by_outcome.get(outcome)
-        if child is None:
-            child = self._by_outcome[outcome] = self.decisions.labels(outcome)
-        child.inc()
+        by_outcome = self.by_outcome
+        by_outcome[outcome] = by_outcome.get(outcome, 0) + 1
+        by_rule = self.by_rule
         for rule in decision.rules:
-            hit = self._by_rule.get((rule, outcome))
-            if hit is None:
-                hit = self._by_rule[(rule, outcome)] = self.rule_hits.labels(rule, outcome)
-            hit.inc()
-        self.latency.observe(seconds)
+            key = (rule, outcome)
+            by_rule[key] = by_rule.get(key, 0) + 1
+        self.latency_counts[bisect_left(self.buckets, seconds)] += 1
+        self.latency_sum += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        decisions = CounterMetricFamily(
+            "piigate_decisions", "Decisions by outcome", labels=["outcome"]
+        )
+        for outcome, count in sorted(list(self.by_outcome.items())):
+            decisions.add_metric([outcome], count)
+        yield decisions
+        rules = CounterMetricFamily(
+            "piigate_decision_rules",
+            "Rules that produced a decision, by rule and outcome",
+            labels=["rule", "outcome"],
+        )
+        for (rule, outcome), count in sorted(list(self.by_rule.items())):
+            rules.add_metric([rule, outcome], count)
+        yield rules
+        counts, total = list(self.latency_counts), self.latency_sum
+        cumulative, running = [], 0
+        for bound, count in zip((*self.buckets, float("inf")), counts, strict=True):
+            running += count
+            cumulative.append(("+Inf" if bound == float("inf") else repr(bound), running))
+        yield HistogramMetricFamily(
+            "piigate_decision_seconds",
+            "Time to decide, including the audit commit",
+            buckets=cumulative,
+            sum_value=total,
+        )
