@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 from api_support import Node, bearer, decision_body
+from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
-from piigate.api.routes.decisions import LeanDecisions
+from piigate.api.routes.decisions import DecisionResponse, LeanDecisions
 
 # Ids differ between two decisions; everything else must not.
 _VOLATILE = {"decision_id", "challenge"}
@@ -162,3 +163,16 @@ async def test_errors_after_the_plain_checks_are_the_apps_problems(
     assert response.json()["instance"] == "/v1/decisions"
     assert "auth_time" in response.json()["detail"]
     assert spy.calls == 0  # answered on the lean path by the app's own handler
+
+
+def test_decisions_render_as_starlette_would() -> None:
+    body = {
+        "decision_id": "dec_x",
+        "outcome": "step_up",
+        "rules": ["lire-les-numéros", "名前", 'quote " and \\ back', "line\nbreak\u2028"],
+        "mask": [],
+        "risk": {"score": 45, "signals": ["new_device"]},
+        "required": {"level": "aal2", "max_age": 0, "binding": None},
+        "challenge": {"id": "chl_x", "expires_at": 1780000000},
+    }
+    assert DecisionResponse(body).body == JSONResponse(body).body

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic_core import to_json
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,22 +39,33 @@ ROLES = frozenset({"admin"})
 AUTH_TIME_SKEW = 60
 
 
+class DecisionResponse(JSONResponse):
+    """A decision as compact UTF-8 JSON, rendered by pydantic-core's serializer.
+
+    The same bytes as Starlette's ``json.dumps`` rendering for these bodies (plain strings,
+    integers, lists, maps), in a fifth of the time; the lean path renders with it too.
+    """
+
+    def render(self, content: Any) -> bytes:
+        return to_json(content)
+
+
 @router.post(
     PATH,
     summary="Decide whether a request may touch PII",
-    response_class=JSONResponse,
+    response_class=DecisionResponse,
     responses={200: {"description": "The decision (CONTRACT §4.2)"}},
 )
 async def create_decision(
     body: DecisionRequestIn,
     request: Request,
     principal: Annotated[Principal, Depends(require_scope(SCOPE, roles=ROLES))],
-) -> JSONResponse:
+) -> DecisionResponse:
     services = get_services(request)
     access = _access_request(body, services)
     # A plain JSON response: the body is built from our own dataclasses, so re-validating it
     # against an inferred response model would only cost time on the hot path.
-    return JSONResponse(await _decide(services, access, principal.id))
+    return DecisionResponse(await _decide(services, access, principal.id))
 
 
 def _access_request(body: DecisionRequestIn, services: Services) -> AccessRequest:
@@ -80,9 +92,6 @@ async def _decide(services: Services, access: AccessRequest, requested_by: str) 
 
 
 # -- the lean path ----------------------------------------------------------------------------
-
-# Starlette's JSONResponse.render, prebuilt: the same bytes for the same body.
-_RENDER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
 
 
 class LeanDecisions:
@@ -137,7 +146,7 @@ class LeanDecisions:
         except Exception as error:
             await self._problem(scope, receive, send, error)
             return
-        payload = _RENDER.encode(answer).encode("utf-8")
+        payload = to_json(answer)
         await send(
             {
                 "type": "http.response.start",
