@@ -677,3 +677,39 @@ def test_trace_explains_each_rule() -> None:
     result = run(policy(COMBINE), request("update", ["ssn", "passport"]), proof("aal2"))
     statuses = {t.rule: t.status for t in result.trace}
     assert statuses == {"a": RuleStatus.MET, "d": RuleStatus.REQUIRES}
+
+
+class _CountingBinding:
+    """A binding given as a function (as the engine gives it), counting how often it is read."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        return self.value
+
+
+def test_the_binding_is_not_read_unless_something_binds() -> None:
+    binding = _CountingBinding(BINDING)
+    risk = RiskAssessment()
+    idp = [proof("aal1", 10)]
+    result = evaluate(
+        policy(FIVE_MINUTES), request("update", ["ssn"]), risk, idp, now=NOW, binding=binding
+    )
+    assert result.outcome is Outcome.STEP_UP
+    assert result.required is not None and result.required.binding is None
+    assert binding.calls == 0
+
+
+@pytest.mark.parametrize("presented", ["none", "same", "other"])
+def test_a_binding_function_decides_as_the_digest_itself(presented: str) -> None:
+    proofs = {
+        "none": [],
+        "same": [proof("aal2", source="grant", binding=BINDING, grant_id="g1")],
+        "other": [proof("aal2", source="grant", binding=OTHER_BINDING, grant_id="g1")],
+    }[presented]
+    compiled, req, risk = policy(BOUND), request("delete", ["ssn"]), RiskAssessment()
+    lazy = evaluate(compiled, req, risk, proofs, now=NOW, binding=_CountingBinding(BINDING))
+    assert lazy == evaluate(compiled, req, risk, proofs, now=NOW, binding=BINDING)

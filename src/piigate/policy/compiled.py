@@ -31,8 +31,8 @@ class CompiledPolicy:
     acr_to_level: Mapping[str, str]
     buckets: Mapping[str, _Bucket]
     programs: Mapping[str, cel.Program] = field(default_factory=dict)
-    # Top-level request fields each CEL program reads (see cel_fields()).
-    cel_fields: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # The request fields each CEL program reads, and which of their keys (see cel_selection()).
+    cel_fields: Mapping[str, Mapping[str, frozenset[str] | None]] = field(default_factory=dict)
     factor_ranks: Mapping[FactorKind, int] = field(default_factory=dict)
 
     @property
@@ -78,7 +78,7 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
             acr_to_level[alias] = level.name
     buckets = {action.value: _bucket(policy.rules, action.value) for action in Action}
     programs = {rule.name: cel.compile(rule.when.expr) for rule in policy.rules if rule.when.expr}
-    fields = {rule.name: cel_fields(rule.when.expr) for rule in policy.rules if rule.when.expr}
+    fields = {rule.name: cel_selection(rule.when.expr) for rule in policy.rules if rule.when.expr}
     factor_ranks = {kind: ranks[f.level] for kind, f in policy.factors.items()}
     return CompiledPolicy(
         policy=policy,
@@ -96,17 +96,41 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
 CEL_FIELDS = frozenset(
     {"subject", "action", "pii", "resource", "context", "session", "transaction", "risk"}
 )
-_FIELD_REF = re.compile(r"\brequest\s*\.\s*([A-Za-z_]\w*)")
+# ``request.X``, and the ``.y`` selected from it if there is one (with ``(`` when ``.y`` is a call).
+_FIELD_REF = re.compile(r"\brequest\s*\.\s*([A-Za-z_]\w*)(?:\s*\.\s*([A-Za-z_]\w*)(\s*\()?)?")
 _OTHER_REF = re.compile(r"\brequest\b(?!\s*\.)")
 
 
 def cel_fields(source: str) -> frozenset[str]:
     """The request fields a CEL source reads: ``request.X`` references, or every field when it
     uses ``request`` any other way (indexing, passing it whole), so nothing is ever missing."""
+    return frozenset(cel_selection(source))
+
+
+def cel_selection(source: str) -> dict[str, frozenset[str] | None]:
+    """:func:`cel_fields`, each with the keys the source selects from it (None: all of them).
+
+    Converting a value into CEL costs microseconds per string and map, so a program gets only
+    what its source can reach. A field keeps only its keys when every use of it in the source
+    is a plain field selection ``request.X.y``; any other use -- the map whole
+    (``request.X == {...}``, ``size(request.X)``, ``request.X["y"]``, ``request.X.?y``) or a
+    method or macro on it (``request.X.exists(k, ...)`` ranges over its keys) -- keeps it whole.
+    A key named in a comment or a string literal is only kept needlessly.
+    """
     if _OTHER_REF.search(source):
-        return CEL_FIELDS
-    named = frozenset(_FIELD_REF.findall(source)) & CEL_FIELDS
-    return named if named else CEL_FIELDS
+        return dict.fromkeys(CEL_FIELDS)
+    selected: dict[str, set[str] | None] = {}
+    for name, key, call in _FIELD_REF.findall(source):
+        if name not in CEL_FIELDS:
+            continue
+        keys = selected.setdefault(name, set())
+        if not key or call:
+            selected[name] = None
+        elif keys is not None:
+            keys.add(key)
+    if not selected:
+        return dict.fromkeys(CEL_FIELDS)
+    return {name: None if keys is None else frozenset(keys) for name, keys in selected.items()}
 
 
 def _bucket(rules: Iterable[Rule], action: str) -> _Bucket:

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,9 +48,15 @@ def evaluate(
     proven: Sequence[ProvenLevel],
     *,
     now: datetime,
-    binding: str,
+    binding: str | Callable[[], str],
 ) -> Evaluation:
+    """Combine the rules that match ``request`` (CONTRACT §2).
+
+    ``binding`` is the request's binding digest, or a function giving it: it is read only when
+    a bound grant is presented or a rule binds its step-up to the request (``max_age: 0``).
+    """
     trace: list[RuleTrace] = []
+    digest = _constant(binding) if isinstance(binding, str) else binding
     matched = _matching_rules(policy, request, risk, trace)
 
     denies = [rule for rule in matched if rule.deny is not None]
@@ -86,7 +92,7 @@ def evaluate(
     used: dict[int, ProvenLevel] = {}
     for rule in matched:
         assert rule.require is not None
-        proof = _satisfying_proof(policy, rule.require, request, ordered, now=now, binding=binding)
+        proof = _satisfying_proof(policy, rule.require, request, ordered, now=now, binding=digest)
         if proof is None:
             trace.append(RuleTrace(rule.name, RuleStatus.REQUIRES, _describe(rule.require)))
             left.append(rule)
@@ -104,7 +110,7 @@ def evaluate(
             trace=tuple(trace),
         )
 
-    required, reason = _combine(policy, left, binding)
+    required, reason = _combine(policy, left, digest)
     names = tuple(r.name for r in left)
     if all(rule.otherwise is Otherwise.MASK for rule in left):
         mask: set[str] = set()
@@ -151,11 +157,15 @@ def _matching_rules(
         if when.expr is not None:
             if cel_request is None:
                 cel_request = {}
-            fields = policy.cel_fields.get(rule.name, CEL_FIELDS)
-            for name in fields:
-                if name not in cel_request:
-                    cel_request[name] = _CEL_FIELDS[name](request, risk)
-            view = {name: cel_request[name] for name in fields}
+            fields = policy.cel_fields.get(rule.name, _WHOLE)
+            view: dict[str, Any] = {}
+            for name, keys in fields.items():
+                value = cel_request.get(name)
+                if value is None:
+                    value = cel_request[name] = _CEL_FIELDS[name](request, risk)
+                if keys is not None and isinstance(value, dict):
+                    value = {key: value[key] for key in keys if key in value}
+                view[name] = value
             try:
                 result = policy.programs[rule.name].execute({"request": view})
             except Exception as exc:
@@ -182,14 +192,14 @@ def _satisfying_proof(
     proven: Sequence[ProvenLevel],
     *,
     now: datetime,
-    binding: str,
+    binding: Callable[[], str],
 ) -> ProvenLevel | None:
     needed = policy.ranks[require.level]
     for proof in proven:
         rank = policy.ranks.get(proof.level)
         if rank is None or rank < needed:
             continue
-        if proof.binding is not None and not hmac.compare_digest(proof.binding, binding):
+        if proof.binding is not None and not hmac.compare_digest(proof.binding, binding()):
             continue  # a bound grant is good for its own request only
         if proof.scope and not grant_covers(proof.scope, request):
             continue
@@ -218,7 +228,7 @@ def grant_covers(scope: frozenset[tuple[str, str]], request: AccessRequest) -> b
 
 
 def _combine(
-    policy: CompiledPolicy, left: Sequence[Rule], binding: str
+    policy: CompiledPolicy, left: Sequence[Rule], binding: Callable[[], str]
 ) -> tuple[Requirement | None, str | None]:
     requires = [rule.require for rule in left if rule.require is not None]
     level = max((r.level for r in requires), key=lambda name: policy.ranks[name])
@@ -237,11 +247,15 @@ def _combine(
             acr_values=policy.acr_values(level),
             max_age=max_age,
             methods=tuple(methods),
-            binding=binding if max_age == 0 else None,
+            binding=binding() if max_age == 0 else None,
             scope=tuple(sorted({s for r in requires for s in r.scope})),
         ),
         None,
     )
+
+
+def _constant(value: str) -> Callable[[], str]:
+    return lambda: value
 
 
 def _covered(rule: Rule, pii: frozenset[str]) -> frozenset[str]:
@@ -290,15 +304,4 @@ _CEL_FIELDS: dict[str, Callable[[AccessRequest, RiskAssessment], Any]] = {
     "risk": lambda _, risk: {"score": risk.score, "signals": sorted(risk.signal_names)},
 }
 assert frozenset(_CEL_FIELDS) == CEL_FIELDS
-
-
-def cel_view(
-    request: AccessRequest, risk: RiskAssessment, fields: Iterable[str] | None = None
-) -> dict[str, Any]:
-    """The request as CEL sees it: plain maps and lists, amounts as doubles.
-
-    Converting values into CEL costs time in proportion to their size, so a program gets only
-    the top-level fields its source names (``fields``; None = all).
-    """
-    names = CEL_FIELDS if fields is None else fields
-    return {name: _CEL_FIELDS[name](request, risk) for name in names}
+_WHOLE: dict[str, frozenset[str] | None] = dict.fromkeys(CEL_FIELDS)

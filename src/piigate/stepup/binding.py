@@ -13,7 +13,7 @@ import json
 
 from piigate.model import AccessRequest
 
-__all__ = ["binding_digest"]
+__all__ = ["LazyBinding", "binding_digest"]
 
 
 def binding_digest(request: AccessRequest) -> str:
@@ -32,3 +32,23 @@ def binding_digest(request: AccessRequest) -> str:
 # json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False), built once:
 # the engine computes a digest for every decision.
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class LazyBinding:
+    """:func:`binding_digest` of one request, computed the first time it is asked for.
+
+    The engine passes this to the evaluation of every decision, but only a rule bound to its
+    request (``max_age: 0``) or a bound grant ever reads it, so most decisions never pay for the
+    canonical JSON and its hash.
+    """
+
+    __slots__ = ("_digest", "_request")
+
+    def __init__(self, request: AccessRequest) -> None:
+        self._request = request
+        self._digest: str | None = None
+
+    def __call__(self) -> str:
+        if self._digest is None:
+            self._digest = binding_digest(self._request)
+        return self._digest

@@ -36,7 +36,7 @@ from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.evaluate import Evaluation, evaluate
 from piigate.policy.holder import PolicyHolder
 from piigate.risk.port import RiskEngine
-from piigate.stepup.binding import binding_digest
+from piigate.stepup.binding import LazyBinding
 from piigate.stepup.ports import AuditSink, ChallengeStore, GrantLedger
 
 __all__ = ["AMR_METHODS", "Engine", "GrantVerifier", "Outcome", "new_id"]
@@ -163,7 +163,7 @@ class Engine:
 
         risk, risk_failed = await self._assess(request, now=now)
         collected = self._collect_proofs(compiled, request, now=now)
-        binding = binding_digest(request)
+        binding = LazyBinding(request)
         result = evaluate(compiled, request, risk, collected.proven, now=now, binding=binding)
         result = await self._spend_bound_grants(
             compiled, request, risk, collected, result, now, binding
@@ -266,7 +266,7 @@ class Engine:
         collected: _Collected,
         result: Evaluation,
         now: datetime,
-        binding: str,
+        binding: LazyBinding,
     ) -> Evaluation:
         """A bound grant is single use: spend it atomically, and if it was already spent
         evaluate again without it (so a replay gets the step-up, not the allow)."""
