@@ -39,6 +39,7 @@ async def explain_request(policy_file: str, data: Any) -> dict[str, Any]:
         challenges=MemoryChallenges(),
         audit=MemoryAudit(),
         clock=SystemClock(),
+        explain=True,
     )
     decision = await engine.decide(request)
     header = None

@@ -351,3 +351,18 @@ def test_decision_shape(
         assert result.reason
     # Whatever allowed it is among what was presented.
     assert all(p in proven for p in result.used)
+
+
+@SETTINGS
+@given(rule_lists, requests, risks, st.lists(proofs, max_size=3))
+def test_the_engines_untraced_evaluation_decides_the_same(
+    specs: list[tuple[Match, Require | None, str | None, Otherwise]],
+    request: AccessRequest,
+    risk: RiskAssessment,
+    proven: list[ProvenLevel],
+) -> None:
+    compiled = compile_policy(build(specs))
+    traced = decide(compiled, request, risk, proven)
+    lean = evaluate(compiled, request, risk, proven, now=NOW, binding=BINDING, explain=False)
+    assert lean.trace == ()
+    assert lean == dataclasses.replace(traced, trace=())

@@ -20,6 +20,7 @@ from piigate.model import (
     Outcome,
     Resource,
     RiskAssessment,
+    RuleStatus,
     SessionAuth,
     Subject,
     Transaction,
@@ -468,3 +469,15 @@ async def test_level_names_are_not_acr_values(world: World) -> None:
     assert decision.outcome is Outcome.STEP_UP
     aliased = SessionAuth(acr="urn:okta:loa:2fa:any", auth_time=T0)
     assert (await world.engine.decide(read("phone", aliased))).outcome is Outcome.ALLOW
+
+
+async def test_decisions_carry_a_trace_only_when_explaining(world: World) -> None:
+    served = await world.engine.decide(delete_ssn())
+    assert served.outcome is Outcome.STEP_UP
+    assert served.trace == ()  # the service's hot path describes nothing it does not return
+    world.engine.explain = True
+    explained = await world.engine.decide(delete_ssn())
+    assert explained.outcome is Outcome.STEP_UP
+    assert [(t.rule, t.status) for t in explained.trace] == [
+        (rule, RuleStatus.REQUIRES) for rule in explained.rules
+    ]

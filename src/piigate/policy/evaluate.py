@@ -49,25 +49,29 @@ def evaluate(
     *,
     now: datetime,
     binding: str | Callable[[], str],
+    explain: bool = True,
 ) -> Evaluation:
     """Combine the rules that match ``request`` (CONTRACT §2).
 
     ``binding`` is the request's binding digest, or a function giving it: it is read only when
     a bound grant is presented or a rule binds its step-up to the request (``max_age: 0``).
+    With ``explain`` false the evaluation carries no trace (the engine's hot path: only
+    ``policy explain`` shows it, and describing each rule costs time on every decision).
     """
-    trace: list[RuleTrace] = []
+    trace: list[RuleTrace] | None = [] if explain else None
     digest = _constant(binding) if isinstance(binding, str) else binding
     matched = _matching_rules(policy, request, risk, trace)
 
     denies = [rule for rule in matched if rule.deny is not None]
     if denies:
-        for rule in denies:
-            trace.append(RuleTrace(rule.name, RuleStatus.DENIES, rule.deny or ""))
+        if trace is not None:
+            for rule in denies:
+                trace.append(RuleTrace(rule.name, RuleStatus.DENIES, rule.deny or ""))
         return Evaluation(
             Outcome.DENY,
             rules=tuple(r.name for r in denies),
             reason=denies[0].deny,
-            trace=tuple(trace),
+            trace=_traced(trace),
         )
 
     missing: set[str] = set()
@@ -83,7 +87,7 @@ def evaluate(
             rules=names,
             reason="insufficient scope",
             missing_scope=tuple(sorted(missing)),
-            trace=tuple(trace),
+            trace=_traced(trace),
         )
 
     # Prefer reusable proofs, so a single-use bound grant is only spent when nothing else does.
@@ -94,12 +98,13 @@ def evaluate(
         assert rule.require is not None
         proof = _satisfying_proof(policy, rule.require, request, ordered, now=now, binding=digest)
         if proof is None:
-            trace.append(RuleTrace(rule.name, RuleStatus.REQUIRES, _describe(rule.require)))
+            if trace is not None:
+                trace.append(RuleTrace(rule.name, RuleStatus.REQUIRES, _describe(rule.require)))
             left.append(rule)
         else:
-            trace.append(
-                RuleTrace(rule.name, RuleStatus.MET, f"met by {proof.source} {proof.level}")
-            )
+            if trace is not None:
+                detail = f"met by {proof.source} {proof.level}"
+                trace.append(RuleTrace(rule.name, RuleStatus.MET, detail))
             used[id(proof)] = proof
 
     if not left:
@@ -107,7 +112,7 @@ def evaluate(
             Outcome.ALLOW,
             rules=tuple(r.name for r in matched),
             used=tuple(used.values()),
-            trace=tuple(trace),
+            trace=_traced(trace),
         )
 
     required, reason = _combine(policy, left, digest)
@@ -122,15 +127,18 @@ def evaluate(
             mask=frozenset(mask),
             required=required,
             used=tuple(used.values()),
-            trace=tuple(trace),
+            trace=_traced(trace),
         )
     if required is None:
-        return Evaluation(Outcome.DENY, rules=names, reason=reason, trace=tuple(trace))
-    return Evaluation(Outcome.STEP_UP, rules=names, required=required, trace=tuple(trace))
+        return Evaluation(Outcome.DENY, rules=names, reason=reason, trace=_traced(trace))
+    return Evaluation(Outcome.STEP_UP, rules=names, required=required, trace=_traced(trace))
 
 
 def _matching_rules(
-    policy: CompiledPolicy, request: AccessRequest, risk: RiskAssessment, trace: list[RuleTrace]
+    policy: CompiledPolicy,
+    request: AccessRequest,
+    risk: RiskAssessment,
+    trace: list[RuleTrace] | None,
 ) -> list[Rule]:
     matched: list[Rule] = []
     cel_request: dict[str, Any] | None = None
@@ -171,12 +179,15 @@ def _matching_rules(
             except Exception as exc:
                 # Fail closed: a condition that cannot be evaluated counts as matching, so a deny
                 # rule denies and a require rule demands its step-up.
-                trace.append(RuleTrace(rule.name, RuleStatus.EXPR_ERROR, type(exc).__name__))
+                if trace is not None:
+                    trace.append(RuleTrace(rule.name, RuleStatus.EXPR_ERROR, type(exc).__name__))
                 matched.append(rule)
                 continue
             if not isinstance(result, bool):
                 # A condition that is not a condition (a string, a number) fails closed too.
-                trace.append(RuleTrace(rule.name, RuleStatus.EXPR_ERROR, type(result).__name__))
+                if trace is not None:
+                    status = RuleStatus.EXPR_ERROR
+                    trace.append(RuleTrace(rule.name, status, type(result).__name__))
                 matched.append(rule)
                 continue
             if not result:
@@ -252,6 +263,10 @@ def _combine(
         ),
         None,
     )
+
+
+def _traced(trace: list[RuleTrace] | None) -> tuple[RuleTrace, ...]:
+    return () if trace is None else tuple(trace)
 
 
 def _constant(value: str) -> Callable[[], str]:

@@ -142,7 +142,10 @@ class Engine:
         audit: AuditSink,
         clock: Clock,
         ids: Callable[[str], str] = new_id,
+        explain: bool = False,
     ) -> None:
+        """``explain``: decisions carry the evaluation's rule-by-rule trace (``policy explain``);
+        off, the hot path does not describe every rule it looks at."""
         self.policy = policy
         self.risk = risk
         self.grants = grants
@@ -151,6 +154,7 @@ class Engine:
         self.audit = audit
         self.clock = clock
         self.ids = ids
+        self.explain = explain
 
     async def decide(self, request: AccessRequest, *, requested_by: str | None = None) -> Decision:
         now = self.clock.now()
@@ -164,7 +168,15 @@ class Engine:
         risk, risk_failed = await self._assess(request, now=now)
         collected = self._collect_proofs(compiled, request, now=now)
         binding = LazyBinding(request)
-        result = evaluate(compiled, request, risk, collected.proven, now=now, binding=binding)
+        result = evaluate(
+            compiled,
+            request,
+            risk,
+            collected.proven,
+            now=now,
+            binding=binding,
+            explain=self.explain,
+        )
         result = await self._spend_bound_grants(
             compiled, request, risk, collected, result, now, binding
         )
@@ -284,7 +296,9 @@ class Engine:
             if not replayed:
                 return result
             proven = [p for p in proven if p not in replayed]
-            result = evaluate(compiled, request, risk, proven, now=now, binding=binding)
+            result = evaluate(
+                compiled, request, risk, proven, now=now, binding=binding, explain=self.explain
+            )
         return result
 
     def _challenge(
