@@ -99,6 +99,64 @@ async def test_a_killed_child_fails_at_most_its_batch_and_is_replaced(audit: Aud
     assert all(stored[e.seq] == e.hash for e in acknowledged if e.seq is not None)
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["/nonexistent/python"], [sys.executable, "-c", "import sys; sys.exit(3)"]],
+    ids=["cannot-exec", "exits-at-once"],
+)
+async def test_a_child_that_cannot_be_replaced_leaves_the_log_on_a_thread(
+    audit: AuditLog,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    command: list[str],
+) -> None:
+    first = await audit.append(event(1))
+    os.kill(writer_pid(audit), signal.SIGKILL)
+    monkeypatch.setattr(writer_module, "child_command", lambda url: command)
+    outcomes: list[AuditEvent | None] = []
+    for n in range(2, 5):
+        try:
+            outcomes.append(await audit.append(event(n)))
+        except StoreUnavailable:
+            outcomes.append(None)  # the batch the dead child held: not acknowledged
+    # At most the dead child's batch is lost; the next one is written from a thread.
+    assert outcomes.count(None) <= 1
+    assert outcomes[-1] is not None
+    assert audit._process is None
+    assert "writing from a thread" in caplog.text
+    report = await audit.verify()
+    assert report.ok, report
+    acknowledged = [e for e in [first, *outcomes] if e is not None]
+    stored = {e.seq: e.hash for e in await audit.list_events()}
+    assert all(stored[e.seq] == e.hash for e in acknowledged if e.seq is not None)
+
+
+async def test_a_child_that_reports_a_store_failure_is_not_replaced_by_a_thread(
+    audit: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store the child cannot open is the store's failure: the batch fails (no thread would
+    do better), and the log keeps to its process for when the store is back."""
+    await audit.append(event(1))
+    os.kill(writer_pid(audit), signal.SIGKILL)
+    reports = [sys.executable, "-c", _REPORTS_AN_ERROR]
+    monkeypatch.setattr(writer_module, "child_command", lambda url: reports)
+    for n in range(2, 4):
+        with pytest.raises(StoreUnavailable):
+            await audit.append(event(n))
+    assert audit._process is not None
+    monkeypatch.undo()
+    assert (await audit.append(event(4))).seq is not None
+    assert writer_pid(audit) > 0
+
+
+# A child that starts but reports that it cannot open the store, as main() does.
+_REPORTS_AN_ERROR = (
+    "import pickle, struct, sys; "
+    "p = pickle.dumps(('error', 'OperationalError')); "
+    "sys.stdout.buffer.write(struct.pack('>I', len(p)) + p); sys.stdout.flush()"
+)
+
+
 async def test_the_child_ignores_interrupts_meant_for_its_server(audit: AuditLog) -> None:
     pid = writer_pid(audit)
     os.kill(pid, signal.SIGINT)  # Ctrl-C reaches the whole process group

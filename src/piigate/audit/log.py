@@ -34,7 +34,7 @@ from piigate.audit.chain import (
     ChainVerifier,
     canonical_form,
 )
-from piigate.audit.writer import ProcessWriter
+from piigate.audit.writer import ProcessWriter, WriterUnavailable
 from piigate.clock import Clock
 from piigate.model import AuditEvent
 from piigate.store._sql import utc
@@ -235,10 +235,20 @@ class AuditLog:
 
     async def _write(self, batch: list[_Pending]) -> list[AuditEvent | None]:
         items = [pending.item for pending in batch]
-        links: list[Link | None]
+        links: list[Link | None] | None = None
         if self._process is not None:
-            links = await self._process.write(items)
-        else:
+            try:
+                links = await self._process.write(items)
+            except WriterUnavailable as error:
+                # No child could be started again after one was lost: nothing of this batch
+                # reached a store, so it and the rest are written from a thread.
+                _logger.warning(
+                    "audit writer process unavailable, writing from a thread: %s", error
+                )
+                self._want_process = False
+                process, self._process = self._process, None
+                await process.stop()
+        if links is None:
             links = await self.db.run_durable(
                 functools.partial(write_batch, items, self.db.dialect)
             )

@@ -19,7 +19,9 @@ the process group must not cut off the parent's final flush.
 Durability is unchanged: the child commits with ``synchronous=FULL`` (``Database.run_durable``)
 before answering, and the parent acknowledges nothing before the answer. A child that dies
 mid-batch fails that batch with ``StoreUnavailable`` (its events may or may not be in the
-chain; they were not acknowledged); the next batch starts a new child.
+chain; they were not acknowledged); the next batch starts a new child. A child that cannot be
+started at all (``WriterUnavailable``: the interpreter will not run, or it dies before it can
+report) has seen nothing of the batch, so the log writes that batch and the rest from a thread.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from piigate.model import AuditEvent
 from piigate.store.db import Database, StoreUnavailable
 from piigate.store.tables import metadata
 
-__all__ = ["ProcessWriter", "child_command", "main"]
+__all__ = ["ProcessWriter", "WriterUnavailable", "child_command", "main"]
 
 _logger = logging.getLogger(__name__)
 
@@ -49,6 +51,10 @@ _LENGTH = struct.Struct("!I")
 # What crosses the pipe for one item: (type, at, subject_id) or None, the canonical text, and
 # the rows as (table name, row). Tables go by name: the child looks them up in the metadata.
 _Wire = tuple[tuple[str, Any, str | None] | None, str, tuple[tuple[str, Any], ...]]
+
+
+class WriterUnavailable(StoreUnavailable):
+    """The child could not be started (not a store failure); nothing of the batch was sent."""
 
 
 class ProcessWriter:
@@ -117,9 +123,12 @@ class ProcessWriter:
                 stdout=asyncio.subprocess.PIPE,
             )
         except OSError as error:
-            raise StoreUnavailable("the audit writer process could not be started") from error
+            raise WriterUnavailable("the audit writer process could not be started") from error
         try:
             status, value = await asyncio.wait_for(_read_frame(proc), self.start_timeout)
+        except asyncio.IncompleteReadError as error:  # it exited without a word
+            await _kill(proc)
+            raise WriterUnavailable("the audit writer process did not start") from error
         except BaseException as error:
             await _kill(proc)
             if isinstance(error, Exception):
