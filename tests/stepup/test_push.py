@@ -59,11 +59,8 @@ from piigate.risk.recorded import RecordedRisk
 from piigate.stepup.devices import DeviceRejected, EnrollmentRejected, SignedRequest
 from piigate.stepup.enrollment import FactorEnrollment
 from piigate.stepup.push import PushCeremony, PushDecision
-from piigate.stepup.verification import (
-    VerificationRejected,
-    VerificationThrottled,
-    Verifier,
-)
+from piigate.stepup.verdicts import VerificationRejected, VerificationThrottled
+from piigate.stepup.verification import Verifier
 from piigate.store import Database, Store
 from piigate.store.ports import SqlChallenges
 

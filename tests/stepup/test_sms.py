@@ -39,13 +39,8 @@ from piigate.stepup.enrollment import FactorEnrollment
 from piigate.stepup.factor_ports import factor_aad
 from piigate.stepup.sms import MAX_CODE_LIFETIME, SentCode, SmsCeremony, SmsLimits
 from piigate.stepup.sms_codes import SmsCheck
-from piigate.stepup.verification import (
-    IssuedGrant,
-    Proof,
-    VerificationRejected,
-    VerificationThrottled,
-    Verifier,
-)
+from piigate.stepup.verdicts import IssuedGrant, Proof, VerificationRejected, VerificationThrottled
+from piigate.stepup.verification import Verifier
 from piigate.store import Database, Store
 from piigate.store.ports import SqlChallenges
 

@@ -27,13 +27,8 @@ from piigate.stepup.checks import TotpCheck
 from piigate.stepup.enrollment import FactorEnrollment
 from piigate.stepup.factor_ports import factor_aad
 from piigate.stepup.grants import verify_grant
-from piigate.stepup.verification import (
-    IssuedGrant,
-    Proof,
-    VerificationRejected,
-    VerificationThrottled,
-    Verifier,
-)
+from piigate.stepup.verdicts import IssuedGrant, Proof, VerificationRejected, VerificationThrottled
+from piigate.stepup.verification import Verifier
 from piigate.store import Database, Store
 from piigate.store.ports import SqlChallenges
 

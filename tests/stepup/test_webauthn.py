@@ -34,15 +34,15 @@ from piigate.policy.holder import PolicyHolder
 from piigate.stepup.enrollment import FactorEnrollment
 from piigate.stepup.factor_ports import FactorRecord
 from piigate.stepup.grants import verify_grant
-from piigate.stepup.verification import (
+from piigate.stepup.verdicts import (
     CheckFailed,
     IssuedGrant,
     Proof,
     VerificationFailure,
     VerificationRejected,
     VerificationThrottled,
-    Verifier,
 )
+from piigate.stepup.verification import Verifier
 from piigate.stepup.webauthn import (
     CEREMONIES_PER_CHALLENGE,
     CeremonyOptions,

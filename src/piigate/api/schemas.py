@@ -26,7 +26,7 @@ from piigate.model import (
 )
 from piigate.policy.compiled import CompiledPolicy
 from piigate.stepup.factor_ports import FactorRecord
-from piigate.stepup.verification import IssuedGrant, Proof
+from piigate.stepup.verdicts import IssuedGrant, Proof
 
 __all__ = [
     "CodeIn",

@@ -30,7 +30,8 @@ from piigate.policy.holder import PolicyHolder
 from piigate.policy.model import FactorKind as PolicyFactor
 from piigate.policy.model import FactorSettings
 from piigate.stepup.enrollment import FactorEnrollment
-from piigate.stepup.verification import VerificationFailure, Verifier
+from piigate.stepup.verdicts import VerificationFailure
+from piigate.stepup.verification import Verifier
 
 __all__ = ["APPROVAL", "Approvals", "PendingChallenges"]
 

@@ -35,7 +35,7 @@ from piigate.stepup.factor_ports import (
     factor_aad,
     totp_parameters,
 )
-from piigate.stepup.verification import (
+from piigate.stepup.verdicts import (
     CheckFailed,
     FactorCheck,
     Proof,

@@ -48,7 +48,7 @@ from piigate.stepup.factor_ports import (
     totp_parameters,
 )
 from piigate.stepup.grants import verify_grant
-from piigate.stepup.verification import VerificationFailure, VerificationRejected
+from piigate.stepup.verdicts import VerificationFailure, VerificationRejected
 
 __all__ = [
     "FRESH_GRANT_SECONDS",

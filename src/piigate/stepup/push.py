@@ -58,12 +58,8 @@ from piigate.stepup.factor_steps import (
     subject_counter_key,
     usable_factors,
 )
-from piigate.stepup.verification import (
-    VerificationFailure,
-    VerificationThrottled,
-    Verified,
-    Verifier,
-)
+from piigate.stepup.verdicts import VerificationFailure, VerificationThrottled, Verified
+from piigate.stepup.verification import Verifier
 
 __all__ = [
     "PUSH_AMR",

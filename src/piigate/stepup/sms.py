@@ -70,7 +70,8 @@ from piigate.stepup.sms_codes import (
     newest_code,
     normalised_code,
 )
-from piigate.stepup.verification import VerificationFailure, VerificationRejected, Verifier
+from piigate.stepup.verdicts import VerificationFailure, VerificationRejected
+from piigate.stepup.verification import Verifier
 
 __all__ = [
     "ENROLL_PURPOSE",

@@ -20,13 +20,7 @@ from piigate.crypto.keyring import DecryptionError, Keyring
 from piigate.crypto.secret import Secret
 from piigate.model import Challenge
 from piigate.stepup.factor_ports import CeremonyRecord, CeremonyRepo, FactorRecord
-from piigate.stepup.verification import (
-    CheckFailed,
-    FactorCheck,
-    Proof,
-    VerificationFailure,
-    Verified,
-)
+from piigate.stepup.verdicts import CheckFailed, FactorCheck, Proof, VerificationFailure, Verified
 
 __all__ = [
     "CEREMONY_SCAN",

@@ -62,7 +62,7 @@ from piigate.stepup.factor_ports import (
     FactorRepo,
 )
 from piigate.stepup.factor_steps import factor_settings, require_pending, seconds_left
-from piigate.stepup.verification import (
+from piigate.stepup.verdicts import (
     CheckFailed,
     FactorCheck,
     Proof,

@@ -1,0 +1,163 @@
+"""The vocabulary of verifying a challenge: what a client presents, why a proof is refused,
+and the :class:`FactorCheck` each factor kind implements (``stepup.checks``,
+``stepup.webauthn``, ``stepup.sms``). :class:`~piigate.stepup.verification.Verifier` runs the
+pipeline around them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from piigate.crypto.secret import Secret
+from piigate.errors import FactorRejected, TooManyRequests
+from piigate.model import Challenge, Grant
+from piigate.stepup.factor_ports import FactorRecord
+
+__all__ = [
+    "CheckFailed",
+    "FactorCheck",
+    "IssuedGrant",
+    "Proof",
+    "VerificationFailure",
+    "VerificationRejected",
+    "VerificationThrottled",
+    "Verified",
+    "most_telling",
+]
+
+# -- values -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Proof:
+    """What a client presents to a challenge: the factor kind and its answer — a code (TOTP,
+    SMS, recovery) or a WebAuthn ``PublicKeyCredential`` JSON."""
+
+    method: str
+    code: Secret[str] | None = None
+    # Not a secret (a signature over a single-use challenge), but kept out of reprs all the same.
+    credential: Mapping[str, Any] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedGrant:
+    """The signed grant token and the grant it carries."""
+
+    token: str = field(repr=False)
+    grant: Grant
+
+
+class VerificationFailure(StrEnum):
+    """Why a verification was refused: for the audit log, never for the client."""
+
+    WRONG_CODE = "wrong_code"
+    MALFORMED = "malformed"
+    REPLAYED = "replayed"
+    EXPIRED = "expired"
+    NOT_PENDING = "not_pending"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    NO_FACTOR = "no_factor"
+    LOCKED = "locked"
+    THROTTLED = "throttled"
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
+    FACTOR_UNREADABLE = "factor_unreadable"
+    # WebAuthn: the signature, origin, RP id, user verification or counter did not hold.
+    BAD_ASSERTION = "bad_assertion"
+    NO_USER_VERIFICATION = "no_user_verification"
+    SIGN_COUNT_REGRESSED = "sign_count_regressed"
+    # Push and approval by another person.
+    WRONG_NUMBER = "wrong_number"
+    DENIED = "denied"
+    SELF_APPROVAL = "self_approval"
+    NOT_APPROVER = "not_approver"
+
+
+class VerificationRejected(FactorRejected):
+    """Renders as the vague ``factor_rejected`` 401; ``reason`` is exact, for the audit."""
+
+    def __init__(self, reason: VerificationFailure) -> None:
+        super().__init__()
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"VerificationRejected({self.reason.value!r})"
+
+
+class VerificationThrottled(TooManyRequests):
+    """Every usable factor is in its failure back-off: 429 with ``Retry-After``, code unchecked."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after, "too many failed verifications; retry later")
+        self.reason = VerificationFailure.THROTTLED
+
+
+class CheckFailed(Exception):
+    """A factor check failed: becomes an audit event with ``reason`` and a vague 401."""
+
+    def __init__(self, reason: VerificationFailure, factor_id: str | None = None) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+        self.factor_id = factor_id
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A factor that proved itself: which one, its RFC 8176 ``amr`` values, and audit detail
+    (never a secret: a TOTP drift, the recovery codes left, a WebAuthn sign count)."""
+
+    factor: FactorRecord
+    amr: tuple[str, ...]
+    detail: Mapping[str, object] = field(default_factory=dict)
+
+
+class FactorCheck(ABC):
+    """How one kind of factor checks a proof (``stepup.checks``, ``stepup.webauthn``, ...).
+
+    ``check`` gets the subject's active factors of its kind, each already charged one failure;
+    it returns the factor that matched or raises :class:`CheckFailed`. ``succeeded`` runs after
+    the failures are cleared and before the challenge is approved.
+    """
+
+    amr: tuple[str, ...] = ()
+
+    @abstractmethod
+    async def check(
+        self,
+        challenge: Challenge,
+        proof: Proof,
+        factors: Sequence[FactorRecord],
+        now: datetime,
+    ) -> Verified: ...
+
+    async def succeeded(self, challenge: Challenge, verified: Verified) -> None:
+        return None
+
+
+# When several factors were tried, the audit names the most telling reason.
+_REASON_ORDER = (
+    VerificationFailure.REPLAYED,
+    VerificationFailure.SIGN_COUNT_REGRESSED,
+    VerificationFailure.NO_USER_VERIFICATION,
+    VerificationFailure.BAD_ASSERTION,
+    VerificationFailure.WRONG_CODE,
+    VerificationFailure.MALFORMED,
+    VerificationFailure.FACTOR_UNREADABLE,
+)
+
+
+def most_telling(
+    reasons: Sequence[tuple[VerificationFailure, str]],
+) -> tuple[VerificationFailure, str | None]:
+    """Of the reasons several factors failed for, the one the audit should name."""
+    for wanted in _REASON_ORDER:
+        for reason, factor_id in reasons:
+            if reason is wanted:
+                return reason, factor_id
+    if reasons:
+        return reasons[0]
+    return VerificationFailure.WRONG_CODE, None
