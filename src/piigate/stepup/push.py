@@ -36,7 +36,7 @@ import structlog
 from piigate.clock import Clock
 from piigate.crypto.keyring import DecryptionError, Keyring
 from piigate.errors import Conflict, NotFound, ServiceUnavailable, TooManyRequests
-from piigate.factors import FactorKind, FailurePolicy, lockout_state
+from piigate.factors import FactorKind
 from piigate.factors.push import new_push_number, numbers_match
 from piigate.model import Challenge, ChallengeState
 from piigate.policy.holder import PolicyHolder
@@ -58,7 +58,7 @@ from piigate.stepup.factor_steps import (
     subject_counter_key,
     usable_factors,
 )
-from piigate.stepup.verdicts import VerificationFailure, VerificationThrottled, Verified
+from piigate.stepup.verdicts import CheckFailed, VerificationFailure, Verified
 from piigate.stepup.verification import Verifier
 
 __all__ = [
@@ -425,54 +425,17 @@ class PushCeremony(PushDevices):
         now: datetime,
     ) -> ChallengeState:
         verifier = self.verifier
-        failures = FailurePolicy(
-            max_failures=settings.max_failures,
-            base_delay=verifier.base_delay,
-            max_delay=verifier.max_delay,
+
+        async def give_up() -> None:  # out of attempts: the push closes with its challenge
+            await self.store.close_ceremony(push.id, new="expired", now=now)
+
+        # As Verifier.verify does: count the attempt and charge the device *before* comparing.
+        _, attempts = await verifier.charge(
+            challenge, PUSH, [device], settings, now, factor_id=device.id, give_up=give_up
         )
-        state = lockout_state(device.failures, device.last_failure_at, now=now, policy=failures)
-        if state.permanently_locked:
-            await verifier.reject(challenge, PUSH, VerificationFailure.LOCKED, factor_id=device.id)
-        if state.locked:
-            await self.audit.record(
-                "verification_failed",
-                subject_id=challenge.subject_id,
-                data={
-                    "challenge_id": challenge.id,
-                    "method": PUSH,
-                    "reason": VerificationFailure.THROTTLED.value,
-                    "factor_id": device.id,
-                },
-            )
-            raise VerificationThrottled(state.retry_after)
-        # As in Verifier.verify: count the attempt and charge the factor *before* comparing.
-        attempts = await self.store.record_attempt(challenge.id, now=now)
-        if attempts > challenge.max_attempts:
-            await self._give_up(challenge, push, now)
-            await verifier.reject(
-                challenge,
-                PUSH,
-                VerificationFailure.TOO_MANY_ATTEMPTS,
-                factor_id=device.id,
-                attempts=attempts,
-            )
-        charged = await self.store.record_factor_failure(
-            device.id, now=now, limit=settings.max_failures
-        )
-        if charged > settings.max_failures:
-            await verifier.reject(
-                challenge, PUSH, VerificationFailure.LOCKED, factor_id=device.id, attempts=attempts
-            )
         if not numbers_match(self._number(push), number):
-            if attempts >= challenge.max_attempts:
-                await self._give_up(challenge, push, now)
-            await verifier.reject(
-                challenge,
-                PUSH,
-                VerificationFailure.WRONG_NUMBER,
-                factor_id=device.id,
-                attempts=attempts,
-            )
+            wrong = CheckFailed(VerificationFailure.WRONG_NUMBER, device.id)
+            await verifier.fail(challenge, PUSH, wrong, attempts, give_up=give_up)
         if not await self.store.close_ceremony(push.id, new="approved", now=now, data=answered):
             await verifier.reject(
                 challenge, PUSH, VerificationFailure.REPLAYED, factor_id=device.id
@@ -483,10 +446,3 @@ class PushCeremony(PushDevices):
                 challenge, PUSH, VerificationFailure.NOT_PENDING, factor_id=device.id
             )
         return ChallengeState.APPROVED
-
-    async def _give_up(self, challenge: Challenge, push: CeremonyRecord, now: datetime) -> None:
-        """Out of attempts: the challenge is denied and its push closed."""
-        await self.store.set_challenge_state(
-            challenge.id, expected=ChallengeState.PENDING.value, new=ChallengeState.DENIED.value
-        )
-        await self.store.close_ceremony(push.id, new="expired", now=now)

@@ -26,7 +26,7 @@ the client, while the audit event ``verification_failed`` names the exact
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
@@ -135,28 +135,11 @@ class Verifier:
         )
         if not factors:
             await self.reject(challenge, method, VerificationFailure.NO_FACTOR)
-        failure_policy = FailurePolicy(
-            max_failures=settings.max_failures,
-            base_delay=self.base_delay,
-            max_delay=self.max_delay,
-        )
-        usable = await self._unlocked(challenge, method, factors, failure_policy, now)
-
-        attempts = await self.store.record_attempt(challenge.id, now=now)
-        if attempts > challenge.max_attempts:
-            await self._set_state(challenge, ChallengeState.DENIED)
-            await self.reject(
-                challenge, method, VerificationFailure.TOO_MANY_ATTEMPTS, attempts=attempts
-            )
+        charged, attempts = await self.charge(challenge, method, factors, settings, now)
         try:
-            charged = await self._charge(usable, failure_policy, now)
             verified = await check.check(challenge, proof, charged, now)
         except CheckFailed as failed:
-            if attempts >= challenge.max_attempts:
-                await self._set_state(challenge, ChallengeState.DENIED)
-            await self.reject(
-                challenge, method, failed.reason, factor_id=failed.factor_id, attempts=attempts
-            )
+            await self.fail(challenge, method, failed, attempts)
 
         for factor_id in sorted({factor.id for factor in charged}):
             await self.store.reset_factor_failures(factor_id)
@@ -295,6 +278,70 @@ class Verifier:
             return None
         return settings
 
+    async def charge(
+        self,
+        challenge: Challenge,
+        method: str,
+        factors: Sequence[FactorRecord],
+        settings: FactorSettings,
+        now: datetime,
+        *,
+        factor_id: str | None = None,
+        give_up: Callable[[], Awaitable[object]] | None = None,
+    ) -> tuple[list[FactorRecord], int]:
+        """Steps 3-4, before any proof is looked at: the factors that may be tried now (none
+        permanently → 401, all in back-off → 429), the attempt counted on the challenge (past
+        its cap the challenge is denied, 401), then each factor charged one failure. Returns
+        the charged factors and the attempt number. Push answers (``stepup.push``) take the
+        same steps for their one device: ``factor_id`` names it in the audit, and ``give_up``
+        also closes what else ends with the challenge (its push).
+        """
+        policy = FailurePolicy(
+            max_failures=settings.max_failures,
+            base_delay=self.base_delay,
+            max_delay=self.max_delay,
+        )
+        usable = await self._unlocked(challenge, method, factors, policy, now, factor_id)
+        attempts = await self.store.record_attempt(challenge.id, now=now)
+        if attempts > challenge.max_attempts:
+            await self._give_up(challenge, give_up)
+            await self.reject(
+                challenge,
+                method,
+                VerificationFailure.TOO_MANY_ATTEMPTS,
+                factor_id=factor_id,
+                attempts=attempts,
+            )
+        try:
+            charged = await self._charge(usable, policy, now)
+        except CheckFailed as failed:
+            await self.fail(challenge, method, failed, attempts, give_up=give_up)
+        return charged, attempts
+
+    async def fail(
+        self,
+        challenge: Challenge,
+        method: str,
+        failed: CheckFailed,
+        attempts: int,
+        *,
+        give_up: Callable[[], Awaitable[object]] | None = None,
+    ) -> NoReturn:
+        """A proof that did not hold: on the last attempt the challenge is denied; then the
+        vague 401 with the exact reason audited."""
+        if attempts >= challenge.max_attempts:
+            await self._give_up(challenge, give_up)
+        await self.reject(
+            challenge, method, failed.reason, factor_id=failed.factor_id, attempts=attempts
+        )
+
+    async def _give_up(
+        self, challenge: Challenge, also: Callable[[], Awaitable[object]] | None
+    ) -> None:
+        await self._set_state(challenge, ChallengeState.DENIED)
+        if also is not None:
+            await also()
+
     async def _unlocked(
         self,
         challenge: Challenge,
@@ -302,6 +349,7 @@ class Verifier:
         factors: Sequence[FactorRecord],
         policy: FailurePolicy,
         now: datetime,
+        factor_id: str | None,
     ) -> list[FactorRecord]:
         """The factors that may be tried now. None permanently → 401; all waiting → 429."""
         usable: list[FactorRecord] = []
@@ -315,9 +363,10 @@ class Verifier:
         if usable:
             return usable
         if waits:
-            await self._audit_failure(challenge, method, VerificationFailure.THROTTLED)
+            throttled = VerificationFailure.THROTTLED
+            await self._audit_failure(challenge, method, throttled, factor_id=factor_id)
             raise VerificationThrottled(min(waits))
-        await self.reject(challenge, method, VerificationFailure.LOCKED)
+        await self.reject(challenge, method, VerificationFailure.LOCKED, factor_id=factor_id)
 
     async def _charge(
         self, factors: Sequence[FactorRecord], policy: FailurePolicy, now: datetime
