@@ -320,6 +320,55 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def create_key(env: dict[str, str]) -> str:
+    """``piigate keys create bench --scope decisions``: the key it prints once."""
+    created = subprocess.run(
+        [*piigate_command(), "keys", "create", "bench", "--scope", "decisions"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return created.stdout.strip().splitlines()[-1]
+
+
+def start_servers(
+    tmp: Path, policy: Path, env: dict[str, str], gate_port: int, bare_port: int
+) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+    """``piigate serve`` on ``policy`` and the bare endpoint, each logging under ``tmp``; both
+    ready when this returns (the caller stops them)."""
+    gate_log, bare_log = tmp / "piigate.log", tmp / "bare.log"
+    with open(gate_log, "wb") as glog, open(bare_log, "wb") as blog:
+        serve = ["serve", "--config", str(policy), "--host", HOST, "--port", str(gate_port)]
+        gate = subprocess.Popen(
+            [*piigate_command(), *serve],
+            env=env,
+            stdout=glog,
+            stderr=subprocess.STDOUT,
+        )
+        bare = subprocess.Popen(
+            [sys.executable, str(Path(__file__)), "--serve-bare", str(bare_port)],
+            env=env,
+            stdout=blog,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_ready(gate_port, gate, gate_log)
+        wait_ready(bare_port, bare, bare_log)
+    except BaseException:
+        stop(gate)
+        stop(bare)
+        raise
+    return gate, bare
+
+
+def audit_verify(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``piigate audit verify`` on the bench's store (after the servers have stopped)."""
+    return subprocess.run(
+        [*piigate_command(), "audit", "verify"], env=env, capture_output=True, text=True
+    )
+
+
 def decision_events(db: Path) -> int:
     """Decision events in the audit table (read-only; after the server has stopped)."""
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
@@ -399,42 +448,10 @@ def main(argv: list[str] | None = None) -> int:
     env["PIIGATE_AUDIT_WRITER"] = args.audit_writer
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        created = subprocess.run(
-            [*piigate_command(), "keys", "create", "bench", "--scope", "decisions"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        key = created.stdout.strip().splitlines()[-1]
+        key = create_key(env)
         gate_port, bare_port = free_port(), free_port()
-        gate_log, bare_log = tmp / "piigate.log", tmp / "bare.log"
-        with open(gate_log, "wb") as glog, open(bare_log, "wb") as blog:
-            gate = subprocess.Popen(
-                [
-                    *piigate_command(),
-                    "serve",
-                    "--config",
-                    str(policy),
-                    "--host",
-                    HOST,
-                    "--port",
-                    str(gate_port),
-                ],
-                env=env,
-                stdout=glog,
-                stderr=subprocess.STDOUT,
-            )
-            procs.append(gate)
-            bare = subprocess.Popen(
-                [sys.executable, __file__, "--serve-bare", str(bare_port)],
-                env=env,
-                stdout=blog,
-                stderr=subprocess.STDOUT,
-            )
-            procs.append(bare)
-        wait_ready(gate_port, gate, gate_log)
-        wait_ready(bare_port, bare, bare_log)
+        gate, bare = start_servers(tmp, policy, env, gate_port, bare_port)
+        procs += [gate, bare]
         note(f"api: servers up in {time.monotonic() - started:.1f} s (piigate :{gate_port})")
 
         bodies = select_bodies(int(time.time()), set(args.outcomes.split(",")))
@@ -459,9 +476,7 @@ def main(argv: list[str] | None = None) -> int:
                     totals[name].add(result)
         stop(gate)
         stop(bare)
-        verify = subprocess.run(
-            [*piigate_command(), "audit", "verify"], env=env, capture_output=True, text=True
-        )
+        verify = audit_verify(env)
         audited = decision_events(data_dir / "piigate.db")
         ok_responses = warm["piigate"].ok + totals["piigate"].ok
         note(f"api: audit verify: {verify.stdout.strip() or verify.stderr.strip()}")

@@ -53,13 +53,14 @@ from api import (
     Run,
     _Connection,
     _cpu_seconds,
+    audit_verify,
     bench_env,
+    create_key,
     encode_requests,
     free_port,
     new_loop,
-    piigate_command,
+    start_servers,
     stop,
-    wait_ready,
 )
 from api import drive as drive_for
 from piigate.config import Settings
@@ -280,52 +281,15 @@ def main(argv: list[str] | None = None) -> int:
     env["PIIGATE_PUBLIC_URL"] = origin
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        created = subprocess.run(
-            [*piigate_command(), "keys", "create", "bench", "--scope", "decisions"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        key = created.stdout.strip().splitlines()[-1]
+        key = create_key(env)
         users = {
             method: [BenchUser(f"{method[0]}u{i}") for i in range(count * rounds)]
             for method in METHODS
         }
         asyncio.run(seed(Settings(data_dir=data_dir), users, origin))
         note(f"factors: {count * rounds} users per method seeded")
-        gate_log, bare_log = tmp / "piigate.log", tmp / "bare.log"
-        with open(gate_log, "wb") as glog, open(bare_log, "wb") as blog:
-            gate = subprocess.Popen(
-                [
-                    *piigate_command(),
-                    "serve",
-                    "--config",
-                    str(policy),
-                    "--host",
-                    HOST,
-                    "--port",
-                    str(gate_port),
-                ],
-                env=env,
-                stdout=glog,
-                stderr=subprocess.STDOUT,
-            )
-            procs.append(gate)
-            bare = subprocess.Popen(
-                [
-                    sys.executable,
-                    str(Path(__file__).with_name("api.py")),
-                    "--serve-bare",
-                    str(bare_port),
-                ],
-                env=env,
-                stdout=blog,
-                stderr=subprocess.STDOUT,
-            )
-            procs.append(bare)
-        wait_ready(gate_port, gate, gate_log)
-        wait_ready(bare_port, bare, bare_log)
+        gate, bare = start_servers(tmp, policy, env, gate_port, bare_port)
+        procs += [gate, bare]
         bare_payloads = encode_requests(
             bare_port, key, [b for b, _ in _common.request_bodies(int(time.time()))]
         )
@@ -365,9 +329,7 @@ def main(argv: list[str] | None = None) -> int:
                 runner.run(client.aclose())
         stop(gate)
         stop(bare)
-        verify = subprocess.run(
-            [*piigate_command(), "audit", "verify"], env=env, capture_output=True, text=True
-        )
+        verify = audit_verify(env)
         audited = verified_events(data_dir / "piigate.db")
         note(f"factors: audit verify: {verify.stdout.strip() or verify.stderr.strip()}")
         kept = f"; data kept in {tmp}" if args.keep else ""
