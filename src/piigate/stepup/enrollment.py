@@ -64,7 +64,7 @@ RECOVERY_CODE_COUNT = 10
 # RFC 6238 defaults: what every authenticator app understands.
 _DIGITS, _PERIOD, _ALGORITHM = 6, 30, "sha1"
 _TOTP_DATA = {"digits": _DIGITS, "period": _PERIOD, "algorithm": _ALGORITHM}
-# Failures a pending TOTP factor tolerates when the policy declares no totp factor (psd2's cap).
+# Failures a pending factor tolerates when the policy does not declare its kind (psd2's cap).
 _DEFAULT_CAP = 5
 
 
@@ -162,11 +162,7 @@ class FactorEnrollment:
             or factor.secret is None
         ):
             raise Conflict("the factor is not a pending TOTP factor")
-        settings = self._compiled().policy.factors.get(PolicyFactor.TOTP)
-        cap = settings.max_failures if settings is not None else _DEFAULT_CAP
-        # Counted before the check, and never past the cap (see Verifier._charge).
-        if await self.store.record_factor_failure(factor_id, now=now, limit=cap) > cap:
-            await self._refused(subject_id, factor_id, VerificationFailure.LOCKED)
+        await self.charge_confirmation(subject_id, factor_id, PolicyFactor.TOTP, now)
         secret = Secret(
             self.keyring.decrypt(factor.secret, aad=factor_aad(factor_id)).decode("ascii")
         )
@@ -178,18 +174,7 @@ class FactorEnrollment:
             await self._refused(subject_id, factor_id, VerificationFailure(rejected.reason.value))
         if not await self.store.advance_totp_step(factor_id, expected=None, new=match.step):
             await self._refused(subject_id, factor_id, VerificationFailure.REPLAYED)
-        if not await self.store.activate_factor(factor_id, now=now):
-            raise Conflict("the factor is not pending")
-        await self.store.reset_factor_failures(factor_id)
-        await self.audit.record(
-            "factor_confirmed",
-            subject_id=subject_id,
-            data={"factor_id": factor_id, "kind": FactorKind.TOTP.value},
-        )
-        confirmed = await self.store.get_factor(factor_id)
-        if confirmed is None:
-            raise NotFound("no such factor")
-        return confirmed
+        return await self.activate(subject_id, factor_id, FactorKind.TOTP, now)
 
     async def new_recovery_codes(
         self, subject_id: str, *, grant: str | None = None
@@ -330,6 +315,42 @@ class FactorEnrollment:
         if settings is not None:
             return settings.level
         return max(compiled.ranks, key=lambda name: compiled.ranks[name])
+
+    # -- confirming a pending factor (TOTP here, SMS in stepup.sms) ------------------------------
+    async def charge_confirmation(
+        self, subject_id: str, factor_id: str, kind: PolicyFactor, now: datetime
+    ) -> None:
+        """Count a failure on a pending factor *before* its first code is checked, never past
+        the policy's cap (as ``Verifier.charge`` does), so a pending factor cannot be confirmed
+        by guessing either; refused (``locked``) once the cap is reached."""
+        settings = self._compiled().policy.factors.get(kind)
+        cap = settings.max_failures if settings is not None else _DEFAULT_CAP
+        if await self.store.record_factor_failure(factor_id, now=now, limit=cap) > cap:
+            await self._refused(subject_id, factor_id, VerificationFailure.LOCKED)
+
+    async def activate(
+        self, subject_id: str, factor_id: str, kind: FactorKind, now: datetime
+    ) -> FactorRecord:
+        """The pending factor whose first code held becomes active: its failures are cleared
+        and ``factor_confirmed`` is audited. 409 if it is no longer pending."""
+        if not await self.store.activate_factor(factor_id, now=now):
+            raise Conflict("the factor is not pending")
+        await self.store.reset_factor_failures(factor_id)
+        await self.audit.record(
+            "factor_confirmed",
+            subject_id=subject_id,
+            data={"factor_id": factor_id, "kind": kind.value},
+        )
+        confirmed = await self.store.get_factor(factor_id)
+        if confirmed is None:
+            raise NotFound("no such factor")
+        return confirmed
+
+    async def refuse_confirmation(
+        self, subject_id: str, factor_id: str, reason: VerificationFailure
+    ) -> NoReturn:
+        """Audit why a pending factor's code was refused; the client gets the vague 401."""
+        await self._refused(subject_id, factor_id, reason)
 
     async def _refused(
         self, subject_id: str, factor_id: str, reason: VerificationFailure

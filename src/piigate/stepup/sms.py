@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NoReturn, Protocol
+from typing import Protocol
 
 import structlog
 
@@ -70,7 +70,7 @@ from piigate.stepup.sms_codes import (
     newest_code,
     normalised_code,
 )
-from piigate.stepup.verdicts import VerificationFailure, VerificationRejected
+from piigate.stepup.verdicts import VerificationFailure
 from piigate.stepup.verification import Verifier
 
 __all__ = [
@@ -88,8 +88,6 @@ log = structlog.get_logger("piigate.sms")
 # the stricter. A policy may shorten it (factors.sms.code_lifetime), never lengthen it.
 MAX_CODE_LIFETIME = 300
 ENROLL_PURPOSE = "sms_enroll"
-# Failures a pending SMS factor tolerates when the policy declares no sms factor (psd2's cap).
-_DEFAULT_CAP = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,35 +271,26 @@ class SmsCeremony:
             raise NotFound("no such factor")
         if factor.state != FactorState.PENDING:
             raise Conflict("the factor is not a pending SMS factor")
-        settings = self._settings()
-        cap = settings.max_failures if settings is not None else _DEFAULT_CAP
-        if await self.store.record_factor_failure(factor_id, now=now, limit=cap) > cap:
-            await self._refused(subject_id, factor_id, VerificationFailure.LOCKED)
+        enrollment = self.enrollment
+        await enrollment.charge_confirmation(subject_id, factor_id, PolicyFactor.SMS, now)
         given = normalised_code(code)
         if given is None:
-            await self._refused(subject_id, factor_id, VerificationFailure.MALFORMED)
+            await enrollment.refuse_confirmation(
+                subject_id, factor_id, VerificationFailure.MALFORMED
+            )
         sent = await self.store.list_ceremonies(
             factor_id=factor_id, purposes=[ENROLL_PURPOSE], limit=CEREMONY_SCAN
         )
         ceremony = newest_code(sent)
         reason = code_mismatch(self.keyring, ceremony, given, now)
         if reason is not None:
-            await self._refused(subject_id, factor_id, reason)
+            await enrollment.refuse_confirmation(subject_id, factor_id, reason)
         assert ceremony is not None
         if not await self.store.close_ceremony(ceremony.id, new="used", now=now):
-            await self._refused(subject_id, factor_id, VerificationFailure.REPLAYED)
-        if not await self.store.activate_factor(factor_id, now=now):
-            raise Conflict("the factor is not pending")
-        await self.store.reset_factor_failures(factor_id)
-        await self.audit.record(
-            "factor_confirmed",
-            subject_id=subject_id,
-            data={"factor_id": factor_id, "kind": FactorKind.SMS.value},
-        )
-        confirmed = await self.store.get_factor(factor_id)
-        if confirmed is None:
-            raise NotFound("no such factor")
-        return confirmed
+            await enrollment.refuse_confirmation(
+                subject_id, factor_id, VerificationFailure.REPLAYED
+            )
+        return await enrollment.activate(subject_id, factor_id, FactorKind.SMS, now)
 
     # -- steps ----------------------------------------------------------------------------------
     def _settings(self) -> FactorSettings | None:
@@ -419,13 +408,3 @@ class SmsCeremony:
             data={**context, "expires_at": int(expires_at.timestamp())},
         )
         return SentCode(ceremony_id, factor, phone.hint, expires_at)
-
-    async def _refused(
-        self, subject_id: str, factor_id: str, reason: VerificationFailure
-    ) -> NoReturn:
-        await self.audit.record(
-            "factor_confirmation_failed",
-            subject_id=subject_id,
-            data={"factor_id": factor_id, "reason": reason.value},
-        )
-        raise VerificationRejected(reason)
