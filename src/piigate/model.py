@@ -227,6 +227,8 @@ class Decision:
     trace: tuple[RuleTrace, ...] = ()
     # Proofs that the allow relied on (a bound grant is consumed by the engine).
     used: tuple[ProvenLevel, ...] = ()
+    # Rules whose CEL condition could not be evaluated (taken as matching: fail closed).
+    expr_errors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,3 +50,14 @@ def test_nothing_observed_exports_zeroes() -> None:
     assert _sample(text, "piigate_decision_seconds_count") == 0
     assert _sample(text, "piigate_decision_seconds_bucket", le="+Inf") == 0
     assert "# TYPE piigate_decisions_total counter" in text
+
+
+def test_failed_policy_conditions_are_counted_by_rule() -> None:
+    metrics = Metrics()
+    broken = Decision("d1", Outcome.DENY, rules=("by-number",), expr_errors=("by-number",))
+    metrics.observe(broken, 0.001)
+    metrics.observe(broken, 0.001)
+    metrics.observe(Decision("d2", Outcome.ALLOW), 0.001)
+    text = generate_latest(metrics.registry).decode()
+    assert _sample(text, "piigate_policy_expression_errors_total", rule="by-number") == 2
+    assert text.count("piigate_policy_expression_errors_total{") == 1

@@ -557,6 +557,16 @@ def test_cel_runtime_error_in_a_deny_rule_denies() -> None:
     assert any(t.rule == "broken-deny" and t.status is RuleStatus.EXPR_ERROR for t in result.trace)
 
 
+@pytest.mark.parametrize("explain", [True, False])
+def test_a_failed_condition_is_named_with_or_without_a_trace(explain: bool) -> None:
+    compiled, risk = policy(CEL), RiskAssessment()
+    broken = request("export", resource="customer")
+    result = evaluate(compiled, broken, risk, [], now=NOW, binding=BINDING, explain=explain)
+    assert result.expr_errors == ("broken-deny",)
+    fine = request("update", resource="customer")
+    assert evaluate(compiled, fine, risk, [], now=NOW, binding=BINDING).expr_errors == ()
+
+
 def test_cel_runtime_error_in_a_require_rule_demands_the_step_up() -> None:
     result = run(policy(CEL), request("delete"))
     assert result.outcome is Outcome.STEP_UP

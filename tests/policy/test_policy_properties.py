@@ -219,7 +219,7 @@ def test_index_returns_what_a_brute_force_scan_matches(
     indexes = [r.index for r in candidates]
     assert indexes == sorted(set(indexes)), "candidates in policy order, each once"
     assert [r.name for r in candidates if naive_matches(r.when, request, risk)] == expected
-    assert [r.name for r in _matching_rules(compiled, request, risk, [])] == expected
+    assert [r.name for r in _matching_rules(compiled, request, risk, [], [])] == expected
 
     # And the decision names exactly those rules when one of them denies.
     result = decide(compiled, request, risk, proven)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+import structlog
 
 from piigate.clock import FixedClock
 from piigate.errors import ServiceUnavailable
@@ -481,3 +482,27 @@ async def test_decisions_carry_a_trace_only_when_explaining(world: World) -> Non
     assert [(t.rule, t.status) for t in explained.trace] == [
         (rule, RuleStatus.REQUIRES) for rule in explained.rules
     ]
+
+
+async def test_a_failed_policy_condition_is_logged_and_audited_by_rule_name() -> None:
+    broken = """\
+version: 1
+levels:
+  aal1: {acr: "urn:piigate:aal1"}
+  aal2: {acr: "urn:piigate:aal2"}
+pii: {ssn: {}}
+rules:
+  - name: by-number
+    when: {action: [read], expr: 'int(request.resource.id) > 3'}
+    deny: "reads by number"
+"""
+    world = make_world(policy=broken)
+    request = AccessRequest(Subject("ann"), Action.READ, resource=Resource("customer", "c-42"))
+    with structlog.testing.capture_logs() as logs:
+        decision = await world.engine.decide(request)
+    assert decision.outcome is Outcome.DENY  # fails closed
+    assert decision.expr_errors == ("by-number",)
+    assert world.audit.events[-1].data["expr_errors"] == ["by-number"]
+    (entry,) = [e for e in logs if e["event"] == "policy_expression_failed"]
+    assert entry["rules"] == ["by-number"]
+    assert "c-42" not in repr(logs)  # the value that broke it is not logged

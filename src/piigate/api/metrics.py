@@ -41,7 +41,8 @@ class Metrics:
 class DecisionCounts:
     """The decision metrics, counted in plain integers and exported when scraped.
 
-    Every decision bumps its outcome, each of its rules and a latency bucket. Through
+    Every decision bumps its outcome, each of its rules, a latency bucket, and each rule whose
+    CEL condition failed (so a broken condition shows, though it fails closed). Through
     ``prometheus_client``'s counters that was a lock and a method call per count, several per
     decision on the hot path; here it is a few dict updates. Counting happens on the event loop
     only; a scrape (in any thread) reads a snapshot of each dict. Rule names only ever come
@@ -52,6 +53,7 @@ class DecisionCounts:
         self.buckets = buckets
         self.by_outcome: dict[str, int] = {}
         self.by_rule: dict[tuple[str, str], int] = {}
+        self.expr_errors: dict[str, int] = {}
         self.latency_counts = [0] * (len(buckets) + 1)  # the last one is +Inf
         self.latency_sum = 0.0
 
@@ -63,6 +65,8 @@ class DecisionCounts:
         for rule in decision.rules:
             key = (rule, outcome)
             by_rule[key] = by_rule.get(key, 0) + 1
+        for rule in decision.expr_errors:  # rare: a policy condition that failed
+            self.expr_errors[rule] = self.expr_errors.get(rule, 0) + 1
         self.latency_counts[bisect_left(self.buckets, seconds)] += 1
         self.latency_sum += seconds
 
@@ -81,6 +85,14 @@ class DecisionCounts:
         for (rule, outcome), count in sorted(list(self.by_rule.items())):
             rules.add_metric([rule, outcome], count)
         yield rules
+        errors = CounterMetricFamily(
+            "piigate_policy_expression_errors",
+            "Rules whose CEL condition failed to evaluate (taken as matching), by rule",
+            labels=["rule"],
+        )
+        for rule, count in sorted(list(self.expr_errors.items())):
+            errors.add_metric([rule], count)
+        yield errors
         counts, total = list(self.latency_counts), self.latency_sum
         cumulative, running = [], 0
         for bound, count in zip((*self.buckets, float("inf")), counts, strict=True):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +39,9 @@ class Evaluation:
     used: tuple[ProvenLevel, ...] = ()
     missing_scope: tuple[str, ...] = ()
     trace: tuple[RuleTrace, ...] = ()
+    # Rules whose CEL condition failed (an error or a non-boolean) and so counted as matching;
+    # kept with or without ``explain``, so that a broken condition is never silent.
+    expr_errors: tuple[str, ...] = ()
 
 
 def evaluate(
@@ -60,7 +63,24 @@ def evaluate(
     """
     trace: list[RuleTrace] | None = [] if explain else None
     digest = _constant(binding) if isinstance(binding, str) else binding
-    matched = _matching_rules(policy, request, risk, trace)
+    failed: list[str] = []
+    matched = _matching_rules(policy, request, risk, trace, failed)
+    result = _combined(policy, request, matched, proven, now, digest, trace)
+    if failed:
+        result = replace(result, expr_errors=tuple(failed))
+    return result
+
+
+def _combined(
+    policy: CompiledPolicy,
+    request: AccessRequest,
+    matched: list[Rule],
+    proven: Sequence[ProvenLevel],
+    now: datetime,
+    digest: Callable[[], str],
+    trace: list[RuleTrace] | None,
+) -> Evaluation:
+    """Steps 1-4 of the combination over the rules that matched."""
 
     denies = [rule for rule in matched if rule.deny is not None]
     if denies:
@@ -139,6 +159,7 @@ def _matching_rules(
     request: AccessRequest,
     risk: RiskAssessment,
     trace: list[RuleTrace] | None,
+    failed: list[str],
 ) -> list[Rule]:
     matched: list[Rule] = []
     cel_request: dict[str, Any] | None = None
@@ -181,6 +202,7 @@ def _matching_rules(
                 # rule denies and a require rule demands its step-up.
                 if trace is not None:
                     trace.append(RuleTrace(rule.name, RuleStatus.EXPR_ERROR, type(exc).__name__))
+                failed.append(rule.name)
                 matched.append(rule)
                 continue
             if not isinstance(result, bool):
@@ -188,6 +210,7 @@ def _matching_rules(
                 if trace is not None:
                     status = RuleStatus.EXPR_ERROR
                     trace.append(RuleTrace(rule.name, status, type(result).__name__))
+                failed.append(rule.name)
                 matched.append(rule)
                 continue
             if not result:

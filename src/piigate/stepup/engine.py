@@ -203,7 +203,11 @@ class Engine:
             used=result.used,
             missing_scope=result.missing_scope,
             trace=result.trace,
+            expr_errors=result.expr_errors,
         )
+        if result.expr_errors:
+            # The rule names only: an error's message could quote a value from the request.
+            log.warning("policy_expression_failed", rules=list(result.expr_errors))
         record = self._record(
             decision, request, compiled=compiled, now=now, rejected=collected.rejected
         )
@@ -364,6 +368,8 @@ class Engine:
             ]
         if rejected:
             data["rejected_grants"] = list(rejected)
+        if decision.expr_errors:
+            data["expr_errors"] = list(decision.expr_errors)
         if request.session.id:
             data["session_id"] = request.session.id
         if request.context.ip:
