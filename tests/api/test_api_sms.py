@@ -352,7 +352,7 @@ async def test_no_code_or_number_in_answers_logs_audit_or_store(
     caplog.set_level("DEBUG")
     answers: list[str] = []
     codes: list[str] = []
-    node.services.verifier.base_delay = 0
+    node.services.verifier.refusals.base_delay = 0
     with structlog.testing.capture_logs() as logs:
         alice = await users(node, "alice")
         started = await alice.post("/v1/factors/sms", json={"phone": TYPED})

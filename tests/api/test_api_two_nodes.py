@@ -72,7 +72,7 @@ def on(node: Node, session: httpx.AsyncClient) -> httpx.AsyncClient:
 
 async def test_psd2_guesses_over_two_nodes_count_exactly_five(pair: Pair, users: Users) -> None:
     for node in (pair.a, pair.b):
-        node.services.verifier.base_delay = 0  # isolate the cap from the back-off
+        node.services.verifier.refusals.base_delay = 0  # isolate the cap from the back-off
     _, key = await pair.a.api_key("app")
     alice_a = await users(pair.a, "alice")
     factor_id, secret = await enroll_totp(pair.a, alice_a)

@@ -147,7 +147,7 @@ async def test_psd2_fifty_parallel_guesses_count_exactly_five(
 ) -> None:
     node = await start_node(policy=factor_policy("psd2", max_attempts=100))
     # Isolate the cap from the back-off: every guess reaches the failure counter at once.
-    node.services.verifier.base_delay = 0
+    node.services.verifier.refusals.base_delay = 0
     _, key = await node.api_key("app")
     alice = await users(node, "alice")
     factor_id, secret = await enroll_totp(node, alice)

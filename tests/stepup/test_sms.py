@@ -391,7 +391,7 @@ async def test_a_code_is_accepted_once(world: World) -> None:
 
 async def test_parallel_answers_with_the_right_code_give_one_grant(world: World) -> None:
     await world.sms_factor()
-    world.verifier.base_delay = 0
+    world.verifier.refusals.base_delay = 0
     challenge = await world.challenge(max_attempts=20)
     code = await world.send(challenge)
     results = await asyncio.gather(
@@ -437,7 +437,7 @@ async def test_lifetime_never_exceeds_five_minutes_or_the_challenge(world: World
 
 async def test_a_resend_voids_the_old_code_but_keeps_the_failures(world: World) -> None:
     factor_id = await world.sms_factor()
-    world.verifier.base_delay = 0
+    world.verifier.refusals.base_delay = 0
     challenge = await world.challenge(max_attempts=10)
     old = await world.send(challenge)
     assert await rejected(world, challenge, wrong(old)) == "wrong_code"
@@ -456,7 +456,7 @@ async def test_a_resend_voids_the_old_code_but_keeps_the_failures(world: World) 
 
 async def test_psd2_cap_holds_exactly_under_parallel_guesses(world: World) -> None:
     world.use_policy(policy_text("psd2", max_attempts=100))
-    world.verifier.base_delay = 0  # isolate the cap from the back-off
+    world.verifier.refusals.base_delay = 0  # isolate the cap from the back-off
     factor_id = await world.sms_factor()
     challenges = [await world.challenge(max_attempts=100) for _ in range(3)]
     codes = [await world.send(c) for c in challenges]
@@ -589,7 +589,7 @@ async def test_no_code_or_number_reaches_logs_or_audit(
     world: World, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level("DEBUG")
-    world.verifier.base_delay = 0
+    world.verifier.refusals.base_delay = 0
     with structlog.testing.capture_logs() as logs:
         await world.sms_factor()
         challenge = await world.challenge(max_attempts=20)

@@ -265,7 +265,7 @@ async def test_malformed_codes_are_counted_failures(world: World) -> None:
 
 async def test_psd2_cap_holds_exactly_under_parallel_guesses(world: World) -> None:
     world.use_policy(policy_text("psd2", max_attempts=100))
-    world.verifier.base_delay = 0  # isolate the cap from the back-off
+    world.verifier.refusals.base_delay = 0  # isolate the cap from the back-off
     factor_id, secret = await world.totp_factor()
     challenges = [await world.challenge(max_attempts=100) for _ in range(5)]
     good = world.code(secret)
@@ -286,7 +286,7 @@ async def test_psd2_cap_holds_exactly_under_parallel_guesses(world: World) -> No
 
 
 async def test_nist_profile_allows_more_failures(world: World) -> None:
-    world.verifier.base_delay = 0
+    world.verifier.refusals.base_delay = 0
     factor_id, secret = await world.totp_factor()
     challenge = await world.challenge(max_attempts=20)
     wrong = f"{(int(world.code(secret)) + 1) % 1_000_000:06d}"
@@ -347,7 +347,7 @@ async def test_approved_challenge_is_not_verified_twice(world: World) -> None:
 
 
 async def test_too_many_attempts_deny_the_challenge(world: World) -> None:
-    world.verifier.base_delay = 0
+    world.verifier.refusals.base_delay = 0
     _, secret = await world.totp_factor()
     challenge = await world.challenge(max_attempts=2)
     assert await rejected(world, challenge, "totp", "000000") in {"wrong_code", "replayed"}
@@ -425,7 +425,7 @@ async def test_parallel_spends_of_two_codes_both_succeed(world: World) -> None:
     codes = await recovery_codes(world)
     # Each attempt is charged a failure before its check, so without this the slower of two
     # parallel attempts may meet the other's in-flight failure and be told to back off.
-    world.verifier.base_delay = 0
+    world.verifier.refusals.base_delay = 0
     first, second = await asyncio.gather(
         world.verify(await world.challenge(), "recovery", codes[0]),
         world.verify(await world.challenge(), "recovery", codes[1]),
@@ -439,7 +439,7 @@ async def test_parallel_spends_of_two_codes_both_succeed(world: World) -> None:
 async def test_recovery_code_unlocks_a_locked_totp(world: World) -> None:
     world.use_policy(policy_text("psd2", max_attempts=100))
     codes = await recovery_codes(world)
-    world.verifier.base_delay = 0
+    world.verifier.refusals.base_delay = 0
     [totp] = await world.store.list_factors("alice", kinds=["totp"])
     challenge = await world.challenge(max_attempts=100)
     for _ in range(6):

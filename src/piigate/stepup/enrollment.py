@@ -321,7 +321,7 @@ class FactorEnrollment:
         self, subject_id: str, factor_id: str, kind: PolicyFactor, now: datetime
     ) -> None:
         """Count a failure on a pending factor *before* its first code is checked, never past
-        the policy's cap (as ``Verifier.charge`` does), so a pending factor cannot be confirmed
+        the policy's cap (as ``Refusals.charge`` does), so a pending factor cannot be confirmed
         by guessing either; refused (``locked``) once the cap is reached."""
         settings = self._compiled().policy.factors.get(kind)
         cap = settings.max_failures if settings is not None else _DEFAULT_CAP

@@ -371,12 +371,12 @@ class PushCeremony(PushDevices):
         if challenge is None:
             raise NotFound("no such push")
         if push.state != "open":
-            await self.verifier.reject(
+            await self.verifier.refusals.reject(
                 challenge, PUSH, VerificationFailure.REPLAYED, factor_id=device.id
             )
         if push.expires_at <= now:
             await self.store.close_ceremony(push.id, new="expired", now=now)
-            await self.verifier.reject(
+            await self.verifier.refusals.reject(
                 challenge, PUSH, VerificationFailure.EXPIRED, factor_id=device.id
             )
         _compiled, settings = await self.verifier.admit(challenge, PUSH, now)
@@ -394,7 +394,7 @@ class PushCeremony(PushDevices):
         now: datetime,
     ) -> ChallengeState:
         if not await self.store.close_ceremony(push.id, new="denied", now=now, data=answered):
-            await self.verifier.reject(
+            await self.verifier.refusals.reject(
                 challenge, PUSH, VerificationFailure.REPLAYED, factor_id=device.id
             )
         await self.verifier.deny(
@@ -425,24 +425,25 @@ class PushCeremony(PushDevices):
         now: datetime,
     ) -> ChallengeState:
         verifier = self.verifier
+        refusals = verifier.refusals
 
         async def give_up() -> None:  # out of attempts: the push closes with its challenge
             await self.store.close_ceremony(push.id, new="expired", now=now)
 
         # As Verifier.verify does: count the attempt and charge the device *before* comparing.
-        _, attempts = await verifier.charge(
+        _, attempts = await refusals.charge(
             challenge, PUSH, [device], settings, now, factor_id=device.id, give_up=give_up
         )
         if not numbers_match(self._number(push), number):
             wrong = CheckFailed(VerificationFailure.WRONG_NUMBER, device.id)
-            await verifier.fail(challenge, PUSH, wrong, attempts, give_up=give_up)
+            await refusals.fail(challenge, PUSH, wrong, attempts, give_up=give_up)
         if not await self.store.close_ceremony(push.id, new="approved", now=now, data=answered):
-            await verifier.reject(
+            await refusals.reject(
                 challenge, PUSH, VerificationFailure.REPLAYED, factor_id=device.id
             )
         await self.store.reset_factor_failures(device.id)
         if not await verifier.approve(challenge, PUSH, Verified(device, PUSH_AMR)):
-            await verifier.reject(
+            await refusals.reject(
                 challenge, PUSH, VerificationFailure.NOT_PENDING, factor_id=device.id
             )
         return ChallengeState.APPROVED

@@ -9,7 +9,8 @@
    (:mod:`piigate.factors.lockout`): permanently locked → 401, in back-off → 429 + Retry-After;
 4. count the attempt on the challenge, then *charge* each factor one failure before looking at
    the proof (a conditional increment that stops at the cap), so parallel guesses can never
-   check more codes than the profile allows (CONTRACT §5.3);
+   check more codes than the profile allows (CONTRACT §5.3) -- steps 3-4 and every refusal are
+   :class:`~piigate.stepup.refusals.Refusals`, shared with push answers;
 5. run the method's :class:`FactorCheck` (``stepup.checks`` for TOTP and recovery codes,
    ``stepup.webauthn``, ``stepup.sms``), which saves what a success spends by compare-and-set;
 6. on success: clear the failures, approve the challenge (compare-and-set, recording how), sign
@@ -26,15 +27,15 @@ the client, while the audit event ``verification_failed`` names the exact
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any
 
 from piigate.clock import Clock
 from piigate.crypto.keyring import Keyring
 from piigate.errors import NotFound, ServiceUnavailable
-from piigate.factors import FactorKind, FactorState, FailurePolicy, lockout_state
+from piigate.factors import FactorKind, FactorState
 from piigate.model import Challenge, ChallengeState, Grant
 from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.holder import PolicyHolder
@@ -44,18 +45,16 @@ from piigate.stepup.engine import new_id
 from piigate.stepup.factor_ports import (
     AuditRecorder,
     ChallengeReader,
-    FactorRecord,
     VerifierStore,
 )
 from piigate.stepup.grants import issue_grant
+from piigate.stepup.refusals import Refusals
 from piigate.stepup.verdicts import (
     CheckFailed,
     FactorCheck,
     IssuedGrant,
     Proof,
     VerificationFailure,
-    VerificationRejected,
-    VerificationThrottled,
     Verified,
 )
 
@@ -88,9 +87,7 @@ class Verifier:
         self.clock = clock
         self.issuer = issuer
         self.ids = ids
-        # The back-off between failures (factors.lockout): base_delay * 2**(n-1), up to max_delay.
-        self.base_delay = base_delay
-        self.max_delay = max_delay
+        self.refusals = Refusals(store, audit, base_delay=base_delay, max_delay=max_delay)
         if checks is None:
             from piigate.stepup.checks import RecoveryCheck, TotpCheck
 
@@ -128,18 +125,18 @@ class Verifier:
         compiled, settings = await self.admit(challenge, method, now)
         check = self.checks.get(method)
         if check is None:  # push and approval are answered out of band, not with a code
-            await self.reject(challenge, method, VerificationFailure.METHOD_NOT_ALLOWED)
+            await self.refusals.reject(challenge, method, VerificationFailure.METHOD_NOT_ALLOWED)
 
         factors = await self.store.list_factors(
             challenge.subject_id, kinds=[method], states=[FactorState.ACTIVE.value]
         )
         if not factors:
-            await self.reject(challenge, method, VerificationFailure.NO_FACTOR)
-        charged, attempts = await self.charge(challenge, method, factors, settings, now)
+            await self.refusals.reject(challenge, method, VerificationFailure.NO_FACTOR)
+        charged, attempts = await self.refusals.charge(challenge, method, factors, settings, now)
         try:
             verified = await check.check(challenge, proof, charged, now)
         except CheckFailed as failed:
-            await self.fail(challenge, method, failed, attempts)
+            await self.refusals.fail(challenge, method, failed, attempts)
 
         for factor_id in sorted({factor.id for factor in charged}):
             await self.store.reset_factor_failures(factor_id)
@@ -149,7 +146,7 @@ class Verifier:
             challenge, ChallengeState.APPROVED, approval=approval, collected_at=now
         ):
             # Approved or denied by a parallel request in the meantime: one challenge, one grant.
-            await self.reject(
+            await self.refusals.reject(
                 challenge,
                 method,
                 VerificationFailure.NOT_PENDING,
@@ -249,12 +246,12 @@ class Verifier:
             raise ServiceUnavailable("no policy is loaded")
         settings = self._settings(compiled, challenge, method)
         if challenge.state is not ChallengeState.PENDING:
-            await self.reject(challenge, method, VerificationFailure.NOT_PENDING)
+            await self.refusals.reject(challenge, method, VerificationFailure.NOT_PENDING)
         if challenge.expires_at <= now:
             await self._set_state(challenge, ChallengeState.EXPIRED)
-            await self.reject(challenge, method, VerificationFailure.EXPIRED)
+            await self.refusals.reject(challenge, method, VerificationFailure.EXPIRED)
         if settings is None:
-            await self.reject(challenge, method, VerificationFailure.METHOD_NOT_ALLOWED)
+            await self.refusals.reject(challenge, method, VerificationFailure.METHOD_NOT_ALLOWED)
         return compiled, settings
 
     def _settings(
@@ -277,115 +274,6 @@ class Verifier:
         if rank is None or needed is None or rank < needed:
             return None
         return settings
-
-    async def charge(
-        self,
-        challenge: Challenge,
-        method: str,
-        factors: Sequence[FactorRecord],
-        settings: FactorSettings,
-        now: datetime,
-        *,
-        factor_id: str | None = None,
-        give_up: Callable[[], Awaitable[object]] | None = None,
-    ) -> tuple[list[FactorRecord], int]:
-        """Steps 3-4, before any proof is looked at: the factors that may be tried now (none
-        permanently → 401, all in back-off → 429), the attempt counted on the challenge (past
-        its cap the challenge is denied, 401), then each factor charged one failure. Returns
-        the charged factors and the attempt number. Push answers (``stepup.push``) take the
-        same steps for their one device: ``factor_id`` names it in the audit, and ``give_up``
-        also closes what else ends with the challenge (its push).
-        """
-        policy = FailurePolicy(
-            max_failures=settings.max_failures,
-            base_delay=self.base_delay,
-            max_delay=self.max_delay,
-        )
-        usable = await self._unlocked(challenge, method, factors, policy, now, factor_id)
-        attempts = await self.store.record_attempt(challenge.id, now=now)
-        if attempts > challenge.max_attempts:
-            await self._give_up(challenge, give_up)
-            await self.reject(
-                challenge,
-                method,
-                VerificationFailure.TOO_MANY_ATTEMPTS,
-                factor_id=factor_id,
-                attempts=attempts,
-            )
-        try:
-            charged = await self._charge(usable, policy, now)
-        except CheckFailed as failed:
-            await self.fail(challenge, method, failed, attempts, give_up=give_up)
-        return charged, attempts
-
-    async def fail(
-        self,
-        challenge: Challenge,
-        method: str,
-        failed: CheckFailed,
-        attempts: int,
-        *,
-        give_up: Callable[[], Awaitable[object]] | None = None,
-    ) -> NoReturn:
-        """A proof that did not hold: on the last attempt the challenge is denied; then the
-        vague 401 with the exact reason audited."""
-        if attempts >= challenge.max_attempts:
-            await self._give_up(challenge, give_up)
-        await self.reject(
-            challenge, method, failed.reason, factor_id=failed.factor_id, attempts=attempts
-        )
-
-    async def _give_up(
-        self, challenge: Challenge, also: Callable[[], Awaitable[object]] | None
-    ) -> None:
-        await self._set_state(challenge, ChallengeState.DENIED)
-        if also is not None:
-            await also()
-
-    async def _unlocked(
-        self,
-        challenge: Challenge,
-        method: str,
-        factors: Sequence[FactorRecord],
-        policy: FailurePolicy,
-        now: datetime,
-        factor_id: str | None,
-    ) -> list[FactorRecord]:
-        """The factors that may be tried now. None permanently → 401; all waiting → 429."""
-        usable: list[FactorRecord] = []
-        waits: list[int] = []
-        for factor in factors:
-            state = lockout_state(factor.failures, factor.last_failure_at, now=now, policy=policy)
-            if not state.locked:
-                usable.append(factor)
-            elif not state.permanently_locked:
-                waits.append(state.retry_after)
-        if usable:
-            return usable
-        if waits:
-            throttled = VerificationFailure.THROTTLED
-            await self._audit_failure(challenge, method, throttled, factor_id=factor_id)
-            raise VerificationThrottled(min(waits))
-        await self.reject(challenge, method, VerificationFailure.LOCKED, factor_id=factor_id)
-
-    async def _charge(
-        self, factors: Sequence[FactorRecord], policy: FailurePolicy, now: datetime
-    ) -> list[FactorRecord]:
-        """Count a failure on each factor *before* checking the code; keep those still under
-        the cap. The increment stops at the cap, so the count never passes it either."""
-        charged: list[FactorRecord] = []
-        for factor in factors:
-            try:
-                count = await self.store.record_factor_failure(
-                    factor.id, now=now, limit=policy.max_failures
-                )
-            except NotFound:  # removed meanwhile
-                continue
-            if count <= policy.max_failures:
-                charged.append(factor)
-        if not charged:
-            raise CheckFailed(VerificationFailure.LOCKED, factors[0].id if factors else None)
-        return charged
 
     @staticmethod
     def _approval(
@@ -471,45 +359,10 @@ class Verifier:
             collected_at=collected_at,
         )
 
-    async def _audit_failure(
-        self,
-        challenge: Challenge,
-        method: str,
-        reason: VerificationFailure,
-        *,
-        factor_id: str | None = None,
-        attempts: int | None = None,
-    ) -> None:
-        data: dict[str, object] = {
-            "challenge_id": challenge.id,
-            # The method is the client's string: record it only when it names a known kind.
-            "method": method if method in _KNOWN_METHODS else "unknown",
-            "reason": reason.value,
-        }
-        if factor_id is not None:
-            data["factor_id"] = factor_id
-        if attempts is not None:
-            data["attempts"] = attempts
-        await self.audit.record("verification_failed", subject_id=challenge.subject_id, data=data)
-
-    async def reject(
-        self,
-        challenge: Challenge,
-        method: str,
-        reason: VerificationFailure,
-        *,
-        factor_id: str | None = None,
-        attempts: int | None = None,
-    ) -> NoReturn:
-        """Audit ``reason`` and raise the vague :class:`VerificationRejected`."""
-        await self._audit_failure(challenge, method, reason, factor_id=factor_id, attempts=attempts)
-        raise VerificationRejected(reason)
-
 
 # The amr of a grant approved by another person (not an RFC 8176 value: none fits).
 _APPROVAL_AMR = "approval"
 # Methods proven outside ``verify`` (``approve``): a signed push answer, another person.
 _OUT_OF_BAND = frozenset({FactorKind.PUSH.value, PolicyFactor.APPROVAL.value})
-_KNOWN_METHODS = frozenset(set(FactorKind) | {PolicyFactor.APPROVAL.value})
 # What of a check's detail goes into ``challenge_verified`` (numbers and flags only).
 _AUDITED_DETAIL = frozenset({"drift", "remaining", "sign_count", "user_verified", "number"})

@@ -1,0 +1,201 @@
+"""Refusing a verification, and what each refusal costs (CONTRACT §5.3).
+
+Every way of answering a challenge -- a code or a WebAuthn assertion through
+``Verifier.verify``, a number on a push device (``stepup.push``) -- pays for its attempt the
+same way, before its proof is looked at: factors locked out are dropped (none left: 401, all in
+back-off: 429 with ``Retry-After``), the attempt is counted on the challenge (past its cap the
+challenge is denied), and each factor is charged one failure with a conditional increment that
+stops at the cap, so parallel guesses can never check more codes than the profile allows. A
+refusal is audited with its exact :class:`VerificationFailure` and raised as the vague 401.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import NoReturn
+
+from piigate.errors import NotFound
+from piigate.factors import FactorKind, FailurePolicy, lockout_state
+from piigate.model import Challenge, ChallengeState
+from piigate.policy.model import FactorKind as PolicyFactor
+from piigate.policy.model import FactorSettings
+from piigate.stepup.factor_ports import AuditRecorder, FactorRecord, VerifierStore
+from piigate.stepup.verdicts import (
+    CheckFailed,
+    VerificationFailure,
+    VerificationRejected,
+    VerificationThrottled,
+)
+
+__all__ = ["Refusals"]
+
+# Method names the audit records as given; anything else a client sends is "unknown".
+_KNOWN_METHODS = frozenset(set(FactorKind) | {PolicyFactor.APPROVAL.value})
+
+
+class Refusals:
+    """The failure accounting and refusals of verifications, shared by every way of answering.
+
+    ``base_delay``/``max_delay``: the back-off between failures (``factors.lockout``),
+    ``base_delay * 2**(n-1)`` up to ``max_delay``.
+    """
+
+    def __init__(
+        self,
+        store: VerifierStore,
+        audit: AuditRecorder,
+        *,
+        base_delay: float = 1.0,
+        max_delay: float = 900.0,
+    ) -> None:
+        self.store = store
+        self.audit = audit
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+
+    async def charge(
+        self,
+        challenge: Challenge,
+        method: str,
+        factors: Sequence[FactorRecord],
+        settings: FactorSettings,
+        now: datetime,
+        *,
+        factor_id: str | None = None,
+        give_up: Callable[[], Awaitable[object]] | None = None,
+    ) -> tuple[list[FactorRecord], int]:
+        """Steps 3-4 of ``Verifier.verify``, before any proof is looked at: the factors
+        that may be tried now (none permanently → 401, all in back-off → 429), the attempt
+        counted on the challenge (past its cap the challenge is denied, 401), then each factor
+        charged one failure. Returns the charged factors and the attempt number. Push answers
+        (``stepup.push``) take the same steps for their one device: ``factor_id`` names it in
+        the audit, and ``give_up`` also closes what else ends with the challenge (its push).
+        """
+        policy = FailurePolicy(
+            max_failures=settings.max_failures,
+            base_delay=self.base_delay,
+            max_delay=self.max_delay,
+        )
+        usable = await self._unlocked(challenge, method, factors, policy, now, factor_id)
+        attempts = await self.store.record_attempt(challenge.id, now=now)
+        if attempts > challenge.max_attempts:
+            await self._give_up(challenge, give_up)
+            await self.reject(
+                challenge,
+                method,
+                VerificationFailure.TOO_MANY_ATTEMPTS,
+                factor_id=factor_id,
+                attempts=attempts,
+            )
+        try:
+            charged = await self._charge(usable, policy, now)
+        except CheckFailed as failed:
+            await self.fail(challenge, method, failed, attempts, give_up=give_up)
+        return charged, attempts
+
+    async def fail(
+        self,
+        challenge: Challenge,
+        method: str,
+        failed: CheckFailed,
+        attempts: int,
+        *,
+        give_up: Callable[[], Awaitable[object]] | None = None,
+    ) -> NoReturn:
+        """A proof that did not hold: on the last attempt the challenge is denied; then the
+        vague 401 with the exact reason audited."""
+        if attempts >= challenge.max_attempts:
+            await self._give_up(challenge, give_up)
+        await self.reject(
+            challenge, method, failed.reason, factor_id=failed.factor_id, attempts=attempts
+        )
+
+    async def _give_up(
+        self, challenge: Challenge, also: Callable[[], Awaitable[object]] | None
+    ) -> None:
+        await self.store.set_challenge_state(
+            challenge.id, expected=ChallengeState.PENDING.value, new=ChallengeState.DENIED.value
+        )
+        if also is not None:
+            await also()
+
+    async def _unlocked(
+        self,
+        challenge: Challenge,
+        method: str,
+        factors: Sequence[FactorRecord],
+        policy: FailurePolicy,
+        now: datetime,
+        factor_id: str | None,
+    ) -> list[FactorRecord]:
+        """The factors that may be tried now. None permanently → 401; all waiting → 429."""
+        usable: list[FactorRecord] = []
+        waits: list[int] = []
+        for factor in factors:
+            state = lockout_state(factor.failures, factor.last_failure_at, now=now, policy=policy)
+            if not state.locked:
+                usable.append(factor)
+            elif not state.permanently_locked:
+                waits.append(state.retry_after)
+        if usable:
+            return usable
+        if waits:
+            throttled = VerificationFailure.THROTTLED
+            await self.audit_failure(challenge, method, throttled, factor_id=factor_id)
+            raise VerificationThrottled(min(waits))
+        await self.reject(challenge, method, VerificationFailure.LOCKED, factor_id=factor_id)
+
+    async def _charge(
+        self, factors: Sequence[FactorRecord], policy: FailurePolicy, now: datetime
+    ) -> list[FactorRecord]:
+        """Count a failure on each factor *before* checking the code; keep those still under
+        the cap. The increment stops at the cap, so the count never passes it either."""
+        charged: list[FactorRecord] = []
+        for factor in factors:
+            try:
+                count = await self.store.record_factor_failure(
+                    factor.id, now=now, limit=policy.max_failures
+                )
+            except NotFound:  # removed meanwhile
+                continue
+            if count <= policy.max_failures:
+                charged.append(factor)
+        if not charged:
+            raise CheckFailed(VerificationFailure.LOCKED, factors[0].id if factors else None)
+        return charged
+
+    async def audit_failure(
+        self,
+        challenge: Challenge,
+        method: str,
+        reason: VerificationFailure,
+        *,
+        factor_id: str | None = None,
+        attempts: int | None = None,
+    ) -> None:
+        """Append ``verification_failed`` with the exact reason (never the proof itself)."""
+        data: dict[str, object] = {
+            "challenge_id": challenge.id,
+            # The method is the client's string: record it only when it names a known kind.
+            "method": method if method in _KNOWN_METHODS else "unknown",
+            "reason": reason.value,
+        }
+        if factor_id is not None:
+            data["factor_id"] = factor_id
+        if attempts is not None:
+            data["attempts"] = attempts
+        await self.audit.record("verification_failed", subject_id=challenge.subject_id, data=data)
+
+    async def reject(
+        self,
+        challenge: Challenge,
+        method: str,
+        reason: VerificationFailure,
+        *,
+        factor_id: str | None = None,
+        attempts: int | None = None,
+    ) -> NoReturn:
+        """Audit ``reason`` and raise the vague :class:`VerificationRejected`."""
+        await self.audit_failure(challenge, method, reason, factor_id=factor_id, attempts=attempts)
+        raise VerificationRejected(reason)
