@@ -52,6 +52,26 @@ def writer_pid(log: AuditLog) -> int:
     return pid
 
 
+async def append_after_loss(log: AuditLog, first: AuditEvent) -> list[AuditEvent | None]:
+    """Three appends after the writer was lost: each committed event, or None for a batch
+    that was not acknowledged. At most the lost child's batch fails, and the chain holds
+    every acknowledged event as it was acknowledged."""
+    outcomes: list[AuditEvent | None] = []
+    for n in range(2, 5):
+        try:
+            outcomes.append(await log.append(event(n)))
+        except StoreUnavailable:
+            outcomes.append(None)  # the batch the dead child held: not acknowledged
+    assert outcomes.count(None) <= 1
+    assert outcomes[-1] is not None
+    report = await log.verify()
+    assert report.ok, report
+    acknowledged = [e for e in [first, *outcomes] if e is not None]
+    stored = {e.seq: e.hash for e in await log.list_events()}
+    assert all(stored[e.seq] == e.hash for e in acknowledged if e.seq is not None)
+    return outcomes
+
+
 async def test_concurrent_appends_chain_in_the_child_process(audit: AuditLog) -> None:
     pid = writer_pid(audit)
     assert pid != os.getpid()
@@ -83,20 +103,8 @@ async def test_a_killed_child_fails_at_most_its_batch_and_is_replaced(audit: Aud
     first = await audit.append(event(1))
     old = writer_pid(audit)
     os.kill(old, signal.SIGKILL)
-    outcomes: list[AuditEvent | None] = []
-    for n in range(2, 5):
-        try:
-            outcomes.append(await audit.append(event(n)))
-        except StoreUnavailable:
-            outcomes.append(None)  # the batch the dead child held: not acknowledged
-    assert outcomes.count(None) <= 1
-    assert outcomes[-1] is not None
+    await append_after_loss(audit, first)
     assert writer_pid(audit) != old
-    report = await audit.verify()
-    assert report.ok, report
-    acknowledged = [e for e in [first, *outcomes] if e is not None]
-    stored = {e.seq: e.hash for e in await audit.list_events()}
-    assert all(stored[e.seq] == e.hash for e in acknowledged if e.seq is not None)
 
 
 @pytest.mark.parametrize(
@@ -113,22 +121,10 @@ async def test_a_child_that_cannot_be_replaced_leaves_the_log_on_a_thread(
     first = await audit.append(event(1))
     os.kill(writer_pid(audit), signal.SIGKILL)
     monkeypatch.setattr(writer_module, "child_command", lambda url: command)
-    outcomes: list[AuditEvent | None] = []
-    for n in range(2, 5):
-        try:
-            outcomes.append(await audit.append(event(n)))
-        except StoreUnavailable:
-            outcomes.append(None)  # the batch the dead child held: not acknowledged
     # At most the dead child's batch is lost; the next one is written from a thread.
-    assert outcomes.count(None) <= 1
-    assert outcomes[-1] is not None
+    await append_after_loss(audit, first)
     assert audit._process is None
     assert "writing from a thread" in caplog.text
-    report = await audit.verify()
-    assert report.ok, report
-    acknowledged = [e for e in [first, *outcomes] if e is not None]
-    stored = {e.seq: e.hash for e in await audit.list_events()}
-    assert all(stored[e.seq] == e.hash for e in acknowledged if e.seq is not None)
 
 
 async def test_a_child_that_reports_a_store_failure_is_not_replaced_by_a_thread(
