@@ -210,6 +210,8 @@ def serve(
             )
         )
         loop = asyncio.get_running_loop()
+        # SIGHUP reloads the policy where the platform has it (not on Windows, nor off the main
+        # thread); the policy file is also polled for changes, so a reload never depends on it.
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, services.request_reload)
         typer.echo(

@@ -100,10 +100,7 @@ class AuditLog:
             try:
                 await process.start()
             except StoreUnavailable as error:
-                self._want_process = False
-                _logger.warning(
-                    "audit writer process unavailable, writing from a thread: %s", error
-                )
+                self._write_from_thread(error)
             else:
                 self._process = process
         if self._writer is None or self._writer.done():
@@ -233,6 +230,12 @@ class AuditLog:
             for event in events:
                 self.bus.publish(event)
 
+    def _write_from_thread(self, error: StoreUnavailable) -> None:
+        """No writer process could be started: from now on batches commit from a thread."""
+        _logger.warning("audit writer process unavailable, writing from a thread: %s", error)
+        self._want_process = False
+        self._process = None
+
     async def _write(self, batch: list[_Pending]) -> list[AuditEvent | None]:
         items = [pending.item for pending in batch]
         links: list[Link | None] | None = None
@@ -242,11 +245,8 @@ class AuditLog:
             except WriterUnavailable as error:
                 # No child could be started again after one was lost: nothing of this batch
                 # reached a store, so it and the rest are written from a thread.
-                _logger.warning(
-                    "audit writer process unavailable, writing from a thread: %s", error
-                )
-                self._want_process = False
-                process, self._process = self._process, None
+                process = self._process
+                self._write_from_thread(error)
                 await process.stop()
         if links is None:
             links = await self.db.run_durable(

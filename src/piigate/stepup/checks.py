@@ -1,8 +1,8 @@
 """The built-in factor checks: TOTP codes and recovery codes (plugged into ``Verifier``).
 
 Each check receives the factors already charged one failure (``Refusals.charge``) and either
-returns :class:`~piigate.stepup.verification.Verified` or raises
-:class:`~piigate.stepup.verification.CheckFailed` with the exact reason, for the audit only.
+returns :class:`~piigate.stepup.verdicts.Verified` or raises
+:class:`~piigate.stepup.verdicts.CheckFailed` with the exact reason, for the audit only.
 What a success spends — the TOTP time step, a recovery code — is saved with a compare-and-set,
 so two nodes accepting the same code at the same moment cannot both win.
 """

@@ -171,9 +171,10 @@ class FactorEnrollment:
                 secret, code.reveal(), at=now, last_step=None, **totp_parameters(factor.data)
             )
         except TotpRejected as rejected:
-            await self._refused(subject_id, factor_id, VerificationFailure(rejected.reason.value))
+            reason = VerificationFailure(rejected.reason.value)
+            await self.refuse_confirmation(subject_id, factor_id, reason)
         if not await self.store.advance_totp_step(factor_id, expected=None, new=match.step):
-            await self._refused(subject_id, factor_id, VerificationFailure.REPLAYED)
+            await self.refuse_confirmation(subject_id, factor_id, VerificationFailure.REPLAYED)
         return await self.activate(subject_id, factor_id, FactorKind.TOTP, now)
 
     async def new_recovery_codes(
@@ -326,7 +327,7 @@ class FactorEnrollment:
         settings = self._compiled().policy.factors.get(kind)
         cap = settings.max_failures if settings is not None else _DEFAULT_CAP
         if await self.store.record_factor_failure(factor_id, now=now, limit=cap) > cap:
-            await self._refused(subject_id, factor_id, VerificationFailure.LOCKED)
+            await self.refuse_confirmation(subject_id, factor_id, VerificationFailure.LOCKED)
 
     async def activate(
         self, subject_id: str, factor_id: str, kind: FactorKind, now: datetime
@@ -350,11 +351,6 @@ class FactorEnrollment:
         self, subject_id: str, factor_id: str, reason: VerificationFailure
     ) -> NoReturn:
         """Audit why a pending factor's code was refused; the client gets the vague 401."""
-        await self._refused(subject_id, factor_id, reason)
-
-    async def _refused(
-        self, subject_id: str, factor_id: str, reason: VerificationFailure
-    ) -> NoReturn:
         await self.audit.record(
             "factor_confirmation_failed",
             subject_id=subject_id,
