@@ -2,21 +2,23 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import Connection, func, inspect, select, text, update
 
 from piigate.errors import ServiceUnavailable
 from piigate.store import Database, StoreUnavailable, default_url
 from piigate.store.db import alembic_config as _alembic_config
 from piigate.store.db import normalize_url
-from piigate.store.tables import metadata
+from piigate.store.tables import counters, metadata
 
 HEAD = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+LATER = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 def closed_port() -> int:
@@ -134,6 +136,94 @@ async def test_begin_immediate_serialises_sqlite_writers(tmp_path: Path) -> None
         await second.close()
 
 
+async def test_write_commits_what_its_work_did_and_read_sees_it(db: Database) -> None:
+    def add(conn: Connection) -> int:
+        conn.execute(counters.insert().values(key="k", value=1, window_end=LATER))
+        return 7
+
+    assert await db.write(add) == 7
+    assert await db.read(lambda conn: conn.execute(select(counters.c.value)).scalar()) == 1
+
+
+async def test_a_failing_unit_of_work_rolls_back_and_raises_its_own_error(db: Database) -> None:
+    def half_done(conn: Connection) -> None:
+        conn.execute(counters.insert().values(key="k", value=1, window_end=LATER))
+        raise ValueError("the work's own error")
+
+    with pytest.raises(ValueError, match="the work's own error"):
+        await db.write(half_done)
+    assert (
+        await db.read(
+            lambda conn: conn.execute(select(func.count()).select_from(counters)).scalar()
+        )
+        == 0
+    )
+
+
+async def test_concurrent_read_modify_write_units_lose_no_update(db: Database) -> None:
+    """Each unit reads the value and writes it back plus one: the transactions must not
+    interleave (SQLite: one writer thread and BEGIN IMMEDIATE; PostgreSQL: the row lock)."""
+    await db.write(
+        lambda conn: conn.execute(counters.insert().values(key="k", value=0, window_end=LATER))
+    )
+
+    def increment(conn: Connection) -> None:
+        read = select(counters.c.value).where(counters.c.key == "k").with_for_update()
+        value = conn.execute(read).scalar_one()
+        conn.execute(update(counters).where(counters.c.key == "k").values(value=value + 1))
+
+    await asyncio.gather(*(db.write(increment) for _ in range(50)))
+    assert await db.read(lambda conn: conn.execute(select(counters.c.value)).scalar()) == 50
+
+
+async def test_sqlite_write_waits_for_another_process_lock(tmp_path: Path) -> None:
+    """Another connection (the audit writer process, another node) holding the write lock
+    makes a write wait in SQLite's busy handler, not fail."""
+    url = f"sqlite:///{tmp_path}/wait.db"
+    other, db = Database.open(url), Database.open(url)
+    try:
+        await other.upgrade()
+        entered, release = asyncio.Event(), asyncio.Event()
+
+        async def hold() -> None:
+            async with other.begin(immediate=True) as conn:
+                await conn.execute(text("SELECT 1"))
+                entered.set()
+                await release.wait()
+
+        holder = asyncio.create_task(hold())
+        await entered.wait()
+        writing = asyncio.create_task(
+            db.write(
+                lambda conn: conn.execute(
+                    counters.insert().values(key="k", value=1, window_end=LATER)
+                )
+            )
+        )
+        await asyncio.sleep(0.3)
+        assert not writing.done()
+        release.set()
+        await asyncio.wait_for(asyncio.gather(holder, writing), 5)
+        assert await db.read(lambda conn: conn.execute(select(counters.c.key)).scalar()) == "k"
+    finally:
+        await other.close()
+        await db.close()
+
+
+async def test_sqlite_units_of_work_commit_with_the_asked_durability(tmp_path: Path) -> None:
+    db = Database.open(f"sqlite:///{tmp_path}/durable.db")
+
+    def synchronous(conn: Connection) -> int:
+        return int(conn.exec_driver_sql("PRAGMA synchronous").scalar_one())
+
+    try:
+        assert await db.write(synchronous, durable=True) == 2  # FULL
+        assert await db.write(synchronous) == 1  # NORMAL
+        assert await db.read(synchronous) == 1
+    finally:
+        await db.close()
+
+
 async def test_postgres_on_a_closed_port_is_unavailable() -> None:
     db = Database.open(f"postgresql://postgres@127.0.0.1:{closed_port()}/nothing")
     try:
@@ -153,6 +243,10 @@ async def test_unusable_sqlite_path_is_unavailable(tmp_path: Path) -> None:
     try:
         with pytest.raises(StoreUnavailable):
             await db.ping()
+        with pytest.raises(StoreUnavailable):
+            await db.read(lambda conn: conn.execute(text("SELECT 1")).scalar())
+        with pytest.raises(StoreUnavailable):
+            await db.write(lambda conn: conn.execute(text("SELECT 1")).scalar())
         # aiosqlite (0.22) stops the worker thread of a failed connect without awaiting it;
         # let it finish while the event loop is still open.
         await asyncio.sleep(0.1)

@@ -249,8 +249,8 @@ class AuditLog:
                 self._write_from_thread(error)
                 await process.stop()
         if links is None:
-            links = await self.db.run_durable(
-                functools.partial(write_batch, items, self.db.dialect)
+            links = await self.db.write(
+                functools.partial(write_batch, items, self.db.dialect), durable=True
             )
         committed: list[AuditEvent | None] = []
         for pending, link in zip(batch, links, strict=True):

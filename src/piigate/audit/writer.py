@@ -16,12 +16,13 @@ first sends ``("ready", pid)`` once the store answers. It exits at end of input,
 outlives its parent, and it ignores SIGINT/SIGTERM: a Ctrl-C or a service manager's TERM to
 the process group must not cut off the parent's final flush.
 
-Durability is unchanged: the child commits with ``synchronous=FULL`` (``Database.run_durable``)
-before answering, and the parent acknowledges nothing before the answer. A child that dies
-mid-batch fails that batch with ``StoreUnavailable`` (its events may or may not be in the
-chain; they were not acknowledged); the next batch starts a new child. A child that cannot be
-started at all (``WriterUnavailable``: the interpreter will not run, or it dies before it can
-report) has seen nothing of the batch, so the log writes that batch and the rest from a thread.
+Durability is unchanged: the child commits with ``synchronous=FULL``
+(``Database.run_durable_blocking``) before answering, and the parent acknowledges nothing
+before the answer. A child that dies mid-batch fails that batch with ``StoreUnavailable`` (its
+events may or may not be in the chain; they were not acknowledged); the next batch starts a new
+child. A child that cannot be started at all (``WriterUnavailable``: the interpreter will not
+run, or it dies before it can report) has seen nothing of the batch, so the log writes that
+batch and the rest from a thread.
 """
 
 from __future__ import annotations

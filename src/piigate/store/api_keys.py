@@ -59,17 +59,16 @@ class ApiKeyStore(Repo):
             created_at=utc(now),
         )
         try:
-            async with self.db.begin() as conn:
-                await conn.execute(
-                    api_keys.insert().values(
-                        id=row.id,
-                        name=row.name,
-                        key_hash=row.key_hash,
-                        roles=list(row.roles),
-                        scopes=list(row.scopes),
-                        created_at=row.created_at,
-                    )
+            await self._write(
+                api_keys.insert().values(
+                    id=row.id,
+                    name=row.name,
+                    key_hash=row.key_hash,
+                    roles=list(row.roles),
+                    scopes=list(row.scopes),
+                    created_at=row.created_at,
                 )
+            )
         except exc.IntegrityError as error:
             raise AlreadyExists("an API key with that name exists") from error
         return row
@@ -79,8 +78,7 @@ class ApiKeyStore(Repo):
         stmt = select(api_keys).where(
             api_keys.c.key_hash == bytes(key_hash), api_keys.c.revoked_at.is_(None)
         )
-        async with self.db.connect() as conn:
-            found = (await conn.execute(stmt)).first()
+        found = await self._first(stmt)
         return None if found is None else _row(found)
 
     async def revoke_api_key(self, name: str, *, now: datetime | None = None) -> bool:
@@ -91,11 +89,7 @@ class ApiKeyStore(Repo):
             .where(api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
             .values(revoked_at=at)
         )
-        async with self.db.begin() as conn:
-            result = await conn.execute(stmt)
-        return result.rowcount == 1
+        return await self._changed(stmt)
 
     async def list_api_keys(self) -> list[ApiKeyRow]:
-        async with self.db.connect() as conn:
-            rows = (await conn.execute(select(api_keys).order_by(api_keys.c.name))).all()
-        return [_row(r) for r in rows]
+        return [_row(r) for r in await self._all(select(api_keys).order_by(api_keys.c.name))]

@@ -92,15 +92,11 @@ class CeremonyStore(Repo):
             "secret": row.secret,
             "data": row.data,
         }
-        async with self.db.begin() as conn:
-            await conn.execute(ceremonies.insert().values(values))
+        await self._write(ceremonies.insert().values(values))
         return row
 
     async def get_ceremony(self, ceremony_id: str) -> CeremonyRow | None:
-        async with self.db.connect() as conn:
-            found = (
-                await conn.execute(select(ceremonies).where(ceremonies.c.id == ceremony_id))
-            ).first()
+        found = await self._first(select(ceremonies).where(ceremonies.c.id == ceremony_id))
         return None if found is None else _row(found)
 
     async def list_ceremonies(
@@ -129,9 +125,7 @@ class CeremonyStore(Repo):
         if states is not None:
             stmt = stmt.where(ceremonies.c.state.in_([str(s) for s in states]))
         stmt = stmt.order_by(ceremonies.c.created_at, ceremonies.c.id).limit(limit)
-        async with self.db.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
-        return [_row(found) for found in rows]
+        return [_row(found) for found in await self._all(stmt)]
 
     async def count_ceremonies(
         self,
@@ -153,8 +147,7 @@ class CeremonyStore(Repo):
             stmt = stmt.where(ceremonies.c.purpose.in_([str(p) for p in purposes]))
         if states is not None:
             stmt = stmt.where(ceremonies.c.state.in_([str(s) for s in states]))
-        async with self.db.connect() as conn:
-            return int((await conn.execute(stmt)).scalar_one())
+        return int(await self._scalar(stmt))
 
     async def close_ceremony(
         self,
@@ -179,9 +172,7 @@ class CeremonyStore(Repo):
             .where(ceremonies.c.id == ceremony_id, ceremonies.c.state == expected)
             .values(values)
         )
-        async with self.db.begin() as conn:
-            result = await conn.execute(stmt)
-        return bool(result.rowcount == 1)
+        return await self._changed(stmt)
 
     async def close_open_ceremonies(
         self, *, challenge_id: str, purposes: Iterable[str], new: str, now: datetime
@@ -197,14 +188,10 @@ class CeremonyStore(Repo):
             )
             .values(state=new, closed_at=utc(now))
         )
-        async with self.db.begin() as conn:
-            result = await conn.execute(stmt)
-        return int(result.rowcount or 0)
+        return await self._write(stmt)
 
     async def purge_ceremonies(self, *, expired_before: datetime) -> int:
         """Drop ceremonies whose life ended before ``expired_before`` (kept a while after their
         end for rate limits and investigation; the audit trail keeps what happened)."""
         stmt = delete(ceremonies).where(ceremonies.c.expires_at < utc(expired_before))
-        async with self.db.begin() as conn:
-            result = await conn.execute(stmt)
-        return int(result.rowcount or 0)
+        return await self._write(stmt)

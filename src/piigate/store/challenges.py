@@ -43,14 +43,10 @@ class ChallengeStore(Repo):
             raise ValueError(f"unknown challenge columns: {sorted(unknown)}")
         values = dict(row)
         values.setdefault("attempts", 0)
-        async with self.db.begin() as conn:
-            await conn.execute(challenges.insert().values(values))
+        await self._write(challenges.insert().values(values))
 
     async def get_challenge(self, challenge_id: str) -> ChallengeRow | None:
-        async with self.db.connect() as conn:
-            found = (
-                await conn.execute(select(challenges).where(challenges.c.id == challenge_id))
-            ).first()
+        found = await self._first(select(challenges).where(challenges.c.id == challenge_id))
         return None if found is None else ChallengeRow(**found._asdict())
 
     async def record_attempt(self, challenge_id: str, *, now: datetime) -> int:
@@ -66,8 +62,7 @@ class ChallengeStore(Repo):
             .values(attempts=challenges.c.attempts + 1, last_attempt_at=utc(now))
             .returning(challenges.c.attempts)
         )
-        async with self.db.begin() as conn:
-            attempts = (await conn.execute(stmt)).scalar_one_or_none()
+        attempts = await self._write_returning(stmt)
         if attempts is None:
             raise NotFound("no such challenge")
         return int(attempts)
@@ -96,9 +91,7 @@ class ChallengeStore(Repo):
             .where(challenges.c.id == challenge_id, challenges.c.state == expected)
             .values(values)
         )
-        async with self.db.begin() as conn:
-            result = await conn.execute(stmt)
-        return bool(result.rowcount == 1)
+        return await self._changed(stmt)
 
     async def collect_challenge_grant(self, challenge_id: str, *, now: datetime) -> bool:
         """Mark the grant of an approved challenge handed out: True once, for one caller."""
@@ -112,9 +105,7 @@ class ChallengeStore(Repo):
             )
             .values(grant_collected_at=utc(now))
         )
-        async with self.db.begin() as conn:
-            result = await conn.execute(stmt)
-        return bool(result.rowcount == 1)
+        return await self._changed(stmt)
 
     async def list_challenges(
         self, *, state: str, created_after: datetime, limit: int = 200
@@ -126,6 +117,4 @@ class ChallengeStore(Repo):
             .order_by(challenges.c.created_at.desc())
             .limit(limit)
         )
-        async with self.db.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
-        return [ChallengeRow(**found._asdict()) for found in rows]
+        return [ChallengeRow(**found._asdict()) for found in await self._all(stmt)]

@@ -52,17 +52,14 @@ class SqlCounters(Repo):
                 "window_end": case((expired, literal(window_end, TS)), else_=counters.c.window_end),
             },
         ).returning(counters.c.value)
-        async with self.db.begin() as conn:
-            value = (await conn.execute(stmt)).scalar_one()
-        return int(value)
+        return int(await self._write_returning(stmt))
 
     async def peek(self, key: str, now: datetime) -> int:
         """The count in the current window (0 when none or the window is over)."""
         stmt = select(counters.c.value).where(
             counters.c.key == key, counters.c.window_end > utc(now)
         )
-        async with self.db.connect() as conn:
-            value = (await conn.execute(stmt)).scalar_one_or_none()
+        value = await self._scalar(stmt)
         return 0 if value is None else int(value)
 
     async def active_until(self, key: str, now: datetime) -> datetime | None:
@@ -74,16 +71,12 @@ class SqlCounters(Repo):
         stmt = select(counters.c.window_end).where(
             counters.c.key == key, counters.c.window_end > utc(now), counters.c.value > 0
         )
-        async with self.db.connect() as conn:
-            value = (await conn.execute(stmt)).scalar_one_or_none()
+        value = await self._scalar(stmt)
         return None if value is None else utc(value)
 
     async def reset(self, key: str) -> None:
-        async with self.db.begin() as conn:
-            await conn.execute(delete(counters).where(counters.c.key == key))
+        await self._write(delete(counters).where(counters.c.key == key))
 
     async def purge_counters(self, now: datetime) -> int:
         """Drop counters whose window is over (they would restart from zero anyway)."""
-        async with self.db.begin() as conn:
-            result = await conn.execute(delete(counters).where(counters.c.window_end <= utc(now)))
-        return int(result.rowcount)
+        return await self._write(delete(counters).where(counters.c.window_end <= utc(now)))

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -92,7 +93,11 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect: str = engine.dialect.name
-        self._sync_engine: Engine | None = None  # SQLite: the durable writer's own engine
+        # SQLite: the stdlib driver's engine, and the threads that run units of work on it
+        # (see read()/write()); created on first use, dropped by close().
+        self._sync_engine: Engine | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._readers: ThreadPoolExecutor | None = None
         # The same pool, with options the SQLite begin hook turns into BEGIN IMMEDIATE and
         # synchronous=FULL; on PostgreSQL these options are ignored.
         self._write_engine = engine.execution_options(**{_IMMEDIATE: True})
@@ -136,6 +141,10 @@ class Database:
         return f"Database({self.engine.url.render_as_string(hide_password=True)!r})"
 
     async def close(self) -> None:
+        for pool in (self._writer, self._readers):
+            if pool is not None:
+                pool.shutdown(wait=True)  # units of work are short; let them finish
+        self._writer = self._readers = None
         if self._sync_engine is not None:
             self._sync_engine.dispose()
             self._sync_engine = None
@@ -144,6 +153,67 @@ class Database:
     async def ping(self) -> None:
         async with self.connect() as conn:
             await conn.execute(text("SELECT 1"))
+
+    # -- units of work -----------------------------------------------------------------------
+
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` (plain synchronous SQLAlchemy) in one read transaction, rolled back.
+
+        Every statement of ``work`` sees the same snapshot (SQLite: one deferred transaction in
+        WAL mode; PostgreSQL: READ COMMITTED per statement, as :meth:`connect`).
+        """
+        if self.dialect != "sqlite":
+            async with _translating(), self.engine.connect() as conn:
+                return await conn.run_sync(work)
+        if self._readers is None:
+            self._readers = ThreadPoolExecutor(2, thread_name_prefix="piigate-sqlite-read")
+        return await self._in_thread(self._readers, self._read_blocking, work)
+
+    async def write(self, work: Callable[[Connection], T], *, durable: bool = False) -> T:
+        """Run ``work`` (plain synchronous SQLAlchemy) in one write transaction, committed when
+        it returns; an exception rolls it back. ``durable``: see :meth:`begin_durable` (the
+        audit log's group commit).
+
+        On SQLite the whole transaction runs in the process's one writer thread with the stdlib
+        driver, under ``BEGIN IMMEDIATE``: a transaction costs one hand-off between threads
+        instead of aiosqlite's one per statement, and this process's writers queue for that
+        thread instead of polling SQLite's busy handler for the write lock (only other
+        processes -- the audit writer, other nodes -- still meet it there). On PostgreSQL the
+        transaction runs on the async connection (``run_sync``).
+        """
+        if self.dialect != "sqlite":
+            async with _translating(), self.engine.begin() as conn:
+                return await conn.run_sync(work)
+        return await self._in_thread(self._writer_pool(), self._write_blocking, work, durable)
+
+    async def _in_thread(self, pool: ThreadPoolExecutor, run: Callable[..., T], *args: Any) -> T:
+        self._sqlite_engine()  # created on the event loop, never by two threads at once
+        return await asyncio.get_running_loop().run_in_executor(pool, run, *args)
+
+    def _writer_pool(self) -> ThreadPoolExecutor:
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="piigate-sqlite-write")
+        return self._writer
+
+    def _sqlite_engine(self) -> Engine:
+        if self._sync_engine is None:
+            url = self.engine.url.set(drivername="sqlite+pysqlite")
+            engine = create_engine(url, hide_parameters=True)
+            _install_sqlite_hooks(engine)
+            self._sync_engine = engine
+        return self._sync_engine
+
+    def _read_blocking(self, work: Callable[[Connection], T]) -> T:
+        with _translated(), self._sqlite_engine().connect() as conn:
+            try:
+                return work(conn)
+            finally:
+                conn.rollback()
+
+    def _write_blocking(self, work: Callable[[Connection], T], durable: bool) -> T:
+        options = {_IMMEDIATE: True, _DURABLE: durable}
+        with _translated(), self._sqlite_engine().execution_options(**options).begin() as conn:
+            return work(conn)
 
     # -- connections -------------------------------------------------------------------------
 
@@ -174,35 +244,10 @@ class Database:
         async with _translating(), self._durable_engine.begin() as conn:
             yield conn
 
-    async def run_durable(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` (plain synchronous SQLAlchemy) in one durable write transaction.
-
-        On SQLite the whole transaction runs in one worker thread with the stdlib driver: a
-        group commit of many statements then costs one hand-off between threads instead of one
-        per statement (aiosqlite's model), which matters on the audit hot path. On PostgreSQL it
-        runs inside the async connection (``run_sync``).
-        """
-        if self.dialect != "sqlite":
-            async with self.begin_durable() as conn:
-                return await conn.run_sync(work)
-        return await asyncio.to_thread(self.run_durable_blocking, work)
-
     def run_durable_blocking(self, work: Callable[[Connection], T]) -> T:
-        """SQLite: :meth:`run_durable` in the calling thread (a worker thread, or the audit
-        writer process); it blocks until the commit is durable."""
-        if self._sync_engine is None:
-            url = self.engine.url.set(drivername="sqlite+pysqlite")
-            engine = create_engine(url, hide_parameters=True)
-            _install_sqlite_hooks(engine)
-            self._sync_engine = engine
-        durable = self._sync_engine.execution_options(**{_IMMEDIATE: True, _DURABLE: True})
-        try:
-            with durable.begin() as conn:
-                return work(conn)
-        except exc.IntegrityError:
-            raise
-        except _UNAVAILABLE as error:
-            raise StoreUnavailable("the store is unavailable") from error
+        """SQLite: ``write(work, durable=True)`` in the calling thread (the audit writer
+        process); it blocks until the commit is durable."""
+        return self._write_blocking(work, True)
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[AsyncConnection]:
@@ -254,14 +299,20 @@ def _current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-@asynccontextmanager
-async def _translating() -> AsyncIterator[None]:
+@contextmanager
+def _translated() -> Iterator[None]:
     try:
         yield
     except exc.IntegrityError:
         raise
     except _UNAVAILABLE as error:
         raise StoreUnavailable("the store is unavailable") from error
+
+
+@asynccontextmanager
+async def _translating() -> AsyncIterator[None]:
+    with _translated():
+        yield
 
 
 def _install_sqlite_hooks(engine: Engine) -> None:

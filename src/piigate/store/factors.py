@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, exc, select, update
+from sqlalchemy import Connection, Row, delete, exc, select, update
 
 from piigate.errors import NotFound
 from piigate.store._sql import Repo, utc
@@ -88,23 +88,22 @@ class FactorStore(Repo):
             data=dict(data or {}),
         )
         try:
-            async with self.db.begin() as conn:
-                await conn.execute(
-                    factors.insert().values(
-                        id=row.id,
-                        subject_id=row.subject_id,
-                        kind=row.kind,
-                        label=row.label,
-                        state=row.state,
-                        secret=row.secret,
-                        last_step=None,
-                        failures=0,
-                        created_at=row.created_at,
-                        confirmed_at=row.confirmed_at,
-                        data=row.data,
-                        credential_id=credential_id,
-                    )
+            await self._write(
+                factors.insert().values(
+                    id=row.id,
+                    subject_id=row.subject_id,
+                    kind=row.kind,
+                    label=row.label,
+                    state=row.state,
+                    secret=row.secret,
+                    last_step=None,
+                    failures=0,
+                    created_at=row.created_at,
+                    confirmed_at=row.confirmed_at,
+                    data=row.data,
+                    credential_id=credential_id,
                 )
+            )
         except exc.IntegrityError as error:
             if credential_id is None:
                 raise  # the id (ids are random: a bug, not a user's doing)
@@ -112,8 +111,7 @@ class FactorStore(Repo):
         return row
 
     async def get_factor(self, factor_id: str) -> FactorRow | None:
-        async with self.db.connect() as conn:
-            found = (await conn.execute(select(factors).where(factors.c.id == factor_id))).first()
+        found = await self._first(select(factors).where(factors.c.id == factor_id))
         return None if found is None else _row(found)
 
     async def list_factors(
@@ -130,9 +128,7 @@ class FactorStore(Repo):
         if states is not None:
             stmt = stmt.where(factors.c.state.in_([str(s) for s in states]))
         stmt = stmt.order_by(factors.c.created_at, factors.c.id)
-        async with self.db.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
-        return [_row(r) for r in rows]
+        return [_row(r) for r in await self._all(stmt)]
 
     async def activate_factor(self, factor_id: str, *, now: datetime) -> bool:
         """``pending`` → ``active`` (recording ``confirmed_at``); True for exactly one caller."""
@@ -189,17 +185,20 @@ class FactorStore(Repo):
         stmt = stmt.values(failures=factors.c.failures + 1, last_failure_at=utc(now)).returning(
             factors.c.failures
         )
-        async with self.db.begin() as conn:
-            failures = (await conn.execute(stmt)).scalar_one_or_none()
+
+        def work(conn: Connection) -> int | None:
+            failures = conn.execute(stmt).scalar_one_or_none()
             if failures is None and limit is not None:
-                current = (
-                    await conn.execute(select(factors.c.failures).where(factors.c.id == factor_id))
+                current = conn.execute(
+                    select(factors.c.failures).where(factors.c.id == factor_id)
                 ).scalar_one_or_none()
-                if current is not None:
-                    return int(current) + 1
-        if failures is None:
+                return None if current is None else int(current) + 1
+            return None if failures is None else int(failures)
+
+        counted = await self.db.write(work)
+        if counted is None:
             raise NotFound("no such factor")
-        return int(failures)
+        return counted
 
     async def reset_factor_failures(self, factor_id: str) -> bool:
         """Back to zero failures (after a success, a recovery or an administrator's unlock)."""
@@ -225,14 +224,16 @@ class FactorStore(Repo):
         SQLite's write lock) and compared in Python within one transaction.
         """
         select_stmt = select(factors.c.data).where(factors.c.id == factor_id).with_for_update()
-        async with self.db.begin(immediate=True) as conn:
-            current = (await conn.execute(select_stmt)).scalar_one_or_none()
+        update_stmt = update(factors).where(factors.c.id == factor_id).values(data=dict(new_data))
+
+        def work(conn: Connection) -> bool:
+            current = conn.execute(select_stmt).scalar_one_or_none()
             if current is None or dict(current) != dict(expected_data):
                 return False
-            await conn.execute(
-                update(factors).where(factors.c.id == factor_id).values(data=dict(new_data))
-            )
-        return True
+            conn.execute(update_stmt)
+            return True
+
+        return await self.db.write(work)
 
     async def replace_factor_secret(self, factor_id: str, *, expected: str, new: str) -> bool:
         """Compare-and-set the secret token (re-wrapping under a new data key).
@@ -249,8 +250,3 @@ class FactorStore(Repo):
 
     async def delete_factor(self, factor_id: str) -> bool:
         return await self._changed(delete(factors).where(factors.c.id == factor_id))
-
-    async def _changed(self, stmt: Any) -> bool:
-        async with self.db.begin() as conn:
-            result = await conn.execute(stmt)
-        return bool(result.rowcount == 1)

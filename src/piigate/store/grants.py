@@ -26,14 +26,8 @@ class GrantStore(Repo):
             .on_conflict_do_nothing(index_elements=[used_grants.c.grant_id])
             .returning(used_grants.c.grant_id)
         )
-        async with self.db.begin() as conn:
-            inserted = (await conn.execute(stmt)).first()
-        return inserted is not None
+        return await self._write_returning(stmt) is not None
 
     async def purge_used_grants(self, now: datetime) -> int:
         """Forget used grants that have expired; returns how many rows were deleted."""
-        async with self.db.begin() as conn:
-            result = await conn.execute(
-                delete(used_grants).where(used_grants.c.expires_at <= utc(now))
-            )
-        return int(result.rowcount)
+        return await self._write(delete(used_grants).where(used_grants.c.expires_at <= utc(now)))

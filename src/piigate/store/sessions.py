@@ -45,18 +45,17 @@ class SessionStore(Repo):
             created_at=utc(now),
             expires_at=utc(expires_at),
         )
-        async with self.db.begin() as conn:
-            await conn.execute(
-                sessions.insert().values(
-                    token_hash=row.token_hash,
-                    username=row.username,
-                    level=row.level,
-                    amr=list(row.amr),
-                    auth_time=row.auth_time,
-                    created_at=row.created_at,
-                    expires_at=row.expires_at,
-                )
+        await self._write(
+            sessions.insert().values(
+                token_hash=row.token_hash,
+                username=row.username,
+                level=row.level,
+                amr=list(row.amr),
+                auth_time=row.auth_time,
+                created_at=row.created_at,
+                expires_at=row.expires_at,
             )
+        )
         return row
 
     async def get_session(self, token_hash: str, now: datetime) -> SessionRow | None:
@@ -64,8 +63,7 @@ class SessionStore(Repo):
         stmt = select(sessions).where(
             sessions.c.token_hash == token_hash, sessions.c.expires_at > utc(now)
         )
-        async with self.db.connect() as conn:
-            found = (await conn.execute(stmt)).first()
+        found = await self._first(stmt)
         if found is None:
             return None
         data = found._asdict()
@@ -73,11 +71,7 @@ class SessionStore(Repo):
         return SessionRow(**data)
 
     async def delete_session(self, token_hash: str) -> bool:
-        async with self.db.begin() as conn:
-            result = await conn.execute(delete(sessions).where(sessions.c.token_hash == token_hash))
-        return result.rowcount == 1
+        return await self._changed(delete(sessions).where(sessions.c.token_hash == token_hash))
 
     async def purge_sessions(self, now: datetime) -> int:
-        async with self.db.begin() as conn:
-            result = await conn.execute(delete(sessions).where(sessions.c.expires_at <= utc(now)))
-        return int(result.rowcount)
+        return await self._write(delete(sessions).where(sessions.c.expires_at <= utc(now)))

@@ -50,21 +50,16 @@ class UserStore(Repo):
             .on_conflict_do_nothing(index_elements=[users.c.username])
             .returning(users.c.username)
         )
-        async with self.db.begin() as conn:
-            inserted = (await conn.execute(stmt)).first()
-        if inserted is None:
+        if await self._write_returning(stmt) is None:
             raise AlreadyExists("that username is taken")
         return row
 
     async def get_user(self, username: str) -> UserRow | None:
-        async with self.db.connect() as conn:
-            found = (await conn.execute(select(users).where(users.c.username == username))).first()
+        found = await self._first(select(users).where(users.c.username == username))
         return None if found is None else _row(found)
 
     async def list_users(self) -> list[UserRow]:
-        async with self.db.connect() as conn:
-            rows = (await conn.execute(select(users).order_by(users.c.username))).all()
-        return [_row(r) for r in rows]
+        return [_row(r) for r in await self._all(select(users).order_by(users.c.username))]
 
     async def set_password_hash(self, username: str, password_hash: str) -> bool:
         """Replace the password hash; False when there is no such user."""
@@ -74,8 +69,6 @@ class UserStore(Repo):
         return await self._update(username, disabled=disabled)
 
     async def _update(self, username: str, **values: object) -> bool:
-        async with self.db.begin() as conn:
-            result = await conn.execute(
-                update(users).where(users.c.username == username).values(**values)
-            )
-        return result.rowcount == 1
+        return await self._changed(
+            update(users).where(users.c.username == username).values(**values)
+        )
