@@ -159,8 +159,9 @@ class Database:
     async def read(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` (plain synchronous SQLAlchemy) in one read transaction, rolled back.
 
-        Every statement of ``work`` sees the same snapshot (SQLite: one deferred transaction in
-        WAL mode; PostgreSQL: READ COMMITTED per statement, as :meth:`connect`).
+        On SQLite (a worker thread, the stdlib driver) its statements share one snapshot; on
+        PostgreSQL each sees what was committed when it started (READ COMMITTED), as with
+        :meth:`connect` (:meth:`snapshot` gives one snapshot there).
         """
         if self.dialect != "sqlite":
             async with _translating(), self.engine.connect() as conn:
