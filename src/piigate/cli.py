@@ -432,16 +432,8 @@ async def _rewrap(store: Any, keyring: Any) -> tuple[int, list[str]]:
     from piigate.stepup.factor_ports import factor_aad
     from piigate.store.tables import factors
 
-    async with store.db.connect() as conn:
-        ids = (
-            (
-                await conn.execute(
-                    select(factors.c.id).where(factors.c.secret.is_not(None)).order_by(factors.c.id)
-                )
-            )
-            .scalars()
-            .all()
-        )
+    stmt = select(factors.c.id).where(factors.c.secret.is_not(None)).order_by(factors.c.id)
+    ids = await store.db.read(lambda conn: conn.execute(stmt).scalars().all())
     current = f".{keyring.data_kid}."
     rewrapped, failed = 0, list[str]()
     for factor_id in ids:

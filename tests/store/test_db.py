@@ -247,6 +247,9 @@ async def test_unusable_sqlite_path_is_unavailable(tmp_path: Path) -> None:
             await db.read(lambda conn: conn.execute(text("SELECT 1")).scalar())
         with pytest.raises(StoreUnavailable):
             await db.write(lambda conn: conn.execute(text("SELECT 1")).scalar())
+        with pytest.raises(StoreUnavailable):
+            async with db.connect() as conn:
+                await conn.execute(text("SELECT 1"))
         # aiosqlite (0.22) stops the worker thread of a failed connect without awaiting it;
         # let it finish while the event loop is still open.
         await asyncio.sleep(0.1)
@@ -257,17 +260,6 @@ async def test_unusable_sqlite_path_is_unavailable(tmp_path: Path) -> None:
 async def test_ping(db: Database) -> None:
     await db.ping()
     assert "piigate" in repr(db) or db.dialect in repr(db)
-
-
-async def test_durable_transactions_commit_with_synchronous_full(tmp_path: Path) -> None:
-    db = Database.open(f"sqlite:///{tmp_path}/durable.db")
-    try:
-        async with db.begin_durable() as conn:
-            assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == 2  # FULL
-        async with db.begin() as conn:
-            assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == 1  # NORMAL
-    finally:
-        await db.close()
 
 
 async def test_downgrade_to_base_and_back(db: Database) -> None:

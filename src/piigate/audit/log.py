@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Table, select
+from sqlalchemy import Connection, Row, Table, select
 
 from piigate.audit.batch import HEAD_READ, BatchItem, Link, write_batch
 from piigate.audit.bus import EventBus
@@ -266,8 +266,7 @@ class AuditLog:
     # -- reading -----------------------------------------------------------------------------
 
     async def head(self) -> ChainHead:
-        async with self.db.connect() as conn:
-            row = (await conn.execute(HEAD_READ)).one()
+        row = await self.db.read(lambda conn: conn.execute(HEAD_READ).one())
         return ChainHead(seq=int(row.seq), hash=str(row.hash))
 
     async def verify(self, *, batch_size: int = 1000) -> ChainReport:
@@ -276,25 +275,28 @@ class AuditLog:
         Reads one snapshot, so appends running meanwhile neither break nor extend the check.
         """
         verifier = ChainVerifier()
-        async with self.db.snapshot() as conn:
-            found = (await conn.execute(HEAD_READ)).first()
+
+        def check(conn: Connection) -> ChainHead | None:
+            found = conn.execute(HEAD_READ).first()
             head = None if found is None else ChainHead(seq=int(found.seq), hash=str(found.hash))
             after = 0
             while not verifier.failed:
-                rows = (
-                    await conn.execute(
-                        select(audit_events)
-                        .where(audit_events.c.seq > after)
-                        .order_by(audit_events.c.seq)
-                        .limit(batch_size)
-                    )
-                ).all()
+                batch = (
+                    select(audit_events)
+                    .where(audit_events.c.seq > after)
+                    .order_by(audit_events.c.seq)
+                    .limit(batch_size)
+                )
+                rows = conn.execute(batch).all()
                 if not rows:
                     break
                 for row in rows:
                     if not verifier.feed(_chain_row(row)):
                         break
                 after = int(rows[-1].seq)
+            return head
+
+        head = await self.db.read(check, snapshot=True)
         report = verifier.finish(head)
         if head is None and report.ok:
             return ChainReport(ok=False, count=report.count, reason="the chain head is missing")
@@ -314,8 +316,7 @@ class AuditLog:
         if subject_id is not None:
             query = query.where(audit_events.c.subject_id == subject_id)
         query = query.order_by(audit_events.c.seq).limit(max(0, min(limit, _MAX_LIMIT)))
-        async with self.db.connect() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self.db.read(lambda conn: conn.execute(query).all())
         return [_event(row) for row in rows]
 
 

@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import Connection, delete, select
 
 from piigate.clock import Clock
 from piigate.crypto.keyring import DecryptionError, Keyring
@@ -78,13 +78,15 @@ class OutboxSender:
             "created_at": now,
             "expires_at": now + self._retention,
         }
-        async with self._db.begin() as conn:
-            await conn.execute(
-                delete(ceremonies).where(
-                    ceremonies.c.purpose == OUTBOX_PURPOSE, ceremonies.c.expires_at <= now
-                )
-            )
-            await conn.execute(ceremonies.insert().values(values))
+        expired = delete(ceremonies).where(
+            ceremonies.c.purpose == OUTBOX_PURPOSE, ceremonies.c.expires_at <= now
+        )
+
+        def record(conn: Connection) -> None:
+            conn.execute(expired)
+            conn.execute(ceremonies.insert().values(values))
+
+        await self._db.write(record)
 
     async def latest(self, limit: int = 10) -> list[OutboxMessage]:
         """The newest ``limit`` messages, newest first."""
@@ -94,8 +96,7 @@ class OutboxSender:
             .order_by(ceremonies.c.created_at.desc(), ceremonies.c.id.desc())
             .limit(limit)
         )
-        async with self._db.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
+        rows = await self._db.read(lambda conn: conn.execute(stmt).all())
         return [self._message(row.id, row.created_at, row.secret, row.data or {}) for row in rows]
 
     def _message(

@@ -98,15 +98,15 @@ class Database:
         self._sync_engine: Engine | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._readers: ThreadPoolExecutor | None = None
-        # The same pool, with options the SQLite begin hook turns into BEGIN IMMEDIATE and
-        # synchronous=FULL; on PostgreSQL these options are ignored.
+        # The same pool, with the option the SQLite begin hook turns into BEGIN IMMEDIATE
+        # (ignored on PostgreSQL).
         self._write_engine = engine.execution_options(**{_IMMEDIATE: True})
-        self._durable_engine = engine.execution_options(**{_IMMEDIATE: True, _DURABLE: True})
-        if self.dialect == "postgresql":
-            self._snapshot_engine = engine.execution_options(isolation_level="REPEATABLE READ")
-        else:
-            # A deferred SQLite transaction reads from one WAL snapshot from its first SELECT.
-            self._snapshot_engine = engine
+        # PostgreSQL: one snapshot across a read's statements (SQLite's reads always have one).
+        self._snapshot_engine = (
+            engine.execution_options(isolation_level="REPEATABLE READ")
+            if self.dialect == "postgresql"
+            else engine
+        )
 
     @classmethod
     def open(cls, url: str | URL, **engine_options: Any) -> Database:
@@ -151,20 +151,20 @@ class Database:
         await self.engine.dispose()
 
     async def ping(self) -> None:
-        async with self.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        await self.read(lambda conn: conn.execute(text("SELECT 1")).scalar())
 
     # -- units of work -----------------------------------------------------------------------
 
-    async def read(self, work: Callable[[Connection], T]) -> T:
+    async def read(self, work: Callable[[Connection], T], *, snapshot: bool = False) -> T:
         """Run ``work`` (plain synchronous SQLAlchemy) in one read transaction, rolled back.
 
-        On SQLite (a worker thread, the stdlib driver) its statements share one snapshot; on
-        PostgreSQL each sees what was committed when it started (READ COMMITTED), as with
-        :meth:`connect` (:meth:`snapshot` gives one snapshot there).
+        On SQLite (a worker thread, the stdlib driver) its statements always share one
+        snapshot. On PostgreSQL each sees what was committed when it started (READ COMMITTED),
+        unless ``snapshot`` asks for one snapshot across them (REPEATABLE READ).
         """
         if self.dialect != "sqlite":
-            async with _translating(), self.engine.connect() as conn:
+            engine = self._snapshot_engine if snapshot else self.engine
+            async with _translating(), engine.connect() as conn:
                 return await conn.run_sync(work)
         if self._readers is None:
             self._readers = ThreadPoolExecutor(2, thread_name_prefix="piigate-sqlite-read")
@@ -172,8 +172,11 @@ class Database:
 
     async def write(self, work: Callable[[Connection], T], *, durable: bool = False) -> T:
         """Run ``work`` (plain synchronous SQLAlchemy) in one write transaction, committed when
-        it returns; an exception rolls it back. ``durable``: see :meth:`begin_durable` (the
-        audit log's group commit).
+        it returns; an exception rolls it back.
+
+        ``durable``: the COMMIT survives power loss, not only a crash. In WAL mode SQLite's
+        ``synchronous=NORMAL`` may lose the last commits on power failure; the audit log
+        acknowledges nothing that is not durable, so it commits with ``synchronous=FULL``.
 
         On SQLite the whole transaction runs in the process's one writer thread with the stdlib
         driver, under ``BEGIN IMMEDIATE``: a transaction costs one hand-off between threads
@@ -235,30 +238,10 @@ class Database:
         async with _translating(), engine.begin() as conn:
             yield conn
 
-    @asynccontextmanager
-    async def begin_durable(self) -> AsyncIterator[AsyncConnection]:
-        """A serialised write transaction whose COMMIT survives power loss, not only a crash.
-
-        In WAL mode ``synchronous=NORMAL`` may lose the last commits on power failure; the audit
-        log acknowledges nothing that is not durable, so it commits with ``synchronous=FULL``.
-        """
-        async with _translating(), self._durable_engine.begin() as conn:
-            yield conn
-
     def run_durable_blocking(self, work: Callable[[Connection], T]) -> T:
         """SQLite: ``write(work, durable=True)`` in the calling thread (the audit writer
         process); it blocks until the commit is durable."""
         return self._write_blocking(work, True)
-
-    @asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[AsyncConnection]:
-        """A read-only transaction that sees one consistent snapshot across statements."""
-        async with _translating(), self._snapshot_engine.connect() as conn:
-            await conn.begin()
-            try:
-                yield conn
-            finally:
-                await conn.rollback()
 
     # -- migrations --------------------------------------------------------------------------
 
