@@ -369,13 +369,46 @@ def audit_verify(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+_COUNT_DECISIONS = "SELECT count(*) FROM audit_events WHERE type = 'decision'"
+
+
 def decision_events(db: Path) -> int:
     """Decision events in the audit table (read-only; after the server has stopped)."""
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        (count,) = conn.execute(
-            "SELECT count(*) FROM audit_events WHERE type = 'decision'"
-        ).fetchone()
+        (count,) = conn.execute(_COUNT_DECISIONS).fetchone()
     return int(count)
+
+
+class ScratchPostgres:
+    """A fresh database on the PostgreSQL server of ``url`` for one run, dropped afterwards."""
+
+    def __init__(self, url: str) -> None:
+        from sqlalchemy import make_url
+
+        server = make_url(url)
+        self.name = f"piigate_bench_{os.urandom(4).hex()}"
+        self.admin = server.set(drivername="postgresql", database="postgres")
+        self.url = server.set(database=self.name).render_as_string(hide_password=False)
+        self._run(f'CREATE DATABASE "{self.name}"')
+
+    def decision_events(self) -> int:
+        import psycopg
+
+        plain = self.admin.set(database=self.name).render_as_string(hide_password=False)
+        with psycopg.connect(plain) as conn:
+            row = conn.execute(_COUNT_DECISIONS).fetchone()
+        return int(row[0]) if row else 0
+
+    def drop(self) -> None:
+        self._run(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    def _run(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(
+            self.admin.render_as_string(hide_password=False), autocommit=True
+        ) as conn:
+            conn.execute(sql)
 
 
 # -- the benchmark ---------------------------------------------------------------------------
@@ -430,6 +463,12 @@ def main(argv: list[str] | None = None) -> int:
         help="diagnostics: where piigate serve runs the audit group commit (default: process, "
         "the product's default on SQLite)",
     )
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="run piigate on PostgreSQL: a fresh database is created on this URL's server for "
+        "the run and dropped afterwards (default: SQLite in a temporary directory)",
+    )
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_bare:
@@ -447,7 +486,11 @@ def main(argv: list[str] | None = None) -> int:
     env = bench_env(data_dir)
     env["PIIGATE_AUDIT_WRITER"] = args.audit_writer
     procs: list[subprocess.Popen[bytes]] = []
+    postgres: ScratchPostgres | None = None
     try:
+        if args.database_url:
+            postgres = ScratchPostgres(args.database_url)
+            env["PIIGATE_DATABASE_URL"] = postgres.url
         key = create_key(env)
         gate_port, bare_port = free_port(), free_port()
         gate, bare = start_servers(tmp, policy, env, gate_port, bare_port)
@@ -477,15 +520,21 @@ def main(argv: list[str] | None = None) -> int:
         stop(gate)
         stop(bare)
         verify = audit_verify(env)
-        audited = decision_events(data_dir / "piigate.db")
+        if postgres is not None:
+            audited = postgres.decision_events()
+        else:
+            audited = decision_events(data_dir / "piigate.db")
         ok_responses = warm["piigate"].ok + totals["piigate"].ok
         note(f"api: audit verify: {verify.stdout.strip() or verify.stderr.strip()}")
         kept = f"; data kept in {tmp}" if args.keep else ""
         note(f"api: finished in {time.monotonic() - started:.1f} s{kept}")
-        report(totals, warm, args.clients, audited, ok_responses, verify)
+        store = "postgresql" if postgres is not None else "sqlite"
+        report(totals, warm, args.clients, audited, ok_responses, verify, store)
     finally:
         for proc in procs:
             stop(proc)
+        if postgres is not None:
+            postgres.drop()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     return 0
@@ -498,11 +547,12 @@ def report(
     audited: int,
     ok_responses: int,
     verify: subprocess.CompletedProcess[str],
+    store: str,
 ) -> None:
     gate, bare = totals["piigate"], totals["bare"]
     lat = {name: sorted(run.latencies_ns) for name, run in totals.items()}
     rate = {name: run.ok / run.wall_s for name, run in totals.items()}
-    common = {"clients": clients, "seconds": round(gate.wall_s, 1)}
+    common = {"clients": clients, "seconds": round(gate.wall_s, 1), "store": store}
     bare_is = "bare FastAPI endpoint (same body model, fixed answer), same load, same run"
     emit(
         BENCH,

@@ -1,5 +1,6 @@
-"""The audit writer process (SQLite): the same chain and durability as the thread, restarted
-after a crash, a thread when it cannot start, and never outliving its server."""
+"""The audit writer process (SQLite and PostgreSQL): the same chain and durability as in
+process, restarted after a crash, in process when it cannot start, never outliving its server,
+and never showing the store's URL on its command line."""
 
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-async def audit(sqlite_db: Database) -> AsyncIterator[AuditLog]:
-    log = AuditLog(sqlite_db, FixedClock(T0), EventBus(), writer_process=True)
+async def audit(db: Database) -> AsyncIterator[AuditLog]:
+    log = AuditLog(db, FixedClock(T0), EventBus(), writer_process=True)
     await log.start()
     try:
         yield log
@@ -88,13 +89,13 @@ async def test_concurrent_appends_chain_in_the_child_process(audit: AuditLog) ->
     assert writer_pid(audit) == pid  # one child served every batch
 
 
-async def test_rows_commit_with_the_events(audit: AuditLog, sqlite_db: Database) -> None:
+async def test_rows_commit_with_the_events(audit: AuditLog, db: Database) -> None:
     row = {"grant_id": "gr_1", "used_at": T0, "expires_at": T0 + timedelta(minutes=5)}
     rows_done = asyncio.ensure_future(audit.write_rows(used_grants, row))
     appended = await audit.append(event(1))
     await rows_done
     assert appended.seq == 1
-    async with sqlite_db.connect() as conn:
+    async with db.connect() as conn:
         stored = (await conn.execute(select(used_grants))).one()
     assert (stored.grant_id, stored.expires_at) == ("gr_1", T0 + timedelta(minutes=5))
 
@@ -120,7 +121,7 @@ async def test_a_child_that_cannot_be_replaced_leaves_the_log_on_a_thread(
 ) -> None:
     first = await audit.append(event(1))
     os.kill(writer_pid(audit), signal.SIGKILL)
-    monkeypatch.setattr(writer_module, "child_command", lambda url: command)
+    monkeypatch.setattr(writer_module, "child_command", lambda: command)
     # At most the dead child's batch is lost; the next one is written from a thread.
     await append_after_loss(audit, first)
     assert audit._process is None
@@ -135,7 +136,7 @@ async def test_a_child_that_reports_a_store_failure_is_not_replaced_by_a_thread(
     await audit.append(event(1))
     os.kill(writer_pid(audit), signal.SIGKILL)
     reports = [sys.executable, "-c", _REPORTS_AN_ERROR]
-    monkeypatch.setattr(writer_module, "child_command", lambda url: reports)
+    monkeypatch.setattr(writer_module, "child_command", lambda: reports)
     for n in range(2, 4):
         with pytest.raises(StoreUnavailable):
             await audit.append(event(n))
@@ -163,8 +164,8 @@ async def test_the_child_ignores_interrupts_meant_for_its_server(audit: AuditLog
     assert writer_pid(audit) == pid
 
 
-async def test_stop_commits_everything_queued_and_ends_the_child(sqlite_db: Database) -> None:
-    log = AuditLog(sqlite_db, FixedClock(T0), writer_process=True)
+async def test_stop_commits_everything_queued_and_ends_the_child(db: Database) -> None:
+    log = AuditLog(db, FixedClock(T0), writer_process=True)
     await log.start()
     process = log._process
     assert process is not None and process._proc is not None
@@ -174,16 +175,16 @@ async def test_stop_commits_everything_queued_and_ends_the_child(sqlite_db: Data
     await log.stop()
     assert all(task.done() and task.exception() is None for task in pending)
     assert child.returncode == 0
-    again = AuditLog(sqlite_db, FixedClock(T0))
+    again = AuditLog(db, FixedClock(T0))
     report = await again.verify()
     assert (report.ok, report.count) == (True, 50)
 
 
 async def test_a_child_that_cannot_start_leaves_the_log_on_a_thread(
-    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(writer_module, "child_command", lambda url: ["/nonexistent/python"])
-    log = AuditLog(sqlite_db, FixedClock(T0), writer_process=True)
+    monkeypatch.setattr(writer_module, "child_command", lambda: ["/nonexistent/python"])
+    log = AuditLog(db, FixedClock(T0), writer_process=True)
     await log.start()
     try:
         assert log._process is None
@@ -197,7 +198,7 @@ async def test_a_child_that_exits_before_ready_is_store_unavailable(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     exits = [sys.executable, "-c", "import sys; sys.exit(3)"]
-    monkeypatch.setattr(writer_module, "child_command", lambda url: exits)
+    monkeypatch.setattr(writer_module, "child_command", lambda: exits)
     with pytest.raises(StoreUnavailable, match="did not start"):
         await ProcessWriter(sqlite_url).start()
 
@@ -212,16 +213,20 @@ async def test_a_store_the_child_cannot_open_is_reported_not_hidden(tmp_path: Pa
         await writer.start()
 
 
-async def test_postgres_logs_ignore_the_process_option(database_url: str) -> None:
-    database = Database.open(database_url)
-    try:
-        await database.upgrade()
-        log = AuditLog(database, FixedClock(T0), writer_process=True)
-        await log.start()
-        try:
-            assert (await log.append(event(1))).seq == 1
-            assert (log._process is not None) == (database.dialect == "sqlite")
-        finally:
-            await log.stop()
-    finally:
-        await database.close()
+@pytest.mark.postgres
+async def test_a_postgres_database_the_child_cannot_open_is_reported(pg_admin_url: str) -> None:
+    from sqlalchemy import make_url
+
+    missing = make_url(pg_admin_url).set(database="piigate_no_such_database")
+    writer = ProcessWriter(missing.render_as_string(hide_password=False), start_timeout=30)
+    with pytest.raises(StoreUnavailable, match=r"did not start \(StoreUnavailable\)"):
+        await writer.start()
+
+
+async def test_the_store_url_never_shows_on_the_childs_command_line(
+    audit: AuditLog, db: Database
+) -> None:
+    cmdline = Path(f"/proc/{writer_pid(audit)}/cmdline").read_bytes()  # noqa: ASYNC240
+    arguments = cmdline.decode().split("\0")
+    assert "piigate.audit.writer" in " ".join(arguments)
+    assert not any(db.url in arg or str(db.engine.url.database) in arg for arg in arguments)

@@ -9,12 +9,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, func, inspect, select, text, update
+from sqlalchemy import Connection, func, inspect, make_url, select, text, update
 
 from piigate.errors import ServiceUnavailable
 from piigate.store import Database, StoreUnavailable, default_url
 from piigate.store.db import alembic_config as _alembic_config
-from piigate.store.db import normalize_url
+from piigate.store.db import blocking_url, normalize_url
 from piigate.store.tables import counters, metadata
 
 HEAD = ScriptDirectory.from_config(_alembic_config()).get_current_head()
@@ -46,6 +46,22 @@ def test_urls_are_normalised_to_async_drivers(given: str, driver: str) -> None:
 def test_unsupported_urls_are_refused(url: str) -> None:
     with pytest.raises(ValueError):
         normalize_url(url)
+
+
+@pytest.mark.parametrize(
+    ("given", "blocking"),
+    [
+        ("sqlite+aiosqlite:///x.db", "sqlite+pysqlite:///x.db"),
+        ("postgresql+asyncpg://u@h/d", "postgresql+psycopg://u@h/d"),
+        ("postgresql+asyncpg://u@h/d?ssl=require", "postgresql+psycopg://u@h/d?sslmode=require"),
+        (
+            "postgresql+asyncpg://u@h/d?sslmode=verify-full",
+            "postgresql+psycopg://u@h/d?sslmode=verify-full",
+        ),
+    ],
+)
+def test_the_synchronous_driver_gets_the_same_store(given: str, blocking: str) -> None:
+    assert blocking_url(make_url(given)).render_as_string() == blocking
 
 
 def test_default_url(tmp_path: Path) -> None:

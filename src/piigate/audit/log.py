@@ -83,8 +83,9 @@ class AuditLog:
         self.bus = bus
         self.max_batch = max_batch
         self.stats = AuditStats()
-        # SQLite: commit in a child process rather than a thread (see piigate.audit.writer).
-        self._want_process = writer_process and db.dialect == "sqlite"
+        # Commit in a child process rather than on the event loop or in a thread (see
+        # piigate.audit.writer).
+        self._want_process = writer_process
         self._process: ProcessWriter | None = None
         self._queue: asyncio.Queue[_Pending | object] | None = None
         self._writer: asyncio.Task[None] | None = None

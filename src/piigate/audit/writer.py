@@ -1,28 +1,30 @@
-"""The SQLite group commit in a child process: the audit writer outside the server's GIL.
+"""The audit group commit in a child process: the audit writer outside the server's GIL.
 
-On SQLite the group-commit transaction is synchronous driver work. Run in a thread of the
-server it shares the GIL with the event loop: every statement the driver steps releases the
-GIL and must win it back from a busy loop, and the thread's Python work (binding, hashing)
-stops the loop meanwhile. Measured under load (docs/BENCHMARKS.md), the audit writer thread
-cost the server ~300 µs of CPU per decision that way, more than the decision itself. In a
-child process the same transaction (``piigate.audit.batch.write_batch``) runs on its own
-interpreter and core, and the server only ships each batch down a pipe and reads the links
-back.
+The group-commit transaction is driver work. On SQLite, run in a thread of the server, it
+shares the GIL with the event loop: every statement the driver steps releases the GIL and must
+win it back from a busy loop, and the thread's Python work (binding, hashing) stops the loop
+meanwhile; measured under load (docs/BENCHMARKS.md), that cost the server ~300 µs of CPU per
+decision, more than the decision itself. On PostgreSQL it would run on the event loop itself,
+through the async driver. In a child process the same transaction
+(``piigate.audit.batch.write_batch``, through the synchronous driver: the stdlib's ``sqlite3``
+or psycopg) runs on its own interpreter and core, and the server only ships each batch down a
+pipe and reads the links back.
 
 Protocol: length-prefixed pickle frames over the child's stdin/stdout (a private pipe between
-a parent and the child it started, running the same code). The child answers every batch,
-in order, with ``("ok", links)`` or ``("unavailable" | "error", exception class name)``, and
-first sends ``("ready", pid)`` once the store answers. It exits at end of input, so it never
-outlives its parent, and it ignores SIGINT/SIGTERM: a Ctrl-C or a service manager's TERM to
-the process group must not cut off the parent's final flush.
+a parent and the child it started, running the same code). The store's URL comes first, on
+the pipe rather than the command line (a password would show in process listings). The child
+answers every batch, in order, with ``("ok", links)`` or ``("unavailable" | "error", exception
+class name)``, and first sends ``("ready", pid)`` once the store answers. It exits at end of
+input, so it never outlives its parent, and it ignores SIGINT/SIGTERM: a Ctrl-C or a service
+manager's TERM to the process group must not cut off the parent's final flush.
 
-Durability is unchanged: the child commits with ``synchronous=FULL``
-(``Database.run_durable_blocking``) before answering, and the parent acknowledges nothing
+Durability is unchanged: the child commits durably (SQLite: ``synchronous=FULL``;
+``Database.run_durable_blocking``) before answering, and the parent acknowledges nothing
 before the answer. A child that dies mid-batch fails that batch with ``StoreUnavailable`` (its
 events may or may not be in the chain; they were not acknowledged); the next batch starts a new
 child. A child that cannot be started at all (``WriterUnavailable``: the interpreter will not
 run, or it dies before it can report) has seen nothing of the batch, so the log writes that
-batch and the rest from a thread.
+batch and the rest itself (SQLite: from a thread; PostgreSQL: on the event loop).
 """
 
 from __future__ import annotations
@@ -78,12 +80,12 @@ class ProcessWriter:
 
     async def write(self, items: Sequence[BatchItem]) -> list[Link | None]:
         """Commit ``items`` in one transaction in the child; their links, in order."""
-        payload = pickle.dumps([_to_wire(item) for item in items], pickle.HIGHEST_PROTOCOL)
+        frame = _frame([_to_wire(item) for item in items])
         async with self._lock:
             proc = await self._ensure()
             try:
                 assert proc.stdin is not None
-                proc.stdin.write(_LENGTH.pack(len(payload)) + payload)
+                proc.stdin.write(frame)
                 await proc.stdin.drain()
                 status, value = await _read_frame(proc)
             except BaseException as error:
@@ -119,15 +121,20 @@ class ProcessWriter:
         self._proc = None
         try:
             proc = await asyncio.create_subprocess_exec(
-                *child_command(self.url),
+                *child_command(),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
             )
         except OSError as error:
             raise WriterUnavailable("the audit writer process could not be started") from error
         try:
+            # The store's URL goes down the private pipe, never on the command line, where a
+            # password would show in every process listing.
+            assert proc.stdin is not None
+            proc.stdin.write(_frame(self.url))
+            await proc.stdin.drain()
             status, value = await asyncio.wait_for(_read_frame(proc), self.start_timeout)
-        except asyncio.IncompleteReadError as error:  # it exited without a word
+        except (asyncio.IncompleteReadError, ConnectionError) as error:  # it exited at once
             await _kill(proc)
             raise WriterUnavailable("the audit writer process did not start") from error
         except BaseException as error:
@@ -153,10 +160,16 @@ async def _kill(proc: asyncio.subprocess.Process) -> None:
     await proc.wait()
 
 
-def child_command(url: str) -> list[str]:
-    """The child's command line: this interpreter, this package."""
+def child_command() -> list[str]:
+    """The child's command line: this interpreter, this package (the store's URL follows on
+    its standard input)."""
     code = "import sys; from piigate.audit.writer import main; sys.exit(main())"
-    return [sys.executable, "-c", code, url]
+    return [sys.executable, "-c", code]
+
+
+def _frame(message: object) -> bytes:
+    payload = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    return _LENGTH.pack(len(payload)) + payload
 
 
 async def _read_frame(proc: asyncio.subprocess.Process) -> tuple[str, Any]:
@@ -182,34 +195,26 @@ def _from_wire(wire: _Wire) -> BatchItem:
 # -- the child --------------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The child: ``main([URL])`` serves batches from stdin until it closes."""
-    args = sys.argv[1:] if argv is None else list(argv)
-    if len(args) != 1:
-        print("usage: piigate.audit.writer.main([DATABASE_URL])", file=sys.stderr)
-        return 2
+def main() -> int:
+    """The child: reads the store's URL from stdin, then serves batches until stdin closes."""
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, signal.SIG_IGN)
     # The frames own the real stdout; anything printed by accident goes to stderr instead.
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     inp = sys.stdin.buffer
+    url = _receive(inp)
+    if not isinstance(url, str):
+        return 2  # not started by ProcessWriter
     try:
-        db = Database.open(args[0])
-        if db.dialect != "sqlite":
-            raise ValueError("the audit writer process serves SQLite stores only")
+        db = Database.open(url)
         db.run_durable_blocking(functools.partial(write_batch, [], db.dialect))
     except Exception as error:  # the class only: a message could hold a path or a value
         _send(out, ("error", type(error).__name__))
         return 1
     _send(out, ("ready", os.getpid()))
-    while (frame := _read_exactly(inp, _LENGTH.size)) is not None:
-        (length,) = _LENGTH.unpack(frame)
-        body = _read_exactly(inp, length)
-        if body is None:
-            break
-        # Trusted: the private pipe from the parent that started this process.
-        items = [_from_wire(wire) for wire in pickle.loads(body)]  # noqa: S301
+    while (wires := _receive(inp)) is not None:
+        items = [_from_wire(wire) for wire in wires]
         try:
             reply: tuple[str, Any] = (
                 "ok",
@@ -223,6 +228,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _receive(stream: IO[bytes]) -> Any:
+    """The next frame's message; None at end of input."""
+    head = _read_exactly(stream, _LENGTH.size)
+    if head is None:
+        return None
+    (length,) = _LENGTH.unpack(head)
+    body = _read_exactly(stream, length)
+    if body is None:
+        return None
+    # Trusted: the private pipe from the parent that started this process.
+    return pickle.loads(body)  # noqa: S301
+
+
 def _read_exactly(stream: IO[bytes], size: int) -> bytes | None:
     chunks = bytearray()
     while len(chunks) < size:
@@ -234,6 +252,5 @@ def _read_exactly(stream: IO[bytes], size: int) -> bytes | None:
 
 
 def _send(out: IO[bytes], message: tuple[str, Any]) -> None:
-    payload = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
-    out.write(_LENGTH.pack(len(payload)) + payload)
+    out.write(_frame(message))
     out.flush()

@@ -87,6 +87,17 @@ def normalize_url(url: str | URL) -> URL:
     raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
 
 
+def blocking_url(url: URL) -> URL:
+    """The synchronous driver's URL for an async one: ``sqlite3`` for aiosqlite, psycopg for
+    asyncpg (whose ``ssl=`` option is libpq's ``sslmode=``)."""
+    if url.get_backend_name() == "sqlite":
+        return url.set(drivername="sqlite+pysqlite")
+    query = dict(url.query)
+    if "ssl" in query and "sslmode" not in query:
+        query["sslmode"] = query.pop("ssl")
+    return url.set(drivername="postgresql+psycopg", query=query)
+
+
 class Database:
     """An opened store. Create with :meth:`open`; run :meth:`upgrade` once at start-up."""
 
@@ -191,7 +202,7 @@ class Database:
         return await self._in_thread(self._writer_pool(), self._write_blocking, work, durable)
 
     async def _in_thread(self, pool: ThreadPoolExecutor, run: Callable[..., T], *args: Any) -> T:
-        self._sqlite_engine()  # created on the event loop, never by two threads at once
+        self._blocking_engine()  # created on the event loop, never by two threads at once
         return await asyncio.get_running_loop().run_in_executor(pool, run, *args)
 
     def _writer_pool(self) -> ThreadPoolExecutor:
@@ -199,16 +210,28 @@ class Database:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="piigate-sqlite-write")
         return self._writer
 
-    def _sqlite_engine(self) -> Engine:
+    def _blocking_engine(self) -> Engine:
+        """The same store through a synchronous driver: the stdlib's ``sqlite3``, or psycopg
+        (the audit writer process on PostgreSQL)."""
         if self._sync_engine is None:
-            url = self.engine.url.set(drivername="sqlite+pysqlite")
-            engine = create_engine(url, hide_parameters=True)
-            _install_sqlite_hooks(engine)
+            url = blocking_url(self.engine.url)
+            if self.dialect == "sqlite":
+                engine = create_engine(url, hide_parameters=True)
+                _install_sqlite_hooks(engine)
+            else:
+                engine = create_engine(
+                    url,
+                    hide_parameters=True,
+                    pool_pre_ping=True,
+                    connect_args={"connect_timeout": 5},
+                    # Positional (%s), as the audit batch's driver-level INSERT needs.
+                    paramstyle="format",
+                )
             self._sync_engine = engine
         return self._sync_engine
 
     def _read_blocking(self, work: Callable[[Connection], T]) -> T:
-        with _translated(), self._sqlite_engine().connect() as conn:
+        with _translated(), self._blocking_engine().connect() as conn:
             try:
                 return work(conn)
             finally:
@@ -216,7 +239,7 @@ class Database:
 
     def _write_blocking(self, work: Callable[[Connection], T], durable: bool) -> T:
         options = {_IMMEDIATE: True, _DURABLE: durable}
-        with _translated(), self._sqlite_engine().execution_options(**options).begin() as conn:
+        with _translated(), self._blocking_engine().execution_options(**options).begin() as conn:
             return work(conn)
 
     # -- connections -------------------------------------------------------------------------
@@ -239,8 +262,8 @@ class Database:
             yield conn
 
     def run_durable_blocking(self, work: Callable[[Connection], T]) -> T:
-        """SQLite: ``write(work, durable=True)`` in the calling thread (the audit writer
-        process); it blocks until the commit is durable."""
+        """``write(work, durable=True)`` in the calling thread, through the synchronous driver
+        (the audit writer process); it blocks until the commit is durable."""
         return self._write_blocking(work, True)
 
     # -- migrations --------------------------------------------------------------------------
