@@ -104,7 +104,8 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect: str = engine.dialect.name
-        # SQLite: the stdlib driver's engine, and the threads that run units of work on it
+        # The store through a synchronous driver (SQLite's units of work, and the audit writer
+        # process on either backend), and on SQLite the threads that run units of work on it
         # (see read()/write()); created on first use, dropped by close().
         self._sync_engine: Engine | None = None
         self._writer: ThreadPoolExecutor | None = None
@@ -177,9 +178,7 @@ class Database:
             engine = self._snapshot_engine if snapshot else self.engine
             async with _translating(), engine.connect() as conn:
                 return await conn.run_sync(work)
-        if self._readers is None:
-            self._readers = ThreadPoolExecutor(2, thread_name_prefix="piigate-sqlite-read")
-        return await self._in_thread(self._readers, self._read_blocking, work)
+        return await self._in_thread(self._reader_pool(), self._read_blocking, work)
 
     async def write(self, work: Callable[[Connection], T], *, durable: bool = False) -> T:
         """Run ``work`` (plain synchronous SQLAlchemy) in one write transaction, committed when
@@ -204,6 +203,11 @@ class Database:
     async def _in_thread(self, pool: ThreadPoolExecutor, run: Callable[..., T], *args: Any) -> T:
         self._blocking_engine()  # created on the event loop, never by two threads at once
         return await asyncio.get_running_loop().run_in_executor(pool, run, *args)
+
+    def _reader_pool(self) -> ThreadPoolExecutor:
+        if self._readers is None:
+            self._readers = ThreadPoolExecutor(2, thread_name_prefix="piigate-sqlite-read")
+        return self._readers
 
     def _writer_pool(self) -> ThreadPoolExecutor:
         if self._writer is None:
