@@ -369,13 +369,15 @@ def audit_verify(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-_COUNT_DECISIONS = "SELECT count(*) FROM audit_events WHERE type = 'decision'"
-
-
-def decision_events(db: Path) -> int:
-    """Decision events in the audit table (read-only; after the server has stopped)."""
+def events_of_type(event_type: str, data_dir: Path, postgres: ScratchPostgres | None) -> int:
+    """Events of ``event_type`` in the audit table (read-only; after the server has stopped):
+    in the SQLite store under ``data_dir``, or in ``postgres``."""
+    if postgres is not None:
+        return postgres.count_events(event_type)
+    db = data_dir / "piigate.db"
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        (count,) = conn.execute(_COUNT_DECISIONS).fetchone()
+        query = "SELECT count(*) FROM audit_events WHERE type = ?"
+        (count,) = conn.execute(query, (event_type,)).fetchone()
     return int(count)
 
 
@@ -391,12 +393,13 @@ class ScratchPostgres:
         self.url = server.set(database=self.name).render_as_string(hide_password=False)
         self._run(f'CREATE DATABASE "{self.name}"')
 
-    def decision_events(self) -> int:
+    def count_events(self, event_type: str) -> int:
         import psycopg
 
         plain = self.admin.set(database=self.name).render_as_string(hide_password=False)
         with psycopg.connect(plain) as conn:
-            row = conn.execute(_COUNT_DECISIONS).fetchone()
+            query = "SELECT count(*) FROM audit_events WHERE type = %s"
+            row = conn.execute(query, (event_type,)).fetchone()
         return int(row[0]) if row else 0
 
     def drop(self) -> None:
@@ -520,10 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         stop(gate)
         stop(bare)
         verify = audit_verify(env)
-        if postgres is not None:
-            audited = postgres.decision_events()
-        else:
-            audited = decision_events(data_dir / "piigate.db")
+        audited = events_of_type("decision", data_dir, postgres)
         ok_responses = warm["piigate"].ok + totals["piigate"].ok
         note(f"api: audit verify: {verify.stdout.strip() or verify.stderr.strip()}")
         kept = f"; data kept in {tmp}" if args.keep else ""

@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -51,12 +49,14 @@ from _common import emit, note, percentile
 from api import (
     HOST,
     Run,
+    ScratchPostgres,
     _Connection,
     _cpu_seconds,
     audit_verify,
     bench_env,
     create_key,
     encode_requests,
+    events_of_type,
     free_port,
     new_loop,
     start_servers,
@@ -249,14 +249,6 @@ async def drive_each(port: int, payloads: list[bytes], clients: int, server_pid:
 
 
 # -- processes -------------------------------------------------------------------------------------
-def verified_events(db: Path) -> int:
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        (count,) = conn.execute(
-            "SELECT count(*) FROM audit_events WHERE type = 'challenge_verified'"
-        ).fetchone()
-    return int(count)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a ~20 s run")
@@ -265,6 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--baseline-seconds", type=float, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir")
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="run piigate on PostgreSQL: a fresh database on this URL's server for the run, "
+        "dropped afterwards (default: SQLite in a temporary directory)",
+    )
     args = parser.parse_args(argv)
     count = args.verifications or (150 if args.quick else 500)
     rounds = args.rounds or (1 if args.quick else 3)
@@ -280,13 +278,18 @@ def main(argv: list[str] | None = None) -> int:
     env = bench_env(data_dir)
     env["PIIGATE_PUBLIC_URL"] = origin
     procs: list[subprocess.Popen[bytes]] = []
+    postgres: ScratchPostgres | None = None
     try:
+        if args.database_url:
+            postgres = ScratchPostgres(args.database_url)
+            env["PIIGATE_DATABASE_URL"] = postgres.url
         key = create_key(env)
         users = {
             method: [BenchUser(f"{method[0]}u{i}") for i in range(count * rounds)]
             for method in METHODS
         }
-        asyncio.run(seed(Settings(data_dir=data_dir), users, origin))
+        settings = Settings(data_dir=data_dir, database_url=postgres.url if postgres else None)
+        asyncio.run(seed(settings, users, origin))
         note(f"factors: {count * rounds} users per method seeded")
         gate, bare = start_servers(tmp, policy, env, gate_port, bare_port)
         procs += [gate, bare]
@@ -330,21 +333,27 @@ def main(argv: list[str] | None = None) -> int:
         stop(gate)
         stop(bare)
         verify = audit_verify(env)
-        audited = verified_events(data_dir / "piigate.db")
+        audited = events_of_type("challenge_verified", data_dir, postgres)
         note(f"factors: audit verify: {verify.stdout.strip() or verify.stderr.strip()}")
         kept = f"; data kept in {tmp}" if args.keep else ""
         note(f"factors: finished in {time.monotonic() - started:.1f} s{kept}")
-        report(totals, args.clients, audited, verify)
+        report(totals, args.clients, audited, verify, "postgresql" if postgres else "sqlite")
     finally:
         for proc in procs:
             stop(proc)
+        if postgres is not None:
+            postgres.drop()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
 def report(
-    totals: Totals, clients: int, audited: int, verify: subprocess.CompletedProcess[str]
+    totals: Totals,
+    clients: int,
+    audited: int,
+    verify: subprocess.CompletedProcess[str],
+    store: str,
 ) -> None:
     bare = totals.runs["bare"]
     bare_rate = bare.ok / bare.wall_s
@@ -353,7 +362,8 @@ def report(
     for method in METHODS:
         run = totals.runs[method]
         lat = sorted(run.latencies_ns)
-        common = {"clients": clients, "verifications": run.ok + sum(run.other.values())}
+        verifications = run.ok + sum(run.other.values())
+        common = {"clients": clients, "verifications": verifications, "store": store}
         emit(
             BENCH,
             f"{method}_verifications_per_s",
