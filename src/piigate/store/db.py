@@ -1,4 +1,10 @@
-"""The database handle: one async engine, SQLite (WAL) or PostgreSQL, and its migrations.
+"""The database handle: SQLite (WAL) or PostgreSQL, its units of work, and its migrations.
+
+The application's transactions are units of work: plain synchronous functions that
+:meth:`Database.read` and :meth:`Database.write` run as one transaction each (on SQLite in
+worker threads through the stdlib driver, on PostgreSQL through asyncpg's async connection).
+The async engine also serves the migrations and :meth:`Database.connect`/:meth:`Database.begin`
+(ad-hoc connections: tests, inspection).
 
 Every failure to reach the database surfaces as :class:`StoreUnavailable` (HTTP 503), so the
 edges fail closed instead of treating a dead store as "no such row".
