@@ -83,8 +83,8 @@ class Settings:
     sms: SmsSettings = field(default_factory=SmsSettings)
     # A relay that wakes push devices (ids only, never PII); devices also poll without it.
     push_relay_url: str | None = None
-    # SQLite: where the audit group commit runs, "process" (a child process, off the server's
-    # GIL) or "thread" (a worker thread). PostgreSQL commits on the event loop either way.
+    # Where the audit group commit runs: "process" (a child process, off the server's GIL and
+    # event loop) or "thread" (the store's writer thread in the server).
     audit_writer: str = "process"
     extra: Mapping[str, object] = field(default_factory=dict)
 

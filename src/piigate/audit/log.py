@@ -83,7 +83,7 @@ class AuditLog:
         self.bus = bus
         self.max_batch = max_batch
         self.stats = AuditStats()
-        # Commit in a child process rather than on the event loop or in a thread (see
+        # Commit in a child process rather than in a thread of the server (see
         # piigate.audit.writer).
         self._want_process = writer_process
         self._process: ProcessWriter | None = None

@@ -1,10 +1,10 @@
 """The database handle: SQLite (WAL) or PostgreSQL, its units of work, and its migrations.
 
 The application's transactions are units of work: plain synchronous functions that
-:meth:`Database.read` and :meth:`Database.write` run as one transaction each (on SQLite in
-worker threads through the stdlib driver, on PostgreSQL through asyncpg's async connection).
-The async engine also serves the migrations and :meth:`Database.connect`/:meth:`Database.begin`
-(ad-hoc connections: tests, inspection).
+:meth:`Database.read` and :meth:`Database.write` run as one transaction each, in worker threads
+through a synchronous driver (the stdlib's ``sqlite3``, or psycopg). The async engine serves
+the migrations and :meth:`Database.connect`/:meth:`Database.begin` (ad-hoc connections: tests,
+inspection).
 
 Every failure to reach the database surfaces as :class:`StoreUnavailable` (HTTP 503), so the
 edges fail closed instead of treating a dead store as "no such row".
@@ -44,6 +44,10 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works, as long as every piigate process uses the same one: the key of the
 # PostgreSQL advisory lock that serialises migrations of one database ("piigate" in ASCII).
 _MIGRATION_LOCK_KEY = 0x7069696761746500
+
+# Threads per pool (reads, writes) for PostgreSQL's units of work: concurrent transactions,
+# within the synchronous engine's connection pool (5 + 10 overflow).
+_POSTGRES_THREADS = 4
 
 # Execution options read by the SQLite ``begin`` hook below.
 _IMMEDIATE = "piigate_sqlite_immediate"
@@ -110,21 +114,14 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect: str = engine.dialect.name
-        # The store through a synchronous driver (SQLite's units of work, and the audit writer
-        # process on either backend), and on SQLite the threads that run units of work on it
+        # The store through a synchronous driver, and the threads that run units of work on it
         # (see read()/write()); created on first use, dropped by close().
         self._sync_engine: Engine | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._readers: ThreadPoolExecutor | None = None
-        # The same pool, with the option the SQLite begin hook turns into BEGIN IMMEDIATE
+        # The async pool, with the option the SQLite begin hook turns into BEGIN IMMEDIATE
         # (ignored on PostgreSQL).
         self._write_engine = engine.execution_options(**{_IMMEDIATE: True})
-        # PostgreSQL: one snapshot across a read's statements (SQLite's reads always have one).
-        self._snapshot_engine = (
-            engine.execution_options(isolation_level="REPEATABLE READ")
-            if self.dialect == "postgresql"
-            else engine
-        )
 
     @classmethod
     def open(cls, url: str | URL, **engine_options: Any) -> Database:
@@ -174,17 +171,14 @@ class Database:
     # -- units of work -----------------------------------------------------------------------
 
     async def read(self, work: Callable[[Connection], T], *, snapshot: bool = False) -> T:
-        """Run ``work`` (plain synchronous SQLAlchemy) in one read transaction, rolled back.
+        """Run ``work`` (plain synchronous SQLAlchemy) in one read transaction, rolled back, in
+        a reader thread through the synchronous driver.
 
-        On SQLite (a worker thread, the stdlib driver) its statements always share one
-        snapshot. On PostgreSQL each sees what was committed when it started (READ COMMITTED),
-        unless ``snapshot`` asks for one snapshot across them (REPEATABLE READ).
+        On SQLite its statements always share one snapshot. On PostgreSQL each sees what was
+        committed when it started (READ COMMITTED), unless ``snapshot`` asks for one snapshot
+        across them (REPEATABLE READ).
         """
-        if self.dialect != "sqlite":
-            engine = self._snapshot_engine if snapshot else self.engine
-            async with _translating(), engine.connect() as conn:
-                return await conn.run_sync(work)
-        return await self._in_thread(self._reader_pool(), self._read_blocking, work)
+        return await self._in_thread(self._reader_pool(), self._read_blocking, work, snapshot)
 
     async def write(self, work: Callable[[Connection], T], *, durable: bool = False) -> T:
         """Run ``work`` (plain synchronous SQLAlchemy) in one write transaction, committed when
@@ -198,12 +192,9 @@ class Database:
         driver, under ``BEGIN IMMEDIATE``: a transaction costs one hand-off between threads
         instead of aiosqlite's one per statement, and this process's writers queue for that
         thread instead of polling SQLite's busy handler for the write lock (only other
-        processes -- the audit writer, other nodes -- still meet it there). On PostgreSQL the
-        transaction runs on the async connection (``run_sync``).
+        processes -- the audit writer, other nodes -- still meet it there). On PostgreSQL it
+        runs in one of a few writer threads through psycopg, off the event loop.
         """
-        if self.dialect != "sqlite":
-            async with _translating(), self.engine.begin() as conn:
-                return await conn.run_sync(work)
         return await self._in_thread(self._writer_pool(), self._write_blocking, work, durable)
 
     async def _in_thread(self, pool: ThreadPoolExecutor, run: Callable[..., T], *args: Any) -> T:
@@ -212,17 +203,20 @@ class Database:
 
     def _reader_pool(self) -> ThreadPoolExecutor:
         if self._readers is None:
-            self._readers = ThreadPoolExecutor(2, thread_name_prefix="piigate-sqlite-read")
+            threads = 2 if self.dialect == "sqlite" else _POSTGRES_THREADS
+            self._readers = ThreadPoolExecutor(threads, thread_name_prefix="piigate-store-read")
         return self._readers
 
     def _writer_pool(self) -> ThreadPoolExecutor:
+        # SQLite has one writer at a time: this process's writes queue here, not in SQLite's
+        # busy handler. PostgreSQL locks rows, so its writes may run side by side.
         if self._writer is None:
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix="piigate-sqlite-write")
+            threads = 1 if self.dialect == "sqlite" else _POSTGRES_THREADS
+            self._writer = ThreadPoolExecutor(threads, thread_name_prefix="piigate-store-write")
         return self._writer
 
     def _blocking_engine(self) -> Engine:
-        """The same store through a synchronous driver: the stdlib's ``sqlite3``, or psycopg
-        (the audit writer process on PostgreSQL)."""
+        """The same store through a synchronous driver: the stdlib's ``sqlite3``, or psycopg."""
         if self._sync_engine is None:
             url = blocking_url(self.engine.url)
             if self.dialect == "sqlite":
@@ -240,8 +234,11 @@ class Database:
             self._sync_engine = engine
         return self._sync_engine
 
-    def _read_blocking(self, work: Callable[[Connection], T]) -> T:
-        with _translated(), self._blocking_engine().connect() as conn:
+    def _read_blocking(self, work: Callable[[Connection], T], snapshot: bool) -> T:
+        engine = self._blocking_engine()
+        if snapshot and self.dialect == "postgresql":
+            engine = engine.execution_options(isolation_level="REPEATABLE READ")
+        with _translated(), engine.connect() as conn:
             try:
                 return work(conn)
             finally:
@@ -320,10 +317,27 @@ def _current_revision(connection: Connection) -> str | None:
 def _translated() -> Iterator[None]:
     try:
         yield
-    except exc.IntegrityError:
-        raise
+    except exc.IntegrityError as error:
+        clean = _without_detail(error)
+        if clean is error:
+            raise
+        raise clean from None
     except _UNAVAILABLE as error:
         raise StoreUnavailable("the store is unavailable") from error
+
+
+def _without_detail(error: exc.IntegrityError) -> exc.IntegrityError:
+    """``error`` without PostgreSQL's ``DETAIL`` line, which psycopg puts in the message and
+    which quotes the conflicting row's values (``Key (token_hash)=(...) already exists``):
+    errors end up in logs. The primary message names the constraint, which is what callers
+    and readers need."""
+    diag = getattr(error.orig, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    if not isinstance(primary, str) or error.orig is None:
+        return error
+    return exc.IntegrityError(
+        error.statement, None, type(error.orig)(primary), hide_parameters=True
+    )
 
 
 @asynccontextmanager
