@@ -125,7 +125,8 @@ class Database:
 
     @classmethod
     def open(cls, url: str | URL, **engine_options: Any) -> Database:
-        """Create the engine (no connection is made yet). ``engine_options`` go to SQLAlchemy.
+        """Create the engine (no connection is made yet). ``engine_options`` go to SQLAlchemy's
+        async engine (migrations, :meth:`connect`), not to the units of work's synchronous one.
 
         Bound parameters are hidden from SQLAlchemy's error messages and logs: they hold
         password hashes, token hashes and audit data, and errors end up in log lines.
