@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -108,6 +108,15 @@ def blocking_url(url: URL) -> URL:
     return url.set(drivername="postgresql+psycopg", query=query)
 
 
+class _SyncEngines(NamedTuple):
+    """One synchronous engine and its option sets, built once rather than per transaction."""
+
+    plain: Engine
+    write: Engine  # BEGIN IMMEDIATE on SQLite (the begin hook)
+    durable: Engine  # ... and synchronous=FULL
+    snapshot: Engine  # PostgreSQL: REPEATABLE READ
+
+
 class Database:
     """An opened store. Create with :meth:`open`; run :meth:`upgrade` once at start-up."""
 
@@ -116,7 +125,7 @@ class Database:
         self.dialect: str = engine.dialect.name
         # The store through a synchronous driver, and the threads that run units of work on it
         # (see read()/write()); created on first use, dropped by close().
-        self._sync_engine: Engine | None = None
+        self._sync: _SyncEngines | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._readers: ThreadPoolExecutor | None = None
         # The async pool, with the option the SQLite begin hook turns into BEGIN IMMEDIATE
@@ -161,9 +170,9 @@ class Database:
             if pool is not None:
                 pool.shutdown(wait=True)  # units of work are short; let them finish
         self._writer = self._readers = None
-        if self._sync_engine is not None:
-            self._sync_engine.dispose()
-            self._sync_engine = None
+        if self._sync is not None:
+            self._sync.plain.dispose()
+            self._sync = None
         await self.engine.dispose()
 
     async def ping(self) -> None:
@@ -199,7 +208,7 @@ class Database:
         return await self._in_thread(self._writer_pool(), self._write_blocking, work, durable)
 
     async def _in_thread(self, pool: ThreadPoolExecutor, run: Callable[..., T], *args: Any) -> T:
-        self._blocking_engine()  # created on the event loop, never by two threads at once
+        self._blocking_engines()  # created on the event loop, never by two threads at once
         return await asyncio.get_running_loop().run_in_executor(pool, run, *args)
 
     def _reader_pool(self) -> ThreadPoolExecutor:
@@ -216,9 +225,9 @@ class Database:
             self._writer = ThreadPoolExecutor(threads, thread_name_prefix="piigate-store-write")
         return self._writer
 
-    def _blocking_engine(self) -> Engine:
+    def _blocking_engines(self) -> _SyncEngines:
         """The same store through a synchronous driver: the stdlib's ``sqlite3``, or psycopg."""
-        if self._sync_engine is None:
+        if self._sync is None:
             url = blocking_url(self.engine.url)
             if self.dialect == "sqlite":
                 engine = create_engine(url, hide_parameters=True)
@@ -232,22 +241,27 @@ class Database:
                     # Positional (%s), as the audit batch's driver-level INSERT needs.
                     paramstyle="format",
                 )
-            self._sync_engine = engine
-        return self._sync_engine
+            self._sync = _SyncEngines(
+                plain=engine,
+                write=engine.execution_options(**{_IMMEDIATE: True}),
+                durable=engine.execution_options(**{_IMMEDIATE: True, _DURABLE: True}),
+                snapshot=engine.execution_options(isolation_level="REPEATABLE READ")
+                if self.dialect == "postgresql"
+                else engine,  # SQLite's reads always see one snapshot
+            )
+        return self._sync
 
     def _read_blocking(self, work: Callable[[Connection], T], snapshot: bool) -> T:
-        engine = self._blocking_engine()
-        if snapshot and self.dialect == "postgresql":
-            engine = engine.execution_options(isolation_level="REPEATABLE READ")
-        with _translated(), engine.connect() as conn:
+        engines = self._blocking_engines()
+        with _translated(), (engines.snapshot if snapshot else engines.plain).connect() as conn:
             try:
                 return work(conn)
             finally:
                 conn.rollback()
 
     def _write_blocking(self, work: Callable[[Connection], T], durable: bool) -> T:
-        options = {_IMMEDIATE: True, _DURABLE: durable}
-        with _translated(), self._blocking_engine().execution_options(**options).begin() as conn:
+        engines = self._blocking_engines()
+        with _translated(), (engines.durable if durable else engines.write).begin() as conn:
             return work(conn)
 
     # -- connections -------------------------------------------------------------------------
