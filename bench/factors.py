@@ -66,10 +66,10 @@ from api import drive as drive_for
 from piigate.config import Settings
 from piigate.crypto.keyring import Keyring
 from piigate.crypto.secret import Secret
-from piigate.factors.totp import hotp_code, new_totp_secret, totp_step
-from piigate.factors.webauthn import b64url
-from piigate.stepup.engine import new_id
-from piigate.stepup.factor_ports import factor_aad
+from piigate.factors.ports import factor_aad
+from piigate.factors.totp.protocol import hotp_code, new_totp_secret, totp_step
+from piigate.factors.webauthn.protocol import b64url
+from piigate.ids import new_id
 from piigate.store import Database, Store
 
 # The software authenticator of the tests: one implementation of the client side of WebAuthn.

@@ -1,5 +1,14 @@
-"""The domain stays pure: policy/, risk/, factors/ and the core model import no framework, no
-database driver and no HTTP client (DESIGN.md "Layers"), and nothing below an edge imports one."""
+"""The layers of docs/ARCHITECTURE.md, enforced on the imports of every module.
+
+- The domain is pure: policy/, risk/, the vocabulary and each factor kind's protocol code import
+  no framework, no database driver, no HTTP client, and nothing with I/O from this package.
+- Only store/ speaks SQL: nothing else imports SQLAlchemy or a database driver.
+- Only the edges (api/, cli/, console/, gateway/) import the edges.
+- The engine (stepup/) talks to ports: it imports no store, no factor ceremony and no adapter,
+  only the factor kinds' shared vocabulary (``piigate.factors``, ``factors.lockout``,
+  ``factors.ports``) and their pure protocol code.
+- Factor ceremonies reach the outside through ports; only the adapters open HTTP connections.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +18,39 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "piigate"
-FORBIDDEN_IN_DOMAIN = ("fastapi", "starlette", "sqlalchemy", "httpx", "uvicorn", "asyncpg", "redis")
-DOMAIN = ["policy", "risk", "factors", "model.py", "clock.py", "errors.py", "stepup/binding.py"]
+FRAMEWORKS = ("fastapi", "starlette", "uvicorn", "httpx", "typer")
+DRIVERS = ("sqlalchemy", "alembic", "asyncpg", "psycopg", "aiosqlite", "sqlite3", "redis")
 EDGES = ("piigate.api", "piigate.cli", "piigate.console", "piigate.gateway")
+
+# Pure modules: no framework, no driver, and from this package only other pure modules.
+DOMAIN = [
+    "policy",
+    "risk",
+    "model.py",
+    "clock.py",
+    "errors.py",
+    "ids.py",
+    "stepup/binding.py",
+    "factors/lockout.py",
+    "factors/totp/protocol.py",
+    "factors/recovery/protocol.py",
+    "factors/push/protocol.py",
+    "factors/webauthn/protocol.py",
+    "factors/sms/phone.py",
+    "factors/sms/text.py",
+]
+# What pure code may import from this package besides other pure modules.
+PURE_SUPPORT = ("piigate.crypto.secret", "piigate.identity.passwords", "piigate.factors")
+# Factor modules that talk to the outside world over HTTP.
+ADAPTERS = {"factors/sms/twilio.py", "factors/sms/webhook.py", "factors/push/relay.py"}
+# SQL outside store/ that is still being moved there (issue 10); this list only ever shrinks.
+SQL_PENDING = {
+    "audit/batch.py",
+    "audit/log.py",
+    "cli/__init__.py",
+    "factors/sms/numbers.py",
+    "factors/sms/outbox.py",
+}
 
 
 def _imports(path: Path) -> set[str]:
@@ -32,27 +71,71 @@ def _files(entry: str) -> list[Path]:
     return [target] if target.exists() else []
 
 
+def _rel(path: Path) -> str:
+    return path.relative_to(SRC).as_posix()
+
+
+def _module(rel: str) -> str:
+    parts = rel.removesuffix(".py").split("/")
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(["piigate", *parts])
+
+
+PURE_MODULES = {_module(_rel(p)) for entry in DOMAIN for p in _files(entry)}
+
+
 @pytest.mark.parametrize("entry", DOMAIN)
-def test_domain_imports_no_io_framework(entry: str) -> None:
+def test_domain_is_pure(entry: str) -> None:
     files = _files(entry)
-    if not files and entry == "factors":
-        pytest.skip("factors/ does not exist yet")
     assert files, entry
     for path in files:
-        bad = {m for m in _imports(path) if m.split(".")[0] in FORBIDDEN_IN_DOMAIN}
-        assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)}"
+        imports = _imports(path)
+        bad = {m for m in imports if m.split(".")[0] in FRAMEWORKS + DRIVERS}
+        assert not bad, f"{_rel(path)} imports {sorted(bad)}"
+        impure = {
+            m
+            for m in imports
+            if m.startswith("piigate.") and m not in PURE_MODULES and m not in PURE_SUPPORT
+        }
+        assert not impure, f"{_rel(path)} (pure) imports {sorted(impure)}"
+
+
+def test_only_the_store_speaks_sql() -> None:
+    offenders = set()
+    for path in SRC.rglob("*.py"):
+        rel = _rel(path)
+        if rel.startswith("store/"):
+            continue
+        if {m for m in _imports(path) if m.split(".")[0] in DRIVERS}:
+            offenders.add(rel)
+    assert offenders <= SQL_PENDING, f"SQL outside store/: {sorted(offenders - SQL_PENDING)}"
+    assert not SQL_PENDING - offenders, "moved to store/: drop from SQL_PENDING"
 
 
 def test_only_edges_import_edges() -> None:
     for path in SRC.rglob("*.py"):
-        rel = path.relative_to(SRC).as_posix()
-        if rel.startswith(("api/", "console/", "gateway/")) or rel in ("cli.py", "explain.py"):
+        rel = _rel(path)
+        if rel.startswith(("api/", "cli/", "console/", "gateway/")) or rel == "explain.py":
             continue
         bad = {m for m in _imports(path) if m.startswith(EDGES)}
         assert not bad, f"{rel} imports the edge modules {sorted(bad)}"
 
 
-def test_engine_talks_to_ports_not_the_store() -> None:
+def test_engine_talks_to_ports_not_the_store_or_the_factor_ceremonies() -> None:
+    allowed = {"piigate.factors", "piigate.factors.lockout", "piigate.factors.ports"}
     for path in _files("stepup"):
-        bad = {m for m in _imports(path) if m.startswith(("piigate.store", "sqlalchemy"))}
-        assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)}"
+        for m in _imports(path):
+            assert not m.startswith(("piigate.store", "sqlalchemy")), f"{_rel(path)} imports {m}"
+            if m.startswith("piigate.factors"):
+                assert m in allowed or m.endswith(".protocol"), f"{_rel(path)} imports {m}"
+
+
+def test_factor_ceremonies_reach_the_outside_through_ports() -> None:
+    for path in _files("factors"):
+        rel = _rel(path)
+        bad = {m for m in _imports(path) if m.split(".")[0] in ("fastapi", "starlette")}
+        assert not bad, f"{rel} imports {sorted(bad)}"
+        if rel not in ADAPTERS:
+            http = {m for m in _imports(path) if m.split(".")[0] == "httpx"}
+            assert not http, f"{rel} opens HTTP connections; only adapters do"

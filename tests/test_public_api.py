@@ -8,14 +8,16 @@ import pkgutil
 import pytest
 
 import piigate
+import piigate_authenticator
 
 
 def _modules() -> list[str]:
-    names = ["piigate"]
-    for info in pkgutil.walk_packages(piigate.__path__, "piigate."):
-        if ".migrations" in info.name:
-            continue
-        names.append(info.name)
+    names = ["piigate", "piigate_authenticator"]
+    for package in (piigate, piigate_authenticator):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if ".migrations" in info.name:
+                continue
+            names.append(info.name)
     return names
 
 

@@ -12,7 +12,7 @@ over the file, so one image can be configured per deployment.
 | ``PIIGATE_PUBLIC_URL`` | the URL users reach piigate at (grant issuer, WebAuthn origin) |
 | ``PIIGATE_OIDC_ISSUER`` / ``_AUDIENCE`` / ``_JWKS_URL`` | bearer JWT validation |
 | ``PIIGATE_LOG_FORMAT`` | ``json`` (default) or ``console`` |
-| ``PIIGATE_SMS_*``, ``PIIGATE_TWILIO_*`` | the SMS provider (see ``piigate.sms.settings``) |
+| ``PIIGATE_SMS_*``, ``PIIGATE_TWILIO_*`` | the SMS provider (``factors/sms/settings.py``) |
 | ``PIIGATE_PUSH_RELAY_URL`` | where to POST ``{"device_id", "push_id"}`` when a push waits |
 """
 
@@ -27,8 +27,8 @@ from typing import Final
 import yaml
 
 from piigate.errors import PolicyError
+from piigate.factors.sms.settings import SmsSettings, sms_from_env, sms_from_yaml
 from piigate.policy.yamlnodes import NodeReader, YamlErrors, compose_file
-from piigate.sms.settings import SmsSettings, sms_from_env, sms_from_yaml
 
 __all__ = ["ConfigError", "IdentitySettings", "Settings", "load_settings"]
 

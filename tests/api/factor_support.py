@@ -17,7 +17,7 @@ import pytest
 from api_support import Node, decision_body
 
 from piigate.crypto.secret import Secret
-from piigate.factors.totp import hotp_code, totp_step
+from piigate.factors.totp.protocol import hotp_code, totp_step
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
 

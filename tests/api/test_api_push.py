@@ -20,7 +20,7 @@ import pytest
 from api_support import PROBLEM, Node, StartNode, bearer, decision_body, serve_uvicorn
 from factor_support import PASSWORD, Users, users
 
-from piigate.factors.push import (
+from piigate.factors.push.protocol import (
     DEVICE_ID_HEADER,
     NONCE_HEADER,
     SIGNATURE_HEADER,

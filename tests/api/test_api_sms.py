@@ -20,11 +20,11 @@ from fastapi import FastAPI, Request, Response
 from sqlalchemy import text
 
 from piigate.crypto.secret import Secret
+from piigate.factors.sms.outbox import OutboxSender
+from piigate.factors.sms.settings import SmsProvider, SmsSettings
+from piigate.factors.sms.webhook import SIGNATURE_HEADER, verify_signature
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
-from piigate.sms.outbox import OutboxSender
-from piigate.sms.settings import SmsProvider, SmsSettings
-from piigate.sms.webhook import SIGNATURE_HEADER, verify_signature
 
 __all__ = ["users"]  # the fixture, re-exported for pytest
 

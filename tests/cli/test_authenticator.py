@@ -23,13 +23,13 @@ import uvicorn
 from cli_support import run_main
 
 from piigate.api.services import Services
-from piigate.authenticator import KeyFile
 from piigate.clock import FixedClock
 from piigate.config import Settings
 from piigate.crypto.secret import Secret
 from piigate.identity import generate_api_key, hash_password
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
+from piigate_authenticator import KeyFile
 
 POLICY = textwrap.dedent(
     """\
@@ -285,8 +285,8 @@ async def test_bad_input_is_one_line_and_non_zero(tmp_path: Path) -> None:
     assert "chmod 600" in assert_one_line_error(exposed, 1)
 
     # A server that does not answer.
-    from piigate.authenticator import DeviceEntry
-    from piigate.factors.push import DeviceAlgorithm, generate_device_key, private_key_pem
+    from piigate.factors.push.protocol import DeviceAlgorithm, generate_device_key, private_key_pem
+    from piigate_authenticator import DeviceEntry
 
     key = private_key_pem(generate_device_key(DeviceAlgorithm.ES256))
     keys.chmod(0o600)

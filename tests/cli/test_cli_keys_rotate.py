@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from piigate.cli import app
 from piigate.clock import SystemClock
 from piigate.crypto.keyring import KeyKind, Keyring
-from piigate.stepup.factor_ports import factor_aad
+from piigate.factors.ports import factor_aad
 from piigate.store import Database, Store
 
 SECRET = b"JBSWY3DPEHPK3PXP"

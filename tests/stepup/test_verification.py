@@ -19,13 +19,14 @@ from piigate.crypto.keyring import Keyring
 from piigate.crypto.secret import Secret
 from piigate.errors import Conflict, NotFound, StepUpRequired
 from piigate.factors import FactorKind
-from piigate.factors.totp import hotp_code, totp_step
+from piigate.factors.checks import code_checks
+from piigate.factors.enrollment import FactorEnrollment
+from piigate.factors.ports import factor_aad
+from piigate.factors.totp.ceremony import TotpCheck
+from piigate.factors.totp.protocol import hotp_code, totp_step
 from piigate.model import Action, Challenge, ChallengeState, Requirement, Resource
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
-from piigate.stepup.checks import TotpCheck
-from piigate.stepup.enrollment import FactorEnrollment
-from piigate.stepup.factor_ports import factor_aad
 from piigate.stepup.grants import verify_grant
 from piigate.stepup.verdicts import IssuedGrant, Proof, VerificationRejected, VerificationThrottled
 from piigate.stepup.verification import Verifier
@@ -144,6 +145,7 @@ async def world(db: Database, tmp_path: Path) -> AsyncIterator[World]:
         store=store,
         challenges=SqlChallenges(store, keyring),
         keyring=keyring,
+        checks=code_checks(store, keyring, audit),
         policy=holder,
         audit=audit,
         clock=clock,

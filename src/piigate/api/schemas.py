@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from piigate.crypto.secret import Secret
 from piigate.errors import BadRequest
+from piigate.factors.ports import FactorRecord
 from piigate.model import (
     AccessRequest,
     Action,
@@ -25,7 +26,6 @@ from piigate.model import (
     Transaction,
 )
 from piigate.policy.compiled import CompiledPolicy
-from piigate.stepup.factor_ports import FactorRecord
 from piigate.stepup.verdicts import IssuedGrant, Proof
 
 __all__ = [
@@ -256,7 +256,7 @@ class CodeIn(_In):
 
 
 class SmsEnrollIn(_In):
-    # Checked by piigate.sms.parse_phone, whose errors never repeat the number (Pydantic's
+    # Checked by piigate.factors.sms.parse_phone, whose errors never repeat the number (Pydantic's
     # would not either, but a 422 naming what is wrong is more use than a generic 400).
     phone: Annotated[str, Field(min_length=1, max_length=64)]
     region: Annotated[str, Field(min_length=2, max_length=2)] | None = None
@@ -269,7 +269,7 @@ class SmsSendIn(_In):
 
 class WebAuthnRegisterIn(_In):
     # The PublicKeyCredential JSON from navigator.credentials.create(); verified by
-    # piigate.factors.webauthn (a malformed one is a refused registration, not a 422).
+    # piigate.factors.webauthn.protocol (a malformed one is a refused registration, not a 422).
     credential: dict[str, Any]
     label: Annotated[str, Field(max_length=64)] = ""
 

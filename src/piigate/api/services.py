@@ -24,7 +24,17 @@ from piigate.config import ConfigError, Settings
 from piigate.crypto.keyring import Keyring
 from piigate.crypto.secret import Secret
 from piigate.errors import PolicyError, ServiceUnavailable, TooManyRequests, Unauthorized
-from piigate.factors.webauthn import relying_party
+from piigate.factors.approval.ceremony import Approvals
+from piigate.factors.checks import code_checks
+from piigate.factors.enrollment import FactorEnrollment
+from piigate.factors.push.ceremony import PushCeremony
+from piigate.factors.push.relay import WebhookRelay
+from piigate.factors.sms.ceremony import SmsCeremony
+from piigate.factors.sms.codes import SmsCheck
+from piigate.factors.sms.numbers import NumberDigests
+from piigate.factors.sms.providers import open_sender
+from piigate.factors.webauthn.ceremony import WebAuthnCeremonies, WebAuthnCheck
+from piigate.factors.webauthn.protocol import relying_party
 from piigate.identity import (
     ApiKeyCache,
     ApiKeyPrincipal,
@@ -37,18 +47,9 @@ from piigate.model import SessionAuth, Subject
 from piigate.policy.holder import PolicyHolder
 from piigate.risk.port import CarriedRisk
 from piigate.risk.recorded import RecordedRisk
-from piigate.sms.numbers import NumberDigests
-from piigate.sms.providers import open_sender
-from piigate.stepup.approval import Approvals
-from piigate.stepup.devices import WebhookRelay
 from piigate.stepup.engine import Engine
-from piigate.stepup.enrollment import FactorEnrollment
 from piigate.stepup.grants import KeyringGrantVerifier
-from piigate.stepup.push import PushCeremony
-from piigate.stepup.sms import SmsCeremony
-from piigate.stepup.sms_codes import SmsCheck
 from piigate.stepup.verification import Verifier
-from piigate.stepup.webauthn import WebAuthnCeremonies, WebAuthnCheck
 from piigate.store import Database, Store
 from piigate.store.counters import Counters
 from piigate.store.ports import SqlChallenges, SqlGrantLedger
@@ -164,6 +165,7 @@ class Services:
             store=self.store,
             challenges=SqlChallenges(self.store, self.keyring),
             keyring=self.keyring,
+            checks=code_checks(self.store, self.keyring, self.audit),
             policy=self.policy,
             audit=self.audit,
             clock=self.clock,

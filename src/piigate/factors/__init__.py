@@ -1,8 +1,10 @@
-"""Factors: verification of what a subject presents (pure; the caller persists the outcome).
+"""Factors: one package per kind of authenticator, each with its pure protocol code
+(``protocol``), the ceremony a challenge or an enrolment runs through the ports (``ceremony``) and
+its adapters to the outside world (SMS providers, the push relay).
 
-``totp`` (RFC 6238), ``recovery`` (one-time codes) and ``lockout`` (failure back-off). Nothing
-here reads the clock, the store or the network: times, stored secrets and counters come in as
-arguments, and what must be saved comes back as a value.
+``totp``, ``recovery``, ``sms``, ``push``, ``webauthn`` and ``approval``; beside them what every
+kind shares: ``lockout`` (failure back-off, pure), ``ports`` (the store and counter protocols the
+ceremonies use), ``steps`` (steps the ceremonies take alike) and ``enrollment``.
 """
 
 from __future__ import annotations
@@ -10,43 +12,13 @@ from __future__ import annotations
 from enum import StrEnum
 
 from piigate.factors.lockout import FailurePolicy, LockoutState, lockout_state
-from piigate.factors.recovery import (
-    generate_recovery_codes,
-    hash_recovery_code,
-    match_recovery_code,
-    normalize_recovery_code,
-    spend_recovery_code,
-)
-from piigate.factors.totp import (
-    TotpAlgorithm,
-    TotpFailure,
-    TotpMatch,
-    TotpRejected,
-    new_totp_secret,
-    provisioning_uri,
-    qr_svg,
-    verify_totp,
-)
 
 __all__ = [
     "FactorKind",
     "FactorState",
     "FailurePolicy",
     "LockoutState",
-    "TotpAlgorithm",
-    "TotpFailure",
-    "TotpMatch",
-    "TotpRejected",
-    "generate_recovery_codes",
-    "hash_recovery_code",
     "lockout_state",
-    "match_recovery_code",
-    "new_totp_secret",
-    "normalize_recovery_code",
-    "provisioning_uri",
-    "qr_svg",
-    "spend_recovery_code",
-    "verify_totp",
 ]
 
 

@@ -5,7 +5,7 @@
 probably trying to step up as them, so their next requests weigh more — a rule with
 ``risk_at_least`` or ``signals: [denied_push]`` can demand a stronger factor or deny.
 
-The evidence is the store's push ceremonies closed ``denied`` (``stepup.push``), by the time the
+The evidence is the store's push ceremonies closed ``denied`` (``factors.push``), by the time the
 push was sent. Decisions must not pay a query each, so every node keeps the denials of the
 window in memory: it re-reads them from the store at most every :data:`REFRESH_SECONDS` (so a
 denial on another node counts here within that time), and takes this node's own denials at
@@ -23,8 +23,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from piigate.audit.bus import EventBus, Subscription
-from piigate.model import AccessRequest, RiskAssessment, Signal
+from piigate.model import AccessRequest, AuditEvent, RiskAssessment, Signal
 from piigate.policy.holder import PolicyHolder
 from piigate.risk.port import RiskEngine
 
@@ -49,6 +48,23 @@ class DeniedPush(Protocol):
     def created_at(self) -> datetime: ...
 
 
+class AlertSubscription(Protocol):
+    """A subscription to this node's committed events (``audit.bus.Subscription``)."""
+
+    closed: bool
+    lagged: bool
+
+    def drain(self) -> list[AuditEvent]: ...
+
+    def close(self) -> None: ...
+
+
+class AlertFeed(Protocol):
+    """This node's committed events as they happen (``audit.bus.EventBus``)."""
+
+    def subscribe(self, *, types: Iterable[str]) -> AlertSubscription: ...
+
+
 class DenialSource(Protocol):
     """``store.CeremonyStore.list_ceremonies``."""
 
@@ -71,7 +87,7 @@ class RecordedRisk:
         ceremonies: DenialSource,
         policy: PolicyHolder,
         *,
-        bus: EventBus | None = None,
+        bus: AlertFeed | None = None,
         window: int = DENIED_PUSH_WINDOW,
         refresh_seconds: float = REFRESH_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
@@ -83,7 +99,7 @@ class RecordedRisk:
         self.refresh_seconds = refresh_seconds
         self._monotonic = monotonic
         self._bus = bus
-        self._alerts: Subscription | None = None
+        self._alerts: AlertSubscription | None = None
         self._denials: dict[str, list[datetime]] = {}
         self._read_at: float | None = None
         self._reading = asyncio.Lock()

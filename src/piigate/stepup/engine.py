@@ -8,9 +8,6 @@ open a challenge when a step-up is needed, and append the audit event — in tha
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +17,7 @@ import structlog
 
 from piigate.clock import Clock
 from piigate.errors import ServiceUnavailable
+from piigate.ids import new_id
 from piigate.model import (
     AccessRequest,
     AuditEvent,
@@ -39,7 +37,7 @@ from piigate.risk.port import RiskEngine
 from piigate.stepup.binding import LazyBinding
 from piigate.stepup.ports import AuditSink, ChallengeStore, GrantLedger
 
-__all__ = ["AMR_METHODS", "Engine", "GrantVerifier", "Outcome", "new_id"]
+__all__ = ["AMR_METHODS", "Engine", "GrantVerifier", "Outcome"]
 
 log = structlog.get_logger("piigate.engine")
 
@@ -57,49 +55,6 @@ AMR_METHODS: dict[str, str] = {
     "approval": "approval",
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class _RandomPool:
-    """Bytes from ``os.urandom``, drawn a few KiB at a time and handed out once each.
-
-    Ids must stay unguessable (a challenge id names a step-up), so they are 128 bits from the
-    OS CSPRNG, as ``secrets.token_urlsafe(16)`` gave. But ``os.urandom`` is a system call that
-    releases the GIL: called per id on the event loop, every decision handed the GIL to the audit
-    writer thread and waited for it to come back (a quarter of the loop thread's profile samples
-    sat there). One call per 256 ids makes that rare. A forked child starts with an empty pool,
-    never with its parent's bytes.
-    """
-
-    _CHUNK = 4096
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._buffer = b""
-        self._offset = 0
-        os.register_at_fork(after_in_child=self._discard)
-
-    def take(self, size: int) -> bytes:
-        with self._lock:
-            start = self._offset
-            if start + size > len(self._buffer):
-                self._buffer = os.urandom(max(self._CHUNK, size))
-                start = 0
-            self._offset = start + size
-            return self._buffer[start : start + size]
-
-    def _discard(self) -> None:
-        self._lock = threading.Lock()
-        self._buffer = b""
-        self._offset = 0
-
-
-_RANDOM = _RandomPool()
-
-
-def new_id(prefix: str) -> str:
-    """``<prefix>_`` and 128 random bits in base64url (22 characters), as before."""
-    token = base64.urlsafe_b64encode(_RANDOM.take(16)).rstrip(b"=").decode("ascii")
-    return f"{prefix}_{token}"
 
 
 def _grant_mismatch(grant: Grant, request: AccessRequest) -> str | None:

@@ -1,7 +1,7 @@
 """Refusing a verification, and what each refusal costs (CONTRACT §5.3).
 
 Every way of answering a challenge -- a code or a WebAuthn assertion through
-``Verifier.verify``, a number on a push device (``stepup.push``) -- pays for its attempt the
+``Verifier.verify``, a number on a push device (``factors.push``) -- pays for its attempt the
 same way, before its proof is looked at: factors locked out are dropped (none left: 401, all in
 back-off: 429 with ``Retry-After``), the attempt is counted on the challenge (past its cap the
 challenge is denied), and each factor is charged one failure with a conditional increment that
@@ -17,10 +17,10 @@ from typing import NoReturn
 
 from piigate.errors import NotFound
 from piigate.factors import FactorKind, FailurePolicy, lockout_state
+from piigate.factors.ports import AuditRecorder, FactorRecord, VerifierStore
 from piigate.model import Challenge, ChallengeState
 from piigate.policy.model import FactorKind as PolicyFactor
 from piigate.policy.model import FactorSettings
-from piigate.stepup.factor_ports import AuditRecorder, FactorRecord, VerifierStore
 from piigate.stepup.verdicts import (
     CheckFailed,
     VerificationFailure,
@@ -69,7 +69,7 @@ class Refusals:
         that may be tried now (none permanently → 401, all in back-off → 429), the attempt
         counted on the challenge (past its cap the challenge is denied, 401), then each factor
         charged one failure. Returns the charged factors and the attempt number. Push answers
-        (``stepup.push``) take the same steps for their one device: ``factor_id`` names it in
+        (``factors.push``) take the same steps for their one device: ``factor_id`` names it in
         the audit, and ``give_up`` also closes what else ends with the challenge (its push).
         """
         policy = FailurePolicy(

@@ -1,6 +1,6 @@
 """The vocabulary of verifying a challenge: what a client presents, why a proof is refused,
-and the :class:`FactorCheck` each factor kind implements (``stepup.checks``,
-``stepup.webauthn``, ``stepup.sms``). :class:`~piigate.stepup.verification.Verifier` runs the
+and the :class:`FactorCheck` each factor kind implements (``factors.totp``,
+``factors.webauthn``, ``factors.sms``, ...). :class:`~piigate.stepup.verification.Verifier` runs the
 pipeline around them.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 from piigate.crypto.secret import Secret
 from piigate.errors import FactorRejected, TooManyRequests
+from piigate.factors.ports import FactorRecord
 from piigate.model import Challenge, Grant
-from piigate.stepup.factor_ports import FactorRecord
 
 __all__ = [
     "CheckFailed",
@@ -116,7 +116,7 @@ class Verified:
 
 
 class FactorCheck(ABC):
-    """How one kind of factor checks a proof (``stepup.checks``, ``stepup.webauthn``, ...).
+    """How one kind of factor checks a proof (``factors.totp.ceremony``, ``factors.sms.codes``).
 
     ``check`` gets the subject's active factors of its kind, each already charged one failure;
     it returns the factor that matched or raises :class:`CheckFailed`. ``succeeded`` runs after

@@ -11,8 +11,8 @@
    the proof (a conditional increment that stops at the cap), so parallel guesses can never
    check more codes than the profile allows (CONTRACT §5.3) -- steps 3-4 and every refusal are
    :class:`~piigate.stepup.refusals.Refusals`, shared with push answers;
-5. run the method's :class:`FactorCheck` (``stepup.checks`` for TOTP and recovery codes,
-   ``stepup.webauthn``, ``stepup.sms``), which saves what a success spends by compare-and-set;
+5. run the method's :class:`FactorCheck` (``factors.totp``, ``factors.recovery``,
+   ``factors.webauthn``, ``factors.sms``), which saves what a success spends by compare-and-set;
 6. on success: clear the failures, approve the challenge (compare-and-set, recording how), sign
    the grant and append ``challenge_verified``.
 
@@ -36,17 +36,17 @@ from piigate.clock import Clock
 from piigate.crypto.keyring import Keyring
 from piigate.errors import NotFound, ServiceUnavailable
 from piigate.factors import FactorKind, FactorState
+from piigate.factors.ports import (
+    AuditRecorder,
+    ChallengeReader,
+    VerifierStore,
+)
+from piigate.ids import new_id
 from piigate.model import Challenge, ChallengeState, Grant
 from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.holder import PolicyHolder
 from piigate.policy.model import FactorKind as PolicyFactor
 from piigate.policy.model import FactorSettings
-from piigate.stepup.engine import new_id
-from piigate.stepup.factor_ports import (
-    AuditRecorder,
-    ChallengeReader,
-    VerifierStore,
-)
 from piigate.stepup.grants import issue_grant
 from piigate.stepup.refusals import Refusals
 from piigate.stepup.verdicts import (
@@ -74,7 +74,7 @@ class Verifier:
         audit: AuditRecorder,
         clock: Clock,
         issuer: str,
-        checks: Mapping[str, FactorCheck] | None = None,
+        checks: Mapping[str, FactorCheck],
         ids: Callable[[str], str] = new_id,
         base_delay: float = 1.0,
         max_delay: float = 900.0,
@@ -88,13 +88,6 @@ class Verifier:
         self.issuer = issuer
         self.ids = ids
         self.refusals = Refusals(store, audit, base_delay=base_delay, max_delay=max_delay)
-        if checks is None:
-            from piigate.stepup.checks import RecoveryCheck, TotpCheck
-
-            checks = {
-                FactorKind.TOTP.value: TotpCheck(store, keyring),
-                FactorKind.RECOVERY.value: RecoveryCheck(store, audit),
-            }
         self.checks: dict[str, FactorCheck] = dict(checks)
 
     def register(self, method: str, check: FactorCheck) -> None:

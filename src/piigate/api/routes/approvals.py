@@ -2,7 +2,7 @@
 
 For service accounts and AI agents: their decision's challenge allows ``approval``; a user
 holding one of the policy's approver roles lists it here and approves or denies it; the agent
-collects its grant once from ``GET /v1/challenges/{id}/status``. See ``stepup.approval`` for
+collects its grant once from ``GET /v1/challenges/{id}/status``. See ``factors.approval`` for
 who may approve.
 """
 

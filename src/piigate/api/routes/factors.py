@@ -3,7 +3,7 @@
 Only people have factors: the caller is a console session or an IdP bearer token, never an API
 key. Responses that carry a secret (the TOTP secret and its QR code, recovery codes) are marked
 ``Cache-Control: no-store`` and are the only place a secret ever appears. Changing factors once
-one is active needs a recent grant in ``PIIGate-Grant`` (see ``stepup.enrollment``).
+one is active needs a recent grant in ``PIIGate-Grant`` (see ``factors.enrollment``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from piigate.api.auth import Person, presented_grant
 from piigate.api.schemas import CodeIn, TotpEnrollIn, factor_json
 from piigate.api.services import get_services
 from piigate.crypto.secret import Secret
-from piigate.stepup.enrollment import FactorEnrollment
+from piigate.factors.enrollment import FactorEnrollment
 
 router = APIRouter(tags=["factors"])
 

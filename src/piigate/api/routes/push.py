@@ -8,7 +8,7 @@ The user (or the app that asked for the decision):
   to the subject's devices; the step-up page shows the number (also in
   ``GET /v1/challenges/{id}`` under ``push``), the device never receives it.
 
-The device, every request signed with its key (:mod:`piigate.factors.push` documents the
+The device, every request signed with its key (:mod:`piigate.factors.push.protocol` documents the
 canonical string; headers ``PIIGate-Device-Id``, ``PIIGate-Timestamp``, ``PIIGate-Nonce``,
 ``PIIGate-Signature``):
 
@@ -39,15 +39,15 @@ from piigate.api.auth import Person, Principal, presented_grant, require_princip
 from piigate.api.services import Services, get_services
 from piigate.audit.bus import SubscriberLagged, Subscription, SubscriptionClosed
 from piigate.crypto.secret import Secret
-from piigate.factors.push import (
+from piigate.factors.ports import FactorRecord
+from piigate.factors.push.ceremony import PendingPush, PushCeremony, PushDecision
+from piigate.factors.push.devices import SignedRequest
+from piigate.factors.push.protocol import (
     DEVICE_ID_HEADER,
     NONCE_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
 )
-from piigate.stepup.devices import SignedRequest
-from piigate.stepup.factor_ports import FactorRecord
-from piigate.stepup.push import PendingPush, PushCeremony, PushDecision
 
 router = APIRouter(tags=["push"])
 

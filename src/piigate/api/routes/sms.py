@@ -16,8 +16,8 @@ from piigate.api.auth import Person, Principal, presented_grant, require_princip
 from piigate.api.schemas import CodeIn, SmsEnrollIn, SmsSendIn, factor_json
 from piigate.api.services import get_services
 from piigate.crypto.secret import Secret
+from piigate.factors.sms.ceremony import SentCode, SmsCeremony
 from piigate.policy.model import FactorKind as PolicyFactor
-from piigate.stepup.sms import SentCode, SmsCeremony
 
 router = APIRouter(tags=["sms"])
 

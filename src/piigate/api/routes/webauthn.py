@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from piigate.api.auth import Person, Principal, presented_grant, require_principal
 from piigate.api.schemas import WebAuthnRegisterIn, factor_json
 from piigate.api.services import get_services
-from piigate.stepup.webauthn import CeremonyOptions
+from piigate.factors.webauthn.ceremony import CeremonyOptions
 
 router = APIRouter(tags=["webauthn"])
 

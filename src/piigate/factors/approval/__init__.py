@@ -1,0 +1,1 @@
+"""Approval by another person (method ``approval``): who may approve and how (``ceremony``)."""

@@ -1,0 +1,131 @@
+"""An SMS one-time code: how it is made, sealed, read back and matched, and :class:`SmsCheck`,
+which answers a challenge with one (plugged into the
+:class:`~piigate.stepup.verification.Verifier`).
+
+A code is :data:`CODE_DIGITS` random digits (``secrets``), kept in its ceremony's ``secret`` as
+keyring ciphertext whose associated data names the ceremony. It is accepted once: the ceremony
+is closed ``open`` → ``used`` by compare-and-set, and the loser of a race between two correct
+answers gets ``REPLAYED``. Only the newest code counts. Sending codes and confirming phones is
+:class:`~piigate.factors.sms.ceremony.SmsCeremony`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+
+from piigate.crypto.keyring import DecryptionError, Keyring
+from piigate.crypto.secret import Secret
+from piigate.factors.ports import CeremonyRecord, CeremonyRepo, FactorRecord
+from piigate.model import Challenge
+from piigate.stepup.verdicts import CheckFailed, FactorCheck, Proof, VerificationFailure, Verified
+
+__all__ = [
+    "CEREMONY_SCAN",
+    "CODE_DIGITS",
+    "CODE_PURPOSE",
+    "SmsCheck",
+    "code_aad",
+    "code_mismatch",
+    "new_code",
+    "newest_code",
+    "normalised_code",
+]
+
+CODE_DIGITS = 6
+CODE_PURPOSE = "sms_code"
+# Enough for every code one challenge can be sent within the rate limits.
+CEREMONY_SCAN = 1000
+
+
+def code_aad(ceremony_id: str) -> bytes:
+    """Binds a code's ciphertext to its ceremony: a code copied onto another row fails."""
+    return f"ceremony:{ceremony_id}".encode()
+
+
+def new_code() -> Secret[str]:
+    """A fresh code, uniformly drawn from the system CSPRNG (leading zeros kept)."""
+    return Secret(f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}")
+
+
+def normalised_code(code: Secret[str] | None) -> str | None:
+    """The digits of a code as typed (spaces and dashes allowed), or None when malformed."""
+    if code is None:
+        return None
+    digits = "".join(ch for ch in code.reveal() if ch not in " -")
+    if len(digits) != CODE_DIGITS or not (digits.isascii() and digits.isdigit()):
+        return None
+    return digits
+
+
+def code_mismatch(
+    keyring: Keyring, ceremony: CeremonyRecord | None, given: str, now: datetime
+) -> VerificationFailure | None:
+    """Why ``given`` does not answer ``ceremony`` — or None when it does and is still live.
+
+    The code is compared first (in constant time), so the audit says ``REPLAYED`` or ``EXPIRED``
+    only for the right code: a wrong guess at a spent code is simply wrong.
+    """
+    if ceremony is None or ceremony.secret is None:
+        return VerificationFailure.WRONG_CODE
+    try:
+        expected = keyring.decrypt(ceremony.secret, aad=code_aad(ceremony.id))
+    except DecryptionError:
+        return VerificationFailure.FACTOR_UNREADABLE
+    if not hmac.compare_digest(expected, given.encode("ascii")):
+        return VerificationFailure.WRONG_CODE
+    if ceremony.state == "used":
+        return VerificationFailure.REPLAYED
+    if ceremony.state != "open" or ceremony.expires_at <= now:
+        return VerificationFailure.EXPIRED
+    return None
+
+
+def newest_code(ceremonies: Sequence[CeremonyRecord]) -> CeremonyRecord | None:
+    """The code that counts: the newest still open, else the newest (to name why it failed).
+    A resend closes the older codes before opening its own, so at most a race leaves two open."""
+    return max(ceremonies, key=lambda c: (c.state == "open", c.created_at, c.id), default=None)
+
+
+# -- the check ----------------------------------------------------------------------------------
+
+
+class SmsCheck(FactorCheck):
+    """The newest code sent for the challenge to one of the charged factors, once, in time."""
+
+    amr = ("sms",)  # RFC 8176 §2
+
+    def __init__(self, store: CeremonyRepo, keyring: Keyring) -> None:
+        self.store = store
+        self.keyring = keyring
+
+    async def check(
+        self,
+        challenge: Challenge,
+        proof: Proof,
+        factors: Sequence[FactorRecord],
+        now: datetime,
+    ) -> Verified:
+        first = factors[0].id if factors else None
+        given = normalised_code(proof.code)
+        if given is None:
+            raise CheckFailed(VerificationFailure.MALFORMED, first)
+        sent = await self.store.list_ceremonies(
+            challenge_id=challenge.id, purposes=[CODE_PURPOSE], limit=CEREMONY_SCAN
+        )
+        ceremony = newest_code(sent)
+        by_id = {factor.id: factor for factor in factors}
+        factor = by_id.get(ceremony.factor_id or "") if ceremony is not None else None
+        if ceremony is None or factor is None:
+            raise CheckFailed(VerificationFailure.WRONG_CODE, first)
+        reason = code_mismatch(self.keyring, ceremony, given, now)
+        if reason is VerificationFailure.EXPIRED and ceremony.state == "open":
+            await self.store.close_ceremony(ceremony.id, new="expired", now=now)
+        if reason is not None:
+            raise CheckFailed(reason, factor.id)
+        if not await self.store.close_ceremony(ceremony.id, new="used", now=now):
+            # A parallel request with the same code closed it first: one code, one grant.
+            raise CheckFailed(VerificationFailure.REPLAYED, factor.id)
+        return Verified(factor, self.amr)

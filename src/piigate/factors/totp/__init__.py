@@ -1,0 +1,3 @@
+"""TOTP (RFC 6238): codes and enrolment URIs (``protocol``, pure) and the check a challenge
+runs (``ceremony``).
+"""
