@@ -22,6 +22,7 @@ __all__ = [
     "Context",
     "Decision",
     "Grant",
+    "Method",
     "Outcome",
     "ProvenLevel",
     "Requirement",
@@ -44,6 +45,20 @@ class Action(StrEnum):
     EXPORT = "export"
     TRANSACT = "transact"
     LOGIN = "login"
+
+
+class Method(StrEnum):
+    """A way to prove a level: a policy's ``factors`` keys and ``require.methods``, a challenge's
+    allowed methods, and the kind of an enrolled factor (``factors.kind``; every method but
+    ``approval`` and ``email`` can be enrolled)."""
+
+    TOTP = "totp"
+    SMS = "sms"
+    PUSH = "push"
+    WEBAUTHN = "webauthn"
+    RECOVERY = "recovery"
+    APPROVAL = "approval"
+    EMAIL = "email"
 
 
 class Outcome(StrEnum):

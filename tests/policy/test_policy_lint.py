@@ -7,8 +7,8 @@ import textwrap
 import pytest
 
 from piigate.errors import PolicyError
+from piigate.model import Method
 from piigate.policy import Profile, load_policy_text
-from piigate.policy.model import FactorKind
 
 
 def text(profile: str, factors: str, rules: str | None = None) -> str:
@@ -119,9 +119,9 @@ def test_psd2_defaults_and_several_violations_at_once() -> None:
     assert len(found) == 1 and "sms" in found[0]
     ok = load_policy_text(text("psd2", "totp: {level: aal2}\nwebauthn: {level: aal3}\n"))
     # CONTRACT §5.5: factor settings default to the profile's limits.
-    assert ok.factors[FactorKind.TOTP].max_failures == 5
-    assert ok.factors[FactorKind.WEBAUTHN].max_failures == 5
-    assert ok.factors[FactorKind.TOTP].code_lifetime == 300
+    assert ok.factors[Method.TOTP].max_failures == 5
+    assert ok.factors[Method.WEBAUTHN].max_failures == 5
+    assert ok.factors[Method.TOTP].code_lifetime == 300
     many = errors(
         text(
             "psd2",
@@ -139,7 +139,7 @@ def test_psd2_defaults_and_several_violations_at_once() -> None:
 def test_profile_order_in_file_does_not_matter_for_defaults() -> None:
     src = text("psd2", "totp: {level: aal2}\n").replace("profile: psd2\n", "") + "profile: psd2\n"
     policy = load_policy_text(src)
-    assert policy.factors[FactorKind.TOTP].max_failures == 5
+    assert policy.factors[Method.TOTP].max_failures == 5
 
 
 # -- nist-800-63b-4 ----------------------------------------------------------------------------
@@ -175,7 +175,7 @@ def test_nist_failure_cap_and_defaults() -> None:
     assert error.startswith(f"p.yaml:{line_of(src, '101')}:{col_of(src, '101')}: ")
     assert "at most 100" in error
     ok = load_policy_text(text("nist-800-63b-4", "totp: {level: aal2}\n"))
-    assert ok.factors[FactorKind.TOTP].max_failures == 100
+    assert ok.factors[Method.TOTP].max_failures == 100
     # NIST puts no 5-minute cap on code lifetime, and transact rules need no max_age: 0.
     load_policy_text(
         text(
@@ -208,7 +208,7 @@ def test_without_a_profile_nothing_is_linted() -> None:
     src = text("psd2", "sms: {level: aal2, max_failures: 1000}\nemail: {level: aal1}\n")
     policy = load_policy_text(src.replace("profile: psd2\n", ""))
     assert policy.profile is None
-    assert policy.factors[FactorKind.SMS].max_failures == 1000
+    assert policy.factors[Method.SMS].max_failures == 1000
 
 
 # -- any profile ---------------------------------------------------------------------------------

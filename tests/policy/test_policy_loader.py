@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from piigate.errors import PolicyError
+from piigate.model import Method
 from piigate.policy import load_policy, load_policy_text
-from piigate.policy.model import ANY_PII, FactorKind, Otherwise
+from piigate.policy.model import ANY_PII, Otherwise
 
 BASE = textwrap.dedent(
     """\
@@ -67,7 +68,7 @@ def test_the_base_policy_loads(tmp_path: Path) -> None:
     assert [level.rank for level in policy.levels] == [0, 1]
     assert policy.levels[1].aliases == ("2",)
     assert set(policy.pii) == {"ssn", "phone"}
-    assert policy.factors[FactorKind.TOTP].level == "aal2"
+    assert policy.factors[Method.TOTP].level == "aal2"
     (rule,) = policy.rules
     assert rule.name == "read-ssn"
     assert rule.when.pii == frozenset({"ssn"})

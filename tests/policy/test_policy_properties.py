@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from piigate.model import (
     AccessRequest,
     Action,
+    Method,
     Outcome,
     ProvenLevel,
     Resource,
@@ -26,7 +27,6 @@ from piigate.policy import CompiledPolicy, compile_policy, evaluate
 from piigate.policy.evaluate import Evaluation, _matching_rules
 from piigate.policy.model import (
     ANY_PII,
-    FactorKind,
     FactorSettings,
     LevelDef,
     Match,
@@ -52,10 +52,10 @@ SCOPES = ("s1", "s2")
 SIGNALS = ("new_device", "new_country", "velocity")
 RESOURCES = ("t1", "t2")
 FACTORS = {
-    FactorKind.SMS: "l1",
-    FactorKind.TOTP: "l2",
-    FactorKind.PUSH: "l2",
-    FactorKind.WEBAUTHN: "l3",
+    Method.SMS: "l1",
+    Method.TOTP: "l2",
+    Method.PUSH: "l2",
+    Method.WEBAUTHN: "l3",
 }
 FACTOR_NAMES = tuple(kind.value for kind in FACTORS)
 
@@ -345,7 +345,7 @@ def test_decision_shape(
         required = result.required
         assert required is not None and required.methods
         for method in required.methods:
-            assert compiled.factor_ranks[FactorKind(method)] >= compiled.ranks[required.level]
+            assert compiled.factor_ranks[Method(method)] >= compiled.ranks[required.level]
         assert (required.binding == BINDING) is (required.max_age == 0)
     if result.outcome is Outcome.DENY:
         assert result.reason

@@ -12,19 +12,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from stepup_support import RecordingAudit
 
 from piigate.clock import FixedClock
 from piigate.crypto.keyring import Keyring
 from piigate.crypto.secret import Secret
 from piigate.errors import Conflict, NotFound, StepUpRequired
-from piigate.factors import FactorKind
 from piigate.factors.checks import code_checks
 from piigate.factors.enrollment import FactorEnrollment
 from piigate.factors.ports import factor_aad
 from piigate.factors.totp.ceremony import TotpCheck
 from piigate.factors.totp.protocol import hotp_code, totp_step
-from piigate.model import Action, Challenge, ChallengeState, Requirement, Resource
+from piigate.model import Action, Challenge, ChallengeState, Method, Requirement, Resource
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
 from piigate.stepup.grants import verify_grant
@@ -32,6 +30,7 @@ from piigate.stepup.verdicts import IssuedGrant, Proof, VerificationRejected, Ve
 from piigate.stepup.verification import Verifier
 from piigate.store import Database, Store
 from piigate.store.ports import SqlChallenges
+from stepup_support import RecordingAudit
 
 T0 = datetime(2026, 5, 4, 10, 0, 7, tzinfo=UTC)
 ISSUER = "https://piigate.test"
@@ -556,17 +555,17 @@ async def test_a_stronger_factor_is_added_by_proving_the_strongest_one_held(worl
     _, secret = await world.totp_factor()
     now = world.clock.now()
     with pytest.raises(StepUpRequired) as caught:
-        await world.enrollment.authorise_addition("alice", FactorKind.WEBAUTHN, None, now)
+        await world.enrollment.authorise_addition("alice", Method.WEBAUTHN, None, now)
     assert 'acr_values="urn:piigate:aal2"' in caught.value.headers()["WWW-Authenticate"]
     # TOTP is the strongest alice holds: proving it lets her add a security key (aal3).
     issued = await world.verify(await world.challenge(), "totp", world.code(secret))
-    await world.enrollment.authorise_addition("alice", FactorKind.WEBAUTHN, issued.token, now)
+    await world.enrollment.authorise_addition("alice", Method.WEBAUTHN, issued.token, now)
     # Once she holds an aal3 factor, an aal2 grant no longer suffices for another one.
     await world.store.add_factor(
         id="fct_key", subject_id="alice", kind="webauthn", now=now, state="active"
     )
     with pytest.raises(StepUpRequired) as caught:
-        await world.enrollment.authorise_addition("alice", FactorKind.WEBAUTHN, issued.token, now)
+        await world.enrollment.authorise_addition("alice", Method.WEBAUTHN, issued.token, now)
     assert 'acr_values="urn:piigate:aal3"' in caught.value.headers()["WWW-Authenticate"]
     # Adding a weaker factor needs only that factor's level.
-    await world.enrollment.authorise_addition("alice", FactorKind.TOTP, issued.token, now)
+    await world.enrollment.authorise_addition("alice", Method.TOTP, issued.token, now)

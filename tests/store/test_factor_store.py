@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import exc
 
 from piigate.errors import NotFound
-from piigate.factors import FactorKind, FactorState
+from piigate.factors import FactorState
+from piigate.model import Method
 from piigate.store import AlreadyExists, Database, FactorRow, Store
 from piigate.store.factors import FACTOR_STATES
 
@@ -80,7 +81,7 @@ async def test_recovery_factor_without_secret(db: Database) -> None:
     row = await store.add_factor(
         id="fct_r",
         subject_id="alice",
-        kind=FactorKind.RECOVERY,
+        kind=Method.RECOVERY,
         now=T0,
         state=FactorState.ACTIVE,
         data={"hashes": hashes},
@@ -106,7 +107,7 @@ async def test_list_and_filter(db: Database) -> None:
 
     assert await ids() == ["fct_a", "fct_b", "fct_c", "fct_d"]
     assert await ids(kinds=["totp"]) == ["fct_a", "fct_b", "fct_d"]
-    assert await ids(kinds=[FactorKind.RECOVERY]) == ["fct_c"]
+    assert await ids(kinds=[Method.RECOVERY]) == ["fct_c"]
     assert await ids(states=["active", "pending"]) == ["fct_a", "fct_b", "fct_c"]
     assert await ids(kinds=["totp"], states=[FactorState.ACTIVE]) == ["fct_b"]
     assert await ids(kinds=[]) == []

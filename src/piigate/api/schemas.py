@@ -19,6 +19,7 @@ from piigate.model import (
     Challenge,
     Context,
     Decision,
+    Method,
     Outcome,
     Resource,
     SessionAuth,
@@ -310,14 +311,14 @@ def factor_json(factor: FactorRecord) -> dict[str, Any]:
         "created_at": _epoch(factor.created_at),
         "confirmed_at": _epoch(factor.confirmed_at) if factor.confirmed_at else None,
     }
-    if factor.kind == "recovery":
+    if factor.kind == Method.RECOVERY:
         hashes = factor.data.get("hashes")
         body["remaining"] = sum(1 for h in hashes if h) if isinstance(hashes, list) else 0
-    if factor.kind == "sms":
+    if factor.kind == Method.SMS:
         body["to"] = factor.data.get("hint")  # "+1 •••-•••-••00": never the number
-    if factor.kind == "push":
+    if factor.kind == Method.PUSH:
         body["device"] = factor.data.get("device_name")  # the name the device gave itself
-    if factor.kind == "webauthn":
+    if factor.kind == Method.WEBAUTHN:
         body["aaguid"] = factor.data.get("aaguid")  # the authenticator's model, not the person
         body["transports"] = factor.data.get("transports", [])
         body["backup_eligible"] = factor.data.get("backup_eligible", False)  # a synced passkey

@@ -43,7 +43,7 @@ from piigate.identity import (
     verify_password_or_dummy,
 )
 from piigate.identity.throttle import DEFAULT_THROTTLE, backoff_seconds
-from piigate.model import SessionAuth, Subject
+from piigate.model import Method, SessionAuth, Subject
 from piigate.policy.holder import PolicyHolder
 from piigate.risk.port import CarriedRisk
 from piigate.risk.recorded import RecordedRisk
@@ -192,7 +192,7 @@ class Services:
             clock=self.clock,
             rp=relying,
         )
-        self.verifier.register("webauthn", WebAuthnCheck(self.store, self.policy, relying))
+        self.verifier.register(Method.WEBAUTHN, WebAuthnCheck(self.store, self.policy, relying))
         self.approvals = Approvals(
             verifier=self.verifier,
             challenges=SqlChallenges(self.store, self.keyring),
@@ -204,7 +204,7 @@ class Services:
         self.sms_sender = open_sender(
             settings.sms, db=self.db, keyring=self.keyring, clock=self.clock
         )
-        self.verifier.register("sms", SmsCheck(self.store, self.keyring))
+        self.verifier.register(Method.SMS, SmsCheck(self.store, self.keyring))
         self.sms = SmsCeremony(
             store=self.store,
             counters=self.counters,

@@ -14,22 +14,13 @@ from enum import StrEnum
 from piigate.factors.lockout import FailurePolicy, LockoutState, lockout_state
 
 __all__ = [
-    "FactorKind",
+    "CeremonyPurpose",
+    "CeremonyState",
     "FactorState",
     "FailurePolicy",
     "LockoutState",
     "lockout_state",
 ]
-
-
-class FactorKind(StrEnum):
-    """What kind of authenticator a factor is (the ``factors.kind`` column)."""
-
-    TOTP = "totp"
-    WEBAUTHN = "webauthn"
-    SMS = "sms"
-    PUSH = "push"
-    RECOVERY = "recovery"
 
 
 class FactorState(StrEnum):
@@ -38,3 +29,27 @@ class FactorState(StrEnum):
     PENDING = "pending"
     ACTIVE = "active"
     DISABLED = "disabled"
+
+
+class CeremonyPurpose(StrEnum):
+    """What a ``ceremonies`` row is for: a single-use secret or message a factor kind keeps in the
+    store while a step-up or an enrolment is under way (the ``ceremonies.purpose`` column)."""
+
+    WEBAUTHN_REGISTER = "webauthn_register"  # the random challenge of a registration
+    WEBAUTHN_AUTH = "webauthn_auth"  # the challenge derived from a step-up's binding
+    SMS_CODE = "sms_code"  # a code sent for a challenge
+    SMS_ENROLL = "sms_enroll"  # a code sent to confirm a new phone
+    SMS_OUTBOX = "sms_outbox"  # a message kept by the outbox adapter
+    SMS_NUMBER_KEY = "sms_number_key"  # the HMAC key numbers are counted under (one row)
+    PUSH = "push"  # a push sent to the subject's devices, with its number
+    PUSH_ENROLL = "push_enroll"  # the one-time token a device enrols with
+
+
+class CeremonyState(StrEnum):
+    """``open`` until closed once, by compare-and-set, in one of the other states."""
+
+    OPEN = "open"
+    USED = "used"  # spent by the answer it was made for
+    APPROVED = "approved"  # a push the device approved
+    DENIED = "denied"  # a push the device denied
+    EXPIRED = "expired"  # past its lifetime, or voided by a newer one

@@ -5,10 +5,10 @@ ceremonies are wired, since they need the relying party and the sender."""
 from __future__ import annotations
 
 from piigate.crypto.keyring import Keyring
-from piigate.factors import FactorKind
 from piigate.factors.ports import AuditRecorder, FactorRepo
 from piigate.factors.recovery.ceremony import RecoveryCheck
 from piigate.factors.totp.ceremony import TotpCheck
+from piigate.model import Method
 from piigate.stepup.verdicts import FactorCheck
 
 __all__ = ["code_checks"]
@@ -19,6 +19,6 @@ def code_checks(
 ) -> dict[str, FactorCheck]:
     """TOTP and recovery-code checks, keyed by method."""
     return {
-        FactorKind.TOTP: TotpCheck(store, keyring),
-        FactorKind.RECOVERY: RecoveryCheck(store, audit),
+        Method.TOTP: TotpCheck(store, keyring),
+        Method.RECOVERY: RecoveryCheck(store, audit),
     }

@@ -24,7 +24,7 @@ from piigate.clock import Clock
 from piigate.crypto.keyring import Keyring
 from piigate.crypto.secret import Secret
 from piigate.errors import Conflict, NotFound, ServiceUnavailable, StepUpRequired
-from piigate.factors import FactorKind, FactorState
+from piigate.factors import FactorState
 from piigate.factors.ports import (
     AuditRecorder,
     FactorRecord,
@@ -41,10 +41,9 @@ from piigate.factors.totp.protocol import (
     verify_totp,
 )
 from piigate.ids import new_id
-from piigate.model import Grant
+from piigate.model import Grant, Method
 from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.holder import PolicyHolder
-from piigate.policy.model import FactorKind as PolicyFactor
 from piigate.stepup.grants import verify_grant
 from piigate.stepup.verdicts import VerificationFailure, VerificationRejected
 
@@ -115,14 +114,14 @@ class FactorEnrollment:
     ) -> TotpEnrollment:
         """A new pending TOTP factor; it becomes active with :meth:`confirm_totp`."""
         now = self.clock.now()
-        await self.authorise_addition(subject_id, FactorKind.TOTP, grant, now)
+        await self.authorise_addition(subject_id, Method.TOTP, grant, now)
         factor_id = self.ids("fct")
         secret = new_totp_secret()
         sealed = self.keyring.encrypt(secret.reveal().encode("ascii"), aad=factor_aad(factor_id))
         factor = await self.store.add_factor(
             id=factor_id,
             subject_id=subject_id,
-            kind=FactorKind.TOTP.value,
+            kind=Method.TOTP.value,
             now=now,
             label=label,
             secret=sealed,
@@ -140,7 +139,7 @@ class FactorEnrollment:
         await self.audit.record(
             "factor_enrolled",
             subject_id=subject_id,
-            data={"factor_id": factor_id, "kind": FactorKind.TOTP.value, "state": "pending"},
+            data={"factor_id": factor_id, "kind": Method.TOTP.value, "state": "pending"},
         )
         return TotpEnrollment(factor, secret, Secret(uri), qr_svg(uri))
 
@@ -155,12 +154,12 @@ class FactorEnrollment:
         now = self.clock.now()
         factor = await self._own(subject_id, factor_id)
         if (
-            factor.kind != FactorKind.TOTP
+            factor.kind != Method.TOTP
             or factor.state != FactorState.PENDING
             or factor.secret is None
         ):
             raise Conflict("the factor is not a pending TOTP factor")
-        await self.charge_confirmation(subject_id, factor_id, PolicyFactor.TOTP, now)
+        await self.charge_confirmation(subject_id, factor_id, Method.TOTP, now)
         secret = Secret(
             self.keyring.decrypt(factor.secret, aad=factor_aad(factor_id)).decode("ascii")
         )
@@ -173,17 +172,17 @@ class FactorEnrollment:
             await self.refuse_confirmation(subject_id, factor_id, reason)
         if not await self.store.advance_totp_step(factor_id, expected=None, new=match.step):
             await self.refuse_confirmation(subject_id, factor_id, VerificationFailure.REPLAYED)
-        return await self.activate(subject_id, factor_id, FactorKind.TOTP, now)
+        return await self.activate(subject_id, factor_id, Method.TOTP, now)
 
     async def new_recovery_codes(
         self, subject_id: str, *, grant: str | None = None
     ) -> RecoveryCodes:
         """Ten new codes; the subject's earlier recovery codes stop working."""
         now = self.clock.now()
-        await self.authorise_addition(subject_id, FactorKind.RECOVERY, grant, now)
+        await self.authorise_addition(subject_id, Method.RECOVERY, grant, now)
         # The set being replaced is read before the new one exists, so two parallel requests
         # never delete each other's codes (both sets then stay valid).
-        previous = await self.store.list_factors(subject_id, kinds=[FactorKind.RECOVERY.value])
+        previous = await self.store.list_factors(subject_id, kinds=[Method.RECOVERY.value])
         codes = generate_recovery_codes(RECOVERY_CODE_COUNT)
         async with self._hashing:
             hashes = await asyncio.to_thread(lambda: [hash_recovery_code(c) for c in codes])
@@ -191,7 +190,7 @@ class FactorEnrollment:
         factor = await self.store.add_factor(
             id=factor_id,
             subject_id=subject_id,
-            kind=FactorKind.RECOVERY.value,
+            kind=Method.RECOVERY.value,
             now=now,
             label="recovery codes",
             state=FactorState.ACTIVE.value,
@@ -220,11 +219,11 @@ class FactorEnrollment:
             proof = self.fresh_grant(
                 grant, subject_id=subject_id, level=self._level(factor.kind), now=now
             )
-            if factor.kind != FactorKind.RECOVERY:
+            if factor.kind != Method.RECOVERY:
                 active = await self.store.list_factors(
                     subject_id, states=[FactorState.ACTIVE.value]
                 )
-                others = [f for f in active if f.kind != FactorKind.RECOVERY and f.id != factor_id]
+                others = [f for f in active if f.kind != Method.RECOVERY and f.id != factor_id]
                 if not others:
                     raise Conflict("the last active factor cannot be removed; enrol another first")
         if not await self.store.delete_factor(factor_id):
@@ -275,7 +274,7 @@ class FactorEnrollment:
 
     # -- helpers --------------------------------------------------------------------------------
     async def authorise_addition(
-        self, subject_id: str, kind: FactorKind, grant: str | None, now: datetime
+        self, subject_id: str, kind: Method, grant: str | None, now: datetime
     ) -> None:
         """Allow adding a factor of ``kind``: freely while the subject has no active factor,
         otherwise only with a fresh grant (raises ``StepUpRequired``) of the kind's level — or
@@ -308,7 +307,7 @@ class FactorEnrollment:
         (changing an authenticator the policy no longer knows still needs the most)."""
         compiled = self._compiled()
         try:
-            settings = compiled.policy.factors.get(PolicyFactor(kind))
+            settings = compiled.policy.factors.get(Method(kind))
         except ValueError:
             settings = None
         if settings is not None:
@@ -317,7 +316,7 @@ class FactorEnrollment:
 
     # -- confirming a pending factor (TOTP here, SMS in factors.sms) ------------------------------
     async def charge_confirmation(
-        self, subject_id: str, factor_id: str, kind: PolicyFactor, now: datetime
+        self, subject_id: str, factor_id: str, kind: Method, now: datetime
     ) -> None:
         """Count a failure on a pending factor *before* its first code is checked, never past
         the policy's cap (as ``Refusals.charge`` does), so a pending factor cannot be confirmed
@@ -328,7 +327,7 @@ class FactorEnrollment:
             await self.refuse_confirmation(subject_id, factor_id, VerificationFailure.LOCKED)
 
     async def activate(
-        self, subject_id: str, factor_id: str, kind: FactorKind, now: datetime
+        self, subject_id: str, factor_id: str, kind: Method, now: datetime
     ) -> FactorRecord:
         """The pending factor whose first code held becomes active: its failures are cleared
         and ``factor_confirmed`` is audited. 409 if it is no longer pending."""

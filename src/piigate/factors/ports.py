@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from piigate.factors import CeremonyState
 from piigate.model import Challenge
 
 __all__ = [
@@ -219,7 +220,7 @@ class CeremonyRepo(Protocol):
         *,
         new: str,
         now: datetime,
-        expected: str = "open",
+        expected: str = CeremonyState.OPEN,
         data: Mapping[str, Any] | None = None,
     ) -> bool: ...
 

@@ -16,9 +16,8 @@ from piigate.crypto.secret import Secret
 from piigate.errors import Conflict, ServiceUnavailable
 from piigate.factors import FactorState
 from piigate.factors.ports import FactorRecord, FactorRepo
-from piigate.model import Challenge, ChallengeState
+from piigate.model import Challenge, ChallengeState, Method
 from piigate.policy.holder import PolicyHolder
-from piigate.policy.model import FactorKind as PolicyFactor
 from piigate.policy.model import FactorSettings
 from piigate.stepup.verdicts import CheckFailed, Proof, VerificationFailure
 
@@ -36,7 +35,7 @@ __all__ = [
 MAX_ID_LENGTH = 64
 
 
-def factor_settings(policy: PolicyHolder, kind: PolicyFactor) -> FactorSettings | None:
+def factor_settings(policy: PolicyHolder, kind: Method) -> FactorSettings | None:
     """The loaded policy's settings for ``kind`` (None: the policy does not enable it); 503
     when no policy is loaded, so that nothing is sent or accepted under no rules at all."""
     compiled = policy.current

@@ -3,12 +3,11 @@
 from piigate.policy.compiled import CompiledPolicy, compile_policy
 from piigate.policy.evaluate import Evaluation, RuleStatus, RuleTrace, evaluate
 from piigate.policy.loader import load_policy, load_policy_text
-from piigate.policy.model import FactorKind, Policy, Profile
+from piigate.policy.model import Policy, Profile
 
 __all__ = [
     "CompiledPolicy",
     "Evaluation",
-    "FactorKind",
     "Policy",
     "Profile",
     "RuleStatus",

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import cel
 
-from piigate.model import Action
-from piigate.policy.model import ANY_PII, FactorKind, LevelDef, Policy, Rule
+from piigate.model import Action, Method
+from piigate.policy.model import ANY_PII, LevelDef, Policy, Rule
 
 __all__ = ["CompiledPolicy", "compile_policy"]
 
@@ -33,7 +33,7 @@ class CompiledPolicy:
     programs: Mapping[str, cel.Program] = field(default_factory=dict)
     # The request fields each CEL program reads, and which of their keys (see cel_selection()).
     cel_fields: Mapping[str, Mapping[str, frozenset[str] | None]] = field(default_factory=dict)
-    factor_ranks: Mapping[FactorKind, int] = field(default_factory=dict)
+    factor_ranks: Mapping[Method, int] = field(default_factory=dict)
 
     @property
     def digest(self) -> str:

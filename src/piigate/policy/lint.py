@@ -14,7 +14,8 @@ from collections.abc import Mapping
 
 import yaml
 
-from piigate.policy.model import FactorKind, Policy, Profile
+from piigate.model import Method
+from piigate.policy.model import Policy, Profile
 from piigate.policy.yamlnodes import YamlErrors
 
 __all__ = ["lint_profile"]
@@ -27,7 +28,7 @@ _LIMITS = {
 
 # Authenticators whose proof is bound to the origin it was made for: WebAuthn. A code, a push
 # or another person's approval can be relayed or talked into by a fake site.
-_PHISHING_RESISTANT = frozenset({FactorKind.WEBAUTHN})
+_PHISHING_RESISTANT = frozenset({Method.WEBAUTHN})
 
 
 def lint_profile(
@@ -35,7 +36,7 @@ def lint_profile(
 ) -> None:
     factors_node = top["factors"][1] if "factors" in top else None
 
-    def where(kind: FactorKind, key: str | None = None) -> yaml.Node | None:
+    def where(kind: Method, key: str | None = None) -> yaml.Node | None:
         node = _child(factors_node, kind.value)
         return _child(node, key) if key and _child(node, key) is not None else node
 
@@ -69,18 +70,16 @@ def lint_profile(
                 f"(at most {code_limit}s)",
             )
     if profile is Profile.NIST_800_63B_4:
-        sms = policy.factors.get(FactorKind.SMS)
+        sms = policy.factors.get(Method.SMS)
         if sms is not None and not sms.restricted:
             errors.at(
-                where(FactorKind.SMS), f"profile {profile}: SMS must be declared restricted: true"
+                where(Method.SMS), f"profile {profile}: SMS must be declared restricted: true"
             )
-        if FactorKind.EMAIL in policy.factors:
-            errors.at(where(FactorKind.EMAIL), f"profile {profile}: e-mail codes are not allowed")
-        push = policy.factors.get(FactorKind.PUSH)
+        if Method.EMAIL in policy.factors:
+            errors.at(where(Method.EMAIL), f"profile {profile}: e-mail codes are not allowed")
+        push = policy.factors.get(Method.PUSH)
         if push is not None and not push.number_matching:
-            errors.at(
-                where(FactorKind.PUSH), f"profile {profile}: push needs number_matching: true"
-            )
+            errors.at(where(Method.PUSH), f"profile {profile}: push needs number_matching: true")
     if profile is Profile.PSD2:
         rules_node = top["rules"][1] if "rules" in top else None
         for rule in policy.rules:

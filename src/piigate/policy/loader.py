@@ -14,12 +14,11 @@ import cel
 import yaml
 
 from piigate.errors import PolicyError
-from piigate.model import Action
+from piigate.model import Action, Method
 from piigate.policy.durations import parse_duration
 from piigate.policy.lint import lint_profile
 from piigate.policy.model import (
     ANY_PII,
-    FactorKind,
     FactorSettings,
     LevelDef,
     Match,
@@ -123,7 +122,7 @@ class _PolicyParser:
         self.source = source
         self.levels: dict[str, LevelDef] = {}
         self.pii: dict[str, PiiClassDef] = {}
-        self.factors: dict[FactorKind, FactorSettings] = {}
+        self.factors: dict[Method, FactorSettings] = {}
         self.profile: Profile | None = None
 
     def parse(self, root: yaml.Node) -> Policy | None:
@@ -239,9 +238,9 @@ class _PolicyParser:
         defaults = PROFILE_DEFAULTS[self.profile]
         for name, key_node, value in self.read.items(node, "factors"):
             try:
-                kind = FactorKind(name)
+                kind = Method(name)
             except ValueError:
-                choices = ", ".join(k.value for k in FactorKind)
+                choices = ", ".join(k.value for k in Method)
                 self.errors.at(key_node, f"unknown factor {name!r} (expected one of: {choices})")
                 continue
             spec = self.read.mapping(value, f"factor {name!r}", FACTOR_KEYS)
@@ -453,7 +452,7 @@ class _PolicyParser:
             names = []
             for method, method_node in self.read.string_list(spec["methods"][1], "methods") or []:
                 try:
-                    kind = FactorKind(method)
+                    kind = Method(method)
                 except ValueError:
                     self.errors.at(method_node, f"unknown factor {method!r} in methods")
                     continue

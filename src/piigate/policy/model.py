@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
+from piigate.model import Method
+
 __all__ = [
     "ANY_PII",
-    "FactorKind",
     "FactorSettings",
     "LevelDef",
     "Match",
@@ -34,16 +35,6 @@ class Position:
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.column}"
-
-
-class FactorKind(StrEnum):
-    TOTP = "totp"
-    SMS = "sms"
-    PUSH = "push"
-    WEBAUTHN = "webauthn"
-    RECOVERY = "recovery"
-    APPROVAL = "approval"
-    EMAIL = "email"
 
 
 class Profile(StrEnum):
@@ -76,7 +67,7 @@ class PiiClassDef:
 
 @dataclass(frozen=True, slots=True)
 class FactorSettings:
-    kind: FactorKind
+    kind: Method
     level: str
     restricted: bool = False
     number_matching: bool = False
@@ -143,7 +134,7 @@ class Policy:
     source: str
     levels: tuple[LevelDef, ...]
     pii: Mapping[str, PiiClassDef]
-    factors: Mapping[FactorKind, FactorSettings]
+    factors: Mapping[Method, FactorSettings]
     rules: tuple[Rule, ...]
     risk: RiskSettings
     stepup: StepUpSettings = StepUpSettings()

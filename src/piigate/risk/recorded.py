@@ -23,6 +23,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from piigate.factors import CeremonyPurpose, CeremonyState
 from piigate.model import AccessRequest, AuditEvent, RiskAssessment, Signal
 from piigate.policy.holder import PolicyHolder
 from piigate.risk.port import RiskEngine
@@ -36,7 +37,6 @@ DENIED_PUSH_WINDOW = 3600
 REFRESH_SECONDS = 1.0
 # Weight when no policy is loaded (the loader's default for the signal).
 _DEFAULT_WEIGHT = 50
-_PUSH_PURPOSE = "push"
 _ALERT = "alert"
 _SCAN_LIMIT = 100_000
 
@@ -139,7 +139,10 @@ class RecordedRisk:
                 return  # another request read meanwhile
             since = now - timedelta(seconds=self.window)
             rows = await self.ceremonies.list_ceremonies(
-                purposes=[_PUSH_PURPOSE], states=["denied"], since=since, limit=_SCAN_LIMIT
+                purposes=[CeremonyPurpose.PUSH],
+                states=[CeremonyState.DENIED],
+                since=since,
+                limit=_SCAN_LIMIT,
             )
             denials: dict[str, list[datetime]] = {}
             for row in rows:

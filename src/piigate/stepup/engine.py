@@ -24,6 +24,7 @@ from piigate.model import (
     Challenge,
     Decision,
     Grant,
+    Method,
     Outcome,
     ProvenLevel,
     Requirement,
@@ -42,17 +43,17 @@ __all__ = ["AMR_METHODS", "Engine", "GrantVerifier", "Outcome"]
 log = structlog.get_logger("piigate.engine")
 
 # RFC 8176 authentication method references → the policy factor that produces them.
-AMR_METHODS: dict[str, str] = {
-    "otp": "totp",
-    "sms": "sms",
-    "hwk": "webauthn",
-    "swk": "webauthn",
-    "fpt": "webauthn",
-    "face": "webauthn",
-    "mca": "push",
-    "kba": "recovery",
+AMR_METHODS: dict[str, Method] = {
+    "otp": Method.TOTP,
+    "sms": Method.SMS,
+    "hwk": Method.WEBAUTHN,
+    "swk": Method.WEBAUTHN,
+    "fpt": Method.WEBAUTHN,
+    "face": Method.WEBAUTHN,
+    "mca": Method.PUSH,
+    "kba": Method.RECOVERY,
     # Not an RFC 8176 value (none fits): approval of the step-up by another person.
-    "approval": "approval",
+    "approval": Method.APPROVAL,
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

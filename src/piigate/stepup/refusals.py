@@ -16,10 +16,9 @@ from datetime import datetime
 from typing import NoReturn
 
 from piigate.errors import NotFound
-from piigate.factors import FactorKind, FailurePolicy, lockout_state
+from piigate.factors import FailurePolicy, lockout_state
 from piigate.factors.ports import AuditRecorder, FactorRecord, VerifierStore
-from piigate.model import Challenge, ChallengeState
-from piigate.policy.model import FactorKind as PolicyFactor
+from piigate.model import Challenge, ChallengeState, Method
 from piigate.policy.model import FactorSettings
 from piigate.stepup.verdicts import (
     CheckFailed,
@@ -31,7 +30,7 @@ from piigate.stepup.verdicts import (
 __all__ = ["Refusals"]
 
 # Method names the audit records as given; anything else a client sends is "unknown".
-_KNOWN_METHODS = frozenset(set(FactorKind) | {PolicyFactor.APPROVAL.value})
+_KNOWN_METHODS = frozenset(set(Method) | {Method.APPROVAL.value})
 
 
 class Refusals:

@@ -35,17 +35,16 @@ from typing import Any
 from piigate.clock import Clock
 from piigate.crypto.keyring import Keyring
 from piigate.errors import NotFound, ServiceUnavailable
-from piigate.factors import FactorKind, FactorState
+from piigate.factors import FactorState
 from piigate.factors.ports import (
     AuditRecorder,
     ChallengeReader,
     VerifierStore,
 )
 from piigate.ids import new_id
-from piigate.model import Challenge, ChallengeState, Grant
+from piigate.model import Challenge, ChallengeState, Grant, Method
 from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.holder import PolicyHolder
-from piigate.policy.model import FactorKind as PolicyFactor
 from piigate.policy.model import FactorSettings
 from piigate.stepup.grants import issue_grant
 from piigate.stepup.refusals import Refusals
@@ -255,7 +254,7 @@ class Verifier:
         if method not in challenge.requirement.methods:
             return None
         try:
-            settings = compiled.policy.factors.get(PolicyFactor(method))
+            settings = compiled.policy.factors.get(Method(method))
         except ValueError:
             return None
         if settings is None:
@@ -356,6 +355,6 @@ class Verifier:
 # The amr of a grant approved by another person (not an RFC 8176 value: none fits).
 _APPROVAL_AMR = "approval"
 # Methods proven outside ``verify`` (``approve``): a signed push answer, another person.
-_OUT_OF_BAND = frozenset({FactorKind.PUSH.value, PolicyFactor.APPROVAL.value})
+_OUT_OF_BAND = frozenset({Method.PUSH.value, Method.APPROVAL.value})
 # What of a check's detail goes into ``challenge_verified`` (numbers and flags only).
 _AUDITED_DETAIL = frozenset({"drift", "remaining", "sign_count", "user_verified", "number"})

@@ -16,12 +16,13 @@ from typing import Any
 
 from sqlalchemy import Row, delete, func, select, update
 
+from piigate.factors import CeremonyState
 from piigate.store._sql import Repo, utc
 from piigate.store.tables import ceremonies
 
 __all__ = ["CEREMONY_STATES", "CeremonyRow", "CeremonyStore"]
 
-CEREMONY_STATES = frozenset({"open", "used", "approved", "denied", "expired"})
+CEREMONY_STATES = frozenset(CeremonyState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,7 @@ class CeremonyRow:
     closed_at: datetime | None = None
 
     def is_open(self, now: datetime) -> bool:
-        return self.state == "open" and self.expires_at > now
+        return self.state == CeremonyState.OPEN and self.expires_at > now
 
 
 def _row(found: Row[Any]) -> CeremonyRow:
@@ -72,7 +73,7 @@ class CeremonyStore(Repo):
             id=id,
             subject_id=subject_id,
             purpose=purpose,
-            state="open",
+            state=CeremonyState.OPEN,
             created_at=utc(now),
             expires_at=utc(expires_at),
             challenge_id=challenge_id,
@@ -155,7 +156,7 @@ class CeremonyStore(Repo):
         *,
         new: str,
         now: datetime,
-        expected: str = "open",
+        expected: str = CeremonyState.OPEN,
         data: Mapping[str, Any] | None = None,
     ) -> bool:
         """Move ``expected`` → ``new`` (compare-and-set): True for exactly one caller.
@@ -184,7 +185,7 @@ class CeremonyStore(Repo):
             .where(
                 ceremonies.c.challenge_id == challenge_id,
                 ceremonies.c.purpose.in_([str(p) for p in purposes]),
-                ceremonies.c.state == "open",
+                ceremonies.c.state == CeremonyState.OPEN,
             )
             .values(state=new, closed_at=utc(now))
         )

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from piigate.errors import NotFound
+from piigate.model import ChallengeState
 from piigate.store._sql import Repo, utc
 from piigate.store.tables import challenges
 
@@ -99,7 +100,7 @@ class ChallengeStore(Repo):
             update(challenges)
             .where(
                 challenges.c.id == challenge_id,
-                challenges.c.state == "approved",
+                challenges.c.state == ChallengeState.APPROVED,
                 challenges.c.approval.is_not(None),
                 challenges.c.grant_collected_at.is_(None),
             )

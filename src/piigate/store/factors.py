@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, delete, exc, select, update
 
 from piigate.errors import NotFound
+from piigate.factors import FactorState
 from piigate.store._sql import Repo, utc
 from piigate.store.db import AlreadyExists
 from piigate.store.tables import factors
@@ -135,7 +136,7 @@ class FactorStore(Repo):
         stmt = (
             update(factors)
             .where(factors.c.id == factor_id, factors.c.state == "pending")
-            .values(state="active", confirmed_at=utc(now))
+            .values(state=FactorState.ACTIVE, confirmed_at=utc(now))
         )
         return await self._changed(stmt)
 

@@ -17,7 +17,7 @@ from piigate.api.schemas import CodeIn, SmsEnrollIn, SmsSendIn, factor_json
 from piigate.api.services import get_services
 from piigate.crypto.secret import Secret
 from piigate.factors.sms.ceremony import SentCode, SmsCeremony
-from piigate.policy.model import FactorKind as PolicyFactor
+from piigate.model import Method
 
 router = APIRouter(tags=["sms"])
 
@@ -73,7 +73,7 @@ async def enroll_sms(body: SmsEnrollIn, request: Request, user: Person) -> dict[
     )
     answer = {"id": sent.factor.id, "state": sent.factor.state, **_sent(sent)}
     compiled = get_services(request).policy.current
-    settings = compiled.policy.factors.get(PolicyFactor.SMS) if compiled else None
+    settings = compiled.policy.factors.get(Method.SMS) if compiled else None
     if settings is not None and settings.restricted:
         answer["restricted"] = True
         answer["notice"] = RESTRICTED_NOTICE

@@ -25,17 +25,16 @@ from typing import Protocol
 from piigate.clock import Clock
 from piigate.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
 from piigate.factors.enrollment import FactorEnrollment
-from piigate.model import Challenge, ChallengeState, SessionAuth, Subject
+from piigate.model import Challenge, ChallengeState, Method, SessionAuth, Subject
 from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.holder import PolicyHolder
-from piigate.policy.model import FactorKind as PolicyFactor
 from piigate.policy.model import FactorSettings
 from piigate.stepup.verdicts import VerificationFailure
 from piigate.stepup.verification import Verifier
 
 __all__ = ["APPROVAL", "Approvals", "PendingChallenges"]
 
-APPROVAL = PolicyFactor.APPROVAL.value
+APPROVAL = Method.APPROVAL.value
 # How far back to look for pending challenges (a challenge lives minutes, not days).
 _LOOKBACK = timedelta(days=1)
 
@@ -138,7 +137,7 @@ class Approvals:
         )
 
     def _settings(self) -> FactorSettings | None:
-        return self._compiled().policy.factors.get(PolicyFactor.APPROVAL)
+        return self._compiled().policy.factors.get(Method.APPROVAL)
 
     def _compiled(self) -> CompiledPolicy:
         compiled = self.policy.current

@@ -36,7 +36,7 @@ import structlog
 from piigate.clock import Clock
 from piigate.crypto.keyring import DecryptionError, Keyring
 from piigate.errors import Conflict, NotFound, ServiceUnavailable, TooManyRequests
-from piigate.factors import FactorKind
+from piigate.factors import CeremonyPurpose, CeremonyState
 from piigate.factors.enrollment import FactorEnrollment
 from piigate.factors.ports import (
     AuditRecorder,
@@ -56,7 +56,7 @@ from piigate.factors.steps import (
     usable_factors,
 )
 from piigate.ids import new_id
-from piigate.model import Challenge, ChallengeState
+from piigate.model import Challenge, ChallengeState, Method
 from piigate.policy.holder import PolicyHolder
 from piigate.policy.model import FactorSettings
 from piigate.stepup.verdicts import CheckFailed, VerificationFailure, Verified
@@ -64,7 +64,6 @@ from piigate.stepup.verification import Verifier
 
 __all__ = [
     "PUSH_AMR",
-    "PUSH_PURPOSE",
     "PendingPush",
     "PushCeremony",
     "PushDecision",
@@ -75,14 +74,13 @@ __all__ = [
 
 log = structlog.get_logger("piigate.push")
 
-PUSH_PURPOSE = "push"
-PUSH = FactorKind.PUSH.value
+PUSH = Method.PUSH.value
 
 # RFC 8176 §2: "mca" (multiple-channel authentication: the answer comes over the device's own
 # channel) and "pop" (proof of possession of the device key). The engine maps "mca" to push.
 PUSH_AMR = ("mca", "pop")
 # States of a push that count against fatigue: sent and not approved.
-_UNANSWERED = ("open", "expired", "denied")
+_UNANSWERED = (CeremonyState.OPEN, CeremonyState.EXPIRED, CeremonyState.DENIED)
 # How long one node holds a subject's send lock (if it dies holding it, the lock lapses).
 _SEND_LOCK_SECONDS = 10
 
@@ -244,7 +242,7 @@ class PushCeremony(PushDevices):
         await self.store.open_ceremony(
             id=push_id,
             subject_id=challenge.subject_id,
-            purpose=PUSH_PURPOSE,
+            purpose=CeremonyPurpose.PUSH,
             now=now,
             expires_at=expires_at,
             challenge_id=challenge.id,
@@ -271,7 +269,7 @@ class PushCeremony(PushDevices):
         ignored = await self.store.count_ceremonies(
             since=now - timedelta(seconds=limits.fatigue_window),
             subject_id=challenge.subject_id,
-            purposes=[PUSH_PURPOSE],
+            purposes=[CeremonyPurpose.PUSH],
             states=_UNANSWERED,
         )
         if ignored < limits.fatigue_limit:
@@ -294,12 +292,12 @@ class PushCeremony(PushDevices):
     async def _open_push(self, challenge_id: str, now: datetime) -> CeremonyRecord | None:
         """The challenge's live push, closing any that outlived their time."""
         found = await self.store.list_ceremonies(
-            challenge_id=challenge_id, purposes=[PUSH_PURPOSE], states=["open"]
+            challenge_id=challenge_id, purposes=[CeremonyPurpose.PUSH], states=[CeremonyState.OPEN]
         )
         live = None
         for push in found:
             if push.expires_at <= now:
-                await self.store.close_ceremony(push.id, new="expired", now=now)
+                await self.store.close_ceremony(push.id, new=CeremonyState.EXPIRED, now=now)
             elif live is None or push.created_at > live.created_at:
                 live = push
         return live
@@ -329,12 +327,14 @@ class PushCeremony(PushDevices):
         challenge was settled another way, are closed on the way."""
         now = self.clock.now()
         found = await self.store.list_ceremonies(
-            subject_id=device.subject_id, purposes=[PUSH_PURPOSE], states=["open"]
+            subject_id=device.subject_id,
+            purposes=[CeremonyPurpose.PUSH],
+            states=[CeremonyState.OPEN],
         )
         waiting: list[PendingPush] = []
         for push in found:
             if push.expires_at <= now:
-                await self.store.close_ceremony(push.id, new="expired", now=now)
+                await self.store.close_ceremony(push.id, new=CeremonyState.EXPIRED, now=now)
                 continue
             if device.id not in push.data.get("devices", []):
                 continue
@@ -345,7 +345,7 @@ class PushCeremony(PushDevices):
                 or challenge.expires_at <= now
             ):
                 # Settled by another factor (or gone): nothing left to answer, not "ignored".
-                await self.store.close_ceremony(push.id, new="used", now=now)
+                await self.store.close_ceremony(push.id, new=CeremonyState.USED, now=now)
                 continue
             waiting.append(PendingPush(push.id, challenge, push.created_at, push.expires_at))
         return waiting
@@ -363,7 +363,7 @@ class PushCeremony(PushDevices):
         push = await self.store.get_ceremony(push_id) if 0 < len(push_id) <= MAX_ID_LENGTH else None
         if (
             push is None
-            or push.purpose != PUSH_PURPOSE
+            or push.purpose != CeremonyPurpose.PUSH
             or push.subject_id != device.subject_id
             or device.id not in push.data.get("devices", [])
         ):
@@ -371,12 +371,12 @@ class PushCeremony(PushDevices):
         challenge = await self.challenges.get(push.challenge_id or "")
         if challenge is None:
             raise NotFound("no such push")
-        if push.state != "open":
+        if push.state != CeremonyState.OPEN:
             await self.verifier.refusals.reject(
                 challenge, PUSH, VerificationFailure.REPLAYED, factor_id=device.id
             )
         if push.expires_at <= now:
-            await self.store.close_ceremony(push.id, new="expired", now=now)
+            await self.store.close_ceremony(push.id, new=CeremonyState.EXPIRED, now=now)
             await self.verifier.refusals.reject(
                 challenge, PUSH, VerificationFailure.EXPIRED, factor_id=device.id
             )
@@ -394,7 +394,9 @@ class PushCeremony(PushDevices):
         answered: Mapping[str, Any],
         now: datetime,
     ) -> ChallengeState:
-        if not await self.store.close_ceremony(push.id, new="denied", now=now, data=answered):
+        if not await self.store.close_ceremony(
+            push.id, new=CeremonyState.DENIED, now=now, data=answered
+        ):
             await self.verifier.refusals.reject(
                 challenge, PUSH, VerificationFailure.REPLAYED, factor_id=device.id
             )
@@ -429,7 +431,7 @@ class PushCeremony(PushDevices):
         refusals = verifier.refusals
 
         async def give_up() -> None:  # out of attempts: the push closes with its challenge
-            await self.store.close_ceremony(push.id, new="expired", now=now)
+            await self.store.close_ceremony(push.id, new=CeremonyState.EXPIRED, now=now)
 
         # As Verifier.verify does: count the attempt and charge the device *before* comparing.
         _, attempts = await refusals.charge(
@@ -438,7 +440,9 @@ class PushCeremony(PushDevices):
         if not numbers_match(self._number(push), number):
             wrong = CheckFailed(VerificationFailure.WRONG_NUMBER, device.id)
             await refusals.fail(challenge, PUSH, wrong, attempts, give_up=give_up)
-        if not await self.store.close_ceremony(push.id, new="approved", now=now, data=answered):
+        if not await self.store.close_ceremony(
+            push.id, new=CeremonyState.APPROVED, now=now, data=answered
+        ):
             await refusals.reject(
                 challenge, PUSH, VerificationFailure.REPLAYED, factor_id=device.id
             )

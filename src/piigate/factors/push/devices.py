@@ -28,7 +28,7 @@ import structlog
 from piigate.clock import Clock
 from piigate.crypto.secret import Secret
 from piigate.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
-from piigate.factors import FactorKind, FactorState
+from piigate.factors import CeremonyPurpose, CeremonyState, FactorState
 from piigate.factors.enrollment import FactorEnrollment
 from piigate.factors.ports import (
     AuditRecorder,
@@ -53,12 +53,11 @@ from piigate.factors.push.protocol import (
 )
 from piigate.factors.steps import MAX_ID_LENGTH, factor_settings
 from piigate.ids import new_id
+from piigate.model import Method
 from piigate.policy.holder import PolicyHolder
-from piigate.policy.model import FactorKind as PolicyFactor
 from piigate.policy.model import FactorSettings
 
 __all__ = [
-    "ENROLL_PURPOSE",
     "DeviceRejected",
     "EnrollmentRejected",
     "PushDevices",
@@ -69,8 +68,7 @@ __all__ = [
 
 log = structlog.get_logger("piigate.push")
 
-ENROLL_PURPOSE = "push_enroll"
-PUSH = FactorKind.PUSH.value
+PUSH = Method.PUSH.value
 
 
 class DeviceRejected(Unauthorized):
@@ -187,7 +185,7 @@ class PushDevices:
         now = self.clock.now()
         if self._settings() is None:
             raise Forbidden("the policy does not enable push factors")
-        await self.enrollment.authorise_addition(subject_id, FactorKind.PUSH, grant, now)
+        await self.enrollment.authorise_addition(subject_id, Method.PUSH, grant, now)
         factor_id = self.ids("fct")
         factor = await self.store.add_factor(
             id=factor_id,
@@ -204,7 +202,7 @@ class PushDevices:
         await self.store.open_ceremony(
             id=ceremony_id,
             subject_id=subject_id,
-            purpose=ENROLL_PURPOSE,
+            purpose=CeremonyPurpose.PUSH_ENROLL,
             now=now,
             expires_at=expires_at,
             factor_id=factor_id,
@@ -243,13 +241,17 @@ class PushDevices:
         )
         if (
             ceremony is None
-            or ceremony.purpose != ENROLL_PURPOSE
+            or ceremony.purpose != CeremonyPurpose.PUSH_ENROLL
             or ceremony.secret is None
             or not hmac.compare_digest(ceremony.secret.encode(), _token_hash(given).encode())
         ):
             raise EnrollmentRejected
-        if ceremony.state != "open" or ceremony.expires_at <= now:
-            reason = "expired" if ceremony.state in ("open", "expired") else "reused"
+        if ceremony.state != CeremonyState.OPEN or ceremony.expires_at <= now:
+            reason = (
+                "expired"
+                if ceremony.state in (CeremonyState.OPEN, CeremonyState.EXPIRED)
+                else "reused"
+            )
             await self._enrollment_refused(ceremony, reason)
         try:
             key = parse_public_key(public_key, alg)
@@ -269,7 +271,7 @@ class PushDevices:
             or factor.state != FactorState.PENDING
         ):
             await self._enrollment_refused(ceremony, "factor_gone")
-        if not await self.store.close_ceremony(ceremony.id, new="used", now=now):
+        if not await self.store.close_ceremony(ceremony.id, new=CeremonyState.USED, now=now):
             await self._enrollment_refused(ceremony, "reused")
         data = {"public_key": key.encoded(), "alg": key.alg.value, "device_name": name}
         if not await self.store.replace_factor_data(
@@ -340,4 +342,4 @@ class PushDevices:
         raise DeviceRejected(reason)
 
     def _settings(self) -> FactorSettings | None:
-        return factor_settings(self.policy, PolicyFactor.PUSH)
+        return factor_settings(self.policy, Method.PUSH)

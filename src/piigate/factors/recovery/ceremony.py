@@ -19,7 +19,7 @@ from piigate.factors.recovery.protocol import (
     spend_recovery_code,
 )
 from piigate.factors.steps import proof_code
-from piigate.model import Challenge
+from piigate.model import Challenge, Method
 from piigate.stepup.verdicts import (
     CheckFailed,
     FactorCheck,
@@ -93,7 +93,7 @@ class RecoveryCheck(FactorCheck):
                 # The subject's other channels, told that a recovery code was used (by id:
                 # each channel's notifier reads the event and reaches its own device).
                 "notify": sorted(
-                    f.id for f in others if f.id != verified.factor.id and f.kind != "recovery"
+                    f.id for f in others if f.id != verified.factor.id and f.kind != Method.RECOVERY
                 ),
             },
         )

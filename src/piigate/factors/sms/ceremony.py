@@ -30,7 +30,7 @@ from piigate.clock import Clock
 from piigate.crypto.keyring import DecryptionError, Keyring
 from piigate.crypto.secret import Secret
 from piigate.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, TooManyRequests
-from piigate.factors import FactorKind, FactorState
+from piigate.factors import CeremonyPurpose, CeremonyState, FactorState
 from piigate.factors.enrollment import FactorEnrollment
 from piigate.factors.ports import (
     AuditRecorder,
@@ -51,7 +51,6 @@ from piigate.factors.sms import (
 )
 from piigate.factors.sms.codes import (
     CEREMONY_SCAN,
-    CODE_PURPOSE,
     code_aad,
     code_mismatch,
     new_code,
@@ -67,14 +66,13 @@ from piigate.factors.steps import (
     usable_factors,
 )
 from piigate.ids import new_id
+from piigate.model import Method
 from piigate.policy.holder import PolicyHolder
-from piigate.policy.model import FactorKind as PolicyFactor
 from piigate.policy.model import FactorSettings
 from piigate.stepup.verdicts import VerificationFailure
 from piigate.stepup.verification import Verifier
 
 __all__ = [
-    "ENROLL_PURPOSE",
     "MAX_CODE_LIFETIME",
     "SentCode",
     "SmsCeremony",
@@ -87,7 +85,6 @@ log = structlog.get_logger("piigate.factors.sms")
 # NIST SP 800-63B-4 and the PSD2 RTS (Art. 4(3)(d)) both bound out-of-band codes; 5 minutes is
 # the stricter. A policy may shorten it (factors.sms.code_lifetime), never lengthen it.
 MAX_CODE_LIFETIME = 300
-ENROLL_PURPOSE = "sms_enroll"
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,19 +184,22 @@ class SmsCeremony:
         challenge = await self.verifier.load(challenge_id, caller_subject, caller_key)
         settings = self._settings()
         require_pending(challenge, now)
-        if settings is None or FactorKind.SMS.value not in challenge.requirement.methods:
+        if settings is None or Method.SMS.value not in challenge.requirement.methods:
             raise Conflict("this challenge cannot be answered with an SMS code")
         factor = await self._active_factor(challenge.subject_id, factor_id, settings)
         phone = self._number(factor)
         await self._throttle(
-            challenge.subject_id, phone, purpose=CODE_PURPOSE, challenge_id=challenge.id
+            challenge.subject_id, phone, purpose=CeremonyPurpose.SMS_CODE, challenge_id=challenge.id
         )
         await self.store.close_open_ceremonies(
-            challenge_id=challenge.id, purposes=[CODE_PURPOSE], new="expired", now=now
+            challenge_id=challenge.id,
+            purposes=[CeremonyPurpose.SMS_CODE],
+            new=CeremonyState.EXPIRED,
+            now=now,
         )
         return await self._send(
             subject_id=challenge.subject_id,
-            purpose=CODE_PURPOSE,
+            purpose=CeremonyPurpose.SMS_CODE,
             factor=factor,
             phone=phone,
             text=lambda code: approval_text(
@@ -230,13 +230,13 @@ class SmsCeremony:
         if settings is None:
             raise Forbidden("the policy does not enable SMS factors")
         phone = parse_phone(phone_text, region=region)
-        await self.enrollment.authorise_addition(subject_id, FactorKind.SMS, grant, now)
-        await self._throttle(subject_id, phone, purpose=ENROLL_PURPOSE)
+        await self.enrollment.authorise_addition(subject_id, Method.SMS, grant, now)
+        await self._throttle(subject_id, phone, purpose=CeremonyPurpose.SMS_ENROLL)
         factor_id = self.ids("fct")
         factor = await self.store.add_factor(
             id=factor_id,
             subject_id=subject_id,
-            kind=FactorKind.SMS.value,
+            kind=Method.SMS.value,
             now=now,
             label=label,
             secret=self.keyring.encrypt(phone.e164.encode("ascii"), aad=factor_aad(factor_id)),
@@ -246,7 +246,7 @@ class SmsCeremony:
         try:
             sent = await self._send(
                 subject_id=subject_id,
-                purpose=ENROLL_PURPOSE,
+                purpose=CeremonyPurpose.SMS_ENROLL,
                 factor=factor,
                 phone=phone,
                 text=enrollment_text,
@@ -258,7 +258,7 @@ class SmsCeremony:
         await self.audit.record(
             "factor_enrolled",
             subject_id=subject_id,
-            data={"factor_id": factor_id, "kind": FactorKind.SMS.value, "state": "pending"},
+            data={"factor_id": factor_id, "kind": Method.SMS.value, "state": "pending"},
         )
         return sent
 
@@ -267,34 +267,34 @@ class SmsCeremony:
         on the factor before the check and capped, as in any verification."""
         now = self.clock.now()
         factor = await self.store.get_factor(factor_id) if len(factor_id) <= MAX_ID_LENGTH else None
-        if factor is None or factor.subject_id != subject_id or factor.kind != FactorKind.SMS:
+        if factor is None or factor.subject_id != subject_id or factor.kind != Method.SMS:
             raise NotFound("no such factor")
         if factor.state != FactorState.PENDING:
             raise Conflict("the factor is not a pending SMS factor")
         enrollment = self.enrollment
-        await enrollment.charge_confirmation(subject_id, factor_id, PolicyFactor.SMS, now)
+        await enrollment.charge_confirmation(subject_id, factor_id, Method.SMS, now)
         given = normalised_code(code)
         if given is None:
             await enrollment.refuse_confirmation(
                 subject_id, factor_id, VerificationFailure.MALFORMED
             )
         sent = await self.store.list_ceremonies(
-            factor_id=factor_id, purposes=[ENROLL_PURPOSE], limit=CEREMONY_SCAN
+            factor_id=factor_id, purposes=[CeremonyPurpose.SMS_ENROLL], limit=CEREMONY_SCAN
         )
         ceremony = newest_code(sent)
         reason = code_mismatch(self.keyring, ceremony, given, now)
         if reason is not None:
             await enrollment.refuse_confirmation(subject_id, factor_id, reason)
         assert ceremony is not None
-        if not await self.store.close_ceremony(ceremony.id, new="used", now=now):
+        if not await self.store.close_ceremony(ceremony.id, new=CeremonyState.USED, now=now):
             await enrollment.refuse_confirmation(
                 subject_id, factor_id, VerificationFailure.REPLAYED
             )
-        return await enrollment.activate(subject_id, factor_id, FactorKind.SMS, now)
+        return await enrollment.activate(subject_id, factor_id, Method.SMS, now)
 
     # -- steps ----------------------------------------------------------------------------------
     def _settings(self) -> FactorSettings | None:
-        return factor_settings(self.policy, PolicyFactor.SMS)
+        return factor_settings(self.policy, Method.SMS)
 
     @staticmethod
     def _lifetime(settings: FactorSettings) -> int:
@@ -309,7 +309,7 @@ class SmsCeremony:
         usable = await usable_factors(
             self.store,
             subject_id,
-            kind=FactorKind.SMS.value,
+            kind=Method.SMS.value,
             factor_id=factor_id,
             max_failures=settings.max_failures,
             none_active="no active SMS factor to send the code to",
@@ -391,7 +391,7 @@ class SmsCeremony:
         except SmsDeliveryError as failed:
             await self.store.close_ceremony(
                 ceremony_id,
-                new="expired",
+                new=CeremonyState.EXPIRED,
                 now=now,
                 data={"hint": phone.hint, "void": "undelivered"},
             )

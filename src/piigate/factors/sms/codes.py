@@ -18,6 +18,7 @@ from datetime import datetime
 
 from piigate.crypto.keyring import DecryptionError, Keyring
 from piigate.crypto.secret import Secret
+from piigate.factors import CeremonyPurpose, CeremonyState
 from piigate.factors.ports import CeremonyRecord, CeremonyRepo, FactorRecord
 from piigate.model import Challenge
 from piigate.stepup.verdicts import CheckFailed, FactorCheck, Proof, VerificationFailure, Verified
@@ -25,7 +26,6 @@ from piigate.stepup.verdicts import CheckFailed, FactorCheck, Proof, Verificatio
 __all__ = [
     "CEREMONY_SCAN",
     "CODE_DIGITS",
-    "CODE_PURPOSE",
     "SmsCheck",
     "code_aad",
     "code_mismatch",
@@ -35,7 +35,6 @@ __all__ = [
 ]
 
 CODE_DIGITS = 6
-CODE_PURPOSE = "sms_code"
 # Enough for every code one challenge can be sent within the rate limits.
 CEREMONY_SCAN = 1000
 
@@ -76,9 +75,9 @@ def code_mismatch(
         return VerificationFailure.FACTOR_UNREADABLE
     if not hmac.compare_digest(expected, given.encode("ascii")):
         return VerificationFailure.WRONG_CODE
-    if ceremony.state == "used":
+    if ceremony.state == CeremonyState.USED:
         return VerificationFailure.REPLAYED
-    if ceremony.state != "open" or ceremony.expires_at <= now:
+    if ceremony.state != CeremonyState.OPEN or ceremony.expires_at <= now:
         return VerificationFailure.EXPIRED
     return None
 
@@ -86,7 +85,9 @@ def code_mismatch(
 def newest_code(ceremonies: Sequence[CeremonyRecord]) -> CeremonyRecord | None:
     """The code that counts: the newest still open, else the newest (to name why it failed).
     A resend closes the older codes before opening its own, so at most a race leaves two open."""
-    return max(ceremonies, key=lambda c: (c.state == "open", c.created_at, c.id), default=None)
+    return max(
+        ceremonies, key=lambda c: (c.state == CeremonyState.OPEN, c.created_at, c.id), default=None
+    )
 
 
 # -- the check ----------------------------------------------------------------------------------
@@ -113,7 +114,7 @@ class SmsCheck(FactorCheck):
         if given is None:
             raise CheckFailed(VerificationFailure.MALFORMED, first)
         sent = await self.store.list_ceremonies(
-            challenge_id=challenge.id, purposes=[CODE_PURPOSE], limit=CEREMONY_SCAN
+            challenge_id=challenge.id, purposes=[CeremonyPurpose.SMS_CODE], limit=CEREMONY_SCAN
         )
         ceremony = newest_code(sent)
         by_id = {factor.id: factor for factor in factors}
@@ -121,11 +122,11 @@ class SmsCheck(FactorCheck):
         if ceremony is None or factor is None:
             raise CheckFailed(VerificationFailure.WRONG_CODE, first)
         reason = code_mismatch(self.keyring, ceremony, given, now)
-        if reason is VerificationFailure.EXPIRED and ceremony.state == "open":
-            await self.store.close_ceremony(ceremony.id, new="expired", now=now)
+        if reason is VerificationFailure.EXPIRED and ceremony.state == CeremonyState.OPEN:
+            await self.store.close_ceremony(ceremony.id, new=CeremonyState.EXPIRED, now=now)
         if reason is not None:
             raise CheckFailed(reason, factor.id)
-        if not await self.store.close_ceremony(ceremony.id, new="used", now=now):
+        if not await self.store.close_ceremony(ceremony.id, new=CeremonyState.USED, now=now):
             # A parallel request with the same code closed it first: one code, one grant.
             raise CheckFailed(VerificationFailure.REPLAYED, factor.id)
         return Verified(factor, self.amr)

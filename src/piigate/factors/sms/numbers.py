@@ -22,13 +22,13 @@ from piigate.clock import Clock
 from piigate.crypto.keyring import DecryptionError, Keyring
 from piigate.crypto.secret import Secret
 from piigate.errors import ServiceUnavailable
+from piigate.factors import CeremonyPurpose
 from piigate.factors.sms.phone import PhoneNumber
 from piigate.store.ceremonies import CeremonyStore
 
 __all__ = ["NUMBER_KEY_ID", "NumberDigests"]
 
 NUMBER_KEY_ID = "cer_sms_number_key"
-_PURPOSE = "sms_number_key"
 _AAD = b"sms:number-key"
 _NEVER = datetime(9999, 12, 31, tzinfo=UTC)
 _KEY_BYTES = 32
@@ -58,7 +58,7 @@ class NumberDigests:
                 await self._store.open_ceremony(
                     id=NUMBER_KEY_ID,
                     subject_id="",
-                    purpose=_PURPOSE,
+                    purpose=CeremonyPurpose.SMS_NUMBER_KEY,
                     now=now,
                     expires_at=_NEVER,
                     secret=sealed,

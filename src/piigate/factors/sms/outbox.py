@@ -19,13 +19,13 @@ from sqlalchemy import Connection, delete, select
 from piigate.clock import Clock
 from piigate.crypto.keyring import DecryptionError, Keyring
 from piigate.crypto.secret import Secret
+from piigate.factors import CeremonyPurpose, CeremonyState
 from piigate.factors.sms.port import SmsMessage
 from piigate.store.db import Database
 from piigate.store.tables import ceremonies
 
-__all__ = ["OUTBOX_PURPOSE", "RETENTION_SECONDS", "OutboxMessage", "OutboxSender"]
+__all__ = ["RETENTION_SECONDS", "OutboxMessage", "OutboxSender"]
 
-OUTBOX_PURPOSE = "sms_outbox"
 RETENTION_SECONDS = 24 * 3600
 # Outbox rows belong to no subject; the column is required.
 _NO_SUBJECT = ""
@@ -71,15 +71,15 @@ class OutboxSender:
         values = {
             "id": row_id,
             "subject_id": _NO_SUBJECT,
-            "purpose": OUTBOX_PURPOSE,
-            "state": "open",
+            "purpose": CeremonyPurpose.SMS_OUTBOX,
+            "state": CeremonyState.OPEN,
             "secret": self._keyring.encrypt(payload, aad=_aad(row_id)),
             "data": {"hint": message.to.hint, "message_id": message.id},
             "created_at": now,
             "expires_at": now + self._retention,
         }
         expired = delete(ceremonies).where(
-            ceremonies.c.purpose == OUTBOX_PURPOSE, ceremonies.c.expires_at <= now
+            ceremonies.c.purpose == CeremonyPurpose.SMS_OUTBOX, ceremonies.c.expires_at <= now
         )
 
         def record(conn: Connection) -> None:
@@ -92,7 +92,7 @@ class OutboxSender:
         """The newest ``limit`` messages, newest first."""
         stmt = (
             select(ceremonies)
-            .where(ceremonies.c.purpose == OUTBOX_PURPOSE)
+            .where(ceremonies.c.purpose == CeremonyPurpose.SMS_OUTBOX)
             .order_by(ceremonies.c.created_at.desc(), ceremonies.c.id.desc())
             .limit(limit)
         )

@@ -31,7 +31,7 @@ from typing import Any, NoReturn, Protocol
 
 from piigate.clock import Clock
 from piigate.errors import Conflict, TooManyRequests
-from piigate.factors import FactorKind, FactorState
+from piigate.factors import CeremonyPurpose, CeremonyState, FactorState
 from piigate.factors.enrollment import FactorEnrollment
 from piigate.factors.ports import (
     AuditRecorder,
@@ -59,9 +59,8 @@ from piigate.factors.webauthn.protocol import (
     webauthn_amr,
 )
 from piigate.ids import new_id
-from piigate.model import Challenge
+from piigate.model import Challenge, Method
 from piigate.policy.holder import PolicyHolder
-from piigate.policy.model import FactorKind as PolicyFactor
 from piigate.stepup.verdicts import (
     CheckFailed,
     FactorCheck,
@@ -72,17 +71,13 @@ from piigate.stepup.verdicts import (
 )
 
 __all__ = [
-    "AUTH_PURPOSE",
     "CEREMONY_SECONDS",
-    "REGISTER_PURPOSE",
     "CeremonyOptions",
     "WebAuthnCeremonies",
     "WebAuthnCheck",
     "WebAuthnStore",
 ]
 
-REGISTER_PURPOSE = "webauthn_register"
-AUTH_PURPOSE = "webauthn_auth"
 # How long a ceremony's options stay answerable (and the browser's timeout hint).
 CEREMONY_SECONDS = 300
 # Registration options a subject may request per window; authentication options per challenge.
@@ -118,7 +113,7 @@ class CeremonyOptions:
 
 def _user_verification(policy: PolicyHolder) -> str:
     """The policy's ``factors.webauthn.user_verification`` (``required`` when not declared)."""
-    settings = factor_settings(policy, PolicyFactor.WEBAUTHN)
+    settings = factor_settings(policy, Method.WEBAUTHN)
     return settings.user_verification if settings is not None else "required"
 
 
@@ -136,12 +131,12 @@ async def _spend(
 ) -> VerificationFailure | None:
     """Close the ceremony (open → used) before its answer is checked; the reason it cannot be
     spent, or None when this caller spent it."""
-    if ceremony.state != "open":
+    if ceremony.state != CeremonyState.OPEN:
         return VerificationFailure.REPLAYED
     if ceremony.expires_at <= now:
-        await store.close_ceremony(ceremony.id, new="expired", now=now)
+        await store.close_ceremony(ceremony.id, new=CeremonyState.EXPIRED, now=now)
         return VerificationFailure.EXPIRED
-    if not await store.close_ceremony(ceremony.id, new="used", now=now):
+    if not await store.close_ceremony(ceremony.id, new=CeremonyState.USED, now=now):
         return VerificationFailure.REPLAYED  # a parallel request spent it first
     return None
 
@@ -180,7 +175,7 @@ class WebAuthnCheck(FactorCheck):
         ceremony = await self.store.get_ceremony(ceremony_id(sent))
         if (
             ceremony is None
-            or ceremony.purpose != AUTH_PURPOSE
+            or ceremony.purpose != CeremonyPurpose.WEBAUTHN_AUTH
             or ceremony.challenge_id != challenge.id
             or ceremony.subject_id != challenge.subject_id
             or not hmac.compare_digest(self._expected(challenge, ceremony), sent)
@@ -279,18 +274,18 @@ class WebAuthnCeremonies:
         """Creation options for a new credential of ``subject_id``. Once the subject has an
         active factor this needs a fresh grant (``FactorEnrollment.authorise_addition``)."""
         now = self.clock.now()
-        await self.enrollment.authorise_addition(subject_id, FactorKind.WEBAUTHN, grant, now)
+        await self.enrollment.authorise_addition(subject_id, Method.WEBAUTHN, grant, now)
         recent = await self.store.count_ceremonies(
             since=now - timedelta(seconds=REGISTRATION_WINDOW_SECONDS),
             subject_id=subject_id,
-            purposes=[REGISTER_PURPOSE],
+            purposes=[CeremonyPurpose.WEBAUTHN_REGISTER],
         )
         if recent >= REGISTRATIONS_PER_WINDOW:
             raise TooManyRequests(
                 REGISTRATION_WINDOW_SECONDS, "too many WebAuthn registrations; retry later"
             )
         existing = _credentials(
-            await self.store.list_factors(subject_id, kinds=[FactorKind.WEBAUTHN.value])
+            await self.store.list_factors(subject_id, kinds=[Method.WEBAUTHN.value])
         )
         # One random user handle per subject (never the user name: WebAuthn §14.6.1), reused so
         # that an authenticator keeps one discoverable credential per account.
@@ -312,7 +307,7 @@ class WebAuthnCeremonies:
         opened = await self.store.open_ceremony(
             id=ceremony_id(challenge),
             subject_id=subject_id,
-            purpose=REGISTER_PURPOSE,
+            purpose=CeremonyPurpose.WEBAUTHN_REGISTER,
             now=now,
             expires_at=expires_at,
             data={"challenge": b64url(challenge), "user_handle": b64url(handle)},
@@ -331,7 +326,7 @@ class WebAuthnCeremonies:
         credential as an active factor: creating it proved possession. The grant rule is checked
         again here (the subject may have gained a factor since the options were issued)."""
         now = self.clock.now()
-        await self.enrollment.authorise_addition(subject_id, FactorKind.WEBAUTHN, grant, now)
+        await self.enrollment.authorise_addition(subject_id, Method.WEBAUTHN, grant, now)
         sent = client_challenge(credential)
         if sent is None:
             await self._refused(subject_id, VerificationFailure.MALFORMED)
@@ -339,7 +334,7 @@ class WebAuthnCeremonies:
         expected = b64url_decode(ceremony.data.get("challenge")) if ceremony else None
         if (
             ceremony is None
-            or ceremony.purpose != REGISTER_PURPOSE
+            or ceremony.purpose != CeremonyPurpose.WEBAUTHN_REGISTER
             or ceremony.subject_id != subject_id
             or expected is None
             or not hmac.compare_digest(expected, sent)
@@ -367,7 +362,7 @@ class WebAuthnCeremonies:
             factor = await self.store.add_factor(
                 id=factor_id,
                 subject_id=subject_id,
-                kind=FactorKind.WEBAUTHN.value,
+                kind=Method.WEBAUTHN.value,
                 now=now,
                 label=label,
                 secret=None,  # a public key is all that is kept
@@ -383,7 +378,7 @@ class WebAuthnCeremonies:
             subject_id=subject_id,
             data={
                 "factor_id": factor_id,
-                "kind": FactorKind.WEBAUTHN.value,
+                "kind": Method.WEBAUTHN.value,
                 "state": FactorState.ACTIVE.value,
                 "ceremony_id": ceremony.id,
                 "aaguid": new.aaguid,
@@ -401,19 +396,21 @@ class WebAuthnCeremonies:
         and a challenge derived from the piigate challenge and its binding."""
         now = self.clock.now()
         require_pending(challenge, now)
-        if FactorKind.WEBAUTHN.value not in challenge.requirement.methods:
+        if Method.WEBAUTHN.value not in challenge.requirement.methods:
             raise Conflict("the challenge cannot be answered with webauthn")
         active = _credentials(
             await self.store.list_factors(
                 challenge.subject_id,
-                kinds=[FactorKind.WEBAUTHN.value],
+                kinds=[Method.WEBAUTHN.value],
                 states=[FactorState.ACTIVE.value],
             )
         )
         if not active:
             raise Conflict("no WebAuthn credential is registered for the challenge's subject")
         issued = await self.store.list_ceremonies(
-            challenge_id=challenge.id, purposes=[AUTH_PURPOSE], limit=CEREMONIES_PER_CHALLENGE
+            challenge_id=challenge.id,
+            purposes=[CeremonyPurpose.WEBAUTHN_AUTH],
+            limit=CEREMONIES_PER_CHALLENGE,
         )
         if len(issued) >= CEREMONIES_PER_CHALLENGE:
             raise TooManyRequests(
@@ -435,7 +432,7 @@ class WebAuthnCeremonies:
         opened = await self.store.open_ceremony(
             id=ceremony_id(derived),
             subject_id=challenge.subject_id,
-            purpose=AUTH_PURPOSE,
+            purpose=CeremonyPurpose.WEBAUTHN_AUTH,
             now=now,
             expires_at=expires_at,
             challenge_id=challenge.id,
@@ -450,7 +447,7 @@ class WebAuthnCeremonies:
         *,
         ceremony_id: str | None = None,
     ) -> NoReturn:
-        data: dict[str, object] = {"kind": FactorKind.WEBAUTHN.value, "reason": reason.value}
+        data: dict[str, object] = {"kind": Method.WEBAUTHN.value, "reason": reason.value}
         if ceremony_id is not None:
             data["ceremony_id"] = ceremony_id
         await self.audit.record("factor_confirmation_failed", subject_id=subject_id, data=data)
