@@ -14,6 +14,7 @@ import typer
 from typer.exceptions import TyperException
 
 from piigate.cli.audit import audit_app
+from piigate.cli.authenticator import authenticator_app
 from piigate.cli.db import db_app
 from piigate.cli.keys import keys_app
 from piigate.cli.policy import policy_app
@@ -21,7 +22,6 @@ from piigate.cli.serve import serve
 from piigate.cli.sms import sms_app
 from piigate.cli.users import users_app
 from piigate.errors import PiigateError
-from piigate_authenticator import authenticator_app
 
 __all__ = ["app", "main"]
 
