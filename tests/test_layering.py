@@ -47,7 +47,6 @@ ADAPTERS = {"factors/sms/twilio.py", "factors/sms/webhook.py", "factors/push/rel
 SQL_PENDING = {
     "audit/batch.py",
     "audit/log.py",
-    "cli/__init__.py",
     "factors/sms/numbers.py",
     "factors/sms/outbox.py",
 }

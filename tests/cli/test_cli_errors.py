@@ -88,6 +88,26 @@ def test_bad_database_url(tmp_path: Path) -> None:
     assert line.startswith("piigate: error:") and "database URL" in line
 
 
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("not a url", "Could not parse"),
+        ("sqlite://", "in-memory SQLite"),
+        ("mysql://db/piigate", "unsupported database URL scheme"),
+    ],
+)
+@pytest.mark.parametrize("command", [["audit", "verify"], ["sms", "outbox"], ["db", "upgrade"]])
+def test_bad_database_url_in_every_store_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, reason: str, command: list[str]
+) -> None:
+    (tmp_path / "keyring").mkdir()
+    (tmp_path / "keyring" / "keyring.json").write_text("{}")  # sms outbox looks for it first
+    monkeypatch.setenv("PIIGATE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PIIGATE_DATABASE_URL", url)
+    line = assert_clean_failure(run_main(*command))
+    assert line.startswith("piigate: error: invalid database URL: ") and reason in line
+
+
 def test_unreachable_database(tmp_path: Path) -> None:
     env = {
         "PIIGATE_DATA_DIR": str(tmp_path),

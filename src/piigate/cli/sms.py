@@ -8,13 +8,15 @@ the service uses (``--config`` / ``PIIGATE_*``); numbers are shown as hints unle
 
 from __future__ import annotations
 
-import asyncio
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from piigate.config import load_settings
+from piigate.cli.common import ConfigOpt, fail, run, settings_from
+
+if TYPE_CHECKING:
+    from piigate.factors.sms.outbox import OutboxMessage
 
 __all__ = ["sms_app"]
 
@@ -30,22 +32,19 @@ def outbox(
         bool, typer.Option("--show-numbers", help="Print full numbers instead of hints.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
-    config: Annotated[
-        str | None, typer.Option("--config", "-c", help="YAML configuration or policy file.")
-    ] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Print the latest messages of the SMS outbox, newest first."""
     from piigate.clock import SystemClock
     from piigate.crypto.keyring import Keyring
-    from piigate.factors.sms.outbox import OutboxMessage, OutboxSender
+    from piigate.factors.sms.outbox import OutboxSender
     from piigate.factors.sms.settings import SmsProvider
     from piigate.store import Database
 
-    settings = load_settings(config)
+    settings = settings_from(config)
     keyring_dir = settings.data_dir / "keyring"
     if not (keyring_dir / "keyring.json").exists():
-        typer.echo(f"piigate: error: no keyring under {settings.data_dir}", err=True)
-        raise typer.Exit(1)
+        fail(f"no keyring under {settings.data_dir}")
     keyring = Keyring.open(keyring_dir)
 
     async def read() -> list[OutboxMessage]:
@@ -56,7 +55,7 @@ def outbox(
         finally:
             await db.close()
 
-    messages = asyncio.run(read())
+    messages = run(read())
     if settings.sms.provider is not SmsProvider.OUTBOX:
         typer.echo(
             f"note: the SMS provider is {settings.sms.provider.value}; the outbox holds only "

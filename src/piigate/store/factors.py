@@ -249,5 +249,11 @@ class FactorStore(Repo):
         )
         return await self._changed(stmt)
 
+    async def factor_ids_with_secret(self) -> list[str]:
+        """The ids of every factor that holds a secret, in id order: what a data-key rotation
+        re-wraps."""
+        stmt = select(factors.c.id).where(factors.c.secret.is_not(None)).order_by(factors.c.id)
+        return list(await self.db.read(lambda conn: conn.execute(stmt).scalars().all()))
+
     async def delete_factor(self, factor_id: str) -> bool:
         return await self._changed(delete(factors).where(factors.c.id == factor_id))

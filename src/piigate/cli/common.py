@@ -1,0 +1,81 @@
+"""What the ``piigate`` commands share: ``--config``, the settings, the one-line error exit, and a
+store opened for one command (CONTRACT §1: bad input is one line on stderr and a non-zero exit,
+never a traceback)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+
+import typer
+
+from piigate.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from piigate.store import Store
+
+__all__ = ["ConfigOpt", "fail", "record_audit", "run", "settings_from", "with_store"]
+
+T = TypeVar("T")
+
+ConfigOpt = Annotated[
+    str | None, typer.Option("--config", "-c", help="YAML configuration or policy file.")
+]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``piigate: error: <message>`` on stderr and exit with ``code``."""
+    typer.echo(f"piigate: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def settings_from(config: str | None) -> Settings:
+    """The service's settings (``--config`` file, ``PIIGATE_*``), with a usable store URL."""
+    from piigate.store.urls import check_url
+
+    loaded = load_settings(config)
+    # A wrong URL is bad input: one line here, not a traceback from deep inside the store.
+    try:
+        check_url(loaded.store_url)
+    except ValueError as exc:
+        fail(f"invalid database URL: {exc}")
+    return loaded
+
+
+def run(coro: Awaitable[T]) -> T:
+    """Run one coroutine to completion on a new event loop."""
+
+    async def wrapper() -> T:
+        return await coro
+
+    return asyncio.run(wrapper())
+
+
+async def with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the store (migrated to the current schema), run ``work`` on it, close it."""
+    from piigate.store import Database, Store
+
+    db = Database.open(settings.store_url)
+    try:
+        await db.upgrade()
+        return await work(Store(db))
+    finally:
+        await db.close()
+
+
+async def record_audit(
+    settings: Settings, type: str, subject: str | None, data: dict[str, object]
+) -> None:
+    """Append one event to the audit trail (what an administrator's command changed)."""
+    from piigate.audit.log import AuditLog
+    from piigate.clock import SystemClock
+
+    async def work(store: Store) -> None:
+        audit = AuditLog(store.db, SystemClock())
+        try:
+            await audit.record(type, subject_id=subject, data=data)
+        finally:
+            await audit.stop()
+
+    await with_store(settings, work)
