@@ -32,10 +32,9 @@ from piigate.factors.webauthn.protocol import (
     b64url_decode,
     ceremony_id,
     relying_party,
-    sign_count_advances,
     stepup_challenge,
-    webauthn_amr,
 )
+from piigate.factors.webauthn.responses import sign_count_advances, webauthn_amr
 from piigate.model import Action, Challenge, ChallengeState, Requirement, Resource
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder

@@ -44,7 +44,6 @@ from piigate.factors.steps import factor_settings, require_pending, seconds_left
 from piigate.factors.webauthn.protocol import (
     RelyingParty,
     StoredCredential,
-    WebAuthnRejected,
     authentication_options,
     b64url,
     b64url_decode,
@@ -52,8 +51,11 @@ from piigate.factors.webauthn.protocol import (
     client_challenge,
     credential_id_of,
     registration_options,
-    sign_count_advances,
     stepup_challenge,
+)
+from piigate.factors.webauthn.responses import (
+    WebAuthnRejected,
+    sign_count_advances,
     verify_assertion,
     verify_attestation,
     webauthn_amr,
