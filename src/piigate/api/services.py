@@ -7,14 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from datetime import timedelta
 from typing import cast
 
-import structlog
 from fastapi import Request
 
 from piigate import __version__
 from piigate.api.metrics import Metrics
+from piigate.api.upkeep import PolicyWatch, Purge
 from piigate.audit.bus import EventBus
 from piigate.audit.log import AuditLog
 from piigate.clock import Clock, SystemClock
@@ -48,13 +47,6 @@ from piigate.store.redis_counters import RedisCounters
 
 __all__ = ["Services", "get_services"]
 
-log = structlog.get_logger("piigate.service")
-
-POLICY_POLL_SECONDS = 2.0
-# Housekeeping: how often expired rows are deleted, and how long ceremonies outlive their expiry.
-PURGE_SECONDS = 600.0
-CEREMONY_RETENTION_SECONDS = 24 * 3600
-
 
 def get_services(request: Request) -> Services:
     services = getattr(request.app.state, "services", None)
@@ -78,7 +70,6 @@ class Services:
         self.clock: Clock = clock or SystemClock()
         self.metrics = Metrics()
         self._given_policy = policy
-        self._reload = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         # The parts, opened by start()'s steps in this order.
         self.policy: PolicyHolder
@@ -104,9 +95,14 @@ class Services:
         self.sms: SmsCeremony
         self.push_relay: WebhookRelay | None
         self.push: PushCeremony
+        self.policy_watch: PolicyWatch
+        self.purge: Purge
 
     async def start(self) -> None:
-        self.policy = self._given_policy or _policy_file(self.settings)
+        """Open the parts, each step on those before it. The configuration is checked before
+        anything is opened; the start is audited and the background tasks run last."""
+        given = self._given_policy
+        self.policy = given if given is not None else _policy_file(self.settings)
         relying = _relying_party(self.settings)
         await self._open_store()
         fresh_keyring = self._open_keyring()
@@ -271,9 +267,11 @@ class Services:
         )
 
     def _start_background(self) -> None:
+        self.policy_watch = PolicyWatch(self.policy, audit=self.audit, metrics=self.metrics)
+        self.purge = Purge(self.store, self.clock)
         if self.policy.path is not None:
-            self._tasks.append(asyncio.create_task(self._watch_policy(), name="piigate-policy"))
-        self._tasks.append(asyncio.create_task(self._purge_loop(), name="piigate-purge"))
+            self._tasks.append(asyncio.create_task(self.policy_watch.run(), name="piigate-policy"))
+        self._tasks.append(asyncio.create_task(self.purge.run(), name="piigate-purge"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -296,75 +294,11 @@ class Services:
     # -- policy -------------------------------------------------------------------------------
     def request_reload(self) -> None:
         """Ask for a policy reload now (SIGHUP)."""
-        self._reload.set()
+        self.policy_watch.request()
 
     async def reload_policy(self) -> bool:
-        try:
-            compiled = self.policy.reload()
-        except PolicyError as exc:
-            self.metrics.policy_reload_failures.inc()
-            log.warning("policy_reload_failed", errors=exc.errors[:5], kept=self._digest())
-            await self.audit.record(
-                "policy_rejected", data={"errors": exc.errors[:20], "kept": self._digest()}
-            )
-            return False
-        self.metrics.policy_loaded.set(1)
-        log.info("policy_reloaded", policy=compiled.digest, rules=len(compiled.policy.rules))
-        await self.audit.record(
-            "policy_loaded", data={"policy": compiled.digest, "rules": len(compiled.policy.rules)}
-        )
-        return True
-
-    def _digest(self) -> str | None:
-        current = self.policy.current
-        return current.digest if current else None
-
-    def _level_for_acr(self, acr: str | None) -> str | None:
-        current = self.policy.current
-        return current.level_for_acr(acr) if current else None
-
-    async def _watch_policy(self) -> None:
-        path = self.policy.path
-        assert path is not None
-        last = _stamp(path)
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reload.wait(), POLICY_POLL_SECONDS)
-            forced = self._reload.is_set()
-            self._reload.clear()
-            stamp = _stamp(path)
-            if forced or stamp != last:
-                last = stamp
-                try:
-                    await self.reload_policy()
-                except ServiceUnavailable:
-                    log.warning("policy_reload_not_audited")
-
-    # -- housekeeping -------------------------------------------------------------------------
-    async def purge_expired(self) -> dict[str, int]:
-        """Delete what has outlived its use: ended counter windows, expired sessions and used
-        grants, and ceremonies a day after they expired. Every node may run it; it only deletes
-        rows that no check reads any more."""
-        now = self.clock.now()
-        return {
-            "counters": await self.store.purge_counters(now),
-            "sessions": await self.store.purge_sessions(now),
-            "used_grants": await self.store.purge_used_grants(now),
-            "ceremonies": await self.store.purge_ceremonies(
-                expired_before=now - timedelta(seconds=CEREMONY_RETENTION_SECONDS)
-            ),
-        }
-
-    async def _purge_loop(self) -> None:
-        while True:
-            await asyncio.sleep(PURGE_SECONDS)
-            try:
-                purged = await self.purge_expired()
-            except ServiceUnavailable:
-                log.warning("purge_failed")
-                continue
-            if any(purged.values()):
-                log.info("purged", **purged)
+        """Reload the policy file now: True when the new policy is in force."""
+        return await self.policy_watch.reload()
 
     # -- identity -----------------------------------------------------------------------------
     async def _load_api_key(self, digest: bytes) -> ApiKeyPrincipal | None:
@@ -373,13 +307,9 @@ class Services:
             return None
         return ApiKeyPrincipal(row.id, row.name, frozenset(row.roles), frozenset(row.scopes))
 
-
-def _stamp(path: str) -> tuple[float, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime, st.st_size)
+    def _level_for_acr(self, acr: str | None) -> str | None:
+        current = self.policy.current
+        return current.level_for_acr(acr) if current else None
 
 
 def _policy_file(settings: Settings) -> PolicyHolder:
