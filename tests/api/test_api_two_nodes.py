@@ -53,7 +53,7 @@ async def pair(start_node: StartNode, redis_url: str) -> AsyncIterator[Pair]:
     prefix = f"piigate-test:{secrets.token_hex(6)}:"
     own = [RedisCounters(redis_url, prefix=prefix) for _ in range(2)]
     for node, counters in zip((a, b), own, strict=True):
-        node.services.counters = counters
+        node.services.counters = node.services.logins.counters = counters
     try:
         yield Pair(a, b)
     finally:

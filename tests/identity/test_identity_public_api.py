@@ -6,7 +6,7 @@ import pytest
 
 import piigate.identity
 
-MODULES = ["apikeys", "errors", "jwks", "jwt", "passwords", "throttle"]
+MODULES = ["apikeys", "errors", "jwks", "jwt", "login", "passwords", "throttle"]
 
 
 def test_package_all_is_importable_and_sorted() -> None:

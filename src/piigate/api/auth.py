@@ -73,7 +73,7 @@ async def authenticate(request: Request, services: Services) -> Principal | None
         return Principal("jwt", token.subject.id, token.subject, token.session)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        found = await services.session_for(cookie)
+        found = await services.logins.session_for(cookie)
         if found is not None:
             return Principal("session", found.subject.id, found.subject, found.session)
     return None

@@ -1,29 +1,25 @@
 """Everything one service node runs, wired from the settings: store, keyring, policy, engine,
-audit log, identity. The HTTP routes only translate between HTTP and these."""
+audit log, identity, the factor ceremonies. The HTTP routes only translate between HTTP and
+these; login and sessions live in ``identity.login``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
-import secrets
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import NoReturn, cast
+from typing import cast
 
-import structlog
 from fastapi import Request
 
 from piigate import __version__
 from piigate.api.metrics import Metrics
+from piigate.api.upkeep import PolicyWatch, Purge
 from piigate.audit.bus import EventBus
 from piigate.audit.log import AuditLog
 from piigate.clock import Clock, SystemClock
 from piigate.config import ConfigError, Settings
 from piigate.crypto.keyring import Keyring
-from piigate.crypto.secret import Secret
-from piigate.errors import PolicyError, ServiceUnavailable, TooManyRequests, Unauthorized
+from piigate.errors import PolicyError, ServiceUnavailable
 from piigate.factors.approval.ceremony import Approvals
 from piigate.factors.checks import code_checks
 from piigate.factors.enrollment import FactorEnrollment
@@ -32,18 +28,13 @@ from piigate.factors.push.relay import WebhookRelay
 from piigate.factors.sms.ceremony import SmsCeremony
 from piigate.factors.sms.codes import SmsCheck
 from piigate.factors.sms.numbers import NumberDigests
+from piigate.factors.sms.port import SmsSender
 from piigate.factors.sms.providers import open_sender
 from piigate.factors.webauthn.ceremony import WebAuthnCeremonies, WebAuthnCheck
-from piigate.factors.webauthn.protocol import relying_party
-from piigate.identity import (
-    ApiKeyCache,
-    ApiKeyPrincipal,
-    JwtValidator,
-    throttle_keys,
-    verify_password_or_dummy,
-)
-from piigate.identity.throttle import DEFAULT_THROTTLE, backoff_seconds
-from piigate.model import Method, SessionAuth, Subject
+from piigate.factors.webauthn.protocol import RelyingParty, relying_party
+from piigate.identity import ApiKeyCache, ApiKeyPrincipal, JwtValidator
+from piigate.identity.login import Logins
+from piigate.model import Method
 from piigate.policy.holder import PolicyHolder
 from piigate.risk.port import CarriedRisk
 from piigate.risk.recorded import RecordedRisk
@@ -55,23 +46,7 @@ from piigate.store.counters import Counters
 from piigate.store.ports import SqlChallenges, SqlGrantLedger
 from piigate.store.redis_counters import RedisCounters
 
-__all__ = ["LoginSession", "Services", "get_services"]
-
-log = structlog.get_logger("piigate.service")
-
-POLICY_POLL_SECONDS = 2.0
-# Longer than any password check takes; bounds how long a node that died mid-check blocks logins.
-LOGIN_CHECK_SECONDS = 30
-# Housekeeping: how often expired rows are deleted, and how long ceremonies outlive their expiry.
-PURGE_SECONDS = 600.0
-CEREMONY_RETENTION_SECONDS = 24 * 3600
-
-
-@dataclass(frozen=True, slots=True)
-class LoginSession:
-    token: str | None
-    subject: Subject
-    session: SessionAuth
+__all__ = ["Services", "get_services"]
 
 
 def get_services(request: Request) -> Services:
@@ -81,12 +56,9 @@ def get_services(request: Request) -> Services:
     return cast(Services, services)
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class Services:
-    """One node's parts. ``start`` opens them in order; ``stop`` flushes and closes."""
+    """One node's parts. ``start`` opens them in order, one named step each; ``stop`` flushes
+    and closes. Every part is declared here; none exists before ``start`` has run."""
 
     def __init__(
         self,
@@ -98,46 +70,94 @@ class Services:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.metrics = Metrics()
-        self._policy = policy
-        self._reload = asyncio.Event()
+        self._given_policy = policy
         self._tasks: list[asyncio.Task[None]] = []
+        # The parts, opened by start()'s steps in this order.
+        self.policy: PolicyHolder
+        self.db: Database
+        self.store: Store
+        # Rate limits and short locks: in the database, or in Redis when nodes share one.
+        self.redis_counters: RedisCounters | None
+        self.counters: Counters
+        self.keyring: Keyring
+        self.bus: EventBus
+        self.audit: AuditLog
+        self.risk: RecordedRisk
+        self.challenges: SqlChallenges  # one repository, shared by the engine and the ceremonies
+        self.engine: Engine
+        self.api_keys: ApiKeyCache
+        self.jwt: JwtValidator | None
+        self.logins: Logins
+        self.verifier: Verifier
+        self.enrollment: FactorEnrollment
+        self.webauthn: WebAuthnCeremonies
+        self.approvals: Approvals
+        self.sms_sender: SmsSender
+        self.sms: SmsCeremony
+        self.push_relay: WebhookRelay | None
+        self.push: PushCeremony
+        self.policy_watch: PolicyWatch
+        self.purge: Purge
 
     async def start(self) -> None:
+        """Open the parts, each step on those before it. The configuration is checked before
+        anything is opened; the start is audited and the background tasks run last."""
+        given = self._given_policy
+        self.policy = given if given is not None else _policy_file(self.settings)
+        relying = _relying_party(self.settings)
+        await self._open_store()
+        fresh_keyring = self._open_keyring()
+        await self._open_audit()
+        self._open_engine()
+        self._open_identity()
+        self._open_verification(relying)
+        self._open_sms()
+        self._open_push()
+        await self._announce(fresh_keyring=fresh_keyring)
+        self._start_background()
+
+    async def _open_store(self) -> None:
         settings = self.settings
-        if self._policy is None:
-            if settings.policy_path is None:
-                raise PolicyError(["no policy: pass --config FILE or set PIIGATE_POLICY"])
-            self._policy = PolicyHolder.from_file(settings.policy_path)
-        self.policy = self._policy
         self.db = Database.open(settings.store_url)
         await self.db.upgrade()
         self.store = Store(self.db)
-        # Rate limits and short locks: in the database, or in Redis when nodes share one.
         self.redis_counters = RedisCounters(settings.redis_url) if settings.redis_url else None
-        self.counters: Counters = self.redis_counters or self.store
-        keyring_dir = settings.data_dir / "keyring"
-        fresh_keyring = not (keyring_dir / "keyring.json").exists()
+        self.counters = self.redis_counters or self.store
+
+    def _open_keyring(self) -> bool:
+        """Open (or create) the keyring; True when it was created now."""
+        keyring_dir = self.settings.data_dir / "keyring"
+        fresh = not (keyring_dir / "keyring.json").exists()
         self.keyring = Keyring.open(keyring_dir)
+        return fresh
+
+    async def _open_audit(self) -> None:
         self.bus = EventBus()
-        self.audit = AuditLog(
-            self.db, self.clock, self.bus, writer_process=settings.audit_writer == "process"
-        )
+        writer_process = self.settings.audit_writer == "process"
+        self.audit = AuditLog(self.db, self.clock, self.bus, writer_process=writer_process)
         await self.audit.start()
+
+    def _open_engine(self) -> None:
+        # What the request carries, plus what piigate recorded (a denied push).
         self.risk = RecordedRisk(CarriedRisk(), self.store, self.policy, bus=self.bus)
+        # With the audit log as writer, a new challenge is inserted in the same group commit as
+        # its decision's audit event; everyone else only reads challenges.
+        self.challenges = SqlChallenges(self.store, self.keyring, self.audit)
         self.engine = Engine(
             policy=self.policy,
-            # What the request carries, plus what piigate recorded (a denied push).
             risk=self.risk,
-            grants=KeyringGrantVerifier(self.keyring, settings.issuer),
+            grants=KeyringGrantVerifier(self.keyring, self.settings.issuer),
             ledger=SqlGrantLedger(self.store),
-            challenges=SqlChallenges(self.store, self.keyring, self.audit),
+            challenges=self.challenges,
             audit=self.audit,
             clock=self.clock,
         )
+
+    def _open_identity(self) -> None:
         self.api_keys = ApiKeyCache(self._load_api_key)
-        self.jwt: JwtValidator | None = None
-        if settings.identity is not None:
-            ident = settings.identity
+        ident = self.settings.identity
+        self.jwt = None
+        if ident is not None:
             self.jwt = JwtValidator(
                 ident.issuer,
                 ident.audience,
@@ -145,31 +165,29 @@ class Services:
                 level_resolver=self._level_for_acr,
                 roles_claim=ident.roles_claim,
             )
-        if fresh_keyring:
-            kids = [k.kid for k in self.keyring.list_keys()]
-            await self.audit.record("keyring_created", data={"kids": kids})
-        compiled = self.policy.current
-        self.metrics.policy_loaded.set(1 if compiled else 0)
-        await self.audit.record(
-            "service_started",
-            data={
-                "version": __version__,
-                "policy": compiled.digest if compiled else None,
-                "pid": os.getpid(),
-            },
+        logins = self.metrics.logins
+        self.logins = Logins(
+            store=self.store,
+            counters=self.counters,
+            policy=self.policy,
+            audit=self.audit,
+            clock=self.clock,
+            session_ttl=self.settings.session_ttl,
+            count=lambda outcome: logins.labels(outcome.value).inc(),
         )
-        if self.policy.path is not None:
-            self._tasks.append(asyncio.create_task(self._watch_policy(), name="piigate-policy"))
-        self._tasks.append(asyncio.create_task(self._purge_loop(), name="piigate-purge"))
+
+    def _open_verification(self, relying: RelyingParty) -> None:
+        """The verification pipeline, factor enrollment, and the ceremonies without adapters
+        (WebAuthn, approval by another person)."""
         self.verifier = Verifier(
             store=self.store,
-            challenges=SqlChallenges(self.store, self.keyring),
+            challenges=self.challenges,
             keyring=self.keyring,
             checks=code_checks(self.store, self.keyring, self.audit),
             policy=self.policy,
             audit=self.audit,
             clock=self.clock,
-            issuer=settings.issuer,
+            issuer=self.settings.issuer,
         )
         self.enrollment = FactorEnrollment(
             store=self.store,
@@ -177,13 +195,8 @@ class Services:
             policy=self.policy,
             audit=self.audit,
             clock=self.clock,
-            issuer=settings.issuer,
+            issuer=self.settings.issuer,
         )
-        # WebAuthn: the relying party is the public URL's host, the origin its scheme://host:port.
-        try:
-            relying = relying_party(settings.public_url)
-        except ValueError as exc:
-            raise ConfigError([f"public_url: {exc}"]) from exc
         self.webauthn = WebAuthnCeremonies(
             store=self.store,
             enrollment=self.enrollment,
@@ -195,14 +208,16 @@ class Services:
         self.verifier.register(Method.WEBAUTHN, WebAuthnCheck(self.store, self.policy, relying))
         self.approvals = Approvals(
             verifier=self.verifier,
-            challenges=SqlChallenges(self.store, self.keyring),
+            challenges=self.challenges,
             enrollment=self.enrollment,
             policy=self.policy,
             clock=self.clock,
         )
-        # SMS codes: the provider from the settings (the store's outbox by default).
+
+    def _open_sms(self) -> None:
+        # The provider from the settings (the store's outbox by default).
         self.sms_sender = open_sender(
-            settings.sms, db=self.db, keyring=self.keyring, clock=self.clock
+            self.settings.sms, db=self.db, keyring=self.keyring, clock=self.clock
         )
         self.verifier.register(Method.SMS, SmsCheck(self.store, self.keyring))
         self.sms = SmsCeremony(
@@ -217,22 +232,47 @@ class Services:
             verifier=self.verifier,
             enrollment=self.enrollment,
         )
-        # Push approval: devices poll; a relay (when configured) only wakes them sooner.
-        relay_url = settings.push_relay_url
+
+    def _open_push(self) -> None:
+        # Devices poll; a relay (when configured) only wakes them sooner.
+        relay_url = self.settings.push_relay_url
         self.push_relay = WebhookRelay(relay_url) if relay_url else None
         self.push = PushCeremony(
             store=self.store,
             counters=self.counters,
-            challenges=SqlChallenges(self.store, self.keyring),
+            challenges=self.challenges,
             keyring=self.keyring,
             policy=self.policy,
             audit=self.audit,
             clock=self.clock,
             verifier=self.verifier,
             enrollment=self.enrollment,
-            public_url=settings.public_url,
+            public_url=self.settings.public_url,
             relay=self.push_relay,
         )
+
+    async def _announce(self, *, fresh_keyring: bool) -> None:
+        """Audit the start (and a keyring created by it); report whether a policy is in force."""
+        if fresh_keyring:
+            kids = [k.kid for k in self.keyring.list_keys()]
+            await self.audit.record("keyring_created", data={"kids": kids})
+        compiled = self.policy.current
+        self.metrics.policy_loaded.set(1 if compiled else 0)
+        await self.audit.record(
+            "service_started",
+            data={
+                "version": __version__,
+                "policy": compiled.digest if compiled else None,
+                "pid": os.getpid(),
+            },
+        )
+
+    def _start_background(self) -> None:
+        self.policy_watch = PolicyWatch(self.policy, audit=self.audit, metrics=self.metrics)
+        self.purge = Purge(self.store, self.clock)
+        if self.policy.path is not None:
+            self._tasks.append(asyncio.create_task(self.policy_watch.run(), name="piigate-policy"))
+        self._tasks.append(asyncio.create_task(self.purge.run(), name="piigate-purge"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -255,75 +295,11 @@ class Services:
     # -- policy -------------------------------------------------------------------------------
     def request_reload(self) -> None:
         """Ask for a policy reload now (SIGHUP)."""
-        self._reload.set()
+        self.policy_watch.request()
 
     async def reload_policy(self) -> bool:
-        try:
-            compiled = self.policy.reload()
-        except PolicyError as exc:
-            self.metrics.policy_reload_failures.inc()
-            log.warning("policy_reload_failed", errors=exc.errors[:5], kept=self._digest())
-            await self.audit.record(
-                "policy_rejected", data={"errors": exc.errors[:20], "kept": self._digest()}
-            )
-            return False
-        self.metrics.policy_loaded.set(1)
-        log.info("policy_reloaded", policy=compiled.digest, rules=len(compiled.policy.rules))
-        await self.audit.record(
-            "policy_loaded", data={"policy": compiled.digest, "rules": len(compiled.policy.rules)}
-        )
-        return True
-
-    def _digest(self) -> str | None:
-        current = self.policy.current
-        return current.digest if current else None
-
-    def _level_for_acr(self, acr: str | None) -> str | None:
-        current = self.policy.current
-        return current.level_for_acr(acr) if current else None
-
-    async def _watch_policy(self) -> None:
-        path = self.policy.path
-        assert path is not None
-        last = _stamp(path)
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reload.wait(), POLICY_POLL_SECONDS)
-            forced = self._reload.is_set()
-            self._reload.clear()
-            stamp = _stamp(path)
-            if forced or stamp != last:
-                last = stamp
-                try:
-                    await self.reload_policy()
-                except ServiceUnavailable:
-                    log.warning("policy_reload_not_audited")
-
-    # -- housekeeping -------------------------------------------------------------------------
-    async def purge_expired(self) -> dict[str, int]:
-        """Delete what has outlived its use: ended counter windows, expired sessions and used
-        grants, and ceremonies a day after they expired. Every node may run it; it only deletes
-        rows that no check reads any more."""
-        now = self.clock.now()
-        return {
-            "counters": await self.store.purge_counters(now),
-            "sessions": await self.store.purge_sessions(now),
-            "used_grants": await self.store.purge_used_grants(now),
-            "ceremonies": await self.store.purge_ceremonies(
-                expired_before=now - timedelta(seconds=CEREMONY_RETENTION_SECONDS)
-            ),
-        }
-
-    async def _purge_loop(self) -> None:
-        while True:
-            await asyncio.sleep(PURGE_SECONDS)
-            try:
-                purged = await self.purge_expired()
-            except ServiceUnavailable:
-                log.warning("purge_failed")
-                continue
-            if any(purged.values()):
-                log.info("purged", **purged)
+        """Reload the policy file now: True when the new policy is in force."""
+        return await self.policy_watch.reload()
 
     # -- identity -----------------------------------------------------------------------------
     async def _load_api_key(self, digest: bytes) -> ApiKeyPrincipal | None:
@@ -332,110 +308,20 @@ class Services:
             return None
         return ApiKeyPrincipal(row.id, row.name, frozenset(row.roles), frozenset(row.scopes))
 
-    async def login(self, username: str, password: Secret[str], ip: str | None) -> LoginSession:
-        """Check a local password, throttled per user and per network; open a session."""
-        now = self.clock.now()
-        user_key, net_key = throttle_keys(username, ip)
-        # One password check per account at a time, across nodes. Otherwise a burst of parallel
-        # guesses all pass the lock check before the first failure is counted, and the back-off
-        # never bites. The marker expires by itself if a node dies mid-check.
-        inflight = f"{user_key}:inflight"
-        if await self.counters.hit(inflight, window_seconds=LOGIN_CHECK_SECONDS, now=now) > 1:
-            await self._throttled(username, ip, 1)
-        try:
-            return await self._login(username, password, ip, now, user_key, net_key)
-        finally:
-            await self.counters.reset(inflight)
-
-    async def _throttled(self, username: str, ip: str | None, retry: int) -> NoReturn:
-        self.metrics.logins.labels("throttled").inc()
-        await self.audit.record(
-            "login_throttled", subject_id=username, data={"ip": ip, "retry_after": retry}
-        )
-        raise TooManyRequests(retry, "too many failed logins; retry later")
-
-    async def _login(
-        self,
-        username: str,
-        password: Secret[str],
-        ip: str | None,
-        now: datetime,
-        user_key: str,
-        net_key: str | None,
-    ) -> LoginSession:
-        policy = DEFAULT_THROTTLE
-        for key in (k for k in (user_key, net_key) if k is not None):
-            blocked_until = await self.counters.active_until(f"{key}:lock", now)
-            if blocked_until is not None:
-                retry = max(1, int((blocked_until - now).total_seconds() + 0.999))
-                await self._throttled(username, ip, retry)
-        user = await self.store.get_user(username)
-        known = user is not None and not user.disabled
-        stored_hash = user.password_hash if user is not None and known else None
-        # argon2id costs ~0.1 s of CPU: keep it off the event loop.
-        ok = await asyncio.to_thread(verify_password_or_dummy, stored_hash, password)
-        if not ok or user is None or not known:
-            keyed = [(user_key, policy.free_failures)]
-            if net_key is not None:
-                keyed.append((net_key, policy.ip_free_failures))
-            for key, free in keyed:
-                count = await self.counters.hit(key, window_seconds=policy.window, now=now)
-                delay = backoff_seconds(count, free=free, cap=policy.max_delay)
-                if delay:
-                    await self.counters.hit(f"{key}:lock", window_seconds=delay, now=now)
-            self.metrics.logins.labels("failed").inc()
-            await self.audit.record("login_failed", subject_id=username, data={"ip": ip})
-            raise Unauthorized("invalid username or password")
-        await self.counters.reset(user_key)
+    def _level_for_acr(self, acr: str | None) -> str | None:
         current = self.policy.current
-        level = current.policy.levels[0].name if current and current.policy.levels else None
-        token = secrets.token_urlsafe(32)
-        row = await self.store.create_session(
-            _token_hash(token),
-            user.username,
-            level,
-            ("pwd",),
-            now,
-            now + timedelta(seconds=self.settings.session_ttl),
-            now,
-        )
-        self.metrics.logins.labels("ok").inc()
-        await self.audit.record(
-            "login_succeeded",
-            subject_id=user.username,
-            data={"ip": ip, "session_id": row.token_hash[:16], "level": level},
-        )
-        return LoginSession(
-            token,
-            Subject(user.username, roles=frozenset(user.roles)),
-            SessionAuth(id=row.token_hash[:16], level=level, amr=row.amr, auth_time=row.auth_time),
-        )
-
-    async def session_for(self, token: str) -> LoginSession | None:
-        if not token or len(token) > 256:
-            return None
-        row = await self.store.get_session(_token_hash(token), self.clock.now())
-        if row is None:
-            return None
-        user = await self.store.get_user(row.username)
-        if user is None or user.disabled:
-            return None
-        return LoginSession(
-            None,
-            Subject(user.username, roles=frozenset(user.roles)),
-            SessionAuth(
-                id=row.token_hash[:16], level=row.level, amr=row.amr, auth_time=row.auth_time
-            ),
-        )
-
-    async def logout(self, token: str) -> None:
-        if await self.store.delete_session(_token_hash(token)):
-            await self.audit.record("logout", data={"session_id": _token_hash(token)[:16]})
+        return current.level_for_acr(acr) if current else None
 
 
-def _stamp(path: str) -> tuple[float, int] | None:
+def _policy_file(settings: Settings) -> PolicyHolder:
+    if settings.policy_path is None:
+        raise PolicyError(["no policy: pass --config FILE or set PIIGATE_POLICY"])
+    return PolicyHolder.from_file(settings.policy_path)
+
+
+def _relying_party(settings: Settings) -> RelyingParty:
+    """WebAuthn's relying party: the public URL's host; the origin is its scheme://host:port."""
     try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime, st.st_size)
+        return relying_party(settings.public_url)
+    except ValueError as exc:
+        raise ConfigError([f"public_url: {exc}"]) from exc

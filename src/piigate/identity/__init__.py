@@ -1,4 +1,5 @@
-"""Who is calling: local passwords, API keys, IdP-issued JWTs, and login throttling."""
+"""Who is calling: local passwords and the logins and sessions they open, API keys, IdP-issued
+JWTs, and login throttling."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from piigate.identity.apikeys import (
 from piigate.identity.errors import IdpUnavailable, InvalidToken, TokenRejection
 from piigate.identity.jwks import JwksCache, JwksError, parse_jwks
 from piigate.identity.jwt import JwtValidator, LevelResolver, ValidatedToken
+from piigate.identity.login import LoginOutcome, Logins, LoginSession
 from piigate.identity.passwords import (
     dummy_hash,
     hash_password,
@@ -40,6 +42,9 @@ __all__ = [
     "JwksError",
     "JwtValidator",
     "LevelResolver",
+    "LoginOutcome",
+    "LoginSession",
+    "Logins",
     "ThrottlePolicy",
     "ThrottleVerdict",
     "TokenRejection",

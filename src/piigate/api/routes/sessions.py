@@ -18,7 +18,7 @@ router = APIRouter(tags=["sessions"])
 async def login(body: LoginIn, request: Request, response: Response) -> dict[str, Any]:
     services = get_services(request)
     ip = request.client.host if request.client else None
-    result = await services.login(body.username, Secret(body.password), ip)
+    result = await services.logins.login(body.username, Secret(body.password), ip)
     assert result.token is not None
     response.set_cookie(
         SESSION_COOKIE,
@@ -41,7 +41,7 @@ async def login(body: LoginIn, request: Request, response: Response) -> dict[str
 async def logout(request: Request, response: Response) -> Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
-        await get_services(request).logout(token)
+        await get_services(request).logins.logout(token)
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

@@ -1,0 +1,295 @@
+"""Local login (CONTRACT §4.1): a password check throttled per user and per network, and the
+console session it opens. The HTTP side (``api/routes/sessions.py``, the session cookie in
+``api/auth.py``) only translates to these calls.
+
+A session is known by the SHA-256 of its token: the store, the audit log and the ``session_id``
+shown to the user hold only the hash (or a prefix of it), never the token itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import NoReturn, Protocol
+
+from piigate.clock import Clock
+from piigate.crypto.secret import Secret
+from piigate.errors import TooManyRequests, Unauthorized
+from piigate.identity.passwords import verify_password_or_dummy
+from piigate.identity.throttle import (
+    DEFAULT_THROTTLE,
+    ThrottlePolicy,
+    backoff_seconds,
+    throttle_keys,
+)
+from piigate.model import SessionAuth, Subject
+from piigate.policy.holder import PolicyHolder
+
+__all__ = [
+    "LOGIN_CHECK_SECONDS",
+    "LoginCounters",
+    "LoginOutcome",
+    "LoginSession",
+    "LoginStore",
+    "Logins",
+    "session_token_hash",
+]
+
+# Longer than any password check takes; bounds how long a node that died mid-check blocks logins.
+LOGIN_CHECK_SECONDS = 30
+# The one authentication method a local login proves (RFC 8176 §2: "pwd").
+_PASSWORD_AMR = ("pwd",)
+
+
+class LoginOutcome(StrEnum):
+    """How a login attempt ended: the label of the ``piigate_logins_total`` metric."""
+
+    OK = "ok"
+    FAILED = "failed"
+    THROTTLED = "throttled"
+
+
+@dataclass(frozen=True, slots=True)
+class LoginSession:
+    """A console session: its token only right after login (``None`` when looked up)."""
+
+    token: str | None
+    subject: Subject
+    session: SessionAuth
+
+
+class UserRecord(Protocol):
+    """A local user as the store returns it (``store.UserRow``)."""
+
+    @property
+    def username(self) -> str: ...
+    @property
+    def password_hash(self) -> str: ...
+    @property
+    def roles(self) -> tuple[str, ...]: ...
+    @property
+    def disabled(self) -> bool: ...
+
+
+class SessionRecord(Protocol):
+    """A stored session (``store.SessionRow``)."""
+
+    @property
+    def token_hash(self) -> str: ...
+    @property
+    def username(self) -> str: ...
+    @property
+    def level(self) -> str | None: ...
+    @property
+    def amr(self) -> tuple[str, ...]: ...
+    @property
+    def auth_time(self) -> datetime: ...
+
+
+class LoginStore(Protocol):
+    """Users and sessions (``piigate.store.Store`` satisfies it as it is)."""
+
+    async def get_user(self, username: str) -> UserRecord | None: ...
+
+    async def create_session(
+        self,
+        token_hash: str,
+        username: str,
+        level: str | None,
+        amr: Iterable[str],
+        auth_time: datetime,
+        expires_at: datetime,
+        now: datetime,
+    ) -> SessionRecord: ...
+
+    async def get_session(self, token_hash: str, now: datetime) -> SessionRecord | None: ...
+
+    async def delete_session(self, token_hash: str) -> bool: ...
+
+
+class LoginCounters(Protocol):
+    """Fixed-window counters shared by the nodes (``store.counters.Counters``), atomic across
+    them: the failure counts, the back-off locks and the one-check-at-a-time marker."""
+
+    async def hit(
+        self, key: str, *, window_seconds: float, now: datetime, amount: int = 1
+    ) -> int: ...
+
+    async def active_until(self, key: str, now: datetime) -> datetime | None: ...
+
+    async def reset(self, key: str) -> None: ...
+
+
+class LoginAudit(Protocol):
+    """``AuditLog.record``: returns once the event is durable."""
+
+    async def record(
+        self,
+        type: str,
+        *,
+        subject_id: str | None = None,
+        data: Mapping[str, object] | None = None,
+    ) -> object: ...
+
+
+def session_token_hash(token: str) -> str:
+    """How a session token is stored and looked up: its SHA-256, hex."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _uncounted(outcome: LoginOutcome) -> None:
+    return None
+
+
+class Logins:
+    """Password logins and the sessions they open.
+
+    ``count`` is called once per attempt with its outcome (the node's metrics). The throttle
+    (``identity.throttle``) keeps its state in ``counters``: a locked user or network is refused
+    before the password is looked at, and only a wrong password is counted.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: LoginStore,
+        counters: LoginCounters,
+        policy: PolicyHolder,
+        audit: LoginAudit,
+        clock: Clock,
+        session_ttl: int,
+        count: Callable[[LoginOutcome], None] = _uncounted,
+        throttle: ThrottlePolicy = DEFAULT_THROTTLE,
+    ) -> None:
+        self.store = store
+        self.counters = counters
+        self.policy = policy
+        self.audit = audit
+        self.clock = clock
+        self.session_ttl = session_ttl
+        self.count = count
+        self.throttle = throttle
+
+    async def login(self, username: str, password: Secret[str], ip: str | None) -> LoginSession:
+        """Check a local password, throttled per user and per network; open a session.
+
+        Raises ``TooManyRequests`` while the user or the network is backed off (or another
+        check of this user is running) and ``Unauthorized``, the same for an unknown user, a
+        disabled one and a wrong password, otherwise.
+        """
+        now = self.clock.now()
+        user_key, net_key = throttle_keys(username, ip)
+        # One password check per account at a time, across nodes. Otherwise a burst of parallel
+        # guesses all pass the lock check before the first failure is counted, and the back-off
+        # never bites. The marker expires by itself if a node dies mid-check.
+        inflight = f"{user_key}:inflight"
+        if await self.counters.hit(inflight, window_seconds=LOGIN_CHECK_SECONDS, now=now) > 1:
+            await self._throttled(username, ip, 1)
+        try:
+            await self._refuse_while_locked(username, ip, (user_key, net_key), now)
+            user = await self._check_password(username, password)
+            if user is None:
+                await self._count_failure(user_key, net_key, now)
+                self.count(LoginOutcome.FAILED)
+                await self.audit.record("login_failed", subject_id=username, data={"ip": ip})
+                raise Unauthorized("invalid username or password")
+            await self.counters.reset(user_key)
+            return await self._open_session(user, ip, now)
+        finally:
+            await self.counters.reset(inflight)
+
+    async def session_for(self, token: str) -> LoginSession | None:
+        """The open session of ``token`` (its ``token`` left out), or None when there is none,
+        it expired, or its user is gone or disabled."""
+        if not token or len(token) > 256:
+            return None
+        row = await self.store.get_session(session_token_hash(token), self.clock.now())
+        if row is None:
+            return None
+        user = await self.store.get_user(row.username)
+        if user is None or user.disabled:
+            return None
+        return LoginSession(
+            None,
+            Subject(user.username, roles=frozenset(user.roles)),
+            SessionAuth(
+                id=row.token_hash[:16], level=row.level, amr=row.amr, auth_time=row.auth_time
+            ),
+        )
+
+    async def logout(self, token: str) -> None:
+        """End the session of ``token``; audited when there was one."""
+        token_hash = session_token_hash(token)
+        if await self.store.delete_session(token_hash):
+            await self.audit.record("logout", data={"session_id": token_hash[:16]})
+
+    async def _throttled(self, username: str, ip: str | None, retry: int) -> NoReturn:
+        self.count(LoginOutcome.THROTTLED)
+        await self.audit.record(
+            "login_throttled", subject_id=username, data={"ip": ip, "retry_after": retry}
+        )
+        raise TooManyRequests(retry, "too many failed logins; retry later")
+
+    async def _refuse_while_locked(
+        self, username: str, ip: str | None, keys: tuple[str, str | None], now: datetime
+    ) -> None:
+        for key in (k for k in keys if k is not None):
+            blocked_until = await self.counters.active_until(f"{key}:lock", now)
+            if blocked_until is not None:
+                retry = max(1, int((blocked_until - now).total_seconds() + 0.999))
+                await self._throttled(username, ip, retry)
+
+    async def _check_password(self, username: str, password: Secret[str]) -> UserRecord | None:
+        """The user when ``password`` is theirs and they may log in, else None. A hash is
+        checked either way (a dummy one for an unknown or disabled user), so the time taken
+        does not tell which accounts exist (``verify_password_or_dummy``)."""
+        user = await self.store.get_user(username)
+        known = user is not None and not user.disabled
+        stored_hash = user.password_hash if user is not None and known else None
+        # argon2id costs ~0.1 s of CPU: keep it off the event loop.
+        ok = await asyncio.to_thread(verify_password_or_dummy, stored_hash, password)
+        return user if ok and known else None
+
+    async def _count_failure(self, user_key: str, net_key: str | None, now: datetime) -> None:
+        """Count a wrong password against the user and the network; past the free failures,
+        lock the key for the back-off delay (``identity.throttle``)."""
+        policy = self.throttle
+        keyed = [(user_key, policy.free_failures)]
+        if net_key is not None:
+            keyed.append((net_key, policy.ip_free_failures))
+        for key, free in keyed:
+            count = await self.counters.hit(key, window_seconds=policy.window, now=now)
+            delay = backoff_seconds(count, free=free, cap=policy.max_delay)
+            if delay:
+                await self.counters.hit(f"{key}:lock", window_seconds=delay, now=now)
+
+    async def _open_session(self, user: UserRecord, ip: str | None, now: datetime) -> LoginSession:
+        """A new session at the policy's first (lowest) level, proven by the password alone."""
+        current = self.policy.current
+        level = current.policy.levels[0].name if current and current.policy.levels else None
+        token = secrets.token_urlsafe(32)
+        row = await self.store.create_session(
+            session_token_hash(token),
+            user.username,
+            level,
+            _PASSWORD_AMR,
+            now,
+            now + timedelta(seconds=self.session_ttl),
+            now,
+        )
+        self.count(LoginOutcome.OK)
+        await self.audit.record(
+            "login_succeeded",
+            subject_id=user.username,
+            data={"ip": ip, "session_id": row.token_hash[:16], "level": level},
+        )
+        return LoginSession(
+            token,
+            Subject(user.username, roles=frozenset(user.roles)),
+            SessionAuth(id=row.token_hash[:16], level=level, amr=row.amr, auth_time=row.auth_time),
+        )

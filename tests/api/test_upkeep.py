@@ -1,0 +1,79 @@
+"""A node's background upkeep (``api/upkeep.py``): the policy file watched (a change, or a
+request as on SIGHUP, reloads it), and expired rows purged."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from api_support import EXAMPLE_POLICY, Node
+
+from piigate.api.upkeep import PolicyWatch
+from piigate.policy.holder import PolicyHolder
+
+PASSWORD = "correct horse battery staple"
+EXTRA_RULE = """
+  - name: read-phone
+    when: {pii: [phone], action: [read]}
+    require: {level: aal2, max_age: 10m}
+"""
+
+
+def _rules(policy: PolicyHolder) -> set[str]:
+    current = policy.current
+    return set() if current is None else {rule.name for rule in current.policy.rules}
+
+
+@contextlib.asynccontextmanager
+async def _watching(watch: PolicyWatch) -> AsyncIterator[None]:
+    task = asyncio.create_task(watch.run())
+    await asyncio.sleep(0.01)  # it has taken the file's first stamp
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Wait for the watch's task to show its effect (it offers no event to wait on)."""
+    async with asyncio.timeout(10):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+async def test_a_changed_file_or_a_request_reloads_the_policy(node: Node, tmp_path: Path) -> None:
+    policy_file = tmp_path / "policy.yaml"
+    original = EXAMPLE_POLICY.read_text()
+    policy_file.write_text(original)
+    policy = PolicyHolder.from_file(str(policy_file))
+    audit, metrics = node.services.audit, node.services.metrics
+
+    polled = PolicyWatch(policy, audit=audit, metrics=metrics, poll_seconds=0.02)
+    async with _watching(polled):
+        changed = tmp_path / "changed.yaml"
+        changed.write_text(original.replace("rules:", "rules:" + EXTRA_RULE, 1))
+        changed.replace(policy_file)  # at once: the watch never sees half a file
+        await _until(lambda: "read-phone" in _rules(policy))
+
+    # Polled once an hour and the file unchanged: only the request (SIGHUP) explains a reload.
+    requested = PolicyWatch(policy, audit=audit, metrics=metrics, poll_seconds=3600)
+    async with _watching(requested):
+        before = policy.current
+        requested.request()
+        await _until(lambda: policy.current is not before)
+    loaded = await audit.list_events(types=["policy_loaded"])
+    assert len(loaded) == 2
+
+
+async def test_purge_deletes_expired_sessions_once(node: Node) -> None:
+    await node.user("alice", PASSWORD)
+    login = await node.client.post("/v1/login", json={"username": "alice", "password": PASSWORD})
+    assert login.status_code == 200
+    assert (await node.services.purge.once())["sessions"] == 0
+    node.clock.advance(node.settings.session_ttl + 1)
+    assert (await node.services.purge.once())["sessions"] == 1
+    assert (await node.services.purge.once())["sessions"] == 0
