@@ -84,3 +84,23 @@ async def test_purge_drops_only_long_expired_ceremonies(db: Database) -> None:
     await open_one(store, "cer_new", expires_at=T0 + timedelta(minutes=5))
     assert await store.purge_ceremonies(expired_before=T0 - timedelta(days=1)) == 1
     assert [r.id for r in await store.list_ceremonies(subject_id="alice")] == ["cer_new"]
+
+
+async def test_a_shared_ceremony_is_created_once_under_parallel_openers(db: Database) -> None:
+    store = Store(db)
+    rows = await asyncio.gather(
+        *(
+            store.open_ceremony_once(
+                id="cer_shared",
+                subject_id="",
+                purpose="sms_number_key",
+                now=T0,
+                expires_at=T0 + timedelta(days=1),
+                secret=f"v1.{n}",
+            )
+            for n in range(10)
+        )
+    )
+    assert len({row.secret for row in rows}) == 1
+    stored = await store.get_ceremony("cer_shared")
+    assert stored is not None and stored.secret == rows[0].secret
