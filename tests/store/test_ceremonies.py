@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from piigate.store import Database, Store
+from store_support import is_open
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -32,7 +33,7 @@ async def test_open_read_and_list(db: Database) -> None:
     row = await store.get_ceremony("cer_1")
     assert row is not None and row.state == "open" and row.data == {"n": 1}
     assert row.secret == "v1.x" and "v1.x" not in repr(row)
-    assert row.is_open(T0) and not row.is_open(T0 + timedelta(minutes=5))
+    assert is_open(row, T0) and not is_open(row, T0 + timedelta(minutes=5))
     assert await store.get_ceremony("cer_missing") is None
     assert [r.id for r in await store.list_ceremonies(subject_id="alice")] == ["cer_1", "cer_2"]
     assert [r.id for r in await store.list_ceremonies(challenge_id="chl_1")] == ["cer_1"]

@@ -38,9 +38,6 @@ class CeremonyRow:
     data: dict[str, Any] = field(default_factory=dict)
     closed_at: datetime | None = None
 
-    def is_open(self, now: datetime) -> bool:
-        return self.state == "open" and self.expires_at > now
-
 
 def _row(found: Row[Any]) -> CeremonyRow:
     values = found._asdict()
