@@ -7,7 +7,7 @@ import itertools
 from datetime import datetime
 from typing import Protocol
 
-from piigate.model import AuditEvent, Challenge, ChallengeState
+from piigate.model import AuditEvent, Challenge
 
 __all__ = [
     "AuditSink",
