@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from stepup_support import RecordingAudit
 
 from piigate.clock import FixedClock
 from piigate.crypto.keyring import Keyring
@@ -32,6 +31,7 @@ from piigate.stepup.verdicts import IssuedGrant, Proof, VerificationRejected, Ve
 from piigate.stepup.verification import Verifier
 from piigate.store import Database, Store
 from piigate.store.ports import SqlChallenges
+from stepup_support import RecordingAudit
 
 T0 = datetime(2026, 5, 4, 10, 0, 7, tzinfo=UTC)
 ISSUER = "https://piigate.test"
