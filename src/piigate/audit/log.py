@@ -146,7 +146,10 @@ class AuditLog:
 
         State that a decision creates (its challenge) thus costs no transaction of its own, and
         is durable exactly when the events queued with it are. Returns after the commit.
+        Raises ``ValueError`` at once for an unknown table, which would fail the whole batch.
         """
+        if not self._store.has_table(table):
+            raise ValueError(f"no store table {table!r}")
         if self._stopped:
             raise StoreUnavailable("the audit log is stopped")
         if self._writer is None or self._writer.done():

@@ -79,6 +79,11 @@ class AuditStore:
 
     # -- the group commit --------------------------------------------------------------------
 
+    @staticmethod
+    def has_table(name: str) -> bool:
+        """Whether ``name`` is a store table that rows can be queued for."""
+        return name in metadata.tables
+
     async def commit(self, items: Sequence[BatchItem]) -> list[Link | None]:
         """Write ``items`` in one durable transaction in a writer thread; each event's link, in
         order (None for a rows-only item)."""
