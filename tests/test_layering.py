@@ -44,13 +44,6 @@ DOMAIN = [
 PURE_SUPPORT = ("piigate.crypto.secret", "piigate.identity.passwords", "piigate.factors")
 # Factor modules that talk to the outside world over HTTP.
 ADAPTERS = {"factors/sms/twilio.py", "factors/sms/webhook.py", "factors/push/relay.py"}
-# SQL outside store/ that is still being moved there (issue 10); this list only ever shrinks.
-SQL_PENDING = {
-    "audit/batch.py",
-    "audit/log.py",
-    "factors/sms/numbers.py",
-    "factors/sms/outbox.py",
-}
 
 
 def _imports(path: Path) -> set[str]:
@@ -102,15 +95,12 @@ def test_domain_is_pure(entry: str) -> None:
 
 
 def test_only_the_store_speaks_sql() -> None:
-    offenders = set()
     for path in SRC.rglob("*.py"):
         rel = _rel(path)
         if rel.startswith("store/"):
             continue
-        if {m for m in _imports(path) if m.split(".")[0] in DRIVERS}:
-            offenders.add(rel)
-    assert offenders <= SQL_PENDING, f"SQL outside store/: {sorted(offenders - SQL_PENDING)}"
-    assert not SQL_PENDING - offenders, "moved to store/: drop from SQL_PENDING"
+        bad = {m for m in _imports(path) if m.split(".")[0] in DRIVERS}
+        assert not bad, f"{rel} speaks SQL ({sorted(bad)}); only store/ does"
 
 
 def test_only_edges_import_edges() -> None:

@@ -60,12 +60,6 @@ class BadRequest(PiigateError):
     title = "Bad request"
 
 
-class PayloadTooLarge(PiigateError):
-    status = 413
-    code = "payload_too_large"
-    title = "Request body too large"
-
-
 class Unauthorized(PiigateError):
     status = 401
     code = "unauthorized"

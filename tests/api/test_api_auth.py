@@ -17,6 +17,7 @@ from joserfc.jwk import KeySet, RSAKey
 
 from piigate.api.auth import SESSION_COOKIE
 from piigate.config import IdentitySettings
+from store_support import revoke_api_key
 
 ISSUER = "https://idp.example"
 AUDIENCE = "piigate-api"
@@ -68,7 +69,7 @@ async def test_wrong_credentials(node: Node) -> None:
 
 async def test_revoked_key_is_refused(node: Node) -> None:
     _, key = await node.api_key("gone")
-    assert await node.services.store.revoke_api_key("gone")
+    assert await revoke_api_key(node.services.store.db, "gone")
     node.services.api_keys.invalidate()
     assert_401(await node.decide(key, decision_body()))
 

@@ -42,6 +42,14 @@ async def fill(log: AuditLog, n: int) -> None:
         await log.append(event(i))
 
 
+async def test_rows_for_an_unknown_table_are_refused_before_they_join_a_batch(
+    audit: AuditLog,
+) -> None:
+    with pytest.raises(ValueError, match="no store table"):
+        await audit.write_rows("no_such_table", {"id": 1})
+    assert (await audit.append(event(1))).seq == 1
+
+
 async def test_append_returns_the_chained_event(audit: AuditLog) -> None:
     first = await audit.append(event(1))
     second = await audit.record("login", subject_id="bob", data={"method": "pwd"})

@@ -91,7 +91,7 @@ async def test_concurrent_appends_chain_in_the_child_process(audit: AuditLog) ->
 
 async def test_rows_commit_with_the_events(audit: AuditLog, db: Database) -> None:
     row = {"grant_id": "gr_1", "used_at": T0, "expires_at": T0 + timedelta(minutes=5)}
-    rows_done = asyncio.ensure_future(audit.write_rows(used_grants, row))
+    rows_done = asyncio.ensure_future(audit.write_rows(used_grants.name, row))
     appended = await audit.append(event(1))
     await rows_done
     assert appended.seq == 1

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from piigate.store import Database, Store
+from store_support import is_open
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -32,7 +33,7 @@ async def test_open_read_and_list(db: Database) -> None:
     row = await store.get_ceremony("cer_1")
     assert row is not None and row.state == "open" and row.data == {"n": 1}
     assert row.secret == "v1.x" and "v1.x" not in repr(row)
-    assert row.is_open(T0) and not row.is_open(T0 + timedelta(minutes=5))
+    assert is_open(row, T0) and not is_open(row, T0 + timedelta(minutes=5))
     assert await store.get_ceremony("cer_missing") is None
     assert [r.id for r in await store.list_ceremonies(subject_id="alice")] == ["cer_1", "cer_2"]
     assert [r.id for r in await store.list_ceremonies(challenge_id="chl_1")] == ["cer_1"]
@@ -84,3 +85,23 @@ async def test_purge_drops_only_long_expired_ceremonies(db: Database) -> None:
     await open_one(store, "cer_new", expires_at=T0 + timedelta(minutes=5))
     assert await store.purge_ceremonies(expired_before=T0 - timedelta(days=1)) == 1
     assert [r.id for r in await store.list_ceremonies(subject_id="alice")] == ["cer_new"]
+
+
+async def test_a_shared_ceremony_is_created_once_under_parallel_openers(db: Database) -> None:
+    store = Store(db)
+    rows = await asyncio.gather(
+        *(
+            store.open_ceremony_once(
+                id="cer_shared",
+                subject_id="",
+                purpose="sms_number_key",
+                now=T0,
+                expires_at=T0 + timedelta(days=1),
+                secret=f"v1.{n}",
+            )
+            for n in range(10)
+        )
+    )
+    assert len({row.secret for row in rows}) == 1
+    stored = await store.get_ceremony("cer_shared")
+    assert stored is not None and stored.secret == rows[0].secret

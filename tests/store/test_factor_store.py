@@ -12,6 +12,7 @@ from piigate.factors import FactorState
 from piigate.model import Method
 from piigate.store import AlreadyExists, Database, FactorRow, Store
 from piigate.store.factors import FACTOR_STATES
+from store_support import set_factor_state
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 CIPHERTEXT = "v1.dek-0011223344556677.bm90LXJlYWxseS1lbmNyeXB0ZWQ"
@@ -72,7 +73,7 @@ async def test_unknown_states_are_refused(db: Database) -> None:
     with pytest.raises(ValueError, match="state"):
         await add_totp(store, state="enabled")
     with pytest.raises(ValueError):
-        await store.set_factor_state("fct_1", expected="active", new="gone")
+        await set_factor_state(db, "fct_1", expected="active", new="gone")
 
 
 async def test_recovery_factor_without_secret(db: Database) -> None:
@@ -131,8 +132,8 @@ async def test_activation_is_compare_and_set(db: Database) -> None:
 async def test_state_changes_are_compare_and_set(db: Database) -> None:
     store = Store(db)
     await add_totp(store, state="active")
-    assert await store.set_factor_state("fct_1", expected="pending", new="disabled") is False
-    assert await store.set_factor_state("fct_1", expected="active", new="disabled") is True
+    assert await set_factor_state(db, "fct_1", expected="pending", new="disabled") is False
+    assert await set_factor_state(db, "fct_1", expected="active", new="disabled") is True
     got = await store.get_factor("fct_1")
     assert got is not None and got.state == "disabled"
     # A disabled factor cannot be "activated" again through the confirmation path.

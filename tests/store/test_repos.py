@@ -8,6 +8,13 @@ from sqlalchemy.exc import IntegrityError
 
 from piigate.errors import Conflict, NotFound
 from piigate.store import AlreadyExists, ChallengeRow, Database, Store
+from store_support import (
+    list_api_keys,
+    list_users,
+    revoke_api_key,
+    set_password_hash,
+    set_user_disabled,
+)
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -103,15 +110,15 @@ async def test_users(db: Database) -> None:
     with pytest.raises(AlreadyExists) as raised:
         await store.add_user("alice", "$argon2id$y", [], T0)
     assert isinstance(raised.value, Conflict) and raised.value.status == 409
-    assert await store.set_password_hash("alice", "$argon2id$z")
-    assert not await store.set_password_hash("bob", "$argon2id$z")
+    assert await set_password_hash(db, "alice", "$argon2id$z")
+    assert not await set_password_hash(db, "bob", "$argon2id$z")
     got = await store.get_user("alice")
     assert got is not None and got.password_hash == "$argon2id$z" and not got.disabled
-    assert await store.set_user_disabled("alice", True)
+    assert await set_user_disabled(db, "alice", True)
     got = await store.get_user("alice")
     assert got is not None and got.disabled
     assert await store.get_user("bob") is None
-    assert [u.username for u in await store.list_users()] == ["alice"]
+    assert [u.username for u in await list_users(db)] == ["alice"]
 
 
 async def test_sessions(db: Database) -> None:
@@ -147,9 +154,9 @@ async def test_api_keys(db: Database) -> None:
     with pytest.raises(AlreadyExists):
         await store.create_api_key("key_2", "billing", bytes(32), [], [], T0)
     await store.create_api_key("key_3", "audit", bytes(32), [], [], T0)
-    assert [k.name for k in await store.list_api_keys()] == ["audit", "billing"]
-    assert await store.revoke_api_key("billing", now=T0)
-    assert not await store.revoke_api_key("billing", now=T0)
+    assert [k.name for k in await list_api_keys(db)] == ["audit", "billing"]
+    assert await revoke_api_key(db, "billing", now=T0)
+    assert not await revoke_api_key(db, "billing", now=T0)
     assert await store.find_api_key(key_hash) is None
-    revoked = {k.name: k.revoked_at for k in await store.list_api_keys()}
+    revoked = {k.name: k.revoked_at for k in await list_api_keys(db)}
     assert revoked == {"audit": None, "billing": T0}

@@ -42,9 +42,9 @@ class DecisionCounts:
     """The decision metrics, counted in plain integers and exported when scraped.
 
     Every decision bumps its outcome, each of its rules, a latency bucket, and each rule whose
-    CEL condition failed (so a broken condition shows, though it fails closed). Through
-    ``prometheus_client``'s counters that was a lock and a method call per count, several per
-    decision on the hot path; here it is a few dict updates. Counting happens on the event loop
+    CEL condition failed (so a broken condition shows, though it fails closed). Plain dict
+    updates, not ``prometheus_client``'s counters, which take a lock and a method call per count,
+    several per decision on the hot path. Counting happens on the event loop
     only; a scrape (in any thread) reads a snapshot of each dict. Rule names only ever come
     from a loaded policy, never from a request, so the label sets stay bounded.
     """

@@ -15,17 +15,12 @@ queueing for one each.
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, select
-
-from piigate.audit.batch import HEAD_READ, BatchItem, Link, write_batch
 from piigate.audit.bus import EventBus
 from piigate.audit.chain import (
     ChainHead,
@@ -33,13 +28,14 @@ from piigate.audit.chain import (
     ChainRow,
     ChainVerifier,
     canonical_form,
+    event_hash_text,
 )
 from piigate.audit.writer import ProcessWriter, WriterUnavailable
 from piigate.clock import Clock
 from piigate.model import AuditEvent
 from piigate.store._sql import utc
+from piigate.store.audit import AuditStore, BatchItem, Link, StoredEvent
 from piigate.store.db import Database, StoreUnavailable
-from piigate.store.tables import audit_events
 
 __all__ = ["AuditLog", "AuditStats"]
 
@@ -80,6 +76,7 @@ class AuditLog:
     ) -> None:
         self.db = db
         self.clock = clock
+        self._store = AuditStore(db, event_hash_text)
         self.bus = bus
         self.max_batch = max_batch
         self.stats = AuditStats()
@@ -143,12 +140,16 @@ class AuditLog:
         # A cancelled caller cancels only its wait: the event is still written with its batch.
         return await future
 
-    async def write_rows(self, table: Table, *rows: Mapping[str, Any]) -> None:
-        """Insert ``rows`` in the next group-commit transaction, beside the audit events.
+    async def write_rows(self, table: str, *rows: Mapping[str, Any]) -> None:
+        """Insert ``rows`` into the store table named ``table`` in the next group-commit
+        transaction, beside the audit events.
 
         State that a decision creates (its challenge) thus costs no transaction of its own, and
         is durable exactly when the events queued with it are. Returns after the commit.
+        Raises ``ValueError`` at once for an unknown table, which would fail the whole batch.
         """
+        if not self._store.has_table(table):
+            raise ValueError(f"no store table {table!r}")
         if self._stopped:
             raise StoreUnavailable("the audit log is stopped")
         if self._writer is None or self._writer.done():
@@ -250,9 +251,7 @@ class AuditLog:
                 self._write_from_thread(error)
                 await process.stop()
         if links is None:
-            links = await self.db.write(
-                functools.partial(write_batch, items, self.db.dialect), durable=True
-            )
+            links = await self._store.commit(items)
         committed: list[AuditEvent | None] = []
         for pending, link in zip(batch, links, strict=True):
             event = pending.item.event
@@ -267,8 +266,8 @@ class AuditLog:
     # -- reading -----------------------------------------------------------------------------
 
     async def head(self) -> ChainHead:
-        row = await self.db.read(lambda conn: conn.execute(HEAD_READ).one())
-        return ChainHead(seq=int(row.seq), hash=str(row.hash))
+        seq, digest = await self._store.head()
+        return ChainHead(seq=seq, hash=digest)
 
     async def verify(self, *, batch_size: int = 1000) -> ChainReport:
         """Verify the whole chain against its head, reading rows in seq order in batches.
@@ -276,28 +275,10 @@ class AuditLog:
         Reads one snapshot, so appends running meanwhile neither break nor extend the check.
         """
         verifier = ChainVerifier()
-
-        def check(conn: Connection) -> ChainHead | None:
-            found = conn.execute(HEAD_READ).first()
-            head = None if found is None else ChainHead(seq=int(found.seq), hash=str(found.hash))
-            after = 0
-            while not verifier.failed:
-                batch = (
-                    select(audit_events)
-                    .where(audit_events.c.seq > after)
-                    .order_by(audit_events.c.seq)
-                    .limit(batch_size)
-                )
-                rows = conn.execute(batch).all()
-                if not rows:
-                    break
-                for row in rows:
-                    if not verifier.feed(_chain_row(row)):
-                        break
-                after = int(rows[-1].seq)
-            return head
-
-        head = await self.db.read(check, snapshot=True)
+        found = await self._store.scan(
+            lambda row: verifier.feed(_chain_row(row)), batch_size=batch_size
+        )
+        head = None if found is None else ChainHead(seq=found[0], hash=found[1])
         report = verifier.finish(head)
         if head is None and report.ok:
             return ChainReport(ok=False, count=report.count, reason="the chain head is missing")
@@ -311,35 +292,21 @@ class AuditLog:
         limit: int = 100,
     ) -> list[AuditEvent]:
         """Events with ``seq > after`` in seq order, optionally filtered (``limit`` ≤ 1000)."""
-        query = select(audit_events).where(audit_events.c.seq > after)
-        if types:
-            query = query.where(audit_events.c.type.in_(list(types)))
-        if subject_id is not None:
-            query = query.where(audit_events.c.subject_id == subject_id)
-        query = query.order_by(audit_events.c.seq).limit(max(0, min(limit, _MAX_LIMIT)))
-        rows = await self.db.read(lambda conn: conn.execute(query).all())
-        return [_event(row) for row in rows]
+        return await self._store.events(
+            after=after,
+            types=types,
+            subject_id=subject_id,
+            limit=max(0, min(limit, _MAX_LIMIT)),
+        )
 
 
-def _chain_row(row: Row[Any]) -> ChainRow:
+def _chain_row(row: StoredEvent) -> ChainRow:
     return ChainRow(
-        seq=int(row.seq),
+        seq=row.seq,
         at=row.at,
         type=row.type,
         subject_id=row.subject_id,
         data=row.data,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-    )
-
-
-def _event(row: Row[Any]) -> AuditEvent:
-    return AuditEvent(
-        type=row.type,
-        at=row.at,
-        subject_id=row.subject_id,
-        data=json.loads(row.data),
-        seq=int(row.seq),
         prev_hash=row.prev_hash,
         hash=row.hash,
     )

@@ -1,14 +1,12 @@
 """The audit group commit in a child process: the audit writer outside the server's GIL.
 
-The group-commit transaction is driver work. On SQLite, run in a thread of the server, it
-shares the GIL with the event loop: every statement the driver steps releases the GIL and must
-win it back from a busy loop, and the thread's Python work (binding, hashing) stops the loop
-meanwhile; measured under load (docs/BENCHMARKS.md), that cost the server ~300 µs of CPU per
-decision, more than the decision itself (on PostgreSQL, on the event loop through asyncpg, it
-cost ~40 % of the throughput). In a child process the same transaction
-(``piigate.audit.batch.write_batch``, through the synchronous driver: the stdlib's ``sqlite3``
-or psycopg) runs on its own interpreter and core, and the server only ships each batch down a
-pipe and reads the links back.
+The group-commit transaction is driver work plus Python work (binding, hashing). In a thread of
+the server it shares the GIL with the event loop: every statement the driver steps releases the
+GIL and must win it back from a busy loop, and the thread's Python work stops the loop
+meanwhile. In a child process the same transaction (``piigate.store.audit.AuditStore``, through
+the synchronous driver: the stdlib's ``sqlite3`` or psycopg) runs on its own interpreter and
+core, and the server only ships each batch down a pipe and reads the links back
+(docs/BENCHMARKS.md measures both).
 
 Protocol: length-prefixed pickle frames over the child's stdin/stdout (a private pipe between
 a parent and the child it started, running the same code). The store's URL comes first, on
@@ -18,7 +16,7 @@ class name)``, and first sends ``("ready", pid)`` once the store answers. It exi
 input, so it never outlives its parent, and it ignores SIGINT/SIGTERM: a Ctrl-C or a service
 manager's TERM to the process group must not cut off the parent's final flush.
 
-Durability is unchanged: the child commits durably (SQLite: ``synchronous=FULL``;
+Durability: the child commits durably (SQLite: ``synchronous=FULL``;
 ``Database.run_durable_blocking``) before answering, and the parent acknowledges nothing
 before the answer. A child that dies mid-batch fails that batch with ``StoreUnavailable`` (its
 events may or may not be in the chain; they were not acknowledged); the next batch starts a new
@@ -31,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import pickle
@@ -41,10 +38,10 @@ import sys
 from collections.abc import Sequence
 from typing import IO, Any
 
-from piigate.audit.batch import BatchItem, Link, write_batch
+from piigate.audit.chain import event_hash_text
 from piigate.model import AuditEvent
+from piigate.store.audit import AuditStore, BatchItem, Link
 from piigate.store.db import Database, StoreUnavailable
-from piigate.store.tables import metadata
 
 __all__ = ["ProcessWriter", "WriterUnavailable", "child_command", "main"]
 
@@ -52,7 +49,7 @@ _logger = logging.getLogger(__name__)
 
 _LENGTH = struct.Struct("!I")
 # What crosses the pipe for one item: (type, at, subject_id) or None, the canonical text, and
-# the rows as (table name, row). Tables go by name: the child looks them up in the metadata.
+# the rows as (table name, row). The event's data crosses only as its canonical text.
 _Wire = tuple[tuple[str, Any, str | None] | None, str, tuple[tuple[str, Any], ...]]
 
 
@@ -183,13 +180,13 @@ async def _read_frame(proc: asyncio.subprocess.Process) -> tuple[str, Any]:
 def _to_wire(item: BatchItem) -> _Wire:
     event = item.event
     head = None if event is None else (event.type, event.at, event.subject_id)
-    return head, item.text, tuple((table.name, row) for table, row in item.rows)
+    return head, item.text, item.rows
 
 
 def _from_wire(wire: _Wire) -> BatchItem:
     head, text, rows = wire
     event = None if head is None else AuditEvent(head[0], head[1], head[2], {})
-    return BatchItem(event, text, tuple((metadata.tables[name], row) for name, row in rows))
+    return BatchItem(event, text, rows)
 
 
 # -- the child --------------------------------------------------------------------------------
@@ -207,8 +204,8 @@ def main() -> int:
     if not isinstance(url, str):
         return 2  # not started by ProcessWriter
     try:
-        db = Database.open(url)
-        db.run_durable_blocking(functools.partial(write_batch, [], db.dialect))
+        store = AuditStore(Database.open(url), event_hash_text)
+        store.commit_blocking([])  # an empty transaction: the store answers
     except Exception as error:  # the class only: a message could hold a path or a value
         _send(out, ("error", type(error).__name__))
         return 1
@@ -216,10 +213,7 @@ def main() -> int:
     while (wires := _receive(inp)) is not None:
         items = [_from_wire(wire) for wire in wires]
         try:
-            reply: tuple[str, Any] = (
-                "ok",
-                db.run_durable_blocking(functools.partial(write_batch, items, db.dialect)),
-            )
+            reply: tuple[str, Any] = ("ok", store.commit_blocking(items))
         except StoreUnavailable:
             reply = ("unavailable", "StoreUnavailable")
         except Exception as error:  # the parent logs the class; values never leave here

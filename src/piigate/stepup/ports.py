@@ -7,7 +7,7 @@ import itertools
 from datetime import datetime
 from typing import Protocol
 
-from piigate.model import AuditEvent, Challenge, ChallengeState
+from piigate.model import AuditEvent, Challenge
 
 __all__ = [
     "AuditSink",
@@ -44,15 +44,6 @@ class MemoryChallenges:
 
     async def get(self, challenge_id: str) -> Challenge | None:
         return self.items.get(challenge_id)
-
-    async def set_state(
-        self, challenge_id: str, *, expected: ChallengeState, new: ChallengeState
-    ) -> bool:
-        current = self.items.get(challenge_id)
-        if current is None or current.state is not expected:
-            return False
-        self.items[challenge_id] = dataclasses.replace(current, state=new)
-        return True
 
 
 class MemoryGrantLedger:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, exc, select, update
+from sqlalchemy import Row, exc, select
 
 from piigate.store._sql import Repo, utc
 from piigate.store.db import AlreadyExists
@@ -80,16 +80,3 @@ class ApiKeyStore(Repo):
         )
         found = await self._first(stmt)
         return None if found is None else _row(found)
-
-    async def revoke_api_key(self, name: str, *, now: datetime | None = None) -> bool:
-        """Revoke the named key; False when there is no such active key."""
-        at = utc(now) if now is not None else datetime.now(UTC)
-        stmt = (
-            update(api_keys)
-            .where(api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
-            .values(revoked_at=at)
-        )
-        return await self._changed(stmt)
-
-    async def list_api_keys(self) -> list[ApiKeyRow]:
-        return [_row(r) for r in await self._all(select(api_keys).order_by(api_keys.c.name))]

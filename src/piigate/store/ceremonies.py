@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import Connection, Row, delete, func, select, update
 
 from piigate.factors import CeremonyState
-from piigate.store._sql import Repo, utc
+from piigate.store._sql import Repo, insert_for, utc
 from piigate.store.tables import ceremonies
 
 __all__ = ["CEREMONY_STATES", "CeremonyRow", "CeremonyStore"]
@@ -39,14 +39,26 @@ class CeremonyRow:
     data: dict[str, Any] = field(default_factory=dict)
     closed_at: datetime | None = None
 
-    def is_open(self, now: datetime) -> bool:
-        return self.state == CeremonyState.OPEN and self.expires_at > now
-
 
 def _row(found: Row[Any]) -> CeremonyRow:
     values = found._asdict()
     values["data"] = dict(values["data"] or {})
     return CeremonyRow(**values)
+
+
+def _values(row: CeremonyRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "subject_id": row.subject_id,
+        "purpose": row.purpose,
+        "state": row.state,
+        "created_at": row.created_at,
+        "expires_at": row.expires_at,
+        "challenge_id": row.challenge_id,
+        "factor_id": row.factor_id,
+        "secret": row.secret,
+        "data": row.data,
+    }
 
 
 def _check_state(state: str) -> None:
@@ -81,20 +93,44 @@ class CeremonyStore(Repo):
             secret=secret,
             data=dict(data or {}),
         )
-        values = {
-            "id": row.id,
-            "subject_id": row.subject_id,
-            "purpose": row.purpose,
-            "state": row.state,
-            "created_at": row.created_at,
-            "expires_at": row.expires_at,
-            "challenge_id": row.challenge_id,
-            "factor_id": row.factor_id,
-            "secret": row.secret,
-            "data": row.data,
-        }
-        await self._write(ceremonies.insert().values(values))
+        await self._write(ceremonies.insert().values(_values(row)))
         return row
+
+    async def open_ceremony_once(
+        self,
+        *,
+        id: str,
+        subject_id: str,
+        purpose: str,
+        now: datetime,
+        expires_at: datetime,
+        secret: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> CeremonyRow:
+        """Open the ceremony ``id`` unless it exists; the stored one either way.
+
+        For rows shared by every node (the SMS number key): of nodes racing to create it, one
+        inserts and all of them read back that one row.
+        """
+        row = CeremonyRow(
+            id=id,
+            subject_id=subject_id,
+            purpose=purpose,
+            state="open",
+            created_at=utc(now),
+            expires_at=utc(expires_at),
+            secret=secret,
+            data=dict(data or {}),
+        )
+        insert = insert_for(self.db, ceremonies).values(_values(row))
+        stmt = insert.on_conflict_do_nothing(index_elements=[ceremonies.c.id])
+        read = select(ceremonies).where(ceremonies.c.id == id)
+
+        def create(conn: Connection) -> CeremonyRow:
+            conn.execute(stmt)
+            return _row(conn.execute(read).one())
+
+        return await self.db.write(create)
 
     async def get_ceremony(self, ceremony_id: str) -> CeremonyRow | None:
         found = await self._first(select(ceremonies).where(ceremonies.c.id == ceremony_id))

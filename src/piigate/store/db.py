@@ -13,7 +13,6 @@ edges fail closed instead of treating a dead store as "no such row".
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
@@ -22,12 +21,12 @@ from typing import Any, NamedTuple, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, exc, make_url, text
+from sqlalchemy import create_engine, exc, make_url, text
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
 
 from piigate.errors import Conflict, ServiceUnavailable
+from piigate.store.sqlite import DURABLE, IMMEDIATE, install_sqlite_hooks
 
 T = TypeVar("T")
 
@@ -48,10 +47,6 @@ _MIGRATION_LOCK_KEY = 0x7069696761746500
 # Threads per pool (reads, writes) for PostgreSQL's units of work: concurrent transactions,
 # within the synchronous engine's connection pool (5 + 10 overflow).
 _POSTGRES_THREADS = 4
-
-# Execution options read by the SQLite ``begin`` hook below.
-_IMMEDIATE = "piigate_sqlite_immediate"
-_DURABLE = "piigate_sqlite_durable"
 
 # Errors that mean "the store cannot answer right now". IntegrityError is a DBAPIError too, but
 # it is an answer (a constraint said no), so it is re-raised untouched.
@@ -130,7 +125,7 @@ class Database:
         self._readers: ThreadPoolExecutor | None = None
         # The async pool, with the option the SQLite begin hook turns into BEGIN IMMEDIATE
         # (ignored on PostgreSQL).
-        self._write_engine = engine.execution_options(**{_IMMEDIATE: True})
+        self._write_engine = engine.execution_options(**{IMMEDIATE: True})
 
     @classmethod
     def open(cls, url: str | URL, **engine_options: Any) -> Database:
@@ -146,7 +141,7 @@ class Database:
                 parents=True, exist_ok=True
             )
             engine = create_async_engine(target, **{"hide_parameters": True, **engine_options})
-            _install_sqlite_hooks(engine.sync_engine)
+            install_sqlite_hooks(engine.sync_engine)
         else:
             options: dict[str, Any] = {
                 "hide_parameters": True,
@@ -200,9 +195,9 @@ class Database:
 
         On SQLite the whole transaction runs in the process's one writer thread with the stdlib
         driver, under ``BEGIN IMMEDIATE``: a transaction costs one hand-off between threads
-        instead of aiosqlite's one per statement, and this process's writers queue for that
-        thread instead of polling SQLite's busy handler for the write lock (only other
-        processes -- the audit writer, other nodes -- still meet it there). On PostgreSQL it
+        however many statements it runs, and this process's writers queue for that thread
+        rather than poll SQLite's busy handler for the write lock (only other processes -- the
+        audit writer, other nodes -- meet it there). On PostgreSQL it
         runs in one of a few writer threads through psycopg, off the event loop.
         """
         return await self._in_thread(self._writer_pool(), self._write_blocking, work, durable)
@@ -231,20 +226,21 @@ class Database:
             url = blocking_url(self.engine.url)
             if self.dialect == "sqlite":
                 engine = create_engine(url, hide_parameters=True)
-                _install_sqlite_hooks(engine)
+                install_sqlite_hooks(engine)
             else:
                 engine = create_engine(
                     url,
                     hide_parameters=True,
                     pool_pre_ping=True,
                     connect_args={"connect_timeout": 5},
-                    # Positional (%s), as the audit batch's driver-level INSERT needs.
+                    # Positional (%s), as the audit group commit's driver-level INSERT
+                    # (store/audit.py) needs.
                     paramstyle="format",
                 )
             self._sync = _SyncEngines(
                 plain=engine,
-                write=engine.execution_options(**{_IMMEDIATE: True}),
-                durable=engine.execution_options(**{_IMMEDIATE: True, _DURABLE: True}),
+                write=engine.execution_options(**{IMMEDIATE: True}),
+                durable=engine.execution_options(**{IMMEDIATE: True, DURABLE: True}),
                 snapshot=engine.execution_options(isolation_level="REPEATABLE READ")
                 if self.dialect == "postgresql"
                 else engine,  # SQLite's reads always see one snapshot
@@ -359,49 +355,3 @@ def _without_detail(error: exc.IntegrityError) -> exc.IntegrityError:
 async def _translating() -> AsyncIterator[None]:
     with _translated():
         yield
-
-
-def _install_sqlite_hooks(engine: Engine) -> None:
-    # SQLAlchemy's documented recipe: stop sqlite3 from issuing its own (deferred, sometimes
-    # missing) BEGIN and emit BEGIN ourselves, so transactions mean what they say and a writer
-    # can ask for BEGIN IMMEDIATE.
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            # busy_timeout first, so switching to WAL waits for a concurrent opener.
-            cursor.execute("PRAGMA busy_timeout = 5000")
-            _enable_wal(cursor)
-            cursor.execute("PRAGMA synchronous = NORMAL")
-            cursor.execute("PRAGMA foreign_keys = ON")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        options = conn.get_execution_options()
-        # synchronous cannot change inside a transaction, so set it just before BEGIN; the
-        # pooled connection remembers its current setting to avoid needless PRAGMAs.
-        info = conn.connection.info
-        wanted = "FULL" if options.get(_DURABLE) else "NORMAL"
-        if info.get("synchronous", "NORMAL") != wanted:
-            conn.exec_driver_sql(f"PRAGMA synchronous = {wanted}")
-            info["synchronous"] = wanted
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_IMMEDIATE) else "BEGIN")
-
-
-def _enable_wal(cursor: Any) -> None:
-    # WAL is a property of the file, so this only does work for a brand-new database. Switching
-    # needs an exclusive lock, and SQLite answers "database is locked" at once (no busy
-    # handler) while another connection is switching it too: retry briefly. The sleep blocks
-    # the event loop, but only for the first connections of a new file.
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode = WAL")
-            return
-        except Exception as error:
-            if "locked" not in str(error) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)

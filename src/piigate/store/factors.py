@@ -140,17 +140,6 @@ class FactorStore(Repo):
         )
         return await self._changed(stmt)
 
-    async def set_factor_state(self, factor_id: str, *, expected: str, new: str) -> bool:
-        """Compare-and-set the state (e.g. ``active`` → ``disabled``)."""
-        _check_state(expected)
-        _check_state(new)
-        stmt = (
-            update(factors)
-            .where(factors.c.id == factor_id, factors.c.state == expected)
-            .values(state=new)
-        )
-        return await self._changed(stmt)
-
     async def advance_totp_step(self, factor_id: str, *, expected: int | None, new: int) -> bool:
         """Record ``new`` as the last accepted TOTP step, if it still is ``expected``.
 

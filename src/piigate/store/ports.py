@@ -12,8 +12,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import Table
-
 from piigate.crypto.keyring import Keyring
 from piigate.model import (
     Action,
@@ -31,7 +29,7 @@ __all__ = ["SqlChallenges", "SqlGrantLedger", "challenge_from_row"]
 
 
 class RowWriter(Protocol):
-    async def write_rows(self, table: Table, *rows: Mapping[str, Any]) -> None: ...
+    async def write_rows(self, table: str, *rows: Mapping[str, Any]) -> None: ...
 
 
 class SqlChallenges:
@@ -57,7 +55,7 @@ class SqlChallenges:
             "body": self._body(challenge),
         }
         if self.writer is not None:
-            await self.writer.write_rows(challenges_table, row)
+            await self.writer.write_rows(challenges_table.name, row)
         else:
             await self.store.insert_challenge(row)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, select
 
 from piigate.store._sql import Repo, insert_for, utc
 from piigate.store.db import AlreadyExists
@@ -57,18 +57,3 @@ class UserStore(Repo):
     async def get_user(self, username: str) -> UserRow | None:
         found = await self._first(select(users).where(users.c.username == username))
         return None if found is None else _row(found)
-
-    async def list_users(self) -> list[UserRow]:
-        return [_row(r) for r in await self._all(select(users).order_by(users.c.username))]
-
-    async def set_password_hash(self, username: str, password_hash: str) -> bool:
-        """Replace the password hash; False when there is no such user."""
-        return await self._update(username, password_hash=password_hash)
-
-    async def set_user_disabled(self, username: str, disabled: bool) -> bool:
-        return await self._update(username, disabled=disabled)
-
-    async def _update(self, username: str, **values: object) -> bool:
-        return await self._changed(
-            update(users).where(users.c.username == username).values(**values)
-        )

@@ -10,13 +10,10 @@ to enumerate, so an unkeyed digest in a counter key is the number in all but nam
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import secrets
 from datetime import UTC, datetime
-
-from sqlalchemy.exc import IntegrityError
 
 from piigate.clock import Clock
 from piigate.crypto.keyring import DecryptionError, Keyring
@@ -53,18 +50,16 @@ class NumberDigests:
         if row is None:
             now = self._clock.now()
             sealed = self._keyring.encrypt(secrets.token_bytes(_KEY_BYTES), aad=_AAD)
-            # Another node may create it first: then its key is the one read back below.
-            with contextlib.suppress(IntegrityError):
-                await self._store.open_ceremony(
-                    id=NUMBER_KEY_ID,
-                    subject_id="",
-                    purpose=CeremonyPurpose.SMS_NUMBER_KEY,
-                    now=now,
-                    expires_at=_NEVER,
-                    secret=sealed,
-                )
-            row = await self._store.get_ceremony(NUMBER_KEY_ID)
-        if row is None or row.secret is None:
+            # Another node may create it first: then its key is the one read back.
+            row = await self._store.open_ceremony_once(
+                id=NUMBER_KEY_ID,
+                subject_id="",
+                purpose=CeremonyPurpose.SMS_NUMBER_KEY,
+                now=now,
+                expires_at=_NEVER,
+                secret=sealed,
+            )
+        if row.secret is None:
             raise ServiceUnavailable("the SMS number key could not be stored")
         try:
             self._key = Secret(self._keyring.decrypt(row.secret, aad=_AAD))

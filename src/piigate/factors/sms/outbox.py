@@ -14,21 +14,17 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, delete, select
-
 from piigate.clock import Clock
 from piigate.crypto.keyring import DecryptionError, Keyring
 from piigate.crypto.secret import Secret
-from piigate.factors import CeremonyPurpose, CeremonyState
+from piigate.factors import CeremonyPurpose
 from piigate.factors.sms.port import SmsMessage
 from piigate.store.db import Database
-from piigate.store.tables import ceremonies
+from piigate.store.outbox import OutboxStore
 
 __all__ = ["RETENTION_SECONDS", "OutboxMessage", "OutboxSender"]
 
 RETENTION_SECONDS = 24 * 3600
-# Outbox rows belong to no subject; the column is required.
-_NO_SUBJECT = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +55,7 @@ class OutboxSender:
         *,
         retention_seconds: int = RETENTION_SECONDS,
     ) -> None:
-        self._db = db
+        self._rows = OutboxStore(db, purpose=CeremonyPurpose.SMS_OUTBOX)
         self._keyring = keyring
         self._clock = clock
         self._retention = timedelta(seconds=retention_seconds)
@@ -68,36 +64,18 @@ class OutboxSender:
         now = self._clock.now()
         row_id = f"out_{secrets.token_urlsafe(16)}"
         payload = json.dumps({"to": message.to.e164, "text": message.text.reveal()}).encode()
-        values = {
-            "id": row_id,
-            "subject_id": _NO_SUBJECT,
-            "purpose": CeremonyPurpose.SMS_OUTBOX,
-            "state": CeremonyState.OPEN,
-            "secret": self._keyring.encrypt(payload, aad=_aad(row_id)),
-            "data": {"hint": message.to.hint, "message_id": message.id},
-            "created_at": now,
-            "expires_at": now + self._retention,
-        }
-        expired = delete(ceremonies).where(
-            ceremonies.c.purpose == CeremonyPurpose.SMS_OUTBOX, ceremonies.c.expires_at <= now
+        await self._rows.append(
+            id=row_id,
+            secret=self._keyring.encrypt(payload, aad=_aad(row_id)),
+            data={"hint": message.to.hint, "message_id": message.id},
+            now=now,
+            expires_at=now + self._retention,
         )
-
-        def record(conn: Connection) -> None:
-            conn.execute(expired)
-            conn.execute(ceremonies.insert().values(values))
-
-        await self._db.write(record)
 
     async def latest(self, limit: int = 10) -> list[OutboxMessage]:
         """The newest ``limit`` messages, newest first."""
-        stmt = (
-            select(ceremonies)
-            .where(ceremonies.c.purpose == CeremonyPurpose.SMS_OUTBOX)
-            .order_by(ceremonies.c.created_at.desc(), ceremonies.c.id.desc())
-            .limit(limit)
-        )
-        rows = await self._db.read(lambda conn: conn.execute(stmt).all())
-        return [self._message(row.id, row.created_at, row.secret, row.data or {}) for row in rows]
+        rows = await self._rows.latest(limit)
+        return [self._message(row.id, row.created_at, row.secret, row.data) for row in rows]
 
     def _message(
         self, row_id: str, at: datetime, secret: str | None, data: dict[str, object]

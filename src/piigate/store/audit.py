@@ -1,0 +1,242 @@
+"""The audit tables: the chained events, their head, and the group-commit transaction.
+
+``piigate.audit`` owns the chain (what an event's hash covers, given here as ``event_hash``) and
+the group commit (which events share a transaction). This module owns their SQL: the one
+transaction that inserts the rows queued with a batch, locks and reads the chain head, inserts
+the chained events and moves the head -- the same function wherever it runs, in a writer thread
+of the server or in the audit writer process -- and the reads behind verification and the feed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, Dialect, Row, Table, bindparam, select, update
+
+from piigate.model import AuditEvent
+from piigate.store.db import Database
+from piigate.store.tables import audit_events, audit_head, metadata
+
+__all__ = ["AuditStore", "BatchItem", "EventHash", "Head", "Link", "StoredEvent"]
+
+# What the chain gave one event: (seq, prev_hash, hash).
+Link = tuple[int, str, str]
+# The chain head: (seq, hash) of the last appended event.
+Head = tuple[int, str]
+# hash(prev_hash, seq, at, type, subject_id, canonical data text): piigate.audit.chain's
+# event_hash_text.
+EventHash = Callable[[str, int, datetime, str, str | None, str], str]
+
+
+class BatchItem(NamedTuple):
+    """One queued write: an event (``at`` in UTC, ``text`` its canonical data) and/or rows,
+    each as (name of a store table, row)."""
+
+    event: AuditEvent | None
+    text: str = "{}"
+    rows: tuple[tuple[str, Mapping[str, Any]], ...] = ()
+
+
+class StoredEvent(NamedTuple):
+    """One stored event as verification reads it: ``data`` is the stored JSON text."""
+
+    seq: int
+    at: datetime
+    type: str
+    subject_id: str | None
+    data: str
+    prev_hash: str
+    hash: str
+
+
+_HEAD_ID = 1
+# Statements built once: a statement object built per batch costs a cache-key computation each
+# time, and values baked into it a compilation. Bound parameters throughout.
+_HEAD_UPDATE = (
+    update(audit_head)
+    .where(audit_head.c.id == _HEAD_ID)
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+)
+_HEAD_READ = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID)
+# Row lock on the head: appenders in other processes queue here, and each then reads the head
+# its predecessor committed (READ COMMITTED re-reads the locked row).
+_HEAD_LOCK = _HEAD_READ.with_for_update()
+
+
+class AuditStore:
+    """The audit log's tables over one :class:`Database`."""
+
+    def __init__(self, db: Database, event_hash: EventHash) -> None:
+        self.db = db
+        self._event_hash = event_hash
+        # On SQLite the write transaction opens with BEGIN IMMEDIATE: the database-wide write
+        # lock is ours before the head is read, so no other process can append in between.
+        self._head_query = _HEAD_LOCK if db.dialect == "postgresql" else _HEAD_READ
+
+    # -- the group commit --------------------------------------------------------------------
+
+    @staticmethod
+    def has_table(name: str) -> bool:
+        """Whether ``name`` is a store table that rows can be queued for."""
+        return name in metadata.tables
+
+    async def commit(self, items: Sequence[BatchItem]) -> list[Link | None]:
+        """Write ``items`` in one durable transaction in a writer thread; each event's link, in
+        order (None for a rows-only item)."""
+        return await self.db.write(functools.partial(self.write_batch, items), durable=True)
+
+    def commit_blocking(self, items: Sequence[BatchItem]) -> list[Link | None]:
+        """:meth:`commit` in the calling thread (the audit writer process)."""
+        return self.db.run_durable_blocking(functools.partial(self.write_batch, items))
+
+    def write_batch(self, items: Sequence[BatchItem], conn: Connection) -> list[Link | None]:
+        """The rows queued with the batch, then the chained events, then the head. Runs inside
+        one transaction that has already begun."""
+        queued: dict[str, list[Mapping[str, Any]]] = {}
+        for item in items:
+            for table, row in item.rows:
+                queued.setdefault(table, []).append(row)
+        for table, table_rows in queued.items():
+            _insert_rows(conn, metadata.tables[table], table_rows)
+        if all(item.event is None for item in items):
+            return [None] * len(items)
+        head = conn.execute(self._head_query).one()
+        rows, links = self._chain(items, int(head.seq), str(head.hash))
+        last = rows[-1]
+        _insert_rows(conn, audit_events, rows)
+        conn.execute(_HEAD_UPDATE, {"new_seq": last["seq"], "new_hash": last["hash"]})
+        return links
+
+    def _chain(
+        self, items: Sequence[BatchItem], seq: int, prev_hash: str
+    ) -> tuple[list[dict[str, Any]], list[Link | None]]:
+        """The event rows after head (``seq``, ``prev_hash``), and each item's link."""
+        rows: list[dict[str, Any]] = []
+        links: list[Link | None] = []
+        for item in items:
+            event = item.event
+            if event is None:
+                links.append(None)
+                continue
+            seq += 1
+            digest = self._event_hash(
+                prev_hash, seq, event.at, event.type, event.subject_id, item.text
+            )
+            rows.append(
+                {
+                    "seq": seq,
+                    "at": event.at,
+                    "type": event.type,
+                    "subject_id": event.subject_id,
+                    "data": item.text,
+                    "prev_hash": prev_hash,
+                    "hash": digest,
+                }
+            )
+            links.append((seq, prev_hash, digest))
+            prev_hash = digest
+        return rows, links
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def head(self) -> Head:
+        row = await self.db.read(lambda conn: conn.execute(_HEAD_READ).one())
+        return int(row.seq), str(row.hash)
+
+    async def scan(
+        self, feed: Callable[[StoredEvent], bool], *, batch_size: int = 1000
+    ) -> Head | None:
+        """Feed every event to ``feed`` in seq order until it returns False; the head (None
+        when missing). One snapshot: appends running meanwhile are not seen."""
+
+        def read(conn: Connection) -> Head | None:
+            found = conn.execute(_HEAD_READ).first()
+            after = 0
+            while True:
+                query = (
+                    select(audit_events)
+                    .where(audit_events.c.seq > after)
+                    .order_by(audit_events.c.seq)
+                    .limit(batch_size)
+                )
+                rows = conn.execute(query).all()
+                if not rows or not all(feed(_stored(row)) for row in rows):
+                    break
+                after = int(rows[-1].seq)
+            return None if found is None else (int(found.seq), str(found.hash))
+
+        return await self.db.read(read, snapshot=True)
+
+    async def events(
+        self, *, after: int, types: Sequence[str], subject_id: str | None, limit: int
+    ) -> list[AuditEvent]:
+        """Events with ``seq > after`` in seq order, of ``types`` (all when empty) and of
+        ``subject_id`` when given."""
+        query = select(audit_events).where(audit_events.c.seq > after)
+        if types:
+            query = query.where(audit_events.c.type.in_(list(types)))
+        if subject_id is not None:
+            query = query.where(audit_events.c.subject_id == subject_id)
+        query = query.order_by(audit_events.c.seq).limit(limit)
+        rows = await self.db.read(lambda conn: conn.execute(query).all())
+        return [_event(row) for row in rows]
+
+
+def _stored(row: Row[Any]) -> StoredEvent:
+    return StoredEvent(
+        int(row.seq), row.at, row.type, row.subject_id, row.data, row.prev_hash, row.hash
+    )
+
+
+def _event(row: Row[Any]) -> AuditEvent:
+    return AuditEvent(
+        type=row.type,
+        at=row.at,
+        subject_id=row.subject_id,
+        data=json.loads(row.data),
+        seq=int(row.seq),
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+class _BulkInsert:
+    """An INSERT of many rows, compiled once per table, columns and dialect, and executed at the
+    driver level (``exec_driver_sql``) with each value passed through its column type's own bind
+    processor: the values SQLAlchemy's ``execute(insert, rows)`` would bind, without its
+    per-row parameter construction, which would be most of the group commit's CPU.
+    """
+
+    def __init__(self, table: Table, columns: tuple[str, ...], dialect: Dialect) -> None:
+        compiled = table.insert().values({name: bindparam(name) for name in columns})
+        self.compiled = compiled.compile(dialect=dialect)
+        order = self.compiled.positiontup
+        if not self.compiled.positional or order is None:
+            raise TypeError(f"{dialect.name}: a positional paramstyle is needed")
+        self.sql = str(self.compiled)
+        self.order = tuple(order)
+        self.processors = tuple(
+            table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in order
+        )
+
+    def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        pairs = tuple(zip(self.order, self.processors, strict=True))
+        params = [
+            tuple(row[name] if proc is None else proc(row[name]) for name, proc in pairs)
+            for row in rows
+        ]
+        conn.exec_driver_sql(self.sql, params)
+
+
+@functools.cache
+def _bulk_insert(table: Table, columns: tuple[str, ...], dialect: Dialect) -> _BulkInsert:
+    return _BulkInsert(table, columns, dialect)
+
+
+def _insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ``rows`` (all with the keys of the first) into ``table``."""
+    _bulk_insert(table, tuple(rows[0]), conn.dialect).run(conn, rows)
