@@ -3,10 +3,11 @@
 The route's contract is defined once and both paths run it: the caller is authenticated by
 ``api.auth`` (``bearer_credential``, ``api_key_caller``) and admitted by ``ACCESS``; the body is
 validated by the declared route's own body field; every error is answered by the app's handler
-for its class (``api.problems``). The declared FastAPI route answers every request; the plain
-case -- an API key with the ``decisions`` scope and a JSON body that validates -- is what
-gateways send thousands of times a second, so the app puts a lean handler in front of everything
-for it (see ``LeanDecisions``) that runs the same steps without FastAPI's per-request machinery.
+for its class (``api.problems``). The declared FastAPI route defines the API (OpenAPI,
+validation, errors) and answers every request but the plain case: an API key with the
+``decisions`` scope and a JSON body that validates, which gateways send thousands of times a
+second. The app puts a lean handler in front of everything for that case (see
+``LeanDecisions``): the same steps without FastAPI's per-request machinery.
 """
 
 from __future__ import annotations
@@ -204,9 +205,9 @@ class LeanDecisions:
     ) -> tuple[Services, Caller, DecisionRequestIn] | None:
         """Services, caller and body when the route's contract admits the request; else None.
 
-        The declared route's steps, in its order of precedence: the body as JSON, the bearer
-        API key, the access check, the body's validation. The first step that fails hands the
-        request to the declared route, which runs them again and answers with the error.
+        The declared route's steps: the bearer API key, the access check, the body as JSON and
+        its validation. The first step that fails hands the request to the declared route, which
+        runs them again and answers the error that comes first in FastAPI's order.
         """
         services = getattr(self.owner.state, "services", None)
         content_type, authorization = headers.content_type, headers.authorization
