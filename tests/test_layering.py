@@ -27,6 +27,7 @@ DOMAIN = [
     "policy",
     "risk",
     "model.py",
+    "decision_request.py",
     "clock.py",
     "errors.py",
     "ids.py",

@@ -15,16 +15,46 @@ __all__ = [
     "Forbidden",
     "InsufficientScope",
     "NotFound",
+    "PayloadTooLarge",
     "PiigateError",
     "PolicyError",
     "ServiceUnavailable",
     "StepUpRequired",
     "TooManyRequests",
     "Unauthorized",
+    "problem_details",
     "step_up_header",
 ]
 
 PROBLEM_BASE = "https://piigate.dev/problems/"
+
+
+def problem_details(
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    instance: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An RFC 9457 problem details object: every problem body piigate sends is built here.
+
+    ``type`` is the problem's URI under ``PROBLEM_BASE``; ``code`` repeats its last segment for
+    clients that switch on a short name; ``extra`` holds extension members (RFC 9457 §3.2).
+    """
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if instance:
+        body["instance"] = instance
+    if extra:
+        body.update(extra)
+    return body
 
 
 class PiigateError(Exception):
@@ -41,23 +71,26 @@ class PiigateError(Exception):
         return {}
 
     def problem(self, instance: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "type": PROBLEM_BASE + self.code,
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            "code": self.code,
-        }
-        if instance:
-            body["instance"] = instance
-        body.update(self.extra)
-        return body
+        return problem_details(
+            status=self.status,
+            code=self.code,
+            title=self.title,
+            detail=self.detail,
+            instance=instance,
+            extra=self.extra,
+        )
 
 
 class BadRequest(PiigateError):
     status = 400
     code = "bad_request"
     title = "Bad request"
+
+
+class PayloadTooLarge(PiigateError):
+    status = 413
+    code = "payload_too_large"
+    title = "Request body too large"
 
 
 class Unauthorized(PiigateError):

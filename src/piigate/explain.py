@@ -6,8 +6,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from piigate.api.schemas import DecisionRequestIn, decision_json
+from piigate.api.schemas import decision_json
 from piigate.clock import SystemClock
+from piigate.decision_request import DecisionRequestIn, first_error
 from piigate.errors import BadRequest, PolicyError, step_up_header
 from piigate.model import Outcome
 from piigate.policy.holder import PolicyHolder
@@ -26,9 +27,7 @@ async def explain_request(policy_file: str, data: Any) -> dict[str, Any]:
         body = DecisionRequestIn.model_validate(data)
         request = body.to_domain(compiled)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "request"
-        raise PolicyError([f"request: {where}: {first.get('msg', 'invalid')}"]) from None
+        raise PolicyError([f"request: {first_error(exc)}"]) from None
     except BadRequest as exc:
         raise PolicyError([f"request: {exc.detail}"]) from None
     engine = Engine(

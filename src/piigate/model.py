@@ -17,6 +17,8 @@ __all__ = [
     "AccessRequest",
     "Action",
     "AuditEvent",
+    "Caller",
+    "CallerKind",
     "Challenge",
     "ChallengeState",
     "Context",
@@ -226,6 +228,65 @@ class Challenge:
     # Set with ``approved``: how (method, factor, level, amr, auth_time, approver). No secret.
     approval: Mapping[str, Any] | None = None
     grant_collected: bool = False  # the grant was handed out (once)
+
+
+class CallerKind(StrEnum):
+    """How a caller authenticated (CONTRACT §4.1)."""
+
+    API_KEY = "api_key"  # an app or gateway
+    JWT = "jwt"  # a person, with an identity provider's bearer token
+    SESSION = "session"  # a person, with the console's session cookie
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling, resolved once at the edge: an app (its API key) or a person.
+
+    ``id`` is the API key's id for an app and the subject's id for a person, so an app can never
+    pass for the person whose id happens to equal its key id, nor the other way round.
+    """
+
+    kind: CallerKind
+    id: str
+    subject: Subject
+    session: SessionAuth = SessionAuth()
+
+    @classmethod
+    def app(cls, key_id: str, subject: Subject | None = None) -> Caller:
+        return cls(CallerKind.API_KEY, key_id, subject or Subject(key_id, kind="service"))
+
+    @classmethod
+    def person(
+        cls,
+        subject: Subject | str,
+        session: SessionAuth | None = None,
+        *,
+        kind: CallerKind = CallerKind.SESSION,
+    ) -> Caller:
+        who = Subject(subject) if isinstance(subject, str) else subject
+        return cls(kind, who.id, who, session or SessionAuth())
+
+    @property
+    def is_app(self) -> bool:
+        return self.kind is CallerKind.API_KEY
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        return self.subject.scopes
+
+    @property
+    def roles(self) -> frozenset[str]:
+        return self.subject.roles
+
+    def has(self, *, scope: str | None = None, roles: frozenset[str] = frozenset()) -> bool:
+        """Carries ``scope`` (API keys, tokens) or one of ``roles``."""
+        return bool((scope and scope in self.scopes) or (roles & self.roles))
+
+    def may_answer(self, challenge: Challenge) -> bool:
+        """The challenge's subject, or the app whose decision asked for it (CONTRACT §4.3)."""
+        if self.is_app:
+            return challenge.requested_by is not None and self.id == challenge.requested_by
+        return self.id == challenge.subject_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,3 +176,16 @@ def test_decisions_render_as_starlette_would() -> None:
         "challenge": {"id": "chl_x", "expires_at": 1780000000},
     }
     assert DecisionResponse(body).body == JSONResponse(body).body
+
+
+async def test_a_body_without_a_content_type_is_json_on_both_paths(
+    node: Node, api_key: str, spy: _Spy
+) -> None:
+    body = json.dumps(decision_body("read", ["phone"]))
+    lean = await node.client.post("/v1/decisions", content=body, headers=bearer(api_key))
+    assert spy.calls == 0
+    node.app.middleware_stack = spy  # the declared route alone
+    declared = await node.client.post("/v1/decisions", content=body, headers=bearer(api_key))
+    assert spy.calls == 1
+    assert lean.status_code == declared.status_code == 200, declared.text
+    assert _stable(lean.json()) == _stable(declared.json())

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from piigate.api.schemas import _is_ip
+from piigate.decision_request import _is_ip
 
 
 def reference(value: str) -> bool:

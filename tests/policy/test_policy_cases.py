@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -159,7 +160,7 @@ def test_session_auth_age_stands_in_for_a_grant(tmp_path: Path, compiled: Compil
               expect: {outcome: allow}
             """,
             "{subject",
-            "bad request in case 'bad action': unknown action 'peek'",
+            "bad request in case 'bad action': action: Input should be 'read', 'update',",
         ),
         (
             """\
@@ -168,7 +169,7 @@ def test_session_auth_age_stands_in_for_a_grant(tmp_path: Path, compiled: Compil
               expect: {outcome: allow}
             """,
             "{subject",
-            "unknown PII class 'iban'",
+            "bad request in case 'bad class': pii: unknown PII class",
         ),
         (
             """\
@@ -186,7 +187,7 @@ def test_session_auth_age_stands_in_for_a_grant(tmp_path: Path, compiled: Compil
               expect: {outcome: allow}
             """,
             "{subject",
-            "subject.id is required",
+            "bad request in case 'no subject id': subject.id: Field required",
         ),
         (
             """\
@@ -195,7 +196,7 @@ def test_session_auth_age_stands_in_for_a_grant(tmp_path: Path, compiled: Compil
               expect: {outcome: allow}
             """,
             "{subject",
-            "risk.score must be an integer from 0 to 100",
+            "risk.score: Input should be less than or equal to 100",
         ),
         (
             """\
@@ -288,11 +289,11 @@ def test_empty_cases_file(tmp_path: Path, compiled: CompiledPolicy) -> None:
 def test_request_from_mapping_builds_the_proof(compiled: CompiledPolicy) -> None:
     request, proven = request_from_mapping(
         {
-            "subject": {"id": "bob", "roles": ["support"], "scopes": "pii:read"},
+            "subject": {"id": "bob", "roles": ["support"], "scopes": ["pii:read"]},
             "session": {"level": "aal2", "auth_age": 90},
             "action": "read",
             "pii": ["ssn"],
-            "resource": {"type": "customer", "id": 7},
+            "resource": {"type": "customer", "id": "7"},
             "transaction": {"amount": "12.50", "currency": "EUR"},
         },
         policy=compiled,
@@ -309,3 +310,23 @@ def test_request_from_mapping_builds_the_proof(compiled: CompiledPolicy) -> None
         90,
     )
     assert proof.binding is None
+
+
+@pytest.mark.parametrize(
+    ("request_data", "error"),
+    [
+        ({"resource": {"id": 7}}, "resource.id: Input should be a valid string"),
+        ({"subject": {"id": "a", "scopes": "x"}}, "subject.scopes: Input should be a valid list"),
+        ({"context": {"ip": "10.0.0.256"}}, "context.ip: Value error, not an IP address"),
+        ({"transaction": {"amount": "-1"}}, "transaction.amount: Input should be greater than"),
+        ({"action": "transact"}, "a transact request needs a transaction"),
+        ({"grants": ["t"]}, "grants: Extra inputs are not permitted"),
+    ],
+)
+def test_a_case_request_is_read_as_the_api_reads_a_decision_request(
+    compiled: CompiledPolicy, request_data: dict[str, object], error: str
+) -> None:
+    """One parser (CONTRACT §4.2): what the API refuses, a test case refuses, in its words."""
+    data = {"subject": {"id": "a"}, "action": "read", **request_data}
+    with pytest.raises(ValueError, match=re.escape(error)):
+        request_from_mapping(data, policy=compiled, now=CASE_NOW)

@@ -22,7 +22,7 @@ from piigate.factors.enrollment import FactorEnrollment
 from piigate.factors.ports import factor_aad
 from piigate.factors.totp.ceremony import TotpCheck
 from piigate.factors.totp.protocol import hotp_code, totp_step
-from piigate.model import Action, Challenge, ChallengeState, Method, Requirement, Resource
+from piigate.model import Action, Caller, Challenge, ChallengeState, Method, Requirement, Resource
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
 from piigate.stepup.grants import verify_grant
@@ -116,7 +116,7 @@ class World:
         self, challenge: Challenge, method: str, code: str, *, subject: str | None = "alice"
     ) -> IssuedGrant:
         return await self.verifier.verify(
-            challenge.id, Proof(method, Secret(code)), caller_subject=subject, caller_key=None
+            challenge.id, Proof(method, Secret(code)), caller=Caller.person(subject)
         )
 
     async def totp_factor(self, subject: str = "alice") -> tuple[str, Secret[str]]:
@@ -315,17 +315,17 @@ async def test_only_the_subject_or_the_requesting_app_may_verify(world: World) -
     _, secret = await world.totp_factor()
     challenge = await world.challenge()
     code = world.code(secret)
-    for subject, key in [("bob", None), (None, "key_other"), (None, None)]:
+    # Another person, another app, and each kind under the other's id.
+    others = [Caller.person("bob"), Caller.app("key_other"), Caller.person("key_app")]
+    for caller in [*others, Caller.app("alice")]:
         with pytest.raises(NotFound):
-            await world.verifier.verify(
-                challenge.id, Proof("totp", Secret(code)), caller_subject=subject, caller_key=key
-            )
+            await world.verifier.verify(challenge.id, Proof("totp", Secret(code)), caller=caller)
     with pytest.raises(NotFound):
         await world.verifier.verify(
-            "chl_missing", Proof("totp", Secret(code)), caller_subject="alice", caller_key=None
+            "chl_missing", Proof("totp", Secret(code)), caller=Caller.person("alice")
         )
     issued = await world.verifier.verify(
-        challenge.id, Proof("totp", Secret(code)), caller_subject=None, caller_key="key_app"
+        challenge.id, Proof("totp", Secret(code)), caller=Caller.app("key_app")
     )
     assert issued.grant.subject_id == "alice"
     assert world.audit.of("verification_failed") == []

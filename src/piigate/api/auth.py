@@ -1,4 +1,9 @@
-"""Who is calling (CONTRACT §4.1): an API key, an IdP bearer JWT, or the console session cookie."""
+"""Who is calling (CONTRACT §4.1): an API key, an IdP bearer JWT, or the console session cookie.
+
+The caller is resolved here once, into a :class:`~piigate.model.Caller` that routes hand to the
+services. The steps are plain functions (``bearer_credential``, ``api_key_caller``,
+``Access.check``) so that the decision route's lean path runs the very same ones.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +16,23 @@ from fastapi import Depends, Request
 from piigate.api.services import Services, get_services
 from piigate.errors import Forbidden, InsufficientScope, Unauthorized
 from piigate.identity import looks_like_api_key
-from piigate.model import SessionAuth, Subject
+from piigate.model import Caller, CallerKind
 
 __all__ = [
+    "API_KEY_PREFIX",
     "GRANT_COOKIE",
     "GRANT_HEADER",
     "SESSION_COOKIE",
+    "Access",
+    "Authenticated",
     "Person",
-    "Principal",
+    "api_key_caller",
     "authenticate",
+    "bearer_credential",
     "presented_grant",
+    "require_access",
+    "require_caller",
     "require_person",
-    "require_principal",
     "require_scope",
 ]
 
@@ -30,73 +40,64 @@ SESSION_COOKIE = "piigate_session"
 # Elevation (CONTRACT §4.1): a grant token in this header, or in this cookie.
 GRANT_HEADER = "PIIGate-Grant"
 GRANT_COOKIE = "piigate_grant"
+# Bearer credentials with this prefix are API keys; any other bearer token is an IdP JWT.
+API_KEY_PREFIX = "pgk_"
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
-    kind: str  # "api_key" | "jwt" | "session"
-    id: str  # key id for API keys, the subject id otherwise
-    subject: Subject
-    session: SessionAuth
-
-    @property
-    def scopes(self) -> frozenset[str]:
-        return self.subject.scopes
-
-    @property
-    def roles(self) -> frozenset[str]:
-        return self.subject.roles
-
-    def has(self, *, scope: str | None = None, roles: frozenset[str] = frozenset()) -> bool:
-        return bool((scope and scope in self.scopes) or (roles & self.roles))
+def bearer_credential(authorization: str) -> str:
+    """The credential of an ``Authorization: Bearer <credential>`` header (RFC 6750 §2.1)."""
+    scheme, _, credential = authorization.partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        raise Unauthorized("use Authorization: Bearer <token>")
+    return credential
 
 
-async def authenticate(request: Request, services: Services) -> Principal | None:
+async def api_key_caller(services: Services, credential: str) -> Caller:
+    """The app whose API key ``credential`` is; ``Unauthorized`` if it is none."""
+    key = (
+        await services.api_keys.authenticate(credential) if looks_like_api_key(credential) else None
+    )
+    if key is None:
+        raise Unauthorized("invalid API key")
+    return Caller.app(key.id, key.as_subject())
+
+
+async def authenticate(request: Request, services: Services) -> Caller | None:
     header = request.headers.get("authorization")
     if header:
-        scheme, _, credential = header.partition(" ")
-        credential = credential.strip()
-        if scheme.lower() != "bearer" or not credential:
-            raise Unauthorized("use Authorization: Bearer <token>")
-        if credential.startswith("pgk_"):
-            key = (
-                await services.api_keys.authenticate(credential)
-                if looks_like_api_key(credential)
-                else None
-            )
-            if key is None:
-                raise Unauthorized("invalid API key")
-            return Principal("api_key", key.id, key.as_subject(), SessionAuth())
+        credential = bearer_credential(header)
+        if credential.startswith(API_KEY_PREFIX):
+            return await api_key_caller(services, credential)
         if services.jwt is None:
             raise Unauthorized("bearer tokens are not accepted: no identity provider configured")
         token = await services.jwt.validate(credential, now=services.clock.now())
-        return Principal("jwt", token.subject.id, token.subject, token.session)
+        return Caller.person(token.subject, token.session, kind=CallerKind.JWT)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         found = await services.logins.session_for(cookie)
         if found is not None:
-            return Principal("session", found.subject.id, found.subject, found.session)
+            return Caller.person(found.subject, found.session)
     return None
 
 
-async def require_principal(request: Request) -> Principal:
-    principal = await authenticate(request, get_services(request))
-    if principal is None:
+async def require_caller(request: Request) -> Caller:
+    caller = await authenticate(request, get_services(request))
+    if caller is None:
         raise Unauthorized()
-    return principal
+    return caller
 
 
-async def require_person(
-    principal: Annotated[Principal, Depends(require_principal)],
-) -> Principal:
+async def require_person(caller: Annotated[Caller, Depends(require_caller)]) -> Caller:
     """A person (console session or IdP token), never an API key: factors and approvals belong
     to people."""
-    if principal.kind == "api_key":
+    if caller.is_app:
         raise Forbidden("this needs a person: call with your session or token, not an API key")
-    return principal
+    return caller
 
 
-Person = Annotated[Principal, Depends(require_person)]
+Authenticated = Annotated[Caller, Depends(require_caller)]
+Person = Annotated[Caller, Depends(require_person)]
 
 
 def presented_grant(request: Request) -> str | None:
@@ -104,17 +105,33 @@ def presented_grant(request: Request) -> str | None:
     return request.headers.get(GRANT_HEADER) or request.cookies.get(GRANT_COOKIE) or None
 
 
-def require_scope(
-    scope: str, *, roles: frozenset[str] = frozenset({"admin"})
-) -> Callable[[Request], Awaitable[Principal]]:
-    """A dependency: the caller must carry ``scope`` (API keys, tokens) or one of ``roles``."""
+@dataclass(frozen=True, slots=True)
+class Access:
+    """What a route demands of its caller: ``scope`` (API keys, tokens) or one of ``roles``."""
 
-    async def dependency(request: Request) -> Principal:
-        principal = await require_principal(request)
-        if not principal.has(scope=scope, roles=roles):
-            if principal.kind == "session":
+    scope: str
+    roles: frozenset[str] = frozenset({"admin"})
+
+    def check(self, caller: Caller) -> Caller:
+        """``caller``, if it may; ``Forbidden`` (a person's session) or ``InsufficientScope``."""
+        if not caller.has(scope=self.scope, roles=self.roles):
+            if caller.kind is CallerKind.SESSION:
                 raise Forbidden("your account may not do this")
-            raise InsufficientScope([scope])
-        return principal
+            raise InsufficientScope([self.scope])
+        return caller
+
+
+def require_access(access: Access) -> Callable[[Request], Awaitable[Caller]]:
+    """A dependency: an authenticated caller that ``access`` admits."""
+
+    async def dependency(request: Request) -> Caller:
+        return access.check(await require_caller(request))
 
     return dependency
+
+
+def require_scope(
+    scope: str, *, roles: frozenset[str] = frozenset({"admin"})
+) -> Callable[[Request], Awaitable[Caller]]:
+    """A dependency: the caller must carry ``scope`` (API keys, tokens) or one of ``roles``."""
+    return require_access(Access(scope, roles))

@@ -7,6 +7,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from piigate.errors import PayloadTooLarge
+
 __all__ = ["BodyLimit"]
 
 
@@ -67,19 +69,12 @@ class BodyLimit:
             await self.app(scope, limited_receive, tracking_send)
 
     async def _reject(self, scope: Scope, send: Send) -> None:
-        body = json.dumps(
-            {
-                "type": "https://piigate.dev/problems/payload_too_large",
-                "title": "Request body too large",
-                "status": 413,
-                "detail": f"the request body exceeds {self.max_bytes} bytes",
-                "code": "payload_too_large",
-            }
-        ).encode()
+        error = PayloadTooLarge(f"the request body exceeds {self.max_bytes} bytes")
+        body = json.dumps(error.problem()).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": error.status,
                 "headers": [
                     (b"content-type", b"application/problem+json"),
                     (b"content-length", str(len(body)).encode()),

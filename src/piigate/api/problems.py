@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from piigate.errors import PiigateError
+from piigate.errors import BadRequest, PiigateError, problem_details
 
 __all__ = ["ProblemResponse", "install_problem_handlers", "problem_response"]
 
@@ -23,13 +23,6 @@ PROBLEM = "application/problem+json"
 
 class ProblemResponse(JSONResponse):
     media_type = PROBLEM
-
-
-def _located(body: dict[str, Any], request: Request) -> dict[str, Any]:
-    instance = route_of(request)
-    if instance:
-        body["instance"] = instance
-    return body
 
 
 def route_of(request: Request) -> str | None:
@@ -67,41 +60,25 @@ def install_problem_handlers(app: FastAPI) -> None:
             loc = [str(part) for part in err.get("loc", ()) if part != "body"]
             errors.append({"field": ".".join(loc) or "body", "message": err.get("msg", "invalid")})
         first = errors[0] if errors else {"field": "body", "message": "invalid"}
-        body = {
-            "type": "https://piigate.dev/problems/bad_request",
-            "title": "Bad request",
-            "status": 400,
-            "detail": f"{first['field']}: {first['message']}",
-            "code": "bad_request",
-            "errors": errors,
-        }
-        return ProblemResponse(_located(body, request), status_code=400)
+        invalid = BadRequest(f"{first['field']}: {first['message']}", errors=errors)
+        return problem_response(invalid, request)
 
     async def on_http(request: Request, exc: Exception) -> ProblemResponse:
         assert isinstance(exc, StarletteHTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        body = {
-            "type": f"https://piigate.dev/problems/{code}",
-            "title": str(exc.detail) if isinstance(exc.detail, str) else "HTTP error",
-            "status": exc.status_code,
-            "detail": str(exc.detail),
-            "code": code,
-        }
-        return ProblemResponse(
-            _located(body, request), status_code=exc.status_code, headers=exc.headers
+        body = problem_details(
+            status=exc.status_code,
+            code=code,
+            title=str(exc.detail) if isinstance(exc.detail, str) else "HTTP error",
+            detail=str(exc.detail),
+            instance=route_of(request),
         )
+        return ProblemResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     async def on_unexpected(request: Request, exc: Exception) -> ProblemResponse:
         # Log the type only: exception text may quote request data.
         log.error("unhandled_error", error=type(exc).__name__, route=route_of(request))
-        body = {
-            "type": "https://piigate.dev/problems/internal_error",
-            "title": "Internal error",
-            "status": 500,
-            "detail": "internal error",
-            "code": "internal_error",
-        }
-        return ProblemResponse(_located(body, request), status_code=500)
+        return problem_response(PiigateError("internal error"), request)
 
     app.add_exception_handler(PiigateError, on_piigate)
     app.add_exception_handler(RequestValidationError, on_validation)

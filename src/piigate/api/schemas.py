@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import ipaddress
-import socket
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
 
 from piigate.crypto.secret import Secret
-from piigate.errors import BadRequest
+from piigate.decision_request import DecisionRequestIn, In, Name
 from piigate.factors.ports import FactorRecord
 from piigate.model import (
-    AccessRequest,
-    Action,
     Challenge,
-    Context,
     Decision,
     Method,
     Outcome,
-    Resource,
-    SessionAuth,
-    Subject,
-    Transaction,
 )
-from piigate.policy.compiled import CompiledPolicy
 from piigate.stepup.verdicts import IssuedGrant, Proof
 
 __all__ = [
@@ -44,128 +33,8 @@ __all__ = [
     "grant_json",
 ]
 
-Name = Annotated[str, Field(min_length=1, max_length=255)]
 
-
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SubjectIn(_In):
-    id: Name
-    roles: list[Name] = Field(default_factory=list, max_length=64)
-    scopes: list[Name] = Field(default_factory=list, max_length=64)
-
-
-class SessionIn(_In):
-    id: Annotated[str, Field(max_length=255)] | None = None
-    acr: Annotated[str, Field(max_length=255)] | None = None
-    amr: list[Annotated[str, Field(max_length=32)]] = Field(default_factory=list, max_length=16)
-    auth_time: Annotated[int, Field(ge=0, le=32503680000)] | None = None
-
-
-def _is_ip(value: str) -> bool:
-    """An IPv4 or IPv6 address, as ``ipaddress.ip_address`` accepts it. The C parser answers
-    the common forms (it runs on every decision); the rest (a scoped IPv6 address) and every
-    refusal get the exact ``ipaddress`` rules."""
-    if len(value) <= 45 and value.isascii():
-        family = socket.AF_INET6 if ":" in value else socket.AF_INET
-        try:
-            socket.inet_pton(family, value)
-        except OSError:
-            pass
-        else:
-            return True
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
-class ContextIn(_In):
-    ip: str | None = None
-    user_agent: Annotated[str, Field(max_length=1024)] | None = None
-    device_id: Annotated[str, Field(max_length=255)] | None = None
-
-    @field_validator("ip")
-    @classmethod
-    def _ip(cls, value: str | None) -> str | None:
-        if value is not None and not _is_ip(value):
-            raise ValueError("not an IP address")
-        return value
-
-
-class ResourceIn(_In):
-    type: Annotated[str, Field(max_length=255)] | None = None
-    id: Annotated[str, Field(max_length=255)] | None = None
-
-
-class TransactionIn(_In):
-    amount: Annotated[Decimal, Field(ge=0, max_digits=20, decimal_places=6)]
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
-    payee: Annotated[str, Field(max_length=255)] | None = None
-
-
-class DecisionRequestIn(_In):
-    subject: SubjectIn
-    # default_factory, not a default instance: pydantic deep-copies default models per request.
-    session: SessionIn = Field(default_factory=SessionIn)
-    grants: list[Annotated[str, Field(max_length=4096)]] = Field(default_factory=list, max_length=8)
-    context: ContextIn = Field(default_factory=ContextIn)
-    action: Action
-    resource: ResourceIn = Field(default_factory=ResourceIn)
-    pii: list[Name] = Field(default_factory=list, max_length=64)
-    transaction: TransactionIn | None = None
-    # Extension: fields that identify this one request for bound (max_age: 0) step-ups, e.g.
-    # {"method": "DELETE", "path": "/customers/42"}. Hash values that hold PII before sending.
-    binding: dict[Name, Annotated[str, Field(max_length=1024)]] = Field(
-        default_factory=dict, max_length=32
-    )
-
-    def to_domain(self, policy: CompiledPolicy) -> AccessRequest:
-        known = policy.policy.pii
-        for index, name in enumerate(self.pii):
-            if name not in known:
-                # Name the field, never the value: a client may put PII where a class belongs.
-                raise BadRequest("pii: unknown PII class", field=f"pii.{index}")
-        if self.action is Action.TRANSACT and self.transaction is None:
-            raise BadRequest("a transact request needs a transaction", field="transaction")
-        acr = self.session.acr
-        return AccessRequest(
-            subject=Subject(
-                id=self.subject.id,
-                roles=frozenset(self.subject.roles),
-                scopes=frozenset(self.subject.scopes),
-            ),
-            action=self.action,
-            pii=frozenset(self.pii),
-            resource=Resource(self.resource.type, self.resource.id),
-            session=SessionAuth(
-                id=self.session.id,
-                acr=acr,
-                level=policy.level_for_acr(acr),
-                amr=tuple(self.session.amr),
-                auth_time=(
-                    datetime.fromtimestamp(self.session.auth_time, UTC)
-                    if self.session.auth_time is not None
-                    else None
-                ),
-            ),
-            context=Context(self.context.ip, self.context.user_agent, self.context.device_id),
-            transaction=(
-                Transaction(
-                    self.transaction.amount, self.transaction.currency, self.transaction.payee
-                )
-                if self.transaction
-                else None
-            ),
-            grants=tuple(self.grants),
-            binding_fields=dict(self.binding),
-        )
-
-
-class LoginIn(_In):
+class LoginIn(In):
     username: Name
     password: Annotated[str, Field(min_length=1, max_length=1024)]
 
@@ -248,15 +117,15 @@ def decision_json(decision: Decision, www_authenticate: str | None) -> dict[str,
 Code = Annotated[str, Field(max_length=128)]
 
 
-class TotpEnrollIn(_In):
+class TotpEnrollIn(In):
     label: Annotated[str, Field(max_length=64)] = ""
 
 
-class CodeIn(_In):
+class CodeIn(In):
     code: Code
 
 
-class SmsEnrollIn(_In):
+class SmsEnrollIn(In):
     # Checked by piigate.factors.sms.parse_phone, whose errors never repeat the number (Pydantic's
     # would not either, but a 422 naming what is wrong is more use than a generic 400).
     phone: Annotated[str, Field(min_length=1, max_length=64)]
@@ -264,18 +133,18 @@ class SmsEnrollIn(_In):
     label: Annotated[str, Field(max_length=64)] = ""
 
 
-class SmsSendIn(_In):
+class SmsSendIn(In):
     factor_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
 
-class WebAuthnRegisterIn(_In):
+class WebAuthnRegisterIn(In):
     # The PublicKeyCredential JSON from navigator.credentials.create(); verified by
     # piigate.factors.webauthn.protocol (a malformed one is a refused registration, not a 422).
     credential: dict[str, Any]
     label: Annotated[str, Field(max_length=64)] = ""
 
 
-class VerifyIn(_In):
+class VerifyIn(In):
     method: Annotated[str, Field(min_length=1, max_length=32)]
     code: Code | None = None
     # WebAuthn's PublicKeyCredential JSON (CONTRACT §4.3); accepted in shape, verified elsewhere.

@@ -6,27 +6,16 @@ policy can be tested without any running service. ``expect`` checks only the key
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import yaml
 
+from piigate.decision_request import read_case_request
 from piigate.errors import PolicyError
-from piigate.model import (
-    AccessRequest,
-    Action,
-    Context,
-    ProvenLevel,
-    Resource,
-    RiskAssessment,
-    SessionAuth,
-    Signal,
-    Subject,
-    Transaction,
-)
+from piigate.model import AccessRequest, ProvenLevel, RiskAssessment
 from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.durations import parse_duration
 from piigate.policy.evaluate import Evaluation, evaluate
@@ -148,92 +137,10 @@ def _expect_problem(key: str, value: Any) -> str | None:
 
 
 def request_from_mapping(
-    data: Mapping[str, Any], *, policy: CompiledPolicy, now: datetime
+    data: Any, *, policy: CompiledPolicy, now: datetime
 ) -> tuple[AccessRequest, tuple[ProvenLevel, ...]]:
-    """An AccessRequest from the plain mapping of a test case; raises ValueError."""
+    """A test case's request (the decision request of CONTRACT §4.2, read by the same models)
+    and the proof its session stands in for; raises ValueError naming the field."""
     if not isinstance(data, Mapping):
         raise ValueError("request must be a mapping")
-    subject_data = _mapping(data.get("subject"), "subject")
-    if "id" not in subject_data:
-        raise ValueError("subject.id is required")
-    subject = Subject(
-        id=str(subject_data["id"]),
-        roles=frozenset(_strings(subject_data.get("roles"), "subject.roles")),
-        scopes=frozenset(_strings(subject_data.get("scopes"), "subject.scopes")),
-    )
-    try:
-        action = Action(str(data.get("action")))
-    except ValueError:
-        raise ValueError(f"unknown action {data.get('action')!r}") from None
-    pii = frozenset(_strings(data.get("pii"), "pii"))
-    unknown = sorted(pii - set(policy.policy.pii))
-    if unknown:
-        raise ValueError(f"unknown PII class {unknown[0]!r}")
-    res = _mapping(data.get("resource"), "resource")
-    resource = Resource(
-        type=str(res["type"]) if res.get("type") is not None else None,
-        id=str(res["id"]) if res.get("id") is not None else None,
-    )
-    ctx = _mapping(data.get("context"), "context")
-    context = Context(
-        ip=ctx.get("ip"), user_agent=ctx.get("user_agent"), device_id=ctx.get("device_id")
-    )
-    transaction = None
-    if data.get("transaction") is not None:
-        txn = _mapping(data["transaction"], "transaction")
-        try:
-            amount = Decimal(str(txn.get("amount")))
-        except InvalidOperation:
-            raise ValueError("transaction.amount must be a number") from None
-        transaction = Transaction(amount, txn.get("currency"), txn.get("payee"))
-    risk = None
-    if data.get("risk") is not None:
-        risk_data = _mapping(data["risk"], "risk")
-        score = risk_data.get("score", 0)
-        if not isinstance(score, int) or not 0 <= score <= 100:
-            raise ValueError("risk.score must be an integer from 0 to 100")
-        signals = tuple(Signal(name, 0) for name in _strings(risk_data.get("signals"), "signals"))
-        risk = RiskAssessment(score, signals)
-    session_data = _mapping(data.get("session"), "session")
-    proven: list[ProvenLevel] = []
-    level = session_data.get("level")
-    if level is not None:
-        if level not in policy.ranks:
-            raise ValueError(f"unknown level {level!r} in session")
-        age = session_data.get("auth_age", 0)
-        if not isinstance(age, int) or age < 0:
-            raise ValueError("session.auth_age must be a number of seconds")
-        methods = frozenset(_strings(session_data.get("methods"), "session.methods"))
-        proven.append(
-            ProvenLevel(str(level), now - timedelta(seconds=age), "session", methods=methods)
-        )
-    session = SessionAuth(level=str(level) if level else None)
-    request = AccessRequest(
-        subject=subject,
-        action=action,
-        pii=pii,
-        resource=resource,
-        session=session,
-        context=context,
-        transaction=transaction,
-        risk=risk,
-    )
-    return request, tuple(proven)
-
-
-def _mapping(value: Any, what: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{what} must be a mapping")
-    return value
-
-
-def _strings(value: Any, what: str) -> Sequence[str]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"{what} must be a list of strings")
-    return value
+    return read_case_request(data, policy, now=now)

@@ -42,7 +42,7 @@ from piigate.factors.ports import (
     VerifierStore,
 )
 from piigate.ids import new_id
-from piigate.model import Challenge, ChallengeState, Grant, Method
+from piigate.model import Caller, Challenge, ChallengeState, Grant, Method
 from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.holder import PolicyHolder
 from piigate.policy.model import FactorSettings
@@ -103,8 +103,7 @@ class Verifier:
         challenge_id: str,
         proof: Proof,
         *,
-        caller_subject: str | None,
-        caller_key: str | None,
+        caller: Caller,
     ) -> IssuedGrant:
         """Check ``proof`` against the challenge; return the grant, or raise.
 
@@ -112,7 +111,7 @@ class Verifier:
         vague), :class:`VerificationThrottled` (429) or ``ServiceUnavailable`` (no policy).
         """
         now = self.clock.now()
-        challenge = await self.load(challenge_id, caller_subject, caller_key)
+        challenge = await self.load(challenge_id, caller)
         method = proof.method
         compiled, settings = await self.admit(challenge, method, now)
         check = self.checks.get(method)
@@ -213,18 +212,14 @@ class Verifier:
         return issued
 
     # -- pipeline steps -------------------------------------------------------------------------
-    async def load(
-        self, challenge_id: str, caller_subject: str | None, caller_key: str | None
-    ) -> Challenge:
+    async def load(self, challenge_id: str, caller: Caller) -> Challenge:
         """The challenge, if the caller may answer it: its subject, or the app that asked."""
         challenge = await self.challenges.get(challenge_id) if len(challenge_id) <= 64 else None
         if challenge is None:
             raise NotFound("no such challenge")
         # The subject verifies for itself; an app relays its user's proof only for challenges
         # from its own decisions (CONTRACT §4.3). Anyone else learns nothing: 404, as if absent.
-        by_subject = caller_subject is not None and caller_subject == challenge.subject_id
-        by_app = caller_key is not None and caller_key == challenge.requested_by
-        if not (by_subject or by_app):
+        if not caller.may_answer(challenge):
             raise NotFound("no such challenge")
         return challenge
 

@@ -46,6 +46,7 @@ from piigate.factors.push.protocol import (
 from piigate.model import (
     AccessRequest,
     Action,
+    Caller,
     Challenge,
     ChallengeState,
     Requirement,
@@ -523,7 +524,7 @@ async def test_device_requests_must_be_signed_fresh_and_unique(world: World) -> 
 async def test_a_push_approved_with_the_right_number(world: World) -> None:
     device = await world.device()
     challenge = await world.challenge(transaction=Transaction(Decimal("12000.50"), "EUR", PAYEE))
-    sent = await world.push.send(challenge.id, caller_subject="alice", caller_key=None)
+    sent = await world.push.send(challenge.id, caller=Caller.person("alice"))
     assert sent.sent and 10 <= sent.number <= 99 and sent.devices == (device.id,)
     assert sent.expires_at == T0 + timedelta(seconds=300)
     assert world.relay.calls == [(device.id, sent.push_id)]
@@ -564,15 +565,15 @@ async def test_a_push_approved_with_the_right_number(world: World) -> None:
 async def test_one_open_push_per_challenge(world: World) -> None:
     await world.device()
     challenge = await world.challenge()
-    first = await world.push.send(challenge.id, caller_subject="alice", caller_key=None)
+    first = await world.push.send(challenge.id, caller=Caller.person("alice"))
     world.clock.advance(10)
-    again = await world.push.send(challenge.id, caller_subject=None, caller_key="key_app")
+    again = await world.push.send(challenge.id, caller=Caller.app("key_app"))
     assert not again.sent and (again.push_id, again.number) == (first.push_id, first.number)
     assert len(world.relay.calls) == 1 and len(world.audit.of("push_sent")) == 1
     # Once it expired, a new push (with a new expiry) is sent.
     world.clock.advance(300)
     assert await world.push.shown(challenge) is None
-    third = await world.push.send(challenge.id, caller_subject="alice", caller_key=None)
+    third = await world.push.send(challenge.id, caller=Caller.person("alice"))
     assert third.sent and third.push_id != first.push_id
     expired = await world.store.get_ceremony(first.push_id)
     assert expired is not None and expired.state == "expired"
@@ -581,30 +582,26 @@ async def test_one_open_push_per_challenge(world: World) -> None:
 async def test_send_checks_caller_challenge_and_devices(world: World) -> None:
     challenge = await world.challenge()
     with pytest.raises(NotFound):
-        await world.push.send(challenge.id, caller_subject="mallory", caller_key=None)
+        await world.push.send(challenge.id, caller=Caller.person("mallory"))
     with pytest.raises(Conflict):  # no device yet
-        await world.push.send(challenge.id, caller_subject="alice", caller_key=None)
+        await world.push.send(challenge.id, caller=Caller.person("alice"))
     device = await world.device()
     totp_only = await world.challenge(methods=("totp",))
     with pytest.raises(Conflict):
-        await world.push.send(totp_only.id, caller_subject="alice", caller_key=None)
+        await world.push.send(totp_only.id, caller=Caller.person("alice"))
     with pytest.raises(Conflict):
-        await world.push.send(
-            challenge.id, caller_subject="alice", caller_key=None, factor_id="fct_other"
-        )
-    sent = await world.push.send(
-        challenge.id, caller_subject="alice", caller_key=None, factor_id=device.id
-    )
+        await world.push.send(challenge.id, caller=Caller.person("alice"), factor_id="fct_other")
+    sent = await world.push.send(challenge.id, caller=Caller.person("alice"), factor_id=device.id)
     assert sent.devices == (device.id,)
     world.clock.advance(601)
     with pytest.raises(Conflict):
-        await world.push.send(challenge.id, caller_subject="alice", caller_key=None)
+        await world.push.send(challenge.id, caller=Caller.person("alice"))
 
 
 async def test_a_wrong_number_is_counted_and_ends_the_challenge(world: World) -> None:
     device = await world.device()
     challenge = await world.challenge()
-    sent = await world.push.send(challenge.id, caller_subject="alice", caller_key=None)
+    sent = await world.push.send(challenge.id, caller=Caller.person("alice"))
     wrong = other_number(sent.number)
 
     assert await world.reason(device, sent.push_id, wrong) == "wrong_number"
@@ -646,7 +643,7 @@ async def test_a_wrong_number_is_counted_and_ends_the_challenge(world: World) ->
 async def test_a_right_number_clears_the_failures(world: World) -> None:
     device = await world.device()
     challenge = await world.challenge()
-    sent = await world.push.send(challenge.id, caller_subject="alice", caller_key=None)
+    sent = await world.push.send(challenge.id, caller=Caller.person("alice"))
     assert await world.reason(device, sent.push_id, other_number(sent.number)) == "wrong_number"
     world.clock.advance(1)
     state = await world.answer(device, sent.push_id, PushDecision.APPROVE, sent.number)
@@ -658,7 +655,7 @@ async def test_a_right_number_clears_the_failures(world: World) -> None:
 async def test_denying_alerts_and_raises_the_risk(world: World) -> None:
     device = await world.device()
     challenge = await world.challenge()
-    sent = await world.push.send(challenge.id, caller_subject="alice", caller_key=None)
+    sent = await world.push.send(challenge.id, caller=Caller.person("alice"))
     state = await world.answer(device, sent.push_id, PushDecision.DENY)
     assert state is ChallengeState.DENIED
     stored = await world.challenges.get(challenge.id)
@@ -696,23 +693,23 @@ async def test_fatigue_withholds_pushes(world: World) -> None:
     device = await world.device()
     # An approved push does not count.
     approved = await world.challenge()
-    sent = await world.push.send(approved.id, caller_subject="alice", caller_key=None)
+    sent = await world.push.send(approved.id, caller=Caller.person("alice"))
     await world.answer(device, sent.push_id, PushDecision.APPROVE, sent.number)
     # Three ignored or denied pushes within ten minutes do.
     ignored = await world.challenge()
-    await world.push.send(ignored.id, caller_subject="alice", caller_key=None)
+    await world.push.send(ignored.id, caller=Caller.person("alice"))
     world.clock.advance(301)  # expired unanswered
-    retried = await world.push.send(ignored.id, caller_subject="alice", caller_key=None)
+    retried = await world.push.send(ignored.id, caller=Caller.person("alice"))
     denied = await world.challenge()
-    no = await world.push.send(denied.id, caller_subject="alice", caller_key=None)
+    no = await world.push.send(denied.id, caller=Caller.person("alice"))
     await world.answer(device, no.push_id, PushDecision.DENY)
     # The open push of a challenge is still returned (nothing new is sent)...
-    same = await world.push.send(ignored.id, caller_subject="alice", caller_key=None)
+    same = await world.push.send(ignored.id, caller=Caller.person("alice"))
     assert same.push_id == retried.push_id and not same.sent
     # ... but a new one is withheld.
     fourth = await world.challenge()
     with pytest.raises(TooManyRequests) as caught:
-        await world.push.send(fourth.id, caller_subject="alice", caller_key=None)
+        await world.push.send(fourth.id, caller=Caller.person("alice"))
     assert caught.value.retry_after == 600
     assert "stronger factor" in caught.value.detail
     assert world.audit.of("push_withheld") == [
@@ -720,14 +717,14 @@ async def test_fatigue_withholds_pushes(world: World) -> None:
     ]
     # Ten minutes after the first of them, pushes flow again.
     world.clock.advance(300)
-    assert (await world.push.send(fourth.id, caller_subject="alice", caller_key=None)).sent
+    assert (await world.push.send(fourth.id, caller=Caller.person("alice"))).sent
 
 
 async def test_pushes_only_reach_their_devices(world: World) -> None:
     phone = await world.device()
     tablet = await world.device("bob")  # (a second device of alice's would need a grant)
     challenge = await world.challenge()
-    sent = await world.push.send(challenge.id, caller_subject="alice", caller_key=None)
+    sent = await world.push.send(challenge.id, caller=Caller.person("alice"))
     tablet_row = await world.store.get_factor(tablet.id)
     phone_row = await world.store.get_factor(phone.id)
     assert tablet_row is not None and phone_row is not None
@@ -747,7 +744,7 @@ async def test_pushes_only_reach_their_devices(world: World) -> None:
 async def test_an_expired_push_cannot_be_answered(world: World) -> None:
     device = await world.device()
     challenge = await world.challenge()
-    sent = await world.push.send(challenge.id, caller_subject="alice", caller_key=None)
+    sent = await world.push.send(challenge.id, caller=Caller.person("alice"))
     world.clock.advance(300)
     assert await world.reason(device, sent.push_id, sent.number) == "expired"
     stored = await world.challenges.get(challenge.id)

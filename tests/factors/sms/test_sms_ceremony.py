@@ -36,7 +36,7 @@ from piigate.factors.sms import InvalidPhoneNumber, MemorySender
 from piigate.factors.sms.ceremony import MAX_CODE_LIFETIME, SentCode, SmsCeremony, SmsLimits
 from piigate.factors.sms.codes import SmsCheck
 from piigate.factors.sms.numbers import NumberDigests
-from piigate.model import Action, Challenge, Requirement, Resource, Transaction
+from piigate.model import Action, Caller, Challenge, Requirement, Resource, Transaction
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
 from piigate.stepup.verdicts import IssuedGrant, Proof, VerificationRejected, VerificationThrottled
@@ -143,14 +143,14 @@ class World:
         return sent.factor.id
 
     async def send(self, challenge: Challenge, subject: str = "alice") -> str:
-        await self.sms.send(challenge.id, caller_subject=subject, caller_key=None)
+        await self.sms.send(challenge.id, caller=Caller.person(subject))
         return self.last_code()
 
     async def verify(
         self, challenge: Challenge, code: str, *, subject: str | None = "alice"
     ) -> IssuedGrant:
         return await self.verifier.verify(
-            challenge.id, Proof("sms", Secret(code)), caller_subject=subject, caller_key=None
+            challenge.id, Proof("sms", Secret(code)), caller=Caller.person(subject)
         )
 
     async def failures(self, factor_id: str) -> int:
@@ -331,7 +331,7 @@ async def test_enrolment_refuses_bad_numbers_and_policies_without_sms(world: Wor
 async def test_a_code_for_the_challenge_yields_a_grant(world: World) -> None:
     factor_id = await world.sms_factor()
     challenge = await world.challenge()
-    sent = await world.sms.send(challenge.id, caller_subject="alice", caller_key=None)
+    sent = await world.sms.send(challenge.id, caller=Caller.person("alice"))
     assert sent.factor.id == factor_id and sent.hint == "+1 •••-•••-••42"
     assert world.sender.sent[-1].text.reveal() == (
         f"piigate: {world.last_code()} is your code to approve viewing ssn. Never share it."
@@ -356,12 +356,14 @@ async def test_the_text_names_the_transfer(world: World) -> None:
 async def test_the_requesting_app_may_ask_for_the_code_others_may_not(world: World) -> None:
     await world.sms_factor()
     challenge = await world.challenge()
-    await world.sms.send(challenge.id, caller_subject=None, caller_key="key_app")
-    for subject, key in (("bob", None), (None, "key_other"), (None, None)):
+    await world.sms.send(challenge.id, caller=Caller.app("key_app"))
+    # Another person, another app, and each kind under the other's id.
+    others = (Caller.person("bob"), Caller.app("key_other"), Caller.person("key_app"))
+    for caller in (*others, Caller.app("alice")):
         with pytest.raises(NotFound):
-            await world.sms.send(challenge.id, caller_subject=subject, caller_key=key)
+            await world.sms.send(challenge.id, caller=caller)
     with pytest.raises(NotFound):
-        await world.sms.send("chl_missing", caller_subject="alice", caller_key=None)
+        await world.sms.send("chl_missing", caller=Caller.person("alice"))
 
 
 async def test_sending_needs_a_pending_sms_challenge_and_an_active_factor(world: World) -> None:
@@ -412,7 +414,7 @@ async def test_an_expired_code_is_refused(world: World) -> None:
     world.use_policy(policy_text(code_lifetime="2m"))
     factor_id = await world.sms_factor()
     challenge = await world.challenge()
-    sent = await world.sms.send(challenge.id, caller_subject="alice", caller_key=None)
+    sent = await world.sms.send(challenge.id, caller=Caller.person("alice"))
     assert sent.expires_at == world.clock.now() + timedelta(minutes=2)
     code = world.last_code()
     world.clock.advance(120)
@@ -428,12 +430,10 @@ async def test_an_expired_code_is_refused(world: World) -> None:
 async def test_lifetime_never_exceeds_five_minutes_or_the_challenge(world: World) -> None:
     world.use_policy(policy_text(code_lifetime="10m"))
     await world.sms_factor()
-    long = await world.sms.send(
-        (await world.challenge(ttl=1800)).id, caller_subject="alice", caller_key=None
-    )
+    long = await world.sms.send((await world.challenge(ttl=1800)).id, caller=Caller.person("alice"))
     assert long.expires_at == world.clock.now() + timedelta(seconds=MAX_CODE_LIFETIME)
     short = await world.challenge(ttl=90)
-    sent = await world.sms.send(short.id, caller_subject="alice", caller_key=None)
+    sent = await world.sms.send(short.id, caller=Caller.person("alice"))
     assert sent.expires_at == short.expires_at
 
 

@@ -35,7 +35,7 @@ from piigate.factors.webauthn.protocol import (
     stepup_challenge,
 )
 from piigate.factors.webauthn.responses import sign_count_advances, webauthn_amr
-from piigate.model import Action, Challenge, ChallengeState, Requirement, Resource
+from piigate.model import Action, Caller, Challenge, ChallengeState, Requirement, Resource
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
 from piigate.stepup.grants import verify_grant
@@ -149,8 +149,7 @@ class World:
         return await self.verifier.verify(
             challenge.id,
             Proof("webauthn", credential=credential),
-            caller_subject=challenge.subject_id,
-            caller_key=None,
+            caller=Caller.person(challenge.subject_id),
         )
 
     async def rejected(self, challenge: Challenge, credential: dict[str, Any]) -> str:
@@ -624,9 +623,7 @@ async def test_malformed_proofs(world: World) -> None:
     await world.register(world.authenticator())
     challenge = await world.challenge()
     with pytest.raises(VerificationRejected) as caught:
-        await world.verifier.verify(
-            challenge.id, Proof("webauthn"), caller_subject="alice", caller_key=None
-        )
+        await world.verifier.verify(challenge.id, Proof("webauthn"), caller=Caller.person("alice"))
     assert caught.value.reason is VerificationFailure.MALFORMED
     world.clock.advance(16)
     for credential in ({"response": {}}, {"response": {"clientDataJSON": b64u(b"[1]")}}):

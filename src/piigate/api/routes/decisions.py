@@ -1,9 +1,13 @@
 """``POST /v1/decisions`` (CONTRACT §4.2): apps and gateways ask, the engine answers.
 
-The route is declared once, as a FastAPI route: it defines the API (OpenAPI, validation, errors)
-and answers every request that is not the plain case. The plain case -- an API key with the
-``decisions`` scope and a JSON body that validates -- is what gateways send thousands of times a
-second, so the app puts a lean handler in front of everything for it (see ``LeanDecisions``).
+The route's contract is defined once and both paths run it: the caller is authenticated by
+``api.auth`` (``bearer_credential``, ``api_key_caller``) and admitted by ``ACCESS``; the body is
+validated by the declared route's own body field; every error is answered by the app's handler
+for its class (``api.problems``). The declared FastAPI route defines the API (OpenAPI,
+validation, errors) and answers every request but the plain case: an API key with the
+``decisions`` scope and a JSON body that validates, which gateways send thousands of times a
+second. The app puts a lean handler in front of everything for that case (see
+``LeanDecisions``): the same steps without FastAPI's per-request machinery.
 """
 
 from __future__ import annotations
@@ -17,24 +21,33 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic_core import to_json
-from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from piigate.api.auth import Principal, require_scope
+from piigate.api.auth import (
+    API_KEY_PREFIX,
+    Access,
+    api_key_caller,
+    bearer_credential,
+    require_access,
+)
 from piigate.api.schemas import DecisionRequestIn, decision_json
 from piigate.api.services import Services, get_services
 from piigate.errors import BadRequest, ServiceUnavailable, step_up_header
-from piigate.model import AccessRequest, Outcome, SessionAuth
+from piigate.model import AccessRequest, Caller, Outcome
 
 __all__ = ["LeanDecisions", "lean_decisions", "router"]
 
-router = APIRouter(tags=["decisions"])
+# A body without a content type is read as JSON, as gateways send it (and as the lean path reads
+# it); any other content type must still say JSON (``application/json`` or ``*/*+json``).
+router = APIRouter(tags=["decisions"], strict_content_type=False)
 
 PATH = "/v1/decisions"
-SCOPE = "decisions"
-ROLES = frozenset({"admin"})
+# Who may ask (CONTRACT §4.1): API keys and tokens with scope ``decisions``, or role ``admin``.
+ACCESS = Access("decisions", roles=frozenset({"admin"}))
 # Clock skew tolerated between the caller's IdP and this node (the JWT validator's leeway).
 AUTH_TIME_SKEW = 60
 
@@ -59,13 +72,13 @@ class DecisionResponse(JSONResponse):
 async def create_decision(
     body: DecisionRequestIn,
     request: Request,
-    principal: Annotated[Principal, Depends(require_scope(SCOPE, roles=ROLES))],
+    caller: Annotated[Caller, Depends(require_access(ACCESS))],
 ) -> DecisionResponse:
     services = get_services(request)
     access = _access_request(body, services)
     # A plain JSON response: the body is built from our own dataclasses, so re-validating it
     # against an inferred response model would only cost time on the hot path.
-    return DecisionResponse(await _decide(services, access, principal.id))
+    return DecisionResponse(await _decide(services, access, caller.id))
 
 
 def _access_request(body: DecisionRequestIn, services: Services) -> AccessRequest:
@@ -100,18 +113,17 @@ class LeanDecisions:
     An ASGI wrapper around the whole app, outside every middleware (see ``PiigateApp``).
     Through the middleware stack (error and exception middleware, body caps, an exit stack per
     request, two send wrappers, routing) and FastAPI's route (dependency solving, ``Request``
-    building, double route resolution), the framework cost more CPU than the decision and its
+    building, double route resolution), the framework costs more CPU than the decision and its
     audit together. This wrapper claims only ``POST`` to the decisions path with a
-    ``Content-Length`` within the body cap, and decides itself only when every step the
-    declared FastAPI route would take succeeds the same way: the body arrives whole, is JSON as
-    FastAPI would parse it (content type, ``json.loads``), the bearer credential is an API key
-    that authenticates with the scope, and the body validates exactly as FastAPI validates it
-    (``model_validate`` of the parsed object). Anything else -- a chunked or oversized body, a
-    missing or wrong credential, a JWT or session cookie, malformed JSON, a validation error, a
-    store failure while authenticating, a client disconnect -- goes through the app as usual
-    with the body replayed, so every error response, status and header comes from the one
-    declared route and its middleware, in their order. Nothing with an effect happens before
-    that hand-off (authentication only fills the key cache).
+    ``Content-Length`` within the body cap, and runs the route's contract itself (see
+    ``_admitted``): the same authentication and access functions as the declared route's
+    dependency, and the declared route's own body field for validation. It decides only when
+    every step succeeds. Anything else -- a chunked or oversized body, a missing or wrong
+    credential, a JWT or session cookie, malformed JSON, a validation error, a store failure
+    while authenticating, a client disconnect -- goes through the app as usual with the body
+    replayed, so every error response, status and header comes from the declared route and its
+    middleware, in FastAPI's order (a malformed body before a missing credential). Nothing with
+    an effect happens before that hand-off (authentication only fills the key cache).
 
     From the policy checks on, both paths run the same functions (``_access_request``,
     ``_decide``); an error raised there is answered by the app's own exception handler for it,
@@ -119,11 +131,14 @@ class LeanDecisions:
     """
 
     def __init__(
-        self, app: ASGIApp, *, owner: FastAPI, declared: BaseRoute, max_body_bytes: int
+        self, app: ASGIApp, *, owner: FastAPI, declared: APIRoute, max_body_bytes: int
     ) -> None:
         self.app = app  # the app's middleware stack: everything not claimed here
         self.owner = owner
         self.declared = declared  # the FastAPI route (problem ``instance``, OpenAPI)
+        body_field = declared.body_field
+        assert body_field is not None, "the declared route takes a body"
+        self.body_field = body_field
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -133,16 +148,16 @@ class LeanDecisions:
             return
         received: list[Message] = []
         body = await _read_body(receive, received)
-        ready = None if body is None else await _plain_request(self.owner, headers, body)
+        ready = None if body is None else await self._admitted(headers, body)
         if ready is None:
             await self.app(scope, _replay(received, receive), send)
             return
-        services, principal_id, parsed = ready
+        services, caller, parsed = ready
         scope["app"] = self.owner
         scope["route"] = self.declared
         try:
             access = _access_request(parsed, services)
-            answer = await _decide(services, access, principal_id)
+            answer = await _decide(services, access, caller.id)
         except Exception as error:
             await self._problem(scope, receive, send, error)
             return
@@ -185,6 +200,40 @@ class LeanDecisions:
             return None
         return headers
 
+    async def _admitted(
+        self, headers: _Headers, body: bytes
+    ) -> tuple[Services, Caller, DecisionRequestIn] | None:
+        """Services, caller and body when the route's contract admits the request; else None.
+
+        The declared route's steps: the bearer API key, the access check, the body as JSON and
+        its validation. The first step that fails hands the request to the declared route, which
+        runs them again and answers the error that comes first in FastAPI's order.
+        """
+        services = getattr(self.owner.state, "services", None)
+        content_type, authorization = headers.content_type, headers.authorization
+        if services is None or not body or authorization is None:
+            return None
+        if content_type is not None and not _is_plain_json(content_type):
+            return None
+        try:
+            credential = bearer_credential(authorization)
+            if not credential.startswith(API_KEY_PREFIX):
+                return None  # an identity provider's token: the declared route validates it
+            caller = ACCESS.check(await api_key_caller(services, credential))
+            parsed = self._validated(body)
+        except Exception:  # answered by the declared route, in its order
+            return None
+        return services, caller, parsed
+
+    def _validated(self, body: bytes) -> DecisionRequestIn:
+        """The body as the declared route validates it: Starlette's ``json.loads``, then the
+        route's own body field (``validate_python(..., from_attributes=True)``)."""
+        value, errors = self.body_field.validate(json.loads(body), loc=("body",))
+        if errors:
+            raise RequestValidationError(errors)
+        assert isinstance(value, DecisionRequestIn)
+        return value
+
     async def _problem(self, scope: Scope, receive: Receive, send: Send, error: Exception) -> None:
         """Answer ``error`` with the app's handler for it, as its exception middleware would."""
         handlers = self.owner.exception_handlers
@@ -226,40 +275,6 @@ def _replay(received: list[Message], receive: Receive) -> Callable[[], Awaitable
     return replay
 
 
-async def _plain_request(
-    app: FastAPI, headers: _Headers, body: bytes
-) -> tuple[Services, str, DecisionRequestIn] | None:
-    """Services, API key id and parsed body when this is the plain case; None otherwise."""
-    services = getattr(app.state, "services", None)
-    if services is None or not body:
-        return None
-    content_type, authorization = headers.content_type, headers.authorization
-    if content_type is not None and not _is_plain_json(content_type):
-        return None
-    if authorization is None:
-        return None
-    scheme, _, credential = authorization.partition(" ")
-    credential = credential.strip()
-    if scheme.lower() != "bearer":
-        return None
-    try:
-        key = await services.api_keys.authenticate(credential)  # None unless an API key
-    except Exception:
-        return None  # the declared route asks again and answers with the error, in its order
-    if key is None:
-        return None
-    principal = Principal("api_key", key.id, key.as_subject(), SessionAuth())
-    if not principal.has(scope=SCOPE, roles=ROLES):
-        return None
-    try:
-        # What FastAPI does with a JSON body: Starlette's json.loads, then the body field's
-        # validate_python(..., from_attributes=True).
-        parsed = DecisionRequestIn.model_validate(json.loads(body), from_attributes=True)
-    except Exception:  # malformed, invalid, too deeply nested: the declared route answers
-        return None
-    return services, principal.id, parsed
-
-
 def _is_plain_json(content_type: str) -> bool:
     """``application/json`` with any parameters; rarer JSON types take the declared route."""
     return content_type.partition(";")[0].strip().lower() == "application/json"
@@ -267,5 +282,5 @@ def _is_plain_json(content_type: str) -> bool:
 
 def lean_decisions(app: FastAPI, stack: ASGIApp, *, max_body_bytes: int) -> LeanDecisions:
     """:class:`LeanDecisions` around ``stack``, the middleware stack of ``app``."""
-    declared = next(route for route in router.routes if getattr(route, "path", None) == PATH)
+    declared = next(r for r in router.routes if isinstance(r, APIRoute) and r.path == PATH)
     return LeanDecisions(stack, owner=app, declared=declared, max_body_bytes=max_body_bytes)

@@ -15,10 +15,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from piigate.api.auth import Principal, require_scope
+from piigate.api.auth import require_scope
 from piigate.api.services import Services, get_services
 from piigate.audit.bus import SubscriberLagged, SubscriptionClosed
-from piigate.model import AuditEvent
+from piigate.model import AuditEvent, Caller
 
 router = APIRouter(tags=["events"])
 
@@ -44,7 +44,7 @@ def event_json(event: AuditEvent) -> dict[str, Any]:
 @router.get("/v1/events", summary="Audit events after a sequence number")
 async def list_events(
     request: Request,
-    principal: Annotated[Principal, Depends(require_scope("events", roles=AUDITORS))],
+    caller: Annotated[Caller, Depends(require_scope("events", roles=AUDITORS))],
     after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     type: Annotated[list[str] | None, Query(max_length=32)] = None,
     subject: Annotated[str | None, Query(max_length=255)] = None,
@@ -65,7 +65,7 @@ async def list_events(
 )
 async def stream_events(
     request: Request,
-    principal: Annotated[Principal, Depends(require_scope("events", roles=AUDITORS))],
+    caller: Annotated[Caller, Depends(require_scope("events", roles=AUDITORS))],
     after: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     type: Annotated[list[str] | None, Query(max_length=32)] = None,
 ) -> StreamingResponse:

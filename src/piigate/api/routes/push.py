@@ -35,7 +35,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from piigate.api.auth import Person, Principal, presented_grant, require_principal
+from piigate.api.auth import Authenticated, Person, presented_grant
 from piigate.api.services import Services, get_services
 from piigate.audit.bus import SubscriberLagged, Subscription, SubscriptionClosed
 from piigate.crypto.secret import Secret
@@ -179,17 +179,13 @@ async def send_push(
     challenge_id: str,
     request: Request,
     response: Response,
-    principal: Annotated[Principal, Depends(require_principal)],
+    caller: Authenticated,
     body: PushSendIn | None = None,
 ) -> dict[str, Any]:
     """The challenge's subject, or the app that asked for the decision (its API key), may send
     it. While a push is open, asking again returns it (same number) and sends nothing."""
-    by_app = principal.kind == "api_key"
     sent = await _push(request).send(
-        challenge_id,
-        caller_subject=None if by_app else principal.id,
-        caller_key=principal.id if by_app else None,
-        factor_id=body.factor_id if body else None,
+        challenge_id, caller=caller, factor_id=body.factor_id if body else None
     )
     response.headers["Cache-Control"] = NO_STORE
     return {

@@ -8,11 +8,11 @@ The number comes in once, at enrollment, and never goes out again: answers carry
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
-from piigate.api.auth import Person, Principal, presented_grant, require_principal
+from piigate.api.auth import Authenticated, Person, presented_grant
 from piigate.api.schemas import CodeIn, SmsEnrollIn, SmsSendIn, factor_json
 from piigate.api.services import get_services
 from piigate.crypto.secret import Secret
@@ -46,17 +46,13 @@ def _sent(sent: SentCode) -> dict[str, Any]:
 async def send_challenge_code(
     challenge_id: str,
     request: Request,
-    principal: Annotated[Principal, Depends(require_principal)],
+    caller: Authenticated,
     body: SmsSendIn | None = None,
 ) -> dict[str, Any]:
     """The challenge's subject, or the app that asked for the decision (its API key), may ask
     for the code. A new code voids the previous one; the failure count stays."""
-    by_app = principal.kind == "api_key"
     sent = await _sms(request).send(
-        challenge_id,
-        caller_subject=None if by_app else principal.id,
-        caller_key=principal.id if by_app else None,
-        factor_id=body.factor_id if body else None,
+        challenge_id, caller=caller, factor_id=body.factor_id if body else None
     )
     return _sent(sent)
 

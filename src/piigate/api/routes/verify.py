@@ -8,11 +8,11 @@ reason goes to the audit log only.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
-from piigate.api.auth import Principal, require_principal
+from piigate.api.auth import Authenticated
 from piigate.api.schemas import VerifyIn, grant_json
 from piigate.api.services import get_services
 
@@ -25,14 +25,10 @@ async def verify_challenge(
     body: VerifyIn,
     request: Request,
     response: Response,
-    principal: Annotated[Principal, Depends(require_principal)],
+    caller: Authenticated,
 ) -> dict[str, Any]:
-    by_app = principal.kind == "api_key"
     issued = await get_services(request).verifier.verify(
-        challenge_id,
-        body.to_domain(),
-        caller_subject=None if by_app else principal.id,
-        caller_key=principal.id if by_app else None,
+        challenge_id, body.to_domain(), caller=caller
     )
     response.headers["Cache-Control"] = "no-store"
     return grant_json(issued)

@@ -11,11 +11,11 @@ then sent as ``POST /v1/challenges/{id}/verify`` ``{"method": "webauthn", "crede
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
-from piigate.api.auth import Person, Principal, presented_grant, require_principal
+from piigate.api.auth import Authenticated, Person, presented_grant
 from piigate.api.schemas import WebAuthnRegisterIn, factor_json
 from piigate.api.services import get_services
 from piigate.factors.webauthn.ceremony import CeremonyOptions
@@ -72,16 +72,11 @@ async def webauthn_authentication_options(
     challenge_id: str,
     request: Request,
     response: Response,
-    principal: Annotated[Principal, Depends(require_principal)],
+    caller: Authenticated,
 ) -> dict[str, Any]:
     """For the challenge's subject, or the app that asked for the decision (its API key) to
     relay to its user's browser; anyone else gets 404."""
     services = get_services(request)
-    by_app = principal.kind == "api_key"
-    challenge = await services.verifier.load(
-        challenge_id,
-        None if by_app else principal.id,
-        principal.id if by_app else None,
-    )
+    challenge = await services.verifier.load(challenge_id, caller)
     issued = await services.webauthn.authentication_options(challenge)
     return _options(issued, response)

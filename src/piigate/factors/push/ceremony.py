@@ -56,7 +56,7 @@ from piigate.factors.steps import (
     usable_factors,
 )
 from piigate.ids import new_id
-from piigate.model import Challenge, ChallengeState, Method
+from piigate.model import Caller, Challenge, ChallengeState, Method
 from piigate.policy.holder import PolicyHolder
 from piigate.policy.model import FactorSettings
 from piigate.stepup.verdicts import CheckFailed, VerificationFailure, Verified
@@ -188,8 +188,7 @@ class PushCeremony(PushDevices):
         self,
         challenge_id: str,
         *,
-        caller_subject: str | None,
-        caller_key: str | None,
+        caller: Caller,
         factor_id: str | None = None,
     ) -> SentPush:
         """Push the challenge to its subject's active push devices (or the one named), or return
@@ -200,7 +199,7 @@ class PushCeremony(PushDevices):
         when too many pushes went unanswered or were denied (or a send is already under way).
         """
         now = self.clock.now()
-        challenge = await self.verifier.load(challenge_id, caller_subject, caller_key)
+        challenge = await self.verifier.load(challenge_id, caller)
         settings = self._settings()
         require_pending(challenge, now)
         if settings is None or PUSH not in challenge.requirement.methods:

@@ -66,7 +66,7 @@ from piigate.factors.steps import (
     usable_factors,
 )
 from piigate.ids import new_id
-from piigate.model import Method
+from piigate.model import Caller, Method
 from piigate.policy.holder import PolicyHolder
 from piigate.policy.model import FactorSettings
 from piigate.stepup.verdicts import VerificationFailure
@@ -169,8 +169,7 @@ class SmsCeremony:
         self,
         challenge_id: str,
         *,
-        caller_subject: str | None,
-        caller_key: str | None,
+        caller: Caller,
         factor_id: str | None = None,
     ) -> SentCode:
         """Send a fresh code for the challenge to its subject's active SMS factor (``factor_id``,
@@ -181,7 +180,7 @@ class SmsCeremony:
         factor; 429 over the rate limits; 503 when the provider fails.
         """
         now = self.clock.now()
-        challenge = await self.verifier.load(challenge_id, caller_subject, caller_key)
+        challenge = await self.verifier.load(challenge_id, caller)
         settings = self._settings()
         require_pending(challenge, now)
         if settings is None or Method.SMS.value not in challenge.requirement.methods:
