@@ -15,42 +15,37 @@ Ciphertext tokens look like ``v1.<kid>.<base64url(nonce || ciphertext || tag)>``
 
 from __future__ import annotations
 
-import base64
-import binascii
-import contextlib
-import fcntl
-import json
-import os
 import secrets
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from joserfc.jwk import ECKey
 
 from piigate.clock import Clock, SystemClock
-from piigate.crypto.secret import Secret
+from piigate.crypto.keyfile import (
+    SIGNING_ALG,
+    KeyringError,
+    KeySet,
+    b64decode,
+    b64encode,
+    ensure_directory,
+    fresh_key_set,
+    locked,
+    new_data_key,
+    new_signing_key,
+    read_key_set,
+    write_key_set,
+)
 
 __all__ = ["DecryptionError", "KeyInfo", "KeyKind", "Keyring", "KeyringError"]
 
-FILE_NAME = "keyring.json"
-LOCK_NAME = "keyring.lock"
-FORMAT_VERSION = 1
-SIGNING_ALG = "ES256"
-SIGNING_CURVE = "P-256"
 CIPHERTEXT_VERSION = "v1"
-DATA_KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # NIST SP 800-38D §8.2: 96-bit random nonces
 TAG_BYTES = 16
-
-
-class KeyringError(Exception):
-    """The keyring cannot be opened, read or written. Messages never include key material."""
 
 
 class DecryptionError(Exception):
@@ -75,36 +70,10 @@ class KeyInfo:
     current: bool
 
 
-@dataclass(frozen=True, slots=True)
-class _SigningKey:
-    kid: str
-    created_at: datetime
-    private: ECKey = field(repr=False)
-    public: ECKey = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class _DataKey:
-    kid: str
-    created_at: datetime
-    secret: Secret[bytes] = field(repr=False)
-    aead: AESGCM = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class _State:
-    """One consistent snapshot of the keyring; replaced whole, never mutated."""
-
-    signing_kid: str
-    data_kid: str
-    signing: dict[str, _SigningKey] = field(repr=False)
-    data: dict[str, _DataKey] = field(repr=False)
-
-
 class Keyring:
     """Signing and data keys, loaded from (and persisted to) one directory."""
 
-    def __init__(self, directory: Path, state: _State, clock: Clock) -> None:
+    def __init__(self, directory: Path, state: KeySet, clock: Clock) -> None:
         self._directory = directory
         self._state = state
         self._clock = clock
@@ -116,18 +85,18 @@ class Keyring:
         """Load the keyring in ``directory``, generating it (and the directory) on first start."""
         clock = clock or SystemClock()
         directory = Path(directory)
-        _ensure_directory(directory)
-        with _locked(directory):
-            state = _read(directory)
+        ensure_directory(directory)
+        with locked(directory):
+            state = read_key_set(directory)
             if state is None:
-                state = _fresh_state(clock.now())
-                _write(directory, state)
+                state = fresh_key_set(clock.now())
+                write_key_set(directory, state)
         return cls(directory, state, clock)
 
     def refresh(self) -> None:
         """Re-read the file, picking up keys another process added."""
-        with _locked(self._directory):
-            state = _read(self._directory)
+        with locked(self._directory):
+            state = read_key_set(self._directory)
         if state is None:
             raise KeyringError(f"keyring file is missing from {self._directory}")
         self._state = state
@@ -186,7 +155,7 @@ class Keyring:
         key = self._state.data[self._state.data_kid]
         nonce = secrets.token_bytes(NONCE_BYTES)
         sealed = key.aead.encrypt(nonce, plaintext, _associated_data(key.kid, aad))
-        return f"{CIPHERTEXT_VERSION}.{key.kid}.{_b64encode(nonce + sealed)}"
+        return f"{CIPHERTEXT_VERSION}.{key.kid}.{b64encode(nonce + sealed)}"
 
     def decrypt(self, token: str, *, aad: bytes) -> bytes:
         """Decrypt a token from :meth:`encrypt` (under any known data key)."""
@@ -197,7 +166,7 @@ class Keyring:
         key = self._state.data.get(kid)
         if version != CIPHERTEXT_VERSION or key is None:
             raise DecryptionError()
-        raw = _b64decode(body)
+        raw = b64decode(body)
         if raw is None or len(raw) < NONCE_BYTES + TAG_BYTES:
             raise DecryptionError()
         try:
@@ -236,15 +205,15 @@ class Keyring:
     # -- internals -------------------------------------------------------------------------------
 
     def _rotate(self, kind: KeyKind) -> str:
-        with _locked(self._directory):
+        with locked(self._directory):
             # Start from the file, not from memory: another process may have rotated meanwhile.
-            state = _read(self._directory)
+            state = read_key_set(self._directory)
             if state is None:
                 raise KeyringError(f"keyring file is missing from {self._directory}")
             now = self._clock.now()
             if kind is KeyKind.SIGNING:
-                new_signing = _new_signing_key(now)
-                state = _State(
+                new_signing = new_signing_key(now)
+                state = KeySet(
                     signing_kid=new_signing.kid,
                     data_kid=state.data_kid,
                     signing={**state.signing, new_signing.kid: new_signing},
@@ -252,198 +221,20 @@ class Keyring:
                 )
                 kid = new_signing.kid
             else:
-                new_data = _new_data_key(now)
-                state = _State(
+                new_data = new_data_key(now)
+                state = KeySet(
                     signing_kid=state.signing_kid,
                     data_kid=new_data.kid,
                     signing=state.signing,
                     data={**state.data, new_data.kid: new_data},
                 )
                 kid = new_data.kid
-            _write(self._directory, state)
+            write_key_set(self._directory, state)
         self._state = state
         return kid
-
-
-# -- key generation ------------------------------------------------------------------------------
-
-
-def _new_kid(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(8)}"
-
-
-def _signing_entry(kid: str, created_at: datetime, private: ECKey) -> _SigningKey:
-    public = ECKey.import_key(dict(private.as_dict(private=False)))
-    return _SigningKey(kid=kid, created_at=created_at, private=private, public=public)
-
-
-def _data_entry(kid: str, created_at: datetime, raw: bytes) -> _DataKey:
-    return _DataKey(kid=kid, created_at=created_at, secret=Secret(raw), aead=AESGCM(raw))
-
-
-def _new_signing_key(now: datetime) -> _SigningKey:
-    private = ECKey.generate_key(SIGNING_CURVE, private=True)
-    return _signing_entry(_new_kid("sig"), now, private)
-
-
-def _new_data_key(now: datetime) -> _DataKey:
-    return _data_entry(_new_kid("dek"), now, secrets.token_bytes(DATA_KEY_BYTES))
-
-
-def _fresh_state(now: datetime) -> _State:
-    signing = _new_signing_key(now)
-    data = _new_data_key(now)
-    return _State(
-        signing_kid=signing.kid,
-        data_kid=data.kid,
-        signing={signing.kid: signing},
-        data={data.kid: data},
-    )
 
 
 def _associated_data(kid: str, aad: bytes) -> bytes:
     # Bind the token header too, so a ciphertext cannot be replayed under another version or kid.
     # Unambiguous because kids never contain ".".
     return f"{CIPHERTEXT_VERSION}.{kid}.".encode() + aad
-
-
-def _b64encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _b64decode(text: str) -> bytes | None:
-    # Unpadded base64url only (RFC 7515 §2 style), as _b64encode writes it.
-    if "=" in text:
-        return None
-    try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
-# -- persistence ---------------------------------------------------------------------------------
-
-
-def _ensure_directory(directory: Path) -> None:
-    try:
-        if not directory.is_dir():
-            directory.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(FileExistsError):
-                directory.mkdir(mode=0o700)
-                # mkdir's mode is filtered by the umask; make sure it is exactly 0700.
-                os.chmod(directory, 0o700)
-    except OSError as err:
-        raise KeyringError(f"cannot create keyring directory {directory}: {err.strerror}") from None
-
-
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    try:
-        fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as err:
-        raise KeyringError(f"cannot open keyring lock in {directory}: {err.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the flock
-
-
-def _read(directory: Path) -> _State | None:
-    path = directory / FILE_NAME
-    try:
-        text = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        raise KeyringError(f"cannot read keyring file {path}: {err.strerror}") from None
-    try:
-        return _decode(json.loads(text))
-    except Exception:
-        # Anything can go wrong in a damaged file (json, base64, joserfc's own JWK errors...).
-        # `from None`: the original error might quote part of the file, i.e. key material.
-        raise KeyringError(f"keyring file {path} is corrupt or has an unknown format") from None
-
-
-def _write(directory: Path, state: _State) -> None:
-    path = directory / FILE_NAME
-    tmp = directory / f".{FILE_NAME}.{secrets.token_hex(6)}.tmp"
-    payload = json.dumps(_encode(state), indent=2, sort_keys=True).encode()
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, payload)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise KeyringError(f"cannot write keyring file {path}: {err.strerror}") from None
-
-
-def _encode(state: _State) -> dict[str, Any]:
-    return {
-        "version": FORMAT_VERSION,
-        "signing": {
-            "current": state.signing_kid,
-            "keys": [
-                {
-                    "kid": k.kid,
-                    "created_at": k.created_at.isoformat(),
-                    "alg": SIGNING_ALG,
-                    "jwk": dict(k.private.as_dict(private=True)),
-                }
-                for k in state.signing.values()
-            ],
-        },
-        "data": {
-            "current": state.data_kid,
-            "keys": [
-                {
-                    "kid": k.kid,
-                    "created_at": k.created_at.isoformat(),
-                    "alg": "A256GCM",
-                    "key": _b64encode(k.secret.reveal()),
-                }
-                for k in state.data.values()
-            ],
-        },
-    }
-
-
-def _decode(doc: Any) -> _State:
-    if not isinstance(doc, dict) or doc.get("version") != FORMAT_VERSION:
-        raise ValueError("unsupported keyring format")
-    signing: dict[str, _SigningKey] = {}
-    for item in doc["signing"]["keys"]:
-        kid, created_at = _kid(item["kid"]), datetime.fromisoformat(item["created_at"])
-        private = ECKey.import_key(item["jwk"])
-        if item.get("alg") != SIGNING_ALG or private.curve_name != SIGNING_CURVE:
-            raise ValueError("unsupported signing key")
-        if not private.is_private:
-            raise ValueError("signing key without private part")
-        signing[kid] = _signing_entry(kid, created_at, private)
-    data: dict[str, _DataKey] = {}
-    for item in doc["data"]["keys"]:
-        kid, created_at = _kid(item["kid"]), datetime.fromisoformat(item["created_at"])
-        raw = _b64decode(item["key"]) if isinstance(item["key"], str) else None
-        if item.get("alg") != "A256GCM" or raw is None or len(raw) != DATA_KEY_BYTES:
-            raise ValueError("unsupported data key")
-        data[kid] = _data_entry(kid, created_at, raw)
-    signing_kid, data_kid = doc["signing"]["current"], doc["data"]["current"]
-    if signing_kid not in signing or data_kid not in data:
-        raise ValueError("current key missing")
-    return _State(signing_kid=signing_kid, data_kid=data_kid, signing=signing, data=data)
-
-
-def _kid(value: Any) -> str:
-    if not isinstance(value, str) or not value or "." in value:
-        raise ValueError("bad kid")
-    return value
