@@ -232,45 +232,9 @@ class PushDevices:
         key that cannot be a device key or a signature that does not verify with it.
         """
         now = self.clock.now()
-        given = token.reveal()
-        ceremony_id = given.partition(".")[0]
-        ceremony = (
-            await self.store.get_ceremony(ceremony_id)
-            if 0 < len(ceremony_id) <= MAX_ID_LENGTH
-            else None
-        )
-        if (
-            ceremony is None
-            or ceremony.purpose != CeremonyPurpose.PUSH_ENROLL
-            or ceremony.secret is None
-            or not hmac.compare_digest(ceremony.secret.encode(), _token_hash(given).encode())
-        ):
-            raise EnrollmentRejected
-        if ceremony.state != CeremonyState.OPEN or ceremony.expires_at <= now:
-            reason = (
-                "expired"
-                if ceremony.state in (CeremonyState.OPEN, CeremonyState.EXPIRED)
-                else "reused"
-            )
-            await self._enrollment_refused(ceremony, reason)
-        try:
-            key = parse_public_key(public_key, alg)
-        except DeviceKeyError as exc:
-            raise BadRequest(str(exc), field="public_key") from None
-        if request.device_id or not self._fresh(request, now):
-            raise BadRequest("sign the enrollment with the new key (no device id, current time)")
-        try:
-            verify_signature(key, request.message(), signature=request.signature)
-        except DeviceSignatureError:
-            raise BadRequest("the signature does not verify with the public key") from None
-        factor = await self.store.get_factor(ceremony.factor_id or "")
-        if (
-            factor is None
-            or factor.subject_id != ceremony.subject_id
-            or factor.kind != PUSH
-            or factor.state != FactorState.PENDING
-        ):
-            await self._enrollment_refused(ceremony, "factor_gone")
+        ceremony = await self._open_enrollment(token.reveal(), now)
+        key = self._enrolling_key(request, public_key, alg, now)
+        factor = await self._pending_factor(ceremony)
         if not await self.store.close_ceremony(ceremony.id, new=CeremonyState.USED, now=now):
             await self._enrollment_refused(ceremony, "reused")
         data = {"public_key": key.encoded(), "alg": key.alg.value, "device_name": name}
@@ -287,6 +251,56 @@ class PushDevices:
         if confirmed is None:
             raise NotFound("no such factor")
         return confirmed
+
+    async def _open_enrollment(self, given: str, now: datetime) -> CeremonyRecord:
+        """The open ``push_enroll`` ceremony of the token ``<ceremony id>.<random>``; 401 for
+        an unknown token, and an audited 401 for a used or expired one."""
+        ceremony_id = given.partition(".")[0]
+        ceremony = (
+            await self.store.get_ceremony(ceremony_id)
+            if 0 < len(ceremony_id) <= MAX_ID_LENGTH
+            else None
+        )
+        if (
+            ceremony is None
+            or ceremony.purpose != CeremonyPurpose.PUSH_ENROLL
+            or ceremony.secret is None
+            or not hmac.compare_digest(ceremony.secret.encode(), _token_hash(given).encode())
+        ):
+            raise EnrollmentRejected
+        if ceremony.state != CeremonyState.OPEN or ceremony.expires_at <= now:
+            unanswered = ceremony.state in (CeremonyState.OPEN, CeremonyState.EXPIRED)
+            await self._enrollment_refused(ceremony, "expired" if unanswered else "reused")
+        return ceremony
+
+    def _enrolling_key(
+        self, request: SignedRequest, public_key: str | Mapping[str, Any], alg: str, now: datetime
+    ) -> DeviceKey:
+        """The device key being enrolled, once the request proves possession of its private
+        half (signed with it, no device id yet, a current timestamp); 400 otherwise."""
+        try:
+            key = parse_public_key(public_key, alg)
+        except DeviceKeyError as exc:
+            raise BadRequest(str(exc), field="public_key") from None
+        if request.device_id or not self._fresh(request, now):
+            raise BadRequest("sign the enrollment with the new key (no device id, current time)")
+        try:
+            verify_signature(key, request.message(), signature=request.signature)
+        except DeviceSignatureError:
+            raise BadRequest("the signature does not verify with the public key") from None
+        return key
+
+    async def _pending_factor(self, ceremony: CeremonyRecord) -> FactorRecord:
+        """The pending push factor the enrolment was opened for (audited 401 when gone)."""
+        factor = await self.store.get_factor(ceremony.factor_id or "")
+        if (
+            factor is None
+            or factor.subject_id != ceremony.subject_id
+            or factor.kind != PUSH
+            or factor.state != FactorState.PENDING
+        ):
+            await self._enrollment_refused(ceremony, "factor_gone")
+        return factor
 
     async def _enrollment_refused(self, ceremony: CeremonyRecord, reason: str) -> NoReturn:
         await self.audit.record(
