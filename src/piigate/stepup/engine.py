@@ -121,26 +121,7 @@ class Engine:
             await self._record(decision, request, compiled=None, now=now)
             return decision
 
-        risk, risk_failed = await self._assess(request, now=now)
-        collected = self._collect_proofs(compiled, request, now=now)
-        binding = LazyBinding(request)
-        result = evaluate(
-            compiled,
-            request,
-            risk,
-            collected.proven,
-            now=now,
-            binding=binding,
-            explain=self.explain,
-        )
-        result = await self._spend_bound_grants(
-            compiled, request, risk, collected, result, now, binding
-        )
-
-        if risk_failed and request.pii and result.outcome is Outcome.ALLOW:
-            # Fail closed: without a risk assessment PII is not released on an allow alone.
-            result = Evaluation(Outcome.DENY, rules=result.rules, reason="risk engine unavailable")
-
+        risk, collected, result = await self._evaluate(compiled, request, now)
         challenge = None
         if result.required is not None and result.outcome is not Outcome.DENY:
             challenge = self._challenge(
@@ -164,17 +145,50 @@ class Engine:
         if result.expr_errors:
             # The rule names only: an error's message could quote a value from the request.
             log.warning("policy_expression_failed", rules=list(result.expr_errors))
-        record = self._record(
-            decision, request, compiled=compiled, now=now, rejected=collected.rejected
-        )
-        if challenge is None:
-            await record
-        else:
-            # Queued together, the challenge and its audit event share one group commit.
-            await asyncio.gather(self.challenges.create(challenge), record)
+        await self._commit(decision, request, compiled, now, rejected=collected.rejected)
         return decision
 
     # -- pipeline steps -------------------------------------------------------------------------
+    async def _evaluate(
+        self, compiled: CompiledPolicy, request: AccessRequest, now: datetime
+    ) -> tuple[RiskAssessment, _Collected, Evaluation]:
+        """Risk, the proofs presented, the policy's answer, and bound grants spent."""
+        risk, risk_failed = await self._assess(request, now=now)
+        collected = self._collect_proofs(compiled, request, now=now)
+        binding = LazyBinding(request)
+        result = evaluate(
+            compiled,
+            request,
+            risk,
+            collected.proven,
+            now=now,
+            binding=binding,
+            explain=self.explain,
+        )
+        result = await self._spend_bound_grants(
+            compiled, request, risk, collected, result, now, binding
+        )
+        if risk_failed and request.pii and result.outcome is Outcome.ALLOW:
+            # Fail closed: without a risk assessment PII is not released on an allow alone.
+            result = Evaluation(Outcome.DENY, rules=result.rules, reason="risk engine unavailable")
+        return risk, collected, result
+
+    async def _commit(
+        self,
+        decision: Decision,
+        request: AccessRequest,
+        compiled: CompiledPolicy,
+        now: datetime,
+        *,
+        rejected: tuple[str, ...],
+    ) -> None:
+        """The decision's audit event; its challenge, if any, queued into the same group commit."""
+        record = self._record(decision, request, compiled=compiled, now=now, rejected=rejected)
+        if decision.challenge is None:
+            await record
+        else:
+            await asyncio.gather(self.challenges.create(decision.challenge), record)
+
     async def _assess(
         self, request: AccessRequest, *, now: datetime
     ) -> tuple[RiskAssessment, bool]:

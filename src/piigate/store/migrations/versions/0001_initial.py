@@ -24,6 +24,8 @@ SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 GENESIS = "0" * 64
 
 
+# One statement per table of the first schema, in order: long by nature, and frozen once released
+# (later changes are new migrations), so it is not split.
 def upgrade() -> None:
     op.create_table(
         "audit_events",
