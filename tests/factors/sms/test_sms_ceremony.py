@@ -33,8 +33,9 @@ from piigate.factors.checks import code_checks
 from piigate.factors.enrollment import FactorEnrollment
 from piigate.factors.ports import factor_aad
 from piigate.factors.sms import InvalidPhoneNumber, MemorySender
-from piigate.factors.sms.ceremony import MAX_CODE_LIFETIME, SentCode, SmsCeremony, SmsLimits
+from piigate.factors.sms.ceremony import SmsCeremony
 from piigate.factors.sms.codes import SmsCheck
+from piigate.factors.sms.dispatch import MAX_CODE_LIFETIME, SentCode, SmsLimits
 from piigate.factors.sms.numbers import NumberDigests
 from piigate.model import Action, Caller, Challenge, Requirement, Resource, Transaction
 from piigate.policy import compile_policy, load_policy_text

@@ -16,7 +16,8 @@ from piigate.api.auth import Authenticated, Person, presented_grant
 from piigate.api.schemas import CodeIn, SmsEnrollIn, SmsSendIn, factor_json
 from piigate.api.services import get_services
 from piigate.crypto.secret import Secret
-from piigate.factors.sms.ceremony import SentCode, SmsCeremony
+from piigate.factors.sms.ceremony import SmsCeremony
+from piigate.factors.sms.dispatch import SentCode
 from piigate.model import Method
 
 router = APIRouter(tags=["sms"])

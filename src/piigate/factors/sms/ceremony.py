@@ -4,24 +4,20 @@ confirming an enrolled phone. Codes themselves (made, sealed, matched) and the s
 
 Every code sent is a ceremony (``piigate.store.ceremonies``) — purpose ``sms_code`` (a challenge)
 or ``sms_enroll`` (a pending factor) — whose ``secret`` is the keyring ciphertext of the code,
-with associated data naming the ceremony. A code lives at most :data:`MAX_CODE_LIFETIME` seconds
+with associated data naming the ceremony. A code lives at most 300 seconds
 (less when the policy's ``code_lifetime`` says so) and is accepted once. Only the newest code of
 a challenge counts; a resend voids the older one but leaves the factor's failure count alone, so
 resending cannot buy an attacker fresh guesses (CONTRACT §5.3).
 
-Sending is rate limited per subject and per number (:class:`SmsLimits`), in the shared counters,
-before anything is sent; a number is counted under its keyed digest, never in clear. A provider
-failure voids the code just opened and answers 503. Numbers are stored only as keyring
-ciphertext (factor ``secret``, associated data ``factor:<id>``), with a masked hint in ``data``.
-Neither a code nor a number ever reaches a log line or an audit event.
+Sending (rate limits, the sealed code's ceremony, the provider, the audit) is
+:mod:`piigate.factors.sms.dispatch`. Numbers are stored only as keyring ciphertext (factor
+``secret``, associated data ``factor:<id>``), with a masked hint in ``data``. Neither a code nor a
+number ever reaches a log line or an audit event.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Protocol
 
 import structlog
@@ -29,7 +25,7 @@ import structlog
 from piigate.clock import Clock
 from piigate.crypto.keyring import DecryptionError, Keyring
 from piigate.crypto.secret import Secret
-from piigate.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, TooManyRequests
+from piigate.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
 from piigate.factors import CeremonyPurpose, CeremonyState, FactorState
 from piigate.factors.enrollment import FactorEnrollment
 from piigate.factors.ports import (
@@ -42,8 +38,6 @@ from piigate.factors.ports import (
 )
 from piigate.factors.sms import (
     PhoneNumber,
-    SmsDeliveryError,
-    SmsMessage,
     SmsSender,
     approval_text,
     enrollment_text,
@@ -51,18 +45,22 @@ from piigate.factors.sms import (
 )
 from piigate.factors.sms.codes import (
     CEREMONY_SCAN,
-    code_aad,
     code_mismatch,
-    new_code,
     newest_code,
     normalised_code,
+)
+from piigate.factors.sms.dispatch import (
+    MAX_CODE_LIFETIME,
+    CodeDispatch,
+    NumberDigester,
+    SentCode,
+    SmsLimits,
 )
 from piigate.factors.steps import (
     MAX_ID_LENGTH,
     factor_settings,
     require_pending,
     seconds_left,
-    subject_counter_key,
     usable_factors,
 )
 from piigate.ids import new_id
@@ -72,60 +70,15 @@ from piigate.policy.model import FactorSettings
 from piigate.stepup.verdicts import VerificationFailure
 from piigate.stepup.verification import Verifier
 
-__all__ = [
-    "MAX_CODE_LIFETIME",
-    "SentCode",
-    "SmsCeremony",
-    "SmsLimits",
-    "SmsStore",
-]
+__all__ = ["SmsCeremony", "SmsStore"]
 
 log = structlog.get_logger("piigate.factors.sms")
-
-# NIST SP 800-63B-4 and the PSD2 RTS (Art. 4(3)(d)) both bound out-of-band codes; 5 minutes is
-# the stricter. A policy may shorten it (factors.sms.code_lifetime), never lengthen it.
-MAX_CODE_LIFETIME = 300
-
-
-@dataclass(frozen=True, slots=True)
-class SmsLimits:
-    """How many codes may be sent: per subject (``per_subject`` in ``subject_window`` seconds)
-    and per destination number (``per_number`` in ``number_window``), whatever the purpose.
-
-    The per-number limit stops a caller with many accounts from flooding one victim's phone
-    (or a premium range) with codes; the per-subject one bounds resends of one person.
-    """
-
-    per_subject: int = 3
-    subject_window: int = 600
-    per_number: int = 10
-    number_window: int = 3600
-
 
 # -- ports --------------------------------------------------------------------------------------
 
 
 class SmsStore(FactorRepo, CeremonyRepo, Protocol):
     """Factors and ceremonies: what ``piigate.store.Store`` is."""
-
-
-class NumberDigester(Protocol):
-    """A keyed digest of a number, for counting without the number (``sms.numbers``)."""
-
-    async def digest(self, phone: PhoneNumber) -> str: ...
-
-
-# -- values -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SentCode:
-    """A code on its way: which ceremony holds it, where it went (the hint), until when."""
-
-    ceremony_id: str
-    factor: FactorRecord
-    hint: str
-    expires_at: datetime
 
 
 # -- sending ------------------------------------------------------------------------------------
@@ -152,17 +105,24 @@ class SmsCeremony:
         ids: Callable[[str], str] = new_id,
     ) -> None:
         self.store = store
-        self.counters = counters
-        self.digests = digests
-        self.sender = sender
         self.keyring = keyring
         self.policy = policy
         self.audit = audit
         self.clock = clock
         self.verifier = verifier
         self.enrollment = enrollment
-        self.limits = limits or SmsLimits()
         self.ids = ids
+        self.dispatch = CodeDispatch(
+            store=store,
+            counters=counters,
+            digests=digests,
+            sender=sender,
+            keyring=keyring,
+            audit=audit,
+            clock=clock,
+            limits=limits or SmsLimits(),
+            ids=ids,
+        )
 
     # -- a challenge's code ---------------------------------------------------------------------
     async def send(
@@ -187,7 +147,7 @@ class SmsCeremony:
             raise Conflict("this challenge cannot be answered with an SMS code")
         factor = await self._active_factor(challenge.subject_id, factor_id, settings)
         phone = self._number(factor)
-        await self._throttle(
+        await self.dispatch.throttle(
             challenge.subject_id, phone, purpose=CeremonyPurpose.SMS_CODE, challenge_id=challenge.id
         )
         await self.store.close_open_ceremonies(
@@ -196,7 +156,7 @@ class SmsCeremony:
             new=CeremonyState.EXPIRED,
             now=now,
         )
-        return await self._send(
+        return await self.dispatch.send(
             subject_id=challenge.subject_id,
             purpose=CeremonyPurpose.SMS_CODE,
             factor=factor,
@@ -230,7 +190,7 @@ class SmsCeremony:
             raise Forbidden("the policy does not enable SMS factors")
         phone = parse_phone(phone_text, region=region)
         await self.enrollment.authorise_addition(subject_id, Method.SMS, grant, now)
-        await self._throttle(subject_id, phone, purpose=CeremonyPurpose.SMS_ENROLL)
+        await self.dispatch.throttle(subject_id, phone, purpose=CeremonyPurpose.SMS_ENROLL)
         factor_id = self.ids("fct")
         factor = await self.store.add_factor(
             id=factor_id,
@@ -243,7 +203,7 @@ class SmsCeremony:
             data={"hint": phone.hint},
         )
         try:
-            sent = await self._send(
+            sent = await self.dispatch.send(
                 subject_id=subject_id,
                 purpose=CeremonyPurpose.SMS_ENROLL,
                 factor=factor,
@@ -326,84 +286,3 @@ class SmsCeremony:
             log.warning("sms_number_unreadable", factor_id=factor.id)
             raise ServiceUnavailable("the SMS factor cannot be read") from None
         return parse_phone(e164)
-
-    async def _throttle(self, subject_id: str, phone: PhoneNumber, **context: object) -> None:
-        """Count this send against the subject's and the number's limits; 429 when over."""
-        now = self.clock.now()
-        subject_key = subject_counter_key("sms:subject", subject_id)
-        number_key = "sms:number:" + await self.digests.digest(phone)
-        limits = self.limits
-        for scope, key, limit, window in (
-            ("subject", subject_key, limits.per_subject, limits.subject_window),
-            ("number", number_key, limits.per_number, limits.number_window),
-        ):
-            if await self.counters.hit(key, window_seconds=window, now=now) <= limit:
-                continue
-            until = await self.counters.active_until(key, now)
-            retry = window if until is None else (until - now).total_seconds()
-            await self.audit.record(
-                "sms_throttled", subject_id=subject_id, data={"scope": scope, **context}
-            )
-            raise TooManyRequests(
-                math.ceil(retry), "too many SMS codes were sent; retry later or use another factor"
-            )
-
-    async def _send(
-        self,
-        *,
-        subject_id: str,
-        purpose: str,
-        factor: FactorRecord,
-        phone: PhoneNumber,
-        text: Callable[[str], str],
-        lifetime: int,
-        challenge_id: str | None = None,
-    ) -> SentCode:
-        """Open the code's ceremony, then hand the message to the provider. On a provider
-        failure the ceremony is voided (the code never works) and the answer is 503."""
-        now = self.clock.now()
-        ceremony_id = self.ids("cer")
-        code = new_code()
-        expires_at = now + timedelta(seconds=lifetime)
-        sealed = self.keyring.encrypt(code.reveal().encode("ascii"), aad=code_aad(ceremony_id))
-        await self.store.open_ceremony(
-            id=ceremony_id,
-            subject_id=subject_id,
-            purpose=purpose,
-            now=now,
-            expires_at=expires_at,
-            challenge_id=challenge_id,
-            factor_id=factor.id,
-            secret=sealed,
-            data={"hint": phone.hint},
-        )
-        context: dict[str, object] = {
-            "purpose": purpose,
-            "factor_id": factor.id,
-            "ceremony_id": ceremony_id,
-            "provider": self.sender.name,
-        }
-        if challenge_id is not None:
-            context["challenge_id"] = challenge_id
-        try:
-            await self.sender.send(SmsMessage(ceremony_id, phone, Secret(text(code.reveal()))))
-        except SmsDeliveryError as failed:
-            await self.store.close_ceremony(
-                ceremony_id,
-                new=CeremonyState.EXPIRED,
-                now=now,
-                data={"hint": phone.hint, "void": "undelivered"},
-            )
-            log.warning("sms_delivery_failed", provider=failed.provider, reason=failed.reason)
-            await self.audit.record(
-                "sms_failed", subject_id=subject_id, data={**context, "reason": failed.reason}
-            )
-            raise ServiceUnavailable(
-                "the SMS could not be sent; try again later or use another factor"
-            ) from None
-        await self.audit.record(
-            "sms_sent",
-            subject_id=subject_id,
-            data={**context, "expires_at": int(expires_at.timestamp())},
-        )
-        return SentCode(ceremony_id, factor, phone.hint, expires_at)
