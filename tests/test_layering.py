@@ -31,6 +31,7 @@ DOMAIN = [
     "clock.py",
     "errors.py",
     "ids.py",
+    "ports.py",
     "stepup/binding.py",
     "factors/lockout.py",
     "factors/totp/protocol.py",

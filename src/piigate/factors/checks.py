@@ -5,10 +5,11 @@ ceremonies are wired, since they need the relying party and the sender."""
 from __future__ import annotations
 
 from piigate.crypto.keyring import Keyring
-from piigate.factors.ports import AuditRecorder, FactorRepo
+from piigate.factors.ports import FactorRepo
 from piigate.factors.recovery.ceremony import RecoveryCheck
 from piigate.factors.totp.ceremony import TotpCheck
 from piigate.model import Method
+from piigate.ports import AuditRecorder
 from piigate.stepup.verdicts import FactorCheck
 
 __all__ = ["code_checks"]

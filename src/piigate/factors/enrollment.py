@@ -25,13 +25,7 @@ from piigate.crypto.keyring import Keyring
 from piigate.crypto.secret import Secret
 from piigate.errors import Conflict, NotFound, ServiceUnavailable, StepUpRequired
 from piigate.factors import FactorState
-from piigate.factors.ports import (
-    AuditRecorder,
-    FactorRecord,
-    FactorRepo,
-    factor_aad,
-    totp_parameters,
-)
+from piigate.factors.ports import FactorRecord, FactorRepo, factor_aad, totp_parameters
 from piigate.factors.recovery.protocol import generate_recovery_codes, hash_recovery_code
 from piigate.factors.totp.protocol import (
     TotpRejected,
@@ -44,6 +38,7 @@ from piigate.ids import new_id
 from piigate.model import Grant, Method
 from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.holder import PolicyHolder
+from piigate.ports import AuditRecorder
 from piigate.stepup.grants import verify_grant
 from piigate.stepup.verdicts import VerificationFailure, VerificationRejected
 

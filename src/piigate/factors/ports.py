@@ -14,13 +14,11 @@ from piigate.model import Challenge
 
 __all__ = [
     "AttemptLedger",
-    "AuditRecorder",
     "CeremonyRecord",
     "CeremonyRepo",
     "ChallengeReader",
     "FactorRecord",
     "FactorRepo",
-    "RateCounters",
     "VerifierStore",
     "factor_aad",
     "totp_parameters",
@@ -229,34 +227,7 @@ class CeremonyRepo(Protocol):
     ) -> int: ...
 
 
-class RateCounters(Protocol):
-    """Fixed-window counters shared by the nodes (``store.counters.Counters``): rate limits,
-    nonces seen and short-lived locks. Every method is atomic across the nodes."""
-
-    async def hit(
-        self, key: str, *, window_seconds: float, now: datetime, amount: int = 1
-    ) -> int: ...
-
-    async def peek(self, key: str, now: datetime) -> int: ...
-
-    async def active_until(self, key: str, now: datetime) -> datetime | None: ...
-
-    async def reset(self, key: str) -> None: ...
-
-
 class ChallengeReader(Protocol):
     """Challenges as the engine stored them (``store.ports.SqlChallenges``)."""
 
     async def get(self, challenge_id: str) -> Challenge | None: ...
-
-
-class AuditRecorder(Protocol):
-    """``AuditLog.record``: returns once the event is durable."""
-
-    async def record(
-        self,
-        type: str,
-        *,
-        subject_id: str | None = None,
-        data: Mapping[str, object] | None = None,
-    ) -> object: ...

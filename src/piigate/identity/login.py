@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -29,10 +29,10 @@ from piigate.identity.throttle import (
 )
 from piigate.model import SessionAuth, Subject
 from piigate.policy.holder import PolicyHolder
+from piigate.ports import AuditRecorder, RateCounters
 
 __all__ = [
     "LOGIN_CHECK_SECONDS",
-    "LoginCounters",
     "LoginOutcome",
     "LoginSession",
     "LoginStore",
@@ -112,31 +112,6 @@ class LoginStore(Protocol):
     async def delete_session(self, token_hash: str) -> bool: ...
 
 
-class LoginCounters(Protocol):
-    """Fixed-window counters shared by the nodes (``store.counters.Counters``), atomic across
-    them: the failure counts, the back-off locks and the one-check-at-a-time marker."""
-
-    async def hit(
-        self, key: str, *, window_seconds: float, now: datetime, amount: int = 1
-    ) -> int: ...
-
-    async def active_until(self, key: str, now: datetime) -> datetime | None: ...
-
-    async def reset(self, key: str) -> None: ...
-
-
-class LoginAudit(Protocol):
-    """``AuditLog.record``: returns once the event is durable."""
-
-    async def record(
-        self,
-        type: str,
-        *,
-        subject_id: str | None = None,
-        data: Mapping[str, object] | None = None,
-    ) -> object: ...
-
-
 def session_token_hash(token: str) -> str:
     """How a session token is stored and looked up: its SHA-256, hex."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -158,9 +133,9 @@ class Logins:
         self,
         *,
         store: LoginStore,
-        counters: LoginCounters,
+        counters: RateCounters,
         policy: PolicyHolder,
-        audit: LoginAudit,
+        audit: AuditRecorder,
         clock: Clock,
         session_ttl: int,
         count: Callable[[LoginOutcome], None] = _uncounted,

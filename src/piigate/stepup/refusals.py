@@ -17,9 +17,10 @@ from typing import NoReturn
 
 from piigate.errors import NotFound
 from piigate.factors import FailurePolicy, lockout_state
-from piigate.factors.ports import AuditRecorder, FactorRecord, VerifierStore
+from piigate.factors.ports import FactorRecord, VerifierStore
 from piigate.model import Challenge, ChallengeState, Method
 from piigate.policy.model import FactorSettings
+from piigate.ports import AuditRecorder
 from piigate.stepup.verdicts import (
     CheckFailed,
     VerificationFailure,

@@ -36,16 +36,13 @@ from piigate.clock import Clock
 from piigate.crypto.keyring import Keyring
 from piigate.errors import NotFound, ServiceUnavailable
 from piigate.factors import FactorState
-from piigate.factors.ports import (
-    AuditRecorder,
-    ChallengeReader,
-    VerifierStore,
-)
+from piigate.factors.ports import ChallengeReader, VerifierStore
 from piigate.ids import new_id
 from piigate.model import Caller, Challenge, ChallengeState, Grant, Method
 from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.holder import PolicyHolder
 from piigate.policy.model import FactorSettings
+from piigate.ports import AuditRecorder
 from piigate.stepup.grants import issue_grant
 from piigate.stepup.refusals import Refusals
 from piigate.stepup.verdicts import (

@@ -38,13 +38,7 @@ from piigate.crypto.keyring import DecryptionError, Keyring
 from piigate.errors import Conflict, NotFound, ServiceUnavailable, TooManyRequests
 from piigate.factors import CeremonyPurpose, CeremonyState
 from piigate.factors.enrollment import FactorEnrollment
-from piigate.factors.ports import (
-    AuditRecorder,
-    CeremonyRecord,
-    ChallengeReader,
-    FactorRecord,
-    RateCounters,
-)
+from piigate.factors.ports import CeremonyRecord, ChallengeReader, FactorRecord
 from piigate.factors.push.devices import PushDevices, PushStore
 from piigate.factors.push.protocol import new_push_number, numbers_match
 from piigate.factors.push.relay import PushRelay
@@ -59,6 +53,7 @@ from piigate.ids import new_id
 from piigate.model import Caller, Challenge, ChallengeState, Method
 from piigate.policy.holder import PolicyHolder
 from piigate.policy.model import FactorSettings
+from piigate.ports import AuditRecorder, RateCounters
 from piigate.stepup.verdicts import CheckFailed, VerificationFailure, Verified
 from piigate.stepup.verification import Verifier
 

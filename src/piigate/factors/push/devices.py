@@ -30,14 +30,7 @@ from piigate.crypto.secret import Secret
 from piigate.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from piigate.factors import CeremonyPurpose, CeremonyState, FactorState
 from piigate.factors.enrollment import FactorEnrollment
-from piigate.factors.ports import (
-    AuditRecorder,
-    CeremonyRecord,
-    CeremonyRepo,
-    FactorRecord,
-    RateCounters,
-    VerifierStore,
-)
+from piigate.factors.ports import CeremonyRecord, CeremonyRepo, FactorRecord, VerifierStore
 from piigate.factors.push.protocol import (
     CLOCK_SKEW_SECONDS,
     DeviceKey,
@@ -56,6 +49,7 @@ from piigate.ids import new_id
 from piigate.model import Method
 from piigate.policy.holder import PolicyHolder
 from piigate.policy.model import FactorSettings
+from piigate.ports import AuditRecorder, RateCounters
 
 __all__ = [
     "DeviceRejected",

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from piigate.factors import FactorState
-from piigate.factors.ports import AuditRecorder, FactorRecord, FactorRepo
+from piigate.factors.ports import FactorRecord, FactorRepo
 from piigate.factors.recovery.protocol import (
     match_recovery_code,
     normalize_recovery_code,
@@ -20,6 +20,7 @@ from piigate.factors.recovery.protocol import (
 )
 from piigate.factors.steps import proof_code
 from piigate.model import Challenge, Method
+from piigate.ports import AuditRecorder
 from piigate.stepup.verdicts import (
     CheckFailed,
     FactorCheck,

@@ -28,14 +28,7 @@ from piigate.crypto.secret import Secret
 from piigate.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
 from piigate.factors import CeremonyPurpose, CeremonyState, FactorState
 from piigate.factors.enrollment import FactorEnrollment
-from piigate.factors.ports import (
-    AuditRecorder,
-    CeremonyRepo,
-    FactorRecord,
-    FactorRepo,
-    RateCounters,
-    factor_aad,
-)
+from piigate.factors.ports import CeremonyRepo, FactorRecord, FactorRepo, factor_aad
 from piigate.factors.sms import (
     PhoneNumber,
     SmsSender,
@@ -67,6 +60,7 @@ from piigate.ids import new_id
 from piigate.model import Caller, Method
 from piigate.policy.holder import PolicyHolder
 from piigate.policy.model import FactorSettings
+from piigate.ports import AuditRecorder, RateCounters
 from piigate.stepup.verdicts import VerificationFailure
 from piigate.stepup.verification import Verifier
 

@@ -22,12 +22,13 @@ from piigate.crypto.keyring import Keyring
 from piigate.crypto.secret import Secret
 from piigate.errors import ServiceUnavailable, TooManyRequests
 from piigate.factors import CeremonyState
-from piigate.factors.ports import AuditRecorder, CeremonyRepo, FactorRecord, RateCounters
+from piigate.factors.ports import CeremonyRepo, FactorRecord
 from piigate.factors.sms.codes import code_aad, new_code
 from piigate.factors.sms.phone import PhoneNumber
 from piigate.factors.sms.port import SmsDeliveryError, SmsMessage, SmsSender
 from piigate.factors.steps import subject_counter_key
 from piigate.ids import new_id
+from piigate.ports import AuditRecorder, RateCounters
 
 __all__ = ["MAX_CODE_LIFETIME", "CodeDispatch", "NumberDigester", "SentCode", "SmsLimits"]
 

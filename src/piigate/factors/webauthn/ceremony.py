@@ -33,13 +33,7 @@ from piigate.clock import Clock
 from piigate.errors import Conflict, TooManyRequests
 from piigate.factors import CeremonyPurpose, CeremonyState, FactorState
 from piigate.factors.enrollment import FactorEnrollment
-from piigate.factors.ports import (
-    AuditRecorder,
-    CeremonyRecord,
-    CeremonyRepo,
-    FactorRecord,
-    FactorRepo,
-)
+from piigate.factors.ports import CeremonyRecord, CeremonyRepo, FactorRecord, FactorRepo
 from piigate.factors.steps import factor_settings, require_pending, seconds_left
 from piigate.factors.webauthn.protocol import (
     RelyingParty,
@@ -63,6 +57,7 @@ from piigate.factors.webauthn.responses import (
 from piigate.ids import new_id
 from piigate.model import Challenge, Method
 from piigate.policy.holder import PolicyHolder
+from piigate.ports import AuditRecorder
 from piigate.stepup.verdicts import (
     CheckFailed,
     FactorCheck,
