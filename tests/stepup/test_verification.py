@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from stepup_support import RecordingAudit
 
 from piigate.clock import FixedClock
 from piigate.crypto.keyring import Keyring
@@ -32,6 +31,7 @@ from piigate.stepup.verdicts import IssuedGrant, Proof, VerificationRejected, Ve
 from piigate.stepup.verification import Verifier
 from piigate.store import Database, Store
 from piigate.store.ports import SqlChallenges
+from stepup_support import RecordingAudit
 
 T0 = datetime(2026, 5, 4, 10, 0, 7, tzinfo=UTC)
 ISSUER = "https://piigate.test"
@@ -391,7 +391,7 @@ async def test_no_active_factor(world: World) -> None:
 
 async def test_unreadable_secret_fails_closed(world: World, tmp_path: Path) -> None:
     _, secret = await world.totp_factor()
-    world.verifier.register("totp", TotpCheck(world.store, Keyring.open(tmp_path / "other")))
+    world.verifier.register("totp", TotpCheck(Keyring.open(tmp_path / "other")))
     reason = await rejected(world, await world.challenge(), "totp", world.code(secret))
     assert reason == "factor_unreadable"
 

@@ -19,6 +19,6 @@ def code_checks(
 ) -> dict[str, FactorCheck]:
     """TOTP and recovery-code checks, keyed by method."""
     return {
-        FactorKind.TOTP: TotpCheck(store, keyring),
+        FactorKind.TOTP: TotpCheck(keyring),
         FactorKind.RECOVERY: RecoveryCheck(store, audit),
     }

@@ -20,7 +20,7 @@ from piigate.store._sql import Repo, utc
 from piigate.store.db import AlreadyExists
 from piigate.store.tables import factors
 
-__all__ = ["FACTOR_STATES", "FactorRow", "FactorStore"]
+__all__ = ["FACTOR_STATES", "FactorRow", "FactorStore", "count_failure", "factor_row"]
 
 FACTOR_STATES = frozenset({"pending", "active", "disabled"})
 
@@ -42,13 +42,32 @@ class FactorRow:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def _row(found: Row[Any]) -> FactorRow:
+def factor_row(found: Row[Any]) -> FactorRow:
+    """A ``factors`` row as the dataclass."""
     values = found._asdict()
     values.pop("credential_id", None)  # a unique index over what data holds (WebAuthn)
     values["data"] = dict(values["data"] or {})
     if values["last_step"] is not None:
         values["last_step"] = int(values["last_step"])
     return FactorRow(**values)
+
+
+def count_failure(conn: Connection, factor_id: str, now: datetime, limit: int | None) -> int | None:
+    """``FactorStore.record_factor_failure``'s statements, in the caller's transaction; None
+    when there is no such factor."""
+    stmt = update(factors).where(factors.c.id == factor_id)
+    if limit is not None:
+        stmt = stmt.where(factors.c.failures < limit)
+    stmt = stmt.values(failures=factors.c.failures + 1, last_failure_at=utc(now)).returning(
+        factors.c.failures
+    )
+    failures = conn.execute(stmt).scalar_one_or_none()
+    if failures is None and limit is not None:
+        current = conn.execute(
+            select(factors.c.failures).where(factors.c.id == factor_id)
+        ).scalar_one_or_none()
+        return None if current is None else int(current) + 1
+    return None if failures is None else int(failures)
 
 
 def _check_state(state: str) -> None:
@@ -112,7 +131,7 @@ class FactorStore(Repo):
 
     async def get_factor(self, factor_id: str) -> FactorRow | None:
         found = await self._first(select(factors).where(factors.c.id == factor_id))
-        return None if found is None else _row(found)
+        return None if found is None else factor_row(found)
 
     async def list_factors(
         self,
@@ -128,7 +147,7 @@ class FactorStore(Repo):
         if states is not None:
             stmt = stmt.where(factors.c.state.in_([str(s) for s in states]))
         stmt = stmt.order_by(factors.c.created_at, factors.c.id)
-        return [_row(r) for r in await self._all(stmt)]
+        return [factor_row(r) for r in await self._all(stmt)]
 
     async def activate_factor(self, factor_id: str, *, now: datetime) -> bool:
         """``pending`` → ``active`` (recording ``confirmed_at``); True for exactly one caller."""
@@ -179,23 +198,7 @@ class FactorStore(Repo):
         than ``limit``) without writing. The column then never exceeds the cap, however many
         guesses race (PostgreSQL re-checks the condition on the row it waited for).
         """
-        stmt = update(factors).where(factors.c.id == factor_id)
-        if limit is not None:
-            stmt = stmt.where(factors.c.failures < limit)
-        stmt = stmt.values(failures=factors.c.failures + 1, last_failure_at=utc(now)).returning(
-            factors.c.failures
-        )
-
-        def work(conn: Connection) -> int | None:
-            failures = conn.execute(stmt).scalar_one_or_none()
-            if failures is None and limit is not None:
-                current = conn.execute(
-                    select(factors.c.failures).where(factors.c.id == factor_id)
-                ).scalar_one_or_none()
-                return None if current is None else int(current) + 1
-            return None if failures is None else int(failures)
-
-        counted = await self.db.write(work)
+        counted = await self.db.write(lambda conn: count_failure(conn, factor_id, now, limit))
         if counted is None:
             raise NotFound("no such factor")
         return counted

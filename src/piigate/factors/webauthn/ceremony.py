@@ -4,9 +4,10 @@ one (§4.3), on top of the pure :mod:`piigate.factors.webauthn.protocol`.
 Every WebAuthn challenge is single use and lives in a ``ceremonies`` row (purpose
 ``webauthn_register`` or ``webauthn_auth``) whose id is computed from the challenge bytes
 (:func:`~piigate.factors.webauthn.protocol.ceremony_id`). An answer finds its ceremony from the
-challenge in its clientDataJSON, and spends it with the compare-and-set ``close_ceremony`` *before*
-the signature is checked: of two requests carrying the same response (or two responses to the same
-options) at most one gets past that line, on any node, whatever the outcome. An expired ceremony is
+challenge in its clientDataJSON and spends it, whatever the outcome, with a compare-and-set on its
+state (open → used): a refused answer closes it at once, a verified one returns the spend for the
+``Verifier`` to save with the approval. Of two requests carrying the same response (or two
+responses to the same options) at most one is accepted, on any node. An expired ceremony is
 refused.
 
 For a step-up the challenge is not random: it is ``SHA-256(context ‖ piigate challenge id ‖ binding
@@ -16,8 +17,9 @@ another request's binding — does not verify, and the authenticator's signature
 of which request was approved.
 
 Credentials are ``webauthn`` factors whose ``data`` holds the credential id, COSE public key,
-sign count, transports, AAGUID and flags; there is no secret. A successful assertion saves the
-new sign count by compare-and-set (``replace_factor_data``).
+sign count, transports, AAGUID and flags; there is no secret. A successful assertion's new sign
+count is saved in the same transaction, judged again on the row under its lock
+(``ReviseFactorData``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, NoReturn, Protocol
 
 from piigate.clock import Clock
@@ -39,9 +42,13 @@ from piigate.factors.ports import (
     CeremonyRepo,
     FactorRecord,
     FactorRepo,
+    ReviseFactorData,
+    Spend,
+    SpendCeremony,
 )
 from piigate.factors.steps import factor_settings, require_pending, seconds_left
 from piigate.factors.webauthn.protocol import (
+    Assertion,
     RelyingParty,
     StoredCredential,
     WebAuthnRejected,
@@ -93,8 +100,6 @@ CEREMONIES_PER_CHALLENGE = 10
 _CHALLENGE_BYTES = 32
 _NONCE_BYTES = 16
 _USER_HANDLE_BYTES = 32
-# Compare-and-set retries when another assertion saved a sign count between read and write.
-_CAS_RETRIES = 3
 
 
 # -- ports -----------------------------------------------------------------------------------------
@@ -146,6 +151,15 @@ async def _spend(
     return None
 
 
+def _counted(new_count: int, data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A credential's ``data`` with ``new_count`` as its sign count, or None when the count
+    does not advance (WebAuthn §6.1.1: a possibly cloned authenticator)."""
+    stored = StoredCredential.from_data(data)
+    if stored is None or not sign_count_advances(stored=stored.sign_count, new=new_count):
+        return None
+    return {**data, "sign_count": new_count}
+
+
 # -- the step-up check -----------------------------------------------------------------------------
 
 
@@ -187,10 +201,41 @@ class WebAuthnCheck(FactorCheck):
         ):
             # Options of another challenge (another request's binding), or made up.
             raise CheckFailed(VerificationFailure.BAD_ASSERTION, first)
-        spent = await _spend(self.store, ceremony, now)
-        if spent is not None:
-            raise CheckFailed(spent, first)
+        if ceremony.state != "open":
+            raise CheckFailed(VerificationFailure.REPLAYED, first)
+        if ceremony.expires_at <= now:
+            await self.store.close_ceremony(ceremony.id, new="expired", now=now)
+            raise CheckFailed(VerificationFailure.EXPIRED, first)
+        try:
+            factor, assertion = self._assertion(credential, factors, sent)
+        except CheckFailed:
+            # A ceremony is single use whatever the outcome: a refused answer spends it too.
+            await self.store.close_ceremony(ceremony.id, new="used", now=now)
+            raise
+        amr = webauthn_amr(
+            user_verified=assertion.user_verified, backup_eligible=assertion.backup_eligible
+        )
+        detail = {"sign_count": assertion.sign_count, "user_verified": assertion.user_verified}
+        # Saved by the Verifier with the approval, in this order: the ceremony closed open →
+        # used (a parallel request with the same answer: REPLAYED), then the sign count, judged
+        # on the row under its lock (a clone's counter that got there first: regressed).
+        spends = (
+            SpendCeremony(ceremony.id),
+            ReviseFactorData(factor.id, partial(_counted, assertion.sign_count)),
+        )
+        return Verified(factor, amr, detail, spends=spends)
 
+    def refusal(self, spend: Spend) -> VerificationFailure:
+        if isinstance(spend, ReviseFactorData):
+            return VerificationFailure.SIGN_COUNT_REGRESSED
+        return VerificationFailure.REPLAYED
+
+    def _assertion(
+        self, credential: Mapping[str, Any], factors: Sequence[FactorRecord], sent: bytes
+    ) -> tuple[FactorRecord, Assertion]:
+        """The factor named by the credential id, and its assertion checked (signature,
+        origin, RP id, user verification, counter against the stored one)."""
+        first = factors[0].id if factors else None
         named = credential_id_of(credential)
         match = next(((f, s) for f, s in _credentials(factors) if s.credential_id == named), None)
         if match is None:
@@ -207,13 +252,7 @@ class WebAuthnCheck(FactorCheck):
             )
         except WebAuthnRejected as rejected:
             raise CheckFailed(VerificationFailure(rejected.reason.value), factor.id) from None
-        if not await self._advance(factor, assertion.sign_count):
-            raise CheckFailed(VerificationFailure.SIGN_COUNT_REGRESSED, factor.id)
-        amr = webauthn_amr(
-            user_verified=assertion.user_verified, backup_eligible=assertion.backup_eligible
-        )
-        detail = {"sign_count": assertion.sign_count, "user_verified": assertion.user_verified}
-        return Verified(factor, amr, detail)
+        return factor, assertion
 
     @staticmethod
     def _expected(challenge: Challenge, ceremony: CeremonyRecord) -> bytes:
@@ -223,28 +262,6 @@ class WebAuthnCheck(FactorCheck):
         return stepup_challenge(
             challenge_id=challenge.id, binding=challenge.requirement.binding, nonce=nonce
         )
-
-    async def _advance(self, factor: FactorRecord, new_count: int) -> bool:
-        """Save ``new_count`` (compare-and-set on the factor's data). A lost race is re-judged on
-        the fresh row: a counter that meanwhile reached ``new_count`` means another assertion of
-        the same or a cloned authenticator got there first, and this one is refused."""
-        data = dict(factor.data)
-        for _ in range(_CAS_RETRIES):
-            stored = StoredCredential.from_data(data)
-            if stored is None or not sign_count_advances(stored=stored.sign_count, new=new_count):
-                return False
-            if stored.sign_count == new_count:  # both 0: an authenticator without a counter
-                return True
-            new_data = {**data, "sign_count": new_count}
-            if await self.store.replace_factor_data(
-                factor.id, expected_data=data, new_data=new_data
-            ):
-                return True
-            fresh = await self.store.get_factor(factor.id)
-            if fresh is None or fresh.state != FactorState.ACTIVE:
-                return False
-            data = dict(fresh.data)
-        return False
 
 
 # -- the ceremonies --------------------------------------------------------------------------------
