@@ -20,7 +20,7 @@ from piigate.store._sql import Repo, utc
 from piigate.store.db import AlreadyExists
 from piigate.store.tables import factors
 
-__all__ = ["FACTOR_STATES", "FactorRow", "FactorStore", "count_failure", "factor_row"]
+__all__ = ["FACTOR_STATES", "FactorRow", "FactorStore", "factor_row"]
 
 FACTOR_STATES = frozenset({"pending", "active", "disabled"})
 
@@ -50,24 +50,6 @@ def factor_row(found: Row[Any]) -> FactorRow:
     if values["last_step"] is not None:
         values["last_step"] = int(values["last_step"])
     return FactorRow(**values)
-
-
-def count_failure(conn: Connection, factor_id: str, now: datetime, limit: int | None) -> int | None:
-    """``FactorStore.record_factor_failure``'s statements, in the caller's transaction; None
-    when there is no such factor."""
-    stmt = update(factors).where(factors.c.id == factor_id)
-    if limit is not None:
-        stmt = stmt.where(factors.c.failures < limit)
-    stmt = stmt.values(failures=factors.c.failures + 1, last_failure_at=utc(now)).returning(
-        factors.c.failures
-    )
-    failures = conn.execute(stmt).scalar_one_or_none()
-    if failures is None and limit is not None:
-        current = conn.execute(
-            select(factors.c.failures).where(factors.c.id == factor_id)
-        ).scalar_one_or_none()
-        return None if current is None else int(current) + 1
-    return None if failures is None else int(failures)
 
 
 def _check_state(state: str) -> None:
@@ -198,7 +180,23 @@ class FactorStore(Repo):
         than ``limit``) without writing. The column then never exceeds the cap, however many
         guesses race (PostgreSQL re-checks the condition on the row it waited for).
         """
-        counted = await self.db.write(lambda conn: count_failure(conn, factor_id, now, limit))
+        stmt = update(factors).where(factors.c.id == factor_id)
+        if limit is not None:
+            stmt = stmt.where(factors.c.failures < limit)
+        stmt = stmt.values(failures=factors.c.failures + 1, last_failure_at=utc(now)).returning(
+            factors.c.failures
+        )
+
+        def work(conn: Connection) -> int | None:
+            failures = conn.execute(stmt).scalar_one_or_none()
+            if failures is None and limit is not None:
+                current = conn.execute(
+                    select(factors.c.failures).where(factors.c.id == factor_id)
+                ).scalar_one_or_none()
+                return None if current is None else int(current) + 1
+            return None if failures is None else int(failures)
+
+        counted = await self.db.write(work)
         if counted is None:
             raise NotFound("no such factor")
         return counted
