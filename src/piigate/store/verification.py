@@ -78,13 +78,19 @@ _RESET = (
     .where(factors.c.id.in_(bindparam("factor_ids", expanding=True)))
     .values(failures=0, last_failure_at=None)
 )
+# The step is saved and the factor's failures cleared in one statement (the success clears them
+# anyway, see ``settle_verification``).
 _ADVANCE = (
     update(factors)
     .where(
         factors.c.id == bindparam("factor_id"),
         or_(factors.c.last_step.is_(None), factors.c.last_step < bindparam("later_than")),
     )
-    .values(last_step=bindparam("step", type_=factors.c.last_step.type))
+    .values(
+        last_step=bindparam("step", type_=factors.c.last_step.type),
+        failures=0,
+        last_failure_at=None,
+    )
 )
 _CLOSE = (
     update(ceremonies)
@@ -173,8 +179,9 @@ class VerificationStore(Repo):
             for spend in spends:
                 if not _spent(conn, spend, at):
                     return Settlement(refused=spend, approved=False)
-            if reset:
-                conn.execute(_RESET, {"factor_ids": sorted(set(reset))})
+            left = set(reset) - _cleared(spends)
+            if left:
+                conn.execute(_RESET, {"factor_ids": sorted(left)})
             approved = conn.execute(_APPROVE, approval_values).rowcount == 1
             return Settlement(refused=None, approved=approved)
 
@@ -183,6 +190,11 @@ class VerificationStore(Repo):
 
 def _factor_ids(spends: Sequence[Spend]) -> set[str]:
     return {s.factor_id for s in spends if isinstance(s, AdvanceTotpStep | ReviseFactorData)}
+
+
+def _cleared(spends: Sequence[Spend]) -> set[str]:
+    """The factors whose failures their spend's statement cleared already."""
+    return {s.factor_id for s in spends if isinstance(s, AdvanceTotpStep)}
 
 
 def _lock_rows(conn: Connection, challenge_id: str, factor_ids: set[str]) -> None:
