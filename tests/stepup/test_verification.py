@@ -390,7 +390,7 @@ async def test_no_active_factor(world: World) -> None:
 
 async def test_unreadable_secret_fails_closed(world: World, tmp_path: Path) -> None:
     _, secret = await world.totp_factor()
-    world.verifier.register("totp", TotpCheck(world.store, Keyring.open(tmp_path / "other")))
+    world.verifier.register("totp", TotpCheck(Keyring.open(tmp_path / "other")))
     reason = await rejected(world, await world.challenge(), "totp", world.code(secret))
     assert reason == "factor_unreadable"
 

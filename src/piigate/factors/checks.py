@@ -20,6 +20,6 @@ def code_checks(
 ) -> dict[str, FactorCheck]:
     """TOTP and recovery-code checks, keyed by method."""
     return {
-        Method.TOTP: TotpCheck(store, keyring),
+        Method.TOTP: TotpCheck(keyring),
         Method.RECOVERY: RecoveryCheck(store, audit),
     }

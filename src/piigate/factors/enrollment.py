@@ -134,7 +134,7 @@ class FactorEnrollment:
         await self.audit.record(
             "factor_enrolled",
             subject_id=subject_id,
-            data={"factor_id": factor_id, "kind": Method.TOTP.value, "state": "pending"},
+            data={"factor_id": factor_id, "kind": Method.TOTP.value, "state": FactorState.PENDING},
         )
         return TotpEnrollment(factor, secret, Secret(uri), qr_svg(uri))
 

@@ -5,20 +5,27 @@ associated data under which a factor's secret is encrypted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
-from piigate.factors import CeremonyState
+from piigate.factors import CeremonyState, FactorState
 from piigate.model import Challenge
 
 __all__ = [
+    "AdvanceTotpStep",
+    "AttemptCharge",
     "AttemptLedger",
     "CeremonyRecord",
     "CeremonyRepo",
     "ChallengeReader",
     "FactorRecord",
     "FactorRepo",
+    "ReviseFactorData",
+    "Settlement",
+    "Spend",
+    "SpendCeremony",
     "VerifierStore",
     "factor_aad",
     "totp_parameters",
@@ -81,7 +88,7 @@ class FactorRepo(Protocol):
         now: datetime,
         label: str = "",
         secret: str | None = None,
-        state: str = "pending",
+        state: str = FactorState.PENDING,
         data: Mapping[str, Any] | None = None,
         credential_id: str | None = None,
     ) -> FactorRecord:
@@ -121,6 +128,59 @@ class FactorRepo(Protocol):
     ) -> bool: ...
 
 
+# -- what a verification spends, and what its units of work return ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AdvanceTotpStep:
+    """Save ``step`` as the factor's last accepted TOTP step, only if it is later than the
+    saved one (RFC 6238 §5.2: a step at or before the last accepted one is a replay)."""
+
+    factor_id: str
+    step: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpendCeremony:
+    """Close an open ceremony as ``used`` (an SMS code, a WebAuthn challenge): once, by
+    compare-and-set on its state."""
+
+    ceremony_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReviseFactorData:
+    """Replace the factor's ``data`` with ``revise(current)``, judged on the row as it is
+    under the row lock; ``revise`` returns None to refuse (a WebAuthn sign count that did not
+    advance). It must be pure: it runs inside the store's transaction."""
+
+    factor_id: str
+    revise: Callable[[Mapping[str, Any]], Mapping[str, Any] | None] = field(compare=False)
+
+
+Spend: TypeAlias = AdvanceTotpStep | SpendCeremony | ReviseFactorData
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptCharge:
+    """An attempt counted on a challenge: its number, and each charged factor's failure count
+    (a count above the cap means the factor was at the cap already; a factor that no longer
+    exists is absent; none are charged once ``attempts`` passes the challenge's cap)."""
+
+    attempts: int
+    failures: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How a verified proof was saved: ``refused`` names the spend that lost its
+    compare-and-set (the spends before it stay written, nothing after it is: no failures
+    cleared, no approval); otherwise ``approved`` says whether the challenge was pending."""
+
+    refused: Spend | None
+    approved: bool
+
+
 class AttemptLedger(Protocol):
     """A challenge's attempt counter and state (``store.ChallengeStore``)."""
 
@@ -140,7 +200,34 @@ class AttemptLedger(Protocol):
 
 
 class VerifierStore(FactorRepo, AttemptLedger, Protocol):
-    """Both of the above: what ``piigate.store.Store`` is."""
+    """Both of the above, and the two write units of a verification (``store.Store``)."""
+
+    async def charge_attempt(
+        self,
+        challenge_id: str,
+        factor_ids: Sequence[str],
+        *,
+        now: datetime,
+        max_attempts: int,
+        limit: int,
+    ) -> AttemptCharge:
+        """Count an attempt on the challenge and, while within ``max_attempts``, charge each
+        factor one failure up to ``limit`` -- one transaction. ``NotFound``: no challenge."""
+        ...
+
+    async def settle_verification(
+        self,
+        challenge_id: str,
+        *,
+        spends: Sequence[Spend],
+        reset: Sequence[str],
+        approval: Mapping[str, Any],
+        now: datetime,
+    ) -> Settlement:
+        """In one transaction: each spend's compare-and-set in order (stopping at the first
+        refused), then the failures of ``reset`` cleared and the challenge moved pending →
+        approved with ``approval``, its grant collected at ``now``."""
+        ...
 
 
 class CeremonyRecord(Protocol):
@@ -231,3 +318,10 @@ class ChallengeReader(Protocol):
     """Challenges as the engine stored them (``store.ports.SqlChallenges``)."""
 
     async def get(self, challenge_id: str) -> Challenge | None: ...
+
+    async def get_with_factors(
+        self, challenge_id: str, *, kind: str | None
+    ) -> tuple[Challenge, Sequence[FactorRecord]] | None:
+        """The challenge and its subject's active factors of ``kind`` (none when None), read
+        in one transaction."""
+        ...

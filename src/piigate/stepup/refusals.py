@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import NoReturn
 
-from piigate.errors import NotFound
 from piigate.factors import FailurePolicy, lockout_state
 from piigate.factors.ports import FactorRecord, VerifierStore
 from piigate.model import Challenge, ChallengeState, Method
@@ -78,7 +77,15 @@ class Refusals:
             max_delay=self.max_delay,
         )
         usable = await self._unlocked(challenge, method, factors, policy, now, factor_id)
-        attempts = await self.store.record_attempt(challenge.id, now=now)
+        # One transaction: the attempt, then (within the challenge's cap) each factor's failure.
+        charge = await self.store.charge_attempt(
+            challenge.id,
+            [factor.id for factor in usable],
+            now=now,
+            max_attempts=challenge.max_attempts,
+            limit=policy.max_failures,
+        )
+        attempts = charge.attempts
         if attempts > challenge.max_attempts:
             await self._give_up(challenge, give_up)
             await self.reject(
@@ -88,10 +95,16 @@ class Refusals:
                 factor_id=factor_id,
                 attempts=attempts,
             )
-        try:
-            charged = await self._charge(usable, policy, now)
-        except CheckFailed as failed:
-            await self.fail(challenge, method, failed, attempts, give_up=give_up)
+        # Keep the factors still under the cap: the increment stops at it, so a factor at the
+        # cap already comes back above it and is not checked.
+        charged = [
+            factor
+            for factor in usable
+            if charge.failures.get(factor.id, policy.max_failures + 1) <= policy.max_failures
+        ]
+        if not charged:
+            locked = CheckFailed(VerificationFailure.LOCKED, usable[0].id)
+            await self.fail(challenge, method, locked, attempts, give_up=give_up)
         return charged, attempts
 
     async def fail(
@@ -145,25 +158,6 @@ class Refusals:
             await self.audit_failure(challenge, method, throttled, factor_id=factor_id)
             raise VerificationThrottled(min(waits))
         await self.reject(challenge, method, VerificationFailure.LOCKED, factor_id=factor_id)
-
-    async def _charge(
-        self, factors: Sequence[FactorRecord], policy: FailurePolicy, now: datetime
-    ) -> list[FactorRecord]:
-        """Count a failure on each factor *before* checking the code; keep those still under
-        the cap. The increment stops at the cap, so the count never passes it either."""
-        charged: list[FactorRecord] = []
-        for factor in factors:
-            try:
-                count = await self.store.record_factor_failure(
-                    factor.id, now=now, limit=policy.max_failures
-                )
-            except NotFound:  # removed meanwhile
-                continue
-            if count <= policy.max_failures:
-                charged.append(factor)
-        if not charged:
-            raise CheckFailed(VerificationFailure.LOCKED, factors[0].id if factors else None)
-        return charged
 
     async def audit_failure(
         self,

@@ -15,7 +15,7 @@ from typing import Any
 
 from piigate.crypto.secret import Secret
 from piigate.errors import FactorRejected, TooManyRequests
-from piigate.factors.ports import FactorRecord
+from piigate.factors.ports import FactorRecord, Spend
 from piigate.model import Challenge, Grant
 
 __all__ = [
@@ -107,20 +107,25 @@ class CheckFailed(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Verified:
-    """A factor that proved itself: which one, its RFC 8176 ``amr`` values, and audit detail
-    (never a secret: a TOTP drift, the recovery codes left, a WebAuthn sign count)."""
+    """A factor that proved itself: which one, its RFC 8176 ``amr`` values, audit detail
+    (never a secret: a TOTP drift, the recovery codes left, a WebAuthn sign count), and what
+    the success spends -- saved by the ``Verifier`` in the same transaction as the approval."""
 
     factor: FactorRecord
     amr: tuple[str, ...]
     detail: Mapping[str, object] = field(default_factory=dict)
+    spends: tuple[Spend, ...] = ()
 
 
 class FactorCheck(ABC):
     """How one kind of factor checks a proof (``factors.totp.ceremony``, ``factors.sms.codes``).
 
     ``check`` gets the subject's active factors of its kind, each already charged one failure;
-    it returns the factor that matched or raises :class:`CheckFailed`. ``succeeded`` runs after
-    the failures are cleared and before the challenge is approved.
+    it returns the factor that matched, with what the success spends (``Verified.spends``), or
+    raises :class:`CheckFailed`. It reads what it needs but writes nothing on success: the
+    ``Verifier`` saves the spends, clears the failures and approves the challenge in one
+    transaction. ``refusal`` names the failure when a spend loses its compare-and-set;
+    ``succeeded`` runs once the proof is saved.
     """
 
     amr: tuple[str, ...] = ()
@@ -133,6 +138,11 @@ class FactorCheck(ABC):
         factors: Sequence[FactorRecord],
         now: datetime,
     ) -> Verified: ...
+
+    def refusal(self, spend: Spend) -> VerificationFailure:
+        """Why a proof whose ``spend`` lost its compare-and-set is refused: spent first by a
+        parallel request with the same proof."""
+        return VerificationFailure.REPLAYED
 
     async def succeeded(self, challenge: Challenge, verified: Verified) -> None:
         return None

@@ -1,20 +1,24 @@
 """Verifying a challenge: one factor's proof in, one signed grant out (CONTRACT §4.3, §5.2-5.4).
 
-``Verifier.verify`` is one explicit pipeline of named steps, the same for every factor kind:
+``Verifier.verify`` is one explicit pipeline of named steps, the same for every factor kind,
+in three units of work of the store plus the audit commit:
 
-1. load the challenge; a caller that is neither its subject nor the app that asked for it gets
-   404, so challenge ids cannot be probed;
+1. load the challenge, and the subject's active factors of the method, in one read; a caller
+   that is neither the challenge's subject nor the app that asked for it gets 404, so challenge
+   ids cannot be probed;
 2. admit it: pending, unexpired, and the method one it allows and one with a check;
-3. pick the subject's active factors of that kind and drop those locked out
-   (:mod:`piigate.factors.lockout`): permanently locked → 401, in back-off → 429 + Retry-After;
-4. count the attempt on the challenge, then *charge* each factor one failure before looking at
-   the proof (a conditional increment that stops at the cap), so parallel guesses can never
-   check more codes than the profile allows (CONTRACT §5.3) -- steps 3-4 and every refusal are
-   :class:`~piigate.stepup.refusals.Refusals`, shared with push answers;
+3. drop the factors locked out (:mod:`piigate.factors.lockout`): permanently locked → 401, in
+   back-off → 429 + Retry-After;
+4. in one write, count the attempt on the challenge, then *charge* each factor one failure
+   before looking at the proof (a conditional increment that stops at the cap), so parallel
+   guesses can never check more codes than the profile allows (CONTRACT §5.3) -- steps 3-4 and
+   every refusal are :class:`~piigate.stepup.refusals.Refusals`, shared with push answers;
 5. run the method's :class:`FactorCheck` (``factors.totp``, ``factors.recovery``,
-   ``factors.webauthn``, ``factors.sms``), which saves what a success spends by compare-and-set;
-6. on success: clear the failures, approve the challenge (compare-and-set, recording how), sign
-   the grant and append ``challenge_verified``.
+   ``factors.webauthn``, ``factors.sms``), which returns what a success spends;
+6. on success, in one write: the spends by compare-and-set (a TOTP step, an SMS code or a
+   WebAuthn ceremony, a sign count: a proof accepted once, across nodes), the failures
+   cleared, the challenge approved by compare-and-set (recording how); then sign the grant and
+   append ``challenge_verified``.
 
 Out-of-band proofs — a signed push answer, another person's approval — are checked by their own
 ceremonies, which call :meth:`Verifier.approve`; the requester then collects the grant once with
@@ -27,7 +31,7 @@ the client, while the audit event ``verification_failed`` names the exact
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,8 +39,7 @@ from typing import Any
 from piigate.clock import Clock
 from piigate.crypto.keyring import Keyring
 from piigate.errors import NotFound, ServiceUnavailable
-from piigate.factors import FactorState
-from piigate.factors.ports import ChallengeReader, VerifierStore
+from piigate.factors.ports import ChallengeReader, FactorRecord, VerifierStore
 from piigate.ids import new_id
 from piigate.model import Caller, Challenge, ChallengeState, Grant, Method
 from piigate.policy.compiled import CompiledPolicy
@@ -108,31 +111,38 @@ class Verifier:
         vague), :class:`VerificationThrottled` (429) or ``ServiceUnavailable`` (no policy).
         """
         now = self.clock.now()
-        challenge = await self.load(challenge_id, caller)
         method = proof.method
-        compiled, settings = await self.admit(challenge, method, now)
         check = self.checks.get(method)
+        # Unit of work 1: the challenge and the factors that may answer it.
+        challenge, factors = await self._load_with_factors(
+            challenge_id, method if check is not None else None, caller
+        )
+        compiled, settings = await self.admit(challenge, method, now)
         if check is None:  # push and approval are answered out of band, not with a code
             await self.refusals.reject(challenge, method, VerificationFailure.METHOD_NOT_ALLOWED)
-
-        factors = await self.store.list_factors(
-            challenge.subject_id, kinds=[method], states=[FactorState.ACTIVE.value]
-        )
         if not factors:
             await self.refusals.reject(challenge, method, VerificationFailure.NO_FACTOR)
+        # Unit of work 2: the attempt and the factors' failures, before the proof is looked at.
         charged, attempts = await self.refusals.charge(challenge, method, factors, settings, now)
         try:
             verified = await check.check(challenge, proof, charged, now)
         except CheckFailed as failed:
             await self.refusals.fail(challenge, method, failed, attempts)
 
-        for factor_id in sorted({factor.id for factor in charged}):
-            await self.store.reset_factor_failures(factor_id)
-        await check.succeeded(challenge, verified)
+        # Unit of work 3: what the proof spends, the failures cleared, the challenge approved.
         approval = self._approval(method, settings, verified, now)
-        if not await self._set_state(
-            challenge, ChallengeState.APPROVED, approval=approval, collected_at=now
-        ):
+        settled = await self.store.settle_verification(
+            challenge.id,
+            spends=verified.spends,
+            reset=[factor.id for factor in charged],
+            approval=approval,
+            now=now,
+        )
+        if settled.refused is not None:
+            lost = CheckFailed(check.refusal(settled.refused), verified.factor.id)
+            await self.refusals.fail(challenge, method, lost, attempts)
+        await check.succeeded(challenge, verified)
+        if not settled.approved:
             # Approved or denied by a parallel request in the meantime: one challenge, one grant.
             await self.refusals.reject(
                 challenge,
@@ -212,13 +222,26 @@ class Verifier:
     async def load(self, challenge_id: str, caller: Caller) -> Challenge:
         """The challenge, if the caller may answer it: its subject, or the app that asked."""
         challenge = await self.challenges.get(challenge_id) if len(challenge_id) <= 64 else None
-        if challenge is None:
-            raise NotFound("no such challenge")
-        # The subject verifies for itself; an app relays its user's proof only for challenges
-        # from its own decisions (CONTRACT §4.3). Anyone else learns nothing: 404, as if absent.
-        if not caller.may_answer(challenge):
+        if challenge is None or not caller.may_answer(challenge):
             raise NotFound("no such challenge")
         return challenge
+
+    async def _load_with_factors(
+        self,
+        challenge_id: str,
+        kind: str | None,
+        caller: Caller,
+    ) -> tuple[Challenge, Sequence[FactorRecord]]:
+        """:meth:`load`, with the subject's active factors of ``kind`` read in the same unit of
+        work (they are only looked at once the caller has been let through)."""
+        found = None
+        if len(challenge_id) <= 64:
+            found = await self.challenges.get_with_factors(challenge_id, kind=kind)
+        # The subject verifies for itself; an app relays its user's proof only for challenges
+        # from its own decisions (CONTRACT §4.3). Anyone else learns nothing: 404, as if absent.
+        if found is None or not caller.may_answer(found[0]):
+            raise NotFound("no such challenge")
+        return found
 
     async def admit(
         self, challenge: Challenge, method: str, now: datetime

@@ -15,6 +15,7 @@ from piigate.store.factors import FactorRow, FactorStore
 from piigate.store.grants import GrantStore
 from piigate.store.sessions import SessionRow, SessionStore
 from piigate.store.users import UserRow, UserStore
+from piigate.store.verification import VerificationStore
 
 __all__ = [
     "AlreadyExists",
@@ -35,6 +36,7 @@ __all__ = [
     "StoreUnavailable",
     "UserRow",
     "UserStore",
+    "VerificationStore",
     "default_url",
 ]
 
@@ -47,6 +49,7 @@ class Store(
     SessionStore,
     ApiKeyStore,
     FactorStore,
+    VerificationStore,
     SqlCounters,
 ):
     """Every repository over one :class:`Database`, as flat methods."""

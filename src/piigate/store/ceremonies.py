@@ -116,7 +116,7 @@ class CeremonyStore(Repo):
             id=id,
             subject_id=subject_id,
             purpose=purpose,
-            state="open",
+            state=CeremonyState.OPEN,
             created_at=utc(now),
             expires_at=utc(expires_at),
             secret=secret,

@@ -21,9 +21,9 @@ from piigate.store._sql import Repo, utc
 from piigate.store.db import AlreadyExists
 from piigate.store.tables import factors
 
-__all__ = ["FACTOR_STATES", "FactorRow", "FactorStore"]
+__all__ = ["FACTOR_STATES", "FactorRow", "FactorStore", "factor_row"]
 
-FACTOR_STATES = frozenset({"pending", "active", "disabled"})
+FACTOR_STATES = frozenset(FactorState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,8 @@ class FactorRow:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def _row(found: Row[Any]) -> FactorRow:
+def factor_row(found: Row[Any]) -> FactorRow:
+    """A ``factors`` row as the dataclass."""
     values = found._asdict()
     values.pop("credential_id", None)  # a unique index over what data holds (WebAuthn)
     values["data"] = dict(values["data"] or {})
@@ -67,7 +68,7 @@ class FactorStore(Repo):
         now: datetime,
         label: str = "",
         secret: str | None = None,
-        state: str = "pending",
+        state: str = FactorState.PENDING,
         data: Mapping[str, Any] | None = None,
         credential_id: str | None = None,
     ) -> FactorRow:
@@ -85,7 +86,7 @@ class FactorStore(Repo):
             state=str(state),
             created_at=at,
             secret=secret,
-            confirmed_at=at if state == "active" else None,
+            confirmed_at=at if state == FactorState.ACTIVE else None,
             data=dict(data or {}),
         )
         try:
@@ -113,7 +114,7 @@ class FactorStore(Repo):
 
     async def get_factor(self, factor_id: str) -> FactorRow | None:
         found = await self._first(select(factors).where(factors.c.id == factor_id))
-        return None if found is None else _row(found)
+        return None if found is None else factor_row(found)
 
     async def list_factors(
         self,
@@ -129,13 +130,13 @@ class FactorStore(Repo):
         if states is not None:
             stmt = stmt.where(factors.c.state.in_([str(s) for s in states]))
         stmt = stmt.order_by(factors.c.created_at, factors.c.id)
-        return [_row(r) for r in await self._all(stmt)]
+        return [factor_row(r) for r in await self._all(stmt)]
 
     async def activate_factor(self, factor_id: str, *, now: datetime) -> bool:
         """``pending`` → ``active`` (recording ``confirmed_at``); True for exactly one caller."""
         stmt = (
             update(factors)
-            .where(factors.c.id == factor_id, factors.c.state == "pending")
+            .where(factors.c.id == factor_id, factors.c.state == FactorState.PENDING)
             .values(state=FactorState.ACTIVE, confirmed_at=utc(now))
         )
         return await self._changed(stmt)

@@ -23,6 +23,7 @@ from piigate.model import (
 )
 from piigate.store import Store
 from piigate.store.challenges import ChallengeRow
+from piigate.store.factors import FactorRow
 from piigate.store.tables import challenges as challenges_table
 
 __all__ = ["SqlChallenges", "SqlGrantLedger", "challenge_from_row"]
@@ -62,6 +63,16 @@ class SqlChallenges:
     async def get(self, challenge_id: str) -> Challenge | None:
         row = await self.store.get_challenge(challenge_id)
         return None if row is None else challenge_from_row(row, self.keyring)
+
+    async def get_with_factors(
+        self, challenge_id: str, *, kind: str | None
+    ) -> tuple[Challenge, list[FactorRow]] | None:
+        """The challenge and its subject's active factors of ``kind``, in one read."""
+        found = await self.store.read_verification(challenge_id, kind=kind)
+        if found is None:
+            return None
+        row, factors = found
+        return challenge_from_row(row, self.keyring), factors
 
     async def pending(self, *, created_after: datetime, limit: int = 200) -> list[Challenge]:
         """Pending challenges opened after ``created_after``, newest first (expired included:

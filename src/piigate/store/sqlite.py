@@ -45,10 +45,16 @@ def install_sqlite_hooks(engine: Engine) -> None:
         # pooled connection remembers its current setting to avoid needless PRAGMAs.
         info = conn.connection.info
         wanted = "FULL" if options.get(DURABLE) else "NORMAL"
-        if info.get("synchronous", "NORMAL") != wanted:
-            conn.exec_driver_sql(f"PRAGMA synchronous = {wanted}")
-            info["synchronous"] = wanted
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(IMMEDIATE) else "BEGIN")
+        # Straight to the driver's cursor: these run once per transaction, and SQLAlchemy's
+        # statement machinery (events, result set-up) would double what BEGIN costs.
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if info.get("synchronous", "NORMAL") != wanted:
+                cursor.execute(f"PRAGMA synchronous = {wanted}")
+                info["synchronous"] = wanted
+            cursor.execute("BEGIN IMMEDIATE" if options.get(IMMEDIATE) else "BEGIN")
+        finally:
+            cursor.close()
 
 
 def _enable_wal(cursor: Any) -> None:

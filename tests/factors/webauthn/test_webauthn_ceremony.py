@@ -20,7 +20,7 @@ from piigate.crypto.keyring import Keyring
 from piigate.errors import Conflict, StepUpRequired, TooManyRequests
 from piigate.factors.checks import code_checks
 from piigate.factors.enrollment import FactorEnrollment
-from piigate.factors.ports import FactorRecord
+from piigate.factors.ports import FactorRecord, Settlement
 from piigate.factors.webauthn.ceremony import (
     CEREMONIES_PER_CHALLENGE,
     CeremonyOptions,
@@ -46,6 +46,7 @@ from piigate.stepup.verdicts import (
     VerificationFailure,
     VerificationRejected,
     VerificationThrottled,
+    Verified,
 )
 from piigate.stepup.verification import Verifier
 from piigate.store import Database, Store
@@ -150,6 +151,16 @@ class World:
             challenge.id,
             Proof("webauthn", credential=credential),
             caller=Caller.person(challenge.subject_id),
+        )
+
+    async def settle(self, challenge: Challenge, verified: Verified) -> Settlement:
+        """Save what a check returned, as ``Verifier.verify`` does after it."""
+        return await self.store.settle_verification(
+            challenge.id,
+            spends=verified.spends,
+            reset=[verified.factor.id],
+            approval={"method": "webauthn", "factor_id": verified.factor.id},
+            now=self.clock.now(),
         )
 
     async def rejected(self, challenge: Challenge, credential: dict[str, Any]) -> str:
@@ -504,10 +515,17 @@ async def test_a_replayed_assertion_is_refused(world: World) -> None:
     assertion = auth.get(options.public_key)
     factors = await world.store.list_factors("alice", kinds=["webauthn"])
     proof = Proof("webauthn", credential=assertion)
-    # The check itself: the ceremony is spent by the first use, whatever comes after.
-    await world.check.check(challenge, proof, factors, world.clock.now())
+    # The check returns the ceremony to spend; of two answers checked before either is saved,
+    # the second to be saved loses the ceremony's compare-and-set: a replay.
+    now = world.clock.now()
+    first = await world.check.check(challenge, proof, factors, now)
+    second = await world.check.check(challenge, proof, factors, now)
+    assert (await world.settle(challenge, first)).refused is None
+    lost = (await world.settle(challenge, second)).refused
+    assert lost is not None and world.check.refusal(lost) is VerificationFailure.REPLAYED
+    # Once saved, the ceremony is spent: the check itself refuses the same answer.
     with pytest.raises(CheckFailed) as caught:
-        await world.check.check(challenge, proof, factors, world.clock.now())
+        await world.check.check(challenge, proof, factors, now)
     assert caught.value.reason is VerificationFailure.REPLAYED
 
     # Through the verifier: the first answer approves the challenge, the same one again fails.
@@ -575,9 +593,11 @@ async def test_a_lost_sign_count_race_is_refused(world: World) -> None:
         factor.id, expected_data=factor.data, new_data=newer
     )
     proof = Proof("webauthn", credential=auth.get(options.public_key, counter=5))
-    with pytest.raises(CheckFailed) as caught:
-        await world.check.check(challenge, proof, stale, world.clock.now())
-    assert caught.value.reason is VerificationFailure.SIGN_COUNT_REGRESSED
+    # Checked against the stale row the counter advances; saved, it is judged on the row.
+    verified = await world.check.check(challenge, proof, stale, world.clock.now())
+    lost = (await world.settle(challenge, verified)).refused
+    assert lost is not None
+    assert world.check.refusal(lost) is VerificationFailure.SIGN_COUNT_REGRESSED
     # A counter beyond the winner's is saved on the fresh row.
     other = await world.challenge()
     proof = Proof(
@@ -585,6 +605,7 @@ async def test_a_lost_sign_count_race_is_refused(world: World) -> None:
     )
     verified = await world.check.check(other, proof, stale, world.clock.now())
     assert verified.detail["sign_count"] == 12
+    assert (await world.settle(other, verified)).refused is None
     stored = await world.store.get_factor(factor.id)
     assert stored is not None and stored.data["sign_count"] == 12
 

@@ -205,7 +205,7 @@ class PushDevices:
         await self.audit.record(
             "factor_enrolled",
             subject_id=subject_id,
-            data={"factor_id": factor_id, "kind": PUSH, "state": "pending"},
+            data={"factor_id": factor_id, "kind": PUSH, "state": FactorState.PENDING},
         )
         uri = enroll_uri(self.public_url, token)
         return PushEnrollment(factor, Secret(uri), expires_at, enroll_qr_svg(uri))

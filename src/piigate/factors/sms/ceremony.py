@@ -211,7 +211,7 @@ class SmsCeremony:
         await self.audit.record(
             "factor_enrolled",
             subject_id=subject_id,
-            data={"factor_id": factor_id, "kind": Method.SMS.value, "state": "pending"},
+            data={"factor_id": factor_id, "kind": Method.SMS.value, "state": FactorState.PENDING},
         )
         return sent
 

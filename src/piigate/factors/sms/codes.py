@@ -19,7 +19,7 @@ from datetime import datetime
 from piigate.crypto.keyring import DecryptionError, Keyring
 from piigate.crypto.secret import Secret
 from piigate.factors import CeremonyPurpose, CeremonyState
-from piigate.factors.ports import CeremonyRecord, CeremonyRepo, FactorRecord
+from piigate.factors.ports import CeremonyRecord, CeremonyRepo, FactorRecord, SpendCeremony
 from piigate.model import Challenge
 from piigate.stepup.verdicts import CheckFailed, FactorCheck, Proof, VerificationFailure, Verified
 
@@ -126,7 +126,6 @@ class SmsCheck(FactorCheck):
             await self.store.close_ceremony(ceremony.id, new=CeremonyState.EXPIRED, now=now)
         if reason is not None:
             raise CheckFailed(reason, factor.id)
-        if not await self.store.close_ceremony(ceremony.id, new=CeremonyState.USED, now=now):
-            # A parallel request with the same code closed it first: one code, one grant.
-            raise CheckFailed(VerificationFailure.REPLAYED, factor.id)
-        return Verified(factor, self.amr)
+        # Closed open → used by the Verifier with the approval: of parallel requests with the
+        # same code one wins, the others are REPLAYED (``FactorCheck.refusal``).
+        return Verified(factor, self.amr, spends=(SpendCeremony(ceremony.id),))

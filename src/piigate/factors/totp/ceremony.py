@@ -3,8 +3,8 @@
 The check receives the factors already charged one failure (``Refusals.charge``) and either
 returns :class:`~piigate.stepup.verdicts.Verified` or raises
 :class:`~piigate.stepup.verdicts.CheckFailed` with the exact reason, for the audit only. The time
-step a success spends is saved with a compare-and-set, so two nodes accepting the same code at the
-same moment cannot both win.
+step a success spends is returned (``AdvanceTotpStep``) and saved by the ``Verifier`` with a
+compare-and-set, so two nodes accepting the same code at the same moment cannot both win.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import structlog
 
 from piigate.crypto.keyring import DecryptionError, Keyring
 from piigate.crypto.secret import Secret
-from piigate.factors.ports import FactorRecord, FactorRepo, factor_aad, totp_parameters
+from piigate.factors.ports import AdvanceTotpStep, FactorRecord, factor_aad, totp_parameters
 from piigate.factors.steps import proof_code
 from piigate.factors.totp.protocol import TotpFailure, TotpRejected, verify_totp
 from piigate.model import Challenge
@@ -32,9 +32,6 @@ from piigate.stepup.verdicts import (
 __all__ = ["TotpCheck", "decrypt_factor_secret"]
 
 log = structlog.get_logger("piigate.verify")
-
-# Compare-and-set retries when another request changed the factor between read and write.
-_CAS_RETRIES = 3
 
 _TOTP_REASONS: Mapping[TotpFailure, VerificationFailure] = {
     TotpFailure.WRONG_CODE: VerificationFailure.WRONG_CODE,
@@ -60,8 +57,7 @@ class TotpCheck(FactorCheck):
 
     amr = ("otp",)
 
-    def __init__(self, store: FactorRepo, keyring: Keyring) -> None:
-        self.store = store
+    def __init__(self, keyring: Keyring) -> None:
         self.keyring = keyring
 
     async def check(
@@ -89,20 +85,8 @@ class TotpCheck(FactorCheck):
             except TotpRejected as rejected:
                 reasons.append((_TOTP_REASONS[rejected.reason], factor.id))
                 continue
-            if await self._advance(factor, match.step):
-                return Verified(factor, self.amr, {"drift": match.drift})
-            reasons.append((VerificationFailure.REPLAYED, factor.id))
+            # The step is saved by the Verifier, with the approval: later than the saved one
+            # or not at all, so of two nodes accepting this code at once only one wins.
+            spend = AdvanceTotpStep(factor.id, match.step)
+            return Verified(factor, self.amr, {"drift": match.drift}, spends=(spend,))
         raise CheckFailed(*most_telling(reasons))
-
-    async def _advance(self, factor: FactorRecord, step: int) -> bool:
-        """Save ``step`` as the last accepted one (compare-and-set). A lost race with an older
-        code is retried on the fresh row; with the same or a newer one it is a replay."""
-        expected = factor.last_step
-        for _ in range(_CAS_RETRIES):
-            if await self.store.advance_totp_step(factor.id, expected=expected, new=step):
-                return True
-            fresh = await self.store.get_factor(factor.id)
-            if fresh is None or fresh.last_step is None or fresh.last_step >= step:
-                return False
-            expected = fresh.last_step
-        return False

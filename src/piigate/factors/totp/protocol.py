@@ -1,8 +1,9 @@
 """TOTP (RFC 6238) over HOTP (RFC 4226): enrollment material and one verification step.
 
 Pure: no I/O and no clock. The caller passes the time (``at``) and the last accepted time step,
-and saves the step it gets back with a compare-and-set (``Store.advance_totp_step``), so a code
-cannot be used twice even when two nodes verify it at the same moment. ``pyotp`` does the HOTP
+and saves the step it gets back with a compare-and-set (``AdvanceTotpStep`` at a challenge,
+``Store.advance_totp_step`` at enrollment), so a code cannot be used twice even when two nodes
+verify it at the same moment. ``pyotp`` does the HOTP
 arithmetic (HMAC, dynamic truncation); the step, the window and the replay rule live here.
 """
 

@@ -1,13 +1,13 @@
-"""WebAuthn ceremonies: registering a credential (CONTRACT §4.4) and answering a step-up with
-one (§4.3), on top of the pure :mod:`piigate.factors.webauthn.protocol`.
+"""WebAuthn ceremonies: registering a credential (CONTRACT §4.4) and the request options of a
+step-up (§4.3), on top of the pure :mod:`piigate.factors.webauthn.protocol`; the answer to a
+step-up is checked by :class:`~piigate.factors.webauthn.check.WebAuthnCheck`.
 
 Every WebAuthn challenge is single use and lives in a ``ceremonies`` row (purpose
 ``webauthn_register`` or ``webauthn_auth``) whose id is computed from the challenge bytes
 (:func:`~piigate.factors.webauthn.protocol.ceremony_id`). An answer finds its ceremony from the
-challenge in its clientDataJSON, and spends it with the compare-and-set ``close_ceremony`` *before*
-the signature is checked: of two requests carrying the same response (or two responses to the same
-options) at most one gets past that line, on any node, whatever the outcome. An expired ceremony is
-refused.
+challenge in its clientDataJSON; a registration spends it with the compare-and-set
+``close_ceremony`` *before* the attestation is checked: of two requests carrying the same response
+at most one gets past that line, on any node, whatever the outcome. An expired ceremony is refused.
 
 For a step-up the challenge is not random: it is ``SHA-256(context ‖ piigate challenge id ‖ binding
 digest ‖ nonce)`` (:func:`~piigate.factors.webauthn.protocol.stepup_challenge`). The check
@@ -16,56 +16,47 @@ another request's binding — does not verify, and the authenticator's signature
 of which request was approved.
 
 Credentials are ``webauthn`` factors whose ``data`` holds the credential id, COSE public key,
-sign count, transports, AAGUID and flags; there is no secret. A successful assertion saves the
-new sign count by compare-and-set (``replace_factor_data``).
+sign count, transports, AAGUID and flags; there is no secret.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
 from piigate.clock import Clock
 from piigate.errors import Conflict, TooManyRequests
 from piigate.factors import CeremonyPurpose, CeremonyState, FactorState
 from piigate.factors.enrollment import FactorEnrollment
-from piigate.factors.ports import CeremonyRecord, CeremonyRepo, FactorRecord, FactorRepo
-from piigate.factors.steps import factor_settings, require_pending, seconds_left
+from piigate.factors.ports import CeremonyRecord, CeremonyRepo, FactorRecord
+from piigate.factors.steps import require_pending, seconds_left
+from piigate.factors.webauthn.check import (
+    NONCE_BYTES,
+    WebAuthnCheck,
+    WebAuthnStore,
+    policy_user_verification,
+    stored_credentials,
+)
 from piigate.factors.webauthn.protocol import (
     RelyingParty,
-    StoredCredential,
     authentication_options,
     b64url,
     b64url_decode,
     ceremony_id,
     client_challenge,
-    credential_id_of,
     registration_options,
     stepup_challenge,
 )
-from piigate.factors.webauthn.responses import (
-    WebAuthnRejected,
-    sign_count_advances,
-    verify_assertion,
-    verify_attestation,
-    webauthn_amr,
-)
+from piigate.factors.webauthn.responses import WebAuthnRejected, verify_attestation
 from piigate.ids import new_id
 from piigate.model import Challenge, Method
 from piigate.policy.holder import PolicyHolder
 from piigate.ports import AuditRecorder
-from piigate.stepup.verdicts import (
-    CheckFailed,
-    FactorCheck,
-    Proof,
-    VerificationFailure,
-    VerificationRejected,
-    Verified,
-)
+from piigate.stepup.verdicts import VerificationFailure, VerificationRejected
 
 __all__ = [
     "CEREMONY_SECONDS",
@@ -83,17 +74,10 @@ REGISTRATION_WINDOW_SECONDS = 600
 CEREMONIES_PER_CHALLENGE = 10
 # WebAuthn §13.4.3: challenges of at least 16 random bytes.
 _CHALLENGE_BYTES = 32
-_NONCE_BYTES = 16
 _USER_HANDLE_BYTES = 32
-# Compare-and-set retries when another assertion saved a sign count between read and write.
-_CAS_RETRIES = 3
 
 
-# -- ports -----------------------------------------------------------------------------------------
-
-
-class WebAuthnStore(FactorRepo, CeremonyRepo, Protocol):
-    """Factors and ceremonies: what ``piigate.store.Store`` is."""
+# -- values ----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,21 +90,6 @@ class CeremonyOptions:
 
 
 # -- shared steps ----------------------------------------------------------------------------------
-
-
-def _user_verification(policy: PolicyHolder) -> str:
-    """The policy's ``factors.webauthn.user_verification`` (``required`` when not declared)."""
-    settings = factor_settings(policy, Method.WEBAUTHN)
-    return settings.user_verification if settings is not None else "required"
-
-
-def _credentials(factors: Iterable[FactorRecord]) -> list[tuple[FactorRecord, StoredCredential]]:
-    found = []
-    for factor in factors:
-        stored = StoredCredential.from_data(factor.data)
-        if stored is not None:
-            found.append((factor, stored))
-    return found
 
 
 async def _spend(
@@ -136,107 +105,6 @@ async def _spend(
     if not await store.close_ceremony(ceremony.id, new=CeremonyState.USED, now=now):
         return VerificationFailure.REPLAYED  # a parallel request spent it first
     return None
-
-
-# -- the step-up check -----------------------------------------------------------------------------
-
-
-class WebAuthnCheck(FactorCheck):
-    """Checks ``{"method": "webauthn", "credential": {...}}`` proofs for the ``Verifier``.
-
-    Order: find the ceremony from the clientDataJSON challenge → it must belong to this
-    challenge and its challenge must equal the derivation from this challenge's binding → spend
-    it → pick the factor by credential id → verify the assertion (signature, origin, RP id,
-    user verification, counter) → save the sign count (compare-and-set).
-    """
-
-    amr = ("hwk", "user")
-
-    def __init__(self, store: WebAuthnStore, policy: PolicyHolder, rp: RelyingParty) -> None:
-        self.store = store
-        self.policy = policy
-        self.rp = rp
-
-    async def check(
-        self,
-        challenge: Challenge,
-        proof: Proof,
-        factors: Sequence[FactorRecord],
-        now: datetime,
-    ) -> Verified:
-        first = factors[0].id if factors else None
-        credential = proof.credential
-        sent = client_challenge(credential) if credential is not None else None
-        if credential is None or sent is None:
-            raise CheckFailed(VerificationFailure.MALFORMED, first)
-        ceremony = await self.store.get_ceremony(ceremony_id(sent))
-        if (
-            ceremony is None
-            or ceremony.purpose != CeremonyPurpose.WEBAUTHN_AUTH
-            or ceremony.challenge_id != challenge.id
-            or ceremony.subject_id != challenge.subject_id
-            or not hmac.compare_digest(self._expected(challenge, ceremony), sent)
-        ):
-            # Options of another challenge (another request's binding), or made up.
-            raise CheckFailed(VerificationFailure.BAD_ASSERTION, first)
-        spent = await _spend(self.store, ceremony, now)
-        if spent is not None:
-            raise CheckFailed(spent, first)
-
-        named = credential_id_of(credential)
-        match = next(((f, s) for f, s in _credentials(factors) if s.credential_id == named), None)
-        if match is None:
-            raise CheckFailed(VerificationFailure.BAD_ASSERTION, first)
-        factor, stored = match
-        try:
-            assertion = verify_assertion(
-                credential,
-                stored=stored,
-                expected_challenge=sent,
-                expected_rp_id=self.rp.id,
-                expected_origin=self.rp.origin,
-                require_user_verification=_user_verification(self.policy) == "required",
-            )
-        except WebAuthnRejected as rejected:
-            raise CheckFailed(VerificationFailure(rejected.reason.value), factor.id) from None
-        if not await self._advance(factor, assertion.sign_count):
-            raise CheckFailed(VerificationFailure.SIGN_COUNT_REGRESSED, factor.id)
-        amr = webauthn_amr(
-            user_verified=assertion.user_verified, backup_eligible=assertion.backup_eligible
-        )
-        detail = {"sign_count": assertion.sign_count, "user_verified": assertion.user_verified}
-        return Verified(factor, amr, detail)
-
-    @staticmethod
-    def _expected(challenge: Challenge, ceremony: CeremonyRecord) -> bytes:
-        nonce = b64url_decode(ceremony.data.get("nonce"))
-        if nonce is None or len(nonce) != _NONCE_BYTES:
-            return b""
-        return stepup_challenge(
-            challenge_id=challenge.id, binding=challenge.requirement.binding, nonce=nonce
-        )
-
-    async def _advance(self, factor: FactorRecord, new_count: int) -> bool:
-        """Save ``new_count`` (compare-and-set on the factor's data). A lost race is re-judged on
-        the fresh row: a counter that meanwhile reached ``new_count`` means another assertion of
-        the same or a cloned authenticator got there first, and this one is refused."""
-        data = dict(factor.data)
-        for _ in range(_CAS_RETRIES):
-            stored = StoredCredential.from_data(data)
-            if stored is None or not sign_count_advances(stored=stored.sign_count, new=new_count):
-                return False
-            if stored.sign_count == new_count:  # both 0: an authenticator without a counter
-                return True
-            new_data = {**data, "sign_count": new_count}
-            if await self.store.replace_factor_data(
-                factor.id, expected_data=data, new_data=new_data
-            ):
-                return True
-            fresh = await self.store.get_factor(factor.id)
-            if fresh is None or fresh.state != FactorState.ACTIVE:
-                return False
-            data = dict(fresh.data)
-        return False
 
 
 # -- the ceremonies --------------------------------------------------------------------------------
@@ -281,7 +149,7 @@ class WebAuthnCeremonies:
             raise TooManyRequests(
                 REGISTRATION_WINDOW_SECONDS, "too many WebAuthn registrations; retry later"
             )
-        existing = _credentials(
+        existing = stored_credentials(
             await self.store.list_factors(subject_id, kinds=[Method.WEBAUTHN.value])
         )
         # One random user handle per subject (never the user name: WebAuthn §14.6.1), reused so
@@ -298,7 +166,7 @@ class WebAuthnCeremonies:
             user_handle=handle,
             user_name=subject_id,
             exclude=[s for _, s in existing],
-            user_verification=_user_verification(self.policy),
+            user_verification=policy_user_verification(self.policy),
             timeout_ms=CEREMONY_SECONDS * 1000,
         )
         opened = await self.store.open_ceremony(
@@ -346,7 +214,7 @@ class WebAuthnCeremonies:
                 expected_challenge=sent,
                 expected_rp_id=self.rp.id,
                 expected_origin=self.rp.origin,
-                require_user_verification=_user_verification(self.policy) == "required",
+                require_user_verification=policy_user_verification(self.policy) == "required",
             )
         except WebAuthnRejected as rejected:
             await self._refused(
@@ -395,7 +263,7 @@ class WebAuthnCeremonies:
         require_pending(challenge, now)
         if Method.WEBAUTHN.value not in challenge.requirement.methods:
             raise Conflict("the challenge cannot be answered with webauthn")
-        active = _credentials(
+        active = stored_credentials(
             await self.store.list_factors(
                 challenge.subject_id,
                 kinds=[Method.WEBAUTHN.value],
@@ -413,7 +281,7 @@ class WebAuthnCeremonies:
             raise TooManyRequests(
                 seconds_left(challenge, now), "too many WebAuthn ceremonies for this challenge"
             )
-        nonce = secrets.token_bytes(_NONCE_BYTES)
+        nonce = secrets.token_bytes(NONCE_BYTES)
         derived = stepup_challenge(
             challenge_id=challenge.id, binding=challenge.requirement.binding, nonce=nonce
         )
@@ -423,7 +291,7 @@ class WebAuthnCeremonies:
             self.rp,
             challenge=derived,
             credentials=[s for _, s in active],
-            user_verification=_user_verification(self.policy),
+            user_verification=policy_user_verification(self.policy),
             timeout_ms=timeout_ms,
         )
         opened = await self.store.open_ceremony(
