@@ -11,6 +11,7 @@ from pathlib import Path
 from api_support import EXAMPLE_POLICY, Node
 
 from piigate.api.upkeep import PolicyWatch
+from piigate.audit.log import AuditLog
 from piigate.policy.holder import PolicyHolder
 
 PASSWORD = "correct horse battery staple"
@@ -45,6 +46,14 @@ async def _until(condition: Callable[[], bool]) -> None:
             await asyncio.sleep(0.01)
 
 
+async def _audited_loads(audit: AuditLog, count: int) -> None:
+    """Wait until ``count`` reloads are audited: the watch records the event after it swaps the
+    policy, and leaving ``_watching`` cancels it, so the swap alone is not the end of a reload."""
+    async with asyncio.timeout(10):
+        while len(await audit.list_events(types=["policy_loaded"])) < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
 async def test_a_changed_file_or_a_request_reloads_the_policy(node: Node, tmp_path: Path) -> None:
     policy_file = tmp_path / "policy.yaml"
     original = EXAMPLE_POLICY.read_text()
@@ -58,6 +67,7 @@ async def test_a_changed_file_or_a_request_reloads_the_policy(node: Node, tmp_pa
         changed.write_text(original.replace("rules:", "rules:" + EXTRA_RULE, 1))
         changed.replace(policy_file)  # at once: the watch never sees half a file
         await _until(lambda: "read-phone" in _rules(policy))
+        await _audited_loads(audit, 1)
 
     # Polled once an hour and the file unchanged: only the request (SIGHUP) explains a reload.
     requested = PolicyWatch(policy, audit=audit, metrics=metrics, poll_seconds=3600)
@@ -65,6 +75,7 @@ async def test_a_changed_file_or_a_request_reloads_the_policy(node: Node, tmp_pa
         before = policy.current
         requested.request()
         await _until(lambda: policy.current is not before)
+        await _audited_loads(audit, 2)
     loaded = await audit.list_events(types=["policy_loaded"])
     assert len(loaded) == 2
 
