@@ -51,7 +51,7 @@ from piigate.factors.webauthn.protocol import (
     registration_options,
     stepup_challenge,
 )
-from piigate.factors.webauthn.responses import WebAuthnRejected, verify_attestation
+from piigate.factors.webauthn.responses import NewCredential, WebAuthnRejected, verify_attestation
 from piigate.ids import new_id
 from piigate.model import Challenge, Method
 from piigate.policy.holder import PolicyHolder
@@ -192,6 +192,42 @@ class WebAuthnCeremonies:
         again here (the subject may have gained a factor since the options were issued)."""
         now = self.clock.now()
         await self.enrollment.authorise_addition(subject_id, Method.WEBAUTHN, grant, now)
+        sent, ceremony = await self._registration_ceremony(subject_id, credential, now)
+        try:
+            new = verify_attestation(
+                credential,
+                expected_challenge=sent,
+                expected_rp_id=self.rp.id,
+                expected_origin=self.rp.origin,
+                require_user_verification=policy_user_verification(self.policy) == "required",
+            )
+        except WebAuthnRejected as rejected:
+            await self._refused(
+                subject_id, VerificationFailure(rejected.reason.value), ceremony_id=ceremony.id
+            )
+        handle = b64url_decode(ceremony.data.get("user_handle")) or b""
+        factor = await self._add_credential(subject_id, new, handle, label, now)
+        await self.audit.record(
+            "factor_enrolled",
+            subject_id=subject_id,
+            data={
+                "factor_id": factor.id,
+                "kind": Method.WEBAUTHN.value,
+                "state": FactorState.ACTIVE.value,
+                "ceremony_id": ceremony.id,
+                "aaguid": new.aaguid,
+                "attestation": new.attestation,
+                "user_verified": new.user_verified,
+                "backup_eligible": new.backup_eligible,
+            },
+        )
+        return factor
+
+    async def _registration_ceremony(
+        self, subject_id: str, credential: Mapping[str, Any], now: datetime
+    ) -> tuple[bytes, CeremonyRecord]:
+        """The challenge the response answers and its ``webauthn_register`` ceremony, spent
+        before the attestation is looked at (one response, one try); refused otherwise."""
         sent = client_challenge(credential)
         if sent is None:
             await self._refused(subject_id, VerificationFailure.MALFORMED)
@@ -208,23 +244,16 @@ class WebAuthnCeremonies:
         spent = await _spend(self.store, ceremony, now)
         if spent is not None:
             await self._refused(subject_id, spent, ceremony_id=ceremony.id)
-        try:
-            new = verify_attestation(
-                credential,
-                expected_challenge=sent,
-                expected_rp_id=self.rp.id,
-                expected_origin=self.rp.origin,
-                require_user_verification=policy_user_verification(self.policy) == "required",
-            )
-        except WebAuthnRejected as rejected:
-            await self._refused(
-                subject_id, VerificationFailure(rejected.reason.value), ceremony_id=ceremony.id
-            )
-        handle = b64url_decode(ceremony.data.get("user_handle")) or b""
+        return sent, ceremony
+
+    async def _add_credential(
+        self, subject_id: str, new: NewCredential, handle: bytes, label: str, now: datetime
+    ) -> FactorRecord:
+        """Store the verified credential as an active factor; 409 when any subject has it."""
         factor_id = self.ids("fct")
         data = new.to_data(user_handle=handle)
         try:
-            factor = await self.store.add_factor(
+            return await self.store.add_factor(
                 id=factor_id,
                 subject_id=subject_id,
                 kind=Method.WEBAUTHN.value,
@@ -238,21 +267,6 @@ class WebAuthnCeremonies:
         except Conflict as error:
             # This subject's or anyone's: the same answer, so it tells nothing about others.
             raise Conflict("this authenticator is already registered") from error
-        await self.audit.record(
-            "factor_enrolled",
-            subject_id=subject_id,
-            data={
-                "factor_id": factor_id,
-                "kind": Method.WEBAUTHN.value,
-                "state": FactorState.ACTIVE.value,
-                "ceremony_id": ceremony.id,
-                "aaguid": new.aaguid,
-                "attestation": new.attestation,
-                "user_verified": new.user_verified,
-                "backup_eligible": new.backup_eligible,
-            },
-        )
-        return factor
 
     # -- step-up (CONTRACT §4.3) ----------------------------------------------------------------
     async def authentication_options(self, challenge: Challenge) -> CeremonyOptions:
