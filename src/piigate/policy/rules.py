@@ -158,14 +158,18 @@ class RuleReader:
                     ok = False
                     continue
                 sets[key] = values
-        amount = self._amount(spec["amount_over"][1]) if "amount_over" in spec else None
-        ok = ok and ("amount_over" not in spec or amount is not None)
+        amount = None
+        if "amount_over" in spec:
+            amount = self._amount(spec["amount_over"][1])
+            ok = ok and amount is not None
         risk_at_least = None
         if "risk_at_least" in spec:
             risk_at_least = self.read.integer(spec["risk_at_least"][1], "risk_at_least", high=100)
             ok = ok and risk_at_least is not None
-        expr = self._expr(spec["expr"][1]) if "expr" in spec else None
-        ok = ok and ("expr" not in spec or expr is not None)
+        expr = None
+        if "expr" in spec:
+            expr = self._expr(spec["expr"][1])
+            ok = ok and expr is not None
         if not ok:
             return None
         return Match(
