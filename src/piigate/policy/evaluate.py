@@ -81,34 +81,16 @@ def _combined(
     trace: list[RuleTrace] | None,
 ) -> Evaluation:
     """Steps 1-4 of the combination over the rules that matched."""
-
     denies = [rule for rule in matched if rule.deny is not None]
     if denies:
-        if trace is not None:
-            for rule in denies:
-                trace.append(RuleTrace(rule.name, RuleStatus.DENIES, rule.deny or ""))
-        return Evaluation(
-            Outcome.DENY,
-            rules=tuple(r.name for r in denies),
-            reason=denies[0].deny,
-            trace=_traced(trace),
-        )
+        return _denied(denies, trace)
 
     missing: set[str] = set()
     for rule in matched:
         assert rule.require is not None
         missing.update(s for s in rule.require.scope if s not in request.subject.scopes)
     if missing:
-        names = tuple(
-            r.name for r in matched if set(r.require.scope if r.require else ()) & missing
-        )
-        return Evaluation(
-            Outcome.DENY,
-            rules=names,
-            reason="insufficient scope",
-            missing_scope=tuple(sorted(missing)),
-            trace=_traced(trace),
-        )
+        return _scope_denied(matched, missing, trace)
 
     # Prefer reusable proofs, so a single-use bound grant is only spent when nothing else does.
     ordered = sorted(proven, key=lambda p: p.binding is not None)
@@ -134,7 +116,45 @@ def _combined(
             used=tuple(used.values()),
             trace=_traced(trace),
         )
+    return _unmet(policy, request, left, used, digest, trace)
 
+
+def _denied(denies: list[Rule], trace: list[RuleTrace] | None) -> Evaluation:
+    """Step 1: every matching deny rule is named; the first one's message is the reason."""
+    if trace is not None:
+        for rule in denies:
+            trace.append(RuleTrace(rule.name, RuleStatus.DENIES, rule.deny or ""))
+    return Evaluation(
+        Outcome.DENY,
+        rules=tuple(r.name for r in denies),
+        reason=denies[0].deny,
+        trace=_traced(trace),
+    )
+
+
+def _scope_denied(
+    matched: list[Rule], missing: set[str], trace: list[RuleTrace] | None
+) -> Evaluation:
+    """A rule's ``require.scope`` the caller lacks: no step-up can give it, so deny."""
+    names = tuple(r.name for r in matched if set(r.require.scope if r.require else ()) & missing)
+    return Evaluation(
+        Outcome.DENY,
+        rules=names,
+        reason="insufficient scope",
+        missing_scope=tuple(sorted(missing)),
+        trace=_traced(trace),
+    )
+
+
+def _unmet(
+    policy: CompiledPolicy,
+    request: AccessRequest,
+    left: list[Rule],
+    used: dict[int, ProvenLevel],
+    digest: Callable[[], str],
+    trace: list[RuleTrace] | None,
+) -> Evaluation:
+    """Steps 3-4 for the rules no proof met: mask if all of them allow it, else step up."""
     required, reason = _combine(policy, left, digest)
     names = tuple(r.name for r in left)
     if all(rule.otherwise is Otherwise.MASK for rule in left):
@@ -162,6 +182,8 @@ def _matching_rules(
     failed: list[str],
 ) -> list[Rule]:
     matched: list[Rule] = []
+    # The request's fields as CEL values, converted once per evaluation and only when a
+    # candidate rule has an ``expr``.
     cel_request: dict[str, Any] | None = None
     for rule in policy.candidates(request.action.value, request.pii):
         when = rule.when
@@ -186,37 +208,47 @@ def _matching_rules(
         if when.expr is not None:
             if cel_request is None:
                 cel_request = {}
-            fields = policy.cel_fields.get(rule.name, _WHOLE)
-            view: dict[str, Any] = {}
-            for name, keys in fields.items():
-                value = cel_request.get(name)
-                if value is None:
-                    value = cel_request[name] = _CEL_FIELDS[name](request, risk)
-                if keys is not None and isinstance(value, dict):
-                    value = {key: value[key] for key in keys if key in value}
-                view[name] = value
-            try:
-                result = policy.programs[rule.name].execute({"request": view})
-            except Exception as exc:
-                # Fail closed: a condition that cannot be evaluated counts as matching, so a deny
-                # rule denies and a require rule demands its step-up.
-                if trace is not None:
-                    trace.append(RuleTrace(rule.name, RuleStatus.EXPR_ERROR, type(exc).__name__))
-                failed.append(rule.name)
-                matched.append(rule)
-                continue
-            if not isinstance(result, bool):
-                # A condition that is not a condition (a string, a number) fails closed too.
-                if trace is not None:
-                    status = RuleStatus.EXPR_ERROR
-                    trace.append(RuleTrace(rule.name, status, type(result).__name__))
-                failed.append(rule.name)
-                matched.append(rule)
-                continue
-            if not result:
+            if not _expr_matches(policy, rule, request, risk, cel_request, trace, failed):
                 continue
         matched.append(rule)
     return matched
+
+
+def _expr_matches(
+    policy: CompiledPolicy,
+    rule: Rule,
+    request: AccessRequest,
+    risk: RiskAssessment,
+    cel_request: dict[str, Any],
+    trace: list[RuleTrace] | None,
+    failed: list[str],
+) -> bool:
+    """Whether ``rule``'s CEL condition holds; one that cannot be evaluated counts as holding."""
+    fields = policy.cel_fields.get(rule.name, _WHOLE)
+    view: dict[str, Any] = {}
+    for name, keys in fields.items():
+        value = cel_request.get(name)
+        if value is None:
+            value = cel_request[name] = _CEL_FIELDS[name](request, risk)
+        if keys is not None and isinstance(value, dict):
+            value = {key: value[key] for key in keys if key in value}
+        view[name] = value
+    try:
+        result = policy.programs[rule.name].execute({"request": view})
+    except Exception as exc:
+        # Fail closed: a condition that cannot be evaluated counts as matching, so a deny
+        # rule denies and a require rule demands its step-up.
+        if trace is not None:
+            trace.append(RuleTrace(rule.name, RuleStatus.EXPR_ERROR, type(exc).__name__))
+        failed.append(rule.name)
+        return True
+    if not isinstance(result, bool):
+        # A condition that is not a condition (a string, a number) fails closed too.
+        if trace is not None:
+            trace.append(RuleTrace(rule.name, RuleStatus.EXPR_ERROR, type(result).__name__))
+        failed.append(rule.name)
+        return True
+    return result
 
 
 def _satisfying_proof(
