@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 __all__ = [
     "AccessRequest",
     "Action",
+    "Approval",
     "AuditEvent",
     "Caller",
     "CallerKind",
@@ -208,6 +209,48 @@ class Requirement:
 
 
 @dataclass(frozen=True, slots=True)
+class Approval:
+    """How a challenge was approved: the method, the subject's factor that proved it (None for
+    approval by another person, whose id is ``approver``), the level proven, its RFC 8176
+    ``amr`` values and when. No secret: it is stored with the challenge (a JSON column) and
+    the grant collected later is signed from it."""
+
+    method: Method
+    factor_id: str | None
+    level: str
+    amr: tuple[str, ...]
+    auth_time: datetime
+    approver: str | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        """The JSON object stored in ``challenges.approval`` (``auth_time`` in epoch seconds;
+        ``approver`` only when set)."""
+        data: dict[str, Any] = {
+            "method": self.method.value,
+            "factor_id": self.factor_id,
+            "level": self.level,
+            "amr": list(self.amr),
+            "auth_time": int(self.auth_time.timestamp()),
+        }
+        if self.approver is not None:
+            data["approver"] = self.approver
+        return data
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Approval:
+        """The approval stored as :meth:`to_data` wrote it."""
+        approver = data.get("approver")
+        return cls(
+            method=Method(str(data["method"])),
+            factor_id=None if data.get("factor_id") is None else str(data["factor_id"]),
+            level=str(data["level"]),
+            amr=tuple(str(a) for a in data["amr"]),
+            auth_time=datetime.fromtimestamp(int(data["auth_time"]), tz=UTC),
+            approver=None if approver is None else str(approver),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Challenge:
     id: str
     subject_id: str
@@ -225,8 +268,8 @@ class Challenge:
     state: ChallengeState = ChallengeState.PENDING
     attempts: int = 0
     max_attempts: int = 5
-    # Set with ``approved``: how (method, factor, level, amr, auth_time, approver). No secret.
-    approval: Mapping[str, Any] | None = None
+    # Set with ``approved``: how it was approved. No secret.
+    approval: Approval | None = None
     grant_collected: bool = False  # the grant was handed out (once)
 
 

@@ -142,10 +142,13 @@ class AdvanceTotpStep:
 
 @dataclass(frozen=True, slots=True)
 class SpendCeremony:
-    """Close an open ceremony as ``used`` (an SMS code, a WebAuthn challenge): once, by
-    compare-and-set on its state."""
+    """Close an open ceremony as ``new`` -- ``used`` for an SMS code or a WebAuthn challenge,
+    ``approved`` for a push answer -- once, by compare-and-set on its state; ``data``, when
+    given, replaces the ceremony's data in the same statement (what the answer was)."""
 
     ceremony_id: str
+    new: CeremonyState = CeremonyState.USED
+    data: Mapping[str, Any] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +203,8 @@ class AttemptLedger(Protocol):
 
 
 class VerifierStore(FactorRepo, AttemptLedger, Protocol):
-    """Both of the above, and the two write units of a verification (``store.Store``)."""
+    """Both of the above, the two write units of a verification, and closing the ceremony of
+    an answer that denies (``store.Store``)."""
 
     async def charge_attempt(
         self,
@@ -223,10 +227,25 @@ class VerifierStore(FactorRepo, AttemptLedger, Protocol):
         reset: Sequence[str],
         approval: Mapping[str, Any],
         now: datetime,
+        grant_collected: bool = True,
     ) -> Settlement:
         """In one transaction: each spend's compare-and-set in order (stopping at the first
         refused), then the failures of ``reset`` cleared and the challenge moved pending →
-        approved with ``approval``, its grant collected at ``now``."""
+        approved with ``approval``; its grant collected at ``now`` when ``grant_collected``
+        (the verifying request receives it), else left for the requester to collect."""
+        ...
+
+    async def close_ceremony(
+        self,
+        ceremony_id: str,
+        *,
+        new: str,
+        now: datetime,
+        expected: str = CeremonyState.OPEN,
+        data: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Move the ceremony ``expected`` → ``new`` by compare-and-set (an out-of-band answer
+        that denies its challenge), ``data`` replacing its data."""
         ...
 
 

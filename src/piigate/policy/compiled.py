@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import cel
 
 from piigate.model import Action, Method
-from piigate.policy.model import ANY_PII, LevelDef, Policy, Rule
+from piigate.policy.model import ANY_PII, FactorSettings, LevelDef, Policy, Rule
 
 __all__ = ["CompiledPolicy", "compile_policy"]
 
@@ -67,6 +67,21 @@ class CompiledPolicy:
 
     def acr_values(self, level: str) -> tuple[str, ...]:
         return (self.levels[level].acr,)
+
+    def proving(self, method: str, level: str) -> FactorSettings | None:
+        """``method``'s settings when the policy enables it and it proves at least ``level``
+        (a factor whose level was lowered by a reload cannot answer a stronger challenge)."""
+        try:
+            settings = self.policy.factors.get(Method(method))
+        except ValueError:
+            return None
+        if settings is None:
+            return None
+        rank = self.ranks.get(settings.level)
+        needed = self.ranks.get(level)
+        if rank is None or needed is None or rank < needed:
+            return None
+        return settings
 
 
 def compile_policy(policy: Policy) -> CompiledPolicy:

@@ -39,7 +39,7 @@ import binascii
 import hmac
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -48,7 +48,7 @@ from joserfc.errors import BadSignatureError, JoseError
 
 from piigate.crypto.keyring import Keyring
 from piigate.errors import Unauthorized
-from piigate.model import Grant
+from piigate.model import Approval, Challenge, Grant
 
 __all__ = [
     "GRANT_ALG",
@@ -56,6 +56,7 @@ __all__ = [
     "GrantRejected",
     "GrantRejection",
     "KeyringGrantVerifier",
+    "grant_of_approval",
     "issue_grant",
     "verify_grant",
 ]
@@ -98,6 +99,36 @@ class GrantRejected(Unauthorized):
 
     def __repr__(self) -> str:
         return f"GrantRejected({self.reason!s})"
+
+
+def grant_of_approval(
+    challenge: Challenge, approval: Approval, *, grant_id: str, ttl: int
+) -> Grant:
+    """The grant an approved challenge yields: the approval's level and ``amr`` from its
+    ``auth_time``, for ``ttl`` seconds (no longer than the rule's ``max_age``: an older grant
+    would no longer meet the rule that asked for it), scoped to the challenge's PII classes
+    and action, and bound like the challenge."""
+    required = challenge.requirement
+    if required.max_age:
+        ttl = min(ttl, required.max_age)
+    scope = (
+        frozenset((cls, challenge.action.value) for cls in challenge.pii)
+        if challenge.pii
+        else frozenset({("*", challenge.action.value)})
+    )
+    return Grant(
+        id=grant_id,
+        subject_id=challenge.subject_id,
+        level=approval.level,
+        amr=approval.amr,
+        auth_time=approval.auth_time,
+        expires_at=approval.auth_time + timedelta(seconds=ttl),
+        scope=scope,
+        session_id=challenge.session_id,
+        device_id=challenge.device_id,
+        binding=required.binding,
+        challenge_id=challenge.id,
+    )
 
 
 def issue_grant(grant: Grant, *, keyring: Keyring, issuer: str) -> str:

@@ -1,17 +1,17 @@
 """Refusing a verification, and what each refusal costs (CONTRACT §5.3).
 
-Every way of answering a challenge -- a code or a WebAuthn assertion through
-``Verifier.verify``, a number on a push device (``factors.push``) -- pays for its attempt the
-same way, before its proof is looked at: factors locked out are dropped (none left: 401, all in
-back-off: 429 with ``Retry-After``), the attempt is counted on the challenge (past its cap the
-challenge is denied), and each factor is charged one failure with a conditional increment that
-stops at the cap, so parallel guesses can never check more codes than the profile allows. A
-refusal is audited with its exact :class:`VerificationFailure` and raised as the vague 401.
+Every way of answering a challenge -- a code or a WebAuthn assertion through ``Verifier.verify``, a
+number on a push device through ``Verifier.answer`` -- pays for its attempt the same way, before its
+proof is looked at: factors locked out are dropped (none left: 401, all in back-off: 429 with
+``Retry-After``), the attempt is counted on the challenge (past its cap the challenge is denied),
+and each factor is charged one failure with a conditional increment that stops at the cap, so
+parallel guesses can never check more codes than the profile allows. A refusal is audited with its
+exact :class:`VerificationFailure` and raised as the vague 401.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import NoReturn
 
@@ -62,14 +62,12 @@ class Refusals:
         now: datetime,
         *,
         factor_id: str | None = None,
-        give_up: Callable[[], Awaitable[object]] | None = None,
     ) -> tuple[list[FactorRecord], int]:
-        """Steps 3-4 of ``Verifier.verify``, before any proof is looked at: the factors
+        """Steps 3-4 of the ``Verifier``'s pipeline, before any proof is looked at: the factors
         that may be tried now (none permanently → 401, all in back-off → 429), the attempt
         counted on the challenge (past its cap the challenge is denied, 401), then each factor
-        charged one failure. Returns the charged factors and the attempt number. Push answers
-        (``factors.push``) take the same steps for their one device: ``factor_id`` names it in
-        the audit, and ``give_up`` also closes what else ends with the challenge (its push).
+        charged one failure. Returns the charged factors and the attempt number. ``factor_id``
+        names the one factor of an out-of-band answer (a push device) in the audit.
         """
         policy = FailurePolicy(
             max_failures=settings.max_failures,
@@ -87,13 +85,14 @@ class Refusals:
         )
         attempts = charge.attempts
         if attempts > challenge.max_attempts:
-            await self._give_up(challenge, give_up)
+            await self._give_up(challenge)
             await self.reject(
                 challenge,
                 method,
                 VerificationFailure.TOO_MANY_ATTEMPTS,
                 factor_id=factor_id,
                 attempts=attempts,
+                out_of_attempts=True,
             )
         # Keep the factors still under the cap: the increment stops at it, so a factor at the
         # cap already comes back above it and is not checked.
@@ -104,7 +103,7 @@ class Refusals:
         ]
         if not charged:
             locked = CheckFailed(VerificationFailure.LOCKED, usable[0].id)
-            await self.fail(challenge, method, locked, attempts, give_up=give_up)
+            await self.fail(challenge, method, locked, attempts)
         return charged, attempts
 
     async def fail(
@@ -113,25 +112,27 @@ class Refusals:
         method: str,
         failed: CheckFailed,
         attempts: int,
-        *,
-        give_up: Callable[[], Awaitable[object]] | None = None,
     ) -> NoReturn:
         """A proof that did not hold: on the last attempt the challenge is denied; then the
         vague 401 with the exact reason audited."""
-        if attempts >= challenge.max_attempts:
-            await self._give_up(challenge, give_up)
+        last = attempts >= challenge.max_attempts
+        if last:
+            await self._give_up(challenge)
         await self.reject(
-            challenge, method, failed.reason, factor_id=failed.factor_id, attempts=attempts
+            challenge,
+            method,
+            failed.reason,
+            factor_id=failed.factor_id,
+            attempts=attempts,
+            out_of_attempts=last,
         )
 
-    async def _give_up(
-        self, challenge: Challenge, also: Callable[[], Awaitable[object]] | None
-    ) -> None:
+    async def _give_up(self, challenge: Challenge) -> None:
+        """Out of attempts: the challenge is denied (what else ends with it is closed by the
+        check's ``out_of_attempts`` hook, run by the ``Verifier``)."""
         await self.store.set_challenge_state(
             challenge.id, expected=ChallengeState.PENDING.value, new=ChallengeState.DENIED.value
         )
-        if also is not None:
-            await also()
 
     async def _unlocked(
         self,
@@ -189,7 +190,8 @@ class Refusals:
         *,
         factor_id: str | None = None,
         attempts: int | None = None,
+        out_of_attempts: bool = False,
     ) -> NoReturn:
         """Audit ``reason`` and raise the vague :class:`VerificationRejected`."""
         await self.audit_failure(challenge, method, reason, factor_id=factor_id, attempts=attempts)
-        raise VerificationRejected(reason)
+        raise VerificationRejected(reason, out_of_attempts=out_of_attempts)

@@ -16,7 +16,7 @@ from typing import Any
 from piigate.crypto.secret import Secret
 from piigate.errors import FactorRejected, TooManyRequests
 from piigate.factors.ports import FactorRecord, Spend
-from piigate.model import Challenge, Grant
+from piigate.model import Approval, Challenge, Grant
 
 __all__ = [
     "CheckFailed",
@@ -28,6 +28,7 @@ __all__ = [
     "VerificationThrottled",
     "Verified",
     "most_telling",
+    "verified_data",
 ]
 
 # -- values -------------------------------------------------------------------------------------
@@ -78,11 +79,13 @@ class VerificationFailure(StrEnum):
 
 
 class VerificationRejected(FactorRejected):
-    """Renders as the vague ``factor_rejected`` 401; ``reason`` is exact, for the audit."""
+    """Renders as the vague ``factor_rejected`` 401; ``reason`` is exact, for the audit.
+    ``out_of_attempts``: the challenge was denied with this refusal, its attempts used up."""
 
-    def __init__(self, reason: VerificationFailure) -> None:
+    def __init__(self, reason: VerificationFailure, *, out_of_attempts: bool = False) -> None:
         super().__init__()
         self.reason = reason
+        self.out_of_attempts = out_of_attempts
 
     def __repr__(self) -> str:
         return f"VerificationRejected({self.reason.value!r})"
@@ -125,7 +128,8 @@ class FactorCheck(ABC):
     raises :class:`CheckFailed`. It reads what it needs but writes nothing on success: the
     ``Verifier`` saves the spends, clears the failures and approves the challenge in one
     transaction. ``refusal`` names the failure when a spend loses its compare-and-set;
-    ``succeeded`` runs once the proof is saved.
+    ``succeeded`` runs once the proof is saved; ``out_of_attempts`` once the challenge was
+    denied for running out of attempts.
     """
 
     amr: tuple[str, ...] = ()
@@ -145,6 +149,10 @@ class FactorCheck(ABC):
         return VerificationFailure.REPLAYED
 
     async def succeeded(self, challenge: Challenge, verified: Verified) -> None:
+        return None
+
+    async def out_of_attempts(self, challenge: Challenge, now: datetime) -> None:
+        """Close what ends with the challenge (a push, ``factors.push``); nothing by default."""
         return None
 
 
@@ -171,3 +179,33 @@ def most_telling(
     if reasons:
         return reasons[0]
     return VerificationFailure.WRONG_CODE, None
+
+
+# What of a check's detail goes into ``challenge_verified`` (numbers and flags only).
+_AUDITED_DETAIL = frozenset({"drift", "remaining", "sign_count", "user_verified", "number"})
+
+
+def verified_data(
+    challenge: Challenge,
+    approval: Approval,
+    detail: Mapping[str, object],
+    grant: Grant | None = None,
+) -> dict[str, object]:
+    """The data of a ``challenge_verified`` event: how the challenge was approved, the numbers
+    and flags of the check's ``detail`` (never a secret), and the grant when one was issued."""
+    data: dict[str, object] = {
+        "challenge_id": challenge.id,
+        "decision_id": challenge.decision_id,
+        "method": approval.method.value,
+        "factor_id": approval.factor_id,
+        "level": approval.level,
+        "amr": list(approval.amr),
+        "bound": challenge.requirement.binding is not None,
+        **{k: v for k, v in detail.items() if k in _AUDITED_DETAIL},
+    }
+    if approval.approver is not None:
+        data["approver"] = approval.approver
+    if grant is not None:
+        data["grant_id"] = grant.id
+        data["expires_at"] = int(grant.expires_at.timestamp())
+    return data

@@ -1,52 +1,53 @@
 """Verifying a challenge: one factor's proof in, one signed grant out (CONTRACT §4.3, §5.2-5.4).
 
-``Verifier.verify`` is one explicit pipeline of named steps, the same for every factor kind,
-in three units of work of the store plus the audit commit:
+One pipeline of named steps for every factor kind, in three units of work of the store plus the
+audit commit:
 
-1. load the challenge, and the subject's active factors of the method, in one read; a caller
-   that is neither the challenge's subject nor the app that asked for it gets 404, so challenge
-   ids cannot be probed;
+1. load the challenge and the subject's active factors of the method in one read; a caller that
+   is neither the challenge's subject nor the app that asked for it gets 404 (no probing);
 2. admit it: pending, unexpired, and the method one it allows and one with a check;
-3. drop the factors locked out (:mod:`piigate.factors.lockout`): permanently locked → 401, in
-   back-off → 429 + Retry-After;
+3. drop the factors locked out (:mod:`piigate.factors.lockout`): for good → 401, in back-off →
+   429 + Retry-After;
 4. in one write, count the attempt on the challenge, then *charge* each factor one failure
    before looking at the proof (a conditional increment that stops at the cap), so parallel
-   guesses can never check more codes than the profile allows (CONTRACT §5.3) -- steps 3-4 and
-   every refusal are :class:`~piigate.stepup.refusals.Refusals`, shared with push answers;
-5. run the method's :class:`FactorCheck` (``factors.totp``, ``factors.recovery``,
-   ``factors.webauthn``, ``factors.sms``), which returns what a success spends;
-6. on success, in one write: the spends by compare-and-set (a TOTP step, an SMS code or a
-   WebAuthn ceremony, a sign count: a proof accepted once, across nodes), the failures
-   cleared, the challenge approved by compare-and-set (recording how); then sign the grant and
-   append ``challenge_verified``.
+   guesses never check more codes than the profile allows (CONTRACT §5.3) -- steps 3-4 and
+   every refusal are :class:`~piigate.stepup.refusals.Refusals`;
+5. the method's :class:`FactorCheck` (``factors.totp``, ``.recovery``, ``.webauthn``, ``.sms``,
+   ``.push``) returns what a success spends; a challenge out of attempts is denied and the
+   check's ``out_of_attempts`` hook closes what ends with it (a push);
+6. on success, in one write: the spends by compare-and-set (a TOTP step, an SMS code, a WebAuthn
+   ceremony or a push, a sign count: accepted once, across nodes), the failures cleared, the
+   challenge approved by compare-and-set with its :class:`~piigate.model.Approval`; then
+   ``challenge_verified``.
 
-Out-of-band proofs — a signed push answer, another person's approval — are checked by their own
-ceremonies, which call :meth:`Verifier.approve`; the requester then collects the grant once with
-:meth:`Verifier.collect` (``GET /v1/challenges/{id}/status``).
+:meth:`Verifier.verify` runs it in-band: the grant is signed and returned to the request that
+proved the factor. :meth:`Verifier.answer` runs it out-of-band (a signed push answer, checked by
+the push's own check): the requester collects the grant once with :meth:`Verifier.collect`
+(``GET /v1/challenges/{id}/status``). Another person approves with :meth:`Verifier.approve`;
+denials are :meth:`Verifier.deny`.
 
-Vague outside, exact inside (STYLE.md §9): every refusal is the same ``factor_rejected`` 401 for
-the client, while the audit event ``verification_failed`` names the exact
-:class:`VerificationFailure`. Codes, secrets and grant tokens are never audited or logged.
+Vague outside, exact inside (STYLE.md §9): every refusal is the same ``factor_rejected`` 401,
+while ``verification_failed`` names the exact :class:`VerificationFailure`. Codes, secrets and
+grant tokens are never audited or logged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
+from typing import NoReturn
 
 from piigate.clock import Clock
 from piigate.crypto.keyring import Keyring
 from piigate.errors import NotFound, ServiceUnavailable
-from piigate.factors.ports import ChallengeReader, FactorRecord, VerifierStore
+from piigate.factors.ports import ChallengeReader, FactorRecord, SpendCeremony, VerifierStore
 from piigate.ids import new_id
-from piigate.model import Caller, Challenge, ChallengeState, Grant, Method
+from piigate.model import Approval, Caller, Challenge, ChallengeState, Grant, Method
 from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.holder import PolicyHolder
 from piigate.policy.model import FactorSettings
 from piigate.ports import AuditRecorder
-from piigate.stepup.grants import issue_grant
+from piigate.stepup.grants import grant_of_approval, issue_grant
 from piigate.stepup.refusals import Refusals
 from piigate.stepup.verdicts import (
     CheckFailed,
@@ -54,7 +55,9 @@ from piigate.stepup.verdicts import (
     IssuedGrant,
     Proof,
     VerificationFailure,
+    VerificationRejected,
     Verified,
+    verified_data,
 )
 
 __all__ = ["Verifier"]
@@ -117,76 +120,83 @@ class Verifier:
         challenge, factors = await self._load_with_factors(
             challenge_id, method if check is not None else None, caller
         )
-        compiled, settings = await self.admit(challenge, method, now)
+        compiled, settings = await self._admit(challenge, method, now)
         if check is None:  # push and approval are answered out of band, not with a code
             await self.refusals.reject(challenge, method, VerificationFailure.METHOD_NOT_ALLOWED)
         if not factors:
             await self.refusals.reject(challenge, method, VerificationFailure.NO_FACTOR)
-        # Unit of work 2: the attempt and the factors' failures, before the proof is looked at.
-        charged, attempts = await self.refusals.charge(challenge, method, factors, settings, now)
-        try:
-            verified = await check.check(challenge, proof, charged, now)
-        except CheckFailed as failed:
-            await self.refusals.fail(challenge, method, failed, attempts)
-
-        # Unit of work 3: what the proof spends, the failures cleared, the challenge approved.
-        approval = self._approval(method, settings, verified, now)
-        settled = await self.store.settle_verification(
-            challenge.id,
-            spends=verified.spends,
-            reset=[factor.id for factor in charged],
-            approval=approval,
-            now=now,
+        approval, verified = await self._prove(
+            challenge, proof, check, factors, settings, now, grant_collected=True
         )
-        if settled.refused is not None:
-            lost = CheckFailed(check.refusal(settled.refused), verified.factor.id)
-            await self.refusals.fail(challenge, method, lost, attempts)
-        await check.succeeded(challenge, verified)
-        if not settled.approved:
-            # Approved or denied by a parallel request in the meantime: one challenge, one grant.
-            await self.refusals.reject(
-                challenge,
-                method,
-                VerificationFailure.NOT_PENDING,
-                factor_id=approval["factor_id"],
-                attempts=attempts,
-            )
         issued = self._grant(compiled, challenge, approval)
         await self._audit_verified(challenge, approval, verified.detail, issued.grant)
         return issued
 
-    # -- out-of-band approvals: push, another person --------------------------------------------
-    async def approve(
+    # -- out-of-band answers: a push device, another person -------------------------------------
+    async def answer(
+        self, challenge: Challenge, proof: Proof, *, check: FactorCheck, factor: FactorRecord
+    ) -> None:
+        """Check an answer that came over another channel (a push device's, ``factors.push``)
+        with ``check``, through the same steps as :meth:`verify` for the one ``factor`` that
+        answered (named in every refusal). The approval is recorded, not handed out: the
+        requester collects the grant once from :meth:`collect`. Raises as :meth:`verify`."""
+        now = self.clock.now()
+        _compiled, settings = await self._admit(challenge, proof.method, now)
+        approval, verified = await self._prove(
+            challenge, proof, check, [factor], settings, now, named=factor.id
+        )
+        await self._audit_verified(challenge, approval, verified.detail)
+
+    async def refuse(
         self,
         challenge: Challenge,
         method: str,
-        verified: Verified | None,
+        reason: VerificationFailure,
         *,
-        level: str | None = None,
-        approver: str | None = None,
-    ) -> bool:
-        """Approve ``challenge`` with a proof checked elsewhere (a signed push answer, another
-        person's approval). The grant is not issued here: the requester collects it once from
-        :meth:`collect`. False when the challenge was no longer pending (nothing changes).
-        ``verified`` is None for approval by another person (no factor of the subject's is
-        involved; ``approver`` names who approved). ``level`` defaults to the method's level.
+        factor_id: str | None = None,
+    ) -> NoReturn:
+        """Refuse an answer before anything is charged (a push already answered, or expired):
+        ``verification_failed`` with the exact ``reason``, then the vague 401."""
+        await self.refusals.reject(challenge, method, reason, factor_id=factor_id)
+
+    async def approve(self, challenge: Challenge, method: str, *, approver: str) -> bool:
+        """Approve ``challenge`` on another person's word (``approver``, checked by
+        ``factors.approval``). The grant is not issued here: the requester collects it once
+        from :meth:`collect`. False when the challenge was no longer pending (nothing changes).
         """
         now = self.clock.now()
-        _compiled, settings = await self.admit(challenge, method, now)
-        if level is not None:
-            settings = replace(settings, level=level)
-        approval = self._approval(method, settings, verified, now)
-        if approver is not None:
-            approval["approver"] = approver
+        _compiled, settings = await self._admit(challenge, method, now)
+        approval = self._approval(method, settings, None, now, approver=approver)
         if not await self._set_state(challenge, ChallengeState.APPROVED, approval=approval):
             return False
-        await self._audit_verified(challenge, approval, verified.detail if verified else {})
+        await self._audit_verified(challenge, approval, {})
         return True
 
     async def deny(
-        self, challenge: Challenge, method: str, reason: VerificationFailure, **detail: object
+        self,
+        challenge: Challenge,
+        method: str,
+        reason: VerificationFailure,
+        *,
+        answer: SpendCeremony | None = None,
+        factor_id: str | None = None,
+        **detail: object,
     ) -> bool:
-        """Deny ``challenge`` (a push answered "this wasn't me", an approver said no)."""
+        """Deny ``challenge`` (a push answered "this wasn't me", an approver said no).
+
+        ``answer`` is the out-of-band answer that denies it (a push closed ``denied``): the
+        challenge must then still be answerable with ``method`` (else the vague 401), and the
+        answer is spent first, once (spent already: a replay, the vague 401).
+        """
+        if answer is not None:
+            now = self.clock.now()
+            await self._admit(challenge, method, now)
+            if not await self.store.close_ceremony(
+                answer.ceremony_id, new=answer.new, now=now, data=answer.data
+            ):
+                await self.refuse(
+                    challenge, method, VerificationFailure.REPLAYED, factor_id=factor_id
+                )
         denied = await self._set_state(challenge, ChallengeState.DENIED)
         data: dict[str, object] = {
             "challenge_id": challenge.id,
@@ -194,6 +204,8 @@ class Verifier:
             "reason": reason.value,
             **detail,
         }
+        if factor_id is not None:
+            data["factor_id"] = factor_id
         await self.audit.record("challenge_denied", subject_id=challenge.subject_id, data=data)
         return denied
 
@@ -219,6 +231,58 @@ class Verifier:
         return issued
 
     # -- pipeline steps -------------------------------------------------------------------------
+    async def _prove(
+        self,
+        challenge: Challenge,
+        proof: Proof,
+        check: FactorCheck,
+        factors: Sequence[FactorRecord],
+        settings: FactorSettings,
+        now: datetime,
+        *,
+        named: str | None = None,
+        grant_collected: bool = False,
+    ) -> tuple[Approval, Verified]:
+        """Steps 3-6: charge, check, settle. ``named``: the factor every refusal names."""
+        method = proof.method
+        try:
+            # Unit of work 2: the attempt and the factors' failures, before the proof is read.
+            charged, attempts = await self.refusals.charge(
+                challenge, method, factors, settings, now, factor_id=named
+            )
+            try:
+                verified = await check.check(challenge, proof, charged, now)
+            except CheckFailed as failed:
+                await self.refusals.fail(challenge, method, failed, attempts)
+            # Unit of work 3: what the proof spends, the failures cleared, the challenge approved.
+            approval = self._approval(method, settings, verified, now)
+            settled = await self.store.settle_verification(
+                challenge.id,
+                spends=verified.spends,
+                reset=[factor.id for factor in charged],
+                approval=approval.to_data(),
+                now=now,
+                grant_collected=grant_collected,
+            )
+            if settled.refused is not None:
+                lost = CheckFailed(check.refusal(settled.refused), verified.factor.id)
+                await self.refusals.fail(challenge, method, lost, attempts)
+        except VerificationRejected as rejected:
+            if rejected.out_of_attempts:
+                await check.out_of_attempts(challenge, now)
+            raise
+        await check.succeeded(challenge, verified)
+        if not settled.approved:
+            # Approved or denied by a parallel request in the meantime: one challenge, one grant.
+            await self.refusals.reject(
+                challenge,
+                method,
+                VerificationFailure.NOT_PENDING,
+                factor_id=approval.factor_id,
+                attempts=attempts,
+            )
+        return approval, verified
+
     async def load(self, challenge_id: str, caller: Caller) -> Challenge:
         """The challenge, if the caller may answer it: its subject, or the app that asked."""
         challenge = await self.challenges.get(challenge_id) if len(challenge_id) <= 64 else None
@@ -243,7 +307,7 @@ class Verifier:
             raise NotFound("no such challenge")
         return found
 
-    async def admit(
+    async def _admit(
         self, challenge: Challenge, method: str, now: datetime
     ) -> tuple[CompiledPolicy, FactorSettings]:
         """The policy and ``method``'s settings, if the challenge can still be answered with it:
@@ -268,58 +332,36 @@ class Verifier:
             return None
         if method not in challenge.requirement.methods:
             return None
-        try:
-            settings = compiled.policy.factors.get(Method(method))
-        except ValueError:
-            return None
-        if settings is None:
-            return None
-        # The policy may have been reloaded since the challenge was opened: a factor that no
-        # longer proves the level the challenge asks for cannot answer it.
-        rank = compiled.ranks.get(settings.level)
-        needed = compiled.ranks.get(challenge.requirement.level)
-        if rank is None or needed is None or rank < needed:
-            return None
-        return settings
+        # The policy may have been reloaded since the challenge was opened.
+        return compiled.proving(method, challenge.requirement.level)
 
     @staticmethod
     def _approval(
-        method: str, settings: FactorSettings, verified: Verified | None, now: datetime
-    ) -> dict[str, Any]:
-        return {
-            "method": method,
-            "factor_id": verified.factor.id if verified else None,
-            "level": settings.level,
-            "amr": list(verified.amr) if verified else [_APPROVAL_AMR],
-            "auth_time": int(now.timestamp()),
-        }
+        method: str,
+        settings: FactorSettings,
+        verified: Verified | None,
+        now: datetime,
+        *,
+        approver: str | None = None,
+    ) -> Approval:
+        return Approval(
+            method=Method(method),
+            factor_id=verified.factor.id if verified else None,
+            level=settings.level,
+            amr=verified.amr if verified else (_APPROVAL_AMR,),
+            # Whole seconds, as the grant token carries it (``stepup.grants``).
+            auth_time=datetime.fromtimestamp(int(now.timestamp()), tz=UTC),
+            approver=approver,
+        )
 
     def _grant(
-        self, compiled: CompiledPolicy, challenge: Challenge, approval: Mapping[str, Any]
+        self, compiled: CompiledPolicy, challenge: Challenge, approval: Approval
     ) -> IssuedGrant:
-        required = challenge.requirement
-        auth_time = datetime.fromtimestamp(int(approval["auth_time"]), tz=UTC)
-        ttl = compiled.policy.stepup.grant_ttl
-        if required.max_age:
-            # A grant older than max_age no longer meets the rule that asked for it.
-            ttl = min(ttl, required.max_age)
-        scope = (
-            frozenset((cls, challenge.action.value) for cls in challenge.pii)
-            if challenge.pii
-            else frozenset({("*", challenge.action.value)})
-        )
-        grant = Grant(
-            id=self.ids("grt"),
-            subject_id=challenge.subject_id,
-            level=str(approval["level"]),
-            amr=tuple(str(a) for a in approval["amr"]),
-            auth_time=auth_time,
-            expires_at=auth_time + timedelta(seconds=ttl),
-            scope=scope,
-            session_id=challenge.session_id,
-            device_id=challenge.device_id,
-            binding=required.binding,
-            challenge_id=challenge.id,
+        grant = grant_of_approval(
+            challenge,
+            approval,
+            grant_id=self.ids("grt"),
+            ttl=compiled.policy.stepup.grant_ttl,
         )
         token = issue_grant(grant, keyring=self.keyring, issuer=self.issuer)
         return IssuedGrant(token, grant)
@@ -327,26 +369,11 @@ class Verifier:
     async def _audit_verified(
         self,
         challenge: Challenge,
-        approval: Mapping[str, Any],
+        approval: Approval,
         detail: Mapping[str, object],
         grant: Grant | None = None,
     ) -> None:
-        required = challenge.requirement
-        data: dict[str, object] = {
-            "challenge_id": challenge.id,
-            "decision_id": challenge.decision_id,
-            "method": approval["method"],
-            "factor_id": approval["factor_id"],
-            "level": approval["level"],
-            "amr": list(approval["amr"]),
-            "bound": required.binding is not None,
-            **{k: v for k, v in detail.items() if k in _AUDITED_DETAIL},
-        }
-        if "approver" in approval:
-            data["approver"] = approval["approver"]
-        if grant is not None:
-            data["grant_id"] = grant.id
-            data["expires_at"] = int(grant.expires_at.timestamp())
+        data = verified_data(challenge, approval, detail, grant)
         await self.audit.record("challenge_verified", subject_id=challenge.subject_id, data=data)
 
     # -- helpers --------------------------------------------------------------------------------
@@ -355,21 +382,18 @@ class Verifier:
         challenge: Challenge,
         new: ChallengeState,
         *,
-        approval: Mapping[str, Any] | None = None,
-        collected_at: datetime | None = None,
+        approval: Approval | None = None,
     ) -> bool:
         return await self.store.set_challenge_state(
             challenge.id,
             expected=ChallengeState.PENDING.value,
             new=new.value,
-            approval=approval,
-            collected_at=collected_at,
+            approval=None if approval is None else approval.to_data(),
         )
 
 
 # The amr of a grant approved by another person (not an RFC 8176 value: none fits).
 _APPROVAL_AMR = "approval"
-# Methods proven outside ``verify`` (``approve``): a signed push answer, another person.
+# Methods proven outside ``verify``: a signed push answer (``answer``), another person
+# (``approve``).
 _OUT_OF_BAND = frozenset({Method.PUSH.value, Method.APPROVAL.value})
-# What of a check's detail goes into ``challenge_verified`` (numbers and flags only).
-_AUDITED_DETAIL = frozenset({"drift", "remaining", "sign_count", "user_verified", "number"})

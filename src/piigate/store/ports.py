@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from piigate.crypto.keyring import Keyring
 from piigate.model import (
     Action,
+    Approval,
     Challenge,
     ChallengeState,
     Requirement,
@@ -146,7 +147,7 @@ def challenge_from_row(row: ChallengeRow, keyring: Keyring) -> Challenge:
         state=ChallengeState(row.state),
         attempts=row.attempts,
         max_attempts=row.max_attempts,
-        approval=row.approval,
+        approval=None if row.approval is None else Approval.from_data(row.approval),
         grant_collected=row.grant_collected_at is not None,
     )
 

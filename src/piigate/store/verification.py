@@ -10,8 +10,9 @@ two writes, each one transaction.
    same factors lock them in the same order;
 3. :meth:`VerificationStore.settle_verification`, for a proof that held: what it spends (a TOTP
    step, a ceremony, a factor's data) by compare-and-set, the failures cleared and the challenge
-   approved by compare-and-set. Two nodes accepting the same code at the same moment cannot both
-   win: the second finds the step saved or the ceremony closed.
+   approved by compare-and-set (its grant handed out, or left for the requester to collect).
+   Two nodes accepting the same code at the same moment cannot both win: the second finds the
+   step saved or the ceremony closed.
 """
 
 from __future__ import annotations
@@ -99,8 +100,9 @@ _ADVANCE = (
 _CLOSE = (
     update(ceremonies)
     .where(ceremonies.c.id == bindparam("ceremony_id"), ceremonies.c.state == CeremonyState.OPEN)
-    .values(state=CeremonyState.USED, closed_at=bindparam("at", type_=TS))
+    .values(state=bindparam("state"), closed_at=bindparam("at", type_=TS))
 )
+_CLOSE_WITH_DATA = _CLOSE.values(data=bindparam("data", type_=ceremonies.c.data.type))
 _DATA = select(factors.c.data).where(factors.c.id == bindparam("factor_id")).with_for_update()
 _NEW_DATA = (
     update(factors)
@@ -169,13 +171,19 @@ class VerificationStore(Repo):
         reset: Sequence[str],
         approval: Mapping[str, Any],
         now: datetime,
+        grant_collected: bool = True,
     ) -> Settlement:
         """Save a verified proof in one transaction: each spend by compare-and-set, in order,
         stopping at the first refused one (those before it stay written: a WebAuthn ceremony is
         spent whatever the outcome); then ``reset``'s failures back to zero and the challenge
-        pending → approved with ``approval``, its grant handed out at ``now``."""
+        pending → approved with ``approval``, its grant handed out at ``now`` -- or, when not
+        ``grant_collected`` (an out-of-band answer), left for the requester to collect."""
         at = utc(now)
-        approval_values = {"challenge_id": challenge_id, "approval": dict(approval), "at": at}
+        approval_values = {
+            "challenge_id": challenge_id,
+            "approval": dict(approval),
+            "at": at if grant_collected else None,
+        }
 
         def work(conn: Connection) -> Settlement:
             if conn.dialect.name == "postgresql":
@@ -234,9 +242,17 @@ def _spent(conn: Connection, spend: Spend, at: datetime) -> bool:
         values = {"factor_id": spend.factor_id, "later_than": spend.step, "step": spend.step}
         return conn.execute(_ADVANCE, values).rowcount == 1
     if isinstance(spend, SpendCeremony):
-        closed = conn.execute(_CLOSE, {"ceremony_id": spend.ceremony_id, "at": at})
-        return closed.rowcount == 1
+        return _closed(conn, spend, at)
     return _revised(conn, spend)
+
+
+def _closed(conn: Connection, spend: SpendCeremony, at: datetime) -> bool:
+    """Close the ceremony open → ``spend.new``, with its new data if any."""
+    values: dict[str, Any] = {"ceremony_id": spend.ceremony_id, "state": spend.new, "at": at}
+    if spend.data is None:
+        return conn.execute(_CLOSE, values).rowcount == 1
+    values["data"] = dict(spend.data)
+    return conn.execute(_CLOSE_WITH_DATA, values).rowcount == 1
 
 
 def _revised(conn: Connection, spend: ReviseFactorData) -> bool:

@@ -8,11 +8,12 @@ import base64
 import hashlib
 import json
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -178,7 +179,7 @@ class World:
 
     async def start(self, subject: str = "alice", grant: str | None = None) -> tuple[str, str]:
         """A pending push factor: ``(factor id, token)``."""
-        started = await self.push.start_enrollment(subject, label="phone", grant=grant)
+        started = await self.push.devices.start_enrollment(subject, label="phone", grant=grant)
         return started.factor.id, parse_enroll_uri(started.uri.reveal()).token
 
     async def complete(
@@ -186,7 +187,7 @@ class World:
     ) -> Device:
         key = generate_device_key(alg)
         request = self.signed("", key, "POST", "/v1/devices", b"{}")
-        factor = await self.push.complete_enrollment(
+        factor = await self.push.devices.complete_enrollment(
             request, token=Secret(token), public_key=public_jwk(key), alg=alg.value, name=name
         )
         return Device(factor.id, key)
@@ -200,7 +201,7 @@ class World:
     ) -> ChallengeState:
         row = await self.store.get_factor(device.id)
         assert row is not None
-        return await self.push.answer(row, push_id, decision, number)
+        return await self.push.answers.answer(row, push_id, decision, number)
 
     async def reason(self, device: Device, push_id: str, number: int | None) -> str:
         with pytest.raises(VerificationRejected) as caught:
@@ -375,7 +376,7 @@ def test_enrollment_uris() -> None:
 
 @pytest.mark.parametrize("alg", list(DeviceAlgorithm))
 async def test_enrollment_activates_the_factor(world: World, alg: DeviceAlgorithm) -> None:
-    started = await world.push.start_enrollment("alice", label="phone")
+    started = await world.push.devices.start_enrollment("alice", label="phone")
     assert started.factor.state == "pending" and started.factor.kind == "push"
     assert started.expires_at == T0 + timedelta(minutes=10)
     assert started.qr_svg.startswith("<svg")
@@ -400,7 +401,7 @@ async def test_enrollment_activates_the_factor(world: World, alg: DeviceAlgorith
     ]
     # The new device authenticates at once.
     request = world.signed(device.id, device.key, "GET", "/v1/devices/pending")
-    assert (await world.push.authenticate(request)).id == device.id
+    assert (await world.push.devices.authenticate(request)).id == device.id
 
 
 async def test_enrollment_tokens_are_single_use_and_expire(world: World) -> None:
@@ -438,11 +439,11 @@ async def test_enrollment_needs_proof_of_possession(world: World) -> None:
         world.signed("", key, "POST", "/v1/devices", at=T0 - timedelta(seconds=61)),
     ):
         with pytest.raises(BadRequest):
-            await world.push.complete_enrollment(
+            await world.push.devices.complete_enrollment(
                 request, token=Secret(token), public_key=public_jwk(key), alg="ES256", name="x"
             )
     with pytest.raises(BadRequest) as caught:
-        await world.push.complete_enrollment(
+        await world.push.devices.complete_enrollment(
             world.signed("", key, "POST", "/v1/devices"),
             token=Secret(token),
             public_key=public_jwk(key),
@@ -451,7 +452,7 @@ async def test_enrollment_needs_proof_of_possession(world: World) -> None:
         )
     assert caught.value.extra == {"field": "public_key"}
     # None of that spent the token.
-    await world.push.complete_enrollment(
+    await world.push.devices.complete_enrollment(
         world.signed("", key, "POST", "/v1/devices"),
         token=Secret(token),
         public_key=public_jwk(key),
@@ -463,7 +464,7 @@ async def test_enrollment_needs_proof_of_possession(world: World) -> None:
 async def test_a_second_factor_needs_a_fresh_grant(world: World) -> None:
     await world.device()
     with pytest.raises(StepUpRequired):
-        await world.push.start_enrollment("alice")
+        await world.push.devices.start_enrollment("alice")
 
 
 # -- device authentication ----------------------------------------------------------------------
@@ -472,24 +473,24 @@ async def test_a_second_factor_needs_a_fresh_grant(world: World) -> None:
 async def test_device_requests_must_be_signed_fresh_and_unique(world: World) -> None:
     device = await world.device()
     ok = world.signed(device.id, device.key, "GET", "/v1/devices/pending?wait=5")
-    assert (await world.push.authenticate(ok)).id == device.id
+    assert (await world.push.devices.authenticate(ok)).id == device.id
 
     def refused(reason: str) -> None:
         assert world.audit.of("device_rejected")[-1] == {"factor_id": device.id, "reason": reason}
 
     # The same request again (same nonce): a replay.
     with pytest.raises(DeviceRejected) as caught:
-        await world.push.authenticate(ok)
+        await world.push.devices.authenticate(ok)
     assert caught.value.status == 401 and caught.value.code == "device_unauthorized"
     refused("replayed_nonce")
     # Within ±60 s is fine, beyond is not.
     skewed = world.signed(
         device.id, device.key, "GET", "/v1/devices/pending", at=T0 + timedelta(seconds=60)
     )
-    await world.push.authenticate(skewed)
+    await world.push.devices.authenticate(skewed)
     for at in (T0 + timedelta(seconds=61), T0 - timedelta(seconds=61)):
         with pytest.raises(DeviceRejected):
-            await world.push.authenticate(
+            await world.push.devices.authenticate(
                 world.signed(device.id, device.key, "GET", "/v1/devices/pending", at=at)
             )
         refused("stale_or_malformed")
@@ -503,19 +504,19 @@ async def test_device_requests_must_be_signed_fresh_and_unique(world: World) -> 
         replace(signed, method="PUT"),
     ):
         with pytest.raises(DeviceRejected):
-            await world.push.authenticate(request)
+            await world.push.devices.authenticate(request)
         refused("bad_signature")
     # Malformed nonce, unknown device, a pending factor.
     with pytest.raises(DeviceRejected):
-        await world.push.authenticate(
+        await world.push.devices.authenticate(
             world.signed(device.id, device.key, "GET", "/", nonce="short")
         )
     with pytest.raises(DeviceRejected) as unknown:
-        await world.push.authenticate(world.signed("fct_nope", device.key, "GET", "/"))
+        await world.push.devices.authenticate(world.signed("fct_nope", device.key, "GET", "/"))
     assert unknown.value.reason == "unknown_device"
     pending_id, _ = await world.start("dora")
     with pytest.raises(DeviceRejected):
-        await world.push.authenticate(world.signed(pending_id, device.key, "GET", "/"))
+        await world.push.devices.authenticate(world.signed(pending_id, device.key, "GET", "/"))
 
 
 # -- sending and answering ----------------------------------------------------------------------
@@ -542,8 +543,11 @@ async def test_a_push_approved_with_the_right_number(world: World) -> None:
     assert state is ChallengeState.APPROVED
     stored = await world.challenges.get(challenge.id)
     assert stored is not None and stored.state is ChallengeState.APPROVED
-    assert stored.approval is not None and stored.approval["amr"] == ["mca", "pop"]
-    assert stored.approval["factor_id"] == device.id and stored.approval["method"] == "push"
+    assert stored.approval is not None and stored.approval.amr == ("mca", "pop")
+    assert stored.approval.factor_id == device.id and stored.approval.method == "push"
+    row = await world.store.get_challenge(challenge.id)  # the stored JSON, as it always was
+    assert row is not None and row.approval is not None
+    assert row.approval["amr"] == ["mca", "pop"] and row.approval["method"] == "push"
     assert await world.push.shown(stored) is None
     assert await world.push.pending(factor) == []
 
@@ -596,6 +600,59 @@ async def test_send_checks_caller_challenge_and_devices(world: World) -> None:
     world.clock.advance(601)
     with pytest.raises(Conflict):
         await world.push.send(challenge.id, caller=Caller.person("alice"))
+
+
+def count_units(db: Database, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The store's units of work (``Database.read``/``write``) run while installed, in order."""
+    ran: list[str] = []
+
+    def counted(kind: str, run: Callable[..., Any]) -> Callable[..., Any]:
+        async def unit(work: Callable[..., Any], **options: Any) -> Any:
+            ran.append(kind)
+            return await run(work, **options)
+
+        return unit
+
+    monkeypatch.setattr(db, "read", counted("read", db.read))
+    monkeypatch.setattr(db, "write", counted("write", db.write))
+    return ran
+
+
+async def test_a_push_answer_runs_through_the_verifiers_pipeline(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An approval is the Verifier's pipeline: the push and its challenge read, then the
+    attempt charged, then one settling write -- the push closed ``approved`` with who answered,
+    the device's failures cleared and the challenge approved, its grant left to collect."""
+    device = await world.device()
+    challenge = await world.challenge()
+    sent = await world.push.send(challenge.id, caller=Caller.person("alice"))
+    row = await world.store.get_factor(device.id)
+    assert row is not None
+    wrong = other_number(sent.number)
+
+    ran = count_units(world.store.db, monkeypatch)
+    with pytest.raises(VerificationRejected):
+        await world.push.answers.answer(row, sent.push_id, PushDecision.APPROVE, wrong)
+    assert ran == ["read", "read", "write"]  # refused once charged: nothing else written
+    world.clock.advance(1)  # past the back-off
+    ran.clear()
+    state = await world.push.answers.answer(row, sent.push_id, PushDecision.APPROVE, sent.number)
+    assert state is ChallengeState.APPROVED
+    assert ran == ["read", "read", "write", "write"]
+    monkeypatch.undo()
+
+    push = await world.store.get_ceremony(sent.push_id)
+    assert push is not None and push.state == "approved"
+    assert push.data["answered_by"] == device.id and push.data["devices"] == [device.id]
+    factor = await world.store.get_factor(device.id)
+    assert factor is not None and factor.failures == 0
+    stored = await world.store.get_challenge(challenge.id)
+    assert stored is not None and stored.state == "approved" and stored.attempts == 2
+    assert stored.grant_collected_at is None  # for the requester to collect from /status
+    verified = world.audit.of("challenge_verified")
+    assert verified[-1]["method"] == "push" and verified[-1]["factor_id"] == device.id
+    assert "grant_id" not in verified[-1]
 
 
 async def test_a_wrong_number_is_counted_and_ends_the_challenge(world: World) -> None:

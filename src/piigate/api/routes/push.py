@@ -113,7 +113,7 @@ async def signed_request(request: Request) -> SignedRequest:
 
 async def require_device(request: Request) -> FactorRecord:
     """The push factor whose key signed this request (401 ``device_unauthorized`` otherwise)."""
-    return await _push(request).authenticate(await signed_request(request))
+    return await _push(request).devices.authenticate(await signed_request(request))
 
 
 Device = Annotated[FactorRecord, Depends(require_device)]
@@ -156,7 +156,7 @@ def pending_json(push: PendingPush) -> dict[str, Any]:
 async def enroll_push(
     request: Request, response: Response, user: Person, body: PushEnrollIn | None = None
 ) -> dict[str, Any]:
-    started = await _push(request).start_enrollment(
+    started = await _push(request).devices.start_enrollment(
         user.id, label=body.label if body else "", grant=presented_grant(request)
     )
     response.headers["Cache-Control"] = NO_STORE
@@ -199,7 +199,7 @@ async def send_push(
 # -- the device's side --------------------------------------------------------------------------
 @router.post("/v1/devices", status_code=201, summary="Complete a push enrollment (the device)")
 async def enroll_device(body: DeviceEnrollIn, request: Request) -> dict[str, Any]:
-    factor = await _push(request).complete_enrollment(
+    factor = await _push(request).devices.complete_enrollment(
         await signed_request(request),
         token=Secret(body.token),
         public_key=body.public_key,
@@ -292,5 +292,5 @@ async def answer_push(
 ) -> dict[str, Any]:
     """Approve with the number the step-up page shows, or deny ("this wasn't me"). A wrong
     number, a replayed or late answer: the vague 401 ``factor_rejected``."""
-    state = await _push(request).answer(device, push_id, body.decision, body.number)
+    state = await _push(request).answers.answer(device, push_id, body.decision, body.number)
     return {"id": push_id, "state": state.value}

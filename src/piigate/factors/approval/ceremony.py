@@ -104,7 +104,7 @@ class Approvals:
             raise Conflict("the challenge is no longer pending")
         self._check_approver_level(approver, session, settings, grant)
         if approve:
-            done = await self.verifier.approve(challenge, APPROVAL, None, approver=approver.id)
+            done = await self.verifier.approve(challenge, APPROVAL, approver=approver.id)
         else:
             done = await self.verifier.deny(
                 challenge, APPROVAL, VerificationFailure.DENIED, approver=approver.id

@@ -1,20 +1,13 @@
-"""Push approval with number matching: sending pushes and answering them.
+"""Push approval with number matching: sending pushes, and the push factor's parts together.
 
-Devices are enrolled and their signed requests authenticated by
-:class:`~piigate.factors.push.devices.PushDevices`, which :class:`PushCeremony` extends. A push is a
-``push`` ceremony for one challenge, to all of the subject's active push devices (or one named):
-``data.devices`` lists them, ``secret`` is the keyring ciphertext of the two-digit number. The
-number is shown on the step-up page (``GET /v1/challenges/{id}``), never sent to the device: the
-user types it there (number matching). At most one push per challenge is open: asking again
-returns the open one (same number, nothing new is sent).
-
-An answer is single use: the push is closed ``open`` → ``approved``/``denied`` by
-compare-and-set. A right number approves the challenge through :meth:`Verifier.approve` with
-``amr`` ``mca`` + ``pop`` (RFC 8176), and the requester collects the grant once from
-``/status``. A wrong number is a failed verification: counted on the challenge and on the
-device factor before the check, with the Verifier's back-off and cap. "This wasn't me" denies
-the challenge, appends an ``alert`` event and feeds the ``denied_push`` risk signal
-(:mod:`piigate.risk.recorded`).
+:class:`PushCeremony` sends pushes and lists them; it holds the device side
+(:class:`~piigate.factors.push.devices.PushDevices`: enrolment, signed requests) and the answers
+(:class:`~piigate.factors.push.answers.PushAnswers`: number matching through the ``Verifier``'s
+pipeline). A push is a ``push`` ceremony for one challenge, to all of the subject's active push
+devices (or one named): ``data.devices`` lists them, ``secret`` is the keyring ciphertext of the
+two-digit number. The number is shown on the step-up page (``GET /v1/challenges/{id}``), never sent
+to the device: the user types it there (number matching). At most one push per challenge is open:
+asking again returns the open one (same number, nothing new is sent).
 
 Fatigue (NIST SP 800-63B-4 §3.2.9 calls it out for push): after
 :attr:`PushLimits.fatigue_limit` unanswered or denied pushes in
@@ -25,25 +18,28 @@ must step up with another factor. Number matching is always on: the policy's
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Any
-
-import structlog
 
 from piigate.clock import Clock
-from piigate.crypto.keyring import DecryptionError, Keyring
-from piigate.errors import Conflict, NotFound, ServiceUnavailable, TooManyRequests
+from piigate.crypto.keyring import Keyring
+from piigate.errors import Conflict, TooManyRequests
 from piigate.factors import CeremonyPurpose, CeremonyState
 from piigate.factors.enrollment import FactorEnrollment
 from piigate.factors.ports import CeremonyRecord, ChallengeReader, FactorRecord
+from piigate.factors.push.answers import (
+    PUSH_AMR,
+    PushAnswers,
+    PushDecision,
+    number_aad,
+    read_number,
+)
 from piigate.factors.push.devices import PushDevices, PushStore
-from piigate.factors.push.protocol import new_push_number, numbers_match
+from piigate.factors.push.protocol import new_push_number
 from piigate.factors.push.relay import PushRelay
 from piigate.factors.steps import (
-    MAX_ID_LENGTH,
+    factor_settings,
     require_pending,
     seconds_left,
     subject_counter_key,
@@ -54,7 +50,6 @@ from piigate.model import Caller, Challenge, ChallengeState, Method
 from piigate.policy.holder import PolicyHolder
 from piigate.policy.model import FactorSettings
 from piigate.ports import AuditRecorder, RateCounters
-from piigate.stepup.verdicts import CheckFailed, VerificationFailure, Verified
 from piigate.stepup.verification import Verifier
 
 __all__ = [
@@ -67,13 +62,8 @@ __all__ = [
     "ShownPush",
 ]
 
-log = structlog.get_logger("piigate.push")
-
 PUSH = Method.PUSH.value
 
-# RFC 8176 §2: "mca" (multiple-channel authentication: the answer comes over the device's own
-# channel) and "pop" (proof of possession of the device key). The engine maps "mca" to push.
-PUSH_AMR = ("mca", "pop")
 # States of a push that count against fatigue: sent and not approved.
 _UNANSWERED = (CeremonyState.OPEN, CeremonyState.EXPIRED, CeremonyState.DENIED)
 # How long one node holds a subject's send lock (if it dies holding it, the lock lapses).
@@ -93,11 +83,6 @@ class PushLimits:
     max_lifetime: int = 300
     fatigue_limit: int = 3
     fatigue_window: int = 600
-
-
-class PushDecision(StrEnum):
-    APPROVE = "approve"
-    DENY = "deny"
 
 
 # -- values -------------------------------------------------------------------------------------
@@ -131,18 +116,13 @@ class PendingPush:
     expires_at: datetime
 
 
-def _number_aad(push_id: str) -> bytes:
-    """Binds a number's ciphertext to its push: a number copied onto another row fails."""
-    return f"push:{push_id}".encode()
-
-
 # -- the ceremony -------------------------------------------------------------------------------
 
 
-class PushCeremony(PushDevices):
-    """Sending (``POST /v1/challenges/{id}/push``), the pending list and answers
-    (``GET /v1/devices/pending``, ``POST /v1/devices/pushes/{id}``), on top of device enrollment
-    and authentication (:class:`~piigate.factors.push.devices.PushDevices`)."""
+class PushCeremony:
+    """Sending (``POST /v1/challenges/{id}/push``) and the pending list
+    (``GET /v1/devices/pending``); ``devices`` enrols and authenticates the devices, ``answers``
+    takes their answers (``POST /v1/devices/pushes/{id}``)."""
 
     def __init__(
         self,
@@ -162,7 +142,17 @@ class PushCeremony(PushDevices):
         ids: Callable[[str], str] = new_id,
     ) -> None:
         self.limits = limits or PushLimits()
-        super().__init__(
+        self.store = store
+        self.counters = counters
+        self.challenges = challenges
+        self.keyring = keyring
+        self.policy = policy
+        self.audit = audit
+        self.clock = clock
+        self.verifier = verifier
+        self.relay = relay
+        self.ids = ids
+        self.devices = PushDevices(
             store=store,
             counters=counters,
             policy=policy,
@@ -173,10 +163,14 @@ class PushCeremony(PushDevices):
             enroll_lifetime=self.limits.enroll_lifetime,
             ids=ids,
         )
-        self.challenges = challenges
-        self.keyring = keyring
-        self.verifier = verifier
-        self.relay = relay
+        self.answers = PushAnswers(
+            store=store,
+            challenges=challenges,
+            keyring=keyring,
+            audit=audit,
+            clock=clock,
+            verifier=verifier,
+        )
 
     # -- sending --------------------------------------------------------------------------------
     async def send(
@@ -195,7 +189,7 @@ class PushCeremony(PushDevices):
         """
         now = self.clock.now()
         challenge = await self.verifier.load(challenge_id, caller)
-        settings = self._settings()
+        settings = factor_settings(self.policy, Method.PUSH)
         require_pending(challenge, now)
         if settings is None or PUSH not in challenge.requirement.methods:
             raise Conflict("this challenge cannot be answered with a push")
@@ -212,7 +206,7 @@ class PushCeremony(PushDevices):
     ) -> SentPush:
         open_push = await self._open_push(challenge.id, now)
         if open_push is not None:
-            number = self._number(open_push)
+            number = read_number(self.keyring, open_push)
             already = tuple(str(d) for d in open_push.data.get("devices", []))
             return SentPush(open_push.id, number, open_push.expires_at, already, sent=False)
         devices = await usable_factors(
@@ -232,7 +226,7 @@ class PushCeremony(PushDevices):
         )
         expires_at = now + timedelta(seconds=max(1, lifetime))
         device_ids = tuple(d.id for d in devices)
-        sealed = self.keyring.encrypt(str(number).encode("ascii"), aad=_number_aad(push_id))
+        sealed = self.keyring.encrypt(str(number).encode("ascii"), aad=number_aad(push_id))
         await self.store.open_ceremony(
             id=push_id,
             subject_id=challenge.subject_id,
@@ -296,15 +290,6 @@ class PushCeremony(PushDevices):
                 live = push
         return live
 
-    def _number(self, push: CeremonyRecord) -> int:
-        if push.secret is None:
-            raise ServiceUnavailable("the push cannot be read")
-        try:
-            return int(self.keyring.decrypt(push.secret, aad=_number_aad(push.id)))
-        except (DecryptionError, ValueError):
-            log.warning("push_number_unreadable", push_id=push.id)
-            raise ServiceUnavailable("the push cannot be read") from None
-
     async def shown(self, challenge: Challenge) -> ShownPush | None:
         """The number the step-up page shows for the challenge's open push, if one is open."""
         now = self.clock.now()
@@ -313,7 +298,7 @@ class PushCeremony(PushDevices):
         push = await self._open_push(challenge.id, now)
         if push is None:
             return None
-        return ShownPush(self._number(push), push.expires_at)
+        return ShownPush(read_number(self.keyring, push), push.expires_at)
 
     # -- the device's side ----------------------------------------------------------------------
     async def pending(self, device: FactorRecord) -> list[PendingPush]:
@@ -343,106 +328,3 @@ class PushCeremony(PushDevices):
                 continue
             waiting.append(PendingPush(push.id, challenge, push.created_at, push.expires_at))
         return waiting
-
-    async def answer(
-        self, device: FactorRecord, push_id: str, decision: PushDecision, number: int | None
-    ) -> ChallengeState:
-        """The device's answer to a push: the challenge's new state, or raises.
-
-        404 when the push is not this device's; the vague 401 ``factor_rejected`` for a push
-        already answered (a replay), expired, or approved with the wrong number; 429 during the
-        failure back-off.
-        """
-        now = self.clock.now()
-        push = await self.store.get_ceremony(push_id) if 0 < len(push_id) <= MAX_ID_LENGTH else None
-        if (
-            push is None
-            or push.purpose != CeremonyPurpose.PUSH
-            or push.subject_id != device.subject_id
-            or device.id not in push.data.get("devices", [])
-        ):
-            raise NotFound("no such push")
-        challenge = await self.challenges.get(push.challenge_id or "")
-        if challenge is None:
-            raise NotFound("no such push")
-        if push.state != CeremonyState.OPEN:
-            await self.verifier.refusals.reject(
-                challenge, PUSH, VerificationFailure.REPLAYED, factor_id=device.id
-            )
-        if push.expires_at <= now:
-            await self.store.close_ceremony(push.id, new=CeremonyState.EXPIRED, now=now)
-            await self.verifier.refusals.reject(
-                challenge, PUSH, VerificationFailure.EXPIRED, factor_id=device.id
-            )
-        _compiled, settings = await self.verifier.admit(challenge, PUSH, now)
-        answered = {**push.data, "answered_by": device.id}
-        if decision is PushDecision.DENY:
-            return await self._deny(challenge, push, device, answered, now)
-        return await self._approve(challenge, push, device, settings, number, answered, now)
-
-    async def _deny(
-        self,
-        challenge: Challenge,
-        push: CeremonyRecord,
-        device: FactorRecord,
-        answered: Mapping[str, Any],
-        now: datetime,
-    ) -> ChallengeState:
-        if not await self.store.close_ceremony(
-            push.id, new=CeremonyState.DENIED, now=now, data=answered
-        ):
-            await self.verifier.refusals.reject(
-                challenge, PUSH, VerificationFailure.REPLAYED, factor_id=device.id
-            )
-        await self.verifier.deny(
-            challenge, PUSH, VerificationFailure.DENIED, push_id=push.id, factor_id=device.id
-        )
-        # "This wasn't me": someone holding the user's first factor may be trying to step up.
-        await self.audit.record(
-            "alert",
-            subject_id=challenge.subject_id,
-            data={
-                "kind": "push_denied",
-                "challenge_id": challenge.id,
-                "decision_id": challenge.decision_id,
-                "push_id": push.id,
-                "factor_id": device.id,
-            },
-        )
-        return ChallengeState.DENIED
-
-    async def _approve(
-        self,
-        challenge: Challenge,
-        push: CeremonyRecord,
-        device: FactorRecord,
-        settings: FactorSettings,
-        number: int | None,
-        answered: Mapping[str, Any],
-        now: datetime,
-    ) -> ChallengeState:
-        verifier = self.verifier
-        refusals = verifier.refusals
-
-        async def give_up() -> None:  # out of attempts: the push closes with its challenge
-            await self.store.close_ceremony(push.id, new=CeremonyState.EXPIRED, now=now)
-
-        # As Verifier.verify does: count the attempt and charge the device *before* comparing.
-        _, attempts = await refusals.charge(
-            challenge, PUSH, [device], settings, now, factor_id=device.id, give_up=give_up
-        )
-        if not numbers_match(self._number(push), number):
-            wrong = CheckFailed(VerificationFailure.WRONG_NUMBER, device.id)
-            await refusals.fail(challenge, PUSH, wrong, attempts, give_up=give_up)
-        if not await self.store.close_ceremony(
-            push.id, new=CeremonyState.APPROVED, now=now, data=answered
-        ):
-            await refusals.reject(
-                challenge, PUSH, VerificationFailure.REPLAYED, factor_id=device.id
-            )
-        await self.store.reset_factor_failures(device.id)
-        if not await verifier.approve(challenge, PUSH, Verified(device, PUSH_AMR)):
-            await refusals.reject(
-                challenge, PUSH, VerificationFailure.NOT_PENDING, factor_id=device.id
-            )
-        return ChallengeState.APPROVED

@@ -10,7 +10,7 @@ made with the private one (proof of possession), and the factor becomes active. 
 every device request is signed, fresh (timestamp) and unique (nonce, in the shared counters).
 
 The pushes themselves — sending, the pending list, answers, fatigue — are
-:class:`~piigate.factors.push.ceremony.PushCeremony`, which extends :class:`PushDevices`.
+:class:`~piigate.factors.push.ceremony.PushCeremony`, which holds a :class:`PushDevices`.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def _token_hash(token: str) -> str:
 
 class PushDevices:
     """Device enrollment (``POST /v1/factors/push``, ``POST /v1/devices``) and device request
-    authentication, for :class:`~piigate.factors.push.ceremony.PushCeremony`."""
+    authentication (``PushCeremony.devices``)."""
 
     def __init__(
         self,
