@@ -7,7 +7,10 @@ import base64
 import os
 import threading
 
-__all__ = ["new_id"]
+__all__ = ["MAX_ID_LENGTH", "new_id"]
+
+# Ids piigate issues are far shorter; a longer one is refused before it reaches the store.
+MAX_ID_LENGTH = 64
 
 
 class _RandomPool:

@@ -34,7 +34,7 @@ from piigate.factors.totp.protocol import (
     qr_svg,
     verify_totp,
 )
-from piigate.ids import new_id
+from piigate.ids import MAX_ID_LENGTH, new_id
 from piigate.model import Grant, Method
 from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.holder import PolicyHolder
@@ -286,7 +286,7 @@ class FactorEnrollment:
         self.fresh_grant(grant, subject_id=subject_id, level=level, now=now)
 
     async def _own(self, subject_id: str, factor_id: str) -> FactorRecord:
-        factor = await self.store.get_factor(factor_id) if len(factor_id) <= 64 else None
+        factor = await self.store.get_factor(factor_id) if len(factor_id) <= MAX_ID_LENGTH else None
         if factor is None or factor.subject_id != subject_id:
             raise NotFound("no such factor")
         return factor

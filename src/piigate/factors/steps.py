@@ -22,7 +22,6 @@ from piigate.policy.model import FactorSettings
 from piigate.stepup.verdicts import CheckFailed, Proof, VerificationFailure
 
 __all__ = [
-    "MAX_ID_LENGTH",
     "factor_settings",
     "proof_code",
     "require_pending",
@@ -30,9 +29,6 @@ __all__ = [
     "subject_counter_key",
     "usable_factors",
 ]
-
-# Ids piigate issues are far shorter; a longer one is refused before it reaches the store.
-MAX_ID_LENGTH = 64
 
 
 def factor_settings(policy: PolicyHolder, kind: Method) -> FactorSettings | None:

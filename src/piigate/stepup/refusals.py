@@ -30,7 +30,7 @@ from piigate.stepup.verdicts import (
 __all__ = ["Refusals"]
 
 # Method names the audit records as given; anything else a client sends is "unknown".
-_KNOWN_METHODS = frozenset(set(Method) | {Method.APPROVAL.value})
+_KNOWN_METHODS = frozenset(Method)
 
 
 class Refusals:

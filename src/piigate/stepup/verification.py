@@ -41,7 +41,7 @@ from piigate.clock import Clock
 from piigate.crypto.keyring import Keyring
 from piigate.errors import NotFound, ServiceUnavailable
 from piigate.factors.ports import ChallengeReader, FactorRecord, SpendCeremony, VerifierStore
-from piigate.ids import new_id
+from piigate.ids import MAX_ID_LENGTH, new_id
 from piigate.model import Approval, Caller, Challenge, ChallengeState, Grant, Method
 from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.holder import PolicyHolder
@@ -285,27 +285,19 @@ class Verifier:
 
     async def load(self, challenge_id: str, caller: Caller) -> Challenge:
         """The challenge, if the caller may answer it: its subject, or the app that asked."""
-        challenge = await self.challenges.get(challenge_id) if len(challenge_id) <= 64 else None
-        if challenge is None or not caller.may_answer(challenge):
-            raise NotFound("no such challenge")
-        return challenge
+        known = len(challenge_id) <= MAX_ID_LENGTH
+        return _visible(await self.challenges.get(challenge_id) if known else None, caller)
 
     async def _load_with_factors(
-        self,
-        challenge_id: str,
-        kind: str | None,
-        caller: Caller,
+        self, challenge_id: str, kind: str | None, caller: Caller
     ) -> tuple[Challenge, Sequence[FactorRecord]]:
         """:meth:`load`, with the subject's active factors of ``kind`` read in the same unit of
         work (they are only looked at once the caller has been let through)."""
-        found = None
-        if len(challenge_id) <= 64:
+        if len(challenge_id) <= MAX_ID_LENGTH:
             found = await self.challenges.get_with_factors(challenge_id, kind=kind)
-        # The subject verifies for itself; an app relays its user's proof only for challenges
-        # from its own decisions (CONTRACT §4.3). Anyone else learns nothing: 404, as if absent.
-        if found is None or not caller.may_answer(found[0]):
-            raise NotFound("no such challenge")
-        return found
+            if found is not None:
+                return _visible(found[0], caller), found[1]
+        raise NotFound("no such challenge")
 
     async def _admit(
         self, challenge: Challenge, method: str, now: datetime
@@ -390,6 +382,14 @@ class Verifier:
             new=new.value,
             approval=None if approval is None else approval.to_data(),
         )
+
+
+def _visible(challenge: Challenge | None, caller: Caller) -> Challenge:
+    """The challenge, if ``caller`` may answer it: its subject, or the app that asked for it
+    (CONTRACT §4.3). Anyone else learns nothing: 404, as if absent."""
+    if challenge is None or not caller.may_answer(challenge):
+        raise NotFound("no such challenge")
+    return challenge
 
 
 # The amr of a grant approved by another person (not an RFC 8176 value: none fits).

@@ -25,6 +25,7 @@ from typing import Protocol
 from piigate.clock import Clock
 from piigate.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
 from piigate.factors.enrollment import FactorEnrollment
+from piigate.ids import MAX_ID_LENGTH
 from piigate.model import Challenge, ChallengeState, Method, SessionAuth, Subject
 from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.holder import PolicyHolder
@@ -94,7 +95,9 @@ class Approvals:
         settings = self._settings()
         if settings is None or not (approver.roles & set(settings.approvers)):
             raise NotFound("no such challenge")
-        challenge = await self.challenges.get(challenge_id) if len(challenge_id) <= 64 else None
+        challenge = (
+            await self.challenges.get(challenge_id) if len(challenge_id) <= MAX_ID_LENGTH else None
+        )
         if challenge is None or APPROVAL not in challenge.requirement.methods:
             raise NotFound("no such challenge")
         if not _other(challenge, approver):

@@ -34,7 +34,7 @@ from piigate.factors.ports import (
     SpendCeremony,
 )
 from piigate.factors.push.protocol import numbers_match
-from piigate.factors.steps import MAX_ID_LENGTH
+from piigate.ids import MAX_ID_LENGTH
 from piigate.model import Challenge, ChallengeState, Method
 from piigate.ports import AuditRecorder
 from piigate.stepup.verdicts import (

@@ -44,8 +44,8 @@ from piigate.factors.push.protocol import (
     valid_nonce,
     verify_signature,
 )
-from piigate.factors.steps import MAX_ID_LENGTH, factor_settings
-from piigate.ids import new_id
+from piigate.factors.steps import factor_settings
+from piigate.ids import MAX_ID_LENGTH, new_id
 from piigate.model import Method
 from piigate.policy.holder import PolicyHolder
 from piigate.policy.model import FactorSettings

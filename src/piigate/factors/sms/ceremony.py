@@ -49,14 +49,8 @@ from piigate.factors.sms.dispatch import (
     SentCode,
     SmsLimits,
 )
-from piigate.factors.steps import (
-    MAX_ID_LENGTH,
-    factor_settings,
-    require_pending,
-    seconds_left,
-    usable_factors,
-)
-from piigate.ids import new_id
+from piigate.factors.steps import factor_settings, require_pending, seconds_left, usable_factors
+from piigate.ids import MAX_ID_LENGTH, new_id
 from piigate.model import Caller, Method
 from piigate.policy.holder import PolicyHolder
 from piigate.policy.model import FactorSettings
