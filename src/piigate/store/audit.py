@@ -15,10 +15,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Dialect, Row, Table, bindparam, select, update
+from sqlalchemy import Connection, Row, Table, bindparam, select, update
 
 from piigate.model import AuditEvent
 from piigate.store.db import Database
+from piigate.store.driver import DriverStatement
 from piigate.store.tables import audit_events, audit_head, metadata
 
 __all__ = ["AuditStore", "BatchItem", "EventHash", "Head", "Link", "StoredEvent"]
@@ -204,39 +205,14 @@ def _event(row: Row[Any]) -> AuditEvent:
     )
 
 
-class _BulkInsert:
-    """An INSERT of many rows, compiled once per table, columns and dialect, and executed at the
-    driver level (``exec_driver_sql``) with each value passed through its column type's own bind
-    processor: the values SQLAlchemy's ``execute(insert, rows)`` would bind, without its
-    per-row parameter construction, which would be most of the group commit's CPU.
-    """
-
-    def __init__(self, table: Table, columns: tuple[str, ...], dialect: Dialect) -> None:
-        compiled = table.insert().values({name: bindparam(name) for name in columns})
-        self.compiled = compiled.compile(dialect=dialect)
-        order = self.compiled.positiontup
-        if not self.compiled.positional or order is None:
-            raise TypeError(f"{dialect.name}: a positional paramstyle is needed")
-        self.sql = str(self.compiled)
-        self.order = tuple(order)
-        self.processors = tuple(
-            table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in order
-        )
-
-    def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        pairs = tuple(zip(self.order, self.processors, strict=True))
-        params = [
-            tuple(row[name] if proc is None else proc(row[name]) for name, proc in pairs)
-            for row in rows
-        ]
-        conn.exec_driver_sql(self.sql, params)
-
-
 @functools.cache
-def _bulk_insert(table: Table, columns: tuple[str, ...], dialect: Dialect) -> _BulkInsert:
-    return _BulkInsert(table, columns, dialect)
+def _bulk_insert(table: Table, columns: tuple[str, ...]) -> DriverStatement:
+    """An INSERT of ``columns`` into ``table``, run at the driver level (``executemany``): the
+    values SQLAlchemy's ``execute(insert, rows)`` would bind, without its per-row parameter
+    construction, which would be most of the group commit's CPU."""
+    return DriverStatement(table.insert().values({name: bindparam(name) for name in columns}))
 
 
 def _insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert ``rows`` (all with the keys of the first) into ``table``."""
-    _bulk_insert(table, tuple(rows[0]), conn.dialect).run(conn, rows)
+    _bulk_insert(table, tuple(rows[0])).execute_many(conn, rows)

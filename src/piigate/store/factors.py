@@ -43,9 +43,9 @@ class FactorRow:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def factor_row(found: Row[Any]) -> FactorRow:
-    """A ``factors`` row as the dataclass."""
-    values = found._asdict()
+def factor_row(found: Row[Any] | Mapping[str, Any]) -> FactorRow:
+    """A ``factors`` row (a SQLAlchemy row, or a mapping of its columns) as the dataclass."""
+    values = dict(found._asdict() if isinstance(found, Row) else found)
     values.pop("credential_id", None)  # a unique index over what data holds (WebAuthn)
     values["data"] = dict(values["data"] or {})
     if values["last_step"] is not None:

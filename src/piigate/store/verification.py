@@ -36,16 +36,17 @@ from piigate.factors.ports import (
 from piigate.model import ChallengeState
 from piigate.store._sql import Repo, utc
 from piigate.store.challenges import ChallengeRow
+from piigate.store.driver import DriverStatement
 from piigate.store.factors import FactorRow, factor_row
 from piigate.store.tables import TS, ceremonies, challenges, factors
 
 __all__ = ["VerificationStore"]
 
-# The statements are built once, with named parameters: SQLAlchemy then reuses their cache key
-# and compiled form, and a unit of work only binds values (a third of a statement's CPU is
-# building it anew).
-_CHALLENGE = select(challenges).where(challenges.c.id == bindparam("challenge_id"))
-_FACTORS = (
+# Each statement is written once in Core and run at the driver level (store/driver.py): a
+# verification is a handful of statements, and SQLAlchemy's per-execution work would cost more
+# CPU than the database's.
+_CHALLENGE = DriverStatement(select(challenges).where(challenges.c.id == bindparam("challenge_id")))
+_FACTORS = DriverStatement(
     select(factors)
     .where(
         factors.c.subject_id == bindparam("subject_id"),
@@ -54,13 +55,13 @@ _FACTORS = (
     )
     .order_by(factors.c.created_at, factors.c.id)
 )
-_ATTEMPT = (
+_ATTEMPT = DriverStatement(
     update(challenges)
     .where(challenges.c.id == bindparam("challenge_id"))
     .values(attempts=challenges.c.attempts + 1, last_attempt_at=bindparam("at", type_=TS))
     .returning(challenges.c.attempts)
 )
-_APPROVE = (
+_APPROVE = DriverStatement(
     update(challenges)
     .where(
         challenges.c.id == bindparam("challenge_id"), challenges.c.state == ChallengeState.PENDING
@@ -71,21 +72,23 @@ _APPROVE = (
         grant_collected_at=bindparam("at", type_=TS),
     )
 )
-_CHARGE = (
+_CHARGE = DriverStatement(
     update(factors)
     .where(factors.c.id == bindparam("factor_id"), factors.c.failures < bindparam("limit"))
     .values(failures=factors.c.failures + 1, last_failure_at=bindparam("at", type_=TS))
     .returning(factors.c.failures)
 )
-_FAILURES = select(factors.c.failures).where(factors.c.id == bindparam("factor_id"))
-_RESET = (
+_FAILURES = DriverStatement(
+    select(factors.c.failures).where(factors.c.id == bindparam("factor_id"))
+)
+_RESET = DriverStatement(
     update(factors)
-    .where(factors.c.id.in_(bindparam("factor_ids", expanding=True)))
+    .where(factors.c.id == bindparam("factor_id"))
     .values(failures=0, last_failure_at=None)
 )
 # The step is saved and the factor's failures cleared in one statement (the success clears them
 # anyway, see ``settle_verification``).
-_ADVANCE = (
+_ADVANCE = DriverStatement(
     update(factors)
     .where(
         factors.c.id == bindparam("factor_id"),
@@ -97,17 +100,29 @@ _ADVANCE = (
         last_failure_at=None,
     )
 )
-_CLOSE = (
+_CLOSE_WHERE = (
     update(ceremonies)
     .where(ceremonies.c.id == bindparam("ceremony_id"), ceremonies.c.state == CeremonyState.OPEN)
     .values(state=bindparam("state"), closed_at=bindparam("at", type_=TS))
 )
-_CLOSE_WITH_DATA = _CLOSE.values(data=bindparam("data", type_=ceremonies.c.data.type))
-_DATA = select(factors.c.data).where(factors.c.id == bindparam("factor_id")).with_for_update()
-_NEW_DATA = (
+_CLOSE = DriverStatement(_CLOSE_WHERE)
+_CLOSE_WITH_DATA = DriverStatement(
+    _CLOSE_WHERE.values(data=bindparam("data", type_=ceremonies.c.data.type))
+)
+_DATA = DriverStatement(
+    select(factors.c.data).where(factors.c.id == bindparam("factor_id")).with_for_update()
+)
+_NEW_DATA = DriverStatement(
     update(factors)
     .where(factors.c.id == bindparam("factor_id"))
     .values(data=bindparam("data", type_=factors.c.data.type))
+)
+# PostgreSQL's row locks for a settlement, taken one row at a time in a fixed order.
+_LOCK_CHALLENGE = DriverStatement(
+    select(challenges.c.id).where(challenges.c.id == bindparam("challenge_id")).with_for_update()
+)
+_LOCK_FACTOR = DriverStatement(
+    select(factors.c.id).where(factors.c.id == bindparam("factor_id")).with_for_update()
 )
 
 
@@ -119,14 +134,14 @@ class VerificationStore(Repo):
         factors when ``kind`` is None); None when there is no such challenge."""
 
         def work(conn: Connection) -> tuple[ChallengeRow, list[FactorRow]] | None:
-            found = conn.execute(_CHALLENGE, {"challenge_id": challenge_id}).first()
-            if found is None:
+            found = _CHALLENGE.execute(conn, {"challenge_id": challenge_id}).rows
+            if not found:
                 return None
-            row = ChallengeRow(**found._asdict())
+            row = ChallengeRow(**found[0])
             if kind is None:
                 return row, []
             wanted = {"subject_id": row.subject_id, "kind": kind, "state": state}
-            return row, [factor_row(r) for r in conn.execute(_FACTORS, wanted)]
+            return row, [factor_row(r) for r in _FACTORS.execute(conn, wanted).rows]
 
         return await self.db.read(work)
 
@@ -146,8 +161,7 @@ class VerificationStore(Repo):
         at = utc(now)
 
         def work(conn: Connection) -> AttemptCharge | None:
-            counted = conn.execute(_ATTEMPT, {"challenge_id": challenge_id, "at": at})
-            attempts = counted.scalar_one_or_none()
+            attempts = _ATTEMPT.execute(conn, {"challenge_id": challenge_id, "at": at}).scalar()
             if attempts is None:
                 return None
             failures: dict[str, int] = {}
@@ -191,10 +205,9 @@ class VerificationStore(Repo):
             for spend in spends:
                 if not _spent(conn, spend, at):
                     return Settlement(refused=spend, approved=False)
-            left = set(reset) - _cleared(spends)
-            if left:
-                conn.execute(_RESET, {"factor_ids": sorted(left)})
-            approved = conn.execute(_APPROVE, approval_values).rowcount == 1
+            for factor_id in sorted(set(reset) - _cleared(spends)):
+                _RESET.execute(conn, {"factor_id": factor_id})
+            approved = _APPROVE.execute(conn, approval_values).rowcount == 1
             return Settlement(refused=None, approved=approved)
 
         return await self.db.write(work)
@@ -213,24 +226,19 @@ def _lock_rows(conn: Connection, challenge_id: str, factor_ids: set[str]) -> Non
     """Lock the rows in the order :meth:`VerificationStore.charge_attempt` updates them -- the
     challenge, then the factors by id -- so that settling one challenge while another of the
     same subject is charged cannot deadlock (PostgreSQL; SQLite has one writer at a time)."""
-    conn.execute(select(challenges.c.id).where(challenges.c.id == challenge_id).with_for_update())
-    if factor_ids:
-        conn.execute(
-            select(factors.c.id)
-            .where(factors.c.id.in_(sorted(factor_ids)))
-            .order_by(factors.c.id)
-            .with_for_update()
-        )
+    _LOCK_CHALLENGE.execute(conn, {"challenge_id": challenge_id})
+    for factor_id in sorted(factor_ids):
+        _LOCK_FACTOR.execute(conn, {"factor_id": factor_id})
 
 
 def _charge(conn: Connection, factor_id: str, at: datetime, limit: int) -> int | None:
     """One more failure on the factor unless it is at ``limit`` already; the count, ``limit +
     1`` when it was at the cap, None when the factor is gone."""
     values = {"factor_id": factor_id, "limit": limit, "at": at}
-    failures = conn.execute(_CHARGE, values).scalar_one_or_none()
+    failures = _CHARGE.execute(conn, values).scalar()
     if failures is not None:
         return int(failures)
-    current = conn.execute(_FAILURES, values).scalar_one_or_none()
+    current = _FAILURES.execute(conn, values).scalar()
     return None if current is None else int(current) + 1
 
 
@@ -240,7 +248,7 @@ def _spent(conn: Connection, spend: Spend, at: datetime) -> bool:
         # Later than the saved step, judged on the row itself: of parallel requests with the
         # same code one wins, and one with an older code never overwrites a newer step.
         values = {"factor_id": spend.factor_id, "later_than": spend.step, "step": spend.step}
-        return conn.execute(_ADVANCE, values).rowcount == 1
+        return _ADVANCE.execute(conn, values).rowcount == 1
     if isinstance(spend, SpendCeremony):
         return _closed(conn, spend, at)
     return _revised(conn, spend)
@@ -250,15 +258,15 @@ def _closed(conn: Connection, spend: SpendCeremony, at: datetime) -> bool:
     """Close the ceremony open → ``spend.new``, with its new data if any."""
     values: dict[str, Any] = {"ceremony_id": spend.ceremony_id, "state": spend.new, "at": at}
     if spend.data is None:
-        return conn.execute(_CLOSE, values).rowcount == 1
+        return _CLOSE.execute(conn, values).rowcount == 1
     values["data"] = dict(spend.data)
-    return conn.execute(_CLOSE_WITH_DATA, values).rowcount == 1
+    return _CLOSE_WITH_DATA.execute(conn, values).rowcount == 1
 
 
 def _revised(conn: Connection, spend: ReviseFactorData) -> bool:
     # JSON cannot be compared in SQL portably: lock the row (FOR UPDATE, or SQLite's write
     # lock), judge it in Python, write it back -- all in this transaction.
-    current = conn.execute(_DATA, {"factor_id": spend.factor_id}).scalar_one_or_none()
+    current = _DATA.execute(conn, {"factor_id": spend.factor_id}).scalar()
     if current is None:
         return False
     data = dict(current)
@@ -266,5 +274,5 @@ def _revised(conn: Connection, spend: ReviseFactorData) -> bool:
     if revised is None:
         return False
     if dict(revised) != data:
-        conn.execute(_NEW_DATA, {"factor_id": spend.factor_id, "data": dict(revised)})
+        _NEW_DATA.execute(conn, {"factor_id": spend.factor_id, "data": dict(revised)})
     return True

@@ -1,0 +1,161 @@
+"""Statements run at the driver level: compiled once per dialect, executed on the DB-API cursor.
+
+A unit of work on the hot path (a verification's, the audit's group commit) spends most of its
+CPU in SQLAlchemy's per-execution machinery -- execution context, parameter construction,
+result set-up -- rather than in the database. :class:`DriverStatement` keeps SQLAlchemy for what
+it is good at (the statement, written once in Core, compiled for each dialect, each value bound
+and read back through its column type's own processors) and hands the compiled SQL and the
+processed values straight to the driver's cursor, inside the unit of work's transaction.
+
+Both synchronous drivers take positional parameters (``sqlite3``'s ``?``, psycopg's ``%s`` as
+the store configures it). A driver error is raised as SQLAlchemy's ``DBAPIError`` for it, so the
+store's error translation (``StoreUnavailable``, constraint violations) stays one code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Dialect, exc
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.selectable import Select
+
+__all__ = ["DriverResult", "DriverStatement"]
+
+_Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class DriverResult:
+    """What a statement returned: its rows (as mappings of column name to value) and how many
+    rows it changed (for ``UPDATE``/``DELETE``; -1 when the driver does not say)."""
+
+    rows: list[dict[str, Any]]
+    rowcount: int
+
+    def scalar(self) -> Any:
+        """The first column of the first row, or None when there is no row."""
+        if not self.rows:
+            return None
+        return next(iter(self.rows[0].values()))
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    sql: str
+    order: tuple[str, ...]  # bound parameter names, in placeholder order
+    defaults: Mapping[str, Any]  # values written into the statement (literals in WHERE, ...)
+    binders: tuple[_Processor, ...]
+    names: tuple[str, ...]  # result columns
+    readers: tuple[_Processor, ...]
+
+
+class DriverStatement:
+    """A Core statement (``select``, ``insert``/``update`` with or without ``RETURNING``) with
+    named ``bindparam``s, run at the driver level. Expanding (``IN``) parameters are not
+    supported: their SQL depends on the values."""
+
+    def __init__(self, statement: Select[Any] | UpdateBase) -> None:
+        self.statement = statement
+        self._compiled: dict[str, _Compiled] = {}
+
+    def execute(self, conn: Connection, params: Mapping[str, Any]) -> DriverResult:
+        """Run once with ``params`` in ``conn``'s transaction (begun here if needed)."""
+        compiled = self._for(conn.dialect)
+        values = _bound(compiled, params)
+        cursor = _cursor(conn)
+        try:
+            cursor.execute(compiled.sql, values)
+            rows = cursor.fetchall() if cursor.description is not None else []
+            rowcount = int(cursor.rowcount)
+        except conn.dialect.loaded_dbapi.Error as error:
+            raise _translated(conn.dialect, compiled.sql, error) from error
+        finally:
+            cursor.close()
+        return DriverResult(_read(compiled, rows), rowcount)
+
+    def execute_many(self, conn: Connection, params: Iterable[Mapping[str, Any]]) -> None:
+        """Run once per mapping in ``params`` (``executemany``): bulk inserts."""
+        compiled = self._for(conn.dialect)
+        rows = [_bound(compiled, p) for p in params]
+        cursor = _cursor(conn)
+        try:
+            cursor.executemany(compiled.sql, rows)
+        except conn.dialect.loaded_dbapi.Error as error:
+            raise _translated(conn.dialect, compiled.sql, error) from error
+        finally:
+            cursor.close()
+
+    def _for(self, dialect: Dialect) -> _Compiled:
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            found = self._compiled[dialect.name] = _compile(self.statement, dialect)
+        return found
+
+
+def _compile(statement: Select[Any] | UpdateBase, dialect: Dialect) -> _Compiled:
+    compiled = statement.compile(dialect=dialect)
+    order = compiled.positiontup
+    if not compiled.positional or order is None:
+        raise TypeError(f"{dialect.name}: a positional paramstyle is needed")
+    binds = compiled.binds
+    if any(binds[name].expanding for name in order):
+        raise TypeError("expanding parameters are not supported at the driver level")
+    binders = tuple(
+        binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in order
+    )
+    columns = list(statement.exported_columns)
+    return _Compiled(
+        sql=str(compiled),
+        order=tuple(order),
+        defaults={name: binds[name].effective_value for name in order if not binds[name].required},
+        binders=binders,
+        names=tuple(column.key for column in columns if column.key is not None),
+        readers=tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+        ),
+    )
+
+
+def _bound(compiled: _Compiled, params: Mapping[str, Any]) -> tuple[Any, ...]:
+    defaults = compiled.defaults
+    values = []
+    for name, binder in zip(compiled.order, compiled.binders, strict=True):
+        value = params[name] if name in params else defaults[name]
+        values.append(value if binder is None else binder(value))
+    return tuple(values)
+
+
+def _read(compiled: _Compiled, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    pairs = tuple(zip(compiled.names, compiled.readers, strict=True))
+    return [
+        {
+            name: value if reader is None else reader(value)
+            for (name, reader), value in zip(pairs, row, strict=True)
+        }
+        for row in rows
+    ]
+
+
+def _cursor(conn: Connection) -> Any:
+    """The driver's cursor for ``conn``, in a transaction: SQLAlchemy begins one on a
+    statement it runs itself, so one begun here runs the same ``begin`` hooks."""
+    if not conn.in_transaction():
+        conn.begin()
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None, "an open connection"
+    return dbapi.cursor()
+
+
+def _translated(dialect: Dialect, sql: str, error: Exception) -> exc.StatementError:
+    """SQLAlchemy's exception for a driver error, as ``Connection.execute`` would raise it."""
+    return exc.DBAPIError.instance(
+        sql,
+        None,
+        error,
+        dialect.loaded_dbapi.Error,
+        hide_parameters=True,
+        dialect=dialect,
+    )
