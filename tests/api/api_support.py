@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from piigate.api.services import Services
 from piigate.clock import FixedClock
@@ -115,3 +116,21 @@ async def serve_uvicorn(app: FastAPI) -> AsyncIterator[str]:
         server.force_exit = True
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(task, 10)
+
+
+class LeanSpy:
+    """Watches what the lean paths (``api/lean.py``) hand to the app's middleware stack: put it
+    in place with ``monkeypatch.setattr(node.app.lean, "app", LeanSpy(node.app.lean.app))``."""
+
+    def __init__(self, inner: ASGIApp) -> None:
+        self.inner = inner
+        self.passed: list[tuple[str, str]] = []
+
+    def handed_on(self, path: str, method: str = "POST") -> int:
+        """Requests to ``path`` handed on (answered by the declared route)."""
+        return self.passed.count((method, path))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.passed.append((scope["method"], scope["path"]))
+        await self.inner(scope, receive, send)

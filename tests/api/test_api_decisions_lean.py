@@ -1,8 +1,9 @@
 """The lean ``POST /v1/decisions`` path answers exactly as the declared FastAPI route does.
 
-``LeanDecisions`` decides the plain case itself and hands everything else to the declared route
-with the body replayed. These tests watch which path served a request (a spy on the hand-off)
-and compare the answers of both paths for the same decisions, on SQLite and PostgreSQL.
+``LeanDecisions`` (run by ``api/lean.py``'s ``LeanPaths``) decides the plain case itself and
+hands everything else to the declared route with the body replayed. These tests watch which
+path served a request (a spy on the hand-off) and compare the answers of both paths for the
+same decisions, on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,41 +13,31 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from api_support import Node, bearer, decision_body
+from api_support import LeanSpy, Node, bearer, decision_body
 from starlette.responses import JSONResponse
-from starlette.types import Receive, Scope, Send
 
+from piigate.api.lean import LeanPaths
 from piigate.api.routes.decisions import DecisionResponse, LeanDecisions
 
 # Ids differ between two decisions; everything else must not.
 _VOLATILE = {"decision_id", "challenge"}
 
 
-class _Spy:
-    """Watches what the lean path hands to the app's middleware stack."""
-
-    def __init__(self, lean: LeanDecisions) -> None:
-        self.inner = lean.app
-        self.passed: list[tuple[str, str]] = []
-
+class _Spy(LeanSpy):
     @property
     def calls(self) -> int:
         """Decision requests handed on (answered by the declared route)."""
-        return self.passed.count(("POST", "/v1/decisions"))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            self.passed.append((scope["method"], scope["path"]))
-        await self.inner(scope, receive, send)
+        return self.handed_on("/v1/decisions")
 
 
 @pytest.fixture
 async def spy(node: Node, monkeypatch: pytest.MonkeyPatch) -> _Spy:
     assert (await node.client.get("/healthz")).status_code == 200  # builds the stack
     lean = node.app.lean
-    assert isinstance(lean, LeanDecisions)
+    assert isinstance(lean, LeanPaths)
     assert node.app.middleware_stack is lean  # in front of every middleware
-    watcher = _Spy(lean)
+    assert any(isinstance(route, LeanDecisions) for route in lean.routes)
+    watcher = _Spy(lean.app)
     monkeypatch.setattr(lean, "app", watcher)
     return watcher
 

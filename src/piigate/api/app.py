@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from piigate import __version__
+from piigate.api.lean import LeanPaths
 from piigate.api.middleware import BodyLimit
 from piigate.api.problems import install_problem_handlers
 from piigate.api.routes import (
@@ -33,14 +34,20 @@ __all__ = ["PiigateApp", "create_app"]
 
 
 class PiigateApp(FastAPI):
-    """FastAPI, with the decision hot path in front of its whole middleware stack."""
+    """FastAPI, with the hot paths (decisions, verifications) in front of its whole middleware
+    stack (``api/lean.py``)."""
 
     max_body_bytes = 64 * 1024
-    lean: decisions.LeanDecisions | None = None
+    lean: LeanPaths | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
-        self.lean = decisions.lean_decisions(self, stack, max_body_bytes=self.max_body_bytes)
+        self.lean = LeanPaths(
+            stack,
+            owner=self,
+            routes=(decisions.lean_decisions(), verify.lean_verify()),
+            max_body_bytes=self.max_body_bytes,
+        )
         return self.lean
 
 

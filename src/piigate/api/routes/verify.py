@@ -8,18 +8,28 @@ reason goes to the audit log only.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.routing import APIRoute
 
 from piigate.api.auth import Authenticated
+from piigate.api.lean import Answer, LeanHeaders, LeanRoute, Work
 from piigate.api.schemas import VerifyIn, grant_json
-from piigate.api.services import get_services
+from piigate.api.services import Services, get_services
+
+__all__ = ["LeanVerify", "lean_verify", "router"]
 
 router = APIRouter(tags=["challenges"])
 
+PATH = "/v1/challenges/{challenge_id}/verify"
+# The path segment the declared route would match (Starlette's ``{param}``: no slash).
+_LEAN_PATH = re.compile(r"/v1/challenges/([^/]+)/verify")
+_NO_STORE = (b"cache-control", b"no-store")
 
-@router.post("/v1/challenges/{challenge_id}/verify", summary="Prove a factor; get a grant")
+
+@router.post(PATH, summary="Prove a factor; get a grant")
 async def verify_challenge(
     challenge_id: str,
     body: VerifyIn,
@@ -32,3 +42,35 @@ async def verify_challenge(
     )
     response.headers["Cache-Control"] = "no-store"
     return grant_json(issued)
+
+
+class LeanVerify(LeanRoute):
+    """The plain case (see ``api/lean.py``): an app relaying its user's proof with its API key,
+    a JSON body that validates. The Verifier decides whether that app may answer the challenge,
+    as on the declared route."""
+
+    def match(self, path: str) -> dict[str, str] | None:
+        found = _LEAN_PATH.fullmatch(path)
+        return None if found is None else {"challenge_id": found.group(1)}
+
+    async def admitted(
+        self, services: Services, headers: LeanHeaders, body: bytes, params: dict[str, str]
+    ) -> Work | None:
+        caller = await self.api_key(services, headers)
+        if caller is None:
+            return None
+        proof: VerifyIn = self.validated(body)
+
+        async def work() -> Answer:
+            issued = await services.verifier.verify(
+                params["challenge_id"], proof.to_domain(), caller=caller
+            )
+            return grant_json(issued), (_NO_STORE,)
+
+        return work
+
+
+def lean_verify() -> LeanVerify:
+    """The verification route's :class:`LeanRoute`."""
+    declared = next(r for r in router.routes if isinstance(r, APIRoute) and r.path == PATH)
+    return LeanVerify(declared)
