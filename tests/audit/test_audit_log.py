@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -9,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import delete, insert, select, text, update
 
-from piigate.audit import AuditLog, EventBus, event_hash
+from piigate.audit import AuditLog, EventBus, canonical_json, event_hash
 from piigate.clock import FixedClock
 from piigate.model import AuditEvent
 from piigate.store import Database, StoreUnavailable
@@ -200,7 +199,7 @@ async def test_edit_with_recomputed_hash_is_detected_by_the_next_event(
         db,
         update(audit_events)
         .where(audit_events.c.seq == 4)
-        .values(data=json.dumps(data), hash=new_hash),
+        .values(data=canonical_json(data), hash=new_hash),
     )
     report = await audit.verify()
     assert (report.ok, report.first_bad_seq) == (False, 5)

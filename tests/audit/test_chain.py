@@ -187,6 +187,47 @@ def test_unreadable_data_is_a_bad_event() -> None:
     assert verify_rows(rows).first_bad_seq == 2
 
 
+# Rewrites of event 4's stored data ('{"n":4,"pii":["ssn"]}') that parse back to the same value:
+# re-canonicalising them would hide the edit, while SQL readers see the stored text.
+NON_CANONICAL = {
+    # Python's and PostgreSQL's JSON keep the last of two keys, SQLite's json_extract the first.
+    "leading duplicate key": '{"n":0,"n":4,"pii":["ssn"]}',
+    "extra whitespace": '{"n": 4, "pii": ["ssn"]}',
+    "reordered keys": '{"pii":["ssn"],"n":4}',
+}
+
+
+@pytest.mark.parametrize("text", NON_CANONICAL.values(), ids=NON_CANONICAL.keys())
+def test_stored_text_that_is_not_canonical_is_refused(text: str) -> None:
+    rows = build(10)
+    assert json.loads(text) == json.loads(str(rows[3].data))
+    rows[3] = dataclasses.replace(rows[3], data=text)
+    report = verify_rows(rows, head_of(rows))
+    assert (report.ok, report.first_bad_seq, report.count) == (False, 4, 3)
+    assert report.reason and "canonical" in report.reason
+
+
+@pytest.mark.parametrize("text", NON_CANONICAL.values(), ids=NON_CANONICAL.keys())
+def test_the_hash_covers_the_stored_text_itself(text: str) -> None:
+    # Even re-hashed over the stored text and relinked, a row the writer could not have
+    # written is refused at itself.
+    rows = build(2)
+    row = rows[0]
+    forged = event_hash_text(row.prev_hash, row.seq, row.at, row.type, row.subject_id, text)
+    rows[0] = dataclasses.replace(row, data=text, hash=forged)
+    rows[1] = rehash(rows[1], prev_hash=forged)
+    report = verify_rows(rows, head_of(rows))
+    assert (report.ok, report.first_bad_seq) == (False, 1)
+
+
+def test_data_that_is_not_an_object_is_unreadable() -> None:
+    rows = build(3)
+    rows[1] = dataclasses.replace(rows[1], data="[1]")
+    report = verify_rows(rows)
+    assert report.first_bad_seq == 2
+    assert report.reason and "unreadable" in report.reason
+
+
 json_values = st.recursive(
     st.none()
     | st.booleans()

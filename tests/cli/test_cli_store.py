@@ -121,6 +121,34 @@ def test_audit_verify_ok_then_names_the_tampered_seq(
     assert re.search(r"\bseq 2\b", line), line
 
 
+def test_audit_verify_refuses_stored_data_that_is_not_canonical(
+    runner: CliRunner, cli_env: dict[str, str], database_url: str
+) -> None:
+    for name in ("a", "b", "c"):
+        assert runner.invoke(app, ["keys", "create", name], env=cli_env).exit_code == 0
+    ((original,),) = sql(database_url, "SELECT data FROM audit_events WHERE seq = 2")
+    assert original.startswith('{"name":"b",')  # the column keeps the bytes written (text)
+    # Each parses back to the stored value; SQL readers see another value or other bytes.
+    rewrites = {
+        "leading duplicate key": '{"name":"mallory",' + original[1:],
+        "extra whitespace": json.dumps(json.loads(original), sort_keys=True),
+        "reordered keys": json.dumps(
+            dict(reversed(json.loads(original).items())), separators=(",", ":")
+        ),
+    }
+    for how, text in rewrites.items():
+        assert json.loads(text) == json.loads(original) and text != original, how
+        sql(database_url, "UPDATE audit_events SET data = :data WHERE seq = 2", data=text)
+        broken = runner.invoke(app, ["audit", "verify"], env=cli_env)
+        assert broken.exit_code == 1, (how, broken.output)
+        (line,) = broken.stderr.strip().splitlines()
+        assert line.startswith("piigate: error: audit chain broken at seq 2:"), (how, line)
+        assert "canonical" in line, (how, line)
+    sql(database_url, "UPDATE audit_events SET data = :data WHERE seq = 2", data=original)
+    intact = runner.invoke(app, ["audit", "verify"], env=cli_env)
+    assert intact.exit_code == 0 and intact.stdout == "ok 3 events\n", intact.output
+
+
 def test_audit_verify_detects_a_deleted_tail(
     runner: CliRunner, cli_env: dict[str, str], database_url: str
 ) -> None:

@@ -5,8 +5,10 @@ type, subject_id, data))``, with ``GENESIS`` before the first event. An edited e
 matches its own hash; an edited event whose hash was recomputed no longer matches the
 ``prev_hash`` stored in the next event; a removed event leaves a gap in ``seq``; a removed tail
 is caught by the head anchor (``audit_head``), which every append updates in the same
-transaction. What a chain alone cannot catch is a rewrite of the tail *and* the head together:
-anchor the head elsewhere (another system, a signed checkpoint) when that matters.
+transaction. Verification hashes the stored data text exactly as stored and refuses a text that
+is not canonical (the writer never writes one), so what SQL readers see is what was hashed.
+What a chain alone cannot catch is a rewrite of the tail *and* the head together: anchor the
+head elsewhere (another system, a signed checkpoint) when that matters.
 """
 
 from __future__ import annotations
@@ -185,7 +187,8 @@ _SCALAR = json.JSONEncoder(ensure_ascii=False)
 
 @dataclass(frozen=True, slots=True)
 class ChainRow:
-    """One stored event as verification sees it; ``data`` may be the stored JSON text."""
+    """One stored event as verification sees it; ``data`` is the stored JSON text (verified
+    byte for byte) or a mapping (hashed in canonical form)."""
 
     seq: int
     at: datetime
@@ -253,12 +256,16 @@ class ChainVerifier:
                 f"event {seq - 1} was altered, replaced or removed",
             )
         try:
-            data = json.loads(row.data) if isinstance(row.data, str) else row.data
-            if not isinstance(data, Mapping):
-                raise TypeError("event data is not an object")
-            computed = event_hash(row.prev_hash, seq, row.at, row.type, row.subject_id, data)
+            text = _stored_text(row.data)
         except (TypeError, ValueError):
             return self._fail(seq, f"event {seq} holds unreadable data")
+        if text is None:
+            return self._fail(
+                seq,
+                f"event {seq} was altered: its data is not in canonical form "
+                "(a duplicate key, reordered keys or extra whitespace)",
+            )
+        computed = event_hash_text(row.prev_hash, seq, row.at, row.type, row.subject_id, text)
         if computed != row.hash:
             return self._fail(seq, f"event {seq} was altered: its hash does not match its contents")
         self._prev_hash = row.hash
@@ -298,6 +305,24 @@ class ChainVerifier:
     def _fail(self, seq: int, reason: str) -> bool:
         self._bad = (seq, reason)
         return False
+
+
+def _stored_text(data: Mapping[str, object] | str) -> str | None:
+    """The exact text an event's hash covers: stored text as it is (None when it is not what
+    the writer would have written), a mapping in canonical JSON.
+
+    The stored bytes are what SQL readers see, so they, not a re-encoding of them, must be
+    what was hashed. A text that is not canonical cannot have come from the writer: with a
+    duplicate key JSON parsers disagree on the value (Python's and PostgreSQL's keep the last,
+    SQLite's ``json_extract`` the first), so such a row could read one way and verify another.
+    Raises ValueError or TypeError when the data is not a JSON object.
+    """
+    if not isinstance(data, str):
+        return canonical_json(data)
+    parsed = json.loads(data)
+    if not isinstance(parsed, dict):
+        raise TypeError("event data is not an object")
+    return data if canonical_json(parsed) == data else None
 
 
 def verify_rows(rows: Iterable[ChainRow], head: ChainHead | None = None) -> ChainReport:
