@@ -8,11 +8,13 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import structlog
 from api_support import EXAMPLE_POLICY, Node
 
 from piigate.api.upkeep import PolicyWatch
 from piigate.audit.log import AuditLog
 from piigate.policy.holder import PolicyHolder
+from piigate.policy.yamlnodes import MAX_FILE_BYTES
 
 PASSWORD = "correct horse battery staple"
 EXTRA_RULE = """
@@ -88,3 +90,32 @@ async def test_purge_deletes_expired_sessions_once(node: Node) -> None:
     node.clock.advance(node.settings.session_ttl + 1)
     assert (await node.services.purge.once())["sessions"] == 1
     assert (await node.services.purge.once())["sessions"] == 0
+
+
+async def test_a_reload_of_a_file_over_the_size_limit_keeps_the_old_policy(
+    node: Node, tmp_path: Path
+) -> None:
+    policy_file = tmp_path / "policy.yaml"
+    original = EXAMPLE_POLICY.read_bytes()
+    policy_file.write_bytes(original)
+    policy = PolicyHolder.from_file(str(policy_file))
+    kept = policy.current
+    assert kept is not None
+    audit, metrics = node.services.audit, node.services.metrics
+    watch = PolicyWatch(policy, audit=audit, metrics=metrics)
+
+    # A valid policy with a new rule, which would be taken were it not for its size.
+    changed = original.replace(b"rules:", b"rules:" + EXTRA_RULE.encode(), 1)
+    policy_file.write_bytes(changed.ljust(MAX_FILE_BYTES + 1))
+    size, limit = MAX_FILE_BYTES + 1, MAX_FILE_BYTES
+    too_large = f"{policy_file}: too large ({size} bytes; the limit is {limit})"
+    with structlog.testing.capture_logs() as logs:
+        assert await watch.reload() is False
+    assert policy.current is kept and "read-phone" not in _rules(policy)
+    assert [(e["event"], e["errors"]) for e in logs] == [("policy_reload_failed", [too_large])]
+    (rejected,) = await audit.list_events(types=["policy_rejected"])
+    assert rejected.data == {"errors": [too_large], "kept": kept.digest}
+
+    policy_file.write_bytes(changed)  # back within the limit: taken
+    assert await watch.reload() is True
+    assert "read-phone" in _rules(policy)

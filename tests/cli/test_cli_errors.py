@@ -6,6 +6,7 @@ console script in a subprocess."""
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -135,6 +136,23 @@ def test_serve_refuses_a_bad_policy_before_binding(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines and all(line.startswith(f"{bad}:") for line in lines), lines
+
+
+def test_serve_refuses_a_policy_file_over_the_size_limit(tmp_path: Path) -> None:
+    from piigate.policy.yamlnodes import MAX_FILE_BYTES
+
+    big = tmp_path / "policy.yaml"
+    big.write_bytes(POLICY.read_bytes().ljust(MAX_FILE_BYTES + 1))  # valid YAML, too large
+    env = {"PIIGATE_DATA_DIR": str(tmp_path / "data"), "PIIGATE_POLICY": str(big)}
+    with socket.socket() as taken:  # were the file read, the server would fail to bind, not hang
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = run_piigate("serve", "--port", port, env=env)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"{big}: too large ({MAX_FILE_BYTES + 1} bytes; the limit is {MAX_FILE_BYTES})\n"
+    )
 
 
 def test_serve_without_a_policy(tmp_path: Path) -> None:

@@ -175,3 +175,32 @@ def test_explain_outcomes(
     result = runner.invoke(app, ["policy", "explain", str(POLICY), "--request", str(request)])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["outcome"] == outcome
+
+
+def test_files_over_the_size_limit_are_refused_in_one_line(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    from piigate.policy.yamlnodes import MAX_FILE_BYTES
+
+    def oversized(name: str, text: str) -> tuple[str, str]:
+        """``text`` padded past the limit with trailing whitespace: still valid YAML and JSON."""
+        path = tmp_path / name
+        data = text.encode()
+        path.write_bytes(data + b" " * (MAX_FILE_BYTES + 1 - len(data)))
+        return str(
+            path
+        ), f"{path}: too large ({MAX_FILE_BYTES + 1} bytes; the limit is {MAX_FILE_BYTES})"
+
+    policy, policy_error = oversized("policy.yaml", POLICY.read_text())
+    for args in (["policy", "check", policy], ["policy", "test", policy, str(CASES)]):
+        result = runner.invoke(app, args)
+        assert (result.exit_code, result.stdout, result.stderr) == (1, "", policy_error + "\n")
+
+    cases, cases_error = oversized("cases.yaml", CASES.read_text())
+    result = runner.invoke(app, ["policy", "test", str(POLICY), cases])
+    assert (result.exit_code, result.stderr) == (1, cases_error + "\n")
+
+    body = json.dumps({"subject": {"id": "a"}, "action": "read", "pii": ["ssn"]})
+    request, request_error = oversized("request.json", body)
+    result = runner.invoke(app, ["policy", "explain", str(POLICY), "--request", request])
+    assert (result.exit_code, result.stderr) == (1, f"piigate: error: {request_error}\n")

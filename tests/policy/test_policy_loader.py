@@ -646,3 +646,30 @@ def test_an_empty_when_list_is_an_error(tmp_path: Path, key: str) -> None:
     assert any(":8:" in e and "must not be empty" in e for e in caught.value.errors), (
         caught.value.errors
     )
+
+
+def test_a_file_over_the_limit_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    from piigate.policy.yamlnodes import MAX_FILE_BYTES
+
+    def padded(size: int) -> str:  # the policy and one comment line, ``size`` bytes in all
+        return BASE + "#" * (size - len(BASE) - 1) + "\n"
+
+    at_limit = tmp_path / "at-limit.yaml"
+    at_limit.write_text(padded(MAX_FILE_BYTES))
+    assert at_limit.stat().st_size == MAX_FILE_BYTES
+    assert load_policy(str(at_limit)).rules  # a valid policy, exactly at the limit
+
+    over = tmp_path / "over.yaml"
+    over.write_text(padded(MAX_FILE_BYTES + 1))
+    with pytest.raises(PolicyError) as info:
+        load_policy(str(over))
+    assert info.value.errors == [
+        f"{over}: too large ({MAX_FILE_BYTES + 1} bytes; the limit is {MAX_FILE_BYTES})"
+    ]
+
+
+def test_read_limited_reads_no_more_than_the_limit_of_an_endless_file() -> None:
+    from piigate.policy.yamlnodes import FileTooLarge, read_limited
+
+    with pytest.raises(FileTooLarge, match=r"^too large \(more than 64 bytes; the limit is 64\)$"):
+        read_limited("/dev/zero", limit=64)

@@ -6,7 +6,6 @@ Policy errors are printed as they come, one ``FILE:LINE:COL: message`` line each
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -77,11 +76,16 @@ def policy_explain(
 ) -> None:
     """Print the decision for a request as JSON, with the reason for each rule."""
     from piigate.explain import explain_request
+    from piigate.policy.yamlnodes import FileTooLarge, read_limited
 
     try:
-        data = json.loads(Path(request).read_text(encoding="utf-8"))
+        data = json.loads(read_limited(request).decode("utf-8"))
+    except FileTooLarge as exc:
+        fail(f"{request}: {exc}")
     except OSError as exc:
         fail(f"{request}: cannot read: {exc.strerror}")
+    except UnicodeDecodeError:
+        fail(f"{request}: the file is not UTF-8 text")
     except json.JSONDecodeError as exc:
         fail(f"{request}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}")
     try:

@@ -3,20 +3,29 @@
 PyYAML's composer gives a node tree whose nodes carry start marks; we walk it ourselves instead
 of constructing plain Python objects, so duplicate keys, wrong types and unknown keys are reported
 at the line they are on. Errors are collected (not raised one at a time) so an author sees all of
-them in one ``piigate policy check`` run.
+them in one ``piigate policy check`` run. A file over ``MAX_FILE_BYTES`` is refused unread.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import yaml
 
 from piigate.policy.model import Position
 
-__all__ = ["NodeReader", "YamlErrors", "compose_file", "compose_text"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "FileTooLarge",
+    "NodeReader",
+    "YamlErrors",
+    "compose_file",
+    "compose_text",
+    "read_limited",
+]
 
 T = TypeVar("T")
 
@@ -25,6 +34,11 @@ _FLOAT = "tag:yaml.org,2002:float"
 _BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
 _STR = "tag:yaml.org,2002:str"
+
+# The largest policy, test-case, configuration or request file read. Parsing costs seconds and
+# over a hundred megabytes of memory per megabyte of YAML, and a served policy is re-read on
+# every edit; real policies are a few kilobytes.
+MAX_FILE_BYTES: Final = 1024 * 1024
 
 try:  # the C loader is much faster on large catalogs; fall back to pure Python.
     _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment,unused-ignore]
@@ -69,10 +83,32 @@ def compose_text(text: str, errors: YamlErrors) -> yaml.Node | None:
     return node
 
 
+class FileTooLarge(Exception):
+    """A file is over the size limit; the message says by how much (``too large (...)``)."""
+
+
+def read_limited(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The file's bytes, refused past ``limit`` with :class:`FileTooLarge` before anything is
+    parsed; OSError when it cannot be read.
+
+    At most ``limit + 1`` bytes are read, whatever the file claims to be (a size checked first
+    could change before the read, and a pipe or device has none).
+    """
+    with open(path, "rb") as fh:
+        data = fh.read(limit + 1)
+        if len(data) > limit:
+            size = os.fstat(fh.fileno()).st_size
+            shown = f"{size} bytes" if size > limit else f"more than {limit} bytes"
+            raise FileTooLarge(f"too large ({shown}; the limit is {limit})")
+    return data
+
+
 def compose_file(path: str, errors: YamlErrors) -> yaml.Node | None:
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        text = read_limited(path).decode("utf-8")
+    except FileTooLarge as exc:
+        errors.messages.append(f"{path}: {exc}")
+        return None
     except OSError as exc:
         errors.messages.append(f"{path}:1:1: cannot read file: {exc.strerror or exc}")
         return None
