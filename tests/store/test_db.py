@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import stat
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -85,6 +88,37 @@ async def test_sqlite_creates_the_directory_and_sets_pragmas(tmp_path: Path) -> 
             "foreign_keys": 1,
         }
         assert (tmp_path / "a" / "b" / "piigate.db").exists()
+    finally:
+        await db.close()
+
+
+@pytest.fixture
+def shared_umask() -> Iterator[None]:
+    """The common umask (022), under which files are made readable by everyone by default."""
+    saved = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(saved)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.usefixtures("shared_umask")
+async def test_a_new_sqlite_store_is_private_to_its_owner(tmp_path: Path) -> None:
+    data = tmp_path / "state" / "data"
+    db = Database.open(default_url(data))
+    try:
+        await db.upgrade()
+        await db.write(lambda conn: conn.execute(text("SELECT 1")).scalar())
+        assert (_mode(data.parent), _mode(data)) == (0o700, 0o700)
+        present = [path for path in db.files if path.exists()]
+        assert {path.name for path in present} >= {"piigate.db", "piigate.db-wal", "piigate.db-shm"}
+        assert {path.name: _mode(path) for path in present} == {
+            path.name: 0o600 for path in present
+        }
     finally:
         await db.close()
 

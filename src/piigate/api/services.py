@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from pathlib import Path
 from typing import cast
 
+import structlog
 from fastapi import Request
 
 from piigate import __version__
@@ -32,6 +34,7 @@ from piigate.factors.sms.port import SmsSender
 from piigate.factors.sms.providers import open_sender
 from piigate.factors.webauthn.ceremony import WebAuthnCeremonies, WebAuthnCheck
 from piigate.factors.webauthn.protocol import RelyingParty, relying_party
+from piigate.files import exposed
 from piigate.identity import ApiKeyCache, ApiKeyPrincipal, JwtValidator
 from piigate.identity.login import Logins
 from piigate.model import Method
@@ -47,6 +50,8 @@ from piigate.store.ports import SqlChallenges, SqlGrantLedger
 from piigate.store.redis_counters import RedisCounters
 
 __all__ = ["Services", "get_services"]
+
+log = structlog.get_logger("piigate.service")
 
 
 def get_services(request: Request) -> Services:
@@ -119,6 +124,7 @@ class Services:
     async def _open_store(self) -> None:
         settings = self.settings
         self.db = Database.open(settings.store_url)
+        _warn_if_exposed(settings.data_dir, *self.db.files)
         await self.db.upgrade()
         self.store = Store(self.db)
         self.redis_counters = RedisCounters(settings.redis_url) if settings.redis_url else None
@@ -311,6 +317,13 @@ class Services:
     def _level_for_acr(self, acr: str | None) -> str | None:
         current = self.policy.current
         return current.level_for_acr(acr) if current else None
+
+
+def _warn_if_exposed(*paths: Path) -> None:
+    """One line for each piigate data path that others may read or write (a data directory or
+    database made before piigate created them private, or loosened since)."""
+    for path, mode in exposed(paths):
+        log.warning("data_not_private", path=str(path.resolve()), mode=f"{mode:04o}")
 
 
 def _policy_file(settings: Settings) -> PolicyHolder:

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from joserfc.jwk import ECKey
 
 from piigate.crypto.secret import Secret
+from piigate.files import private_directory
 
 __all__ = [
     "SIGNING_ALG",
@@ -137,12 +138,7 @@ def b64decode(text: str) -> bytes | None:
 
 def ensure_directory(directory: Path) -> None:
     try:
-        if not directory.is_dir():
-            directory.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(FileExistsError):
-                directory.mkdir(mode=0o700)
-                # mkdir's mode is filtered by the umask; make sure it is exactly 0700.
-                os.chmod(directory, 0o700)
+        private_directory(directory)
     except OSError as err:
         raise KeyringError(f"cannot create keyring directory {directory}: {err.strerror}") from None
 

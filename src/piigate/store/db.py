@@ -26,6 +26,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from piigate.errors import Conflict, ServiceUnavailable
+from piigate.files import private_directory, private_file
 from piigate.store.sqlite import DURABLE, IMMEDIATE, install_sqlite_hooks
 
 T = TypeVar("T")
@@ -92,6 +93,13 @@ def normalize_url(url: str | URL) -> URL:
     raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
 
 
+def _sqlite_path(url: URL) -> Path | None:
+    """The database file of a SQLite URL; None for another backend or a ``file:`` URI."""
+    if url.get_backend_name() != "sqlite" or url.query.get("uri"):
+        return None
+    return Path(url.database or "").expanduser().resolve()
+
+
 def blocking_url(url: URL) -> URL:
     """The synchronous driver's URL for an async one: ``sqlite3`` for aiosqlite, psycopg for
     asyncpg (whose ``ssl=`` option is libpq's ``sslmode=``)."""
@@ -137,9 +145,12 @@ class Database:
         """
         target = normalize_url(url)
         if target.get_backend_name() == "sqlite":
-            Path(target.database or "").expanduser().resolve().parent.mkdir(
-                parents=True, exist_ok=True
-            )
+            path = _sqlite_path(target)
+            if path is not None:
+                # The database holds password hashes and the audit trail: owner only. SQLite
+                # gives its -wal, -shm and -journal files the database file's mode.
+                private_directory(path.parent)
+                private_file(path)
             engine = create_async_engine(target, **{"hide_parameters": True, **engine_options})
             install_sqlite_hooks(engine.sync_engine)
         else:
@@ -151,6 +162,15 @@ class Database:
             options.update(engine_options)
             engine = create_async_engine(target, **options)
         return cls(engine)
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """The files of a SQLite store, the database and its -wal, -shm and -journal files
+        (whether they exist or not); none for PostgreSQL."""
+        path = _sqlite_path(self.engine.url)
+        if path is None:
+            return ()
+        return (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal")))
 
     @property
     def url(self) -> str:
