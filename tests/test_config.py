@@ -109,3 +109,26 @@ def test_a_bad_audit_writer_is_refused_where_it_is_written(tmp_path: Path) -> No
     assert caught.value.errors == [f"{path}:3:17: audit_writer must be process or thread"]
     with pytest.raises(ConfigError, match="PIIGATE_AUDIT_WRITER must be process or thread"):
         load_settings(None, environ={"PIIGATE_AUDIT_WRITER": "fork"})
+
+
+def test_the_public_url_is_the_address_served_unless_configured(tmp_path: Path) -> None:
+    assert load_settings(None, environ={}).public_url == "http://127.0.0.1:8080"
+    listening = write(tmp_path / "a.yaml", "policy: p.yaml\nservice: {listen: '[::1]:9000'}\n")
+    settings = load_settings(listening, environ={})
+    assert (settings.public_url, settings.issuer) == ("http://[::1]:9000", "http://[::1]:9000")
+    assert not settings.public_url_guessed  # loopback: the derived URL is the one to use
+    # serve --host/--port: the URL follows
+    moved = settings.serving_on(port=18080)
+    assert (moved.port, moved.public_url) == (18080, "http://[::1]:18080")
+    assert settings.serving_on(host="0.0.0.0").public_url_guessed
+
+    env = {"PIIGATE_PUBLIC_URL": "https://piigate.example"}
+    configured = load_settings(listening, environ=env).serving_on("0.0.0.0", 18080)
+    assert configured.public_url == "https://piigate.example"
+    assert not configured.public_url_guessed
+    both = write(
+        tmp_path / "b.yaml",
+        "policy: p.yaml\nservice: {public_url: 'https://x', listen: '0.0.0.0:9000'}\n",
+    )
+    from_file = load_settings(both, environ={}).serving_on(port=1)
+    assert (from_file.public_url, from_file.public_url_guessed) == ("https://x", False)

@@ -9,7 +9,7 @@ over the file, so one image can be configured per deployment.
 | ``PIIGATE_POLICY`` | policy file |
 | ``PIIGATE_DATA_DIR`` | where SQLite and the keyring live (default ``./.piigate``) |
 | ``PIIGATE_DATABASE_URL`` | ``postgresql://...`` for the production store |
-| ``PIIGATE_PUBLIC_URL`` | the URL users reach piigate at (grant issuer, WebAuthn origin) |
+| ``PIIGATE_PUBLIC_URL`` | the URL clients reach; default ``http://HOST:PORT``, the address served |
 | ``PIIGATE_OIDC_ISSUER`` / ``_AUDIENCE`` / ``_JWKS_URL`` | bearer JWT validation |
 | ``PIIGATE_LOG_FORMAT`` | ``json`` (default) or ``console`` |
 | ``PIIGATE_SMS_*``, ``PIIGATE_TWILIO_*`` | the SMS provider (``factors/sms/settings.py``) |
@@ -18,6 +18,7 @@ over the file, so one image can be configured per deployment.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -73,9 +74,12 @@ class Settings:
     data_dir: Path = Path(".piigate")
     database_url: str | None = None
     redis_url: str | None = None
+    # The URL users and devices reach piigate at. Unless configured (``public_url_configured``),
+    # it is the address served (``host``, ``port``): see ``serving_on``.
     public_url: str = "http://127.0.0.1:8080"
     host: str = "127.0.0.1"
     port: int = 8080
+    public_url_configured: bool = False
     identity: IdentitySettings | None = None
     max_body_bytes: int = 64 * 1024
     log_format: str = "json"
@@ -97,6 +101,20 @@ class Settings:
         """The ``iss`` of grants this deployment signs."""
         return self.public_url.rstrip("/")
 
+    @property
+    def public_url_guessed(self) -> bool:
+        """The public URL is derived from a listen address that is not loopback, so it is
+        probably not the URL clients reach (``0.0.0.0``, or a host behind a proxy)."""
+        return not self.public_url_configured and not _is_loopback(self.host)
+
+    def serving_on(self, host: str | None = None, port: int | None = None) -> Settings:
+        """These settings listening on ``host:port`` (the current ones when None); a public URL
+        that was not configured is that address."""
+        host = self.host if host is None else host
+        port = self.port if port is None else port
+        url = self.public_url if self.public_url_configured else _served_url(host, port)
+        return replace(self, host=host, port=port, public_url=url)
+
 
 def load_settings(
     config_path: str | None = None, *, environ: Mapping[str, str] | None = None
@@ -105,7 +123,7 @@ def load_settings(
     settings = Settings()
     if config_path is not None:
         settings = _from_file(config_path)
-    return _from_env(settings, env)
+    return _from_env(settings, env).serving_on()
 
 
 def _from_file(path: str) -> Settings:
@@ -181,6 +199,8 @@ def _service(read: NodeReader, node: yaml.Node, settings: Settings, base: Path) 
     if "audit_writer" in values and values["audit_writer"] not in AUDIT_WRITERS:
         read.errors.at(spec["audit_writer"][1], "audit_writer must be process or thread")
     clean = {k: v for k, v in values.items() if v is not None}
+    if "public_url" in clean:
+        clean["public_url_configured"] = True
     return replace(settings, **clean)  # type: ignore[arg-type]
 
 
@@ -189,6 +209,20 @@ def _listen(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"listen must be HOST:PORT, got {text!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _served_url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: whether clients reach it by that name is not known
 
 
 def _from_env(settings: Settings, env: Mapping[str, str]) -> Settings:
@@ -201,6 +235,8 @@ def _from_env(settings: Settings, env: Mapping[str, str]) -> Settings:
         name = f"PIIGATE_{key.upper()}"
         if env.get(name):
             values[key] = env[name]
+    if "public_url" in values:
+        values["public_url_configured"] = True
     writer = env.get("PIIGATE_AUDIT_WRITER")
     if writer:
         if writer not in AUDIT_WRITERS:

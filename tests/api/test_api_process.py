@@ -50,10 +50,13 @@ def env(database_url: str, tmp_path: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serving(env: dict[str, str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def serving(
+    env: dict[str, str], port: int, log: Path, *options: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``piigate serve`` on ``port`` (with more ``options``), until it answers /readyz."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [*PIIGATE, "serve", "--config", str(EXAMPLE_POLICY), "--port", str(port)],
+            [*PIIGATE, "serve", "--config", str(EXAMPLE_POLICY), "--port", str(port), *options],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

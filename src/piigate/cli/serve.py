@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,17 +26,21 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Listen port (default 8080).")] = None,
 ) -> None:
     """Run the service: the decision API (and, later, the console)."""
+    import structlog
+
     from piigate.logs import configure_logging
     from piigate.policy.holder import PolicyHolder
 
-    settings = settings_from(config)
-    if host is not None:
-        settings = dataclasses.replace(settings, host=host)
-    if port is not None:
-        settings = dataclasses.replace(settings, port=port)
+    settings = settings_from(config).serving_on(host, port)
     if settings.policy_path is None:
         fail("no policy: pass --config FILE (a policy or configuration file) or set PIIGATE_POLICY")
     configure_logging(settings.log_format)
+    if settings.public_url_guessed:
+        structlog.get_logger("piigate.service").warning(
+            "public_url_not_set",
+            public_url=settings.public_url,
+            hint="set PIIGATE_PUBLIC_URL (service.public_url) to the URL clients reach",
+        )
     # Refuse to start on a bad policy, before binding the port.
     holder = PolicyHolder.from_file(settings.policy_path)
     _run_server(_serve(settings, holder))
