@@ -33,6 +33,8 @@ def private_directory(path: Path) -> None:
         try:
             os.mkdir(directory, PRIVATE_DIRECTORY)
         except FileExistsError:
+            if not directory.is_dir():
+                raise  # a file where the directory should be
             continue  # another process made it meanwhile
         # mkdir's mode is filtered by the umask; make sure it is exactly 0700.
         os.chmod(directory, PRIVATE_DIRECTORY)
