@@ -63,8 +63,9 @@ from api import (
     stop,
 )
 from api import drive as drive_for
+from piigate.clock import SystemClock
 from piigate.config import Settings
-from piigate.crypto.keyring import Keyring
+from piigate.crypto.keyring import open_keyring
 from piigate.crypto.secret import Secret
 from piigate.factors.ports import factor_aad
 from piigate.factors.totp.protocol import hotp_code, new_totp_secret, totp_step
@@ -102,7 +103,11 @@ async def seed(settings: Settings, users: dict[str, list[BenchUser]], origin: st
     try:
         await db.upgrade()
         store = Store(db)
-        keyring = Keyring.open(settings.data_dir / "keyring")
+        # The deployment's keys, as the server started next opens them (same data dir).
+        opened = await open_keyring(
+            store, settings.master_key_spec(), legacy_dir=None, clock=SystemClock()
+        )
+        keyring = opened.keyring
         now = datetime.now(UTC)
         for user in users["totp"]:
             secret = new_totp_secret()

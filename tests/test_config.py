@@ -132,3 +132,24 @@ def test_the_public_url_is_the_address_served_unless_configured(tmp_path: Path) 
     )
     from_file = load_settings(both, environ={}).serving_on(port=1)
     assert (from_file.public_url, from_file.public_url_guessed) == ("https://x", False)
+
+
+def test_where_the_master_key_comes_from(tmp_path: Path) -> None:
+    path = write(tmp_path / "piigate.yaml", "service: {data_dir: d, master_key_file: keys/mk}\n")
+    from_file = load_settings(path, environ={}).master_key_spec()
+    assert (from_file.file, from_file.value) == (tmp_path / "keys" / "mk", None)
+    assert from_file.default_file == tmp_path / "d" / "master.key"
+
+    env = {"PIIGATE_MASTER_KEY": "c2VjcmV0IG1hc3RlciBrZXkgb2YgdGhpcyB0ZXN0ISE="}
+    settings = load_settings(path, environ=env)
+    spec = settings.master_key_spec()
+    assert spec.value is not None and spec.value.reveal() == env["PIIGATE_MASTER_KEY"]
+    assert env["PIIGATE_MASTER_KEY"] not in repr(settings)  # the value is a Secret
+    plain = load_settings(environ={"PIIGATE_MASTER_KEY_FILE": "/run/mk"}).master_key_spec()
+    assert plain.file == Path("/run/mk") and plain.default_file == Path(".piigate/master.key")
+
+
+def test_the_master_key_and_its_file_are_not_both_given() -> None:
+    env = {"PIIGATE_MASTER_KEY": "x", "PIIGATE_MASTER_KEY_FILE": "/run/mk"}
+    with pytest.raises(ConfigError, match="PIIGATE_MASTER_KEY or PIIGATE_MASTER_KEY_FILE"):
+        load_settings(environ=env)

@@ -7,7 +7,8 @@ over the file, so one image can be configured per deployment.
 | variable | meaning |
 | --- | --- |
 | ``PIIGATE_POLICY`` | policy file |
-| ``PIIGATE_DATA_DIR`` | where SQLite and the keyring live (default ``./.piigate``) |
+| ``PIIGATE_DATA_DIR`` | SQLite and, unless given, the master key (default ``./.piigate``) |
+| ``PIIGATE_MASTER_KEY`` / ``_FILE`` | the key that seals the store's keys (``crypto/masterkey``) |
 | ``PIIGATE_DATABASE_URL`` | ``postgresql://...`` for the production store |
 | ``PIIGATE_PUBLIC_URL`` | the URL clients reach; default ``http://HOST:PORT``, the address served |
 | ``PIIGATE_OIDC_ISSUER`` / ``_AUDIENCE`` / ``_JWKS_URL`` | bearer JWT validation |
@@ -27,6 +28,8 @@ from typing import Final
 
 import yaml
 
+from piigate.crypto.masterkey import DEFAULT_FILE_NAME, MASTER_KEY_ENV, MasterKeySpec
+from piigate.crypto.secret import Secret
 from piigate.errors import PolicyError
 from piigate.factors.sms.settings import SmsSettings, sms_from_env, sms_from_yaml
 from piigate.policy.yamlnodes import NodeReader, YamlErrors, compose_file
@@ -48,6 +51,7 @@ SERVICE_KEYS: Final = frozenset(
         "audit_writer",
         "sms",
         "push_relay_url",
+        "master_key_file",
     }
 )
 IDENTITY_KEYS: Final = frozenset({"issuer", "audience", "jwks_url", "roles_claim"})
@@ -90,11 +94,22 @@ class Settings:
     # Where the audit group commit runs: "process" (a child process, off the server's GIL and
     # event loop) or "thread" (the store's writer thread in the server).
     audit_writer: str = "process"
+    # The master key (PIIGATE_MASTER_KEY only, never in a file of settings), or a file holding it.
+    master_key: Secret[str] | None = None
+    master_key_file: Path | None = None
     extra: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def store_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'piigate.db').resolve()}"
+
+    def master_key_spec(self) -> MasterKeySpec:
+        """Where this node's master key comes from (default: ``DATA_DIR/master.key``)."""
+        return MasterKeySpec(
+            default_file=self.data_dir / DEFAULT_FILE_NAME,
+            value=self.master_key,
+            file=self.master_key_file,
+        )
 
     @property
     def issuer(self) -> str:
@@ -169,10 +184,11 @@ def _service(read: NodeReader, node: yaml.Node, settings: Settings, base: Path) 
     ):
         if key in spec:
             values[key] = read.string(spec[key][1], key)
-    if "data_dir" in spec:
-        text = read.string(spec["data_dir"][1], "data_dir")
-        if text is not None:
-            values["data_dir"] = base / text
+    for key in ("data_dir", "master_key_file"):
+        if key in spec:
+            text = read.string(spec[key][1], key)
+            if text is not None:
+                values[key] = base / text
     if "listen" in spec:
         text = read.string(spec["listen"][1], "listen")
         if text is not None:
@@ -237,6 +253,13 @@ def _from_env(settings: Settings, env: Mapping[str, str]) -> Settings:
             values[key] = env[name]
     if "public_url" in values:
         values["public_url_configured"] = True
+    master_key, master_key_file = env.get(MASTER_KEY_ENV), env.get("PIIGATE_MASTER_KEY_FILE")
+    if master_key and master_key_file:
+        raise ConfigError([f"set {MASTER_KEY_ENV} or PIIGATE_MASTER_KEY_FILE, not both"])
+    if master_key:
+        values["master_key"] = Secret(master_key)
+    if master_key_file:
+        values["master_key_file"] = Path(master_key_file)
     writer = env.get("PIIGATE_AUDIT_WRITER")
     if writer:
         if writer not in AUDIT_WRITERS:

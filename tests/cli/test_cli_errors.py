@@ -101,8 +101,6 @@ def test_bad_database_url(tmp_path: Path) -> None:
 def test_bad_database_url_in_every_store_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, reason: str, command: list[str]
 ) -> None:
-    (tmp_path / "keyring").mkdir()
-    (tmp_path / "keyring" / "keyring.json").write_text("{}")  # sms outbox looks for it first
     monkeypatch.setenv("PIIGATE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("PIIGATE_DATABASE_URL", url)
     line = assert_clean_failure(run_main(*command))

@@ -1,23 +1,46 @@
-"""``piigate keys rotate`` on SQLite and PostgreSQL: new keys, factor secrets re-wrapped."""
+"""``piigate keys rotate`` on SQLite and PostgreSQL: new keys in the store, factor secrets
+re-wrapped, and a node that is running picks the new keys up."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
-from pathlib import Path
 
-from cli_support import sql
+from cli_support import run_piigate, sql
 from typer.testing import CliRunner
 
 from piigate.cli import app
 from piigate.clock import SystemClock
-from piigate.crypto.keyring import KeyKind, Keyring
+from piigate.config import load_settings
+from piigate.crypto.keyring import KeyKind, Keyring, open_keyring
 from piigate.factors.ports import factor_aad
 from piigate.store import Database, Store
 
 SECRET = b"JBSWY3DPEHPK3PXP"
 FACTOR_ID = "fct_rotate1"
+
+
+def keys_of(env: dict[str, str]) -> Keyring:
+    """The deployment's keys as a node with this environment opens them (then held in memory)."""
+    settings = load_settings(environ=env)
+
+    async def work() -> Keyring:
+        db = Database.open(settings.store_url)
+        try:
+            await db.upgrade()
+            opened = await open_keyring(
+                Store(db),
+                settings.master_key_spec(),
+                legacy_dir=settings.data_dir / "keyring",
+                clock=SystemClock(),
+            )
+            return opened.keyring
+        finally:
+            await db.close()
+
+    return asyncio.run(work())
 
 
 def _enroll(database_url: str, keyring: Keyring) -> str:
@@ -45,8 +68,7 @@ def _enroll(database_url: str, keyring: Keyring) -> str:
 def test_keys_rotate_rewraps_factor_secrets(
     runner: CliRunner, cli_env: dict[str, str], database_url: str
 ) -> None:
-    keyring_dir = Path(cli_env["PIIGATE_DATA_DIR"]) / "keyring"
-    keyring = Keyring.open(keyring_dir)
+    keyring = keys_of(cli_env)
     old_signing, old_data = keyring.signing_kid, keyring.data_kid
     old_token = _enroll(database_url, keyring)
 
@@ -62,7 +84,7 @@ def test_keys_rotate_rewraps_factor_secrets(
 
     ((token,),) = sql(database_url, "SELECT secret FROM factors WHERE id = :id", id=FACTOR_ID)
     assert token != old_token and token.split(".")[1] == new_data
-    keyring.refresh()
+    keyring = keys_of(cli_env)
     assert keyring.decrypt(token, aad=factor_aad(FACTOR_ID)) == SECRET
     assert keyring.decrypt(old_token, aad=factor_aad(FACTOR_ID)) == SECRET  # old key kept
     keys = {(k.kind, k.kid): k.current for k in keyring.list_keys()}
@@ -76,9 +98,9 @@ def test_keys_rotate_rewraps_factor_secrets(
     ((data,),) = sql(database_url, "SELECT data FROM audit_events WHERE type = 'keys_rotated'")
     event = json.loads(data) if isinstance(data, str) else data
     assert event == {"signing_kid": new_signing, "data_kid": new_data, "rewrapped": 1}
-    key_file = json.loads((keyring_dir / "keyring.json").read_text())
-    material = [k["key"] for k in key_file["data"]["keys"]]
-    material += [k["jwk"]["d"] for k in key_file["signing"]["keys"]]
+    state = vars(keyring)["_state"]
+    material = [base64.urlsafe_b64encode(k.secret.reveal()).decode() for k in state.data.values()]
+    material += [str(k.private.as_dict(private=True)["d"]) for k in state.signing.values()]
     everything = str(sql(database_url, "SELECT * FROM audit_events")) + result.output
     assert not any(m in everything for m in material)
     assert SECRET.decode() not in everything
@@ -87,7 +109,7 @@ def test_keys_rotate_rewraps_factor_secrets(
 def test_keys_rotate_signing_only_leaves_secrets_alone(
     runner: CliRunner, cli_env: dict[str, str], database_url: str
 ) -> None:
-    keyring = Keyring.open(Path(cli_env["PIIGATE_DATA_DIR"]) / "keyring")
+    keyring = keys_of(cli_env)
     old_data = keyring.data_kid
     old_token = _enroll(database_url, keyring)
 
@@ -96,11 +118,26 @@ def test_keys_rotate_signing_only_leaves_secrets_alone(
     assert re.fullmatch(r"rotated signing key sig-\w+\n", result.stdout), result.stdout
     ((token,),) = sql(database_url, "SELECT secret FROM factors WHERE id = :id", id=FACTOR_ID)
     assert token == old_token
-    keyring.refresh()
-    assert keyring.data_kid == old_data
+    assert keys_of(cli_env).data_kid == old_data
 
 
 def test_keys_rotate_needs_something_to_rotate(runner: CliRunner, cli_env: dict[str, str]) -> None:
     result = runner.invoke(app, ["keys", "rotate", "--no-signing", "--no-data"], env=cli_env)
     assert result.exit_code == 1
     assert "nothing to rotate" in result.output
+
+
+def test_keys_rotate_with_another_master_key_is_one_line_and_changes_nothing(
+    cli_env: dict[str, str], database_url: str
+) -> None:
+    keys_of(cli_env)  # the deployment's keys, sealed by DATA_DIR/master.key
+    before = sql(database_url, "SELECT kid, sealed FROM keyring_keys ORDER BY seq")
+    wrong = {**cli_env, "PIIGATE_MASTER_KEY": base64.b64encode(b"w" * 32).decode()}
+
+    done = run_piigate("keys", "rotate", env=wrong)
+
+    assert done.returncode == 1 and done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith("piigate: error: the store's keys are sealed by master key mk-")
+    assert wrong["PIIGATE_MASTER_KEY"] not in line
+    assert sql(database_url, "SELECT kid, sealed FROM keyring_keys ORDER BY seq") == before

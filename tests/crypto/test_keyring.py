@@ -1,12 +1,7 @@
 from __future__ import annotations
 
 import base64
-import json
-import multiprocessing
-import stat
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given
@@ -16,75 +11,31 @@ from joserfc import jws
 import piigate.crypto
 from piigate.clock import FixedClock
 from piigate.crypto import keyring as keyring_module
-from piigate.crypto.keyring import DecryptionError, Keyring, KeyringError
+from piigate.crypto.keyring import DecryptionError, Keyring, UnknownKey
 
 AAD = b"factor:f-1:secret"
 
 
-@pytest.fixture
-def ring_dir(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "keys"
-
-
 @pytest.fixture(scope="module")
-def shared_ring(tmp_path_factory: pytest.TempPathFactory) -> Keyring:
-    return Keyring.open(tmp_path_factory.mktemp("shared") / "keys")
+def shared_ring() -> Keyring:
+    return Keyring.ephemeral()
 
 
-def _mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
+# -- keys ------------------------------------------------------------------------------------------
 
 
-def _file(directory: Path) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((directory / "keyring.json").read_text())
-    return doc
-
-
-def _secret_strings(directory: Path) -> list[str]:
-    """Every piece of key material in the file, in the encodings it could leak as."""
-    doc = _file(directory)
-    found: list[str] = []
-    for item in doc["data"]["keys"]:
-        raw = base64.urlsafe_b64decode(item["key"] + "==")
-        found += [item["key"], raw.hex(), repr(raw)[2:-1]]
-    for item in doc["signing"]["keys"]:
-        found.append(item["jwk"]["d"])
-    return found
-
-
-# -- first start and reload ------------------------------------------------------------------------
-
-
-def test_first_open_generates_keys_with_tight_permissions(ring_dir: Path) -> None:
+def test_fresh_keys() -> None:
     clock = FixedClock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
-    ring = Keyring.open(ring_dir, clock=clock)
+    ring = Keyring.ephemeral(clock=clock)
 
     assert ring.signing_kid.startswith("sig-")
     assert ring.data_kid.startswith("dek-")
-    assert _mode(ring_dir) == 0o700
-    assert _mode(ring_dir / "keyring.json") == 0o600
-    assert _mode(ring_dir / "keyring.lock") == 0o600
-    assert [p.name for p in ring_dir.iterdir() if p.name.endswith(".tmp")] == []
     assert {(k.kind, k.current, k.created_at) for k in ring.list_keys()} == {
         ("signing", True, clock.now()),
         ("data", True, clock.now()),
     }
-    doc = _file(ring_dir)
-    assert doc["signing"]["current"] == ring.signing_kid
-    assert doc["data"]["current"] == ring.data_kid
-
-
-def test_reopen_loads_the_same_keys(ring_dir: Path) -> None:
-    first = Keyring.open(ring_dir)
-    token = first.encrypt(b"secret", aad=AAD)
-    signed = jws.serialize_compact({"alg": "ES256"}, b"payload", first.sign_key())
-
-    second = Keyring.open(ring_dir)
-
-    assert (second.signing_kid, second.data_kid) == (first.signing_kid, first.data_kid)
-    assert second.jwks() == first.jwks()
-    assert second.decrypt(token, aad=AAD) == b"secret"
-    public = second.verify_key(first.signing_kid)
+    signed = jws.serialize_compact({"alg": "ES256"}, b"payload", ring.sign_key())
+    public = ring.verify_key(ring.signing_kid)
     assert public is not None
     assert jws.deserialize_compact(signed, public, algorithms=["ES256"]).payload == b"payload"
 
@@ -103,68 +54,43 @@ def test_unknown_signing_kid_has_no_key(shared_ring: Keyring) -> None:
     assert shared_ring.verify_key("sig-nope") is None
 
 
+async def test_a_keyring_without_a_store_learns_nothing(shared_ring: Keyring) -> None:
+    assert await shared_ring.learn(shared_ring.signing_kid)
+    assert not await shared_ring.learn("sig-nope")
+
+
 # -- rotation --------------------------------------------------------------------------------------
 
 
-def test_rotate_signing_key_keeps_the_old_one_for_verification(ring_dir: Path) -> None:
-    ring = Keyring.open(ring_dir)
+async def test_rotate_signing_key_keeps_the_old_one_for_verification() -> None:
+    ring = Keyring.ephemeral()
     old = ring.signing_kid
     signed = jws.serialize_compact({"alg": "ES256", "kid": old}, b"x", ring.sign_key())
 
-    new = ring.rotate_signing_key()
+    new = await ring.rotate_signing_key()
 
     assert new == ring.signing_kid != old
     assert [k["kid"] for k in ring.jwks()["keys"]] == [new, old]  # current first
     old_key = ring.verify_key(old)
     assert old_key is not None
     assert jws.deserialize_compact(signed, old_key, algorithms=["ES256"]).payload == b"x"
-    reopened = Keyring.open(ring_dir)
-    assert reopened.signing_kid == new
-    assert reopened.verify_key(old) is not None
 
 
-def test_rotate_data_key_keeps_old_ciphertexts_readable_and_rewrap_moves_them(
-    ring_dir: Path,
-) -> None:
-    ring = Keyring.open(ring_dir)
+async def test_rotate_data_key_keeps_old_ciphertexts_readable_and_rewrap_moves_them() -> None:
+    ring = Keyring.ephemeral()
     old_kid = ring.data_kid
     old_token = ring.encrypt(b"JBSWY3DPEHPK3PXP", aad=AAD)
 
-    new_kid = ring.rotate_data_key()
+    new_kid = await ring.rotate_data_key()
 
     assert new_kid == ring.data_kid != old_kid
     assert ring.decrypt(old_token, aad=AAD) == b"JBSWY3DPEHPK3PXP"
     assert ring.encrypt(b"x", aad=AAD).split(".")[1] == new_kid
     rewrapped = ring.rewrap(old_token, aad=AAD)
     assert rewrapped.split(".")[1] == new_kid
-    reopened = Keyring.open(ring_dir)
-    assert reopened.decrypt(rewrapped, aad=AAD) == b"JBSWY3DPEHPK3PXP"
-    assert reopened.decrypt(old_token, aad=AAD) == b"JBSWY3DPEHPK3PXP"
+    assert ring.decrypt(rewrapped, aad=AAD) == b"JBSWY3DPEHPK3PXP"
     with pytest.raises(DecryptionError):
         ring.rewrap(old_token, aad=b"other")
-
-
-def test_rotation_in_a_stale_instance_keeps_keys_added_elsewhere(ring_dir: Path) -> None:
-    a = Keyring.open(ring_dir)
-    b = Keyring.open(ring_dir)
-    from_a = a.rotate_data_key()
-    from_b = b.rotate_data_key()  # b never saw from_a: it must re-read the file first
-
-    final = Keyring.open(ring_dir)
-    token = a.encrypt(b"made with a", aad=AAD)
-    assert final.data_kid == from_b
-    assert final.decrypt(token, aad=AAD) == b"made with a"
-    assert {k.kid for k in final.list_keys()} >= {from_a, from_b}
-
-
-def test_refresh_picks_up_keys_from_another_instance(ring_dir: Path) -> None:
-    a = Keyring.open(ring_dir)
-    b = Keyring.open(ring_dir)
-    new = b.rotate_signing_key()
-    assert a.verify_key(new) is None
-    a.refresh()
-    assert a.signing_kid == new
-    assert a.verify_key(new) is not None
 
 
 # -- encryption ------------------------------------------------------------------------------------
@@ -200,16 +126,17 @@ def test_wrong_aad_is_rejected(shared_ring: Keyring) -> None:
         shared_ring.decrypt(token, aad=b"factor:f-2")
 
 
-def test_token_from_another_keyring_is_rejected(shared_ring: Keyring, ring_dir: Path) -> None:
-    foreign = Keyring.open(ring_dir)
-    with pytest.raises(DecryptionError):
+def test_token_from_another_keyring_is_rejected(shared_ring: Keyring) -> None:
+    foreign = Keyring.ephemeral()
+    with pytest.raises(UnknownKey) as info:
         shared_ring.decrypt(foreign.encrypt(b"secret", aad=AAD), aad=AAD)
+    assert info.value.kid == foreign.data_kid and str(info.value) == "decryption failed"
 
 
-def test_kid_swapped_to_another_known_key_is_rejected(ring_dir: Path) -> None:
-    ring = Keyring.open(ring_dir)
+async def test_kid_swapped_to_another_known_key_is_rejected() -> None:
+    ring = Keyring.ephemeral()
     old_kid = ring.data_kid
-    ring.rotate_data_key()
+    await ring.rotate_data_key()
     _, _, body = ring.encrypt(b"secret", aad=AAD).split(".")
     with pytest.raises(DecryptionError):
         ring.decrypt(f"v1.{old_kid}.{body}", aad=AAD)
@@ -238,106 +165,24 @@ def test_malformed_tokens_are_rejected_vaguely(shared_ring: Keyring, token: str)
     assert str(info.value) == "decryption failed"
 
 
-# -- no key material in reprs or errors ------------------------------------------------------------
+# -- no key material in reprs ---------------------------------------------------------------------
 
 
-def test_reprs_carry_no_key_material(ring_dir: Path) -> None:
-    ring = Keyring.open(ring_dir)
-    ring.rotate_data_key()
-    ring.rotate_signing_key()
+async def test_reprs_carry_no_key_material() -> None:
+    ring = Keyring.ephemeral()
+    await ring.rotate_data_key()
+    await ring.rotate_signing_key()
     shown = " ".join(
         [repr(ring), str(ring), repr(vars(ring)), repr(ring.list_keys()), repr(ring.sign_key())]
     )
-    for secret in _secret_strings(ring_dir):
+    material = [str(ring.sign_key().as_dict(private=True)["d"])]
+    state = vars(ring)["_state"]
+    for key in state.data.values():
+        raw = key.secret.reveal()
+        material += [base64.urlsafe_b64encode(raw).decode().rstrip("="), raw.hex(), repr(raw)[2:-1]]
+    for secret in material:
         assert secret not in shown
     assert ring.signing_kid in repr(ring)
-
-
-def _corrupt(doc: dict[str, Any], how: str) -> bytes:
-    if how == "truncated":
-        return json.dumps(doc).encode()[:-40]
-    if how == "version":
-        doc["version"] = 99
-    elif how == "short data key":
-        doc["data"]["keys"][0]["key"] = doc["data"]["keys"][0]["key"][:20]
-    elif how == "bad jwk":
-        doc["signing"]["keys"][0]["jwk"]["crv"] = "P-999"
-    elif how == "public jwk only":
-        del doc["signing"]["keys"][0]["jwk"]["d"]
-    elif how == "missing current":
-        doc["data"]["current"] = "dek-gone"
-    elif how == "bad date":
-        doc["data"]["keys"][0]["created_at"] = doc["data"]["keys"][0]["key"]
-    elif how == "list":
-        return b"[]"
-    elif how == "binary":
-        return b"\xff\xfe\x00garbage"
-    return json.dumps(doc).encode()
-
-
-@pytest.mark.parametrize(
-    "how",
-    [
-        "truncated",
-        "version",
-        "short data key",
-        "bad jwk",
-        "public jwk only",
-        "missing current",
-        "bad date",
-        "list",
-        "binary",
-    ],
-)
-def test_corrupt_file_raises_keyring_error_without_key_material(ring_dir: Path, how: str) -> None:
-    Keyring.open(ring_dir)
-    secrets = _secret_strings(ring_dir)
-    (ring_dir / "keyring.json").write_bytes(_corrupt(_file(ring_dir), how))
-
-    with pytest.raises(KeyringError) as info:
-        Keyring.open(ring_dir)
-
-    assert "corrupt" in str(info.value)
-    assert info.value.__cause__ is None and info.value.__suppress_context__
-    for secret in secrets:
-        assert secret not in str(info.value)
-
-
-def test_unwritable_location_raises_keyring_error(tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
-    with pytest.raises(KeyringError):
-        Keyring.open(blocker / "keys")
-
-
-# -- concurrency -----------------------------------------------------------------------------------
-
-
-def _open_in_child(directory: str, barrier: Any, results: Any) -> None:
-    barrier.wait()
-    ring = Keyring.open(Path(directory))
-    results.put((ring.signing_kid, ring.data_kid, json.dumps(ring.jwks(), sort_keys=True)))
-
-
-def test_concurrent_first_open_from_several_processes_agrees(ring_dir: Path) -> None:
-    ctx = multiprocessing.get_context("spawn")
-    workers = 4
-    barrier = ctx.Barrier(workers)
-    results = ctx.Queue()
-    procs = [
-        ctx.Process(target=_open_in_child, args=(str(ring_dir), barrier, results))
-        for _ in range(workers)
-    ]
-    for proc in procs:
-        proc.start()
-    seen = [results.get(timeout=60) for _ in procs]
-    for proc in procs:
-        proc.join(timeout=60)
-        assert proc.exitcode == 0
-
-    assert len(set(seen)) == 1
-    ring = Keyring.open(ring_dir)
-    assert (ring.signing_kid, ring.data_kid) == seen[0][:2]
 
 
 # -- public API ------------------------------------------------------------------------------------

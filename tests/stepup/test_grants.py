@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,13 +55,13 @@ MINIMAL = Grant(
 
 
 @pytest.fixture(scope="module")
-def ring(tmp_path_factory: pytest.TempPathFactory) -> Keyring:
-    return Keyring.open(tmp_path_factory.mktemp("grants") / "keys")
+def ring() -> Keyring:
+    return Keyring.ephemeral()
 
 
 @pytest.fixture(scope="module")
-def foreign(tmp_path_factory: pytest.TempPathFactory) -> Keyring:
-    return Keyring.open(tmp_path_factory.mktemp("foreign") / "keys")
+def foreign() -> Keyring:
+    return Keyring.ephemeral()
 
 
 def _verify(token: str, ring: Keyring, **overrides: Any) -> Grant:
@@ -189,17 +188,17 @@ def test_bound_grant_without_expected_binding_is_returned_for_the_caller(ring: K
     assert grant.single_use and grant.binding == BINDING
 
 
-def test_grant_signed_before_rotation_still_verifies(tmp_path: Path) -> None:
-    ring = Keyring.open(tmp_path / "keys")
+async def test_grant_signed_before_rotation_still_verifies() -> None:
+    ring = Keyring.ephemeral()
     old_token = issue_grant(FULL, keyring=ring, issuer=ISSUER)
     old_kid = ring.signing_kid
 
-    ring.rotate_signing_key()
+    await ring.rotate_signing_key()
     new_token = issue_grant(FULL, keyring=ring, issuer=ISSUER)
 
     assert _parts(new_token)[0]["kid"] == ring.signing_kid != old_kid
     assert _verify(old_token, ring) == FULL
-    assert _verify(new_token, Keyring.open(tmp_path / "keys")) == FULL
+    assert _verify(new_token, ring) == FULL
 
 
 def test_verification_never_reads_the_clock(ring: Keyring, monkeypatch: pytest.MonkeyPatch) -> None:

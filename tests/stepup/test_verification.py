@@ -26,7 +26,13 @@ from piigate.model import Action, Caller, Challenge, ChallengeState, Method, Req
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
 from piigate.stepup.grants import verify_grant
-from piigate.stepup.verdicts import IssuedGrant, Proof, VerificationRejected, VerificationThrottled
+from piigate.stepup.verdicts import (
+    FactorUnreadable,
+    IssuedGrant,
+    Proof,
+    VerificationRejected,
+    VerificationThrottled,
+)
 from piigate.stepup.verification import Verifier
 from piigate.store import Database, Store
 from piigate.store.ports import SqlChallenges
@@ -136,7 +142,7 @@ class World:
 @pytest.fixture
 async def world(db: Database, tmp_path: Path) -> AsyncIterator[World]:
     store = Store(db)
-    keyring = Keyring.open(tmp_path / "keyring")
+    keyring = Keyring.ephemeral()
     clock = FixedClock(T0)
     audit = RecordingAudit()
     holder = PolicyHolder(compile_policy(load_policy_text(policy_text())))
@@ -388,11 +394,59 @@ async def test_no_active_factor(world: World) -> None:
     assert await rejected(world, await world.challenge(), "totp", "123456") == "no_factor"
 
 
-async def test_unreadable_secret_fails_closed(world: World, tmp_path: Path) -> None:
-    _, secret = await world.totp_factor()
-    world.verifier.register("totp", TotpCheck(Keyring.open(tmp_path / "other")))
-    reason = await rejected(world, await world.challenge(), "totp", world.code(secret))
-    assert reason == "factor_unreadable"
+async def unreadable(world: World, challenge: Challenge, code: str) -> dict[str, object]:
+    """Verify, expecting the server fault of a secret the keyring cannot open: its problem."""
+    with pytest.raises(FactorUnreadable) as caught:
+        await world.verify(challenge, "totp", code)
+    problem = caught.value.problem()
+    assert problem["status"] == 503 and problem["code"] == "factor_unreadable"
+    return problem
+
+
+async def test_an_unreadable_secret_is_a_503_and_never_a_counted_failure(world: World) -> None:
+    world.verifier.refusals.base_delay = 0
+    factor_id, secret = await world.totp_factor()
+    await rejected(world, await world.challenge(), "totp", "000000")  # one real failure
+    before = await world.store.get_factor(factor_id)
+    assert before is not None and before.failures == 1
+    # A node whose keys do not open the secret (another deployment's keyring).
+    world.verifier.register("totp", TotpCheck(Keyring.ephemeral()))
+    challenge = await world.challenge()
+
+    for _ in range(3):
+        world.clock.advance(5)  # the time of the last failure is kept too
+        await unreadable(world, challenge, world.code(secret))
+
+    after = await world.store.get_factor(factor_id)
+    assert after is not None
+    assert (after.failures, after.last_failure_at) == (1, before.last_failure_at)
+    row = await world.store.get_challenge(challenge.id)
+    assert row is not None and row.attempts == 0 and row.state == "pending"
+    assert [e["reason"] for e in world.audit.of("verification_failed")] == ["wrong_code"]
+
+
+async def test_a_readable_factor_checked_beside_an_unreadable_one_keeps_its_failure(
+    world: World,
+) -> None:
+    world.verifier.refusals.base_delay = 0
+    readable, _ = await world.totp_factor()
+    foreign = "fct_foreign"
+    await world.store.add_factor(
+        id=foreign,
+        subject_id="alice",
+        kind="totp",
+        now=world.clock.now(),
+        secret=Keyring.ephemeral().encrypt(b"JBSWY3DPEHPK3PXP", aad=factor_aad(foreign)),
+        state="active",
+    )
+    challenge = await world.challenge()
+
+    await unreadable(world, challenge, "000000")  # checked (wrongly) against `readable` only
+
+    failures = {f: (await world.store.get_factor(f)).failures for f in (readable, foreign)}  # type: ignore[union-attr]
+    assert failures == {readable: 1, foreign: 0}
+    row = await world.store.get_challenge(challenge.id)
+    assert row is not None and row.attempts == 1  # a code was checked: the attempt counts
 
 
 # -- recovery codes -----------------------------------------------------------------------------

@@ -71,7 +71,7 @@ class Units:
 @pytest.fixture
 async def setup(db: Database, tmp_path: Path) -> AsyncIterator[tuple[Store, Verifier, Challenge]]:
     store = Store(db)
-    keyring = Keyring.open(tmp_path / "keyring")
+    keyring = Keyring.ephemeral()
     clock = FixedClock(T0)
     audit = RecordingAudit()
     challenges = SqlChallenges(store, keyring)

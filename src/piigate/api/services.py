@@ -15,12 +15,12 @@ from fastapi import Request
 
 from piigate import __version__
 from piigate.api.metrics import Metrics
-from piigate.api.upkeep import PolicyWatch, Purge
+from piigate.api.upkeep import PolicyWatch, Purge, refresh_keys
 from piigate.audit.bus import EventBus
 from piigate.audit.log import AuditLog
 from piigate.clock import Clock, SystemClock
 from piigate.config import ConfigError, Settings
-from piigate.crypto.keyring import Keyring
+from piigate.crypto.keyring import Keyring, OpenedKeyring, open_keyring
 from piigate.errors import PolicyError, ServiceUnavailable
 from piigate.factors.approval.ceremony import Approvals
 from piigate.factors.checks import code_checks
@@ -111,14 +111,14 @@ class Services:
         self.policy = given if given is not None else _policy_file(self.settings)
         relying = _relying_party(self.settings)
         await self._open_store()
-        fresh_keyring = self._open_keyring()
+        opened = await self._open_keyring()
         await self._open_audit()
         self._open_engine()
         self._open_identity()
         self._open_verification(relying)
         self._open_sms()
         self._open_push()
-        await self._announce(fresh_keyring=fresh_keyring)
+        await self._announce(opened)
         self._start_background()
 
     async def _open_store(self) -> None:
@@ -130,12 +130,18 @@ class Services:
         self.redis_counters = RedisCounters(settings.redis_url) if settings.redis_url else None
         self.counters = self.redis_counters or self.store
 
-    def _open_keyring(self) -> bool:
-        """Open (or create) the keyring; True when it was created now."""
-        keyring_dir = self.settings.data_dir / "keyring"
-        fresh = not (keyring_dir / "keyring.json").exists()
-        self.keyring = Keyring.open(keyring_dir)
-        return fresh
+    async def _open_keyring(self) -> OpenedKeyring:
+        """The deployment's keys from the store (created on its first start, or moved in from
+        this node's file keyring of an earlier version), opened with the master key."""
+        settings = self.settings
+        opened = await open_keyring(
+            self.store,
+            settings.master_key_spec(),
+            legacy_dir=settings.data_dir / "keyring",
+            clock=self.clock,
+        )
+        self.keyring = opened.keyring
+        return opened
 
     async def _open_audit(self) -> None:
         self.bus = EventBus()
@@ -257,11 +263,13 @@ class Services:
             relay=self.push_relay,
         )
 
-    async def _announce(self, *, fresh_keyring: bool) -> None:
-        """Audit the start (and a keyring created by it); report whether a policy is in force."""
-        if fresh_keyring:
-            kids = [k.kid for k in self.keyring.list_keys()]
-            await self.audit.record("keyring_created", data={"kids": kids})
+    async def _announce(self, opened: OpenedKeyring) -> None:
+        """Audit the start (and keys it created or moved into the store); report whether a
+        policy is in force."""
+        if opened.created:
+            await self.audit.record("keyring_created", data={"kids": list(opened.created)})
+        if opened.imported:
+            await self.audit.record("keyring_imported", data={"kids": list(opened.imported)})
         compiled = self.policy.current
         self.metrics.policy_loaded.set(1 if compiled else 0)
         await self.audit.record(
@@ -276,6 +284,7 @@ class Services:
     def _start_background(self) -> None:
         self.policy_watch = PolicyWatch(self.policy, audit=self.audit, metrics=self.metrics)
         self.purge = Purge(self.store, self.clock)
+        self._tasks.append(asyncio.create_task(refresh_keys(self.keyring), name="piigate-keys"))
         if self.policy.path is not None:
             self._tasks.append(asyncio.create_task(self.policy_watch.run(), name="piigate-policy"))
         self._tasks.append(asyncio.create_task(self.purge.run(), name="piigate-purge"))

@@ -1,5 +1,6 @@
-"""A node's background upkeep: the policy kept current with its file, and rows that have outlived
-their use deleted. ``api.services`` runs both as tasks for as long as the node runs."""
+"""A node's background upkeep: the policy kept current with its file, the keyring with the
+store's keys, and rows that have outlived their use deleted. ``api.services`` runs them as tasks
+for as long as the node runs."""
 
 from __future__ import annotations
 
@@ -13,16 +14,19 @@ import structlog
 from piigate.api.metrics import Metrics
 from piigate.audit.log import AuditLog
 from piigate.clock import Clock
+from piigate.crypto.keyring import Keyring
 from piigate.errors import PolicyError, ServiceUnavailable
 from piigate.policy.holder import PolicyHolder
 from piigate.store import Store
 
 __all__ = [
     "CEREMONY_RETENTION_SECONDS",
+    "KEYS_REFRESH_SECONDS",
     "POLICY_POLL_SECONDS",
     "PURGE_SECONDS",
     "PolicyWatch",
     "Purge",
+    "refresh_keys",
 ]
 
 log = structlog.get_logger("piigate.service")
@@ -31,6 +35,9 @@ POLICY_POLL_SECONDS = 2.0
 # How often expired rows are deleted, and how long ceremonies outlive their expiry.
 PURGE_SECONDS = 600.0
 CEREMONY_RETENTION_SECONDS = 24 * 3600
+# How often the store's keys are read again, for rotations by other nodes that this one has not
+# met a kid of yet, and for /readyz to tell keys that can no longer be opened.
+KEYS_REFRESH_SECONDS = 30.0
 
 
 class PolicyWatch:
@@ -127,6 +134,12 @@ class Purge:
                 continue
             if any(purged.values()):
                 log.info("purged", **purged)
+
+
+async def refresh_keys(keyring: Keyring, *, every: float = KEYS_REFRESH_SECONDS) -> None:
+    while True:
+        await asyncio.sleep(every)
+        await keyring.refresh()  # never raises: a failure is logged, or kept for /readyz
 
 
 def _stamp(path: str) -> tuple[float, int] | None:

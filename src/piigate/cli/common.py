@@ -13,9 +13,18 @@ import typer
 from piigate.config import Settings, load_settings
 
 if TYPE_CHECKING:
+    from piigate.crypto.keyring import OpenedKeyring
     from piigate.store import Store
 
-__all__ = ["ConfigOpt", "fail", "record_audit", "run", "settings_from", "with_store"]
+__all__ = [
+    "ConfigOpt",
+    "fail",
+    "open_keys",
+    "record_audit",
+    "run",
+    "settings_from",
+    "with_store",
+]
 
 T = TypeVar("T")
 
@@ -62,6 +71,24 @@ async def with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) 
         return await work(Store(db))
     finally:
         await db.close()
+
+
+async def open_keys(settings: Settings, store: Store, *, write: bool) -> OpenedKeyring:
+    """The deployment's keyring from ``store``, opened with the master key ``piigate serve``
+    uses. With ``write``, as the service opens it (created in a store without keys, this node's
+    file keyring of an earlier version moved in); without, a store without keys is one line:
+    commands that only read change no keys."""
+    from piigate.clock import SystemClock
+    from piigate.crypto.keyring import open_keyring
+
+    if not write and not await store.keyring_keys():
+        fail("no keyring in the store yet: `piigate serve` creates it on its first start")
+    return await open_keyring(
+        store,
+        settings.master_key_spec(),
+        legacy_dir=settings.data_dir / "keyring" if write else None,
+        clock=SystemClock(),
+    )
 
 
 async def record_audit(

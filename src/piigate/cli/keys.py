@@ -1,15 +1,24 @@
-"""``piigate keys ...``: API keys, and rotating the keyring's signing and data keys."""
+"""``piigate keys ...``: API keys, and rotating the deployment's signing and data keys (kept in
+the store, sealed by the master key)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NamedTuple
 
 import typer
 
-from piigate.cli.common import ConfigOpt, fail, record_audit, run, settings_from, with_store
+from piigate.cli.common import (
+    ConfigOpt,
+    fail,
+    open_keys,
+    record_audit,
+    run,
+    settings_from,
+    with_store,
+)
 
 if TYPE_CHECKING:
-    from piigate.crypto.keyring import Keyring
+    from piigate.crypto.keyring import Keyring, OpenedKeyring
     from piigate.store import Store
 
 __all__ = ["keys_app"]
@@ -57,19 +66,25 @@ def keys_rotate(
     ] = True,
     config: ConfigOpt = None,
 ) -> None:
-    """Rotate keyring keys; old keys are kept, so existing tokens and secrets stay readable."""
-    from piigate.crypto.keyring import Keyring
-
+    """Rotate the deployment's keys in the store; old keys are kept, so existing tokens and
+    secrets stay readable. Running nodes pick the new keys up without a restart."""
     settings = settings_from(config)
     if not signing and not data:
         fail("nothing to rotate: --no-signing and --no-data leave no key")
-    # The same directory as Services.start; rotation holds the keyring's own file lock.
-    keyring = Keyring.open(settings.data_dir / "keyring")
-    signing_kid = keyring.rotate_signing_key() if signing else None
-    data_kid = keyring.rotate_data_key() if data else None
-    rewrapped, failed = 0, list[str]()
-    if data_kid is not None:
-        rewrapped, failed = run(with_store(settings, lambda store: _rewrap(store, keyring)))
+
+    async def rotate(store: Store) -> _Rotation:
+        opened = await open_keys(settings, store, write=True)
+        keyring = opened.keyring
+        signing_kid = await keyring.rotate_signing_key() if signing else None
+        data_kid = await keyring.rotate_data_key() if data else None
+        rewrapped, failed = await _rewrap(store, keyring) if data_kid else (0, [])
+        return _Rotation(opened, signing_kid, data_kid, rewrapped, failed)
+
+    opened, signing_kid, data_kid, rewrapped, failed = run(with_store(settings, rotate))
+    if opened.created:
+        run(record_audit(settings, "keyring_created", None, {"kids": list(opened.created)}))
+    if opened.imported:
+        run(record_audit(settings, "keyring_imported", None, {"kids": list(opened.imported)}))
     event: dict[str, object] = {"rewrapped": rewrapped}
     if signing_kid is not None:
         event["signing_kid"] = signing_kid
@@ -87,6 +102,14 @@ def keys_rotate(
     typer.echo(f"rotated {rotated}{suffix}")
     if failed:
         fail(f"{len(failed)} factor secrets could not be re-wrapped: {', '.join(failed)}")
+
+
+class _Rotation(NamedTuple):
+    opened: OpenedKeyring
+    signing_kid: str | None
+    data_kid: str | None
+    rewrapped: int
+    failed: list[str]
 
 
 async def _rewrap(store: Store, keyring: Keyring) -> tuple[int, list[str]]:

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from piigate.cli.common import ConfigOpt, fail, run, settings_from
+from piigate.cli.common import ConfigOpt, open_keys, run, settings_from, with_store
 
 if TYPE_CHECKING:
     from piigate.factors.sms.outbox import OutboxMessage
+    from piigate.store import Store
 
 __all__ = ["sms_app"]
 
@@ -36,26 +37,16 @@ def outbox(
 ) -> None:
     """Print the latest messages of the SMS outbox, newest first."""
     from piigate.clock import SystemClock
-    from piigate.crypto.keyring import Keyring
     from piigate.factors.sms.outbox import OutboxSender
     from piigate.factors.sms.settings import SmsProvider
-    from piigate.store import Database
 
     settings = settings_from(config)
-    keyring_dir = settings.data_dir / "keyring"
-    if not (keyring_dir / "keyring.json").exists():
-        fail(f"no keyring under {settings.data_dir}")
-    keyring = Keyring.open(keyring_dir)
 
-    async def read() -> list[OutboxMessage]:
-        db = Database.open(settings.store_url)
-        try:
-            await db.upgrade()
-            return await OutboxSender(db, keyring, SystemClock()).latest(limit)
-        finally:
-            await db.close()
+    async def read(store: Store) -> list[OutboxMessage]:
+        keyring = (await open_keys(settings, store, write=False)).keyring
+        return await OutboxSender(store.db, keyring, SystemClock()).latest(limit)
 
-    messages = run(read())
+    messages = run(with_store(settings, read))
     if settings.sms.provider is not SmsProvider.OUTBOX:
         typer.echo(
             f"note: the SMS provider is {settings.sms.provider.value}; the outbox holds only "

@@ -27,6 +27,7 @@ from piigate.errors import Conflict, NotFound, ServiceUnavailable, StepUpRequire
 from piigate.factors import FactorState
 from piigate.factors.ports import FactorRecord, FactorRepo, factor_aad, totp_parameters
 from piigate.factors.recovery.protocol import generate_recovery_codes, hash_recovery_code
+from piigate.factors.totp.ceremony import decrypt_factor_secret
 from piigate.factors.totp.protocol import (
     TotpRejected,
     new_totp_secret,
@@ -40,7 +41,7 @@ from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.holder import PolicyHolder
 from piigate.ports import AuditRecorder
 from piigate.stepup.grants import verify_grant
-from piigate.stepup.verdicts import VerificationFailure, VerificationRejected
+from piigate.stepup.verdicts import FactorUnreadable, VerificationFailure, VerificationRejected
 
 __all__ = [
     "FRESH_GRANT_SECONDS",
@@ -154,10 +155,11 @@ class FactorEnrollment:
             or factor.secret is None
         ):
             raise Conflict("the factor is not a pending TOTP factor")
+        # Opened before anything is counted: a secret the keyring cannot open is a 503.
+        secret = await decrypt_factor_secret(self.keyring, factor)
+        if secret is None:
+            raise FactorUnreadable([factor_id])
         await self.charge_confirmation(subject_id, factor_id, Method.TOTP, now)
-        secret = Secret(
-            self.keyring.decrypt(factor.secret, aad=factor_aad(factor_id)).decode("ascii")
-        )
         try:
             match = verify_totp(
                 secret, code.reveal(), at=now, last_step=None, **totp_parameters(factor.data)

@@ -219,6 +219,19 @@ class VerifierStore(FactorRepo, AttemptLedger, Protocol):
         factor one failure up to ``limit`` -- one transaction. ``NotFound``: no challenge."""
         ...
 
+    async def refund_charge(
+        self,
+        challenge_id: str,
+        factors_before: Mapping[str, datetime | None],
+        *,
+        charged_at: datetime,
+        attempt: bool,
+    ) -> None:
+        """Take back the failure charged at ``charged_at`` to each factor of ``factors_before``
+        (never below zero; its last failure's time back to the one mapped, unless a later
+        failure was counted since), and the attempt when ``attempt`` -- one transaction."""
+        ...
+
     async def settle_verification(
         self,
         challenge_id: str,

@@ -8,7 +8,7 @@ open a challenge when a step-up is needed, and append the audit event — in tha
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -36,6 +36,7 @@ from piigate.policy.evaluate import Evaluation, evaluate
 from piigate.policy.holder import PolicyHolder
 from piigate.risk.port import RiskEngine
 from piigate.stepup.binding import LazyBinding
+from piigate.stepup.grants import GrantRejection
 from piigate.stepup.ports import AuditSink, ChallengeStore, GrantLedger
 
 __all__ = ["AMR_METHODS", "Engine", "GrantVerifier", "Outcome"]
@@ -77,6 +78,11 @@ def _grant_mismatch(grant: Grant, request: AccessRequest) -> str | None:
 class GrantVerifier(Protocol):
     def verify(self, token: str, *, now: datetime, expected_subject: str) -> Grant:
         """The grant the token carries; raises on any rejection (reason kept for the audit)."""
+        ...
+
+    async def learn(self, tokens: Sequence[str]) -> bool:
+        """Learn the signing keys of ``tokens`` not known yet (another node rotated): True when
+        one was learned, so that the tokens are worth verifying again."""
         ...
 
 
@@ -155,6 +161,12 @@ class Engine:
         """Risk, the proofs presented, the policy's answer, and bound grants spent."""
         risk, risk_failed = await self._assess(request, now=now)
         collected = self._collect_proofs(compiled, request, now=now)
+        if (
+            GrantRejection.UNKNOWN_KEY in collected.rejected
+            and self.grants is not None
+            and await self.grants.learn(request.grants)
+        ):
+            collected = self._collect_proofs(compiled, request, now=now)
         binding = LazyBinding(request)
         result = evaluate(
             compiled,

@@ -38,11 +38,12 @@ import base64
 import binascii
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar
 
+import structlog
 from joserfc import jwt
 from joserfc.errors import BadSignatureError, JoseError
 
@@ -60,6 +61,8 @@ __all__ = [
     "issue_grant",
     "verify_grant",
 ]
+
+log = structlog.get_logger("piigate.grants")
 
 GRANT_TYPE = "piigate-grant+jwt"
 GRANT_ALG = "ES256"
@@ -280,7 +283,9 @@ def _epoch(at: datetime) -> int:
 
 
 class KeyringGrantVerifier:
-    """The engine's ``GrantVerifier`` port over this deployment's keyring and issuer."""
+    """The engine's ``GrantVerifier`` port over this deployment's keyring and issuer. A grant
+    signed by a key the keyring does not hold makes it reload the store's keys (another node
+    may have rotated); a key still unknown then is logged by its kid, never with the token."""
 
     def __init__(self, keyring: Keyring, issuer: str) -> None:
         self.keyring = keyring
@@ -294,3 +299,27 @@ class KeyringGrantVerifier:
             now=now,
             expected_subject=expected_subject,
         )
+
+    async def learn(self, tokens: Sequence[str]) -> bool:
+        learned = False
+        for token in tokens:
+            kid = _kid_of(token)
+            if kid is None or self.keyring.verify_key(kid) is not None:
+                continue
+            await self.keyring.learn(kid)
+            if self.keyring.verify_key(kid) is not None:
+                learned = True
+            else:
+                # The kid is the client's text: bounded, and only ever the header's.
+                reason = GrantRejection.UNKNOWN_KEY.value
+                log.warning("grant_key_unknown", reason=reason, kid=kid[:64])
+        return learned
+
+
+def _kid_of(token: str) -> str | None:
+    """The ``kid`` of a grant's header, not yet trusted; None when there is none."""
+    try:
+        kid = _unverified_header(token).get("kid")
+    except GrantRejected:
+        return None
+    return kid if isinstance(kid, str) else None

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NoReturn
 
+import structlog
+
 from piigate.factors import FailurePolicy, lockout_state
 from piigate.factors.ports import FactorRecord, VerifierStore
 from piigate.model import Challenge, ChallengeState, Method
@@ -22,12 +24,15 @@ from piigate.policy.model import FactorSettings
 from piigate.ports import AuditRecorder
 from piigate.stepup.verdicts import (
     CheckFailed,
+    FactorUnreadable,
     VerificationFailure,
     VerificationRejected,
     VerificationThrottled,
 )
 
 __all__ = ["Refusals"]
+
+log = structlog.get_logger("piigate.verify")
 
 # Method names the audit records as given; anything else a client sends is "unknown".
 _KNOWN_METHODS = frozenset(Method)
@@ -105,6 +110,21 @@ class Refusals:
             locked = CheckFailed(VerificationFailure.LOCKED, usable[0].id)
             await self.fail(challenge, method, locked, attempts)
         return charged, attempts
+
+    async def refund(
+        self,
+        challenge: Challenge,
+        charged: Sequence[FactorRecord],
+        unreadable: FactorUnreadable,
+        now: datetime,
+    ) -> None:
+        """Take back what :meth:`charge` counted at ``now`` for the factors the proof could not
+        be checked against (a server fault, not a guess), and the attempt when that is every
+        factor charged. A factor the proof was checked against keeps its failure."""
+        before = {f.id: f.last_failure_at for f in charged if f.id in unreadable.factor_ids}
+        everything = len(before) == len(charged)
+        log.warning("verification_unreadable", challenge_id=challenge.id, factor_ids=[*before])
+        await self.store.refund_charge(challenge.id, before, charged_at=now, attempt=everything)
 
     async def fail(
         self,

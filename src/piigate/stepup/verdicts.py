@@ -14,13 +14,14 @@ from enum import StrEnum
 from typing import Any
 
 from piigate.crypto.secret import Secret
-from piigate.errors import FactorRejected, TooManyRequests
+from piigate.errors import FactorRejected, ServiceUnavailable, TooManyRequests
 from piigate.factors.ports import FactorRecord, Spend
 from piigate.model import Approval, Challenge, Grant
 
 __all__ = [
     "CheckFailed",
     "FactorCheck",
+    "FactorUnreadable",
     "IssuedGrant",
     "Proof",
     "VerificationFailure",
@@ -97,6 +98,20 @@ class VerificationThrottled(TooManyRequests):
     def __init__(self, retry_after: int) -> None:
         super().__init__(retry_after, "too many failed verifications; retry later")
         self.reason = VerificationFailure.THROTTLED
+
+
+class FactorUnreadable(ServiceUnavailable):
+    """The proof could not be checked against ``factor_ids``: the keyring cannot open what
+    it needs (a factor's secret, a code sent). A server fault (503), not a wrong proof: the
+    ``Verifier`` takes back the failure it charged those factors, and the attempt when no
+    factor could be checked at all."""
+
+    code = "factor_unreadable"
+    title = "Factor unreadable"
+
+    def __init__(self, factor_ids: Sequence[str]) -> None:
+        super().__init__("the factor cannot be checked right now; nothing was counted against it")
+        self.factor_ids = tuple(factor_ids)
 
 
 class CheckFailed(Exception):

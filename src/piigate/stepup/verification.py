@@ -20,15 +20,12 @@ audit commit:
    challenge approved by compare-and-set with its :class:`~piigate.model.Approval`; then
    ``challenge_verified``.
 
-:meth:`Verifier.verify` runs it in-band: the grant is signed and returned to the request that
-proved the factor. :meth:`Verifier.answer` runs it out-of-band (a signed push answer, checked by
-the push's own check): the requester collects the grant once with :meth:`Verifier.collect`
-(``GET /v1/challenges/{id}/status``). Another person approves with :meth:`Verifier.approve`;
-denials are :meth:`Verifier.deny`.
-
-Vague outside, exact inside (STYLE.md §9): every refusal is the same ``factor_rejected`` 401,
-while ``verification_failed`` names the exact :class:`VerificationFailure`. Codes, secrets and
-grant tokens are never audited or logged.
+:meth:`Verifier.verify` runs it in-band (the grant returned to the request that proved the
+factor), :meth:`Verifier.answer` out-of-band (a signed push answer): the requester collects the
+grant once with :meth:`Verifier.collect`; another person approves with :meth:`Verifier.approve`.
+Every refusal is the same vague ``factor_rejected`` 401, while ``verification_failed`` names the
+exact :class:`VerificationFailure` (STYLE.md §9); a factor a check cannot read is a 503 whose
+charge is taken back. Codes, secrets and grant tokens are never audited or logged.
 """
 
 from __future__ import annotations
@@ -52,6 +49,7 @@ from piigate.stepup.refusals import Refusals
 from piigate.stepup.verdicts import (
     CheckFailed,
     FactorCheck,
+    FactorUnreadable,
     IssuedGrant,
     Proof,
     VerificationFailure,
@@ -254,6 +252,9 @@ class Verifier:
                 verified = await check.check(challenge, proof, charged, now)
             except CheckFailed as failed:
                 await self.refusals.fail(challenge, method, failed, attempts)
+            except FactorUnreadable as unreadable:  # a server fault (503), not a failure
+                await self.refusals.refund(challenge, charged, unreadable, now)
+                raise
             # Unit of work 3: what the proof spends, the failures cleared, the challenge approved.
             approval = self._approval(method, settings, verified, now)
             settled = await self.store.settle_verification(

@@ -13,6 +13,7 @@ from piigate.store.counters import SqlCounters
 from piigate.store.db import AlreadyExists, Database, StoreUnavailable, default_url
 from piigate.store.factors import FactorRow, FactorStore
 from piigate.store.grants import GrantStore
+from piigate.store.keyring import KeyringStore
 from piigate.store.sessions import SessionRow, SessionStore
 from piigate.store.users import UserRow, UserStore
 from piigate.store.verification import VerificationStore
@@ -29,6 +30,7 @@ __all__ = [
     "FactorRow",
     "FactorStore",
     "GrantStore",
+    "KeyringStore",
     "SessionRow",
     "SessionStore",
     "SqlCounters",
@@ -50,6 +52,7 @@ class Store(
     ApiKeyStore,
     FactorStore,
     VerificationStore,
+    KeyringStore,
     SqlCounters,
 ):
     """Every repository over one :class:`Database`, as flat methods."""

@@ -2,7 +2,9 @@
 
 Challenges are stored as their columns plus a JSON body of names and ids; the one value in a
 challenge that can identify a person — a transaction's payee — is encrypted under the keyring's
-data key with the challenge id as associated data.
+data key with the challenge id as associated data. A payee sealed under a data key this node
+has not loaded yet (another node's rotation) is read once the key is learned; one that cannot be
+read is a 503, never a challenge without its payee.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from piigate.crypto.keyring import Keyring
+from piigate.crypto.keyring import DecryptionError, Keyring, UnknownKey
+from piigate.errors import ServiceUnavailable
 from piigate.model import (
     Action,
     Approval,
@@ -63,7 +66,7 @@ class SqlChallenges:
 
     async def get(self, challenge_id: str) -> Challenge | None:
         row = await self.store.get_challenge(challenge_id)
-        return None if row is None else challenge_from_row(row, self.keyring)
+        return None if row is None else await self._challenge(row)
 
     async def get_with_factors(
         self, challenge_id: str, *, kind: str | None
@@ -73,7 +76,7 @@ class SqlChallenges:
         if found is None:
             return None
         row, factors = found
-        return challenge_from_row(row, self.keyring), factors
+        return await self._challenge(row), factors
 
     async def pending(self, *, created_after: datetime, limit: int = 200) -> list[Challenge]:
         """Pending challenges opened after ``created_after``, newest first (expired included:
@@ -81,7 +84,18 @@ class SqlChallenges:
         rows = await self.store.list_challenges(
             state=ChallengeState.PENDING.value, created_after=created_after, limit=limit
         )
-        return [challenge_from_row(row, self.keyring) for row in rows]
+        return [await self._challenge(row) for row in rows]
+
+    async def _challenge(self, row: ChallengeRow) -> Challenge:
+        try:
+            try:
+                return challenge_from_row(row, self.keyring)
+            except UnknownKey as unknown:
+                if not await self.keyring.learn(unknown.kid):
+                    raise
+            return challenge_from_row(row, self.keyring)
+        except DecryptionError:
+            raise ServiceUnavailable("the challenge's transaction cannot be read") from None
 
     def _body(self, challenge: Challenge) -> dict[str, Any]:
         req = challenge.requirement

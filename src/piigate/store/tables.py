@@ -35,6 +35,7 @@ __all__ = [
     "challenges",
     "counters",
     "factors",
+    "keyring_keys",
     "metadata",
     "sessions",
     "used_grants",
@@ -228,4 +229,21 @@ ceremonies = Table(
     Column("closed_at", TS, nullable=True),
     Index("ix_ceremonies_subject_id", "subject_id"),
     Index("ix_ceremonies_challenge_id", "challenge_id"),
+)
+
+# The deployment's keyring (``crypto.keystore``): one row per signing or data key, each sealed by
+# the master key (``kek_id`` names which), never in the clear. Rows are only ever added; the
+# current key of a kind is the last ``active`` one added (highest ``seq``), and the older ones
+# stay for what was signed or encrypted under them.
+keyring_keys = Table(
+    "keyring_keys",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("kid", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # signing | data
+    Column("created_at", TS, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("kek_id", String(64), nullable=False),
+    Column("sealed", Text, nullable=False),
+    Index("ux_keyring_keys_kid", "kid", unique=True),
 )

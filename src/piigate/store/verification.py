@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, or_, select, update
+from sqlalchemy import Connection, bindparam, case, or_, select, update
 
 from piigate.errors import NotFound
 from piigate.factors import CeremonyState, FactorState
@@ -211,6 +211,48 @@ class VerificationStore(Repo):
             return Settlement(refused=None, approved=approved)
 
         return await self.db.write(work)
+
+    async def refund_charge(
+        self,
+        challenge_id: str,
+        factors_before: Mapping[str, datetime | None],
+        *,
+        charged_at: datetime,
+        attempt: bool,
+    ) -> None:
+        """Take back what :meth:`charge_attempt` (at ``charged_at``) counted for a proof that
+        could not be checked (a server fault): one failure of each factor of ``factors_before``
+        (never below zero), with the last failure's time it had before (mapped) unless a later
+        failure has been counted since; and the attempt when ``attempt``. The rows in
+        :meth:`charge_attempt`'s order. Rare: the statements are built per call."""
+        at = utc(charged_at)
+        left = factors.c.failures - 1
+        refund = (
+            update(factors)
+            .where(factors.c.id == bindparam("factor_id"), factors.c.failures > 0)
+            .values(
+                failures=left,
+                last_failure_at=case(
+                    (left == 0, None),
+                    (factors.c.last_failure_at == at, bindparam("before", type_=TS)),
+                    else_=factors.c.last_failure_at,
+                ),
+            )
+        )
+        uncount = (
+            update(challenges)
+            .where(challenges.c.id == challenge_id, challenges.c.attempts > 0)
+            .values(attempts=challenges.c.attempts - 1)
+        )
+
+        def work(conn: Connection) -> None:
+            if attempt:
+                conn.execute(uncount)
+            for factor_id in sorted(factors_before):
+                before = factors_before[factor_id]
+                conn.execute(refund, {"factor_id": factor_id, "before": before})
+
+        await self.db.write(work)
 
 
 def _factor_ids(spends: Sequence[Spend]) -> set[str]:

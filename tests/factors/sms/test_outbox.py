@@ -12,7 +12,8 @@ from sms_support import run_cli
 from sqlalchemy import text
 
 from piigate.clock import FixedClock
-from piigate.crypto.keyring import Keyring
+from piigate.crypto.keyring import Keyring, open_keyring
+from piigate.crypto.masterkey import MasterKeySpec
 from piigate.crypto.secret import Secret
 from piigate.factors.sms import SmsMessage, parse_phone
 from piigate.factors.sms.numbers import NumberDigests
@@ -34,7 +35,7 @@ async def raw_ceremonies(db: Database) -> str:
 
 
 async def test_outbox_keeps_messages_encrypted_newest_first(db: Database, tmp_path: Path) -> None:
-    keyring = Keyring.open(tmp_path / "keyring")
+    keyring = Keyring.ephemeral()
     clock = FixedClock()
     outbox = OutboxSender(db, keyring, clock)
     for n in range(3):
@@ -49,7 +50,7 @@ async def test_outbox_keeps_messages_encrypted_newest_first(db: Database, tmp_pa
 
 
 async def test_outbox_drops_old_messages(db: Database, tmp_path: Path) -> None:
-    keyring = Keyring.open(tmp_path / "keyring")
+    keyring = Keyring.ephemeral()
     clock = FixedClock()
     outbox = OutboxSender(db, keyring, clock)
     await outbox.send(message(1))
@@ -61,15 +62,18 @@ async def test_outbox_drops_old_messages(db: Database, tmp_path: Path) -> None:
 async def test_a_row_another_keyring_wrote_is_shown_unreadable(
     db: Database, tmp_path: Path
 ) -> None:
-    await OutboxSender(db, Keyring.open(tmp_path / "a"), FixedClock()).send(message(1))
-    [shown] = await OutboxSender(db, Keyring.open(tmp_path / "b"), FixedClock()).latest()
+    await OutboxSender(db, Keyring.ephemeral(), FixedClock()).send(message(1))
+    [shown] = await OutboxSender(db, Keyring.ephemeral(), FixedClock()).latest()
     assert shown.text is None and shown.to is None and shown.hint
 
 
 async def test_piigate_sms_outbox_prints_the_latest_messages(
     db: Database, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    keyring = Keyring.open(tmp_path / "keyring")
+    # The deployment's keys, as a node with data dir tmp_path (and so the CLI) opens them.
+    master = MasterKeySpec(default_file=tmp_path / "master.key")
+    opened = await open_keyring(Store(db), master, legacy_dir=None, clock=FixedClock())
+    keyring = opened.keyring
     clock = FixedClock()
     outbox = OutboxSender(db, keyring, clock)
     await outbox.send(message(1))
@@ -111,7 +115,7 @@ def test_piigate_sms_outbox_without_a_keyring_is_one_line(
 async def test_number_digests_agree_across_nodes_and_hide_the_number(
     db: Database, tmp_path: Path
 ) -> None:
-    keyring = Keyring.open(tmp_path / "keyring")
+    keyring = Keyring.ephemeral()
     store = Store(db)
     # Two nodes start at once: one creates the shared key, the other reads it back.
     one, two = (
@@ -129,4 +133,4 @@ async def test_number_digests_agree_across_nodes_and_hide_the_number(
     from piigate.errors import ServiceUnavailable
 
     with pytest.raises(ServiceUnavailable):
-        await NumberDigests(store, Keyring.open(tmp_path / "other"), FixedClock()).digest(phone)
+        await NumberDigests(store, Keyring.ephemeral(), FixedClock()).digest(phone)

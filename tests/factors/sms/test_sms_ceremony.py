@@ -40,7 +40,13 @@ from piigate.factors.sms.numbers import NumberDigests
 from piigate.model import Action, Caller, Challenge, Requirement, Resource, Transaction
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
-from piigate.stepup.verdicts import IssuedGrant, Proof, VerificationRejected, VerificationThrottled
+from piigate.stepup.verdicts import (
+    FactorUnreadable,
+    IssuedGrant,
+    Proof,
+    VerificationRejected,
+    VerificationThrottled,
+)
 from piigate.stepup.verification import Verifier
 from piigate.store import Database, Store
 from piigate.store.ports import SqlChallenges
@@ -160,11 +166,9 @@ class World:
         return row.failures
 
 
-def build_world(
-    db: Database, tmp_path: Path, limits: SmsLimits | None = None, keyring_dir: str = "keyring"
-) -> World:
+def build_world(db: Database, tmp_path: Path, limits: SmsLimits | None = None) -> World:
     store = Store(db)
-    keyring = Keyring.open(tmp_path / keyring_dir)
+    keyring = Keyring.ephemeral()  # every world its own keys
     clock = FixedClock(T0)
     audit = RecordingAudit()
     holder = PolicyHolder(compile_policy(load_policy_text(policy_text())))
@@ -579,10 +583,41 @@ async def test_a_failed_enrolment_leaves_no_pending_factor(world: World) -> None
 async def test_a_number_this_keyring_cannot_read_fails_closed(db: Database, tmp_path: Path) -> None:
     world = build_world(db, tmp_path)
     await world.sms_factor()
-    other = build_world(db, tmp_path, keyring_dir="other-keyring")
+    other = build_world(db, tmp_path)
     with pytest.raises(ServiceUnavailable):
         await other.send(await other.challenge())
     assert other.sender.sent == []
+
+
+async def test_a_code_this_keyring_cannot_read_is_a_503_and_never_counted(world: World) -> None:
+    factor_id = await world.sms_factor()
+    challenge = await world.challenge()
+    code = await world.send(challenge)
+    # The code was sealed by keys this verifier does not hold (another deployment's).
+    world.verifier.register("sms", SmsCheck(world.store, Keyring.ephemeral()))
+
+    with pytest.raises(FactorUnreadable) as caught:
+        await world.verify(challenge, code)
+
+    assert caught.value.problem()["status"] == 503
+    assert await world.failures(factor_id) == 0
+    row = await world.store.get_challenge(challenge.id)
+    assert row is not None and (row.attempts, row.state) == (0, "pending")
+    assert world.audit.of("verification_failed") == []
+
+
+async def test_a_confirmation_code_this_keyring_cannot_read_is_a_503_and_never_counted(
+    db: Database, tmp_path: Path
+) -> None:
+    world = build_world(db, tmp_path)
+    sent = await world.sms.enroll("alice", NUMBER)
+    other = build_world(db, tmp_path)  # a node with other keys
+
+    with pytest.raises(FactorUnreadable):
+        await other.sms.confirm("alice", sent.factor.id, Secret(world.last_code()))
+
+    assert await world.failures(sent.factor.id) == 0
+    assert other.audit.of("factor_confirmation_failed") == []
 
 
 # -- nothing leaks ------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""``piigate keys rotate`` re-wraps SMS factors' numbers like every factor secret, and a node
-that reloads its keyring keeps sending codes (SQLite and PostgreSQL)."""
+"""``piigate keys rotate`` re-wraps SMS factors' numbers like every factor secret, and a running
+node that learns the new keys keeps sending codes (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from sms_support import run_cli
 
 from piigate.clock import FixedClock
-from piigate.crypto.keyring import Keyring
+from piigate.crypto.keyring import Keyring, open_keyring
+from piigate.crypto.masterkey import MasterKeySpec
 from piigate.crypto.secret import Secret
 from piigate.factors.checks import code_checks
 from piigate.factors.enrollment import FactorEnrollment
@@ -84,7 +85,9 @@ async def test_rotation_rewraps_sms_numbers(
     db: Database, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = Store(db)
-    keyring = Keyring.open(tmp_path / "keyring")
+    # The keys as a node whose data dir is tmp_path opens them (the CLI below uses the same).
+    master = MasterKeySpec(default_file=tmp_path / "master.key")
+    keyring = (await open_keyring(store, master, legacy_dir=None, clock=FixedClock())).keyring
     sender = MemorySender()
     sms = ceremony(store, keyring, sender)
     sent = await sms.enroll("alice", NUMBER)
@@ -100,12 +103,13 @@ async def test_rotation_rewraps_sms_numbers(
     assert status == 0, err
     assert "1 secrets re-wrapped" in out
 
-    reloaded = Keyring.open(tmp_path / "keyring")
     after = await store.get_factor(sent.factor.id)
     assert after is not None and after.secret is not None
-    assert after.secret != before.secret and f".{reloaded.data_kid}." in after.secret
-    assert reloaded.decrypt(after.secret, aad=factor_aad(after.id)) == NUMBER.encode()
+    assert after.secret != before.secret
+    # The running node learns the new data key from the re-wrapped number itself.
+    assert await keyring.adecrypt(after.secret, aad=factor_aad(after.id)) == NUMBER.encode()
+    assert f".{keyring.data_kid}." in after.secret
     # The number key (encrypted under the old data key) still opens: old keys are kept.
     fresh_sender = MemorySender()
-    await ceremony(store, reloaded, fresh_sender).enroll("bob", NUMBER)
+    await ceremony(store, keyring, fresh_sender).enroll("bob", NUMBER)
     assert fresh_sender.sent[-1].to.e164 == NUMBER

@@ -182,7 +182,7 @@ class World:
 @pytest.fixture
 async def world(db: Database, tmp_path: Path) -> AsyncIterator[World]:
     store = Store(db)
-    keyring = Keyring.open(tmp_path / "keyring")
+    keyring = Keyring.ephemeral()
     clock = FixedClock(T0)
     audit = RecordingAudit()
     holder = PolicyHolder(compile_policy(load_policy_text(policy_text())))

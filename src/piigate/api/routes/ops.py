@@ -18,7 +18,10 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The store and Redis (if set) are reachable, a policy is loaded")
+@router.get(
+    "/readyz",
+    summary="The store and Redis (if set) are reachable, the keys readable, a policy is loaded",
+)
 async def readyz(request: Request) -> dict[str, Any]:
     services = get_services(request)
     problems = []
@@ -31,6 +34,8 @@ async def readyz(request: Request) -> dict[str, Any]:
             await services.redis_counters.ping()
         except ServiceUnavailable:
             problems.append("redis unreachable")
+    if services.keyring.problem is not None:
+        problems.append(f"keys unreadable: {services.keyring.problem}")
     compiled = services.policy.current
     if compiled is None:
         problems.append("no policy loaded")

@@ -40,6 +40,7 @@ from piigate.ports import AuditRecorder
 from piigate.stepup.verdicts import (
     CheckFailed,
     FactorCheck,
+    FactorUnreadable,
     Proof,
     VerificationFailure,
     Verified,
@@ -74,12 +75,12 @@ def number_aad(push_id: str) -> bytes:
     return f"push:{push_id}".encode()
 
 
-def read_number(keyring: Keyring, push: CeremonyRecord) -> int:
+async def read_number(keyring: Keyring, push: CeremonyRecord) -> int:
     """The two-digit number of ``push``, decrypted (503 when it cannot be read)."""
     if push.secret is None:
         raise ServiceUnavailable("the push cannot be read")
     try:
-        return int(keyring.decrypt(push.secret, aad=number_aad(push.id)))
+        return int(await keyring.adecrypt(push.secret, aad=number_aad(push.id)))
     except (DecryptionError, ValueError):
         log.warning("push_number_unreadable", push_id=push.id)
         raise ServiceUnavailable("the push cannot be read") from None
@@ -114,7 +115,10 @@ class NumberMatch(FactorCheck):
         now: datetime,
     ) -> Verified:
         device = factors[0]  # the one device that answered, charged
-        expected = read_number(self.keyring, self.push)
+        try:
+            expected = await read_number(self.keyring, self.push)
+        except ServiceUnavailable:  # a server fault: not counted against the device
+            raise FactorUnreadable([device.id]) from None
         given = None if proof.code is None else int(proof.code.reveal())
         if not numbers_match(expected, given):
             raise CheckFailed(VerificationFailure.WRONG_NUMBER, device.id)

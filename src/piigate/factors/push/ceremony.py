@@ -206,7 +206,7 @@ class PushCeremony:
     ) -> SentPush:
         open_push = await self._open_push(challenge.id, now)
         if open_push is not None:
-            number = read_number(self.keyring, open_push)
+            number = await read_number(self.keyring, open_push)
             already = tuple(str(d) for d in open_push.data.get("devices", []))
             return SentPush(open_push.id, number, open_push.expires_at, already, sent=False)
         devices = await usable_factors(
@@ -298,7 +298,7 @@ class PushCeremony:
         push = await self._open_push(challenge.id, now)
         if push is None:
             return None
-        return ShownPush(read_number(self.keyring, push), push.expires_at)
+        return ShownPush(await read_number(self.keyring, push), push.expires_at)
 
     # -- the device's side ----------------------------------------------------------------------
     async def pending(self, device: FactorRecord) -> list[PendingPush]:

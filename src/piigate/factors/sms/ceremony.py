@@ -41,6 +41,7 @@ from piigate.factors.sms.codes import (
     code_mismatch,
     newest_code,
     normalised_code,
+    sent_code,
 )
 from piigate.factors.sms.dispatch import (
     MAX_CODE_LIFETIME,
@@ -134,7 +135,7 @@ class SmsCeremony:
         if settings is None or Method.SMS.value not in challenge.requirement.methods:
             raise Conflict("this challenge cannot be answered with an SMS code")
         factor = await self._active_factor(challenge.subject_id, factor_id, settings)
-        phone = self._number(factor)
+        phone = await self._number(factor)
         await self.dispatch.throttle(
             challenge.subject_id, phone, purpose=CeremonyPurpose.SMS_CODE, challenge_id=challenge.id
         )
@@ -219,17 +220,20 @@ class SmsCeremony:
         if factor.state != FactorState.PENDING:
             raise Conflict("the factor is not a pending SMS factor")
         enrollment = self.enrollment
+        sent = await self.store.list_ceremonies(
+            factor_id=factor_id, purposes=[CeremonyPurpose.SMS_ENROLL], limit=CEREMONY_SCAN
+        )
+        ceremony = newest_code(sent)
+        # Opened before anything is counted: a code the keyring cannot open is a 503, not a
+        # failure of the factor.
+        expected = await sent_code(self.keyring, ceremony)
         await enrollment.charge_confirmation(subject_id, factor_id, Method.SMS, now)
         given = normalised_code(code)
         if given is None:
             await enrollment.refuse_confirmation(
                 subject_id, factor_id, VerificationFailure.MALFORMED
             )
-        sent = await self.store.list_ceremonies(
-            factor_id=factor_id, purposes=[CeremonyPurpose.SMS_ENROLL], limit=CEREMONY_SCAN
-        )
-        ceremony = newest_code(sent)
-        reason = code_mismatch(self.keyring, ceremony, given, now)
+        reason = code_mismatch(ceremony, expected, given, now)
         if reason is not None:
             await enrollment.refuse_confirmation(subject_id, factor_id, reason)
         assert ceremony is not None
@@ -264,12 +268,13 @@ class SmsCeremony:
         )
         return usable[0]
 
-    def _number(self, factor: FactorRecord) -> PhoneNumber:
+    async def _number(self, factor: FactorRecord) -> PhoneNumber:
         """The factor's number, decrypted; 503 when the keyring cannot read it (fail closed)."""
         if factor.secret is None:
             raise ServiceUnavailable("the SMS factor has no number")
         try:
-            e164 = self.keyring.decrypt(factor.secret, aad=factor_aad(factor.id)).decode("ascii")
+            number = await self.keyring.adecrypt(factor.secret, aad=factor_aad(factor.id))
+            e164 = number.decode("ascii")
         except (DecryptionError, UnicodeDecodeError):
             log.warning("sms_number_unreadable", factor_id=factor.id)
             raise ServiceUnavailable("the SMS factor cannot be read") from None

@@ -16,12 +16,21 @@ import secrets
 from collections.abc import Sequence
 from datetime import datetime
 
+import structlog
+
 from piigate.crypto.keyring import DecryptionError, Keyring
 from piigate.crypto.secret import Secret
 from piigate.factors import CeremonyPurpose, CeremonyState
 from piigate.factors.ports import CeremonyRecord, CeremonyRepo, FactorRecord, SpendCeremony
 from piigate.model import Challenge
-from piigate.stepup.verdicts import CheckFailed, FactorCheck, Proof, VerificationFailure, Verified
+from piigate.stepup.verdicts import (
+    CheckFailed,
+    FactorCheck,
+    FactorUnreadable,
+    Proof,
+    VerificationFailure,
+    Verified,
+)
 
 __all__ = [
     "CEREMONY_SCAN",
@@ -32,7 +41,10 @@ __all__ = [
     "new_code",
     "newest_code",
     "normalised_code",
+    "sent_code",
 ]
+
+log = structlog.get_logger("piigate.verify")
 
 CODE_DIGITS = 6
 # Enough for every code one challenge can be sent within the rate limits.
@@ -59,20 +71,32 @@ def normalised_code(code: Secret[str] | None) -> str | None:
     return digits
 
 
+async def sent_code(keyring: Keyring, ceremony: CeremonyRecord | None) -> bytes | None:
+    """The code ``ceremony`` sent, decrypted (None: no ceremony, or one without a code).
+
+    A code the keyring cannot open is a server fault, not a wrong code:
+    :class:`FactorUnreadable` (503) for ``ceremony``'s factor, logged by the ceremony's id.
+    """
+    if ceremony is None or ceremony.secret is None:
+        return None
+    try:
+        return await keyring.adecrypt(ceremony.secret, aad=code_aad(ceremony.id))
+    except DecryptionError:
+        log.warning("sms_code_unreadable", ceremony_id=ceremony.id)
+        raise FactorUnreadable([ceremony.factor_id] if ceremony.factor_id else []) from None
+
+
 def code_mismatch(
-    keyring: Keyring, ceremony: CeremonyRecord | None, given: str, now: datetime
+    ceremony: CeremonyRecord | None, expected: bytes | None, given: str, now: datetime
 ) -> VerificationFailure | None:
-    """Why ``given`` does not answer ``ceremony`` — or None when it does and is still live.
+    """Why ``given`` does not answer ``ceremony``, whose code is ``expected`` (:func:`sent_code`)
+    -- or None when it does and is still live.
 
     The code is compared first (in constant time), so the audit says ``REPLAYED`` or ``EXPIRED``
     only for the right code: a wrong guess at a spent code is simply wrong.
     """
-    if ceremony is None or ceremony.secret is None:
+    if ceremony is None or expected is None:
         return VerificationFailure.WRONG_CODE
-    try:
-        expected = keyring.decrypt(ceremony.secret, aad=code_aad(ceremony.id))
-    except DecryptionError:
-        return VerificationFailure.FACTOR_UNREADABLE
     if not hmac.compare_digest(expected, given.encode("ascii")):
         return VerificationFailure.WRONG_CODE
     if ceremony.state == CeremonyState.USED:
@@ -121,7 +145,12 @@ class SmsCheck(FactorCheck):
         factor = by_id.get(ceremony.factor_id or "") if ceremony is not None else None
         if ceremony is None or factor is None:
             raise CheckFailed(VerificationFailure.WRONG_CODE, first)
-        reason = code_mismatch(self.keyring, ceremony, given, now)
+        try:
+            expected = await sent_code(self.keyring, ceremony)
+        except FactorUnreadable:
+            # No factor was checked: every charge is taken back (the attempt too).
+            raise FactorUnreadable([f.id for f in factors]) from None
+        reason = code_mismatch(ceremony, expected, given, now)
         if reason is VerificationFailure.EXPIRED and ceremony.state == CeremonyState.OPEN:
             await self.store.close_ceremony(ceremony.id, new=CeremonyState.EXPIRED, now=now)
         if reason is not None:

@@ -62,7 +62,7 @@ class NumberDigests:
         if row.secret is None:
             raise ServiceUnavailable("the SMS number key could not be stored")
         try:
-            self._key = Secret(self._keyring.decrypt(row.secret, aad=_AAD))
+            self._key = Secret(await self._keyring.adecrypt(row.secret, aad=_AAD))
         except DecryptionError:
             # Fail closed: without the shared key, per-number limits could not be counted.
             raise ServiceUnavailable(

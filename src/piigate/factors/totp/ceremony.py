@@ -2,7 +2,9 @@
 
 The check receives the factors already charged one failure (``Refusals.charge``) and either
 returns :class:`~piigate.stepup.verdicts.Verified` or raises
-:class:`~piigate.stepup.verdicts.CheckFailed` with the exact reason, for the audit only. The time
+:class:`~piigate.stepup.verdicts.CheckFailed` with the exact reason, for the audit only. A
+secret the keyring cannot open is a server fault (:class:`FactorUnreadable`, 503), not a wrong
+code: what was charged for it is taken back. The time
 step a success spends is returned (``AdvanceTotpStep``) and saved by the ``Verifier`` with a
 compare-and-set, so two nodes accepting the same code at the same moment cannot both win.
 """
@@ -23,6 +25,7 @@ from piigate.model import Challenge
 from piigate.stepup.verdicts import (
     CheckFailed,
     FactorCheck,
+    FactorUnreadable,
     Proof,
     VerificationFailure,
     Verified,
@@ -40,12 +43,12 @@ _TOTP_REASONS: Mapping[TotpFailure, VerificationFailure] = {
 }
 
 
-def decrypt_factor_secret(keyring: Keyring, factor: FactorRecord) -> Secret[str] | None:
+async def decrypt_factor_secret(keyring: Keyring, factor: FactorRecord) -> Secret[str] | None:
     """A factor's secret in the clear (ASCII), or None when absent or unreadable (logged)."""
     if factor.secret is None:
         return None
     try:
-        raw = keyring.decrypt(factor.secret, aad=factor_aad(factor.id))
+        raw = await keyring.adecrypt(factor.secret, aad=factor_aad(factor.id))
         return Secret(raw.decode("ascii"))
     except (DecryptionError, UnicodeDecodeError):
         log.warning("factor_secret_unreadable", factor_id=factor.id)
@@ -69,10 +72,11 @@ class TotpCheck(FactorCheck):
     ) -> Verified:
         code = proof_code(proof, factors)
         reasons: list[tuple[VerificationFailure, str]] = []
+        unreadable: list[str] = []
         for factor in factors:
-            secret = decrypt_factor_secret(self.keyring, factor)
+            secret = await decrypt_factor_secret(self.keyring, factor)
             if secret is None:
-                reasons.append((VerificationFailure.FACTOR_UNREADABLE, factor.id))
+                unreadable.append(factor.id)
                 continue
             try:
                 match = verify_totp(
@@ -89,4 +93,6 @@ class TotpCheck(FactorCheck):
             # or not at all, so of two nodes accepting this code at once only one wins.
             spend = AdvanceTotpStep(factor.id, match.step)
             return Verified(factor, self.amr, {"drift": match.drift}, spends=(spend,))
+        if unreadable:  # the code may be one of those: it could not be checked
+            raise FactorUnreadable(unreadable)
         raise CheckFailed(*most_telling(reasons))
