@@ -28,9 +28,9 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from piigate.files import PRIVATE_FILE, private_directory
 from piigate.crypto.keyset import KeyringError, b64decode, b64encode
 from piigate.crypto.secret import Secret
+from piigate.files import PRIVATE_FILE, private_directory
 
 __all__ = ["DEFAULT_FILE_NAME", "MASTER_KEY_ENV", "MasterKey", "MasterKeySpec"]
 
