@@ -9,8 +9,7 @@ and arrays on the way to a replaced value and never changes the document it is g
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
     from piigate.gateway.http.selectors import Selector
@@ -34,8 +33,7 @@ Step = str | int | Wildcard
 Location = tuple[str | int, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Found:
+class Found(NamedTuple):
     """A present value (``None`` for a JSON null) and where it is: member names and indexes
     from the root (an index as given in the document: never negative)."""
 
@@ -183,6 +181,11 @@ def _find(
 ) -> None:
     if node.labels:
         out.append((Found(location, value), node.labels))
+    if isinstance(value, dict) and node.wild is None:  # the common case, without a list built
+        for name, state in node.names.items():
+            if name in value:
+                _find(value[name], state, (*location, name), out)
+        return
     for key, child, state in _steps(value, node):
         _find(child, state, (*location, key), out)
 
@@ -230,8 +233,11 @@ def _replace_items(
 ) -> list[object]:
     copy: list[object] | None = None
     size = len(value)
+    wild = node.wild if not node.indexes else None  # the common case: [*] alone
+    if wild is not None and wild.below.isdisjoint(wanted):
+        return value
     for position, old in enumerate(value):
-        state = _element(node, position, size)
+        state = wild or _element(node, position, size)
         if state is None or state.below.isdisjoint(wanted):
             continue
         new = _replace(old, state, fn, wanted)

@@ -87,12 +87,27 @@ class KeepLast:
         if self.last < 0 or (self.fixed_width is not None and self.fixed_width < 1):
             raise ValueError("last must be >= 0 and fixed_width >= 1")
 
+    def mask(self, value: object) -> object:
+        """``value`` masked (see the module's doc); None stays None."""
+        if isinstance(value, str):
+            return _keep_last(value, self)
+        if value is None:
+            return None
+        number = _number_text(value)
+        if number is not None:
+            return _keep_last(number, self)
+        # A boolean, an object or array, or a number that is not finite: nothing of it is kept.
+        return WHOLE if self.fixed_width is None else MASK * self.fixed_width
+
 
 @dataclass(frozen=True, slots=True)
 class Replace:
     """Replace the value whole by ``text``."""
 
     text: str = WHOLE
+
+    def mask(self, value: object) -> object:
+        return None if value is None else self.text
 
 
 MaskRule = KeepLast | Replace
@@ -126,17 +141,7 @@ def _strictness(rule: MaskRule) -> tuple[int, int]:
 
 def mask_value(value: object, rule: MaskRule) -> object:
     """``value`` masked by ``rule``: a string, or None for a JSON null."""
-    if value is None:
-        return None
-    if isinstance(rule, Replace):
-        return rule.text
-    if isinstance(value, str):
-        return _keep_last(value, rule)
-    number = _number_text(value)
-    if number is not None:
-        return _keep_last(number, rule)
-    # A boolean, an object or array, or a number that is not finite: nothing of it is kept.
-    return WHOLE if rule.fixed_width is None else MASK * rule.fixed_width
+    return rule.mask(value)
 
 
 def _number_text(value: object) -> str | None:
@@ -195,8 +200,8 @@ def mask_document(
             return None
         if len(classes) == 1:
             present.add(classes[0])
-            return mask_value(value, rules.get(classes[0], _REPLACE_WHOLE))
+            return rules.get(classes[0], _REPLACE_WHOLE).mask(value)
         present.update(classes)
-        return mask_value(value, strictest(rules.get(c, _REPLACE_WHOLE) for c in classes))
+        return strictest(rules.get(c, _REPLACE_WHOLE) for c in classes).mask(value)
 
     return fields.replace(doc, mask, only=masked), frozenset(present)

@@ -76,8 +76,8 @@ class Selector:
 
     @property
     def normalized(self) -> str:
-        """The RFC 9535 §2.7 normalized form (``$['a'][0][*]``): two selectors that select the
-        same fields have the same normalized form."""
+        """In the style of RFC 9535 §2.7 normalized paths (``$['a'][0][*]``): two spellings of one
+        selector have the same normalized form."""
         parts = ["$"]
         for step in self.steps:
             if isinstance(step, Wildcard):
