@@ -25,7 +25,7 @@ from piigate.gateway.http.sections import (
     parse_rate,
 )
 from piigate.model import Action
-from piigate.policy import load_policy
+from piigate.policy import compile_policy, load_policy
 from piigate.policy.yamlnodes import MAX_FILE_BYTES
 
 
@@ -88,6 +88,8 @@ def test_the_section_can_share_the_policy_file(tmp_path: Path) -> None:
     loaded = load_policy(str(path))  # the policy loader leaves the gateway section alone
     config = load_gateway_config(str(path), loaded)
     assert len(config.routes) == 4 and config.source == str(path)
+    compiled = load_gateway_config(str(path), compile_policy(loaded))  # or the one in force
+    assert [r.label for r in compiled.routes] == [r.label for r in config.routes]
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
@@ -298,6 +300,19 @@ CASES: list[tuple[str, str, str, str]] = [
     ),
     ('amount: "$.amount"', 'amount: "$.amount", fee: "$.fee"', "^fee", "unknown key 'fee'"),
     ("action: transact", "action: create", "^transaction: {amount", "only for action: transact"),
+    (
+        '        transaction: {amount: "$.amount", currency: "$.currency", payee: "$.to_account"}'
+        "\n",
+        "",
+        '^match: {method: POST, path: "/transfers"}',
+        "a transact route needs a 'transaction'",
+    ),
+    (
+        'match: {method: POST, path: "/transfers"}',
+        'match: "POST /transfers"',
+        'match: ^"POST',
+        "match must be a mapping",
+    ),
     (
         "        transaction: {amount",
         "        pii: [ssn]\n        x: {amount",

@@ -53,6 +53,7 @@ from piigate.gateway.http.sections import (
     read_rate_limits,
     read_upstream,
 )
+from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.model import Policy
 from piigate.policy.yamlnodes import NodeReader, YamlErrors, compose_file, compose_text
 
@@ -104,20 +105,23 @@ class HttpGatewayConfig:
         return match_route(self.routes, method, target)
 
 
-def load_gateway_config(path: str, policy: Policy) -> HttpGatewayConfig:
-    """``gateway.http`` of the file at ``path`` (at most 1 MiB), checked against ``policy``."""
+def load_gateway_config(path: str, policy: Policy | CompiledPolicy) -> HttpGatewayConfig:
+    """``gateway.http`` of the file at ``path`` (at most 1 MiB), checked against ``policy``
+    (the loaded policy, or the compiled one in force)."""
     errors = YamlErrors(path)
     return _loaded(compose_file(path, errors), errors, policy)
 
 
 def load_gateway_config_text(
-    text: str, policy: Policy, *, source: str = "<gateway>"
+    text: str, policy: Policy | CompiledPolicy, *, source: str = "<gateway>"
 ) -> HttpGatewayConfig:
     errors = YamlErrors(source)
     return _loaded(compose_text(text, errors), errors, policy)
 
 
-def _loaded(node: yaml.Node | None, errors: YamlErrors, policy: Policy) -> HttpGatewayConfig:
+def _loaded(
+    node: yaml.Node | None, errors: YamlErrors, policy: Policy | CompiledPolicy
+) -> HttpGatewayConfig:
     config = read_gateway_config(node, errors, policy) if node is not None else None
     if errors or config is None:
         raise GatewayConfigError(errors.messages)
@@ -125,10 +129,12 @@ def _loaded(node: yaml.Node | None, errors: YamlErrors, policy: Policy) -> HttpG
 
 
 def read_gateway_config(
-    root: yaml.Node, errors: YamlErrors, policy: Policy
+    root: yaml.Node, errors: YamlErrors, policy: Policy | CompiledPolicy
 ) -> HttpGatewayConfig | None:
     """The configuration under ``gateway.http`` of ``root`` (a policy file's or a
     configuration file's root), or None with every problem recorded in ``errors``."""
+    if isinstance(policy, CompiledPolicy):
+        policy = policy.policy
     read = NodeReader(errors)
     top = read.mapping(root, "the file")
     if top is None:

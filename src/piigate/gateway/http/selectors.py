@@ -22,12 +22,11 @@ following only the members its selectors name, so its cost is the number of sele
 not the size of the document. Replacing never changes the document given: the result is new
 where it differs and shares the untouched parts.
 
-Why not a library: ``jsonpath-ng`` (1.16) took ~40 µs to update five fields of a customer
-document (including the deep copy it needs, since its ``update`` changes the document in
-place), more than ``json.loads`` + ``json.dumps`` of that document (~17 µs);
-``jsonpath-rfc9535`` (1.0) has no replace, and finding the same five fields took ~16 µs. The
-gateway masks every response of a PII route, and this subset is a few dozen lines, walked in
-~2 µs for those five fields (``bench/gateway_masking.py``).
+Why not a library: measured on this project's machine (docs/BENCHMARKS.md, 2026-12-03),
+``jsonpath-ng`` 1.16 took 33 to 56 µs to update five fields of a customer document (a deep copy
+first, since its ``update`` changes the document in place), over twice ``json.loads`` +
+``json.dumps`` of that document; ``jsonpath-rfc9535`` 1.0 has no replace, and finding the five
+took it 14 to 25 µs. This walk replaces them in 2 to 4 µs, and the subset is all routes need.
 """
 
 from __future__ import annotations
