@@ -30,9 +30,10 @@ from urllib.parse import unquote_to_bytes
 
 from piigate.errors import BadRequest
 
-__all__ = ["Param", "PathTemplate", "TemplateError", "split_path"]
+__all__ = ["PARAM", "Param", "PathTemplate", "TemplateError", "split_path"]
 
-_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# A parameter: ``{name}``, the name as a Python identifier in ASCII (group 1).
+PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _LITERAL_REFUSED: Final = frozenset("{}?#%\\")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -118,7 +119,7 @@ class PathTemplate:
 def _segment(part: str, at: int, seen: set[str]) -> Segment:
     if not part:
         raise TemplateError("empty segment (//)", at)
-    match = _PARAM.fullmatch(part)
+    match = PARAM.fullmatch(part)
     if match is not None:
         name = match.group(1)
         if name in seen:

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from piigate.decision_request import TransactionIn, first_error
 from piigate.errors import BadRequest
-from piigate.gateway.http.paths import PathTemplate, split_path
+from piigate.gateway.http.paths import PARAM, PathTemplate, split_path
 from piigate.gateway.http.selectors import FieldMap, Selector
 from piigate.model import (
     AccessRequest,
@@ -64,7 +64,6 @@ MAX_ID_LENGTH: Final = 255
 _AMOUNT_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _NO_SESSION: Final = SessionAuth()
 _NO_CONTEXT: Final = Context()
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class Body(Enum):
@@ -82,16 +81,16 @@ class IdTemplate:
 
     @classmethod
     def parse(cls, text: str) -> IdTemplate:
-        if "{" in _PLACEHOLDER.sub("", text) or "}" in _PLACEHOLDER.sub("", text):
+        if "{" in PARAM.sub("", text) or "}" in PARAM.sub("", text):
             raise ValueError("a placeholder is {name}, with a letter or _ first")
         return cls(text)
 
     @property
     def params(self) -> tuple[str, ...]:
-        return tuple(m.group(1) for m in _PLACEHOLDER.finditer(self.text))
+        return tuple(m.group(1) for m in PARAM.finditer(self.text))
 
     def render(self, params: Mapping[str, str]) -> str:
-        return _PLACEHOLDER.sub(lambda m: params[m.group(1)], self.text)
+        return PARAM.sub(lambda m: params[m.group(1)], self.text)
 
 
 @dataclass(frozen=True, slots=True)

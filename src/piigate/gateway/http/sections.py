@@ -61,6 +61,10 @@ RESERVED_HEADERS: Final = frozenset(
         "authorization",
         "cookie",
         "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "via",
         "piigate-grant",
     }
 )
@@ -102,7 +106,8 @@ class IdentityConfig:
 
 @dataclass(frozen=True, slots=True)
 class ForwardHeaders:
-    """The headers that carry the verified subject and level to the upstream."""
+    """The headers that carry the verified subject and level to the upstream. Whatever a
+    client sends under these names must never reach the upstream: only the gateway sets them."""
 
     subject: str = "PIIGate-Subject"
     level: str = "PIIGate-Level"
