@@ -96,12 +96,23 @@ async def test_body_over_limit_chunked(start_node: StartNode) -> None:
 
 
 async def test_unknown_route_and_method_are_problems(node: Node, api_key: str) -> None:
-    assert_problem(await node.client.get(f"/v1/nothing/{FAKE_SSN}"), 404)
-    # A path parameter is not echoed either: the problem names the route.
-    response = await node.client.get(f"/v1/challenges/{FAKE_SSN}", headers=bearer(api_key))
-    assert assert_problem(response, 404)["instance"] == "/v1/challenges/{challenge_id}"
+    response = await node.client.get(f"/v1/nothing/{FAKE_SSN}")
+    assert assert_problem(response, 404)["instance"] == "/v1/nothing/%5Bredacted%5D"
     response = await node.client.get("/v1/decisions", headers=bearer(api_key))
-    assert_problem(response, 405)
+    assert assert_problem(response, 405)["instance"] == "/v1/decisions"
+
+
+async def test_the_instance_is_the_path_asked_for(node: Node, api_key: str) -> None:
+    """RFC 9457 ``instance``: the request's own path (not the route's template), without the
+    query; what looks like an identity number, a code or a token is redacted from it."""
+    response = await node.client.get(
+        "/v1/challenges/chl_4xTq2-nope?debug=1", headers=bearer(api_key)
+    )
+    assert assert_problem(response, 404)["instance"] == "/v1/challenges/chl_4xTq2-nope"
+    response = await node.client.get(f"/v1/challenges/{FAKE_SSN}", headers=bearer(api_key))
+    assert assert_problem(response, 404)["instance"] == "/v1/challenges/%5Bredacted%5D"
+    response = await node.client.post("/v1/challenges/chl_x/verify", json={"method": "totp"})
+    assert assert_problem(response, 401)["instance"] == "/v1/challenges/chl_x/verify"
 
 
 async def test_bad_query_parameter_is_a_problem(node: Node) -> None:

@@ -60,7 +60,7 @@ class LeanHeaders:
 class LeanRoute:
     """One route's plain case. Subclasses give :meth:`match` and :meth:`admitted`."""
 
-    declared: APIRoute  # the FastAPI route: problem ``instance``, OpenAPI, every other case
+    declared: APIRoute  # the FastAPI route: its log lines, OpenAPI, every other case
     body_field: Any = field(init=False)
 
     def __post_init__(self) -> None:

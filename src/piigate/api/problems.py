@@ -6,19 +6,24 @@ Validation errors name the field and the rule broken, never the value sent (it m
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
+from starlette.types import Scope
 
 from piigate.errors import BadRequest, PiigateError, problem_details
+from piigate.logs import redact_text
 
-__all__ = ["ProblemResponse", "install_problem_handlers", "problem_response"]
+__all__ = ["ProblemResponse", "install_problem_handlers", "instance_of", "problem_response"]
 
 log = structlog.get_logger("piigate.api")
 PROBLEM = "application/problem+json"
+# RFC 3986 pchar and "/", left as they are when the path is put back together.
+_PATH_SAFE = "/!$&'()*+,;=:@"
 
 
 class ProblemResponse(JSONResponse):
@@ -26,18 +31,26 @@ class ProblemResponse(JSONResponse):
 
 
 def route_of(request: Request) -> str | None:
-    """The matched route's template (``/v1/challenges/{challenge_id}``), never the raw path.
+    """The matched route's template (``/v1/challenges/{challenge_id}``), for log lines.
 
-    A path can carry whatever the client put in it (an SSN where an id belongs), so problems
-    and log lines name the route instead; an unmatched path is not repeated at all.
+    A path can carry whatever the client put in it (an SSN where an id belongs), so log lines
+    name the route instead; an unmatched path is not repeated at all.
     """
     route = request.scope.get("route")
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
     return template if isinstance(template, str) else None
 
 
+def instance_of(scope: Scope) -> str:
+    """A problem's ``instance`` (RFC 9457 §3.1.5): the path the client asked for, without the
+    query, with what looks like a code, a phone or identity number or a token redacted as in
+    log lines (``/v1/challenges/[redacted]``, percent-encoded), since the client may have put
+    one where an id belongs."""
+    return quote(redact_text(str(scope.get("path", ""))), safe=_PATH_SAFE)
+
+
 def problem_response(exc: PiigateError, request: Request | None = None) -> ProblemResponse:
-    instance = route_of(request) if request is not None else None
+    instance = instance_of(request.scope) if request is not None else None
     return ProblemResponse(
         exc.problem(instance), status_code=exc.status, headers=dict(exc.headers())
     )
@@ -71,7 +84,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             code=code,
             title=str(exc.detail) if isinstance(exc.detail, str) else "HTTP error",
             detail=str(exc.detail),
-            instance=route_of(request),
+            instance=instance_of(request.scope),
         )
         return ProblemResponse(body, status_code=exc.status_code, headers=exc.headers)
 
