@@ -153,3 +153,41 @@ def test_the_master_key_and_its_file_are_not_both_given() -> None:
     env = {"PIIGATE_MASTER_KEY": "x", "PIIGATE_MASTER_KEY_FILE": "/run/mk"}
     with pytest.raises(ConfigError, match="PIIGATE_MASTER_KEY or PIIGATE_MASTER_KEY_FILE"):
         load_settings(environ=env)
+
+
+def test_allowed_origins_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "piigate.yaml",
+        """\
+        policy: p.yaml
+        service:
+          allowed_origins: [https://Console.Example, "http://localhost:3000/", https://a.example:443]
+        """,
+    )
+    settings = load_settings(path, environ={})
+    assert settings.allowed_origins == (
+        "https://console.example",
+        "http://localhost:3000",
+        "https://a.example",
+    )
+    env = {"PIIGATE_ALLOWED_ORIGINS": "https://b.example, http://[::1]:8081"}
+    assert load_settings(path, environ=env).allowed_origins == (
+        "https://b.example",
+        "http://[::1]:8081",
+    )
+    assert load_settings(None, environ={}).allowed_origins == ()
+
+
+def test_an_allowed_origin_must_be_an_origin(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "piigate.yaml",
+        "policy: p.yaml\nservice:\n  allowed_origins: [https://ok.example, https://x.example/app]\n",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    assert caught.value.errors == [
+        f"{path}:3:41: allowed_origins: 'https://x.example/app' must be scheme://host[:port] only"
+    ]
+    for bad in ("ftp://x.example", "x.example", "https://"):
+        with pytest.raises(ConfigError, match="PIIGATE_ALLOWED_ORIGINS"):
+            load_settings(None, environ={"PIIGATE_ALLOWED_ORIGINS": bad})

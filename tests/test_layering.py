@@ -47,6 +47,7 @@ DOMAIN = [
     "clock.py",
     "errors.py",
     "ids.py",
+    "origins.py",
     "ports.py",
     "stepup/binding.py",
     "factors/lockout.py",

@@ -11,6 +11,7 @@ over the file, so one image can be configured per deployment.
 | ``PIIGATE_MASTER_KEY`` / ``_FILE`` | the key that seals the store's keys (``crypto/masterkey``) |
 | ``PIIGATE_DATABASE_URL`` | ``postgresql://...`` for the production store |
 | ``PIIGATE_PUBLIC_URL`` | the URL clients reach; default ``http://HOST:PORT``, the address served |
+| ``PIIGATE_ALLOWED_ORIGINS`` | more origins whose pages may use the session cookie (a, b) |
 | ``PIIGATE_OIDC_ISSUER`` / ``_AUDIENCE`` / ``_JWKS_URL`` | bearer JWT validation |
 | ``PIIGATE_LOG_FORMAT`` | ``json`` (default) or ``console`` |
 | ``PIIGATE_SMS_*``, ``PIIGATE_TWILIO_*`` | the SMS provider (``factors/sms/settings.py``) |
@@ -32,6 +33,7 @@ from piigate.crypto.masterkey import DEFAULT_FILE_NAME, MASTER_KEY_ENV, MasterKe
 from piigate.crypto.secret import Secret
 from piigate.errors import PolicyError
 from piigate.factors.sms.settings import SmsSettings, sms_from_env, sms_from_yaml
+from piigate.origins import web_origin
 from piigate.policy.yamlnodes import NodeReader, YamlErrors, compose_file
 
 __all__ = ["ConfigError", "IdentitySettings", "Settings", "load_settings"]
@@ -52,6 +54,7 @@ SERVICE_KEYS: Final = frozenset(
         "sms",
         "push_relay_url",
         "master_key_file",
+        "allowed_origins",
     }
 )
 IDENTITY_KEYS: Final = frozenset({"issuer", "audience", "jwks_url", "roles_claim"})
@@ -97,6 +100,9 @@ class Settings:
     # The master key (PIIGATE_MASTER_KEY only, never in a file of settings), or a file holding it.
     master_key: Secret[str] | None = None
     master_key_file: Path | None = None
+    # Origins besides the public URL's whose pages may send cookie-authenticated requests
+    # (``scheme://host[:port]``, as browsers send them in ``Origin``).
+    allowed_origins: tuple[str, ...] = ()
     extra: Mapping[str, object] = field(default_factory=dict)
 
     @property
@@ -210,6 +216,8 @@ def _service(read: NodeReader, node: yaml.Node, settings: Settings, base: Path) 
                 values["identity"] = IdentitySettings(**fields)  # type: ignore[arg-type]
     if "sms" in spec:
         values["sms"] = sms_from_yaml(read, spec["sms"][1])
+    if "allowed_origins" in spec:
+        values["allowed_origins"] = _yaml_origins(read, spec["allowed_origins"][1])
     if "log_format" in values and values["log_format"] not in ("json", "console"):
         read.errors.at(spec["log_format"][1], "log_format must be json or console")
     if "audit_writer" in values and values["audit_writer"] not in AUDIT_WRITERS:
@@ -218,6 +226,29 @@ def _service(read: NodeReader, node: yaml.Node, settings: Settings, base: Path) 
     if "public_url" in clean:
         clean["public_url_configured"] = True
     return replace(settings, **clean)  # type: ignore[arg-type]
+
+
+def _yaml_origins(read: NodeReader, node: yaml.Node) -> tuple[str, ...] | None:
+    items = read.string_list(node, "allowed_origins")
+    if items is None:
+        return None
+    origins = []
+    for text, item in items:
+        try:
+            origins.append(web_origin(text, bare=True))
+        except ValueError as exc:
+            read.errors.at(item, f"allowed_origins: {text!r} {exc}")
+    return tuple(origins)
+
+
+def _env_origins(text: str) -> tuple[str, ...]:
+    origins = []
+    for part in text.replace(",", " ").split():
+        try:
+            origins.append(web_origin(part, bare=True))
+        except ValueError as exc:
+            raise ConfigError([f"PIIGATE_ALLOWED_ORIGINS: {part!r} {exc}"]) from None
+    return tuple(origins)
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -274,5 +305,7 @@ def _from_env(settings: Settings, env: Mapping[str, str]) -> Settings:
                 ["PIIGATE_OIDC_ISSUER needs PIIGATE_OIDC_AUDIENCE and PIIGATE_OIDC_JWKS_URL too"]
             )
         values["identity"] = IdentitySettings(issuer, audience, jwks)
+    if env.get("PIIGATE_ALLOWED_ORIGINS"):
+        values["allowed_origins"] = _env_origins(env["PIIGATE_ALLOWED_ORIGINS"])
     values["sms"] = sms_from_env(settings.sms, env)
     return replace(settings, **values)  # type: ignore[arg-type]

@@ -27,6 +27,7 @@ from piigate.clock import FixedClock
 from piigate.config import Settings
 from piigate.crypto.secret import Secret
 from piigate.identity import generate_api_key, hash_password
+from piigate.origins import web_origin
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_POLICY = ROOT / "examples" / "policy.yaml"
@@ -66,6 +67,12 @@ class Node:
 
 
 StartNode = Callable[..., Awaitable[Node]]
+
+
+def same_origin(settings: Settings) -> dict[str, str]:
+    """The ``Origin`` a browser sends from the service's own pages: what a request with the
+    session cookie needs (``api.middleware.CrossSiteGuard``)."""
+    return {"Origin": web_origin(settings.public_url)}
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_support import EXAMPLE_POLICY, T0, Node, StartNode
+from api_support import EXAMPLE_POLICY, T0, Node, StartNode, same_origin
 
 from piigate.api.app import create_app
 from piigate.clock import FixedClock
@@ -42,7 +42,11 @@ async def start_node(database_url: str, tmp_path: Path) -> AsyncIterator[StartNo
             app = create_app(settings, clock=clock, policy=policy)
             await stack.enter_async_context(app.router.lifespan_context(app))
             client = await stack.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app),
+                    base_url="http://t",
+                    headers=same_origin(settings),
+                )
             )
             return Node(app, app.state.services, client, clock, settings)
 

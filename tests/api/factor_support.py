@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_support import Node, decision_body
+from api_support import Node, decision_body, same_origin
 
 from piigate.crypto.secret import Secret
 from piigate.factors.totp.protocol import hotp_code, totp_step
@@ -62,7 +62,11 @@ async def users() -> AsyncIterator[Users]:
         async def make(node: Node, name: str) -> httpx.AsyncClient:
             await node.user(name, PASSWORD)
             client = await stack.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app), base_url="http://t")
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=node.app),
+                    base_url="http://t",
+                    headers=same_origin(node.settings),
+                )
             )
             response = await client.post("/v1/login", json={"username": name, "password": PASSWORD})
             assert response.status_code == 200, response.text

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_support import Node, StartNode, bearer
+from api_support import Node, StartNode, bearer, same_origin
 from factor_support import PASSWORD, enroll_totp, totp_code, verify
 
 from piigate.policy import compile_policy, load_policy_text
@@ -73,7 +73,11 @@ async def login(node: Node) -> AsyncIterator[Login]:
         async def make(name: str, *roles: str) -> httpx.AsyncClient:
             await node.user(name, PASSWORD, roles)
             client = await stack.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app), base_url="http://t")
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=node.app),
+                    base_url="http://t",
+                    headers=same_origin(node.settings),
+                )
             )
             response = await client.post("/v1/login", json={"username": name, "password": PASSWORD})
             assert response.status_code == 200, response.text

@@ -18,6 +18,7 @@ from test_api_process import PIIGATE, piigate, serving
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 PASSWORD = "correct horse battery staple"
+PUBLIC_URL = "http://piigate.test"
 
 
 async def step_up(base: str, key: str) -> str:
@@ -56,6 +57,7 @@ async def test_a_totp_code_is_accepted_by_one_process_only(
         "PIIGATE_DATA_DIR": str(tmp_path / "data"),  # one keyring for both processes
         "PIIGATE_DATABASE_URL": postgres_url,
         "PIIGATE_LOG_FORMAT": "json",
+        "PIIGATE_PUBLIC_URL": PUBLIC_URL,  # one service behind a load balancer
     }
     key = await asyncio.to_thread(prepare, env)
 
@@ -63,8 +65,9 @@ async def test_a_totp_code_is_accepted_by_one_process_only(
     with serving(env, port_a, tmp_path / "a.log"), serving(env, port_b, tmp_path / "b.log"):
         a, b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
         async with (
-            httpx.AsyncClient(base_url=a, timeout=10) as alice_a,
-            httpx.AsyncClient(base_url=b, timeout=10) as alice_b,
+            # A browser on the service's pages: its origin goes with the session cookie.
+            httpx.AsyncClient(base_url=a, timeout=10, headers={"Origin": PUBLIC_URL}) as alice_a,
+            httpx.AsyncClient(base_url=b, timeout=10, headers={"Origin": PUBLIC_URL}) as alice_b,
         ):
             logged_in = await alice_a.post(
                 "/v1/login", json={"username": "alice", "password": PASSWORD}

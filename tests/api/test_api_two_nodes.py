@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from api_support import Node, StartNode
+from api_support import Node, StartNode, same_origin
 from factor_support import (
     PASSWORD,
     Users,
@@ -67,6 +67,7 @@ def on(node: Node, session: httpx.AsyncClient) -> httpx.AsyncClient:
         transport=httpx.ASGITransport(app=node.app),
         base_url="http://t",
         cookies=session.cookies,
+        headers=same_origin(node.settings),
     )
 
 

@@ -39,7 +39,11 @@ async def users() -> AsyncIterator[Users]:
         async def make(node: Node, name: str) -> httpx.AsyncClient:
             await node.user(name, PASSWORD)
             client = await stack.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app), base_url=ORIGIN)
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=node.app),
+                    base_url=ORIGIN,
+                    headers={"Origin": ORIGIN},
+                )
             )
             response = await client.post("/v1/login", json={"username": name, "password": PASSWORD})
             assert response.status_code == 200, response.text

@@ -129,7 +129,10 @@ async def service(database_url: str, tmp_path: Path) -> AsyncIterator[Service]:
         await services.store.create_api_key(
             key_id, "orders-app", key_digest, [], ["decisions"], clock.now()
         )
-        alice = await stack.enter_async_context(httpx.AsyncClient(base_url=url))
+        # A browser on the service's own pages sends its origin with the session cookie.
+        alice = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=url, headers={"Origin": url})
+        )
         login = await alice.post("/v1/login", json={"username": "alice", "password": PASSWORD})
         assert login.status_code == 200
         app_client = await stack.enter_async_context(

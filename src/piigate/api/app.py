@@ -9,8 +9,9 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from piigate import __version__
+from piigate.api.auth import SESSION_COOKIE
 from piigate.api.lean import LeanPaths
-from piigate.api.middleware import BodyLimit
+from piigate.api.middleware import BodyLimit, CrossSiteGuard
 from piigate.api.problems import install_problem_handlers
 from piigate.api.routes import (
     approvals,
@@ -27,10 +28,11 @@ from piigate.api.routes import (
 )
 from piigate.api.services import Services
 from piigate.clock import Clock
-from piigate.config import Settings
+from piigate.config import ConfigError, Settings
+from piigate.origins import web_origin
 from piigate.policy.holder import PolicyHolder
 
-__all__ = ["PiigateApp", "create_app"]
+__all__ = ["PiigateApp", "create_app", "trusted_origins"]
 
 
 class PiigateApp(FastAPI):
@@ -100,5 +102,21 @@ def create_app(
     ):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        CrossSiteGuard,
+        origins=trusted_origins(settings),
+        session_cookie=SESSION_COOKIE,
+        entry_paths=sessions.ENTRY_PATHS,
+    )
     app.max_body_bytes = settings.max_body_bytes  # the hot path claims only what fits
     return app
+
+
+def trusted_origins(settings: Settings) -> frozenset[str]:
+    """The origins whose pages may send cookie-authenticated requests: the public URL's, and
+    ``allowed_origins``."""
+    try:
+        public = web_origin(settings.public_url)
+    except ValueError as exc:
+        raise ConfigError([f"public_url: {exc}"]) from None
+    return frozenset({public, *settings.allowed_origins})

@@ -13,8 +13,13 @@ from piigate.crypto.secret import Secret
 
 router = APIRouter(tags=["sessions"])
 
+LOGIN_PATH = "/v1/login"
+LOGOUT_PATH = "/v1/logout"
+# Checked for cross-site use even without a session cookie (api.middleware.CrossSiteGuard).
+ENTRY_PATHS = (LOGIN_PATH, LOGOUT_PATH)
 
-@router.post("/v1/login", summary="Log in with a local username and password")
+
+@router.post(LOGIN_PATH, summary="Log in with a local username and password")
 async def login(body: LoginIn, request: Request, response: Response) -> dict[str, Any]:
     services = get_services(request)
     ip = request.client.host if request.client else None
@@ -37,7 +42,7 @@ async def login(body: LoginIn, request: Request, response: Response) -> dict[str
     }
 
 
-@router.post("/v1/logout", status_code=204, summary="End the console session")
+@router.post(LOGOUT_PATH, status_code=204, summary="End the console session")
 async def logout(request: Request, response: Response) -> Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:

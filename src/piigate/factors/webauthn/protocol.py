@@ -41,6 +41,8 @@ from webauthn.helpers.structs import (
 )
 from webauthn.registration.generate_registration_options import generate_registration_options
 
+from piigate.origins import web_origin
+
 __all__ = [
     "SUPPORTED_ALGORITHMS",
     "RelyingParty",
@@ -63,7 +65,6 @@ SUPPORTED_ALGORITHMS = (
     COSEAlgorithmIdentifier.EDDSA,
     COSEAlgorithmIdentifier.RSASSA_PKCS1_v1_5_SHA_256,
 )
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*={0,2}$")
 # Domain separation of the two derivations (never the same bytes for two purposes).
 _STEPUP_CONTEXT = b"piigate/webauthn/step-up/v1"
@@ -108,21 +109,8 @@ def relying_party(public_url: str, *, name: str = "piigate") -> RelyingParty:
     Browsers only run WebAuthn on https origins or on ``http://localhost``; an IP address is
     never a valid RP id, so a deployment answers WebAuthn only under a domain name.
     """
-    parts = urlsplit(public_url)
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
-        raise ValueError("public_url must be an http:// or https:// URL")
-    host = parts.hostname
-    if not host:
-        raise ValueError("public_url has no host")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError("public_url has an invalid port") from None
-    shown = f"[{host}]" if ":" in host else host
-    origin = f"{scheme}://{shown}"
-    if port is not None and port != _DEFAULT_PORTS[scheme]:
-        origin += f":{port}"
+    origin = web_origin(public_url)
+    host = urlsplit(public_url.strip()).hostname or ""
     return RelyingParty(id=host, origin=origin, name=name)
 
 
