@@ -8,14 +8,20 @@ same decisions, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from api_support import LeanSpy, Node, bearer, decision_body
+from factor_support import PASSWORD
+from fastapi.routing import APIRoute
 from starlette.responses import JSONResponse
 
+from piigate.api import routes as api_routes
+from piigate.api.jsonbody import JsonRoute
 from piigate.api.lean import LeanPaths
 from piigate.api.routes.decisions import DecisionResponse, LeanDecisions
 
@@ -180,3 +186,66 @@ async def test_a_body_without_a_content_type_is_json_on_both_paths(
     assert spy.calls == 1
     assert lean.status_code == declared.status_code == 200, declared.text
     assert _stable(lean.json()) == _stable(declared.json())
+
+
+# Each body repeats one key (at some depth) with two values; the second is an SSN-like value.
+DUPLICATED = [
+    ('{"subject":{"id":"alice"},"action":"read","action":"delete","pii":["ssn"]}', "action"),
+    ('{"subject":{"id":"alice","id":"123-45-6789"},"action":"read","pii":["ssn"]}', "subject.id"),
+    (
+        '{"subject":{"id":"alice"},"action":"read","pii":["ssn"],'
+        '"context":{"ip":"10.0.0.1","device_id":"d","ip":"123-45-6789"}}',
+        "context.ip",
+    ),
+]
+
+
+@pytest.mark.parametrize(("content", "path"), DUPLICATED)
+async def test_duplicate_keys_are_refused_on_both_paths(
+    node: Node, api_key: str, spy: _Spy, content: str, path: str
+) -> None:
+    """RFC 8259 §4 leaves a repeated key to the parser: one that keeps the first value would see
+    another request than piigate, which kept the last. Refused, naming the key, not a value."""
+    for content_type, handed_over in (
+        ("application/json", 1),  # the lean path does not decide it: the declared route answers
+        ("application/merge-patch+json", 2),
+    ):
+        response = await node.client.post(
+            "/v1/decisions",
+            content=content,
+            headers={**bearer(api_key), "content-type": content_type},
+        )
+        assert response.status_code == 400, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        problem = response.json()
+        assert problem["detail"] == f"{path}: duplicate key"
+        assert problem["errors"] == [{"field": path, "message": "duplicate key"}]
+        assert "123-45-6789" not in response.text and "delete" not in response.text
+        assert spy.calls == handed_over
+    assert await node.services.audit.list_events(types=["decision"]) == []
+
+
+async def test_a_duplicate_key_is_refused_in_other_bodies(node: Node) -> None:
+    await node.user("alice", PASSWORD)
+    login = await node.client.post(
+        "/v1/login",
+        content=f'{{"username":"alice","password":"{PASSWORD}","username":"mallory"}}',
+        headers={"content-type": "application/json"},
+    )
+    assert login.status_code == 400
+    assert login.json()["errors"] == [{"field": "username", "message": "duplicate key"}]
+    assert PASSWORD not in login.text and "mallory" not in login.text
+    assert "piigate_session" not in node.client.cookies
+
+
+def test_every_route_reads_json_bodies_without_duplicates() -> None:
+    routes = [
+        route
+        for info in pkgutil.iter_modules(api_routes.__path__)
+        for route in importlib.import_module(f"{api_routes.__name__}.{info.name}").router.routes
+        if isinstance(route, APIRoute)
+    ]
+    assert len(routes) > 20
+    assert all(isinstance(r, JsonRoute) for r in routes), [
+        r.path for r in routes if not isinstance(r, JsonRoute)
+    ]

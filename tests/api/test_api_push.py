@@ -434,6 +434,34 @@ async def test_fatigue_limit_withholds_pushes(node: Node, users: Users, app_key:
     assert shown["push"] is None
 
 
+async def test_a_signed_answer_with_a_duplicate_key_is_refused(
+    node: Node, users: Users, app_key: str
+) -> None:
+    """A device (or whatever signed for it) cannot send an answer that parsers read two ways:
+    {"number": wrong, "number": right} is refused before it is looked at, signature or not."""
+    alice = await users(node, "alice")
+    device = await enrol(node, alice)
+    challenge_id = await step_up(node, app_key)
+    number = (await push(node, app_key, challenge_id)).json()["number"]
+    push_id = (await device.pending())[0]["id"]
+    wrong = 10 + (number - 10 + 1) % 90
+    request = node.client.build_request(
+        "POST",
+        f"/v1/devices/pushes/{push_id}",
+        content=f'{{"decision":"approve","number":{wrong},"number":{number}}}',
+        headers={"content-type": "application/json"},
+    )
+    request.headers.update(
+        signature_headers(device.id, device.key, request, int(node.clock.now().timestamp()))
+    )
+    refused = assert_problem(await node.client.send(request), 400, "bad_request")
+    assert refused["errors"] == [{"field": "number", "message": "duplicate key"}]
+    assert refused["detail"] == "number: duplicate key"  # the key, never a value
+    assert await events(node, "verification_failed") == []
+    status = await alice.get(f"/v1/challenges/{challenge_id}/status")
+    assert status.json()["state"] == "pending"
+
+
 async def test_bad_device_signatures_are_refused(node: Node, users: Users, app_key: str) -> None:
     alice = await users(node, "alice")
     device = await enrol(node, alice)

@@ -133,3 +133,26 @@ async def test_anything_but_the_plain_case_reaches_the_declared_route(
     # Other methods and nested paths are not claimed.
     assert (await node.client.get(path, headers=bearer(api_key))).status_code == 405
     assert spy.handed_on(path, "GET") == 1
+
+
+async def test_a_proof_with_a_repeated_key_is_refused_on_both_paths(
+    node: Node, api_key: str, users: Users, spy: LeanSpy
+) -> None:
+    """{"code": wrong, "code": right}: one parser would check the first, another the last."""
+    alice = await users(node, "alice")
+    _, secret = await enroll_totp(node, alice)
+    challenge_id = await challenge(node, api_key)
+    code = totp_code(node, secret)
+    content = f'{{"method":"totp","code":"{wrong(code)}","code":"{code}"}}'
+    for content_type, handed_on in (("application/json", 1), (_DECLARED_JSON, 2)):
+        response = await node.client.post(
+            _path(challenge_id),
+            content=content,
+            headers={**bearer(api_key), "content-type": content_type},
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["errors"] == [{"field": "code", "message": "duplicate key"}]
+        assert response.json()["detail"] == "code: duplicate key"  # the key, never a value
+        assert spy.handed_on(_path(challenge_id)) == handed_on
+    assert await node.services.audit.list_events(types=["verification_failed"]) == []
+    assert await node.services.audit.list_events(types=["challenge_verified"]) == []

@@ -23,7 +23,6 @@ From the work on, an error is answered by the app's own exception handler for it
 from __future__ import annotations
 
 import inspect
-import json
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from pydantic_core import to_json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from piigate.api.auth import API_KEY_PREFIX, api_key_caller, bearer_credential
+from piigate.api.jsonbody import loads
 from piigate.api.services import Services
 from piigate.model import Caller
 
@@ -89,9 +89,10 @@ class LeanRoute:
         return await api_key_caller(services, credential)
 
     def validated(self, body: bytes) -> Any:
-        """The body as the declared route validates it: Starlette's ``json.loads``, then the
-        route's own body field (``validate_python(..., from_attributes=True)``)."""
-        value, errors = self.body_field.validate(json.loads(body), loc=("body",))
+        """The body as the declared route validates it: ``jsonbody.loads`` (a repeated key is
+        refused), then the route's own body field (``validate_python(...,
+        from_attributes=True)``)."""
+        value, errors = self.body_field.validate(loads(body), loc=("body",))
         if errors:
             raise RequestValidationError(errors)
         return value

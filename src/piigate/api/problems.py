@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 from starlette.types import Scope
 
+from piigate.api.jsonbody import DuplicateKeyError
 from piigate.errors import BadRequest, PiigateError, problem_details
 from piigate.logs import redact_text
 
@@ -66,9 +67,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_validation(request: Request, exc: Exception) -> ProblemResponse:
         assert isinstance(exc, RequestValidationError)
         errors: list[dict[str, Any]] = []
+        duplicate = exc.__cause__ if isinstance(exc.__cause__, DuplicateKeyError) else None
         for err in exc.errors():
             if err.get("type") == "json_invalid":
-                errors.append({"field": "body", "message": "malformed JSON"})
+                if duplicate is not None:  # the key's path; its values are never repeated
+                    errors.append({"field": duplicate.path, "message": "duplicate key"})
+                else:
+                    errors.append({"field": "body", "message": "malformed JSON"})
                 continue
             loc = [str(part) for part in err.get("loc", ()) if part != "body"]
             errors.append({"field": ".".join(loc) or "body", "message": err.get("msg", "invalid")})

@@ -14,10 +14,11 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict
 
 from piigate.api.auth import Person, presented_grant
+from piigate.api.jsonbody import JsonRoute
 from piigate.api.schemas import challenge_json
 from piigate.api.services import get_services
 
-router = APIRouter(tags=["approvals"])
+router = APIRouter(tags=["approvals"], route_class=JsonRoute)
 
 
 class ApprovalIn(BaseModel):

@@ -12,12 +12,13 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from piigate.api.auth import Authenticated
+from piigate.api.jsonbody import JsonRoute
 from piigate.api.schemas import challenge_json, grant_json
 from piigate.api.services import Services, get_services
 from piigate.errors import NotFound
 from piigate.model import Caller, Challenge, ChallengeState
 
-router = APIRouter(tags=["challenges"])
+router = APIRouter(tags=["challenges"], route_class=JsonRoute)
 
 
 async def _visible_challenge(services: Services, challenge_id: str, caller: Caller) -> Challenge:

@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 from pydantic_core import to_json
 
 from piigate.api.auth import Access, require_access
+from piigate.api.jsonbody import JsonRoute
 from piigate.api.lean import Answer, LeanHeaders, LeanRoute, Work
 from piigate.api.schemas import DecisionRequestIn, decision_json
 from piigate.api.services import Services, get_services
@@ -31,7 +32,7 @@ __all__ = ["LeanDecisions", "lean_decisions", "router"]
 
 # A body without a content type is read as JSON, as gateways send it (and as the lean path reads
 # it); any other content type must still say JSON (``application/json`` or ``*/*+json``).
-router = APIRouter(tags=["decisions"], strict_content_type=False)
+router = APIRouter(tags=["decisions"], strict_content_type=False, route_class=JsonRoute)
 
 PATH = "/v1/decisions"
 # Who may ask (CONTRACT §4.1): API keys and tokens with scope ``decisions``, or role ``admin``.

@@ -16,11 +16,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from piigate.api.auth import require_scope
+from piigate.api.jsonbody import JsonRoute
 from piigate.api.services import Services, get_services
 from piigate.audit.bus import SubscriberLagged, SubscriptionClosed
 from piigate.model import AuditEvent, Caller
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], route_class=JsonRoute)
 
 AUDITORS = frozenset({"admin", "auditor"})
 # Sequence numbers are BIGINT (PostgreSQL) / INTEGER (SQLite): a larger one is bad input, not a

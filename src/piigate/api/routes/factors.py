@@ -13,12 +13,13 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from piigate.api.auth import Person, presented_grant
+from piigate.api.jsonbody import JsonRoute
 from piigate.api.schemas import CodeIn, TotpEnrollIn, factor_json
 from piigate.api.services import get_services
 from piigate.crypto.secret import Secret
 from piigate.factors.enrollment import FactorEnrollment
 
-router = APIRouter(tags=["factors"])
+router = APIRouter(tags=["factors"], route_class=JsonRoute)
 
 NO_STORE = "no-store"
 

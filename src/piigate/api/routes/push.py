@@ -36,6 +36,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from piigate.api.auth import Authenticated, Person, presented_grant
+from piigate.api.jsonbody import JsonRoute
 from piigate.api.services import Services, get_services
 from piigate.audit.bus import SubscriberLagged, Subscription, SubscriptionClosed
 from piigate.crypto.secret import Secret
@@ -49,7 +50,7 @@ from piigate.factors.push.protocol import (
     TIMESTAMP_HEADER,
 )
 
-router = APIRouter(tags=["push"])
+router = APIRouter(tags=["push"], route_class=JsonRoute)
 
 NO_STORE = "no-store"
 # A long poll is held at most this long; devices poll again (proxies cut idle requests ~30 s).

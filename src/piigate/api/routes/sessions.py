@@ -7,11 +7,12 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from piigate.api.auth import SESSION_COOKIE
+from piigate.api.jsonbody import JsonRoute
 from piigate.api.schemas import LoginIn
 from piigate.api.services import get_services
 from piigate.crypto.secret import Secret
 
-router = APIRouter(tags=["sessions"])
+router = APIRouter(tags=["sessions"], route_class=JsonRoute)
 
 LOGIN_PATH = "/v1/login"
 LOGOUT_PATH = "/v1/logout"

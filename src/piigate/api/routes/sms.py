@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from piigate.api.auth import Authenticated, Person, presented_grant
+from piigate.api.jsonbody import JsonRoute
 from piigate.api.schemas import CodeIn, SmsEnrollIn, SmsSendIn, factor_json
 from piigate.api.services import get_services
 from piigate.crypto.secret import Secret
@@ -20,7 +21,7 @@ from piigate.factors.sms.ceremony import SmsCeremony
 from piigate.factors.sms.dispatch import SentCode
 from piigate.model import Method
 
-router = APIRouter(tags=["sms"])
+router = APIRouter(tags=["sms"], route_class=JsonRoute)
 
 # NIST SP 800-63B-4 §3.1.3.3: a restricted authenticator comes with notice of its risks and an
 # alternative; the enrollment answer carries the notice when the policy declares SMS restricted.

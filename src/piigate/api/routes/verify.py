@@ -15,13 +15,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 
 from piigate.api.auth import Authenticated
+from piigate.api.jsonbody import JsonRoute
 from piigate.api.lean import Answer, LeanHeaders, LeanRoute, Work
 from piigate.api.schemas import VerifyIn, grant_json
 from piigate.api.services import Services, get_services
 
 __all__ = ["LeanVerify", "lean_verify", "router"]
 
-router = APIRouter(tags=["challenges"])
+router = APIRouter(tags=["challenges"], route_class=JsonRoute)
 
 PATH = "/v1/challenges/{challenge_id}/verify"
 # The path segment the declared route would match (Starlette's ``{param}``: no slash).

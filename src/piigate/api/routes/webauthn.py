@@ -16,11 +16,12 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from piigate.api.auth import Authenticated, Person, presented_grant
+from piigate.api.jsonbody import JsonRoute
 from piigate.api.schemas import WebAuthnRegisterIn, factor_json
 from piigate.api.services import get_services
 from piigate.factors.webauthn.ceremony import CeremonyOptions
 
-router = APIRouter(tags=["webauthn"])
+router = APIRouter(tags=["webauthn"], route_class=JsonRoute)
 
 
 def _options(issued: CeremonyOptions, response: Response) -> dict[str, Any]:
