@@ -188,6 +188,40 @@ async def test_a_body_without_a_content_type_is_json_on_both_paths(
     assert _stable(lean.json()) == _stable(declared.json())
 
 
+async def test_the_decision_event_names_who_asked_on_both_paths(node: Node, spy: _Spy) -> None:
+    key_id, key = await node.api_key("orders-app")
+    body = decision_body("read", ["phone"])
+    lean = (await node.decide(key, body)).json()
+    assert spy.calls == 0
+    declared = await node.client.post(
+        "/v1/decisions",
+        content=json.dumps(body),
+        headers={**bearer(key), "content-type": "application/merge-patch+json"},
+    )
+    assert declared.status_code == 200 and spy.calls == 1
+    # A person may ask too: an administrator's console session.
+    await node.user("root", PASSWORD, ["admin"])
+    login = await node.client.post("/v1/login", json={"username": "root", "password": PASSWORD})
+    assert login.status_code == 200
+    by_session = await node.client.post("/v1/decisions", json=body)
+    assert by_session.status_code == 200, by_session.text
+
+    events = {
+        e.data["decision_id"]: e.data
+        for e in await node.services.audit.list_events(types=["decision"])
+    }
+    app = {"kind": "api_key", "id": key_id}
+    assert events[lean["decision_id"]]["caller"] == app
+    assert events[declared.json()["decision_id"]]["caller"] == app
+    assert events[by_session.json()["decision_id"]]["caller"] == {
+        "kind": "session",
+        "id": "root",
+        "session_id": login.json()["session_id"],
+    }
+    trail = json.dumps([dict(e) for e in events.values()])
+    assert key not in trail and key.removeprefix("pgk_") not in trail  # the key id, never the key
+
+
 # Each body repeats one key (at some depth) with two values; the second is an SSN-like value.
 DUPLICATED = [
     ('{"subject":{"id":"alice"},"action":"read","action":"delete","pii":["ssn"]}', "action"),

@@ -16,6 +16,7 @@ from piigate.errors import ServiceUnavailable
 from piigate.model import (
     AccessRequest,
     Action,
+    Caller,
     Context,
     Grant,
     Outcome,
@@ -186,7 +187,7 @@ def read(pii: str, session: SessionAuth = NO_SESSION, **extra: object) -> Access
 
 async def test_step_up_stores_a_challenge_bound_to_the_request(world: World) -> None:
     request = delete_ssn()
-    decision = await world.engine.decide(request, requested_by="key_app")
+    decision = await world.engine.decide(request, caller=Caller.app("key_app"))
     assert decision.outcome is Outcome.STEP_UP
     assert decision.rules == ("delete-pii",)
     required = decision.required

@@ -21,6 +21,7 @@ from piigate.ids import new_id
 from piigate.model import (
     AccessRequest,
     AuditEvent,
+    Caller,
     Challenge,
     Decision,
     Grant,
@@ -75,6 +76,15 @@ def _grant_mismatch(grant: Grant, request: AccessRequest) -> str | None:
     return None
 
 
+def _caller_json(caller: Caller) -> dict[str, str]:
+    """Who asked for a decision, for its audit event: ``api_key`` and the key's id (never the
+    key), or ``session``/``jwt`` and the person's subject id, with their session's id."""
+    who = {"kind": caller.kind.value, "id": caller.id}
+    if not caller.is_app and caller.session.id:
+        who["session_id"] = caller.session.id
+    return who
+
+
 class GrantVerifier(Protocol):
     def verify(self, token: str, *, now: datetime, expected_subject: str) -> Grant:
         """The grant the token carries; raises on any rejection (reason kept for the audit)."""
@@ -118,18 +128,21 @@ class Engine:
         self.ids = ids
         self.explain = explain
 
-    async def decide(self, request: AccessRequest, *, requested_by: str | None = None) -> Decision:
+    async def decide(self, request: AccessRequest, *, caller: Caller | None = None) -> Decision:
+        """The decision on ``request``, audited. ``caller`` is who asked (an app's API key, or a
+        person): the decision's audit event names it, and an app may answer the challenge."""
         now = self.clock.now()
         decision_id = self.ids("dec")
         compiled = self.policy.current
         if compiled is None:
             decision = Decision(decision_id, Outcome.DENY, reason="no policy loaded")
-            await self._record(decision, request, compiled=None, now=now)
+            await self._record(decision, request, caller, compiled=None, now=now)
             return decision
 
         risk, collected, result = await self._evaluate(compiled, request, now)
         challenge = None
         if result.required is not None and result.outcome is not Outcome.DENY:
+            requested_by = caller.id if caller is not None else None
             challenge = self._challenge(
                 compiled, request, result.required, decision_id, requested_by, now
             )
@@ -151,7 +164,7 @@ class Engine:
         if result.expr_errors:
             # The rule names only: an error's message could quote a value from the request.
             log.warning("policy_expression_failed", rules=list(result.expr_errors))
-        await self._commit(decision, request, compiled, now, rejected=collected.rejected)
+        await self._commit(decision, request, caller, compiled, now, rejected=collected.rejected)
         return decision
 
     # -- pipeline steps -------------------------------------------------------------------------
@@ -189,13 +202,16 @@ class Engine:
         self,
         decision: Decision,
         request: AccessRequest,
+        caller: Caller | None,
         compiled: CompiledPolicy,
         now: datetime,
         *,
         rejected: tuple[str, ...],
     ) -> None:
         """The decision's audit event; its challenge, if any, queued into the same group commit."""
-        record = self._record(decision, request, compiled=compiled, now=now, rejected=rejected)
+        record = self._record(
+            decision, request, caller, compiled=compiled, now=now, rejected=rejected
+        )
         if decision.challenge is None:
             await record
         else:
@@ -318,6 +334,7 @@ class Engine:
         self,
         decision: Decision,
         request: AccessRequest,
+        caller: Caller | None,
         *,
         compiled: CompiledPolicy | None,
         now: datetime,
@@ -358,6 +375,8 @@ class Engine:
             data["ip"] = request.context.ip
         if request.context.device_id:
             data["device_id"] = request.context.device_id
+        if caller is not None:
+            data["caller"] = _caller_json(caller)
         # The audit append waits for its group commit: a decision nobody can audit is never
         # returned (the caller gets 503 and PII stays closed).
         await self.audit.append(AuditEvent("decision", now, request.subject.id, data))
