@@ -125,8 +125,12 @@ def _answer(server: str, response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         answer = None
     if not response.is_success:
-        detail = answer.get("detail") if isinstance(answer, dict) else None
-        raise AuthenticatorError(f"{server}: {detail or f'HTTP {response.status_code}'}")
+        problem = answer if isinstance(answer, dict) else {}
+        detail, code = problem.get("detail"), problem.get("code")
+        raise AuthenticatorError(
+            f"{server}: {detail or f'HTTP {response.status_code}'}",
+            code=code if isinstance(code, str) else None,
+        )
     if not isinstance(answer, dict):
         raise AuthenticatorError(f"{server}: the answer is not a JSON object")
     return answer

@@ -27,6 +27,8 @@ from piigate_authenticator.keyfile import DeviceEntry, KeyFile
 
 __all__ = ["Authenticator", "describe_push", "is_push_id"]
 
+# The server's vague refusal of a proof: for an approval of an open push, a wrong number.
+_REFUSED = "factor_rejected"
 # A push id goes into the request path: only the characters ids are made of.
 _PUSH_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -96,15 +98,34 @@ class Authenticator:
         return found
 
     def answer(self, push_id: str, *, approve: bool, number: int | None = None) -> str:
-        """Answer ``push_id`` from the device it was sent to; the challenge's new state."""
+        """Answer ``push_id`` from the device it was sent to; the challenge's new state.
+
+        The server says when the push was already answered, has expired or is closed; a
+        refused approval of an open push means the number did not match (the server counts it
+        against the device; it never says which number was right).
+        """
         body: dict[str, Any] = {"decision": "approve" if approve else "deny"}
         if approve:
             body["number"] = number
         path = f"/v1/devices/pushes/{push_id}"
         for entry in self._devices():
-            answer = self.api.request_if_found(
-                entry.server, "POST", path, key=entry.key(), device_id=entry.device_id, body=body
-            )
+            try:
+                answer = self.api.request_if_found(
+                    entry.server,
+                    "POST",
+                    path,
+                    key=entry.key(),
+                    device_id=entry.device_id,
+                    body=body,
+                )
+            except AuthenticatorError as exc:
+                if approve and exc.code == _REFUSED:
+                    raise AuthenticatorError(
+                        f"{entry.server}: not approved: the number did not match the one on "
+                        "the step-up page",
+                        code=exc.code,
+                    ) from None
+                raise
             if answer is not None:
                 return str(answer.get("state", ""))
         raise AuthenticatorError(f"no enrolled device has a push {push_id}")

@@ -341,9 +341,13 @@ async def test_replayed_answers_are_refused(node: Node, users: Users, app_key: s
         "POST", request.url.raw_path.decode(), content=request.content, headers=request.headers
     )
     assert_problem(await node.client.send(replayed), 401, "device_unauthorized")
-    # Signed afresh: the push is closed (one answer per push).
-    assert_problem(await device.answer(push_id, "approve", number), 401, "factor_rejected")
-    assert_problem(await device.answer(push_id, "deny"), 401, "factor_rejected")
+    # Signed afresh: the push is closed (one answer per push), and the device is told so.
+    for late in (
+        await device.answer(push_id, "approve", number),
+        await device.answer(push_id, "deny"),
+    ):
+        closed = assert_problem(late, 409, "push_closed")
+        assert closed["detail"] == "this request was already answered"
     status = await alice.get(f"/v1/challenges/{challenge_id}/status")
     assert status.json()["state"] == "approved"
     reasons = [e["reason"] for e in await events(node, "verification_failed")]
@@ -377,7 +381,9 @@ async def test_a_wrong_number_is_rejected_and_counted(
     # Out of attempts: the challenge is denied; the right number is too late.
     status = await node.client.get(f"/v1/challenges/{challenge_id}/status", headers=bearer(app_key))
     assert status.json()["state"] == "denied"
-    assert_problem(await device.answer(push_id, "approve", number), 401, "factor_rejected")
+    late = assert_problem(await device.answer(push_id, "approve", number), 409, "push_closed")
+    assert late["detail"] == "this request has expired"
+    assert str(number) not in json.dumps(late)
 
 
 async def test_deny_alerts_and_raises_the_next_decisions_risk(

@@ -201,7 +201,11 @@ async def test_enrol_list_approve_and_deny(service: Service, tmp_path: Path) -> 
 
     wrong = 10 + (number - 10 + 1) % 90
     refused = await piigate("authenticator", "approve", push_id, str(wrong), "--file", str(keys))
-    assert assert_one_line_error(refused, 1).endswith(": Verification failed")
+    line = assert_one_line_error(refused, 1)
+    assert line == (
+        f"piigate: error: {service.url}: not approved: the number did not match the one on "
+        "the step-up page"
+    )
     service.clock.advance(2)  # past the back-off after one failure
     approved = await piigate("authenticator", "approve", push_id, str(number), "--file", str(keys))
     assert approved.returncode == 0, approved.stderr
@@ -216,7 +220,10 @@ async def test_enrol_list_approve_and_deny(service: Service, tmp_path: Path) -> 
     )
     assert allowed.json()["outcome"] == "allow"
     replay = await piigate("authenticator", "approve", push_id, str(number), "--file", str(keys))
-    assert_one_line_error(replay, 1)
+    answered = f"piigate: error: {service.url}: this request was already answered"
+    assert assert_one_line_error(replay, 1) == answered
+    late_deny = await piigate("authenticator", "deny", push_id, "--file", str(keys))
+    assert assert_one_line_error(late_deny, 1) == answered
 
     # "This wasn't me": the challenge is denied, an alert recorded, the risk raised.
     challenge_id, _ = await service.push(transfer("5000"))

@@ -25,6 +25,7 @@ from piigate.crypto.secret import Secret
 from piigate.errors import BadRequest, Conflict, NotFound, StepUpRequired, TooManyRequests
 from piigate.factors.checks import code_checks
 from piigate.factors.enrollment import FactorEnrollment
+from piigate.factors.push.answers import PushClosed
 from piigate.factors.push.ceremony import PushCeremony, PushDecision
 from piigate.factors.push.devices import DeviceRejected, EnrollmentRejected, SignedRequest
 from piigate.factors.push.protocol import (
@@ -209,6 +210,21 @@ class World:
         problem = caught.value.problem()
         assert problem["status"] == 401 and problem["code"] == "factor_rejected"
         return caught.value.reason.value
+
+    async def closed(
+        self,
+        device: Device,
+        push_id: str,
+        decision: PushDecision = PushDecision.APPROVE,
+        number: int | None = None,
+    ) -> tuple[str, str]:
+        """An answer to a push that can no longer be answered: what the device is told (409),
+        and the exact reason audited."""
+        with pytest.raises(PushClosed) as caught:
+            await self.answer(device, push_id, decision, number)
+        problem = caught.value.problem()
+        assert problem["status"] == 409 and problem["code"] == "push_closed"
+        return caught.value.detail, self.audit.of("verification_failed")[-1]["reason"]
 
 
 @pytest.fixture
@@ -557,9 +573,10 @@ async def test_a_push_approved_with_the_right_number(world: World) -> None:
     again = await world.challenges.get(challenge.id)
     assert again is not None and await world.verifier.collect(again) is None
 
-    # A replayed answer finds the push closed.
-    assert await world.reason(device, sent.push_id, sent.number) == "replayed"
-    assert await world.reason(device, sent.push_id, sent.number) == "replayed"
+    # A replayed answer finds the push closed, and the device is told so.
+    answered = ("this request was already answered", "replayed")
+    assert await world.closed(device, sent.push_id, number=sent.number) == answered
+    assert await world.closed(device, sent.push_id, PushDecision.DENY) == answered
     verified = world.audit.of("challenge_verified")
     assert len(verified) == 1 and verified[0]["amr"] == ["mca", "pop"]
     # The number never reaches the audit trail.
@@ -677,14 +694,15 @@ async def test_a_wrong_number_is_counted_and_ends_the_challenge(world: World) ->
     closed = await world.store.get_ceremony(sent.push_id)
     assert closed is not None and closed.state == "expired"
     world.clock.advance(10)
-    assert await world.reason(device, sent.push_id, sent.number) == "replayed"
+    too_late = await world.closed(device, sent.push_id, number=sent.number)
+    assert too_late == ("this request has expired", "expired")
     failures = world.audit.of("verification_failed")
     assert [f["reason"] for f in failures] == [
         "wrong_number",
         "throttled",
         "wrong_number",
         "wrong_number",
-        "replayed",
+        "expired",
     ]
     assert failures[0] == {
         "challenge_id": challenge.id,
@@ -728,8 +746,8 @@ async def test_denying_alerts_and_raises_the_risk(world: World) -> None:
     ]
     assert world.audit.of("challenge_denied")[0]["reason"] == "denied"
     # Denied once: a second answer (deny or approve) is a replay.
-    with pytest.raises(VerificationRejected):
-        await world.answer(device, sent.push_id, PushDecision.DENY)
+    replayed = await world.closed(device, sent.push_id, PushDecision.DENY)
+    assert replayed == ("this request was already answered", "replayed")
     assert len(world.audit.of("alert")) == 1
 
     def request(subject: str, carried: RiskAssessment | None = None) -> AccessRequest:
@@ -796,6 +814,8 @@ async def test_pushes_only_reach_their_devices(world: World) -> None:
     assert await world.push.pending(phone_row) == []
     closed = await world.store.get_ceremony(sent.push_id)
     assert closed is not None and closed.state == "used"
+    late = await world.closed(phone, sent.push_id, number=sent.number)
+    assert late == ("this request was already answered", "replayed")
 
 
 async def test_an_expired_push_cannot_be_answered(world: World) -> None:
@@ -803,6 +823,7 @@ async def test_an_expired_push_cannot_be_answered(world: World) -> None:
     challenge = await world.challenge()
     sent = await world.push.send(challenge.id, caller=Caller.person("alice"))
     world.clock.advance(300)
-    assert await world.reason(device, sent.push_id, sent.number) == "expired"
+    expired = await world.closed(device, sent.push_id, number=sent.number)
+    assert expired == ("this request has expired", "expired")
     stored = await world.challenges.get(challenge.id)
     assert stored is not None and stored.state is ChallengeState.PENDING

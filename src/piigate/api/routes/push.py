@@ -292,6 +292,7 @@ async def answer_push(
     push_id: str, body: PushAnswerIn, request: Request, device: Device
 ) -> dict[str, Any]:
     """Approve with the number the step-up page shows, or deny ("this wasn't me"). A wrong
-    number, a replayed or late answer: the vague 401 ``factor_rejected``."""
+    number: the vague 401 ``factor_rejected``; a push already answered, expired or closed: 409
+    ``push_closed``, saying which."""
     state = await _push(request).answers.answer(device, push_id, body.decision, body.number)
     return {"id": push_id, "state": state.value}

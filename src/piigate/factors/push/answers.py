@@ -24,7 +24,7 @@ import structlog
 from piigate.clock import Clock
 from piigate.crypto.keyring import DecryptionError, Keyring
 from piigate.crypto.secret import Secret
-from piigate.errors import NotFound, ServiceUnavailable
+from piigate.errors import Conflict, NotFound, ServiceUnavailable
 from piigate.factors import CeremonyPurpose, CeremonyState
 from piigate.factors.ports import (
     CeremonyRecord,
@@ -43,6 +43,7 @@ from piigate.stepup.verdicts import (
     FactorUnreadable,
     Proof,
     VerificationFailure,
+    VerificationRejected,
     Verified,
 )
 from piigate.stepup.verification import Verifier
@@ -51,6 +52,7 @@ __all__ = [
     "PUSH_AMR",
     "NumberMatch",
     "PushAnswers",
+    "PushClosed",
     "PushDecision",
     "number_aad",
     "read_number",
@@ -129,6 +131,22 @@ class NumberMatch(FactorCheck):
         await self.store.close_ceremony(self.push.id, new=CeremonyState.EXPIRED, now=now)
 
 
+class PushClosed(Conflict):
+    """The push can no longer be answered. Its device may know why: whether a push is still open
+    is what ``GET /v1/devices/pending`` shows it anyway, and it says nothing about the number."""
+
+    code = "push_closed"
+    title = "Push no longer open"
+
+
+# What the device is told when its answer comes too late (the audit keeps the exact reason).
+_CLOSED = {
+    VerificationFailure.REPLAYED: "this request was already answered",
+    VerificationFailure.EXPIRED: "this request has expired",
+    VerificationFailure.NOT_PENDING: "this request is already closed",
+}
+
+
 class PushAnswers:
     """Answers from devices (``POST /v1/devices/pushes/{id}``)."""
 
@@ -154,17 +172,32 @@ class PushAnswers:
     ) -> ChallengeState:
         """The device's answer to a push: the challenge's new state, or raises.
 
-        404 when the push is not this device's; the vague 401 ``factor_rejected`` for a push
-        already answered (a replay), expired, or approved with the wrong number; 429 during the
-        failure back-off.
+        404 when the push is not this device's; 409 :class:`PushClosed` when the push or its
+        challenge can no longer be answered (already answered, expired, closed), saying which;
+        the vague 401 ``factor_rejected`` for a wrong number (or a device that may not answer
+        now); 429 during the failure back-off. Every refusal is audited with its exact reason.
         """
+        try:
+            return await self._answer(device, push_id, decision, number)
+        except VerificationRejected as refused:
+            closed = _CLOSED.get(refused.reason)
+            if closed is None:
+                raise
+            raise PushClosed(closed) from None
+
+    async def _answer(
+        self, device: FactorRecord, push_id: str, decision: PushDecision, number: int | None
+    ) -> ChallengeState:
         now = self.clock.now()
         push, challenge = await self._push_of(device, push_id)
         # Refused before anything is charged: the answer cannot be the right one any more.
         if push.state != CeremonyState.OPEN:
-            await self.verifier.refuse(
-                challenge, PUSH, VerificationFailure.REPLAYED, factor_id=device.id
+            closed = (
+                VerificationFailure.EXPIRED
+                if push.state == CeremonyState.EXPIRED
+                else VerificationFailure.REPLAYED
             )
+            await self.verifier.refuse(challenge, PUSH, closed, factor_id=device.id)
         if push.expires_at <= now:
             await self.store.close_ceremony(push.id, new=CeremonyState.EXPIRED, now=now)
             await self.verifier.refuse(
