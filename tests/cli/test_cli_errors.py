@@ -14,6 +14,7 @@ from unittest.mock import patch
 
 import pytest
 from cli_support import POLICY, run_main, run_piigate
+from sqlalchemy import make_url
 
 from piigate.cli import main
 
@@ -110,10 +111,26 @@ def test_bad_database_url_in_every_store_command(
 def test_unreachable_database(tmp_path: Path) -> None:
     env = {
         "PIIGATE_DATA_DIR": str(tmp_path),
-        "PIIGATE_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/piigate",
+        "PIIGATE_DATABASE_URL": "postgresql://postgres:s3cret@127.0.0.1:1/piigate",
     }
     line = assert_clean_failure(run_piigate("audit", "verify", env=env))
-    assert line == "piigate: error: the store is unavailable"
+    assert line == (
+        "piigate: error: the store postgresql://postgres:***@127.0.0.1:1/piigate is unavailable: "
+        "cannot connect (ConnectionRefusedError)"
+    )
+
+
+def test_missing_database_is_named_without_its_password(tmp_path: Path, pg_admin_url: str) -> None:
+    """The store is named, its password never; and why, without the driver's own message."""
+    url = make_url(pg_admin_url).set(password="s3cret", database="piigate_no_such_db")
+    shown = url.render_as_string(hide_password=True)
+    env = {
+        "PIIGATE_DATA_DIR": str(tmp_path),
+        "PIIGATE_DATABASE_URL": url.render_as_string(hide_password=False) + "?password=s3cret",
+    }
+    line = assert_clean_failure(run_piigate("audit", "verify", env=env))
+    assert line == f"piigate: error: the store {shown} is unavailable: the database does not exist"
+    assert "s3cret" not in line
 
 
 def test_duplicate_user(tmp_path: Path) -> None:

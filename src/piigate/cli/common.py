@@ -62,13 +62,20 @@ def run(coro: Awaitable[T]) -> T:
 
 
 async def with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
-    """Open the store (migrated to the current schema), run ``work`` on it, close it."""
+    """Open the store (migrated to the current schema), run ``work`` on it, close it. A store
+    that cannot be reached is one line naming it (without its password) and why."""
     from piigate.store import Database, Store
+    from piigate.store.db import StoreUnavailable
+    from piigate.store.urls import display_url, unavailable_reason
 
     db = Database.open(settings.store_url)
     try:
         await db.upgrade()
         return await work(Store(db))
+    except StoreUnavailable as error:
+        reason = unavailable_reason(error)
+        shown = f"the store {display_url(settings.store_url)} is unavailable"
+        fail(f"{shown}: {reason}" if reason else shown)
     finally:
         await db.close()
 
