@@ -226,6 +226,7 @@ async def test_a_device_enrols_through_its_link(node: Node, users: Users, app_ke
     }
     listed = (await alice.get("/v1/factors")).json()["factors"]
     assert [(f["kind"], f["state"], f["device"]) for f in listed] == [("push", "active", "pixel")]
+    assert listed[0]["label"] == "phone"  # the user's label; a device's name only stands in
 
     # The link works once.
     again, _ = await complete(node, token_of(started["enroll_uri"]))

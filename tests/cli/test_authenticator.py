@@ -183,6 +183,9 @@ async def test_enrol_list_approve_and_deny(service: Service, tmp_path: Path) -> 
     factor = await service.services.store.get_factor(device_id)
     assert factor is not None and factor.state == "active"
     assert factor.data["device_name"] == "laptop"
+    # The link was made without a label: the user sees the factor by the name --name gave it.
+    (listed,) = (await service.alice.get("/v1/factors")).json()["factors"]
+    assert (listed["id"], listed["label"], listed["device"]) == (device_id, "laptop", "laptop")
     # The link was for one device only.
     reused = await piigate("authenticator", "enroll", uri, "--file", str(keys))
     assert "invalid, already used or expired" in assert_one_line_error(reused, 1)

@@ -72,7 +72,12 @@ def enroll(
         ),
     ],
     name: Annotated[
-        str, typer.Option("--name", help="A name for this device, shown to the user.")
+        str,
+        typer.Option(
+            "--name",
+            help="A name for this device: the factor's label (unless the link was made with "
+            "one), shown in GET /v1/factors.",
+        ),
     ] = "piigate authenticator",
     alg: Annotated[
         DeviceAlgorithm, typer.Option("--alg", help="Key type: ES256 (P-256) or EdDSA (Ed25519).")

@@ -132,12 +132,18 @@ class FactorStore(Repo):
         stmt = stmt.order_by(factors.c.created_at, factors.c.id)
         return [factor_row(r) for r in await self._all(stmt)]
 
-    async def activate_factor(self, factor_id: str, *, now: datetime) -> bool:
-        """``pending`` → ``active`` (recording ``confirmed_at``); True for exactly one caller."""
+    async def activate_factor(
+        self, factor_id: str, *, now: datetime, label: str | None = None
+    ) -> bool:
+        """``pending`` → ``active`` (recording ``confirmed_at``, and ``label`` when given); True
+        for exactly one caller."""
+        values: dict[str, Any] = {"state": FactorState.ACTIVE, "confirmed_at": utc(now)}
+        if label is not None:
+            values["label"] = label
         stmt = (
             update(factors)
             .where(factors.c.id == factor_id, factors.c.state == FactorState.PENDING)
-            .values(state=FactorState.ACTIVE, confirmed_at=utc(now))
+            .values(**values)
         )
         return await self._changed(stmt)
 

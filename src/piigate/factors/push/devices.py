@@ -232,9 +232,12 @@ class PushDevices:
         if not await self.store.close_ceremony(ceremony.id, new=CeremonyState.USED, now=now):
             await self._enrollment_refused(ceremony, "reused")
         data = {"public_key": key.encoded(), "alg": key.alg.value, "device_name": name}
+        # The factor's label is what the user sees it as: the one given when the link was
+        # made, or else the name the device gives itself.
+        label = factor.label or name
         if not await self.store.replace_factor_data(
             factor.id, expected_data=factor.data, new_data=data
-        ) or not await self.store.activate_factor(factor.id, now=now):
+        ) or not await self.store.activate_factor(factor.id, now=now, label=label):
             raise Conflict("the factor is not pending")
         await self.audit.record(
             "factor_confirmed",
