@@ -47,7 +47,6 @@ def challenge_json(challenge: Challenge, *, include_state: bool = False) -> dict
     body: dict[str, Any] = {
         "id": challenge.id,
         "expires_at": _epoch(challenge.expires_at),
-        "url": f"/stepup/{challenge.id}",
     }
     if include_state:
         req = challenge.requirement
