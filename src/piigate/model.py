@@ -37,6 +37,7 @@ __all__ = [
     "Signal",
     "Subject",
     "Transaction",
+    "person_audience",
 ]
 
 
@@ -196,6 +197,9 @@ class ProvenLevel:
     # rule that restricts ``methods``.
     methods: frozenset[str] = frozenset()
     expires_at: datetime | None = None
+    # A grant obtained for another requester than the one asking (its audience differs): it
+    # meets only rules that accept grants from any app (``require.grants_from: any_app``).
+    foreign: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +269,8 @@ class Challenge:
     device_id: str | None = None
     decision_id: str | None = None
     requested_by: str | None = None  # the API key / app that asked for the decision
+    # Who the grant it yields is for (``Caller.audience`` of whoever opened it); None: nobody.
+    audience: str | None = None
     state: ChallengeState = ChallengeState.PENDING
     attempts: int = 0
     max_attempts: int = 5
@@ -314,6 +320,13 @@ class Caller:
         return self.kind is CallerKind.API_KEY
 
     @property
+    def audience(self) -> str:
+        """Who a grant obtained through this caller's request is for (the grant's ``aud``):
+        an app's API key id, or :func:`person_audience` for a person (console or IdP token
+        alike). An app's key id has no ``:``, so the two can never be taken for each other."""
+        return self.id if self.is_app else person_audience(self.id)
+
+    @property
     def scopes(self) -> frozenset[str]:
         return self.subject.scopes
 
@@ -330,6 +343,12 @@ class Caller:
         if self.is_app:
             return challenge.requested_by is not None and self.id == challenge.requested_by
         return self.id == challenge.subject_id
+
+
+def person_audience(subject_id: str) -> str:
+    """The audience of the grants a person obtains for themselves: their own step-ups (factor
+    changes, approvals) and the decisions they ask for with their session or token."""
+    return f"user:{subject_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +384,7 @@ class Grant:
     device_id: str | None = None
     binding: str | None = None
     challenge_id: str | None = None
+    audience: str | None = None  # the requester it was obtained for (``Caller.audience``)
 
     @property
     def single_use(self) -> bool:

@@ -13,7 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from piigate.errors import BadRequest, PiigateError, problem_details
+from piigate.api.schemas import challenge_json
+from piigate.errors import BadRequest, PiigateError, StepUpRequired, problem_details
 
 __all__ = ["ProblemResponse", "install_problem_handlers", "problem_response"]
 
@@ -38,9 +39,12 @@ def route_of(request: Request) -> str | None:
 
 def problem_response(exc: PiigateError, request: Request | None = None) -> ProblemResponse:
     instance = route_of(request) if request is not None else None
-    return ProblemResponse(
-        exc.problem(instance), status_code=exc.status, headers=dict(exc.headers())
-    )
+    body = exc.problem(instance)
+    if isinstance(exc, StepUpRequired) and exc.challenge is not None:
+        # The challenge opened for the caller, as a decision answer carries it (RFC 9470's
+        # WWW-Authenticate is in the headers): the client can go straight to verifying it.
+        body["challenge"] = challenge_json(exc.challenge)
+    return ProblemResponse(body, status_code=exc.status, headers=dict(exc.headers()))
 
 
 def install_problem_handlers(app: FastAPI) -> None:

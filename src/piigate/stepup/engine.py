@@ -118,7 +118,17 @@ class Engine:
         self.ids = ids
         self.explain = explain
 
-    async def decide(self, request: AccessRequest, *, requested_by: str | None = None) -> Decision:
+    async def decide(
+        self,
+        request: AccessRequest,
+        *,
+        requested_by: str | None = None,
+        audience: str | None = None,
+    ) -> Decision:
+        """``requested_by``: the caller's id (it may answer the challenge); ``audience``: the
+        requester grants are for (``Caller.audience``). A grant obtained for another audience
+        counts only for rules with ``grants_from: any_app``, and the binding digest covers the
+        audience, so a grant bound to one app's request is never good for another app's."""
         now = self.clock.now()
         decision_id = self.ids("dec")
         compiled = self.policy.current
@@ -127,11 +137,11 @@ class Engine:
             await self._record(decision, request, compiled=None, now=now)
             return decision
 
-        risk, collected, result = await self._evaluate(compiled, request, now)
+        risk, collected, result = await self._evaluate(compiled, request, now, audience)
         challenge = None
         if result.required is not None and result.outcome is not Outcome.DENY:
             challenge = self._challenge(
-                compiled, request, result.required, decision_id, requested_by, now
+                compiled, request, result.required, decision_id, now, requested_by, audience
             )
 
         decision = Decision(
@@ -156,18 +166,18 @@ class Engine:
 
     # -- pipeline steps -------------------------------------------------------------------------
     async def _evaluate(
-        self, compiled: CompiledPolicy, request: AccessRequest, now: datetime
+        self, compiled: CompiledPolicy, request: AccessRequest, now: datetime, audience: str | None
     ) -> tuple[RiskAssessment, _Collected, Evaluation]:
         """Risk, the proofs presented, the policy's answer, and bound grants spent."""
         risk, risk_failed = await self._assess(request, now=now)
-        collected = self._collect_proofs(compiled, request, now=now)
+        collected = self._collect_proofs(compiled, request, now=now, audience=audience)
         if (
             GrantRejection.UNKNOWN_KEY in collected.rejected
             and self.grants is not None
             and await self.grants.learn(request.grants)
         ):
-            collected = self._collect_proofs(compiled, request, now=now)
-        binding = LazyBinding(request)
+            collected = self._collect_proofs(compiled, request, now=now, audience=audience)
+        binding = LazyBinding(request, audience=audience)
         result = evaluate(
             compiled,
             request,
@@ -183,6 +193,10 @@ class Engine:
         if risk_failed and request.pii and result.outcome is Outcome.ALLOW:
             # Fail closed: without a risk assessment PII is not released on an allow alone.
             result = Evaluation(Outcome.DENY, rules=result.rules, reason="risk engine unavailable")
+        unused = [p for p in collected.proven if p.foreign and p not in result.used]
+        if unused:  # another app's grants no rule of this request took
+            rejected = collected.rejected + ("wrong_audience",) * len(unused)
+            collected = _Collected(collected.proven, rejected)
         return risk, collected, result
 
     async def _commit(
@@ -214,7 +228,12 @@ class Engine:
         return RiskAssessment(100, (signal,)), True
 
     def _collect_proofs(
-        self, compiled: CompiledPolicy, request: AccessRequest, *, now: datetime
+        self,
+        compiled: CompiledPolicy,
+        request: AccessRequest,
+        *,
+        now: datetime,
+        audience: str | None,
     ) -> _Collected:
         proven: list[ProvenLevel] = []
         session = request.session
@@ -239,6 +258,9 @@ class Engine:
                 rejected.append(str(getattr(exc, "reason", type(exc).__name__)))
                 continue
             mismatch = _grant_mismatch(grant, request)
+            foreign = audience is None or grant.audience != audience
+            if mismatch is None and foreign and not compiled.shares_grants:
+                mismatch = "wrong_audience"  # no rule could take another app's grant
             if mismatch is not None:
                 rejected.append(mismatch)
                 continue
@@ -252,6 +274,7 @@ class Engine:
                     grant_id=grant.id,
                     methods=frozenset(AMR_METHODS[a] for a in grant.amr if a in AMR_METHODS),
                     expires_at=grant.expires_at,
+                    foreign=foreign,
                 )
             )
         return _Collected(tuple(proven), tuple(rejected))
@@ -293,8 +316,9 @@ class Engine:
         request: AccessRequest,
         required: Requirement,
         decision_id: str,
-        requested_by: str | None,
         now: datetime,
+        requested_by: str | None,
+        audience: str | None,
     ) -> Challenge:
         settings = compiled.policy.stepup
         return Challenge(
@@ -311,6 +335,7 @@ class Engine:
             device_id=request.context.device_id,
             decision_id=decision_id,
             requested_by=requested_by,
+            audience=audience,
             max_attempts=settings.max_attempts,
         )
 

@@ -66,7 +66,7 @@ async def create_decision(
     access = _access_request(body, services)
     # A plain JSON response: the body is built from our own dataclasses, so re-validating it
     # against an inferred response model would only cost time on the hot path.
-    return DecisionResponse(await _decide(services, access, caller.id))
+    return DecisionResponse(await _decide(services, access, caller))
 
 
 def _access_request(body: DecisionRequestIn, services: Services) -> AccessRequest:
@@ -81,10 +81,12 @@ def _access_request(body: DecisionRequestIn, services: Services) -> AccessReques
     return body.to_domain(compiled)
 
 
-async def _decide(services: Services, access: AccessRequest, requested_by: str) -> dict[str, Any]:
+async def _decide(services: Services, access: AccessRequest, caller: Caller) -> dict[str, Any]:
     """Decide (audited), count it, and build the response body."""
     started = time.perf_counter()
-    decision = await services.engine.decide(access, requested_by=requested_by)
+    decision = await services.engine.decide(
+        access, requested_by=caller.id, audience=caller.audience
+    )
     services.metrics.observe(decision, time.perf_counter() - started)
     header = None
     if decision.outcome is Outcome.STEP_UP and decision.required is not None:
@@ -115,7 +117,7 @@ class LeanDecisions(LeanRoute):
 
         async def work() -> Answer:
             access = _access_request(parsed, services)
-            return await _decide(services, access, caller.id), ()
+            return await _decide(services, access, caller), ()
 
         return work
 
