@@ -100,7 +100,7 @@ class FreshGrants:
         compiled = self._compiled()
         if level not in compiled.ranks:
             return None
-        methods = tuple(m for m in compiled.methods_proving(level) if m != Method.APPROVAL)
+        methods = tuple(m for m in compiled.level_methods[level] if m != Method.APPROVAL)
         if not methods:
             return None
         settings = compiled.policy.stepup

@@ -34,6 +34,8 @@ class CompiledPolicy:
     # The request fields each CEL program reads, and which of their keys (see cel_selection()).
     cel_fields: Mapping[str, Mapping[str, frozenset[str] | None]] = field(default_factory=dict)
     factor_ranks: Mapping[Method, int] = field(default_factory=dict)
+    # Each level → the factor kinds the policy enables that prove at least it, in policy order.
+    level_methods: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Some rule accepts grants obtained through another app (``grants_from: any_app``).
     shares_grants: bool = False
 
@@ -70,11 +72,6 @@ class CompiledPolicy:
     def acr_values(self, level: str) -> tuple[str, ...]:
         return (self.levels[level].acr,)
 
-    def methods_proving(self, level: str) -> list[str]:
-        """The factor kinds the policy enables that prove at least ``level``, in policy order."""
-        needed = self.ranks[level]
-        return [kind.value for kind, rank in self.factor_ranks.items() if rank >= needed]
-
     def proving(self, method: str, level: str) -> FactorSettings | None:
         """``method``'s settings when the policy enables it and it proves at least ``level``
         (a factor whose level was lowered by a reload cannot answer a stronger challenge)."""
@@ -102,6 +99,10 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
     programs = {rule.name: cel.compile(rule.when.expr) for rule in policy.rules if rule.when.expr}
     fields = {rule.name: cel_selection(rule.when.expr) for rule in policy.rules if rule.when.expr}
     factor_ranks = {kind: ranks[f.level] for kind, f in policy.factors.items()}
+    level_methods = {
+        level: tuple(kind.value for kind, rank in factor_ranks.items() if rank >= needed)
+        for level, needed in ranks.items()
+    }
     shares = any(r.require and r.require.grants_from is GrantsFrom.ANY_APP for r in policy.rules)
     return CompiledPolicy(
         policy=policy,
@@ -112,6 +113,7 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
         programs=programs,
         cel_fields=fields,
         factor_ranks=factor_ranks,
+        level_methods=level_methods,
         shares_grants=shares,
     )
 

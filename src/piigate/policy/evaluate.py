@@ -302,7 +302,7 @@ def _combine(
     level = max((r.level for r in requires), key=lambda name: policy.ranks[name])
     ages = [r.max_age for r in requires if r.max_age is not None]
     max_age = min(ages) if ages else None
-    methods = policy.methods_proving(level)
+    methods: Sequence[str] = policy.level_methods[level]
     for r in requires:
         if r.methods is not None:
             methods = [m for m in methods if m in r.methods]

@@ -193,10 +193,11 @@ class Engine:
         if risk_failed and request.pii and result.outcome is Outcome.ALLOW:
             # Fail closed: without a risk assessment PII is not released on an allow alone.
             result = Evaluation(Outcome.DENY, rules=result.rules, reason="risk engine unavailable")
-        unused = [p for p in collected.proven if p.foreign and p not in result.used]
-        if unused:  # another app's grants no rule of this request took
-            rejected = collected.rejected + ("wrong_audience",) * len(unused)
-            collected = _Collected(collected.proven, rejected)
+        if compiled.shares_grants:  # otherwise another app's grant was refused on collection
+            unused = [p for p in collected.proven if p.foreign and p not in result.used]
+            if unused:  # another app's grants that no rule of this request took
+                rejected = collected.rejected + ("wrong_audience",) * len(unused)
+                collected = _Collected(collected.proven, rejected)
         return risk, collected, result
 
     async def _commit(
