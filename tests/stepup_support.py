@@ -6,6 +6,15 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from piigate.clock import Clock
+from piigate.crypto.keyring import Keyring
+from piigate.factors.enrollment import FactorEnrollment
+from piigate.factors.fresh import FreshGrants
+from piigate.policy.holder import PolicyHolder
+from piigate.ports import AuditRecorder
+from piigate.store import Store
+from piigate.store.ports import SqlChallenges
+
 
 @dataclass
 class RecordingAudit:
@@ -31,3 +40,27 @@ class RecordingAudit:
 
     def reasons(self) -> list[str]:
         return [str(d["reason"]) for d in self.of("verification_failed")]
+
+
+def factor_enrollment(
+    *,
+    store: Store,
+    keyring: Keyring,
+    policy: PolicyHolder,
+    audit: AuditRecorder,
+    clock: Clock,
+    issuer: str,
+) -> FactorEnrollment:
+    """Factor enrollment wired as a node wires it: the subject's own step-ups (``FreshGrants``)
+    verify grants of ``issuer`` and open their challenges in the store."""
+    fresh = FreshGrants(
+        keyring=keyring,
+        issuer=issuer,
+        challenges=SqlChallenges(store, keyring),
+        policy=policy,
+        audit=audit,
+        clock=clock,
+    )
+    return FactorEnrollment(
+        store=store, keyring=keyring, policy=policy, audit=audit, clock=clock, fresh=fresh
+    )

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from piigate.model import Challenge
+
 __all__ = [
     "BadRequest",
     "Conflict",
@@ -179,6 +181,9 @@ def step_up_header(acr_values: Sequence[str], max_age: int | None) -> str:
 
 
 class StepUpRequired(PiigateError):
+    """RFC 9470 insufficient user authentication. ``challenge``, when one was opened for the
+    caller, is rendered into the problem body as a decision answer carries it."""
+
     status = 401
     code = "insufficient_user_authentication"
     title = "Step-up authentication required"
@@ -189,11 +194,13 @@ class StepUpRequired(PiigateError):
         acr_values: Sequence[str],
         max_age: int | None,
         detail: str | None = None,
+        challenge: Challenge | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(detail or "a stronger or more recent authentication is required", **extra)
         self.acr_values = tuple(acr_values)
         self.max_age = max_age
+        self.challenge = challenge
 
     def headers(self) -> Mapping[str, str]:
         return {"WWW-Authenticate": step_up_header(self.acr_values, self.max_age)}

@@ -1,8 +1,6 @@
-"""The core vocabulary: frozen dataclasses shared by every layer.
-
-Nothing here performs I/O or reads the clock. Edges build these values from their own inputs
-(HTTP bodies, SQL statements, CLI files) and the engine answers with a :class:`Decision`.
-"""
+"""The core vocabulary: frozen dataclasses shared by every layer. Nothing here performs I/O or
+reads the clock: edges build these values from their own inputs (HTTP bodies, SQL statements,
+CLI files) and the engine answers with a :class:`Decision`."""
 
 from __future__ import annotations
 
@@ -37,6 +35,7 @@ __all__ = [
     "Signal",
     "Subject",
     "Transaction",
+    "person_audience",
 ]
 
 
@@ -196,6 +195,9 @@ class ProvenLevel:
     # rule that restricts ``methods``.
     methods: frozenset[str] = frozenset()
     expires_at: datetime | None = None
+    # A grant obtained for another requester than the one asking (its audience differs): it
+    # meets only rules that accept grants from any app (``require.grants_from: any_app``).
+    foreign: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +267,8 @@ class Challenge:
     device_id: str | None = None
     decision_id: str | None = None
     requested_by: str | None = None  # the API key / app that asked for the decision
+    # Who the grant it yields is for (``Caller.audience`` of whoever opened it); None: nobody.
+    audience: str | None = None
     state: ChallengeState = ChallengeState.PENDING
     attempts: int = 0
     max_attempts: int = 5
@@ -314,6 +318,12 @@ class Caller:
         return self.kind is CallerKind.API_KEY
 
     @property
+    def audience(self) -> str:
+        """Who a grant obtained through this caller's request is for (its ``aud``): an app's key
+        id, or :func:`person_audience` (with a ``:``, which key ids never have) for a person."""
+        return self.id if self.is_app else person_audience(self.id)
+
+    @property
     def scopes(self) -> frozenset[str]:
         return self.subject.scopes
 
@@ -330,6 +340,11 @@ class Caller:
         if self.is_app:
             return challenge.requested_by is not None and self.id == challenge.requested_by
         return self.id == challenge.subject_id
+
+
+def person_audience(subject_id: str) -> str:
+    """The audience of the grants a person obtains for themselves (own step-ups, decisions)."""
+    return f"user:{subject_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +380,7 @@ class Grant:
     device_id: str | None = None
     binding: str | None = None
     challenge_id: str | None = None
+    audience: str | None = None  # the requester it was obtained for (``Caller.audience``)
 
     @property
     def single_use(self) -> bool:

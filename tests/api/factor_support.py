@@ -25,9 +25,12 @@ PASSWORD = "correct horse battery staple"
 Users = Callable[[Node, str], Awaitable[httpx.AsyncClient]]
 
 
-def factor_policy(profile: str = "nist-800-63b-4", *, max_attempts: int = 5) -> PolicyHolder:
-    """TOTP and recovery codes at aal2; reading an SSN needs aal2 within 5 minutes, deleting
-    PII needs aal2 bound to the one request (``max_age: 0``)."""
+def factor_policy(
+    profile: str = "nist-800-63b-4", *, max_attempts: int = 5, grants_from: str = "this_app"
+) -> PolicyHolder:
+    """TOTP and recovery codes at aal2; reading an SSN needs aal2 within 5 minutes (met by
+    grants from ``grants_from``), deleting PII needs aal2 bound to the one request
+    (``max_age: 0``)."""
     text = textwrap.dedent(
         f"""\
         version: 1
@@ -44,7 +47,7 @@ def factor_policy(profile: str = "nist-800-63b-4", *, max_attempts: int = 5) -> 
         rules:
           - name: read-ssn
             when: {{pii: [ssn], action: [read, update]}}
-            require: {{level: aal2, max_age: 5m}}
+            require: {{level: aal2, max_age: 5m, grants_from: {grants_from}}}
           - name: delete-pii
             when: {{pii: any, action: [delete]}}
             require: {{level: aal2, max_age: 0}}
@@ -110,6 +113,24 @@ async def challenge(
     assert body["outcome"] == "step_up", body
     challenge_id: str = body["challenge"]["id"]
     return challenge_id
+
+
+async def own_challenge(client: httpx.AsyncClient, **body: str) -> str:
+    """The logged-in user's own step-up (``POST /v1/challenges``), for changing their factors
+    unless ``body`` says otherwise."""
+    response = await client.post("/v1/challenges", json={"purpose": "manage_factors", **body})
+    assert response.status_code == 201, response.text
+    challenge_id: str = response.json()["id"]
+    return challenge_id
+
+
+async def own_grant(node: Node, client: httpx.AsyncClient, secret: str) -> str:
+    """A grant of the user's own, proven with TOTP just now (the clock then moves on a step)."""
+    response = await verify(client, await own_challenge(client), totp_code(node, secret))
+    assert response.status_code == 200, response.text
+    node.clock.advance(30)
+    grant: str = response.json()["grant"]
+    return grant
 
 
 async def verify(

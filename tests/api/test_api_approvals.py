@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from api_support import Node, StartNode, bearer, same_origin
-from factor_support import PASSWORD, enroll_totp, totp_code, verify
+from factor_support import PASSWORD, enroll_totp, own_grant, totp_code, verify
 
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
@@ -89,21 +89,7 @@ async def login(node: Node) -> AsyncIterator[Login]:
 async def approver_grant(node: Node, client: httpx.AsyncClient, name: str) -> str:
     """A fresh aal2 grant of ``name``'s own, proven with TOTP."""
     _, secret = await enroll_totp(node, client)
-    _, key = await node.api_key(f"console-{name}")
-    decided = await node.decide(
-        key,
-        {
-            "subject": {"id": name},
-            "action": "read",
-            "resource": {"type": "customer", "id": "1"},
-            "pii": ["ssn"],
-        },
-    )
-    challenge_id = decided.json()["challenge"]["id"]
-    verified = await verify(client, challenge_id, totp_code(node, secret))
-    assert verified.status_code == 200, verified.text
-    grant: str = verified.json()["grant"]
-    return grant
+    return await own_grant(node, client, secret)
 
 
 async def agent_challenge(node: Node, agent: str, subject: str = "agent-7") -> str:
@@ -131,13 +117,20 @@ async def test_an_approver_approves_and_the_agent_collects_its_grant_once(
     assert [c["id"] for c in listed] == [challenge_id]
     assert listed[0]["subject"] == "agent-7" and listed[0]["action"] == "export"
 
-    # A password session is aal1: approving an aal2 step-up needs bob's own fresh grant.
+    # A password session is aal1: approving an aal2 step-up needs bob's own fresh grant. The
+    # refusal carries bob's own step-up for it; he answers it with his TOTP.
+    _, secret = await enroll_totp(node, bob)
     refused = await bob.post(f"/v1/approvals/{challenge_id}", json={"decision": "approve"})
     assert refused.status_code == 401
     assert "insufficient_user_authentication" in refused.headers["www-authenticate"]
     assert (await status(node, agent, challenge_id))["state"] == "pending"
-
-    grant = await approver_grant(node, bob, "bob")
+    own = refused.json()["challenge"]["id"]
+    shown = (await bob.get(f"/v1/challenges/{own}")).json()
+    assert (shown["subject"], shown["level"], shown["methods"]) == ("bob", "aal2", ["totp"])
+    assert shown["resource"] == {"type": "approve", "id": challenge_id}
+    verified = await verify(bob, own, totp_code(node, secret))
+    assert verified.status_code == 200, verified.text
+    grant = verified.json()["grant"]
     approved = await bob.post(
         f"/v1/approvals/{challenge_id}",
         json={"decision": "approve"},
@@ -165,6 +158,40 @@ async def test_an_approver_approves_and_the_agent_collects_its_grant_once(
     assert collected.data["challenge_id"] == challenge_id
     everything = str([e.data for e in await node.services.audit.list_events(limit=1000)])
     assert grant not in everything and first["grant"] not in everything
+
+
+async def test_an_approver_opens_a_step_up_for_an_approval(
+    node: Node, agent: str, login: Login
+) -> None:
+    bob = await login("bob", "security")
+    _, secret = await enroll_totp(node, bob)
+    challenge_id = await agent_challenge(node, agent)
+    opened = await bob.post("/v1/challenges", json={"purpose": "approve", "approval": challenge_id})
+    assert opened.status_code == 201, opened.text
+    own = opened.json()
+    assert (own["subject"], own["level"], own["methods"]) == ("bob", "aal2", ["totp"])
+    assert own["resource"] == {"type": "approve", "id": challenge_id}
+    [created] = await node.services.audit.list_events(types=["challenge_created"])
+    assert created.subject_id == "bob"
+    assert created.data["purpose"] == "approve" and created.data["about"] == challenge_id
+
+    verified = await verify(bob, own["id"], totp_code(node, secret))
+    assert verified.status_code == 200, verified.text
+    approved = await bob.post(
+        f"/v1/approvals/{challenge_id}",
+        json={"decision": "approve"},
+        headers={"PIIGate-Grant": verified.json()["grant"]},
+    )
+    assert approved.status_code == 200 and approved.json()["state"] == "approved"
+    # Only for a step-up the caller may approve: not one of their own, not by others.
+    dave = await login("dave")
+    hidden = await dave.post(
+        "/v1/challenges",
+        json={"purpose": "approve", "approval": await agent_challenge(node, agent)},
+    )
+    assert hidden.status_code == 404
+    done = await bob.post("/v1/challenges", json={"purpose": "approve", "approval": challenge_id})
+    assert done.status_code == 409
 
 
 async def test_the_requester_never_approves_itself(node: Node, login: Login) -> None:

@@ -25,7 +25,9 @@ def mint(
     binding: str | None = None,
     auth_age: int = 30,
     grant_id: str = "grt_test",
+    audience: str | None = None,
 ) -> str:
+    """A grant signed by ``node``, for the app whose key id is ``audience``."""
     now = node.clock.now()
     grant = Grant(
         id=grant_id,
@@ -36,6 +38,7 @@ def mint(
         expires_at=now + timedelta(minutes=10),
         scope=scope,
         binding=binding,
+        audience=audience,
     )
     return issue_grant(grant, keyring=node.services.keyring, issuer=node.services.settings.issuer)
 
@@ -147,8 +150,9 @@ async def test_stale_auth_time_does_not_satisfy(node: Node, api_key: str) -> Non
     assert response.json()["outcome"] == "step_up"
 
 
-async def test_grant_satisfies(node: Node, api_key: str) -> None:
-    token = mint(node, scope=frozenset({("ssn", "update")}))
+async def test_grant_satisfies(node: Node) -> None:
+    key_id, api_key = await node.api_key("app")
+    token = mint(node, scope=frozenset({("ssn", "update")}), audience=key_id)
     response = await node.decide(api_key, decision_body("update", ["ssn"], grants=[token]))
     assert response.json()["outcome"] == "allow"
     events = await decision_events(node.services.audit)
@@ -158,19 +162,20 @@ async def test_grant_satisfies(node: Node, api_key: str) -> None:
     assert response.json()["outcome"] == "step_up"
 
 
-async def test_bound_grant_allows_once_then_replay_steps_up(node: Node, api_key: str) -> None:
+async def test_bound_grant_allows_once_then_replay_steps_up(node: Node) -> None:
+    key_id, api_key = await node.api_key("app")
     request = decision_body("delete", ["ssn"])
     first = (await node.decide(api_key, request)).json()
     assert first["outcome"] == "step_up"
     binding = first["required"]["binding"]
-    token = mint(node, level="aal3", binding=binding, grant_id="grt_bound")
+    token = mint(node, level="aal3", binding=binding, grant_id="grt_bound", audience=key_id)
     allowed = await node.decide(api_key, {**request, "grants": [token]})
     assert allowed.json()["outcome"] == "allow"
     replay = await node.decide(api_key, {**request, "grants": [token]})
     assert replay.json()["outcome"] == "step_up"
     # ... and the bound grant does not fit a different request either.
     other = decision_body("delete", ["ssn"], resource={"type": "customer", "id": "43"})
-    token2 = mint(node, level="aal3", binding=binding, grant_id="grt_bound2")
+    token2 = mint(node, level="aal3", binding=binding, grant_id="grt_bound2", audience=key_id)
     assert (await node.decide(api_key, {**other, "grants": [token2]})).json()[
         "outcome"
     ] == "step_up"

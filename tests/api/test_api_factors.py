@@ -4,23 +4,20 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlparse
 
-import httpx
 from api_support import Node, bearer
-from factor_support import Users, challenge, enroll_totp, totp_code, users, verify, wrong
+from factor_support import (
+    Users,
+    challenge,
+    enroll_totp,
+    own_challenge,
+    own_grant,
+    totp_code,
+    users,
+    verify,
+    wrong,
+)
 
 __all__ = ["users"]  # the fixture, re-exported for pytest
-
-
-async def fresh_grant(
-    node: Node, key: str, client: httpx.AsyncClient, secret: str, subject: str = "alice"
-) -> str:
-    """A grant from a TOTP step-up just now (the clock then moves on a time step)."""
-    challenge_id = await challenge(node, key, subject=subject)
-    response = await verify(client, challenge_id, totp_code(node, secret))
-    assert response.status_code == 200, response.text
-    node.clock.advance(30)
-    grant: str = response.json()["grant"]
-    return grant
 
 
 async def test_totp_enrollment(node: Node, users: Users) -> None:
@@ -51,10 +48,10 @@ async def test_totp_enrollment(node: Node, users: Users) -> None:
     assert again.status_code == 409
 
 
-async def test_listing_hides_secrets(node: Node, api_key: str, users: Users) -> None:
+async def test_listing_hides_secrets(node: Node, users: Users) -> None:
     alice = await users(node, "alice")
     factor_id, secret = await enroll_totp(node, alice)
-    grant = await fresh_grant(node, api_key, alice, secret)
+    grant = await own_grant(node, alice, secret)
     codes = (await alice.post("/v1/factors/recovery", headers={"PIIGate-Grant": grant})).json()
     listed = await alice.get("/v1/factors")
     assert listed.status_code == 200
@@ -83,7 +80,7 @@ async def test_recovery_codes(node: Node, api_key: str, users: Users) -> None:
     assert all(len(c) == 14 and c.count("-") == 2 for c in codes)
     # From then on, changing factors is a step-up.
     assert (await alice.post("/v1/factors/recovery")).status_code == 401
-    granted = await verify(alice, await challenge(node, api_key), codes[0], "recovery")
+    granted = await verify(alice, await own_challenge(alice), codes[0], "recovery")
     assert granted.status_code == 200
     second = await alice.post(
         "/v1/factors/recovery", headers={"PIIGate-Grant": granted.json()["grant"]}
@@ -100,7 +97,7 @@ async def test_recovery_codes(node: Node, api_key: str, users: Users) -> None:
     ).status_code == 200
 
 
-async def test_adding_a_factor_needs_a_fresh_grant(node: Node, api_key: str, users: Users) -> None:
+async def test_adding_a_factor_needs_a_fresh_grant(node: Node, users: Users) -> None:
     alice = await users(node, "alice")
     _, secret = await enroll_totp(node, alice)
     refused = await alice.post("/v1/factors/totp")
@@ -110,7 +107,7 @@ async def test_adding_a_factor_needs_a_fresh_grant(node: Node, api_key: str, use
         'Bearer error="insufficient_user_authentication", '
         'acr_values="urn:piigate:aal2", max_age=300'
     )
-    grant = await fresh_grant(node, api_key, alice, secret)
+    grant = await own_grant(node, alice, secret)
     # The grant also travels in the piigate_grant cookie.
     alice.cookies.set("piigate_grant", grant)
     try:
@@ -121,14 +118,14 @@ async def test_adding_a_factor_needs_a_fresh_grant(node: Node, api_key: str, use
     assert garbage.status_code == 401 and garbage.json()["code"] == "grant_rejected"
 
 
-async def test_delete_needs_a_fresh_grant(node: Node, api_key: str, users: Users) -> None:
+async def test_delete_needs_a_fresh_grant(node: Node, users: Users) -> None:
     alice = await users(node, "alice")
     first, secret = await enroll_totp(node, alice)
     without = await alice.delete(f"/v1/factors/{first}")
     assert without.status_code == 401
     assert without.json()["code"] == "insufficient_user_authentication"
 
-    grant = await fresh_grant(node, api_key, alice, secret)
+    grant = await own_grant(node, alice, secret)
     last = await alice.delete(f"/v1/factors/{first}", headers={"PIIGate-Grant": grant})
     assert last.status_code == 409  # the last active factor (recovery codes aside)
 
@@ -136,7 +133,7 @@ async def test_delete_needs_a_fresh_grant(node: Node, api_key: str, users: Users
     # Another user's grant is no use, nor is the right one once it is stale.
     bob = await users(node, "bob")
     _, bob_secret = await enroll_totp(node, bob)
-    bob_grant = await fresh_grant(node, api_key, bob, bob_secret, "bob")
+    bob_grant = await own_grant(node, bob, bob_secret)
     foreign = await alice.delete(f"/v1/factors/{first}", headers={"PIIGate-Grant": bob_grant})
     assert foreign.status_code == 401
     node.clock.advance(300)
@@ -144,7 +141,7 @@ async def test_delete_needs_a_fresh_grant(node: Node, api_key: str, users: Users
     assert stale.status_code == 401
 
     node.clock.advance(30)
-    grant = await fresh_grant(node, api_key, alice, secret)
+    grant = await own_grant(node, alice, secret)
     deleted = await alice.delete(f"/v1/factors/{first}", headers={"PIIGate-Grant": grant})
     assert deleted.status_code == 204
     listed = (await alice.get("/v1/factors")).json()["factors"]

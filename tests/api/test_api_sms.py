@@ -179,7 +179,7 @@ async def test_a_national_number_with_its_region(node: Node, users: Users) -> No
 
 
 async def test_adding_sms_after_another_factor_needs_a_fresh_grant(
-    node: Node, api_key: str, users: Users
+    node: Node, users: Users
 ) -> None:
     alice = await users(node, "alice")
     _, secret = await enroll_totp(node, alice)
@@ -189,7 +189,9 @@ async def test_adding_sms_after_another_factor_needs_a_fresh_grant(
     assert refused.headers["www-authenticate"].startswith(
         'Bearer error="insufficient_user_authentication"'
     )
-    granted = (await verify(alice, await challenge(node, api_key), totp_code(node, secret))).json()
+    # The refusal carries alice's own step-up: answered, its grant adds the phone.
+    own = refused.json()["challenge"]["id"]
+    granted = (await verify(alice, own, totp_code(node, secret))).json()
     await enroll_sms(node, alice, **{"PIIGate-Grant": granted["grant"]})
 
 

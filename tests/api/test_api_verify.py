@@ -14,6 +14,7 @@ from factor_support import (
     challenge,
     enroll_totp,
     factor_policy,
+    own_challenge,
     totp_code,
     users,
     verify,
@@ -187,7 +188,7 @@ async def test_psd2_cap_holds_with_back_off_too(start_node: StartNode, users: Us
 async def test_recovery_code_works_once(node: Node, api_key: str, users: Users) -> None:
     alice = await users(node, "alice")
     _, secret = await enroll_totp(node, alice)
-    granted = (await verify(alice, await challenge(node, api_key), totp_code(node, secret))).json()
+    granted = (await verify(alice, await own_challenge(alice), totp_code(node, secret))).json()
     created = await alice.post("/v1/factors/recovery", headers={"PIIGate-Grant": granted["grant"]})
     assert created.status_code == 201, created.text
     codes = created.json()["codes"]
@@ -212,7 +213,7 @@ async def test_codes_and_secrets_never_reach_audit_or_logs(
     sensitive = [secret]
     code = totp_code(node, secret)
     sensitive.append(code)
-    granted = (await verify(alice, await challenge(node, api_key), code)).json()
+    granted = (await verify(alice, await own_challenge(alice), code)).json()
     sensitive.append(granted["grant"])
     created = await alice.post("/v1/factors/recovery", headers={"PIIGate-Grant": granted["grant"]})
     codes = created.json()["codes"]

@@ -183,14 +183,15 @@ async def test_a_registration_challenge_is_used_once(node: Node, users: Users) -
     assert await reasons(node, "factor_confirmation_failed") == ["bad_assertion"]
 
 
-async def test_a_second_credential_needs_a_fresh_grant(node: Node, key: str, users: Users) -> None:
+async def test_a_second_credential_needs_a_fresh_grant(node: Node, users: Users) -> None:
     alice, first = await enrolled(node, users)
     refused = await alice.post("/v1/factors/webauthn/options")
     assert refused.status_code == 401
     assert refused.json()["code"] == "insufficient_user_authentication"
     assert "insufficient_user_authentication" in refused.headers["www-authenticate"]
 
-    challenge_id = await step_up(node, key, decision_body("update", ["ssn"]))
+    # The refusal carries alice's own step-up, answered with her security key.
+    challenge_id = refused.json()["challenge"]["id"]
     options = await request_options(alice, challenge_id)
     grant = (await verify(alice, challenge_id, first.get(options))).json()["grant"]
     second = await register(alice, SoftAuthenticator(origin=ORIGIN), grant=grant)

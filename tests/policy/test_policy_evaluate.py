@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -206,6 +207,16 @@ def test_expired_grant_does_not_count() -> None:
     assert run(compiled, req, proof("aal2", source="grant", expires_in=0)).outcome is (
         Outcome.STEP_UP
     )
+
+
+def test_another_apps_grant_meets_only_rules_that_share_grants() -> None:
+    foreign = replace(proof("aal2", 10, source="grant"), foreign=True)
+    req = request("update", ["ssn"])
+    assert run(policy(FIVE_MINUTES), req, foreign).outcome is Outcome.STEP_UP
+    shared = FIVE_MINUTES.replace("max_age: 300}", "max_age: 300, grants_from: any_app}")
+    assert shared != FIVE_MINUTES
+    result = run(policy(shared), req, foreign)
+    assert result.outcome is Outcome.ALLOW and result.used == (foreign,)
 
 
 # -- max_age: 0 --------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 from piigate.errors import PolicyError
 from piigate.model import Method
 from piigate.policy import load_policy, load_policy_text
-from piigate.policy.model import ANY_PII, Otherwise
+from piigate.policy.model import ANY_PII, GrantsFrom, Otherwise
 
 BASE = textwrap.dedent(
     """\
@@ -265,6 +265,27 @@ CASES: list[tuple[str, str, str, int, str]] = [
         "-5",
         1,
         "max_age: a duration cannot be negative",
+    ),
+    (
+        "unknown-grants-from",
+        BASE.replace("max_age: 5m}", "max_age: 5m, grants_from: everyone}"),
+        "everyone",
+        1,
+        "grants_from must be 'this_app' or 'any_app'",
+    ),
+    (
+        "grants-from-not-a-string",
+        BASE.replace("max_age: 5m}", "max_age: 5m, grants_from: [any_app]}"),
+        "[any_app]",
+        1,
+        "grants_from must be a string",
+    ),
+    (
+        "shared-grants-on-a-bound-rule",
+        BASE.replace("max_age: 5m}", "max_age: 0, grants_from: any_app}"),
+        "grants_from: ^any_app",
+        1,
+        "grants_from: any_app cannot apply with max_age: 0",
     ),
     (
         "duplicate-rule-names",
@@ -610,6 +631,18 @@ def test_text_loader_uses_the_source_name() -> None:
 def test_foreign_sections_are_tolerated() -> None:
     policy = load_policy_text(BASE + "gateway: {listen: ':5433'}\nservice: {port: 8080}\n")
     assert policy.rules[0].name == "read-ssn"
+
+
+def test_a_rule_says_whose_grants_meet_it() -> None:
+    shared = load_policy_text(BASE.replace("max_age: 5m}", "max_age: 5m, grants_from: any_app}"))
+    assert shared.rules[0].require is not None
+    assert shared.rules[0].require.grants_from is GrantsFrom.ANY_APP
+    # By default only grants obtained through the app that asks.
+    default = load_policy_text(BASE).rules[0].require
+    assert default is not None and default.grants_from is GrantsFrom.THIS_APP
+    explicit = load_policy_text(BASE.replace("max_age: 5m}", "max_age: 0, grants_from: this_app}"))
+    assert explicit.rules[0].require is not None
+    assert explicit.rules[0].require.grants_from is GrantsFrom.THIS_APP
 
 
 def test_stepup_settings() -> None:

@@ -36,7 +36,7 @@ from piigate.stepup.verdicts import (
 from piigate.stepup.verification import Verifier
 from piigate.store import Database, Store
 from piigate.store.ports import SqlChallenges
-from stepup_support import RecordingAudit
+from stepup_support import RecordingAudit, factor_enrollment
 
 T0 = datetime(2026, 5, 4, 10, 0, 7, tzinfo=UTC)
 ISSUER = "https://piigate.test"
@@ -118,6 +118,10 @@ class World:
         await self.challenges.create(challenge)
         return challenge
 
+    async def own_challenge(self, subject: str = "alice") -> Challenge:
+        """The subject's own step-up for changing factors (``POST /v1/challenges``)."""
+        return await self.enrollment.step_up(subject)
+
     async def verify(
         self, challenge: Challenge, method: str, code: str, *, subject: str | None = "alice"
     ) -> IssuedGrant:
@@ -156,7 +160,7 @@ async def world(db: Database, tmp_path: Path) -> AsyncIterator[World]:
         clock=clock,
         issuer=ISSUER,
     )
-    enrollment = FactorEnrollment(
+    enrollment = factor_enrollment(
         store=store, keyring=keyring, policy=holder, audit=audit, clock=clock, issuer=ISSUER
     )
     yield World(
@@ -454,7 +458,7 @@ async def test_a_readable_factor_checked_beside_an_unreadable_one_keeps_its_fail
 
 async def recovery_codes(world: World) -> list[str]:
     _, secret = await world.totp_factor()
-    issued = await world.verify(await world.challenge(), "totp", world.code(secret))
+    issued = await world.verify(await world.own_challenge(), "totp", world.code(secret))
     created = await world.enrollment.new_recovery_codes("alice", grant=issued.token)
     return [c.reveal() for c in created.codes]
 
@@ -510,7 +514,7 @@ async def test_recovery_code_unlocks_a_locked_totp(world: World) -> None:
 
 async def test_new_recovery_codes_replace_the_old(world: World) -> None:
     old = await recovery_codes(world)
-    issued = await world.verify(await world.challenge(), "recovery", old[0])
+    issued = await world.verify(await world.own_challenge(), "recovery", old[0])
     new = await world.enrollment.new_recovery_codes("alice", grant=issued.token)
     assert len(await world.store.list_factors("alice", kinds=["recovery"])) == 1
     assert await rejected(world, await world.challenge(), "recovery", old[1]) == "wrong_code"
@@ -558,13 +562,34 @@ async def test_changing_factors_needs_a_fresh_grant(world: World) -> None:
         'Bearer error="insufficient_user_authentication", '
         'acr_values="urn:piigate:aal2", max_age=300'
     )
+    # The refusal opens alice's own step-up: hers, at the level the change needs.
+    own = caught.value.challenge
+    assert own is not None and await world.challenges.get(own.id) == own
+    assert (own.subject_id, own.audience, own.requested_by) == ("alice", "user:alice", None)
+    assert (own.requirement.level, own.requirement.max_age) == ("aal2", 300)
+    assert own.requirement.methods == ("totp", "recovery")
+    assert (own.resource.type, own.requirement.binding) == ("manage_factors", None)
+    [created] = world.audit.of("challenge_created")
+    assert created == {
+        "challenge_id": own.id,
+        "purpose": "manage_factors",
+        "level": "aal2",
+        "max_age": 300,
+        "methods": ["totp", "recovery"],
+    }
     with pytest.raises(StepUpRequired):
         await world.enrollment.new_recovery_codes("alice")
     with pytest.raises(StepUpRequired):
         await world.enrollment.remove("alice", first)
 
-    # No recency demand: the grant lives 15 minutes, longer than a change accepts it.
-    issued = await world.verify(await world.challenge(max_age=None), "totp", world.code(secret))
+    # A grant an app obtained for its decision is the app's: it changes no factor.
+    app_grant = await world.verify(await world.challenge(), "totp", world.code(secret))
+    assert app_grant.grant.audience is None  # this fixture's challenges name no audience
+    with pytest.raises(StepUpRequired):
+        await world.enrollment.start_totp("alice", grant=app_grant.token)
+    world.clock.advance(30)
+    issued = await world.verify(own, "totp", world.code(secret))
+    assert issued.grant.audience == "user:alice"
     # The last factor that is not a recovery code cannot go.
     with pytest.raises(Conflict):
         await world.enrollment.remove("alice", first, grant=issued.token)
@@ -572,11 +597,11 @@ async def test_changing_factors_needs_a_fresh_grant(world: World) -> None:
     await world.enrollment.confirm_totp(
         "alice", second.factor.id, Secret(world.code(second.secret))
     )
-    # A grant older than five minutes is not fresh, even while it is still valid.
+    # A grant older than five minutes is not fresh (nor valid: it lives as long as that).
     world.clock.advance(301)
     with pytest.raises(StepUpRequired):
         await world.enrollment.remove("alice", first, grant=issued.token)
-    world.clock.set(T0 + timedelta(seconds=10))
+    world.clock.set(T0 + timedelta(seconds=40))
     await world.enrollment.remove("alice", first, grant=issued.token)
     assert [f.id for f in await world.store.list_factors("alice")] == [second.factor.id]
     # Another subject's grant does nothing; a pending factor goes without one.
@@ -593,6 +618,12 @@ async def test_bound_or_weaker_grants_do_not_authorise_changes(world: World) -> 
     )
     with pytest.raises(StepUpRequired):
         await world.enrollment.start_totp("alice", grant=bound.token)
+
+
+async def test_without_an_active_factor_there_is_no_step_up_to_open(world: World) -> None:
+    with pytest.raises(Conflict):
+        await world.own_challenge()
+    assert world.audit.of("challenge_created") == []
 
 
 async def test_a_factor_demoted_by_a_reload_cannot_answer(world: World) -> None:
@@ -612,7 +643,9 @@ async def test_a_stronger_factor_is_added_by_proving_the_strongest_one_held(worl
         await world.enrollment.authorise_addition("alice", Method.WEBAUTHN, None, now)
     assert 'acr_values="urn:piigate:aal2"' in caught.value.headers()["WWW-Authenticate"]
     # TOTP is the strongest alice holds: proving it lets her add a security key (aal3).
-    issued = await world.verify(await world.challenge(), "totp", world.code(secret))
+    own = caught.value.challenge
+    assert own is not None and own.requirement.level == "aal2"
+    issued = await world.verify(own, "totp", world.code(secret))
     await world.enrollment.authorise_addition("alice", Method.WEBAUTHN, issued.token, now)
     # Once she holds an aal3 factor, an aal2 grant no longer suffices for another one.
     await world.store.add_factor(

@@ -16,7 +16,8 @@ from starlette.responses import JSONResponse
 from starlette.types import Scope
 
 from piigate.api.jsonbody import DuplicateKeyError
-from piigate.errors import BadRequest, PiigateError, problem_details
+from piigate.api.schemas import challenge_json
+from piigate.errors import BadRequest, PiigateError, StepUpRequired, problem_details
 from piigate.logs import redact_text
 
 __all__ = ["ProblemResponse", "install_problem_handlers", "instance_of", "problem_response"]
@@ -52,9 +53,12 @@ def instance_of(scope: Scope) -> str:
 
 def problem_response(exc: PiigateError, request: Request | None = None) -> ProblemResponse:
     instance = instance_of(request.scope) if request is not None else None
-    return ProblemResponse(
-        exc.problem(instance), status_code=exc.status, headers=dict(exc.headers())
-    )
+    body = exc.problem(instance)
+    if isinstance(exc, StepUpRequired) and exc.challenge is not None:
+        # The challenge opened for the caller, as a decision answer carries it (RFC 9470's
+        # WWW-Authenticate is in the headers): the client can go straight to verifying it.
+        body["challenge"] = challenge_json(exc.challenge)
+    return ProblemResponse(body, status_code=exc.status, headers=dict(exc.headers()))
 
 
 def install_problem_handlers(app: FastAPI) -> None:

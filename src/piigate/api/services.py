@@ -25,6 +25,7 @@ from piigate.errors import PolicyError, ServiceUnavailable
 from piigate.factors.approval.ceremony import Approvals
 from piigate.factors.checks import code_checks
 from piigate.factors.enrollment import FactorEnrollment
+from piigate.factors.fresh import FreshGrants
 from piigate.factors.push.ceremony import PushCeremony
 from piigate.factors.push.relay import WebhookRelay
 from piigate.factors.sms.ceremony import SmsCeremony
@@ -94,6 +95,7 @@ class Services:
         self.jwt: JwtValidator | None
         self.logins: Logins
         self.verifier: Verifier
+        self.fresh: FreshGrants  # a person's own step-ups (factor changes, approving)
         self.enrollment: FactorEnrollment
         self.webauthn: WebAuthnCeremonies
         self.approvals: Approvals
@@ -201,13 +203,21 @@ class Services:
             clock=self.clock,
             issuer=self.settings.issuer,
         )
+        self.fresh = FreshGrants(
+            keyring=self.keyring,
+            issuer=self.settings.issuer,
+            challenges=self.challenges,
+            policy=self.policy,
+            audit=self.audit,
+            clock=self.clock,
+        )
         self.enrollment = FactorEnrollment(
             store=self.store,
             keyring=self.keyring,
             policy=self.policy,
             audit=self.audit,
             clock=self.clock,
-            issuer=self.settings.issuer,
+            fresh=self.fresh,
         )
         self.webauthn = WebAuthnCeremonies(
             store=self.store,
@@ -221,7 +231,7 @@ class Services:
         self.approvals = Approvals(
             verifier=self.verifier,
             challenges=self.challenges,
-            enrollment=self.enrollment,
+            fresh=self.fresh,
             policy=self.policy,
             clock=self.clock,
         )

@@ -6,10 +6,11 @@ verification needs: a TOTP secret encrypted under the keyring's data key (associ
 :func:`~piigate.stepup.verification.factor_aad`), recovery codes as argon2id hashes.
 
 Changing factors is itself a step-up (CONTRACT §4.4): once a subject has an active factor,
-adding another, replacing the recovery codes or removing an active factor needs a grant of at
-least the factor's level, proven within :data:`FRESH_GRANT_SECONDS`. Otherwise a stolen session
-could enrol the thief's own authenticator and step up with it. The first factor is enrolled with
-the session alone: there is nothing stronger to ask for yet.
+adding another, replacing the recovery codes or removing an active factor needs a grant of the
+subject's own of at least the factor's level, proven within
+:data:`~piigate.factors.fresh.FRESH_GRANT_SECONDS` (``factors.fresh``). Otherwise a stolen
+session could enrol the thief's own authenticator and step up with it. The first factor is
+enrolled with the session alone: there is nothing stronger to ask for yet.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from typing import NoReturn
 from piigate.clock import Clock
 from piigate.crypto.keyring import Keyring
 from piigate.crypto.secret import Secret
-from piigate.errors import Conflict, NotFound, ServiceUnavailable, StepUpRequired
+from piigate.errors import Conflict, NotFound, ServiceUnavailable
 from piigate.factors import FactorState
+from piigate.factors.fresh import FreshGrants, Purpose
 from piigate.factors.ports import FactorRecord, FactorRepo, factor_aad, totp_parameters
 from piigate.factors.recovery.protocol import generate_recovery_codes, hash_recovery_code
 from piigate.factors.totp.ceremony import decrypt_factor_secret
@@ -36,23 +38,19 @@ from piigate.factors.totp.protocol import (
     verify_totp,
 )
 from piigate.ids import MAX_ID_LENGTH, new_id
-from piigate.model import Grant, Method
+from piigate.model import Challenge, Grant, Method
 from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.holder import PolicyHolder
 from piigate.ports import AuditRecorder
-from piigate.stepup.grants import verify_grant
 from piigate.stepup.verdicts import FactorUnreadable, VerificationFailure, VerificationRejected
 
 __all__ = [
-    "FRESH_GRANT_SECONDS",
     "RECOVERY_CODE_COUNT",
     "FactorEnrollment",
     "RecoveryCodes",
     "TotpEnrollment",
 ]
 
-# How recently the grant that authorises a factor change must have been proven.
-FRESH_GRANT_SECONDS = 300
 RECOVERY_CODE_COUNT = 10
 # RFC 6238 defaults: what every authenticator app understands.
 _DIGITS, _PERIOD, _ALGORITHM = 6, 30, "sha1"
@@ -88,7 +86,7 @@ class FactorEnrollment:
         policy: PolicyHolder,
         audit: AuditRecorder,
         clock: Clock,
-        issuer: str,
+        fresh: FreshGrants,
         display_name: str = "piigate",
         ids: Callable[[str], str] = new_id,
     ) -> None:
@@ -97,7 +95,7 @@ class FactorEnrollment:
         self.policy = policy
         self.audit = audit
         self.clock = clock
-        self.issuer = issuer  # of grant tokens
+        self.fresh = fresh  # the subject's own recent step-up a change asks for
         self.display_name = display_name  # the issuer shown by authenticator apps
         self.ids = ids
         self._hashing = asyncio.Semaphore(1)
@@ -213,7 +211,7 @@ class FactorEnrollment:
         factor = await self._own(subject_id, factor_id)
         proof: Grant | None = None
         if factor.state == FactorState.ACTIVE:
-            proof = self.fresh_grant(
+            proof = await self.fresh.require(
                 grant, subject_id=subject_id, level=self._level(factor.kind), now=now
             )
             if factor.kind != Method.RECOVERY:
@@ -236,45 +234,25 @@ class FactorEnrollment:
             },
         )
 
-    def fresh_grant(
-        self,
-        token: str | None,
-        *,
-        subject_id: str,
-        level: str,
-        now: datetime,
-        detail: str = "changing factors needs a recent step-up (PIIGate-Grant)",
-    ) -> Grant:
-        """The grant ``token`` carries, if it is this subject's, unbound, at least ``level`` and
-        proven within :data:`FRESH_GRANT_SECONDS`; otherwise a step-up is required (401)."""
-        compiled = self._compiled()
-        needed = StepUpRequired(
-            acr_values=compiled.acr_values(level) if level in compiled.levels else (),
-            max_age=FRESH_GRANT_SECONDS,
-            detail=detail,
-        )
-        if not token:
-            raise needed
-        grant = verify_grant(
-            token, keyring=self.keyring, issuer=self.issuer, now=now, expected_subject=subject_id
-        )
-        rank = compiled.ranks.get(grant.level)
-        if (
-            grant.binding is not None  # bound to one other request
-            or rank is None
-            or level not in compiled.ranks
-            or rank < compiled.ranks[level]
-            or (now - grant.auth_time).total_seconds() > FRESH_GRANT_SECONDS
-        ):
-            raise needed
-        return grant
+    async def step_up(self, subject_id: str) -> Challenge:
+        """The subject's own challenge for changing factors (``POST /v1/challenges``), at the
+        level every change accepts: the strongest the subject's active factors prove. 409 with
+        no active factor (the first one needs no step-up) or no factor to prove that level."""
+        active = await self.store.list_factors(subject_id, states=[FactorState.ACTIVE.value])
+        if not active:
+            raise Conflict("no active factor: the first one is enrolled with the session alone")
+        level = self._strongest(active)
+        challenge = await self.fresh.open(subject_id, level=level, purpose=Purpose.MANAGE_FACTORS)
+        if challenge is None:
+            raise Conflict(f"no factor of the policy can prove {level}")
+        return challenge
 
     # -- helpers --------------------------------------------------------------------------------
     async def authorise_addition(
         self, subject_id: str, kind: Method, grant: str | None, now: datetime
     ) -> None:
         """Allow adding a factor of ``kind``: freely while the subject has no active factor,
-        otherwise only with a fresh grant (raises ``StepUpRequired``) of the kind's level — or
+        otherwise only with a fresh grant (``FreshGrants.require``) of the kind's level — or
         of the strongest level the subject's active factors can prove, when that is lower: a
         user with only TOTP (aal2) can add a security key (aal3) by proving TOTP, while a
         stolen session still has to prove the user's strongest factor."""
@@ -282,10 +260,13 @@ class FactorEnrollment:
         if not active:
             return
         ranks = self._compiled().ranks
-        wanted = self._level(kind)
-        strongest = max((self._level(f.kind) for f in active), key=lambda name: ranks[name])
-        level = min(wanted, strongest, key=lambda name: ranks[name])
-        self.fresh_grant(grant, subject_id=subject_id, level=level, now=now)
+        level = min(self._level(kind), self._strongest(active), key=lambda name: ranks[name])
+        await self.fresh.require(grant, subject_id=subject_id, level=level, now=now)
+
+    def _strongest(self, active: Sequence[FactorRecord]) -> str:
+        """The strongest level the subject's active factors prove: no change asks for more."""
+        ranks = self._compiled().ranks
+        return max((self._level(f.kind) for f in active), key=lambda name: ranks[name])
 
     async def _own(self, subject_id: str, factor_id: str) -> FactorRecord:
         factor = await self.store.get_factor(factor_id) if len(factor_id) <= MAX_ID_LENGTH else None

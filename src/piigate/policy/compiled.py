@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import cel
 
 from piigate.model import Action, Method
-from piigate.policy.model import ANY_PII, FactorSettings, LevelDef, Policy, Rule
+from piigate.policy.model import ANY_PII, FactorSettings, GrantsFrom, LevelDef, Policy, Rule
 
 __all__ = ["CompiledPolicy", "compile_policy"]
 
@@ -34,6 +34,10 @@ class CompiledPolicy:
     # The request fields each CEL program reads, and which of their keys (see cel_selection()).
     cel_fields: Mapping[str, Mapping[str, frozenset[str] | None]] = field(default_factory=dict)
     factor_ranks: Mapping[Method, int] = field(default_factory=dict)
+    # Each level → the factor kinds the policy enables that prove at least it, in policy order.
+    level_methods: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Some rule accepts grants obtained through another app (``grants_from: any_app``).
+    shares_grants: bool = False
 
     @property
     def digest(self) -> str:
@@ -95,6 +99,11 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
     programs = {rule.name: cel.compile(rule.when.expr) for rule in policy.rules if rule.when.expr}
     fields = {rule.name: cel_selection(rule.when.expr) for rule in policy.rules if rule.when.expr}
     factor_ranks = {kind: ranks[f.level] for kind, f in policy.factors.items()}
+    level_methods = {
+        level: tuple(kind.value for kind, rank in factor_ranks.items() if rank >= needed)
+        for level, needed in ranks.items()
+    }
+    shares = any(r.require and r.require.grants_from is GrantsFrom.ANY_APP for r in policy.rules)
     return CompiledPolicy(
         policy=policy,
         ranks=ranks,
@@ -104,6 +113,8 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
         programs=programs,
         cel_fields=fields,
         factor_ranks=factor_ranks,
+        level_methods=level_methods,
+        shares_grants=shares,
     )
 
 

@@ -24,7 +24,7 @@ from piigate.model import (
     RuleTrace,
 )
 from piigate.policy.compiled import CEL_FIELDS, CompiledPolicy
-from piigate.policy.model import ANY_PII, Otherwise, Require, Rule
+from piigate.policy.model import ANY_PII, GrantsFrom, Otherwise, Require, Rule
 
 __all__ = ["Evaluation", "RuleStatus", "RuleTrace", "evaluate", "grant_covers"]
 
@@ -265,6 +265,8 @@ def _satisfying_proof(
         rank = policy.ranks.get(proof.level)
         if rank is None or rank < needed:
             continue
+        if proof.foreign and require.grants_from is not GrantsFrom.ANY_APP:
+            continue  # obtained through another app, and this rule does not share grants
         if proof.binding is not None and not hmac.compare_digest(proof.binding, binding()):
             continue  # a bound grant is good for its own request only
         if proof.scope and not grant_covers(proof.scope, request):
@@ -300,8 +302,7 @@ def _combine(
     level = max((r.level for r in requires), key=lambda name: policy.ranks[name])
     ages = [r.max_age for r in requires if r.max_age is not None]
     max_age = min(ages) if ages else None
-    needed = policy.ranks[level]
-    methods = [kind.value for kind, rank in policy.factor_ranks.items() if rank >= needed]
+    methods: Sequence[str] = policy.level_methods[level]
     for r in requires:
         if r.methods is not None:
             methods = [m for m in methods if m in r.methods]
@@ -343,6 +344,8 @@ def _describe(require: Require) -> str:
         text += f" within {require.max_age}s"
     if require.methods is not None:
         text += f" by {', '.join(require.methods)}"
+    if require.grants_from is GrantsFrom.ANY_APP:
+        text += ", grants from any app"
     return text
 
 

@@ -12,6 +12,7 @@ from piigate.model import Method
 __all__ = [
     "ANY_PII",
     "FactorSettings",
+    "GrantsFrom",
     "LevelDef",
     "Match",
     "Otherwise",
@@ -48,6 +49,14 @@ class Otherwise(StrEnum):
 
 
 ANY_PII = "any"
+
+
+class GrantsFrom(StrEnum):
+    """Whose grants meet a rule (``require.grants_from``): a grant obtained through the app
+    that now asks (the default), or through any app or the user's own console."""
+
+    THIS_APP = "this_app"
+    ANY_APP = "any_app"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +107,7 @@ class Require:
     max_age: int | None = None
     methods: tuple[str, ...] | None = None
     scope: tuple[str, ...] = ()
+    grants_from: GrantsFrom = GrantsFrom.THIS_APP
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from piigate.policy.durations import parse_duration
 from piigate.policy.model import (
     ANY_PII,
     FactorSettings,
+    GrantsFrom,
     LevelDef,
     Match,
     Otherwise,
@@ -45,7 +46,7 @@ WHEN_KEYS: Final = frozenset(
         "expr",
     }
 )
-REQUIRE_KEYS: Final = frozenset({"level", "max_age", "methods", "scope"})
+REQUIRE_KEYS: Final = frozenset({"level", "max_age", "methods", "scope", "grants_from"})
 ACTIONS: Final = frozenset(a.value for a in Action) | {"*"}
 # The ``when`` conditions that are sets of names, read alike.
 NAME_SETS: Final = ("resource", "roles", "scopes", "signals")
@@ -273,9 +274,35 @@ class RuleReader:
         scope: tuple[str, ...] = ()
         if "scope" in spec:
             scope = tuple(v for v, _ in self.read.string_list(spec["scope"][1], "scope") or [])
-        if level is None:
+        grants_from: GrantsFrom | None = GrantsFrom.THIS_APP
+        if "grants_from" in spec:
+            grants_from = self._grants_from(spec["grants_from"][1], max_age)
+        if level is None or grants_from is None:
             return None
-        return Require(level=level, max_age=max_age, methods=methods, scope=scope)
+        return Require(
+            level=level, max_age=max_age, methods=methods, scope=scope, grants_from=grants_from
+        )
+
+    def _grants_from(self, node: yaml.Node, max_age: int | None) -> GrantsFrom | None:
+        """Whose grants meet the rule. A grant bound to one request (``max_age: 0``) is bound
+        to the app that asked too, so it is never shared: saying otherwise is an error."""
+        text = self.read.string(node, "grants_from")
+        if text is None:
+            return None
+        try:
+            grants_from = GrantsFrom(text)
+        except ValueError:
+            choices = " or ".join(repr(g.value) for g in GrantsFrom)
+            self.errors.at(node, f"grants_from must be {choices}")
+            return None
+        if grants_from is GrantsFrom.ANY_APP and max_age == 0:
+            self.errors.at(
+                node,
+                "grants_from: any_app cannot apply with max_age: 0 "
+                "(a grant bound to one request is bound to the app that asked for it)",
+            )
+            return None
+        return grants_from
 
     def _methods(self, node: yaml.Node) -> tuple[str, ...]:
         """The factor kinds a rule allows; each must be configured under ``factors``."""

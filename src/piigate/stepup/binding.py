@@ -1,9 +1,11 @@
 """The binding digest: what a ``max_age: 0`` step-up (and its single-use grant) is bound to.
 
-It covers who asks, what they do, to which record, touching which PII classes, with which
-transaction (amount, currency, payee — PSD2 RTS Art. 5 dynamic linking), plus whatever the edge
-adds to identify the one request (method, path, body field digests). Values are hashed, never
-stored, so the digest can travel in audit events and grants without leaking PII.
+It covers the subject, what they do, to which record, touching which PII classes, with which
+transaction (amount, currency, payee — PSD2 RTS Art. 5 dynamic linking), the requester that asked
+for the decision (``Caller.audience``: the same request from another app is another request),
+plus whatever the edge adds to identify the one request (method, path, body field digests).
+Values are hashed, never stored, so the digest can travel in audit events and grants without
+leaking PII.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from piigate.model import AccessRequest
 __all__ = ["LazyBinding", "binding_digest"]
 
 
-def binding_digest(request: AccessRequest) -> str:
+def binding_digest(request: AccessRequest, *, audience: str | None = None) -> str:
+    """The digest of ``request`` as asked for by ``audience`` (None: no requester named)."""
     txn = request.transaction
     payload = {
+        "aud": audience,
         "sub": request.subject.id,
         "act": request.action.value,
         "res": [request.resource.type, request.resource.id],
@@ -42,13 +46,14 @@ class LazyBinding:
     canonical JSON and its hash.
     """
 
-    __slots__ = ("_digest", "_request")
+    __slots__ = ("_audience", "_digest", "_request")
 
-    def __init__(self, request: AccessRequest) -> None:
+    def __init__(self, request: AccessRequest, *, audience: str | None = None) -> None:
         self._request = request
+        self._audience = audience
         self._digest: str | None = None
 
     def __call__(self) -> str:
         if self._digest is None:
-            self._digest = binding_digest(self._request)
+            self._digest = binding_digest(self._request, audience=self._audience)
         return self._digest

@@ -37,7 +37,7 @@ from piigate.policy.evaluate import Evaluation, evaluate
 from piigate.policy.holder import PolicyHolder
 from piigate.risk.port import RiskEngine
 from piigate.stepup.binding import LazyBinding
-from piigate.stepup.grants import GrantRejection
+from piigate.stepup.grants import GrantRejection, grant_mismatch
 from piigate.stepup.ports import AuditSink, ChallengeStore, GrantLedger
 
 __all__ = ["AMR_METHODS", "Engine", "GrantVerifier", "Outcome"]
@@ -58,22 +58,6 @@ AMR_METHODS: dict[str, Method] = {
     "approval": Method.APPROVAL,
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _grant_mismatch(grant: Grant, request: AccessRequest) -> str | None:
-    """A grant is the elevation of one subject in one session on one device (CONTRACT §4.3):
-    presented from another session or device it proves nothing, even with a valid signature."""
-    if grant.subject_id != request.subject.id:
-        return "wrong_subject"
-    if grant.session_id and request.session.id and grant.session_id != request.session.id:
-        return "wrong_session"
-    if (
-        grant.device_id
-        and request.context.device_id
-        and grant.device_id != request.context.device_id
-    ):
-        return "wrong_device"
-    return None
 
 
 def _caller_json(caller: Caller) -> dict[str, str]:
@@ -130,7 +114,12 @@ class Engine:
 
     async def decide(self, request: AccessRequest, *, caller: Caller | None = None) -> Decision:
         """The decision on ``request``, audited. ``caller`` is who asked (an app's API key, or a
-        person): the decision's audit event names it, and an app may answer the challenge."""
+        person): the decision's audit event names it, and it may answer the challenge. Grants
+        are for the requester they were obtained for (``Caller.audience``): one obtained for
+        another counts only for rules with ``grants_from: any_app``, and the binding digest
+        covers the audience, so a grant bound to one app's request is never good for another
+        app's."""
+        audience = caller.audience if caller is not None else None
         now = self.clock.now()
         decision_id = self.ids("dec")
         compiled = self.policy.current
@@ -139,12 +128,12 @@ class Engine:
             await self._record(decision, request, caller, compiled=None, now=now)
             return decision
 
-        risk, collected, result = await self._evaluate(compiled, request, now)
+        risk, collected, result = await self._evaluate(compiled, request, now, audience)
         challenge = None
         if result.required is not None and result.outcome is not Outcome.DENY:
             requested_by = caller.id if caller is not None else None
             challenge = self._challenge(
-                compiled, request, result.required, decision_id, requested_by, now
+                compiled, request, result.required, decision_id, now, requested_by, audience
             )
 
         decision = Decision(
@@ -169,18 +158,18 @@ class Engine:
 
     # -- pipeline steps -------------------------------------------------------------------------
     async def _evaluate(
-        self, compiled: CompiledPolicy, request: AccessRequest, now: datetime
+        self, compiled: CompiledPolicy, request: AccessRequest, now: datetime, audience: str | None
     ) -> tuple[RiskAssessment, _Collected, Evaluation]:
         """Risk, the proofs presented, the policy's answer, and bound grants spent."""
         risk, risk_failed = await self._assess(request, now=now)
-        collected = self._collect_proofs(compiled, request, now=now)
+        collected = self._collect_proofs(compiled, request, now=now, audience=audience)
         if (
             GrantRejection.UNKNOWN_KEY in collected.rejected
             and self.grants is not None
             and await self.grants.learn(request.grants)
         ):
-            collected = self._collect_proofs(compiled, request, now=now)
-        binding = LazyBinding(request)
+            collected = self._collect_proofs(compiled, request, now=now, audience=audience)
+        binding = LazyBinding(request, audience=audience)
         result = evaluate(
             compiled,
             request,
@@ -196,6 +185,11 @@ class Engine:
         if risk_failed and request.pii and result.outcome is Outcome.ALLOW:
             # Fail closed: without a risk assessment PII is not released on an allow alone.
             result = Evaluation(Outcome.DENY, rules=result.rules, reason="risk engine unavailable")
+        if compiled.shares_grants:  # otherwise another app's grant was refused on collection
+            unused = [p for p in collected.proven if p.foreign and p not in result.used]
+            if unused:  # another app's grants that no rule of this request took
+                rejected = collected.rejected + ("wrong_audience",) * len(unused)
+                collected = _Collected(collected.proven, rejected)
         return risk, collected, result
 
     async def _commit(
@@ -230,7 +224,12 @@ class Engine:
         return RiskAssessment(100, (signal,)), True
 
     def _collect_proofs(
-        self, compiled: CompiledPolicy, request: AccessRequest, *, now: datetime
+        self,
+        compiled: CompiledPolicy,
+        request: AccessRequest,
+        *,
+        now: datetime,
+        audience: str | None,
     ) -> _Collected:
         proven: list[ProvenLevel] = []
         session = request.session
@@ -254,7 +253,10 @@ class Engine:
             except Exception as exc:
                 rejected.append(str(getattr(exc, "reason", type(exc).__name__)))
                 continue
-            mismatch = _grant_mismatch(grant, request)
+            mismatch = grant_mismatch(grant, request)
+            foreign = audience is None or grant.audience != audience
+            if mismatch is None and foreign and not compiled.shares_grants:
+                mismatch = "wrong_audience"  # no rule could take another app's grant
             if mismatch is not None:
                 rejected.append(mismatch)
                 continue
@@ -268,6 +270,7 @@ class Engine:
                     grant_id=grant.id,
                     methods=frozenset(AMR_METHODS[a] for a in grant.amr if a in AMR_METHODS),
                     expires_at=grant.expires_at,
+                    foreign=foreign,
                 )
             )
         return _Collected(tuple(proven), tuple(rejected))
@@ -309,8 +312,9 @@ class Engine:
         request: AccessRequest,
         required: Requirement,
         decision_id: str,
-        requested_by: str | None,
         now: datetime,
+        requested_by: str | None,
+        audience: str | None,
     ) -> Challenge:
         settings = compiled.policy.stepup
         return Challenge(
@@ -327,6 +331,7 @@ class Engine:
             device_id=request.context.device_id,
             decision_id=decision_id,
             requested_by=requested_by,
+            audience=audience,
             max_attempts=settings.max_attempts,
         )
 

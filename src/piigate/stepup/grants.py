@@ -18,13 +18,18 @@ the same key can pass for a grant) and the ``kid`` of that key. Claims:
 ``dev``     device id (omitted when None)
 ``bnd``     binding digest, for ``max_age: 0`` grants (omitted when None)
 ``cid``     the challenge that produced the grant (omitted when None)
+``aud``     who the grant is for (RFC 7519 §4.1.3): the API key id of the app that asked
+            for the decision, or ``user:<subject>`` for a person's own request
+            (:attr:`~piigate.model.Caller.audience`; omitted when None)
 =========== ==========================================================================
 
 Times are whole seconds: sub-second parts of ``auth_time`` and ``expires_at`` are dropped.
 
 :func:`verify_grant` is pure (no clock, no I/O): it checks the signature, type, issuer, expiry,
 subject and binding, and raises :class:`GrantRejected` with an exact :class:`GrantRejection`
-reason for the audit log; clients only ever see the vague problem response.
+reason for the audit log; clients only ever see the vague problem response. The audience is
+returned, not checked: whether a grant for another requester counts is the policy's to say
+(the engine), and piigate's own routes accept only the person's own (``factors.enrollment``).
 
 Bound grants (those with a binding digest, :attr:`Grant.single_use`) are single use
 (CONTRACT.md §4.3). Verification cannot know whether a grant was already spent: the caller
@@ -49,7 +54,7 @@ from joserfc.errors import BadSignatureError, JoseError
 
 from piigate.crypto.keyring import Keyring
 from piigate.errors import Unauthorized
-from piigate.model import Approval, Challenge, Grant
+from piigate.model import AccessRequest, Approval, Challenge, Grant
 
 __all__ = [
     "GRANT_ALG",
@@ -57,6 +62,7 @@ __all__ = [
     "GrantRejected",
     "GrantRejection",
     "KeyringGrantVerifier",
+    "grant_mismatch",
     "grant_of_approval",
     "issue_grant",
     "verify_grant",
@@ -110,7 +116,7 @@ def grant_of_approval(
     """The grant an approved challenge yields: the approval's level and ``amr`` from its
     ``auth_time``, for ``ttl`` seconds (no longer than the rule's ``max_age``: an older grant
     would no longer meet the rule that asked for it), scoped to the challenge's PII classes
-    and action, and bound like the challenge."""
+    and action, bound like the challenge, and for whoever opened it (its audience)."""
     required = challenge.requirement
     if required.max_age:
         ttl = min(ttl, required.max_age)
@@ -131,6 +137,7 @@ def grant_of_approval(
         device_id=challenge.device_id,
         binding=required.binding,
         challenge_id=challenge.id,
+        audience=challenge.audience,
     )
 
 
@@ -153,6 +160,7 @@ def issue_grant(grant: Grant, *, keyring: Keyring, issuer: str) -> str:
         "dev": grant.device_id,
         "bnd": grant.binding,
         "cid": grant.challenge_id,
+        "aud": grant.audience,
     }
     claims.update({name: value for name, value in optional.items() if value is not None})
     header = {"alg": GRANT_ALG, "typ": GRANT_TYPE, "kid": keyring.signing_kid}
@@ -236,7 +244,8 @@ def _grant_from_claims(claims: Mapping[str, Any]) -> Grant:
             _require(isinstance(claims[name], str))
         for name in ("iat", "auth_time", "exp"):
             _require(_is_int(claims[name]))
-        for name in ("sid", "dev", "bnd", "cid"):
+        # ``aud`` may be an array in other JWTs (RFC 7519 §4.1.3); piigate issues one string.
+        for name in ("sid", "dev", "bnd", "cid", "aud"):
             _require(isinstance(claims.get(name, ""), str))
         amr, scope = claims["amr"], claims["scope"]
         _require(isinstance(amr, list) and all(isinstance(m, str) for m in amr))
@@ -258,6 +267,7 @@ def _grant_from_claims(claims: Mapping[str, Any]) -> Grant:
             device_id=claims.get("dev"),
             binding=claims.get("bnd"),
             challenge_id=claims.get("cid"),
+            audience=claims.get("aud"),
         )
     except (KeyError, ValueError, OverflowError, OSError):
         raise GrantRejected(GrantRejection.MALFORMED) from None
@@ -323,3 +333,19 @@ def _kid_of(token: str) -> str | None:
     except GrantRejected:
         return None
     return kid if isinstance(kid, str) else None
+
+
+def grant_mismatch(grant: Grant, request: AccessRequest) -> str | None:
+    """A grant is the elevation of one subject in one session on one device (CONTRACT §4.3):
+    presented from another session or device it proves nothing, even with a valid signature."""
+    if grant.subject_id != request.subject.id:
+        return "wrong_subject"
+    if grant.session_id and request.session.id and grant.session_id != request.session.id:
+        return "wrong_session"
+    if (
+        grant.device_id
+        and request.context.device_id
+        and grant.device_id != request.context.device_id
+    ):
+        return "wrong_device"
+    return None

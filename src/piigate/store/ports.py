@@ -113,6 +113,7 @@ class SqlChallenges:
             "resource": {"type": challenge.resource.type, "id": challenge.resource.id},
             "session_id": challenge.session_id,
             "device_id": challenge.device_id,
+            "audience": challenge.audience,
         }
         txn = challenge.transaction
         if txn is not None:
@@ -158,6 +159,7 @@ def challenge_from_row(row: ChallengeRow, keyring: Keyring) -> Challenge:
         device_id=body.get("device_id"),
         decision_id=row.decision_id,
         requested_by=row.requested_by,
+        audience=body.get("audience"),
         state=ChallengeState(row.state),
         attempts=row.attempts,
         max_attempts=row.max_attempts,

@@ -66,7 +66,7 @@ from piigate.stepup.verdicts import VerificationRejected, VerificationThrottled
 from piigate.stepup.verification import Verifier
 from piigate.store import Database, Store
 from piigate.store.ports import SqlChallenges
-from stepup_support import RecordingAudit
+from stepup_support import RecordingAudit, factor_enrollment
 
 T0 = datetime(2026, 5, 4, 10, 0, 7, tzinfo=UTC)
 ISSUER = "https://piigate.test"
@@ -245,7 +245,7 @@ async def world(db: Database, tmp_path: Path) -> AsyncIterator[World]:
         clock=clock,
         issuer=ISSUER,
     )
-    enrollment = FactorEnrollment(
+    enrollment = factor_enrollment(
         store=store, keyring=keyring, policy=holder, audit=audit, clock=clock, issuer=ISSUER
     )
     relay = RecordingRelay()

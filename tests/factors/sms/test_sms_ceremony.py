@@ -50,7 +50,7 @@ from piigate.stepup.verdicts import (
 from piigate.stepup.verification import Verifier
 from piigate.store import Database, Store
 from piigate.store.ports import SqlChallenges
-from stepup_support import RecordingAudit
+from stepup_support import RecordingAudit, factor_enrollment
 
 T0 = datetime(2026, 5, 4, 10, 0, 7, tzinfo=UTC)
 ISSUER = "https://piigate.test"
@@ -183,7 +183,7 @@ def build_world(db: Database, tmp_path: Path, limits: SmsLimits | None = None) -
         issuer=ISSUER,
     )
     verifier.register("sms", SmsCheck(store, keyring))
-    enrollment = FactorEnrollment(
+    enrollment = factor_enrollment(
         store=store, keyring=keyring, policy=holder, audit=audit, clock=clock, issuer=ISSUER
     )
     sender = MemorySender()
@@ -313,9 +313,15 @@ async def test_pending_factor_locks_at_the_cap(world: World) -> None:
 
 async def test_a_second_factor_needs_a_fresh_grant(world: World) -> None:
     await world.sms_factor()
-    with pytest.raises(StepUpRequired):
+    with pytest.raises(StepUpRequired) as caught:
         await world.sms.enroll("alice", OTHER_NUMBER)
-    challenge = await world.challenge()
+    # The refusal carries alice's own step-up; an app's grant would not do.
+    app_challenge = await world.challenge()
+    app_grant = await world.verify(app_challenge, await world.send(app_challenge))
+    with pytest.raises(StepUpRequired):
+        await world.sms.enroll("alice", OTHER_NUMBER, grant=app_grant.token)
+    challenge = caught.value.challenge
+    assert challenge is not None and "sms" in challenge.requirement.methods
     issued = await world.verify(challenge, await world.send(challenge))
     sent = await world.sms.enroll("alice", OTHER_NUMBER, grant=issued.token)
     assert sent.factor.state == "pending"

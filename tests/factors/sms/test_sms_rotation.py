@@ -15,7 +15,6 @@ from piigate.crypto.keyring import Keyring, open_keyring
 from piigate.crypto.masterkey import MasterKeySpec
 from piigate.crypto.secret import Secret
 from piigate.factors.checks import code_checks
-from piigate.factors.enrollment import FactorEnrollment
 from piigate.factors.ports import factor_aad
 from piigate.factors.sms import MemorySender
 from piigate.factors.sms.ceremony import SmsCeremony
@@ -26,6 +25,7 @@ from piigate.policy.holder import PolicyHolder
 from piigate.stepup.verification import Verifier
 from piigate.store import Database, Store
 from piigate.store.ports import SqlChallenges
+from stepup_support import factor_enrollment
 
 NUMBER = "+16502530042"
 POLICY = """\
@@ -64,7 +64,7 @@ def ceremony(store: Store, keyring: Keyring, sender: MemorySender) -> SmsCeremon
         issuer="https://piigate.test",
     )
     verifier.register("sms", SmsCheck(store, keyring))
-    enrollment = FactorEnrollment(
+    enrollment = factor_enrollment(
         store=store, keyring=keyring, policy=holder, audit=audit, clock=clock, issuer="i"
     )
     return SmsCeremony(

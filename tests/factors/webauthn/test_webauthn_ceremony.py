@@ -19,7 +19,6 @@ from piigate.clock import FixedClock
 from piigate.crypto.keyring import Keyring
 from piigate.errors import Conflict, StepUpRequired, TooManyRequests
 from piigate.factors.checks import code_checks
-from piigate.factors.enrollment import FactorEnrollment
 from piigate.factors.ports import FactorRecord, Settlement
 from piigate.factors.webauthn.ceremony import (
     CEREMONIES_PER_CHALLENGE,
@@ -51,7 +50,7 @@ from piigate.stepup.verdicts import (
 from piigate.stepup.verification import Verifier
 from piigate.store import Database, Store
 from piigate.store.ports import SqlChallenges
-from stepup_support import RecordingAudit
+from stepup_support import RecordingAudit, factor_enrollment
 from webauthn_soft import SoftAuthenticator, b64u, unb64u
 
 T0 = datetime(2026, 5, 4, 10, 0, 7, tzinfo=UTC)
@@ -173,8 +172,8 @@ class World:
         return caught.value.reason.value
 
     async def grant(self, auth: SoftAuthenticator) -> str:
-        """A fresh unbound aal3 grant from ``auth`` (for adding factors)."""
-        challenge = await self.challenge()
+        """A fresh aal3 grant of alice's own from ``auth`` (for changing her factors)."""
+        challenge = await self.ceremonies.enrollment.step_up("alice")
         options = await self.options(challenge)
         return (await self.verify(challenge, auth.get(options.public_key))).token
 
@@ -197,7 +196,7 @@ async def world(db: Database, tmp_path: Path) -> AsyncIterator[World]:
         clock=clock,
         issuer=ISSUER,
     )
-    enrollment = FactorEnrollment(
+    enrollment = factor_enrollment(
         store=store, keyring=keyring, policy=holder, audit=audit, clock=clock, issuer=ISSUER
     )
     rp = relying_party(ORIGIN)

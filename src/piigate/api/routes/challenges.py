@@ -1,24 +1,70 @@
-"""``GET /v1/challenges/{id}`` and ``/status`` (CONTRACT §4.3): what a step-up is for.
+"""``/v1/challenges`` (CONTRACT §4.3): what a step-up is for, and a person's own step-up.
 
-Readable by the challenge's subject, by the app that asked for the decision, and by admins —
-anyone else gets 404, so challenge ids cannot be probed.
+``GET /v1/challenges/{id}`` and ``/status`` are readable by the challenge's subject, by the app
+that asked for the decision, and by admins — anyone else gets 404, so challenge ids cannot be
+probed. ``POST /v1/challenges`` opens the caller's own step-up (a person: session cookie or
+bearer JWT, never an API key) for changing their factors or approving another's step-up, at the
+level that operation asks for (``factors.fresh``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
+from pydantic import Field, ValidationInfo, field_validator
 
-from piigate.api.auth import Authenticated
+from piigate.api.auth import Authenticated, Person
 from piigate.api.jsonbody import JsonRoute
 from piigate.api.schemas import challenge_json, grant_json
 from piigate.api.services import Services, get_services
+from piigate.decision_request import In
 from piigate.errors import NotFound
+from piigate.factors.fresh import Purpose
+from piigate.ids import MAX_ID_LENGTH
 from piigate.model import Caller, Challenge, ChallengeState
 
 router = APIRouter(tags=["challenges"], route_class=JsonRoute)
+
+
+class StepUpIn(In):
+    """``POST /v1/challenges``: what the caller's own step-up is for."""
+
+    purpose: Purpose
+    # The step-up to approve (``purpose: approve`` only).
+    approval: Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)] | None = Field(
+        default=None, validate_default=True
+    )
+
+    @field_validator("approval")
+    @classmethod
+    def _with_approve_only(cls, value: str | None, info: ValidationInfo) -> str | None:
+        purpose = info.data.get("purpose")
+        if purpose is Purpose.APPROVE and value is None:
+            raise ValueError("required with purpose 'approve'")
+        if purpose is Purpose.MANAGE_FACTORS and value is not None:
+            raise ValueError("only with purpose 'approve'")
+        return value
+
+
+@router.post("/v1/challenges", status_code=201, summary="Open a step-up for yourself")
+async def create_challenge(
+    body: StepUpIn,
+    request: Request,
+    response: Response,
+    person: Person,
+) -> dict[str, Any]:
+    """``{"purpose": "manage_factors"}`` or ``{"purpose": "approve", "approval": "chl_..."}``:
+    a challenge for the caller, answered with ``/v1/challenges/{id}/verify`` (or by SMS, push,
+    WebAuthn); its grant goes in ``PIIGate-Grant`` of that operation."""
+    services = get_services(request)
+    if body.purpose is Purpose.APPROVE and body.approval is not None:
+        challenge = await services.approvals.step_up(body.approval, person.subject, person.session)
+    else:
+        challenge = await services.enrollment.step_up(person.id)
+    response.headers["Location"] = f"/v1/challenges/{challenge.id}"
+    return challenge_json(challenge, include_state=True)
 
 
 async def _visible_challenge(services: Services, challenge_id: str, caller: Caller) -> Challenge:

@@ -9,7 +9,9 @@ hold one of the roles in ``factors.approval.approvers``. An approver:
 - is neither the challenge's subject nor the app that asked for the decision — the requester
   never approves itself;
 - proves the approval's level on their own account: a session of at least that level, or else a
-  fresh grant (``PIIGate-Grant``) — an approver's stolen low-level session approves nothing.
+  fresh grant of their own (``PIIGate-Grant``) — an approver's stolen low-level session approves
+  nothing. Without one the 401 carries a challenge for the approver's own step-up, which
+  :meth:`Approvals.step_up` also opens on request.
 
 Approving moves the challenge to ``approved`` by compare-and-set (of two approvers, one wins) and
 records who approved; the requester collects its grant once from ``GET .../status``. A denial
@@ -24,7 +26,7 @@ from typing import Protocol
 
 from piigate.clock import Clock
 from piigate.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
-from piigate.factors.enrollment import FactorEnrollment
+from piigate.factors.fresh import FreshGrants, Purpose
 from piigate.ids import MAX_ID_LENGTH
 from piigate.model import Challenge, ChallengeState, Method, SessionAuth, Subject
 from piigate.policy.compiled import CompiledPolicy
@@ -54,13 +56,13 @@ class Approvals:
         *,
         verifier: Verifier,
         challenges: PendingChallenges,
-        enrollment: FactorEnrollment,
+        fresh: FreshGrants,
         policy: PolicyHolder,
         clock: Clock,
     ) -> None:
         self.verifier = verifier
         self.challenges = challenges
-        self.enrollment = enrollment
+        self.fresh = fresh  # the approver's own recent step-up
         self.policy = policy
         self.clock = clock
 
@@ -92,20 +94,17 @@ class Approvals:
         requester itself), ``StepUpRequired`` (the approver's own proof is too weak or old) and
         ``Conflict`` (no longer pending).
         """
-        settings = self._settings()
-        if settings is None or not (approver.roles & set(settings.approvers)):
-            raise NotFound("no such challenge")
-        challenge = (
-            await self.challenges.get(challenge_id) if len(challenge_id) <= MAX_ID_LENGTH else None
-        )
-        if challenge is None or APPROVAL not in challenge.requirement.methods:
-            raise NotFound("no such challenge")
-        if not _other(challenge, approver):
-            raise Forbidden("a step-up cannot be approved by the one who asked for it")
-        now = self.clock.now()
-        if challenge.state is not ChallengeState.PENDING or challenge.expires_at <= now:
-            raise Conflict("the challenge is no longer pending")
-        self._check_approver_level(approver, session, settings, grant)
+        challenge, settings = await self._answerable(challenge_id, approver)
+        if not self._session_suffices(session, settings):
+            await self.fresh.require(
+                grant,
+                subject_id=approver.id,
+                level=settings.level,
+                now=self.clock.now(),
+                purpose=Purpose.APPROVE,
+                about=challenge.id,
+                detail="approving a step-up needs your own recent step-up (PIIGate-Grant)",
+            )
         if approve:
             done = await self.verifier.approve(challenge, APPROVAL, approver=approver.id)
         else:
@@ -119,25 +118,47 @@ class Approvals:
             raise NotFound("no such challenge")
         return current
 
-    def _check_approver_level(
-        self,
-        approver: Subject,
-        session: SessionAuth,
-        settings: FactorSettings,
-        grant: str | None,
-    ) -> None:
+    async def step_up(
+        self, challenge_id: str, approver: Subject, session: SessionAuth
+    ) -> Challenge:
+        """``POST /v1/challenges`` for ``approve``: the approver's own challenge at the level
+        approving ``challenge_id`` asks for. The same refusals as :meth:`decide`, and 409 when
+        the approver's session already proves that level (no grant is needed)."""
+        challenge, settings = await self._answerable(challenge_id, approver)
+        if self._session_suffices(session, settings):
+            raise Conflict(f"your session already proves {settings.level}: no step-up is needed")
+        opened = await self.fresh.open(
+            approver.id, level=settings.level, purpose=Purpose.APPROVE, about=challenge.id
+        )
+        if opened is None:
+            raise Conflict(f"no factor of the policy can prove {settings.level}")
+        return opened
+
+    async def _answerable(
+        self, challenge_id: str, approver: Subject
+    ) -> tuple[Challenge, FactorSettings]:
+        """The pending challenge ``approver`` may answer, and the approval factor's settings."""
+        settings = self._settings()
+        if settings is None or not (approver.roles & set(settings.approvers)):
+            raise NotFound("no such challenge")
+        challenge = (
+            await self.challenges.get(challenge_id) if len(challenge_id) <= MAX_ID_LENGTH else None
+        )
+        if challenge is None or APPROVAL not in challenge.requirement.methods:
+            raise NotFound("no such challenge")
+        if not _other(challenge, approver):
+            raise Forbidden("a step-up cannot be approved by the one who asked for it")
+        now = self.clock.now()
+        if challenge.state is not ChallengeState.PENDING or challenge.expires_at <= now:
+            raise Conflict("the challenge is no longer pending")
+        return challenge, settings
+
+    def _session_suffices(self, session: SessionAuth, settings: FactorSettings) -> bool:
+        """The approver's session itself proves the approval's level."""
         compiled = self._compiled()
         needed = compiled.ranks.get(settings.level)
         have = compiled.ranks.get(session.level) if session.level else None
-        if needed is not None and have is not None and have >= needed:
-            return
-        self.enrollment.fresh_grant(
-            grant,
-            subject_id=approver.id,
-            level=settings.level,
-            now=self.clock.now(),
-            detail="approving a step-up needs your own recent step-up (PIIGate-Grant)",
-        )
+        return needed is not None and have is not None and have >= needed
 
     def _settings(self) -> FactorSettings | None:
         return self._compiled().policy.factors.get(Method.APPROVAL)
