@@ -33,6 +33,8 @@ def test_contract_examples_pass(compiled: CompiledPolicy) -> None:
         "fresh aal2 reads the ssn",
         "delete needs aal3",
         "risky context",
+        "an agent's export waits for a person's approval",
+        "people are never offered another person's approval",
     ]
     for case in cases:
         result = run_case(compiled, case)

@@ -16,6 +16,7 @@ from typing import Any
 
 from piigate.model import (
     AccessRequest,
+    Method,
     Outcome,
     ProvenLevel,
     Requirement,
@@ -303,9 +304,12 @@ def _combine(
     ages = [r.max_age for r in requires if r.max_age is not None]
     max_age = min(ages) if ages else None
     methods: Sequence[str] = policy.level_methods[level]
-    for r in requires:
-        if r.methods is not None:
-            methods = [m for m in methods if m in r.methods]
+    named = [r.methods for r in requires if r.methods is not None]
+    for allowed in named:
+        methods = [m for m in methods if m in allowed]
+    if not named:
+        # Approval by another person is not the subject's own proof: only where a rule asks.
+        methods = [m for m in methods if m != Method.APPROVAL]
     if not methods:
         return None, f"no allowed factor can prove {level}"
     return (
