@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import structlog
-from api_support import PROBLEM, T0, Node, StartNode, decision_body
+from api_support import PROBLEM, T0, Node, StartNode, decision_body, same_origin
 from factor_support import (
     Users,
     challenge,
@@ -99,7 +99,10 @@ async def test_a_rotation_on_one_node_is_seen_by_the_other_without_a_restart(
     row = await pair.a.services.store.get_factor(factor_id)
     assert row is not None and row.secret is not None and f".{data}." in row.secret
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=pair.b.app), base_url="http://t", cookies=alice.cookies
+        transport=httpx.ASGITransport(app=pair.b.app),
+        base_url="http://t",
+        cookies=alice.cookies,
+        headers=same_origin(pair.b.settings),
     ) as alice_on_b:
         grant_b = await grant_on(pair.b, alice_on_b, key, secret)
     grant_a = await grant_on(pair.a, alice, key, secret)
