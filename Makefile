@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/decide.py
 	$(VENV)/bin/python bench/api.py
 	$(VENV)/bin/python bench/factors.py
+	$(VENV)/bin/python bench/gateway_masking.py
 
 clean:
 	rm -rf $(VENV) .piigate .piigate-demo .mypy_cache .ruff_cache .pytest_cache
