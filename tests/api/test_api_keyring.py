@@ -20,6 +20,7 @@ from factor_support import (
     challenge,
     enroll_totp,
     factor_policy,
+    own_challenge,
     totp_code,
     users,
     verify,
@@ -241,3 +242,29 @@ async def test_an_existing_file_keyring_moves_into_the_store_and_its_secrets_sta
         alice, await challenge(node, key, "read"), totp_code(node, secret.reveal())
     )
     assert response.status_code == 200, response.text
+
+
+async def test_a_persons_own_grant_signed_after_a_rotation_works_on_the_other_node(
+    pair: Pair, users: Users
+) -> None:
+    alice = await users(pair.a, "alice")
+    _, secret = await enroll_totp(pair.a, alice)
+    signing = await pair.a.services.keyring.rotate_signing_key()
+    # b has not heard of it yet (asked without starting a reload, as verify_key would)
+    assert signing not in {k["kid"] for k in pair.b.services.keyring.jwks()["keys"]}
+    # Signed on a with the new key, and used at once (no time passes for b to reload).
+    verified = await verify(alice, await own_challenge(alice), totp_code(pair.a, secret))
+    assert verified.status_code == 200, verified.text
+    grant = verified.json()["grant"]
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=pair.b.app),
+        base_url="http://t",
+        cookies=alice.cookies,
+        headers=same_origin(pair.b.settings),
+    ) as alice_on_b:
+        # Changing factors on b with it: b learns the key first, instead of refusing once.
+        added = await alice_on_b.post("/v1/factors/recovery", headers={"PIIGate-Grant": grant})
+
+    assert added.status_code == 201, added.text
+    assert pair.b.services.keyring.verify_key(signing) is not None

@@ -29,7 +29,12 @@ from piigate.model import Action, Challenge, Grant, Method, Requirement, Resourc
 from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.holder import PolicyHolder
 from piigate.ports import AuditRecorder
-from piigate.stepup.grants import GrantRejected, GrantRejection, verify_grant
+from piigate.stepup.grants import (
+    GrantRejected,
+    GrantRejection,
+    KeyringGrantVerifier,
+    verify_grant,
+)
 from piigate.stepup.ports import ChallengeStore
 
 __all__ = ["FRESH_GRANT_SECONDS", "FreshGrants", "Purpose"]
@@ -81,6 +86,9 @@ class FreshGrants:
         carrying a new challenge for ``purpose`` (``about``: what it names); a token that is
         no grant at all is a ``GrantRejected``."""
         compiled = self._compiled()
+        if token:
+            # Signed on a node that rotated the keys since this one loaded them: learn them.
+            await KeyringGrantVerifier(self.keyring, self.issuer).learn([token])
         grant = self._verified(token, subject_id=subject_id, now=now) if token else None
         if grant is not None and _fresh(grant, compiled, subject_id, level, now):
             return grant
