@@ -20,7 +20,6 @@ over the file, so one image can be configured per deployment.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -33,7 +32,7 @@ from piigate.crypto.masterkey import DEFAULT_FILE_NAME, MASTER_KEY_ENV, MasterKe
 from piigate.crypto.secret import Secret
 from piigate.errors import PolicyError
 from piigate.factors.sms.settings import SmsSettings, sms_from_env, sms_from_yaml
-from piigate.origins import web_origin
+from piigate.origins import is_loopback, parse_listen, served_url, web_origin
 from piigate.policy.yamlnodes import NodeReader, YamlErrors, compose_file
 
 __all__ = ["ConfigError", "IdentitySettings", "Settings", "load_settings"]
@@ -126,14 +125,14 @@ class Settings:
     def public_url_guessed(self) -> bool:
         """The public URL is derived from a listen address that is not loopback, so it is
         probably not the URL clients reach (``0.0.0.0``, or a host behind a proxy)."""
-        return not self.public_url_configured and not _is_loopback(self.host)
+        return not self.public_url_configured and not is_loopback(self.host)
 
     def serving_on(self, host: str | None = None, port: int | None = None) -> Settings:
         """These settings listening on ``host:port`` (the current ones when None); a public URL
         that was not configured is that address."""
         host = self.host if host is None else host
         port = self.port if port is None else port
-        url = self.public_url if self.public_url_configured else _served_url(host, port)
+        url = self.public_url if self.public_url_configured else served_url(host, port)
         return replace(self, host=host, port=port, public_url=url)
 
 
@@ -199,7 +198,7 @@ def _service(read: NodeReader, node: yaml.Node, settings: Settings, base: Path) 
         text = read.string(spec["listen"][1], "listen")
         if text is not None:
             try:
-                values["host"], values["port"] = _listen(text)
+                values["host"], values["port"] = parse_listen(text, default_host="127.0.0.1")
             except ValueError as exc:
                 read.errors.at(spec["listen"][1], str(exc))
     for key in ("max_body_bytes", "session_ttl"):
@@ -249,27 +248,6 @@ def _env_origins(text: str) -> tuple[str, ...]:
         except ValueError as exc:
             raise ConfigError([f"PIIGATE_ALLOWED_ORIGINS: {part!r} {exc}"]) from None
     return tuple(origins)
-
-
-def _listen(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"listen must be HOST:PORT, got {text!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def _served_url(host: str, port: int) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: whether clients reach it by that name is not known
 
 
 def _from_env(settings: Settings, env: Mapping[str, str]) -> Settings:

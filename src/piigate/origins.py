@@ -1,14 +1,17 @@
-"""Web origins (RFC 6454): the ``scheme://host[:port]`` a browser names a page by.
+"""Web origins (RFC 6454), the ``scheme://host[:port]`` a browser names a page by, and the
+``HOST:PORT`` addresses piigate listens on.
 
 Pure: WebAuthn's relying party and the API's cross-site check both compare origins in the
-serialisation browsers send (``Origin`` header, ``clientDataJSON.origin``).
+serialisation browsers send (``Origin`` header, ``clientDataJSON.origin``); ``piigate serve``
+and the gateways read their ``listen`` settings with :func:`parse_listen`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from urllib.parse import urlsplit
 
-__all__ = ["web_origin"]
+__all__ = ["is_loopback", "parse_listen", "served_url", "web_origin"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -39,3 +42,34 @@ def web_origin(url: str, *, bare: bool = False) -> str:
     if port is not None and port != _DEFAULT_PORTS[scheme]:
         origin += f":{port}"
     return origin
+
+
+def parse_listen(text: str, *, default_host: str | None = None) -> tuple[str, int]:
+    """``HOST:PORT`` (``[ADDRESS]:PORT`` for IPv6) → ``(host, port)``, the brackets removed. An
+    empty host is ``default_host`` where one is given. ``ValueError`` says what is wrong."""
+    host, sep, port = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        host = ""  # an IPv6 address needs brackets: [::1]:8081
+    else:
+        host = host or (default_host or "")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("listen must be HOST:PORT ([ADDRESS]:PORT for IPv6)")
+    return host, int(port)
+
+
+def served_url(host: str, port: int) -> str:
+    """The ``http://`` URL of what listens on ``host:port``."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address; a host name is not known to be one."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: whether clients reach it by that name is not known

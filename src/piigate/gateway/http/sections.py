@@ -18,6 +18,7 @@ import yaml
 
 from piigate.gateway.http.masking import KeepLast, MaskRule, Replace
 from piigate.gateway.http.route_config import TOKEN
+from piigate.origins import parse_listen
 from piigate.policy.durations import parse_duration
 from piigate.policy.model import Policy
 from piigate.policy.yamlnodes import NodeReader
@@ -145,15 +146,11 @@ def read_listen(read: NodeReader, node: yaml.Node) -> tuple[str | None, int | No
     text = read.string(node, "listen")
     if text is None:
         return None, None
-    host, sep, port = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        host = ""  # an IPv6 address needs brackets: [::1]:8081
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        read.errors.at(node, "listen must be HOST:PORT ([ADDRESS]:PORT for IPv6)")
+    try:
+        return parse_listen(text)
+    except ValueError as exc:
+        read.errors.at(node, str(exc))
         return None, None
-    return host, int(port)
 
 
 def read_default(read: NodeReader, node: yaml.Node) -> Default | None:
