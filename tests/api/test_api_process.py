@@ -4,31 +4,23 @@ is missing from the audit trail, and ``piigate audit verify`` still finds the ch
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from api_support import EXAMPLE_POLICY, bearer, decision_body, free_port
+from api_support import bearer, decision_body, free_port
 
 from piigate.audit.log import AuditLog
 from piigate.clock import SystemClock
 from piigate.store.db import Database
+from serve_support import PIIGATE, serving
 
 pytestmark = pytest.mark.slow
 
-CONSOLE_SCRIPT = Path(sys.executable).with_name("piigate")
-PIIGATE = (
-    [str(CONSOLE_SCRIPT)]
-    if CONSOLE_SCRIPT.exists()
-    else [sys.executable, "-c", "from piigate.cli import main; main()"]
-)
 WORKERS = 8
 LOAD_SECONDS = 2.0
 
@@ -47,36 +39,6 @@ def env(database_url: str, tmp_path: Path) -> dict[str, str]:
         "PIIGATE_DATABASE_URL": database_url,
         "PIIGATE_LOG_FORMAT": "json",
     }
-
-
-@contextlib.contextmanager
-def serving(
-    env: dict[str, str], port: int, log: Path, *options: str
-) -> Iterator[subprocess.Popen[bytes]]:
-    """``piigate serve`` on ``port`` (with more ``options``), until it answers /readyz."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*PIIGATE, "serve", "--config", str(EXAMPLE_POLICY), "--port", str(port), *options],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "piigate serve did not become ready"
-            time.sleep(0.05)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
 
 
 def child_pids(pid: int) -> list[int]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -13,7 +12,9 @@ import httpx
 import pyotp
 import pytest
 from api_support import bearer, decision_body, free_port
-from test_api_process import PIIGATE, piigate, serving
+from test_api_process import piigate
+
+from serve_support import run_piigate, serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -34,16 +35,7 @@ async def step_up(base: str, key: str) -> str:
 
 def prepare(env: dict[str, str]) -> str:
     """User alice and an app's API key, made with the CLI; returns the key."""
-    added = subprocess.run(
-        [*PIIGATE, "users", "add", "alice", "--password-stdin"],
-        env=env,
-        input=PASSWORD + "\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert added.returncode == 0, added.stderr
+    run_piigate(env, "users", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n")
     created = piigate(env, "keys", "create", "app", "--scope", "decisions")
     assert created.returncode == 0, created.stderr
     return next(w for w in created.stdout.split() if w.startswith("pgk_"))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,7 +13,8 @@ import httpx
 import pytest
 import structlog
 from api_support import StartNode, free_port
-from test_api_process import PIIGATE, serving
+
+from serve_support import run_piigate, serving
 
 PASSWORD = "correct horse battery staple"
 
@@ -70,16 +70,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 @pytest.mark.slow
 def test_serve_on_another_port_puts_that_port_in_push_enrolment_links(tmp_path: Path) -> None:
     env = _env(tmp_path)
-    added = subprocess.run(
-        [*PIIGATE, "users", "add", "alice", "--password-stdin"],
-        env=env,
-        input=PASSWORD + "\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert added.returncode == 0, added.stderr
+    run_piigate(env, "users", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"

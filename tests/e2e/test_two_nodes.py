@@ -11,14 +11,12 @@ Needs PostgreSQL and Redis: skips without them, unless ``PIIGATE_REQUIRE_SERVICE
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import re
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,16 +33,10 @@ from piigate.factors.totp.protocol import hotp_code, totp_step
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "factors" / "sms"))
 from sms_support import RecordingServer
 
+from serve_support import EXAMPLE_POLICY, PIIGATE, run_piigate, serving
+
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
-ROOT = Path(__file__).resolve().parents[2]
-POLICY = ROOT / "examples" / "policy.yaml"
-CONSOLE_SCRIPT = Path(sys.executable).with_name("piigate")
-PIIGATE = (
-    [str(CONSOLE_SCRIPT)]
-    if CONSOLE_SCRIPT.exists()
-    else [sys.executable, "-c", "from piigate.cli import main; main()"]
-)
 PASSWORD = "correct horse battery staple"
 PHONE = "+33612345678"
 
@@ -61,14 +53,6 @@ def master_key() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def piigate(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
-    done = subprocess.run(
-        [*PIIGATE, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 @dataclass
 class Deployment:
     a: str  # each node's own address
@@ -78,43 +62,6 @@ class Deployment:
     env_a: dict[str, str]
     sms: RecordingServer
     users: tuple[str, str, str]  # this run's alice, bob and carol (Redis counters are shared)
-
-
-@contextlib.contextmanager
-def serving(env: dict[str, str], port: int, log: Path) -> Iterator[None]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                *PIIGATE,
-                "serve",
-                "--config",
-                str(POLICY),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, log.read_text()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "piigate serve did not become ready"
-            time.sleep(0.05)
-        yield
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 @pytest.fixture
@@ -138,8 +85,10 @@ def deployment(postgres_url: str, redis_url: str, tmp_path: Path) -> Iterator[De
     run = secrets.token_hex(4)
     users = (f"alice-{run}", f"bob-{run}", f"carol-{run}")
     for name in users:
-        piigate(env_a, "users", "add", name, "--password-stdin", stdin=PASSWORD + "\n")
-    key = piigate(env_a, "keys", "create", "app", "--scope", "decisions").strip().splitlines()[-1]
+        run_piigate(env_a, "users", "add", name, "--password-stdin", stdin=PASSWORD + "\n")
+    key = (
+        run_piigate(env_a, "keys", "create", "app", "--scope", "decisions").strip().splitlines()[-1]
+    )
     try:
         with (
             serving(env_a, port_a, tmp_path / "a.log"),
@@ -251,7 +200,7 @@ def test_two_nodes_share_grants_factors_and_rotations(deployment: Deployment) ->
     assert confirmed.json()["state"] == "active"
 
     # (c) A rotation by the command line is seen by both nodes, neither restarted.
-    rotated = piigate(d.env_a, "keys", "rotate")
+    rotated = run_piigate(d.env_a, "keys", "rotate")
     found = re.fullmatch(
         r"rotated signing key (\S+) and data key (\S+); \d+ secrets re-wrapped\n", rotated
     )
@@ -284,13 +233,13 @@ def test_a_node_without_the_deployments_master_key_refuses_to_start(
     base["PIIGATE_DATABASE_URL"] = postgres_url
     deployment_key = master_key()
     first = {**base, "PIIGATE_DATA_DIR": str(tmp_path / "a"), "PIIGATE_MASTER_KEY": deployment_key}
-    piigate(first, "keys", "rotate", "--no-data")  # the deployment's keys, in the store
+    run_piigate(first, "keys", "rotate", "--no-data")  # the deployment's keys, in the store
     env = {**base, "PIIGATE_DATA_DIR": str(tmp_path / "b")}
     if master == "another":
         env["PIIGATE_MASTER_KEY"] = master_key()
 
     done = subprocess.run(
-        [*PIIGATE, "serve", "--config", str(POLICY), "--port", str(_free_port())],
+        [*PIIGATE, "serve", "--config", str(EXAMPLE_POLICY), "--port", str(_free_port())],
         env=env,
         capture_output=True,
         text=True,

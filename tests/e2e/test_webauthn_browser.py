@@ -10,12 +10,8 @@ goes to the piigate process on that port. No browser is ever downloaded: without
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,17 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
+from serve_support import run_piigate, serving
+
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-POLICY = ROOT / "examples" / "policy.yaml"
 CHROMIUM = Path("/usr/bin/chromium")
-CONSOLE_SCRIPT = Path(sys.executable).with_name("piigate")
-PIIGATE = (
-    [str(CONSOLE_SCRIPT)]
-    if CONSOLE_SCRIPT.exists()
-    else [sys.executable, "-c", "from piigate.cli import main; main()"]
-)
 PASSWORD = "correct horse battery staple"
 
 # The relying party's page: base64url ⇄ ArrayBuffer, and the two ceremonies over fetch().
@@ -119,14 +109,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _piigate(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
-    done = subprocess.run(
-        [*PIIGATE, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 @dataclass
 class Server:
     base: str
@@ -147,42 +129,10 @@ def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
         PIIGATE_PUBLIC_URL=base,
         PIIGATE_LOG_FORMAT="json",
     )
-    _piigate(env, "users", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n")
-    key = _piigate(env, "keys", "create", "app", "--scope", "decisions").strip().splitlines()[-1]
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                *PIIGATE,
-                "serve",
-                "--config",
-                str(POLICY),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, log.read_text()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "piigate serve did not become ready"
-            time.sleep(0.05)
+    run_piigate(env, "users", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n")
+    key = run_piigate(env, "keys", "create", "app", "--scope", "decisions").strip().splitlines()[-1]
+    with serving(env, port, tmp_path / "serve.log"):
         yield Server(base, key)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 @dataclass

@@ -23,6 +23,7 @@ From the work on, an error is answered by the app's own exception handler for it
 from __future__ import annotations
 
 import inspect
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -57,7 +58,7 @@ class LeanHeaders:
 
 
 @dataclass
-class LeanRoute:
+class LeanRoute(ABC):
     """One route's plain case. Subclasses give :meth:`match` and :meth:`admitted`."""
 
     declared: APIRoute  # the FastAPI route: its log lines, OpenAPI, every other case
@@ -68,16 +69,16 @@ class LeanRoute:
         assert body_field is not None, "a lean route takes a body"
         self.body_field = body_field
 
+    @abstractmethod
     def match(self, path: str) -> dict[str, str] | None:
         """The path parameters when ``path`` is this route's; else None."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def admitted(
         self, services: Services, headers: LeanHeaders, body: bytes, params: dict[str, str]
     ) -> Work | None:
         """The work, when every step of the route's contract admits the request; else None
         (the declared route answers). May raise: that is a hand-off too."""
-        raise NotImplementedError
 
     async def api_key(self, services: Services, headers: LeanHeaders) -> Caller | None:
         """The app whose API key is the bearer credential, if that is what was presented."""
