@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import statistics
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -268,6 +269,17 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
         return math.nan
     rank = max(1, math.ceil(q / 100 * len(sorted_values)))
     return float(sorted_values[rank - 1])
+
+
+def summary(samples: Sequence[int]) -> dict[str, float]:
+    """p50, p99 and mean of nanosecond ``samples``, in microseconds, and their count."""
+    values = sorted(samples)
+    return {
+        "p50": percentile(values, 50) / 1000,
+        "p99": percentile(values, 99) / 1000,
+        "mean": statistics.fmean(values) / 1000,
+        "n": len(values),
+    }
 
 
 def emit(

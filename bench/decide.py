@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import _common
-from _common import emit, note, percentile
+from _common import emit, note, summary
 from piigate.api.schemas import DecisionRequestIn
 from piigate.clock import FixedClock
 from piigate.model import AccessRequest, Caller, ProvenLevel, RiskAssessment, Signal
@@ -137,16 +137,6 @@ async def time_engine(engine: Engine, cases: list[Case], calls: int) -> list[int
         await engine.decide(request, caller=BENCH_APP)
         samples[i] = clock() - t0
     return samples
-
-
-def summary(samples: list[int]) -> dict[str, float]:
-    values = sorted(samples)
-    return {
-        "p50": percentile(values, 50) / 1000,
-        "p99": percentile(values, 99) / 1000,
-        "mean": statistics.fmean(values) / 1000,
-        "n": len(values),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import statistics
 import sys
 import time
 from collections.abc import Callable
 
-from _common import emit, note, percentile
+from _common import emit, note, summary
 from piigate.gateway.http.masking import default_rule, mask_document
 from piigate.gateway.http.selectors import FieldMap, compile_selector
 
@@ -67,16 +66,6 @@ def time_calls(fn: Callable[[], object], calls: int) -> list[int]:
         fn()
         samples[i] = clock() - t0
     return samples
-
-
-def summary(samples: list[int]) -> dict[str, float]:
-    values = sorted(samples)
-    return {
-        "p50": percentile(values, 50) / 1000,
-        "p99": percentile(values, 99) / 1000,
-        "mean": statistics.fmean(values) / 1000,
-        "n": len(values),
-    }
 
 
 def variants(doc: object, fields: FieldMap[str]) -> dict[str, Callable[[], object]]:
