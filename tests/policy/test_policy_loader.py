@@ -11,6 +11,7 @@ from piigate.errors import PolicyError
 from piigate.model import Method
 from piigate.policy import load_policy, load_policy_text
 from piigate.policy.model import ANY_PII, GrantsFrom, Otherwise
+from position_support import locate
 
 BASE = textwrap.dedent(
     """\
@@ -37,22 +38,6 @@ def errors_of(tmp_path: Path, text: str, name: str = "policy.yaml") -> tuple[str
     with pytest.raises(PolicyError) as info:
         load_policy(str(path))
     return str(path), info.value.errors
-
-
-def locate(text: str, needle: str, nth: int = 1) -> tuple[int, int]:
-    """1-based line and column of the ``nth`` occurrence of ``needle`` (independent of YAML).
-
-    A ``^`` in the needle marks the character meant, after some context: ``"max_age: ^5x"``.
-    """
-    offset = max(needle.find("^"), 0)
-    needle = needle.replace("^", "")
-    start = -1
-    for _ in range(nth):
-        start = text.index(needle, start + 1)
-    start += offset
-    line = text.count("\n", 0, start) + 1
-    column = start - (text.rfind("\n", 0, start) + 1) + 1
-    return line, column
 
 
 def assert_error(errors: list[str], prefix: str, fragment: str) -> None:

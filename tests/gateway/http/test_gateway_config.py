@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gateway_support import GATEWAY, POLICY, locate, policy
+from gateway_support import GATEWAY, POLICY, policy
 
 from piigate.gateway.http.config import (
     HttpGatewayConfig,
@@ -23,6 +23,7 @@ from piigate.gateway.http.sections import (
 )
 from piigate.model import Action
 from piigate.policy import compile_policy, load_policy
+from position_support import locate
 
 
 def load(tmp_path: Path, text: str, name: str = "gateway.yaml") -> HttpGatewayConfig:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gateway_support import GATEWAY, POLICY, locate, policy
+from gateway_support import GATEWAY, POLICY, policy
 
 from piigate.errors import PolicyError
 from piigate.gateway.http.config import (
@@ -16,6 +16,7 @@ from piigate.gateway.http.config import (
 )
 from piigate.policy import load_policy
 from piigate.policy.yamlnodes import MAX_FILE_BYTES
+from position_support import locate
 
 
 def errors_of(tmp_path: Path, text: str) -> tuple[str, list[str]]:
