@@ -73,15 +73,7 @@ PROFILE_DEFAULTS: Final = {
 
 
 def read_profile(read: NodeReader, node: yaml.Node) -> Profile | None:
-    name = read.string(node, "profile")
-    if name is None:
-        return None
-    try:
-        return Profile(name)
-    except ValueError:
-        choices = ", ".join(p.value for p in Profile)
-        read.errors.at(node, f"unknown profile {name!r} (expected one of: {choices})")
-        return None
+    return read.choice(node, "profile", Profile, "profile")
 
 
 def read_levels(read: NodeReader, node: yaml.Node) -> dict[str, LevelDef]:

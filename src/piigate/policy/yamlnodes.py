@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Final, TypeVar
 
 import yaml
@@ -28,6 +29,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+E = TypeVar("E", bound=Enum)
 
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
@@ -165,6 +167,18 @@ class NodeReader:
             return str(node.value)
         self.errors.at(node, f"{what} must be a string")
         return None
+
+    def choice(self, node: yaml.Node, what: str, choices: type[E], noun: str) -> E | None:
+        """A string that names a member of the enum ``choices``; else an error listing them."""
+        name = self.string(node, what)
+        if name is None:
+            return None
+        try:
+            return choices(name)
+        except ValueError:
+            known = ", ".join(str(c.value) for c in choices)
+            self.errors.at(node, f"unknown {noun} {name!r} (expected one of: {known})")
+            return None
 
     def integer(
         self, node: yaml.Node, what: str, *, low: int = 0, high: int | None = None

@@ -130,15 +130,7 @@ class RouteReader:
         return frozenset(methods)
 
     def _action(self, node: yaml.Node) -> Action | None:
-        name = self.read.string(node, "action")
-        if name is None:
-            return None
-        try:
-            return Action(name)
-        except ValueError:
-            known = ", ".join(a.value for a in Action)
-            self.errors.at(node, f"unknown action {name!r} (expected one of: {known})")
-            return None
+        return self.read.choice(node, "action", Action, "action")
 
     def _class(self, node: yaml.Node, what: str) -> str | None:
         name = self.read.string(node, what)
