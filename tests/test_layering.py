@@ -37,6 +37,7 @@ GATEWAY_CORE = [
     "gateway/http/selectors.py",
     "gateway/http/fieldmap.py",
     "gateway/http/masking.py",
+    "gateway/http/verdict.py",
 ]
 # Pure modules: no framework, no driver, and from this package only other pure modules.
 DOMAIN = [
@@ -47,6 +48,7 @@ DOMAIN = [
     "clock.py",
     "errors.py",
     "ids.py",
+    "jsontext.py",
     "origins.py",
     "ports.py",
     "stepup/binding.py",

@@ -363,6 +363,9 @@ class Decision:
     used: tuple[ProvenLevel, ...] = ()
     # Rules whose CEL condition could not be evaluated (taken as matching: fail closed).
     expr_errors: tuple[str, ...] = ()
+    # The strongest level the caller has proven for this request: by the proofs the allow relied
+    # on, or by the session (an IdP token's ``acr``). What a gateway tells its upstream.
+    level: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

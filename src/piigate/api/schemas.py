@@ -105,6 +105,8 @@ def decision_json(decision: Decision, www_authenticate: str | None) -> dict[str,
         body["reason"] = decision.reason
     if decision.missing_scope:
         body["missing_scope"] = list(decision.missing_scope)
+    if decision.level is not None:
+        body["level"] = decision.level
     if www_authenticate:
         body["www_authenticate"] = www_authenticate
     return body

@@ -16,6 +16,7 @@ from typer.exceptions import TyperException
 from piigate.cli.audit import audit_app
 from piigate.cli.authenticator import authenticator_app
 from piigate.cli.db import db_app
+from piigate.cli.gateway import gateway_app
 from piigate.cli.keys import keys_app
 from piigate.cli.policy import policy_app
 from piigate.cli.serve import serve
@@ -39,6 +40,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(sms_app, name="sms")
 app.add_typer(authenticator_app, name="authenticator")
+app.add_typer(gateway_app, name="gateway")
 app.command("serve")(serve)
 
 

@@ -17,7 +17,7 @@ from piigate.errors import PiigateError
 if TYPE_CHECKING:
     from piigate.policy.holder import PolicyHolder
 
-__all__ = ["serve"]
+__all__ = ["run_server", "serve"]
 
 
 def serve(
@@ -43,7 +43,7 @@ def serve(
         )
     # Refuse to start on a bad policy, before binding the port.
     holder = PolicyHolder.from_file(settings.policy_path)
-    _run_server(_serve(settings, holder))
+    run_server(_serve(settings, holder))
 
 
 async def _serve(settings: Settings, holder: PolicyHolder) -> None:
@@ -93,7 +93,7 @@ async def _serve(settings: Settings, holder: PolicyHolder) -> None:
         fail(f"could not listen on {settings.host}:{settings.port}")
 
 
-def _run_server(main: Coroutine[Any, Any, None]) -> None:
+def run_server(main: Coroutine[Any, Any, None]) -> None:
     """Run on uvloop when it is installed (uvicorn[standard] brings it), as uvicorn itself would."""
     try:
         import uvloop

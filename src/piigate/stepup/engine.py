@@ -149,6 +149,9 @@ class Engine:
             missing_scope=result.missing_scope,
             trace=result.trace,
             expr_errors=result.expr_errors,
+            level=_strongest(compiled, result.used, collected.proven)
+            if result.outcome is Outcome.ALLOW
+            else None,
         )
         if result.expr_errors:
             # The rule names only: an error's message could quote a value from the request.
@@ -385,3 +388,13 @@ class Engine:
         # The audit append waits for its group commit: a decision nobody can audit is never
         # returned (the caller gets 503 and PII stays closed).
         await self.audit.append(AuditEvent("decision", now, request.subject.id, data))
+
+
+def _strongest(
+    compiled: CompiledPolicy, used: Sequence[ProvenLevel], proven: Sequence[ProvenLevel]
+) -> str | None:
+    """The strongest level among the proofs an allow relied on and the session's own (which
+    holds for any request of the session)."""
+    levels = [p.level for p in used]
+    levels.extend(p.level for p in proven if p.source == "idp")
+    return max(levels, key=lambda name: compiled.ranks.get(name, -1), default=None)

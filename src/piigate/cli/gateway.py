@@ -1,0 +1,198 @@
+"""``piigate gateway http``: the HTTP reverse-proxy gateway.
+
+The engine runs in this process by default, on the same store and keys as ``piigate serve``
+(the same configuration file), so challenges it opens are answered at the service; with
+``--engine URL`` the gateway asks a running ``piigate serve`` instead, over ``/v1/decisions``
+with the API key in ``PIIGATE_ENGINE_KEY`` (scope ``decisions``). SIGHUP reloads the policy and
+the gateway's configuration; a configuration that cannot be read keeps the one in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from piigate import __version__
+from piigate.cli.common import ConfigOpt, fail, settings_from
+from piigate.cli.serve import run_server
+from piigate.config import Settings
+from piigate.errors import PiigateError
+
+if TYPE_CHECKING:
+    from piigate.gateway.http.config import HttpGatewayConfig
+    from piigate.gateway.http.gate import Decider, Gate
+    from piigate.policy.holder import PolicyHolder
+
+__all__ = ["gateway_app"]
+
+gateway_app = typer.Typer(
+    help="Run a gateway: HTTP (reverse proxy) or PostgreSQL.", no_args_is_help=True
+)
+
+ENGINE_KEY_ENV = "PIIGATE_ENGINE_KEY"
+
+
+@gateway_app.command("http")
+def http(
+    config: ConfigOpt = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(help="URL of a piigate service to ask (API key in PIIGATE_ENGINE_KEY)."),
+    ] = None,
+) -> None:
+    """Run the HTTP gateway in front of the upstream API of ``gateway.http``."""
+    from piigate.gateway.http.config import load_gateway_config
+    from piigate.logs import configure_logging
+    from piigate.policy.holder import PolicyHolder
+
+    if config is None:
+        fail("the gateway needs --config FILE (with a gateway: {http: ...} section)")
+    settings = settings_from(config)
+    if settings.policy_path is None:
+        fail("no policy: the configuration file must hold the policy or name it")
+    configure_logging(settings.log_format)
+    key = os.environ.get(ENGINE_KEY_ENV, "").strip()
+    if engine is not None and not key:
+        fail(f"--engine needs the gateway's API key (scope decisions) in {ENGINE_KEY_ENV}")
+    holder = PolicyHolder.from_file(settings.policy_path)
+    compiled = holder.current
+    assert compiled is not None  # from_file loaded it or raised
+    gateway = load_gateway_config(config, compiled)
+    for warning in gateway.warnings:
+        typer.echo(warning, err=True)
+    run_server(_serve(_Run(settings, holder, gateway, config, engine, key)))
+
+
+@dataclass
+class _Run:
+    settings: Settings
+    holder: PolicyHolder
+    gateway: HttpGatewayConfig
+    config_path: str
+    engine_url: str | None
+    engine_key: str
+    closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+
+
+async def _serve(run: _Run) -> None:
+    import signal
+
+    import uvicorn
+
+    from piigate.gateway.http.proxy import HttpGateway
+    from piigate.gateway.http.upstream import Upstream
+
+    try:
+        gate = await _gate(run)
+    except PiigateError as exc:
+        fail(f"cannot start: {exc.detail}")
+    upstream = Upstream(run.gateway.upstream)
+    run.closers.append(upstream.aclose)
+    app = HttpGateway(gate, upstream)
+    config = run.gateway
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.listen_host,
+            port=config.listen_port,
+            log_level="warning",
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+            lifespan="off",
+        )
+    )
+    loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_hup() -> None:
+        task = loop.create_task(_reload(run, gate))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+    where = f"http://{config.listen_host}:{config.listen_port}"
+    typer.echo(f"piigate {__version__} gateway on {where} -> {config.upstream}", err=True)
+    try:
+        await server.serve()
+    finally:
+        for close in reversed(run.closers):
+            await close()
+    if not server.started:
+        fail(f"could not listen on {config.listen_host}:{config.listen_port}")
+
+
+async def _gate(run: _Run) -> Gate:
+    """The gate: the engine (here or remote), who may call, the rate limits."""
+    from piigate.clock import SystemClock
+    from piigate.gateway.http.gate import Gate, GatewayCallers
+    from piigate.identity import JwtValidator
+
+    clock = SystemClock()
+    decider, api_keys = await _decider(run)
+    ident = run.gateway.identity
+    jwt = None
+    if ident is not None:
+        holder = run.holder
+
+        def level_for(acr: str | None) -> str | None:
+            current = holder.current
+            return current.level_for_acr(acr) if current else None
+
+        jwt = JwtValidator(
+            ident.issuer,
+            ident.audience,
+            ident.jwks_url,
+            level_resolver=level_for,
+            roles_claim=ident.roles_claim,
+        )
+        run.closers.append(jwt.aclose)
+    callers = GatewayCallers(jwt=jwt, api_keys=api_keys, clock=clock)
+    return Gate(run.gateway, callers=callers, decider=decider)
+
+
+async def _decider(run: _Run) -> tuple[Decider, Any]:
+    """The engine in this process (and its API keys), or the remote one (no API keys)."""
+    if run.engine_url is not None:
+        from piigate.gateway.http.deciders import RemoteDecider
+
+        remote = RemoteDecider(run.engine_url, run.engine_key)
+        run.closers.append(remote.aclose)
+        return remote, None
+    from piigate.api.auth import api_key_caller
+    from piigate.api.services import Services
+    from piigate.gateway.http.deciders import EngineDecider
+    from piigate.model import Caller
+
+    services = Services(run.settings, policy=run.holder)
+    await services.start()
+    run.closers.append(services.stop)
+
+    async def api_keys(credential: str) -> Caller:
+        return await api_key_caller(services, credential)
+
+    return EngineDecider(services.engine, run.settings.public_url), api_keys
+
+
+async def _reload(run: _Run, gate: Gate) -> None:
+    """SIGHUP: the policy, then the gateway's configuration read against it; either one that
+    cannot be read keeps the one in force (one log line naming the problems)."""
+    import structlog
+
+    from piigate.gateway.http.config import load_gateway_config
+
+    log = structlog.get_logger("piigate.gateway")
+    try:
+        compiled = run.holder.reload()
+        gate.config = load_gateway_config(run.config_path, compiled)
+    except PiigateError as exc:
+        log.error("gateway_reload_failed", errors=getattr(exc, "errors", [exc.detail]))
+        return
+    log.info("gateway_reloaded", policy=compiled.digest, routes=len(gate.config.routes))

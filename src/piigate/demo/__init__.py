@@ -1,0 +1,1 @@
+"""The demo: a sample customer API with synthetic PII (``customers``)."""

@@ -1,0 +1,156 @@
+"""A sample customer API with synthetic PII: what the HTTP gateway protects in the demo, the
+README's walkthrough and the end-to-end tests.
+
+``python -m piigate.demo.customers [--host H] [--port 9000]`` serves, in memory:
+
+- ``GET /customers`` → ``{"customers": [...]}``; ``GET /customers/{id}`` → one record with
+  ``ssn``, ``passport_number``, ``bank.account``, ``phone``, ``address``;
+- ``PUT``/``PATCH /customers/{id}`` (merge the JSON body), ``DELETE /customers/{id}``;
+- ``POST /transfers`` ``{"amount", "currency", "to_account"}`` → 201 with the transfer;
+- ``GET /health``; ``GET /files/{n}`` → ``n`` bytes (at most 64 MiB) in 64 KiB chunks.
+
+Every value is made up (SSNs in the 900 range, which are never issued; phone numbers in the
+555-01xx range reserved for fiction).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+__all__ = ["create_customers_app", "main", "sample_customers"]
+
+MAX_FILE = 64 * 1024 * 1024
+CHUNK = 64 * 1024
+
+
+def sample_customers() -> dict[str, dict[str, Any]]:
+    """Three synthetic customers, by id."""
+    rows = [
+        ("1", "Ada Example", "900-12-3456", "X1234567", "DE89370400440532013000", "+14155550101"),
+        ("2", "Ben Sample", "900-65-4321", "Y7654321", "GB29NWBK60161331926819", "+14155550102"),
+        (
+            "3",
+            "Cy Fiction",
+            "900-11-2222",
+            "Z1112223",
+            "FR1420041010050500013M02606",
+            "+14155550103",
+        ),
+    ]
+    return {
+        cid: {
+            "id": cid,
+            "name": name,
+            "ssn": ssn,
+            "passport_number": passport,
+            "bank": {"account": account, "bank_name": "Demo Bank"},
+            "phone": phone,
+            "address": {"street": f"{cid} Example Street", "city": "Springfield", "zip": "00000"},
+            "tier": "gold" if cid == "1" else "standard",
+        }
+        for cid, name, ssn, passport, account, phone in rows
+    }
+
+
+def create_customers_app() -> Starlette:
+    customers = sample_customers()
+    transfers: list[dict[str, Any]] = []
+
+    async def list_customers(request: Request) -> Response:
+        return JSONResponse({"customers": list(customers.values())})
+
+    async def get_customer(request: Request) -> Response:
+        found = customers.get(request.path_params["id"])
+        if found is None:
+            return JSONResponse({"error": "no such customer"}, status_code=404)
+        return JSONResponse(found)
+
+    async def change_customer(request: Request) -> Response:
+        cid = request.path_params["id"]
+        if cid not in customers:
+            return JSONResponse({"error": "no such customer"}, status_code=404)
+        body = await _json(request)
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "a JSON object is expected"}, status_code=400)
+        record = copy.deepcopy(customers[cid])
+        record.update({k: v for k, v in body.items() if k != "id"})
+        customers[cid] = record
+        return JSONResponse(record)
+
+    async def delete_customer(request: Request) -> Response:
+        if customers.pop(request.path_params["id"], None) is None:
+            return JSONResponse({"error": "no such customer"}, status_code=404)
+        return Response(status_code=204)
+
+    async def create_transfer(request: Request) -> Response:
+        body = await _json(request)
+        if not isinstance(body, dict) or "amount" not in body:
+            return JSONResponse({"error": "amount is required"}, status_code=400)
+        transfer = {
+            "id": f"t{len(transfers) + 1}",
+            "amount": str(body["amount"]),
+            "currency": body.get("currency"),
+            "to_account": body.get("to_account"),
+        }
+        transfers.append(transfer)
+        return JSONResponse(transfer, status_code=201)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def file(request: Request) -> Response:
+        size = min(int(request.path_params["n"]), MAX_FILE)
+        return StreamingResponse(
+            _zeros(size),
+            media_type="application/octet-stream",
+            headers={"content-length": str(size)},
+        )
+
+    return Starlette(
+        routes=[
+            Route("/customers", list_customers, methods=["GET"]),
+            Route("/customers/{id}", get_customer, methods=["GET"]),
+            Route("/customers/{id}", change_customer, methods=["PUT", "PATCH"]),
+            Route("/customers/{id}", delete_customer, methods=["DELETE"]),
+            Route("/transfers", create_transfer, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/files/{n:int}", file, methods=["GET"]),
+        ]
+    )
+
+
+async def _json(request: Request) -> object:
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        return None
+
+
+async def _zeros(size: int) -> AsyncIterator[bytes]:
+    block = b"\0" * CHUNK
+    while size > 0:
+        yield block[: min(size, CHUNK)]
+        size -= CHUNK
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="The piigate demo's sample customer API.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000)
+    args = parser.parse_args()
+    uvicorn.run(create_customers_app(), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

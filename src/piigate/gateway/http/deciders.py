@@ -1,0 +1,126 @@
+"""The engine behind a gate: in this process (:class:`EngineDecider`), or a piigate service
+asked over ``POST /v1/decisions`` with an API key of scope ``decisions`` (:class:`RemoteDecider`).
+
+Both give the same :class:`~piigate.gateway.http.verdict.Verdict`; the challenge's links point at
+the piigate service that verifies it (``service.public_url`` in process, the engine's URL when
+remote). In process, the decision names the person as its caller: the grant they obtain is
+theirs. Remote, the gateway's API key asks: the grant is for this gateway (its ``aud``), which
+sends it back with the request it was obtained for.
+
+A remote engine that cannot be reached, answers late or answers something else than a decision
+fails the request closed (``ServiceUnavailable``, a 503): never through.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import httpx
+
+from piigate.api.schemas import challenge_json
+from piigate.errors import ServiceUnavailable
+from piigate.gateway.http.verdict import Verdict, challenge_links, verdict_from_json
+from piigate.jsontext import loads
+from piigate.model import AccessRequest, Caller, Decision
+from piigate.stepup.engine import Engine
+
+__all__ = ["EngineDecider", "RemoteDecider", "decision_body", "verdict_of"]
+
+DECISIONS_PATH: Final = "/v1/decisions"
+
+
+def verdict_of(decision: Decision, base_url: str) -> Verdict:
+    """The verdict of the engine's ``decision``; challenge links on ``base_url``."""
+    req = decision.required
+    challenge = None
+    if decision.challenge is not None:
+        challenge = challenge_links(challenge_json(decision.challenge), base_url)
+    return Verdict(
+        decision_id=decision.id,
+        outcome=decision.outcome,
+        mask=decision.mask,
+        level=decision.level,
+        required_level=None if req is None else req.level,
+        acr_values=() if req is None else req.acr_values,
+        max_age=None if req is None else req.max_age,
+        methods=() if req is None else req.methods,
+        challenge=challenge,
+        reason=decision.reason,
+        missing_scope=decision.missing_scope,
+    )
+
+
+class EngineDecider:
+    def __init__(self, engine: Engine, base_url: str) -> None:
+        self.engine = engine
+        self.base_url = base_url
+
+    async def decide(self, request: AccessRequest, caller: Caller) -> Verdict:
+        return verdict_of(await self.engine.decide(request, caller=caller), self.base_url)
+
+
+class RemoteDecider:
+    """Asks the piigate service at ``base_url`` with ``api_key`` (scope ``decisions``)."""
+
+    def __init__(
+        self, base_url: str, api_key: str, *, timeout: float = 5.0, max_connections: int = 64
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={"authorization": f"Bearer {api_key}", "content-type": "application/json"},
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=max_connections),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def decide(self, request: AccessRequest, caller: Caller) -> Verdict:
+        try:
+            response = await self._client.post(DECISIONS_PATH, json=decision_body(request))
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable("the decision service cannot be reached") from exc
+        if response.status_code != 200:
+            raise ServiceUnavailable(f"the decision service answered {response.status_code}")
+        try:
+            body = loads(response.content)
+        except ValueError as exc:
+            raise ServiceUnavailable("the decision service gave an unreadable answer") from exc
+        return verdict_from_json(body, self.base_url)
+
+
+def decision_body(request: AccessRequest) -> dict[str, Any]:
+    """``request`` as a ``POST /v1/decisions`` body."""
+    subject, session, context = request.subject, request.session, request.context
+    body: dict[str, Any] = {
+        "subject": {
+            "id": subject.id,
+            "roles": sorted(subject.roles),
+            "scopes": sorted(subject.scopes),
+        },
+        "session": {
+            "id": session.id,
+            "acr": session.acr,
+            "amr": list(session.amr),
+            "auth_time": None if session.auth_time is None else int(session.auth_time.timestamp()),
+        },
+        "grants": list(request.grants),
+        "context": {
+            "ip": context.ip,
+            "user_agent": context.user_agent,
+            "device_id": context.device_id,
+        },
+        "action": request.action.value,
+        "resource": {"type": request.resource.type, "id": request.resource.id},
+        "pii": sorted(request.pii),
+        "binding": dict(request.binding_fields),
+    }
+    txn = request.transaction
+    if txn is not None:
+        body["transaction"] = {
+            "amount": str(txn.amount),
+            "currency": txn.currency,
+            "payee": txn.payee,
+        }
+    return body

@@ -1,0 +1,263 @@
+"""The gate: one request in, the engine's verdict out, for the reverse proxy and forward-auth.
+
+:meth:`Gate.check` takes what the client sent (an :class:`Ask`) through the same steps on both
+edges: the route it takes (``config.match``; no route → through, or 403 with ``default:
+deny``), who calls (an IdP bearer JWT or a piigate API key; none → 401), the rate limits, the
+engine's request (``routes.route_request``: action, resource, PII classes, transaction), and the
+decision. What stops the request is an :class:`~piigate.gateway.http.verdict.Answer` (401
+step-up, 403, 429, 400, 503); what goes on is a :class:`Passage`, with the verdict whose mask
+the proxy applies to the answer.
+
+Fail closed: any fault on the way (the store, the engine, the link to a remote engine, a rate
+limit store) is a 503 problem; PII never goes through on an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+import structlog
+
+from piigate.api.auth import API_KEY_PREFIX, GRANT_COOKIE, GRANT_HEADER, bearer_credential
+from piigate.clock import Clock
+from piigate.errors import (
+    Forbidden,
+    PiigateError,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+)
+from piigate.gateway.http.config import Default, HttpGatewayConfig
+from piigate.gateway.http.routes import Body, Route, RouteMatch, route_request
+from piigate.gateway.http.verdict import Answer, Verdict, problem_answer, refusal
+from piigate.identity import JwtValidator
+from piigate.model import AccessRequest, Caller, CallerKind, Context
+
+__all__ = [
+    "DEVICE_HEADER",
+    "Ask",
+    "Decider",
+    "Gate",
+    "GatewayCallers",
+    "Limiter",
+    "Passage",
+    "cookie_value",
+]
+
+log = structlog.get_logger("piigate.gateway")
+
+DEVICE_HEADER: Final = "piigate-device"
+_GRANT_HEADER: Final = GRANT_HEADER.lower()
+# The decision API's limits (``decision_request.ContextIn``).
+_MAX_USER_AGENT: Final = 1024
+_MAX_DEVICE_ID: Final = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One client request as the gate reads it. ``headers`` are lower-case names with their
+    values (repeated names kept); ``body`` is the parsed JSON document, or a :class:`Body`."""
+
+    method: str
+    target: str  # path and query, as sent
+    headers: Sequence[tuple[str, str]]
+    client_ip: str | None = None
+    body: object = Body.ABSENT
+    raw_body: bytes = b""  # the body as sent, when the gate read it
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """A request that goes on: its route (None: no route matched and ``default: pass``), who
+    asked, and the verdict (None without a route)."""
+
+    route: Route | None
+    caller: Caller | None = None
+    verdict: Verdict | None = None
+    # Rate-limit headers for the client's answer.
+    headers: tuple[tuple[str, str], ...] = field(default=())
+
+
+class Decider(Protocol):
+    """The engine, in this process or in a piigate service (``gateway/http/deciders.py``)."""
+
+    async def decide(self, request: AccessRequest, caller: Caller) -> Verdict: ...
+
+
+class RateVerdictLike(Protocol):
+    @property
+    def allowed(self) -> bool: ...
+
+    @property
+    def retry_after(self) -> int: ...
+
+    @property
+    def headers(self) -> Sequence[tuple[str, str]]: ...
+
+
+class Limiter(Protocol):
+    async def check(
+        self, *, subject: str | None, api_key: str | None, ip: str | None, route: str | None
+    ) -> RateVerdictLike: ...
+
+
+ApiKeyLookup = Callable[[str], Awaitable[Caller]]
+
+
+class GatewayCallers:
+    """Who calls: an IdP's bearer JWT (``jwt``), or a piigate API key (``api_keys``: raises
+    ``Unauthorized`` for a key that is none). Either may be absent: its credentials are then
+    refused with a 401 that says so."""
+
+    def __init__(
+        self, *, jwt: JwtValidator | None, api_keys: ApiKeyLookup | None, clock: Clock
+    ) -> None:
+        self.jwt = jwt
+        self.api_keys = api_keys
+        self.clock = clock
+
+    async def caller(self, authorization: str | None) -> Caller | None:
+        if not authorization:
+            return None
+        credential = bearer_credential(authorization)
+        if credential.startswith(API_KEY_PREFIX):
+            if self.api_keys is None:
+                raise Unauthorized("API keys are not accepted here: use your identity provider")
+            return await self.api_keys(credential)
+        if self.jwt is None:
+            raise Unauthorized("bearer tokens are not accepted: no identity provider configured")
+        token = await self.jwt.validate(credential, now=self.clock.now())
+        return Caller.person(token.subject, token.session, kind=CallerKind.JWT)
+
+
+class Gate:
+    def __init__(
+        self,
+        config: HttpGatewayConfig,
+        *,
+        callers: GatewayCallers,
+        decider: Decider,
+        limiter: Limiter | None = None,
+    ) -> None:
+        self.config = config  # replaced whole on a reload
+        self.callers = callers
+        self.decider = decider
+        self.limiter = limiter
+
+    def route(self, method: str, target: str) -> RouteMatch | None:
+        """The route a request takes (``BadRequest`` for an ambiguous path)."""
+        return self.config.match(method, target)
+
+    async def check(self, ask: Ask, match: RouteMatch | None) -> Passage | Answer:
+        """The passage of ``ask`` on its route ``match`` (:meth:`route`), or the answer that
+        stops it (see the module's doc)."""
+        try:
+            return await self._check(ask, match)
+        except PiigateError as exc:  # 400, 401 (invalid token), 403, 429, 503 (the IdP's keys)
+            return problem_answer(exc)
+        except Exception as exc:  # fail closed: a fault never lets the request through
+            log.error("gateway_check_failed", error=type(exc).__name__)
+            return problem_answer(ServiceUnavailable("the gateway cannot decide right now"))
+
+    async def _check(self, ask: Ask, match: RouteMatch | None) -> Passage | Answer:
+        if match is None:
+            if self.config.default is Default.DENY:
+                raise Forbidden("no route of this gateway allows this request")
+            return await self._limited(ask, None, None) or Passage(None)
+        caller = await self.callers.caller(ask.header("authorization"))
+        if caller is None:
+            raise Unauthorized("this request needs Authorization: Bearer <token>")
+        limited = await self._limited(ask, caller, match.route)
+        if isinstance(limited, Answer):
+            return limited
+        routed = route_request(match, ask.body)
+        request = routed.access_request(
+            subject=caller.subject,
+            session=caller.session,
+            context=_context(ask),
+            grants=presented_grants(ask),
+            binding_fields=binding_fields(ask),
+        )
+        verdict = await self.decider.decide(request, caller)
+        stop = refusal(verdict)
+        if stop is not None:
+            return stop
+        headers = limited.headers if limited is not None else ()
+        return Passage(match.route, caller, verdict, headers)
+
+    async def _limited(
+        self, ask: Ask, caller: Caller | None, route: Route | None
+    ) -> Passage | Answer | None:
+        """None without limits; a passage carrying the limits' headers; or the 429."""
+        if self.limiter is None:
+            return None
+        result = await self.limiter.check(
+            subject=None if caller is None or caller.is_app else caller.id,
+            api_key=caller.id if caller is not None and caller.is_app else None,
+            ip=ask.client_ip,
+            route=None if route is None else route.label,
+        )
+        if not result.allowed:
+            answer = problem_answer(TooManyRequests(result.retry_after))
+            extra = tuple(h for h in result.headers if h[0].lower() != "retry-after")
+            return Answer(answer.status, (*answer.headers, *extra), answer.body)
+        return Passage(route, caller, headers=tuple(result.headers))
+
+
+def _context(ask: Ask) -> Context:
+    agent = ask.header("user-agent")
+    device = ask.header(DEVICE_HEADER)
+    return Context(
+        ip=ask.client_ip,
+        user_agent=agent[:_MAX_USER_AGENT] if agent else None,
+        device_id=device if device and len(device) <= _MAX_DEVICE_ID else None,
+    )
+
+
+def presented_grants(ask: Ask) -> tuple[str, ...]:
+    """The grant tokens the client presents: ``PIIGate-Grant`` headers, else the cookie."""
+    found = tuple(v.strip() for k, v in ask.headers if k == _GRANT_HEADER and v.strip())
+    if found:
+        return found[:8]
+    cookie = cookie_value(ask.headers, GRANT_COOKIE)
+    return (cookie,) if cookie else ()
+
+
+def cookie_value(headers: Sequence[tuple[str, str]], name: str) -> str | None:
+    """The value of cookie ``name`` in the ``Cookie`` headers (RFC 6265 §5.4), if any."""
+    for key, value in headers:
+        if key != "cookie":
+            continue
+        for pair in value.split(";"):
+            cname, sep, cvalue = pair.strip().partition("=")
+            if sep and cname == name:
+                return cvalue.strip().strip('"') or None
+    return None
+
+
+def binding_fields(ask: Ask) -> Mapping[str, str]:
+    """What identifies this one request for a ``max_age: 0`` step-up, besides what the engine
+    binds itself (subject, action, resource, PII classes, transaction): the method, and digests
+    of the target and of the body (its JSON canonical form, so a retry may re-serialize it).
+    Digests only: the path or the body may hold PII."""
+    fields = {"method": ask.method.upper(), "target": _digest(ask.target.encode())}
+    if not isinstance(ask.body, Body):
+        canonical = json.dumps(ask.body, sort_keys=True, separators=(",", ":"), default=str)
+        fields["body"] = _digest(canonical.encode())
+    elif ask.raw_body:
+        fields["body"] = _digest(ask.raw_body)
+    return fields
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,211 @@
+"""The link to the protected API: pooled HTTP/1.1 connections, timeouts, and headers as a proxy
+must rewrite them.
+
+What goes upstream (:func:`upstream_headers`): the client's headers without the hop-by-hop ones
+(RFC 9110 §7.6.1: ``Connection`` and every header it names, ``Keep-Alive``, ``TE``, ``Trailer``,
+``Transfer-Encoding``, ``Upgrade``, ``Proxy-*``), without piigate's own credentials (the
+``PIIGate-Grant`` header, the ``piigate_*`` cookies) and without whatever the client sent under
+the names that carry the verified subject and level, which only the gateway sets; with
+``X-Forwarded-For``/``-Proto``/``-Host`` and ``Forwarded`` describing the client's request.
+What comes back (:func:`downstream_headers`) loses its hop-by-hop headers too.
+
+Failures are problems, never half answers: the upstream cannot be reached → 502
+``upstream_unavailable``; it does not answer in time → 504 ``upstream_timeout``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import httpx
+
+from piigate.errors import PiigateError
+
+__all__ = [
+    "HOP_BY_HOP",
+    "Upstream",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+    "downstream_headers",
+    "upstream_headers",
+]
+
+HOP_BY_HOP: Final = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Set by the gateway from the connection, never taken from the client.
+_FORWARDED: Final = frozenset(
+    {"forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"}
+)
+_PIIGATE_COOKIE_PREFIX: Final = "piigate_"
+
+
+class UpstreamUnavailable(PiigateError):
+    status = 502
+    code = "upstream_unavailable"
+    title = "Bad gateway"
+
+
+class UpstreamTimeout(PiigateError):
+    status = 504
+    code = "upstream_timeout"
+    title = "Gateway timeout"
+
+
+def _connection_named(headers: Iterable[tuple[str, str]]) -> set[str]:
+    named: set[str] = set()
+    for key, value in headers:
+        if key == "connection":
+            named.update(token.strip().lower() for token in value.split(",") if token.strip())
+    return named
+
+
+def upstream_headers(
+    headers: Sequence[tuple[str, str]],
+    *,
+    drop: frozenset[str],
+    client_ip: str | None,
+    scheme: str,
+) -> list[tuple[str, str]]:
+    """The client's ``headers`` (lower-case names) as the upstream gets them. ``drop``: more
+    names to remove (piigate's grant header, the subject and level headers)."""
+    # Host: the upstream's own (set from its URL); the client's is in X-Forwarded-Host.
+    removed = HOP_BY_HOP | _FORWARDED | drop | {"host"} | _connection_named(headers)
+    out: list[tuple[str, str]] = []
+    host = None
+    for key, value in headers:
+        if key == "host":
+            host = value
+            continue
+        if key in removed:
+            continue
+        if key == "cookie":
+            value = _without_piigate_cookies(value)
+            if not value:
+                continue
+        out.append((key, value))
+    if client_ip is not None:
+        out.append(("x-forwarded-for", client_ip))
+        node = f'"[{client_ip}]"' if ":" in client_ip else client_ip
+        forwarded = f"for={node};proto={scheme}"
+        if host:
+            forwarded += f';host="{host}"'
+        out.append(("forwarded", forwarded))
+    out.append(("x-forwarded-proto", scheme))
+    if host:
+        out.append(("x-forwarded-host", host))
+    return out
+
+
+def _without_piigate_cookies(value: str) -> str:
+    kept = [
+        pair.strip()
+        for pair in value.split(";")
+        if pair.strip() and not pair.strip().lower().startswith(_PIIGATE_COOKIE_PREFIX)
+    ]
+    return "; ".join(kept)
+
+
+def downstream_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The upstream's answer headers as the client gets them (no hop-by-hop headers; the
+    server sets the framing)."""
+    pairs = list(headers)
+    # The server frames the answer and dates it (one Date header, its own).
+    removed = HOP_BY_HOP | {"content-length", "date"} | _connection_named(pairs)
+    return [(k, v) for k, v in pairs if k not in removed]
+
+
+@dataclass(slots=True)
+class UpstreamAnswer:
+    status: int
+    headers: list[tuple[str, str]]  # lower-case names
+    _response: httpx.Response
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives (undecoded: a compressed body stays compressed)."""
+        try:
+            async for chunk in self._response.aiter_raw():
+                yield chunk
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout("the upstream API stopped answering") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable("the upstream API's answer broke off") from exc
+
+    async def read(self, limit: int) -> bytes | None:
+        """The whole body, or None when it is over ``limit`` bytes."""
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self.chunks():
+            size += len(chunk)
+            if size > limit:
+                return None
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+class Upstream:
+    """Pooled connections to the upstream API at ``base_url`` (``http(s)://host[:port][/prefix]``)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        max_connections: int = 256,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def send(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes | AsyncIterator[bytes] | None,
+    ) -> UpstreamAnswer:
+        """Send the request; its answer with the body still to be read (``aclose`` it)."""
+        request = self._client.build_request(
+            method, self.base_url + target, headers=headers, content=body
+        )
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout("the upstream API did not answer in time") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable("the upstream API cannot be reached") from exc
+        pairs = [
+            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in response.headers.raw
+        ]
+        return UpstreamAnswer(response.status_code, pairs, response)
