@@ -18,19 +18,10 @@ import pytest
 from sqlalchemy import make_url
 
 from piigate.store.db import Database
+from services_support import unavailable
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
-
-
-def _require_services() -> bool:
-    return os.environ.get("PIIGATE_REQUIRE_SERVICES", "") not in ("", "0", "false", "no")
-
-
-def _unavailable(reason: str) -> None:
-    if _require_services():
-        pytest.fail(f"{reason} (PIIGATE_REQUIRE_SERVICES=1)", pytrace=False)
-    pytest.skip(reason)
 
 
 def _admin_pg_url() -> str:
@@ -83,7 +74,7 @@ def pg_admin_url() -> str:
     url = _admin_pg_url()
     problem = _pg_problem(url)
     if problem:
-        _unavailable(problem)
+        unavailable(problem)
     return url
 
 
@@ -93,7 +84,7 @@ def redis_url() -> str:
     url = os.environ.get("PIIGATE_TEST_REDIS_URL", DEFAULT_REDIS_URL)
     problem = _redis_problem(url)
     if problem:
-        _unavailable(problem)
+        unavailable(problem)
     return url
 
 

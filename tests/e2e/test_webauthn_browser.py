@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from serve_support import run_piigate, serving
+from services_support import unavailable
 
 pytestmark = pytest.mark.slow
 
@@ -97,10 +98,7 @@ async function stepUp(challengeId) {
 def _require_chromium() -> None:
     if CHROMIUM.exists():
         return
-    reason = f"{CHROMIUM} not found: apt-get install chromium (never a downloaded browser)"
-    if os.environ.get("PIIGATE_REQUIRE_SERVICES", "") not in ("", "0", "false", "no"):
-        pytest.fail(f"{reason} (PIIGATE_REQUIRE_SERVICES=1)", pytrace=False)
-    pytest.skip(reason)
+    unavailable(f"{CHROMIUM} not found: apt-get install chromium (never a downloaded browser)")
 
 
 def _free_port() -> int:
