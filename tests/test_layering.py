@@ -4,9 +4,9 @@
   no framework, no database driver, no HTTP client, and nothing with I/O from this package.
 - Only store/ speaks SQL: nothing else imports SQLAlchemy or a database driver.
 - Only the edges (api/, cli/, console/, gateway/) import the edges. The HTTP gateway's core
-  (``GATEWAY_CORE``: its configuration, routes, selectors and masking) lives in gateway/ but is
-  pure, so that the reverse proxy, forward-auth (api/) and the app middleware share it: it is
-  held to the domain's rules, and importing it is not importing an edge.
+  (``GATEWAY_CORE``: its configuration, routes, selectors, masking and rate limits) lives in
+  gateway/ but is pure, so that the reverse proxy, forward-auth (api/) and the app middleware
+  share it: it is held to the domain's rules, and importing it is not importing an edge.
 - The engine (stepup/) talks to ports: it imports no store, no factor ceremony and no adapter,
   only the factor kinds' shared vocabulary (``piigate.factors``, ``factors.lockout``,
   ``factors.ports``) and their pure protocol code.
@@ -26,6 +26,7 @@ DRIVERS = ("sqlalchemy", "alembic", "asyncpg", "psycopg", "aiosqlite", "sqlite3"
 EDGES = ("piigate.api", "piigate.cli", "piigate.console", "piigate.gateway")
 
 # The HTTP gateway's pure core, inside the gateway/ edge (the rest of gateway/ is edge code).
+# ratelimit.py reaches its counters through ports.RateCounters: store/ opens them.
 GATEWAY_CORE = [
     "gateway/__init__.py",
     "gateway/http/__init__.py",
@@ -38,6 +39,7 @@ GATEWAY_CORE = [
     "gateway/http/fieldmap.py",
     "gateway/http/masking.py",
     "gateway/http/verdict.py",
+    "gateway/http/ratelimit.py",
 ]
 # Pure modules: no framework, no driver, and from this package only other pure modules.
 DOMAIN = [

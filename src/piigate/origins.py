@@ -3,7 +3,8 @@
 
 Pure: WebAuthn's relying party and the API's cross-site check both compare origins in the
 serialisation browsers send (``Origin`` header, ``clientDataJSON.origin``); ``piigate serve``
-and the gateways read their ``listen`` settings with :func:`parse_listen`.
+and the gateways read their ``listen`` settings with :func:`parse_listen`. A client's address
+is counted (login back-off, the gateway's rate limits) by its network, :func:`client_network`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-__all__ = ["is_loopback", "parse_listen", "served_url", "web_origin"]
+__all__ = ["client_network", "is_loopback", "parse_listen", "served_url", "web_origin"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -73,3 +74,18 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a host name: whether clients reach it by that name is not known
+
+
+def client_network(ip: str) -> str | None:
+    """The network a client address is counted by: an IPv4 address itself (an IPv4-mapped IPv6
+    address as its IPv4 one), an IPv6 address by its /64, since one subscriber usually holds a
+    whole /64 and could otherwise rotate through it. None when ``ip`` is not an address."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    if isinstance(addr, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    return str(addr)

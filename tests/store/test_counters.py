@@ -1,4 +1,4 @@
-"""Fixed-window counters: the same contract on SQL (SQLite, PostgreSQL) and Redis."""
+"""Fixed-window counters: the same contract on SQL (SQLite, PostgreSQL), Redis and memory."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import asyncio
 import secrets
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from piigate.store import Database, SqlCounters, StoreUnavailable
 from piigate.store.counters import Counters
+from piigate.store.memory_counters import MemoryCounters, open_counters
 from piigate.store.redis_counters import RedisCounters
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -24,10 +25,15 @@ WORKER = Path(__file__).with_name("_counter_worker.py")
         "sqlite",
         pytest.param("postgres", marks=pytest.mark.postgres),
         pytest.param("redis", marks=pytest.mark.redis),
+        "memory",
     ]
 )
 async def counters(request: pytest.FixtureRequest) -> AsyncIterator[Counters]:
-    """SQL counters on each database backend, and Redis counters under a fresh key prefix."""
+    """SQL counters on each database backend, Redis counters under a fresh key prefix, and
+    one process's memory."""
+    if request.param == "memory":
+        yield MemoryCounters()
+        return
     if request.param != "redis":
         db = Database.open(request.getfixturevalue(f"{request.param}_url"))
         try:
@@ -67,6 +73,49 @@ async def test_sql_counters_purge_ended_windows(db: Database) -> None:
     await counters.hit("b", window_seconds=600, now=T0)
     assert await counters.purge_counters(T0.replace(minute=5)) == 1
     assert await counters.peek("b", T0.replace(minute=5)) == 1
+
+
+async def test_memory_counters_drop_ended_windows() -> None:
+    counters = MemoryCounters(sweep_seconds=30)
+    await counters.hit("short", window_seconds=10, now=T0)
+    await counters.hit("long", window_seconds=600, now=T0)
+    await counters.hit("other", window_seconds=10, now=T0 + timedelta(seconds=20))
+    assert len(counters) == 3  # the next sweep is due 30 s after the first
+    await counters.hit("other", window_seconds=10, now=T0 + timedelta(seconds=30))
+    assert len(counters) == 2  # "short" (ended at 10 s) and "other"'s first window are gone
+    assert await counters.peek("long", T0 + timedelta(seconds=30)) == 1
+    assert await counters.peek("other", T0 + timedelta(seconds=30)) == 1
+
+
+async def test_memory_counters_cap_evicts_the_least_recently_hit() -> None:
+    counters = MemoryCounters(max_keys=3)
+    for key in ("a", "b", "c", "a"):
+        await counters.hit(key, window_seconds=60, now=T0)
+    for n in range(50):  # a flood of new keys (rotated addresses)
+        await counters.hit(f"flood-{n}", window_seconds=60, now=T0)
+        await counters.hit("a", window_seconds=60, now=T0)  # a busy caller, hit each time
+    assert len(counters) == 3
+    assert counters.evictions == 50
+    assert await counters.peek("a", T0) == 52  # kept, with its count
+    assert await counters.peek("b", T0) == 0
+    assert await counters.peek("flood-0", T0) == 0
+
+
+def test_memory_counters_are_bounded() -> None:
+    with pytest.raises(ValueError):
+        MemoryCounters(max_keys=0)
+
+
+async def test_open_counters_by_setting() -> None:
+    assert isinstance(open_counters(None), MemoryCounters)
+    assert isinstance(open_counters("memory"), MemoryCounters)
+    redis = open_counters("redis://127.0.0.1:6379/15")  # nothing connects until used
+    try:
+        assert isinstance(redis, RedisCounters)
+    finally:
+        await redis.aclose()
+    with pytest.raises(ValueError):
+        open_counters("postgresql://db/x")
 
 
 async def test_hundred_concurrent_hits_lose_nothing(counters: Counters) -> None:

@@ -18,10 +18,11 @@ is bounded by the cap, and sessions already open are unaffected.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import math
 from dataclasses import dataclass
 from datetime import datetime
+
+from piigate.origins import client_network
 
 __all__ = [
     "DEFAULT_THROTTLE",
@@ -113,16 +114,6 @@ def throttle_keys(username: str, ip: str | None) -> tuple[str, str | None]:
     /64; an IPv4 client by its address. An unparsable ``ip`` gives None (no network key).
     """
     user_key = hashlib.sha256(username.strip().casefold().encode("utf-8")).hexdigest()[:32]
-    net_key: str | None = None
-    if ip is not None:
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            addr = None
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        if isinstance(addr, ipaddress.IPv6Address):
-            net_key = f"login:net:{ipaddress.IPv6Network((addr, 64), strict=False)}"
-        elif addr is not None:
-            net_key = f"login:net:{addr}"
+    network = client_network(ip) if ip is not None else None
+    net_key = None if network is None else f"login:net:{network}"
     return f"login:user:{user_key}", net_key
