@@ -25,8 +25,10 @@ from piigate.config import Settings
 from piigate.errors import PiigateError
 
 if TYPE_CHECKING:
+    from piigate.clock import Clock
     from piigate.gateway.http.config import HttpGatewayConfig
     from piigate.gateway.http.gate import Decider, Gate
+    from piigate.gateway.http.ratelimit import RateLimiter
     from piigate.policy.holder import PolicyHolder
 
 __all__ = ["gateway_app"]
@@ -155,7 +157,20 @@ async def _gate(run: _Run) -> Gate:
         )
         run.closers.append(jwt.aclose)
     callers = GatewayCallers(jwt=jwt, api_keys=api_keys, clock=clock)
-    return Gate(run.gateway, callers=callers, decider=decider)
+    return Gate(run.gateway, callers=callers, decider=decider, limiter=_limiter(run, clock))
+
+
+def _limiter(run: _Run, clock: Clock) -> RateLimiter | None:
+    """The rate limits, counted in memory or in the Redis of ``rate_limit.store``."""
+    from piigate.gateway.http.ratelimit import RateLimiter
+    from piigate.store.memory_counters import open_counters
+
+    limits = run.gateway.rate_limit
+    if not any((limits.per_subject, limits.per_ip, limits.per_api_key, limits.per_route)):
+        return None
+    counters = open_counters(limits.store)
+    run.closers.append(counters.aclose)
+    return RateLimiter(limits, counters, clock)
 
 
 async def _decider(run: _Run) -> tuple[Decider, Any]:

@@ -28,10 +28,10 @@ from piigate.errors import (
     Forbidden,
     PiigateError,
     ServiceUnavailable,
-    TooManyRequests,
     Unauthorized,
 )
 from piigate.gateway.http.config import Default, HttpGatewayConfig
+from piigate.gateway.http.ratelimit import RateLimiter
 from piigate.gateway.http.routes import Body, Route, RouteMatch, route_request
 from piigate.gateway.http.verdict import Answer, Verdict, problem_answer, refusal
 from piigate.identity import JwtValidator
@@ -43,7 +43,6 @@ __all__ = [
     "Decider",
     "Gate",
     "GatewayCallers",
-    "Limiter",
     "Passage",
     "cookie_value",
 ]
@@ -94,23 +93,6 @@ class Decider(Protocol):
     async def decide(self, request: AccessRequest, caller: Caller) -> Verdict: ...
 
 
-class RateVerdictLike(Protocol):
-    @property
-    def allowed(self) -> bool: ...
-
-    @property
-    def retry_after(self) -> int: ...
-
-    @property
-    def headers(self) -> Sequence[tuple[str, str]]: ...
-
-
-class Limiter(Protocol):
-    async def check(
-        self, *, subject: str | None, api_key: str | None, ip: str | None, route: str | None
-    ) -> RateVerdictLike: ...
-
-
 ApiKeyLookup = Callable[[str], Awaitable[Caller]]
 
 
@@ -147,7 +129,7 @@ class Gate:
         *,
         callers: GatewayCallers,
         decider: Decider,
-        limiter: Limiter | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.config = config  # replaced whole on a reload
         self.callers = callers
@@ -208,10 +190,8 @@ class Gate:
             route=None if route is None else route.label,
         )
         if not result.allowed:
-            answer = problem_answer(TooManyRequests(result.retry_after))
-            extra = tuple(h for h in result.headers if h[0].lower() != "retry-after")
-            return Answer(answer.status, (*answer.headers, *extra), answer.body)
-        return Passage(route, caller, headers=tuple(result.headers))
+            raise result.refusal()  # 429 with Retry-After and the RateLimit headers
+        return Passage(route, caller, headers=tuple(result.headers.items()))
 
 
 def _context(ask: Ask) -> Context:
