@@ -63,11 +63,18 @@ class RemoteDecider:
     """Asks the piigate service at ``base_url`` with ``api_key`` (scope ``decisions``)."""
 
     def __init__(
-        self, base_url: str, api_key: str, *, timeout: float = 5.0, max_connections: int = 64
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 5.0,
+        max_connections: int = 64,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
+            transport=transport,
             headers={"authorization": f"Bearer {api_key}", "content-type": "application/json"},
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(max_connections=max_connections),

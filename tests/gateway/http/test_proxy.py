@@ -1,0 +1,270 @@
+"""The reverse proxy in one process: the engine on SQLite, the sample customer API on a real
+loopback port, the gateway as an ASGI app. The wire behaviour a client and the upstream see."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+
+from piigate.api.auth import api_key_caller
+from piigate.api.services import Services
+from piigate.config import Settings
+from piigate.demo.customers import create_customers_app
+from piigate.gateway.http.config import load_gateway_config_text
+from piigate.gateway.http.deciders import EngineDecider
+from piigate.gateway.http.gate import Gate, GatewayCallers
+from piigate.gateway.http.proxy import HttpGateway, framing_problem
+from piigate.gateway.http.upstream import Upstream
+from piigate.identity.apikeys import generate_api_key
+from piigate.model import Caller
+from piigate.policy.holder import PolicyHolder
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+PUBLIC = "http://piigate.test"
+ROUTES = """\
+gateway:
+  http:
+    upstream: {upstream}
+    default: deny
+    routes:
+      - match: {{method: GET, path: "/customers/{{id}}"}}
+        action: read
+        resource: {{type: customer, id: "{{id}}"}}
+        response_fields:
+          "$.ssn": ssn
+          "$.bank.account": bank_account
+          "$.address": mailing_address
+      - match: {{method: [PUT, PATCH], path: "/customers/{{id}}"}}
+        action: update
+        resource: {{type: customer, id: "{{id}}"}}
+        request_fields: {{"$.ssn": ssn, "$.address": mailing_address}}
+      - match: {{method: GET, path: "/echo"}}
+        action: read
+      - match: {{method: GET, path: "/text"}}
+        action: read
+        response_fields: {{"$.ssn": ssn}}
+"""
+
+
+async def _echo(request: Request) -> Response:
+    return JSONResponse({"headers": [[k, v] for k, v in request.headers.items()]})
+
+
+async def _text(request: Request) -> Response:
+    return PlainTextResponse("ssn 900-12-3456")
+
+
+def _upstream_app() -> Starlette:
+    return Starlette(
+        routes=[
+            Route("/echo", _echo),
+            Route("/text", _text),
+            Mount("/", create_customers_app()),
+        ]
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Rig:
+    client: httpx.AsyncClient
+    key: str
+    upstream: str
+
+
+@contextlib.asynccontextmanager
+async def _serving(app: Starlette) -> AsyncIterator[str]:
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110  # uvicorn offers no event for it
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    holder = PolicyHolder.from_file(str(EXAMPLES / "policy.yaml"))
+    settings = Settings(
+        policy_path=str(EXAMPLES / "policy.yaml"),
+        data_dir=tmp_path,
+        audit_writer="thread",
+        public_url=PUBLIC,
+    )
+    services = Services(settings, policy=holder)
+    await services.start()
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(services.stop)
+        base = await stack.enter_async_context(_serving(_upstream_app()))
+        assert holder.current is not None
+        config = load_gateway_config_text(ROUTES.format(upstream=base), holder.current)
+
+        async def keys(credential: str) -> Caller:
+            return await api_key_caller(services, credential)
+
+        gate = Gate(
+            config,
+            callers=GatewayCallers(jwt=None, api_keys=keys, clock=services.clock),
+            decider=EngineDecider(services.engine, PUBLIC),
+        )
+        upstream = Upstream(base)
+        stack.push_async_callback(upstream.aclose)
+        gateway = HttpGateway(gate, upstream, max_body=4096)
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gw")
+        )
+        key_id, secret, digest = generate_api_key()
+        await services.store.create_api_key(
+            key_id, "app", digest, [], ["customers"], services.clock.now()
+        )
+        yield Rig(client, secret.reveal(), base)
+
+
+def _auth(rig: Rig) -> dict[str, str]:
+    return {"authorization": f"Bearer {rig.key}"}
+
+
+async def test_a_read_comes_back_masked_with_what_would_unlock_it(rig: Rig) -> None:
+    answer = await rig.client.get("/customers/1", headers=_auth(rig))
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["ssn"] == "***-**-3456"
+    assert body["bank"] == {"account": "******************3000", "bank_name": "Demo Bank"}
+    assert body["address"]["street"] == "1 Example Street"  # the rule masks identity numbers
+    assert answer.headers["piigate-masked"] == "bank_account, ssn"
+    unlock = answer.headers["piigate-unlock"]
+    assert unlock.startswith('acr_values="urn:piigate:aal2", max_age=300, challenge="chl_')
+    assert int(answer.headers["content-length"]) == len(answer.content)
+
+
+async def test_an_update_of_an_ssn_is_challenged_and_never_reaches_the_upstream(rig: Rig) -> None:
+    answer = await rig.client.put("/customers/2", headers=_auth(rig), json={"ssn": "900-00-0001"})
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"] == (
+        'Bearer error="insufficient_user_authentication", acr_values="urn:piigate:aal2", '
+        "max_age=300"
+    )
+    assert answer.headers["content-type"] == "application/problem+json"
+    problem = answer.json()
+    challenge = problem["challenge"]
+    assert challenge["verify_url"] == f"{PUBLIC}/v1/challenges/{challenge['id']}/verify"
+    assert problem["required"]["level"] == "aal2"
+    assert "900-00-0001" not in answer.text
+    async with httpx.AsyncClient() as direct:
+        record = (await direct.get(f"{rig.upstream}/customers/2")).json()
+    assert record["ssn"] == "900-65-4321"
+
+
+async def test_a_body_that_is_not_json_touches_every_class_of_the_route(rig: Rig) -> None:
+    headers = {**_auth(rig), "content-type": "application/json"}
+    for body in (b"{not json", b'{"name": "x", "name": "y"}'):
+        answer = await rig.client.patch("/customers/2", headers=headers, content=body)
+        assert answer.status_code == 401, body
+
+
+async def test_a_write_without_pii_fields_goes_through(rig: Rig) -> None:
+    answer = await rig.client.patch("/customers/3", headers=_auth(rig), json={"tier": "gold"})
+    assert answer.status_code == 200
+    assert answer.json()["tier"] == "gold"
+
+
+async def test_the_upstream_sees_the_verified_subject_and_never_piigate_credentials(
+    rig: Rig,
+) -> None:
+    headers = {
+        **_auth(rig),
+        "piigate-subject": "admin",
+        "piigate-level": "aal3",
+        "piigate-grant": "a-grant-token",
+        "cookie": "piigate_session=s1; theme=dark; piigate_grant=g1",
+        "connection": "x-secret-hop",
+        "x-secret-hop": "1",
+        "x-forwarded-for": "10.9.9.9",
+        "x-kept": "yes",
+    }
+    answer = await rig.client.get("/echo", headers=headers)
+    assert answer.status_code == 200
+    seen: dict[str, list[str]] = {}
+    for name, value in answer.json()["headers"]:
+        seen.setdefault(name, []).append(value)
+    assert seen["piigate-subject"] != ["admin"] and len(seen["piigate-subject"]) == 1
+    assert "piigate-level" not in seen  # an API key proved no level
+    assert "piigate-grant" not in seen
+    assert seen["cookie"] == ["theme=dark"]
+    assert "x-secret-hop" not in seen
+    assert seen["x-forwarded-for"] == ["127.0.0.1"]
+    assert seen["x-kept"] == ["yes"]
+
+
+async def test_unmatched_routes_are_refused_with_default_deny(rig: Rig) -> None:
+    answer = await rig.client.get("/customers", headers=_auth(rig))
+    assert answer.status_code == 403
+    assert answer.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_matched_route_needs_a_caller(rig: Rig) -> None:
+    answer = await rig.client.get("/customers/1")
+    assert answer.status_code == 401
+    assert answer.json()["code"] == "unauthorized"
+    bad = await rig.client.get("/customers/1", headers={"authorization": "Bearer pgk_nope"})
+    assert bad.status_code == 401
+
+
+async def test_an_answer_that_cannot_be_masked_is_never_passed_through(rig: Rig) -> None:
+    answer = await rig.client.get("/text", headers=_auth(rig))
+    assert answer.status_code == 502
+    assert "900-12-3456" not in answer.text
+    assert answer.json()["code"] == "upstream_unavailable"
+
+
+async def test_an_oversize_body_is_refused(rig: Rig) -> None:
+    answer = await rig.client.put("/customers/1", headers=_auth(rig), json={"note": "x" * 5000})
+    assert answer.status_code == 413
+
+
+async def test_an_upstream_that_is_down_is_a_502(rig: Rig) -> None:
+    gateway = rig.client._transport.app  # type: ignore[attr-defined]
+    gateway.upstream = Upstream(f"http://127.0.0.1:{_free_port()}")
+    try:
+        answer = await rig.client.get("/echo", headers=_auth(rig))
+    finally:
+        await gateway.upstream.aclose()
+    assert answer.status_code == 502
+    assert answer.json()["code"] == "upstream_unavailable"
+
+
+@pytest.mark.parametrize(
+    ("headers", "problem"),
+    [
+        ([("content-length", "5"), ("transfer-encoding", "chunked")], "together"),
+        ([("content-length", "5"), ("content-length", "6")], "conflicting"),
+        ([("content-length", "+5")], "invalid"),
+        ([("transfer-encoding", "gzip, chunked")], "other than chunked"),
+        ([("content-length", "5")], None),
+        ([("transfer-encoding", "chunked")], None),
+    ],
+)
+def test_framing(headers: list[tuple[str, str]], problem: str | None) -> None:
+    found = framing_problem(headers)
+    assert (found is None) if problem is None else (problem in (found or ""))
