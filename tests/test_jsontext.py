@@ -42,3 +42,15 @@ def test_non_json_constants_are_refused(reader, constant: str) -> None:
 def test_a_bom_is_refused() -> None:
     with pytest.raises(json.JSONDecodeError):
         loads_exact("\ufeff{}")
+
+
+def test_integers_beyond_64_bits_are_written_back_as_read() -> None:
+    text = b'{"id":123456789012345678901234567890,"n":-9223372036854775808,"m":42}'
+    doc = loads_exact(text)
+    assert doc["m"] == 42 and isinstance(doc["m"], int)
+    assert dumps_exact(doc) == text
+
+
+def test_what_json_cannot_hold_is_a_type_error() -> None:
+    with pytest.raises(TypeError):
+        dumps_exact(loads_exact('{"a": "\\ud800"}'))
