@@ -211,9 +211,11 @@ class HttpGateway:
                 raise UpstreamUnavailable(
                     "the upstream's answer is not the JSON this route promises"
                 ) from None
-            raw = dumps_exact(
-                mask_document(doc, route.response_fields, masked, self.gate.config.masks)[0]
-            )
+            rules = self.gate.config.masks
+            try:
+                raw = dumps_exact(mask_document(doc, route.response_fields, masked, rules)[0])
+            except TypeError:  # a lone surrogate: not JSON that can be written back
+                raise UpstreamUnavailable("the upstream's answer cannot be masked") from None
         headers = downstream_headers(answer.headers)
         headers.append(("content-length", str(len(raw))))
         headers.extend(unlock_headers(verdict, sorted(masked)))
