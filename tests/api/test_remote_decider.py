@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 from api_support import Node
 
+from loopback_support import free_port, serve_uvicorn
 from piigate.errors import ServiceUnavailable
 from piigate.gateway.http.deciders import RemoteDecider
 from piigate.model import AccessRequest, Action, Caller, Resource, Subject
@@ -22,28 +22,30 @@ def _update_ssn(subject: str = "alice") -> AccessRequest:
 
 
 async def test_a_remote_decision_is_the_engine_s(node: Node, api_key: str) -> None:
-    decider = RemoteDecider("http://t", api_key, transport=httpx.ASGITransport(app=node.app))
-    try:
-        verdict = await decider.decide(_update_ssn(), Caller.person("alice"))
-    finally:
-        await decider.aclose()
+    async with serve_uvicorn(node.app) as base:
+        decider = RemoteDecider(base, api_key)
+        try:
+            verdict = await decider.decide(_update_ssn(), Caller.person("alice"))
+        finally:
+            await decider.aclose()
     assert verdict.outcome.value == "step_up"
     assert verdict.acr_values == ("urn:piigate:aal2",)
     assert verdict.max_age == 300
     assert verdict.challenge is not None
     cid = verdict.challenge["id"]
-    assert verdict.challenge["verify_url"] == f"http://t/v1/challenges/{cid}/verify"
+    assert verdict.challenge["verify_url"] == f"{base}/v1/challenges/{cid}/verify"
     stored = await node.services.challenges.get(cid)
     assert stored is not None and stored.subject_id == "alice"
 
 
 async def test_a_refused_key_or_an_unreachable_engine_fails_closed(node: Node) -> None:
-    decider = RemoteDecider("http://t", "pgk_wrong", transport=httpx.ASGITransport(app=node.app))
-    gone = RemoteDecider("http://127.0.0.1:9", "pgk_x", timeout=1)
-    try:
-        for each in (decider, gone):
-            with pytest.raises(ServiceUnavailable):
-                await each.decide(_update_ssn(), Caller.person("alice"))
-    finally:
-        await decider.aclose()
-        await gone.aclose()
+    async with serve_uvicorn(node.app) as base:
+        decider = RemoteDecider(base, "pgk_wrong")
+        gone = RemoteDecider(f"http://127.0.0.1:{free_port()}", "pgk_x", timeout=1)
+        try:
+            for each in (decider, gone):
+                with pytest.raises(ServiceUnavailable):
+                    await each.decide(_update_ssn(), Caller.person("alice"))
+        finally:
+            await decider.aclose()
+            await gone.aclose()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import stat
 import subprocess
 import textwrap
@@ -22,6 +21,7 @@ import pytest
 import uvicorn
 from cli_support import run_main
 
+from loopback_support import free_port
 from piigate.api.services import Services
 from piigate.clock import FixedClock
 from piigate.config import Settings
@@ -82,19 +82,12 @@ class Service:
         return challenge_id, int(sent.json()["number"])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def service(database_url: str, tmp_path: Path) -> AsyncIterator[Service]:
     """The service on a loopback port, its public URL that port (the enroll link names it)."""
     from piigate.api.app import create_app
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     settings = Settings(
         data_dir=tmp_path / "data", database_url=database_url, public_url=url, audit_writer="thread"

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
+from loopback_support import free_port
 from piigate.crypto.secret import Secret
 from piigate.factors.totp.protocol import hotp_code, totp_step
 
@@ -39,14 +40,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 PASSWORD = "correct horse battery staple"
 PHONE = "+33612345678"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def master_key() -> str:
@@ -66,7 +59,7 @@ class Deployment:
 
 @pytest.fixture
 def deployment(postgres_url: str, redis_url: str, tmp_path: Path) -> Iterator[Deployment]:
-    port_a, port_b = _free_port(), _free_port()
+    port_a, port_b = free_port(), free_port()
     public = f"http://127.0.0.1:{port_a}"  # the load balancer's address, in a real deployment
     sms = RecordingServer()
     sms.start()
@@ -239,7 +232,7 @@ def test_a_node_without_the_deployments_master_key_refuses_to_start(
         env["PIIGATE_MASTER_KEY"] = master_key()
 
     done = subprocess.run(
-        [*PIIGATE, "serve", "--config", str(EXAMPLE_POLICY), "--port", str(_free_port())],
+        [*PIIGATE, "serve", "--config", str(EXAMPLE_POLICY), "--port", str(free_port())],
         env=env,
         capture_output=True,
         text=True,

@@ -11,7 +11,6 @@ goes to the piigate process on that port. No browser is ever downloaded: without
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from loopback_support import free_port
 from serve_support import run_piigate, serving
 from services_support import unavailable
 
@@ -101,12 +101,6 @@ def _require_chromium() -> None:
     unavailable(f"{CHROMIUM} not found: apt-get install chromium (never a downloaded browser)")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Server:
     base: str
@@ -118,7 +112,7 @@ def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
     """``piigate serve`` on a free port, public URL ``http://localhost:PORT``, with user alice
     and an app key (scope ``decisions``)."""
     _require_chromium()
-    port = _free_port()
+    port = free_port()
     base = f"http://localhost:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIIGATE_")}
     env.update(

@@ -3,21 +3,19 @@ loopback port, the gateway as an ASGI app. The wire behaviour a client and the u
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
+from loopback_support import free_port, serve_uvicorn
 from piigate.api.auth import api_key_caller
 from piigate.api.services import Services
 from piigate.config import Settings
@@ -76,31 +74,11 @@ def _upstream_app() -> Starlette:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Rig:
     client: httpx.AsyncClient
     key: str
     upstream: str
-
-
-@contextlib.asynccontextmanager
-async def _serving(app: Starlette) -> AsyncIterator[str]:
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110  # uvicorn offers no event for it
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @pytest.fixture
@@ -116,7 +94,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     await services.start()
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(services.stop)
-        base = await stack.enter_async_context(_serving(_upstream_app()))
+        base = await stack.enter_async_context(serve_uvicorn(_upstream_app(), lifespan="on"))
         assert holder.current is not None
         config = load_gateway_config_text(ROUTES.format(upstream=base), holder.current)
 
@@ -245,7 +223,7 @@ async def test_an_oversize_body_is_refused(rig: Rig) -> None:
 
 async def test_an_upstream_that_is_down_is_a_502(rig: Rig) -> None:
     gateway = rig.client._transport.app  # type: ignore[attr-defined]
-    gateway.upstream = Upstream(f"http://127.0.0.1:{_free_port()}")
+    gateway.upstream = Upstream(f"http://127.0.0.1:{free_port()}")
     try:
         answer = await rig.client.get("/echo", headers=_auth(rig))
     finally:
