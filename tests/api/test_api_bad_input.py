@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from api_support import FAKE_SSN, PROBLEM, Node, StartNode, bearer, decision_body, serve_uvicorn
+from api_support import FAKE_SSN, PROBLEM, Node, StartNode, bearer, decision_body
+
+from loopback_support import serve_uvicorn
 
 
 def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:

@@ -8,7 +8,9 @@ import re
 from typing import Any
 
 import httpx
-from api_support import Node, bearer, decision_body, serve_uvicorn
+from api_support import Node, bearer, decision_body
+
+from loopback_support import serve_uvicorn
 
 
 async def test_events_paging_and_filtering(node: Node, api_key: str) -> None:

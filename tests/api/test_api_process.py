@@ -12,8 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_support import bearer, decision_body, free_port
+from api_support import bearer, decision_body
 
+from loopback_support import free_port
 from piigate.audit.log import AuditLog
 from piigate.clock import SystemClock
 from piigate.store.db import Database

@@ -11,9 +11,10 @@ from pathlib import Path
 import httpx
 import pyotp
 import pytest
-from api_support import bearer, decision_body, free_port
+from api_support import bearer, decision_body
 from test_api_process import piigate
 
+from loopback_support import free_port
 from serve_support import run_piigate, serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]

@@ -17,9 +17,10 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
-from api_support import PROBLEM, Node, StartNode, bearer, decision_body, serve_uvicorn
+from api_support import PROBLEM, Node, StartNode, bearer, decision_body
 from factor_support import PASSWORD, Users, users
 
+from loopback_support import serve_uvicorn
 from piigate.factors.push.protocol import (
     DEVICE_ID_HEADER,
     NONCE_HEADER,

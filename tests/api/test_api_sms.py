@@ -14,11 +14,12 @@ from typing import Any
 import httpx
 import pytest
 import structlog
-from api_support import PROBLEM, Node, StartNode, bearer, decision_body, serve_uvicorn
+from api_support import PROBLEM, Node, StartNode, bearer, decision_body
 from factor_support import Users, challenge, enroll_totp, totp_code, users, verify, wrong
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import text
 
+from loopback_support import serve_uvicorn
 from piigate.crypto.secret import Secret
 from piigate.factors.sms.outbox import OutboxSender
 from piigate.factors.sms.settings import SmsProvider, SmsSettings

@@ -12,8 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 import structlog
-from api_support import StartNode, free_port
+from api_support import StartNode
 
+from loopback_support import free_port
 from serve_support import run_piigate, serving
 
 PASSWORD = "correct horse battery staple"
