@@ -154,7 +154,7 @@ async def _decider(run: _Run) -> tuple[Decider, ApiKeyLookup | None]:
     from piigate.api.services import Services
     from piigate.gateway.http.assemble import in_process
 
-    services = Services(run.settings, policy=run.holder)
+    services = Services(run.settings, policy=run.holder, forward_auth=False)
     await services.start()
     run.closers.append(services.stop)
     return in_process(services)
