@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import pytest
 from api_support import EXAMPLE_POLICY, T0, Node, StartNode, same_origin
+from joserfc.jwk import KeySet, RSAKey
+from jwt_support import JwksServer
 
 from piigate.api.app import create_app
 from piigate.clock import FixedClock
@@ -63,3 +65,19 @@ async def node(start_node: StartNode) -> Node:
 async def api_key(node: Node) -> str:
     """An API key with scope ``decisions``."""
     return (await node.api_key("app"))[1]
+
+
+@pytest.fixture(scope="module")
+def idp_key() -> RSAKey:
+    """An identity provider's signing key (``jwt_support.idp_token`` signs with it)."""
+    return RSAKey.generate_key(2048, parameters={"kid": "idp-1"})
+
+
+@pytest.fixture
+def jwks_server(idp_key: RSAKey) -> Iterator[JwksServer]:
+    """``idp_key``'s JWK Set, served on loopback."""
+    server = JwksServer(KeySet([idp_key]))
+    try:
+        yield server
+    finally:
+        server.close()

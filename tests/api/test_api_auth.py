@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
-import pytest
 from api_support import PROBLEM, T0, Node, StartNode, bearer, decision_body
-from joserfc import jwt
-from joserfc.jwk import KeySet, RSAKey
+from joserfc.jwk import RSAKey
+from jwt_support import AUDIENCE, ISSUER, JwksServer, idp_token
 
 from piigate.api.auth import SESSION_COOKIE
 from piigate.config import IdentitySettings
 from store_support import revoke_api_key
-
-ISSUER = "https://idp.example"
-AUDIENCE = "piigate-api"
 
 
 def assert_401(response: httpx.Response) -> dict[str, Any]:
@@ -159,69 +151,6 @@ async def test_session_expires(node: Node, api_key: str) -> None:
 
 
 # -- IdP bearer JWTs ---------------------------------------------------------------------------
-class JwksServer:
-    """Serves a JWK Set on loopback from a thread."""
-
-    def __init__(self, keys: KeySet) -> None:
-        document = json.dumps(keys.as_dict(private=False)).encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/jwk-set+json")
-                self.send_header("Content-Length", str(len(document)))
-                self.end_headers()
-                self.wfile.write(document)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/jwks"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
-
-
-@pytest.fixture(scope="module")
-def idp_key() -> RSAKey:
-    return RSAKey.generate_key(2048, parameters={"kid": "idp-1"})
-
-
-@pytest.fixture
-def jwks_server(idp_key: RSAKey) -> Iterator[JwksServer]:
-    server = JwksServer(KeySet([idp_key]))
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-def idp_token(key: RSAKey, **overrides: Any) -> str:
-    now = int(T0.timestamp())
-    claims: dict[str, Any] = {
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "sub": "alice",
-        "iat": now - 60,
-        "exp": now + 600,
-        "acr": "urn:piigate:aal2",
-        "amr": ["pwd", "otp"],
-        "auth_time": now - 60,
-        "sid": "sess-1",
-        "scope": "openid decisions",
-    }
-    claims.update(overrides)
-    return jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key, algorithms=["RS256"])
-
-
 async def test_bearer_jwt_from_the_configured_idp(
     start_node: StartNode, jwks_server: JwksServer, idp_key: RSAKey
 ) -> None:

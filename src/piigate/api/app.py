@@ -19,6 +19,7 @@ from piigate.api.routes import (
     decisions,
     events,
     factors,
+    forward_auth,
     ops,
     push,
     sessions,
@@ -29,6 +30,7 @@ from piigate.api.routes import (
 from piigate.api.services import Services
 from piigate.clock import Clock
 from piigate.config import ConfigError, Settings
+from piigate.gateway.http.forward_auth import FORWARD_AUTH_PATH
 from piigate.origins import web_origin
 from piigate.policy.holder import PolicyHolder
 
@@ -98,6 +100,7 @@ def create_app(
         approvals,
         sessions,
         events,
+        forward_auth,
         ops,
     ):
         app.include_router(module.router)
@@ -107,6 +110,7 @@ def create_app(
         origins=trusted_origins(settings),
         session_cookie=SESSION_COOKIE,
         entry_paths=sessions.ENTRY_PATHS,
+        cookieless=(FORWARD_AUTH_PATH,),
     )
     app.max_body_bytes = settings.max_body_bytes  # the hot path claims only what fits
     return app

@@ -112,7 +112,8 @@ class CrossSiteGuard:
     ambient authority (a page cannot add one without a CORS preflight, which piigate never
     grants) and are not checked. ``entry_paths`` (login, logout) are checked whenever they
     carry an origin, cookie or not, so that no other site can log a browser in to an account
-    of its choosing.
+    of its choosing. Paths under ``cookieless`` (forward-auth, which is handed the cookies of
+    requests meant for another API) never read the session cookie, so they are not checked.
     """
 
     def __init__(
@@ -122,14 +123,20 @@ class CrossSiteGuard:
         origins: Iterable[str],
         session_cookie: str,
         entry_paths: Iterable[str] = (),
+        cookieless: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.origins = frozenset(origins)
         self.session_cookie = session_cookie
         self.entry_paths = frozenset(entry_paths)
+        self.cookieless = cookieless
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] not in _SAFE_METHODS:
+        if (
+            scope["type"] == "http"
+            and scope["method"] not in _SAFE_METHODS
+            and not scope["path"].startswith(self.cookieless)
+        ):
             refusal = self._refusal(scope)
             if refusal is not None:
                 await send_problem(scope, send, CrossSiteRequest(refusal))

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import os
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import structlog
 from fastapi import Request
@@ -36,6 +36,7 @@ from piigate.factors.sms.providers import open_sender
 from piigate.factors.webauthn.ceremony import WebAuthnCeremonies, WebAuthnCheck
 from piigate.factors.webauthn.protocol import RelyingParty, relying_party
 from piigate.files import exposed
+from piigate.gateway.http.config import HttpGatewayConfig, find_gateway_config
 from piigate.identity import ApiKeyCache, ApiKeyPrincipal, JwtValidator
 from piigate.identity.login import Logins
 from piigate.model import Method
@@ -49,6 +50,9 @@ from piigate.store import Database, Store
 from piigate.store.counters import Counters
 from piigate.store.ports import SqlChallenges, SqlGrantLedger
 from piigate.store.redis_counters import RedisCounters
+
+if TYPE_CHECKING:
+    from piigate.gateway.http.forward_auth import ForwardAuth
 
 __all__ = ["Services", "get_services"]
 
@@ -72,11 +76,15 @@ class Services:
         *,
         clock: Clock | None = None,
         policy: PolicyHolder | None = None,
+        forward_auth: bool = True,
     ) -> None:
+        """``forward_auth``: serve ``/v1/forward-auth`` on the configuration file's
+        ``gateway.http`` (``piigate gateway http`` runs a node without it: it is the gate)."""
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.metrics = Metrics()
         self._given_policy = policy
+        self._with_forward_auth = forward_auth
         self._tasks: list[asyncio.Task[None]] = []
         # The parts, opened by start()'s steps in this order.
         self.policy: PolicyHolder
@@ -103,6 +111,8 @@ class Services:
         self.sms: SmsCeremony
         self.push_relay: WebhookRelay | None
         self.push: PushCeremony
+        # The gate of /v1/forward-auth; None without a gateway.http section.
+        self.forward_auth: ForwardAuth | None = None
         self.policy_watch: PolicyWatch
         self.purge: Purge
 
@@ -112,6 +122,7 @@ class Services:
         given = self._given_policy
         self.policy = given if given is not None else _policy_file(self.settings)
         relying = _relying_party(self.settings)
+        gateway = self._gateway_config()
         await self._open_store()
         opened = await self._open_keyring()
         await self._open_audit()
@@ -120,6 +131,7 @@ class Services:
         self._open_verification(relying)
         self._open_sms()
         self._open_push()
+        self._open_forward_auth(gateway)
         await self._announce(opened)
         self._start_background()
 
@@ -273,6 +285,27 @@ class Services:
             relay=self.push_relay,
         )
 
+    def _gateway_config(self) -> HttpGatewayConfig | None:
+        """``gateway.http`` of the configuration file (else the policy file), read against the
+        policy: forward-auth's routes. None when there is none; a section that cannot be read
+        stops the start, as a policy that cannot be read does."""
+        source = self.settings.config_path or self.settings.policy_path
+        compiled = self.policy.current
+        if not self._with_forward_auth or source is None or compiled is None:
+            return None
+        config = find_gateway_config(source, compiled)
+        for warning in config.warnings if config is not None else ():
+            log.warning("gateway_config_warning", warning=warning)
+        return config
+
+    def _open_forward_auth(self, config: HttpGatewayConfig | None) -> None:
+        """The gate of ``/v1/forward-auth`` (``gateway/http/forward_auth.py``)."""
+        if config is not None:
+            # Here, not at the top: the gateway's edge code imports the API's (its callers).
+            from piigate.gateway.http.forward_auth import ForwardAuth
+
+            self.forward_auth = ForwardAuth.of_node(self, config)
+
     async def _announce(self, opened: OpenedKeyring) -> None:
         """Audit the start (and keys it created or moved into the store); report whether a
         policy is in force."""
@@ -292,7 +325,10 @@ class Services:
         )
 
     def _start_background(self) -> None:
-        self.policy_watch = PolicyWatch(self.policy, audit=self.audit, metrics=self.metrics)
+        followers = [self.forward_auth.reload] if self.forward_auth is not None else []
+        self.policy_watch = PolicyWatch(
+            self.policy, audit=self.audit, metrics=self.metrics, followers=followers
+        )
         self.purge = Purge(self.store, self.clock)
         self._tasks.append(asyncio.create_task(refresh_keys(self.keyring), name="piigate-keys"))
         if self.policy.path is not None:
@@ -305,6 +341,8 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.forward_auth is not None:
+            await self.forward_auth.aclose()
         if self.jwt is not None:
             await self.jwt.aclose()
         await self.sms_sender.aclose()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 import structlog
@@ -16,6 +17,7 @@ from piigate.audit.log import AuditLog
 from piigate.clock import Clock
 from piigate.crypto.keyring import Keyring
 from piigate.errors import PolicyError, ServiceUnavailable
+from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.holder import PolicyHolder
 from piigate.store import Store
 
@@ -42,7 +44,9 @@ KEYS_REFRESH_SECONDS = 30.0
 
 class PolicyWatch:
     """Reloads the policy when asked (SIGHUP) or when its file changes. A file that does not
-    compile keeps the policy in force (CONTRACT §2); either way the outcome is audited."""
+    compile keeps the policy in force (CONTRACT §2); either way the outcome is audited.
+    ``followers`` get each policy that comes into force (forward-auth reads its routes again
+    against it)."""
 
     def __init__(
         self,
@@ -51,8 +55,10 @@ class PolicyWatch:
         audit: AuditLog,
         metrics: Metrics,
         poll_seconds: float = POLICY_POLL_SECONDS,
+        followers: Sequence[Callable[[CompiledPolicy], None]] = (),
     ) -> None:
         self.policy = policy
+        self.followers = tuple(followers)
         self.audit = audit
         self.metrics = metrics
         self.poll_seconds = poll_seconds
@@ -74,6 +80,8 @@ class PolicyWatch:
             )
             return False
         self.metrics.policy_loaded.set(1)
+        for follow in self.followers:
+            follow(compiled)
         log.info("policy_reloaded", policy=compiled.digest, rules=len(compiled.policy.rules))
         await self.audit.record(
             "policy_loaded", data={"policy": compiled.digest, "rules": len(compiled.policy.rules)}

@@ -25,10 +25,8 @@ from piigate.config import Settings
 from piigate.errors import PiigateError
 
 if TYPE_CHECKING:
-    from piigate.clock import Clock
     from piigate.gateway.http.config import HttpGatewayConfig
-    from piigate.gateway.http.gate import Decider, Gate
-    from piigate.gateway.http.ratelimit import RateLimiter
+    from piigate.gateway.http.gate import ApiKeyLookup, Decider, Gate
     from piigate.policy.holder import PolicyHolder
 
 __all__ = ["gateway_app"]
@@ -132,48 +130,20 @@ async def _serve(run: _Run) -> None:
 
 
 async def _gate(run: _Run) -> Gate:
-    """The gate: the engine (here or remote), who may call, the rate limits."""
+    """The gate (``gateway/http/assemble.py``): the engine here or remote, who may call, the
+    rate limits."""
     from piigate.clock import SystemClock
-    from piigate.gateway.http.gate import Gate, GatewayCallers
-    from piigate.identity import JwtValidator
+    from piigate.gateway.http.assemble import assemble_gate
 
-    clock = SystemClock()
     decider, api_keys = await _decider(run)
-    ident = run.gateway.identity
-    jwt = None
-    if ident is not None:
-        holder = run.holder
-
-        def level_for(acr: str | None) -> str | None:
-            current = holder.current
-            return current.level_for_acr(acr) if current else None
-
-        jwt = JwtValidator(
-            ident.issuer,
-            ident.audience,
-            ident.jwks_url,
-            level_resolver=level_for,
-            roles_claim=ident.roles_claim,
-        )
-        run.closers.append(jwt.aclose)
-    callers = GatewayCallers(jwt=jwt, api_keys=api_keys, clock=clock)
-    return Gate(run.gateway, callers=callers, decider=decider, limiter=_limiter(run, clock))
+    assembled = assemble_gate(
+        run.gateway, decider=decider, api_keys=api_keys, policy=run.holder, clock=SystemClock()
+    )
+    run.closers.append(assembled.aclose)
+    return assembled.gate
 
 
-def _limiter(run: _Run, clock: Clock) -> RateLimiter | None:
-    """The rate limits, counted in memory or in the Redis of ``rate_limit.store``."""
-    from piigate.gateway.http.ratelimit import RateLimiter
-    from piigate.store.memory_counters import open_counters
-
-    limits = run.gateway.rate_limit
-    if not any((limits.per_subject, limits.per_ip, limits.per_api_key, limits.per_route)):
-        return None
-    counters = open_counters(limits.store)
-    run.closers.append(counters.aclose)
-    return RateLimiter(limits, counters, clock)
-
-
-async def _decider(run: _Run) -> tuple[Decider, Any]:
+async def _decider(run: _Run) -> tuple[Decider, ApiKeyLookup | None]:
     """The engine in this process (and its API keys), or the remote one (no API keys)."""
     if run.engine_url is not None:
         from piigate.gateway.http.deciders import RemoteDecider
@@ -181,19 +151,13 @@ async def _decider(run: _Run) -> tuple[Decider, Any]:
         remote = RemoteDecider(run.engine_url, run.engine_key)
         run.closers.append(remote.aclose)
         return remote, None
-    from piigate.api.auth import api_key_caller
     from piigate.api.services import Services
-    from piigate.gateway.http.deciders import EngineDecider
-    from piigate.model import Caller
+    from piigate.gateway.http.assemble import in_process
 
-    services = Services(run.settings, policy=run.holder)
+    services = Services(run.settings, policy=run.holder, forward_auth=False)
     await services.start()
     run.closers.append(services.stop)
-
-    async def api_keys(credential: str) -> Caller:
-        return await api_key_caller(services, credential)
-
-    return EngineDecider(services.engine, run.settings.public_url), api_keys
+    return in_process(services)
 
 
 async def _reload(run: _Run, gate: Gate) -> None:

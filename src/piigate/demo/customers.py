@@ -7,7 +7,9 @@ README's walkthrough and the end-to-end tests.
   ``ssn``, ``passport_number``, ``bank.account``, ``phone``, ``address``;
 - ``PUT``/``PATCH /customers/{id}`` (merge the JSON body), ``DELETE /customers/{id}``;
 - ``POST /transfers`` ``{"amount", "currency", "to_account"}`` → 201 with the transfer;
-- ``GET /health``; ``GET /files/{n}`` → ``n`` bytes (at most 64 MiB) in 64 KiB chunks.
+- ``GET /health``; ``GET /files/{n}`` → ``n`` bytes (at most 64 MiB) in 64 KiB chunks;
+- ``GET /whoami`` → the verified subject and level a gateway in front sent
+  (``PIIGate-Subject``, ``PIIGate-Level``), as this API received them.
 
 Every value is made up (SSNs in the 900 range, which are never issued; phone numbers in the
 555-01xx range reserved for fiction).
@@ -107,6 +109,12 @@ def create_customers_app() -> Starlette:
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    async def whoami(request: Request) -> Response:
+        headers = request.headers
+        return JSONResponse(
+            {"subject": headers.get("piigate-subject"), "level": headers.get("piigate-level")}
+        )
+
     async def file(request: Request) -> Response:
         size = min(int(request.path_params["n"]), MAX_FILE)
         return StreamingResponse(
@@ -123,6 +131,7 @@ def create_customers_app() -> Starlette:
             Route("/customers/{id}", delete_customer, methods=["DELETE"]),
             Route("/transfers", create_transfer, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
+            Route("/whoami", whoami, methods=["GET"]),
             Route("/files/{n:int}", file, methods=["GET"]),
         ]
     )

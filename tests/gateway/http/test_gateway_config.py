@@ -9,7 +9,9 @@ import pytest
 from gateway_support import GATEWAY, POLICY, policy
 
 from piigate.gateway.http.config import (
+    GatewayConfigError,
     HttpGatewayConfig,
+    find_gateway_config,
     load_gateway_config,
 )
 from piigate.gateway.http.masking import KeepLast, Replace
@@ -75,6 +77,20 @@ def test_the_section_can_share_the_policy_file(tmp_path: Path) -> None:
     assert [r.label for r in compiled.routes] == [r.label for r in config.routes]
 
 
+def test_a_file_may_have_no_gateway_section(tmp_path: Path) -> None:
+    # piigate serve's configuration file: forward-auth has routes only when it has the section.
+    path = tmp_path / "piigate.yaml"
+    for text in ("policy: p.yaml\n", "service: {}\ngateway:\n  postgres: {}\n", POLICY):
+        path.write_text(text, encoding="utf-8")
+        assert find_gateway_config(str(path), policy()) is None
+    path.write_text(GATEWAY, encoding="utf-8")
+    found = find_gateway_config(str(path), policy())
+    assert found is not None and len(found.routes) == 4
+    path.write_text(GATEWAY.replace("upstream: http://", "upstream: ftp://"), encoding="utf-8")
+    with pytest.raises(GatewayConfigError):  # a section that is there must be right
+        find_gateway_config(str(path), policy())
+
+
 @pytest.mark.parametrize(
     ("old", "new", "needle", "fragment"),
     [
@@ -125,6 +141,7 @@ def test_the_optional_settings(tmp_path: Path) -> None:
         "    listen: '[::1]:9443'\n"
         "    default: deny\n"
         "    headers: {subject: X-User, level: X-Acr}\n"
+        "    forward_auth: {trusted_proxies: [127.0.0.1, 'fd00::/8', 10.0.0.0/8]}\n"
         "    rate_limit: {per_api_key: 50/10s, per_route: 1000/h, store: rediss://cache:6380/1}\n"
         "    masking:\n"
         "      ssn: {keep_last: 4, fixed_width: 6}\n"
@@ -139,6 +156,9 @@ def test_the_optional_settings(tmp_path: Path) -> None:
     assert (config.listen_host, config.listen_port) == ("::1", 9443)
     assert config.default is Default.DENY
     assert config.headers == ForwardHeaders("X-User", "X-Acr")
+    trusts = config.forward_auth.trusts
+    assert trusts("127.0.0.1") and trusts("10.200.0.9") and trusts("fd12::1")
+    assert not trusts("127.0.0.2") and not trusts("192.0.2.1") and not trusts("unix:x")
     assert config.rate_limit == RateLimits(
         per_api_key=Rate(50, 10), per_route=Rate(1000, 3600), store="rediss://cache:6380/1"
     )
@@ -159,6 +179,7 @@ def test_defaults_when_left_out(tmp_path: Path) -> None:
     assert (config.listen_host, config.listen_port) == ("127.0.0.1", 8081)
     assert config.identity is None and config.rate_limit == RateLimits()
     assert config.default is Default.PASS and config.routes == ()
+    assert not config.forward_auth.trusts("127.0.0.1")  # nobody's X-Forwarded-For counts
     memory = text.replace("    routes: []\n", "    rate_limit: {store: memory}\n")
     assert load(tmp_path, memory).rate_limit.store is None
 

@@ -127,6 +127,18 @@ CASES: list[tuple[str, str, str, str]] = [
         "1 to 64 characters",
     ),
     ("    routes:\n", "    masking: {ssn: {hide: 1}}\n    routes:\n", "^hide", "unknown key"),
+    (
+        "    routes:\n",
+        "    forward_auth: {trusted_proxies: [10.0.0.1/8]}\n    routes:\n",
+        "^10.0.0.1/8",
+        "not an IP address or network",
+    ),
+    (
+        "    routes:\n",
+        "    forward_auth: {trusted: [10.0.0.1]}\n    routes:\n",
+        "^trusted",
+        "unknown key 'trusted'",
+    ),
     # routes
     (
         "    routes:\n      - match",

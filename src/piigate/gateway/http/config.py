@@ -12,6 +12,7 @@ configuration file whose top-level keys are ``policy``, ``service`` and ``gatewa
                      store: redis://127.0.0.1:6379/0}   # store: memory (default) or redis://
         default: pass                         # or deny: a request no route matches is refused
         headers: {subject: PIIGate-Subject, level: PIIGate-Level}   # to the upstream
+        forward_auth: {trusted_proxies: [127.0.0.1, 10.0.0.0/8]}     # whose X-Forwarded-For counts
         masking: {ssn: {keep_last: 4}, phone: {keep_last: 2, fixed_width: 6},
                   mailing_address: whole, passport: {replace: "[hidden]"}}
         routes: [...]                         # route_config.py
@@ -40,12 +41,14 @@ from piigate.gateway.http.route_config import RouteReader
 from piigate.gateway.http.routes import Route, RouteMatch, match_route
 from piigate.gateway.http.sections import (
     Default,
+    ForwardAuthConfig,
     ForwardHeaders,
     IdentityConfig,
     Rate,
     RateLimits,
     parse_rate,
     read_default,
+    read_forward_auth,
     read_headers,
     read_identity,
     read_listen,
@@ -59,12 +62,14 @@ from piigate.policy.yamlnodes import NodeReader, YamlErrors, compose_file, compo
 
 __all__ = [
     "Default",
+    "ForwardAuthConfig",
     "ForwardHeaders",
     "GatewayConfigError",
     "HttpGatewayConfig",
     "IdentityConfig",
     "Rate",
     "RateLimits",
+    "find_gateway_config",
     "load_gateway_config",
     "load_gateway_config_text",
     "parse_rate",
@@ -74,7 +79,17 @@ __all__ = [
 CONFIG_KEYS: Final = frozenset({"policy", "service", "gateway"})
 GATEWAY_KEYS: Final = frozenset({"http", "postgres"})
 HTTP_KEYS: Final = frozenset(
-    {"listen", "upstream", "identity", "rate_limit", "routes", "default", "masking", "headers"}
+    {
+        "listen",
+        "upstream",
+        "identity",
+        "rate_limit",
+        "routes",
+        "default",
+        "masking",
+        "headers",
+        "forward_auth",
+    }
 )
 DEFAULT_LISTEN: Final = ("127.0.0.1", 8081)
 
@@ -98,6 +113,7 @@ class HttpGatewayConfig:
     rate_limit: RateLimits = field(default_factory=RateLimits)
     default: Default = Default.PASS
     headers: ForwardHeaders = field(default_factory=ForwardHeaders)
+    forward_auth: ForwardAuthConfig = field(default_factory=ForwardAuthConfig)
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def match(self, method: str, target: str) -> RouteMatch | None:
@@ -110,6 +126,28 @@ def load_gateway_config(path: str, policy: Policy | CompiledPolicy) -> HttpGatew
     (the loaded policy, or the compiled one in force)."""
     errors = YamlErrors(path)
     return _loaded(compose_file(path, errors), errors, policy)
+
+
+def find_gateway_config(path: str, policy: Policy | CompiledPolicy) -> HttpGatewayConfig | None:
+    """Like :func:`load_gateway_config`, for a file that may have no ``gateway.http`` section
+    (``piigate serve``'s configuration file): None when it has none."""
+    errors = YamlErrors(path)
+    node = compose_file(path, errors)
+    if node is not None and not _has_http(node):
+        return None
+    return _loaded(node, errors, policy)
+
+
+def _has_http(root: yaml.Node) -> bool:
+    """``root`` has a ``gateway`` mapping with an ``http`` key (whatever its value)."""
+
+    def value(node: yaml.Node, key: str) -> yaml.Node | None:
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        return next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+
+    gateway = value(root, "gateway")
+    return gateway is not None and value(gateway, "http") is not None
 
 
 def load_gateway_config_text(
@@ -179,6 +217,11 @@ def _http(read: NodeReader, node: yaml.Node, policy: Policy) -> HttpGatewayConfi
     identity = read_identity(read, spec["identity"][1]) if "identity" in spec else None
     limits = read_rate_limits(read, spec["rate_limit"][1]) if "rate_limit" in spec else RateLimits()
     headers = read_headers(read, spec["headers"][1]) if "headers" in spec else ForwardHeaders()
+    forward_auth = (
+        read_forward_auth(read, spec["forward_auth"][1])
+        if "forward_auth" in spec
+        else ForwardAuthConfig()
+    )
     if errors or upstream is None or host is None or port is None or default is None:
         return None
     return HttpGatewayConfig(
@@ -192,5 +235,6 @@ def _http(read: NodeReader, node: yaml.Node, policy: Policy) -> HttpGatewayConfi
         rate_limit=limits,
         default=default,
         headers=headers,
+        forward_auth=forward_auth,
         warnings=tuple(warnings),
     )

@@ -39,6 +39,7 @@ from piigate.model import AccessRequest, Caller, CallerKind, Context
 
 __all__ = [
     "DEVICE_HEADER",
+    "ApiKeyLookup",
     "Ask",
     "Decider",
     "Gate",

@@ -1,5 +1,5 @@
 """The sections of ``gateway.http`` besides its routes: ``listen``, ``upstream``, ``identity``,
-``rate_limit``, ``default``, ``headers`` and ``masking`` (CONTRACT §7).
+``rate_limit``, ``default``, ``headers``, ``masking`` and ``forward_auth`` (CONTRACT §7).
 
 Each reader records its problems in the :class:`YamlErrors` of its :class:`NodeReader` (with
 ``FILE:LINE:COL``) and returns None (or the default) for what it could not read; ``config.py``
@@ -8,6 +8,7 @@ then rejects the whole configuration.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -25,12 +26,14 @@ from piigate.policy.yamlnodes import NodeReader
 
 __all__ = [
     "Default",
+    "ForwardAuthConfig",
     "ForwardHeaders",
     "IdentityConfig",
     "Rate",
     "RateLimits",
     "parse_rate",
     "read_default",
+    "read_forward_auth",
     "read_headers",
     "read_identity",
     "read_listen",
@@ -43,6 +46,7 @@ __all__ = [
 IDENTITY_KEYS: Final = frozenset({"issuer", "audience", "jwks_url", "roles_claim"})
 RATE_KEYS: Final = frozenset({"per_subject", "per_ip", "per_api_key", "per_route", "store"})
 HEADER_KEYS: Final = frozenset({"subject", "level"})
+FORWARD_AUTH_KEYS: Final = frozenset({"trusted_proxies"})
 MASK_KEYS: Final = frozenset({"keep_last", "fixed_width", "replace"})
 # Headers the gateway itself sets, strips or reads: the upstream must not get the verified
 # subject or level under one of these names.
@@ -112,6 +116,25 @@ class ForwardHeaders:
 
     subject: str = "PIIGate-Subject"
     level: str = "PIIGate-Level"
+
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardAuthConfig:
+    """Forward-auth (``POST /v1/forward-auth`` of ``piigate serve``): the proxies whose
+    ``X-Forwarded-For`` names the client. A request from any other address is the client's own,
+    whatever it claims: a client that could name its address would choose its rate limit."""
+
+    trusted_proxies: tuple[IpNetwork, ...] = ()
+
+    def trusts(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.trusted_proxies)
 
 
 def read_url(read: NodeReader, node: yaml.Node, what: str, schemes: tuple[str, ...]) -> str | None:
@@ -276,3 +299,17 @@ def _mask_rule(read: NodeReader, node: yaml.Node, name: str) -> MaskRule | None:
         if width is None:
             return None
     return None if last is None else KeepLast(last, width)
+
+
+def read_forward_auth(read: NodeReader, node: yaml.Node) -> ForwardAuthConfig:
+    """``{trusted_proxies: [127.0.0.1, 10.0.0.0/8, "::1"]}``: addresses or networks."""
+    spec = read.mapping(node, "forward_auth", FORWARD_AUTH_KEYS) or {}
+    networks: list[IpNetwork] = []
+    if "trusted_proxies" in spec:
+        items = read.string_list(spec["trusted_proxies"][1], "trusted_proxies") or []
+        for text, item in items:
+            try:
+                networks.append(ipaddress.ip_network(text.strip(), strict=True))
+            except ValueError:
+                read.errors.at(item, f"{text!r} is not an IP address or network (10.0.0.0/8)")
+    return ForwardAuthConfig(tuple(networks))

@@ -13,7 +13,9 @@ stops the request, exactly as clients of every edge (proxy, forward-auth, middle
   ``WWW-Authenticate: Bearer error="insufficient_scope", scope="..."`` (RFC 6750 §3.1).
 
 An allow with ``mask`` goes on, and :func:`unlock_headers` says what was hidden and what would
-unlock it (``PIIGate-Masked``, ``PIIGate-Unlock``).
+unlock it (``PIIGate-Masked``, ``PIIGate-Unlock``). An edge that cannot mask the answer
+(forward-auth, which never sees it) answers such an allow with :func:`unlock_refusal` instead:
+the step-up that would unlock it, so that PII never goes out unmasked.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ __all__ = [
     "problem_answer",
     "refusal",
     "unlock_headers",
+    "unlock_refusal",
     "verdict_from_json",
 ]
 
@@ -107,9 +110,36 @@ def refusal(verdict: Verdict, instance: str | None = None) -> Answer | None:
     return problem_answer(forbidden, instance)
 
 
-def _step_up(verdict: Verdict, instance: str | None) -> Answer:
-    exc = StepUpRequired(acr_values=verdict.acr_values, max_age=verdict.max_age)
+def unlock_refusal(verdict: Verdict, instance: str | None = None) -> Answer:
+    """An allow with ``mask``, for an edge that cannot mask the answer: 401 with the step-up
+    that unlocks the masked classes (as :func:`refusal` renders a ``step_up``, plus ``masked``);
+    403 when the verdict names no step-up. Fail closed either way: nothing goes through."""
+    masked = sorted(verdict.mask)
+    if verdict.required_level is None:
+        forbidden = Forbidden(
+            "the policy would mask this answer, and this edge cannot mask it",
+            decision_id=verdict.decision_id,
+            masked=masked,
+        )
+        return problem_answer(forbidden, instance)
+    detail = (
+        f"the policy masks {', '.join(masked)} without a step-up, and this edge cannot mask "
+        "the answer: step up to read it"
+    )
+    return _step_up(verdict, instance, detail=detail, masked=masked)
+
+
+def _step_up(
+    verdict: Verdict,
+    instance: str | None,
+    *,
+    detail: str | None = None,
+    masked: list[str] | None = None,
+) -> Answer:
+    exc = StepUpRequired(acr_values=verdict.acr_values, max_age=verdict.max_age, detail=detail)
     body = exc.problem(instance)
+    if masked is not None:
+        body["masked"] = masked
     body["decision_id"] = verdict.decision_id
     body["required"] = {
         "level": verdict.required_level,
