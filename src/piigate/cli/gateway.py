@@ -27,6 +27,7 @@ from piigate.errors import PiigateError
 if TYPE_CHECKING:
     from piigate.gateway.http.config import HttpGatewayConfig
     from piigate.gateway.http.gate import ApiKeyLookup, Decider, Gate
+    from piigate.identity import JwtValidator
     from piigate.policy.holder import PolicyHolder
 
 __all__ = ["gateway_app"]
@@ -135,29 +136,37 @@ async def _gate(run: _Run) -> Gate:
     from piigate.clock import SystemClock
     from piigate.gateway.http.assemble import assemble_gate
 
-    decider, api_keys = await _decider(run)
+    decider, api_keys, jwt = await _decider(run)
     assembled = assemble_gate(
-        run.gateway, decider=decider, api_keys=api_keys, policy=run.holder, clock=SystemClock()
+        run.gateway,
+        decider=decider,
+        api_keys=api_keys,
+        policy=run.holder,
+        clock=SystemClock(),
+        jwt=jwt,
     )
     run.closers.append(assembled.aclose)
     return assembled.gate
 
 
-async def _decider(run: _Run) -> tuple[Decider, ApiKeyLookup | None]:
-    """The engine in this process (and its API keys), or the remote one (no API keys)."""
+async def _decider(
+    run: _Run,
+) -> tuple[Decider, ApiKeyLookup | None, JwtValidator | None]:
+    """The engine in this process, with its API keys and (unless ``gateway.http.identity``
+    names another) the IdP of ``service.identity``; or the remote one, without either."""
     if run.engine_url is not None:
         from piigate.gateway.http.deciders import RemoteDecider
 
         remote = RemoteDecider(run.engine_url, run.engine_key)
         run.closers.append(remote.aclose)
-        return remote, None
+        return remote, None, None
     from piigate.api.services import Services
     from piigate.gateway.http.assemble import in_process
 
     services = Services(run.settings, policy=run.holder, forward_auth=False)
     await services.start()
     run.closers.append(services.stop)
-    return in_process(services)
+    return (*in_process(services), services.jwt)
 
 
 async def _reload(run: _Run, gate: Gate) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
@@ -39,6 +40,7 @@ from piigate.model import AccessRequest, Caller, CallerKind, Context
 
 __all__ = [
     "DEVICE_HEADER",
+    "HEADER_TEXT",
     "ApiKeyLookup",
     "Ask",
     "Decider",
@@ -51,6 +53,9 @@ __all__ = [
 log = structlog.get_logger("piigate.gateway")
 
 DEVICE_HEADER: Final = "piigate-device"
+# What a header value may hold (visible ASCII, single spaces between): a subject id from an IdP
+# token goes to the upstream in a header and must not be able to break it.
+HEADER_TEXT: Final = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
 _GRANT_HEADER: Final = GRANT_HEADER.lower()
 # The decision API's limits (``decision_request.ContextIn``).
 _MAX_USER_AGENT: Final = 1024
@@ -160,6 +165,8 @@ class Gate:
         caller = await self.callers.caller(ask.header("authorization"))
         if caller is None:
             raise Unauthorized("this request needs Authorization: Bearer <token>")
+        if not HEADER_TEXT.fullmatch(caller.subject.id):  # it goes upstream in a header
+            raise Forbidden("the subject id cannot be sent in a header")
         limited = await self._limited(ask, caller, match.route)
         if isinstance(limited, Answer):
             return limited
