@@ -17,6 +17,12 @@ A number is masked as the string of its digits by the same rule (``123456789`` â
 masked whole (the fixed text of a ``Replace``, ``***`` or the fixed-width asterisks), never
 passed through. Where several classes select one value, the strictest of their rules applies.
 
+A route's answer is masked whole by :func:`mask_json_answer` (the reverse proxy's and the app
+middleware's one way to do it): read exactly (``jsontext.loads_exact``: numbers as written),
+masked, written back digit for digit; an answer that is compressed or not JSON cannot be masked
+(:class:`NotMaskable`), and the caller refuses it rather than pass it on. :func:`answer_mask`
+says which classes to hide in it, and refuses (403) a mask for a class the route cannot locate.
+
 Defaults: the identity numbers (``ssn``, ``passport``, ``bank_account``, ``tax_id``, ``iban``,
 national and document ids, card numbers) keep the last 4 characters; phones keep the last 2;
 every other class, addresses included, is replaced whole. A class's sensitivity never loosens
@@ -33,7 +39,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
+from piigate.errors import Forbidden
 from piigate.gateway.http.selectors import FieldMap
+from piigate.jsontext import dumps_exact, loads_exact
 from piigate.policy.model import Policy
 
 __all__ = [
@@ -43,10 +51,13 @@ __all__ = [
     "WHOLE",
     "KeepLast",
     "MaskRule",
+    "NotMaskable",
     "Replace",
+    "answer_mask",
     "default_masks",
     "default_rule",
     "mask_document",
+    "mask_json_answer",
     "mask_value",
     "strictest",
 ]
@@ -205,3 +216,47 @@ def mask_document(
         return strictest(rules.get(c, _REPLACE_WHOLE) for c in classes).mask(value)
 
     return fields.replace(doc, mask, only=masked), frozenset(present)
+
+
+def answer_mask(mask: Collection[str], fields: FieldMap[str]) -> frozenset[str]:
+    """The classes of a verdict's ``mask`` to hide in an answer whose PII ``fields`` are known;
+    ``Forbidden`` when the verdict masks a class ``fields`` cannot locate: that value could be
+    anywhere in the answer, so the answer is refused rather than sent unmasked."""
+    unlocated = frozenset(mask) - fields.labels
+    if unlocated:
+        names = ", ".join(sorted(unlocated))
+        raise Forbidden(f"this route's answer cannot be masked for: {names}")
+    return frozenset(mask)
+
+
+class NotMaskable(ValueError):
+    """An answer that cannot be masked; ``reason`` completes "the answer ..." for a problem."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def mask_json_answer(
+    raw: bytes,
+    content_encoding: str | None,
+    fields: FieldMap[str],
+    masked: Collection[str],
+    rules: Mapping[str, MaskRule] | None = None,
+) -> bytes:
+    """The JSON answer ``raw`` with every field of a ``masked`` class masked, every other value
+    as written (an empty answer stays empty); :class:`NotMaskable` when it is compressed
+    (``content_encoding`` other than ``identity``), not JSON, or cannot be written back as JSON
+    (a lone surrogate)."""
+    if not raw:
+        return raw
+    if (content_encoding or "identity").strip().lower() != "identity":
+        raise NotMaskable("is compressed and cannot be masked")
+    try:
+        doc = loads_exact(raw)
+    except ValueError:
+        raise NotMaskable("is not the JSON this route promises") from None
+    try:
+        return dumps_exact(mask_document(doc, fields, masked, rules)[0])
+    except TypeError:  # a lone surrogate: not JSON that can be written back
+        raise NotMaskable("cannot be masked") from None

@@ -11,7 +11,7 @@ refused request never reaches the upstream.
 A request that goes on is sent upstream with its headers rewritten (``upstream.py``) and the
 verified subject and level in the configured headers. Its answer streams back as it comes,
 unless the verdict masks PII that the route's ``response_fields`` locate: that answer is read
-whole (up to ``max_response`` bytes), parsed, masked (``masking.mask_document``) and sent with
+whole (up to ``max_response`` bytes), parsed, masked (``masking.mask_json_answer``) and sent with
 ``PIIGate-Masked`` and ``PIIGate-Unlock``. Fail closed: an answer that cannot be masked (not
 JSON, compressed, too large) is a 502 problem, never passed through; a mask for a class the
 route cannot locate in its answer is a 403.
@@ -21,14 +21,29 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Final
+from typing import Final
 
 import structlog
 
-from piigate.errors import BadRequest, Forbidden, PayloadTooLarge, PiigateError
+from piigate.errors import BadRequest, PiigateError
+from piigate.gateway.http.asgi import (
+    DEFAULT_MAX_BODY,
+    ClientGone,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    has_body,
+    raw_headers,
+    read_ask,
+    request_chunks,
+    request_headers,
+    request_target,
+    send_answer,
+    verified_headers,
+)
 from piigate.gateway.http.gate import Ask, Gate, Passage
-from piigate.gateway.http.masking import mask_document
-from piigate.gateway.http.routes import Body, Route, RouteMatch
+from piigate.gateway.http.masking import NotMaskable, answer_mask, mask_json_answer
 from piigate.gateway.http.upstream import (
     Upstream,
     UpstreamAnswer,
@@ -36,24 +51,13 @@ from piigate.gateway.http.upstream import (
     downstream_headers,
     upstream_headers,
 )
-from piigate.gateway.http.verdict import Answer, Verdict, problem_answer, unlock_headers
-from piigate.jsontext import dumps_exact, loads_exact
+from piigate.gateway.http.verdict import Answer, problem_answer, unlock_headers
 
 __all__ = ["HttpGateway", "framing_problem"]
 
 log = structlog.get_logger("piigate.gateway")
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Any
-Send = Any
-
-DEFAULT_MAX_BODY: Final = 1024 * 1024
 DEFAULT_MAX_RESPONSE: Final = 16 * 1024 * 1024
-
-
-class _ClientGone(Exception):
-    pass
 
 
 def framing_problem(headers: Sequence[tuple[str, str]]) -> str | None:
@@ -91,7 +95,7 @@ class HttpGateway:
             return
         if scope["type"] != "http":  # websockets are not proxied
             return
-        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
+        headers = request_headers(scope)
         started = False
 
         async def tracked(message: Message) -> None:
@@ -101,12 +105,12 @@ class HttpGateway:
 
         try:
             await self._handle(scope, receive, tracked, headers)
-        except _ClientGone:
+        except ClientGone:
             return
         except PiigateError as exc:
             if started:  # the answer broke off mid-body: the server drops the connection
                 raise
-            await _send_answer(send, problem_answer(exc))
+            await send_answer(send, problem_answer(exc))
 
     async def _handle(
         self, scope: Scope, receive: Receive, send: Send, headers: list[tuple[str, str]]
@@ -114,47 +118,16 @@ class HttpGateway:
         problem = framing_problem(headers)
         if problem is not None:
             raise BadRequest(f"the request has {problem}")
-        method: str = scope["method"]
-        target = _target(scope)
-        match = self.gate.route(method, target)
-        client = scope.get("client")
-        ask = Ask(method, target, headers, client_ip=client[0] if client else None)
-        body: bytes | None = None
-        if match is not None and match.route.reads_body:
-            body = await self._read_body(receive, headers)
-            ask = Ask(
-                method,
-                target,
-                headers,
-                client_ip=ask.client_ip,
-                body=_parsed(body),
-                raw_body=body,
-            )
+        match = self.gate.route(scope["method"], request_target(scope))
+        ask, body = await read_ask(scope, receive, headers, match, self.max_body)
         outcome = await self.gate.check(ask, match)
         if isinstance(outcome, Answer):
-            await _send_answer(send, outcome)
+            await send_answer(send, outcome)
             return
-        unmaskable = _unmaskable(match, outcome.verdict)
-        if unmaskable:
-            names = ", ".join(sorted(unmaskable))
-            raise Forbidden(f"this route's answer cannot be masked for: {names}")
-        await self._forward(scope, receive, send, ask, outcome, body)
-
-    async def _read_body(self, receive: Receive, headers: list[tuple[str, str]]) -> bytes:
-        declared = next((v for k, v in headers if k == "content-length"), None)
-        if declared is not None and int(declared) > self.max_body:
-            raise self._too_large()
-        parts: list[bytes] = []
-        size = 0
-        async for chunk in _request_chunks(receive):
-            size += len(chunk)
-            if size > self.max_body:
-                raise self._too_large()
-            parts.append(chunk)
-        return b"".join(parts)
-
-    def _too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge(f"the request body exceeds {self.max_body} bytes")
+        masked: frozenset[str] = frozenset()
+        if match is not None and outcome.verdict is not None:
+            masked = answer_mask(outcome.verdict.mask, match.route.response_fields)
+        await self._forward(scope, receive, send, ask, outcome, body, masked)
 
     async def _forward(
         self,
@@ -164,28 +137,22 @@ class HttpGateway:
         ask: Ask,
         passage: Passage,
         body: bytes | None,
+        masked: frozenset[str],
     ) -> None:
-        config = self.gate.config
-        names = config.headers
-        drop = frozenset({"piigate-grant", names.subject.lower(), names.level.lower()})
+        drop, verified = verified_headers(self.gate.config.headers, passage)
         out = upstream_headers(
             ask.headers, drop=drop, client_ip=ask.client_ip, scheme=scope["scheme"]
         )
-        if passage.caller is not None:
-            out.append((names.subject, passage.caller.subject.id))
-        verdict = passage.verdict
-        if verdict is not None and verdict.level is not None:
-            out.append((names.level, verdict.level))
-        masked = _masked(passage.route, verdict)
+        out.extend(verified)
         if masked:  # the answer is read and masked: it must come uncompressed
             out = [(k, v) for k, v in out if k != "accept-encoding"]
             out.append(("accept-encoding", "identity"))
         content: bytes | AsyncIterator[bytes] | None = body
-        if body is None and _has_body(ask.headers):
-            content = _request_chunks(receive)
+        if body is None and has_body(ask.headers):
+            content = request_chunks(receive)
         answer = await self.upstream.send(ask.method, ask.target, out, content)
         try:
-            if masked and verdict is not None and passage.route is not None:
+            if masked:
                 await self._send_masked(send, answer, passage, masked)
             else:
                 await _stream_back(send, answer, passage.headers)
@@ -200,79 +167,28 @@ class HttpGateway:
         raw = await answer.read(self.max_response)
         if raw is None:
             raise UpstreamUnavailable("the upstream's answer is too large to mask")
-        encoding = (answer.header("content-encoding") or "identity").strip().lower()
-        if raw and encoding != "identity":
-            raise UpstreamUnavailable("the upstream's answer is compressed and cannot be masked")
-        if raw:
-            try:
-                doc = loads_exact(raw)
-            except ValueError:
-                log.warning("upstream_not_json", route=route.label, status=answer.status)
-                raise UpstreamUnavailable(
-                    "the upstream's answer is not the JSON this route promises"
-                ) from None
-            rules = self.gate.config.masks
-            try:
-                raw = dumps_exact(mask_document(doc, route.response_fields, masked, rules)[0])
-            except TypeError:  # a lone surrogate: not JSON that can be written back
-                raise UpstreamUnavailable("the upstream's answer cannot be masked") from None
+        try:
+            raw = mask_json_answer(
+                raw,
+                answer.header("content-encoding"),
+                route.response_fields,
+                masked,
+                self.gate.config.masks,
+            )
+        except NotMaskable as exc:
+            log.warning("upstream_not_maskable", route=route.label, status=answer.status)
+            raise UpstreamUnavailable(f"the upstream's answer {exc.reason}") from None
         headers = downstream_headers(answer.headers)
         headers.append(("content-length", str(len(raw))))
         headers.extend(unlock_headers(verdict, sorted(masked)))
         headers.extend(passage.headers)
-        await send(
-            {"type": "http.response.start", "status": answer.status, "headers": _raw(headers)}
-        )
+        start: Message = {
+            "type": "http.response.start",
+            "status": answer.status,
+            "headers": raw_headers(headers),
+        }
+        await send(start)
         await send({"type": "http.response.body", "body": raw})
-
-
-def _masked(route: Route | None, verdict: Verdict | None) -> frozenset[str]:
-    """The classes to hide in the answer (those of the verdict's mask its route locates)."""
-    if route is None or verdict is None or not verdict.mask:
-        return frozenset()
-    return verdict.mask & route.response_fields.labels
-
-
-def _unmaskable(match: RouteMatch | None, verdict: Verdict | None) -> frozenset[str]:
-    """Classes the verdict masks that the route cannot locate in its answer."""
-    if match is None or verdict is None:
-        return frozenset()
-    return verdict.mask - match.route.response_fields.labels
-
-
-def _target(scope: Scope) -> str:
-    raw = scope.get("raw_path") or scope["path"].encode()
-    target = raw.decode("latin-1")
-    query = scope.get("query_string") or b""
-    return f"{target}?{query.decode('latin-1')}" if query else target
-
-
-def _parsed(body: bytes) -> object:
-    if not body:
-        return Body.ABSENT
-    try:
-        return loads_exact(body)
-    except ValueError:  # not JSON, duplicate keys: every class of request_fields counts
-        return Body.UNREADABLE
-
-
-def _has_body(headers: Sequence[tuple[str, str]]) -> bool:
-    for key, value in headers:
-        if key == "transfer-encoding" or (key == "content-length" and value.strip() != "0"):
-            return True
-    return False
-
-
-async def _request_chunks(receive: Receive) -> AsyncIterator[bytes]:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGone
-        chunk = message.get("body", b"")
-        if chunk:
-            yield chunk
-        if not message.get("more_body", False):
-            return
 
 
 async def _stream_back(
@@ -288,21 +204,13 @@ async def _stream_back(
     # The first chunk before the status line: an upstream failing at once is a problem.
     with contextlib.suppress(StopAsyncIteration):
         first = await anext(chunks)
-    await send({"type": "http.response.start", "status": answer.status, "headers": _raw(headers)})
+    await send(
+        {"type": "http.response.start", "status": answer.status, "headers": raw_headers(headers)}
+    )
     await send({"type": "http.response.body", "body": first, "more_body": True})
     async for chunk in chunks:  # a failure from here on breaks the connection off
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b""})
-
-
-def _raw(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-
-
-async def _send_answer(send: Send, answer: Answer) -> None:
-    headers = [*answer.headers, ("content-length", str(len(answer.body)))]
-    await send({"type": "http.response.start", "status": answer.status, "headers": _raw(headers)})
-    await send({"type": "http.response.body", "body": answer.body})
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
