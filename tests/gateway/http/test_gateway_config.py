@@ -13,6 +13,7 @@ from piigate.gateway.http.config import (
     HttpGatewayConfig,
     find_gateway_config,
     load_gateway_config,
+    load_gateway_config_text,
 )
 from piigate.gateway.http.masking import KeepLast, Replace
 from piigate.gateway.http.sections import (
@@ -182,6 +183,19 @@ def test_defaults_when_left_out(tmp_path: Path) -> None:
     assert not config.forward_auth.trusts("127.0.0.1")  # nobody's X-Forwarded-For counts
     memory = text.replace("    routes: []\n", "    rate_limit: {store: memory}\n")
     assert load(tmp_path, memory).rate_limit.store is None
+
+
+def test_an_app_guarding_itself_needs_no_upstream(tmp_path: Path) -> None:
+    text = GATEWAY.replace("    upstream: http://127.0.0.1:9000\n", "")
+    assert text != GATEWAY
+    path = tmp_path / "app.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(GatewayConfigError, match="needs an 'upstream'"):
+        load_gateway_config(str(path), policy())
+    config = load_gateway_config(str(path), policy(), upstream=False)
+    assert config.upstream == "" and config.routes
+    named = load_gateway_config_text(GATEWAY, policy(), upstream=False)
+    assert named.upstream == "http://127.0.0.1:9000"
 
 
 @pytest.mark.parametrize(

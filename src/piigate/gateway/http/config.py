@@ -20,6 +20,10 @@ configuration file whose top-level keys are ``policy``, ``service`` and ``gatewa
 A rate is ``COUNT/WINDOW``: a window is a unit (``s``, ``m``, ``h``, ``d``: one of it) or a
 duration (``10s``, ``15m``, or seconds), of at most one day.
 
+An app that guards its own endpoints in process (``piigate.integrations``' middleware) reads the
+same section with ``upstream=False``: there is nothing to proxy to, so ``upstream`` may be left
+out (and ``listen`` is not used).
+
 Every PII class named (by a route or ``masking``) must be one of the policy's, so the
 configuration is read with the loaded policy. Like the policy, it is all or nothing: every
 problem is reported, each as ``FILE:LINE:COL: message``, in one :class:`GatewayConfigError`,
@@ -104,7 +108,7 @@ class GatewayConfigError(PolicyError):
 @dataclass(frozen=True, slots=True)
 class HttpGatewayConfig:
     source: str
-    upstream: str  # no trailing /
+    upstream: str  # no trailing /; "" when read with upstream=False and none is named
     routes: tuple[Route, ...]
     masks: Mapping[str, MaskRule]  # every PII class of the policy
     listen_host: str = "127.0.0.1"
@@ -121,21 +125,26 @@ class HttpGatewayConfig:
         return match_route(self.routes, method, target)
 
 
-def load_gateway_config(path: str, policy: Policy | CompiledPolicy) -> HttpGatewayConfig:
+def load_gateway_config(
+    path: str, policy: Policy | CompiledPolicy, *, upstream: bool = True
+) -> HttpGatewayConfig:
     """``gateway.http`` of the file at ``path`` (at most 1 MiB), checked against ``policy``
-    (the loaded policy, or the compiled one in force)."""
+    (the loaded policy, or the compiled one in force). ``upstream=False``: the ``upstream`` may
+    be left out (an app guarding itself in process)."""
     errors = YamlErrors(path)
-    return _loaded(compose_file(path, errors), errors, policy)
+    return _loaded(compose_file(path, errors), errors, policy, upstream)
 
 
-def find_gateway_config(path: str, policy: Policy | CompiledPolicy) -> HttpGatewayConfig | None:
+def find_gateway_config(
+    path: str, policy: Policy | CompiledPolicy, *, upstream: bool = True
+) -> HttpGatewayConfig | None:
     """Like :func:`load_gateway_config`, for a file that may have no ``gateway.http`` section
     (``piigate serve``'s configuration file): None when it has none."""
     errors = YamlErrors(path)
     node = compose_file(path, errors)
     if node is not None and not _has_http(node):
         return None
-    return _loaded(node, errors, policy)
+    return _loaded(node, errors, policy, upstream)
 
 
 def _has_http(root: yaml.Node) -> bool:
@@ -151,23 +160,32 @@ def _has_http(root: yaml.Node) -> bool:
 
 
 def load_gateway_config_text(
-    text: str, policy: Policy | CompiledPolicy, *, source: str = "<gateway>"
+    text: str,
+    policy: Policy | CompiledPolicy,
+    *,
+    source: str = "<gateway>",
+    upstream: bool = True,
 ) -> HttpGatewayConfig:
     errors = YamlErrors(source)
-    return _loaded(compose_text(text, errors), errors, policy)
+    return _loaded(compose_text(text, errors), errors, policy, upstream)
 
 
 def _loaded(
-    node: yaml.Node | None, errors: YamlErrors, policy: Policy | CompiledPolicy
+    node: yaml.Node | None,
+    errors: YamlErrors,
+    policy: Policy | CompiledPolicy,
+    upstream: bool,
 ) -> HttpGatewayConfig:
-    config = read_gateway_config(node, errors, policy) if node is not None else None
+    config = (
+        read_gateway_config(node, errors, policy, upstream=upstream) if node is not None else None
+    )
     if errors or config is None:
         raise GatewayConfigError(errors.messages)
     return config
 
 
 def read_gateway_config(
-    root: yaml.Node, errors: YamlErrors, policy: Policy | CompiledPolicy
+    root: yaml.Node, errors: YamlErrors, policy: Policy | CompiledPolicy, *, upstream: bool = True
 ) -> HttpGatewayConfig | None:
     """The configuration under ``gateway.http`` of ``root`` (a policy file's or a
     configuration file's root), or None with every problem recorded in ``errors``."""
@@ -191,10 +209,12 @@ def read_gateway_config(
     if "http" not in gateway:
         errors.at(top["gateway"][1], "no 'http' section in gateway")
         return None
-    return _http(read, gateway["http"][1], policy)
+    return _http(read, gateway["http"][1], policy, upstream)
 
 
-def _http(read: NodeReader, node: yaml.Node, policy: Policy) -> HttpGatewayConfig | None:
+def _http(
+    read: NodeReader, node: yaml.Node, policy: Policy, needs_upstream: bool
+) -> HttpGatewayConfig | None:
     spec = read.mapping(node, "gateway.http", HTTP_KEYS)
     if spec is None:
         return None
@@ -202,7 +222,10 @@ def _http(read: NodeReader, node: yaml.Node, policy: Policy) -> HttpGatewayConfi
     warnings: list[str] = []
     upstream = read_upstream(read, spec["upstream"][1]) if "upstream" in spec else None
     if "upstream" not in spec:
-        errors.at(node, "gateway.http needs an 'upstream' (http://host:port)")
+        if needs_upstream:
+            errors.at(node, "gateway.http needs an 'upstream' (http://host:port)")
+        else:
+            upstream = ""
     host, port = read_listen(read, spec["listen"][1]) if "listen" in spec else DEFAULT_LISTEN
     routes: tuple[Route, ...] = ()
     if "routes" in spec:
