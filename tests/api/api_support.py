@@ -1,16 +1,18 @@
-"""Helpers of the HTTP API tests (imported by name: ``tests/api`` is on ``sys.path``).
+"""Helpers of the HTTP API tests and of the other tests that run a node (imported by name:
+``tests/api`` is on ``sys.path``, see ``pythonpath`` in pyproject.toml).
 
 ``Node`` is one app from ``create_app`` with its lifespan entered, an ``httpx.AsyncClient`` over
-``ASGITransport`` and a ``FixedClock``. ``serve_uvicorn`` runs an app on a real loopback socket,
-for what ASGITransport cannot do (it buffers whole responses, so an endless SSE stream would
-never return through it).
+``ASGITransport`` and a ``FixedClock``; ``node_starter`` starts them (the ``start_node`` fixture of
+``tests/api`` and ``tests/integrations``). What needs a real loopback socket is in
+``tests/loopback_support.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,14 @@ import httpx
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from piigate.api.app import create_app
 from piigate.api.services import Services
 from piigate.clock import FixedClock
 from piigate.config import Settings
 from piigate.crypto.secret import Secret
 from piigate.identity import generate_api_key, hash_password
 from piigate.origins import web_origin
+from piigate.policy.holder import PolicyHolder
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_POLICY = ROOT / "examples" / "policy.yaml"
@@ -64,6 +68,41 @@ class Node:
 
 
 StartNode = Callable[..., Awaitable[Node]]
+
+
+@contextlib.asynccontextmanager
+async def node_starter(database_url: str, data_dir: Path) -> AsyncIterator[StartNode]:
+    """``await start(clock=..., policy=..., **settings)`` → a started node; all stop after."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(
+            *,
+            clock: FixedClock | None = None,
+            policy: PolicyHolder | None = None,
+            **overrides: Any,
+        ) -> Node:
+            # The audit writer process has tests of its own (tests/audit/test_writer.py, and
+            # every test that runs `piigate serve`); a thread keeps node start-up fast here.
+            settings = Settings(
+                policy_path=str(EXAMPLE_POLICY),
+                data_dir=data_dir,
+                database_url=database_url,
+                audit_writer="thread",
+            )
+            settings = replace(settings, **overrides)
+            clock = clock or FixedClock(T0)
+            app = create_app(settings, clock=clock, policy=policy)
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app),
+                    base_url="http://t",
+                    headers=same_origin(settings),
+                )
+            )
+            return Node(app, app.state.services, client, clock, settings)
+
+        yield start
 
 
 def same_origin(settings: Settings) -> dict[str, str]:

@@ -1,19 +1,21 @@
-"""An identity provider's bearer JWTs for the API tests (imported by name, like api_support):
-its JWK Set served on loopback (``JwksServer``; the ``idp_key`` and ``jwks_server`` fixtures are
-in conftest.py) and tokens it signs (``idp_token``)."""
+"""An identity provider's bearer JWTs for the tests that run a node (imported by name, like
+api_support): its signing key and JWK Set served on loopback (the ``idp_key`` and ``jwks_server``
+fixtures: import them into a conftest.py), and tokens it signs (``idp_token``)."""
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
 from api_support import T0
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
-__all__ = ["AUDIENCE", "ISSUER", "JwksServer", "idp_token"]
+__all__ = ["AUDIENCE", "ISSUER", "JwksServer", "idp_key", "idp_token", "jwks_server"]
 
 ISSUER = "https://idp.example"
 AUDIENCE = "piigate-api"
@@ -66,3 +68,19 @@ def idp_token(key: RSAKey, **overrides: Any) -> str:
     }
     claims.update(overrides)
     return jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key, algorithms=["RS256"])
+
+
+@pytest.fixture(scope="module")
+def idp_key() -> RSAKey:
+    """An identity provider's signing key (``idp_token`` signs with it)."""
+    return RSAKey.generate_key(2048, parameters={"kid": "idp-1"})
+
+
+@pytest.fixture
+def jwks_server(idp_key: RSAKey) -> Iterator[JwksServer]:
+    """``idp_key``'s JWK Set, served on loopback."""
+    server = JwksServer(KeySet([idp_key]))
+    try:
+        yield server
+    finally:
+        server.close()
