@@ -7,6 +7,7 @@ returns an ``httpx.AsyncClient`` logged in as them (its own cookie jar), closed 
 from __future__ import annotations
 
 import contextlib
+import re
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -17,11 +18,14 @@ import pytest
 from api_support import Node, decision_body, same_origin
 
 from piigate.crypto.secret import Secret
+from piigate.factors.sms.outbox import OutboxSender
 from piigate.factors.totp.protocol import hotp_code, totp_step
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
 
 PASSWORD = "correct horse battery staple"
+TYPED = "+1 (650) 253-0042"  # a mobile number as a person types it
+SMS_CODE = re.compile(r"\b(\d{6})\b")
 Users = Callable[[Node, str], Awaitable[httpx.AsyncClient]]
 
 
@@ -139,3 +143,29 @@ async def verify(
     return await client.post(
         f"/v1/challenges/{challenge_id}/verify", json={"method": method, "code": code}
     )
+
+
+async def outbox_code(node: Node) -> str:
+    sender = node.services.sms_sender
+    assert isinstance(sender, OutboxSender)
+    [latest] = await sender.latest(1)
+    assert latest.text is not None
+    found = SMS_CODE.search(latest.text.reveal())
+    assert found is not None
+    return found.group(1)
+
+
+async def enroll_sms(
+    node: Node, client: httpx.AsyncClient, phone: str = TYPED, **headers: str
+) -> str:
+    """An active SMS factor of the client's user; returns its id."""
+    started = await client.post("/v1/factors/sms", json={"phone": phone}, headers=headers)
+    assert started.status_code == 201, started.text
+    factor_id: str = started.json()["id"]
+    confirmed = await client.post(
+        f"/v1/factors/sms/{factor_id}/confirm", json={"code": await outbox_code(node)}
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    # The outbox orders messages by time: the next one must not share this one's instant.
+    node.clock.advance(1)
+    return factor_id

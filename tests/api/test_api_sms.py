@@ -15,13 +15,24 @@ import httpx
 import pytest
 import structlog
 from api_support import PROBLEM, Node, StartNode, bearer, decision_body
-from factor_support import Users, challenge, enroll_totp, totp_code, users, verify, wrong
+from factor_support import (
+    SMS_CODE,
+    TYPED,
+    Users,
+    challenge,
+    enroll_sms,
+    enroll_totp,
+    outbox_code,
+    totp_code,
+    users,
+    verify,
+    wrong,
+)
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import text
 
 from loopback_support import serve_uvicorn
 from piigate.crypto.secret import Secret
-from piigate.factors.sms.outbox import OutboxSender
 from piigate.factors.sms.settings import SmsProvider, SmsSettings
 from piigate.factors.sms.webhook import SIGNATURE_HEADER, verify_signature
 from piigate.policy import compile_policy, load_policy_text
@@ -30,36 +41,8 @@ from piigate.policy.holder import PolicyHolder
 __all__ = ["users"]  # the fixture, re-exported for pytest
 
 NUMBER = "+16502530042"
-TYPED = "+1 (650) 253-0042"
 HINT = "+1 •••-•••-••42"
 HOOK_SECRET = Secret("webhook-secret-0123456789abcdef")
-_CODE = re.compile(r"\b(\d{6})\b")
-
-
-async def outbox_code(node: Node) -> str:
-    sender = node.services.sms_sender
-    assert isinstance(sender, OutboxSender)
-    [latest] = await sender.latest(1)
-    assert latest.text is not None
-    found = _CODE.search(latest.text.reveal())
-    assert found is not None
-    return found.group(1)
-
-
-async def enroll_sms(
-    node: Node, client: httpx.AsyncClient, phone: str = TYPED, **headers: str
-) -> str:
-    """An active SMS factor of the client's user; returns its id."""
-    started = await client.post("/v1/factors/sms", json={"phone": phone}, headers=headers)
-    assert started.status_code == 201, started.text
-    factor_id: str = started.json()["id"]
-    confirmed = await client.post(
-        f"/v1/factors/sms/{factor_id}/confirm", json={"code": await outbox_code(node)}
-    )
-    assert confirmed.status_code == 200, confirmed.text
-    # The outbox orders messages by time: the next one must not share this one's instant.
-    node.clock.advance(1)
-    return factor_id
 
 
 async def send_code(client: httpx.AsyncClient, challenge_id: str, **kw: Any) -> httpx.Response:
@@ -287,7 +270,7 @@ async def test_webhook_provider_carries_the_transfer_and_a_valid_signature(
     alice = await users(node, "alice")
     started = (await alice.post("/v1/factors/sms", json={"phone": NUMBER})).json()
     enrol_body, _ = received[-1]
-    enrol_code = _CODE.search(json.loads(enrol_body)["text"]).group(1)  # type: ignore[union-attr]
+    enrol_code = SMS_CODE.search(json.loads(enrol_body)["text"]).group(1)  # type: ignore[union-attr]
     await alice.post(f"/v1/factors/sms/{started['id']}/confirm", json={"code": enrol_code})
 
     transfer = {
@@ -301,7 +284,7 @@ async def test_webhook_provider_carries_the_transfer_and_a_valid_signature(
     assert verify_signature(HOOK_SECRET, body, signature, now=int(time.time()))
     payload = json.loads(body)
     assert payload["to"] == NUMBER and payload["id"].startswith("cer_")
-    found = _CODE.search(payload["text"])
+    found = SMS_CODE.search(payload["text"])
     assert found is not None
     assert payload["text"] == (
         f"piigate: {found.group(1)} is your code to approve a transfer of 12,500.00 EUR "
