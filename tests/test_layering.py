@@ -3,10 +3,11 @@
 - The domain is pure: policy/, risk/, the vocabulary and each factor kind's protocol code import
   no framework, no database driver, no HTTP client, and nothing with I/O from this package.
 - Only store/ speaks SQL: nothing else imports SQLAlchemy or a database driver.
-- Only the edges (api/, cli/, console/, gateway/) import the edges. The HTTP gateway's core
-  (``GATEWAY_CORE``: its configuration, routes, selectors, masking and rate limits) lives in
-  gateway/ but is pure, so that the reverse proxy, forward-auth (api/) and the app middleware
-  share it: it is held to the domain's rules, and importing it is not importing an edge.
+- Only the edges (api/, cli/, console/, gateway/, integrations/) import the edges. The HTTP
+  gateway's core (``GATEWAY_CORE``: its configuration, routes, selectors, masking and rate
+  limits) lives in gateway/ but is pure, so that the reverse proxy, forward-auth (api/) and the
+  app middleware (integrations/) share it: it is held to the domain's rules, and importing it is
+  not importing an edge.
 - The engine (stepup/) talks to ports: it imports no store, no factor ceremony and no adapter,
   only the factor kinds' shared vocabulary (``piigate.factors``, ``factors.lockout``,
   ``factors.ports``) and their pure protocol code.
@@ -23,7 +24,15 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "piigate"
 FRAMEWORKS = ("fastapi", "starlette", "uvicorn", "httpx", "typer")
 DRIVERS = ("sqlalchemy", "alembic", "asyncpg", "psycopg", "aiosqlite", "sqlite3", "redis")
-EDGES = ("piigate.api", "piigate.cli", "piigate.console", "piigate.gateway")
+EDGES = (
+    "piigate.api",
+    "piigate.cli",
+    "piigate.console",
+    "piigate.gateway",
+    # An app's own HTTP (client, FastAPI dependency, ASGI middleware) around the gateway's gate.
+    "piigate.integrations",
+)
+EDGE_DIRS = tuple(f"{edge.removeprefix('piigate.')}/" for edge in EDGES)
 
 # The HTTP gateway's pure core, inside the gateway/ edge (the rest of gateway/ is edge code).
 # ratelimit.py reaches its counters through ports.RateCounters: store/ opens them.
@@ -130,7 +139,7 @@ def test_only_the_store_speaks_sql() -> None:
 def test_only_edges_import_edges() -> None:
     for path in SRC.rglob("*.py"):
         rel = _rel(path)
-        if rel.startswith(("api/", "cli/", "console/", "gateway/")) or rel == "explain.py":
+        if rel.startswith(EDGE_DIRS) or rel == "explain.py":
             continue
         bad = {m for m in _imports(path) if m.startswith(EDGES) and m not in PURE_MODULES}
         assert not bad, f"{rel} imports the edge modules {sorted(bad)}"

@@ -28,6 +28,7 @@ __all__ = [
     "Scope",
     "Send",
     "has_body",
+    "parsed_body",
     "raw_headers",
     "read_ask",
     "read_body",
@@ -75,11 +76,12 @@ async def read_ask(
     if match is None or not match.route.reads_body:
         return Ask(method, target, headers, client_ip=ip), None
     body = await read_body(receive, headers, max_body)
-    ask = Ask(method, target, headers, client_ip=ip, body=_parsed(body), raw_body=body)
+    ask = Ask(method, target, headers, client_ip=ip, body=parsed_body(body), raw_body=body)
     return ask, body
 
 
-def _parsed(body: bytes) -> object:
+def parsed_body(body: bytes) -> object:
+    """``body`` as the gate reads it: the JSON document (numbers exact), or a ``Body``."""
     if not body:
         return Body.ABSENT
     try:

@@ -1,8 +1,9 @@
 """A gate put together from its parts: the engine it asks, who may call, the rate limits.
 
-One place for both edges that run a :class:`~piigate.gateway.http.gate.Gate`: the reverse proxy
-(``piigate gateway http``, ``cli/gateway.py``) and forward-auth (``piigate serve``,
-``api/services.py``), so that they accept the same callers and count the same limits.
+One place for every edge that runs a :class:`~piigate.gateway.http.gate.Gate`: the reverse proxy
+(``piigate gateway http``, ``cli/gateway.py``), forward-auth (``piigate serve``,
+``api/services.py``) and an app's own middleware and FastAPI dependency
+(``integrations/wiring.py``), so that they accept the same callers and count the same limits.
 
 - Bearer JWTs: the IdP of ``gateway.http.identity`` when it is set (a validator of its own,
   closed with the gate); otherwise the one given (``piigate serve``'s ``service.identity``), or
