@@ -17,6 +17,8 @@ from api_support import PROBLEM, Node, bearer
 from integration_support import Token, Who, serve
 from jwt_support import AUDIENCE, ISSUER, JwksServer
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -56,12 +58,14 @@ class Upstream:
         self.calls = 0
 
     def app(self) -> Starlette:
+        # It compresses what it can: an answer to mask must be asked for uncompressed.
         return Starlette(
             routes=[
                 Route("/customers/{id}", self.customer, methods=["GET"]),
                 Route("/customers/{id}", self.edit, methods=["PUT"]),
                 Route("/text", self.text),
-            ]
+            ],
+            middleware=[Middleware(GZipMiddleware, minimum_size=1)],
         )
 
     async def customer(self, request: Request) -> Response:
@@ -107,16 +111,21 @@ async def test_a_json_answer_is_masked_as_the_proxy_masks_it(
     guarded: tuple[httpx.AsyncClient, Upstream], token: Token
 ) -> None:
     client, _ = guarded
-    masked = await client.get("/customers/42", headers=bearer(token()))
+    gzip = {"Accept-Encoding": "gzip"}
+    masked = await client.get("/customers/42", headers={**bearer(token()), **gzip})
     assert masked.status_code == 200, masked.text
+    assert "content-encoding" not in masked.headers
     assert masked.json()["ssn"] == "***-**-6789"
     assert masked.json()["phone"] == "+16502530042"  # no rule hides a phone number
     assert "12345678901234567890.10" in masked.text
     assert masked.headers["piigate-masked"] == "ssn"
     assert masked.headers["piigate-unlock"].startswith('acr_values="urn:piigate:aal2", max_age=300')
     assert masked.headers["content-length"] == str(len(masked.content))
-    proven = await client.get("/customers/42", headers=bearer(token(acr="urn:piigate:aal2")))
+    proven = await client.get(
+        "/customers/42", headers={**bearer(token(acr="urn:piigate:aal2")), **gzip}
+    )
     assert proven.content == CUSTOMER and "piigate-masked" not in proven.headers
+    assert proven.headers["content-encoding"] == "gzip"  # nothing to mask: as the app sent it
 
 
 async def test_a_body_is_decided_on_then_replayed_with_the_verified_subject(
