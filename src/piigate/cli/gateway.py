@@ -4,7 +4,8 @@ The engine runs in this process by default, on the same store and keys as ``piig
 (the same configuration file), so challenges it opens are answered at the service; with
 ``--engine URL`` the gateway asks a running ``piigate serve`` instead, over ``/v1/decisions``
 with the API key in ``PIIGATE_ENGINE_KEY`` (scope ``decisions``). SIGHUP reloads the policy and
-the gateway's configuration; a configuration that cannot be read keeps the one in force.
+the gateway's configuration; a configuration that cannot be read keeps the one in force, and what
+the process set up at start (``RESTART_KEYS``) waits for a restart.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ gateway_app = typer.Typer(
 )
 
 ENGINE_KEY_ENV = "PIIGATE_ENGINE_KEY"
+# What the process sets up once from the configuration: a reload that changes these is logged,
+# and they take effect on the next start (routes, masks, headers, default and max_body apply
+# at once).
+RESTART_KEYS = ("listen_host", "listen_port", "upstream", "timeouts", "identity", "rate_limit")
 
 
 @gateway_app.command("http")
@@ -93,10 +98,14 @@ async def _serve(run: _Run) -> None:
         gate = await _gate(run)
     except PiigateError as exc:
         fail(f"cannot start: {exc.detail}")
-    upstream = Upstream(run.gateway.upstream)
+    config = run.gateway
+    upstream = Upstream(
+        config.upstream,
+        connect_timeout=config.timeouts.connect,
+        read_timeout=config.timeouts.read,
+    )
     run.closers.append(upstream.aclose)
     app = HttpGateway(gate, upstream)
-    config = run.gateway
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -184,3 +193,8 @@ async def _reload(run: _Run, gate: Gate) -> None:
         log.error("gateway_reload_failed", errors=getattr(exc, "errors", [exc.detail]))
         return
     log.info("gateway_reloaded", policy=compiled.digest, routes=len(gate.config.routes))
+    unapplied = [
+        key for key in RESTART_KEYS if getattr(gate.config, key) != getattr(run.gateway, key)
+    ]
+    if unapplied:  # what the process was started with stays in force for these
+        log.warning("gateway_reload_needs_restart", settings=unapplied)

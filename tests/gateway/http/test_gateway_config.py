@@ -22,7 +22,9 @@ from piigate.gateway.http.sections import (
     IdentityConfig,
     Rate,
     RateLimits,
+    Timeouts,
     parse_rate,
+    parse_size,
 )
 from piigate.model import Action
 from piigate.policy import compile_policy, load_policy
@@ -143,6 +145,8 @@ def test_the_optional_settings(tmp_path: Path) -> None:
         "    default: deny\n"
         "    headers: {subject: X-User, level: X-Acr}\n"
         "    forward_auth: {trusted_proxies: [127.0.0.1, 'fd00::/8', 10.0.0.0/8]}\n"
+        "    timeouts: {connect: 2s, read: 1m}\n"
+        "    max_body: 64KiB\n"
         "    rate_limit: {per_api_key: 50/10s, per_route: 1000/h, store: rediss://cache:6380/1}\n"
         "    masking:\n"
         "      ssn: {keep_last: 4, fixed_width: 6}\n"
@@ -160,6 +164,8 @@ def test_the_optional_settings(tmp_path: Path) -> None:
     trusts = config.forward_auth.trusts
     assert trusts("127.0.0.1") and trusts("10.200.0.9") and trusts("fd12::1")
     assert not trusts("127.0.0.2") and not trusts("192.0.2.1") and not trusts("unix:x")
+    assert config.timeouts == Timeouts(connect=2, read=60)
+    assert config.max_body == 64 * 1024
     assert config.rate_limit == RateLimits(
         per_api_key=Rate(50, 10), per_route=Rate(1000, 3600), store="rediss://cache:6380/1"
     )
@@ -181,6 +187,9 @@ def test_defaults_when_left_out(tmp_path: Path) -> None:
     assert config.identity is None and config.rate_limit == RateLimits()
     assert config.default is Default.PASS and config.routes == ()
     assert not config.forward_auth.trusts("127.0.0.1")  # nobody's X-Forwarded-For counts
+    assert config.timeouts == Timeouts(connect=5, read=30) and config.max_body == 1024 * 1024
+    partial = text.replace("    routes: []\n", "    timeouts: {read: 5}\n")
+    assert load(tmp_path, partial).timeouts == Timeouts(connect=5, read=5)
     memory = text.replace("    routes: []\n", "    rate_limit: {store: memory}\n")
     assert load(tmp_path, memory).rate_limit.store is None
 
@@ -219,3 +228,19 @@ def test_rates(text: str, rate: Rate) -> None:
 def test_bad_rates(text: object) -> None:
     with pytest.raises(ValueError):
         parse_rate(text)
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [(65536, 65536), ("65536", 65536), ("64KiB", 65536), ("1MiB", 1048576), (" 3 B ", 3)],
+)
+def test_sizes(value: object, size: int) -> None:
+    assert parse_size(value) == size
+
+
+@pytest.mark.parametrize(
+    "value", ["1GiB", "1 kib", "1.5MiB", "-1", "0", 0, "65MiB", 64 * 1024 * 1024 + 1, True, 1.5]
+)
+def test_bad_sizes(value: object) -> None:
+    with pytest.raises(ValueError):
+        parse_size(value)

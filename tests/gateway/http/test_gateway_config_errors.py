@@ -139,6 +139,20 @@ CASES: list[tuple[str, str, str, str]] = [
         "^trusted",
         "unknown key 'trusted'",
     ),
+    # the upstream's timeouts, the largest body read
+    ("    routes:\n", "    timeouts: 5s\n    routes:\n", "timeouts: ^5s", "must be a mapping"),
+    ("    routes:\n", "    timeouts: {write: 5s}\n    routes:\n", "^write", "unknown key"),
+    ("    routes:\n", "    timeouts: {connect: 0}\n    routes:\n", "connect: ^0", "1s to 1h"),
+    ("    routes:\n", "    timeouts: {read: 2h}\n    routes:\n", "read: ^2h", "1s to 1h"),
+    (
+        "    routes:\n",
+        "    timeouts: {read: soon}\n    routes:\n",
+        "read: ^soon",
+        "timeouts read: bad duration 'soon'",
+    ),
+    ("    routes:\n", "    max_body: 1GiB\n    routes:\n", "max_body: ^1GiB", "KiB or MiB"),
+    ("    routes:\n", "    max_body: 65MiB\n    routes:\n", "^65MiB", "1 byte to 64MiB"),
+    ("    routes:\n", "    max_body: 0\n    routes:\n", "max_body: ^0", "1 byte to 64MiB"),
     # routes
     (
         "    routes:\n      - match",

@@ -36,6 +36,7 @@ gateway:
   http:
     upstream: {upstream}
     default: deny
+    max_body: 4096
     routes:
       - match: {{method: GET, path: "/customers/{{id}}"}}
         action: read
@@ -108,7 +109,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         )
         upstream = Upstream(base)
         stack.push_async_callback(upstream.aclose)
-        gateway = HttpGateway(gate, upstream, max_body=4096)
+        gateway = HttpGateway(gate, upstream)
         client = await stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gw")
         )

@@ -8,7 +8,6 @@ subject and level, which only the gate sets.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Final
 
 from starlette.types import Message, Receive, Scope, Send
 
@@ -16,7 +15,7 @@ from piigate.api.auth import GRANT_HEADER
 from piigate.errors import PayloadTooLarge
 from piigate.gateway.http.gate import Ask, Passage
 from piigate.gateway.http.routes import Body, RouteMatch
-from piigate.gateway.http.sections import ForwardHeaders
+from piigate.gateway.http.sections import DEFAULT_MAX_BODY, ForwardHeaders
 from piigate.gateway.http.verdict import Answer
 from piigate.jsontext import loads_exact
 
@@ -38,8 +37,6 @@ __all__ = [
     "send_answer",
     "verified_headers",
 ]
-
-DEFAULT_MAX_BODY: Final = 1024 * 1024
 
 
 class ClientGone(Exception):

@@ -13,12 +13,17 @@ configuration file whose top-level keys are ``policy``, ``service`` and ``gatewa
         default: pass                         # or deny: a request no route matches is refused
         headers: {subject: PIIGate-Subject, level: PIIGate-Level}   # to the upstream
         forward_auth: {trusted_proxies: [127.0.0.1, 10.0.0.0/8]}     # whose X-Forwarded-For counts
+        timeouts: {connect: 5s, read: 30s}    # waiting for the upstream (504 beyond)
+        max_body: 1MiB                        # a body read to decide on (413 beyond)
         masking: {ssn: {keep_last: 4}, phone: {keep_last: 2, fixed_width: 6},
                   mailing_address: whole, passport: {replace: "[hidden]"}}
         routes: [...]                         # route_config.py
 
 A rate is ``COUNT/WINDOW``: a window is a unit (``s``, ``m``, ``h``, ``d``: one of it) or a
-duration (``10s``, ``15m``, or seconds), of at most one day.
+duration (``10s``, ``15m``, or seconds), of at most one day. A timeout is a duration of 1 s to
+1 h. ``max_body`` (bytes, or with ``KiB``/``MiB``, at most 64 MiB) bounds the bodies the gateway
+reads whole to decide (routes with ``request_fields`` or a ``transaction``); every other body
+streams through unread.
 
 An app that guards its own endpoints in process (``piigate.integrations``' middleware) reads the
 same section with ``upstream=False``: there is nothing to proxy to, so ``upstream`` may be left
@@ -44,12 +49,14 @@ from piigate.gateway.http.masking import MaskRule, default_masks
 from piigate.gateway.http.route_config import RouteReader
 from piigate.gateway.http.routes import Route, RouteMatch, match_route
 from piigate.gateway.http.sections import (
+    DEFAULT_MAX_BODY,
     Default,
     ForwardAuthConfig,
     ForwardHeaders,
     IdentityConfig,
     Rate,
     RateLimits,
+    Timeouts,
     parse_rate,
     read_default,
     read_forward_auth,
@@ -57,7 +64,9 @@ from piigate.gateway.http.sections import (
     read_identity,
     read_listen,
     read_masking,
+    read_max_body,
     read_rate_limits,
+    read_timeouts,
     read_upstream,
 )
 from piigate.policy.compiled import CompiledPolicy
@@ -73,6 +82,7 @@ __all__ = [
     "IdentityConfig",
     "Rate",
     "RateLimits",
+    "Timeouts",
     "find_gateway_config",
     "load_gateway_config",
     "load_gateway_config_text",
@@ -93,6 +103,8 @@ HTTP_KEYS: Final = frozenset(
         "masking",
         "headers",
         "forward_auth",
+        "timeouts",
+        "max_body",
     }
 )
 DEFAULT_LISTEN: Final = ("127.0.0.1", 8081)
@@ -118,6 +130,8 @@ class HttpGatewayConfig:
     default: Default = Default.PASS
     headers: ForwardHeaders = field(default_factory=ForwardHeaders)
     forward_auth: ForwardAuthConfig = field(default_factory=ForwardAuthConfig)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    max_body: int = DEFAULT_MAX_BODY
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def match(self, method: str, target: str) -> RouteMatch | None:
@@ -245,6 +259,8 @@ def _http(
         if "forward_auth" in spec
         else ForwardAuthConfig()
     )
+    timeouts = read_timeouts(read, spec["timeouts"][1]) if "timeouts" in spec else Timeouts()
+    max_body = read_max_body(read, spec["max_body"][1]) if "max_body" in spec else DEFAULT_MAX_BODY
     if errors or upstream is None or host is None or port is None or default is None:
         return None
     return HttpGatewayConfig(
@@ -259,5 +275,7 @@ def _http(
         default=default,
         headers=headers,
         forward_auth=forward_auth,
+        timeouts=timeouts,
+        max_body=max_body,
         warnings=tuple(warnings),
     )

@@ -27,7 +27,6 @@ import structlog
 
 from piigate.errors import BadRequest, PiigateError
 from piigate.gateway.http.asgi import (
-    DEFAULT_MAX_BODY,
     ClientGone,
     Message,
     Receive,
@@ -81,12 +80,10 @@ class HttpGateway:
         gate: Gate,
         upstream: Upstream,
         *,
-        max_body: int = DEFAULT_MAX_BODY,
         max_response: int = DEFAULT_MAX_RESPONSE,
     ) -> None:
         self.gate = gate
         self.upstream = upstream
-        self.max_body = max_body
         self.max_response = max_response
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -119,7 +116,9 @@ class HttpGateway:
         if problem is not None:
             raise BadRequest(f"the request has {problem}")
         match = self.gate.route(scope["method"], request_target(scope))
-        ask, body = await read_ask(scope, receive, headers, match, self.max_body)
+        # gateway.http.max_body, as the configuration in force says (a reload's applies at once)
+        max_body = self.gate.config.max_body
+        ask, body = await read_ask(scope, receive, headers, match, max_body)
         outcome = await self.gate.check(ask, match)
         if isinstance(outcome, Answer):
             await send_answer(send, outcome)

@@ -1,5 +1,6 @@
 """The sections of ``gateway.http`` besides its routes: ``listen``, ``upstream``, ``identity``,
-``rate_limit``, ``default``, ``headers``, ``masking`` and ``forward_auth`` (CONTRACT §7).
+``rate_limit``, ``default``, ``headers``, ``masking``, ``forward_auth``, ``timeouts`` and
+``max_body`` (CONTRACT §7).
 
 Each reader records its problems in the :class:`YamlErrors` of its :class:`NodeReader` (with
 ``FILE:LINE:COL``) and returns None (or the default) for what it could not read; ``config.py``
@@ -31,14 +32,18 @@ __all__ = [
     "IdentityConfig",
     "Rate",
     "RateLimits",
+    "Timeouts",
     "parse_rate",
+    "parse_size",
     "read_default",
     "read_forward_auth",
     "read_headers",
     "read_identity",
     "read_listen",
     "read_masking",
+    "read_max_body",
     "read_rate_limits",
+    "read_timeouts",
     "read_upstream",
     "read_url",
 ]
@@ -48,6 +53,11 @@ RATE_KEYS: Final = frozenset({"per_subject", "per_ip", "per_api_key", "per_route
 HEADER_KEYS: Final = frozenset({"subject", "level"})
 FORWARD_AUTH_KEYS: Final = frozenset({"trusted_proxies"})
 MASK_KEYS: Final = frozenset({"keep_last", "fixed_width", "replace"})
+TIMEOUT_KEYS: Final = frozenset({"connect", "read"})
+MAX_TIMEOUT: Final = 3600
+# Bodies the gateway reads to decide are held whole in memory: at most this much.
+MAX_BODY_LIMIT: Final = 64 * 1024 * 1024
+DEFAULT_MAX_BODY: Final = 1024 * 1024
 # Headers the gateway itself sets, strips or reads: the upstream must not get the verified
 # subject or level under one of these names.
 RESERVED_HEADERS: Final = frozenset(
@@ -75,6 +85,8 @@ RESERVED_HEADERS: Final = frozenset(
 )
 MAX_RATE_WINDOW: Final = 86400
 _RATE = re.compile(r"\s*([0-9]+)\s*/\s*([0-9a-z]+)\s*")
+_SIZE = re.compile(r"\s*([0-9]+)\s*(B|KiB|MiB)?\s*")
+_SIZE_UNITS: Final = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024 * 1024}
 
 
 class Default(StrEnum):
@@ -97,6 +109,16 @@ class RateLimits:
     per_api_key: Rate | None = None
     per_route: Rate | None = None
     store: str | None = None  # a redis:// URL; None: in memory, one gateway node
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long the gateway waits for the upstream, in seconds: ``connect`` to open a connection
+    (or get one from the pool), ``read`` between two reads of its answer. Past either, the client
+    gets a 504 problem."""
+
+    connect: int = 5
+    read: int = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,3 +335,36 @@ def read_forward_auth(read: NodeReader, node: yaml.Node) -> ForwardAuthConfig:
             except ValueError:
                 read.errors.at(item, f"{text!r} is not an IP address or network (10.0.0.0/8)")
     return ForwardAuthConfig(tuple(networks))
+
+
+def read_timeouts(read: NodeReader, node: yaml.Node) -> Timeouts:
+    """``{connect: 5s, read: 30s}``: durations of 1 s to 1 h (either may be left out)."""
+    spec = read.mapping(node, "timeouts", TIMEOUT_KEYS) or {}
+    values: dict[str, int] = {}
+    for key, (_, value) in spec.items():
+        seconds = read.convert(value, f"timeouts {key}", parse_duration)
+        if seconds is not None and not 1 <= seconds <= MAX_TIMEOUT:
+            read.errors.at(value, f"timeouts {key} must be 1s to 1h")
+        elif seconds is not None:
+            values[key] = seconds
+    return Timeouts(**values)
+
+
+def parse_size(value: object) -> int:
+    """``65536``, ``64KiB``, ``1MiB`` → bytes; ValueError otherwise."""
+    match = _SIZE.fullmatch(value) if isinstance(value, str) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif match is not None:
+        size = int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    else:
+        raise ValueError("a size is bytes, or a number with KiB or MiB (64KiB, 1MiB)")
+    if not 1 <= size <= MAX_BODY_LIMIT:
+        raise ValueError(f"must be 1 byte to {MAX_BODY_LIMIT // (1024 * 1024)}MiB")
+    return size
+
+
+def read_max_body(read: NodeReader, node: yaml.Node) -> int:
+    """The largest request body the gateway reads to decide on (413 beyond)."""
+    size = read.convert(node, "max_body", parse_size)
+    return DEFAULT_MAX_BODY if size is None else size
