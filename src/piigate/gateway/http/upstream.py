@@ -103,8 +103,9 @@ def upstream_headers(
         out.append(("x-forwarded-for", client_ip))
         node = f'"[{client_ip}]"' if ":" in client_ip else client_ip
         forwarded = f"for={node};proto={scheme}"
-        if host:
-            forwarded += f';host="{host}"'
+        if host:  # a quoted-string: a quote in the client's Host cannot end it
+            quoted = host.replace("\\", "\\\\").replace('"', '\\"')
+            forwarded += f';host="{quoted}"'
         out.append(("forwarded", forwarded))
     out.append(("x-forwarded-proto", scheme))
     if host:
