@@ -20,7 +20,7 @@ route cannot locate in its answer is a 403.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Final
 
 import structlog
@@ -52,11 +52,19 @@ from piigate.gateway.http.upstream import (
 )
 from piigate.gateway.http.verdict import Answer, problem_answer, unlock_headers
 
-__all__ = ["HttpGateway", "framing_problem"]
+__all__ = ["BadFraming", "HttpGateway", "framing_problem"]
 
 log = structlog.get_logger("piigate.gateway")
 
 DEFAULT_MAX_RESPONSE: Final = 16 * 1024 * 1024
+
+
+class BadFraming(BadRequest):
+    """A request whose length two parsers could read differently: refused, and the connection
+    closed, since where the next request starts is not known either (RFC 9112 §6.3)."""
+
+    def headers(self) -> Mapping[str, str]:
+        return {"Connection": "close"}
 
 
 def framing_problem(headers: Sequence[tuple[str, str]]) -> str | None:
@@ -114,7 +122,7 @@ class HttpGateway:
     ) -> None:
         problem = framing_problem(headers)
         if problem is not None:
-            raise BadRequest(f"the request has {problem}")
+            raise BadFraming(f"the request has {problem}")
         match = self.gate.route(scope["method"], request_target(scope))
         # gateway.http.max_body, as the configuration in force says (a reload's applies at once)
         max_body = self.gate.config.max_body
