@@ -112,9 +112,13 @@ class HttpGateway:
             await self._handle(scope, receive, tracked, headers)
         except ClientGone:
             return
-        except PiigateError as exc:
-            if started:  # the answer broke off mid-body: the server drops the connection
-                raise
+        except Exception as exc:
+            if started:  # the answer broke off mid-body: left unfinished, the server drops it
+                log.warning("gateway_answer_broke_off", error=type(exc).__name__)
+                return
+            if not isinstance(exc, PiigateError):  # the type only: its text may quote the request
+                log.error("gateway_unhandled_error", error=type(exc).__name__)
+                exc = PiigateError("internal error")
             await send_answer(send, problem_answer(exc))
 
     async def _handle(
