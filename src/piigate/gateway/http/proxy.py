@@ -164,14 +164,19 @@ class HttpGateway:
         answer = await self.upstream.send(ask.method, ask.target, out, content)
         try:
             if masked:
-                await self._send_masked(send, answer, passage, masked)
+                await self._send_masked(send, answer, passage, masked, ask.method == "HEAD")
             else:
                 await _stream_back(send, answer, passage.headers)
         finally:
             await answer.aclose()
 
     async def _send_masked(
-        self, send: Send, answer: UpstreamAnswer, passage: Passage, masked: frozenset[str]
+        self,
+        send: Send,
+        answer: UpstreamAnswer,
+        passage: Passage,
+        masked: frozenset[str],
+        head: bool,
     ) -> None:
         route, verdict = passage.route, passage.verdict
         assert route is not None and verdict is not None
@@ -190,7 +195,8 @@ class HttpGateway:
             log.warning("upstream_not_maskable", route=route.label, status=answer.status)
             raise UpstreamUnavailable(f"the upstream's answer {exc.reason}") from None
         headers = downstream_headers(answer.headers)
-        headers.append(("content-length", str(len(raw))))
+        if not head:  # a HEAD answer's length would be the GET's, unknown here
+            headers.append(("content-length", str(len(raw))))
         headers.extend(unlock_headers(verdict, sorted(masked)))
         headers.extend(passage.headers)
         start: Message = {
