@@ -89,9 +89,8 @@ class _Run:
 async def _serve(run: _Run) -> None:
     import signal
 
-    import uvicorn
-
     from piigate.gateway.http.proxy import HttpGateway
+    from piigate.gateway.http.server import gateway_server
     from piigate.gateway.http.upstream import Upstream
 
     try:
@@ -106,18 +105,7 @@ async def _serve(run: _Run) -> None:
     )
     run.closers.append(upstream.aclose)
     app = HttpGateway(gate, upstream)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=config.listen_host,
-            port=config.listen_port,
-            log_level="warning",
-            access_log=False,
-            proxy_headers=False,
-            server_header=False,
-            lifespan="off",
-        )
-    )
+    server = gateway_server(app, config.listen_host, config.listen_port)
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[None]] = set()
 
