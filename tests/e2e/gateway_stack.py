@@ -1,0 +1,267 @@
+"""The HTTP gateway's end-to-end stack, as a deployment runs it on one host: the upstream (the
+sample customer API with ``misbehaving_upstream``'s endpoints beside it), ``piigate serve`` and
+``piigate gateway http`` (engine in process) sharing one configuration file and one SQLite
+store, with the real OpenID provider of ``idp_support`` as the identity of both.
+
+The policy is examples/policy.yaml with three changes the tests need: updates of identity
+numbers also need the scope ``customers:write``; deletes and transfers over 10 000 need ``aal2``
+for that one request (``max_age: 0``), which a TOTP step-up proves (the example asks ``aal3``,
+which only WebAuthn proves). The routes are examples/gateway.yaml's, plus the test endpoints'.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from idp_support import OidcIdp
+
+from serve_support import EXAMPLE_POLICY, PIIGATE, run_piigate, serving
+
+__all__ = [
+    "MAX_BODY",
+    "Stack",
+    "e2e_policy",
+    "gateway_config",
+    "limited_gateways",
+    "started_stack",
+]
+
+EXAMPLES = EXAMPLE_POLICY.parent
+UPSTREAM_SCRIPT = Path(__file__).resolve().with_name("misbehaving_upstream.py")
+SLOW_SECONDS = 10  # the upstream's /slow, well past the gateway's read timeout below
+READ_TIMEOUT = 2
+MAX_BODY = 64 * 1024
+_READY_SECONDS = 30
+
+# The test endpoints' routes (misbehaving_upstream.py), after the example's.
+TEST_ROUTES: list[dict[str, Any]] = [
+    {
+        "match": {"method": "GET", "path": "/not-json/{id}"},
+        "action": "read",
+        "resource": {"type": "customer", "id": "{id}"},
+        "response_fields": {"$.ssn": "ssn"},
+    },
+    {"match": {"method": "GET", "path": "/slow"}, "action": "read"},
+    {"match": {"method": "*", "path": "/echo/{what}"}, "action": "read"},
+]
+
+
+@dataclass(frozen=True)
+class Stack:
+    gateway: str  # the gateway's URL
+    service: str  # piigate serve's URL (the public URL: challenges are answered there)
+    upstream: str  # the upstream's own URL (the tests look behind the gateway)
+    down: str  # a gateway whose upstream is not listening
+    remote: str  # a gateway asking piigate serve (--engine) with its API key
+    gateway_port: int
+    config: Path
+    env: dict[str, str]
+    logs: tuple[Path, ...]
+
+    def seen(self) -> list[dict[str, str]]:
+        """Every request the upstream received so far (method, target)."""
+        requests: list[dict[str, str]] = httpx.get(f"{self.upstream}/_seen").json()["requests"]
+        return requests
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def e2e_policy() -> dict[str, Any]:
+    """examples/policy.yaml with the changes of the module's doc."""
+    policy: dict[str, Any] = yaml.safe_load(EXAMPLE_POLICY.read_text())
+    rules = {rule["name"]: rule for rule in policy["rules"]}
+    rules["edit-identity-numbers"]["require"]["scope"] = ["customers:write"]
+    rules["delete-pii-records"]["require"] = {"level": "aal2", "max_age": 0}
+    rules["high-value-transfer"]["require"] = {"level": "aal2", "max_age": 0, "methods": ["totp"]}
+    return policy
+
+
+def gateway_config(idp: OidcIdp, *, listen: int, upstream: str, **more: Any) -> dict[str, Any]:
+    """A ``gateway.http`` section: the example's routes and the tests', ``idp`` as identity."""
+    example = yaml.safe_load((EXAMPLES / "gateway.yaml").read_text())["gateway"]["http"]
+    return {
+        "listen": f"127.0.0.1:{listen}",
+        "upstream": upstream,
+        "identity": _identity(idp),
+        "default": "deny",
+        "timeouts": {"connect": "2s", "read": f"{READ_TIMEOUT}s"},
+        "max_body": f"{MAX_BODY // 1024}KiB",
+        "routes": [*example["routes"], *TEST_ROUTES],
+        **more,
+    }
+
+
+def _identity(idp: OidcIdp) -> dict[str, str]:
+    return {"issuer": idp.issuer, "audience": idp.audience, "jwks_url": idp.jwks_url}
+
+
+def stack_files(
+    directory: Path, idp: OidcIdp, service_port: int, gateways: Mapping[str, dict[str, Any]]
+) -> dict[str, Path]:
+    """The policy and one configuration file per gateway (``policy``, ``service`` shared)."""
+    policy = directory / "policy.yaml"
+    if not policy.exists():  # a running service reloads a policy file that changes
+        policy.write_text(yaml.safe_dump(e2e_policy(), sort_keys=False))
+    service = {
+        "public_url": f"http://127.0.0.1:{service_port}",
+        "data_dir": "data",
+        "identity": _identity(idp),
+    }
+    files = {}
+    for name, http in gateways.items():
+        path = directory / f"{name}.yaml"
+        document = {"policy": "policy.yaml", "service": service, "gateway": {"http": http}}
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        files[name] = path
+    return files
+
+
+def process_env() -> dict[str, str]:
+    """The environment of every process: this one's without ``PIIGATE_*`` (never a configured
+    store or IdP), plus one master key for the shared store."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIIGATE_")}
+    env["PIIGATE_MASTER_KEY"] = base64.b64encode(secrets.token_bytes(32)).decode()
+    env["PIIGATE_LOG_FORMAT"] = "json"
+    return env
+
+
+def _wait_listening(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + _READY_SECONDS
+    while True:
+        assert proc.poll() is None, log.read_text()
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        assert time.monotonic() < deadline, f"nothing listens on {port}: {log.read_text()}"
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def running(commands: Sequence[tuple[list[str], int, Path]], env: dict[str, str]) -> Iterator[None]:
+    """Processes started together, each ``(command, port, log)``, until each listens on its
+    port; stopped with SIGTERM (SIGKILL if one lingers) afterwards."""
+    procs = []
+    try:
+        for command, _, log in commands:
+            with log.open("wb") as out:
+                procs.append(
+                    subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+                )
+        for proc, (_, port, log) in zip(procs, commands, strict=True):
+            _wait_listening(proc, port, log)
+        yield
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def gateway_command(config: Path) -> list[str]:
+    return [*PIIGATE, "gateway", "http", "--config", str(config)]
+
+
+def upstream_command(port: int) -> list[str]:
+    return [sys.executable, str(UPSTREAM_SCRIPT), "--port", str(port), "--slow", str(SLOW_SECONDS)]
+
+
+@contextlib.contextmanager
+def started_stack(directory: Path, idp: OidcIdp) -> Iterator[Stack]:
+    """The upstream, ``piigate serve`` (first: it creates the store's keys), then the gateway,
+    a gateway in front of a port nothing listens on, and one asking the service remotely."""
+    names = ("upstream", "service", "gateway", "down", "remote", "nothing")
+    ports = {name: free_port() for name in names}
+    upstream = f"http://127.0.0.1:{ports['upstream']}"
+    files = stack_files(
+        directory,
+        idp,
+        ports["service"],
+        {
+            "gateway": gateway_config(idp, listen=ports["gateway"], upstream=upstream),
+            "down": gateway_config(
+                idp, listen=ports["down"], upstream=f"http://127.0.0.1:{ports['nothing']}"
+            ),
+            "remote": gateway_config(idp, listen=ports["remote"], upstream=upstream),
+        },
+    )
+    env = process_env()
+    logs = {name: directory / f"{name}.log" for name in names[:-1]}
+    up = [(upstream_command(ports["upstream"]), ports["upstream"], logs["upstream"])]
+    service = f"http://127.0.0.1:{ports['service']}"
+    gateways = [
+        (gateway_command(files[name]), ports[name], logs[name]) for name in ("gateway", "down")
+    ]
+    gateways.append(
+        ([*gateway_command(files["remote"]), "--engine", service], ports["remote"], logs["remote"])
+    )
+    with (
+        running(up, env),
+        serving(env, ports["service"], logs["service"], config=files["gateway"]),
+    ):
+        created = run_piigate(
+            env,
+            "keys",
+            "create",
+            "gateway",
+            "--scope",
+            "decisions",
+            "--config",
+            str(files["gateway"]),
+        )
+        # the remote gateway's key; the others, with the engine in process, do not read it
+        env = {**env, "PIIGATE_ENGINE_KEY": created.strip().splitlines()[-1]}
+        with running(gateways, env):
+            yield Stack(
+                gateway=f"http://127.0.0.1:{ports['gateway']}",
+                service=service,
+                upstream=upstream,
+                down=f"http://127.0.0.1:{ports['down']}",
+                remote=f"http://127.0.0.1:{ports['remote']}",
+                gateway_port=ports["gateway"],
+                config=files["gateway"],
+                env=env,
+                logs=tuple(logs.values()),
+            )
+
+
+@contextlib.contextmanager
+def limited_gateways(
+    stack: Stack, idp: OidcIdp, rate_limit: dict[str, str]
+) -> Iterator[tuple[str, str]]:
+    """Two more gateways of ``stack`` (same store, same upstream) with ``rate_limit``."""
+    ports = (free_port(), free_port())
+    configs = {
+        f"limited{i}": gateway_config(
+            idp, listen=port, upstream=stack.upstream, rate_limit=rate_limit
+        )
+        for i, port in enumerate(ports)
+    }
+    directory = stack.config.parent
+    files = stack_files(directory, idp, int(stack.service.rsplit(":", 1)[1]), configs)
+    commands = [
+        (gateway_command(files[name]), port, directory / f"{name}.log")
+        for name, port in zip(configs, ports, strict=True)
+    ]
+    with running(commands, stack.env):
+        yield f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}"
