@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/factors.py
 	$(VENV)/bin/python bench/gateway_masking.py
 	$(VENV)/bin/python bench/upstream_clients.py
+	$(VENV)/bin/python bench/gateway_http.py
 
 clean:
 	rm -rf $(VENV) .piigate .piigate-demo .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,316 @@
+"""The HTTP gateway (``piigate gateway http``) against the upstream API it fronts, same load.
+
+Run: ``.venv/bin/python bench/gateway_http.py [--quick]``. Prints one JSON object per line on
+stdout (progress on stderr). See docs/BENCHMARKS.md; nothing here asserts on time.
+
+What runs:
+- the upstream: the sample customer API (``python -m piigate.demo.customers``), one uvicorn
+  process;
+- ``piigate gateway http`` in front of it, the engine in process on SQLite in a temporary data
+  directory (with its audit writer process), examples/policy.yaml, examples/gateway.yaml's
+  routes and in-memory rate limits high enough never to refuse. Its identity provider is this
+  script: an ES256 key made for the run, its JWKS served from a thread here, and 100 access
+  tokens (100 subjects) of an ``aal1`` login, so every read of a customer is masked;
+- three workloads, each sent through the gateway and straight to the upstream (the baseline,
+  the same request bytes), in rounds that alternate the order:
+  ``masked``: ``GET /customers/1`` (~260 bytes of JSON; the gateway validates the token,
+  decides, audits, opens the challenge named in ``PIIGate-Unlock``, reads, masks and
+  re-serialises the answer); ``pass``: ``GET /health``, a route that touches no PII (token,
+  decision and audit; the answer streams back); ``stream``: ``GET /files/1048576``, 1 MiB
+  streamed back through a route without PII;
+- load: bench/api.py's generator in this process, ``--clients`` (32) keep-alive connections in
+  closed loops; then one connection alone, for the latency a request gains when nothing queues.
+  Server CPU per request counts the gateway with its audit writer (the upstream's CPU during
+  the gateway's run is reported on its own line). The upstream client alone is measured by
+  bench/upstream_clients.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import yaml
+from joserfc import jwt
+from joserfc.jwk import ECKey
+
+from _common import emit, note, percentile
+from api import HOST, Run, _cpu_seconds, bench_env, free_port, new_loop, piigate_command, stop
+from api import drive as drive_for
+
+BENCH = "gateway_http"
+TARGET_ADDED_P50_MS = 1.0
+TARGET_RATIO = 0.6
+ROOT = Path(__file__).resolve().parents[1]
+AUDIENCE = "customers-api"
+FILE_BYTES = 1024 * 1024
+WORKLOADS = {"masked": "/customers/1", "pass": "/health", "stream": f"/files/{FILE_BYTES}"}
+
+
+class Issuer:
+    """The part of an OpenID provider the gateway sees: a JWKS URL, and tokens signed by it."""
+
+    def __init__(self) -> None:
+        self.key = ECKey.generate_key("P-256", parameters={"kid": "bench", "alg": "ES256"})
+        jwks = json.dumps({"keys": [self.key.as_dict(private=False)]}).encode()
+
+        class Jwks(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(jwks)))
+                self.end_headers()
+                self.wfile.write(jwks)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer((HOST, 0), Jwks)
+        self.url = f"http://{HOST}:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def token(self, subject: str, acr: str = "urn:piigate:aal1") -> str:
+        now = int(time.time())
+        claims = {
+            "iss": self.url,
+            "aud": AUDIENCE,
+            "sub": subject,
+            "iat": now,
+            "exp": now + 3600,
+            "auth_time": now,
+            "acr": acr,
+            "amr": ["pwd"],
+            "scope": "customers:read",
+        }
+        header = {"alg": "ES256", "kid": "bench", "typ": "at+jwt"}
+        return jwt.encode(header, claims, self.key)
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def write_config(tmp: Path, issuer: Issuer, gateway_port: int, upstream_port: int) -> Path:
+    """examples/policy.yaml with examples/gateway.yaml's routes, in front of the upstream."""
+    example = yaml.safe_load((ROOT / "examples" / "gateway.yaml").read_text())["gateway"]["http"]
+    identity = {"issuer": issuer.url, "audience": AUDIENCE, "jwks_url": f"{issuer.url}/jwks"}
+    http = {
+        **example,
+        "listen": f"{HOST}:{gateway_port}",
+        "upstream": f"http://{HOST}:{upstream_port}",
+        "identity": identity,
+        "rate_limit": {"per_subject": "100000000/m", "per_ip": "100000000/m"},
+    }
+    config = tmp / "gateway.yaml"
+    document = {
+        "policy": str(ROOT / "examples" / "policy.yaml"),
+        "service": {"data_dir": str(tmp / "data"), "public_url": "http://127.0.0.1:8080"},
+        "gateway": {"http": http},
+    }
+    config.write_text(yaml.safe_dump(document, sort_keys=False))
+    return config
+
+
+def wait_listening(
+    port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), 0.5):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def processes(tmp: Path, issuer: Issuer) -> Iterator[dict[str, tuple[int, int]]]:
+    """The upstream and the gateway, each ``name -> (port, pid)``, stopped afterwards."""
+    up_port, gw_port = free_port(), free_port()
+    config = write_config(tmp, issuer, gw_port, up_port)
+    env = bench_env(tmp / "data")
+    commands = {
+        "direct": (
+            up_port,
+            [sys.executable, "-m", "piigate.demo.customers", "--port", str(up_port)],
+        ),
+        "gateway": (gw_port, [*piigate_command(), "gateway", "http", "--config", str(config)]),
+    }
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name, (port, command) in commands.items():
+            log = tmp / f"{name}.log"
+            with log.open("wb") as out:
+                procs[name] = subprocess.Popen(
+                    command, env=env, stdout=out, stderr=subprocess.STDOUT
+                )
+            wait_listening(port, procs[name], log)
+        yield {name: (commands[name][0], proc.pid) for name, proc in procs.items()}
+    finally:
+        for proc in procs.values():
+            stop(proc)
+
+
+def payloads(port: int, path: str, tokens: list[str]) -> list[bytes]:
+    head = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+    return [f"{head}Authorization: Bearer {token}\r\n\r\n".encode() for token in tokens]
+
+
+@dataclass
+class Measured:
+    """One workload's runs on one target: loaded (``clients``), alone (1 client)."""
+
+    loaded: Run
+    alone: Run
+    upstream_cpu_s: float = 0.0  # the upstream's CPU during the loaded runs
+
+
+async def drive(
+    port: int, load: list[bytes], clients: int, seconds: float, pids: tuple[int, int]
+) -> tuple[Run, float]:
+    """bench/api.py's load generator; with the CPU the upstream used meanwhile."""
+    server_pid, upstream_pid = pids
+    before = _cpu_seconds(upstream_pid)
+    run = await drive_for(port, load, clients, seconds, server_pid)
+    return run, _cpu_seconds(upstream_pid) - before
+
+
+def measure(
+    procs: dict[str, tuple[int, int]], tokens: list[str], args: argparse.Namespace
+) -> dict[tuple[str, str], Measured]:
+    """Every workload on both targets, rounds alternating the order."""
+    results = {(w, t): Measured(Run(), Run()) for w in WORKLOADS for t in ("gateway", "direct")}
+    upstream_pid = procs["direct"][1]
+    loads = {
+        (w, t): payloads(procs[t][0], path, tokens) for w, path in WORKLOADS.items() for t in procs
+    }
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        for (_, t), load in loads.items():  # warm-up: the JWKS, caches, the store's first writes
+            port, pid = procs[t]
+            runner.run(drive(port, load, args.clients, args.warmup, (pid, upstream_pid)))
+        for r in range(args.rounds):
+            for w in WORKLOADS:
+                order = ["gateway", "direct"] if r % 2 == 0 else ["direct", "gateway"]
+                for t in order:
+                    port, pid = procs[t]
+                    got = results[(w, t)]
+                    run, up_cpu = runner.run(
+                        drive(port, loads[(w, t)], args.clients, args.seconds, (pid, upstream_pid))
+                    )
+                    got.loaded.add(run)
+                    got.upstream_cpu_s += up_cpu
+                    alone, _ = runner.run(
+                        drive(port, loads[(w, t)], 1, args.seconds / 2, (pid, upstream_pid))
+                    )
+                    got.alone.add(alone)
+                    note(
+                        f"{BENCH}: round {r + 1}/{args.rounds} {w} {t}: "
+                        f"{run.ok / run.wall_s:,.0f} ok/s, other {run.other}"
+                    )
+    return results
+
+
+def report(results: dict[tuple[str, str], Measured], clients: int) -> None:
+    for w, path in WORKLOADS.items():
+        gw, direct = results[(w, "gateway")], results[(w, "direct")]
+        rate = {t: m.loaded.ok / m.loaded.wall_s for t, m in (("gateway", gw), ("direct", direct))}
+        lat = {t: sorted(m.loaded.latencies_ns) for t, m in (("gateway", gw), ("direct", direct))}
+        alone = {t: sorted(m.alone.latencies_ns) for t, m in (("gateway", gw), ("direct", direct))}
+        common = {"clients": clients, "path": path, "seconds": round(gw.loaded.wall_s, 1)}
+        base_is = "the upstream asked directly (same request bytes, same load), same run"
+        emit(
+            BENCH,
+            f"{w}_requests_per_s",
+            rate["gateway"],
+            "1/s",
+            rate["direct"],
+            baseline_is=base_is,
+            target=f">= {TARGET_RATIO:g} x baseline",
+            target_met=rate["gateway"] >= TARGET_RATIO * rate["direct"],
+            **common,
+        )
+        for q in (50, 99):
+            emit(
+                BENCH,
+                f"{w}_latency_p{q}_ms",
+                percentile(lat["gateway"], q) / 1e6,
+                "ms",
+                percentile(lat["direct"], q) / 1e6,
+                baseline_is=base_is,
+                **common,
+            )
+        for label, samples, n in (("loaded", lat, clients), ("alone", alone, 1)):
+            added = (percentile(samples["gateway"], 50) - percentile(samples["direct"], 50)) / 1e6
+            emit(
+                BENCH,
+                f"{w}_added_p50_ms_{label}",
+                added,
+                "ms",
+                percentile(samples["direct"], 50) / 1e6,
+                baseline_is=f"the upstream's own p50 at {n} client(s); value = gateway p50 - it",
+                target=f"<= {TARGET_ADDED_P50_MS:g} ms",
+                target_met=added <= TARGET_ADDED_P50_MS,
+                clients=n,
+                path=path,
+            )
+        emit(
+            BENCH,
+            f"{w}_server_cpu_us_per_request",
+            gw.loaded.server_cpu_s / max(gw.loaded.ok, 1) * 1e6,
+            "us",
+            direct.loaded.server_cpu_s / max(direct.loaded.ok, 1) * 1e6,
+            baseline_is="the upstream's CPU per request, asked directly",
+            upstream_cpu_us_behind_gateway=round(gw.upstream_cpu_s / max(gw.loaded.ok, 1) * 1e6, 1),
+            path=path,
+        )
+        other = {str(k): v for k, v in gw.loaded.other.items()}
+        if other or direct.loaded.other:
+            note(f"{BENCH}: {w}: non-200 answers: gateway {other}, direct {direct.loaded.other}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a ~20 s run")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=None, help="per target per round")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--warmup", type=float, default=None, help="seconds per target")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args(argv)
+    args.seconds = args.seconds or (1.5 if args.quick else 5.0)
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 2.0)
+    started = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="piigate-bench-gw-"))
+    issuer = Issuer()
+    try:
+        tokens = [issuer.token(f"user-{i}") for i in range(100)]
+        with processes(tmp, issuer) as procs:
+            note(f"{BENCH}: up in {time.monotonic() - started:.1f} s: {procs}")
+            results = measure(procs, tokens, args)
+        report(results, args.clients)
+        kept = f"; kept {tmp}" if args.keep else ""
+        note(f"{BENCH}: finished in {time.monotonic() - started:.1f} s{kept}")
+    finally:
+        issuer.close()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
