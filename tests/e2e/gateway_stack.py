@@ -28,6 +28,7 @@ import httpx
 import yaml
 from idp_support import OidcIdp
 
+from loopback_support import free_port
 from serve_support import EXAMPLE_POLICY, PIIGATE, run_piigate, serving
 
 __all__ = [
@@ -75,12 +76,6 @@ class Stack:
         """Every request the upstream received so far (method, target)."""
         requests: list[dict[str, str]] = httpx.get(f"{self.upstream}/_seen").json()["requests"]
         return requests
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def e2e_policy() -> dict[str, Any]:
