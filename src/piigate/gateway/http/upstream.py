@@ -22,7 +22,7 @@ import aiohttp
 import yarl
 from multidict import CIMultiDict
 
-from piigate.errors import PiigateError
+from piigate.errors import BadRequest, PiigateError
 
 __all__ = [
     "HOP_BY_HOP",
@@ -131,6 +131,18 @@ def downstream_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, st
     return [(k, v) for k, v in pairs if k not in removed]
 
 
+def _as_sent(value: str) -> str:
+    """A header value, held as the latin-1 reading of the bytes received, as aiohttp must be
+    given it to write those same bytes (it writes headers as UTF-8). A value that is not UTF-8
+    cannot be written as it came: refused (400) rather than altered."""
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("a header value is not UTF-8: it cannot be forwarded as sent") from None
+
+
 class UpstreamAnswer:
     """The upstream's answer, its body still to be read (then :meth:`aclose` it)."""
 
@@ -231,7 +243,7 @@ class Upstream:
             response = await session.request(
                 method,
                 url,
-                headers=CIMultiDict(headers),
+                headers=CIMultiDict((k, _as_sent(v)) for k, v in headers),
                 data=body,
                 allow_redirects=False,
             )
