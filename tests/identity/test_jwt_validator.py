@@ -142,7 +142,10 @@ def validator(idp: JwksServer, http: httpx.AsyncClient, timer: FakeTimer) -> Jwt
     return make_validator(idp.url, http, timer)
 
 
-def make_validator(url: str, http: httpx.AsyncClient | None, timer: FakeTimer) -> JwtValidator:
+def make_validator(
+    url: str, http: httpx.AsyncClient | None, timer: FakeTimer, *, verified_ttl: float = 0
+) -> JwtValidator:
+    """Without the cache of verified tokens unless asked: these tests check every token."""
     return JwtValidator(
         ISSUER,
         AUDIENCE,
@@ -150,6 +153,7 @@ def make_validator(url: str, http: httpx.AsyncClient | None, timer: FakeTimer) -
         http=http,
         level_resolver=resolve_level,
         timer=timer,
+        verified_ttl=verified_ttl,
     )
 
 
@@ -640,3 +644,44 @@ async def test_large_header_with_certificate_chain_is_accepted(
         warnings.simplefilter("ignore", SecurityWarning)
         token = jwt.encode(header, claims(), rsa_key, algorithms=["RS256"])
     assert (await validator.validate(token, now=NOW)).subject.id == "alice"
+
+
+# --- verified tokens: checked once, then remembered briefly -----------------------------------
+
+
+async def test_a_verified_token_is_remembered_until_its_ttl_and_never_past_its_expiry(
+    idp: JwksServer,
+    http: httpx.AsyncClient,
+    timer: FakeTimer,
+    rsa_key: RSAKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cached = make_validator(idp.url, http, timer, verified_ttl=30)
+    checks: list[object] = []
+    verify = cached._verify_signature
+    monkeypatch.setattr(cached, "_verify_signature", lambda *a: checks.append(a) or verify(*a))
+    token = sign(rsa_key, "RS256", claims())
+    first = await cached.validate(token, now=NOW)
+    again = await cached.validate(token, now=NOW)
+    assert again.subject == first.subject and again.session == first.session
+    assert len(checks) == 1  # verified once
+    late = datetime.fromtimestamp(claims()["exp"] + 61, tz=UTC)
+    with pytest.raises(InvalidToken) as expired:
+        await cached.validate(token, now=late)
+    assert expired.value.reason is TokenRejection.EXPIRED
+    timer.advance(31)
+    await cached.validate(token, now=NOW)
+    assert len(checks) == 2  # verified again after 30 s
+
+
+async def test_a_remembered_token_s_level_is_read_by_the_policy_in_force(
+    idp: JwksServer, http: httpx.AsyncClient, timer: FakeTimer, rsa_key: RSAKey
+) -> None:
+    levels = {"urn:piigate:aal2": "aal2"}
+    cached = JwtValidator(
+        ISSUER, AUDIENCE, idp.url, http=http, timer=timer, level_resolver=levels.get
+    )
+    token = sign(rsa_key, "RS256", claims(acr="urn:piigate:aal2"))
+    assert (await cached.validate(token, now=NOW)).session.level == "aal2"
+    levels.clear()  # a policy reload that no longer knows the acr
+    assert (await cached.validate(token, now=NOW)).session.level is None

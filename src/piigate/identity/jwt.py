@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
@@ -116,6 +117,8 @@ class JwtValidator:
         level_resolver: LevelResolver = _no_level,
         roles_claim: str = "roles",
         timer: Callable[[], float] = time.monotonic,
+        verified_ttl: float = 30.0,
+        verified_size: int = 4096,
     ) -> None:
         if not issuer or not audience:
             raise ValueError("issuer and audience are required")
@@ -141,6 +144,7 @@ class JwtValidator:
             min_refresh_interval=min_refresh_interval,
             timer=timer,
         )
+        self._verified = _VerifiedTokens(verified_ttl, verified_size, timer)
 
     async def aclose(self) -> None:
         await self.jwks.aclose()
@@ -153,12 +157,21 @@ class JwtValidator:
         """
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
+        known = self._verified.get(token)
+        if known is not None:
+            if (now - known.expires_at).total_seconds() > self.leeway:
+                raise InvalidToken(TokenRejection.EXPIRED)
+            # The level as the policy in force reads the acr (it may have been reloaded).
+            session = replace(known.session, level=self._level_resolver(known.session.acr))
+            return replace(known, session=session)
         obj = self._parse(token)
         header = obj.headers()
         keys = await self._candidate_keys(header)
         self._verify_signature(obj, keys)
         claims = self._check_claims(obj.payload, now)
-        return self._read(claims, now)
+        validated = self._read(claims, now)
+        self._verified.put(token, validated)
+        return validated
 
     def _parse(self, token: str) -> CompactSignature:
         if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
@@ -323,3 +336,35 @@ def _timestamp(value: object) -> datetime | None:
         return datetime.fromtimestamp(value, tz=UTC)
     except (OverflowError, OSError, ValueError) as error:
         raise InvalidToken(TokenRejection.CLAIMS) from error
+
+
+class _VerifiedTokens:
+    """Tokens whose signature and claims were checked, for ``ttl`` seconds at most (and never
+    past their expiry, which :meth:`JwtValidator.validate` checks on every use): a client
+    sends the same token with every request, and parsing and verifying it is the largest cost
+    of a gateway's request. At most ``size`` tokens, the least recently used dropped first.
+    A key the IdP withdraws stops working for its cached tokens within ``ttl``."""
+
+    def __init__(self, ttl: float, size: int, timer: Callable[[], float]) -> None:
+        self._ttl = ttl
+        self._size = size
+        self._timer = timer
+        self._entries: OrderedDict[str, tuple[float, ValidatedToken]] = OrderedDict()
+
+    def get(self, token: str) -> ValidatedToken | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        if entry[0] <= self._timer():
+            del self._entries[token]
+            return None
+        self._entries.move_to_end(token)
+        return entry[1]
+
+    def put(self, token: str, validated: ValidatedToken) -> None:
+        if self._ttl <= 0 or self._size <= 0:
+            return
+        self._entries[token] = (self._timer() + self._ttl, validated)
+        self._entries.move_to_end(token)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
