@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from fastapi import APIRouter, Request, Response
 
+from piigate.api.jsonbody import JsonRoute
 from piigate.api.services import get_services
 from piigate.errors import BadRequest, ServiceUnavailable
 from piigate.gateway.http.forward_auth import FORWARD_AUTH_PATH
@@ -22,7 +23,7 @@ from piigate.gateway.http.verdict import PROBLEM_TYPE, Answer, problem_answer
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["gateway"])
+router = APIRouter(tags=["gateway"], route_class=JsonRoute)
 
 LISTED: Final = ["GET", "POST"]
 UNLISTED: Final = ["HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"]
