@@ -52,6 +52,7 @@ test).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Mapping
@@ -93,10 +94,12 @@ class Dimension(StrEnum):
         return self.value.removeprefix("per_")
 
 
+@functools.lru_cache(maxsize=16384)
 def counter_key(dimension: Dimension, identifier: str) -> str:
     """The counter key of ``identifier`` (a subject id, an API key's id, a client address, a
     route's label) in ``dimension``: ``gw:rl:<dimension>:<digest>``; an address is reduced to
-    its network first."""
+    its network first. Remembered for the most recent callers: the same few come back with
+    every request, and reading an address and hashing cost more than the count itself."""
     if dimension is Dimension.IP:
         identifier = client_network(identifier) or identifier
     digest = hashlib.sha256(identifier.encode("utf-8")).hexdigest()[:32]
