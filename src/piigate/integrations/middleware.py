@@ -44,7 +44,13 @@ from piigate.gateway.http.asgi import (
 )
 from piigate.gateway.http.config import Default, HttpGatewayConfig
 from piigate.gateway.http.gate import ApiKeyLookup, Decider, Passage
-from piigate.gateway.http.masking import NotMaskable, answer_mask, mask_json_answer
+from piigate.gateway.http.masking import (
+    NotMaskable,
+    answer_mask,
+    mask_json_answer,
+    masked_answer_headers,
+    masked_request_headers,
+)
 from piigate.gateway.http.routes import Route
 from piigate.gateway.http.verdict import Answer, problem_answer, unlock_headers
 from piigate.identity import JwtValidator
@@ -150,13 +156,13 @@ class PiigateMiddleware:
         """The request as the app gets it: the verified subject and level in the configured
         headers; for an answer to mask, asked uncompressed and without file shortcuts."""
         drop, verified = verified_headers(self.gate.config.headers, passage)
+        text = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
+        kept = [(k, v) for k, v in text if k not in drop]
         if masked:
-            drop = drop | {"accept-encoding"}
-            verified.append(("accept-encoding", "identity"))
-        kept = [(k, v) for k, v in scope["headers"] if k.decode("latin-1").lower() not in drop]
+            kept = masked_request_headers(kept)
         inner = dict(scope)
         # ASGI header names are lower case.
-        inner["headers"] = kept + raw_headers([(k.lower(), v) for k, v in verified])
+        inner["headers"] = raw_headers(kept + [(k.lower(), v) for k, v in verified])
         if masked and scope.get("extensions"):
             inner["extensions"] = {
                 k: v for k, v in scope["extensions"].items() if k not in _FILE_EXTENSIONS
@@ -183,7 +189,7 @@ class PiigateMiddleware:
             log.warning("app_answer_not_maskable", route=route.label, status=answer.status)
             await send_answer(send, problem_answer(AnswerNotMaskable(f"the answer {exc.reason}")))
             return
-        out = [(k, v) for k, v in headers if k != "content-length"]
+        out = masked_answer_headers((k, v) for k, v in headers if k != "content-length")
         out.append(("content-length", str(len(raw))))
         out.extend(unlock_headers(verdict, sorted(masked)))
         out.extend(passage.headers)

@@ -51,6 +51,9 @@ gateway:
         request_fields: {{"$.ssn": ssn, "$.address": mailing_address}}
       - match: {{method: GET, path: "/echo"}}
         action: read
+      - match: {{method: GET, path: "/echo-masked"}}
+        action: read
+        response_fields: {{"$.ssn": ssn}}
       - match: {{method: GET, path: "/text"}}
         action: read
         response_fields: {{"$.ssn": ssn}}
@@ -61,6 +64,12 @@ async def _echo(request: Request) -> Response:
     return JSONResponse({"headers": [[k, v] for k, v in request.headers.items()]})
 
 
+async def _echo_masked(request: Request) -> Response:
+    body = {"ssn": "900-12-3456", "headers": [[k, v] for k, v in request.headers.items()]}
+    headers = {"etag": '"v1"', "last-modified": "Tue, 01 Dec 2026 00:00:00 GMT"}
+    return JSONResponse(body, headers={**headers, "cache-control": "public, max-age=60"})
+
+
 async def _text(request: Request) -> Response:
     return PlainTextResponse("ssn 900-12-3456")
 
@@ -69,6 +78,7 @@ def _upstream_app() -> Starlette:
     return Starlette(
         routes=[
             Route("/echo", _echo),
+            Route("/echo-masked", _echo_masked),
             Route("/text", _text),
             Mount("/", create_customers_app()),
         ]
@@ -247,3 +257,21 @@ async def test_an_upstream_that_is_down_is_a_502(rig: Rig) -> None:
 def test_framing(headers: list[tuple[str, str]], problem: str | None) -> None:
     found = framing_problem(headers)
     assert (found is None) if problem is None else (problem in (found or ""))
+
+
+async def test_a_masked_answer_is_asked_whole_and_kept_out_of_shared_caches(rig: Rig) -> None:
+    asked = {
+        **_auth(rig),
+        "accept-encoding": "gzip",
+        "if-none-match": '"v1"',
+        "range": "bytes=0-10",
+    }
+    answer = await rig.client.get("/echo-masked", headers=asked)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["ssn"] == "***-**-3456"
+    seen = dict(body["headers"])
+    assert seen["accept-encoding"] == "identity"
+    assert "if-none-match" not in seen and "range" not in seen
+    assert answer.headers["cache-control"] == "private, no-store"
+    assert "etag" not in answer.headers and "last-modified" not in answer.headers

@@ -59,6 +59,8 @@ __all__ = [
     "mask_document",
     "mask_json_answer",
     "mask_value",
+    "masked_answer_headers",
+    "masked_request_headers",
     "strictest",
 ]
 
@@ -260,3 +262,29 @@ def mask_json_answer(
         return dumps_exact(mask_document(doc, fields, masked, rules)[0])
     except TypeError:  # a lone surrogate: not JSON that can be written back
         raise NotMaskable("cannot be masked") from None
+
+
+# Request headers that would make an answer to be masked partial, compressed or empty (a 304):
+# such an answer must come whole, as plain JSON, to be read and masked.
+_ANSWER_SHAPING: Final = frozenset(
+    {"accept-encoding", "range", "if-range", "if-none-match", "if-modified-since"}
+)
+# Answer headers that describe the unmasked representation.
+_REPRESENTATION: Final = frozenset({"etag", "last-modified", "content-md5", "digest"})
+
+
+def masked_request_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``headers`` (lower-case names) for a request whose answer will be masked: asked whole
+    and uncompressed (``Accept-Encoding: identity``), never conditional or partial."""
+    kept = [(k, v) for k, v in headers if k not in _ANSWER_SHAPING]
+    kept.append(("accept-encoding", "identity"))
+    return kept
+
+
+def masked_answer_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``headers`` (lower-case names) of an answer that was masked: without the validators and
+    digests of the unmasked representation, and kept out of shared caches (another caller may
+    be allowed to see more, or less)."""
+    kept = [(k, v) for k, v in headers if k not in _REPRESENTATION and k != "cache-control"]
+    kept.append(("cache-control", "private, no-store"))
+    return kept

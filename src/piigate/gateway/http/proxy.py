@@ -42,7 +42,13 @@ from piigate.gateway.http.asgi import (
     verified_headers,
 )
 from piigate.gateway.http.gate import Ask, Gate, Passage
-from piigate.gateway.http.masking import NotMaskable, answer_mask, mask_json_answer
+from piigate.gateway.http.masking import (
+    NotMaskable,
+    answer_mask,
+    mask_json_answer,
+    masked_answer_headers,
+    masked_request_headers,
+)
 from piigate.gateway.http.upstream import (
     Upstream,
     UpstreamAnswer,
@@ -155,9 +161,8 @@ class HttpGateway:
             ask.headers, drop=drop, client_ip=ask.client_ip, scheme=scope["scheme"]
         )
         out.extend(verified)
-        if masked:  # the answer is read and masked: it must come uncompressed
-            out = [(k, v) for k, v in out if k != "accept-encoding"]
-            out.append(("accept-encoding", "identity"))
+        if masked:  # the answer is read and masked: whole and uncompressed
+            out = masked_request_headers(out)
         content: bytes | AsyncIterator[bytes] | None = body
         if body is None and has_body(ask.headers):
             content = request_chunks(receive)
@@ -194,7 +199,7 @@ class HttpGateway:
         except NotMaskable as exc:
             log.warning("upstream_not_maskable", route=route.label, status=answer.status)
             raise UpstreamUnavailable(f"the upstream's answer {exc.reason}") from None
-        headers = downstream_headers(answer.headers)
+        headers = masked_answer_headers(downstream_headers(answer.headers))
         if not head:  # a HEAD answer's length would be the GET's, unknown here
             headers.append(("content-length", str(len(raw))))
         headers.extend(unlock_headers(verdict, sorted(masked)))
