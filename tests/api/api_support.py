@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -103,6 +104,20 @@ async def node_starter(database_url: str, data_dir: Path) -> AsyncIterator[Start
             return Node(app, app.state.services, client, clock, settings)
 
         yield start
+
+
+@pytest.fixture
+async def start_node(database_url: str, tmp_path: Path) -> AsyncIterator[StartNode]:
+    """``await start_node(clock=..., policy=..., **settings)`` → a started node; all stop after.
+    A fixture: a conftest imports it to offer it (tests/api, tests/integrations)."""
+    async with node_starter(database_url, tmp_path) as start:
+        yield start
+
+
+@pytest.fixture
+async def node(start_node: StartNode) -> Node:
+    """The example policy on a fresh store (SQLite and PostgreSQL)."""
+    return await start_node()
 
 
 def same_origin(settings: Settings) -> dict[str, str]:

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import Node, StartNode, node_starter
+from api_support import Node, node, start_node
 from integration_support import (
     PIIGATE_URL,
     Token,
@@ -26,19 +25,7 @@ from jwt_support import AUDIENCE, ISSUER, JwksServer, idp_key, idp_token, jwks_s
 from piigate.gateway.http.deciders import EngineDecider
 from piigate.identity import JwtValidator
 
-__all__ = ["idp_key", "jwks_server"]  # the fixtures, for pytest
-
-
-@pytest.fixture
-async def start_node(database_url: str, tmp_path: Path) -> AsyncIterator[StartNode]:
-    async with node_starter(database_url, tmp_path) as start:
-        yield start
-
-
-@pytest.fixture
-async def node(start_node: StartNode) -> Node:
-    """The example policy on a fresh store (SQLite and PostgreSQL)."""
-    return await start_node()
+__all__ = ["idp_key", "jwks_server", "node", "start_node"]  # the fixtures, for pytest
 
 
 @pytest.fixture
