@@ -4,15 +4,16 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
 
-__all__ = ["EXAMPLE_POLICY", "PIIGATE", "run_piigate", "serving"]
+__all__ = ["EXAMPLE_POLICY", "PIIGATE", "run_piigate", "running", "serving", "stop"]
 
 EXAMPLE_POLICY = Path(__file__).resolve().parents[1] / "examples" / "policy.yaml"
 _CONSOLE_SCRIPT = Path(sys.executable).with_name("piigate")
@@ -59,10 +60,45 @@ def serving(
             time.sleep(0.05)
         yield proc
     finally:
+        stop(proc)
+
+
+def stop(*procs: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to each process still running, then SIGKILL to any that lingers 15 s."""
+    for proc in procs:
         if proc.poll() is None:
             proc.terminate()
+    for proc in procs:
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+def _wait_listening(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + _READY_SECONDS
+    while True:
+        assert proc.poll() is None, log.read_text()
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        assert time.monotonic() < deadline, f"nothing listens on {port}: {log.read_text()}"
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def running(commands: Sequence[tuple[list[str], int, Path]], env: dict[str, str]) -> Iterator[None]:
+    """Processes started together, each ``(command, port, log)``, until each listens on its
+    port; stopped (:func:`stop`) afterwards."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for command, _, log in commands:
+            with log.open("wb") as out:
+                procs.append(
+                    subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+                )
+        for proc, (_, port, log) in zip(procs, commands, strict=True):
+            _wait_listening(proc, port, log)
+        yield
+    finally:
+        stop(*procs)

@@ -15,11 +15,8 @@ import base64
 import contextlib
 import os
 import secrets
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +26,7 @@ import yaml
 from idp_support import OidcIdp
 
 from loopback_support import free_port
-from serve_support import EXAMPLE_POLICY, PIIGATE, run_piigate, serving
+from serve_support import EXAMPLE_POLICY, PIIGATE, run_piigate, running, serving
 
 __all__ = [
     "MAX_BODY",
@@ -135,42 +132,6 @@ def process_env() -> dict[str, str]:
     env["PIIGATE_MASTER_KEY"] = base64.b64encode(secrets.token_bytes(32)).decode()
     env["PIIGATE_LOG_FORMAT"] = "json"
     return env
-
-
-def _wait_listening(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + _READY_SECONDS
-    while True:
-        assert proc.poll() is None, log.read_text()
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        assert time.monotonic() < deadline, f"nothing listens on {port}: {log.read_text()}"
-        time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def running(commands: Sequence[tuple[list[str], int, Path]], env: dict[str, str]) -> Iterator[None]:
-    """Processes started together, each ``(command, port, log)``, until each listens on its
-    port; stopped with SIGTERM (SIGKILL if one lingers) afterwards."""
-    procs = []
-    try:
-        for command, _, log in commands:
-            with log.open("wb") as out:
-                procs.append(
-                    subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-                )
-        for proc, (_, port, log) in zip(procs, commands, strict=True):
-            _wait_listening(proc, port, log)
-        yield
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
 
 
 def gateway_command(config: Path) -> list[str]:

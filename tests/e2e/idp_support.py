@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx
 import pytest
 
+from serve_support import stop
 from services_support import unavailable
 
 __all__ = ["IDP_DIR", "IdpRefused", "OidcIdp", "oidc_idp", "running_idp"]
@@ -252,12 +253,7 @@ def running_idp(
             redirect_uri=redirect_uri,
         )
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop(proc)
         if proc.stdout is not None:
             proc.stdout.close()
 

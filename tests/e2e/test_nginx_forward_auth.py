@@ -9,15 +9,12 @@ unless ``PIIGATE_REQUIRE_SERVICES=1`` (CI).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +22,7 @@ import httpx
 import pytest
 
 from piigate.identity.apikeys import api_key_id
-from serve_support import run_piigate, serving
+from serve_support import run_piigate, running, serving
 from services_support import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,32 +74,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _wait_for(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        assert proc.poll() is None, log.read_text()
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        assert time.monotonic() < deadline, f"nothing listens on {port}"
-        time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def running(command: list[str], port: int, log: Path, env: dict[str, str]) -> Iterator[None]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        _wait_for(port, proc, log)
-        yield
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def gateway_config(tmp: Path, api: str) -> Path:
@@ -158,8 +129,8 @@ def test_nginx_asks_piigate_before_the_api(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{ports[NGINX]}"
     nginx_command = [nginx, "-e", "stderr", "-p", str(tmp_path), "-c", str(main)]
     with (
-        running(api, ports[API], tmp_path / "api.log", env),
-        running(nginx_command, ports[NGINX], tmp_path / "nginx.log", env),
+        running([(api, ports[API], tmp_path / "api.log")], env),
+        running([(nginx_command, ports[NGINX], tmp_path / "nginx.log")], env),
         httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as client,
     ):
         with serving(env, ports[SERVE], tmp_path / "serve.log", config=config):
