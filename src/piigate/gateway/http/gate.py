@@ -168,8 +168,6 @@ class Gate:
         if not HEADER_TEXT.fullmatch(caller.subject.id):  # it goes upstream in a header
             raise Forbidden("the subject id cannot be sent in a header")
         limited = await self._limited(ask, caller, match.route)
-        if isinstance(limited, Answer):
-            return limited
         routed = route_request(match, ask.body)
         request = routed.access_request(
             subject=caller.subject,
@@ -187,8 +185,8 @@ class Gate:
 
     async def _limited(
         self, ask: Ask, caller: Caller | None, route: Route | None
-    ) -> Passage | Answer | None:
-        """None without limits; a passage carrying the limits' headers; or the 429."""
+    ) -> Passage | None:
+        """None without limits, else a passage carrying the limits' headers; raises the 429."""
         if self.limiter is None:
             return None
         result = await self.limiter.check(
