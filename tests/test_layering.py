@@ -3,7 +3,7 @@
 - The domain is pure: policy/, risk/, the vocabulary and each factor kind's protocol code import
   no framework, no database driver, no HTTP client, and nothing with I/O from this package.
 - Only store/ speaks SQL: nothing else imports SQLAlchemy or a database driver.
-- Only the edges (api/, cli/, console/, gateway/, integrations/) import the edges. The HTTP
+- Only the edges (api/, cli/, console/, gateway/, integrations/, demo/) import the edges. The HTTP
   gateway's core (``GATEWAY_CORE``: its configuration, routes, selectors, masking and rate
   limits) lives in gateway/ but is pure, so that the reverse proxy, forward-auth (api/) and the
   app middleware (integrations/) share it: it is held to the domain's rules, and importing it is
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "piigate"
-FRAMEWORKS = ("fastapi", "starlette", "uvicorn", "httpx", "typer")
+FRAMEWORKS = ("fastapi", "starlette", "uvicorn", "httpx", "aiohttp", "typer")
 DRIVERS = ("sqlalchemy", "alembic", "asyncpg", "psycopg", "aiosqlite", "sqlite3", "redis")
 EDGES = (
     "piigate.api",
@@ -31,6 +31,8 @@ EDGES = (
     "piigate.gateway",
     # An app's own HTTP (client, FastAPI dependency, ASGI middleware) around the gateway's gate.
     "piigate.integrations",
+    # The demo's sample customer API: a program of its own, on Starlette.
+    "piigate.demo",
 )
 EDGE_DIRS = tuple(f"{edge.removeprefix('piigate.')}/" for edge in EDGES)
 
@@ -160,5 +162,5 @@ def test_factor_ceremonies_reach_the_outside_through_ports() -> None:
         bad = {m for m in _imports(path) if m.split(".")[0] in ("fastapi", "starlette")}
         assert not bad, f"{rel} imports {sorted(bad)}"
         if rel not in ADAPTERS:
-            http = {m for m in _imports(path) if m.split(".")[0] == "httpx"}
+            http = {m for m in _imports(path) if m.split(".")[0] in ("httpx", "aiohttp")}
             assert not http, f"{rel} opens HTTP connections; only adapters do"
