@@ -5,13 +5,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from piigate.model import AccessRequest, RiskAssessment
+from piigate.model import AccessRequest, Context, RiskAssessment
 
-__all__ = ["CarriedRisk", "RiskEngine"]
+__all__ = ["CarriedRisk", "RiskEngine", "RiskFeed"]
 
 
 class RiskEngine(Protocol):
     async def assess(self, request: AccessRequest, *, now: datetime) -> RiskAssessment: ...
+
+
+class RiskFeed(Protocol):
+    """What the edges tell the risk engine after the fact.
+
+    ``verified``: the subject proved who they are (a login, a step-up) from this context; only
+    such activity enters the history. ``failed_stepup``: a step-up verification failed.
+    """
+
+    async def verified(self, subject_id: str, context: Context, *, now: datetime) -> None: ...
+
+    async def failed_stepup(self, subject_id: str, *, now: datetime) -> None: ...
 
 
 class CarriedRisk:
