@@ -18,6 +18,8 @@ from enum import StrEnum
 from typing import Protocol
 
 __all__ = [
+    "HISTORY_DAYS",
+    "HISTORY_VALUES",
     "Client",
     "Feature",
     "HistoryStore",
@@ -30,6 +32,11 @@ __all__ = [
     "features",
     "keyed",
 ]
+
+# A history keeps, per subject and feature, the newest HISTORY_VALUES values seen within
+# HISTORY_DAYS; older ones are forgotten (the store and the in-memory history alike).
+HISTORY_VALUES = 100
+HISTORY_DAYS = 180
 
 
 class Feature(StrEnum):
