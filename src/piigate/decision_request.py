@@ -35,6 +35,7 @@ from piigate.policy.compiled import CompiledPolicy
 
 __all__ = [
     "CaseRequestIn",
+    "ContextIn",
     "DecisionRequestIn",
     "In",
     "Name",
@@ -106,6 +107,9 @@ class ContextIn(In):
         if value is not None and not _is_ip(value):
             raise ValueError("not an IP address")
         return value
+
+    def to_domain(self) -> Context:
+        return Context(self.ip, self.user_agent, self.device_id)
 
 
 class ResourceIn(In):
@@ -230,7 +234,7 @@ def access_request(
         pii=frozenset(body.pii),
         resource=Resource(body.resource.type, body.resource.id),
         session=session,
-        context=Context(body.context.ip, body.context.user_agent, body.context.device_id),
+        context=body.context.to_domain(),
         transaction=None if txn is None else Transaction(txn.amount, txn.currency, txn.payee),
         grants=grants,
         binding_fields=binding if binding is not None else {},

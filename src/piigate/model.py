@@ -283,6 +283,7 @@ class CallerKind(StrEnum):
     API_KEY = "api_key"  # an app or gateway
     JWT = "jwt"  # a person, with an identity provider's bearer token
     SESSION = "session"  # a person, with the console's session cookie
+    LOGIN = "login"  # a person mid-login (password checked), for its step-up only
 
 
 @dataclass(frozen=True, slots=True)

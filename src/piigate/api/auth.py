@@ -22,9 +22,11 @@ __all__ = [
     "API_KEY_PREFIX",
     "GRANT_COOKIE",
     "GRANT_HEADER",
+    "LOGIN_TICKET_HEADER",
     "SESSION_COOKIE",
     "Access",
     "Authenticated",
+    "ChallengeCaller",
     "Person",
     "api_key_caller",
     "authenticate",
@@ -32,6 +34,7 @@ __all__ = [
     "presented_grant",
     "require_access",
     "require_caller",
+    "require_challenge_caller",
     "require_person",
     "require_scope",
 ]
@@ -42,6 +45,8 @@ GRANT_HEADER = "PIIGate-Grant"
 GRANT_COOKIE = "piigate_grant"
 # Bearer credentials with this prefix are API keys; any other bearer token is an IdP JWT.
 API_KEY_PREFIX = "pgk_"
+# A login waiting for its step-up (``stepup/login.py``): good for that one challenge only.
+LOGIN_TICKET_HEADER = "PIIGate-Login-Ticket"
 
 
 def bearer_credential(authorization: str) -> str:
@@ -96,8 +101,26 @@ async def require_person(caller: Annotated[Caller, Depends(require_caller)]) -> 
     return caller
 
 
+async def require_challenge_caller(request: Request, challenge_id: str) -> Caller:
+    """Who may act on the challenge of the path: any authenticated caller (the routes check
+    who may answer it), or a person mid-login presenting the login ticket of that very
+    challenge (``PIIGate-Login-Ticket``)."""
+    services = get_services(request)
+    caller = await authenticate(request, services)
+    if caller is not None:
+        return caller
+    ticket = request.headers.get(LOGIN_TICKET_HEADER)
+    if ticket:
+        caller = await services.login.ticket_caller(ticket, challenge_id)
+        if caller is not None:
+            return caller
+    raise Unauthorized()
+
+
 Authenticated = Annotated[Caller, Depends(require_caller)]
 Person = Annotated[Caller, Depends(require_person)]
+# The challenge routes (``/v1/challenges/{challenge_id}/...``): see require_challenge_caller.
+ChallengeCaller = Annotated[Caller, Depends(require_challenge_caller)]
 
 
 def presented_grant(request: Request) -> str | None:

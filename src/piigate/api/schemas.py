@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from piigate.crypto.secret import Secret
-from piigate.decision_request import DecisionRequestIn, In, Name
+from piigate.decision_request import ContextIn, DecisionRequestIn, In, Name
 from piigate.factors.ports import FactorRecord
 from piigate.model import (
     Challenge,
@@ -150,6 +150,10 @@ class VerifyIn(In):
     code: Code | None = None
     # WebAuthn's PublicKeyCredential JSON (CONTRACT §4.3); accepted in shape, verified elsewhere.
     credential: dict[str, Any] | None = None
+    # An app relaying its user's proof: the user's context, as in a decision request (the risk
+    # engine learns the verified device, place and client from it). A person's own is their
+    # request's.
+    context: ContextIn | None = None
 
     def to_domain(self) -> Proof:
         return Proof(

@@ -14,6 +14,7 @@ import structlog
 from fastapi import Request
 
 from piigate import __version__
+from piigate.api.devices import DeviceCookies
 from piigate.api.metrics import Metrics
 from piigate.api.upkeep import PolicyWatch, Purge, refresh_keys
 from piigate.audit.bus import EventBus
@@ -39,12 +40,14 @@ from piigate.files import exposed
 from piigate.gateway.http.config import HttpGatewayConfig, find_gateway_config
 from piigate.identity import ApiKeyCache, ApiKeyPrincipal, JwtValidator
 from piigate.identity.login import Logins
+from piigate.identity.tickets import LoginTickets
 from piigate.model import Method
 from piigate.policy.holder import PolicyHolder
-from piigate.risk.port import CarriedRisk
+from piigate.risk.port import CarriedRisk, NoFeed, RiskFeed
 from piigate.risk.recorded import RecordedRisk
 from piigate.stepup.engine import Engine
 from piigate.stepup.grants import KeyringGrantVerifier
+from piigate.stepup.login import LoginFlow
 from piigate.stepup.verification import Verifier
 from piigate.store import Database, Store
 from piigate.store.counters import Counters
@@ -97,11 +100,14 @@ class Services:
         self.bus: EventBus
         self.audit: AuditLog
         self.risk: RecordedRisk
+        self.risk_feed: RiskFeed  # what the routes tell the risk engine after the fact
         self.challenges: SqlChallenges  # one repository, shared by the engine and the ceremonies
         self.engine: Engine
         self.api_keys: ApiKeyCache
         self.jwt: JwtValidator | None
         self.logins: Logins
+        self.login: LoginFlow  # POST /v1/login decided as action login (stepup/login.py)
+        self.devices: DeviceCookies  # the piigate_device cookie (api/devices.py)
         self.verifier: Verifier
         self.fresh: FreshGrants  # a person's own step-ups (factor changes, approving)
         self.enrollment: FactorEnrollment
@@ -166,6 +172,7 @@ class Services:
     def _open_engine(self) -> None:
         # What the request carries, plus what piigate recorded (a denied push).
         self.risk = RecordedRisk(CarriedRisk(), self.store, self.policy, bus=self.bus)
+        self.risk_feed = NoFeed()
         # With the audit log as writer, a new challenge is inserted in the same group commit as
         # its decision's audit event; everyone else only reads challenges.
         self.challenges = SqlChallenges(self.store, self.keyring, self.audit)
@@ -201,6 +208,15 @@ class Services:
             session_ttl=self.settings.session_ttl,
             count=lambda outcome: logins.labels(outcome.value).inc(),
         )
+        self.login = LoginFlow(
+            logins=self.logins,
+            engine=self.engine,
+            tickets=LoginTickets(self.store),
+            challenges=self.challenges,
+            audit=self.audit,
+            clock=self.clock,
+        )
+        self.devices = DeviceCookies(self.keyring)
 
     def _open_verification(self, relying: RelyingParty) -> None:
         """The verification pipeline, factor enrollment, and the ceremonies without adapters

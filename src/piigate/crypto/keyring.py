@@ -27,6 +27,8 @@ from typing import Any
 
 import structlog
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc.jwk import ECKey
 
 from piigate.clock import Clock, SystemClock
@@ -208,6 +210,18 @@ class Keyring:
     def rewrap(self, token: str, *, aad: bytes) -> str:
         """Re-encrypt a token under the current data key (after :meth:`rotate_data_key`)."""
         return self.encrypt(self.decrypt(token, aad=aad), aad=aad)
+
+    def derived_key(self, purpose: bytes, kid: str | None = None) -> tuple[str, bytes] | None:
+        """A 32-byte key for ``purpose`` (an HMAC key, say) derived from the data key ``kid``
+        (the current one when None) with HKDF-SHA256 (RFC 5869), and that kid; None for a kid
+        this node does not hold. Each purpose gets an independent key, never the AES key."""
+        key = self._state.data.get(kid or self._state.data_kid)
+        if key is None:
+            if kid is not None:
+                self._reload_soon()
+            return None
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"piigate:" + purpose)
+        return key.kid, hkdf.derive(key.secret.reveal())
 
     # -- keeping up with other nodes -------------------------------------------------------------
 

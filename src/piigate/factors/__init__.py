@@ -43,6 +43,7 @@ class CeremonyPurpose(StrEnum):
     SMS_NUMBER_KEY = "sms_number_key"  # the HMAC key numbers are counted under (one row)
     PUSH = "push"  # a push sent to the subject's devices, with its number
     PUSH_ENROLL = "push_enroll"  # the one-time token a device enrols with
+    LOGIN_TICKET = "login_ticket"  # a login waiting for its step-up (``identity.tickets``)
 
 
 class CeremonyState(StrEnum):

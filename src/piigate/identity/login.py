@@ -33,17 +33,19 @@ from piigate.ports import AuditRecorder, RateCounters
 
 __all__ = [
     "LOGIN_CHECK_SECONDS",
+    "PASSWORD_AMR",
     "LoginOutcome",
     "LoginSession",
     "LoginStore",
     "Logins",
+    "UserRecord",
     "session_token_hash",
 ]
 
 # Longer than any password check takes; bounds how long a node that died mid-check blocks logins.
 LOGIN_CHECK_SECONDS = 30
 # The one authentication method a local login proves (RFC 8176 §2: "pwd").
-_PASSWORD_AMR = ("pwd",)
+PASSWORD_AMR = ("pwd",)
 
 
 class LoginOutcome(StrEnum):
@@ -52,6 +54,8 @@ class LoginOutcome(StrEnum):
     OK = "ok"
     FAILED = "failed"
     THROTTLED = "throttled"
+    STEP_UP = "step_up"  # the password was right; the policy asks for a step-up first
+    DENIED = "denied"  # the password was right; the policy denies the login
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +155,13 @@ class Logins:
         self.throttle = throttle
 
     async def login(self, username: str, password: Secret[str], ip: str | None) -> LoginSession:
-        """Check a local password, throttled per user and per network; open a session.
+        """:meth:`authenticate`, then :meth:`open_session`."""
+        return await self.open_session(await self.authenticate(username, password, ip), ip)
+
+    async def authenticate(
+        self, username: str, password: Secret[str], ip: str | None
+    ) -> UserRecord:
+        """Check a local password, throttled per user and per network: the user it is.
 
         Raises ``TooManyRequests`` while the user or the network is backed off (or another
         check of this user is running) and ``Unauthorized``, the same for an unknown user, a
@@ -174,9 +184,14 @@ class Logins:
                 await self.audit.record("login_failed", subject_id=username, data={"ip": ip})
                 raise Unauthorized("invalid username or password")
             await self.counters.reset(user_key)
-            return await self._open_session(user, ip, now)
+            return user
         finally:
             await self.counters.reset(inflight)
+
+    async def active_user(self, username: str) -> UserRecord | None:
+        """The user ``username`` when they exist and may log in."""
+        user = await self.store.get_user(username)
+        return None if user is None or user.disabled else user
 
     async def session_for(self, token: str) -> LoginSession | None:
         """The open session of ``token`` (its ``token`` left out), or None when there is none,
@@ -243,26 +258,33 @@ class Logins:
             if delay:
                 await self.counters.hit(f"{key}:lock", window_seconds=delay, now=now)
 
-    async def _open_session(self, user: UserRecord, ip: str | None, now: datetime) -> LoginSession:
-        """A new session at the policy's first (lowest) level, proven by the password alone."""
+    def password_level(self) -> str | None:
+        """The level a password proves: the policy's first (lowest)."""
         current = self.policy.current
-        level = current.policy.levels[0].name if current and current.policy.levels else None
+        return current.policy.levels[0].name if current and current.policy.levels else None
+
+    async def open_session(
+        self, user: UserRecord, ip: str | None, *, challenge_id: str | None = None
+    ) -> LoginSession:
+        """A new session at the policy's first (lowest) level, proven by the password (and the
+        step-up of ``challenge_id`` the login asked for, named in the audit event)."""
+        now = self.clock.now()
+        level = self.password_level()
         token = secrets.token_urlsafe(32)
         row = await self.store.create_session(
             session_token_hash(token),
             user.username,
             level,
-            _PASSWORD_AMR,
+            PASSWORD_AMR,
             now,
             now + timedelta(seconds=self.session_ttl),
             now,
         )
         self.count(LoginOutcome.OK)
-        await self.audit.record(
-            "login_succeeded",
-            subject_id=user.username,
-            data={"ip": ip, "session_id": row.token_hash[:16], "level": level},
-        )
+        data: dict[str, object] = {"ip": ip, "session_id": row.token_hash[:16], "level": level}
+        if challenge_id is not None:
+            data["challenge_id"] = challenge_id
+        await self.audit.record("login_succeeded", subject_id=user.username, data=data)
         return LoginSession(
             token,
             Subject(user.username, roles=frozenset(user.roles)),

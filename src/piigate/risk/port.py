@@ -7,7 +7,7 @@ from typing import Protocol
 
 from piigate.model import AccessRequest, Context, RiskAssessment
 
-__all__ = ["CarriedRisk", "RiskEngine", "RiskFeed"]
+__all__ = ["CarriedRisk", "NoFeed", "RiskEngine", "RiskFeed"]
 
 
 class RiskEngine(Protocol):
@@ -35,3 +35,13 @@ class CarriedRisk:
 
     async def assess(self, request: AccessRequest, *, now: datetime) -> RiskAssessment:
         return request.risk or RiskAssessment()
+
+
+class NoFeed:
+    """A :class:`RiskFeed` that keeps nothing: for a risk engine without a history."""
+
+    async def verified(self, subject_id: str, context: Context, *, now: datetime) -> None:
+        return None
+
+    async def failed_stepup(self, subject_id: str, *, now: datetime) -> None:
+        return None

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request, Response
 from pydantic import Field, ValidationInfo, field_validator
 
-from piigate.api.auth import Authenticated, Person
+from piigate.api.auth import ChallengeCaller, Person
 from piigate.api.jsonbody import JsonRoute
 from piigate.api.schemas import challenge_json, grant_json
 from piigate.api.services import Services, get_services
@@ -86,7 +86,7 @@ def _may_read(challenge: Challenge, caller: Caller) -> bool:
 async def get_challenge(
     challenge_id: str,
     request: Request,
-    caller: Authenticated,
+    caller: ChallengeCaller,
 ) -> dict[str, Any]:
     services = get_services(request)
     challenge = await _visible_challenge(services, challenge_id, caller)
@@ -107,7 +107,7 @@ async def get_challenge_status(
     challenge_id: str,
     request: Request,
     response: Response,
-    caller: Authenticated,
+    caller: ChallengeCaller,
 ) -> dict[str, Any]:
     """The state; after an out-of-band approval (push, another person) the first read by the
     challenge's subject or the app that asked also carries the grant — once, never again."""

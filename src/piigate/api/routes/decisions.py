@@ -8,10 +8,17 @@ validation, errors) and answers every request but the plain case: an API key wit
 ``decisions`` scope and a JSON body that validates, which gateways send thousands of times a
 second. ``LeanDecisions`` runs that case in front of everything (``api/lean.py``): the same
 steps without FastAPI's per-request machinery.
+
+The request's ``context`` is the end user's, as the app or gateway saw it; its ``device_id``
+may be a client's own id or the ``piigate_device`` cookie's value as the browser sent it, which
+counts only when its signature holds (``api/devices.py``). When a person asks about themselves
+(a session or bearer token, ``subject.id`` their own), what the body leaves out of the context
+is taken from their request: address, user agent, device cookie or ``PIIGate-Device``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Annotated, Any
 
@@ -21,12 +28,13 @@ from fastapi.routing import APIRoute
 from pydantic_core import to_json
 
 from piigate.api.auth import Access, require_access
+from piigate.api.context import completed, own_context, resolved_context
 from piigate.api.jsonbody import JsonRoute
 from piigate.api.lean import Answer, LeanHeaders, LeanRoute, Work
 from piigate.api.schemas import DecisionRequestIn, decision_json
 from piigate.api.services import Services, get_services
 from piigate.errors import BadRequest, ServiceUnavailable, step_up_header
-from piigate.model import AccessRequest, Caller, Outcome
+from piigate.model import AccessRequest, Caller, Context, Outcome
 
 __all__ = ["LeanDecisions", "lean_decisions", "router"]
 
@@ -65,6 +73,10 @@ async def create_decision(
 ) -> DecisionResponse:
     services = get_services(request)
     access = _access_request(body, services)
+    own = None
+    if not caller.is_app and access.subject.id == caller.id:
+        own = await own_context(services, request)
+    access = await _with_context(services, access, own)
     # A plain JSON response: the body is built from our own dataclasses, so re-validating it
     # against an inferred response model would only cost time on the hot path.
     return DecisionResponse(await _decide(services, access, caller))
@@ -80,6 +92,19 @@ def _access_request(body: DecisionRequestIn, services: Services) -> AccessReques
         # It would look fresh for as long as it stays in the future (as for IdP tokens).
         raise BadRequest("session.auth_time: in the future", field="session.auth_time")
     return body.to_domain(compiled)
+
+
+async def _with_context(
+    services: Services, access: AccessRequest, own: Context | None
+) -> AccessRequest:
+    """``access`` with its device resolved, and completed by ``own`` (the person's own request)
+    when given."""
+    context = await resolved_context(services, access.context)
+    if own is not None:
+        context = completed(context, own)
+    if context == access.context:
+        return access
+    return dataclasses.replace(access, context=context)
 
 
 async def _decide(services: Services, access: AccessRequest, caller: Caller) -> dict[str, Any]:
@@ -115,7 +140,7 @@ class LeanDecisions(LeanRoute):
         parsed: DecisionRequestIn = self.validated(body)
 
         async def work() -> Answer:
-            access = _access_request(parsed, services)
+            access = await _with_context(services, _access_request(parsed, services), None)
             return await _decide(services, access, caller), ()
 
         return work

@@ -35,7 +35,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from piigate.api.auth import Authenticated, Person, presented_grant
+from piigate.api.auth import ChallengeCaller, Person, presented_grant
 from piigate.api.jsonbody import JsonRoute
 from piigate.api.services import Services, get_services
 from piigate.audit.bus import SubscriberLagged, Subscription, SubscriptionClosed
@@ -180,7 +180,7 @@ async def send_push(
     challenge_id: str,
     request: Request,
     response: Response,
-    caller: Authenticated,
+    caller: ChallengeCaller,
     body: PushSendIn | None = None,
 ) -> dict[str, Any]:
     """The challenge's subject, or the app that asked for the decision (its API key), may send

@@ -1,40 +1,105 @@
-"""Local login (CONTRACT §4.1): ``POST /v1/login`` sets the session cookie; ``/v1/logout``."""
+"""Local login (CONTRACT §4.1): ``POST /v1/login`` sets the session cookie; ``/v1/logout``.
+
+A login is decided as ``action: login`` (``stepup/login.py``). When the policy asks for a
+step-up, the answer is a 401 with the challenge and a login ticket; once the challenge is
+approved, ``POST /v1/login/complete`` with the ticket opens the session. Every login that
+opens a session also sets the device cookie and tells the risk engine (``api/context.py``).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
+from pydantic import Field
 
 from piigate.api.auth import SESSION_COOKIE
+from piigate.api.context import own_context, tell_verified
 from piigate.api.jsonbody import JsonRoute
 from piigate.api.schemas import LoginIn
-from piigate.api.services import get_services
+from piigate.api.services import Services, get_services
 from piigate.crypto.secret import Secret
+from piigate.decision_request import In
+from piigate.identity.login import LoginSession
+from piigate.identity.tickets import MAX_TICKET_LENGTH
+from piigate.model import Context
+from piigate.risk.devices import new_device_id
+from piigate.stepup.login import COMPLETE_PATH
 
 router = APIRouter(tags=["sessions"], route_class=JsonRoute)
 
 LOGIN_PATH = "/v1/login"
 LOGOUT_PATH = "/v1/logout"
 # Checked for cross-site use even without a session cookie (api.middleware.CrossSiteGuard).
-ENTRY_PATHS = (LOGIN_PATH, LOGOUT_PATH)
+ENTRY_PATHS = (LOGIN_PATH, COMPLETE_PATH, LOGOUT_PATH)
 
 
-@router.post(LOGIN_PATH, summary="Log in with a local username and password")
+class LoginCompleteIn(In):
+    ticket: Annotated[str, Field(min_length=1, max_length=MAX_TICKET_LENGTH)]
+
+
+@router.post(
+    LOGIN_PATH,
+    summary="Log in with a local username and password",
+    responses={
+        401: {
+            "description": "Wrong credentials, or a step-up first: the challenge and a login "
+            "ticket (problem `insufficient_user_authentication`)"
+        },
+        403: {"description": "The policy denies this login"},
+    },
+)
 async def login(body: LoginIn, request: Request, response: Response) -> dict[str, Any]:
+    """The session cookie (and the device cookie). When the policy asks this login to step up,
+    a 401 problem carries the ``challenge``, what it ``required``s and a ``login_ticket``:
+    answer the challenge with ``PIIGate-Login-Ticket: <ticket>``, then ``POST
+    /v1/login/complete`` with ``{"ticket"}``."""
     services = get_services(request)
-    ip = request.client.host if request.client else None
-    result = await services.logins.login(body.username, Secret(body.password), ip)
+    context = await own_context(services, request)
+    if context.device_id is None:  # a device new to piigate: its id from now on
+        context = Context(context.ip, context.user_agent, new_device_id())
+    result = await services.login.login(body.username, Secret(body.password), context)
+    return await _opened(services, response, result, context)
+
+
+@router.post(COMPLETE_PATH, summary="Complete a login whose step-up is approved")
+async def complete_login(
+    body: LoginCompleteIn, request: Request, response: Response
+) -> dict[str, Any]:
+    """The session cookie, once the challenge of the login ticket is approved; 409 while it is
+    still pending (try again), 401 when the ticket is not good (any reason)."""
+    services = get_services(request)
+    context = await own_context(services, request)
+    result, ticket = await services.login.complete(body.ticket, context.ip)
+    # The device the login came from (bound to the ticket), which its step-up verified.
+    device = Context(context.ip, context.user_agent, ticket.device_id)
+    return await _opened(services, response, result, device, tell=False)
+
+
+async def _opened(
+    services: Services,
+    response: Response,
+    result: LoginSession,
+    context: Context,
+    *,
+    tell: bool = True,
+) -> dict[str, Any]:
+    """The cookies of an opened session and its description; the risk engine told of the
+    login (``tell``: a completed login's step-up told it already)."""
     assert result.token is not None
+    secure = services.settings.public_url.startswith("https://")
     response.set_cookie(
         SESSION_COOKIE,
         result.token,
         max_age=services.settings.session_ttl,
         httponly=True,
-        secure=services.settings.public_url.startswith("https://"),
+        secure=secure,
         samesite="lax",
         path="/",
     )
+    services.devices.set_cookie(response, context.device_id, secure=secure)
+    if tell:
+        await tell_verified(services, result.subject.id, context)
     return {
         "subject": result.subject.id,
         "roles": sorted(result.subject.roles),

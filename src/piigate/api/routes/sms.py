@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from piigate.api.auth import Authenticated, Person, presented_grant
+from piigate.api.auth import ChallengeCaller, Person, presented_grant
 from piigate.api.jsonbody import JsonRoute
 from piigate.api.schemas import CodeIn, SmsEnrollIn, SmsSendIn, factor_json
 from piigate.api.services import get_services
@@ -48,7 +48,7 @@ def _sent(sent: SentCode) -> dict[str, Any]:
 async def send_challenge_code(
     challenge_id: str,
     request: Request,
-    caller: Authenticated,
+    caller: ChallengeCaller,
     body: SmsSendIn | None = None,
 ) -> dict[str, Any]:
     """The challenge's subject, or the app that asked for the decision (its API key), may ask

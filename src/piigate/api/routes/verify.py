@@ -4,6 +4,12 @@ The challenge's subject verifies for itself (console session or bearer token); t
 asked for the decision may relay its user's proof with its API key. Every refusal is the same
 401 ``factor_rejected`` problem (429 with ``Retry-After`` during a failure back-off); the exact
 reason goes to the audit log only.
+
+The risk engine is told of both (``api/context.py``): a success as verified activity of the
+challenge's subject, from the verifying request's own context when the subject verifies for
+itself, or from the ``context`` the app relays (a device missing from either is the
+challenge's); a refused proof as a failed step-up. A person's verification also renews the
+device cookie (``api/devices.py``).
 """
 
 from __future__ import annotations
@@ -14,11 +20,21 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 
-from piigate.api.auth import Authenticated
+from piigate.api.auth import ChallengeCaller
+from piigate.api.context import (
+    completed,
+    own_context,
+    resolved_context,
+    tell_failed_stepup,
+    tell_verified,
+)
 from piigate.api.jsonbody import JsonRoute
 from piigate.api.lean import Answer, LeanHeaders, LeanRoute, Work
 from piigate.api.schemas import VerifyIn, grant_json
 from piigate.api.services import Services, get_services
+from piigate.errors import BadRequest
+from piigate.model import Caller, Context
+from piigate.stepup.verdicts import IssuedGrant, VerificationFailure, VerificationRejected
 
 __all__ = ["LeanVerify", "lean_verify", "router"]
 
@@ -28,6 +44,9 @@ PATH = "/v1/challenges/{challenge_id}/verify"
 # The path segment the declared route would match (Starlette's ``{param}``: no slash).
 _LEAN_PATH = re.compile(r"/v1/challenges/([^/]+)/verify")
 _NO_STORE = (b"cache-control", b"no-store")
+# Refusals that say nothing of the proof (the challenge could not be answered any more): not
+# a failed step-up.
+_NOT_A_PROOF = frozenset({VerificationFailure.EXPIRED, VerificationFailure.NOT_PENDING})
 
 
 @router.post(PATH, summary="Prove a factor; get a grant")
@@ -36,13 +55,45 @@ async def verify_challenge(
     body: VerifyIn,
     request: Request,
     response: Response,
-    caller: Authenticated,
+    caller: ChallengeCaller,
 ) -> dict[str, Any]:
-    issued = await get_services(request).verifier.verify(
-        challenge_id, body.to_domain(), caller=caller
-    )
+    services = get_services(request)
+    own = None
+    if not caller.is_app:
+        if body.context is not None:
+            raise BadRequest(
+                "context: only an app relays its user's context; yours is this request's",
+                field="context",
+            )
+        own = await own_context(services, request)
+    issued = await _verify(services, challenge_id, body, caller, own)
     response.headers["Cache-Control"] = "no-store"
+    if own is not None:
+        secure = services.settings.public_url.startswith("https://")
+        device = own.device_id or issued.grant.device_id
+        services.devices.set_cookie(response, device, secure=secure)
     return grant_json(issued)
+
+
+async def _verify(
+    services: Services, challenge_id: str, body: VerifyIn, caller: Caller, own: Context | None
+) -> IssuedGrant:
+    """The grant of a verified proof, the risk engine told either way (see the module's doc):
+    ``own`` is the verifying person's own context (None: an app's, relayed in the body)."""
+    try:
+        issued = await services.verifier.verify(challenge_id, body.to_domain(), caller=caller)
+    except VerificationRejected as refused:
+        if refused.reason not in _NOT_A_PROOF:
+            challenge = await services.challenges.get(challenge_id)
+            if challenge is not None:
+                await tell_failed_stepup(services, challenge.subject_id)
+        raise
+    if own is None:
+        relayed = body.context.to_domain() if body.context is not None else Context()
+        own = await resolved_context(services, relayed)
+    context = completed(own, Context(device_id=issued.grant.device_id))
+    await tell_verified(services, issued.grant.subject_id, context)
+    return issued
 
 
 class LeanVerify(LeanRoute):
@@ -63,9 +114,7 @@ class LeanVerify(LeanRoute):
         proof: VerifyIn = self.validated(body)
 
         async def work() -> Answer:
-            issued = await services.verifier.verify(
-                params["challenge_id"], proof.to_domain(), caller=caller
-            )
+            issued = await _verify(services, params["challenge_id"], proof, caller, None)
             return grant_json(issued), (_NO_STORE,)
 
         return work

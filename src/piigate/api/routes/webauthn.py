@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from piigate.api.auth import Authenticated, Person, presented_grant
+from piigate.api.auth import ChallengeCaller, Person, presented_grant
 from piigate.api.jsonbody import JsonRoute
 from piigate.api.schemas import WebAuthnRegisterIn, factor_json
 from piigate.api.services import get_services
@@ -73,7 +73,7 @@ async def webauthn_authentication_options(
     challenge_id: str,
     request: Request,
     response: Response,
-    caller: Authenticated,
+    caller: ChallengeCaller,
 ) -> dict[str, Any]:
     """For the challenge's subject, or the app that asked for the decision (its API key) to
     relay to its user's browser; anyone else gets 404."""

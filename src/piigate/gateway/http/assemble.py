@@ -96,7 +96,8 @@ def in_process(services: Services) -> tuple[EngineDecider, ApiKeyLookup]:
     async def api_keys(credential: str) -> Caller:
         return await api_key_caller(services, credential)
 
-    return EngineDecider(services.engine, services.settings.public_url), api_keys
+    decider = EngineDecider(services.engine, services.settings.public_url, services.devices)
+    return decider, api_keys
 
 
 def _any_limit(limits: RateLimits) -> bool:

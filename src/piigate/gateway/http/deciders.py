@@ -13,16 +13,19 @@ fails the request closed (``ServiceUnavailable``, a 503): never through.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any, Final
 
 import aiohttp
 
+from piigate.api.devices import DeviceCookies
 from piigate.api.schemas import challenge_json
 from piigate.errors import ServiceUnavailable
 from piigate.gateway.http.verdict import Verdict, challenge_links, verdict_from_json
 from piigate.jsontext import loads
 from piigate.model import AccessRequest, Caller, Decision
+from piigate.risk.devices import client_device_id, read_signed
 from piigate.stepup.engine import Engine
 
 __all__ = ["EngineDecider", "RemoteDecider", "decision_body", "verdict_of"]
@@ -52,12 +55,28 @@ def verdict_of(decision: Decision, base_url: str) -> Verdict:
 
 
 class EngineDecider:
-    def __init__(self, engine: Engine, base_url: str) -> None:
+    """The engine in this process. ``devices`` reads the device the gate passes on (a cookie's
+    value, a client's id): a node's (``in_process``); without it, a cookie cannot be checked and
+    counts as no device."""
+
+    def __init__(self, engine: Engine, base_url: str, devices: DeviceCookies | None = None) -> None:
         self.engine = engine
         self.base_url = base_url
+        self.devices = devices
 
     async def decide(self, request: AccessRequest, caller: Caller) -> Verdict:
+        presented = request.context.device_id
+        if presented is not None:
+            device = await self._device(presented)
+            if device != presented:
+                context = dataclasses.replace(request.context, device_id=device)
+                request = dataclasses.replace(request, context=context)
         return verdict_of(await self.engine.decide(request, caller=caller), self.base_url)
+
+    async def _device(self, presented: str) -> str | None:
+        if self.devices is not None:
+            return await self.devices.resolve(presented)
+        return None if read_signed(presented) is not None else client_device_id(presented)
 
 
 class RemoteDecider:

@@ -24,6 +24,7 @@ from typing import Final, Protocol
 import structlog
 
 from piigate.api.auth import API_KEY_PREFIX, GRANT_COOKIE, GRANT_HEADER, bearer_credential
+from piigate.api.devices import DEVICE_COOKIE
 from piigate.clock import Clock
 from piigate.errors import (
     Forbidden,
@@ -201,8 +202,13 @@ class Gate:
 
 
 def _context(ask: Ask) -> Context:
+    """The end user's context: their address, user agent and device as they presented it (the
+    ``piigate_device`` cookie's value, else ``PIIGate-Device``), unchecked: the engine's side
+    resolves it (``DeviceCookies.resolve``: a forged cookie counts as no device)."""
     agent = ask.header("user-agent")
-    device = ask.header(DEVICE_HEADER)
+    device = cookie_value(ask.headers, DEVICE_COOKIE)
+    if device is None:
+        device = ask.header(DEVICE_HEADER)
     return Context(
         ip=ask.client_ip,
         user_agent=agent[:_MAX_USER_AGENT] if agent else None,
