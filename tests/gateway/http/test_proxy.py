@@ -28,6 +28,7 @@ from piigate.gateway.http.upstream import Upstream
 from piigate.identity.apikeys import generate_api_key
 from piigate.model import Caller
 from piigate.policy.holder import PolicyHolder
+from piigate.risk.devices import new_device_id
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 PUBLIC = "http://piigate.test"
@@ -90,6 +91,7 @@ class Rig:
     client: httpx.AsyncClient
     key: str
     upstream: str
+    services: Services
 
 
 @pytest.fixture
@@ -115,7 +117,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         gate = Gate(
             config,
             callers=GatewayCallers(jwt=None, api_keys=keys, clock=services.clock),
-            decider=EngineDecider(services.engine, PUBLIC),
+            decider=EngineDecider(services.engine, PUBLIC, services.devices),
         )
         upstream = Upstream(base)
         stack.push_async_callback(upstream.aclose)
@@ -127,7 +129,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         await services.store.create_api_key(
             key_id, "app", digest, [], ["customers"], services.clock.now()
         )
-        yield Rig(client, secret.reveal(), base)
+        yield Rig(client, secret.reveal(), base, services)
 
 
 def _auth(rig: Rig) -> dict[str, str]:
@@ -275,3 +277,28 @@ async def test_a_masked_answer_is_asked_whole_and_kept_out_of_shared_caches(rig:
     assert "if-none-match" not in seen and "range" not in seen
     assert answer.headers["cache-control"] == "private, no-store"
     assert "etag" not in answer.headers and "last-modified" not in answer.headers
+
+
+async def _decided_device(rig: Rig) -> object:
+    [*_, event] = await rig.services.audit.list_events(types=["decision"], limit=1000)
+    return event.data.get("device_id")
+
+
+async def test_the_device_cookie_reaches_the_decision_and_never_the_upstream(rig: Rig) -> None:
+    device = new_device_id()
+    cookie = rig.services.devices.sign(device)
+    headers = {**_auth(rig), "cookie": f"theme=dark; piigate_device={cookie}"}
+    answer = await rig.client.get("/echo", headers=headers)
+    assert answer.status_code == 200
+    assert await _decided_device(rig) == device
+    seen = [v for k, v in answer.json()["headers"] if k == "cookie"]
+    assert seen == ["theme=dark"]
+    # A forged cookie is no device, even beside a header; without a cookie, the header's id.
+    forged = cookie[:-2] + ("AA" if not cookie.endswith("AA") else "BB")
+    headers = {**_auth(rig), "cookie": f"piigate_device={forged}", "piigate-device": "d-9"}
+    assert (await rig.client.get("/echo", headers=headers)).status_code == 200
+    assert await _decided_device(rig) is None
+    assert (
+        await rig.client.get("/echo", headers={**_auth(rig), "piigate-device": "d-9"})
+    ).status_code == 200
+    assert await _decided_device(rig) == "d-9"

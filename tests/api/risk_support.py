@@ -1,0 +1,79 @@
+"""Helpers of the tests of what the edges give the risk engine and tell it (imported by name,
+like api_support): a risk engine that knows devices only, and a policy with login rules."""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from api_support import Node
+
+from piigate.model import AccessRequest, Context, RiskAssessment, Signal
+from piigate.policy import compile_policy, load_policy_text
+from piigate.policy.holder import PolicyHolder
+
+__all__ = ["KnownDevices", "login_policy"]
+
+
+@dataclass
+class KnownDevices:
+    """A ``RiskEngine`` and ``RiskFeed`` in one: ``new_device`` (30) for a request whose device
+    the subject has not verified from; it records what it was asked and told."""
+
+    known: dict[str, set[str]] = field(default_factory=dict)
+    assessed: list[AccessRequest] = field(default_factory=list)
+    verified_calls: list[tuple[str, Context]] = field(default_factory=list)
+    failed_calls: list[str] = field(default_factory=list)
+
+    async def assess(self, request: AccessRequest, *, now: datetime) -> RiskAssessment:
+        self.assessed.append(request)
+        device = request.context.device_id
+        if device is not None and device in self.known.get(request.subject.id, set()):
+            return RiskAssessment()
+        return RiskAssessment(30, (Signal("new_device", 30, "a device not seen verified"),))
+
+    async def verified(self, subject_id: str, context: Context, *, now: datetime) -> None:
+        self.verified_calls.append((subject_id, context))
+        if context.device_id is not None:
+            self.known.setdefault(subject_id, set()).add(context.device_id)
+
+    async def failed_stepup(self, subject_id: str, *, now: datetime) -> None:
+        self.failed_calls.append(subject_id)
+
+    def install(self, node: Node) -> KnownDevices:
+        """Make this the node's risk engine and feed."""
+        node.services.engine.risk = self
+        node.services.risk_feed = self
+        return self
+
+
+def login_policy() -> PolicyHolder:
+    """TOTP at aal2; a login from a new device steps up to aal2, role ``blocked`` may not log
+    in; reading an SSN needs aal2."""
+    text = textwrap.dedent(
+        """\
+        version: 1
+        levels:
+          aal1: {acr: "urn:piigate:aal1"}
+          aal2: {acr: "urn:piigate:aal2"}
+        pii:
+          ssn: {}
+        factors:
+          totp: {level: aal2}
+          recovery: {level: aal2}
+        rules:
+          - name: login-new-device
+            when: {action: [login], signals: [new_device]}
+            require: {level: aal2}
+          - name: blocked-accounts
+            when: {action: [login], roles: [blocked]}
+            deny: "this account may not log in"
+          - name: read-ssn
+            when: {pii: [ssn], action: [read]}
+            require: {level: aal2, max_age: 5m}
+        stepup: {max_attempts: 3}
+        profile: nist-800-63b-4
+        """
+    )
+    return PolicyHolder(compile_policy(load_policy_text(text)))
