@@ -187,3 +187,15 @@ async def test_verifications_are_told_with_their_context(
     node.clock.advance(3600)
     assert (await verify(alice, chl, wrong(totp_code(node, secret)))).status_code == 401
     assert risk.failed_calls == ["alice"]
+
+
+async def test_openapi_shows_the_new_fields(node: Node) -> None:
+    spec = (await node.client.get("/openapi.json")).json()
+    assert {"post"} <= set(spec["paths"]["/v1/login/complete"])
+    schemas = spec["components"]["schemas"]
+    assert "context" in schemas["VerifyIn"]["properties"]
+    assert set(schemas["ContextIn"]["properties"]) == {"ip", "user_agent", "device_id"}
+    assert "ticket" in schemas["LoginCompleteIn"]["properties"]
+    verify = spec["paths"]["/v1/challenges/{challenge_id}/verify"]["post"]
+    # The login ticket's header is no parameter of its own: the path's challenge is unchanged.
+    assert [p["name"] for p in verify["parameters"]] == ["challenge_id"]
