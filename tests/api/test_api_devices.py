@@ -17,7 +17,7 @@ from factor_support import (
     verify,
     wrong,
 )
-from risk_support import KnownDevices
+from feed_support import KnownDevices
 
 from piigate.api.devices import DEVICE_COOKIE_MAX_AGE
 from piigate.risk.devices import new_device_id

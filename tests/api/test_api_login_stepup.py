@@ -13,7 +13,7 @@ import httpx
 import pytest
 from api_support import PROBLEM, Node, StartNode, decision_body, same_origin
 from factor_support import PASSWORD, Users, enroll_totp, totp_code, users, wrong
-from risk_support import KnownDevices, login_policy
+from feed_support import KnownDevices, login_policy
 from sqlalchemy import select
 
 from piigate.store.tables import audit_events, ceremonies
