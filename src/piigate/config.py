@@ -16,6 +16,7 @@ over the file, so one image can be configured per deployment.
 | ``PIIGATE_LOG_FORMAT`` | ``json`` (default) or ``console`` |
 | ``PIIGATE_SMS_*``, ``PIIGATE_TWILIO_*`` | the SMS provider (``factors/sms/settings.py``) |
 | ``PIIGATE_PUSH_RELAY_URL`` | where to POST ``{"device_id", "push_id"}`` when a push waits |
+| ``PIIGATE_RISK_*`` | the risk engine's geolocation (``risk/geo_settings.py``) |
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from piigate.errors import PolicyError
 from piigate.factors.sms.settings import SmsSettings, sms_from_env, sms_from_yaml
 from piigate.origins import is_loopback, parse_listen, served_url, web_origin
 from piigate.policy.yamlnodes import NodeReader, YamlErrors, compose_file
+from piigate.risk.geo_settings import GeoSettings, geo_from_env, geo_from_yaml
 
 __all__ = ["ConfigError", "IdentitySettings", "Settings", "load_settings"]
 
@@ -54,6 +56,7 @@ SERVICE_KEYS: Final = frozenset(
         "push_relay_url",
         "master_key_file",
         "allowed_origins",
+        "risk",
     }
 )
 IDENTITY_KEYS: Final = frozenset({"issuer", "audience", "jwks_url", "roles_claim"})
@@ -91,6 +94,8 @@ class Settings:
     log_format: str = "json"
     session_ttl: int = 8 * 3600
     sms: SmsSettings = field(default_factory=SmsSettings)
+    # Where the risk engine's geolocation comes from (the signal weights are the policy's).
+    risk: GeoSettings = field(default_factory=GeoSettings)
     # A relay that wakes push devices (ids only, never PII); devices also poll without it.
     push_relay_url: str | None = None
     # Where the audit group commit runs: "process" (a child process, off the server's GIL and
@@ -217,6 +222,8 @@ def _service(read: NodeReader, node: yaml.Node, settings: Settings, base: Path) 
         values["sms"] = sms_from_yaml(read, spec["sms"][1])
     if "allowed_origins" in spec:
         values["allowed_origins"] = _yaml_origins(read, spec["allowed_origins"][1])
+    if "risk" in spec:
+        values["risk"] = geo_from_yaml(read, spec["risk"][1], base)
     if "log_format" in values and values["log_format"] not in ("json", "console"):
         read.errors.at(spec["log_format"][1], "log_format must be json or console")
     if "audit_writer" in values and values["audit_writer"] not in AUDIT_WRITERS:
@@ -286,4 +293,5 @@ def _from_env(settings: Settings, env: Mapping[str, str]) -> Settings:
     if env.get("PIIGATE_ALLOWED_ORIGINS"):
         values["allowed_origins"] = _env_origins(env["PIIGATE_ALLOWED_ORIGINS"])
     values["sms"] = sms_from_env(settings.sms, env)
+    values["risk"] = geo_from_env(settings.risk, env)
     return replace(settings, **values)  # type: ignore[arg-type]

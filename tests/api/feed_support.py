@@ -12,8 +12,25 @@ from api_support import Node
 from piigate.model import AccessRequest, Context, RiskAssessment, Signal
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
+from piigate.risk.keys import load_risk_key
+from piigate.risk.observation import Feature, keyed
 
-__all__ = ["KnownDevices", "login_policy"]
+__all__ = ["KnownDevices", "decided_device", "device_key", "login_policy"]
+
+
+async def device_key(node: Node, device: str) -> str:
+    """How the risk engine's audit evidence names ``device``: its keyed hash."""
+    key = await load_risk_key(node.services.store, node.services.keyring, now=node.clock.now())
+    return keyed(key.reveal(), Feature.DEVICE, device)
+
+
+async def decided_device(node: Node) -> str | None:
+    """The device of the latest decision, as its audit event names it (a keyed hash)."""
+    [*_, event] = await node.services.audit.list_events(types=["decision"], limit=1000)
+    risk = event.data["risk"]
+    assert isinstance(risk, dict)
+    device = risk.get("context", {}).get("device")
+    return None if device is None else str(device)
 
 
 @dataclass

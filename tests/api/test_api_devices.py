@@ -17,7 +17,7 @@ from factor_support import (
     verify,
     wrong,
 )
-from feed_support import KnownDevices
+from feed_support import KnownDevices, decided_device, device_key
 
 from piigate.api.devices import DEVICE_COOKIE_MAX_AGE
 from piigate.risk.devices import new_device_id
@@ -43,13 +43,6 @@ def client_of(node: Node, **headers: str) -> httpx.AsyncClient:
         base_url="http://t",
         headers={**same_origin(node.settings), **headers},
     )
-
-
-async def decided_device(node: Node) -> str | None:
-    """The device id of the latest decision (its audit event)."""
-    [*_, event] = await node.services.audit.list_events(types=["decision"], limit=1000)
-    device = event.data.get("device_id")
-    return None if device is None else str(device)
 
 
 async def test_login_sets_the_device_cookie_and_keeps_a_valid_one(node: Node) -> None:
@@ -114,13 +107,13 @@ async def test_decisions_read_the_device(node: Node, users: Users) -> None:
     # An app relays the cookie as the browser sent it: its id counts.
     context = {"ip": "203.0.113.7", "device_id": cookie}
     assert (await node.decide(key, decision_body(context=context))).status_code == 200
-    assert await decided_device(node) == device
+    assert await decided_device(node) == await device_key(node, device)
     # An id of piigate's shape without its signature counts as no device; a client's own id
     # goes through.
     await node.decide(key, decision_body(context={"device_id": device}))
     assert await decided_device(node) is None
     await node.decide(key, decision_body(context={"device_id": "d-9"}))
-    assert await decided_device(node) == "d-9"
+    assert await decided_device(node) == await device_key(node, "d-9")
     # A person asking about themselves: what the body leaves out comes from their request.
     await node.user("root", PASSWORD, roles=["admin"])
     async with client_of(node, **{"PIIGate-Device": "laptop-7"}) as root:
@@ -129,12 +122,12 @@ async def test_decisions_read_the_device(node: Node, users: Users) -> None:
         assert response.status_code == 200, response.text
         # The login (a client naming its device) set no cookie: the header is the device.
         assert root.cookies.get("piigate_device") is None
-        assert await decided_device(node) == "laptop-7"
+        assert await decided_device(node) == await device_key(node, "laptop-7")
         # The body wins over the request; about someone else, nothing is taken from it.
         await root.post(
             "/v1/decisions", json=decision_body(subject="root", context={"device_id": "d-1"})
         )
-        assert await decided_device(node) == "d-1"
+        assert await decided_device(node) == await device_key(node, "d-1")
         await root.post("/v1/decisions", json=decision_body(subject="alice"))
         assert await decided_device(node) is None
 

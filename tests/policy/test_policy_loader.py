@@ -647,8 +647,29 @@ def test_risk_defaults_fill_omitted_signals() -> None:
     assert signals["new_device"].weight == 10
     assert signals["new_country"].weight == 40  # default
     assert signals["velocity"].weight == 30
-    assert signals["velocity"].params == {"window": 120, "limit": 60}
-    assert signals["impossible_travel"].params == {"suspicious_kmh": 250, "impossible_kmh": 900}
+    assert signals["velocity"].params == {"window": 120, "limit": 60, "ip_limit": 300}
+    assert signals["impossible_travel"].params == {
+        "suspicious_kmh": 250,
+        "impossible_kmh": 900,
+        "tolerance_km": 100,
+        "min_elapsed": 300,
+    }
+
+
+def test_travel_parameters_and_the_new_context_signals_are_set_in_the_file() -> None:
+    policy = load_policy_text(
+        BASE
+        + "risk:\n  impossible_travel: {weight: 60, tolerance_km: 50, min_elapsed: 10m}\n"
+        + "  hosting_network: 35\n  unfamiliar_client: {full_ratio: 200}\n  no_history: 0\n"
+    )
+    signals = policy.risk.signals
+    assert signals["impossible_travel"].weight == 60
+    assert signals["impossible_travel"].params["tolerance_km"] == 50
+    assert signals["impossible_travel"].params["min_elapsed"] == 600
+    assert signals["hosting_network"].weight == 35
+    assert signals["unfamiliar_client"].params == {"full_ratio": 200}
+    assert signals["no_history"].weight == 0
+    assert signals["new_network"].weight == 10
 
 
 @pytest.mark.parametrize("key", ["pii", "action", "roles", "resource", "scopes", "signals"])

@@ -41,6 +41,7 @@ class CeremonyPurpose(StrEnum):
     SMS_ENROLL = "sms_enroll"  # a code sent to confirm a new phone
     SMS_OUTBOX = "sms_outbox"  # a message kept by the outbox adapter
     SMS_NUMBER_KEY = "sms_number_key"  # the HMAC key numbers are counted under (one row)
+    RISK_KEY = "risk_key"  # the HMAC key of the risk engine's history and counters (one row)
     PUSH = "push"  # a push sent to the subject's devices, with its number
     PUSH_ENROLL = "push_enroll"  # the one-time token a device enrols with
     LOGIN_TICKET = "login_ticket"  # a login waiting for its step-up (``identity.tickets``)

@@ -24,6 +24,10 @@ class PolicyHolder:
     def current(self) -> CompiledPolicy | None:
         return self._policy
 
+    def level_for_acr(self, acr: str | None) -> str | None:
+        """The level an ``acr`` (or alias) names in the policy in force; None without one."""
+        return self._policy.level_for_acr(acr) if self._policy is not None else None
+
     def reload(self) -> CompiledPolicy:
         """Swap in the file's new content, or raise PolicyError and keep serving the old one."""
         if self.path is None:

@@ -26,6 +26,7 @@ from piigate.policy.yamlnodes import NodeReader
 
 __all__ = [
     "DEFAULT_SIGNALS",
+    "DURATION_PARAMS",
     "level_ref",
     "read_factors",
     "read_levels",
@@ -50,17 +51,35 @@ FACTOR_KEYS: Final = frozenset(
     }
 )
 STEPUP_KEYS: Final = frozenset({"challenge_ttl", "max_attempts", "grant_ttl"})
+DURATION_PARAMS: Final = frozenset({"window", "min_elapsed", "baseline_window"})
 
-# Signal → (default weight, {parameter: default}); parameters named "window" are durations.
+# Signal → (default weight, {parameter: default}); parameters in DURATION_PARAMS are durations
+# (seconds, or "30s"/"5m"/"12h"), the others positive integers. docs/RISK.md says how each
+# signal scores.
 DEFAULT_SIGNALS: Final[dict[str, tuple[int, dict[str, int]]]] = {
     "new_device": (30, {}),
     "new_country": (40, {}),
     "new_asn": (15, {}),
-    "unfamiliar_client": (15, {}),
-    "impossible_travel": (70, {"suspicious_kmh": 250, "impossible_kmh": 900}),
-    "velocity": (30, {"window": 60, "limit": 60}),
+    # The address's /24 (IPv4) or /48 (IPv6) never seen for the subject.
+    "new_network": (10, {}),
+    # Full weight at a likelihood ratio of full_ratio or more (risk.familiarity).
+    "unfamiliar_client": (15, {"full_ratio": 1000}),
+    # A hosting, datacenter or VPN network.
+    "hosting_network": (25, {}),
+    # The subject's first verified activity: nothing to compare with.
+    "no_history": (20, {}),
+    "impossible_travel": (
+        70,
+        {"suspicious_kmh": 250, "impossible_kmh": 900, "tolerance_km": 100, "min_elapsed": 300},
+    ),
+    # Requests per window: per subject (limit) and per client address (ip_limit).
+    "velocity": (30, {"window": 60, "limit": 60, "ip_limit": 300}),
     "pii_enumeration": (50, {"window": 600, "distinct_records": 50}),
-    "bulk_destructive": (60, {"window": 600, "limit": 20}),
+    # Above limit and above baseline_factor times the subject's own mean over baseline_window.
+    "bulk_destructive": (
+        60,
+        {"window": 600, "limit": 20, "baseline_window": 86_400, "baseline_factor": 3},
+    ),
     "failed_stepups": (40, {"window": 900, "limit": 3}),
     "denied_push": (50, {}),
 }
@@ -240,7 +259,7 @@ def _signal_params(
         pnode = spec[param][1]
         parsed = (
             read.convert(pnode, param, parse_duration)
-            if param == "window"
+            if param in DURATION_PARAMS
             else read.integer(pnode, param, low=1)
         )
         if parsed is not None:

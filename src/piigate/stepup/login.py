@@ -24,7 +24,6 @@ from piigate.clock import Clock
 from piigate.crypto.secret import Secret
 from piigate.errors import Conflict, Forbidden, StepUpRequired, Unauthorized
 from piigate.factors import CeremonyState
-from piigate.factors.ports import ChallengeReader
 from piigate.identity.login import PASSWORD_AMR, LoginOutcome, Logins, LoginSession, UserRecord
 from piigate.identity.tickets import LoginTicket, LoginTickets
 from piigate.model import (
@@ -41,6 +40,7 @@ from piigate.model import (
 )
 from piigate.ports import AuditRecorder
 from piigate.stepup.engine import Engine
+from piigate.stepup.ports import ChallengeStore
 
 __all__ = ["COMPLETE_PATH", "LoginFlow", "LoginStepUpRequired", "LoginTicketRejected"]
 
@@ -94,22 +94,15 @@ def _step_up(decision: Decision, ticket: Secret[str]) -> LoginStepUpRequired:
 class LoginFlow:
     """Password logins decided by the policy (see the module's doc)."""
 
-    def __init__(
-        self,
-        *,
-        logins: Logins,
-        engine: Engine,
-        tickets: LoginTickets,
-        challenges: ChallengeReader,
-        audit: AuditRecorder,
-        clock: Clock,
-    ) -> None:
+    def __init__(self, logins: Logins, engine: Engine, tickets: LoginTickets) -> None:
+        """The logins' store, audit and clock are the flow's; the engine's challenges are the
+        ones the tickets answer."""
         self.logins = logins
         self.engine = engine
         self.tickets = tickets
-        self.challenges = challenges
-        self.audit = audit
-        self.clock = clock
+        self.challenges: ChallengeStore = engine.challenges
+        self.audit: AuditRecorder = logins.audit
+        self.clock: Clock = logins.clock
 
     async def login(self, username: str, password: Secret[str], context: Context) -> LoginSession:
         """The session of a login the policy allows. Raises what ``Logins.authenticate``

@@ -29,6 +29,8 @@ from piigate.identity.apikeys import generate_api_key
 from piigate.model import Caller
 from piigate.policy.holder import PolicyHolder
 from piigate.risk.devices import new_device_id
+from piigate.risk.keys import load_risk_key
+from piigate.risk.observation import Feature, keyed
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 PUBLIC = "http://piigate.test"
@@ -280,8 +282,17 @@ async def test_a_masked_answer_is_asked_whole_and_kept_out_of_shared_caches(rig:
 
 
 async def _decided_device(rig: Rig) -> object:
+    """The device of the latest decision, as the risk engine's audit evidence names it."""
     [*_, event] = await rig.services.audit.list_events(types=["decision"], limit=1000)
-    return event.data.get("device_id")
+    risk = event.data["risk"]
+    assert isinstance(risk, dict)
+    return risk.get("context", {}).get("device")
+
+
+async def _device_key(rig: Rig, device: str) -> str:
+    services = rig.services
+    key = await load_risk_key(services.store, services.keyring, now=services.clock.now())
+    return keyed(key.reveal(), Feature.DEVICE, device)
 
 
 async def test_the_device_cookie_reaches_the_decision_and_never_the_upstream(rig: Rig) -> None:
@@ -290,7 +301,7 @@ async def test_the_device_cookie_reaches_the_decision_and_never_the_upstream(rig
     headers = {**_auth(rig), "cookie": f"theme=dark; piigate_device={cookie}"}
     answer = await rig.client.get("/echo", headers=headers)
     assert answer.status_code == 200
-    assert await _decided_device(rig) == device
+    assert await _decided_device(rig) == await _device_key(rig, device)
     seen = [v for k, v in answer.json()["headers"] if k == "cookie"]
     assert seen == ["theme=dark"]
     # A forged cookie is no device, even beside a header; without a cookie, the header's id.
@@ -301,4 +312,4 @@ async def test_the_device_cookie_reaches_the_decision_and_never_the_upstream(rig
     assert (
         await rig.client.get("/echo", headers={**_auth(rig), "piigate-device": "d-9"})
     ).status_code == 200
-    assert await _decided_device(rig) == "d-9"
+    assert await _decided_device(rig) == await _device_key(rig, "d-9")

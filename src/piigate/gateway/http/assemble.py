@@ -76,16 +76,11 @@ def assemble_gate(
 
 def idp_validator(identity: IdentityConfig, policy: PolicyHolder) -> JwtValidator:
     """A validator of ``identity``'s bearer JWTs, their ``acr`` read by the policy in force."""
-
-    def level_for(acr: str | None) -> str | None:
-        current = policy.current
-        return current.level_for_acr(acr) if current else None
-
     return JwtValidator(
         identity.issuer,
         identity.audience,
         identity.jwks_url,
-        level_resolver=level_for,
+        level_resolver=policy.level_for_acr,
         roles_claim=identity.roles_claim,
     )
 

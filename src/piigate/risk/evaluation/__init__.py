@@ -1,0 +1,1 @@
+"""``piigate risk eval``: replay a login history through the risk engine and measure it."""
