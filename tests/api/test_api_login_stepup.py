@@ -222,3 +222,33 @@ async def test_the_policy_may_deny_a_login(rig: Rig) -> None:
     )
     assert wrong_password.status_code == 401
     assert wrong_password.json()["code"] == "unauthorized"
+
+
+async def test_the_risk_engine_steps_up_a_login_from_a_new_device(
+    start_node: StartNode, users: Users
+) -> None:
+    """The node's own risk engine (no stand-in): a first login has nothing to compare with; the
+    next from another browser shows a new device; once verified, that browser is known."""
+    node = await start_node(policy=login_policy())
+    alice = await users(node, "alice")
+    created = await alice.post("/v1/factors/recovery")
+    assert created.status_code == 201, created.text
+    code = created.json()["codes"][0]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=node.app),
+        base_url="http://t",
+        headers=same_origin(node.settings),
+    ) as other:
+        body = (await login(other)).json()
+        assert body["code"] == "insufficient_user_authentication", body
+        assert "new_device" in body["risk"]["signals"]
+        headers = {TICKET: body["login_ticket"]}
+        proof = {"method": "recovery", "code": code}
+        verified = await other.post(
+            f"/v1/challenges/{body['challenge']['id']}/verify", json=proof, headers=headers
+        )
+        assert verified.status_code == 200, verified.text
+        done = await other.post("/v1/login/complete", json={"ticket": body["login_ticket"]})
+        assert done.status_code == 200, done.text
+        assert (await login(other)).status_code == 200
+    assert (await login(alice)).status_code == 200

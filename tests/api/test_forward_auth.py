@@ -12,11 +12,13 @@ import httpx
 import pytest
 from api_support import PROBLEM, Node, StartNode, bearer
 from factor_support import Users, enroll_totp, totp_code, users, verify
+from feed_support import decided_device, device_key
 from joserfc.jwk import RSAKey
 from jwt_support import AUDIENCE, ISSUER, JwksServer, idp_token
 
 from piigate.config import IdentitySettings
 from piigate.gateway.http.config import GatewayConfigError
+from piigate.risk.devices import new_device_id
 
 __all__ = ["users"]  # the fixture, re-exported for pytest
 
@@ -298,3 +300,16 @@ async def test_openapi_lists_forward_auth(node: Node) -> None:
     paths = (await node.client.get("/openapi.json")).json()["paths"]
     assert set(paths["/v1/forward-auth"]) == {"get", "post"}
     assert set(paths["/v1/forward-auth/{path}"]) == {"get", "post"}
+
+
+async def test_the_end_users_device_cookie_reaches_the_decision(gw: Node, idp_key: RSAKey) -> None:
+    """nginx hands forward-auth the original request's cookies: the device cookie is read (and
+    checked) into the decision's context."""
+    device = new_device_id()
+    cookie = f"theme=dark; piigate_device={gw.services.devices.sign(device)}"
+    response = await ask(gw, "GET", "/customers/1", idp_token(idp_key), cookie=cookie)
+    assert response.status_code == 200, response.text
+    assert await decided_device(gw) == await device_key(gw, device)
+    forged = f"piigate_device={gw.services.devices.sign(device)[:-2]}xx"
+    assert (await ask(gw, "GET", "/customers/1", idp_token(idp_key), cookie=forged)).is_success
+    assert await decided_device(gw) is None
