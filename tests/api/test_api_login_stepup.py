@@ -126,6 +126,27 @@ async def test_a_new_device_steps_up_and_the_ticket_completes_the_login(rig: Rig
     again = await rig.browser().post("/v1/login/complete", json={"ticket": ticket})
     assert again.status_code == 401 and again.json()["code"] == "login_ticket_rejected"
 
+
+async def completed_login(rig: Rig, client: httpx.AsyncClient) -> tuple[str, str]:
+    """A login of ``client`` stepped up and completed: its ticket and challenge id."""
+    body = await stepped_up(rig, client)
+    challenge = body["challenge"]
+    assert isinstance(challenge, dict)
+    ticket = str(body["login_ticket"])
+    verified = await client.post(
+        f"/v1/challenges/{challenge['id']}/verify",
+        json={"method": "totp", "code": totp_code(rig.node, rig.secret)},
+        headers={TICKET: ticket},
+    )
+    assert verified.status_code == 200, verified.text
+    done = await client.post("/v1/login/complete", json={"ticket": ticket})
+    assert done.status_code == 200, done.text
+    return ticket, str(challenge["id"])
+
+
+async def test_a_completed_login_makes_its_device_known_and_is_audited(rig: Rig) -> None:
+    node, client = rig.node, rig.browser()
+    ticket, challenge_id = await completed_login(rig, client)
     # Next time, from the device it verified: no step-up.
     assert (await login(client)).status_code == 200
     # From another device: the step-up again.
@@ -138,7 +159,7 @@ async def test_a_new_device_steps_up_and_the_ticket_completes_the_login(rig: Rig
         for e in await node.services.audit.list_events(types=["login_succeeded"], limit=500)
         if "challenge_id" in e.data
     ]
-    assert [e.data["challenge_id"] for e in completed] == [challenge["id"]]
+    assert [e.data["challenge_id"] for e in completed] == [challenge_id]
     async with node.services.db.connect() as conn:
         stored = json.dumps([list(map(str, r)) for r in (await conn.execute(select(ceremonies)))])
         audit = json.dumps([list(map(str, r)) for r in (await conn.execute(select(audit_events)))])

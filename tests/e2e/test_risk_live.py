@@ -169,7 +169,12 @@ def test_logins_and_decisions_pick_up_risk_from_real_requests(service: Service) 
     forged.cookies.set("piigate_device", cookie[:-4] + "AAAA")
     assert login(forged).status_code == 401
 
-    # An app's decisions: the device cookie it relays counts when genuine.
+    decisions_pick_up_risk(service, cookie, codes[1])
+
+
+def decisions_pick_up_risk(service: Service, cookie: str, code: str) -> None:
+    """An app's decisions about alice, who logged in from the device of ``cookie``."""
+    # The device cookie the app relays counts when genuine.
     assert "new_device" not in signals(service.decide("alice", context={"device_id": cookie}))
     assert "new_device" in signals(service.decide("alice", context={"device_id": "kiosk-3"}))
 
@@ -177,7 +182,7 @@ def test_logins_and_decisions_pick_up_risk_from_real_requests(service: Service) 
     chl = service.decide("alice", "update", context={"ip": LONDON})["challenge"]["id"]
     relayed = httpx.post(
         f"{service.url}/v1/challenges/{chl}/verify",
-        json={"method": "recovery", "code": codes[1], "context": {"ip": LONDON}},
+        json={"method": "recovery", "code": code, "context": {"ip": LONDON}},
         headers={"Authorization": f"Bearer {service.app_key}"},
         timeout=15,
     )
