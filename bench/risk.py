@@ -158,6 +158,17 @@ async def time_assess(
     return samples, now
 
 
+async def time_roundtrip(redis: RedisCounters, calls: int, now: datetime) -> list[int]:
+    """One Redis round trip through the same client (a counter read)."""
+    samples = [0] * calls
+    clock = time.perf_counter_ns
+    for i in range(calls):
+        t0 = clock()
+        await redis.peek("bench-roundtrip", now)
+        samples[i] = clock() - t0
+    return samples
+
+
 def first_lookups(geo: MaxMindLocator, rnd: random.Random) -> tuple[list[int], list[int]]:
     """What a new address and a new user agent cost (their caches miss)."""
     parser = ClientParser()
@@ -167,7 +178,7 @@ def first_lookups(geo: MaxMindLocator, rnd: random.Random) -> tuple[list[int], l
         geo.locate(address)
         geo_ns.append(time.perf_counter_ns() - t0)
     for n in range(300):
-        ua = UAS[n % len(UAS)].replace("537.36", f"537.{n}")
+        ua = f"{UAS[n % len(UAS)]} Build/{n}"
         t0 = time.perf_counter_ns()
         parser.parse(ua)
         ua_ns.append(time.perf_counter_ns() - t0)
@@ -193,7 +204,7 @@ async def measure(args: argparse.Namespace) -> dict[str, list[int]]:
     holder = PolicyHolder(compiled)
     cases = requests(compiled)
     geo = open_locator(GeoSettings(), announce=False)
-    found: dict[str, list[int]] = {"evaluate": [], "memory": [], "redis": []}
+    found: dict[str, list[int]] = {"evaluate": [], "memory": [], "redis": [], "roundtrip": []}
     with tempfile.TemporaryDirectory() as tmp:
         db = Database.open(f"sqlite:///{Path(tmp) / 'bench.db'}")
         await db.upgrade()
@@ -212,9 +223,10 @@ async def measure(args: argparse.Namespace) -> dict[str, list[int]]:
                 found["evaluate"].extend(time_evaluate(compiled, cases, args.calls))
                 samples, now = await time_assess(memory, cases, args.calls, now)
                 found["memory"].extend(samples)
-                if shared is not None:
+                if shared is not None and redis is not None:
                     samples, now = await time_assess(shared, cases, args.calls // 10, now)
                     found["redis"].extend(samples)
+                    found["roundtrip"].extend(await time_roundtrip(redis, args.calls // 10, now))
             found["geo_first"], found["ua_first"] = first_lookups(geo, random.Random(1))
         finally:
             if redis is not None:
@@ -239,6 +251,10 @@ def report(found: dict[str, list[int]]) -> None:
             emit(BENCH, f"assess_redis_{stat}_us", red[stat], "us", mem[stat],
                  baseline_is="the assessment with in-memory counters, same run",
                  samples=red["n"], counters="redis (one server on loopback)")  # fmt: skip
+        trip = summary(found["roundtrip"])
+        emit(BENCH, "redis_roundtrip_p50_us", trip["p50"], "us", red["p50"],
+             baseline_is="assess p50 with Redis counters: one counter read alone, same client",
+             samples=trip["n"])  # fmt: skip
     geo, ua = summary(found["geo_first"]), summary(found["ua_first"])
     emit(BENCH, "geo_first_lookup_p50_us", geo["p50"], "us", mem["p50"],
          baseline_is="assess p50 (in memory): an address's first lookup misses the cache",

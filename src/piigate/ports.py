@@ -7,11 +7,12 @@ ceremonies and the login logic can be tested with in-memory fakes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-__all__ = ["AuditRecorder", "RateCounters"]
+__all__ = ["AuditRecorder", "CounterBatch", "Hit", "RateCounters", "batch_of"]
 
 
 class RateCounters(Protocol):
@@ -27,6 +28,47 @@ class RateCounters(Protocol):
     async def active_until(self, key: str, now: datetime) -> datetime | None: ...
 
     async def reset(self, key: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One hit of a batch: +1 on ``key`` (a new window of ``window_seconds`` if none is open).
+
+    ``if_first``: the index of an earlier hit of the same batch; this one counts only when that
+    one counted 1 (a first sighting in its window), and is a read otherwise. So "count each
+    record once per window" takes one round trip.
+    """
+
+    key: str
+    window_seconds: float
+    if_first: int | None = None
+
+
+# ``batch(hits, peeks, now=)``: each :class:`Hit` of ``hits`` applied and each key of ``peeks``
+# read, as one operation where the adapter can (one Redis round trip, one lock in memory).
+CounterBatch = Callable[..., Awaitable[tuple[list[int], list[int]]]]
+
+
+def batch_of(counters: RateCounters) -> CounterBatch:
+    """``counters.batch`` when the adapter has one (memory, Redis); else one call each."""
+    found: CounterBatch | None = getattr(counters, "batch", None)
+    if found is not None:
+        return found
+
+    async def one_by_one(
+        hits: Sequence[Hit], peeks: Sequence[str], *, now: datetime
+    ) -> tuple[list[int], list[int]]:
+        counted: list[int] = []
+        for hit in hits:
+            if hit.if_first is not None and counted[hit.if_first] != 1:
+                counted.append(await counters.peek(hit.key, now))
+            else:
+                counted.append(
+                    await counters.hit(hit.key, window_seconds=hit.window_seconds, now=now)
+                )
+        return counted, [await counters.peek(k, now) for k in peeks]
+
+    return one_by_one
 
 
 class AuditRecorder(Protocol):

@@ -12,6 +12,7 @@ from piigate.crypto.secret import Secret
 from piigate.model import Action, Resource, Signal
 from piigate.policy import load_policy_text
 from piigate.policy.model import RiskSettings
+from piigate.ports import RateCounters
 from piigate.risk.behaviour import APPROACHING_LIMIT, Behaviour
 from piigate.store.db import StoreUnavailable
 from piigate.store.memory_counters import MemoryCounters
@@ -34,7 +35,7 @@ def settings(risk: str = RISK) -> RiskSettings:
 
 
 class World:
-    def __init__(self, counters: MemoryCounters | None = None) -> None:
+    def __init__(self, counters: RateCounters | None = None) -> None:
         self.counters = counters if counters is not None else MemoryCounters()
         self.audit = RecordingAudit()
         self.behaviour = Behaviour(self.counters, self.audit, key=KEY)
@@ -197,12 +198,24 @@ async def test_counter_keys_hold_no_subject_address_or_record() -> None:
     await world.request("alice@example.com", ip="ip-key-1", pii=True, record="cust-42")
     await world.request("alice@example.com", action=Action.DELETE, pii=True)
     await world.behaviour.failed_stepup("alice@example.com", settings=world.settings, now=T0)
+    assert isinstance(world.counters, MemoryCounters)
     keys = " ".join(world.counters._windows)
     assert keys and "alice" not in keys and "cust-42" not in keys
 
 
-class BrokenCounters(MemoryCounters):
+class BrokenCounters:
+    """Counters whose every call fails, as Redis down does (no batch: one call at a time)."""
+
     async def hit(self, key: str, *, window_seconds: float, now: datetime, amount: int = 1) -> int:
+        raise StoreUnavailable("counters unavailable: ConnectionError")
+
+    async def peek(self, key: str, now: datetime) -> int:
+        raise StoreUnavailable("counters unavailable: ConnectionError")
+
+    async def active_until(self, key: str, now: datetime) -> datetime | None:
+        raise StoreUnavailable("counters unavailable: ConnectionError")
+
+    async def reset(self, key: str) -> None:
         raise StoreUnavailable("counters unavailable: ConnectionError")
 
 
@@ -218,4 +231,4 @@ async def test_a_signal_weighted_zero_counts_nothing() -> None:
     for _ in range(100):
         assert await world.request() == ()
     await world.behaviour.failed_stepup("alice", settings=world.settings, now=T0)
-    assert len(world.counters) == 0
+    assert isinstance(world.counters, MemoryCounters) and len(world.counters) == 0

@@ -4,6 +4,7 @@ same scoring for ``risk eval``'s observations; fail closed; the decision's audit
 from __future__ import annotations
 
 import secrets
+import tempfile
 import textwrap
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -34,8 +35,10 @@ from piigate.risk.observation import Place
 from piigate.risk.observer import ContextObserver
 from piigate.stepup.engine import Engine
 from piigate.stepup.ports import MemoryAudit, MemoryChallenges, MemoryGrantLedger
+from piigate.store.db import Database
 from piigate.store.memory_counters import MemoryCounters
 from piigate.store.redis_counters import RedisCounters
+from piigate.store.risk_history import SqlHistoryStore
 from stepup_support import RecordingAudit
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -281,3 +284,27 @@ async def test_two_nodes_share_the_counters_in_redis(
     assert "failed_stepups" in named(
         await node_a.assess(request(Context()), now=T0 + timedelta(seconds=9))
     )
+
+
+async def test_repeated_requests_reuse_the_context_signals_until_something_changes() -> None:
+    # The store's history hands out the same objects while cached: the memo's case.
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Database.open(f"sqlite:///{tmp}/risk.db")
+        await db.upgrade()
+        risk = engine()
+        risk.history = SqlHistoryStore(db, subject_ttl=1e9, population_refresh=1e9)
+        first = await risk.assess(request(), now=T0)
+        again = await risk.assess(request(), now=T0 + timedelta(seconds=1))
+        assert first.signals == again.signals and "no_history" in named(first)
+        # This node's verified activity drops the cached history: the signals are recomputed.
+        await risk.verified("ann", HOME, now=T0 + timedelta(seconds=2))
+        after = await risk.assess(request(), now=T0 + timedelta(seconds=3))
+        assert "no_history" not in named(after)
+        # Another place right after: the travel signal is computed, never taken from the memo.
+        far = await risk.assess(
+            request(Context("7.7.7.7", CHROME, "device-1")), now=T0 + timedelta(seconds=4)
+        )
+        assert "impossible_travel" in named(far)
+        back = await risk.assess(request(), now=T0 + timedelta(seconds=5))
+        assert "impossible_travel" not in named(back)
+        await db.close()

@@ -12,11 +12,11 @@ counters (``ports.RateCounters``: this process's memory, the SQL store, or Redis
 - ``failed_stepups``: failed step-up verifications in the window (``RiskFeed.failed_stepup``);
   fires at ``limit``.
 
-A window slides: two fixed windows, the previous one weighted by how much of it still lies
-within the window (the estimate Cloudflare and nginx use). Counter keys hold keyed hashes only
-(subject, address, record), never the values. Early warning: when an estimate reaches
-:data:`WARN_AT` of its limit, one ``approaching_limit`` audit event per subject, signal and
-window (shared counters make it one across the nodes) names the signal, the count, the limit,
+Windows slide (``risk.windows``); what one request counts goes to the counters in one batch
+(one Redis round trip; a record's first read in the window is counted once). Counter keys hold
+keyed hashes only (subject, address, record), never the values. Early warning: when an estimate
+reaches :data:`WARN_AT` of its limit, one ``approaching_limit`` audit event per subject, signal
+and window (shared counters make it one across the nodes) names the signal, the count, the limit,
 the window and the trend against the previous window -- before the signal fires, and never
 with an address. A counter that fails raises: the engine then scores the request as highest
 risk.
@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -36,47 +36,47 @@ from piigate.crypto.secret import Secret
 from piigate.model import Action, Resource, Signal
 from piigate.policy.model import RiskSettings, SignalSettings
 from piigate.ports import AuditRecorder, RateCounters
+from piigate.risk.windows import Estimate, Sliding, Windows
 
-__all__ = ["APPROACHING_LIMIT", "WARN_AT", "Behaviour", "Estimate"]
+__all__ = ["APPROACHING_LIMIT", "WARN_AT", "Behaviour"]
 
 APPROACHING_LIMIT: Final = "approaching_limit"
 WARN_AT: Final = 0.8
 _READS: Final = frozenset({Action.READ, Action.EXPORT})
 _WRITES: Final = frozenset({Action.UPDATE, Action.DELETE})
-# Closed windows' counts are final: kept here so a decision reads one counter, not two.
-_CLOSED_CACHE: Final = 100_000
-# A window is taken as closed this long after its end (nodes' clocks differ a little).
-_SETTLE_SECONDS: Final = 2.0
+_SUBJECTS: Final = 65_536  # subjects whose keyed hash is kept
 
 
-@dataclass(frozen=True, slots=True)
-class Estimate:
-    """A sliding-window count: this fixed window's, plus the previous one's share."""
+@dataclass(slots=True)
+class _Plan:
+    """What one request counts, by signal."""
 
-    current: int
-    previous: int
-    value: float
-    window: int
+    velocity: Sliding | None = None
+    by_ip: Sliding | None = None
+    failed: Sliding | None = None
+    bulk: Sliding | None = None
+    habit: Sliding | None = None
+    distinct: Sliding | None = None
 
-    @property
-    def shown(self) -> int:
-        return math.ceil(self.value - 1e-9)
+    def counters(self) -> list[Sliding]:
+        found = (self.velocity, self.by_ip, self.failed, self.bulk, self.habit, self.distinct)
+        return [c for c in found if c is not None]
 
 
 class Behaviour:
     def __init__(
         self,
         counters: RateCounters,
-        audit: AuditRecorder,
+        audit: AuditRecorder | None,
         *,
         key: Secret[bytes],
         prefix: str = "risk:",
     ) -> None:
-        self.counters = counters
+        """``audit`` None: no early warnings (``risk eval``)."""
+        self.windows = Windows(counters, prefix=prefix)
         self.audit = audit
         self._key = key
-        self._prefix = prefix
-        self._closed: OrderedDict[str, int] = OrderedDict()
+        self._subjects: dict[str, str] = {}
 
     async def signals(
         self,
@@ -90,152 +90,114 @@ class Behaviour:
         now: datetime,
     ) -> tuple[Signal, ...]:
         """Count this request and return the behaviour signals that fire for it."""
-        subject = self._digest("subject", subject_id)
+        subject = self._subject(subject_id)
+        plan, spec = _Plan(), settings.signals
+        velocity = _active(spec, "velocity")
+        if velocity is not None:
+            plan.velocity = Sliding(f"v:s:{subject}", _window(velocity), hit=True)
+            if ip_key is not None:
+                plan.by_ip = Sliding(f"v:ip:{ip_key}", _window(velocity), hit=True)
+        failed = _active(spec, "failed_stepups")
+        if failed is not None:
+            plan.failed = Sliding(f"fs:{subject}", _window(failed), hit=False)
+        bulk = _active(spec, "bulk_destructive") if pii and action in _WRITES else None
+        if bulk is not None:
+            plan.bulk = Sliding(f"bd:{subject}", _window(bulk), hit=True)
+            habit = max(_window(bulk), bulk.params.get("baseline_window", 86_400))
+            plan.habit = Sliding(f"bd:{subject}", habit, hit=True)
+        reads = pii and action in _READS and resource.id is not None
+        enumeration = _active(spec, "pii_enumeration") if reads else None
+        plain: list[tuple[str, int]] = []
+        if enumeration is not None:
+            # The record's first read in the window (the plain hit) counts it, once.
+            record = self._digest("record", f"{resource.type or ''}\x00{resource.id}")
+            plain.append((f"pe:seen:{subject}:{record}", _window(enumeration)))
+            plan.distinct = Sliding(f"pe:{subject}", _window(enumeration), hit=True, if_first=0)
+        await self.windows.count(plan.counters(), now=now, plain=plain)
         found = [
-            await self._velocity(subject_id, subject, ip_key, settings, now),
-            await self._failed_stepups(subject_id, subject, settings, now),
+            await self._velocity(subject_id, plan, velocity, now),
+            await self._failed(subject_id, plan, failed, now),
+            await self._bulk(subject_id, plan, bulk, now),
+            await self._enumeration(subject_id, plan, enumeration, now),
         ]
-        if pii and action in _READS and resource.id is not None:
-            found.append(await self._enumeration(subject_id, subject, resource, settings, now))
-        if pii and action in _WRITES:
-            found.append(await self._bulk(subject_id, subject, settings, now))
         return tuple(s for s in found if s is not None)
 
     async def failed_stepup(
         self, subject_id: str, *, settings: RiskSettings, now: datetime
     ) -> None:
         """Count a failed step-up verification of the subject's."""
-        spec = _active(settings, "failed_stepups")
+        spec = _active(settings.signals, "failed_stepups")
         if spec is None:
             return
-        window = _window(spec)
-        counted = await self._hit(f"fs:{self._digest('subject', subject_id)}", window, now)
+        counter = Sliding(f"fs:{self._subject(subject_id)}", _window(spec), hit=True)
+        await self.windows.count([counter], now=now)
         limit = spec.params.get("limit", 3)
-        await self._warn(subject_id, "failed_stepups", "subject", counted, limit, now)
+        await self._warn(subject_id, "failed_stepups", "subject", counter.estimate(), limit, now)
 
     async def _velocity(
-        self,
-        subject_id: str,
-        subject: str,
-        ip_key: str | None,
-        settings: RiskSettings,
-        now: datetime,
+        self, subject_id: str, plan: _Plan, spec: SignalSettings | None, now: datetime
     ) -> Signal | None:
-        spec = _active(settings, "velocity")
-        if spec is None:
+        if spec is None or plan.velocity is None:
             return None
-        window = _window(spec)
         details = []
-        counted = await self._hit(f"v:s:{subject}", window, now)
+        counted = plan.velocity.estimate()
         limit = spec.params.get("limit", 60)
         await self._warn(subject_id, "velocity", "subject", counted, limit, now)
         if counted.value > limit:
-            details.append(f"{counted.shown} requests in {_text(window)} (limit {limit})")
-        if ip_key is not None:
-            ip_limit = spec.params.get("ip_limit", 300)
-            by_ip = await self._hit(f"v:ip:{ip_key}", window, now)
+            details.append(f"{counted.shown} requests in {_text(counted.window)} (limit {limit})")
+        if plan.by_ip is not None:
+            by_ip, ip_limit = plan.by_ip.estimate(), spec.params.get("ip_limit", 300)
             await self._warn(subject_id, "velocity", "ip", by_ip, ip_limit, now)
             if by_ip.value > ip_limit:
                 details.append(
-                    f"{by_ip.shown} requests from this address in {_text(window)} "
+                    f"{by_ip.shown} requests from this address in {_text(by_ip.window)} "
                     f"(limit {ip_limit})"
                 )
         return Signal("velocity", spec.weight, "; ".join(details)) if details else None
 
-    async def _failed_stepups(
-        self, subject_id: str, subject: str, settings: RiskSettings, now: datetime
+    async def _failed(
+        self, subject_id: str, plan: _Plan, spec: SignalSettings | None, now: datetime
     ) -> Signal | None:
-        spec = _active(settings, "failed_stepups")
-        if spec is None:
+        if spec is None or plan.failed is None:
             return None
-        window = _window(spec)
-        counted = await self._peek(f"fs:{subject}", window, now)
-        limit = spec.params.get("limit", 3)
+        counted, limit = plan.failed.estimate(), spec.params.get("limit", 3)
         if counted.value < limit:
             return None
-        detail = f"{counted.shown} failed step-ups in {_text(window)} (limit {limit})"
+        detail = f"{counted.shown} failed step-ups in {_text(counted.window)} (limit {limit})"
         return Signal("failed_stepups", spec.weight, detail)
 
     async def _enumeration(
-        self,
-        subject_id: str,
-        subject: str,
-        resource: Resource,
-        settings: RiskSettings,
-        now: datetime,
+        self, subject_id: str, plan: _Plan, spec: SignalSettings | None, now: datetime
     ) -> Signal | None:
-        spec = _active(settings, "pii_enumeration")
-        if spec is None:
+        if spec is None or plan.distinct is None:
             return None
-        window = _window(spec)
-        record = self._digest("record", f"{resource.type or ''}\x00{resource.id}")
-        bucket, _ = _bucket(now, window)
-        first = await self.counters.hit(
-            f"{self._prefix}pe:seen:{subject}:{record}:{window}:{bucket}",
-            window_seconds=_keep(now, window),
-            now=now,
-        )
-        base = f"pe:{subject}"
-        counted = await (
-            self._hit(base, window, now) if first == 1 else self._peek(base, window, now)
-        )
-        limit = spec.params.get("distinct_records", 50)
+        counted, limit = plan.distinct.estimate(), spec.params.get("distinct_records", 50)
         await self._warn(subject_id, "pii_enumeration", "subject", counted, limit, now)
         if counted.value <= limit:
             return None
         detail = (
-            f"{counted.shown} distinct records with PII read in {_text(window)} (limit {limit})"
+            f"{counted.shown} distinct records with PII read in {_text(counted.window)} "
+            f"(limit {limit})"
         )
         return Signal("pii_enumeration", spec.weight, detail)
 
     async def _bulk(
-        self, subject_id: str, subject: str, settings: RiskSettings, now: datetime
+        self, subject_id: str, plan: _Plan, spec: SignalSettings | None, now: datetime
     ) -> Signal | None:
-        spec = _active(settings, "bulk_destructive")
-        if spec is None:
+        if spec is None or plan.bulk is None or plan.habit is None:
             return None
-        window = _window(spec)
-        long_window = max(window, spec.params.get("baseline_window", 86_400))
-        counted = await self._hit(f"bd:{subject}", window, now)
-        habit = await self._hit(f"bd:{subject}", long_window, now)
-        baseline = habit.value * window / long_window  # the subject's mean per window
+        counted, habit = plan.bulk.estimate(), plan.habit.estimate()
+        baseline = habit.value * counted.window / habit.window  # the subject's mean per window
         limit = spec.params.get("limit", 20)
         threshold = max(limit, spec.params.get("baseline_factor", 3) * baseline)
         await self._warn(subject_id, "bulk_destructive", "subject", counted, threshold, now)
         if counted.value <= threshold:
             return None
         detail = (
-            f"{counted.shown} PII updates or deletes in {_text(window)} (limit {limit}; "
+            f"{counted.shown} PII updates or deletes in {_text(counted.window)} (limit {limit}; "
             f"this subject's usual rate {baseline:.1f})"
         )
         return Signal("bulk_destructive", spec.weight, detail)
-
-    async def _hit(self, name: str, window: int, now: datetime) -> Estimate:
-        bucket, elapsed = _bucket(now, window)
-        key = f"{self._prefix}{name}:{window}:"
-        current = await self.counters.hit(
-            key + str(bucket), window_seconds=_keep(now, window), now=now
-        )
-        previous = await self._previous(key + str(bucket - 1), elapsed, now)
-        return _estimate(current, previous, elapsed, window)
-
-    async def _peek(self, name: str, window: int, now: datetime) -> Estimate:
-        bucket, elapsed = _bucket(now, window)
-        key = f"{self._prefix}{name}:{window}:"
-        current = await self.counters.peek(key + str(bucket), now)
-        previous = await self._previous(key + str(bucket - 1), elapsed, now)
-        return _estimate(current, previous, elapsed, window)
-
-    async def _previous(self, key: str, elapsed: float, now: datetime) -> int:
-        cached = self._closed.get(key)
-        if cached is not None:
-            return cached
-        value = await self.counters.peek(key, now)
-        if elapsed >= _SETTLE_SECONDS:
-            self._closed[key] = value
-            if len(self._closed) > _CLOSED_CACHE:
-                self._closed.popitem(last=False)
-        return value
 
     async def _warn(
         self,
@@ -246,16 +208,11 @@ class Behaviour:
         limit: float,
         now: datetime,
     ) -> None:
-        if counted.value < WARN_AT * limit:
+        if self.audit is None or counted.value < WARN_AT * limit:
             return
-        bucket, _ = _bucket(now, counted.window)
-        once = f"{self._prefix}warn:{signal}:{per}:{self._digest('subject', subject_id)}:{bucket}"
-        if await self.counters.hit(once, window_seconds=_keep(now, counted.window), now=now) != 1:
+        once = f"warn:{signal}:{per}:{self._subject(subject_id)}"
+        if not await self.windows.once(once, counted.window, now=now):
             return  # already warned in this window (on this node or another)
-        previous = counted.previous
-        trend = "steady"
-        if counted.current != previous:
-            trend = "rising" if counted.current > previous else "falling"
         await self.audit.record(
             APPROACHING_LIMIT,
             subject_id=subject_id,
@@ -265,42 +222,32 @@ class Behaviour:
                 "count": counted.shown,
                 "limit": math.ceil(limit),
                 "window": counted.window,
-                "previous": previous,
-                "trend": trend,
+                "previous": counted.previous,
+                "trend": counted.trend,
             },
         )
+
+    def _subject(self, subject_id: str) -> str:
+        found = self._subjects.get(subject_id)
+        if found is None:
+            found = self._digest("subject", subject_id)
+            if len(self._subjects) >= _SUBJECTS:
+                self._subjects.clear()
+            self._subjects[subject_id] = found
+        return found
 
     def _digest(self, kind: str, value: str) -> str:
         mac = hmac.new(self._key.reveal(), f"{kind}\x00{value}".encode(), hashlib.sha256)
         return mac.hexdigest()[:32]
 
 
-def _active(settings: RiskSettings, name: str) -> SignalSettings | None:
-    found = settings.signals.get(name)
+def _active(signals: Mapping[str, SignalSettings], name: str) -> SignalSettings | None:
+    found = signals.get(name)
     return found if found is not None and found.weight > 0 else None
 
 
 def _window(spec: SignalSettings) -> int:
     return max(1, spec.params.get("window", 60))
-
-
-def _bucket(now: datetime, window: int) -> tuple[int, float]:
-    """The fixed window ``now`` falls in, and how far into it (seconds)."""
-    stamp = now.timestamp()
-    bucket = math.floor(stamp / window)
-    return bucket, stamp - bucket * window
-
-
-def _keep(now: datetime, window: int) -> float:
-    """How long a counter of the current window must last: to the end of the next one, while
-    it is the previous window of the estimate."""
-    _, elapsed = _bucket(now, window)
-    return 2 * window - elapsed
-
-
-def _estimate(current: int, previous: int, elapsed: float, window: int) -> Estimate:
-    share = max(0.0, 1.0 - elapsed / window)
-    return Estimate(current, previous, current + previous * share, window)
 
 
 def _text(seconds: int) -> str:

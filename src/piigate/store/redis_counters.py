@@ -9,13 +9,14 @@ fails closed (a login that cannot be throttled is refused, not let through).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from piigate.ports import Hit
 from piigate.store.db import StoreUnavailable
 
 __all__ = ["RedisCounters"]
@@ -38,6 +39,37 @@ end
 redis.call('HSET', KEYS[1], 'v', value, 'e', window_end)
 redis.call('PEXPIRE', KEYS[1], math.max(1, window_end - now) + 1000)
 return value
+"""
+# KEYS: the keys to hit, then the keys to read. ARGV: now (ms), how many hits, then per hit its
+# window (ms) and the 1-based index of the hit it depends on (0: none; see ports.Hit.if_first).
+# Returns the counts in KEYS' order (a read of an ended window is 0).
+_BATCH = """
+local now = tonumber(ARGV[1])
+local hits = tonumber(ARGV[2])
+local out = {}
+for i = 1, #KEYS do
+  local stored = redis.call('HMGET', KEYS[i], 'v', 'e')
+  local value = tonumber(stored[1])
+  local window_end = tonumber(stored[2])
+  local live = value and window_end and window_end > now
+  local gate = i <= hits and tonumber(ARGV[2 + 2 * i]) or 0
+  if i <= hits and (gate == 0 or out[gate] == 1) then
+    if not live then
+      value = 1
+      window_end = now + tonumber(ARGV[1 + 2 * i])
+    else
+      value = value + 1
+    end
+    redis.call('HSET', KEYS[i], 'v', value, 'e', window_end)
+    redis.call('PEXPIRE', KEYS[i], math.max(1, window_end - now) + 1000)
+    out[i] = value
+  elseif live then
+    out[i] = value
+  else
+    out[i] = 0
+  end
+end
+return out
 """
 
 
@@ -66,6 +98,7 @@ class RedisCounters:
         )
         self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
         self._hit = self._redis.register_script(_HIT)
+        self._batch = self._redis.register_script(_BATCH)
         self._prefix = prefix  # several deployments (or test runs) can share one Redis
 
     async def hit(self, key: str, *, window_seconds: float, now: datetime, amount: int = 1) -> int:
@@ -74,6 +107,20 @@ class RedisCounters:
             self._hit(keys=[self._prefix + key], args=[_ms(now), window, amount])
         )
         return int(result)
+
+    async def batch(
+        self, hits: Sequence[Hit], peeks: Sequence[str], *, now: datetime
+    ) -> tuple[list[int], list[int]]:
+        """Apply each :class:`~piigate.ports.Hit` and read each key of ``peeks``: one round
+        trip, atomic (the keys must live on one Redis node, as they do without a cluster)."""
+        keys = [self._prefix + hit.key for hit in hits] + [self._prefix + key for key in peeks]
+        args: list[int] = [_ms(now), len(hits)]
+        for hit in hits:
+            gate = 0 if hit.if_first is None else hit.if_first + 1
+            args += [max(1, int(hit.window_seconds * 1000)), gate]
+        result = await self._call(self._batch(keys=keys, args=args))
+        counts = [int(value) for value in cast(list[int], result)]
+        return counts[: len(hits)], counts[len(hits) :]
 
     async def peek(self, key: str, now: datetime) -> int:
         value, window_end = await self._read(key)
