@@ -71,7 +71,7 @@ async def test_repeated_failures_are_throttled_and_audited(node: Node) -> None:
     assert types.count("login_throttled") == 2
     assert types.count("login_succeeded") == 1
     failed = next(e for e in events if e.type == "login_failed")
-    assert set(failed.data) == {"ip"}
+    assert set(failed.data) == {"ip_key"}  # the address by its keyed hash only
     throttled = next(e for e in events if e.type == "login_throttled")
     assert throttled.data["retry_after"] >= 1  # type: ignore[operator]
     stored = await raw_audit(node)

@@ -44,7 +44,7 @@ from piigate.identity.tickets import LoginTickets
 from piigate.model import Method
 from piigate.policy.holder import PolicyHolder
 from piigate.risk.engine import ContextRisk
-from piigate.risk.geo import MaxMindLocator, open_locator
+from piigate.risk.geo import MaxMindLocator, announce_locator, open_locator
 from piigate.risk.port import RiskFeed
 from piigate.risk.recorded import RecordedRisk
 from piigate.stepup.engine import Engine
@@ -133,7 +133,7 @@ class Services:
         self.policy = given if given is not None else _policy_file(self.settings)
         relying = _relying_party(self.settings)
         gateway = self._gateway_config()
-        self.geo = open_locator(self.settings.risk)
+        self.geo = open_locator(self.settings.risk, announce=False)
         await self._open_store()
         opened = await self._open_keyring()
         await self._open_audit()
@@ -215,6 +215,7 @@ class Services:
             clock=self.clock,
             session_ttl=self.settings.session_ttl,
             count=lambda outcome: logins.labels(outcome.value).inc(),
+            address_key=self.context_risk.address_key,
         )
         self.login = LoginFlow(self.logins, self.engine, LoginTickets(self.store))
         self.devices = DeviceCookies(self.keyring)
@@ -330,6 +331,7 @@ class Services:
             await self.audit.record("keyring_created", data={"kids": list(opened.created)})
         if opened.imported:
             await self.audit.record("keyring_imported", data={"kids": list(opened.imported)})
+        announce_locator(self.geo)
         compiled = self.policy.current
         self.metrics.policy_loaded.set(1 if compiled else 0)
         started = {"version": __version__, "policy": compiled.digest if compiled else None}

@@ -125,6 +125,10 @@ def _uncounted(outcome: LoginOutcome) -> None:
     return None
 
 
+def _no_address_key(ip: str) -> str | None:
+    return None
+
+
 class Logins:
     """Password logins and the sessions they open.
 
@@ -144,6 +148,7 @@ class Logins:
         session_ttl: int,
         count: Callable[[LoginOutcome], None] = _uncounted,
         throttle: ThrottlePolicy = DEFAULT_THROTTLE,
+        address_key: Callable[[str], str | None] = _no_address_key,
     ) -> None:
         self.store = store
         self.counters = counters
@@ -153,6 +158,8 @@ class Logins:
         self.session_ttl = session_ttl
         self.count = count
         self.throttle = throttle
+        # The audit names the client's address by a keyed hash only (``ContextObserver``).
+        self.address_key = address_key
 
     async def login(self, username: str, password: Secret[str], ip: str | None) -> LoginSession:
         """:meth:`authenticate`, then :meth:`open_session`."""
@@ -181,7 +188,7 @@ class Logins:
             if user is None:
                 await self._count_failure(user_key, net_key, now)
                 self.count(LoginOutcome.FAILED)
-                await self.audit.record("login_failed", subject_id=username, data={"ip": ip})
+                await self.audit.record("login_failed", subject_id=username, data=self._address(ip))
                 raise Unauthorized("invalid username or password")
             await self.counters.reset(user_key)
             return user
@@ -221,7 +228,7 @@ class Logins:
     async def _throttled(self, username: str, ip: str | None, retry: int) -> NoReturn:
         self.count(LoginOutcome.THROTTLED)
         await self.audit.record(
-            "login_throttled", subject_id=username, data={"ip": ip, "retry_after": retry}
+            "login_throttled", subject_id=username, data={**self._address(ip), "retry_after": retry}
         )
         raise TooManyRequests(retry, "too many failed logins; retry later")
 
@@ -263,6 +270,11 @@ class Logins:
         current = self.policy.current
         return current.policy.levels[0].name if current and current.policy.levels else None
 
+    def _address(self, ip: str | None) -> dict[str, object]:
+        """The audit's view of the client's address: its keyed hash, never the address."""
+        found = self.address_key(ip) if ip else None
+        return {} if found is None else {"ip_key": found}
+
     async def open_session(
         self, user: UserRecord, ip: str | None, *, challenge_id: str | None = None
     ) -> LoginSession:
@@ -281,7 +293,11 @@ class Logins:
             now,
         )
         self.count(LoginOutcome.OK)
-        data: dict[str, object] = {"ip": ip, "session_id": row.token_hash[:16], "level": level}
+        data: dict[str, object] = {
+            **self._address(ip),
+            "session_id": row.token_hash[:16],
+            "level": level,
+        }
         if challenge_id is not None:
             data["challenge_id"] = challenge_id
         await self.audit.record("login_succeeded", subject_id=user.username, data=data)

@@ -69,6 +69,8 @@ class Observer(Protocol):
 
     def observe(self, context: Context, *, now: datetime) -> Observation: ...
 
+    def address_key(self, ip: str) -> str | None: ...
+
 
 class ContextRisk:
     def __init__(
@@ -185,6 +187,10 @@ class ContextRisk:
             if len(self._recent) > _RECENT:
                 del self._recent[next(iter(self._recent))]
         return found
+
+    def address_key(self, ip: str) -> str | None:
+        """The keyed hash of a client's address, as the history and the audit know it."""
+        return None if self.observer is None else self.observer.address_key(ip)
 
     def _observe(self, context: Context, now: datetime) -> Observation:
         if self.observer is None:

@@ -39,6 +39,7 @@ __all__ = [
     "GeoLookupError",
     "MaxMindLocator",
     "MemoryLocator",
+    "announce_locator",
     "bundled_city_database",
     "open_locator",
 ]
@@ -204,7 +205,7 @@ def open_locator(
         cache_size=cache_size,
     )
     if announce:
-        _announce(locator)
+        announce_locator(locator)
     return locator
 
 
@@ -221,7 +222,8 @@ def _open(role: str, path: str | None) -> _Database | None:
     return _Database(role, path, reader, ipv6=meta.ip_version == 6)
 
 
-def _announce(locator: MaxMindLocator) -> None:
+def announce_locator(locator: MaxMindLocator) -> None:
+    """Log one line: which databases are loaded, and what is missing."""
     loaded = locator.describe()
     if loaded["city"] is None:
         log.warning("geo_databases", **loaded, note="no city database: no country or travel")

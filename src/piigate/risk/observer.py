@@ -59,6 +59,10 @@ class ContextObserver:
             device_key=device_key,
         )
 
+    def address_key(self, ip: str) -> str | None:
+        """The keyed hash of ``ip`` (None when it is not an address): for audit events."""
+        return self._address(ip)[0]
+
     def _device_key(self, device_id: str) -> str:
         return keyed(self._key.reveal(), Feature.DEVICE, device_id)
 
