@@ -1,0 +1,105 @@
+"""What ``risk eval`` scores attempts with: the engine's context signals and the baselines.
+
+- ``engine``: the context signals' contributions, summed and capped at 100 (the engine's score).
+- ``never`` / ``always``: never step up (score 0) / always (score 1).
+- ``new_country_or_browser``: 1 when the country or the browser family was never seen for the
+  subject (always 1 without history), else 0: the rule of thumb many products ship.
+- ``freeman``: Freeman et al.'s likelihood-ratio model alone, ``log`` of the product of the
+  ratios of the address, its network, the ASN, the country and the client
+  (``risk.familiarity``; no device cookie, no travel, no caps): its own continuous score.
+"""
+
+from __future__ import annotations
+
+import math
+
+from piigate.policy.model import RiskSettings
+from piigate.risk.context import context_signals
+from piigate.risk.evaluation.rba import LoginRecord
+from piigate.risk.familiarity import Marginal, client_ratio
+from piigate.risk.observation import Feature, Observation, Population, SubjectHistory, features
+
+__all__ = ["Always", "ContextScorer", "Freeman", "Never", "NewCountryOrBrowser"]
+
+
+class ContextScorer:
+    """The context signals of ``risk.context`` with the policy's weights."""
+
+    name = "engine"
+
+    def __init__(self, settings: RiskSettings) -> None:
+        self.settings = settings
+
+    def score(
+        self,
+        record: LoginRecord,
+        observation: Observation,
+        history: SubjectHistory,
+        population: Population,
+    ) -> float:
+        signals = context_signals(observation, history, population, self.settings)
+        return float(min(100, sum(signal.weight for signal in signals)))
+
+
+class Never:
+    name = "never"
+
+    def score(
+        self,
+        record: LoginRecord,
+        observation: Observation,
+        history: SubjectHistory,
+        population: Population,
+    ) -> float:
+        return 0.0
+
+
+class Always:
+    name = "always"
+
+    def score(
+        self,
+        record: LoginRecord,
+        observation: Observation,
+        history: SubjectHistory,
+        population: Population,
+    ) -> float:
+        return 1.0
+
+
+class NewCountryOrBrowser:
+    name = "new_country_or_browser"
+
+    def score(
+        self,
+        record: LoginRecord,
+        observation: Observation,
+        history: SubjectHistory,
+        population: Population,
+    ) -> float:
+        found = features(observation)
+        for kind in (Feature.COUNTRY, Feature.BROWSER):
+            value = found.get(kind)
+            if value is not None and not history.seen(kind, value):
+                return 1.0
+        return 1.0 if history.verified == 0 else 0.0
+
+
+class Freeman:
+    name = "freeman"
+    _KINDS = (Feature.IP, Feature.NETWORK, Feature.ASN, Feature.COUNTRY)
+
+    def score(
+        self,
+        record: LoginRecord,
+        observation: Observation,
+        history: SubjectHistory,
+        population: Population,
+    ) -> float:
+        found = features(observation)
+        total = math.log(client_ratio(found, history, population))
+        for kind in self._KINDS:
+            value = found.get(kind)
+            if value is not None and history.verified:
+                total += math.log(Marginal(history, population, kind).ratio(value))
+        return total
