@@ -1,11 +1,12 @@
 """Metrics of a replay: AUC, step-up and detection rates, operating points.
 
 A score at or above the threshold steps up. The AUC is the probability that a random attack
-scores above a random legitimate attempt, ties counting one half (Mann-Whitney U with mid-ranks).
+scores above a random legitimate attempt, ties counting one half (the Mann-Whitney U statistic).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,19 +18,13 @@ def auc(attacks: Sequence[float], legit: Sequence[float]) -> float | None:
     """The area under the ROC curve (None when either side is empty)."""
     if not attacks or not legit:
         return None
-    pooled = sorted([(s, True) for s in attacks] + [(s, False) for s in legit])
-    rank_sum = 0.0
-    start = 0
-    while start < len(pooled):
-        end = start
-        while end < len(pooled) and pooled[end][0] == pooled[start][0]:
-            end += 1
-        middle = (start + 1 + end) / 2  # mid-rank of ranks start+1 .. end
-        rank_sum += middle * sum(1 for _, attack in pooled[start:end] if attack)
-        start = end
-    n_attack, n_legit = len(attacks), len(legit)
-    u = rank_sum - n_attack * (n_attack + 1) / 2
-    return u / (n_attack * n_legit)
+    ordered = sorted(legit)
+    above = 0.0
+    for score in attacks:
+        below = bisect.bisect_left(ordered, score)
+        ties = bisect.bisect_right(ordered, score) - below
+        above += below + ties / 2
+    return above / (len(attacks) * len(ordered))
 
 
 def rate_at(scores: Sequence[float], threshold: float) -> float | None:

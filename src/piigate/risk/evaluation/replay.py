@@ -8,7 +8,7 @@ never does). Attempts at the same instant do not see each other.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,7 +24,7 @@ class Scorer(Protocol):
 
     name: str
 
-    def score(
+    async def score(
         self,
         record: LoginRecord,
         observation: Observation,
@@ -50,16 +50,20 @@ class Replayed:
     results: tuple[Scored, ...]
 
 
-def replay(
+async def replay(
     records: Iterable[LoginRecord],
     observe: Callable[[LoginRecord], Observation],
     scorers: Sequence[Scorer],
     *,
-    memory: MemoryHistory | None = None,
+    memory: MemoryHistory,
+    learn: Callable[[str, Observation], Awaitable[None]] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Replayed:
-    """Score every record with every scorer, learning as the replay goes."""
-    memory = memory or MemoryHistory()
+    """Score every record with every scorer, learning as the replay goes.
+
+    ``learn`` remembers a verified attempt (the engine's own ``remember_observation``);
+    without it the attempt goes into ``memory`` directly. Scorers read ``memory``.
+    """
     ordered = sorted(records, key=lambda record: record.at)
     earlier: dict[str, int] = {}
     pending: list[tuple[str, Observation]] = []
@@ -67,13 +71,16 @@ def replay(
     for count, record in enumerate(ordered, 1):
         if pending and pending[0][1].at < record.at:
             for subject, seen in pending:
-                memory.remember_now(subject, seen)
+                if learn is None:
+                    memory.remember_now(subject, seen)
+                else:
+                    await learn(subject, seen)
                 earlier[subject] = earlier.get(subject, 0) + 1
             pending.clear()
         observation = observe(record)
         history = memory.history_now(record.user, now=record.at)
         population = memory.population_now()
-        scores = tuple(s.score(record, observation, history, population) for s in scorers)
+        scores = tuple([await s.score(record, observation, history, population) for s in scorers])
         kind = (record.attack_type or "attack") if record.attack else None
         results.append(Scored(record.attack, kind, earlier.get(record.user, 0), scores))
         if record.successful and not record.attack:

@@ -30,7 +30,7 @@ class ContextScorer:
     def __init__(self, settings: RiskSettings) -> None:
         self.settings = settings
 
-    def score(
+    async def score(
         self,
         record: LoginRecord,
         observation: Observation,
@@ -44,7 +44,7 @@ class ContextScorer:
 class Never:
     name = "never"
 
-    def score(
+    async def score(
         self,
         record: LoginRecord,
         observation: Observation,
@@ -57,7 +57,7 @@ class Never:
 class Always:
     name = "always"
 
-    def score(
+    async def score(
         self,
         record: LoginRecord,
         observation: Observation,
@@ -70,7 +70,7 @@ class Always:
 class NewCountryOrBrowser:
     name = "new_country_or_browser"
 
-    def score(
+    async def score(
         self,
         record: LoginRecord,
         observation: Observation,
@@ -89,7 +89,7 @@ class Freeman:
     name = "freeman"
     _KINDS = (Feature.IP, Feature.NETWORK, Feature.ASN, Feature.COUNTRY)
 
-    def score(
+    async def score(
         self,
         record: LoginRecord,
         observation: Observation,
