@@ -1,6 +1,8 @@
 """What ``risk eval`` scores attempts with: the engine's context signals and the baselines.
 
-- ``engine``: the context signals' contributions, summed and capped at 100 (the engine's score).
+- ``engine``: the live engine's score (:class:`EngineScorer`: ``ContextRisk`` with this
+  replay's history and in-memory counters, each attempt a ``login``); :class:`ContextScorer`
+  is the context signals alone, summed and capped at 100.
 - ``never`` / ``always``: never step up (score 0) / always (score 1).
 - ``new_country_or_browser``: 1 when the country or the browser family was never seen for the
   subject (always 1 without history), else 0: the rule of thumb many products ship.
@@ -12,20 +14,62 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
+from typing import Protocol
 
+from piigate.model import Action, RiskAssessment
 from piigate.policy.model import RiskSettings
 from piigate.risk.context import context_signals
 from piigate.risk.evaluation.rba import LoginRecord
 from piigate.risk.familiarity import Marginal, client_ratio
 from piigate.risk.observation import Feature, Observation, Population, SubjectHistory, features
 
-__all__ = ["Always", "ContextScorer", "Freeman", "Never", "NewCountryOrBrowser"]
+__all__ = [
+    "Always",
+    "ContextScorer",
+    "EngineScorer",
+    "Freeman",
+    "Never",
+    "NewCountryOrBrowser",
+    "ObservationEngine",
+]
+
+
+class ObservationEngine(Protocol):
+    """``risk.engine.ContextRisk``: the assessment of a ready-made observation."""
+
+    async def assess_observation(
+        self, subject_id: str, observation: Observation, *, action: Action, now: datetime
+    ) -> RiskAssessment: ...
+
+    async def remember_observation(self, subject_id: str, observation: Observation) -> None: ...
+
+
+class EngineScorer:
+    """The live engine: every attempt assessed as a ``login`` of its subject, at its time."""
+
+    name = "engine"
+
+    def __init__(self, engine: ObservationEngine) -> None:
+        self.engine = engine
+
+    async def score(
+        self,
+        record: LoginRecord,
+        observation: Observation,
+        history: SubjectHistory,
+        population: Population,
+    ) -> float:
+        assessed = await self.engine.assess_observation(
+            record.user, observation, action=Action.LOGIN, now=record.at
+        )
+        return float(assessed.score)
 
 
 class ContextScorer:
     """The context signals of ``risk.context`` with the policy's weights."""
 
-    name = "engine"
+    name = "context"
 
     def __init__(self, settings: RiskSettings) -> None:
         self.settings = settings
