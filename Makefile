@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/gateway_masking.py
 	$(VENV)/bin/python bench/upstream_clients.py
 	$(VENV)/bin/python bench/gateway_http.py
+	$(VENV)/bin/python bench/risk.py
 
 clean:
 	rm -rf $(VENV) .piigate .piigate-demo .mypy_cache .ruff_cache .pytest_cache

@@ -168,6 +168,8 @@ _NO_SIGNALS: frozenset[str] = frozenset()
 class RiskAssessment:
     score: int = 0
     signals: tuple[Signal, ...] = ()
+    # What it saw of the context, for the audit (``risk.engine.evidence``): no raw address or UA.
+    evidence: tuple[tuple[str, str], ...] = ()
 
     @property
     def signal_names(self) -> frozenset[str]:

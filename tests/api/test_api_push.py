@@ -416,7 +416,7 @@ async def test_deny_alerts_and_raises_the_next_decisions_risk(
     assert after["risk"]["score"] == 50
     assert [(s["name"], s["weight"]) for s in after["risk"]["signals"]] == [("denied_push", 50)]
     decision = (await events(node, "decision"))[-1]
-    assert decision["risk"] == {"score": 50, "signals": ["denied_push"]}
+    assert decision["risk"] == {"score": 50, "signals": [{"name": "denied_push", "weight": 50}]}
     bob = (await node.decide(app_key, decision_body("update", ["ssn"], subject="bob"))).json()
     assert bob["risk"]["signals"] == []
 

@@ -131,6 +131,24 @@ def test_policy_test_fails_on_a_wrong_expectation(runner: CliRunner, tmp_path: P
     assert lines[-1] == "1 passed, 2 failed"
 
 
+def test_explain_scores_the_context_as_a_first_request(runner: CliRunner, tmp_path: Path) -> None:
+    request = tmp_path / "request.json"
+    context = {"ip": "1.1.1.1", "user_agent": "curl/8.4.0", "device_id": "d-9"}
+    body = {"subject": {"id": "alice"}, "action": "read", "pii": ["phone"], "context": context}
+    request.write_text(json.dumps(body))
+    result = runner.invoke(app, ["policy", "explain", str(POLICY), "--request", str(request)])
+    assert result.exit_code == 0, result.output
+    risk = json.loads(result.stdout)["risk"]
+    assert risk["score"] == 20
+    assert risk["signals"] == [
+        {"name": "no_history", "weight": 20, "detail": "no verified activity yet to compare with"}
+    ]
+    del body["context"]
+    request.write_text(json.dumps(body))
+    result = runner.invoke(app, ["policy", "explain", str(POLICY), "--request", str(request)])
+    assert json.loads(result.stdout)["risk"] == {"score": 0, "signals": []}
+
+
 def test_explain_prints_the_decision_as_json(runner: CliRunner, tmp_path: Path) -> None:
     request = tmp_path / "request.json"
     request.write_text(

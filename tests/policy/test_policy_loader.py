@@ -647,7 +647,7 @@ def test_risk_defaults_fill_omitted_signals() -> None:
     assert signals["new_device"].weight == 10
     assert signals["new_country"].weight == 40  # default
     assert signals["velocity"].weight == 30
-    assert signals["velocity"].params == {"window": 120, "limit": 60}
+    assert signals["velocity"].params == {"window": 120, "limit": 60, "ip_limit": 300}
     assert signals["impossible_travel"].params == {
         "suspicious_kmh": 250,
         "impossible_kmh": 900,

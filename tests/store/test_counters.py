@@ -186,3 +186,19 @@ async def test_two_processes_share_one_redis_count(redis_url: str) -> None:
         assert await counters.peek("shared", T0) == 300
     finally:
         await counters.aclose()
+
+
+async def test_a_batch_hits_and_reads_as_single_calls_do(counters: Counters) -> None:
+    from piigate.ports import batch_of
+
+    batch = batch_of(counters)
+    await counters.hit("seen", window_seconds=60, now=T0, amount=4)
+    counted, read = await batch(
+        [("a", 60), ("b", 10), ("a", 60)], ["seen", "never", "a"], now=T0
+    )
+    assert counted == [1, 1, 2] and read == [4, 0, 2]
+    later = T0 + timedelta(seconds=30)
+    counted, read = await batch([("b", 10)], ["a", "b", "seen"], now=later)
+    assert counted == [1] and read == [2, 1, 4]  # b's window had ended: a new one
+    assert await batch([], [], now=later) == ([], [])
+    assert await counters.peek("a", T0 + timedelta(seconds=61)) == 0

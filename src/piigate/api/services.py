@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import structlog
@@ -15,6 +14,7 @@ from fastapi import Request
 
 from piigate import __version__
 from piigate.api.metrics import Metrics
+from piigate.api.risk import open_context_risk
 from piigate.api.upkeep import PolicyWatch, Purge, refresh_keys
 from piigate.audit.bus import EventBus
 from piigate.audit.log import AuditLog
@@ -41,7 +41,8 @@ from piigate.identity import ApiKeyCache, ApiKeyPrincipal, JwtValidator
 from piigate.identity.login import Logins
 from piigate.model import Method
 from piigate.policy.holder import PolicyHolder
-from piigate.risk.port import CarriedRisk
+from piigate.risk.engine import ContextRisk
+from piigate.risk.geo import MaxMindLocator, open_locator
 from piigate.risk.recorded import RecordedRisk
 from piigate.stepup.engine import Engine
 from piigate.stepup.grants import KeyringGrantVerifier
@@ -96,7 +97,9 @@ class Services:
         self.keyring: Keyring
         self.bus: EventBus
         self.audit: AuditLog
-        self.risk: RecordedRisk
+        self.geo: MaxMindLocator
+        self.context_risk: ContextRisk  # the risk engine, and the RiskFeed the edges feed
+        self.risk: RecordedRisk  # context_risk, plus what piigate recorded (a denied push)
         self.challenges: SqlChallenges  # one repository, shared by the engine and the ceremonies
         self.engine: Engine
         self.api_keys: ApiKeyCache
@@ -123,10 +126,11 @@ class Services:
         self.policy = given if given is not None else _policy_file(self.settings)
         relying = _relying_party(self.settings)
         gateway = self._gateway_config()
+        self.geo = open_locator(self.settings.risk)
         await self._open_store()
         opened = await self._open_keyring()
         await self._open_audit()
-        self._open_engine()
+        await self._open_engine()
         self._open_identity()
         self._open_verification(relying)
         self._open_sms()
@@ -138,7 +142,10 @@ class Services:
     async def _open_store(self) -> None:
         settings = self.settings
         self.db = Database.open(settings.store_url)
-        _warn_if_exposed(settings.data_dir, *self.db.files)
+        # One line for each data path that others may read or write (made before piigate
+        # created them private, or loosened since).
+        for path, mode in exposed((settings.data_dir, *self.db.files)):
+            log.warning("data_not_private", path=str(path.resolve()), mode=f"{mode:04o}")
         await self.db.upgrade()
         self.store = Store(self.db)
         self.redis_counters = RedisCounters(settings.redis_url) if settings.redis_url else None
@@ -163,9 +170,9 @@ class Services:
         self.audit = AuditLog(self.db, self.clock, self.bus, writer_process=writer_process)
         await self.audit.start()
 
-    def _open_engine(self) -> None:
-        # What the request carries, plus what piigate recorded (a denied push).
-        self.risk = RecordedRisk(CarriedRisk(), self.store, self.policy, bus=self.bus)
+    async def _open_engine(self) -> None:
+        self.context_risk = await open_context_risk(self)
+        self.risk = RecordedRisk(self.context_risk, self.store, self.policy, bus=self.bus)
         # With the audit log as writer, a new challenge is inserted in the same group commit as
         # its decision's audit event; everyone else only reads challenges.
         self.challenges = SqlChallenges(self.store, self.keyring, self.audit)
@@ -352,6 +359,7 @@ class Services:
             await self.redis_counters.aclose()
         await self.audit.stop()
         self.risk.close()
+        self.geo.close()
         self.bus.close()
         await self.db.close()
 
@@ -374,13 +382,6 @@ class Services:
     def _level_for_acr(self, acr: str | None) -> str | None:
         current = self.policy.current
         return current.level_for_acr(acr) if current else None
-
-
-def _warn_if_exposed(*paths: Path) -> None:
-    """One line for each piigate data path that others may read or write (a data directory or
-    database made before piigate created them private, or loosened since)."""
-    for path, mode in exposed(paths):
-        log.warning("data_not_private", path=str(path.resolve()), mode=f"{mode:04o}")
 
 
 def _policy_file(settings: Settings) -> PolicyHolder:

@@ -120,8 +120,8 @@ class Purge:
         self.clock = clock
 
     async def once(self) -> dict[str, int]:
-        """Ended counter windows, expired sessions and used grants, and ceremonies a day after
-        they expired: how many rows of each went."""
+        """Ended counter windows, expired sessions and used grants, ceremonies a day after
+        they expired, and risk history past its days: how many rows of each went."""
         now = self.clock.now()
         return {
             "counters": await self.store.purge_counters(now),
@@ -130,6 +130,7 @@ class Purge:
             "ceremonies": await self.store.purge_ceremonies(
                 expired_before=now - timedelta(seconds=CEREMONY_RETENTION_SECONDS)
             ),
+            "risk_history": await self.store.purge_risk_history(now),
         }
 
     async def run(self) -> None:

@@ -51,7 +51,7 @@ FACTOR_KEYS: Final = frozenset(
     }
 )
 STEPUP_KEYS: Final = frozenset({"challenge_ttl", "max_attempts", "grant_ttl"})
-DURATION_PARAMS: Final = frozenset({"window", "min_elapsed"})
+DURATION_PARAMS: Final = frozenset({"window", "min_elapsed", "baseline_window"})
 
 # Signal → (default weight, {parameter: default}); parameters in DURATION_PARAMS are durations
 # (seconds, or "30s"/"5m"/"12h"), the others positive integers. docs/RISK.md says how each
@@ -72,9 +72,14 @@ DEFAULT_SIGNALS: Final[dict[str, tuple[int, dict[str, int]]]] = {
         70,
         {"suspicious_kmh": 250, "impossible_kmh": 900, "tolerance_km": 100, "min_elapsed": 300},
     ),
-    "velocity": (30, {"window": 60, "limit": 60}),
+    # Requests per window: per subject (limit) and per client address (ip_limit).
+    "velocity": (30, {"window": 60, "limit": 60, "ip_limit": 300}),
     "pii_enumeration": (50, {"window": 600, "distinct_records": 50}),
-    "bulk_destructive": (60, {"window": 600, "limit": 20}),
+    # Above limit and above baseline_factor times the subject's own mean over baseline_window.
+    "bulk_destructive": (
+        60,
+        {"window": 600, "limit": 20, "baseline_window": 86_400, "baseline_factor": 3},
+    ),
     "failed_stepups": (40, {"window": 900, "limit": 3}),
     "denied_push": (50, {}),
 }

@@ -187,9 +187,12 @@ def bundled_city_database() -> str | None:
     return path if Path(path).is_file() else None
 
 
-def open_locator(settings: GeoSettings, *, cache_size: int = CACHE_SIZE) -> MaxMindLocator:
+def open_locator(
+    settings: GeoSettings, *, cache_size: int = CACHE_SIZE, announce: bool = True
+) -> MaxMindLocator:
     """The databases ``settings`` name, opened; :class:`GeoConfigError` (one line, naming the
-    setting and the file) when one cannot be read. Logs one line saying what is loaded."""
+    setting and the file) when one cannot be read. ``announce``: log one line saying what is
+    loaded (and what is missing)."""
     city_path = settings.city_database
     if city_path is None:
         city_path = bundled_city_database()
@@ -200,7 +203,8 @@ def open_locator(settings: GeoSettings, *, cache_size: int = CACHE_SIZE) -> MaxM
         hosting_asns=settings.hosting_asns,
         cache_size=cache_size,
     )
-    _announce(locator)
+    if announce:
+        _announce(locator)
     return locator
 
 

@@ -41,6 +41,7 @@ class ContextObserver:
         self._clients = clients
         self._key = key
         self._address = functools.lru_cache(maxsize=cache_size)(self._address_keys)
+        self._device = functools.lru_cache(maxsize=cache_size)(self._device_key)
 
     def observe(self, context: Context, *, now: datetime) -> Observation:
         place, ip_key, network_key = Place(), None, None
@@ -48,9 +49,7 @@ class ContextObserver:
             place = self._geo.locate(context.ip)  # raises when a database fails
             ip_key, network_key = self._address(context.ip)
         client = self._clients.parse(context.user_agent) if context.user_agent else UNKNOWN_CLIENT
-        device_key = None
-        if context.device_id:
-            device_key = keyed(self._key.reveal(), Feature.DEVICE, context.device_id)
+        device_key = self._device(context.device_id) if context.device_id else None
         return Observation(
             at=now,
             place=place,
@@ -59,6 +58,9 @@ class ContextObserver:
             network_key=network_key,
             device_key=device_key,
         )
+
+    def _device_key(self, device_id: str) -> str:
+        return keyed(self._key.reveal(), Feature.DEVICE, device_id)
 
     def _address_keys(self, ip: str) -> tuple[str | None, str | None]:
         try:

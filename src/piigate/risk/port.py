@@ -7,7 +7,7 @@ from typing import Protocol
 
 from piigate.model import AccessRequest, Context, RiskAssessment
 
-__all__ = ["CarriedRisk", "RiskEngine", "RiskFeed"]
+__all__ = ["CarriedRisk", "RiskEngine", "RiskFeed", "audit_json"]
 
 
 class RiskEngine(Protocol):
@@ -35,3 +35,16 @@ class CarriedRisk:
 
     async def assess(self, request: AccessRequest, *, now: datetime) -> RiskAssessment:
         return request.risk or RiskAssessment()
+
+
+def audit_json(risk: RiskAssessment) -> dict[str, object]:
+    """An assessment as a decision's audit event holds it: each signal's name and contribution,
+    and what the risk engine saw of the context (``RiskAssessment.evidence``: keyed hashes,
+    country, ASN, parsed client), never a raw address or user agent."""
+    found: dict[str, object] = {
+        "score": risk.score,
+        "signals": [{"name": s.name, "weight": s.weight} for s in risk.signals],
+    }
+    if risk.evidence:
+        found["context"] = dict(risk.evidence)
+    return found

@@ -35,7 +35,7 @@ from piigate.model import (
 from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.evaluate import Evaluation, evaluate
 from piigate.policy.holder import PolicyHolder
-from piigate.risk.port import RiskEngine
+from piigate.risk.port import RiskEngine, audit_json
 from piigate.stepup.binding import LazyBinding
 from piigate.stepup.grants import GrantRejection, grant_mismatch
 from piigate.stepup.ports import AuditSink, ChallengeStore, GrantLedger
@@ -356,7 +356,7 @@ class Engine:
             "pii": sorted(request.pii),
             "mask": sorted(decision.mask),
             "resource": {"type": request.resource.type, "id": request.resource.id},
-            "risk": {"score": decision.risk.score, "signals": sorted(decision.risk.signal_names)},
+            "risk": audit_json(decision.risk),
             "policy": compiled.digest if compiled else None,
         }
         if decision.required is not None:
@@ -379,10 +379,6 @@ class Engine:
             data["expr_errors"] = list(decision.expr_errors)
         if request.session.id:
             data["session_id"] = request.session.id
-        if request.context.ip:
-            data["ip"] = request.context.ip
-        if request.context.device_id:
-            data["device_id"] = request.context.device_id
         if caller is not None:
             data["caller"] = _caller_json(caller)
         # The audit append waits for its group commit: a decision nobody can audit is never

@@ -14,6 +14,7 @@ from piigate.store.db import AlreadyExists, Database, StoreUnavailable, default_
 from piigate.store.factors import FactorRow, FactorStore
 from piigate.store.grants import GrantStore
 from piigate.store.keyring import KeyringStore
+from piigate.store.risk_history import RiskHistoryRows
 from piigate.store.sessions import SessionRow, SessionStore
 from piigate.store.users import UserRow, UserStore
 from piigate.store.verification import VerificationStore
@@ -31,6 +32,7 @@ __all__ = [
     "FactorStore",
     "GrantStore",
     "KeyringStore",
+    "RiskHistoryRows",
     "SessionRow",
     "SessionStore",
     "SqlCounters",
@@ -53,6 +55,7 @@ class Store(
     FactorStore,
     VerificationStore,
     KeyringStore,
+    RiskHistoryRows,
     SqlCounters,
 ):
     """Every repository over one :class:`Database`, as flat methods."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -68,16 +69,30 @@ class MemoryCounters:
         now = _utc(now)
         with self._lock:
             self._sweep(now)
-            window = self._windows.get(key)
-            if window is None:
-                self._make_room()
-            if window is None or window.end <= now:
-                window = _Window(amount, now + timedelta(seconds=window_seconds))
-                self._windows[key] = window
-            else:
-                window.value += amount
-            self._windows.move_to_end(key)
-            return window.value
+            return self._hit(key, window_seconds, now, amount)
+
+    async def batch(
+        self, hits: Sequence[tuple[str, float]], peeks: Sequence[str], *, now: datetime
+    ) -> tuple[list[int], list[int]]:
+        """Hit each ``(key, window_seconds)`` once and read each key of ``peeks``, atomically."""
+        now = _utc(now)
+        with self._lock:
+            self._sweep(now)
+            counted = [self._hit(key, seconds, now, 1) for key, seconds in hits]
+            windows = [self._windows.get(key) for key in peeks]
+        return counted, [0 if w is None or w.end <= now else w.value for w in windows]
+
+    def _hit(self, key: str, window_seconds: float, now: datetime, amount: int) -> int:
+        window = self._windows.get(key)
+        if window is None:
+            self._make_room()
+        if window is None or window.end <= now:
+            window = _Window(amount, now + timedelta(seconds=window_seconds))
+            self._windows[key] = window
+        else:
+            window.value += amount
+        self._windows.move_to_end(key)
+        return window.value
 
     async def peek(self, key: str, now: datetime) -> int:
         """The count in the current window (0 when none or the window is over)."""

@@ -9,7 +9,7 @@ fails closed (a login that cannot be throttled is refused, not let through).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -39,6 +39,34 @@ redis.call('HSET', KEYS[1], 'v', value, 'e', window_end)
 redis.call('PEXPIRE', KEYS[1], math.max(1, window_end - now) + 1000)
 return value
 """
+# KEYS: the keys to hit, then the keys to read; ARGV: now (ms), how many hits, each hit's window
+# (ms). Returns the counts, in KEYS' order (a read of an ended window is 0).
+_BATCH = """
+local now = tonumber(ARGV[1])
+local hits = tonumber(ARGV[2])
+local out = {}
+for i = 1, #KEYS do
+  local stored = redis.call('HMGET', KEYS[i], 'v', 'e')
+  local value = tonumber(stored[1])
+  local window_end = tonumber(stored[2])
+  if i <= hits then
+    if (not window_end) or window_end <= now then
+      value = 1
+      window_end = now + tonumber(ARGV[2 + i])
+    else
+      value = value + 1
+    end
+    redis.call('HSET', KEYS[i], 'v', value, 'e', window_end)
+    redis.call('PEXPIRE', KEYS[i], math.max(1, window_end - now) + 1000)
+    out[i] = value
+  elseif value and window_end and window_end > now then
+    out[i] = value
+  else
+    out[i] = 0
+  end
+end
+return out
+"""
 
 
 def _ms(at: datetime) -> int:
@@ -66,6 +94,7 @@ class RedisCounters:
         )
         self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
         self._hit = self._redis.register_script(_HIT)
+        self._batch = self._redis.register_script(_BATCH)
         self._prefix = prefix  # several deployments (or test runs) can share one Redis
 
     async def hit(self, key: str, *, window_seconds: float, now: datetime, amount: int = 1) -> int:
@@ -74,6 +103,17 @@ class RedisCounters:
             self._hit(keys=[self._prefix + key], args=[_ms(now), window, amount])
         )
         return int(result)
+
+    async def batch(
+        self, hits: Sequence[tuple[str, float]], peeks: Sequence[str], *, now: datetime
+    ) -> tuple[list[int], list[int]]:
+        """Hit each ``(key, window_seconds)`` once and read each key of ``peeks``: one round
+        trip, atomic (the keys must live on one Redis node, as they do without a cluster)."""
+        keys = [self._prefix + key for key, _ in hits] + [self._prefix + key for key in peeks]
+        windows = [max(1, int(seconds * 1000)) for _, seconds in hits]
+        result = await self._call(self._batch(keys=keys, args=[_ms(now), len(hits), *windows]))
+        counts = [int(value) for value in cast(list[int], result)]
+        return counts[: len(hits)], counts[len(hits) :]
 
     async def peek(self, key: str, now: datetime) -> int:
         value, window_end = await self._read(key)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -37,6 +38,9 @@ __all__ = [
     "factors",
     "keyring_keys",
     "metadata",
+    "risk_history",
+    "risk_places",
+    "risk_population",
     "sessions",
     "used_grants",
     "users",
@@ -246,4 +250,43 @@ keyring_keys = Table(
     Column("kek_id", String(64), nullable=False),
     Column("sealed", Text, nullable=False),
     Index("ux_keyring_keys_kid", "kid", unique=True),
+)
+
+# The risk engine's history of each subject's verified activity (``store/risk_history.py``):
+# per subject, feature (``risk.observation.Feature``: device, ip, network, country, asn, client
+# ...) and value, how often and when. Addresses, networks and devices are keyed hashes, never
+# the values themselves. The feature ``activity`` counts verified activities per day (value
+# ``YYYY-MM-DD``). Bounded per subject and feature (newest 100 values, 180 days).
+risk_history = Table(
+    "risk_history",
+    metadata,
+    Column("subject_id", String(255), primary_key=True),
+    Column("feature", String(32), primary_key=True),
+    Column("value", String(255), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("first_seen", TS, nullable=False),
+    Column("last_seen", TS, nullable=False),
+)
+
+# Where each subject's latest located verified activity was (impossible travel).
+risk_places = Table(
+    "risk_places",
+    metadata,
+    Column("subject_id", String(255), primary_key=True),
+    Column("at", TS, nullable=False),
+    Column("latitude", Float, nullable=False),
+    Column("longitude", Float, nullable=False),
+    Column("radius_km", Float, nullable=True),
+    Column("country", String(8), nullable=True),
+)
+
+# How often each value of the client and place features was seen over all subjects' verified
+# activity (Freeman's population p(x)); the feature ``activity`` with value ``""`` counts every
+# verified activity. Only ever counted up, as ``risk eval``'s in-memory history does.
+risk_population = Table(
+    "risk_population",
+    metadata,
+    Column("feature", String(32), primary_key=True),
+    Column("value", String(255), primary_key=True),
+    Column("count", BigInteger, nullable=False),
 )
