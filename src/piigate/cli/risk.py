@@ -20,7 +20,7 @@ import typer
 from piigate.cli.common import fail, run
 
 if TYPE_CHECKING:
-    from piigate.policy.model import RiskSettings
+    from piigate.policy.compiled import CompiledPolicy
     from piigate.risk.evaluation.rba import LoginRecord
     from piigate.risk.evaluation.replay import Replayed
 
@@ -49,11 +49,11 @@ def risk_eval(
 
     if format_ != "rba":
         fail(f"unknown format {format_!r} (expected rba)")
-    settings = _settings(policy)
+    compiled = _policy(policy)
     records = _read(logins)
     progress = None if as_json else _progress_bar(len(records))
     try:
-        replayed = run(_replay(records, settings, ignore_devices, progress))
+        replayed = run(_replay(records, compiled, ignore_devices, progress))
     finally:
         if progress is not None:
             progress(-1)
@@ -87,18 +87,15 @@ def risk_synth(
     typer.echo(f"{out}: {rows - 1} login attempts of {users} users (seed {seed})")
 
 
-def _settings(policy: str | None) -> RiskSettings:
+def _policy(path: str | None) -> CompiledPolicy | None:
+    """The policy whose risk weights to use (None: the defaults); its errors, one per line."""
     from piigate.errors import PolicyError
-    from piigate.policy import load_policy
-    from piigate.policy.model import RiskSettings, SignalSettings
-    from piigate.policy.sections import DEFAULT_SIGNALS
+    from piigate.policy import compile_policy, load_policy
 
-    if policy is None:
-        return RiskSettings(
-            {n: SignalSettings(w, dict(p)) for n, (w, p) in DEFAULT_SIGNALS.items()}
-        )
+    if path is None:
+        return None
     try:
-        return load_policy(policy).risk
+        return compile_policy(load_policy(path))
     except PolicyError as exc:
         for line in exc.errors:
             typer.echo(line, err=True)
@@ -123,39 +120,56 @@ def _read(path: str) -> list[LoginRecord]:
 
 async def _replay(
     records: list[LoginRecord],
-    settings: RiskSettings,
+    compiled: CompiledPolicy | None,
     ignore_devices: bool,
     progress: Callable[[int], None] | None,
 ) -> Replayed:
+    """The live engine (``ContextRisk`` over ``MemoryHistory`` and in-memory counters) first,
+    then the baselines, on one replay."""
+    from piigate.crypto.secret import Secret
+    from piigate.policy.holder import PolicyHolder
+    from piigate.risk.behaviour import Behaviour
     from piigate.risk.clients import ClientParser
+    from piigate.risk.engine import ContextRisk
     from piigate.risk.evaluation.observe import RecordObserver
     from piigate.risk.evaluation.replay import Scorer, replay
     from piigate.risk.evaluation.scorers import (
         Always,
-        ContextScorer,
+        EngineScorer,
         Freeman,
         Never,
         NewCountryOrBrowser,
     )
     from piigate.risk.geo_settings import DEFAULT_HOSTING_ASNS
     from piigate.risk.memory_history import MemoryHistory
+    from piigate.store.memory_counters import MemoryCounters
 
+    # A key of this run only: the replay's hashes never leave the process.
+    key = secrets.token_bytes(32)
     observer = RecordObserver(
-        # A key of this run only: the replay's hashes never leave the process.
-        key=secrets.token_bytes(32),
+        key=key,
         clients=ClientParser().parse,
         hosting_asns=DEFAULT_HOSTING_ASNS,
         devices=not ignore_devices,
     )
+    memory = MemoryHistory()
+    # No audit trail: a replay's early warnings would go nowhere.
+    behaviour = Behaviour(MemoryCounters(), None, key=Secret(key))
+    engine = ContextRisk(history=memory, behaviour=behaviour, policy=PolicyHolder(compiled))
     scorers: list[Scorer] = [
-        ContextScorer(settings),
+        EngineScorer(engine),
         Never(),
         Always(),
         NewCountryOrBrowser(),
         Freeman(),
     ]
     return await replay(
-        records, observer.observe, scorers, memory=MemoryHistory(), progress=progress
+        records,
+        observer.observe,
+        scorers,
+        memory=memory,
+        learn=engine.remember_observation,
+        progress=progress,
     )
 
 

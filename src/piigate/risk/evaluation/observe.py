@@ -23,11 +23,28 @@ def network_of(address: str) -> str:
 
     Raises ``ValueError`` for what is not an IP address.
     """
+    quad = _dotted_quad(address)
+    if quad is not None:  # the common case, without ipaddress's object
+        return f"{quad[0]}.{quad[1]}.{quad[2]}.0/24"
     ip = ipaddress.ip_address(address.strip())
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     network = ipaddress.ip_network(f"{ip}/{_PREFIX[ip.version]}", strict=False)
     return str(network)
+
+
+def _dotted_quad(address: str) -> list[str] | None:
+    """The four parts of a plain IPv4 address as ``ipaddress`` accepts it (decimal, 0-255, no
+    leading zeros), else None (anything else goes through ``ipaddress``)."""
+    parts = address.split(".")
+    if len(parts) != 4:
+        return None
+    for part in parts:
+        if not (part.isdigit() and part.isascii() and len(part) <= 3 and int(part) <= 255):
+            return None
+        if len(part) > 1 and part[0] == "0":
+            return None
+    return parts
 
 
 class RecordObserver:
@@ -53,6 +70,7 @@ class RecordObserver:
         self._hosting = hosting_asns
         self._devices = devices
         self._address = functools.lru_cache(maxsize=65_536)(self._address_keys)
+        self._device = functools.lru_cache(maxsize=65_536)(self._device_key)
 
     def observe(self, record: LoginRecord) -> Observation:
         place = Place(
@@ -72,8 +90,11 @@ class RecordObserver:
             client=self._clients(record.user_agent) if record.user_agent else Client(),
             ip_key=ip_key,
             network_key=network_key,
-            device_key=None if device is None else keyed(self._key, Feature.DEVICE, device),
+            device_key=None if device is None else self._device(device),
         )
+
+    def _device_key(self, device: str) -> str:
+        return keyed(self._key, Feature.DEVICE, device)
 
     def _address_keys(self, address: str) -> tuple[str, str]:
         return (

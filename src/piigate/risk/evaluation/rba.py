@@ -15,6 +15,7 @@ its value (it may be an address or a user agent).
 from __future__ import annotations
 
 import csv
+import functools
 import ipaddress
 import math
 from collections.abc import Iterable, Iterator
@@ -151,10 +152,8 @@ def _record(
     cells = _Row(row, columns, line, source)
     at = _timestamp(cells)
     ip = cells.required("IP Address")
-    try:
-        ipaddress.ip_address(ip)
-    except ValueError:
-        raise cells.fail("IP Address", "not an IP address") from None
+    if not _is_address(ip):
+        raise cells.fail("IP Address", "not an IP address")
     asn = cells.number("ASN", 0, 4294967295)
     if asn is not None and not asn.is_integer():
         raise cells.fail("ASN", "not an integer")
@@ -179,6 +178,15 @@ def _record(
         latitude=cells.number("Latitude", -90, 90),
         longitude=cells.number("Longitude", -180, 180),
     )
+
+
+@functools.lru_cache(maxsize=65_536)
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _timestamp(cells: _Row) -> datetime:
