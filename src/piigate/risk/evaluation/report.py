@@ -4,7 +4,8 @@ The first keys are the documented ones: ``logins``, ``attacks``, ``auc``,
 ``stepup_rate_legit`` and ``detection_rate`` at the threshold, and ``by_threshold``. Then:
 ``threshold``; ``operating_points`` (the ROC curve read at 95 % and 99 % detection);
 ``by_attack_type``; ``established_users`` (attempts of subjects with at least
-:data:`ESTABLISHED` earlier successful logins); ``baselines`` scored on the same replay.
+:data:`ESTABLISHED` earlier successful logins, and attacks on such subjects), also per attack
+type; ``baselines`` scored on the same replay.
 """
 
 from __future__ import annotations
@@ -39,41 +40,53 @@ def _points(attacks: Sequence[float], legit: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def _column(replayed: Replayed, index: int) -> tuple[list[float], list[float], list[float]]:
-    attacks, legit, established = [], [], []
-    for scored in replayed.results:
-        score = scored.scores[index]
-        if scored.attack:
-            attacks.append(score)
-        else:
-            legit.append(score)
-            if scored.earlier >= ESTABLISHED:
-                established.append(score)
-    return attacks, legit, established
+class _Column:
+    """One scorer's scores, split by ground truth, and for established subjects only (those
+    with at least :data:`ESTABLISHED` earlier successful logins: the victim's, for an attack)."""
+
+    def __init__(self, replayed: Replayed, index: int, kind: str | None = None) -> None:
+        self.attacks: list[float] = []
+        self.legit: list[float] = []
+        self.established_attacks: list[float] = []
+        self.established_legit: list[float] = []
+        for scored in replayed.results:
+            if scored.attack and kind is not None and scored.attack_type != kind:
+                continue
+            score = scored.scores[index]
+            settled = scored.earlier >= ESTABLISHED
+            if scored.attack:
+                self.attacks.append(score)
+                if settled:
+                    self.established_attacks.append(score)
+            else:
+                self.legit.append(score)
+                if settled:
+                    self.established_legit.append(score)
 
 
-def _by_type(
-    replayed: Replayed, index: int, legit: list[float], established: list[float], threshold: float
-) -> dict[str, Any]:
-    kinds: dict[str, list[float]] = {}
-    for scored in replayed.results:
-        if scored.attack:
-            kinds.setdefault(scored.attack_type or "attack", []).append(scored.scores[index])
-    return {
-        kind: {
-            "attacks": len(scores),
-            "auc": auc(scores, legit),
-            "detection_rate": rate_at(scores, threshold),
-            "operating_points": _points(scores, legit),
-            "established_users_operating_points": _points(scores, established),
+def _by_type(replayed: Replayed, index: int, threshold: float) -> dict[str, Any]:
+    kinds = sorted({s.attack_type or "attack" for s in replayed.results if s.attack})
+    out: dict[str, Any] = {}
+    for kind in kinds:
+        column = _Column(replayed, index, kind)
+        out[kind] = {
+            "attacks": len(column.attacks),
+            "auc": auc(column.attacks, column.legit),
+            "detection_rate": rate_at(column.attacks, threshold),
+            "operating_points": _points(column.attacks, column.legit),
+            "established_users": {
+                "attacks": len(column.established_attacks),
+                "auc": auc(column.established_attacks, column.established_legit),
+                "operating_points": _points(column.established_attacks, column.established_legit),
+            },
         }
-        for kind, scores in sorted(kinds.items())
-    }
+    return out
 
 
 def report(replayed: Replayed, *, threshold: float) -> dict[str, Any]:
     """The metrics of the engine (the first scorer) and of every baseline after it."""
-    attacks, legit, established = _column(replayed, 0)
+    column = _Column(replayed, 0)
+    attacks, legit = column.attacks, column.legit
     out: dict[str, Any] = {
         "logins": len(replayed.results),
         "attacks": len(attacks),
@@ -90,23 +103,27 @@ def report(replayed: Replayed, *, threshold: float) -> dict[str, Any]:
         ],
         "threshold": threshold,
         "operating_points": _points(attacks, legit),
-        "by_attack_type": _by_type(replayed, 0, legit, established, threshold),
+        "by_attack_type": _by_type(replayed, 0, threshold),
         "established_users": {
             "earlier_logins_at_least": ESTABLISHED,
-            "legit_logins": len(established),
-            "stepup_rate_legit": rate_at(established, threshold),
+            "legit_logins": len(column.established_legit),
+            "attacks": len(column.established_attacks),
+            "stepup_rate_legit": rate_at(column.established_legit, threshold),
+            "detection_rate": rate_at(column.established_attacks, threshold),
+            "auc": auc(column.established_attacks, column.established_legit),
+            "operating_points": _points(column.established_attacks, column.established_legit),
         },
         "baselines": {},
     }
     for index, name in enumerate(replayed.names[1:], 1):
-        b_attacks, b_legit, b_established = _column(replayed, index)
+        base = _Column(replayed, index)
         out["baselines"][name] = {
-            "auc": auc(b_attacks, b_legit),
+            "auc": auc(base.attacks, base.legit),
             # Binary baselines step up at 1; the likelihood-ratio model has no threshold.
-            "stepup_rate_legit": rate_at(b_legit, 1.0) if name != "freeman" else None,
-            "detection_rate": rate_at(b_attacks, 1.0) if name != "freeman" else None,
-            "operating_points": _points(b_attacks, b_legit),
-            "by_attack_type": _by_type(replayed, index, b_legit, b_established, 1.0),
+            "stepup_rate_legit": rate_at(base.legit, 1.0) if name != "freeman" else None,
+            "detection_rate": rate_at(base.attacks, 1.0) if name != "freeman" else None,
+            "operating_points": _points(base.attacks, base.legit),
+            "by_attack_type": _by_type(replayed, index, 1.0),
         }
     return out
 
@@ -135,7 +152,9 @@ def render(data: dict[str, Any]) -> list[str]:
         f"attacks detected {_pct(data['detection_rate'])}",
         f"established users (>= {ESTABLISHED} earlier logins): "
         f"{data['established_users']['legit_logins']} attempts, step-ups "
-        f"{_pct(data['established_users']['stepup_rate_legit'])}",
+        f"{_pct(data['established_users']['stepup_rate_legit'])}; "
+        f"{data['established_users']['attacks']} attacks on them, detected "
+        f"{_pct(data['established_users']['detection_rate'])}",
         f"legitimate step-ups at 95 % detection: {_at(data['operating_points'], 'detection_95')}",
         "",
         f"{'score':>5}  {'legit step-ups':>14}  {'detected':>9}",
@@ -144,11 +163,17 @@ def render(data: dict[str, Any]) -> list[str]:
         f"{row['score']:>5}  {_pct(row['stepup_rate_legit']):>14}  {_pct(row['detection_rate']):>9}"
         for row in data["by_threshold"]
     ]
-    lines += ["", f"{'attack type':<12} {'n':>6} {'AUC':>7} {'detected':>9}  legit at 95 % det."]
+    lines += [
+        "",
+        f"{'attack type':<12} {'n':>6} {'AUC':>7} {'detected':>9}  {'legit at 95 % det.':<24}"
+        "established users' legit at 99 % det.",
+    ]
     for kind, row in data["by_attack_type"].items():
+        settled = row["established_users"]["operating_points"]
         lines.append(
             f"{kind:<12} {row['attacks']:>6} {_num(row['auc']):>7} "
-            f"{_pct(row['detection_rate']):>9}  {_at(row['operating_points'], 'detection_95')}"
+            f"{_pct(row['detection_rate']):>9}  "
+            f"{_at(row['operating_points'], 'detection_95'):<24}{_at(settled, 'detection_99')}"
         )
     lines += ["", f"{'baseline':<24} {'AUC':>7} {'step-ups':>9} {'detected':>9}  at 95 % det."]
     for name, row in data["baselines"].items():
