@@ -50,12 +50,20 @@ class Tally:
         return 0 if seen is None else seen.count
 
 
+_NOTHING = Tally({}, 0, 0)
+
+
 def tally(history: SubjectHistory, kind: Feature, *, prefix: str = "") -> Tally:
     """The subject's sightings of ``kind`` (only the values starting with ``prefix``)."""
-    counts = history.values.get(kind, {})
+    counts = history.values.get(kind)
+    if not counts:
+        return _NOTHING
     if prefix:
         counts = {v: s for v, s in counts.items() if v.startswith(prefix)}
-    return Tally(counts, sum(s.count for s in counts.values()), len(counts))
+    n = 0
+    for seen in counts.values():
+        n += seen.count
+    return Tally(counts, n, len(counts))
 
 
 def repeat_share(counted: Tally) -> float:

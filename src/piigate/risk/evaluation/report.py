@@ -41,46 +41,50 @@ def _points(attacks: Sequence[float], legit: Sequence[float]) -> dict[str, Any]:
 
 
 class _Column:
-    """One scorer's scores, split by ground truth, and for established subjects only (those
-    with at least :data:`ESTABLISHED` earlier successful logins: the victim's, for an attack)."""
+    """One scorer's scores, split by ground truth and attack type, and for established subjects
+    only (those with at least :data:`ESTABLISHED` earlier successful logins: the victim's, for
+    an attack). One pass over the replay."""
 
-    def __init__(self, replayed: Replayed, index: int, kind: str | None = None) -> None:
+    def __init__(self, replayed: Replayed, index: int) -> None:
         self.attacks: list[float] = []
         self.legit: list[float] = []
         self.established_attacks: list[float] = []
         self.established_legit: list[float] = []
+        self.kinds: dict[str, tuple[list[float], list[float]]] = {}
         for scored in replayed.results:
-            if scored.attack and kind is not None and scored.attack_type != kind:
-                continue
             score = scored.scores[index]
             settled = scored.earlier >= ESTABLISHED
             if scored.attack:
+                kind = self.kinds.setdefault(scored.attack_type or "attack", ([], []))
                 self.attacks.append(score)
+                kind[0].append(score)
                 if settled:
                     self.established_attacks.append(score)
+                    kind[1].append(score)
             else:
                 self.legit.append(score)
                 if settled:
                     self.established_legit.append(score)
+        self.legit.sort()
+        self.established_legit.sort()
 
 
-def _by_type(replayed: Replayed, index: int, threshold: float) -> dict[str, Any]:
-    kinds = sorted({s.attack_type or "attack" for s in replayed.results if s.attack})
-    out: dict[str, Any] = {}
-    for kind in kinds:
-        column = _Column(replayed, index, kind)
-        out[kind] = {
-            "attacks": len(column.attacks),
-            "auc": auc(column.attacks, column.legit),
-            "detection_rate": rate_at(column.attacks, threshold),
-            "operating_points": _points(column.attacks, column.legit),
+def _by_type(column: _Column, threshold: float) -> dict[str, Any]:
+    legit, settled = column.legit, column.established_legit
+    return {
+        kind: {
+            "attacks": len(attacks),
+            "auc": auc(attacks, legit),
+            "detection_rate": rate_at(attacks, threshold),
+            "operating_points": _points(attacks, legit),
             "established_users": {
-                "attacks": len(column.established_attacks),
-                "auc": auc(column.established_attacks, column.established_legit),
-                "operating_points": _points(column.established_attacks, column.established_legit),
+                "attacks": len(on_settled),
+                "auc": auc(on_settled, settled),
+                "operating_points": _points(on_settled, settled),
             },
         }
-    return out
+        for kind, (attacks, on_settled) in sorted(column.kinds.items())
+    }
 
 
 def report(replayed: Replayed, *, threshold: float) -> dict[str, Any]:
@@ -103,7 +107,7 @@ def report(replayed: Replayed, *, threshold: float) -> dict[str, Any]:
         ],
         "threshold": threshold,
         "operating_points": _points(attacks, legit),
-        "by_attack_type": _by_type(replayed, 0, threshold),
+        "by_attack_type": _by_type(column, threshold),
         "established_users": {
             "earlier_logins_at_least": ESTABLISHED,
             "legit_logins": len(column.established_legit),
@@ -123,7 +127,7 @@ def report(replayed: Replayed, *, threshold: float) -> dict[str, Any]:
             "stepup_rate_legit": rate_at(base.legit, 1.0) if name != "freeman" else None,
             "detection_rate": rate_at(base.attacks, 1.0) if name != "freeman" else None,
             "operating_points": _points(base.attacks, base.legit),
-            "by_attack_type": _by_type(replayed, index, 1.0),
+            "by_attack_type": _by_type(base, 1.0),
         }
     return out
 
