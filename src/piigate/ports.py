@@ -8,10 +8,11 @@ ceremonies and the login logic can be tested with in-memory fakes.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-__all__ = ["AuditRecorder", "CounterBatch", "RateCounters", "batch_of"]
+__all__ = ["AuditRecorder", "CounterBatch", "Hit", "RateCounters", "batch_of"]
 
 
 class RateCounters(Protocol):
@@ -29,8 +30,22 @@ class RateCounters(Protocol):
     async def reset(self, key: str) -> None: ...
 
 
-# ``batch(hits, peeks, now=)``: each ``(key, window_seconds)`` of ``hits`` hit once and each key
-# of ``peeks`` read, as one operation where the adapter can (one Redis round trip, one lock).
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One hit of a batch: +1 on ``key`` (a new window of ``window_seconds`` if none is open).
+
+    ``if_first``: the index of an earlier hit of the same batch; this one counts only when that
+    one counted 1 (a first sighting in its window), and is a read otherwise. So "count each
+    record once per window" takes one round trip.
+    """
+
+    key: str
+    window_seconds: float
+    if_first: int | None = None
+
+
+# ``batch(hits, peeks, now=)``: each :class:`Hit` of ``hits`` applied and each key of ``peeks``
+# read, as one operation where the adapter can (one Redis round trip, one lock in memory).
 CounterBatch = Callable[..., Awaitable[tuple[list[int], list[int]]]]
 
 
@@ -41,9 +56,16 @@ def batch_of(counters: RateCounters) -> CounterBatch:
         return found
 
     async def one_by_one(
-        hits: Sequence[tuple[str, float]], peeks: Sequence[str], *, now: datetime
+        hits: Sequence[Hit], peeks: Sequence[str], *, now: datetime
     ) -> tuple[list[int], list[int]]:
-        counted = [await counters.hit(k, window_seconds=w, now=now) for k, w in hits]
+        counted: list[int] = []
+        for hit in hits:
+            if hit.if_first is not None and counted[hit.if_first] != 1:
+                counted.append(await counters.peek(hit.key, now))
+            else:
+                counted.append(
+                    await counters.hit(hit.key, window_seconds=hit.window_seconds, now=now)
+                )
         return counted, [await counters.peek(k, now) for k in peeks]
 
     return one_by_one

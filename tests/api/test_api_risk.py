@@ -5,11 +5,14 @@ trail keeps of it (never a raw address or user agent)."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-from api_support import Node, decision_body
+import pytest
+from api_support import Node, StartNode, decision_body
 
 from piigate.model import Context
+from piigate.risk.geo_settings import GeoConfigError, GeoSettings
 
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -90,3 +93,15 @@ async def test_a_burst_of_reads_warns_then_fires(node: Node, api_key: str) -> No
     [signal] = [s for s in answer["risk"]["signals"] if s["name"] == "pii_enumeration"]
     assert signal["weight"] == 50 and "51 distinct records" in signal["detail"]
     assert len(await events(node, "approaching_limit")) == 2
+
+
+async def test_an_unreadable_geolocation_database_stops_the_start(
+    start_node: StartNode, tmp_path: Path
+) -> None:
+    broken = tmp_path / "asn.mmdb"
+    broken.write_bytes(b"not a MaxMind database")
+    with pytest.raises(GeoConfigError) as raised:
+        await start_node(risk=GeoSettings(asn_database=str(broken)))
+    assert raised.value.errors == [
+        f"risk.asn_database: cannot read {broken} (InvalidDatabaseError)"
+    ]

@@ -189,16 +189,30 @@ async def test_two_processes_share_one_redis_count(redis_url: str) -> None:
 
 
 async def test_a_batch_hits_and_reads_as_single_calls_do(counters: Counters) -> None:
-    from piigate.ports import batch_of
+    from piigate.ports import Hit, batch_of
 
     batch = batch_of(counters)
     await counters.hit("seen", window_seconds=60, now=T0, amount=4)
     counted, read = await batch(
-        [("a", 60), ("b", 10), ("a", 60)], ["seen", "never", "a"], now=T0
+        [Hit("a", 60), Hit("b", 10), Hit("a", 60)], ["seen", "never", "a"], now=T0
     )
     assert counted == [1, 1, 2] and read == [4, 0, 2]
     later = T0 + timedelta(seconds=30)
-    counted, read = await batch([("b", 10)], ["a", "b", "seen"], now=later)
+    counted, read = await batch([Hit("b", 10)], ["a", "b", "seen"], now=later)
     assert counted == [1] and read == [2, 1, 4]  # b's window had ended: a new one
     assert await batch([], [], now=later) == ([], [])
     assert await counters.peek("a", T0 + timedelta(seconds=61)) == 0
+
+
+async def test_a_hit_may_count_only_after_a_first_sighting(counters: Counters) -> None:
+    """Distinct records per window in one batch: the record's key, then the tally if first."""
+    from piigate.ports import Hit, batch_of
+
+    batch = batch_of(counters)
+
+    async def read(record: str, at: datetime) -> int:
+        counted, _ = await batch([Hit(f"seen:{record}", 60), Hit("distinct", 60, 0)], [], now=at)
+        return counted[1]
+
+    assert [await read(r, T0) for r in ("r1", "r2", "r1", "r3", "r2")] == [1, 2, 2, 3, 3]
+    assert await read("r4", T0 + timedelta(seconds=61)) == 1  # both windows over: anew

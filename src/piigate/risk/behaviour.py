@@ -13,7 +13,7 @@ counters (``ports.RateCounters``: this process's memory, the SQL store, or Redis
   fires at ``limit``.
 
 Windows slide (``risk.windows``); what one request counts goes to the counters in one batch
-(two for a read of PII: a record's first read in the window is counted once). Counter keys hold
+(one Redis round trip; a record's first read in the window is counted once). Counter keys hold
 keyed hashes only (subject, address, record), never the values. Early warning: when an estimate
 reaches :data:`WARN_AT` of its limit, one ``approaching_limit`` audit event per subject, signal
 and window (shared counters make it one across the nodes) names the signal, the count, the limit,
@@ -59,7 +59,7 @@ class _Plan:
     distinct: Sliding | None = None
 
     def counters(self) -> list[Sliding]:
-        found = (self.velocity, self.by_ip, self.failed, self.bulk, self.habit)
+        found = (self.velocity, self.by_ip, self.failed, self.bulk, self.habit, self.distinct)
         return [c for c in found if c is not None]
 
 
@@ -109,12 +109,11 @@ class Behaviour:
         enumeration = _active(spec, "pii_enumeration") if reads else None
         plain: list[tuple[str, int]] = []
         if enumeration is not None:
+            # The record's first read in the window (the plain hit) counts it, once.
             record = self._digest("record", f"{resource.type or ''}\x00{resource.id}")
             plain.append((f"pe:seen:{subject}:{record}", _window(enumeration)))
-        first = await self.windows.count(plan.counters(), now=now, plain=plain)
-        if enumeration is not None:
-            plan.distinct = Sliding(f"pe:{subject}", _window(enumeration), hit=first[0] == 1)
-            await self.windows.count([plan.distinct], now=now)
+            plan.distinct = Sliding(f"pe:{subject}", _window(enumeration), hit=True, if_first=0)
+        await self.windows.count(plan.counters(), now=now, plain=plain)
         found = [
             await self._velocity(subject_id, plan, velocity, now),
             await self._failed(subject_id, plan, failed, now),

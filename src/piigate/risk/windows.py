@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from piigate.ports import RateCounters, batch_of
+from piigate.ports import Hit, RateCounters, batch_of
 
 __all__ = ["CLOSED_CACHE", "Estimate", "Sliding", "Windows"]
 
@@ -58,6 +58,8 @@ class Sliding:
     name: str
     window: int
     hit: bool
+    # Hit only if the ``plain`` hit at this index counted 1 (``ports.Hit.if_first``).
+    if_first: int | None = None
     key: str = ""
     bucket: int = 0
     elapsed: float = 0.0
@@ -87,7 +89,7 @@ class Windows:
         """Fill in each sliding counter (hitting those that ``hit``), and hit the ``plain``
         counters ``(name, window)`` of the current fixed window: their counts are returned."""
         stamp = now.timestamp()
-        hits = [(self._key(name, window, stamp), _keep(window, stamp)) for name, window in plain]
+        hits = [Hit(self._key(name, window, stamp), _keep(window, stamp)) for name, window in plain]
         asked = list(counters)
         peeks: list[str] = []
         unknown: list[tuple[Sliding, str]] = []  # counters whose previous window is not cached
@@ -99,7 +101,7 @@ class Windows:
             base = f"{self._prefix}{counter.name}:{window}:"
             counter.key = base + str(bucket)
             if counter.hit:
-                hits.append((counter.key, 2 * window - counter.elapsed))
+                hits.append(Hit(counter.key, 2 * window - counter.elapsed, counter.if_first))
             else:
                 peeks.append(counter.key)
             previous = base + str(bucket - 1)

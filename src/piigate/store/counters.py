@@ -9,11 +9,13 @@ restart of Redis (which here keeps nothing on disk) cannot lift a lockout.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import case, delete, literal, select
+from sqlalchemy import Connection, case, delete, literal, select
 
+from piigate.ports import Hit
 from piigate.store._sql import Repo, insert_for, utc
 from piigate.store.tables import TS, counters
 
@@ -41,18 +43,46 @@ class SqlCounters(Repo):
         One statement, so concurrent hits from any number of processes never lose an update:
         the row is created, restarted (its window is over) or incremented by the database.
         """
+        return int(await self._write_returning(self._hit(key, window_seconds, utc(now), amount)))
+
+    async def batch(
+        self, hits: Sequence[Hit], peeks: Sequence[str], *, now: datetime
+    ) -> tuple[list[int], list[int]]:
+        """Apply each :class:`~piigate.ports.Hit` and read each key of ``peeks``, in one
+        transaction (the risk engine's counters of one decision)."""
         now = utc(now)
+        statements = [self._hit(hit.key, hit.window_seconds, now, 1) for hit in hits]
+        live = counters.c.window_end > literal(now, TS)
+
+        def read(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
+            if not keys:
+                return {}
+            stmt = select(counters.c.key, counters.c.value).where(counters.c.key.in_(keys), live)
+            return {key: int(value) for key, value in conn.execute(stmt).all()}
+
+        def work(conn: Connection) -> tuple[list[int], list[int]]:
+            counted: list[int] = []
+            for hit, stmt in zip(hits, statements, strict=True):
+                if hit.if_first is not None and counted[hit.if_first] != 1:
+                    counted.append(read(conn, [hit.key]).get(hit.key, 0))
+                else:
+                    counted.append(int(conn.execute(stmt).scalar_one()))
+            found = read(conn, list(dict.fromkeys(peeks)))
+            return counted, [found.get(key, 0) for key in peeks]
+
+        return await self.db.write(work)
+
+    def _hit(self, key: str, window_seconds: float, now: datetime, amount: int) -> Any:
         window_end = now + timedelta(seconds=window_seconds)
         expired = counters.c.window_end <= literal(now, TS)
         insert = insert_for(self.db, counters).values(key=key, value=amount, window_end=window_end)
-        stmt = insert.on_conflict_do_update(
+        return insert.on_conflict_do_update(
             index_elements=[counters.c.key],
             set_={
                 "value": case((expired, literal(amount)), else_=counters.c.value + amount),
                 "window_end": case((expired, literal(window_end, TS)), else_=counters.c.window_end),
             },
         ).returning(counters.c.value)
-        return int(await self._write_returning(stmt))
 
     async def peek(self, key: str, now: datetime) -> int:
         """The count in the current window (0 when none or the window is over)."""

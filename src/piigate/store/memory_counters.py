@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+from piigate.ports import Hit
 from piigate.store.redis_counters import RedisCounters
 
 __all__ = ["DEFAULT_MAX_KEYS", "MemoryCounters", "open_counters"]
@@ -72,13 +73,19 @@ class MemoryCounters:
             return self._hit(key, window_seconds, now, amount)
 
     async def batch(
-        self, hits: Sequence[tuple[str, float]], peeks: Sequence[str], *, now: datetime
+        self, hits: Sequence[Hit], peeks: Sequence[str], *, now: datetime
     ) -> tuple[list[int], list[int]]:
-        """Hit each ``(key, window_seconds)`` once and read each key of ``peeks``, atomically."""
+        """Apply each :class:`~piigate.ports.Hit` and read each key of ``peeks``, atomically."""
         now = _utc(now)
         with self._lock:
             self._sweep(now)
-            counted = [self._hit(key, seconds, now, 1) for key, seconds in hits]
+            counted: list[int] = []
+            for hit in hits:
+                if hit.if_first is not None and counted[hit.if_first] != 1:
+                    window = self._windows.get(hit.key)
+                    counted.append(0 if window is None or window.end <= now else window.value)
+                else:
+                    counted.append(self._hit(hit.key, hit.window_seconds, now, 1))
             windows = [self._windows.get(key) for key in peeks]
         return counted, [0 if w is None or w.end <= now else w.value for w in windows]
 

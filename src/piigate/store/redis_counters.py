@@ -16,6 +16,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from piigate.ports import Hit
 from piigate.store.db import StoreUnavailable
 
 __all__ = ["RedisCounters"]
@@ -39,8 +40,9 @@ redis.call('HSET', KEYS[1], 'v', value, 'e', window_end)
 redis.call('PEXPIRE', KEYS[1], math.max(1, window_end - now) + 1000)
 return value
 """
-# KEYS: the keys to hit, then the keys to read; ARGV: now (ms), how many hits, each hit's window
-# (ms). Returns the counts, in KEYS' order (a read of an ended window is 0).
+# KEYS: the keys to hit, then the keys to read. ARGV: now (ms), how many hits, then per hit its
+# window (ms) and the 1-based index of the hit it depends on (0: none; see ports.Hit.if_first).
+# Returns the counts in KEYS' order (a read of an ended window is 0).
 _BATCH = """
 local now = tonumber(ARGV[1])
 local hits = tonumber(ARGV[2])
@@ -49,17 +51,19 @@ for i = 1, #KEYS do
   local stored = redis.call('HMGET', KEYS[i], 'v', 'e')
   local value = tonumber(stored[1])
   local window_end = tonumber(stored[2])
-  if i <= hits then
-    if (not window_end) or window_end <= now then
+  local live = value and window_end and window_end > now
+  local gate = i <= hits and tonumber(ARGV[2 + 2 * i]) or 0
+  if i <= hits and (gate == 0 or out[gate] == 1) then
+    if not live then
       value = 1
-      window_end = now + tonumber(ARGV[2 + i])
+      window_end = now + tonumber(ARGV[1 + 2 * i])
     else
       value = value + 1
     end
     redis.call('HSET', KEYS[i], 'v', value, 'e', window_end)
     redis.call('PEXPIRE', KEYS[i], math.max(1, window_end - now) + 1000)
     out[i] = value
-  elseif value and window_end and window_end > now then
+  elseif live then
     out[i] = value
   else
     out[i] = 0
@@ -105,13 +109,16 @@ class RedisCounters:
         return int(result)
 
     async def batch(
-        self, hits: Sequence[tuple[str, float]], peeks: Sequence[str], *, now: datetime
+        self, hits: Sequence[Hit], peeks: Sequence[str], *, now: datetime
     ) -> tuple[list[int], list[int]]:
-        """Hit each ``(key, window_seconds)`` once and read each key of ``peeks``: one round
+        """Apply each :class:`~piigate.ports.Hit` and read each key of ``peeks``: one round
         trip, atomic (the keys must live on one Redis node, as they do without a cluster)."""
-        keys = [self._prefix + key for key, _ in hits] + [self._prefix + key for key in peeks]
-        windows = [max(1, int(seconds * 1000)) for _, seconds in hits]
-        result = await self._call(self._batch(keys=keys, args=[_ms(now), len(hits), *windows]))
+        keys = [self._prefix + hit.key for hit in hits] + [self._prefix + key for key in peeks]
+        args: list[int] = [_ms(now), len(hits)]
+        for hit in hits:
+            gate = 0 if hit.if_first is None else hit.if_first + 1
+            args += [max(1, int(hit.window_seconds * 1000)), gate]
+        result = await self._call(self._batch(keys=keys, args=args))
         counts = [int(value) for value in cast(list[int], result)]
         return counts[: len(hits)], counts[len(hits) :]
 
