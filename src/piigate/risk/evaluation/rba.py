@@ -59,6 +59,7 @@ _UNKNOWN: Final = frozenset({"", "-"})
 class RbaFormatError(PiigateError):
     """A login history that cannot be read: one line, ``FILE:LINE: column 'X': why``."""
 
+    status = 400
     code = "invalid_login_history"
     title = "Invalid login history"
 
