@@ -211,3 +211,30 @@ def test_zero_weights_turn_signals_off() -> None:
 def test_keys_are_stable_per_key_and_differ_across_keys() -> None:
     assert keyed(KEY, Feature.IP, "192.0.2.1") == keyed(KEY, Feature.IP, "192.0.2.1")
     assert keyed(KEY, Feature.IP, "192.0.2.1") != keyed(b"x" * 32, Feature.IP, "192.0.2.1")
+
+
+@pytest.mark.parametrize(
+    ("address", "network"),
+    [
+        ("192.0.2.77", "192.0.2.0/24"),
+        ("10.0.0.1", "10.0.0.0/24"),
+        ("255.255.255.255", "255.255.255.0/24"),
+        ("::ffff:192.0.2.77", "192.0.2.0/24"),
+        ("2001:db8:1:2::5", "2001:db8:1::/48"),
+        ("2001:DB8:0001:ffff::9", "2001:db8:1::/48"),
+    ],
+)
+def test_networks_are_the_24_or_the_48(address: str, network: str) -> None:
+    from piigate.risk.evaluation.observe import network_of
+
+    assert network_of(address) == network
+
+
+@pytest.mark.parametrize(
+    "address", ["192.0.2", "192.0.2.256", "192.0.02.1", "x", "1.2.3.4.5", "٣.1.1.1"]
+)
+def test_what_is_not_an_address_is_refused(address: str) -> None:
+    from piigate.risk.evaluation.observe import network_of
+
+    with pytest.raises(ValueError):
+        network_of(address)

@@ -91,3 +91,21 @@ def test_the_async_store_protocol() -> None:
         return history.verified, population.verified
 
     assert asyncio.run(scenario()) == (1, 1)
+
+
+def test_a_history_is_handed_out_again_until_it_changes_and_never_changes_itself() -> None:
+    memory = MemoryHistory()
+    memory.remember_now("ann", seen(at=T0))
+    first = memory.history_now("ann", now=T0 + timedelta(hours=1))
+    assert memory.history_now("ann", now=T0 + timedelta(hours=2)) is first
+    population = memory.population_now()
+    assert memory.population_now() is population
+    memory.remember_now("ann", seen(at=T0 + timedelta(hours=3), place=NEW_YORK))
+    after = memory.history_now("ann", now=T0 + timedelta(hours=3))
+    assert after is not first
+    assert first.verified == 1 and first.seen(Feature.COUNTRY, "US") == 0
+    assert after.verified == 2 and after.seen(Feature.COUNTRY, "US") == 1
+    assert memory.population_now() is not population
+    # Falling out of the kept period is a change too.
+    later = memory.history_now("ann", now=T0 + timedelta(days=HISTORY_DAYS, hours=2))
+    assert later is not after and later.verified == 1

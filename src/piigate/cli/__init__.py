@@ -19,6 +19,7 @@ from piigate.cli.db import db_app
 from piigate.cli.gateway import gateway_app
 from piigate.cli.keys import keys_app
 from piigate.cli.policy import policy_app
+from piigate.cli.risk import risk_app
 from piigate.cli.serve import serve
 from piigate.cli.sms import sms_app
 from piigate.cli.users import users_app
@@ -41,6 +42,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(sms_app, name="sms")
 app.add_typer(authenticator_app, name="authenticator")
 app.add_typer(gateway_app, name="gateway")
+app.add_typer(risk_app, name="risk")
 app.command("serve")(serve)
 
 

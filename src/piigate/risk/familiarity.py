@@ -50,12 +50,20 @@ class Tally:
         return 0 if seen is None else seen.count
 
 
+_NOTHING = Tally({}, 0, 0)
+
+
 def tally(history: SubjectHistory, kind: Feature, *, prefix: str = "") -> Tally:
     """The subject's sightings of ``kind`` (only the values starting with ``prefix``)."""
-    counts = history.values.get(kind, {})
+    counts = history.values.get(kind)
+    if not counts:
+        return _NOTHING
     if prefix:
         counts = {v: s for v, s in counts.items() if v.startswith(prefix)}
-    return Tally(counts, sum(s.count for s in counts.values()), len(counts))
+    n = 0
+    for seen in counts.values():
+        n += seen.count
+    return Tally(counts, n, len(counts))
 
 
 def repeat_share(counted: Tally) -> float:
@@ -93,12 +101,22 @@ class Marginal:
         self.kind = kind
         self.population = population
         self.counted = tally(history, kind)
-        self.unseen = unseen_share(
-            population_share(population, kind, v) for v in self.counted.counts
-        )
+        self._unseen: float | None = None
+
+    @property
+    def unseen(self) -> float:
+        """The population's share of the values the subject has not shown (computed once)."""
+        if self._unseen is None:
+            kind, population = self.kind, self.population
+            self._unseen = unseen_share(
+                population_share(population, kind, v) for v in self.counted.counts
+            )
+        return self._unseen
 
     def share(self, value: str) -> float:
         prior = population_share(self.population, self.kind, value)
+        if self.counted.n == 0 or self.counted.count(value):
+            return subject_share(self.counted, value, prior, 1.0)  # no back-off needed
         return subject_share(self.counted, value, prior, self.unseen)
 
     def ratio(self, value: str) -> float:
@@ -179,11 +197,18 @@ def client_ratio(
       (:func:`version_ratio`: upgrades are no evidence).
 
     A factor whose value the subject has shown is at most 1 (:func:`_familiar_cap`).
+    Familiar combinations take a shortcut (:func:`_versions_ratio`).
     """
     combo = found.get(Feature.CLIENT)
     counted = tally(history, Feature.CLIENT)
     if combo is None or counted.n == 0:
         return 1.0
+    if counted.count(combo):
+        # A familiar combination: its factor (at most 1) needs no back-off; a familiar version
+        # counts as 1 (all the common case needs is that nothing here is evidence).
+        share = counted.count(combo) / (counted.n + counted.t)
+        ratio = min(1.0, population_share(population, Feature.CLIENT, combo) / share)
+        return ratio * _versions_ratio(found, history, population, familiar=True)
     marginals = [Marginal(history, population, kind) for kind in _COMBO_PARTS]
 
     def backoff(value: str) -> float:
@@ -198,13 +223,25 @@ def client_ratio(
 
     unseen = unseen_share(backoff(v) for v in counted.counts)
     share = subject_share(counted, combo, backoff(combo), unseen)
-    ratio = _familiar_cap(
-        counted, combo, population_share(population, Feature.CLIENT, combo) / share
-    )
+    ratio = population_share(population, Feature.CLIENT, combo) / share
+    return ratio * _versions_ratio(found, history, population, familiar=False)
+
+
+def _versions_ratio(
+    found: Mapping[Feature, str],
+    history: SubjectHistory,
+    population: Population,
+    *,
+    familiar: bool,
+) -> float:
+    """The browser's and the system's version factors (a version already seen counts 1 when
+    ``familiar``)."""
+    ratio = 1.0
     for kind, family_kind in _FAMILY_OF.items():
         family = found.get(family_kind)
         versioned = found.get(kind)
-        if family and versioned:
-            version = versioned[len(family) + 1 :]
-            ratio *= version_ratio(history, population, kind, family, version)
+        if not family or not versioned or (familiar and history.seen(kind, versioned)):
+            continue
+        version = versioned[len(family) + 1 :]
+        ratio *= version_ratio(history, population, kind, family, version)
     return ratio

@@ -37,6 +37,8 @@ class _Subject:
     last_place: LastPlace | None = None
     # No kept value was last seen before this (a lower bound): spares scans that find nothing.
     oldest: datetime | None = None
+    # The history as last handed out, until something changes it.
+    snapshot: SubjectHistory | None = None
 
 
 class MemoryHistory:
@@ -46,6 +48,7 @@ class MemoryHistory:
         self._subjects: dict[str, _Subject] = {}
         self._population: dict[Feature, dict[str, int]] = {}
         self._verified = 0
+        self._view: Population | None = None
 
     async def history(self, subject_id: str, *, now: datetime) -> SubjectHistory:
         return self.history_now(subject_id, now=now)
@@ -57,31 +60,49 @@ class MemoryHistory:
         self.remember_now(subject_id, observation)
 
     def history_now(self, subject_id: str, *, now: datetime) -> SubjectHistory:
-        """:meth:`history` without the event loop (``risk eval`` replays millions of rows)."""
+        """:meth:`history` without the event loop (``risk eval`` replays millions of rows).
+
+        The same object is handed out again until the subject's history changes (a new
+        sighting, or values falling out of the kept period): it is never changed itself.
+        """
         subject = self._subjects.get(subject_id)
         if subject is None:
-            return SubjectHistory()
-        _forget_before(subject, now - _KEEP)
-        return SubjectHistory(
-            verified=len(subject.activity),
-            values={kind: dict(seen) for kind, seen in subject.values.items() if seen},
-            last_place=subject.last_place,
-        )
+            return _EMPTY
+        if _forget_before(subject, now - _KEEP) or subject.snapshot is None:
+            subject.snapshot = SubjectHistory(
+                verified=len(subject.activity),
+                values={kind: dict(seen) for kind, seen in subject.values.items() if seen},
+                last_place=subject.last_place,
+            )
+        return subject.snapshot
 
     def population_now(self) -> Population:
-        """The population's counts: a live view, current until the next :meth:`remember`."""
-        return Population(verified=self._verified, values=self._population)
+        """The population's counts: a live view, current until the next :meth:`remember`
+        (the same object until then)."""
+        if self._view is None:
+            self._view = Population(verified=self._verified, values=self._population)
+        return self._view
 
     def remember_now(self, subject_id: str, observation: Observation) -> None:
-        subject = self._subjects.setdefault(subject_id, _Subject())
+        subject = self._subjects.get(subject_id)
+        if subject is None:
+            subject = self._subjects[subject_id] = _Subject()
         at = observation.at
         _forget_before(subject, at - _KEEP)
+        subject.snapshot = None
+        self._view = None
         subject.activity.append(at)
         self._verified += 1
+        population, values = self._population, subject.values
         for kind, value in features(observation).items():
-            counts = self._population.setdefault(kind, {})
+            counts = population.get(kind)
+            if counts is None:
+                counts = population[kind] = {}
             counts[value] = counts.get(value, 0) + 1
-            _see(subject.values.setdefault(kind, {}), value, at)
+            seen = values.get(kind)
+            if seen is None:
+                seen = values[kind] = {}
+            _see(seen, value, at)
         if subject.oldest is None or at < subject.oldest:
             subject.oldest = at
         place = observation.place
@@ -91,6 +112,9 @@ class MemoryHistory:
             subject.last_place = LastPlace(
                 at, place.latitude, place.longitude, place.radius_km, place.country
             )
+
+
+_EMPTY = SubjectHistory()
 
 
 def _see(seen: dict[str, Seen], value: str, at: datetime) -> None:
@@ -104,11 +128,14 @@ def _see(seen: dict[str, Seen], value: str, at: datetime) -> None:
     seen[value] = Seen(1, at)
 
 
-def _forget_before(subject: _Subject, cutoff: datetime) -> None:
+def _forget_before(subject: _Subject, cutoff: datetime) -> bool:
+    """Drop what was last seen before ``cutoff``; whether anything was dropped."""
+    changed = False
     while subject.activity and subject.activity[0] < cutoff:
         subject.activity.popleft()
+        changed = True
     if subject.oldest is None or subject.oldest >= cutoff:
-        return
+        return changed
     oldest: datetime | None = None
     for seen in subject.values.values():
         stale = [v for v, entry in seen.items() if entry.last_at < cutoff]
@@ -121,3 +148,4 @@ def _forget_before(subject: _Subject, cutoff: datetime) -> None:
     last = subject.last_place
     if last is not None and last.at < cutoff:
         subject.last_place = None
+    return True
