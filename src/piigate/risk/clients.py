@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from typing import Final
 
-from ua_parser import BestAvailableResolver, Domain, load_builtins, load_lazy_builtins
+from ua_parser import BestAvailableResolver, Domain, Resolver, load_builtins, load_lazy_builtins
 from ua_parser import RegexResolver as _RegexResolver
 
 from piigate.risk.observation import Client
@@ -54,9 +54,6 @@ class ClientParser:
     """``parse(user_agent) -> Client``, cached."""
 
     def __init__(self, *, cache_size: int = CACHE_SIZE) -> None:
-        # The lazy rules compile each regex on first use: the native resolver reads them once.
-        matchers = load_lazy_builtins() if _RegexResolver is not None else load_builtins()
-        self._resolve = BestAvailableResolver(matchers)
         self.parse = functools.lru_cache(maxsize=cache_size)(self._parse)
 
     @property
@@ -68,7 +65,7 @@ class ClientParser:
         text = user_agent[:MAX_LENGTH]
         if not text.strip():
             return UNKNOWN_CLIENT
-        result = self._resolve(text, Domain.ALL)
+        result = _resolver()(text, Domain.ALL)
         browser = _known(result.user_agent.family if result.user_agent else None)
         os = _known(result.os.family if result.os else None)
         device = result.device.family if result.device else None
@@ -79,6 +76,15 @@ class ClientParser:
             os_major=result.os.major if result.os and os else None,
             device_type=_device_type(text, os, device),
         )
+
+
+@functools.cache
+def _resolver() -> Resolver:
+    """The rules, compiled once per process on first use (a quarter of a second natively), and
+    shared: a resolver holds no state of its own."""
+    # The lazy rules compile each regex on first use: the native resolver reads them once.
+    matchers = load_lazy_builtins() if _RegexResolver is not None else load_builtins()
+    return BestAvailableResolver(matchers)
 
 
 def _known(family: str | None) -> str | None:
