@@ -119,8 +119,10 @@ def test_startup_packets_round_trip(message: fe.FrontendMessage) -> None:
 
 def test_the_startup_phase_ends_with_the_startup_message() -> None:
     parser = FrontendParser()
-    stream = fe.SSLRequest().encode() + STARTUP.encode() + fe.Query("SELECT 1").encode()
-    assert parser.feed(stream) == [fe.SSLRequest(), STARTUP, fe.Query("SELECT 1")]
+    assert parser.feed(fe.SSLRequest().encode()) == [fe.SSLRequest()]
+    assert not parser.started
+    stream = STARTUP.encode() + fe.Query("SELECT 1").encode()
+    assert parser.feed(stream) == [STARTUP, fe.Query("SELECT 1")]
     assert parser.started
     assert STARTUP.get("user") == "alice"
     assert STARTUP.get("password") is None
@@ -144,8 +146,9 @@ def test_password_messages_follow_the_servers_request() -> None:
 def test_the_one_byte_answers_to_encryption_requests() -> None:
     parser = BackendParser()
     parser.expect_ssl_answer()
+    assert parser.feed(b"N") == [be.SSLAnswer(False)]
     ready = be.ReadyForQuery("I").encode()
-    assert parser.feed(b"N" + ready) == [be.SSLAnswer(False), be.ReadyForQuery("I")]
+    assert parser.feed(ready) == [be.ReadyForQuery("I")]
     parser.expect_ssl_answer()
     assert parser.feed(b"S") == [be.SSLAnswer(True)]
     assert be.SSLAnswer(True).encode() == b"S"
@@ -188,11 +191,10 @@ def test_any_fragmentation_yields_the_same_frontend_messages(cuts: list[int]) ->
 
 @given(st.lists(st.integers(min_value=0), max_size=40))
 def test_any_fragmentation_yields_the_same_backend_messages(cuts: list[int]) -> None:
-    stream = b"N" + b"".join(m.encode() for m in BACKEND)
+    stream = b"".join(m.encode() for m in BACKEND)
     parser = BackendParser()
-    parser.expect_ssl_answer()
     messages = [m for chunk in _splits(stream, cuts) for m in parser.feed(chunk)]
-    assert messages == [be.SSLAnswer(False), *BACKEND]
+    assert messages == BACKEND
 
 
 @given(st.lists(st.one_of(st.none(), st.binary(max_size=20)), max_size=20))
@@ -279,6 +281,24 @@ def test_nothing_may_follow_a_cancel_request() -> None:
     cancel = fe.CancelRequest(1, b"abcd")
     assert parser.feed(cancel.encode()) == [cancel]
     _violation(parser, STARTUP.encode())
+    text = _violation(FrontendParser(), cancel.encode() + STARTUP.encode())
+    assert text == "data followed a CancelRequest before its answer"
+
+
+@pytest.mark.parametrize("request_", [fe.SSLRequest(), fe.GSSENCRequest()])
+def test_data_sent_with_an_encryption_request_is_refused(request_: fe.FrontendMessage) -> None:
+    """Plaintext queued behind the request could be taken as sent inside TLS (CVE-2021-23214)."""
+    text = _violation(FrontendParser(), request_.encode() + STARTUP.encode())
+    assert text == f"data followed a {type(request_).__name__} before its answer"
+
+
+@pytest.mark.parametrize("answer", [b"S", b"N"])
+def test_data_sent_with_the_answer_to_an_encryption_request_is_refused(answer: bytes) -> None:
+    """The server's side of the same injection (CVE-2021-23222)."""
+    parser = BackendParser()
+    parser.expect_ssl_answer()
+    text = _violation(parser, answer + be.ReadyForQuery("I").encode())
+    assert text == "data followed the answer to an encryption request"
 
 
 def test_strings_with_nul_cannot_be_encoded() -> None:

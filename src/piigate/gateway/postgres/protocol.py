@@ -36,6 +36,9 @@ DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 MAX_STARTUP_PACKET = 10_000
 _LENGTH = struct.Struct("!i")
 M = TypeVar("M")
+_Decoder = tuple[str, Callable[[Reader], M]]
+# Startup packets the client sends nothing after until it has an answer.
+_ANSWERED = (fe.SSLRequest, fe.GSSENCRequest, fe.CancelRequest)
 
 
 class AuthKind(enum.Enum):
@@ -46,56 +49,47 @@ class AuthKind(enum.Enum):
     SASL = "sasl"
 
 
-_FRONTEND: dict[bytes, Callable[[Reader], fe.FrontendMessage]] = {
-    b"Q": fe.Query.decode,
-    b"P": fe.Parse.decode,
-    b"B": fe.Bind.decode,
-    b"D": fe.Describe.decode,
-    b"E": fe.Execute.decode,
-    b"C": fe.Close.decode,
-    b"S": lambda r: _empty(r, fe.Sync()),
-    b"H": lambda r: _empty(r, fe.Flush()),
-    b"X": lambda r: _empty(r, fe.Terminate()),
-    b"d": CopyData.decode,
-    b"c": CopyDone.decode,
-    b"f": fe.CopyFail.decode,
+_FRONTEND: dict[bytes, _Decoder[fe.FrontendMessage]] = {
+    b"Q": ("Query", fe.Query.decode),
+    b"P": ("Parse", fe.Parse.decode),
+    b"B": ("Bind", fe.Bind.decode),
+    b"D": ("Describe", fe.Describe.decode),
+    b"E": ("Execute", fe.Execute.decode),
+    b"C": ("Close", fe.Close.decode),
+    b"S": ("Sync", lambda r: _empty(r, fe.Sync())),
+    b"H": ("Flush", lambda r: _empty(r, fe.Flush())),
+    b"X": ("Terminate", lambda r: _empty(r, fe.Terminate())),
+    b"d": ("CopyData", CopyData.decode),
+    b"c": ("CopyDone", CopyDone.decode),
+    b"f": ("CopyFail", fe.CopyFail.decode),
 }
-_PASSWORD: dict[AuthKind, Callable[[Reader], fe.FrontendMessage]] = {
-    AuthKind.PASSWORD: fe.PasswordMessage.decode,
-    AuthKind.SASL_INITIAL: fe.SASLInitialResponse.decode,
-    AuthKind.SASL: fe.SASLResponse.decode,
+_PASSWORD: dict[AuthKind, _Decoder[fe.FrontendMessage]] = {
+    AuthKind.PASSWORD: ("PasswordMessage", fe.PasswordMessage.decode),
+    AuthKind.SASL_INITIAL: ("SASLInitialResponse", fe.SASLInitialResponse.decode),
+    AuthKind.SASL: ("SASLResponse", fe.SASLResponse.decode),
 }
-_BACKEND: dict[bytes, Callable[[Reader], be.BackendMessage]] = {
-    b"S": be.ParameterStatus.decode,
-    b"K": be.BackendKeyData.decode,
-    b"Z": be.ReadyForQuery.decode,
-    b"T": be.RowDescription.decode,
-    b"D": be.DataRow.decode,
-    b"C": be.CommandComplete.decode,
-    b"E": be.ErrorResponse.decode,
-    b"N": be.NoticeResponse.decode,
-    b"t": be.ParameterDescription.decode,
-    b"G": be.CopyInResponse.decode,
-    b"H": be.CopyOutResponse.decode,
-    b"W": be.CopyBothResponse.decode,
-    b"A": be.NotificationResponse.decode,
-    b"d": CopyData.decode,
-    b"c": CopyDone.decode,
-    b"I": lambda r: _empty(r, be.EmptyQueryResponse()),
-    b"1": lambda r: _empty(r, be.ParseComplete()),
-    b"2": lambda r: _empty(r, be.BindComplete()),
-    b"3": lambda r: _empty(r, be.CloseComplete()),
-    b"n": lambda r: _empty(r, be.NoData()),
-    b"s": lambda r: _empty(r, be.PortalSuspended()),
-}
-_NAMES = {
-    b"Q": "Query",
-    b"P": "Parse",
-    b"B": "Bind",
-    b"p": "password",
-    b"R": "Authentication",
-    b"T": "RowDescription",
-    b"D": "DataRow/Describe",
+_BACKEND: dict[bytes, _Decoder[be.BackendMessage]] = {
+    b"S": ("ParameterStatus", be.ParameterStatus.decode),
+    b"K": ("BackendKeyData", be.BackendKeyData.decode),
+    b"Z": ("ReadyForQuery", be.ReadyForQuery.decode),
+    b"T": ("RowDescription", be.RowDescription.decode),
+    b"D": ("DataRow", be.DataRow.decode),
+    b"C": ("CommandComplete", be.CommandComplete.decode),
+    b"E": ("ErrorResponse", be.ErrorResponse.decode),
+    b"N": ("NoticeResponse", be.NoticeResponse.decode),
+    b"t": ("ParameterDescription", be.ParameterDescription.decode),
+    b"G": ("CopyInResponse", be.CopyInResponse.decode),
+    b"H": ("CopyOutResponse", be.CopyOutResponse.decode),
+    b"W": ("CopyBothResponse", be.CopyBothResponse.decode),
+    b"A": ("NotificationResponse", be.NotificationResponse.decode),
+    b"d": ("CopyData", CopyData.decode),
+    b"c": ("CopyDone", CopyDone.decode),
+    b"I": ("EmptyQueryResponse", lambda r: _empty(r, be.EmptyQueryResponse())),
+    b"1": ("ParseComplete", lambda r: _empty(r, be.ParseComplete())),
+    b"2": ("BindComplete", lambda r: _empty(r, be.BindComplete())),
+    b"3": ("CloseComplete", lambda r: _empty(r, be.CloseComplete())),
+    b"n": ("NoData", lambda r: _empty(r, be.NoData())),
+    b"s": ("PortalSuspended", lambda r: _empty(r, be.PortalSuspended())),
 }
 
 
@@ -147,10 +141,10 @@ class _Framer:
         self._pos = start + 1 + length
         return tag, payload
 
-    def _decode(self, decoder: Callable[[Reader], M], tag: bytes, payload: bytes) -> M:
-        name = _NAMES.get(tag, f"type 0x{tag.hex()}")
+    def _decode(self, decoder: _Decoder[M], payload: bytes) -> M:
+        name, decode = decoder
         try:
-            return decoder(Reader(payload, name))
+            return decode(Reader(payload, name))
         except ProtocolViolation:
             self._broken = True
             raise
@@ -177,6 +171,11 @@ class FrontendParser(_Framer):
             if message is None:
                 break
             messages.append(message)
+            if isinstance(message, _ANSWERED) and self._available():
+                # The client waits for the answer (or the connection ends): bytes sent before
+                # it may be plaintext injected ahead of a TLS handshake (CVE-2021-23214).
+                name = type(message).__name__
+                raise self._fail(f"data followed a {name} before its answer")
         self._compact()
         return messages
 
@@ -190,7 +189,7 @@ class FrontendParser(_Framer):
         decoder = _PASSWORD[self._auth] if tag == b"p" else _FRONTEND.get(tag)
         if decoder is None:
             return Unknown(tag, payload)
-        return self._decode(decoder, tag, payload)
+        return self._decode(decoder, payload)
 
     def _next_startup(self) -> fe.FrontendMessage | None:
         if self._available() < 4:
@@ -213,7 +212,7 @@ class FrontendParser(_Framer):
                 process_id, key = r.int32(), r.rest()
                 if not 4 <= len(key) <= 256:
                     raise r.fail("bad cancel key length")
-                self._broken = True  # nothing may follow a cancel request
+                self._broken = True  # the connection has no other use
                 return fe.CancelRequest(process_id, key)
             if code >> 16 != 3:
                 raise ProtocolViolation(
@@ -256,6 +255,10 @@ class BackendParser(_Framer):
             first = self._buffer[self._pos]
             if first in b"SN":
                 self._pos += 1
+                if self._available():
+                    # Nothing may come before the client speaks again: bytes here may be
+                    # plaintext injected ahead of a TLS handshake (CVE-2021-23222).
+                    raise self._fail("data followed the answer to an encryption request")
                 return be.SSLAnswer(first == ord("S"))
         found = self._next_frame()
         if found is None:
@@ -266,7 +269,7 @@ class BackendParser(_Framer):
         decoder = _BACKEND.get(tag)
         if decoder is None:
             return Unknown(tag, payload)
-        return self._decode(decoder, tag, payload)
+        return self._decode(decoder, payload)
 
     def _authentication(self, payload: bytes) -> be.BackendMessage:
         if len(payload) < 4:
@@ -274,4 +277,4 @@ class BackendParser(_Framer):
         decoder = AUTH_DECODERS.get(_LENGTH.unpack_from(payload)[0])
         if decoder is None:
             return Unknown(b"R", payload)
-        return self._decode(decoder, b"R", payload[4:])
+        return self._decode(("Authentication", decoder), payload[4:])
