@@ -50,6 +50,8 @@ def test_a_wrong_password_fails_the_proof() -> None:
         (b"n,,m=ext,n=user,r=abc", "malformed client-first"),
         (b"n,,n=user,r=abc,m=ext", "mandatory SCRAM extensions"),
         (b"n,,n=user,r=\xff", "not UTF-8"),
+        ("n,,n=user,r=é".encode(), "malformed client nonce"),
+        (b"n,,n=user,r=a b", "malformed client nonce"),
         (b"n", "malformed client-first"),
     ],
 )
@@ -96,3 +98,5 @@ def test_server_nonces() -> None:
     verifier = ScramVerifier.from_password("x", salt=b"s", iterations=1)
     with pytest.raises(ValueError, match="nonce"):
         ScramServer(verifier, server_nonce="a,b")
+    with pytest.raises(ValueError, match="nonce"):
+        ScramServer(verifier, server_nonce="é")

@@ -111,8 +111,8 @@ class ScramServer:
     """One SCRAM-SHA-256 exchange, server side: ``first`` then ``final``, once each."""
 
     def __init__(self, verifier: ScramVerifier, *, server_nonce: str) -> None:
-        if not server_nonce or not server_nonce.isprintable() or "," in server_nonce:
-            raise ValueError("a server nonce is printable and holds no comma")
+        if not _is_nonce(server_nonce):
+            raise ValueError("a server nonce is printable ASCII and holds no comma")
         self._verifier = verifier
         self._server_nonce = server_nonce
         self._nonce = ""
@@ -131,7 +131,7 @@ class ScramServer:
         if any(key == "m" for key, _ in attributes):
             raise ScramError("mandatory SCRAM extensions are not supported")
         client_nonce = attributes[1][1]
-        if not client_nonce.isprintable() or "," in client_nonce:
+        if not _is_nonce(client_nonce):
             raise ScramError("malformed client nonce")
         self._gs2_header = gs2
         self._nonce = client_nonce + self._server_nonce
@@ -177,6 +177,11 @@ class ScramServer:
     @property
     def done(self) -> bool:
         return self._state == "done"
+
+
+def _is_nonce(text: str) -> bool:
+    """RFC 5802's ``printable``: visible ASCII but ``,``."""
+    return bool(text) and all("!" <= c <= "~" and c != "," for c in text)
 
 
 def _text(message: bytes, what: str) -> str:
