@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from piigate.gateway.postgres.auth import Auth
 from piigate.gateway.postgres.messages import CopyData, CopyDone, Unknown
-from piigate.gateway.postgres.wire import Reader, cstring, frame, int16, int32, uint32
+from piigate.gateway.postgres.wire import Reader, cstring, frame, int16, int32, uint32, values
 
 __all__ = [
     "BackendKeyData",
@@ -152,14 +152,13 @@ class DataRow:
     values: tuple[bytes | None, ...]
 
     def encode(self) -> bytes:
-        body = b"".join(int32(-1) if v is None else int32(len(v)) + v for v in self.values)
-        return frame(self.TAG, int16(len(self.values)) + body)
+        return frame(self.TAG, int16(len(self.values)) + values(self.values))
 
     @classmethod
     def decode(cls, r: Reader) -> DataRow:
-        values = tuple(r.value() for _ in range(r.count()))
+        row = r.values(r.count())
         r.end()
-        return cls(values)
+        return cls(row)
 
 
 @dataclass(frozen=True, slots=True)

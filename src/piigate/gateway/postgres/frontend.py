@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from piigate.gateway.postgres.messages import CopyData, CopyDone, Unknown
-from piigate.gateway.postgres.wire import Reader, cstring, frame, int16, int32, uint32
+from piigate.gateway.postgres.wire import Reader, cstring, frame, int16, int32, uint32, values
 
 __all__ = [
     "PROTOCOL_3",
@@ -149,14 +149,13 @@ class Bind:
     result_formats: tuple[int, ...] = ()
 
     def encode(self) -> bytes:
-        values = b"".join(int32(-1) if v is None else int32(len(v)) + v for v in self.parameters)
         return frame(
             self.TAG,
             cstring(self.portal)
             + cstring(self.statement)
             + _encode_formats(self.parameter_formats)
             + int16(len(self.parameters))
-            + values
+            + values(self.parameters)
             + _encode_formats(self.result_formats),
         )
 
@@ -164,7 +163,7 @@ class Bind:
     def decode(cls, r: Reader) -> Bind:
         portal, statement = r.cstring(), r.cstring()
         parameter_formats = _formats(r)
-        parameters = tuple(r.value() for _ in range(r.count()))
+        parameters = r.values(r.count())
         result_formats = _formats(r)
         r.end()
         return cls(portal, statement, parameter_formats, parameters, result_formats)
