@@ -47,9 +47,19 @@ class _Inbox:
         return self.pending.pop(0)
 
 
+async def reader_closed(inbox: _Inbox) -> None:
+    """Wait for the client to hang up (a client that refused the server must)."""
+    with contextlib.suppress(ConnectionError):
+        while True:
+            await inbox.next()
+
+
 class Relay:
-    def __init__(self, host: str, port: int, *, password: str | None = None) -> None:
+    def __init__(
+        self, host: str, port: int, *, password: str | None = None, tamper: bool = False
+    ) -> None:
         self.upstream = (host, port)
+        self.tamper = tamper  # send a wrong server signature: the client must refuse it
         self.verifier = (
             ScramVerifier.from_password(password, salt=secrets.token_bytes(16))
             if password is not None
@@ -81,7 +91,9 @@ class Relay:
                 self._pump_front(reader, parser, back, up_writer),
                 self._pump_back(up_reader, back, parser, writer),
             )
-        except Exception as error:
+        except asyncio.CancelledError:
+            pass  # the relay is shutting down: end quietly, as a finished connection
+        except Exception as error:  # a test helper: the tests assert that none came
             self.failures.append(f"{type(error).__name__}: {error}")
         finally:
             writer.close()
@@ -122,6 +134,8 @@ class Relay:
                 if type(message) in _AUTH_KINDS:
                     front.expect_auth(_AUTH_KINDS[type(message)])
                 writer.write(message.encode())
+            if writer.is_closing():
+                break
             await writer.drain()
         writer.close()
 
@@ -143,6 +157,11 @@ class Relay:
             fields = (("S", "FATAL"), ("C", "28P01"), ("M", "password authentication failed"))
             writer.write(be.ErrorResponse(fields).encode())
             await writer.drain()
+            return False
+        if self.tamper:  # the client must hang up: nothing goes upstream
+            final = final[:-4] + (b"AAA=" if final[-4:] != b"AAA=" else b"BBB=")
+            writer.write(auth.AuthenticationSASLFinal(final).encode())
+            await reader_closed(inbox)
             return False
         writer.write(auth.AuthenticationSASLFinal(final).encode())
         up.write(startup.encode())  # upstream trusts the relay: its AuthenticationOk goes on
@@ -169,8 +188,10 @@ class Relay:
 
 
 @contextlib.asynccontextmanager
-async def relay(host: str, port: int, *, password: str | None = None) -> AsyncIterator[Relay]:
-    proxy = Relay(host, port, password=password)
+async def relay(
+    host: str, port: int, *, password: str | None = None, tamper: bool = False
+) -> AsyncIterator[Relay]:
+    proxy = Relay(host, port, password=password, tamper=tamper)
     server = await asyncio.start_server(proxy._handle, "127.0.0.1", 0)
     proxy.port = server.sockets[0].getsockname()[1]
     try:

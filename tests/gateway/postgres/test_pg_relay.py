@@ -156,3 +156,26 @@ async def test_the_relays_scram_server_convinces_real_clients(pg_admin_url: str)
             "scram: wrong proof",
             "scram: wrong proof",
         ]
+
+
+async def test_a_wrong_server_signature_is_refused_by_real_clients(pg_admin_url: str) -> None:
+    """The SCRAM test above can fail: the clients do check the server-final message."""
+    url = make_url(pg_admin_url)
+    token = "pg_" + secrets.token_urlsafe(24)
+    async with relay(url.host or "127.0.0.1", url.port or 5432, password=token, tamper=True) as bad:
+        with pytest.raises(asyncpg.InterfaceError, match="could not verify server signature"):
+            await asyncpg.connect(_dsn(bad, pg_admin_url, token))
+        with pytest.raises(psycopg.OperationalError, match="incorrect server signature"):
+            await psycopg.AsyncConnection.connect(_dsn(bad, pg_admin_url, token))
+        assert bad.failures == []  # the proofs were right: only the answer was wrong
+
+
+async def test_a_cancel_request_reaches_the_backend(proxy: Relay, pg_admin_url: str) -> None:
+    conn = await asyncpg.connect(_dsn(proxy, pg_admin_url))
+    try:
+        with pytest.raises(TimeoutError):
+            await conn.execute("SELECT pg_sleep(30)", timeout=0.5)  # asyncpg then cancels
+        assert await conn.fetchval("SELECT 'still usable'") == "still usable"
+    finally:
+        await conn.close()
+    assert proxy.frontend["CancelRequest"] == 1
