@@ -80,10 +80,14 @@ async def test_asyncpg_through_the_relay(proxy: Relay, pg_admin_url: str) -> Non
 async def _listen_notify(conn: asyncpg.Connection) -> None:
     channel = f"piigate_{secrets.token_hex(4)}"
     got: asyncio.Queue[str] = asyncio.Queue()
-    await conn.add_listener(channel, lambda *args: got.put_nowait(args[3]))
+
+    def listener(*args: object) -> None:
+        got.put_nowait(str(args[3]))
+
+    await conn.add_listener(channel, listener)
     await conn.execute(f"NOTIFY {channel}, 'hello'")
     assert await asyncio.wait_for(got.get(), 5) == "hello"
-    await conn.remove_listener(channel, lambda *args: None)
+    await conn.remove_listener(channel, listener)
 
 
 async def test_psycopg_pipeline_and_copy_through_the_relay(proxy: Relay, pg_admin_url: str) -> None:

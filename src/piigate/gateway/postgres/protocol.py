@@ -151,7 +151,11 @@ class _Framer:
 
 
 class FrontendParser(_Framer):
-    """Parses what a client sends: the untagged startup packets, then tagged messages."""
+    """Parses what a client sends: the untagged startup packets, then tagged messages.
+
+    After an ``SSLRequest`` or ``GSSENCRequest``, feed nothing more until the answer is sent:
+    bytes already received then are refused (see ``feed``), and what comes after ``S`` is TLS.
+    """
 
     def __init__(self, *, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         super().__init__(max_message_size)
