@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/upstream_clients.py
 	$(VENV)/bin/python bench/gateway_http.py
 	$(VENV)/bin/python bench/risk.py
+	$(VENV)/bin/python bench/pg_protocol.py
 
 clean:
 	rm -rf $(VENV) .piigate .piigate-demo .mypy_cache .ruff_cache .pytest_cache

@@ -37,7 +37,7 @@ EDGES = (
 )
 EDGE_DIRS = tuple(f"{edge.removeprefix('piigate.')}/" for edge in EDGES)
 
-# The HTTP gateway's pure core, inside the gateway/ edge (the rest of gateway/ is edge code).
+# The gateways' pure cores, inside the gateway/ edge (the rest of gateway/ is edge code).
 # ratelimit.py reaches its counters through ports.RateCounters: store/ opens them.
 GATEWAY_CORE = [
     "gateway/__init__.py",
@@ -52,6 +52,15 @@ GATEWAY_CORE = [
     "gateway/http/masking.py",
     "gateway/http/verdict.py",
     "gateway/http/ratelimit.py",
+    # The PostgreSQL gateway's protocol layer: socket-free codecs and SCRAM.
+    "gateway/postgres/__init__.py",
+    "gateway/postgres/wire.py",
+    "gateway/postgres/messages.py",
+    "gateway/postgres/frontend.py",
+    "gateway/postgres/backend.py",
+    "gateway/postgres/auth.py",
+    "gateway/postgres/protocol.py",
+    "gateway/postgres/scram.py",
 ]
 # Pure modules: no framework, no driver, and from this package only other pure modules.
 DOMAIN = [
