@@ -88,8 +88,10 @@ async def test_a_totp_code_is_accepted_by_one_process_only(
                     f"/v1/challenges/{second}/verify", json={"method": "totp", "code": code}
                 ),
             )
-            # One process accepts the code; the other refuses it. Its refusal is the vague 401,
-            # or (seen once under heavy load in CI, not yet explained) the back-off's 429.
+            # One process accepts the code; the other refuses it: the vague 401, or the
+            # back-off's 429 when it is charged while the winner's attempt is (every attempt
+            # is charged as a failure before its proof is read, and refunded once it succeeds,
+            # so that parallel guesses can never exceed the cap).
             statuses = sorted(r.status_code for r in answers)
             assert statuses[0] == 200 and statuses[1] in (401, 429), [r.text for r in answers]
             # Sent again later, to either process, it stays refused.
