@@ -9,6 +9,7 @@ import pytest
 import structlog
 from geo_support import ANON, ASN, CITY, write_db
 
+from piigate.logs import redact_text
 from piigate.risk.geo import GeoLookupError, MaxMindLocator, bundled_city_database, open_locator
 from piigate.risk.geo_settings import NO_DATABASE, GeoConfigError, GeoSettings
 from piigate.risk.observation import Place
@@ -140,7 +141,9 @@ def test_the_bundled_database_locates_out_of_the_box() -> None:
     assert path is not None
     locator = open_locator(GeoSettings())
     assert locator.describe()["city"] is not None
-    assert "DBIP-City-Lite" in str(locator.describe()["city"])
+    described = str(locator.describe()["city"])
+    assert "DBIP-City-Lite" in described
+    assert redact_text(described) == described  # the start-up line reads whole in the log
     sydney = locator.locate("1.1.1.1")
     assert sydney.country == "AU" and sydney.located
     assert locator.locate("2a00:1450:4001:80e::200e").country == "DE"

@@ -105,8 +105,9 @@ class _Database:
 
     def describe(self) -> str:
         meta = self.reader.metadata()
-        built = datetime.fromtimestamp(meta.build_epoch, UTC).date().isoformat()
-        return f"{meta.database_type} ({built}) {self.path}"
+        # "built Apr 2023": an ISO date would look like a number to the log's redaction.
+        built = datetime.fromtimestamp(meta.build_epoch, UTC)
+        return f"{meta.database_type} (built {built:%b %Y}) {self.path}"
 
 
 class MaxMindLocator:
