@@ -6,6 +6,7 @@ A policy is all or nothing: ``load_policy`` raises :class:`PolicyError` with eve
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Final
 
@@ -24,7 +25,7 @@ from piigate.policy.sections import (
     read_risk,
     read_stepup,
 )
-from piigate.policy.yamlnodes import NodeReader, YamlErrors, compose_file, compose_text
+from piigate.policy.yamlnodes import NodeReader, YamlErrors, compose_text, read_text
 
 __all__ = ["DEFAULT_SIGNALS", "load_policy", "load_policy_text", "parse_policy_node"]
 
@@ -37,15 +38,18 @@ FOREIGN_KEYS: Final = frozenset({"gateway", "service"})
 
 def load_policy(path: str) -> Policy:
     errors = YamlErrors(path)
-    return _parsed(compose_file(path, errors), errors, path)
+    text = read_text(path, errors)
+    if text is None:
+        raise PolicyError(errors.messages)
+    return load_policy_text(text, source=path)
 
 
+# A policy is a frozen value of its text: the same text (a reload of an unchanged file, the
+# nodes of one process) is parsed once. A bad text raises every time (nothing is cached).
+@functools.lru_cache(maxsize=16)
 def load_policy_text(text: str, *, source: str = "<policy>") -> Policy:
     errors = YamlErrors(source)
-    return _parsed(compose_text(text, errors), errors, source)
-
-
-def _parsed(node: yaml.Node | None, errors: YamlErrors, source: str) -> Policy:
+    node = compose_text(text, errors)
     policy = parse_policy_node(node, errors, source=source) if node is not None else None
     if errors or policy is None:
         raise PolicyError(errors.messages)

@@ -26,6 +26,7 @@ __all__ = [
     "compose_file",
     "compose_text",
     "read_limited",
+    "read_text",
 ]
 
 T = TypeVar("T")
@@ -105,19 +106,22 @@ def read_limited(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
     return data
 
 
-def compose_file(path: str, errors: YamlErrors) -> yaml.Node | None:
+def read_text(path: str, errors: YamlErrors) -> str | None:
+    """The file's UTF-8 text, or None with the reason recorded in ``errors``."""
     try:
-        text = read_limited(path).decode("utf-8")
+        return read_limited(path).decode("utf-8")
     except FileTooLarge as exc:
         errors.messages.append(f"{path}: {exc}")
-        return None
     except OSError as exc:
         errors.messages.append(f"{path}:1:1: cannot read file: {exc.strerror or exc}")
-        return None
     except UnicodeDecodeError:
         errors.messages.append(f"{path}:1:1: the file is not UTF-8 text")
-        return None
-    return compose_text(text, errors)
+    return None
+
+
+def compose_file(path: str, errors: YamlErrors) -> yaml.Node | None:
+    text = read_text(path, errors)
+    return None if text is None else compose_text(text, errors)
 
 
 class NodeReader:
