@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from piigate.gateway.postgres.auth import Auth
-from piigate.gateway.postgres.messages import CopyData, CopyDone, Unknown
+from piigate.gateway.postgres.messages import CopyData, CopyDone, Empty, Unknown
 from piigate.gateway.postgres.wire import Reader, cstring, frame, int16, int32, uint32, values
 
 __all__ = [
@@ -221,41 +221,32 @@ class NoticeResponse(_Fields):
 
 
 @dataclass(frozen=True, slots=True)
-class _Empty:
-    TAG: ClassVar[bytes]
-
-    def encode(self) -> bytes:
-        tag = self.TAG
-        return frame(tag, b"")
-
-
-@dataclass(frozen=True, slots=True)
-class EmptyQueryResponse(_Empty):
+class EmptyQueryResponse(Empty):
     TAG: ClassVar[bytes] = b"I"
 
 
 @dataclass(frozen=True, slots=True)
-class ParseComplete(_Empty):
+class ParseComplete(Empty):
     TAG: ClassVar[bytes] = b"1"
 
 
 @dataclass(frozen=True, slots=True)
-class BindComplete(_Empty):
+class BindComplete(Empty):
     TAG: ClassVar[bytes] = b"2"
 
 
 @dataclass(frozen=True, slots=True)
-class CloseComplete(_Empty):
+class CloseComplete(Empty):
     TAG: ClassVar[bytes] = b"3"
 
 
 @dataclass(frozen=True, slots=True)
-class NoData(_Empty):
+class NoData(Empty):
     TAG: ClassVar[bytes] = b"n"
 
 
 @dataclass(frozen=True, slots=True)
-class PortalSuspended(_Empty):
+class PortalSuspended(Empty):
     TAG: ClassVar[bytes] = b"s"
 
 

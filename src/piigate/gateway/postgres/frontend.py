@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from piigate.gateway.postgres.messages import CopyData, CopyDone, Unknown
+from piigate.gateway.postgres.messages import CopyData, CopyDone, Empty, Unknown
 from piigate.gateway.postgres.wire import Reader, cstring, frame, int16, int32, uint32, values
 
 __all__ = [
@@ -227,26 +227,17 @@ class Execute:
 
 
 @dataclass(frozen=True, slots=True)
-class _Empty:
-    TAG: ClassVar[bytes]
-
-    def encode(self) -> bytes:
-        tag = self.TAG
-        return frame(tag, b"")
-
-
-@dataclass(frozen=True, slots=True)
-class Sync(_Empty):
+class Sync(Empty):
     TAG: ClassVar[bytes] = b"S"
 
 
 @dataclass(frozen=True, slots=True)
-class Flush(_Empty):
+class Flush(Empty):
     TAG: ClassVar[bytes] = b"H"
 
 
 @dataclass(frozen=True, slots=True)
-class Terminate(_Empty):
+class Terminate(Empty):
     TAG: ClassVar[bytes] = b"X"
 
 

@@ -11,7 +11,17 @@ from typing import ClassVar
 
 from piigate.gateway.postgres.wire import Reader, frame
 
-__all__ = ["CopyData", "CopyDone", "Unknown"]
+__all__ = ["CopyData", "CopyDone", "Empty", "Unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class Empty:
+    """A message that is its tag alone (Sync, ParseComplete, ...): both sides have some."""
+
+    TAG: ClassVar[bytes]
+
+    def encode(self) -> bytes:
+        return frame(self.TAG, b"")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +49,8 @@ class CopyData:
 
 
 @dataclass(frozen=True, slots=True)
-class CopyDone:
+class CopyDone(Empty):
     TAG: ClassVar[bytes] = b"c"
-
-    def encode(self) -> bytes:
-        return frame(self.TAG, b"")
 
     @classmethod
     def decode(cls, r: Reader) -> CopyDone:
