@@ -61,6 +61,7 @@ GATEWAY_CORE = [
     "gateway/postgres/auth.py",
     "gateway/postgres/protocol.py",
     "gateway/postgres/scram.py",
+    "gateway/postgres/catalog.py",
 ]
 # Pure modules: no framework, no driver, and from this package only other pure modules.
 DOMAIN = [
