@@ -1,4 +1,4 @@
-"""``piigate gateway http``: the HTTP reverse-proxy gateway.
+"""``piigate gateway http``: the HTTP reverse-proxy gateway (``postgres``: ``cli/gateway_pg.py``).
 
 The engine runs in this process by default, on the same store and keys as ``piigate serve``
 (the same configuration file), so challenges it opens are answered at the service; with
@@ -186,3 +186,11 @@ async def _reload(run: _Run, gate: Gate) -> None:
     ]
     if unapplied:  # what the process was started with stays in force for these
         log.warning("gateway_reload_needs_restart", settings=unapplied)
+
+
+@gateway_app.command("postgres")
+def postgres(config: ConfigOpt = None) -> None:
+    """Run the PostgreSQL gateway in front of the database of ``gateway.postgres``."""
+    from piigate.cli.gateway_pg import postgres as run
+
+    run(config)

@@ -1,0 +1,105 @@
+"""``piigate gateway postgres``: the PostgreSQL wire-protocol gateway.
+
+The engine runs in this process, on the same store, keys and policy as ``piigate serve`` (the
+same configuration file), so the step-ups it opens are answered with the factors people already
+have and at the service's step-up page. Clients give a piigate API key, or a JWT of the IdP
+(``gateway.postgres.identity``, else ``service.identity``), as their password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import typer
+
+from piigate import __version__
+from piigate.cli.common import ConfigOpt, fail, settings_from
+from piigate.cli.serve import run_server
+from piigate.config import Settings
+from piigate.errors import PiigateError
+
+__all__ = ["postgres"]
+
+
+def postgres(config: ConfigOpt = None) -> None:
+    """Run the PostgreSQL gateway in front of the database of ``gateway.postgres``."""
+    from piigate.gateway.postgres.config import load_postgres_config
+    from piigate.logs import configure_logging
+    from piigate.policy.holder import PolicyHolder
+
+    if config is None:
+        fail("the gateway needs --config FILE (with a gateway: {postgres: ...} section)")
+    settings = settings_from(config)
+    if settings.policy_path is None:
+        fail("no policy: the configuration file must hold the policy or name it")
+    configure_logging(settings.log_format)
+    holder = PolicyHolder.from_file(settings.policy_path)
+    compiled = holder.current
+    assert compiled is not None
+    try:
+        gateway = load_postgres_config(config, compiled)
+    except PiigateError as exc:
+        for line in getattr(exc, "errors", [exc.detail]):
+            typer.echo(line, err=True)
+        raise typer.Exit(1) from exc
+    run_server(_serve(settings, holder, gateway))
+
+
+async def _serve(settings: Settings, holder: object, config: object) -> None:
+    from piigate.api.auth import api_key_caller
+    from piigate.api.services import Services
+    from piigate.clock import SystemClock
+    from piigate.gateway.http.assemble import idp_validator
+    from piigate.gateway.http.gate import GatewayCallers
+    from piigate.gateway.postgres.config import PostgresGatewayConfig
+    from piigate.gateway.postgres.desk import Desk
+    from piigate.gateway.postgres.server import PostgresGateway
+    from piigate.model import Caller
+    from piigate.policy.holder import PolicyHolder
+
+    assert isinstance(holder, PolicyHolder) and isinstance(config, PostgresGatewayConfig)
+    services = Services(settings, policy=holder, forward_auth=False)
+    try:
+        await services.start()
+    except PiigateError as exc:
+        fail(f"cannot start: {exc.detail}")
+    jwt = services.jwt
+    if config.identity is not None:
+        jwt = idp_validator(config.identity, holder)
+
+    async def api_keys(credential: str) -> Caller:
+        return await api_key_caller(services, credential)
+
+    callers = GatewayCallers(jwt=jwt, api_keys=api_keys, clock=SystemClock())
+
+    async def authenticate(password: str) -> Caller:
+        caller = await callers.caller(f"Bearer {password}")
+        assert caller is not None  # a non-empty credential is a caller or raises
+        return caller
+
+    gateway = PostgresGateway(
+        config, desk=Desk(services, config.public_url), authenticate=authenticate
+    )
+    try:
+        try:
+            await gateway.start()
+        except (OSError, PiigateError) as exc:
+            fail(f"cannot start the gateway: {getattr(exc, 'detail', None) or exc}")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        where = f"{config.listen_host}:{gateway.port}"
+        typer.echo(
+            f"piigate {__version__} postgres gateway on {where} -> {config.upstream_display}",
+            err=True,
+        )
+        await stop.wait()
+    finally:
+        await gateway.aclose()
+        if jwt is not None and jwt is not services.jwt:
+            await jwt.aclose()
+        await services.stop()

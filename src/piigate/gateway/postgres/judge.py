@@ -1,0 +1,205 @@
+"""From what a statement touches to one ruling: run it (masking some classes), step up, or deny.
+
+:class:`Touches` is one statement's use of catalogued PII, merged from the two readings: the
+parser's (``analysis``) and the server's plan (``plan``, when the parser could not resolve every
+name). Where either is unsure, it takes more, never less: a statement that cannot be analysed
+touches every catalogued class in every way.
+
+:func:`rule` asks the engine once per action the statements take (``delete``, ``update``,
+``create``, ``export``, ``read``, each with its PII classes), audited like any other decision,
+and combines the answers: a deny wins, then a step-up; otherwise the statement runs with the
+union of the masks. A mask cannot hide what the statement does with a class outside its result
+rows (a filter, an ordering, a copy into another object, an export): such a use of a masked
+class needs the step-up that would unmask it (the masking decision's challenge).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from piigate.gateway.postgres.analysis import Statement, Use
+from piigate.gateway.postgres.catalog import Catalog, TableName
+from piigate.gateway.postgres.plan import PlanFacts
+from piigate.model import AccessRequest, Action, Caller, Context, Decision, Outcome, Resource
+
+__all__ = ["Ruling", "Touches", "every_class", "merge", "rule"]
+
+_WRITES = {"insert": Action.CREATE, "copy_from": Action.CREATE}
+
+
+@dataclass(frozen=True, slots=True)
+class Touches:
+    kind: str
+    reads: frozenset[str] = frozenset()
+    unmaskable: frozenset[str] = frozenset()  # read where masking the rows cannot hide it
+    writes: frozenset[str] = frozenset()
+    deletes: frozenset[str] = frozenset()
+    exports: frozenset[str] = frozenset()
+    outputs: tuple[frozenset[str], ...] | None = None  # per result column; None: unknown
+    tables: tuple[TableName, ...] = ()
+    refuse: str | None = None
+    fail_closed: str | None = None
+
+    @property
+    def any(self) -> bool:
+        return bool(self.reads or self.writes or self.deletes or self.exports)
+
+
+def every_class(kind: str, catalog: Catalog, why: str) -> Touches:
+    """A statement taken as reading and carrying off every catalogued class (fail closed)."""
+    classes = catalog.classes()
+    return Touches(
+        kind,
+        reads=classes,
+        unmaskable=classes,
+        outputs=None,
+        tables=tuple(sorted(catalog.tables())),
+        fail_closed=why,
+    )
+
+
+def merge(statement: Statement, facts: PlanFacts | None, catalog: Catalog) -> Touches:
+    """The parser's reading of ``statement`` joined with the server's plan ``facts``."""
+    if statement.refuse is not None:
+        return Touches(statement.kind, refuse=statement.refuse)
+    if statement.fail_closed is not None:
+        return every_class(statement.kind, catalog, statement.fail_closed)
+    by_use: dict[Use, set[str]] = {use: set() for use in Use}
+    for touch in statement.touches:
+        by_use[touch.use].add(touch.column.pii)
+    reads = by_use[Use.OUTPUT] | by_use[Use.FILTER] | by_use[Use.FLOW]
+    unmaskable = by_use[Use.FILTER] | by_use[Use.FLOW] | by_use[Use.EXPORT]
+    outputs = statement.outputs
+    tables = set(statement.tables)
+    if facts is not None:
+        if facts.functions:
+            why = "calls " + ", ".join(sorted(facts.functions))
+            return every_class(statement.kind, catalog, why)
+        reads |= {c.pii for c in facts.reads}
+        unmaskable |= {c.pii for c in facts.filters}
+        for table in facts.whole_rows:
+            reads |= catalog.classes_of(table)
+        tables |= facts.relations
+        outputs = _joined(outputs, facts.outputs)
+    kind = statement.kind
+    deletes = frozenset(by_use[Use.DELETE])
+    exports = frozenset(by_use[Use.EXPORT])
+    return Touches(
+        kind,
+        reads=frozenset(reads),
+        unmaskable=frozenset(unmaskable),
+        writes=frozenset(by_use[Use.WRITE]),
+        deletes=deletes,
+        exports=exports,
+        outputs=outputs,
+        tables=tuple(sorted(tables)),
+    )
+
+
+def _joined(
+    a: tuple[frozenset[str], ...] | None, b: tuple[frozenset[str], ...] | None
+) -> tuple[frozenset[str], ...] | None:
+    """Per column, what either reading says it may carry. The parser's and the plan's columns
+    are the same list when both know it; when they disagree on its length, neither is trusted."""
+    if a is None or b is None:
+        return None
+    if len(a) != len(b):
+        return None
+    return tuple(x | y for x, y in zip(a, b, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Ruling:
+    outcome: Outcome
+    masked: frozenset[str] = frozenset()
+    decision: Decision | None = None  # the one that asks the step-up or denies
+    what: str = ""  # "read public.customers (ssn)", for the messages
+    decisions: tuple[str, ...] = field(default=())
+
+
+Decide = Callable[[AccessRequest, Caller], Awaitable[Decision]]
+
+
+async def rule(
+    touches: Sequence[Touches],
+    decide: Decide,
+    *,
+    caller: Caller,
+    context: Context,
+    grants: tuple[str, ...],
+    binding: Mapping[str, str],
+) -> Ruling:
+    """The ruling on statements that run as one (a simple query's, or one Execute)."""
+    for touch in touches:
+        if touch.refuse is not None:
+            return Ruling(Outcome.DENY, what=touch.refuse)
+    asks = _asks(touches)
+    masked: set[str] = set()
+    step_up: tuple[Decision, str] | None = None
+    ids: list[str] = []
+    unmaskable = frozenset().union(*(t.unmaskable | t.exports for t in touches))
+    for action, classes, table in asks:
+        request = AccessRequest(
+            subject=caller.subject,
+            action=action,
+            pii=classes,
+            resource=Resource("table", None if table is None else str(table)),
+            session=caller.session,
+            context=context,
+            grants=grants,
+            binding_fields={**binding, "action": action.value},
+        )
+        decision = await decide(request, caller)
+        ids.append(decision.id)
+        what = f"{action.value} {_names(table, classes)}"
+        if decision.outcome is Outcome.DENY:
+            return Ruling(Outcome.DENY, decision=decision, what=what, decisions=tuple(ids))
+        if decision.outcome is Outcome.STEP_UP:
+            step_up = step_up or (decision, what)
+            continue
+        hidden = decision.mask & (unmaskable | (classes if action is not Action.READ else set()))
+        if hidden:
+            # A filter, a copy or an export of a masked class: only the step-up that unmasks
+            # it lets the statement run.
+            if decision.challenge is None:
+                return Ruling(Outcome.DENY, decision=decision, what=what, decisions=tuple(ids))
+            step_up = step_up or (decision, f"{action.value} {_names(table, hidden)}")
+        masked |= decision.mask
+    if step_up is not None:
+        return Ruling(Outcome.STEP_UP, decision=step_up[0], what=step_up[1], decisions=tuple(ids))
+    return Ruling(Outcome.ALLOW, masked=frozenset(masked), decisions=tuple(ids))
+
+
+def _asks(touches: Sequence[Touches]) -> list[tuple[Action, frozenset[str], TableName | None]]:
+    """One request per action, strongest first, with the classes it touches."""
+    per: dict[Action, set[str]] = {}
+    table: dict[Action, TableName | None] = {}
+    for t in touches:
+        first = t.tables[0] if t.tables else None
+        for action, classes in (
+            (Action.DELETE, t.deletes),
+            (_WRITES.get(t.kind, Action.UPDATE), t.writes),
+            (Action.EXPORT, t.exports),
+            (Action.READ, t.reads),
+        ):
+            if classes:
+                per.setdefault(action, set()).update(classes)
+                table.setdefault(action, first)
+    order = (Action.DELETE, Action.UPDATE, Action.CREATE, Action.EXPORT, Action.READ)
+    return [(a, frozenset(per[a]), table[a]) for a in order if a in per]
+
+
+def _names(table: TableName | None, classes: frozenset[str]) -> str:
+    where = "" if table is None else f"{table} "
+    return f"{where}({', '.join(sorted(classes))})"
+
+
+def statement_digest(text: str, parameters: Sequence[bytes | None] = ()) -> str:
+    """What binds a ``max_age: 0`` step-up to this one statement: the digest of its text and
+    the values bound to it (never the values themselves)."""
+    h = hashlib.sha256(text.encode())
+    for value in parameters:
+        h.update(b"\x00" if value is None else b"\x01" + len(value).to_bytes(4, "big") + value)
+    return h.hexdigest()

@@ -1,0 +1,121 @@
+"""What statements touch: the parser's reading, checked with the server's plan where needed.
+
+:class:`Reader` turns SQL text into one :class:`~piigate.gateway.postgres.judge.Touches` per
+statement. The parser (``analysis``) reads every statement; when it names a relation that is
+not a catalogued table (a view, a table the catalog does not list, a set-returning function),
+the server is asked with ``EXPLAIN (VERBOSE, FORMAT JSON)`` on a connection of the gateway's
+own, which expands views and names every base column, filter and function the statement will
+really use (``plan``). Answers are cached per statement shape and search path for
+``ttl`` seconds, so repeated and prepared statements pay once.
+
+The plan connection is not the client's: a statement over the client's temporary objects
+cannot be planned there, and is taken as touching every catalogued class (fail closed), as is
+any statement whose plan cannot be had or read.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import structlog
+
+from piigate.gateway.postgres.analysis import Statement, analyse, shape
+from piigate.gateway.postgres.catalog import Catalog
+from piigate.gateway.postgres.judge import Touches, every_class, merge
+from piigate.gateway.postgres.plan import PlanFacts, read_plan
+
+__all__ = ["Explain", "Reader"]
+
+log = structlog.get_logger("piigate.gateway.postgres")
+
+# Runs EXPLAIN (VERBOSE, FORMAT JSON) of a statement with a search path: the JSON text.
+Explain = Callable[[str, str | None], Awaitable[str]]
+_CACHE_SIZE: Final = 4096
+
+
+class _Lru:
+    def __init__(self, size: int, ttl: float) -> None:
+        self.size, self.ttl = size, ttl
+        self.items: OrderedDict[tuple[str, str | None], tuple[float, object]] = OrderedDict()
+
+    def get(self, key: tuple[str, str | None]) -> object | None:
+        found = self.items.get(key)
+        if found is None:
+            return None
+        if time.monotonic() - found[0] > self.ttl:
+            del self.items[key]
+            return None
+        self.items.move_to_end(key)
+        return found[1]
+
+    def put(self, key: tuple[str, str | None], value: object) -> None:
+        self.items[key] = (time.monotonic(), value)
+        self.items.move_to_end(key)
+        while len(self.items) > self.size:
+            self.items.popitem(last=False)
+
+
+class Reader:
+    def __init__(self, catalog: Catalog, explain: Explain | None, *, ttl: float = 60.0) -> None:
+        self.catalog = catalog
+        self.explain = explain
+        self._texts = _Lru(_CACHE_SIZE, ttl)
+        self._plans = _Lru(_CACHE_SIZE, ttl)
+
+    async def read(self, sql: str, search_path: str | None) -> list[Touches]:
+        key = (sql, search_path)
+        cached = self._texts.get(key)
+        if isinstance(cached, list):
+            return cached
+        path = _search_path(search_path)
+        try:
+            statements = analyse(sql, self.catalog, search_path=path)
+        except Exception as exc:  # the parser's own fault: fail closed
+            log.error("pg_analysis_failed", error=type(exc).__name__)
+            return [every_class("other", self.catalog, "the statement could not be analysed")]
+        touches = [await self._touches(s, search_path) for s in statements]
+        self._texts.put(key, touches)
+        return touches
+
+    async def _touches(self, statement: Statement, search_path: str | None) -> Touches:
+        facts: PlanFacts | None = None
+        needs_plan = (
+            statement.unresolved and statement.refuse is None and statement.fail_closed is None
+        )
+        if needs_plan:
+            if not statement.explainable or self.explain is None:
+                return every_class(
+                    statement.kind, self.catalog, "names relations the gateway cannot check"
+                )
+            facts = await self._plan(statement, search_path)
+            if facts is None:
+                return every_class(
+                    statement.kind, self.catalog, "the server could not plan the statement"
+                )
+        return merge(statement, facts, self.catalog)
+
+    async def _plan(self, statement: Statement, search_path: str | None) -> PlanFacts | None:
+        assert self.explain is not None
+        key = (shape(statement.text), search_path)
+        cached = self._plans.get(key)
+        if isinstance(cached, PlanFacts):
+            return cached
+        try:
+            text = await self.explain(statement.text, search_path)
+            facts = read_plan(json.loads(text), self.catalog)
+        except Exception as exc:  # an error of the statement, or of the plan connection
+            log.info("pg_plan_unavailable", error=type(exc).__name__)
+            return None
+        self._plans.put(key, facts)
+        return facts
+
+
+def _search_path(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ("public",)
+    parts = [p.strip().strip('"') for p in text.split(",")]
+    return tuple(p for p in parts if p and p != "$user") or ("public",)

@@ -1,0 +1,349 @@
+"""One client connection through the PostgreSQL gateway.
+
+Start-up: an ``SSLRequest`` is answered ``S`` (TLS with the configured certificate) or ``N``,
+a ``GSSENCRequest`` ``N``; the client then proves who it is with a piigate credential as its
+password (an API key, or an IdP JWT), asked in cleartext, which the gateway accepts only over
+TLS or from this host. The gateway opens its own upstream connection, and hands the client the
+server's parameters and a backend key of its own (a cancel of it reaches the right server
+backend, and stops a wait for approval).
+
+Then every statement is read (``reading``), ruled on (``judge``) and, if it may run, forwarded
+with a plan for its rows (``replies``: masking, scrubbing). A step-up sends a NOTICE at once
+with the ways to approve (``stepup``) and holds the statement up to ``approval_wait``; after
+it the statement runs, or fails with SQLSTATE ``28SU1``. A refusal answers that one statement;
+the connection stays usable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+import structlog
+
+from piigate.errors import PiigateError
+from piigate.gateway.postgres import auth
+from piigate.gateway.postgres import backend as be
+from piigate.gateway.postgres import frontend as fe
+from piigate.gateway.postgres.catalog import Catalog
+from piigate.gateway.postgres.config import PostgresGatewayConfig
+from piigate.gateway.postgres.judge import Touches, every_class, statement_digest
+from piigate.gateway.postgres.messages import CopyData, CopyDone, Unknown
+from piigate.gateway.postgres.protocol import AuthKind, FrontendParser, ProtocolViolation
+from piigate.gateway.postgres.reading import Reader
+from piigate.gateway.postgres.replies import Expect, Pending, Replies, Result
+from piigate.gateway.postgres.statements import Gatekeeper, error, result_plan
+from piigate.gateway.postgres.upstream import Upstream, UpstreamError, open_upstream
+from piigate.model import Caller, Context
+
+__all__ = ["ClientSession", "SessionLinks"]
+
+log = structlog.get_logger("piigate.gateway.postgres")
+
+_READ_SIZE: Final = 65536
+# Start-up parameters passed on to the server (the rest are the gateway's own or dropped).
+_PASSED: Final = frozenset(
+    {"application_name", "DateStyle", "TimeZone", "IntervalStyle", "extra_float_digits", "options"}
+)
+
+
+@dataclass
+class SessionLinks:
+    """What sessions share: the configuration, who may call, the reader, the cancel keys."""
+
+    config: PostgresGatewayConfig
+    authenticate: Callable[[str], Awaitable[Caller]]
+    reader: Reader
+    gatekeeper: Gatekeeper
+    tls: ssl.SSLContext | None
+    oid_columns: dict[tuple[int, int], str] = field(default_factory=dict)
+    oid_tables: set[int] = field(default_factory=set)
+    sessions: dict[tuple[int, bytes], ClientSession] = field(default_factory=dict)
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.config.catalog
+
+
+class ClientSession:
+    def __init__(
+        self, links: SessionLinks, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.links = links
+        self.reader, self.writer = reader, writer
+        self.parser = FrontendParser()
+        self.replies = Replies()
+        self.inbox: list[fe.FrontendMessage] = []
+        self.upstream: Upstream | None = None
+        self.caller: Caller | None = None
+        self.context = Context()
+        self.search_path: str | None = None
+        self.statements: dict[str, tuple[str, list[Touches]]] = {}
+        self.portals: dict[str, tuple[str, tuple[bytes | None, ...]]] = {}
+        self.described: dict[tuple[str, str], be.RowDescription | None] = {}
+        self.skipping = False  # after a refused Execute: drop messages until Sync
+        self.grants: list[str] = []  # step-up grants obtained in this session, newest last
+        self.challenge_id: str | None = None  # the step-up SET piigate.otp answers
+        self.key: tuple[int, bytes] | None = None
+        self.cancelled = asyncio.Event()
+        peer = writer.get_extra_info("peername")
+        self.client_ip: str | None = peer[0] if isinstance(peer, tuple) else None
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def send(self, *messages: object) -> None:
+        for message in messages:
+            self.writer.write(message.encode())  # type: ignore[attr-defined]
+
+    def send_bytes(self, chunks: list[bytes]) -> None:
+        if chunks:
+            self.writer.write(b"".join(chunks))
+
+    async def next_message(self) -> fe.FrontendMessage | None:
+        while not self.inbox:
+            data = await self.reader.read(_READ_SIZE)
+            if not data:
+                return None
+            self.inbox.extend(self.parser.feed(data))
+        return self.inbox.pop(0)
+
+    def forward(self, message: fe.FrontendMessage | CopyData | CopyDone) -> None:
+        assert self.upstream is not None
+        self.upstream.writer.write(message.encode())
+
+    # -- the connection -----------------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            if not await self._start():
+                return
+            await self._serve()
+        except ProtocolViolation as exc:
+            log.info("pg_protocol_violation", problem=str(exc))
+            with contextlib.suppress(Exception):
+                self.send(error("08P01", "protocol violation", severity="FATAL"))
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except Exception as exc:  # fail closed: the connection ends, nothing more flows
+            log.error("pg_session_failed", error=type(exc).__name__)
+            with contextlib.suppress(Exception):
+                self.send(error("XX000", "the gateway failed; the connection is closed", "FATAL"))
+        finally:
+            await self._close()
+
+    async def _close(self) -> None:
+        if self.key is not None:
+            self.links.sessions.pop(self.key, None)
+        if self.upstream is not None:
+            self.upstream.writer.close()
+        with contextlib.suppress(Exception):
+            await self.writer.drain()
+        self.writer.close()
+
+    async def _start(self) -> bool:
+        message = await self.next_message()
+        while isinstance(message, fe.SSLRequest | fe.GSSENCRequest):
+            tls = self.links.tls if isinstance(message, fe.SSLRequest) else None
+            self.send(be.SSLAnswer(tls is not None))
+            if tls is not None:
+                await self.writer.drain()
+                await self.writer.start_tls(tls)
+            message = await self.next_message()
+        if isinstance(message, fe.CancelRequest):
+            await self.links.gatekeeper.cancel(self.links, message)
+            return False
+        if not isinstance(message, fe.StartupMessage):
+            return False
+        caller = await self._authenticate(message)
+        if caller is None:
+            return False
+        self.caller = caller
+        app = message.get("application_name")
+        self.context = Context(ip=self.client_ip, user_agent=f"postgres/{app}" if app else None)
+        params = {k: v for k, v in message.parameters if k in _PASSED}
+        params["client_encoding"] = "UTF8"
+        try:
+            self.upstream = await open_upstream(self.links.config.upstream, params)
+        except UpstreamError as exc:
+            log.error("pg_upstream_unavailable", problem=str(exc))
+            self.send(error("08006", "the database behind the gateway is unavailable", "FATAL"))
+            return False
+        self._greet(self.upstream)
+        return True
+
+    def _tls_or_local(self) -> bool:
+        if self.writer.get_extra_info("ssl_object") is not None:
+            return True
+        return self.client_ip in ("127.0.0.1", "::1") or self.client_ip is None
+
+    async def _authenticate(self, startup: fe.StartupMessage) -> Caller | None:
+        if not self._tls_or_local():
+            self.send(
+                error(
+                    "28000",
+                    "connect with TLS (sslmode=require): the password is a piigate token",
+                    "FATAL",
+                )
+            )
+            return None
+        self.parser.expect_auth(AuthKind.PASSWORD)
+        self.send(auth.AuthenticationCleartextPassword())
+        await self.writer.drain()
+        answer = await self.next_message()
+        if not isinstance(answer, fe.PasswordMessage) or not answer.password:
+            return None
+        try:
+            caller = await self.links.authenticate(answer.password)
+        except PiigateError as exc:
+            log.info("pg_auth_refused", user=startup.get("user"), reason=exc.code)
+            self.send(error("28P01", f"password authentication failed: {exc.detail}", "FATAL"))
+            return None
+        except Exception as exc:  # the store or the IdP's keys: fail closed
+            log.error("pg_auth_failed", error=type(exc).__name__)
+            self.send(error("28000", "the gateway cannot check credentials right now", "FATAL"))
+            return None
+        self.send(auth.AuthenticationOk())
+        return caller
+
+    def _greet(self, upstream: Upstream) -> None:
+        import secrets
+
+        for status in upstream.statuses:
+            self.send(status)
+        key = (secrets.randbits(31), secrets.token_bytes(4))
+        self.key = key
+        self.links.sessions[key] = self
+        self.send(be.BackendKeyData(*key), be.ReadyForQuery(upstream.status))
+        self.replies.status = upstream.status
+
+    async def _serve(self) -> None:
+        assert self.upstream is not None
+        pump = asyncio.create_task(self._pump())
+        try:
+            while True:
+                message = await self.next_message()
+                if message is None or isinstance(message, fe.Terminate):
+                    if message is not None:
+                        self.forward(message)
+                    return
+                await self._handle(message)
+                await self.upstream.writer.drain()
+                await self.writer.drain()
+                if pump.done():
+                    return
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pump
+
+    async def _pump(self) -> None:
+        """The server's replies, through the reply queue, to the client."""
+        assert self.upstream is not None
+        up = self.upstream
+        while data := await up.reader.read(_READ_SIZE):
+            out: list[bytes] = []
+            for message in up.parser.feed(data):
+                out.extend(self.replies.feed(message))
+            self.send_bytes(out)
+            await self.writer.drain()
+        self.writer.close()
+
+    # -- messages -----------------------------------------------------------------------------
+    async def _handle(self, message: fe.FrontendMessage) -> None:
+        if self.skipping and not isinstance(message, fe.Sync):
+            return
+        gate = self.links.gatekeeper
+        if isinstance(message, fe.Query):
+            await gate.query(self, message)
+        elif isinstance(message, fe.Parse):
+            await gate.parse(self, message)
+        elif isinstance(message, fe.Bind):
+            self.portals[message.portal] = (message.statement, message.parameters)
+            self.expect(Pending(Expect.BIND))
+            self.forward(message)
+        elif isinstance(message, fe.Describe):
+            self._describe(message, hidden=False)
+        elif isinstance(message, fe.Execute):
+            await gate.execute(self, message)
+        elif isinstance(message, fe.Sync):
+            self.skipping = False
+            self.expect(Pending(Expect.SYNC))
+            self.forward(message)
+        elif isinstance(message, fe.Flush | CopyData | CopyDone | fe.CopyFail):
+            self.forward(message)
+        elif isinstance(message, fe.Close):
+            self._forget(message.kind, message.name)
+            self.expect(Pending(Expect.CLOSE))
+            self.forward(message)
+        elif isinstance(message, Unknown) and message.type == b"F":
+            refusal = error("0A000", "function calls are not allowed through the gateway")
+            self.expect(Pending(Expect.SYNTHETIC, synthetic=(refusal,), ready=True))
+        else:
+            raise ProtocolViolation("a message the gateway does not pass on")
+
+    def expect(self, pending: Pending) -> None:
+        self.send_bytes(self.replies.push(pending))
+
+    def _describe(self, message: fe.Describe, *, hidden: bool) -> None:
+        key = (message.kind, message.name)
+
+        def described(description: be.RowDescription | None) -> None:
+            self.described[key] = description
+
+        self.expect(Pending(Expect.DESCRIBE, hidden=hidden, on_description=described))
+        self.forward(message)
+
+    def _forget(self, kind: str, name: str) -> None:
+        if kind == "S":
+            self.statements.pop(name, None)
+        else:
+            self.portals.pop(name, None)
+        self.described.pop((kind, name), None)
+
+    def reset_unnamed(self) -> None:
+        """A simple query drops the unnamed statement and portal."""
+        self._forget("S", "")
+        self._forget("P", "")
+
+    def touches_of_portal(self, portal: str) -> tuple[str, list[Touches], tuple[bytes | None, ...]]:
+        bound = self.portals.get(portal)
+        if bound is None or bound[0] not in self.statements:
+            why = "a portal the gateway did not see bound"
+            return "", [every_class("other", self.links.catalog, why)], ()
+        sql, touches = self.statements[bound[0]]
+        return sql, touches, bound[1]
+
+    def description_for(self, portal: str) -> be.RowDescription | None:
+        found = self.described.get(("P", portal))
+        if found is None:
+            bound = self.portals.get(portal)
+            if bound is not None:
+                found = self.described.get(("S", bound[0]))
+        return found
+
+    def run_execute(self, message: fe.Execute, result: Result) -> None:
+        """Forward ``message`` with its rows' plan; describe the portal first when the
+        gateway has not seen what its rows hold and something may need masking."""
+        if result.masker is not None:
+            description = self.description_for(message.portal)
+            if description is None:
+
+                def described(found: be.RowDescription | None) -> None:
+                    if found is not None and result.masker is not None:
+                        result.mask = result.masker(found)
+
+                pending = Pending(Expect.DESCRIBE, hidden=True, on_description=described)
+                self.expect(pending)
+                self.forward(fe.Describe("P", message.portal))
+            else:
+                result.mask = result.masker(description)
+        self.expect(Pending(Expect.EXECUTE, results=[result]))
+        self.forward(message)
+
+    def binding(self, sql: str, parameters: tuple[bytes | None, ...] = ()) -> dict[str, str]:
+        return {"protocol": "postgres", "statement": statement_digest(sql, parameters)}
+
+    def plan_for(self, touches: Touches, masked: frozenset[str]) -> Result:
+        return result_plan(self.links, touches, masked)
