@@ -62,6 +62,17 @@ _SYNTAX: Final = frozenset(
         "xmlserialize", "xmlexists", "xmlattributes", "collate", "operator", "subplan",
     }
 )  # fmt: skip
+# Bare words in deparsed SQL that are never columns.
+_WORDS: Final = frozenset(
+    {
+        "null", "true", "false", "default", "and", "or", "not", "is", "in", "like", "ilike",
+        "similar", "escape", "case", "when", "then", "else", "end", "asc", "desc", "nulls",
+        "first", "last", "using", "distinct", "order", "by", "over", "partition", "hashed",
+        "any", "all", "some", "current_date", "current_time", "current_timestamp", "localtime",
+        "localtimestamp", "current_user", "session_user", "current_role", "current_catalog",
+        "current_schema", "collate", "filter", "where", "within", "group", "variadic", "unknown",
+    }
+)  # fmt: skip
 _TOKEN: Final = re.compile(
     r"""(?P<estr>[Ee]'(?:[^'\\]|''|\\.)*')|(?P<str>'(?:[^']|'')*')|(?P<cast>::)
     |(?P<qid>"(?:[^"]|"")*")|(?P<id>[^\W\d][\w$]*)|(?P<param>\$\d+)|(?P<num>\d[\w.]*)
@@ -69,6 +80,9 @@ _TOKEN: Final = re.compile(
     re.VERBOSE | re.DOTALL,
 )
 _RETURNS: Final = re.compile(r"\$\d+")
+_PLAIN: Final = re.compile(
+    r'(?:[^\W\d][\w$]*|"(?:[^"]|"")*")(?:\.(?:[^\W\d][\w$]*|"(?:[^"]|"")*"|\*))?'
+)
 
 
 class PlanError(ValueError):
@@ -159,7 +173,7 @@ def tokens(expr: str) -> list[_Ref] | None:
             if at(i + 1)[1] == "(":
                 if kind == "qid" or name.lower() not in _SYNTAX:
                     refs.append(_Ref("func", None, name))
-            else:
+            elif kind == "qid" or name.lower() not in _WORDS:
                 refs.append(_Ref("ref", None, name))
         i += 1
     return refs
@@ -231,6 +245,8 @@ class _Reader:
         self.functions: set[str] = set()
         self.memo: dict[int, list[Cols] | None] = {}
         self.modifications: list[Modification] = []
+        # Nodes whose outputs leave the plan: to the client, or into a modified table.
+        self.inputs: dict[int, Mapping[str, object]] = {id(root): root for root in roots}
         for root in roots:
             self._index(root, lateral=False)
         self.everything: Cols = self._all(self.relations)
@@ -279,6 +295,7 @@ class _Reader:
         if "Relation Name" not in node and isinstance(listed, list):
             targets = [t for t in listed if isinstance(t, dict)]
         kids = [k for k in _plans(node) if k.get("Parent Relationship") not in _POSITIONAL_NOT]
+        self.inputs.update((id(k), k) for k in kids[:1])
         rows = kids[0].get("Plan Rows") if kids else None
         estimate = float(rows) if isinstance(rows, (int, float)) else None
         for target in targets:
@@ -347,7 +364,7 @@ class _Reader:
             elif ref.kind == "ref":
                 out |= self._named(ref.name)
                 for alias, (source, _) in self.sources.items():
-                    if source != "relation":
+                    if source in ("function", "lateral", "unknown"):
                         out |= self._source(alias, ref.name)
             elif ref.kind in ("func", "op"):
                 qualified = ref.alias is not None or "." in ref.name
@@ -432,11 +449,17 @@ def read_plan(explain: object, catalog: Catalog, builtins: Collection[str] = ())
     filters: set[CatalogColumn] = set()
     for root in plans:
         for node in _walk(root):
+            carried_only = id(node) not in reader.inputs
             for key, expr in _expressions(node):
+                if key == "Output" and carried_only and _PLAIN.fullmatch(_strip(expr)):
+                    continue  # a column passed up: it counts where a parent uses it
                 found = reader.cols(expr, node)
                 reads |= found
                 if key not in _CARRIED:
                     filters |= found
+    for node in reader.inputs.values():
+        carried = reader.positions(node)
+        reads |= reader._all(reader.under[id(node)]) if carried is None else _flat(carried)
     outputs: tuple[frozenset[str], ...] | None = None
     top = reader.positions(plans[0]) if len(plans) == 1 else None
     if top is not None:
