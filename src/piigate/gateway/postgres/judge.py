@@ -99,15 +99,16 @@ def merge(statement: Statement, facts: PlanFacts | None, catalog: Catalog) -> To
 
 
 def _joined(
-    a: tuple[frozenset[str], ...] | None, b: tuple[frozenset[str], ...] | None
+    parser: tuple[frozenset[str], ...] | None, plan: tuple[frozenset[str], ...] | None
 ) -> tuple[frozenset[str], ...] | None:
-    """Per column, what either reading says it may carry. The parser's and the plan's columns
-    are the same list when both know it; when they disagree on its length, neither is trusted."""
-    if a is None or b is None:
+    """Per column, what either reading says it may carry. The plan may list hidden sort and
+    group keys after the result's columns; a plan with fewer columns than the parser's reading
+    disagrees with it, and neither is trusted."""
+    if plan is None or parser is None:
+        return parser if plan is None else plan
+    if len(plan) < len(parser):
         return None
-    if len(a) != len(b):
-        return None
-    return tuple(x | y for x, y in zip(a, b, strict=True))
+    return tuple(x | y for x, y in zip(parser, plan[: len(parser)], strict=True))
 
 
 @dataclass(frozen=True, slots=True)

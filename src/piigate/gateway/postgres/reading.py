@@ -60,9 +60,19 @@ class _Lru:
 
 
 class Reader:
-    def __init__(self, catalog: Catalog, explain: Explain | None, *, ttl: float = 60.0) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        explain: Explain | None,
+        *,
+        builtins: frozenset[str] = frozenset(),
+        ttl: float = 60.0,
+    ) -> None:
         self.catalog = catalog
         self.explain = explain
+        # Function names only pg_catalog has (``plan.BUILTINS_QUERY``): the plan prints a
+        # function on the search path without its schema, so only these are known built-ins.
+        self.builtins = builtins
         self._texts = _Lru(_CACHE_SIZE, ttl)
         self._plans = _Lru(_CACHE_SIZE, ttl)
 
@@ -106,7 +116,7 @@ class Reader:
             return cached
         try:
             text = await self.explain(statement.text, search_path)
-            facts = read_plan(json.loads(text), self.catalog)
+            facts = read_plan(json.loads(text), self.catalog, self.builtins)
         except Exception as exc:  # an error of the statement, or of the plan connection
             log.info("pg_plan_unavailable", error=type(exc).__name__)
             return None

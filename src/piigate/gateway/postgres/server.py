@@ -20,6 +20,7 @@ import structlog
 
 from piigate.gateway.postgres.config import PostgresGatewayConfig
 from piigate.gateway.postgres.desk import Desk
+from piigate.gateway.postgres.plan import BUILTINS_QUERY
 from piigate.gateway.postgres.reading import Reader
 from piigate.gateway.postgres.session import ClientSession, SessionLinks
 from piigate.gateway.postgres.statements import Gatekeeper
@@ -81,7 +82,9 @@ class PostgresGateway:
             max_size=4,
             statement_cache_size=0,
         )
-        reader = Reader(self.config.catalog, self._explain)
+        rows = await self.pool.fetch(BUILTINS_QUERY)
+        builtins = frozenset(str(row[0]) for row in rows)
+        reader = Reader(self.config.catalog, self._explain, builtins=builtins)
         links = SessionLinks(
             config=self.config,
             authenticate=self.authenticate,
