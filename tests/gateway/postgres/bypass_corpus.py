@@ -13,7 +13,9 @@ gateway is expected to answer many of these statements with one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import secrets
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 import psycopg
@@ -32,6 +34,7 @@ __all__ = [
     "Fetch",
     "Protocol",
     "leaks",
+    "loaded_corpus",
     "observe",
 ]
 
@@ -87,6 +90,20 @@ END $$;
 CREATE FUNCTION {s}.leak_all() RETURNS SETOF text LANGUAGE sql STABLE
     AS $$ SELECT ssn FROM {s}.customers $$;
 """
+
+
+@contextlib.contextmanager
+def loaded_corpus(dsn: str) -> Iterator[str]:
+    """A fresh, uniquely named schema holding the corpus on the server at ``dsn`` (a libpq DSN
+    with the right to create schemas); yields its name and drops it afterwards."""
+    schema = f"piigate_bypass_{secrets.token_hex(5)}"
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(SCHEMA_SQL(schema))  # type: ignore[arg-type]
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")  # type: ignore[arg-type]
 
 
 def CATALOG(schema: str) -> dict[str, dict[str, str]]:

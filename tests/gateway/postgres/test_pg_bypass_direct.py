@@ -8,17 +8,22 @@ pass vacuously for a case that never leaked at all.
 from __future__ import annotations
 
 import os
-import secrets
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
-from bypass_corpus import BYPASSES, CATALOG, SCHEMA_SQL, SSN, Bypass, leaks, observe
+import yaml
+from bypass_corpus import BYPASSES, CATALOG, SSN, Bypass, leaks, loaded_corpus, observe
 from sqlalchemy import make_url
 
-from piigate.gateway.postgres.catalog import parse_table_name
+from piigate.gateway.postgres.catalog import TableName, read_catalog
+from piigate.policy.loader import load_policy
+from piigate.policy.yamlnodes import NodeReader, YamlErrors, compose_text
 from services_support import unavailable
+
+_EXAMPLE_POLICY = Path(__file__).resolve().parents[3] / "examples" / "policy.yaml"
 
 
 def _dsn(url: str) -> str:
@@ -30,18 +35,15 @@ def corpus_schema() -> Iterator[tuple[str, str]]:
     """(libpq DSN, schema) with the corpus loaded once per module; dropped afterwards."""
     # Module-scoped (the function-scoped ``pg_admin_url`` cannot be used), same URL and skip.
     url = os.environ.get("PIIGATE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    dsn, schema = _dsn(url), f"piigate_bypass_{secrets.token_hex(5)}"
+    dsn = _dsn(url)
     try:
-        with psycopg.connect(dsn, autocommit=True, connect_timeout=2) as conn:
-            conn.execute(SCHEMA_SQL(schema))  # type: ignore[arg-type]
+        with psycopg.connect(dsn, connect_timeout=2):
+            pass
     except (psycopg.OperationalError, OSError) as error:
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         unavailable(f"PostgreSQL not reachable: set PIIGATE_TEST_DATABASE_URL ({first_line})")
-    try:
+    with loaded_corpus(dsn) as schema:
         yield dsn, schema
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")  # type: ignore[arg-type]
 
 
 @pytest.mark.postgres
@@ -86,7 +88,15 @@ def test_the_corpus_is_large_and_well_formed() -> None:
         assert case.protocol == "extended" or not (case.binary or case.params), case.id
 
 
-def test_the_catalog_names_tables_the_gateway_can_read() -> None:
-    for table in CATALOG("s1"):
-        assert parse_table_name(table) is not None, table
-    assert set(CATALOG("s1")['s1."People"']) == {'"TaxId"'}
+def test_the_catalog_is_what_the_gateway_reads() -> None:
+    """``CATALOG`` in the YAML shape of ``gateway.postgres.catalog``, read by the real reader
+    against the example policy's PII classes, mixed-case names kept as quoted."""
+    errors = YamlErrors("<catalog>")
+    node = compose_text(yaml.safe_dump(CATALOG("bp1")), errors)
+    assert node is not None
+    catalog = read_catalog(NodeReader(errors), node, load_policy(str(_EXAMPLE_POLICY)))
+    assert not errors, errors.messages
+    assert catalog.pii_of(TableName("bp1", "customers"), "ssn") == "ssn"
+    assert catalog.pii_of(TableName("bp1", "accounts"), "iban") == "bank_account"
+    assert catalog.pii_of(TableName("bp1", "People"), "TaxId") == "ssn"
+    assert catalog.table(TableName("bp1", "notes")) == {}
