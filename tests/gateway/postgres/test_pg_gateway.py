@@ -1,0 +1,165 @@
+"""The PostgreSQL gateway end to end: real clients (psycopg text, binary and prepared; asyncpg;
+psql) through the gateway to the local server, with the engine and alice's TOTP in process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psycopg
+import pytest
+from bypass_corpus import SSN
+from factor_support import users
+from jwt_support import JwksServer, idp_key, jwks_server
+from pg_gateway_support import GatewayEnv, gateway_env
+
+__all__ = ["idp_key", "jwks_server", "users"]  # fixtures, for pytest
+
+pytestmark = pytest.mark.postgres
+
+MASKED_SSN = "*******9999"  # keep_last 4 of 219-09-9999
+
+
+@pytest.fixture
+async def env(
+    tmp_path: Path, pg_admin_url: str, jwks_server: JwksServer, idp_key: Any, users: Any
+) -> AsyncIterator[GatewayEnv]:
+    async with gateway_env(tmp_path, pg_admin_url, jwks_server, idp_key, users) as found:
+        yield found
+
+
+async def connect(env: GatewayEnv, **kw: Any) -> psycopg.AsyncConnection[Any]:
+    conn = await psycopg.AsyncConnection.connect(env.dsn(), autocommit=True, **kw)
+    return conn
+
+
+async def rows(conn: psycopg.AsyncConnection[Any], sql: str, **kw: Any) -> list[tuple[Any, ...]]:
+    async with conn.cursor(**kw) as cur:
+        await cur.execute(sql)
+        return await cur.fetchall()
+
+
+async def test_a_read_without_step_up_shows_the_ssn_masked(env: GatewayEnv) -> None:
+    async with await connect(env) as conn:
+        got = await rows(conn, "SELECT id, name, ssn, phone FROM customers WHERE id = 2")
+    ((cid, name, ssn, _phone),) = got
+    assert cid == 2 and name and ssn != SSN
+    assert ssn.endswith("9999") and SSN not in ssn
+
+
+@pytest.mark.parametrize("binary", [False, True])
+async def test_prepared_and_binary_results_are_masked(env: GatewayEnv, binary: bool) -> None:
+    async with await connect(env, prepare_threshold=0) as conn:
+        for _ in range(3):  # prepared on the second run: Execute without a new Describe
+            async with conn.cursor(binary=binary) as cur:
+                await cur.execute("SELECT ssn, id FROM customers WHERE id = %s", (2,))
+                ((ssn, cid),) = await cur.fetchall()
+            assert cid == 2 and ssn.endswith("9999") and ssn != SSN
+
+
+async def test_asyncpg_prepared_statements_are_masked(env: GatewayEnv) -> None:
+    conn = await asyncpg.connect(
+        host="127.0.0.1",
+        port=env.gateway.port,
+        user="alice",
+        password=env.token,
+        database="test",
+        server_settings={"search_path": env.schema},
+        ssl=False,
+    )
+    try:
+        statement = await conn.prepare("SELECT name, upper(ssn) AS s FROM customers ORDER BY id")
+        for _ in range(2):
+            got = await statement.fetch()
+            assert [r["name"] for r in got]
+            assert all(r["s"] is None or SSN not in r["s"] for r in got)
+    finally:
+        await conn.close()
+
+
+async def test_filtering_on_a_masked_column_needs_the_step_up(env: GatewayEnv) -> None:
+    notices: list[str] = []
+    async with await connect(env) as conn:
+        conn.add_notice_handler(lambda d: notices.append(f"{d.message_primary} {d.message_detail}"))
+        with pytest.raises(psycopg.Error) as refused:
+            await rows(conn, f"SELECT id FROM customers WHERE ssn = '{SSN}'")
+        assert refused.value.sqlstate == "28SU1"
+        assert "SET piigate.otp" in (refused.value.diag.message_detail or "")
+        assert notices and "step-up required: aal2" in notices[0]
+        # the connection stays usable
+        assert await rows(conn, "SELECT 1") == [(1,)]
+
+
+async def test_set_piigate_otp_releases_the_ssn(env: GatewayEnv) -> None:
+    async with await connect(env) as conn:
+        with pytest.raises(psycopg.Error):
+            await rows(conn, f"SELECT id FROM customers WHERE ssn = '{SSN}'")
+        await conn.execute(f"SET piigate.otp = '{env.code()}'")
+        assert await rows(conn, f"SELECT id FROM customers WHERE ssn = '{SSN}'") == [(2,)]
+        assert await rows(conn, "SELECT ssn FROM customers WHERE id = 2") == [(SSN,)]
+
+
+async def test_a_wrong_code_is_refused_and_releases_nothing(env: GatewayEnv) -> None:
+    async with await connect(env) as conn:
+        with pytest.raises(psycopg.Error):
+            await rows(conn, "SELECT ssn || '' FROM customers WHERE ssn LIKE '2%'")
+        wrong = f"{(int(env.code()) + 1) % 1_000_000:06d}"
+        with pytest.raises(psycopg.Error) as refused:
+            await conn.execute(f"SET piigate.otp = '{wrong}'")
+        assert wrong not in str(refused.value)
+        got = await rows(conn, "SELECT ssn FROM customers WHERE id = 2")
+        assert got[0][0] != SSN
+
+
+async def test_delete_needs_a_step_up_bound_to_the_statement(env: GatewayEnv) -> None:
+    async with await connect(env) as conn:
+        with pytest.raises(psycopg.Error) as refused:
+            await conn.execute("DELETE FROM customers WHERE id = 3")
+        assert refused.value.sqlstate == "28SU1"
+        assert await rows(conn, "SELECT count(*) FROM customers") == [(3,)]
+
+
+async def test_server_errors_are_scrubbed_of_masked_values(env: GatewayEnv) -> None:
+    async with await connect(env) as conn:
+        with pytest.raises(psycopg.Error) as failed:
+            await rows(conn, "SELECT ssn::int FROM customers WHERE id = 2")
+        seen = f"{failed.value} {failed.value.diag.message_detail}"
+        assert failed.value.sqlstate == "22P02"
+        assert SSN not in seen and "9999" not in seen
+
+
+async def test_a_user_function_needs_the_step_up(env: GatewayEnv) -> None:
+    async with await connect(env) as conn:
+        with pytest.raises(psycopg.Error) as refused:
+            await rows(conn, f"SELECT {env.schema}.leak(2)")
+        assert refused.value.sqlstate == "28SU1"
+
+
+async def test_a_bad_password_is_refused(env: GatewayEnv) -> None:
+    with pytest.raises(psycopg.OperationalError) as refused:
+        await psycopg.AsyncConnection.connect(env.dsn(password="not-a-token"))
+    assert "password authentication failed" in str(refused.value)
+
+
+async def test_psql_through_the_gateway(env: GatewayEnv) -> None:
+    psql = shutil.which("psql")
+    if psql is None:
+        pytest.skip("psql is not installed")
+    environ = {
+        **os.environ,
+        "PGPASSWORD": env.token,
+        "PGOPTIONS": f"-c search_path={env.schema}",
+    }
+    args = [psql, "-h", "127.0.0.1", "-p", str(env.gateway.port), "-U", "alice", "-d", "test"]
+    args += ["-X", "-A", "-t", "-c", "SELECT name, ssn FROM customers WHERE id = 2"]
+    done = await asyncio.to_thread(
+        subprocess.run, args, env=environ, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert SSN not in done.stdout and "9999" in done.stdout
