@@ -62,6 +62,8 @@ GATEWAY_CORE = [
     "gateway/postgres/protocol.py",
     "gateway/postgres/scram.py",
     "gateway/postgres/catalog.py",
+    "gateway/postgres/catalog_file.py",
+    "gateway/postgres/detect.py",
 ]
 # Pure modules: no framework, no driver, and from this package only other pure modules.
 DOMAIN = [
