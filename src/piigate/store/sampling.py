@@ -50,8 +50,8 @@ SELECT n.nspname, c.relname, c.reltuples, a.attname,
 # SQLSTATEs (PostgreSQL appendix A) in words; the server's own message is never shown.
 _REASONS: Final = {
     "42501": "permission denied",
-    "57014": "timed out (statement_timeout)",
-    "55P03": "locked by another session (lock_timeout)",
+    "57014": "statement_timeout reached",
+    "55P03": "locked by another session, lock_timeout reached",
     "3D000": "the database does not exist",
     "28000": "the server refused the user",
     "28P01": "the server refused the user or password",
@@ -120,8 +120,11 @@ def sample_tables(
     ``schemas`` only, one table at a time."""
     parts = dsn_parts(dsn)
     where = display_dsn(dsn)
-    options = (
-        f"-c statement_timeout={statement_timeout_ms} -c lock_timeout=5000 "
+    # After the DSN's own options: a later -c wins, so these cannot be turned off there. The
+    # lock wait gives up first, so that a locked table is reported as locked.
+    options = parts.get("options", "") + (
+        f" -c statement_timeout={statement_timeout_ms} "
+        f"-c lock_timeout={min(statement_timeout_ms // 2 or 1, 5000)} "
         "-c default_transaction_read_only=on -c DateStyle=ISO"
     )
     try:
