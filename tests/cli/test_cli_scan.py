@@ -246,10 +246,30 @@ def test_bad_sample_size_is_a_usage_error() -> None:
     assert "--sample" in result.stderr
 
 
+def test_unknown_region() -> None:
+    result = run_main("scan", "postgres", "x", "--region", "QQ", "--policy", str(POLICY))
+    assert result.returncode == 1
+    assert result.stderr == (
+        "piigate: error: --region 'QQ' is not a country code phonenumbers knows (US, GB, DE, ...)\n"
+    )
+
+
 def test_the_console_script(db: Db) -> None:
     result = run_piigate(
         "scan", "postgres", db.dsn(), "--schema", db.schema, "--policy", str(POLICY)
     )
     assert result.returncode == 0, result.stderr
     assert _catalog(result.stdout).pii_of(TableName(db.schema, "customers"), "phone") == "phone"
+    _assert_no_value(db, result.stdout, result.stderr)
+
+
+def test_a_small_sample_of_a_larger_table(db: Db) -> None:
+    # 60 rows (ANALYZEd) against --sample 2: TABLESAMPLE BERNOULLI, or LIMIT if it came up short.
+    result = db.scan("--sample", "2")
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
+    assert (
+        "# name matches ssn; 2/2 sampled values are valid US SSNs; too few values" in result.stdout
+    )
+    assert _catalog(result.stdout).table(TableName(db.schema, "customers"))["ssn"].suspected
     _assert_no_value(db, result.stdout, result.stderr)

@@ -61,8 +61,12 @@ def postgres(
     ] = 30.0,
 ) -> None:
     """Sample every table and write a catalog of PII columns (``catalog_file``) for review."""
+    import phonenumbers
+
     from piigate.store.sampling import ScanUnavailable, display_dsn, sample_tables
 
+    if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        fail(f"--region {region!r} is not a country code phonenumbers knows (US, GB, DE, ...)")
     loaded = _policy(policy, config)
     detectors = _detectors(loaded)
     try:
