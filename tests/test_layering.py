@@ -63,6 +63,13 @@ GATEWAY_CORE = [
     "gateway/postgres/scram.py",
     "gateway/postgres/catalog.py",
     "gateway/postgres/plan.py",
+    "gateway/postgres/catalog_file.py",
+    "gateway/postgres/detect.py",
+    "gateway/postgres/config.py",
+    "gateway/postgres/rows.py",
+    "gateway/postgres/scrub.py",
+    "gateway/postgres/replies.py",
+    "gateway/postgres/judge.py",
 ]
 # Pure modules: no framework, no driver, and from this package only other pure modules.
 DOMAIN = [

@@ -20,6 +20,7 @@ from piigate.cli.gateway import gateway_app
 from piigate.cli.keys import keys_app
 from piigate.cli.policy import policy_app
 from piigate.cli.risk import risk_app
+from piigate.cli.scan import scan_app
 from piigate.cli.serve import serve
 from piigate.cli.sms import sms_app
 from piigate.cli.users import users_app
@@ -43,6 +44,7 @@ app.add_typer(sms_app, name="sms")
 app.add_typer(authenticator_app, name="authenticator")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(risk_app, name="risk")
+app.add_typer(scan_app, name="scan")
 app.command("serve")(serve)
 
 

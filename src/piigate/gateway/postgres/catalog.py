@@ -34,6 +34,7 @@ __all__ = [
     "CatalogColumn",
     "TableName",
     "parse_table_name",
+    "quote_identifier",
     "read_catalog",
 ]
 
@@ -48,7 +49,7 @@ class TableName:
     name: str
 
     def __str__(self) -> str:
-        return f"{_quoted(self.schema)}.{_quoted(self.name)}"
+        return f"{quote_identifier(self.schema)}.{quote_identifier(self.name)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +93,8 @@ class Catalog:
         return [t for t in self.columns if t.name == name]
 
 
-def _quoted(part: str) -> str:
+def quote_identifier(part: str) -> str:
+    """``part`` as an identifier in SQL: bare when PostgreSQL would read it back unchanged."""
     if part and part.isidentifier() and part == part.lower() and part.isascii():
         return part
     return '"' + part.replace('"', '""') + '"'
@@ -176,7 +178,7 @@ def read_catalog(read: NodeReader, node: yaml.Node, policy: Policy) -> Catalog:
 def _column(
     read: NodeReader, node: yaml.Node, table: TableName, column: str, policy: Policy
 ) -> CatalogColumn | None:
-    what = f"{table}.{_quoted(column)}"
+    what = f"{table}.{quote_identifier(column)}"
     suspected, confidence = False, None
     class_node = node
     if isinstance(node, yaml.MappingNode):
