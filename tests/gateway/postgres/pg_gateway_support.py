@@ -9,6 +9,7 @@ local user alice with a TOTP factor; the bypass corpus in a fresh schema of the 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import textwrap
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -113,7 +114,6 @@ async def gateway_env(
                     {
                         "gateway": {
                             "postgres": {
-                                "listen": "127.0.0.1:0",
                                 "upstream": _upstream(pg_admin_url),
                                 "approval_wait": approval_wait,
                                 "catalog": CATALOG(schema),
@@ -123,6 +123,7 @@ async def gateway_env(
                 ),
                 holder.current or compile_policy(load_policy_text(POLICY)),
             )
+            config = dataclasses.replace(config, listen_port=0)  # a free port
             services = node.services
             callers = GatewayCallers(jwt=services.jwt, api_keys=None, clock=node.clock)
 

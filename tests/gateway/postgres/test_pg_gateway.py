@@ -125,13 +125,19 @@ async def test_delete_needs_a_step_up_bound_to_the_statement(env: GatewayEnv) ->
         assert await rows(conn, "SELECT count(*) FROM customers") == [(3,)]
 
 
-async def test_server_errors_are_scrubbed_of_masked_values(env: GatewayEnv) -> None:
+async def test_a_cast_that_may_quote_the_value_in_an_error_needs_the_step_up(
+    env: GatewayEnv,
+) -> None:
     async with await connect(env) as conn:
         with pytest.raises(psycopg.Error) as failed:
             await rows(conn, "SELECT ssn::int FROM customers WHERE id = 2")
         seen = f"{failed.value} {failed.value.diag.message_detail}"
-        assert failed.value.sqlstate == "22P02"
+        assert failed.value.sqlstate == "28SU1"
         assert SSN not in seen and "9999" not in seen
+        await conn.execute(f"SET piigate.otp = '{env.code()}'")
+        with pytest.raises(psycopg.Error) as after:  # the server's own error, with the value
+            await rows(conn, "SELECT ssn::int FROM customers WHERE id = 2")
+        assert after.value.sqlstate == "22P02" and SSN in str(after.value)
 
 
 async def test_a_user_function_needs_the_step_up(env: GatewayEnv) -> None:

@@ -45,10 +45,9 @@ __all__ = ["ClientSession", "SessionLinks"]
 log = structlog.get_logger("piigate.gateway.postgres")
 
 _READ_SIZE: Final = 65536
-# Start-up parameters passed on to the server (the rest are the gateway's own or dropped).
-_PASSED: Final = frozenset(
-    {"application_name", "DateStyle", "TimeZone", "IntervalStyle", "extra_float_digits", "options"}
-)
+# Start-up parameters not passed on: who connects is the gateway's own role, on its database,
+# with the encoding whose text the gateway masks.
+_KEPT: Final = frozenset({"user", "database", "replication", "client_encoding"})
 
 
 @dataclass
@@ -162,7 +161,7 @@ class ClientSession:
         self.caller = caller
         app = message.get("application_name")
         self.context = Context(ip=self.client_ip, user_agent=f"postgres/{app}" if app else None)
-        params = {k: v for k, v in message.parameters if k in _PASSED}
+        params = {k: v for k, v in message.parameters if k not in _KEPT}
         params["client_encoding"] = "UTF8"
         try:
             self.upstream = await open_upstream(self.links.config.upstream, params)
@@ -170,6 +169,7 @@ class ClientSession:
             log.error("pg_upstream_unavailable", problem=str(exc))
             self.send(error("08006", "the database behind the gateway is unavailable", "FATAL"))
             return False
+        self.search_path = self.upstream.search_path
         self._greet(self.upstream)
         return True
 

@@ -46,6 +46,7 @@ _NAMES_OTP: Final = re.compile(r"piigate\s*\.\s*otp", re.I)
 _SEARCH_PATH: Final = re.compile(
     r"\s*set\s+(?:session\s+)?search_path\s*(?:=|\s+to\s+)\s*(.+?)\s*;?\s*", re.I | re.S
 )
+_NAMES_SEARCH_PATH: Final = re.compile(r"search_path", re.I)
 _POLL: Final = 0.25
 _MAX_GRANTS: Final = 8
 _MAX_ROUNDS: Final = 3
@@ -95,13 +96,19 @@ class Gatekeeper:
         if _NAMES_OTP.search(sql):
             await self._otp(session, sql)
             return
+        found = _SEARCH_PATH.fullmatch(sql)
+        if found is None and _NAMES_SEARCH_PATH.search(sql):
+            # The gateway reads unqualified names with the session's search path: it may only
+            # change in a way the gateway follows.
+            refusal = error("0A000", "change the search path alone, with SET search_path = ...")
+            session.expect(Pending(Expect.SYNTHETIC, synthetic=(refusal,), ready=True))
+            return
         touches = await session.links.reader.read(sql, session.search_path)
         ruling = await self._ruling(session, touches, session.binding(sql))
         if ruling.outcome is not Outcome.ALLOW:
             refusal = self._refusal(ruling)
             session.expect(Pending(Expect.SYNTHETIC, synthetic=(refusal,), ready=True))
             return
-        found = _SEARCH_PATH.fullmatch(sql)
         if found:
             session.search_path = found.group(1)
         results = [session.plan_for(t, ruling.masked) for t in touches]
@@ -111,8 +118,8 @@ class Gatekeeper:
 
     # -- the extended query protocol ------------------------------------------------------------
     async def parse(self, session: ClientSession, message: fe.Parse) -> None:
-        if _NAMES_OTP.search(message.sql):
-            refusal = error("42601", "run SET piigate.otp = 'code' as a simple query")
+        if _NAMES_OTP.search(message.sql) or _NAMES_SEARCH_PATH.search(message.sql):
+            refusal = error("42601", "run SET piigate.otp and SET search_path as simple queries")
             session.expect(Pending(Expect.SYNTHETIC, synthetic=(refusal,)))
             session.skipping = True
             return

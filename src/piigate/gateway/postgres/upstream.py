@@ -35,6 +35,7 @@ class Upstream:
     statuses: list[be.ParameterStatus]
     key: be.BackendKeyData | None
     status: str
+    search_path: str | None = None
 
 
 async def open_upstream(
@@ -99,12 +100,32 @@ async def _start(
         elif isinstance(message, be.ReadyForQuery):
             if pending:
                 raise UpstreamError("the database sent data after its start-up")
-            return Upstream(reader, writer, parser, statuses, key, message.status)
+            path = await _search_path(reader, writer, parser)
+            return Upstream(reader, writer, parser, statuses, key, message.status, path)
         elif isinstance(message, be.NoticeResponse):
             continue
         else:
             raise UpstreamError("the database asked for an authentication the gateway lacks")
         await writer.drain()
+
+
+async def _search_path(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, parser: BackendParser
+) -> str | None:
+    """The session's search path as the server set it up (the client's ``options`` included):
+    unqualified names in the client's statements are read with it."""
+    writer.write(fe.Query("SHOW search_path").encode())
+    await writer.drain()
+    found: str | None = None
+    while True:
+        data = await reader.read(65536)
+        if not data:
+            raise UpstreamError("the database closed the connection during start-up")
+        for message in parser.feed(data):
+            if isinstance(message, be.DataRow) and message.values and message.values[0]:
+                found = message.values[0].decode()
+            elif isinstance(message, be.ReadyForQuery):
+                return found
 
 
 def _password(dsn: UpstreamDsn) -> str:
