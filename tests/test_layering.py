@@ -70,6 +70,14 @@ GATEWAY_CORE = [
     "gateway/postgres/scrub.py",
     "gateway/postgres/replies.py",
     "gateway/postgres/judge.py",
+    # The SQL analysis: lexer, sqlglot walk, built-ins.
+    "gateway/postgres/touch.py",
+    "gateway/postgres/builtins.py",
+    "gateway/postgres/sqltext.py",
+    "gateway/postgres/sqlscope.py",
+    "gateway/postgres/sqlquery.py",
+    "gateway/postgres/sqldml.py",
+    "gateway/postgres/analysis.py",
 ]
 # Pure modules: no framework, no driver, and from this package only other pure modules.
 DOMAIN = [
