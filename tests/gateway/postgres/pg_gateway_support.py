@@ -154,5 +154,3 @@ def _upstream(url: str) -> str:
     host = parsed.host or "127.0.0.1"
     port = parsed.port or 5432
     return f"postgresql://{parsed.username or 'postgres'}@{host}:{port}/{parsed.database}"
-
-
