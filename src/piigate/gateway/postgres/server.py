@@ -13,9 +13,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-import asyncpg
 import structlog
 
 from piigate.gateway.postgres.config import PostgresGatewayConfig
@@ -25,19 +23,11 @@ from piigate.gateway.postgres.reading import Reader
 from piigate.gateway.postgres.session import ClientSession, SessionLinks
 from piigate.gateway.postgres.statements import Gatekeeper
 from piigate.model import Caller
+from piigate.store.pg_planning import PlanConnections
 
 __all__ = ["PostgresGateway", "tls_context"]
 
 log = structlog.get_logger("piigate.gateway.postgres")
-
-_OIDS = """
-SELECT c.oid::int8, a.attnum::int4, n.nspname, c.relname, a.attname
-FROM pg_catalog.pg_attribute a
-JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE a.attnum > 0 AND NOT a.attisdropped
-  AND (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-"""
 
 
 def tls_context(config: PostgresGatewayConfig) -> ssl.SSLContext | None:
@@ -60,7 +50,7 @@ class PostgresGateway:
         self.config = config
         self.desk = desk
         self.authenticate = authenticate
-        self.pool: Any = None
+        self.planning = PlanConnections()
         self.server: asyncio.Server | None = None
         self.links: SessionLinks | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -72,19 +62,15 @@ class PostgresGateway:
 
     async def start(self) -> None:
         dsn = self.config.upstream
-        self.pool = await asyncpg.create_pool(
+        await self.planning.start(
             host=dsn.host,
             port=dsn.port,
             user=dsn.user,
             password=dsn.password,
             database=dsn.database,
-            min_size=1,
-            max_size=4,
-            statement_cache_size=0,
         )
-        rows = await self.pool.fetch(BUILTINS_QUERY)
-        builtins = frozenset(str(row[0]) for row in rows)
-        reader = Reader(self.config.catalog, self._explain, builtins=builtins)
+        builtins = await self.planning.names(BUILTINS_QUERY)
+        reader = Reader(self.config.catalog, self.planning.explain, builtins=builtins)
         links = SessionLinks(
             config=self.config,
             authenticate=self.authenticate,
@@ -99,28 +85,13 @@ class PostgresGateway:
         )
 
     async def _load_oids(self, links: SessionLinks) -> None:
-        tables = list(self.config.catalog.tables())
-        if not tables:
-            return
-        rows = await self.pool.fetch(_OIDS, [t.schema for t in tables], [t.name for t in tables])
-        for oid, attnum, schema, table, column in rows:
-            links.oid_tables.add(int(oid))
-            for name in tables:
-                if name.schema == schema and name.name == table:
-                    pii = self.config.catalog.pii_of(name, column)
-                    if pii is not None:
-                        links.oid_columns[(int(oid), int(attnum))] = pii
-
-    async def _explain(self, sql: str, search_path: str | None) -> str:
-        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
-            if search_path:
-                await conn.execute(
-                    "SELECT pg_catalog.set_config('search_path', $1, true)", search_path
-                )
-            statement = await conn.prepare("EXPLAIN (VERBOSE, FORMAT JSON) " + sql)
-            count = len(statement.get_parameters())
-            value = await statement.fetchval(*([None] * count))
-        return value if isinstance(value, str) else str(value)
+        catalog = self.config.catalog
+        tables = {(t.schema, t.name): t for t in catalog.tables()}
+        for oid, attnum, schema, table, column in await self.planning.columns(tables):
+            links.oid_tables.add(oid)
+            pii = catalog.pii_of(tables[(schema, table)], column)
+            if pii is not None:
+                links.oid_columns[(oid, attnum)] = pii
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         assert self.links is not None
@@ -143,6 +114,5 @@ class PostgresGateway:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.pool is not None:
-            with contextlib.suppress(Exception):
-                await self.pool.close()
+        with contextlib.suppress(Exception):
+            await self.planning.aclose()

@@ -1,0 +1,77 @@
+"""The PostgreSQL gateway's own connections to the application's database.
+
+It lives in store/ because only store/ speaks SQL (tests/test_layering.py); it is not piigate's
+own store. A small pool of the gateway's role, used for three things: the function names only
+``pg_catalog`` defines, the OIDs and column numbers of the catalogued tables (the origin of a
+result column in ``RowDescription``), and ``EXPLAIN (VERBOSE, FORMAT JSON)`` of statements the
+parser could not resolve. ``EXPLAIN`` without ``ANALYZE`` runs nothing; it is planned in a
+read-only transaction with the client's search path set for that transaction only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Final
+
+import asyncpg
+
+__all__ = ["PlanConnections"]
+
+_OIDS: Final = """
+SELECT c.oid::int8, a.attnum::int4, n.nspname, c.relname, a.attname
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE a.attnum > 0 AND NOT a.attisdropped
+  AND (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+"""
+
+
+class PlanConnections:
+    def __init__(self) -> None:
+        self.pool: Any = None
+
+    async def start(
+        self, *, host: str, port: int, user: str, password: str | None, database: str
+    ) -> None:
+        self.pool = await asyncpg.create_pool(
+            host=host,
+            port=port,
+            user=user,
+            password=password,
+            database=database,
+            min_size=1,
+            max_size=4,
+            statement_cache_size=0,
+        )
+
+    async def names(self, query: str) -> frozenset[str]:
+        """The first column of ``query``'s rows (``plan.BUILTINS_QUERY``)."""
+        rows = await self.pool.fetch(query)
+        return frozenset(str(row[0]) for row in rows)
+
+    async def columns(
+        self, tables: Iterable[tuple[str, str]]
+    ) -> list[tuple[int, int, str, str, str]]:
+        """``(table oid, column number, schema, table, column)`` of the ``(schema, table)``s."""
+        wanted = list(tables)
+        if not wanted:
+            return []
+        rows = await self.pool.fetch(_OIDS, [s for s, _ in wanted], [t for _, t in wanted])
+        return [(int(o), int(n), str(s), str(t), str(c)) for o, n, s, t, c in rows]
+
+    async def explain(self, sql: str, search_path: str | None) -> str:
+        """The JSON text of ``EXPLAIN (VERBOSE, FORMAT JSON) sql``, every parameter NULL."""
+        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            if search_path:
+                await conn.execute(
+                    "SELECT pg_catalog.set_config('search_path', $1, true)", search_path
+                )
+            statement = await conn.prepare("EXPLAIN (VERBOSE, FORMAT JSON) " + sql)
+            count = len(statement.get_parameters())
+            value = await statement.fetchval(*([None] * count))
+        return value if isinstance(value, str) else str(value)
+
+    async def aclose(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
