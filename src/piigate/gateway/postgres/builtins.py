@@ -68,7 +68,9 @@ _GROUPS: Final = (
     "current_schemas current_user session_user user version pg_backend_pid inet_client_addr "
     "inet_client_port inet_server_addr inet_server_port pg_postmaster_start_time "
     "pg_is_in_recovery txid_current pg_current_xact_id current_setting pg_typeof "
-    "gen_random_uuid uuidv4 uuidv7 nextval currval setval lastval pg_sleep row",
+    "gen_random_uuid uuidv4 uuidv7 nextval currval setval lastval pg_sleep",
+    # Syntax that sqlglot reads as a call: ROW(…), ARRAY(…), EXISTS (…), = ANY (…).
+    "row array exists any all some",
 )
 ALLOWED: Final[frozenset[str]] = frozenset(name for group in _GROUPS for name in group.split())
 

@@ -118,7 +118,11 @@ class QueryWalker(Walker):
             self.filter(node.args.get("sample"), scope)
             return
         if isinstance(node, exp.Table):  # a function in FROM: its rows come from its arguments
-            lin = self.expr(node.this, scope)
+            func, db = node.this, node.args.get("db")
+            if isinstance(func, exp.Func) and db is not None:
+                lin = self.call(func, fold(db), scope)
+            else:
+                lin = self.expr(func, scope)
             scope.rels[alias or fold(getattr(node.this, "name", ""))] = Rel(
                 {a: lin for a in aliases}, lin, None, True
             )

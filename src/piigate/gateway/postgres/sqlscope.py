@@ -206,8 +206,9 @@ class Walker:
                 self.touch(lin, Use.FLOW)
         return lin
 
-    def filter(self, node: exp.Expr | None, scope: Scope) -> None:
-        self.touch(self.expr(node, scope), Use.FILTER)
+    def filter(self, node: exp.Expr | list[exp.Expr] | None, scope: Scope) -> None:
+        for item in node if isinstance(node, list) else [node]:
+            self.touch(self.expr(item, scope), Use.FILTER)
 
     def cast(self, node: exp.Cast, lin: Lineage) -> None:
         to = node.args.get("to")
@@ -226,13 +227,7 @@ class Walker:
         target, field_ = node.this, node.expression
         if isinstance(field_, exp.Func):
             schema = fold(target) if isinstance(target, exp.Identifier) else "?"
-            lin = _NONE
-            for child in field_.iter_expressions():
-                lin |= self.expr(child, scope)
-            name = self.function(field_, schema)
-            if name in FLOWS or name in ERROR_QUOTING:
-                self.touch(lin, Use.FLOW)
-            return lin
+            return self.call(field_, schema, scope)
         # (c).ssn: only that field of the row, when c is a relation.
         inner = target.this if isinstance(target, exp.Paren) else target
         if isinstance(inner, exp.Column) and not inner.table and isinstance(field_, exp.Identifier):
@@ -240,6 +235,16 @@ class Walker:
             if rel is not None:
                 return rel.lookup(fold(field_)) | self.lookup(fold(inner.this), scope, rows=False)
         return self.expr(target, scope)
+
+    def call(self, node: exp.Func, schema: str | None, scope: Scope) -> Lineage:
+        """A call with an explicit schema (``public.f(…)``, ``FROM public.f(…)``)."""
+        lin = _NONE
+        for child in node.iter_expressions():
+            lin |= self.expr(child, scope)
+        name = self.function(node, schema)
+        if name in FLOWS or name in ERROR_QUOTING:
+            self.touch(lin, Use.FLOW)
+        return lin
 
     def find_rel(self, alias: str, scope: Scope | None) -> Rel | None:
         while scope is not None:
@@ -256,12 +261,20 @@ class Walker:
             if rel is None and node.args.get("db") is not None:
                 named = exp.Table(this=node.args["table"], db=node.args["db"])
                 rel = self.base_rel(self.table(named))
-            if rel is None:
-                return _NONE
+            if rel is None:  # the server rejects it; fail closed all the same
+                rel = self._by_name(table)
             return rel.whole if isinstance(this, exp.Star) else rel.lookup(fold(this))
         if isinstance(this, exp.Star):
             return self.star(scope)
         return self.lookup(fold(this), scope)
+
+    def _by_name(self, table: str) -> Rel:
+        rels = [self.base_rel(t) for t in self.catalog.by_table_name(table)]
+        named: dict[str, Lineage] = {}
+        for rel in rels:
+            for key, lin in rel.named.items():
+                named[key] = named.get(key, _NONE) | lin
+        return Rel(named, _NONE.union(*(r.whole for r in rels)))
 
     def lookup(self, name: str, scope: Scope | None, *, rows: bool = True) -> Lineage:
         """An unqualified name: a column of some relation in reach, or (``rows``) a whole row."""
