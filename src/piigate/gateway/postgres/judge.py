@@ -15,6 +15,7 @@ class needs the step-up that would unmask it (the masking decision's challenge).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ class Touches:
     tables: tuple[TableName, ...] = ()
     refuse: str | None = None
     fail_closed: str | None = None
+    changes_session: bool = False  # it may change how later statements read (search path...)
 
     @property
     def any(self) -> bool:
@@ -57,6 +59,7 @@ def every_class(kind: str, catalog: Catalog, why: str) -> Touches:
         outputs=None,
         tables=tuple(sorted(catalog.tables())),
         fail_closed=why,
+        changes_session=True,  # what it runs may change the session too
     )
 
 
@@ -66,6 +69,7 @@ def merge(statement: Statement, facts: PlanFacts | None, catalog: Catalog) -> To
         return Touches(statement.kind, refuse=statement.refuse)
     if statement.fail_closed is not None:
         return every_class(statement.kind, catalog, statement.fail_closed)
+    changes = statement.changes_session
     by_use: dict[Use, set[str]] = {use: set() for use in Use}
     for touch in statement.touches:
         by_use[touch.use].add(touch.column.pii)
@@ -76,7 +80,9 @@ def merge(statement: Statement, facts: PlanFacts | None, catalog: Catalog) -> To
     if facts is not None:
         if facts.functions:
             why = "calls " + ", ".join(sorted(facts.functions))
-            return every_class(statement.kind, catalog, why)
+            return dataclasses.replace(
+                every_class(statement.kind, catalog, why), changes_session=changes
+            )
         reads |= {c.pii for c in facts.reads}
         unmaskable |= {c.pii for c in facts.filters}
         for table in facts.whole_rows:
@@ -95,6 +101,7 @@ def merge(statement: Statement, facts: PlanFacts | None, catalog: Catalog) -> To
         exports=exports,
         outputs=outputs,
         tables=tuple(sorted(tables)),
+        changes_session=changes,
     )
 
 

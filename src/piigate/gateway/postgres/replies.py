@@ -53,6 +53,7 @@ class Pending:
     results: list[Result] = field(default_factory=list)  # QUERY: one per statement; EXECUTE: one
     hidden: bool = False  # asked by the gateway itself: its replies are not the client's
     on_description: Callable[[be.RowDescription | None], None] | None = None
+    on_row: Callable[[be.DataRow | None], None] | None = None  # a hidden QUERY's answer
     synthetic: tuple[be.BackendMessage, ...] = ()
     ready: bool = False  # SYNTHETIC: end with ReadyForQuery (the transaction state at that time)
     index: int = 0  # QUERY: the statement whose replies come now
@@ -98,6 +99,8 @@ class Replies:
         return out + self._synthetics()
 
     def _answer(self, head: Pending, message: Reply) -> list[bytes]:
+        if head.hidden and head.kind is Expect.QUERY:
+            return self._hidden_query(head, message)
         if isinstance(message, be.ErrorResponse):
             return [self._error(head, message).encode()]
         if isinstance(message, be.ReadyForQuery):
@@ -116,6 +119,22 @@ class Replies:
             self.queue.popleft()
             return [] if head.hidden else [message.encode()]
         return [message.encode()]
+
+    def _hidden_query(self, head: Pending, message: Reply) -> list[bytes]:
+        """The gateway's own simple query: its first row goes to ``on_row`` (None if it
+        failed), and nothing of it to the client."""
+        if isinstance(message, be.DataRow) and head.on_row is not None:
+            head.on_row(message)
+            head.on_row = None
+        elif isinstance(message, be.ErrorResponse) and head.on_row is not None:
+            head.on_row(None)
+            head.on_row = None
+        elif isinstance(message, be.ReadyForQuery):
+            self.status = message.status
+            self.queue.popleft()
+            if head.on_row is not None:
+                head.on_row(None)
+        return []
 
     def _describe(self, head: Pending, message: Reply) -> list[bytes]:
         if isinstance(message, be.RowDescription | be.NoData):

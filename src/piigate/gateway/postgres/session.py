@@ -48,6 +48,9 @@ _READ_SIZE: Final = 65536
 # Start-up parameters not passed on: who connects is the gateway's own role, on its database,
 # with the encoding whose text the gateway masks.
 _KEPT: Final = frozenset({"user", "database", "replication", "client_encoding"})
+# A search path no schema can be on: unqualified names then resolve to nothing in the plan, and
+# the statement is taken as touching everything.
+_UNKNOWN_PATH: Final = '"piigate: unknown search path"'
 
 
 @dataclass
@@ -81,7 +84,8 @@ class ClientSession:
         self.caller: Caller | None = None
         self.context = Context()
         self.search_path: str | None = None
-        self.statements: dict[str, tuple[str, list[Touches]]] = {}
+        # Prepared statements: their text, what they touch, the search path they were read with.
+        self.statements: dict[str, tuple[str, list[Touches], str | None]] = {}
         self.portals: dict[str, tuple[str, tuple[bytes | None, ...]]] = {}
         self.described: dict[tuple[str, str], be.RowDescription | None] = {}
         self.skipping = False  # after a refused Execute: drop messages until Sync
@@ -89,6 +93,9 @@ class ClientSession:
         self.challenge_id: str | None = None  # the step-up SET piigate.otp answers
         self.key: tuple[int, bytes] | None = None
         self.cancelled = asyncio.Event()
+        self.path_known = asyncio.Event()  # clear while the search path is being read again
+        self.path_known.set()
+        self.path_stale = False  # an Execute may have changed it: read again after the Sync
         peer = writer.get_extra_info("peername")
         self.client_ip: str | None = peer[0] if isinstance(peer, tuple) else None
 
@@ -271,6 +278,8 @@ class ClientSession:
             self.skipping = False
             self.expect(Pending(Expect.SYNC))
             self.forward(message)
+            if self.path_stale:
+                self.reread_search_path()
         elif isinstance(message, fe.Flush | CopyData | CopyDone | fe.CopyFail):
             self.forward(message)
         elif isinstance(message, fe.Close):
@@ -307,12 +316,20 @@ class ClientSession:
         self._forget("S", "")
         self._forget("P", "")
 
-    def touches_of_portal(self, portal: str) -> tuple[str, list[Touches], tuple[bytes | None, ...]]:
+    async def touches_of_portal(
+        self, portal: str
+    ) -> tuple[str, list[Touches], tuple[bytes | None, ...]]:
+        """What an Execute of ``portal`` touches. The server reads a prepared statement again
+        with the search path in force, and so does the gateway."""
         bound = self.portals.get(portal)
         if bound is None or bound[0] not in self.statements:
             why = "a portal the gateway did not see bound"
             return "", [every_class("other", self.links.catalog, why)], ()
-        sql, touches = self.statements[bound[0]]
+        sql, touches, path = self.statements[bound[0]]
+        if self.path_stale:
+            touches = [every_class("other", self.links.catalog, "the search path changed")]
+        elif path != self.search_path:
+            touches = await self.read(sql)
         return sql, touches, bound[1]
 
     def description_for(self, portal: str) -> be.RowDescription | None:
@@ -341,6 +358,27 @@ class ClientSession:
                 result.mask = result.masker(description)
         self.expect(Pending(Expect.EXECUTE, results=[result]))
         self.forward(message)
+
+    def reread_search_path(self) -> None:
+        """Ask the server for the search path after a statement that may have changed it (a
+        SET, a RESET, DISCARD, a function): statements after it are read once it is known."""
+        self.path_known.clear()
+
+        def found(row: be.DataRow | None) -> None:
+            if row is not None and row.values and row.values[0] is not None:
+                self.search_path = row.values[0].decode()
+            else:  # unknown: unqualified names can no longer be read with certainty
+                self.search_path = _UNKNOWN_PATH
+            self.path_known.set()
+
+        self.path_stale = False  # an Execute may have changed it: read again after the Sync
+
+        self.expect(Pending(Expect.QUERY, hidden=True, on_row=found))
+        self.forward(fe.Query("SHOW search_path"))
+
+    async def read(self, sql: str) -> list[Touches]:
+        await self.path_known.wait()
+        return await self.links.reader.read(sql, self.search_path)
 
     def binding(self, sql: str, parameters: tuple[bytes | None, ...] = ()) -> dict[str, str]:
         return {"protocol": "postgres", "statement": statement_digest(sql, parameters)}

@@ -26,7 +26,7 @@ from piigate.errors import PiigateError
 from piigate.gateway.postgres import backend as be
 from piigate.gateway.postgres import frontend as fe
 from piigate.gateway.postgres.desk import Desk
-from piigate.gateway.postgres.judge import Ruling, Touches, rule
+from piigate.gateway.postgres.judge import Ruling, Touches, every_class, rule
 from piigate.gateway.postgres.replies import Expect, Pending, Result
 from piigate.gateway.postgres.rows import RowMask, row_mask
 from piigate.model import ChallengeState, Outcome
@@ -43,10 +43,6 @@ _OTP_SET: Final = re.compile(
     r"\s*set\s+(?:session\s+)?piigate\.otp\s*(?:=|\s+to\s+)\s*'([^']{1,64})'\s*;?\s*", re.I
 )
 _NAMES_OTP: Final = re.compile(r"piigate\s*\.\s*otp", re.I)
-_SEARCH_PATH: Final = re.compile(
-    r"\s*set\s+(?:session\s+)?search_path\s*(?:=|\s+to\s+)\s*(.+?)\s*;?\s*", re.I | re.S
-)
-_NAMES_SEARCH_PATH: Final = re.compile(r"search_path", re.I)
 _POLL: Final = 0.25
 _MAX_GRANTS: Final = 8
 _MAX_ROUNDS: Final = 3
@@ -96,40 +92,40 @@ class Gatekeeper:
         if _NAMES_OTP.search(sql):
             await self._otp(session, sql)
             return
-        found = _SEARCH_PATH.fullmatch(sql)
-        if found is None and _NAMES_SEARCH_PATH.search(sql):
-            # The gateway reads unqualified names with the session's search path: it may only
-            # change in a way the gateway follows.
-            refusal = error("0A000", "change the search path alone, with SET search_path = ...")
-            session.expect(Pending(Expect.SYNTHETIC, synthetic=(refusal,), ready=True))
-            return
-        touches = await session.links.reader.read(sql, session.search_path)
+        if session.path_stale:  # an Execute before it may have changed the search path
+            touches = [every_class("other", session.links.catalog, "the search path changed")]
+        else:
+            touches = await session.read(sql)
         ruling = await self._ruling(session, touches, session.binding(sql))
         if ruling.outcome is not Outcome.ALLOW:
             refusal = self._refusal(ruling)
             session.expect(Pending(Expect.SYNTHETIC, synthetic=(refusal,), ready=True))
             return
-        if found:
-            session.search_path = found.group(1)
         results = [session.plan_for(t, ruling.masked) for t in touches]
         overflow = Result(scrub=True) if ruling.masked or not touches else None
         session.expect(Pending(Expect.QUERY, results=results, overflow=overflow))
         session.forward(message)
+        if session.path_stale or not touches or any(t.changes_session for t in touches):
+            session.reread_search_path()
 
     # -- the extended query protocol ------------------------------------------------------------
     async def parse(self, session: ClientSession, message: fe.Parse) -> None:
-        if _NAMES_OTP.search(message.sql) or _NAMES_SEARCH_PATH.search(message.sql):
-            refusal = error("42601", "run SET piigate.otp and SET search_path as simple queries")
-            session.expect(Pending(Expect.SYNTHETIC, synthetic=(refusal,)))
+        if _NAMES_OTP.search(message.sql) or session.path_stale:
+            text = (
+                "send a Sync after a statement that changes the session"
+                if session.path_stale
+                else "run SET piigate.otp = 'code' as a simple query"
+            )
+            session.expect(Pending(Expect.SYNTHETIC, synthetic=(error("0A000", text),)))
             session.skipping = True
             return
-        touches = await session.links.reader.read(message.sql, session.search_path)
-        session.statements[message.statement] = (message.sql, touches)
+        touches = await session.read(message.sql)
+        session.statements[message.statement] = (message.sql, touches, session.search_path)
         session.expect(Pending(Expect.PARSE))
         session.forward(message)
 
     async def execute(self, session: ClientSession, message: fe.Execute) -> None:
-        sql, touches, parameters = session.touches_of_portal(message.portal)
+        sql, touches, parameters = await session.touches_of_portal(message.portal)
         ruling = await self._ruling(session, touches, session.binding(sql, parameters))
         if ruling.outcome is not Outcome.ALLOW:
             session.expect(Pending(Expect.SYNTHETIC, synthetic=(self._refusal(ruling),)))
@@ -140,6 +136,8 @@ class Gatekeeper:
         else:  # not one statement: no plan can be trusted
             result = Result(scrub=True)
         session.run_execute(message, result)
+        if any(t.changes_session for t in touches):
+            session.path_stale = True  # read again after the next Sync
 
     # -- rulings and step-ups -------------------------------------------------------------------
     async def _ruling(
