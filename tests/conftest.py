@@ -68,9 +68,10 @@ def _redis_problem(url: str) -> str | None:
     return None
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def pg_admin_url() -> str:
-    """A URL of the PostgreSQL server with rights to create databases (skips if unreachable)."""
+    """A URL of the PostgreSQL server with rights to create databases (skips if unreachable);
+    session-scoped, so module fixtures may use it."""
     url = _admin_pg_url()
     problem = _pg_problem(url)
     if problem:

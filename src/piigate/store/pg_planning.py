@@ -27,6 +27,17 @@ WHERE a.attnum > 0 AND NOT a.attisdropped
 """
 
 
+_MATVIEWS: Final = """
+SELECT n.nspname, c.relname, pg_catalog.pg_get_viewdef(c.oid),
+       array_agg(a.attname::text ORDER BY a.attnum)
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE c.relkind = 'm' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+GROUP BY 1, 2, 3
+"""
+
+
 class PlanConnections:
     def __init__(self) -> None:
         self.pool: Any = None
@@ -59,6 +70,11 @@ class PlanConnections:
             return []
         rows = await self.pool.fetch(_OIDS, [s for s, _ in wanted], [t for _, t in wanted])
         return [(int(o), int(n), str(s), str(t), str(c)) for o, n, s, t, c in rows]
+
+    async def materialized_views(self) -> list[tuple[str, str, str, list[str]]]:
+        """``(schema, name, defining query, column names)`` of every materialized view."""
+        rows = await self.pool.fetch(_MATVIEWS)
+        return [(str(s), str(n), str(q), [str(c) for c in cols]) for s, n, q, cols in rows]
 
     async def explain(self, sql: str, search_path: str | None) -> str:
         """The JSON text of ``EXPLAIN (VERBOSE, FORMAT JSON) sql``, every parameter NULL."""

@@ -8,19 +8,21 @@ local user alice with a TOTP factor; the bypass corpus in a fresh schema of the 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import textwrap
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+import httpx
 import yaml
-from api_support import Node, node_starter
+from api_support import Node, node_starter, same_origin
 from bypass_corpus import CATALOG, loaded_corpus
-from factor_support import enroll_totp, totp_code
-from joserfc.jwk import RSAKey
+from factor_support import PASSWORD, enroll_totp, totp_code
+from joserfc.jwk import KeySet, RSAKey
 from jwt_support import AUDIENCE, ISSUER, JwksServer, idp_token
 
 from piigate.config import IdentitySettings
@@ -32,7 +34,7 @@ from piigate.model import Caller
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
 
-__all__ = ["POLICY", "GatewayEnv", "gateway_env"]
+__all__ = ["POLICY", "GatewayEnv", "GatewayThread", "gateway_env"]
 
 POLICY = textwrap.dedent(
     """\
@@ -72,8 +74,22 @@ class GatewayEnv:
     node: Node
     gateway: PostgresGateway
     schema: str
-    token: str  # alice's IdP token, at aal1
+    idp_key: RSAKey
     secret: str  # alice's TOTP secret
+
+    @property
+    def token(self) -> str:
+        """Alice's IdP token at aal1, valid at the node's clock (which tests move on)."""
+        now = int(self.node.clock.now().timestamp())
+        return idp_token(
+            self.idp_key,
+            sub="alice",
+            acr="urn:piigate:aal1",
+            amr=["pwd"],
+            iat=now - 60,
+            auth_time=now - 60,
+            exp=now + 600,
+        )
 
     def dsn(self, **extra: str) -> str:
         parts = {
@@ -98,15 +114,26 @@ async def gateway_env(
     pg_admin_url: str,
     jwks: JwksServer,
     idp_key: RSAKey,
-    users: Any,
     *,
     approval_wait: str = "1s",
 ) -> AsyncIterator[GatewayEnv]:
     holder = PolicyHolder(compile_policy(load_policy_text(POLICY)))
     identity = IdentitySettings(ISSUER, AUDIENCE, jwks.url)
-    async with node_starter(f"sqlite:///{tmp_path / 'piigate.db'}", tmp_path) as start:
+    async with (
+        node_starter(f"sqlite:///{tmp_path / 'piigate.db'}", tmp_path) as start,
+        contextlib.AsyncExitStack() as stack,
+    ):
         node = await start(policy=holder, identity=identity)
-        client = await users(node, "alice")
+        await node.user("alice", PASSWORD)
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=node.app),
+                base_url="http://t",
+                headers=same_origin(node.settings),
+            )
+        )
+        login = await client.post("/v1/login", json={"username": "alice", "password": PASSWORD})
+        assert login.status_code == 200, login.text
         _, secret = await enroll_totp(node, client)
         with loaded_corpus(_libpq(pg_admin_url)) as schema:
             config = load_postgres_config_text(
@@ -135,8 +162,7 @@ async def gateway_env(
             gateway = PostgresGateway(config, desk=Desk(services), authenticate=authenticate)
             await gateway.start()
             try:
-                token = idp_token(idp_key, sub="alice", acr="urn:piigate:aal1", amr=["pwd"])
-                yield GatewayEnv(node, gateway, schema, token, secret)
+                yield GatewayEnv(node, gateway, schema, idp_key, secret)
             finally:
                 await gateway.aclose()
 
@@ -154,3 +180,49 @@ def _upstream(url: str) -> str:
     host = parsed.host or "127.0.0.1"
     port = parsed.port or 5432
     return f"postgresql://{parsed.username or 'postgres'}@{host}:{port}/{parsed.database}"
+
+
+class GatewayThread:
+    """``gateway_env`` served by an event loop of its own thread, for blocking clients (the
+    bypass corpus's ``observe`` uses sync psycopg)."""
+
+    def __init__(self, tmp_path: Path, pg_admin_url: str, idp_key: RSAKey, wait: str) -> None:
+        self._args = (tmp_path, pg_admin_url, idp_key, wait)
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.env: GatewayEnv | None = None
+        self.failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> GatewayEnv:
+        self._thread.start()
+        self._ready.wait(60)
+        if self.env is None:
+            raise RuntimeError("the gateway did not start") from self.failure
+        return self.env
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported by __enter__
+            self.failure = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        tmp_path, url, key, wait = self._args
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        jwks = JwksServer(KeySet([key]))
+        try:
+            async with gateway_env(tmp_path, url, jwks, key, approval_wait=wait) as env:
+                self.env = env
+                self._ready.set()
+                await self._stop.wait()
+        finally:
+            jwks.close()

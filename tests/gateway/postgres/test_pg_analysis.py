@@ -208,7 +208,7 @@ def test_a_user_function_shadowing_a_built_in_fails_closed() -> None:
         "SELEC ssn FROM customers",
         "SELECT ssn FROM CUSTOMERS WHERE x = 'unterminated",
         'SELECT ssn FROM "customers" /* unclosed',
-        'SELECT U&"\\0073sn" FROM t',
+        'SELECT U&"!0073sn" UESCAPE \'!\' FROM customers',
         'FROBNICATE billing."Accounts"',
     ],
 )
@@ -371,3 +371,12 @@ def test_generated_queries_always_report_the_column(
     [found] = analyse(sql, CATALOG)
     assert found.refuse is None, sql
     assert "ssn" in {t.column.column for t in found.touches}, sql
+
+
+@pytest.mark.parametrize(
+    "sql", ['SELECT U&"\\0073sn" FROM customers', 'SELECT U&"\\+000073sn" FROM customers']
+)
+def test_unicode_escaped_identifiers_are_read_as_the_server_reads_them(sql: str) -> None:
+    (statement,) = analyse(sql, CATALOG)
+    assert statement.refuse is None and statement.fail_closed is None
+    assert "ssn" in statement.reads

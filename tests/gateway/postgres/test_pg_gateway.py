@@ -15,11 +15,10 @@ import asyncpg
 import psycopg
 import pytest
 from bypass_corpus import SSN
-from factor_support import users
 from jwt_support import JwksServer, idp_key, jwks_server
 from pg_gateway_support import GatewayEnv, gateway_env
 
-__all__ = ["idp_key", "jwks_server", "users"]  # fixtures, for pytest
+__all__ = ["idp_key", "jwks_server"]  # fixtures, for pytest
 
 pytestmark = pytest.mark.postgres
 
@@ -28,9 +27,9 @@ MASKED_SSN = "*******9999"  # keep_last 4 of 219-09-9999
 
 @pytest.fixture
 async def env(
-    tmp_path: Path, pg_admin_url: str, jwks_server: JwksServer, idp_key: Any, users: Any
+    tmp_path: Path, pg_admin_url: str, jwks_server: JwksServer, idp_key: Any
 ) -> AsyncIterator[GatewayEnv]:
-    async with gateway_env(tmp_path, pg_admin_url, jwks_server, idp_key, users) as found:
+    async with gateway_env(tmp_path, pg_admin_url, jwks_server, idp_key) as found:
         yield found
 
 

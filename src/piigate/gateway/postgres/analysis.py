@@ -170,7 +170,42 @@ def analyse(
     return [_statement(chunk, ctx) for chunk in chunks]
 
 
+_UESCAPE: Final = re.compile(r"\\(?:\\|([0-9a-fA-F]{4})|\+([0-9a-fA-F]{6}))")
+
+
+def _plain_identifiers(chunk: Chunk) -> Chunk:
+    """``chunk`` with its ``U&"…"`` identifiers spelled as plain quoted ones (``\\XXXX`` and
+    ``\\+XXXXXX`` escapes), so the parser reads the name the server will. With a ``UESCAPE``
+    clause, or an escape that is not one, it is left as it is (and read as unparsable)."""
+    if not any(t.kind == "uident" for t in chunk.tokens):
+        return chunk
+    if any(t.kind == "word" and t.value == "uescape" for t in chunk.tokens):
+        return chunk
+    text, out, last = chunk.text, [], 0
+    for token in chunk.tokens:
+        if token.kind != "uident":
+            continue
+        body = text[token.start + 3 : token.end - 1].replace('""', '"')
+        try:
+            name = _UESCAPE.sub(_unescape, body)
+        except ValueError:
+            return chunk
+        if "\\" in _UESCAPE.sub("", body) or "\x00" in name:
+            return chunk
+        out.append(text[last : token.start] + '"' + name.replace('"', '""') + '"')
+        last = token.end
+    rewritten = "".join(out) + text[last:]
+    chunks = split(rewritten)
+    return chunks[0] if len(chunks) == 1 else chunk
+
+
+def _unescape(found: re.Match[str]) -> str:
+    code = found.group(1) or found.group(2)
+    return "\\" if code is None else chr(int(code, 16))
+
+
 def _statement(chunk: Chunk, ctx: _Context) -> Statement:
+    chunk = _plain_identifiers(chunk)
     toks = chunk.tokens
     if any(t.kind in ("broken", "uident") for t in toks):
         # An unterminated quote, or a U&"…" identifier sqlglot reads as an operator.
@@ -320,9 +355,16 @@ def _unparsable(chunk: Chunk, ctx: _Context) -> Statement:
         (t.name.lower() in words) if _WORD.fullmatch(t.name.lower()) else (t.name.lower() in low)
         for t in ctx.catalog.tables()
     )
-    hidden = any(t.kind == "uident" for t in chunk.tokens) and bool(ctx.catalog)
-    refuse = "cannot be parsed and may name a catalogued table" if named or hidden else None
-    return Statement(chunk.text, "other", outputs=None, refuse=refuse)
+    # A U&"…" identifier may spell a catalogued name: taken as touching everything (below),
+    # so that it runs after the step-up like any other statement the gateway cannot read.
+    refuse = "cannot be parsed and names a catalogued table" if named else None
+    # Even without a catalogued name it may reach PII through a view or a function: it is
+    # taken as touching every catalogued column (a COPY as exporting them).
+    kind = "other"
+    if low.lstrip().startswith("copy"):
+        kind = "copy_from" if re.search(r"\bfrom\s+stdin\b", low) else "copy_to"
+    why = "cannot be parsed: taken as touching every catalogued column"
+    return Statement(chunk.text, kind, outputs=None, refuse=refuse, fail_closed=why)
 
 
 def _classes(out: Output) -> tuple[frozenset[str], ...] | None:

@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from piigate.gateway.postgres.analysis import Statement, Use
 from piigate.gateway.postgres.catalog import Catalog, TableName
@@ -28,6 +29,19 @@ from piigate.model import AccessRequest, Action, Caller, Context, Decision, Outc
 __all__ = ["Ruling", "Touches", "every_class", "merge", "rule"]
 
 _WRITES = {"insert": Action.CREATE, "copy_from": Action.CREATE}
+# Statements whose errors may show whole rows of the table they change ("Failing row contains").
+_ROW_CHANGES: Final = frozenset({"update", "delete", "merge"})
+# System relations that hold values of every table's columns (statistics, large objects).
+_VALUE_CATALOGS: Final = frozenset(
+    {
+        "pg_statistic",
+        "pg_stats",
+        "pg_statistic_ext_data",
+        "pg_stats_ext",
+        "pg_stats_ext_exprs",
+        "pg_largeobject",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +70,7 @@ def every_class(kind: str, catalog: Catalog, why: str) -> Touches:
         kind,
         reads=classes,
         unmaskable=classes,
+        exports=classes if kind == "copy_to" else frozenset(),
         outputs=None,
         tables=tuple(sorted(catalog.tables())),
         fail_closed=why,
@@ -70,6 +85,9 @@ def merge(statement: Statement, facts: PlanFacts | None, catalog: Catalog) -> To
     if statement.fail_closed is not None:
         return every_class(statement.kind, catalog, statement.fail_closed)
     changes = statement.changes_session
+    named = set(statement.tables) | (set(facts.relations) if facts is not None else set())
+    if any(t.name in _VALUE_CATALOGS and t.schema in ("", "pg_catalog") for t in named):
+        return every_class(statement.kind, catalog, "reads statistics or large objects")
     by_use: dict[Use, set[str]] = {use: set() for use in Use}
     for touch in statement.touches:
         by_use[touch.use].add(touch.column.pii)
@@ -90,6 +108,12 @@ def merge(statement: Statement, facts: PlanFacts | None, catalog: Catalog) -> To
         tables |= facts.relations
         outputs = _joined(outputs, facts.outputs)
     kind = statement.kind
+    if kind in _ROW_CHANGES:
+        # The server's errors may quote the changed rows whole: their classes count as read
+        # (maskable: the error texts are then scrubbed).
+        changed = set(tables) | ({facts.modified} if facts and facts.modified else set())
+        for table in changed:
+            reads |= catalog.classes_of(table)
     deletes = frozenset(by_use[Use.DELETE])
     exports = frozenset(by_use[Use.EXPORT])
     return Touches(
@@ -138,8 +162,11 @@ async def rule(
     context: Context,
     grants: tuple[str, ...],
     binding: Mapping[str, str],
+    unmask: bool = False,
 ) -> Ruling:
-    """The ruling on statements that run as one (a simple query's, or one Execute)."""
+    """The ruling on statements that run as one (a simple query's, or one Execute). With
+    ``unmask`` (the session's ``SET piigate.unmask = on``), what would be masked asks for the
+    step-up that shows it instead."""
     for touch in touches:
         if touch.refuse is not None:
             return Ruling(Outcome.DENY, what=touch.refuse)
@@ -168,6 +195,8 @@ async def rule(
             step_up = step_up or (decision, what)
             continue
         hidden = decision.mask & (unmaskable | (classes if action is not Action.READ else set()))
+        if unmask:
+            hidden = decision.mask
         if hidden:
             # A filter, a copy or an export of a masked class: only the step-up that unmasks
             # it lets the statement run.

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import ssl
 from collections.abc import Awaitable, Callable
 
 import structlog
 
+from piigate.gateway.postgres.catalog import Catalog, CatalogColumn, TableName
 from piigate.gateway.postgres.config import PostgresGatewayConfig
 from piigate.gateway.postgres.desk import Desk
-from piigate.gateway.postgres.plan import BUILTINS_QUERY
+from piigate.gateway.postgres.plan import BUILTINS_QUERY, PlanFacts, read_plan
 from piigate.gateway.postgres.reading import Reader
 from piigate.gateway.postgres.session import ClientSession, SessionLinks
 from piigate.gateway.postgres.statements import Gatekeeper
@@ -28,6 +30,16 @@ from piigate.store.pg_planning import PlanConnections
 __all__ = ["PostgresGateway", "tls_context"]
 
 log = structlog.get_logger("piigate.gateway.postgres")
+
+
+def _carried(facts: PlanFacts | None, catalog: Catalog, count: int) -> list[frozenset[str]]:
+    everything = catalog.classes()
+    if facts is None or facts.functions:
+        return [everything] * count
+    if facts.outputs is None or len(facts.outputs) < count:
+        touched = frozenset(c.pii for c in facts.reads)
+        return [touched] * count
+    return list(facts.outputs[:count])
 
 
 def tls_context(config: PostgresGatewayConfig) -> ssl.SSLContext | None:
@@ -70,9 +82,11 @@ class PostgresGateway:
             database=dsn.database,
         )
         builtins = await self.planning.names(BUILTINS_QUERY)
-        reader = Reader(self.config.catalog, self.planning.explain, builtins=builtins)
+        catalog = await self._with_materialized_views(self.config.catalog, builtins)
+        reader = Reader(catalog, self.planning.explain, builtins=builtins)
         links = SessionLinks(
             config=self.config,
+            catalog=catalog,
             authenticate=self.authenticate,
             reader=reader,
             gatekeeper=Gatekeeper(self.desk, self.config.approval_wait),
@@ -84,8 +98,36 @@ class PostgresGateway:
             self._handle, self.config.listen_host, self.config.listen_port
         )
 
+    async def _with_materialized_views(self, catalog: Catalog, builtins: frozenset[str]) -> Catalog:
+        """``catalog`` and the materialized views that hold copies of its columns: a view's
+        rows are the server's to expand, a materialized view's are stored, so its columns
+        are catalogued with the classes its query reads into them (all of them, when the
+        plan cannot say which column carries what)."""
+        derived: dict[TableName, dict[str, CatalogColumn]] = {}
+        for schema, name, query, columns in await self.planning.materialized_views():
+            table = TableName(schema, name)
+            if catalog.table(table):
+                continue  # catalogued by hand: the configuration's word stands
+            try:
+                plan = json.loads(await self.planning.explain(query, None))
+                facts = read_plan(plan, catalog, builtins)
+            except Exception as exc:  # cannot be planned: every class, every column
+                log.warning("pg_matview_unplanned", view=str(table), error=type(exc).__name__)
+                facts = None
+            carried = _carried(facts, catalog, len(columns))
+            found = {
+                col: CatalogColumn(table, col, min(classes), suspected=True)
+                for col, classes in zip(columns, carried, strict=True)
+                if classes
+            }
+            if found:
+                derived[table] = found
+        if not derived:
+            return catalog
+        return Catalog({**catalog.columns, **derived})
+
     async def _load_oids(self, links: SessionLinks) -> None:
-        catalog = self.config.catalog
+        catalog = links.catalog
         tables = {(t.schema, t.name): t for t in catalog.tables()}
         for oid, attnum, schema, table, column in await self.planning.columns(tables):
             links.oid_tables.add(oid)

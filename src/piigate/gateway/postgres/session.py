@@ -58,6 +58,7 @@ class SessionLinks:
     """What sessions share: the configuration, who may call, the reader, the cancel keys."""
 
     config: PostgresGatewayConfig
+    catalog: Catalog  # the configuration's, with the materialized views derived from it
     authenticate: Callable[[str], Awaitable[Caller]]
     reader: Reader
     gatekeeper: Gatekeeper
@@ -65,10 +66,6 @@ class SessionLinks:
     oid_columns: dict[tuple[int, int], str] = field(default_factory=dict)
     oid_tables: set[int] = field(default_factory=set)
     sessions: dict[tuple[int, bytes], ClientSession] = field(default_factory=dict)
-
-    @property
-    def catalog(self) -> Catalog:
-        return self.config.catalog
 
 
 class ClientSession:
@@ -91,6 +88,8 @@ class ClientSession:
         self.skipping = False  # after a refused Execute: drop messages until Sync
         self.grants: list[str] = []  # step-up grants obtained in this session, newest last
         self.challenge_id: str | None = None  # the step-up SET piigate.otp answers
+        self.unmask = False  # SET piigate.unmask = on: a masked result asks for the step-up
+        self.told_masked = False
         self.key: tuple[int, bytes] | None = None
         self.cancelled = asyncio.Event()
         self.path_known = asyncio.Event()  # clear while the search path is being read again

@@ -219,7 +219,7 @@ class Walker:
         if kind == exp.DataType.Type.USERDEFINED:
             # A type outside the built-ins may come with its own input function or cast.
             self.fail("casts to a type outside pg_catalog")
-        elif kind is None or kind.name not in TEXT_TYPES:
+        elif not isinstance(kind, exp.DataType.Type) or kind.name not in TEXT_TYPES:
             # A value that does not fit the type is quoted in the error message.
             self.touch(lin, Use.FLOW)
 

@@ -42,7 +42,11 @@ STEP_UP_SQLSTATE: Final = "28SU1"
 _OTP_SET: Final = re.compile(
     r"\s*set\s+(?:session\s+)?piigate\.otp\s*(?:=|\s+to\s+)\s*'([^']{1,64})'\s*;?\s*", re.I
 )
-_NAMES_OTP: Final = re.compile(r"piigate\s*\.\s*otp", re.I)
+_NAMES_OTP: Final = re.compile(r"piigate\s*\.\s*(?:otp|unmask)", re.I)
+_UNMASK_SET: Final = re.compile(
+    r"\s*set\s+(?:session\s+)?piigate\.unmask\s*(?:=|\s+to\s+)\s*'?(on|off|true|false)'?\s*;?\s*",
+    re.I,
+)
 _POLL: Final = 0.25
 _MAX_GRANTS: Final = 8
 _MAX_ROUNDS: Final = 3
@@ -55,8 +59,10 @@ def error(code: str, message: str, severity: str = "ERROR", **extra: str) -> be.
 
 
 def result_plan(links: SessionLinks, touches: Touches, masked: frozenset[str]) -> Result:
-    """How the rows of a statement with ``touches`` are shown when ``masked`` is masked."""
-    scrub = touches.any and bool(masked or touches.fail_closed)
+    """How the rows of a statement with ``touches`` are shown when ``masked`` is masked. Its
+    errors and notices are scrubbed unless it runs with nothing masked (every class it
+    touches released)."""
+    scrub = touches.any and bool(masked)
     hit = masked & touches.reads
     if not hit:
         return Result(scrub=scrub)
@@ -101,6 +107,7 @@ class Gatekeeper:
             refusal = self._refusal(ruling)
             session.expect(Pending(Expect.SYNTHETIC, synthetic=(refusal,), ready=True))
             return
+        self._masked_notice(session, ruling, touches)
         results = [session.plan_for(t, ruling.masked) for t in touches]
         overflow = Result(scrub=True) if ruling.masked or not touches else None
         session.expect(Pending(Expect.QUERY, results=results, overflow=overflow))
@@ -131,6 +138,7 @@ class Gatekeeper:
             session.expect(Pending(Expect.SYNTHETIC, synthetic=(self._refusal(ruling),)))
             session.skipping = True
             return
+        self._masked_notice(session, ruling, touches)
         if len(touches) == 1:
             result = session.plan_for(touches[0], ruling.masked)
         else:  # not one statement: no plan can be trusted
@@ -138,6 +146,24 @@ class Gatekeeper:
         session.run_execute(message, result)
         if any(t.changes_session for t in touches):
             session.path_stale = True  # read again after the next Sync
+
+    @staticmethod
+    def _masked_notice(session: ClientSession, ruling: Ruling, touches: list[Touches]) -> None:
+        """Once a session, with the first masked result: how to see it unmasked."""
+        shown = ruling.masked & frozenset().union(*(t.reads for t in touches))
+        if not shown or session.told_masked:
+            return
+        session.told_masked = True
+        notice = be.NoticeResponse(
+            (
+                ("S", "NOTICE"),
+                ("V", "NOTICE"),
+                ("C", "00000"),
+                ("M", f"piigate masks {', '.join(sorted(shown))} in these results"),
+                ("H", "run SET piigate.unmask = on to step up and see them"),
+            )
+        )
+        session.send(notice)
 
     # -- rulings and step-ups -------------------------------------------------------------------
     async def _ruling(
@@ -154,6 +180,7 @@ class Gatekeeper:
                     context=session.context,
                     grants=tuple(session.grants),
                     binding=binding,
+                    unmask=session.unmask,
                 )
             except Exception as exc:  # the engine or its store: fail closed
                 log.error("pg_decision_failed", error=type(exc).__name__)
@@ -232,6 +259,12 @@ class Gatekeeper:
         return error("42501", text + (f" ({reason})" if reason else ""))
 
     async def _otp(self, session: ClientSession, sql: str) -> None:
+        unmask = _UNMASK_SET.fullmatch(sql)
+        if unmask is not None:
+            session.unmask = unmask.group(1).lower() in ("on", "true")
+            done = (be.CommandComplete("SET"),)
+            session.expect(Pending(Expect.SYNTHETIC, synthetic=done, ready=True))
+            return
         found = _OTP_SET.fullmatch(sql)
         answer: tuple[be.BackendMessage, ...]
         if found is None:

@@ -1,0 +1,58 @@
+"""The bypass corpus through the gateway: no statement returns the SSN without the step-up,
+every one returns it after (``test_pg_bypass_direct`` shows each leaks when run directly, so
+this cannot pass vacuously)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from bypass_corpus import BYPASSES, Bypass, leaks, observe
+from jwt_support import idp_key
+from pg_gateway_support import GatewayEnv, GatewayThread
+
+__all__ = ["idp_key"]  # a fixture, for pytest
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+_ROUNDS = 6
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, pg_admin_url: str, idp_key: Any
+) -> Iterator[GatewayEnv]:
+    # approval_wait 0: a statement that needs the step-up is refused at once.
+    with GatewayThread(tmp_path_factory.mktemp("pg"), pg_admin_url, idp_key, "0s") as env:
+        yield env
+
+
+def connect(env: GatewayEnv) -> psycopg.Connection[Any]:
+    return psycopg.connect(env.dsn(), autocommit=True)
+
+
+@pytest.mark.parametrize("case", BYPASSES, ids=lambda c: c.id)
+def test_no_bypass_without_the_step_up(gateway: GatewayEnv, case: Bypass) -> None:
+    with connect(gateway) as conn:
+        seen = observe(conn, case, schema=gateway.schema)
+    assert not leaks(seen, case), f"{case.id} returned the SSN without a step-up"
+
+
+@pytest.mark.parametrize("case", BYPASSES, ids=lambda c: c.id)
+def test_every_case_returns_the_ssn_after_the_step_up(gateway: GatewayEnv, case: Bypass) -> None:
+    with connect(gateway) as conn:
+        for _ in range(_ROUNDS):
+            seen = observe(conn, case, schema=gateway.schema)
+            if leaks(seen, case):
+                return
+            if "28SU1" not in seen:  # masked, not refused: ask for the step-up that unmasks
+                assert "piigate.unmask" in seen, f"{case.id}: neither masked nor refused"
+                conn.execute("SET piigate.unmask = on")
+                continue
+            gateway.node.clock.advance(30)  # a fresh TOTP time step
+            conn.execute(f"SET piigate.otp = '{gateway.code()}'")
+            conn.execute("DISCARD ALL")
+            conn.execute(f"SET search_path = {gateway.schema}")
+    pytest.fail(f"{case.id}: the SSN never came back after {_ROUNDS} step-ups")
