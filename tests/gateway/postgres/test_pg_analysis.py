@@ -208,7 +208,7 @@ def test_a_user_function_shadowing_a_built_in_fails_closed() -> None:
         "SELEC ssn FROM customers",
         "SELECT ssn FROM CUSTOMERS WHERE x = 'unterminated",
         'SELECT ssn FROM "customers" /* unclosed',
-        'SELECT U&"!0073sn" UESCAPE \'!\' FROM customers',
+        "SELECT U&\"!0073sn\" UESCAPE '!' FROM customers",
         'FROBNICATE billing."Accounts"',
     ],
 )
