@@ -26,6 +26,7 @@ from piigate.model import (
     ProvenLevel,
     Resource,
     RiskAssessment,
+    Rows,
     SessionAuth,
     Signal,
     Subject,
@@ -117,6 +118,11 @@ class ResourceIn(In):
     id: Annotated[str, Field(max_length=255)] | None = None
 
 
+class RowsIn(In):
+    estimate: Annotated[int, Field(ge=0, le=2**62)]
+    bounded: bool = True
+
+
 class TransactionIn(In):
     amount: Annotated[Decimal, Field(ge=0, max_digits=20, decimal_places=6)]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
@@ -135,6 +141,9 @@ class DecisionRequestIn(In):
     resource: ResourceIn = Field(default_factory=ResourceIn)
     pii: list[Name] = Field(default_factory=list, max_length=64)
     transaction: TransactionIn | None = None
+    # Extension: how many rows the request reads or changes (a gateway's estimate), for
+    # ``rows_over`` rules and the risk engine's counts.
+    rows: RowsIn | None = None
     # Extension: fields that identify this one request for bound (max_age: 0) step-ups, e.g.
     # {"method": "DELETE", "path": "/customers/42"}. Hash values that hold PII before sending.
     binding: dict[Name, Annotated[str, Field(max_length=1024)]] = Field(
@@ -176,6 +185,7 @@ class CaseRequestIn(In):
     resource: ResourceIn = Field(default_factory=ResourceIn)
     pii: list[Name] = Field(default_factory=list, max_length=64)
     transaction: TransactionIn | None = None
+    rows: RowsIn | None = None
     risk: RiskIn | None = None
 
     def to_domain(
@@ -236,6 +246,7 @@ def access_request(
         session=session,
         context=body.context.to_domain(),
         transaction=None if txn is None else Transaction(txn.amount, txn.currency, txn.payee),
+        rows=None if body.rows is None else Rows(body.rows.estimate, body.rows.bounded),
         grants=grants,
         binding_fields=binding if binding is not None else {},
         risk=risk,

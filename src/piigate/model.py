@@ -137,6 +137,15 @@ class Transaction:
 
 
 @dataclass(frozen=True, slots=True)
+class Rows:
+    """How many rows a statement may read or change: the server's estimate, and whether it is
+    bounded at all (a DELETE or UPDATE without WHERE is not)."""
+
+    estimate: int
+    bounded: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class AccessRequest:
     subject: Subject
     action: Action
@@ -145,6 +154,7 @@ class AccessRequest:
     session: SessionAuth = SessionAuth()
     context: Context = Context()
     transaction: Transaction | None = None
+    rows: Rows | None = None
     # Raw grant tokens presented with the request (verified by the engine, never trusted as-is).
     grants: tuple[str, ...] = ()
     # Fields that identify this one request for max_age: 0 bindings (method, path, body fields...).

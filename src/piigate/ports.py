@@ -42,6 +42,7 @@ class Hit:
     key: str
     window_seconds: float
     if_first: int | None = None
+    amount: int = 1  # what the hit adds (not with ``if_first``, which tests for a count of 1)
 
 
 # ``batch(hits, peeks, now=)``: each :class:`Hit` of ``hits`` applied and each key of ``peeks``
@@ -64,7 +65,9 @@ def batch_of(counters: RateCounters) -> CounterBatch:
                 counted.append(await counters.peek(hit.key, now))
             else:
                 counted.append(
-                    await counters.hit(hit.key, window_seconds=hit.window_seconds, now=now)
+                    await counters.hit(
+                        hit.key, window_seconds=hit.window_seconds, now=now, amount=hit.amount
+                    )
                 )
         return counted, [await counters.peek(k, now) for k in peeks]
 

@@ -207,3 +207,20 @@ async def test_auth_time_from_the_future_is_refused(node: Node, api_key: str) ->
     session["auth_time"] = int(T0.timestamp()) + 30
     response = await node.decide(api_key, decision_body("update", ["ssn"], session=session))
     assert response.json()["outcome"] == "allow"
+
+
+async def test_rows_from_a_gateway_meet_the_bulk_guardrail(node: Node, api_key: str) -> None:
+    body = decision_body("update", ["mailing_address"], rows={"estimate": 500})
+    response = await node.decide(api_key, body)
+    assert response.status_code == 200, response.text
+    found = response.json()
+    assert found["outcome"] == "step_up" and found["required"]["level"] == "aal3"
+    # Another subject: the 500 rows already count towards the first one's bulk_destructive.
+    small = await node.decide(
+        api_key, decision_body("update", ["mailing_address"], subject="bob", rows={"estimate": 2})
+    )
+    assert small.json()["required"]["level"] == "aal2"
+    bad = await node.decide(
+        api_key, decision_body("update", ["mailing_address"], rows={"estimate": -1})
+    )
+    assert bad.status_code == 400

@@ -43,7 +43,7 @@ def test_check_ok(runner: CliRunner) -> None:
     result = runner.invoke(app, ["policy", "check", str(POLICY)])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(f"{POLICY}: ok")
-    assert "9 rules" in result.stdout
+    assert "10 rules" in result.stdout
 
 
 def test_check_reports_every_error_with_its_position(runner: CliRunner, tmp_path: Path) -> None:
@@ -101,9 +101,9 @@ def test_policy_test_passes_the_example_cases(runner: CliRunner) -> None:
     result = runner.invoke(app, ["policy", "test", str(POLICY), str(CASES)])
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
-    assert [line.split()[0] for line in lines[:-1]] == ["PASS"] * 6
+    assert [line.split()[0] for line in lines[:-1]] == ["PASS"] * 8
     assert "PASS  delete needs aal3" in lines
-    assert lines[-1] == "6 passed, 0 failed"
+    assert lines[-1] == "8 passed, 0 failed"
 
 
 def test_policy_test_fails_on_a_wrong_expectation(runner: CliRunner, tmp_path: Path) -> None:

@@ -35,6 +35,8 @@ def test_contract_examples_pass(compiled: CompiledPolicy) -> None:
         "risky context",
         "an agent's export waits for a person's approval",
         "people are never offered another person's approval",
+        "an address update without WHERE needs aal3, bound to that statement",
+        "a small address update needs aal2",
     ]
     for case in cases:
         result = run_case(compiled, case)

@@ -50,15 +50,17 @@ class World:
         action: Action = Action.READ,
         pii: bool = False,
         record: str | None = None,
+        rows: int | None = None,
     ) -> tuple[Signal, ...]:
         return await self.behaviour.signals(
             subject,
             ip_key=ip,
             action=action,
             pii=pii,
-            resource=Resource("customer", record),
+            resource=Resource("customer" if rows is None else "table", record),
             settings=self.settings,
             now=at,
+            rows=rows,
         )
 
     def warnings(self) -> list[dict[str, object]]:
@@ -232,3 +234,17 @@ async def test_a_signal_weighted_zero_counts_nothing() -> None:
         assert await world.request() == ()
     await world.behaviour.failed_stepup("alice", settings=world.settings, now=T0)
     assert isinstance(world.counters, MemoryCounters) and len(world.counters) == 0
+
+
+async def test_a_statement_counts_each_of_its_rows() -> None:
+    # One DELETE of many rows is a bulk deletion; one SELECT of many rows an enumeration.
+    world = World()
+    few = await world.request(action=Action.DELETE, pii=True, rows=2)
+    assert "bulk_destructive" not in names(few)
+    many = await world.request(at=T0 + timedelta(seconds=1), action=Action.DELETE, pii=True, rows=9)
+    assert "bulk_destructive" in names(many)
+    reads = World()
+    small = await reads.request(action=Action.READ, pii=True, rows=3)
+    assert "pii_enumeration" not in names(small)
+    wide = await reads.request(at=T0 + timedelta(seconds=1), action=Action.READ, pii=True, rows=40)
+    assert "pii_enumeration" in names(wide)

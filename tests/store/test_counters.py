@@ -202,6 +202,8 @@ async def test_a_batch_hits_and_reads_as_single_calls_do(counters: Counters) -> 
     assert counted == [1] and read == [2, 1, 4]  # b's window had ended: a new one
     assert await batch([], [], now=later) == ([], [])
     assert await counters.peek("a", T0 + timedelta(seconds=61)) == 0
+    counted, _ = await batch([Hit("rows", 60, amount=25), Hit("rows", 60, amount=5)], [], now=T0)
+    assert counted == [25, 30]  # a statement's rows counted at once
 
 
 async def test_a_hit_may_count_only_after_a_first_sighting(counters: Counters) -> None:

@@ -25,7 +25,7 @@ __all__ = ["CaseResult", "PolicyCase", "load_cases", "request_from_mapping", "ru
 
 CASE_KEYS: Final = frozenset({"name", "request", "expect"})
 REQUEST_KEYS: Final = frozenset(
-    {"subject", "session", "action", "pii", "resource", "transaction", "risk", "context"}
+    {"subject", "session", "action", "pii", "resource", "transaction", "rows", "risk", "context"}
 )
 EXPECT_KEYS: Final = frozenset(
     {"outcome", "mask", "level", "max_age", "methods", "rules", "reason"}

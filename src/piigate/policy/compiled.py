@@ -120,7 +120,7 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
 
 # The top-level fields of the request as CEL sees it (policy.evaluate builds them).
 CEL_FIELDS = frozenset(
-    {"subject", "action", "pii", "resource", "context", "session", "transaction", "risk"}
+    {"subject", "action", "pii", "resource", "context", "session", "transaction", "risk", "rows"}
 )
 # ``request.X``, and the ``.y`` selected from it if there is one (with ``(`` when ``.y`` is a call).
 _FIELD_REF = re.compile(r"\brequest\s*\.\s*([A-Za-z_]\w*)(?:\s*\.\s*([A-Za-z_]\w*)(\s*\()?)?")

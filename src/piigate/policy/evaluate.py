@@ -202,6 +202,8 @@ def _matching_rules(
             request.transaction is None or not request.transaction.amount > when.amount_over
         ):
             continue
+        if when.rows_over is not None and not _rows_over(request, when.rows_over):
+            continue
         if when.risk_at_least is not None and risk.score < when.risk_at_least:
             continue
         if when.signals is not None and not (when.signals & risk.signal_names):
@@ -213,6 +215,12 @@ def _matching_rules(
                 continue
         matched.append(rule)
     return matched
+
+
+def _rows_over(request: AccessRequest, limit: int) -> bool:
+    """More rows than ``limit`` (strict, as ``amount_over``), or no bound at all."""
+    rows = request.rows
+    return rows is not None and (not rows.bounded or rows.estimate > limit)
 
 
 def _expr_matches(
@@ -379,6 +387,10 @@ _CEL_FIELDS: dict[str, Callable[[AccessRequest, RiskAssessment], Any]] = {
         "payee": (r.transaction.payee or "") if r.transaction else "",
     },
     "risk": lambda _, risk: {"score": risk.score, "signals": sorted(risk.signal_names)},
+    "rows": lambda r, _: {
+        "estimate": r.rows.estimate if r.rows else 0,
+        "bounded": r.rows.bounded if r.rows else True,
+    },
 }
 assert frozenset(_CEL_FIELDS) == CEL_FIELDS
 _WHOLE: dict[str, frozenset[str] | None] = dict.fromkeys(CEL_FIELDS)

@@ -96,6 +96,7 @@ class Match:
     roles: frozenset[str] | None = None
     scopes: frozenset[str] | None = None
     amount_over: Decimal | None = None
+    rows_over: int | None = None
     risk_at_least: int | None = None
     signals: frozenset[str] | None = None
     expr: str | None = None

@@ -41,6 +41,7 @@ WHEN_KEYS: Final = frozenset(
         "roles",
         "scopes",
         "amount_over",
+        "rows_over",
         "risk_at_least",
         "signals",
         "expr",
@@ -163,6 +164,10 @@ class RuleReader:
         if "amount_over" in spec:
             amount = self._amount(spec["amount_over"][1])
             ok = ok and amount is not None
+        rows_over = None
+        if "rows_over" in spec:
+            rows_over = self.read.integer(spec["rows_over"][1], "rows_over", high=2**62)
+            ok = ok and rows_over is not None
         risk_at_least = None
         if "risk_at_least" in spec:
             risk_at_least = self.read.integer(spec["risk_at_least"][1], "risk_at_least", high=100)
@@ -180,6 +185,7 @@ class RuleReader:
             roles=sets.get("roles"),
             scopes=sets.get("scopes"),
             amount_over=amount,
+            rows_over=rows_over,
             risk_at_least=risk_at_least,
             signals=sets.get("signals"),
             expr=expr,

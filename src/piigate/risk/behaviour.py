@@ -4,8 +4,10 @@ counters (``ports.RateCounters``: this process's memory, the SQL store, or Redis
 - ``velocity``: requests (every decision, the HTTP gateway's included) per window, per subject
   (``limit``) and per client address (``ip_limit``); fires above either limit.
 - ``pii_enumeration``: distinct records (resource type and id) whose PII the subject read or
-  exported in the window; fires above ``distinct_records``.
-- ``bulk_destructive``: PII updates and deletes per window; fires above ``limit`` *and* above
+  exported in the window; fires above ``distinct_records``. A request for many rows at once (a
+  database statement, ``rows``) counts each of its rows as a record.
+- ``bulk_destructive``: PII updates and deletes per window (a statement's rows each count);
+  fires above ``limit`` *and* above
   ``baseline_factor`` times the subject's own rate over ``baseline_window`` (so a subject whose
   work is bulk updates is judged against their habit, and one who suddenly deletes everything
   is caught either way).
@@ -88,8 +90,11 @@ class Behaviour:
         resource: Resource,
         settings: RiskSettings,
         now: datetime,
+        rows: int | None = None,
     ) -> tuple[Signal, ...]:
-        """Count this request and return the behaviour signals that fire for it."""
+        """Count this request and return the behaviour signals that fire for it. ``rows``: how
+        many rows it reads or changes (a database statement), each counted."""
+        amount = 1 if rows is None else max(1, rows)
         subject = self._subject(subject_id)
         plan, spec = _Plan(), settings.signals
         velocity = _active(spec, "velocity")
@@ -102,13 +107,16 @@ class Behaviour:
             plan.failed = Sliding(f"fs:{subject}", _window(failed), hit=False)
         bulk = _active(spec, "bulk_destructive") if pii and action in _WRITES else None
         if bulk is not None:
-            plan.bulk = Sliding(f"bd:{subject}", _window(bulk), hit=True)
+            plan.bulk = Sliding(f"bd:{subject}", _window(bulk), hit=True, amount=amount)
             habit = max(_window(bulk), bulk.params.get("baseline_window", 86_400))
-            plan.habit = Sliding(f"bd:{subject}", habit, hit=True)
-        reads = pii and action in _READS and resource.id is not None
+            plan.habit = Sliding(f"bd:{subject}", habit, hit=True, amount=amount)
+        reads = pii and action in _READS and (resource.id is not None or rows is not None)
         enumeration = _active(spec, "pii_enumeration") if reads else None
         plain: list[tuple[str, int]] = []
-        if enumeration is not None:
+        if enumeration is not None and rows is not None and resource.id is None:
+            window = _window(enumeration)
+            plan.distinct = Sliding(f"pe:{subject}", window, hit=True, amount=amount)
+        elif enumeration is not None:
             # The record's first read in the window (the plain hit) counts it, once.
             record = self._digest("record", f"{resource.type or ''}\x00{resource.id}")
             plain.append((f"pe:seen:{subject}:{record}", _window(enumeration)))

@@ -97,6 +97,7 @@ class ContextRisk:
             action=request.action,
             pii=bool(request.pii),
             resource=request.resource,
+            rows=None if request.rows is None else request.rows.estimate,
             carried=request.risk,
             now=now,
         )
@@ -110,6 +111,7 @@ class ContextRisk:
         now: datetime,
         pii: bool = False,
         resource: Resource = _NO_RESOURCE,
+        rows: int | None = None,
         carried: RiskAssessment | None = None,
     ) -> RiskAssessment:
         """The assessment of one observed request (no raw address or user agent needed)."""
@@ -126,6 +128,7 @@ class ContextRisk:
                 action=action,
                 pii=pii,
                 resource=resource,
+                rows=rows,
                 settings=settings,
                 now=now,
             )

@@ -60,6 +60,7 @@ class Sliding:
     hit: bool
     # Hit only if the ``plain`` hit at this index counted 1 (``ports.Hit.if_first``).
     if_first: int | None = None
+    amount: int = 1  # what a hit adds (rows a statement changed, records it read)
     key: str = ""
     bucket: int = 0
     elapsed: float = 0.0
@@ -101,7 +102,9 @@ class Windows:
             base = f"{self._prefix}{counter.name}:{window}:"
             counter.key = base + str(bucket)
             if counter.hit:
-                hits.append(Hit(counter.key, 2 * window - counter.elapsed, counter.if_first))
+                hits.append(
+                    Hit(counter.key, 2 * window - counter.elapsed, counter.if_first, counter.amount)
+                )
             else:
                 peeks.append(counter.key)
             previous = base + str(bucket - 1)

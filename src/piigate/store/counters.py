@@ -51,7 +51,7 @@ class SqlCounters(Repo):
         """Apply each :class:`~piigate.ports.Hit` and read each key of ``peeks``, in one
         transaction (the risk engine's counters of one decision)."""
         now = utc(now)
-        statements = [self._hit(hit.key, hit.window_seconds, now, 1) for hit in hits]
+        statements = [self._hit(hit.key, hit.window_seconds, now, hit.amount) for hit in hits]
         live = counters.c.window_end > literal(now, TS)
 
         def read(conn: Connection, keys: Sequence[str]) -> dict[str, int]:

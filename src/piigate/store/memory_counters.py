@@ -85,7 +85,7 @@ class MemoryCounters:
                     window = self._windows.get(hit.key)
                     counted.append(0 if window is None or window.end <= now else window.value)
                 else:
-                    counted.append(self._hit(hit.key, hit.window_seconds, now, 1))
+                    counted.append(self._hit(hit.key, hit.window_seconds, now, hit.amount))
             windows = [self._windows.get(key) for key in peeks]
         return counted, [0 if w is None or w.end <= now else w.value for w in windows]
 

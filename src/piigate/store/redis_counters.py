@@ -41,7 +41,8 @@ redis.call('PEXPIRE', KEYS[1], math.max(1, window_end - now) + 1000)
 return value
 """
 # KEYS: the keys to hit, then the keys to read. ARGV: now (ms), how many hits, then per hit its
-# window (ms) and the 1-based index of the hit it depends on (0: none; see ports.Hit.if_first).
+# window (ms), the 1-based index of the hit it depends on (0: none; see ports.Hit.if_first) and
+# the amount it adds.
 # Returns the counts in KEYS' order (a read of an ended window is 0).
 _BATCH = """
 local now = tonumber(ARGV[1])
@@ -52,13 +53,14 @@ for i = 1, #KEYS do
   local value = tonumber(stored[1])
   local window_end = tonumber(stored[2])
   local live = value and window_end and window_end > now
-  local gate = i <= hits and tonumber(ARGV[2 + 2 * i]) or 0
+  local gate = i <= hits and tonumber(ARGV[3 * i + 1]) or 0
   if i <= hits and (gate == 0 or out[gate] == 1) then
+    local amount = tonumber(ARGV[3 * i + 2])
     if not live then
-      value = 1
-      window_end = now + tonumber(ARGV[1 + 2 * i])
+      value = amount
+      window_end = now + tonumber(ARGV[3 * i])
     else
-      value = value + 1
+      value = value + amount
     end
     redis.call('HSET', KEYS[i], 'v', value, 'e', window_end)
     redis.call('PEXPIRE', KEYS[i], math.max(1, window_end - now) + 1000)
@@ -117,7 +119,7 @@ class RedisCounters:
         args: list[int] = [_ms(now), len(hits)]
         for hit in hits:
             gate = 0 if hit.if_first is None else hit.if_first + 1
-            args += [max(1, int(hit.window_seconds * 1000)), gate]
+            args += [max(1, int(hit.window_seconds * 1000)), gate, hit.amount]
         result = await self._call(self._batch(keys=keys, args=args))
         counts = [int(value) for value in cast(list[int], result)]
         return counts[: len(hits)], counts[len(hits) :]

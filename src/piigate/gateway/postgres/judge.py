@@ -24,7 +24,16 @@ from typing import Final
 from piigate.gateway.postgres.analysis import Statement, Use
 from piigate.gateway.postgres.catalog import Catalog, TableName
 from piigate.gateway.postgres.plan import PlanFacts
-from piigate.model import AccessRequest, Action, Caller, Context, Decision, Outcome, Resource
+from piigate.model import (
+    AccessRequest,
+    Action,
+    Caller,
+    Context,
+    Decision,
+    Outcome,
+    Resource,
+    Rows,
+)
 
 __all__ = ["Ruling", "Touches", "every_class", "merge", "rule"]
 
@@ -57,6 +66,8 @@ class Touches:
     refuse: str | None = None
     fail_closed: str | None = None
     changes_session: bool = False  # it may change how later statements read (search path...)
+    rows: int | None = None  # the server's estimate of the rows it reads or changes
+    bounded: bool = True  # False: a DELETE or UPDATE without WHERE
 
     @property
     def any(self) -> bool:
@@ -171,6 +182,7 @@ async def rule(
         if touch.refuse is not None:
             return Ruling(Outcome.DENY, what=touch.refuse)
     asks = _asks(touches)
+    rows = _rows(touches)
     masked: set[str] = set()
     step_up: tuple[Decision, str] | None = None
     ids: list[str] = []
@@ -183,6 +195,7 @@ async def rule(
             resource=Resource("table", None if table is None else str(table)),
             session=caller.session,
             context=context,
+            rows=rows,
             grants=grants,
             binding_fields={**binding, "action": action.value},
         )
@@ -226,6 +239,16 @@ def _asks(touches: Sequence[Touches]) -> list[tuple[Action, frozenset[str], Tabl
                 table.setdefault(action, first)
     order = (Action.DELETE, Action.UPDATE, Action.CREATE, Action.EXPORT, Action.READ)
     return [(a, frozenset(per[a]), table[a]) for a in order if a in per]
+
+
+def _rows(touches: Sequence[Touches]) -> Rows | None:
+    """The statements' rows for ``rows_over`` rules and the risk counts: the largest estimate,
+    and unbounded when one of them has no WHERE."""
+    estimates = [t.rows for t in touches if t.rows is not None]
+    bounded = all(t.bounded for t in touches)
+    if not estimates and bounded:
+        return None
+    return Rows(max(estimates, default=0), bounded)
 
 
 def _names(table: TableName | None, classes: frozenset[str]) -> str:

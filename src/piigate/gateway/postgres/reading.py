@@ -15,6 +15,7 @@ any statement whose plan cannot be had or read.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections import OrderedDict
@@ -93,6 +94,7 @@ class Reader:
 
     async def _touches(self, statement: Statement, search_path: str | None) -> Touches:
         facts: PlanFacts | None = None
+        rows: int | None = None
         needs_plan = (
             statement.unresolved and statement.refuse is None and statement.fail_closed is None
         )
@@ -101,27 +103,58 @@ class Reader:
                 return every_class(
                     statement.kind, self.catalog, "names relations the gateway cannot check"
                 )
-            facts = await self._plan(statement, search_path)
-            if facts is None:
+            planned = await self._plan(statement, search_path)
+            if planned is None:
                 return every_class(
                     statement.kind, self.catalog, "the server could not plan the statement"
                 )
-        return merge(statement, facts, self.catalog)
+            facts, rows = planned
+        touches = merge(statement, facts, self.catalog)
+        if touches.any and statement.explainable and self.explain is not None:
+            if rows is None:  # the plan came from another text of the same shape
+                rows = await self._rows(statement, search_path)
+            bounded = statement.where is not False
+            touches = dataclasses.replace(touches, rows=rows, bounded=bounded)
+        return touches
 
-    async def _plan(self, statement: Statement, search_path: str | None) -> PlanFacts | None:
+    async def _plan(
+        self, statement: Statement, search_path: str | None
+    ) -> tuple[PlanFacts, int | None] | None:
+        """The plan's facts (cached per shape), and the row estimate when planned just now
+        (constants change it: it is only for this very text)."""
         assert self.explain is not None
         key = (shape(statement.text), search_path)
         cached = self._plans.get(key)
         if isinstance(cached, PlanFacts):
-            return cached
+            return cached, None
         try:
-            text = await self.explain(statement.text, search_path)
-            facts = read_plan(json.loads(text), self.catalog, self.builtins)
+            plan = json.loads(await self.explain(statement.text, search_path))
+            facts = read_plan(plan, self.catalog, self.builtins)
         except Exception as exc:  # an error of the statement, or of the plan connection
             log.info("pg_plan_unavailable", error=type(exc).__name__)
             return None
         self._plans.put(key, facts)
-        return facts
+        return facts, estimate(plan)
+
+    async def _rows(self, statement: Statement, search_path: str | None) -> int | None:
+        assert self.explain is not None
+        try:
+            return estimate(json.loads(await self.explain(statement.text, search_path)))
+        except Exception as exc:  # no estimate: the risk counts it as one row
+            log.info("pg_plan_unavailable", error=type(exc).__name__)
+            return None
+
+
+def estimate(plan: object) -> int | None:
+    """The rows a statement reads (its top node's estimate) or changes (the input of its
+    ModifyTable node), from ``EXPLAIN (FORMAT JSON)``."""
+    try:
+        node = plan[0]["Plan"]  # type: ignore[index]
+        if node.get("Node Type") == "ModifyTable" and node.get("Plans"):
+            node = node["Plans"][0]
+        return max(0, int(node["Plan Rows"]))
+    except (LookupError, TypeError, ValueError, AttributeError):
+        return None
 
 
 def _search_path(text: str | None) -> tuple[str, ...]:
