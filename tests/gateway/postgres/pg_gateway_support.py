@@ -65,6 +65,9 @@ POLICY = textwrap.dedent(
       - name: delete-pii
         when: {pii: any, action: [delete]}
         require: {level: aal2, max_age: 0}
+      - name: bulk-pii-change
+        when: {pii: any, action: [update, delete], rows_over: 1}
+        require: {level: aal3, max_age: 0}
     """
 )
 

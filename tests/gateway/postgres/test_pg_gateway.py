@@ -168,3 +168,15 @@ async def test_psql_through_the_gateway(env: GatewayEnv) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert SSN not in done.stdout and "9999" in done.stdout
+
+
+async def test_a_delete_without_where_meets_the_bulk_guardrail(env: GatewayEnv) -> None:
+    # bulk-pii-change demands aal3 for a statement without WHERE; alice has no aal3 factor.
+    async with await connect(env) as conn:
+        with pytest.raises(psycopg.Error) as refused:
+            await conn.execute("DELETE FROM customers")
+        assert refused.value.sqlstate == "42501"
+        with pytest.raises(psycopg.Error) as many:
+            await conn.execute("UPDATE customers SET ssn = ssn WHERE id > 0")
+        assert many.value.sqlstate == "42501"  # three rows estimated: above the limit of 1
+        assert await rows(conn, "SELECT count(*) FROM customers") == [(3,)]
