@@ -18,6 +18,7 @@ from piigate.cli.authenticator import authenticator_app
 from piigate.cli.db import db_app
 from piigate.cli.gateway import gateway_app
 from piigate.cli.keys import keys_app
+from piigate.cli.login import login
 from piigate.cli.policy import policy_app
 from piigate.cli.risk import risk_app
 from piigate.cli.scan import scan_app
@@ -46,6 +47,7 @@ app.add_typer(gateway_app, name="gateway")
 app.add_typer(risk_app, name="risk")
 app.add_typer(scan_app, name="scan")
 app.command("serve")(serve)
+app.command("login")(login)
 
 
 def main() -> None:

@@ -74,14 +74,12 @@ async def _serve(settings: Settings, holder: object, config: object) -> None:
 
     callers = GatewayCallers(jwt=jwt, api_keys=api_keys, clock=SystemClock())
 
-    async def authenticate(password: str) -> Caller:
-        caller = await callers.caller(f"Bearer {password}")
-        assert caller is not None  # a non-empty credential is a caller or raises
-        return caller
+    desk = Desk(services, config.public_url)
 
-    gateway = PostgresGateway(
-        config, desk=Desk(services, config.public_url), authenticate=authenticate
-    )
+    async def authenticate(password: str) -> Caller:
+        return await desk.caller(password, callers)
+
+    gateway = PostgresGateway(config, desk=desk, authenticate=authenticate)
     try:
         try:
             await gateway.start()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import NoReturn, Protocol
+from typing import Final, NoReturn, Protocol
 
 from piigate.clock import Clock
 from piigate.crypto.secret import Secret
@@ -32,6 +32,7 @@ from piigate.policy.holder import PolicyHolder
 from piigate.ports import AuditRecorder, RateCounters
 
 __all__ = [
+    "DB_CREDENTIAL_PREFIX",
     "LOGIN_CHECK_SECONDS",
     "PASSWORD_AMR",
     "LoginOutcome",
@@ -56,6 +57,11 @@ class LoginOutcome(StrEnum):
     THROTTLED = "throttled"
     STEP_UP = "step_up"  # the password was right; the policy asks for a step-up first
     DENIED = "denied"  # the password was right; the policy denies the login
+
+
+# What a database credential (``POST /v1/db-credentials``) starts with: the PostgreSQL gateway
+# reads the rest as a session's token.
+DB_CREDENTIAL_PREFIX: Final = "pgd_"
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,12 +157,12 @@ async def gateway_env(
             services = node.services
             callers = GatewayCallers(jwt=services.jwt, api_keys=None, clock=node.clock)
 
-            async def authenticate(password: str) -> Caller:
-                caller = await callers.caller(f"Bearer {password}")
-                assert caller is not None
-                return caller
+            desk = Desk(services)
 
-            gateway = PostgresGateway(config, desk=Desk(services), authenticate=authenticate)
+            async def authenticate(password: str) -> Caller:
+                return await desk.caller(password, callers)
+
+            gateway = PostgresGateway(config, desk=desk, authenticate=authenticate)
             await gateway.start()
             try:
                 yield GatewayEnv(node, gateway, schema, idp_key, secret)

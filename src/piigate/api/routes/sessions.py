@@ -1,4 +1,5 @@
-"""Local login (CONTRACT §4.1): ``POST /v1/login`` sets the session cookie; ``/v1/logout``.
+"""Local login (CONTRACT §4.1): ``POST /v1/login`` sets the session cookie; ``/v1/logout``;
+``POST /v1/db-credentials``: a session of its own for the PostgreSQL gateway (``piigate login``).
 
 A login is decided as ``action: login`` (``stepup/login.py``). When the policy asks for a
 step-up, the answer is a 401 with the challenge and a login ticket; once the challenge is
@@ -13,14 +14,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request, Response
 from pydantic import Field
 
-from piigate.api.auth import SESSION_COOKIE
+from piigate.api.auth import SESSION_COOKIE, Person
 from piigate.api.context import own_context, tell_verified
 from piigate.api.jsonbody import JsonRoute
 from piigate.api.schemas import LoginIn
 from piigate.api.services import Services, get_services
 from piigate.crypto.secret import Secret
 from piigate.decision_request import In
-from piigate.identity.login import LoginSession
+from piigate.errors import Forbidden
+from piigate.identity.login import DB_CREDENTIAL_PREFIX, LoginSession
 from piigate.identity.tickets import MAX_TICKET_LENGTH
 from piigate.model import Context
 from piigate.risk.devices import new_device_id
@@ -29,6 +31,7 @@ from piigate.stepup.login import COMPLETE_PATH
 router = APIRouter(tags=["sessions"], route_class=JsonRoute)
 
 LOGIN_PATH = "/v1/login"
+DB_CREDENTIALS_PATH = "/v1/db-credentials"
 LOGOUT_PATH = "/v1/logout"
 # Checked for cross-site use even without a session cookie (api.middleware.CrossSiteGuard).
 ENTRY_PATHS = (LOGIN_PATH, COMPLETE_PATH, LOGOUT_PATH)
@@ -105,6 +108,32 @@ async def _opened(
         "roles": sorted(result.subject.roles),
         "level": result.session.level,
         "session_id": result.session.id,
+    }
+
+
+@router.post(
+    DB_CREDENTIALS_PATH,
+    status_code=201,
+    summary="A password for the PostgreSQL gateway: a session of its own, for the caller",
+)
+async def db_credential(request: Request, response: Response, user: Person) -> dict[str, Any]:
+    """A short-lived credential (the session lifetime) for ``psql`` and other database
+    clients through the PostgreSQL gateway, for the logged-in local user: a new session of
+    theirs at the password's level (their step-ups count only in the session that made them).
+    Shown once; ``POST /v1/logout`` with it as the session ends it like any session."""
+    services = get_services(request)
+    record = await services.store.get_user(user.id)
+    if record is None or record.disabled:
+        raise Forbidden("database credentials are for local users")
+    context = await own_context(services, request)
+    opened = await services.logins.open_session(record, context.ip)
+    assert opened.token is not None
+    response.headers["Cache-Control"] = "no-store"
+    expires = services.clock.now().timestamp() + services.settings.session_ttl
+    return {
+        "password": DB_CREDENTIAL_PREFIX + opened.token,
+        "subject": user.id,
+        "expires_at": int(expires),
     }
 
 

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 import structlog
 
 from piigate.crypto.secret import Secret
-from piigate.errors import PiigateError
+from piigate.errors import PiigateError, Unauthorized
+from piigate.gateway.http.gate import GatewayCallers
+from piigate.identity.login import DB_CREDENTIAL_PREFIX
 from piigate.model import AccessRequest, Caller, ChallengeState, Decision, Method
 from piigate.stepup.verdicts import Proof
 
@@ -39,6 +41,19 @@ class Desk:
     def __init__(self, services: Services, public_url: str | None = None) -> None:
         self.services = services
         self.public_url = (public_url or services.settings.public_url).rstrip("/")
+
+    async def caller(self, password: str, callers: GatewayCallers) -> Caller:
+        """Who a client is, by the piigate credential it gives as its password: a database
+        credential (``pgd_``: a session of a local user), an API key, or an IdP JWT."""
+        if password.startswith(DB_CREDENTIAL_PREFIX):
+            found = await self.services.logins.session_for(password[len(DB_CREDENTIAL_PREFIX) :])
+            if found is None:
+                raise Unauthorized("the database credential has expired or was ended")
+            return Caller.person(found.subject, found.session)
+        caller = await callers.caller(f"Bearer {password}")
+        if caller is None:
+            raise Unauthorized("a piigate credential is needed as the password")
+        return caller
 
     async def decide(self, request: AccessRequest, caller: Caller) -> Decision:
         return await self.services.engine.decide(request, caller=caller)

@@ -1,0 +1,168 @@
+"""The README's PostgreSQL walkthrough with real processes: ``piigate serve`` and ``piigate
+gateway postgres`` on one PostgreSQL store, a local user with TOTP, ``piigate login`` for a
+database credential, and ``psql`` through the gateway: masked, then stepped up with ``SET
+piigate.otp``, then in the clear."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pyotp
+import pytest
+import yaml
+from bypass_corpus import CATALOG, SSN, loaded_corpus
+from pg_gateway_support import POLICY
+from sqlalchemy.engine import make_url
+
+from loopback_support import free_port
+from serve_support import PIIGATE, run_piigate, serving, stop
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+PASSWORD = "correct horse battery staple"
+
+
+def _libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def gateway_process(env: dict[str, str], config: Path, port: int, log: Path) -> Iterator[None]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*PIIGATE, "gateway", "postgres", "--config", str(config)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, log.read_text()
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            assert time.monotonic() < deadline, "the gateway did not listen"
+            time.sleep(0.05)
+        yield
+    finally:
+        stop(proc)
+
+
+def psql(port: int, password: str, schema: str, *commands: str) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("psql")
+    assert binary is not None
+    args = [binary, "-X", "-A", "-t", "-h", "127.0.0.1", "-p", str(port), "-U", "alice", "test"]
+    for command in commands:
+        args += ["-c", command]
+    env = {**os.environ, "PGPASSWORD": password, "PGOPTIONS": f"-c search_path={schema}"}
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_psql_through_the_gateway_with_a_database_credential(
+    tmp_path: Path, postgres_url: str, pg_admin_url: str
+) -> None:
+    if shutil.which("psql") is None:
+        pytest.skip("psql is not installed")
+    service_port, gateway_port = free_port(), free_port()
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    env = {
+        **os.environ,
+        "PIIGATE_DATA_DIR": str(tmp_path / "data"),
+        "PIIGATE_DATABASE_URL": postgres_url,
+        "PIIGATE_PUBLIC_URL": f"http://127.0.0.1:{service_port}",
+    }
+    with loaded_corpus(_libpq(pg_admin_url)) as schema:
+        upstream = make_url(pg_admin_url)
+        config = tmp_path / "piigate.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "policy": "policy.yaml",
+                    "gateway": {
+                        "postgres": {
+                            "listen": f"127.0.0.1:{gateway_port}",
+                            "upstream": f"postgresql://{upstream.username}@"
+                            f"{upstream.host}:{upstream.port or 5432}/{upstream.database}",
+                            "approval_wait": "1s",
+                            "catalog": CATALOG(schema),
+                        }
+                    },
+                }
+            )
+        )
+        run_piigate(
+            env,
+            "users",
+            "add",
+            "alice",
+            "--password-stdin",
+            "--config",
+            str(config),
+            stdin=PASSWORD + "\n",
+        )
+        with serving(env, service_port, tmp_path / "serve.log", config=config):
+            base = f"http://127.0.0.1:{service_port}"
+            secret = _enroll_totp(base)
+            with gateway_process(env, config, gateway_port, tmp_path / "gateway.log"):
+                login = subprocess.run(
+                    [*PIIGATE, "login", "--user", "alice", "--url", base],
+                    env=env,
+                    input=PASSWORD + "\n",
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
+                assert login.returncode == 0, login.stderr
+                credential = login.stdout.strip()
+                assert credential.startswith("pgd_")
+
+                masked = psql(
+                    gateway_port, credential, schema, "SELECT ssn FROM customers WHERE id = 2"
+                )
+                assert masked.returncode == 0, masked.stderr
+                assert SSN not in masked.stdout and "9999" in masked.stdout
+
+                refused = psql(
+                    gateway_port,
+                    credential,
+                    schema,
+                    f"SELECT id FROM customers WHERE ssn = '{SSN}'",
+                )
+                assert refused.returncode != 0
+                assert "step-up required: aal2" in refused.stderr
+                assert "SET piigate.otp" in refused.stderr
+
+                code = pyotp.TOTP(secret).at(time.time() + 30)  # the step after enrolment's
+                approved = psql(
+                    gateway_port,
+                    credential,
+                    schema,
+                    f"SELECT id FROM customers WHERE ssn = '{SSN}'",
+                    f"SET piigate.otp = '{code}'",
+                    "SELECT ssn FROM customers WHERE id = 2",
+                )
+                assert approved.stdout.strip().splitlines()[-1] == SSN, approved.stderr
+                logs = (tmp_path / "gateway.log").read_text() + (tmp_path / "serve.log").read_text()
+                assert credential not in logs and code not in logs and SSN not in logs
+
+
+def _enroll_totp(base: str) -> str:
+    with httpx.Client(base_url=base, headers={"Origin": base}, timeout=30) as client:
+        login = client.post("/v1/login", json={"username": "alice", "password": PASSWORD})
+        assert login.status_code == 200, login.text
+        started = client.post("/v1/factors/totp", json={"label": "phone"})
+        assert started.status_code == 201, started.text
+        factor, secret = started.json()["id"], started.json()["secret"]
+        confirmed = client.post(
+            f"/v1/factors/totp/{factor}/confirm", json={"code": pyotp.TOTP(secret).now()}
+        )
+        assert confirmed.status_code == 200, confirmed.text
+    return str(secret)
