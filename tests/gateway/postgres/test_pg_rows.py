@@ -1,0 +1,177 @@
+"""Row masking (``rows``): a masked text column shows its class's mask in either format, a
+masked column of any other type becomes NULL, and the rewritten DataRow is a valid message."""
+
+from __future__ import annotations
+
+import pytest
+
+from piigate.gateway.http.masking import KeepLast, MaskRule, Replace
+from piigate.gateway.postgres import backend as be
+from piigate.gateway.postgres.protocol import BackendParser
+from piigate.gateway.postgres.rows import TEXT_TYPES, RowMask, row_mask
+
+TEXT, VARCHAR, BPCHAR, NAME = 25, 1043, 1042, 19
+INT8, NUMERIC, JSONB, RECORD = 20, 1700, 3802, 2249
+RULES: dict[str, MaskRule] = {
+    "ssn": KeepLast(4),
+    "phone": KeepLast(2),
+    "mailing_address": Replace(),
+    "secret": Replace("[hidden]"),
+}
+SSN = "219-09-9999"
+NOTHING: frozenset[str] = frozenset()
+
+
+def _field(name: str, type_oid: int, fmt: int = 0) -> be.FieldDescription:
+    return be.FieldDescription(name, 16384, 1, type_oid, -1, -1, fmt)
+
+
+def _one(type_oid: int, pii: str, value: bytes | None, fmt: int = 0) -> bytes | None:
+    """``value`` in a one-column row of ``type_oid`` carrying ``pii``, masked."""
+    mask = row_mask([_field("c", type_oid, fmt)], [frozenset({pii})], frozenset({pii}), RULES)
+    assert mask is not None
+    return mask.apply(be.DataRow((value,))).values[0]
+
+
+def test_text_oids_are_the_ones_whose_binary_form_is_the_text() -> None:
+    assert {TEXT, VARCHAR, BPCHAR, NAME} <= TEXT_TYPES
+    assert not {INT8, NUMERIC, JSONB, RECORD} & TEXT_TYPES
+
+
+@pytest.mark.parametrize("type_oid", [TEXT, VARCHAR, BPCHAR, NAME])
+@pytest.mark.parametrize(
+    ("pii", "value", "shown"),
+    [
+        ("ssn", SSN, "***-**-9999"),
+        ("ssn", "219099999", "*****9999"),
+        ("phone", "+1 (555) 123-4567", "+* (***) ***-**67"),
+        ("mailing_address", "12 Main Street", "***"),
+        ("secret", "anything", "[hidden]"),
+        ("ssn", "ßé-ü-12345678", "**-*-****5678"),
+    ],
+)
+def test_a_text_column_shows_its_class_mask_in_text_and_binary_alike(
+    type_oid: int, pii: str, value: str, shown: str
+) -> None:
+    data = value.encode()
+    text = _one(type_oid, pii, data, fmt=0)
+    binary = _one(type_oid, pii, data, fmt=1)
+    assert text == binary == shown.encode()
+
+
+def test_a_padded_char_column_keeps_its_padding_and_hides_the_rest() -> None:
+    masked = _one(BPCHAR, "ssn", (SSN + "   ").encode())
+    assert masked == b"***-**-9999   "
+
+
+@pytest.mark.parametrize(
+    ("type_oid", "value"),
+    [
+        (INT8, b"219099999"),
+        (INT8, b"\x00\x00\x00\x00\x0d\x0e\x5a\x1f"),  # binary int8
+        (NUMERIC, b"219099999"),
+        (JSONB, b'{"ssn": "219-09-9999"}'),
+        (JSONB, b'\x01{"ssn": "219-09-9999"}'),  # binary jsonb: version byte then the text
+        (RECORD, b"(1,219-09-9999)"),
+    ],
+)
+@pytest.mark.parametrize("fmt", [0, 1])
+def test_a_column_of_another_type_is_masked_to_null(type_oid: int, value: bytes, fmt: int) -> None:
+    assert _one(type_oid, "ssn", value, fmt) is None
+
+
+@pytest.mark.parametrize("type_oid", [TEXT, INT8, RECORD])
+def test_null_stays_null(type_oid: int) -> None:
+    assert _one(type_oid, "ssn", None) is None
+
+
+@pytest.mark.parametrize("value", [b"\xff\xfe219-09-9999", b"219-09-\xc3", b"\xed\xa0\x80"])
+def test_a_text_value_that_is_not_utf8_becomes_null(value: bytes) -> None:
+    assert _one(TEXT, "ssn", value) is None
+
+
+def test_no_mask_when_no_column_carries_a_masked_class() -> None:
+    fields = [_field("id", INT8), _field("ssn", TEXT), _field("phone", TEXT)]
+    carried = [NOTHING, frozenset({"ssn"}), frozenset({"phone"})]
+    assert row_mask(fields, carried, NOTHING, RULES) is None
+    assert row_mask(fields, carried, frozenset({"bank_account"}), RULES) is None
+    assert row_mask([], [], frozenset({"ssn"}), RULES) is None
+
+
+def test_only_the_columns_carrying_a_masked_class_change() -> None:
+    fields = [_field("id", INT8), _field("ssn", TEXT), _field("phone", TEXT)]
+    carried = [NOTHING, frozenset({"ssn"}), frozenset({"phone"})]
+    mask = row_mask(fields, carried, frozenset({"ssn"}), RULES)
+    assert mask is not None
+    row = be.DataRow((b"7", SSN.encode(), b"555-0100"))
+    assert mask.apply(row) == be.DataRow((b"7", b"***-**-9999", b"555-0100"))
+
+
+def test_a_column_of_two_classes_gets_the_strictest_rule() -> None:
+    fields = [_field("x", TEXT)]
+    both = [frozenset({"ssn", "phone"})]
+    mask = row_mask(fields, both, frozenset({"ssn", "phone"}), RULES)
+    assert mask is not None
+    assert mask.apply(be.DataRow((b"555-123-4567",))).values[0] == b"***-***-**67"  # phone: 2
+    with_replace = [frozenset({"ssn", "mailing_address"})]
+    mask = row_mask(fields, with_replace, frozenset({"ssn", "mailing_address"}), RULES)
+    assert mask is not None
+    assert mask.apply(be.DataRow((SSN.encode(),))).values[0] == b"***"
+    # Only the masked class's rule counts: the other class is shown in the clear.
+    mask = row_mask(fields, with_replace, frozenset({"ssn"}), RULES)
+    assert mask is not None
+    assert mask.apply(be.DataRow((SSN.encode(),))).values[0] == b"***-**-9999"
+
+
+def test_a_class_without_a_rule_is_replaced_whole() -> None:
+    mask = row_mask([_field("x", TEXT)], [frozenset({"tax_id"})], frozenset({"tax_id"}), {})
+    assert mask is not None
+    assert mask.apply(be.DataRow((b"12-3456789",))).values[0] == b"***"
+
+
+def test_columns_beyond_what_is_known_count_as_carrying_every_masked_class() -> None:
+    fields = [_field("a", TEXT), _field("b", TEXT), _field("c", INT8)]
+    mask = row_mask(fields, [NOTHING], frozenset({"ssn"}), RULES)
+    assert mask is not None
+    row = mask.apply(be.DataRow((b"plain", SSN.encode(), b"42")))
+    assert row == be.DataRow((b"plain", b"***-**-9999", None))
+
+
+def test_a_row_shorter_than_the_mask_is_masked_as_far_as_it_goes() -> None:
+    mask = RowMask(((True, KeepLast(4)), (True, None)))
+    assert mask.apply(be.DataRow((SSN.encode(),))) == be.DataRow((b"***-**-9999",))
+
+
+def test_the_masked_row_encodes_with_valid_lengths() -> None:
+    fields = [
+        _field("id", INT8, 1),
+        _field("ssn", TEXT),
+        _field("address", VARCHAR, 1),
+        _field("doc", JSONB),
+        _field("note", TEXT),
+    ]
+    carried = [
+        NOTHING,
+        frozenset({"ssn"}),
+        frozenset({"mailing_address"}),
+        frozenset({"ssn"}),
+        frozenset({"ssn"}),
+    ]
+    mask = row_mask(fields, carried, frozenset({"ssn", "mailing_address"}), RULES)
+    assert mask is not None
+    row = be.DataRow(
+        (
+            b"\x00" * 7 + b"\x01",
+            "é219-09-9999".encode(),
+            "1 Rue de l'Église, 75001 Paris".encode(),
+            b'{"a": 1}',
+            None,
+        )
+    )
+    masked = mask.apply(row)
+    data = masked.encode()
+    parser = BackendParser()
+    # Two rows back to back: the first's length must end exactly where the second starts.
+    assert parser.feed(data + be.DataRow((b"x",)).encode()) == [masked, be.DataRow((b"x",))]
+    assert masked.values == (b"\x00" * 7 + b"\x01", b"****-**-9999", b"***", None, None)
+    assert "é".encode() not in data and b"219" not in data
