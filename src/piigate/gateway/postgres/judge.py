@@ -15,7 +15,6 @@ class needs the step-up that would unmask it (the masking decision's challenge).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -109,9 +108,8 @@ def merge(statement: Statement, facts: PlanFacts | None, catalog: Catalog) -> To
     if facts is not None:
         if facts.functions:
             why = "calls " + ", ".join(sorted(facts.functions))
-            return dataclasses.replace(
-                every_class(statement.kind, catalog, why), changes_session=changes
-            )
+            # A function may change the session too (set_config): read it again after.
+            return every_class(statement.kind, catalog, why)
         reads |= {c.pii for c in facts.reads}
         unmaskable |= {c.pii for c in facts.filters}
         for table in facts.whole_rows:

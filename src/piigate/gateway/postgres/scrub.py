@@ -26,7 +26,7 @@ _TEXT_FIELDS: Final = frozenset({"M", "D", "H", "W", "q"})
 _DOUBLE: Final = re.compile(r'"(?:[^"]|"")*"')
 _SINGLE: Final = re.compile(r"'(?:[^']|'')*'")
 # Key (a, b)=(v1, v2) ... : keep the column list, blank the values.
-_KEY_VALUES: Final = re.compile(r"\)=\((?:[^()]|\([^()]*\))*\)")
+_KEY_VALUES: Final = re.compile(r"\)=\(.*\)", re.DOTALL)
 # A row image's values are not quoted (a value may hold a lone parenthesis): everything up to
 # the field's last closing parenthesis is blanked.
 _ROW: Final = re.compile(r"(Failing row contains |row )\(.*\)", re.DOTALL)
