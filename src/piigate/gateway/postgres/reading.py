@@ -74,11 +74,21 @@ class Reader:
         # function on the search path without its schema, so only these are known built-ins.
         self.builtins = builtins
         self._texts = _Lru(_CACHE_SIZE, ttl)
+        self._shapes = _Lru(_CACHE_SIZE, ttl)
         self._plans = _Lru(_CACHE_SIZE, ttl)
 
     async def read(self, sql: str, search_path: str | None) -> list[Touches]:
+        """Cached twice: by the exact text (a repeated or prepared statement costs a lookup),
+        then by its shape (``analysis.shape``: the analysis reads no constant it normalises), so
+        a statement sent again with other constants, as a simple query carries them, is not
+        parsed again. A statement the server could not plan is cached by its text only: its
+        constants may be why, and the shape's other statements are then read on their own."""
         key = (sql, search_path)
         cached = self._texts.get(key)
+        if isinstance(cached, list):
+            return cached
+        shaped = (shape(sql), search_path)
+        cached = self._shapes.get(shaped)
         if isinstance(cached, list):
             return cached
         path = _search_path(search_path)
@@ -87,26 +97,28 @@ class Reader:
         except Exception as exc:  # the parser's own fault: fail closed
             log.error("pg_analysis_failed", error=type(exc).__name__)
             return [every_class("other", self.catalog, "the statement could not be analysed")]
-        touches = [await self._touches(s, search_path) for s in statements]
+        read = [await self._touches(s, search_path) for s in statements]
+        touches = [t for t, _ in read]
         self._texts.put(key, touches)
+        if all(planned for _, planned in read):
+            self._shapes.put(shaped, touches)
         return touches
 
-    async def _touches(self, statement: Statement, search_path: str | None) -> Touches:
+    async def _touches(self, statement: Statement, search_path: str | None) -> tuple[Touches, bool]:
+        """What ``statement`` touches; False when it needed a plan the server did not give."""
         facts: PlanFacts | None = None
         needs_plan = (
             statement.unresolved and statement.refuse is None and statement.fail_closed is None
         )
         if needs_plan:
             if not statement.explainable or self.explain is None:
-                return every_class(
-                    statement.kind, self.catalog, "names relations the gateway cannot check"
-                )
+                why = "names relations the gateway cannot check"
+                return every_class(statement.kind, self.catalog, why), True
             facts = await self._plan(statement, search_path)
             if facts is None:
-                return every_class(
-                    statement.kind, self.catalog, "the server could not plan the statement"
-                )
-        return merge(statement, facts, self.catalog)
+                why = "the server could not plan the statement"
+                return every_class(statement.kind, self.catalog, why), False
+        return merge(statement, facts, self.catalog), True
 
     async def _plan(self, statement: Statement, search_path: str | None) -> PlanFacts | None:
         assert self.explain is not None
