@@ -11,8 +11,9 @@ What runs:
 - two gateways, each ``piigate gateway postgres --config`` in a process of its own (launched by
   this file re-run with ``--serve CONFIG``), on SQLite in a temporary data directory, with a
   small policy where reading ``ssn`` needs ``aal2`` (``otherwise: mask``): ``masked`` catalogues
-  ``public.bench_people.ssn``, ``plain`` only ``pgbench_history.filler`` (read by nothing here). Clients give a piigate API key
-  (``piigate keys create``) as their password, so every read of ``ssn`` is masked;
+  ``public.bench_people.ssn``, ``plain`` only ``pgbench_history.filler`` (read by nothing
+  here). Clients give a piigate API key (``piigate keys create``) as their password, so every
+  read of ``ssn`` is masked;
 - ``pgbench -S`` (8 clients, 2 threads; ``-M simple``, ``extended``, ``prepared``) through the
   ``masked`` gateway and straight to the server, rounds alternating the order. The pgbench
   tables are not catalogued: no statement carries PII, so the gateway reads, rules (no decision
@@ -102,7 +103,9 @@ def prepare(db: ScratchPostgres, scale: int) -> None:
         conn.execute("ANALYZE")
 
 
-def write_config(tmp: Path, name: str, db: ScratchPostgres, port: int, catalog: dict[str, object]) -> Path:
+def write_config(
+    tmp: Path, name: str, db: ScratchPostgres, port: int, catalog: dict[str, object]
+) -> Path:
     from sqlalchemy import make_url
 
     url = make_url(db.url)
@@ -131,7 +134,11 @@ CATALOGS: dict[str, dict[str, object]] = {
 
 @contextlib.contextmanager
 def gateways(
-    tmp: Path, db: ScratchPostgres, env: dict[str, str], names: list[str], profile: str | None = None
+    tmp: Path,
+    db: ScratchPostgres,
+    env: dict[str, str],
+    names: list[str],
+    profile: str | None = None,
 ) -> Iterator[dict[str, tuple[int, int]]]:
     """The named gateways, each ``name -> (port, pid)``, stopped afterwards."""
     procs: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
@@ -176,7 +183,12 @@ _TXNS = re.compile(r"number of transactions actually processed: (\d+)")
 
 
 def pgbench_select(
-    db: ScratchPostgres, mode: str, seconds: float, clients: int, target: tuple[int, int] | None, key: str
+    db: ScratchPostgres,
+    mode: str,
+    seconds: float,
+    clients: int,
+    target: tuple[int, int] | None,
+    key: str,
 ) -> tuple[float, int, float]:
     """TPS, transactions and the gateway's CPU seconds (0 direct) of one ``pgbench -S`` run."""
     args = ["-S", "-n", "-M", mode, "-c", str(clients), "-j", "2", "-T", str(int(seconds))]
@@ -199,13 +211,21 @@ def measure_pgbench(
         for r in range(args.rounds):
             order = ["gateway", "direct"] if r % 2 == 0 else ["direct", "gateway"]
             for t in order:
-                got = pgbench_select(db, mode, args.seconds, args.clients, gw if t == "gateway" else None, key)
+                got = pgbench_select(
+                    db, mode, args.seconds, args.clients, gw if t == "gateway" else None, key
+                )
                 runs[t].append(got)
-                note(f"{BENCH}: pgbench -S -M {mode} round {r + 1}/{args.rounds} {t}: {got[0]:,.0f} tps")
+                step = f"round {r + 1}/{args.rounds} {t}"
+                note(f"{BENCH}: pgbench -S -M {mode} {step}: {got[0]:,.0f} tps")
         tps = {t: sum(x[0] for x in v) / len(v) for t, v in runs.items()}
         txns = sum(x[1] for x in runs["gateway"])
         cpu = sum(x[2] for x in runs["gateway"])
-        common = {"clients": args.clients, "mode": mode, "seconds": args.seconds, "rounds": args.rounds}
+        common = {
+            "clients": args.clients,
+            "mode": mode,
+            "seconds": args.seconds,
+            "rounds": args.rounds,
+        }
         emit(BENCH, f"pgbench_select_{mode}_tps", tps["gateway"], "1/s", tps["direct"],
              baseline_is="pgbench -S straight to the server, same run, rounds alternating",
              target=f">= {TARGET_TPS_RATIO:g} x baseline",
@@ -250,7 +270,9 @@ def measure_masking(
             timed[name].extend(samples)
     if seen["plain"] != seen["direct"] or len(seen["masked"]) != ROWS:
         raise RuntimeError("the plain gateway changed the rows, or rows went missing")
-    if any(m[2] == d[2] or m[:2] != d[:2] for m, d in zip(seen["masked"], seen["direct"], strict=True)):
+    if any(
+        m[2] == d[2] or m[:2] != d[:2] for m, d in zip(seen["masked"], seen["direct"], strict=True)
+    ):
         raise RuntimeError("an ssn went through unmasked, or another column changed")
     got = {name: summary(samples) for name, samples in timed.items()}
     per_row = (got["masked"]["p50"] - got["plain"]["p50"]) / ROWS
@@ -276,10 +298,10 @@ def measure_rowmask(args: argparse.Namespace) -> None:
     carried = [frozenset(), frozenset(), frozenset({"ssn"})]
     mask = row_mask(fields, carried, frozenset({"ssn"}), {"ssn": default_rule("ssn")})
     assert mask is not None
+    ssns = [f"{100 + n % 800:03d}-{10 + n % 89:02d}-{n % 10000:04d}" for n in range(ROWS)]
     rows = [
-        be.DataRow((str(n).encode(), f"Person {n}".encode(), f"{100 + n % 800:03d}-{10 + n % 89:02d}-{n % 10000:04d}".encode()))
-        for n in range(ROWS)
-    ]  # fmt: skip
+        be.DataRow((str(n).encode(), f"Person {n}".encode(), ssns[n].encode())) for n in range(ROWS)
+    ]
     fns = {
         "apply": lambda: [mask.apply(r) for r in rows],
         "apply_encode": lambda: [mask.apply(r).encode() for r in rows],
@@ -301,7 +323,9 @@ def measure_rowmask(args: argparse.Namespace) -> None:
 
 
 # -- profile -------------------------------------------------------------------------------
-def profile_run(tmp: Path, db: ScratchPostgres, env: dict[str, str], key: str, args: argparse.Namespace) -> None:
+def profile_run(
+    tmp: Path, db: ScratchPostgres, env: dict[str, str], key: str, args: argparse.Namespace
+) -> None:
     out = str(Path(args.profile).resolve())
     with gateways(tmp, db, env, ["masked"], profile=out) as gws:
         for mode in ("simple", "prepared"):
