@@ -75,12 +75,23 @@ class Reader:
         # function on the search path without its schema, so only these are known built-ins.
         self.builtins = builtins
         self._texts = _Lru(_CACHE_SIZE, ttl)
+        self._shapes = _Lru(_CACHE_SIZE, ttl)
         self._plans = _Lru(_CACHE_SIZE, ttl)
 
     async def read(self, sql: str, search_path: str | None) -> list[Touches]:
+        """Cached twice: by the exact text (a repeated or prepared statement costs a lookup),
+        then by its shape (``analysis.shape``: the analysis reads no constant it normalises), so
+        a statement sent again with other constants, as a simple query carries them, is not
+        parsed again. A statement the server could not plan is cached by its text only: its
+        constants may be why, and the shape's other statements are then read on their own."""
         key = (sql, search_path)
         cached = self._texts.get(key)
         if isinstance(cached, list):
+            return cached
+        shaped = (shape(sql), search_path)
+        cached = self._shapes.get(shaped)
+        # A statement with PII is read anew: its row estimate depends on its constants.
+        if isinstance(cached, list) and not any(t.any for t in cached):
             return cached
         path = _search_path(search_path)
         try:
@@ -88,11 +99,15 @@ class Reader:
         except Exception as exc:  # the parser's own fault: fail closed
             log.error("pg_analysis_failed", error=type(exc).__name__)
             return [every_class("other", self.catalog, "the statement could not be analysed")]
-        touches = [await self._touches(s, search_path) for s in statements]
+        read = [await self._touches(s, search_path) for s in statements]
+        touches = [t for t, _ in read]
         self._texts.put(key, touches)
+        if all(planned for _, planned in read):
+            self._shapes.put(shaped, touches)
         return touches
 
-    async def _touches(self, statement: Statement, search_path: str | None) -> Touches:
+    async def _touches(self, statement: Statement, search_path: str | None) -> tuple[Touches, bool]:
+        """What ``statement`` touches; False when it needed a plan the server did not give."""
         facts: PlanFacts | None = None
         rows: int | None = None
         needs_plan = (
@@ -100,14 +115,12 @@ class Reader:
         )
         if needs_plan:
             if not statement.explainable or self.explain is None:
-                return every_class(
-                    statement.kind, self.catalog, "names relations the gateway cannot check"
-                )
+                why = "names relations the gateway cannot check"
+                return every_class(statement.kind, self.catalog, why), True
             planned = await self._plan(statement, search_path)
             if planned is None:
-                return every_class(
-                    statement.kind, self.catalog, "the server could not plan the statement"
-                )
+                why = "the server could not plan the statement"
+                return every_class(statement.kind, self.catalog, why), False
             facts, rows = planned
         touches = merge(statement, facts, self.catalog)
         if touches.any and statement.explainable and self.explain is not None:
@@ -115,7 +128,7 @@ class Reader:
                 rows = await self._rows(statement, search_path)
             bounded = statement.where is not False
             touches = dataclasses.replace(touches, rows=rows, bounded=bounded)
-        return touches
+        return touches, True
 
     async def _plan(
         self, statement: Statement, search_path: str | None

@@ -77,6 +77,7 @@ class ClientSession:
         self.parser = FrontendParser()
         self.replies = Replies()
         self.inbox: list[fe.FrontendMessage] = []
+        self.outbox: list[bytes] = []  # forwarded, not yet written upstream (see ``flush``)
         self.upstream: Upstream | None = None
         self.caller: Caller | None = None
         self.context = Context()
@@ -116,8 +117,17 @@ class ClientSession:
         return self.inbox.pop(0)
 
     def forward(self, message: fe.FrontendMessage | CopyData | CopyDone) -> None:
-        assert self.upstream is not None
-        self.upstream.writer.write(message.encode())
+        """Queue ``message`` for the server; ``flush`` writes what is queued in one go (a
+        pipelined Parse/Bind/Describe/Execute/Sync is then one write, not five)."""
+        self.outbox.append(message.encode())
+
+    def flush(self) -> None:
+        """Write the queued messages upstream: before anything that may wait (a reading, a
+        ruling, the next read from the client), so nothing forwarded is ever held back."""
+        if self.outbox:
+            assert self.upstream is not None
+            self.upstream.writer.write(b"".join(self.outbox))
+            self.outbox.clear()
 
     # -- the connection -----------------------------------------------------------------------
     async def run(self) -> None:
@@ -142,6 +152,8 @@ class ClientSession:
         if self.key is not None:
             self.links.sessions.pop(self.key, None)
         if self.upstream is not None:
+            with contextlib.suppress(Exception):
+                self.flush()  # what was forwarded before the end still reaches the server
             self.upstream.writer.close()
         with contextlib.suppress(Exception):
             await self.writer.drain()
@@ -229,14 +241,19 @@ class ClientSession:
         pump = asyncio.create_task(self._pump())
         try:
             while True:
+                if not self.inbox:  # all the client sent so far is handled: out it goes
+                    self.flush()
+                    await self.upstream.writer.drain()
+                    await self.writer.drain()
+                    if pump.done():
+                        return
                 message = await self.next_message()
                 if message is None or isinstance(message, fe.Terminate):
                     if message is not None:
                         self.forward(message)
+                        self.flush()
                     return
                 await self._handle(message)
-                await self.upstream.writer.drain()
-                await self.writer.drain()
                 if pump.done():
                     return
         finally:
@@ -261,6 +278,8 @@ class ClientSession:
         if self.skipping and not isinstance(message, fe.Sync):
             return
         gate = self.links.gatekeeper
+        if isinstance(message, fe.Query | fe.Parse | fe.Execute):
+            self.flush()  # what was forwarded before goes out before this may wait
         if isinstance(message, fe.Query):
             await gate.query(self, message)
         elif isinstance(message, fe.Parse):
