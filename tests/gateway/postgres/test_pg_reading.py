@@ -32,22 +32,22 @@ def analysed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 async def test_other_constants_share_the_analysis(analysed: list[str]) -> None:
     reader = reading.Reader(CATALOG, None)
-    first = await reader.read("SELECT name FROM customers WHERE id = 1", None)
-    again = await reader.read("select name  from customers where id = 22", None)
+    first = await reader.read("SELECT name FROM public.customers WHERE id = 1", None)
+    again = await reader.read("select name  from public.customers where id = 22", None)
     assert again == first and first[0].reads == frozenset()
     assert len(analysed) == 1
-    await reader.read("SELECT name FROM customers WHERE id = 1", "other_schema")
+    await reader.read("SELECT name FROM public.customers WHERE id = 1", "other_schema")
     assert len(analysed) == 2  # another search path: read anew
 
 
 async def test_a_statement_with_pii_is_read_for_its_own_constants(analysed: list[str]) -> None:
     # Its row estimate (rows_over, the risk counts) depends on them.
     reader = reading.Reader(CATALOG, None)
-    first = await reader.read("SELECT ssn FROM customers WHERE id = 1", None)
-    again = await reader.read("SELECT ssn FROM customers WHERE id = 22", None)
+    first = await reader.read("SELECT ssn FROM public.customers WHERE id = 1", None)
+    again = await reader.read("SELECT ssn FROM public.customers WHERE id = 22", None)
     assert first[0].reads == again[0].reads == frozenset({"ssn"})
     assert len(analysed) == 2
-    await reader.read("SELECT ssn FROM customers WHERE id = 1", None)
+    await reader.read("SELECT ssn FROM public.customers WHERE id = 1", None)
     assert len(analysed) == 2  # the same text: cached
 
 
