@@ -70,6 +70,7 @@ GATEWAY_CORE = [
     "gateway/postgres/scrub.py",
     "gateway/postgres/replies.py",
     "gateway/postgres/judge.py",
+    "gateway/postgres/startup.py",
     # The SQL analysis: lexer, sqlglot walk, built-ins.
     "gateway/postgres/touch.py",
     "gateway/postgres/builtins.py",

@@ -36,6 +36,7 @@ from piigate.gateway.postgres.messages import CopyData, CopyDone, Unknown
 from piigate.gateway.postgres.protocol import AuthKind, FrontendParser, ProtocolViolation
 from piigate.gateway.postgres.reading import Reader
 from piigate.gateway.postgres.replies import Expect, Pending, Replies, Result
+from piigate.gateway.postgres.startup import StartupRefused, upstream_parameters
 from piigate.gateway.postgres.statements import Gatekeeper, error, result_plan
 from piigate.gateway.postgres.upstream import Upstream, UpstreamError, open_upstream
 from piigate.model import Caller, Context
@@ -45,9 +46,6 @@ __all__ = ["ClientSession", "SessionLinks"]
 log = structlog.get_logger("piigate.gateway.postgres")
 
 _READ_SIZE: Final = 65536
-# Start-up parameters not passed on: who connects is the gateway's own role, on its database,
-# with the encoding whose text the gateway masks.
-_KEPT: Final = frozenset({"user", "database", "replication", "client_encoding"})
 # A search path no schema can be on: unqualified names then resolve to nothing in the plan, and
 # the statement is taken as touching everything.
 _UNKNOWN_PATH: Final = '"piigate: unknown search path"'
@@ -179,8 +177,12 @@ class ClientSession:
         self.caller = caller
         app = message.get("application_name")
         self.context = Context(ip=self.client_ip, user_agent=f"postgres/{app}" if app else None)
-        params = {k: v for k, v in message.parameters if k not in _KEPT}
-        params["client_encoding"] = "UTF8"
+        try:
+            params = upstream_parameters(message.parameters)
+        except StartupRefused as exc:
+            text = f"the start-up parameter {exc} is not passed through the gateway"
+            self.send(error("0A000", text, "FATAL"))
+            return False
         try:
             self.upstream = await open_upstream(self.links.config.upstream, params)
         except UpstreamError as exc:
