@@ -1,7 +1,8 @@
-"""The PostgreSQL gateway (being built: the wire protocol and SCRAM first).
+"""The PostgreSQL gateway (``piigate gateway postgres``): step-up and masking on the wire.
 
-Protocol 3.0 without sockets: the messages as frozen dataclasses that encode byte for byte
-(``frontend``, ``backend``, ``auth``, ``messages``, over ``wire``'s primitives) and incremental
-parsers fed with bytes as they arrive (``protocol``, as h11 does for HTTP). ``scram`` is the
-server side of SCRAM-SHA-256. All of it is pure.
+The protocol without sockets (``wire``, ``messages``, ``frontend``, ``backend``, ``auth``,
+``protocol``, as h11 does for HTTP) and ``scram``; what statements touch (``analysis`` and its
+modules over sqlglot, ``plan`` over the server's ``EXPLAIN``, ``judge``); the rows and messages
+the client gets (``replies``, ``rows``, ``scrub``): all pure. The asyncio layer on top:
+``session``, ``statements``, ``reading``, ``upstream``, ``desk``, ``server``.
 """
