@@ -21,9 +21,10 @@ import httpx
 import yaml
 from api_support import Node, node_starter, same_origin
 from bypass_corpus import CATALOG, loaded_corpus
-from factor_support import PASSWORD, enroll_totp, totp_code
+from factor_support import PASSWORD, enroll_totp, own_grant, totp_code
 from joserfc.jwk import KeySet, RSAKey
 from jwt_support import AUDIENCE, ISSUER, JwksServer, idp_token
+from push_support import Device, complete, start_enrollment, token_of
 
 from piigate.config import IdentitySettings
 from piigate.gateway.http.gate import GatewayCallers
@@ -50,6 +51,7 @@ POLICY = textwrap.dedent(
       bank_account: {sensitivity: high}
     factors:
       totp: {level: aal2}
+      push: {level: aal2, number_matching: true}
       recovery: {level: aal2}
     rules:
       - name: read-identity-numbers
@@ -79,6 +81,7 @@ class GatewayEnv:
     schema: str
     idp_key: RSAKey
     secret: str  # alice's TOTP secret
+    device: Device  # alice's push device
 
     @property
     def token(self) -> str:
@@ -138,6 +141,11 @@ async def gateway_env(
         login = await client.post("/v1/login", json={"username": "alice", "password": PASSWORD})
         assert login.status_code == 200, login.text
         _, secret = await enroll_totp(node, client)
+        grant = await own_grant(node, client, secret)  # a second factor needs a step-up
+        started = await start_enrollment(client, **{"PIIGate-Grant": grant})
+        enrolled, key = await complete(node, token_of(started["enroll_uri"]))
+        assert enrolled.status_code == 201, enrolled.text
+        device = Device(node, enrolled.json()["device_id"], key)
         with loaded_corpus(_libpq(pg_admin_url)) as schema:
             config = load_postgres_config_text(
                 yaml.safe_dump(
@@ -165,7 +173,7 @@ async def gateway_env(
             gateway = PostgresGateway(config, desk=desk, authenticate=authenticate)
             await gateway.start()
             try:
-                yield GatewayEnv(node, gateway, schema, idp_key, secret)
+                yield GatewayEnv(node, gateway, schema, idp_key, secret, device)
             finally:
                 await gateway.aclose()
 

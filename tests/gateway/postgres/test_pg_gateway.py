@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -180,3 +181,28 @@ async def test_a_delete_without_where_meets_the_bulk_guardrail(env: GatewayEnv) 
             await conn.execute("UPDATE customers SET ssn = ssn WHERE id > 0")
         assert many.value.sqlstate == "42501"  # three rows estimated: above the limit of 1
         assert await rows(conn, "SELECT count(*) FROM customers") == [(3,)]
+
+
+async def test_a_push_approval_while_the_statement_waits(
+    tmp_path: Path, pg_admin_url: str, jwks_server: JwksServer, idp_key: Any
+) -> None:
+    async with gateway_env(
+        tmp_path, pg_admin_url, jwks_server, idp_key, approval_wait="20s"
+    ) as env:
+        notices: list[str] = []
+        async with await connect(env) as conn:
+            conn.add_notice_handler(lambda d: notices.append(d.message_detail or ""))
+            waiting = asyncio.create_task(
+                rows(conn, f"SELECT name FROM customers WHERE ssn = '{SSN}'")
+            )
+            pushed = []
+            for _ in range(100):  # the push reaches the device while the statement waits
+                pushed = await env.device.pending()
+                if pushed and notices:
+                    break
+                await asyncio.sleep(0.05)
+            assert pushed and not waiting.done()
+            number = int(re.search(r"approve number (\d+)", notices[0]).group(1))  # type: ignore[union-attr]
+            answered = await env.device.answer(pushed[0]["id"], "approve", number)
+            assert answered.status_code == 200, answered.text
+            assert await asyncio.wait_for(waiting, 10) == [("Bob",)]
