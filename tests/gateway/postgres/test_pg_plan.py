@@ -49,14 +49,8 @@ Explain = Callable[[str], PlanFacts]
 
 
 @pytest.fixture(scope="module")
-def explain() -> Iterator[Explain]:
-    from conftest import _admin_pg_url, _pg_problem
-    from services_support import unavailable
-
-    url = _admin_pg_url()
-    if problem := _pg_problem(url):
-        unavailable(problem)
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+def explain(pg_admin_url: str) -> Iterator[Explain]:
+    dsn = make_url(pg_admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(SETUP)
         builtins = frozenset(r[0] for r in conn.execute(BUILTINS_QUERY).fetchall())
