@@ -84,6 +84,7 @@ __all__ = [
     "RateLimits",
     "Timeouts",
     "find_gateway_config",
+    "gateway_section",
     "load_gateway_config",
     "load_gateway_config_text",
     "parse_rate",
@@ -206,6 +207,14 @@ def read_gateway_config(
     if isinstance(policy, CompiledPolicy):
         policy = policy.policy
     read = NodeReader(errors)
+    node = gateway_section(read, root, "http")
+    return None if node is None else _http(read, node, policy, upstream)
+
+
+def gateway_section(read: NodeReader, root: yaml.Node, name: str) -> yaml.Node | None:
+    """``gateway.<name>`` of a policy file's or a configuration file's root, or None with the
+    problem recorded (a configuration file's unknown top-level keys are reported too)."""
+    errors = read.errors
     top = read.mapping(root, "the file")
     if top is None:
         return None
@@ -215,15 +224,15 @@ def read_gateway_config(
                 known = ", ".join(sorted(CONFIG_KEYS))
                 errors.at(key_node, f"unknown key {key!r} (expected one of: {known})")
     if "gateway" not in top:
-        errors.at(root, "no 'gateway' section (gateway: {http: ...})")
+        errors.at(root, f"no 'gateway' section (gateway: {{{name}: ...}})")
         return None
     gateway = read.mapping(top["gateway"][1], "gateway", GATEWAY_KEYS)
     if gateway is None:
         return None
-    if "http" not in gateway:
-        errors.at(top["gateway"][1], "no 'http' section in gateway")
+    if name not in gateway:
+        errors.at(top["gateway"][1], f"no '{name}' section in gateway")
         return None
-    return _http(read, gateway["http"][1], policy, upstream)
+    return gateway[name][1]
 
 
 def _http(

@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
-from piigate.gateway.http.config import CONFIG_KEYS, GATEWAY_KEYS, GatewayConfigError
+from piigate.gateway.http.config import GatewayConfigError, gateway_section
 from piigate.gateway.http.masking import MaskRule, default_masks
 from piigate.gateway.http.sections import (
     IdentityConfig,
@@ -160,24 +160,8 @@ def _read(
     root: yaml.Node, errors: YamlErrors, policy: Policy, base: str
 ) -> PostgresGatewayConfig | None:
     read = NodeReader(errors)
-    top = read.mapping(root, "the file")
-    if top is None:
-        return None
-    if "version" not in top:
-        for key, (key_node, _) in top.items():
-            if key not in CONFIG_KEYS:
-                known = ", ".join(sorted(CONFIG_KEYS))
-                errors.at(key_node, f"unknown key {key!r} (expected one of: {known})")
-    if "gateway" not in top:
-        errors.at(root, "no 'gateway' section (gateway: {postgres: ...})")
-        return None
-    gateway = read.mapping(top["gateway"][1], "gateway", GATEWAY_KEYS)
-    if gateway is None:
-        return None
-    if "postgres" not in gateway:
-        errors.at(top["gateway"][1], "no 'postgres' section in gateway")
-        return None
-    return _postgres(read, gateway["postgres"][1], policy, base, errors.file)
+    node = gateway_section(read, root, "postgres")
+    return None if node is None else _postgres(read, node, policy, base, errors.file)
 
 
 def _postgres(
