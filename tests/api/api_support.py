@@ -107,10 +107,12 @@ async def node_starter(database_url: str, data_dir: Path) -> AsyncIterator[Start
 
 
 @pytest.fixture
-async def start_node(database_url: str, tmp_path: Path) -> AsyncIterator[StartNode]:
+async def start_node(migrated_url: str, tmp_path: Path) -> AsyncIterator[StartNode]:
     """``await start_node(clock=..., policy=..., **settings)`` → a started node; all stop after.
-    A fixture: a conftest imports it to offer it (tests/api, tests/integrations)."""
-    async with node_starter(database_url, tmp_path) as start:
+    A fixture: a conftest imports it to offer it (tests/api, tests/integrations). The store is
+    a copy of one migrated per session (tests/conftest.py): a node's start-up migration finds
+    it current, as on every start but a deployment's first."""
+    async with node_starter(migrated_url, tmp_path) as start:
         yield start
 
 
