@@ -213,8 +213,8 @@ def postgres_migrated_url(pg_admin_url: str, request: pytest.FixtureRequest) -> 
 
 @pytest.fixture
 def migrated_url(backend: str, request: pytest.FixtureRequest) -> str:
-    """A database at the current schema, with no rows, on each backend (``database_url``'s
-    twin: a test takes one or the other)."""
+    """A database at the current schema, as the migrations leave it, on each backend
+    (``database_url``'s twin: a test takes one or the other)."""
     url: str = request.getfixturevalue(f"{backend}_migrated_url")
     return url
 
