@@ -43,14 +43,14 @@ def assert_unavailable(response: httpx.Response) -> None:
     assert "allow" not in response.text
 
 
-async def test_store_outage_fails_closed(start_node: StartNode, database_url: str) -> None:
+async def test_store_outage_fails_closed(start_node: StartNode, migrated_url: str) -> None:
     node = await start_node()
     _, warm_key = await node.api_key("warm")
     _, cold_key = await node.api_key("cold")
     assert (await node.decide(warm_key, decision_body("read", ["phone"]))).status_code == 200
     assert (await node.client.get("/readyz")).status_code == 200
 
-    await break_store(node, database_url)
+    await break_store(node, migrated_url)
 
     ready = await node.client.get("/readyz")
     assert_unavailable(ready)

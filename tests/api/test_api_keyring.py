@@ -206,7 +206,7 @@ async def test_an_undecryptable_factor_is_a_503_and_its_failures_do_not_move(
 
 async def test_an_existing_file_keyring_moves_into_the_store_and_its_secrets_stay_readable(
     start_node: StartNode,
-    database_url: str,
+    migrated_url: str,
     tmp_path: Path,
     users: Users,
 ) -> None:
@@ -217,7 +217,7 @@ async def test_an_existing_file_keyring_moves_into_the_store_and_its_secrets_sta
     (data_dir / "keyring" / "keyring.json").write_bytes(encode_key_file(legacy))
     sealer = Keyring(legacy)
     secret = new_totp_secret()
-    db = Database.open(database_url)
+    db = Database.open(migrated_url)
     try:
         await db.upgrade()
         await Store(db).add_factor(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ import secrets
 import select
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -169,8 +171,28 @@ def _installed_version() -> str | None:
     return version
 
 
+@contextlib.contextmanager
+def _install_lock() -> Iterator[None]:
+    """One ``npm ci`` at a time into ``idp/node_modules``: test processes running side by side
+    (pytest-xdist workers, or two runs) would otherwise install over each other. The lock file
+    is outside node_modules, which ``npm ci`` deletes first."""
+    key = hashlib.sha256(str(IDP_DIR).encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"piigate-idp-install-{key}.lock"
+    with path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _ensure_installed(npm: str) -> None:
     """``npm ci`` into ``idp/node_modules`` when the pinned oidc-provider is not there."""
+    with _install_lock():
+        _install_if_missing(npm)
+
+
+def _install_if_missing(npm: str) -> None:
     wanted = json.loads((IDP_DIR / "package.json").read_text())["dependencies"]["oidc-provider"]
     if _installed_version() == wanted:
         return

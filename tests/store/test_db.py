@@ -4,7 +4,7 @@ import asyncio
 import os
 import socket
 import stat
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +22,18 @@ from piigate.store.tables import counters, metadata
 
 HEAD = ScriptDirectory.from_config(_alembic_config()).get_current_head()
 LATER = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """An opened :class:`Database` that the migrations took from empty to the current schema
+    here: what these tests are about (the shared ``db`` is a copy of a migrated one)."""
+    database = Database.open(database_url)
+    try:
+        await database.upgrade()
+        yield database
+    finally:
+        await database.close()
 
 
 def closed_port() -> int:

@@ -68,7 +68,7 @@ async def test_a_row_another_keyring_wrote_is_shown_unreadable(
 
 
 async def test_piigate_sms_outbox_prints_the_latest_messages(
-    db: Database, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db: Database, migrated_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The deployment's keys, as a node with data dir tmp_path (and so the CLI) opens them.
     master = MasterKeySpec(default_file=tmp_path / "master.key")
@@ -80,7 +80,7 @@ async def test_piigate_sms_outbox_prints_the_latest_messages(
     clock.advance(1)
     await outbox.send(message(2, OTHER))
     monkeypatch.setenv("PIIGATE_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("PIIGATE_DATABASE_URL", database_url)
+    monkeypatch.setenv("PIIGATE_DATABASE_URL", migrated_url)
 
     code, out, err = await asyncio.to_thread(run_cli, "sms", "outbox")
     assert code == 0, err

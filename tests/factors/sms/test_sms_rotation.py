@@ -82,7 +82,7 @@ def ceremony(store: Store, keyring: Keyring, sender: MemorySender) -> SmsCeremon
 
 
 async def test_rotation_rewraps_sms_numbers(
-    db: Database, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db: Database, migrated_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = Store(db)
     # The keys as a node whose data dir is tmp_path opens them (the CLI below uses the same).
@@ -98,7 +98,7 @@ async def test_rotation_rewraps_sms_numbers(
     assert before is not None and before.secret is not None
 
     monkeypatch.setenv("PIIGATE_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("PIIGATE_DATABASE_URL", database_url)
+    monkeypatch.setenv("PIIGATE_DATABASE_URL", migrated_url)
     status, out, err = await asyncio.to_thread(run_cli, "keys", "rotate", "--no-signing")
     assert status == 0, err
     assert "1 secrets re-wrapped" in out
