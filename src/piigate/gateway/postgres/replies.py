@@ -82,6 +82,11 @@ class Replies:
     def idle(self) -> bool:
         return not self.queue
 
+    @property
+    def upstream_busy(self) -> bool:
+        """Something was sent to the server that it has not answered yet."""
+        return any(p.kind is not Expect.SYNTHETIC for p in self.queue)
+
     def push(self, pending: Pending) -> list[bytes]:
         """Queue ``pending``; a synthetic one with nothing before it is answered now."""
         self.queue.append(pending)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from piigate.gateway.postgres.statements import Gatekeeper, error, result_plan
 from piigate.gateway.postgres.upstream import Upstream, UpstreamError, open_upstream
 from piigate.model import Caller, Context
 
-__all__ = ["ClientSession", "SessionLinks"]
+__all__ = ["ClientSession", "SessionLinks", "tls_or_local"]
 
 log = structlog.get_logger("piigate.gateway.postgres")
 
@@ -51,6 +52,20 @@ _KEPT: Final = frozenset({"user", "database", "replication", "client_encoding"})
 # A search path no schema can be on: unqualified names then resolve to nothing in the plan, and
 # the statement is taken as touching everything.
 _UNKNOWN_PATH: Final = '"piigate: unknown search path"'
+
+
+def tls_or_local(client_ip: str | None, *, tls: bool) -> bool:
+    """May a client send its piigate credential in cleartext: over TLS, or from this host (a
+    loopback address, an IPv4 one mapped into IPv6 included, or a Unix socket: no address)."""
+    if tls or client_ip is None:
+        return True
+    try:
+        address = ipaddress.ip_address(client_ip.split("%", 1)[0])  # no IPv6 zone
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 @dataclass
@@ -179,13 +194,10 @@ class ClientSession:
         self._greet(self.upstream)
         return True
 
-    def _tls_or_local(self) -> bool:
-        if self.writer.get_extra_info("ssl_object") is not None:
-            return True
-        return self.client_ip in ("127.0.0.1", "::1") or self.client_ip is None
-
     async def _authenticate(self, startup: fe.StartupMessage) -> Caller | None:
-        if not self._tls_or_local():
+        if not tls_or_local(
+            self.client_ip, tls=self.writer.get_extra_info("ssl_object") is not None
+        ):
             self.send(
                 error(
                     "28000",

@@ -292,7 +292,9 @@ class Gatekeeper:
             return
         session.cancelled.set()
         upstream = session.upstream
-        if upstream is None or upstream.key is None:
+        if upstream is None or upstream.key is None or not session.replies.upstream_busy:
+            # Nothing of the session's runs on the server (a wait for approval holds the
+            # statement back): a cancel sent there would hit the client's next statement.
             return
         dsn = links.config.upstream
         try:
