@@ -22,7 +22,7 @@ import ipaddress
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Literal
 
 import structlog
 
@@ -36,7 +36,7 @@ from piigate.gateway.postgres.judge import Touches, every_class, statement_diges
 from piigate.gateway.postgres.messages import CopyData, CopyDone, Unknown
 from piigate.gateway.postgres.protocol import AuthKind, FrontendParser, ProtocolViolation
 from piigate.gateway.postgres.reading import Reader
-from piigate.gateway.postgres.replies import Expect, Pending, Replies, Result
+from piigate.gateway.postgres.replies import Desync, Expect, Pending, Replies, Result
 from piigate.gateway.postgres.statements import Gatekeeper, error, result_plan
 from piigate.gateway.postgres.upstream import Upstream, UpstreamError, open_upstream
 from piigate.model import Caller, Context
@@ -110,6 +110,9 @@ class ClientSession:
         self.path_known = asyncio.Event()  # clear while the search path is being read again
         self.path_known.set()
         self.path_stale = False  # an Execute may have changed it: read again after the Sync
+        # A COPY FROM STDIN that may change the search path: read it again once the copy ends
+        # ("now": a simple query's; "sync": an Execute's, after the next Sync).
+        self.reread_after_copy: Literal["now", "sync"] | None = None
         peer = writer.get_extra_info("peername")
         self.client_ip: str | None = peer[0] if isinstance(peer, tuple) else None
 
@@ -260,12 +263,16 @@ class ClientSession:
         """The server's replies, through the reply queue, to the client."""
         assert self.upstream is not None
         up = self.upstream
-        while data := await up.reader.read(_READ_SIZE):
-            out: list[bytes] = []
-            for message in up.parser.feed(data):
-                out.extend(self.replies.feed(message))
-            self.send_bytes(out)
-            await self.writer.drain()
+        try:
+            while data := await up.reader.read(_READ_SIZE):
+                out: list[bytes] = []
+                for message in up.parser.feed(data):
+                    out.extend(self.replies.feed(message))
+                self.send_bytes(out)
+                await self.writer.drain()
+        except (Desync, ProtocolViolation) as exc:  # fail closed: nothing more flows
+            log.error("pg_upstream_out_of_step", problem=str(exc))
+            self.send(error("08P01", "the gateway lost track of the server's replies", "FATAL"))
         self.writer.close()
 
     # -- messages -----------------------------------------------------------------------------
@@ -287,12 +294,21 @@ class ClientSession:
             await gate.execute(self, message)
         elif isinstance(message, fe.Sync):
             self.skipping = False
-            self.expect(Pending(Expect.SYNC))
+            if not self.replies.copy_in:  # in COPY FROM STDIN the server ignores it
+                self.expect(Pending(Expect.SYNC))
             self.forward(message)
             if self.path_stale:
                 self.reread_search_path()
-        elif isinstance(message, fe.Flush | CopyData | CopyDone | fe.CopyFail):
+        elif isinstance(message, fe.Flush | CopyData):
             self.forward(message)
+        elif isinstance(message, CopyDone | fe.CopyFail):
+            self.replies.copy_in = False
+            self.forward(message)
+            if self.reread_after_copy == "now":
+                self.reread_search_path()
+            elif self.reread_after_copy == "sync":
+                self.path_stale = True
+            self.reread_after_copy = None
         elif isinstance(message, fe.Close):
             self._forget(message.kind, message.name)
             self.expect(Pending(Expect.CLOSE))
