@@ -16,6 +16,7 @@ import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -122,7 +123,9 @@ async def gateway_env(
     idp_key: RSAKey,
     *,
     approval_wait: str = "1s",
+    **overrides: Any,
 ) -> AsyncIterator[GatewayEnv]:
+    """``overrides`` replace fields of the gateway's configuration (``tls``, ...)."""
     holder = PolicyHolder(compile_policy(load_policy_text(POLICY)))
     identity = IdentitySettings(ISSUER, AUDIENCE, jwks.url)
     async with (
@@ -161,7 +164,7 @@ async def gateway_env(
                 ),
                 holder.current or compile_policy(load_policy_text(POLICY)),
             )
-            config = dataclasses.replace(config, listen_port=0)  # a free port
+            config = dataclasses.replace(config, listen_port=0, **overrides)  # a free port
             services = node.services
             callers = GatewayCallers(jwt=services.jwt, api_keys=None, clock=node.clock)
 

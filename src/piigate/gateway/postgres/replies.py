@@ -22,7 +22,7 @@ from piigate.gateway.postgres import backend as be
 from piigate.gateway.postgres.rows import RowMask
 from piigate.gateway.postgres.scrub import scrub
 
-__all__ = ["Expect", "Pending", "Replies", "Result"]
+__all__ = ["Desync", "Expect", "Pending", "Replies", "Result"]
 
 
 class Expect(enum.Enum):
@@ -71,16 +71,33 @@ class Pending:
 
 
 Reply = be.BackendMessage
+_COMPLETES: dict[Expect, type[be.BackendMessage]] = {
+    Expect.PARSE: be.ParseComplete,
+    Expect.BIND: be.BindComplete,
+    Expect.CLOSE: be.CloseComplete,
+}
+
+
+class Desync(Exception):
+    """The server's replies no longer match what the gateway asked: the session must end."""
 
 
 class Replies:
     def __init__(self) -> None:
         self.queue: deque[Pending] = deque()
         self.status = "I"  # the transaction state of the last ReadyForQuery
+        # A COPY FROM STDIN started by an Execute: the server ignores every Sync until the
+        # client's CopyDone or CopyFail, so the session queues none for them.
+        self.copy_in = False
 
     @property
     def idle(self) -> bool:
         return not self.queue
+
+    @property
+    def upstream_busy(self) -> bool:
+        """Something was sent to the server that it has not answered yet."""
+        return any(p.kind is not Expect.SYNTHETIC for p in self.queue)
 
     def push(self, pending: Pending) -> list[bytes]:
         """Queue ``pending``; a synthetic one with nothing before it is answered now."""
@@ -115,10 +132,12 @@ class Replies:
             return self._describe(head, message)
         if kind in (Expect.QUERY, Expect.EXECUTE):
             return self._result(head, message)
-        if isinstance(message, be.ParseComplete | be.BindComplete | be.CloseComplete):
+        if isinstance(message, _COMPLETES.get(kind, ())):
             self.queue.popleft()
             return [] if head.hidden else [message.encode()]
-        return [message.encode()]
+        # Out of step with the server: its rows could be shown under another statement's
+        # plan, unmasked. The session ends (fail closed).
+        raise Desync(f"a {type(message).__name__} where a {kind.value} reply was expected")
 
     def _hidden_query(self, head: Pending, message: Reply) -> list[bytes]:
         """The gateway's own simple query: its first row goes to ``on_row`` (None if it
@@ -137,6 +156,8 @@ class Replies:
         return []
 
     def _describe(self, head: Pending, message: Reply) -> list[bytes]:
+        if not isinstance(message, be.RowDescription | be.NoData | be.ParameterDescription):
+            raise Desync(f"a {type(message).__name__} where a description was expected")
         if isinstance(message, be.RowDescription | be.NoData):
             self.queue.popleft()
             if head.on_description is not None:
@@ -153,6 +174,12 @@ class Replies:
             if result is not None:
                 result.described = message
                 result.mask = result.masker(message) if result.masker is not None else None
+            return [message.encode()]
+        if isinstance(message, be.CopyInResponse) and head.kind is Expect.EXECUTE:
+            # The Syncs the client sent after this Execute are ignored by the server.
+            kept = [p for p in list(self.queue)[1:] if p.kind is not Expect.SYNC]
+            self.queue = deque([head, *kept])
+            self.copy_in = True
             return [message.encode()]
         if isinstance(message, be.CommandComplete | be.EmptyQueryResponse | be.PortalSuspended):
             if head.kind is Expect.EXECUTE:

@@ -142,6 +142,10 @@ class PostgresGateway:
             self._tasks.add(task)
         try:
             await ClientSession(self.links, reader, writer).run()
+        except asyncio.CancelledError:
+            # ``aclose`` ends the session; the task is the connection's own, nothing awaits
+            # it but asyncio's callback, which would log the cancel as an error.
+            writer.close()
         finally:
             if task is not None:
                 self._tasks.discard(task)

@@ -1,15 +1,12 @@
 """One client connection through the PostgreSQL gateway.
 
-Start-up: an ``SSLRequest`` is answered ``S`` (TLS with the configured certificate) or ``N``,
-a ``GSSENCRequest`` ``N``; the client then proves who it is with a piigate credential as its
-password (an API key, or an IdP JWT), asked in cleartext, which the gateway accepts only over
-TLS or from this host. The gateway opens its own upstream connection, and hands the client the
-server's parameters and a backend key of its own (a cancel of it reaches the right server
-backend, and stops a wait for approval).
+Start-up (``greeting``): encryption, a piigate credential as the password (a database
+credential, an API key or an IdP JWT), the gateway's own upstream connection, and a backend key
+of its own (a cancel of it reaches the right server backend, and stops a wait for approval).
 
 Then every statement is read (``reading``), ruled on (``judge``) and, if it may run, forwarded
 with a plan for its rows (``replies``: masking, scrubbing). A step-up sends a NOTICE at once
-with the ways to approve (``stepup``) and holds the statement up to ``approval_wait``; after
+with the ways to approve (``statements``) and holds the statement up to ``approval_wait``; after
 it the statement runs, or fails with SQLSTATE ``28SU1``. A refusal answers that one statement;
 the connection stays usable.
 """
@@ -21,24 +18,22 @@ import contextlib
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Literal
 
 import structlog
 
-from piigate.errors import PiigateError
-from piigate.gateway.postgres import auth
 from piigate.gateway.postgres import backend as be
 from piigate.gateway.postgres import frontend as fe
 from piigate.gateway.postgres.catalog import Catalog
 from piigate.gateway.postgres.config import PostgresGatewayConfig
+from piigate.gateway.postgres.greeting import start_session
 from piigate.gateway.postgres.judge import Touches, every_class, statement_digest
 from piigate.gateway.postgres.messages import CopyData, CopyDone, Unknown
-from piigate.gateway.postgres.protocol import AuthKind, FrontendParser, ProtocolViolation
+from piigate.gateway.postgres.protocol import FrontendParser, ProtocolViolation
 from piigate.gateway.postgres.reading import Reader
-from piigate.gateway.postgres.replies import Expect, Pending, Replies, Result
-from piigate.gateway.postgres.startup import StartupRefused, upstream_parameters
+from piigate.gateway.postgres.replies import Desync, Expect, Pending, Replies, Result
 from piigate.gateway.postgres.statements import Gatekeeper, error, result_plan
-from piigate.gateway.postgres.upstream import Upstream, UpstreamError, open_upstream
+from piigate.gateway.postgres.upstream import Upstream
 from piigate.model import Caller, Context
 
 __all__ = ["ClientSession", "SessionLinks"]
@@ -94,6 +89,9 @@ class ClientSession:
         self.path_known = asyncio.Event()  # clear while the search path is being read again
         self.path_known.set()
         self.path_stale = False  # an Execute may have changed it: read again after the Sync
+        # A COPY FROM STDIN that may change the search path: read it again once the copy ends
+        # ("now": a simple query's; "sync": an Execute's, after the next Sync).
+        self.reread_after_copy: Literal["now", "sync"] | None = None
         peer = writer.get_extra_info("peername")
         self.client_ip: str | None = peer[0] if isinstance(peer, tuple) else None
 
@@ -130,7 +128,7 @@ class ClientSession:
     # -- the connection -----------------------------------------------------------------------
     async def run(self) -> None:
         try:
-            if not await self._start():
+            if not await start_session(self):
                 return
             await self._serve()
         except ProtocolViolation as exc:
@@ -156,87 +154,6 @@ class ClientSession:
         with contextlib.suppress(Exception):
             await self.writer.drain()
         self.writer.close()
-
-    async def _start(self) -> bool:
-        message = await self.next_message()
-        while isinstance(message, fe.SSLRequest | fe.GSSENCRequest):
-            tls = self.links.tls if isinstance(message, fe.SSLRequest) else None
-            self.send(be.SSLAnswer(tls is not None))
-            if tls is not None:
-                await self.writer.drain()
-                await self.writer.start_tls(tls)
-            message = await self.next_message()
-        if isinstance(message, fe.CancelRequest):
-            await self.links.gatekeeper.cancel(self.links, message)
-            return False
-        if not isinstance(message, fe.StartupMessage):
-            return False
-        caller = await self._authenticate(message)
-        if caller is None:
-            return False
-        self.caller = caller
-        app = message.get("application_name")
-        self.context = Context(ip=self.client_ip, user_agent=f"postgres/{app}" if app else None)
-        try:
-            params = upstream_parameters(message.parameters)
-        except StartupRefused as exc:
-            text = f"the start-up parameter {exc} is not passed through the gateway"
-            self.send(error("0A000", text, "FATAL"))
-            return False
-        try:
-            self.upstream = await open_upstream(self.links.config.upstream, params)
-        except UpstreamError as exc:
-            log.error("pg_upstream_unavailable", problem=str(exc))
-            self.send(error("08006", "the database behind the gateway is unavailable", "FATAL"))
-            return False
-        self.search_path = self.upstream.search_path
-        self._greet(self.upstream)
-        return True
-
-    def _tls_or_local(self) -> bool:
-        if self.writer.get_extra_info("ssl_object") is not None:
-            return True
-        return self.client_ip in ("127.0.0.1", "::1") or self.client_ip is None
-
-    async def _authenticate(self, startup: fe.StartupMessage) -> Caller | None:
-        if not self._tls_or_local():
-            self.send(
-                error(
-                    "28000",
-                    "connect with TLS (sslmode=require): the password is a piigate token",
-                    "FATAL",
-                )
-            )
-            return None
-        self.parser.expect_auth(AuthKind.PASSWORD)
-        self.send(auth.AuthenticationCleartextPassword())
-        await self.writer.drain()
-        answer = await self.next_message()
-        if not isinstance(answer, fe.PasswordMessage) or not answer.password:
-            return None
-        try:
-            caller = await self.links.authenticate(answer.password)
-        except PiigateError as exc:
-            log.info("pg_auth_refused", user=startup.get("user"), reason=exc.code)
-            self.send(error("28P01", f"password authentication failed: {exc.detail}", "FATAL"))
-            return None
-        except Exception as exc:  # the store or the IdP's keys: fail closed
-            log.error("pg_auth_failed", error=type(exc).__name__)
-            self.send(error("28000", "the gateway cannot check credentials right now", "FATAL"))
-            return None
-        self.send(auth.AuthenticationOk())
-        return caller
-
-    def _greet(self, upstream: Upstream) -> None:
-        import secrets
-
-        for status in upstream.statuses:
-            self.send(status)
-        key = (secrets.randbits(31), secrets.token_bytes(4))
-        self.key = key
-        self.links.sessions[key] = self
-        self.send(be.BackendKeyData(*key), be.ReadyForQuery(upstream.status))
-        self.replies.status = upstream.status
 
     async def _serve(self) -> None:
         assert self.upstream is not None
@@ -267,12 +184,16 @@ class ClientSession:
         """The server's replies, through the reply queue, to the client."""
         assert self.upstream is not None
         up = self.upstream
-        while data := await up.reader.read(_READ_SIZE):
-            out: list[bytes] = []
-            for message in up.parser.feed(data):
-                out.extend(self.replies.feed(message))
-            self.send_bytes(out)
-            await self.writer.drain()
+        try:
+            while data := await up.reader.read(_READ_SIZE):
+                out: list[bytes] = []
+                for message in up.parser.feed(data):
+                    out.extend(self.replies.feed(message))
+                self.send_bytes(out)
+                await self.writer.drain()
+        except (Desync, ProtocolViolation) as exc:  # fail closed: nothing more flows
+            log.error("pg_upstream_out_of_step", problem=str(exc))
+            self.send(error("08P01", "the gateway lost track of the server's replies", "FATAL"))
         self.writer.close()
 
     # -- messages -----------------------------------------------------------------------------
@@ -296,12 +217,21 @@ class ClientSession:
             await gate.execute(self, message)
         elif isinstance(message, fe.Sync):
             self.skipping = False
-            self.expect(Pending(Expect.SYNC))
+            if not self.replies.copy_in:  # in COPY FROM STDIN the server ignores it
+                self.expect(Pending(Expect.SYNC))
             self.forward(message)
             if self.path_stale:
                 self.reread_search_path()
-        elif isinstance(message, fe.Flush | CopyData | CopyDone | fe.CopyFail):
+        elif isinstance(message, fe.Flush | CopyData):
             self.forward(message)
+        elif isinstance(message, CopyDone | fe.CopyFail):
+            self.replies.copy_in = False
+            self.forward(message)
+            if self.reread_after_copy == "now":
+                self.reread_search_path()
+            elif self.reread_after_copy == "sync":
+                self.path_stale = True
+            self.reread_after_copy = None
         elif isinstance(message, fe.Close):
             self._forget(message.kind, message.name)
             self.expect(Pending(Expect.CLOSE))

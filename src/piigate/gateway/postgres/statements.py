@@ -113,7 +113,10 @@ class Gatekeeper:
         session.expect(Pending(Expect.QUERY, results=results, overflow=overflow))
         session.forward(message)
         if session.path_stale or not touches or any(t.changes_session for t in touches):
-            session.reread_search_path()
+            if any(t.kind == "copy_from" for t in touches):
+                session.reread_after_copy = "now"  # the server takes no query in COPY FROM
+            else:
+                session.reread_search_path()
 
     # -- the extended query protocol ------------------------------------------------------------
     async def parse(self, session: ClientSession, message: fe.Parse) -> None:
@@ -145,7 +148,10 @@ class Gatekeeper:
             result = Result(scrub=True)
         session.run_execute(message, result)
         if any(t.changes_session for t in touches):
-            session.path_stale = True  # read again after the next Sync
+            if any(t.kind == "copy_from" for t in touches):  # the server ignores Syncs in it
+                session.reread_after_copy = "sync"
+            else:
+                session.path_stale = True  # read again after the next Sync
 
     @staticmethod
     def _masked_notice(session: ClientSession, ruling: Ruling, touches: list[Touches]) -> None:
@@ -209,6 +215,8 @@ class Gatekeeper:
         session.cancelled.clear()
         deadline = time.monotonic() + self.approval_wait
         while time.monotonic() < deadline and not session.cancelled.is_set():
+            if session.reader.at_eof():  # the client has gone: no one waits for the answer
+                return None
             try:
                 state = await self.desk.state(challenge.id, session.caller)
             except PiigateError:
@@ -292,7 +300,9 @@ class Gatekeeper:
             return
         session.cancelled.set()
         upstream = session.upstream
-        if upstream is None or upstream.key is None:
+        if upstream is None or upstream.key is None or not session.replies.upstream_busy:
+            # Nothing of the session's runs on the server (a wait for approval holds the
+            # statement back): a cancel sent there would hit the client's next statement.
             return
         dsn = links.config.upstream
         try:

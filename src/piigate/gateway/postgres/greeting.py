@@ -1,0 +1,127 @@
+"""A client's start-up at the PostgreSQL gateway: encryption, who it is, the upstream.
+
+An ``SSLRequest`` is answered ``S`` (TLS with the configured certificate) or ``N``, a
+``GSSENCRequest`` ``N``; a ``CancelRequest`` goes to the gateway's cancel. The client then gives
+a piigate credential as a cleartext password, accepted only over TLS or from this host
+(:func:`tls_or_local`). Its start-up settings are checked (``startup``), the gateway opens its
+own upstream connection and greets the client with the server's parameters and a backend key
+of its own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from typing import TYPE_CHECKING
+
+import structlog
+
+from piigate.errors import PiigateError
+from piigate.gateway.postgres import auth
+from piigate.gateway.postgres import backend as be
+from piigate.gateway.postgres import frontend as fe
+from piigate.gateway.postgres.protocol import AuthKind
+from piigate.gateway.postgres.startup import StartupRefused, upstream_parameters
+from piigate.gateway.postgres.statements import error
+from piigate.gateway.postgres.upstream import Upstream, UpstreamError, open_upstream
+from piigate.model import Caller, Context
+
+if TYPE_CHECKING:
+    from piigate.gateway.postgres.session import ClientSession
+
+__all__ = ["start_session", "tls_or_local"]
+
+log = structlog.get_logger("piigate.gateway.postgres")
+
+
+def tls_or_local(client_ip: str | None, *, tls: bool) -> bool:
+    """May a client send its piigate credential in cleartext: over TLS, or from this host (a
+    loopback address, an IPv4 one mapped into IPv6 included, or a Unix socket: no address)."""
+    if tls or client_ip is None:
+        return True
+    try:
+        address = ipaddress.ip_address(client_ip.split("%", 1)[0])  # no IPv6 zone
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+async def start_session(self: ClientSession) -> bool:
+    """Encryption, the credential, the upstream connection, the greeting; False when the
+    connection is to end (a cancel request, a refusal: the client was told)."""
+    message = await self.next_message()
+    while isinstance(message, fe.SSLRequest | fe.GSSENCRequest):
+        tls = self.links.tls if isinstance(message, fe.SSLRequest) else None
+        self.send(be.SSLAnswer(tls is not None))
+        if tls is not None:
+            await self.writer.drain()
+            await self.writer.start_tls(tls)
+        message = await self.next_message()
+    if isinstance(message, fe.CancelRequest):
+        await self.links.gatekeeper.cancel(self.links, message)
+        return False
+    if not isinstance(message, fe.StartupMessage):
+        return False
+    caller = await _authenticate(self, message)
+    if caller is None:
+        return False
+    self.caller = caller
+    app = message.get("application_name")
+    self.context = Context(ip=self.client_ip, user_agent=f"postgres/{app}" if app else None)
+    try:
+        params = upstream_parameters(message.parameters)
+    except StartupRefused as exc:
+        text = f"the start-up parameter {exc} is not passed through the gateway"
+        self.send(error("0A000", text, "FATAL"))
+        return False
+    try:
+        self.upstream = await open_upstream(self.links.config.upstream, params)
+    except UpstreamError as exc:
+        log.error("pg_upstream_unavailable", problem=str(exc))
+        self.send(error("08006", "the database behind the gateway is unavailable", "FATAL"))
+        return False
+    self.search_path = self.upstream.search_path
+    _greet(self, self.upstream)
+    return True
+
+
+async def _authenticate(self: ClientSession, startup: fe.StartupMessage) -> Caller | None:
+    if not tls_or_local(self.client_ip, tls=self.writer.get_extra_info("ssl_object") is not None):
+        self.send(
+            error(
+                "28000",
+                "connect with TLS (sslmode=require): the password is a piigate token",
+                "FATAL",
+            )
+        )
+        return None
+    self.parser.expect_auth(AuthKind.PASSWORD)
+    self.send(auth.AuthenticationCleartextPassword())
+    await self.writer.drain()
+    answer = await self.next_message()
+    if not isinstance(answer, fe.PasswordMessage) or not answer.password:
+        return None
+    try:
+        caller = await self.links.authenticate(answer.password)
+    except PiigateError as exc:
+        log.info("pg_auth_refused", user=startup.get("user"), reason=exc.code)
+        self.send(error("28P01", f"password authentication failed: {exc.detail}", "FATAL"))
+        return None
+    except Exception as exc:  # the store or the IdP's keys: fail closed
+        log.error("pg_auth_failed", error=type(exc).__name__)
+        self.send(error("28000", "the gateway cannot check credentials right now", "FATAL"))
+        return None
+    self.send(auth.AuthenticationOk())
+    return caller
+
+
+def _greet(self: ClientSession, upstream: Upstream) -> None:
+    for status in upstream.statuses:
+        self.send(status)
+    key = (secrets.randbits(31), secrets.token_bytes(4))
+    self.key = key
+    self.links.sessions[key] = self
+    self.send(be.BackendKeyData(*key), be.ReadyForQuery(upstream.status))
+    self.replies.status = upstream.status
