@@ -175,7 +175,11 @@ async def rule(
 ) -> Ruling:
     """The ruling on statements that run as one (a simple query's, or one Execute). With
     ``unmask`` (the session's ``SET piigate.unmask = on``), what would be masked asks for the
-    step-up that shows it instead."""
+    step-up that shows it instead.
+
+    The actions are asked from the reads to the deletes, and the first that does not allow
+    ends the asking: an allow may spend a grant bound to this statement (``max_age: 0``, most
+    often a delete's), which must not be spent on a statement that then does not run."""
     for touch in touches:
         if touch.refuse is not None:
             return Ruling(Outcome.DENY, what=touch.refuse)
@@ -203,8 +207,8 @@ async def rule(
         if decision.outcome is Outcome.DENY:
             return Ruling(Outcome.DENY, decision=decision, what=what, decisions=tuple(ids))
         if decision.outcome is Outcome.STEP_UP:
-            step_up = step_up or (decision, what)
-            continue
+            step_up = (decision, what)
+            break
         hidden = decision.mask & (unmaskable | (classes if action is not Action.READ else set()))
         if unmask:
             hidden = decision.mask
@@ -213,7 +217,8 @@ async def rule(
             # it lets the statement run.
             if decision.challenge is None:
                 return Ruling(Outcome.DENY, decision=decision, what=what, decisions=tuple(ids))
-            step_up = step_up or (decision, f"{action.value} {_names(table, hidden)}")
+            step_up = (decision, f"{action.value} {_names(table, hidden)}")
+            break
         masked |= decision.mask
     if step_up is not None:
         return Ruling(Outcome.STEP_UP, decision=step_up[0], what=step_up[1], decisions=tuple(ids))
@@ -221,7 +226,7 @@ async def rule(
 
 
 def _asks(touches: Sequence[Touches]) -> list[tuple[Action, frozenset[str], TableName | None]]:
-    """One request per action, strongest first, with the classes it touches."""
+    """One request per action, the reads first and the deletes last, with its classes."""
     per: dict[Action, set[str]] = {}
     table: dict[Action, TableName | None] = {}
     for t in touches:
@@ -235,7 +240,7 @@ def _asks(touches: Sequence[Touches]) -> list[tuple[Action, frozenset[str], Tabl
             if classes:
                 per.setdefault(action, set()).update(classes)
                 table.setdefault(action, first)
-    order = (Action.DELETE, Action.UPDATE, Action.CREATE, Action.EXPORT, Action.READ)
+    order = (Action.READ, Action.EXPORT, Action.CREATE, Action.UPDATE, Action.DELETE)
     return [(a, frozenset(per[a]), table[a]) for a in order if a in per]
 
 

@@ -59,6 +59,9 @@ class Pending:
     index: int = 0  # QUERY: the statement whose replies come now
     # QUERY: for a statement the server read that the analysis did not (never expected).
     overflow: Result | None = None
+    # A refusal the server is made to fail (so that it ends the transaction as any error does):
+    # the client sees this instead of the server's error.
+    refusal: be.ErrorResponse | None = None
 
     @property
     def result(self) -> Result | None:
@@ -193,6 +196,8 @@ class Replies:
 
     def _error(self, head: Pending, message: be.ErrorResponse) -> be.ErrorResponse:
         shown = scrub(message) if head.scrubbing else message
+        if head.refusal is not None:
+            shown = head.refusal
         if head.kind is not Expect.QUERY:
             # The extended protocol: the server skips everything until the next Sync, and so
             # does what the gateway would have answered itself in between.

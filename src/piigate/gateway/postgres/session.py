@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,9 @@ _READ_SIZE: Final = 65536
 # A search path no schema can be on: unqualified names then resolve to nothing in the plan, and
 # the statement is taken as touching everything.
 _UNKNOWN_PATH: Final = '"piigate: unknown search path"'
+# What the server runs in place of a refused simple query: it fails (no such function), and
+# nothing else happens.
+_REFUSED: Final = 'SELECT pg_catalog."piigate: refused"()'
 
 
 @dataclass
@@ -241,6 +245,21 @@ class ClientSession:
             self.expect(Pending(Expect.SYNTHETIC, synthetic=(refusal,), ready=True))
         else:
             raise ProtocolViolation("a message the gateway does not pass on")
+
+    def refuse(self, refusal: be.ErrorResponse, *, extended: bool) -> None:
+        """Refuse the statement at hand with ``refusal``. The server is made to fail in its
+        place (an Execute of a portal that cannot exist, or a call of a function that does
+        not), so it ends the transaction as for any error: an implicit one rolled back, an
+        explicit one aborted; in the extended protocol it then skips to the Sync, and so does
+        the gateway. The client sees ``refusal``, never the server's error."""
+        if extended:
+            self.expect(Pending(Expect.EXECUTE, results=[Result(scrub=True)], refusal=refusal))
+            self.forward(fe.Execute(f"piigate refused {secrets.token_hex(12)}", 1))
+            self.skipping = True
+        else:
+            overflow = Result(scrub=True)
+            self.expect(Pending(Expect.QUERY, overflow=overflow, refusal=refusal))
+            self.forward(fe.Query(_REFUSED))
 
     def expect(self, pending: Pending) -> None:
         self.send_bytes(self.replies.push(pending))

@@ -104,8 +104,7 @@ class Gatekeeper:
             touches = await session.read(sql)
         ruling = await self._ruling(session, touches, session.binding(sql))
         if ruling.outcome is not Outcome.ALLOW:
-            refusal = self._refusal(ruling)
-            session.expect(Pending(Expect.SYNTHETIC, synthetic=(refusal,), ready=True))
+            session.refuse(self._refusal(ruling), extended=False)
             return
         self._masked_notice(session, ruling, touches)
         results = [session.plan_for(t, ruling.masked) for t in touches]
@@ -126,8 +125,7 @@ class Gatekeeper:
                 if session.path_stale
                 else "run SET piigate.otp = 'code' as a simple query"
             )
-            session.expect(Pending(Expect.SYNTHETIC, synthetic=(error("0A000", text),)))
-            session.skipping = True
+            session.refuse(error("0A000", text), extended=True)
             return
         touches = await session.read(message.sql)
         session.statements[message.statement] = (message.sql, touches, session.search_path)
@@ -138,8 +136,7 @@ class Gatekeeper:
         sql, touches, parameters = await session.touches_of_portal(message.portal)
         ruling = await self._ruling(session, touches, session.binding(sql, parameters))
         if ruling.outcome is not Outcome.ALLOW:
-            session.expect(Pending(Expect.SYNTHETIC, synthetic=(self._refusal(ruling),)))
-            session.skipping = True
+            session.refuse(self._refusal(ruling), extended=True)
             return
         self._masked_notice(session, ruling, touches)
         if len(touches) == 1:
