@@ -235,7 +235,7 @@ def _asks(touches: Sequence[Touches]) -> list[tuple[Action, frozenset[str], Tabl
             (Action.DELETE, t.deletes),
             (_WRITES.get(t.kind, Action.UPDATE), t.writes),
             (Action.EXPORT, t.exports),
-            (Action.READ, t.reads),
+            (Action.READ, t.reads - t.exports),  # what it exports, the export covers
         ):
             if classes:
                 per.setdefault(action, set()).update(classes)

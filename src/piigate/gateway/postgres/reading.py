@@ -28,6 +28,7 @@ from piigate.gateway.postgres.analysis import Statement, analyse, shape
 from piigate.gateway.postgres.catalog import Catalog
 from piigate.gateway.postgres.judge import Touches, every_class, merge
 from piigate.gateway.postgres.plan import PlanFacts, read_plan
+from piigate.gateway.postgres.sqltext import lex
 
 __all__ = ["Explain", "Reader"]
 
@@ -36,6 +37,7 @@ log = structlog.get_logger("piigate.gateway.postgres")
 # Runs EXPLAIN (VERBOSE, FORMAT JSON) of a statement with a search path: the JSON text.
 Explain = Callable[[str, str | None], Awaitable[str]]
 _CACHE_SIZE: Final = 4096
+_COPIES: Final = frozenset({"copy_to", "copy_from"})
 
 
 class _Lru:
@@ -113,6 +115,10 @@ class Reader:
         needs_plan = (
             statement.unresolved and statement.refuse is None and statement.fail_closed is None
         )
+        if needs_plan and statement.kind in _COPIES and self.explain is not None:
+            copied = await self._copy(statement, search_path)
+            if copied is not None:
+                return copied, True
         if needs_plan:
             if not statement.explainable or self.explain is None:
                 why = "names relations the gateway cannot check"
@@ -149,6 +155,30 @@ class Reader:
         self._plans.put(key, facts)
         return facts, estimate(plan)
 
+    async def _copy(self, statement: Statement, search_path: str | None) -> Touches | None:
+        """A COPY cannot be planned, but what it copies can: its query (``COPY (query) TO``),
+        or its table read whole (``SELECT * FROM table``), whose plan names the relations the
+        server resolves the name to (a view's base tables too). Everything a ``COPY TO``
+        reads is exported; a ``COPY FROM`` writes every catalogued column of those relations.
+        None when there is no such probe: the caller fails closed."""
+        probe = copy_probe(statement)
+        if probe is None:
+            return None
+        planned = await self._plan(dataclasses.replace(statement, text=probe), search_path)
+        if planned is None:
+            return None
+        facts = planned[0]
+        if facts.functions:
+            return every_class(statement.kind, self.catalog, "calls " + ", ".join(facts.functions))
+        tables = tuple(sorted(facts.relations))
+        if statement.kind == "copy_from":
+            written = frozenset(c for t in facts.relations for c in self.catalog.classes_of(t))
+            return Touches(statement.kind, writes=written, tables=tables)
+        read = frozenset(c.pii for c in facts.reads) | frozenset(
+            c for t in facts.whole_rows for c in self.catalog.classes_of(t)
+        )
+        return Touches(statement.kind, reads=read, unmaskable=read, exports=read, tables=tables)
+
     async def _rows(self, statement: Statement, search_path: str | None) -> int | None:
         assert self.explain is not None
         try:
@@ -156,6 +186,34 @@ class Reader:
         except Exception as exc:  # no estimate: the risk counts it as one row
             log.info("pg_plan_unavailable", error=type(exc).__name__)
             return None
+
+
+def copy_probe(statement: Statement) -> str | None:
+    """What to plan for a COPY: its query, or ``SELECT * FROM`` its one table."""
+    tokens = lex(statement.text)
+    if len(tokens) < 2 or tokens[0].value != "copy":
+        return None
+    if tokens[1].value == "(":
+        depth = 0
+        for token in tokens[1:]:
+            if token.kind == "punct" and token.value == "(":
+                depth += 1
+            elif token.kind == "punct" and token.value == ")":
+                depth -= 1
+                if depth == 0:
+                    return statement.text[tokens[1].end : token.start]
+        return None
+    if len(statement.tables) != 1:
+        return None
+    (table,) = statement.tables
+    name = _quote(table.name)
+    if table.schema:
+        name = f"{_quote(table.schema)}.{name}"
+    return f"SELECT * FROM {name}"  # noqa: S608 (a quoted identifier, planned, never run)
+
+
+def _quote(part: str) -> str:
+    return '"' + part.replace('"', '""') + '"'
 
 
 def estimate(plan: object) -> int | None:
