@@ -3,8 +3,10 @@
 It logs in at the piigate service (``POST /v1/login``, the user's password read from the
 terminal without echo, or from stdin when it is not a terminal) and asks for a database
 credential (``POST /v1/db-credentials``): a session of its own, which it prints alone on stdout,
-so that ``PGPASSWORD=$(piigate login --user alice) psql -h gateway -p 6432 ...`` works. A login
-the policy asks to step up is refused here: it is completed in the browser.
+so that ``PGPASSWORD=$(piigate login --user alice) psql -h gateway -p 6432 ...`` works; with
+``--shell``, ``export PGUSER=dbc_… PGPASSWORD=…`` (``eval "$(piigate login --shell ...)"``): under
+that user name the gateway signs the client in with SCRAM-SHA-256, without TLS too. A login the
+policy asks to step up is refused here: it is completed in the browser.
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ def login(
         typer.Option(help="The piigate service (default: PIIGATE_URL, or the config's)."),
     ] = None,
     config: ConfigOpt = None,
+    shell: Annotated[
+        bool,
+        typer.Option(
+            "--shell", help="Print PGUSER and PGPASSWORD exports (the user signs in with SCRAM)."
+        ),
+    ] = False,
 ) -> None:
     """Print a password for the PostgreSQL gateway (a database credential)."""
     import httpx
@@ -49,7 +57,11 @@ def login(
         fail(f"cannot reach {base}: {type(exc).__name__}")
     if issued.status_code != 201:
         fail(f"no database credential ({issued.status_code})")
-    typer.echo(issued.json()["password"])
+    body = issued.json()
+    if shell:
+        typer.echo(f"export PGUSER={body['user']} PGPASSWORD={body['password']}")
+    else:
+        typer.echo(body["password"])
 
 
 def _base_url(url: str | None, config: str | None) -> str:

@@ -33,6 +33,7 @@ from piigate.ports import AuditRecorder, RateCounters
 
 __all__ = [
     "DB_CREDENTIAL_PREFIX",
+    "DB_USER_PREFIX",
     "LOGIN_CHECK_SECONDS",
     "PASSWORD_AMR",
     "LoginOutcome",
@@ -62,6 +63,8 @@ class LoginOutcome(StrEnum):
 # What a database credential (``POST /v1/db-credentials``) starts with: the PostgreSQL gateway
 # reads the rest as a session's token.
 DB_CREDENTIAL_PREFIX: Final = "pgd_"
+# A database credential's user name, ``dbc_<session id>``: it names the SCRAM-SHA-256 verifier.
+DB_USER_PREFIX: Final = "dbc_"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,8 @@ class SessionRecord(Protocol):
     def amr(self) -> tuple[str, ...]: ...
     @property
     def auth_time(self) -> datetime: ...
+    @property
+    def scram_verifier(self) -> str | None: ...
 
 
 class LoginStore(Protocol):
@@ -118,6 +123,8 @@ class LoginStore(Protocol):
     ) -> SessionRecord: ...
 
     async def get_session(self, token_hash: str, now: datetime) -> SessionRecord | None: ...
+
+    async def get_session_by_id(self, session_id: str, now: datetime) -> SessionRecord | None: ...
 
     async def delete_session(self, token_hash: str) -> bool: ...
 
@@ -212,8 +219,18 @@ class Logins:
         if not token or len(token) > 256:
             return None
         row = await self.store.get_session(session_token_hash(token), self.clock.now())
-        if row is None:
+        return None if row is None else await self._opened(row)
+
+    async def database_session(self, session_id: str) -> tuple[LoginSession, str] | None:
+        """The open session of a database credential by its id (``SessionAuth.id``), with its
+        SCRAM-SHA-256 verifier; None when there is none (or it has no verifier)."""
+        row = await self.store.get_session_by_id(session_id, self.clock.now())
+        if row is None or row.scram_verifier is None:
             return None
+        found = await self._opened(row)
+        return None if found is None else (found, row.scram_verifier)
+
+    async def _opened(self, row: SessionRecord) -> LoginSession | None:
         user = await self.store.get_user(row.username)
         if user is None or user.disabled:
             return None

@@ -23,6 +23,7 @@ class SessionRow:
     auth_time: datetime
     created_at: datetime
     expires_at: datetime
+    scram_verifier: str | None = None
 
 
 class SessionStore(Repo):
@@ -57,6 +58,31 @@ class SessionStore(Repo):
             )
         )
         return row
+
+    async def set_session_scram(self, token_hash: str, verifier: str) -> bool:
+        """Keep a database credential's SCRAM verifier with its session."""
+        stmt = (
+            sessions.update()
+            .where(sessions.c.token_hash == token_hash)
+            .values(scram_verifier=verifier)
+        )
+        return bool(await self._write(stmt))
+
+    async def get_session_by_id(self, session_id: str, now: datetime) -> SessionRow | None:
+        """The open session whose id (its token hash's first 16 hex digits) is ``session_id``;
+        None when there is none or the prefix is not unique."""
+        if len(session_id) != 16 or any(ch not in "0123456789abcdef" for ch in session_id):
+            return None
+        stmt = select(sessions).where(
+            sessions.c.token_hash.startswith(session_id, autoescape=True),
+            sessions.c.expires_at > utc(now),
+        )
+        found = await self._all(stmt)
+        if len(found) != 1:
+            return None
+        data = found[0]._asdict()
+        data["amr"] = tuple(data["amr"])
+        return SessionRow(**data)
 
     async def get_session(self, token_hash: str, now: datetime) -> SessionRow | None:
         """The session, or None when unknown or expired at ``now``."""

@@ -165,6 +165,9 @@ sessions = Table(
     Column("level", String(64), nullable=True),
     Column("auth_time", TS, nullable=False),
     Column("amr", JSON, nullable=False),
+    # A database credential's SCRAM-SHA-256 verifier (``SCRAM-SHA-256$…``), for the PostgreSQL
+    # gateway; NULL for a console session.
+    Column("scram_verifier", String(255), nullable=True),
 )
 
 api_keys = Table(

@@ -83,6 +83,7 @@ class GatewayEnv:
     idp_key: RSAKey
     secret: str  # alice's TOTP secret
     device: Device  # alice's push device
+    console: httpx.AsyncClient  # alice, logged in at the node
 
     @property
     def token(self) -> str:
@@ -176,7 +177,7 @@ async def gateway_env(
             gateway = PostgresGateway(config, desk=desk, authenticate=authenticate)
             await gateway.start()
             try:
-                yield GatewayEnv(node, gateway, schema, idp_key, secret, device)
+                yield GatewayEnv(node, gateway, schema, idp_key, secret, device, client)
             finally:
                 await gateway.aclose()
 

@@ -206,3 +206,23 @@ async def test_a_push_approval_while_the_statement_waits(
             answered = await env.device.answer(pushed[0]["id"], "approve", number)
             assert answered.status_code == 200, answered.text
             assert await asyncio.wait_for(waiting, 10) == [("Bob",)]
+
+
+async def test_a_database_credential_signs_in_with_scram(env: GatewayEnv) -> None:
+    issued = await env.console.post("/v1/db-credentials")
+    assert issued.status_code == 201, issued.text
+    user, password = issued.json()["user"], issued.json()["password"]
+    assert user.startswith("dbc_") and password.startswith("pgd_")
+    # require_auth: libpq refuses any other exchange (the password never crosses).
+    dsn = env.dsn(user=user, password=password, require_auth="scram-sha-256")
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        ((ssn,),) = await rows(conn, "SELECT ssn FROM customers WHERE id = 2")
+        assert ssn != SSN and ssn.endswith("9999")
+    for wrong in (
+        env.dsn(user=user, password=password[:-1] + "x", require_auth="scram-sha-256"),
+        env.dsn(user="dbc_0123456789abcdef", password=password, require_auth="scram-sha-256"),
+    ):
+        with pytest.raises(psycopg.OperationalError) as refused:
+            await psycopg.AsyncConnection.connect(wrong)
+        assert "password authentication failed" in str(refused.value)
+        assert password not in str(refused.value)

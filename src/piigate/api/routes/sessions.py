@@ -9,6 +9,8 @@ opens a session also sets the device cookie and tells the risk engine (``api/con
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
@@ -22,7 +24,13 @@ from piigate.api.services import Services, get_services
 from piigate.crypto.secret import Secret
 from piigate.decision_request import In
 from piigate.errors import Forbidden
-from piigate.identity.login import DB_CREDENTIAL_PREFIX, LoginSession
+from piigate.gateway.postgres.scram import ScramVerifier
+from piigate.identity.login import (
+    DB_CREDENTIAL_PREFIX,
+    DB_USER_PREFIX,
+    LoginSession,
+    session_token_hash,
+)
 from piigate.identity.tickets import MAX_TICKET_LENGTH
 from piigate.model import Context
 from piigate.risk.devices import new_device_id
@@ -128,10 +136,18 @@ async def db_credential(request: Request, response: Response, user: Person) -> d
     context = await own_context(services, request)
     opened = await services.logins.open_session(record, context.ip)
     assert opened.token is not None
+    password = DB_CREDENTIAL_PREFIX + opened.token
+    token_hash = session_token_hash(opened.token)
+    # The user name dbc_<session id> names its SCRAM-SHA-256 verifier at the gateway.
+    verifier = await asyncio.to_thread(
+        ScramVerifier.from_password, password, salt=secrets.token_bytes(16)
+    )
+    await services.store.set_session_scram(token_hash, str(verifier))
     response.headers["Cache-Control"] = "no-store"
     expires = services.clock.now().timestamp() + services.settings.session_ttl
     return {
-        "password": DB_CREDENTIAL_PREFIX + opened.token,
+        "user": DB_USER_PREFIX + token_hash[:16],
+        "password": password,
         "subject": user.id,
         "expires_at": int(expires),
     }

@@ -55,6 +55,14 @@ class Desk:
             raise Unauthorized("a piigate credential is needed as the password")
         return caller
 
+    async def scram(self, session_id: str) -> tuple[str, Caller] | None:
+        """A database credential by its id: its SCRAM-SHA-256 verifier and its person."""
+        found = await self.services.logins.database_session(session_id)
+        if found is None:
+            return None
+        opened, verifier = found
+        return verifier, Caller.person(opened.subject, opened.session)
+
     async def decide(self, request: AccessRequest, caller: Caller) -> Decision:
         return await self.services.engine.decide(request, caller=caller)
 

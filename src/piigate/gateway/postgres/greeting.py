@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -21,9 +22,17 @@ from piigate.gateway.postgres import auth
 from piigate.gateway.postgres import backend as be
 from piigate.gateway.postgres import frontend as fe
 from piigate.gateway.postgres.protocol import AuthKind
+from piigate.gateway.postgres.scram import (
+    MECHANISM,
+    ScramError,
+    ScramServer,
+    ScramVerifier,
+    new_server_nonce,
+)
 from piigate.gateway.postgres.startup import StartupRefused, upstream_parameters
 from piigate.gateway.postgres.statements import error
 from piigate.gateway.postgres.upstream import Upstream, UpstreamError, open_upstream
+from piigate.identity.login import DB_USER_PREFIX
 from piigate.model import Caller, Context
 
 if TYPE_CHECKING:
@@ -88,6 +97,10 @@ async def start_session(self: ClientSession) -> bool:
 
 
 async def _authenticate(self: ClientSession, startup: fe.StartupMessage) -> Caller | None:
+    user = startup.get("user") or ""
+    lookup = self.links.database_credentials
+    if lookup is not None and user.startswith(DB_USER_PREFIX):
+        return await _scram(self, user, lookup)
     if not tls_or_local(self.client_ip, tls=self.writer.get_extra_info("ssl_object") is not None):
         self.send(
             error(
@@ -115,6 +128,53 @@ async def _authenticate(self: ClientSession, startup: fe.StartupMessage) -> Call
         return None
     self.send(auth.AuthenticationOk())
     return caller
+
+
+async def _scram(
+    self: ClientSession,
+    user: str,
+    lookup: Callable[[str], Awaitable[tuple[str, Caller] | None]],
+) -> Caller | None:
+    """SCRAM-SHA-256 for a database credential (the user ``dbc_<id>``), safe without TLS: the
+    password never crosses. An unknown credential goes through the same exchange with a
+    verifier no password matches, so a client learns nothing from how it fails."""
+    try:
+        found = await lookup(user[len(DB_USER_PREFIX) :])
+    except Exception as exc:  # the store: fail closed
+        log.error("pg_auth_failed", error=type(exc).__name__)
+        self.send(error("28000", "the gateway cannot check credentials right now", "FATAL"))
+        return None
+    if found is None:
+        verifier = ScramVerifier.from_password(
+            secrets.token_urlsafe(32), salt=secrets.token_bytes(16)
+        )
+    else:
+        verifier = ScramVerifier.parse(found[0])
+    server = ScramServer(verifier, server_nonce=new_server_nonce())
+    try:
+        self.parser.expect_auth(AuthKind.SASL_INITIAL)
+        self.send(auth.AuthenticationSASL((MECHANISM,)))
+        await self.writer.drain()
+        first = await self.next_message()
+        if not isinstance(first, fe.SASLInitialResponse) or first.data is None:
+            return None
+        if first.mechanism != MECHANISM:
+            raise ScramError("a mechanism the gateway did not offer")
+        self.parser.expect_auth(AuthKind.SASL)
+        self.send(auth.AuthenticationSASLContinue(server.first(first.data)))
+        await self.writer.drain()
+        final = await self.next_message()
+        if not isinstance(final, fe.SASLResponse):
+            return None
+        proof = server.final(final.data)
+    except ScramError as exc:
+        log.info("pg_auth_refused", user=user, reason="scram", problem=str(exc))
+        self.send(error("28P01", "password authentication failed", "FATAL"))
+        return None
+    if found is None:  # cannot happen: no password matches the made-up verifier
+        return None
+    self.send(auth.AuthenticationSASLFinal(proof), auth.AuthenticationOk())
+    return found[1]
 
 
 def _greet(self: ClientSession, upstream: Upstream) -> None:

@@ -87,6 +87,7 @@ class PostgresGateway:
         links = SessionLinks(
             config=self.config,
             catalog=catalog,
+            database_credentials=self.desk.scram,
             authenticate=self.authenticate,
             reader=reader,
             gatekeeper=Gatekeeper(self.desk, self.config.approval_wait),

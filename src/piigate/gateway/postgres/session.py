@@ -63,6 +63,8 @@ class SessionLinks:
     oid_columns: dict[tuple[int, int], str] = field(default_factory=dict)
     oid_tables: set[int] = field(default_factory=set)
     sessions: dict[tuple[int, bytes], ClientSession] = field(default_factory=dict)
+    # A database credential by its id: its SCRAM verifier and who it is (``Desk.scram``).
+    database_credentials: Callable[[str], Awaitable[tuple[str, Caller] | None]] | None = None
 
 
 class ClientSession:
