@@ -73,7 +73,15 @@ class PlanConnections:
 
     async def materialized_views(self) -> list[tuple[str, str, str, list[str]]]:
         """``(schema, name, defining query, column names)`` of every materialized view."""
-        rows = await self.pool.fetch(_MATVIEWS)
+        for attempt in range(3):
+            try:
+                rows = await self.pool.fetch(_MATVIEWS)
+                break
+            except asyncpg.PostgresError:
+                # A view dropped while its definition is read ("could not open relation"):
+                # the catalog moved under the query; read it again.
+                if attempt == 2:
+                    raise
         return [(str(s), str(n), str(q), [str(c) for c in cols]) for s, n, q, cols in rows]
 
     async def explain(self, sql: str, search_path: str | None) -> str:

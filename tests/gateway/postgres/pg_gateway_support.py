@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import yaml
 from api_support import Node, node_starter, same_origin
@@ -111,6 +112,18 @@ class GatewayEnv:
             **extra,
         }
         return " ".join(f"{k}='{v}'" for k, v in parts.items())
+
+    async def asyncpg(self) -> asyncpg.Connection:
+        """An asyncpg connection through the gateway, as alice (prepared, binary)."""
+        return await asyncpg.connect(
+            host="127.0.0.1",
+            port=self.gateway.port,
+            user="alice",
+            password=self.token,
+            database="test",
+            server_settings={"search_path": self.schema},
+            ssl=False,
+        )
 
     def code(self, *, ago: int = 0) -> str:
         return totp_code(self.node, self.secret, ago=ago)

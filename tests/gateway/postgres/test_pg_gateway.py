@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import psycopg
 import pytest
 from bypass_corpus import SSN
@@ -64,15 +63,7 @@ async def test_prepared_and_binary_results_are_masked(env: GatewayEnv, binary: b
 
 
 async def test_asyncpg_prepared_statements_are_masked(env: GatewayEnv) -> None:
-    conn = await asyncpg.connect(
-        host="127.0.0.1",
-        port=env.gateway.port,
-        user="alice",
-        password=env.token,
-        database="test",
-        server_settings={"search_path": env.schema},
-        ssl=False,
-    )
+    conn = await env.asyncpg()
     try:
         statement = await conn.prepare("SELECT name, upper(ssn) AS s FROM customers ORDER BY id")
         for _ in range(2):

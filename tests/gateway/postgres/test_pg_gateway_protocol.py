@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import psycopg
 import pytest
 from bypass_corpus import SSN
@@ -225,15 +224,7 @@ async def test_a_server_side_cursor_needs_the_step_up_then_reads_in_batches(
 
 
 async def test_asyncpg_cursor_rows_read_a_few_at_a_time_are_masked(env: GatewayEnv) -> None:
-    conn = await asyncpg.connect(
-        host="127.0.0.1",
-        port=env.gateway.port,
-        user="alice",
-        password=env.token,
-        database="test",
-        server_settings={"search_path": env.schema},
-        ssl=False,
-    )
+    conn = await env.asyncpg()
     try:
         async with conn.transaction():
             got = [
