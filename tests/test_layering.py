@@ -71,6 +71,7 @@ GATEWAY_CORE = [
     "gateway/postgres/replies.py",
     "gateway/postgres/judge.py",
     "gateway/postgres/startup.py",
+    "gateway/postgres/cursors.py",
     # The SQL analysis: lexer, sqlglot walk, built-ins.
     "gateway/postgres/touch.py",
     "gateway/postgres/builtins.py",

@@ -202,16 +202,22 @@ async def test_a_refusal_in_a_pipeline_skips_the_rest_of_its_batch(env: GatewayE
         assert [await c.fetchone() for c in ok] == [(0,), (1,), (2,)]
 
 
-async def test_a_server_side_cursor_needs_the_step_up_then_reads_in_batches(
+async def test_a_server_side_cursor_reads_masked_in_batches_then_clear_after_the_step_up(
     env: GatewayEnv,
 ) -> None:
-    """psycopg's named cursors are DECLARE and FETCH: what a FETCH returns is out of the
-    analysis's sight, so a cursor over catalogued columns needs the step-up (not a mask)."""
+    """psycopg's named cursors are DECLARE and FETCH: a FETCH from a cursor the session saw
+    declared is ruled on and masked as the cursor's query."""
     sql = "SELECT id, ssn FROM customers ORDER BY id"
     async with await connect(env, autocommit=False) as conn:
-        with pytest.raises(psycopg.Error) as refused:
-            async with conn.cursor(name="few") as cur:
-                await cur.execute(sql)
+        async with conn.cursor(name="few") as cur:
+            cur.itersize = 1
+            await cur.execute(sql)
+            masked = [row async for row in cur]
+        await conn.commit()
+        assert [cid for cid, _ in masked] == [1, 2, 3]
+        assert all(SSN not in ssn for _, ssn in masked)
+        with pytest.raises(psycopg.Error) as refused:  # a filter on the SSN: the step-up
+            await rows(conn, STEP_UP)
         assert refused.value.sqlstate == "28SU1"
         await conn.rollback()
         await conn.execute(f"SET piigate.otp = '{env.code()}'")
@@ -221,6 +227,15 @@ async def test_a_server_side_cursor_needs_the_step_up_then_reads_in_batches(
             got = [row async for row in cur]
         await conn.commit()
     assert [cid for cid, _ in got] == [1, 2, 3] and (2, SSN) in got
+
+
+async def test_a_fetch_from_a_cursor_the_session_did_not_see_declared_fails_closed(
+    env: GatewayEnv,
+) -> None:
+    async with await connect(env) as conn:
+        with pytest.raises(psycopg.Error) as refused:
+            await rows(conn, "FETCH ALL FROM nobody_declared_this")
+        assert refused.value.sqlstate == "28SU1"
 
 
 async def test_asyncpg_cursor_rows_read_a_few_at_a_time_are_masked(env: GatewayEnv) -> None:

@@ -115,6 +115,10 @@ class Reader:
         needs_plan = (
             statement.unresolved and statement.refuse is None and statement.fail_closed is None
         )
+        if needs_plan and statement.kind == "declare" and statement.body is not None:
+            # A cursor's query, read as a statement of its own (what its FETCHes return).
+            body, body_planned = await self._touches(statement.body, search_path)
+            return dataclasses.replace(body, kind="declare", outputs=()), body_planned
         if needs_plan and statement.kind in _COPIES and self.explain is not None:
             copied = await self._copy(statement, search_path)
             if copied is not None:

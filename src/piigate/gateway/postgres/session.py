@@ -27,6 +27,7 @@ from piigate.gateway.postgres import backend as be
 from piigate.gateway.postgres import frontend as fe
 from piigate.gateway.postgres.catalog import Catalog
 from piigate.gateway.postgres.config import PostgresGatewayConfig
+from piigate.gateway.postgres.cursors import Cursors
 from piigate.gateway.postgres.greeting import start_session
 from piigate.gateway.postgres.judge import Touches, every_class, statement_digest
 from piigate.gateway.postgres.messages import CopyData, CopyDone, Unknown
@@ -88,6 +89,7 @@ class ClientSession:
         self.skipping = False  # after a refused Execute: drop messages until Sync
         self.grants: list[str] = []  # step-up grants obtained in this session, newest last
         self.challenge_id: str | None = None  # the step-up SET piigate.otp answers
+        self.cursors = Cursors()  # what the cursors it saw declared read
         self.unmask = False  # SET piigate.unmask = on: a masked result asks for the step-up
         self.told_masked = False
         self.key: tuple[int, bytes] | None = None

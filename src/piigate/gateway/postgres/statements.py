@@ -101,7 +101,7 @@ class Gatekeeper:
         if session.path_stale:  # an Execute before it may have changed the search path
             touches = [every_class("other", session.links.catalog, "the search path changed")]
         else:
-            touches = await session.read(sql)
+            touches = await session.cursors.resolve(sql, await session.read(sql), session.read)
         ruling = await self._ruling(session, touches, session.binding(sql))
         if ruling.outcome is not Outcome.ALLOW:
             session.refuse(self._refusal(ruling), extended=False)
@@ -134,6 +134,7 @@ class Gatekeeper:
 
     async def execute(self, session: ClientSession, message: fe.Execute) -> None:
         sql, touches, parameters = await session.touches_of_portal(message.portal)
+        touches = await session.cursors.resolve(sql, touches, session.read)
         ruling = await self._ruling(session, touches, session.binding(sql, parameters))
         if ruling.outcome is not Outcome.ALLOW:
             session.refuse(self._refusal(ruling), extended=True)
