@@ -46,3 +46,25 @@ def test_a_remote_engine_needs_the_gateway_s_key(tmp_path: Path, monkeypatch) ->
     assert result.returncode == 1
     assert ONE_LINE.match(result.stderr.strip()), result.stderr
     assert "PIIGATE_ENGINE_KEY" in result.stderr
+
+
+def test_the_postgres_gateway_needs_a_configuration() -> None:
+    result = run_main("gateway", "postgres")
+    assert result.returncode == 1
+    assert ONE_LINE.match(result.stderr.strip()), result.stderr
+    assert "gateway: {postgres: ...}" in result.stderr
+
+
+def test_a_bad_postgres_section_is_reported_at_its_position(tmp_path: Path) -> None:
+    config = _config(
+        tmp_path,
+        "gateway:\n  postgres:\n    upstream: postgresql://u:secret-pw@127.0.0.1/db\n"
+        "    approval_wait: 1h\n    catalog: {public.t: {x: nosuch}}\n",
+    )
+    result = run_main("gateway", "postgres", "--config", str(config))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert all(line.startswith(f"{config}:") for line in lines), lines
+    assert any(":5:20: approval_wait" in line for line in lines), lines
+    assert any("nosuch" in line for line in lines), lines
+    assert "secret-pw" not in result.stderr

@@ -14,11 +14,13 @@ from piigate.config import Settings, load_settings
 
 if TYPE_CHECKING:
     from piigate.crypto.keyring import OpenedKeyring
+    from piigate.policy.holder import PolicyHolder
     from piigate.store import Store
 
 __all__ = [
     "ConfigOpt",
     "fail",
+    "gateway_start",
     "open_keys",
     "record_audit",
     "run",
@@ -50,6 +52,21 @@ def settings_from(config: str | None) -> Settings:
     except ValueError as exc:
         fail(f"invalid database URL: {exc}")
     return loaded
+
+
+def gateway_start(config: str | None, section: str) -> tuple[str, Settings, PolicyHolder]:
+    """What a gateway command starts from: the ``--config`` file (which must be given, with a
+    ``gateway.<section>``), its settings, logging configured, and the policy it names, loaded."""
+    from piigate.logs import configure_logging
+    from piigate.policy.holder import PolicyHolder
+
+    if config is None:
+        fail(f"the gateway needs --config FILE (with a gateway: {{{section}: ...}} section)")
+    settings = settings_from(config)
+    if settings.policy_path is None:
+        fail("no policy: the configuration file must hold the policy or name it")
+    configure_logging(settings.log_format)
+    return config, settings, PolicyHolder.from_file(settings.policy_path)
 
 
 def run(coro: Awaitable[T]) -> T:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from piigate import __version__
-from piigate.cli.common import ConfigOpt, fail, settings_from
+from piigate.cli.common import ConfigOpt, fail, gateway_start
 from piigate.cli.serve import run_server
 from piigate.config import Settings
 from piigate.errors import PiigateError
@@ -54,19 +54,11 @@ def http(
 ) -> None:
     """Run the HTTP gateway in front of the upstream API of ``gateway.http``."""
     from piigate.gateway.http.config import load_gateway_config
-    from piigate.logs import configure_logging
-    from piigate.policy.holder import PolicyHolder
 
-    if config is None:
-        fail("the gateway needs --config FILE (with a gateway: {http: ...} section)")
-    settings = settings_from(config)
-    if settings.policy_path is None:
-        fail("no policy: the configuration file must hold the policy or name it")
-    configure_logging(settings.log_format)
+    config, settings, holder = gateway_start(config, "http")
     key = os.environ.get(ENGINE_KEY_ENV, "").strip()
     if engine is not None and not key:
         fail(f"--engine needs the gateway's API key (scope decisions) in {ENGINE_KEY_ENV}")
-    holder = PolicyHolder.from_file(settings.policy_path)
     compiled = holder.current
     assert compiled is not None  # from_file loaded it or raised
     gateway = load_gateway_config(config, compiled)

@@ -15,7 +15,7 @@ import signal
 import typer
 
 from piigate import __version__
-from piigate.cli.common import ConfigOpt, fail, settings_from
+from piigate.cli.common import ConfigOpt, fail, gateway_start
 from piigate.cli.serve import run_server
 from piigate.config import Settings
 from piigate.errors import PiigateError
@@ -26,24 +26,11 @@ __all__ = ["postgres"]
 def postgres(config: ConfigOpt = None) -> None:
     """Run the PostgreSQL gateway in front of the database of ``gateway.postgres``."""
     from piigate.gateway.postgres.config import load_postgres_config
-    from piigate.logs import configure_logging
-    from piigate.policy.holder import PolicyHolder
 
-    if config is None:
-        fail("the gateway needs --config FILE (with a gateway: {postgres: ...} section)")
-    settings = settings_from(config)
-    if settings.policy_path is None:
-        fail("no policy: the configuration file must hold the policy or name it")
-    configure_logging(settings.log_format)
-    holder = PolicyHolder.from_file(settings.policy_path)
+    config, settings, holder = gateway_start(config, "postgres")
     compiled = holder.current
-    assert compiled is not None
-    try:
-        gateway = load_postgres_config(config, compiled)
-    except PiigateError as exc:
-        for line in getattr(exc, "errors", [exc.detail]):
-            typer.echo(line, err=True)
-        raise typer.Exit(1) from exc
+    assert compiled is not None  # from_file loaded it or raised
+    gateway = load_postgres_config(config, compiled)  # FILE:LINE:COL lines (cli.main)
     run_server(_serve(settings, holder, gateway))
 
 

@@ -14,6 +14,7 @@ is taken.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -97,8 +98,9 @@ class Scope:
 
 
 @dataclass
-class Walker:
-    """One statement's walk; ``touches``/``failures`` collect what it decided."""
+class Walker(ABC):
+    """One statement's walk; ``touches``/``failures`` collect what it decided. Queries nested
+    in expressions are walked by the subclass (``sqlquery.QueryWalker``)."""
 
     catalog: Catalog
     search_path: tuple[str, ...]
@@ -299,9 +301,9 @@ class Walker:
 
     # Queries (sqlquery.QueryWalker) ----------------------------------------------------------
 
+    @abstractmethod
     def query(self, node: exp.Expr, outer: Scope | None) -> Output:
-        """The result columns of a query nested in an expression (a subclass walks it)."""
-        raise NotImplementedError
+        """The result columns of a query nested in an expression."""
 
     def everything(self) -> Lineage:
         """Every catalogued column: what an unknown construct may reach."""
