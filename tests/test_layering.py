@@ -63,6 +63,7 @@ GATEWAY_CORE = [
     "gateway/postgres/scram.py",
     "gateway/postgres/catalog.py",
     "gateway/postgres/plan.py",
+    "gateway/postgres/plan_text.py",
     "gateway/postgres/catalog_file.py",
     "gateway/postgres/detect.py",
     "gateway/postgres/config.py",

@@ -21,8 +21,8 @@ from piigate.gateway.postgres.builtins import SESSION_SETTINGS
 from piigate.gateway.postgres.catalog import Catalog, TableName
 from piigate.gateway.postgres.sqldml import DmlWalker
 from piigate.gateway.postgres.sqlquery import QUERIES
-from piigate.gateway.postgres.sqlscope import Lineage, Output
-from piigate.gateway.postgres.sqltext import Chunk, Token, shape, split
+from piigate.gateway.postgres.sqlscope import Output
+from piigate.gateway.postgres.sqltext import Chunk, Token, plain_identifiers, shape, split
 from piigate.gateway.postgres.touch import Touch, Use
 
 __all__ = ["Statement", "Touch", "Use", "analyse", "shape"]
@@ -170,42 +170,8 @@ def analyse(
     return [_statement(chunk, ctx) for chunk in chunks]
 
 
-_UESCAPE: Final = re.compile(r"\\(?:\\|([0-9a-fA-F]{4})|\+([0-9a-fA-F]{6}))")
-
-
-def _plain_identifiers(chunk: Chunk) -> Chunk:
-    """``chunk`` with its ``U&"…"`` identifiers spelled as plain quoted ones (``\\XXXX`` and
-    ``\\+XXXXXX`` escapes), so the parser reads the name the server will. With a ``UESCAPE``
-    clause, or an escape that is not one, it is left as it is (and read as unparsable)."""
-    if not any(t.kind == "uident" for t in chunk.tokens):
-        return chunk
-    if any(t.kind == "word" and t.value == "uescape" for t in chunk.tokens):
-        return chunk
-    text, out, last = chunk.text, [], 0
-    for token in chunk.tokens:
-        if token.kind != "uident":
-            continue
-        body = text[token.start + 3 : token.end - 1].replace('""', '"')
-        try:
-            name = _UESCAPE.sub(_unescape, body)
-        except ValueError:
-            return chunk
-        if "\\" in _UESCAPE.sub("", body) or "\x00" in name:
-            return chunk
-        out.append(text[last : token.start] + '"' + name.replace('"', '""') + '"')
-        last = token.end
-    rewritten = "".join(out) + text[last:]
-    chunks = split(rewritten)
-    return chunks[0] if len(chunks) == 1 else chunk
-
-
-def _unescape(found: re.Match[str]) -> str:
-    code = found.group(1) or found.group(2)
-    return "\\" if code is None else chr(int(code, 16))
-
-
 def _statement(chunk: Chunk, ctx: _Context) -> Statement:
-    chunk = _plain_identifiers(chunk)
+    chunk = plain_identifiers(chunk)
     toks = chunk.tokens
     if any(t.kind in ("broken", "uident") for t in toks):
         # An unterminated quote, or a U&"…" identifier sqlglot reads as an operator.
@@ -293,12 +259,8 @@ def _wrapper(chunk: Chunk, ctx: _Context, kind: str) -> Statement:
     )
 
 
-def _everything(catalog: Catalog) -> Lineage:
-    return frozenset(c for t in catalog.tables() for c in catalog.table(t).values())
-
-
 def _all_touched(catalog: Catalog) -> frozenset[Touch]:
-    cols = _everything(catalog)
+    cols = catalog.every_column()
     return frozenset(Touch(c, u) for c in cols for u in (Use.OUTPUT, Use.FLOW))
 
 
@@ -413,7 +375,7 @@ def _parsed(chunk: Chunk, ctx: _Context) -> Statement:
             if isinstance(table, exp.Table):
                 walker.touch(walker.catalog.table(walker.table(table)).values(), Use.DELETE)
         if cascade:  # the tables that reference these are emptied too
-            walker.touch(_everything(ctx.catalog), Use.DELETE)
+            walker.touch(ctx.catalog.every_column(), Use.DELETE)
     elif isinstance(node, exp.Create) and isinstance(node.expression, QUERIES):
         kind, session = "ddl", True
         walker.stored_query(node.expression)

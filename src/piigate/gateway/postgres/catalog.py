@@ -85,6 +85,10 @@ class Catalog:
         """Every class the catalog names."""
         return frozenset(c.pii for cols in self.columns.values() for c in cols.values())
 
+    def every_column(self) -> frozenset[CatalogColumn]:
+        """Every catalogued column: what a statement the gateway cannot read may reach."""
+        return frozenset(c for cols in self.columns.values() for c in cols.values())
+
     def tables(self) -> Iterator[TableName]:
         return iter(self.columns)
 

@@ -28,6 +28,12 @@ from dataclasses import dataclass
 from typing import Final
 
 from piigate.gateway.postgres.catalog import Catalog, CatalogColumn, TableName
+from piigate.gateway.postgres.plan_text import (
+    PLAIN_REFERENCE,
+    contains_expression,
+    strip_parens,
+    tokens,
+)
 
 __all__ = ["BUILTINS_QUERY", "Modification", "PlanError", "PlanFacts", "read_plan"]
 
@@ -53,36 +59,7 @@ _NOT_EXPRESSIONS: Final = frozenset(
 )  # fmt: skip
 _CARRIED: Final = frozenset({"Output", "Function Call", "Table Function Call"})
 _POSITIONAL_NOT: Final = frozenset({"InitPlan", "SubPlan"})
-# Words followed by "(" in deparsed SQL that are syntax, not function calls.
-_SYNTAX: Final = frozenset(
-    {
-        "any", "all", "array", "row", "exists", "coalesce", "nullif", "greatest", "least",
-        "cast", "case", "when", "then", "else", "and", "or", "not", "in", "is", "over", "filter",
-        "within", "values", "xmlelement", "xmlforest", "xmlparse", "xmlpi", "xmlroot",
-        "xmlserialize", "xmlexists", "xmlattributes", "collate", "operator", "subplan",
-    }
-)  # fmt: skip
-# Bare words in deparsed SQL that are never columns.
-_WORDS: Final = frozenset(
-    {
-        "null", "true", "false", "default", "and", "or", "not", "is", "in", "like", "ilike",
-        "similar", "escape", "case", "when", "then", "else", "end", "asc", "desc", "nulls",
-        "first", "last", "using", "distinct", "order", "by", "over", "partition", "hashed",
-        "any", "all", "some", "current_date", "current_time", "current_timestamp", "localtime",
-        "localtimestamp", "current_user", "session_user", "current_role", "current_catalog",
-        "current_schema", "collate", "filter", "where", "within", "group", "variadic", "unknown",
-    }
-)  # fmt: skip
-_TOKEN: Final = re.compile(
-    r"""(?P<estr>[Ee]'(?:[^'\\]|''|\\.)*')|(?P<str>'(?:[^']|'')*')|(?P<cast>::)
-    |(?P<qid>"(?:[^"]|"")*")|(?P<id>[^\W\d][\w$]*)|(?P<param>\$\d+)|(?P<num>\d[\w.]*)
-    |(?P<ws>\s+)|(?P<bad>['"])|(?P<other>.)""",
-    re.VERBOSE | re.DOTALL,
-)
 _RETURNS: Final = re.compile(r"\$\d+")
-_PLAIN: Final = re.compile(
-    r'(?:[^\W\d][\w$]*|"(?:[^"]|"")*")(?:\.(?:[^\W\d][\w$]*|"(?:[^"]|"")*"|\*))?'
-)
 
 
 class PlanError(ValueError):
@@ -110,101 +87,6 @@ class PlanFacts:
     operation: str | None
     rows: float | None
     modifications: tuple[Modification, ...] = ()  # every ModifyTable (data-modifying CTEs too)
-
-
-@dataclass(frozen=True, slots=True)
-class _Ref:
-    kind: str  # "ref" (alias may be None: bare), "func", "param", "subplan", "op"
-    alias: str | None
-    name: str
-
-
-def _identifier(token: str) -> str:
-    return token[1:-1].replace('""', '"') if token.startswith('"') else token
-
-
-def tokens(expr: str) -> list[_Ref] | None:
-    """The references in one deparsed expression; None if it cannot be tokenised."""
-    parts: list[tuple[str, str]] = []
-    for match in _TOKEN.finditer(expr):
-        kind = match.lastgroup or "other"
-        if kind == "bad":
-            return None
-        if kind not in ("ws", "str", "estr"):
-            parts.append((kind, match.group()))
-    refs: list[_Ref] = []
-    i, n = 0, len(parts)
-
-    def at(k: int) -> tuple[str, str]:
-        return parts[k] if k < n else ("end", "")
-
-    while i < n:
-        kind, text = parts[i]
-        if kind == "cast":  # a type name follows: skip its dotted words
-            i += 1
-            while at(i)[0] in ("id", "qid") or at(i)[1] == ".":
-                i += 1
-            continue
-        if kind == "param":
-            refs.append(_Ref("param", None, text))
-        elif kind in ("id", "qid"):
-            name = _identifier(text)
-            if kind == "id" and name.lower() == "subplan" and at(i + 1)[0] == "num":
-                refs.append(_Ref("subplan", None, f"SubPlan {at(i + 1)[1]}"))
-                i += 2
-                continue
-            if kind == "id" and name.lower() == "operator" and at(i + 1)[1] == "(":
-                j = i + 2
-                while at(j)[1] != ")" and j < n:
-                    j += 1
-                refs.append(_Ref("op", None, "".join(p[1] for p in parts[i + 2 : j])))
-                i = j + 1
-                continue
-            if at(i + 1)[1] == "." and (at(i + 2)[0] in ("id", "qid") or at(i + 2)[1] == "*"):
-                second = at(i + 2)
-                if second[1] != "*" and at(i + 3)[1] == "(":
-                    refs.append(_Ref("func", name, _identifier(second[1])))
-                else:
-                    refs.append(
-                        _Ref("ref", name, "*" if second[1] == "*" else _identifier(second[1]))
-                    )
-                i += 3
-                continue
-            if at(i + 1)[1] == "(":
-                if kind == "qid" or name.lower() not in _SYNTAX:
-                    refs.append(_Ref("func", None, name))
-            elif kind == "qid" or name.lower() not in _WORDS:
-                refs.append(_Ref("ref", None, name))
-        i += 1
-    return refs
-
-
-def _strip(text: str) -> str:
-    while text.startswith("(") and text.endswith(")") and _balanced(text[1:-1]):
-        text = text[1:-1]
-    return text
-
-
-def _balanced(text: str) -> bool:
-    depth = 0
-    for ch in text:
-        depth += {"(": 1, ")": -1}.get(ch, 0)
-        if depth < 0:
-            return False
-    return depth == 0
-
-
-def _contains(expr: str, part: str) -> bool:
-    """``part`` occurs in ``expr`` as a whole expression (not inside a longer name)."""
-    start = expr.find(part)
-    while start >= 0:
-        before = expr[start - 1] if start else " "
-        end = start + len(part)
-        after = expr[end] if end < len(expr) else " "
-        if not (before.isalnum() or before in '_.$"') and not (after.isalnum() or after in "_$"):
-            return True
-        start = expr.find(part, start + 1)
-    return False
 
 
 def _plans(node: Mapping[str, object]) -> list[Mapping[str, object]]:
@@ -388,7 +270,7 @@ class _Reader:
                 continue
             texts, positions = self._texts(kid), self.positions(kid)
             for k, text in enumerate(texts):
-                if _contains(expr, _strip(text)):
+                if contains_expression(expr, strip_parens(text)):
                     inside = positions[k] if positions and k < len(positions) else None
                     out |= self._all(self.under[id(kid)]) if inside is None else inside
         return frozenset(out)
@@ -451,7 +333,11 @@ def read_plan(explain: object, catalog: Catalog, builtins: Collection[str] = ())
         for node in _walk(root):
             carried_only = id(node) not in reader.inputs
             for key, expr in _expressions(node):
-                if key == "Output" and carried_only and _PLAIN.fullmatch(_strip(expr)):
+                if (
+                    key == "Output"
+                    and carried_only
+                    and PLAIN_REFERENCE.fullmatch(strip_parens(expr))
+                ):
                     continue  # a column passed up: it counts where a parent uses it
                 found = reader.cols(expr, node)
                 reads |= found

@@ -307,5 +307,4 @@ class Walker(ABC):
 
     def everything(self) -> Lineage:
         """Every catalogued column: what an unknown construct may reach."""
-        catalog = self.catalog
-        return frozenset(c for t in catalog.tables() for c in catalog.table(t).values())
+        return self.catalog.every_column()

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["Token", "lex", "shape", "split", "words"]
+__all__ = ["Chunk", "Token", "lex", "plain_identifiers", "shape", "split", "words"]
 
 # Each alternative is one token kind; the order matters (a prefixed string before a word).
 _PATTERN: Final = re.compile(
@@ -185,3 +185,37 @@ def shape(sql: str) -> str:
             parts.append(value)
         prev2, prev = prev, value
     return " ".join(parts)
+
+
+_UESCAPE: Final = re.compile(r"\\(?:\\|([0-9a-fA-F]{4})|\+([0-9a-fA-F]{6}))")
+
+
+def plain_identifiers(chunk: Chunk) -> Chunk:
+    """``chunk`` with its ``U&"…"`` identifiers spelled as plain quoted ones (``\\XXXX`` and
+    ``\\+XXXXXX`` escapes), so the parser reads the name the server will. With a ``UESCAPE``
+    clause, or an escape that is not one, it is left as it is (and read as unparsable)."""
+    if not any(t.kind == "uident" for t in chunk.tokens):
+        return chunk
+    if any(t.kind == "word" and t.value == "uescape" for t in chunk.tokens):
+        return chunk
+    text, out, last = chunk.text, [], 0
+    for token in chunk.tokens:
+        if token.kind != "uident":
+            continue
+        body = text[token.start + 3 : token.end - 1].replace('""', '"')
+        try:
+            name = _UESCAPE.sub(_unescape, body)
+        except ValueError:
+            return chunk
+        if "\\" in _UESCAPE.sub("", body) or "\x00" in name:
+            return chunk
+        out.append(text[last : token.start] + '"' + name.replace('"', '""') + '"')
+        last = token.end
+    rewritten = "".join(out) + text[last:]
+    chunks = split(rewritten)
+    return chunks[0] if len(chunks) == 1 else chunk
+
+
+def _unescape(found: re.Match[str]) -> str:
+    code = found.group(1) or found.group(2)
+    return "\\" if code is None else chr(int(code, 16))
