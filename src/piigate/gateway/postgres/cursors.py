@@ -22,6 +22,8 @@ __all__ = ["Cursor", "Cursors", "cursor_statement"]
 
 _NAME_KINDS: Final = frozenset({"word", "ident"})
 _ENDS: Final = frozenset({"commit", "rollback", "end", "abort", "discard"})
+# The analysis's kinds of DECLARE, FETCH/MOVE, CLOSE/DISCARD and COMMIT/ROLLBACK/END/ABORT.
+_CURSOR_KINDS: Final = frozenset({"declare", "fetch", "other", "transaction"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,8 @@ class Cursors:
         if len(touches) != 1:
             if any(t.kind in ("transaction", "other") for t in touches):
                 self.known.clear()  # a multi-statement string may end a transaction
+            return touches
+        if touches[0].kind not in _CURSOR_KINDS:  # most statements: no lexing again
             return touches
         found = cursor_statement(sql)
         if found is None:
