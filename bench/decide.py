@@ -31,8 +31,14 @@ from typing import Any
 import _common
 from _common import emit, note, summary
 from piigate.api.schemas import DecisionRequestIn
+from piigate.callers import Caller
 from piigate.clock import FixedClock
-from piigate.model import AccessRequest, Caller, ProvenLevel, RiskAssessment, Signal
+from piigate.model import (
+    AccessRequest,
+    ProvenLevel,
+    RiskAssessment,
+    Signal,
+)
 from piigate.policy import CompiledPolicy, compile_policy, evaluate, load_policy_text
 from piigate.policy.holder import PolicyHolder
 from piigate.risk.port import CarriedRisk

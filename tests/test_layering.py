@@ -87,6 +87,7 @@ DOMAIN = [
     "policy",
     "risk",
     "model.py",
+    "callers.py",
     "decision_request.py",
     "clock.py",
     "errors.py",

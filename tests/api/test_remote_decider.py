@@ -6,9 +6,15 @@ import pytest
 from api_support import Node
 
 from loopback_support import free_port, serve_uvicorn
+from piigate.callers import Caller
 from piigate.errors import ServiceUnavailable
 from piigate.gateway.http.deciders import RemoteDecider
-from piigate.model import AccessRequest, Action, Caller, Resource, Subject
+from piigate.model import (
+    AccessRequest,
+    Action,
+    Resource,
+    Subject,
+)
 
 
 def _update_ssn(subject: str = "alice") -> AccessRequest:

@@ -11,12 +11,12 @@ from decimal import Decimal
 import pytest
 import structlog
 
+from piigate.callers import Caller
 from piigate.clock import FixedClock
 from piigate.errors import ServiceUnavailable
 from piigate.model import (
     AccessRequest,
     Action,
-    Caller,
     Context,
     Decision,
     Grant,

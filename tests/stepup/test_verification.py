@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from piigate.callers import Caller
 from piigate.clock import FixedClock
 from piigate.crypto.keyring import Keyring
 from piigate.crypto.secret import Secret
@@ -22,7 +23,14 @@ from piigate.factors.enrollment import FactorEnrollment
 from piigate.factors.ports import factor_aad
 from piigate.factors.totp.ceremony import TotpCheck
 from piigate.factors.totp.protocol import hotp_code, totp_step
-from piigate.model import Action, Caller, Challenge, ChallengeState, Method, Requirement, Resource
+from piigate.model import (
+    Action,
+    Challenge,
+    ChallengeState,
+    Method,
+    Requirement,
+    Resource,
+)
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
 from piigate.stepup.grants import verify_grant

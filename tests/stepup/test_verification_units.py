@@ -13,13 +13,20 @@ from typing import Any
 
 import pytest
 
+from piigate.callers import Caller
 from piigate.clock import FixedClock
 from piigate.crypto.keyring import Keyring
 from piigate.crypto.secret import Secret
 from piigate.factors.checks import code_checks
 from piigate.factors.ports import factor_aad
 from piigate.factors.totp.protocol import hotp_code, totp_step
-from piigate.model import Action, Caller, Challenge, ChallengeState, Requirement, Resource
+from piigate.model import (
+    Action,
+    Challenge,
+    ChallengeState,
+    Requirement,
+    Resource,
+)
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
 from piigate.stepup.verdicts import Proof, VerificationRejected

@@ -1,6 +1,6 @@
 """Who is calling (CONTRACT §4.1): an API key, an IdP bearer JWT, or the console session cookie.
 
-The caller is resolved here once, into a :class:`~piigate.model.Caller` that routes hand to the
+The caller is resolved here once, into a :class:`~piigate.callers.Caller` that routes hand to the
 services. The steps are plain functions (``bearer_credential``, ``api_key_caller``,
 ``Access.check``) so that the decision route's lean path runs the very same ones.
 """
@@ -14,9 +14,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from piigate.api.services import Services, get_services
+from piigate.callers import Caller, CallerKind
 from piigate.errors import Forbidden, InsufficientScope, Unauthorized
 from piigate.identity import looks_like_api_key
-from piigate.model import Caller, CallerKind
 
 __all__ = [
     "API_KEY_PREFIX",

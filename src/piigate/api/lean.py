@@ -38,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from piigate.api.auth import API_KEY_PREFIX, api_key_caller, bearer_credential
 from piigate.api.jsonbody import loads
 from piigate.api.services import Services
-from piigate.model import Caller
+from piigate.callers import Caller
 
 __all__ = ["Answer", "LeanHeaders", "LeanPaths", "LeanRoute", "Work"]
 

@@ -37,13 +37,13 @@ def postgres(config: ConfigOpt = None) -> None:
 async def _serve(settings: Settings, holder: object, config: object) -> None:
     from piigate.api.auth import api_key_caller
     from piigate.api.services import Services
+    from piigate.callers import Caller
     from piigate.clock import SystemClock
     from piigate.gateway.http.assemble import idp_validator
     from piigate.gateway.http.gate import GatewayCallers
     from piigate.gateway.postgres.config import PostgresGatewayConfig
     from piigate.gateway.postgres.desk import Desk
     from piigate.gateway.postgres.server import PostgresGateway
-    from piigate.model import Caller
     from piigate.policy.holder import PolicyHolder
 
     assert isinstance(holder, PolicyHolder) and isinstance(config, PostgresGatewayConfig)

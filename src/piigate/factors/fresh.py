@@ -21,11 +21,19 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from piigate.callers import person_audience
 from piigate.clock import Clock
 from piigate.crypto.keyring import Keyring
 from piigate.errors import ServiceUnavailable, StepUpRequired
 from piigate.ids import new_id
-from piigate.model import Action, Challenge, Grant, Method, Requirement, Resource, person_audience
+from piigate.model import (
+    Action,
+    Challenge,
+    Grant,
+    Method,
+    Requirement,
+    Resource,
+)
 from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.holder import PolicyHolder
 from piigate.ports import AuditRecorder

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import structlog
 
+from piigate.callers import Caller
 from piigate.clock import Clock, SystemClock
 from piigate.errors import ServiceUnavailable
 from piigate.gateway.http.assemble import AssembledGate, assemble_gate
@@ -23,7 +24,7 @@ from piigate.gateway.http.gate import ApiKeyLookup, Decider
 from piigate.gateway.http.verdict import Verdict
 from piigate.identity import JwtValidator
 from piigate.integrations.client import PiigateClient, PiigateClientError, PiigateProblem
-from piigate.model import AccessRequest, Caller
+from piigate.model import AccessRequest
 from piigate.policy.holder import PolicyHolder
 
 __all__ = ["ClientDecider", "app_gate"]

@@ -15,13 +15,13 @@ from typing import Protocol
 
 import structlog
 
+from piigate.callers import Caller
 from piigate.clock import Clock
 from piigate.errors import ServiceUnavailable
 from piigate.ids import new_id
 from piigate.model import (
     AccessRequest,
     AuditEvent,
-    Caller,
     Challenge,
     Decision,
     Grant,

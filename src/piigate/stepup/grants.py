@@ -20,7 +20,7 @@ the same key can pass for a grant) and the ``kid`` of that key. Claims:
 ``cid``     the challenge that produced the grant (omitted when None)
 ``aud``     who the grant is for (RFC 7519 §4.1.3): the API key id of the app that asked
             for the decision, or ``user:<subject>`` for a person's own request
-            (:attr:`~piigate.model.Caller.audience`; omitted when None)
+            (:attr:`~piigate.callers.Caller.audience`; omitted when None)
 =========== ==========================================================================
 
 Times are whole seconds: sub-second parts of ``auth_time`` and ``expires_at`` are dropped.

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Final, NoReturn
 
+from piigate.callers import Caller, CallerKind
 from piigate.clock import Clock
 from piigate.crypto.secret import Secret
 from piigate.errors import Conflict, Forbidden, StepUpRequired, Unauthorized
@@ -29,8 +30,6 @@ from piigate.identity.tickets import LoginTicket, LoginTickets
 from piigate.model import (
     AccessRequest,
     Action,
-    Caller,
-    CallerKind,
     ChallengeState,
     Context,
     Decision,

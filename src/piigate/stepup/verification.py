@@ -34,12 +34,19 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import NoReturn
 
+from piigate.callers import Caller
 from piigate.clock import Clock
 from piigate.crypto.keyring import Keyring
 from piigate.errors import NotFound, ServiceUnavailable
 from piigate.factors.ports import ChallengeReader, FactorRecord, SpendCeremony, VerifierStore
 from piigate.ids import MAX_ID_LENGTH, new_id
-from piigate.model import Approval, Caller, Challenge, ChallengeState, Grant, Method
+from piigate.model import (
+    Approval,
+    Challenge,
+    ChallengeState,
+    Grant,
+    Method,
+)
 from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.holder import PolicyHolder
 from piigate.policy.model import FactorSettings

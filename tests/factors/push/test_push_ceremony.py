@@ -19,6 +19,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from piigate.callers import Caller
 from piigate.clock import FixedClock
 from piigate.crypto.keyring import Keyring
 from piigate.crypto.secret import Secret
@@ -48,7 +49,6 @@ from piigate.factors.push.protocol import (
 from piigate.model import (
     AccessRequest,
     Action,
-    Caller,
     Challenge,
     ChallengeState,
     Requirement,

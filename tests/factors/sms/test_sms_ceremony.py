@@ -18,6 +18,7 @@ import pytest
 import structlog
 from sqlalchemy import text
 
+from piigate.callers import Caller
 from piigate.clock import FixedClock
 from piigate.crypto.keyring import Keyring
 from piigate.crypto.secret import Secret
@@ -37,7 +38,13 @@ from piigate.factors.sms.ceremony import SmsCeremony
 from piigate.factors.sms.codes import SmsCheck
 from piigate.factors.sms.dispatch import MAX_CODE_LIFETIME, SentCode, SmsLimits
 from piigate.factors.sms.numbers import NumberDigests
-from piigate.model import Action, Caller, Challenge, Requirement, Resource, Transaction
+from piigate.model import (
+    Action,
+    Challenge,
+    Requirement,
+    Resource,
+    Transaction,
+)
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
 from piigate.stepup.verdicts import (

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from piigate.callers import Caller
 from piigate.clock import FixedClock
 from piigate.crypto.keyring import Keyring
 from piigate.errors import Conflict, StepUpRequired, TooManyRequests
@@ -34,7 +35,13 @@ from piigate.factors.webauthn.protocol import (
     stepup_challenge,
 )
 from piigate.factors.webauthn.responses import sign_count_advances, webauthn_amr
-from piigate.model import Action, Caller, Challenge, ChallengeState, Requirement, Resource
+from piigate.model import (
+    Action,
+    Challenge,
+    ChallengeState,
+    Requirement,
+    Resource,
+)
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
 from piigate.stepup.grants import verify_grant

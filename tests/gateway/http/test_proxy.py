@@ -18,6 +18,7 @@ from starlette.routing import Mount, Route
 from loopback_support import free_port, serve_uvicorn
 from piigate.api.auth import api_key_caller
 from piigate.api.services import Services
+from piigate.callers import Caller
 from piigate.config import Settings
 from piigate.demo.customers import create_customers_app
 from piigate.gateway.http.config import load_gateway_config_text
@@ -26,7 +27,6 @@ from piigate.gateway.http.gate import Gate, GatewayCallers
 from piigate.gateway.http.proxy import HttpGateway, framing_problem
 from piigate.gateway.http.upstream import Upstream
 from piigate.identity.apikeys import generate_api_key
-from piigate.model import Caller
 from piigate.policy.holder import PolicyHolder
 from piigate.risk.devices import new_device_id
 from piigate.risk.keys import load_risk_key

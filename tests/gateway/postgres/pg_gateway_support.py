@@ -28,12 +28,12 @@ from joserfc.jwk import KeySet, RSAKey
 from jwt_support import AUDIENCE, ISSUER, JwksServer, idp_token
 from push_support import Device, complete, start_enrollment, token_of
 
+from piigate.callers import Caller
 from piigate.config import IdentitySettings
 from piigate.gateway.http.gate import GatewayCallers
 from piigate.gateway.postgres.config import load_postgres_config_text
 from piigate.gateway.postgres.desk import Desk
 from piigate.gateway.postgres.server import PostgresGateway
-from piigate.model import Caller
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from piigate.callers import Caller
 from piigate.gateway.postgres.analysis import Statement, Touch, Use
 from piigate.gateway.postgres.catalog import Catalog, CatalogColumn, TableName
 from piigate.gateway.postgres.judge import (
@@ -24,7 +25,6 @@ from piigate.gateway.postgres.plan import PlanFacts
 from piigate.model import (
     AccessRequest,
     Action,
-    Caller,
     Challenge,
     Context,
     Decision,

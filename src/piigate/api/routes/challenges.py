@@ -19,11 +19,12 @@ from piigate.api.auth import ChallengeCaller, Person
 from piigate.api.jsonbody import JsonRoute
 from piigate.api.schemas import challenge_json, grant_json
 from piigate.api.services import Services, get_services
+from piigate.callers import Caller
 from piigate.decision_request import In
 from piigate.errors import NotFound
 from piigate.factors.fresh import Purpose
 from piigate.ids import MAX_ID_LENGTH
-from piigate.model import Caller, Challenge, ChallengeState
+from piigate.model import Challenge, ChallengeState
 
 router = APIRouter(tags=["challenges"], route_class=JsonRoute)
 

@@ -33,8 +33,9 @@ from piigate.api.jsonbody import JsonRoute
 from piigate.api.lean import Answer, LeanHeaders, LeanRoute, Work
 from piigate.api.schemas import DecisionRequestIn, decision_json
 from piigate.api.services import Services, get_services
+from piigate.callers import Caller
 from piigate.errors import BadRequest, ServiceUnavailable, step_up_header
-from piigate.model import AccessRequest, Caller, Context, Outcome
+from piigate.model import AccessRequest, Context, Outcome
 
 __all__ = ["LeanDecisions", "lean_decisions", "router"]
 

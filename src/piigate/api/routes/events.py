@@ -19,7 +19,8 @@ from piigate.api.auth import require_scope
 from piigate.api.jsonbody import JsonRoute
 from piigate.api.services import Services, get_services
 from piigate.audit.bus import SubscriberLagged, SubscriptionClosed
-from piigate.model import AuditEvent, Caller
+from piigate.callers import Caller
+from piigate.model import AuditEvent
 
 router = APIRouter(tags=["events"], route_class=JsonRoute)
 

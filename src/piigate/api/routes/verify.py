@@ -32,8 +32,9 @@ from piigate.api.jsonbody import JsonRoute
 from piigate.api.lean import Answer, LeanHeaders, LeanRoute, Work
 from piigate.api.schemas import VerifyIn, grant_json
 from piigate.api.services import Services, get_services
+from piigate.callers import Caller
 from piigate.errors import BadRequest
-from piigate.model import Caller, Context
+from piigate.model import Context
 from piigate.stepup.verdicts import IssuedGrant, VerificationFailure, VerificationRejected
 
 __all__ = ["LeanVerify", "lean_verify", "router"]

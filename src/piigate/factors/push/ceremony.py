@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from piigate.callers import Caller
 from piigate.clock import Clock
 from piigate.crypto.keyring import Keyring
 from piigate.errors import Conflict, TooManyRequests
@@ -46,7 +47,7 @@ from piigate.factors.steps import (
     usable_factors,
 )
 from piigate.ids import new_id
-from piigate.model import Caller, Challenge, ChallengeState, Method
+from piigate.model import Challenge, ChallengeState, Method
 from piigate.policy.holder import PolicyHolder
 from piigate.policy.model import FactorSettings
 from piigate.ports import AuditRecorder, RateCounters

@@ -22,6 +22,7 @@ from typing import Protocol
 
 import structlog
 
+from piigate.callers import Caller
 from piigate.clock import Clock
 from piigate.crypto.keyring import DecryptionError, Keyring
 from piigate.crypto.secret import Secret
@@ -52,7 +53,7 @@ from piigate.factors.sms.dispatch import (
 )
 from piigate.factors.steps import factor_settings, require_pending, seconds_left, usable_factors
 from piigate.ids import MAX_ID_LENGTH, new_id
-from piigate.model import Caller, Method
+from piigate.model import Method
 from piigate.policy.holder import PolicyHolder
 from piigate.policy.model import FactorSettings
 from piigate.ports import AuditRecorder, RateCounters

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from piigate.api.auth import api_key_caller
+from piigate.callers import Caller
 from piigate.clock import Clock
 from piigate.gateway.http.config import HttpGatewayConfig, IdentityConfig, RateLimits
 from piigate.gateway.http.deciders import EngineDecider
 from piigate.gateway.http.gate import ApiKeyLookup, Decider, Gate, GatewayCallers
 from piigate.gateway.http.ratelimit import RateLimiter
 from piigate.identity import JwtValidator
-from piigate.model import Caller
 from piigate.policy.holder import PolicyHolder
 from piigate.store.memory_counters import open_counters
 

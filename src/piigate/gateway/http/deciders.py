@@ -21,10 +21,11 @@ import aiohttp
 
 from piigate.api.devices import DeviceCookies
 from piigate.api.schemas import challenge_json
+from piigate.callers import Caller
 from piigate.errors import ServiceUnavailable
 from piigate.gateway.http.verdict import Verdict, challenge_links, verdict_from_json
 from piigate.jsontext import loads
-from piigate.model import AccessRequest, Caller, Decision
+from piigate.model import AccessRequest, Decision
 from piigate.risk.devices import client_device_id, read_signed
 from piigate.stepup.engine import Engine
 

@@ -25,6 +25,7 @@ import structlog
 
 from piigate.api.auth import API_KEY_PREFIX, GRANT_COOKIE, GRANT_HEADER, bearer_credential
 from piigate.api.devices import DEVICE_COOKIE
+from piigate.callers import Caller, CallerKind
 from piigate.clock import Clock
 from piigate.errors import (
     Forbidden,
@@ -37,7 +38,7 @@ from piigate.gateway.http.ratelimit import RateLimiter
 from piigate.gateway.http.routes import Body, Route, RouteMatch, route_request
 from piigate.gateway.http.verdict import Answer, Verdict, problem_answer, refusal
 from piigate.identity import JwtValidator
-from piigate.model import AccessRequest, Caller, CallerKind, Context
+from piigate.model import AccessRequest, Context
 
 __all__ = [
     "DEVICE_HEADER",

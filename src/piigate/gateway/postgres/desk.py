@@ -14,11 +14,17 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from piigate.callers import Caller
 from piigate.crypto.secret import Secret
 from piigate.errors import PiigateError, Unauthorized
 from piigate.gateway.http.gate import GatewayCallers
 from piigate.identity.login import DB_CREDENTIAL_PREFIX
-from piigate.model import AccessRequest, Caller, ChallengeState, Decision, Method
+from piigate.model import (
+    AccessRequest,
+    ChallengeState,
+    Decision,
+    Method,
+)
 from piigate.stepup.verdicts import Proof
 
 if TYPE_CHECKING:

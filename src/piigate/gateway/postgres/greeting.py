@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from piigate.callers import Caller
 from piigate.errors import PiigateError
 from piigate.gateway.postgres import auth
 from piigate.gateway.postgres import backend as be
@@ -33,7 +34,7 @@ from piigate.gateway.postgres.startup import StartupRefused, upstream_parameters
 from piigate.gateway.postgres.statements import error
 from piigate.gateway.postgres.upstream import Upstream, UpstreamError, open_upstream
 from piigate.identity.login import DB_USER_PREFIX
-from piigate.model import Caller, Context
+from piigate.model import Context
 
 if TYPE_CHECKING:
     from piigate.gateway.postgres.session import ClientSession

@@ -20,13 +20,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from piigate.callers import Caller
 from piigate.gateway.postgres.analysis import Statement, Use
 from piigate.gateway.postgres.catalog import Catalog, TableName
 from piigate.gateway.postgres.plan import PlanFacts
 from piigate.model import (
     AccessRequest,
     Action,
-    Caller,
     Context,
     Decision,
     Outcome,

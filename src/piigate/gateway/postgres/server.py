@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from piigate.callers import Caller
 from piigate.gateway.postgres.catalog import Catalog, CatalogColumn, TableName
 from piigate.gateway.postgres.config import PostgresGatewayConfig
 from piigate.gateway.postgres.desk import Desk
@@ -24,7 +25,6 @@ from piigate.gateway.postgres.plan import BUILTINS_QUERY, PlanFacts, read_plan
 from piigate.gateway.postgres.reading import Reader
 from piigate.gateway.postgres.session import ClientSession, SessionLinks
 from piigate.gateway.postgres.statements import Gatekeeper
-from piigate.model import Caller
 from piigate.store.pg_planning import PlanConnections
 
 __all__ = ["PostgresGateway", "tls_context"]

@@ -23,6 +23,7 @@ from typing import Final, Literal
 
 import structlog
 
+from piigate.callers import Caller
 from piigate.gateway.postgres import backend as be
 from piigate.gateway.postgres import frontend as fe
 from piigate.gateway.postgres.catalog import Catalog
@@ -36,7 +37,7 @@ from piigate.gateway.postgres.reading import Reader
 from piigate.gateway.postgres.replies import Desync, Expect, Pending, Replies, Result
 from piigate.gateway.postgres.statements import Gatekeeper, error, result_plan
 from piigate.gateway.postgres.upstream import Upstream
-from piigate.model import Caller, Context
+from piigate.model import Context
 
 __all__ = ["ClientSession", "SessionLinks"]
 
