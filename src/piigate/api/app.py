@@ -30,6 +30,7 @@ from piigate.api.routes import (
 from piigate.api.services import Services
 from piigate.clock import Clock
 from piigate.config import ConfigError, Settings
+from piigate.console.app import install_console
 from piigate.gateway.http.forward_auth import FORWARD_AUTH_PATH
 from piigate.origins import web_origin
 from piigate.policy.holder import PolicyHolder
@@ -104,6 +105,7 @@ def create_app(
         ops,
     ):
         app.include_router(module.router)
+    install_console(app, settings)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         CrossSiteGuard,

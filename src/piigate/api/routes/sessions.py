@@ -70,7 +70,7 @@ async def login(body: LoginIn, request: Request, response: Response) -> dict[str
     if context.device_id is None:  # a device new to piigate: its id from now on
         context = Context(context.ip, context.user_agent, new_device_id())
     result = await services.login.login(body.username, Secret(body.password), context)
-    return await _opened(services, response, result, context)
+    return await open_browser_session(services, response, result, context)
 
 
 @router.post(COMPLETE_PATH, summary="Complete a login whose step-up is approved")
@@ -84,10 +84,10 @@ async def complete_login(
     result, ticket = await services.login.complete(body.ticket, context.ip)
     # The device the login came from (bound to the ticket), which its step-up verified.
     device = Context(context.ip, context.user_agent, ticket.device_id)
-    return await _opened(services, response, result, device, tell=False)
+    return await open_browser_session(services, response, result, device, tell=False)
 
 
-async def _opened(
+async def open_browser_session(
     services: Services,
     response: Response,
     result: LoginSession,
@@ -96,7 +96,8 @@ async def _opened(
     tell: bool = True,
 ) -> dict[str, Any]:
     """The cookies of an opened session and its description; the risk engine told of the
-    login (``tell``: a completed login's step-up told it already)."""
+    login (``tell``: a completed login's step-up told it already). The console's sign-in
+    opens its sessions here too."""
     assert result.token is not None
     secure = services.settings.public_url.startswith("https://")
     response.set_cookie(
