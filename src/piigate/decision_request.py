@@ -40,6 +40,7 @@ __all__ = [
     "DecisionRequestIn",
     "In",
     "Name",
+    "RiskIn",
     "access_request",
     "first_error",
     "read_case_request",

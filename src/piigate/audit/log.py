@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -269,15 +269,24 @@ class AuditLog:
         seq, digest = await self._store.head()
         return ChainHead(seq=seq, hash=digest)
 
-    async def verify(self, *, batch_size: int = 1000) -> ChainReport:
-        """Verify the whole chain against its head, reading rows in seq order in batches.
+    async def verify(
+        self, *, batch_size: int = 1000, progress: Callable[[int], None] | None = None
+    ) -> ChainReport:
+        """Verify the whole chain against its head, reading rows in seq order in batches, in a
+        reader thread of the store (off the event loop).
 
         Reads one snapshot, so appends running meanwhile neither break nor extend the check.
+        ``progress`` is called (in that thread) with the seq of each event checked.
         """
         verifier = ChainVerifier()
-        found = await self._store.scan(
-            lambda row: verifier.feed(_chain_row(row)), batch_size=batch_size
-        )
+
+        def feed(row: StoredEvent) -> bool:
+            going = verifier.feed(_chain_row(row))
+            if progress is not None:
+                progress(row.seq)
+            return going
+
+        found = await self._store.scan(feed, batch_size=batch_size)
         head = None if found is None else ChainHead(seq=found[0], hash=found[1])
         report = verifier.finish(head)
         if head is None and report.ok:
@@ -297,6 +306,14 @@ class AuditLog:
             types=types,
             subject_id=subject_id,
             limit=max(0, min(limit, _MAX_LIMIT)),
+        )
+
+    async def latest_events(
+        self, types: Sequence[str] = (), subject_id: str | None = None, limit: int = 1
+    ) -> list[AuditEvent]:
+        """The newest events, optionally filtered, newest first (``limit`` ≤ 1000)."""
+        return await self._store.latest(
+            types=types, subject_id=subject_id, limit=max(0, min(limit, _MAX_LIMIT))
         )
 
 

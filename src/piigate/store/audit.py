@@ -186,6 +186,20 @@ class AuditStore:
         rows = await self.db.read(lambda conn: conn.execute(query).all())
         return [_event(row) for row in rows]
 
+    async def latest(
+        self, *, types: Sequence[str], subject_id: str | None, limit: int
+    ) -> list[AuditEvent]:
+        """The newest ``limit`` events of ``types`` (all when empty), of ``subject_id`` when
+        given, newest first."""
+        query = select(audit_events)
+        if types:
+            query = query.where(audit_events.c.type.in_(list(types)))
+        if subject_id is not None:
+            query = query.where(audit_events.c.subject_id == subject_id)
+        query = query.order_by(audit_events.c.seq.desc()).limit(limit)
+        rows = await self.db.read(lambda conn: conn.execute(query).all())
+        return [_event(row) for row in rows]
+
 
 def _stored(row: Row[Any]) -> StoredEvent:
     return StoredEvent(
