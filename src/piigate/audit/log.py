@@ -34,7 +34,14 @@ from piigate.audit.writer import ProcessWriter, WriterUnavailable
 from piigate.clock import Clock
 from piigate.model import AuditEvent
 from piigate.store._sql import utc
-from piigate.store.audit import AuditStore, BatchItem, Link, StoredEvent
+from piigate.store.audit import (
+    AuditStore,
+    BatchItem,
+    Link,
+    RankedDecision,
+    StoredEvent,
+    TallyRow,
+)
 from piigate.store.db import Database, StoreUnavailable
 
 __all__ = ["AuditLog", "AuditStats"]
@@ -42,6 +49,7 @@ __all__ = ["AuditLog", "AuditStats"]
 _logger = logging.getLogger(__name__)
 
 _MAX_LIMIT = 1000
+_MAX_BUCKETS = 1000
 
 
 @dataclass(slots=True)
@@ -299,22 +307,57 @@ class AuditLog:
         types: Sequence[str] = (),
         subject_id: str | None = None,
         limit: int = 100,
+        *,
+        outcome: str | None = None,
     ) -> list[AuditEvent]:
-        """Events with ``seq > after`` in seq order, optionally filtered (``limit`` ≤ 1000)."""
+        """Events with ``seq > after`` in seq order, optionally filtered (``limit`` ≤ 1000);
+        ``outcome`` keeps only the decisions with that outcome."""
         return await self._store.events(
             after=after,
             types=types,
             subject_id=subject_id,
-            limit=max(0, min(limit, _MAX_LIMIT)),
+            limit=_capped(limit),
+            outcome=outcome,
         )
 
     async def latest_events(
-        self, types: Sequence[str] = (), subject_id: str | None = None, limit: int = 1
+        self,
+        types: Sequence[str] = (),
+        subject_id: str | None = None,
+        limit: int = 100,
+        *,
+        before: int | None = None,
+        outcome: str | None = None,
     ) -> list[AuditEvent]:
-        """The newest events, optionally filtered, newest first (``limit`` ≤ 1000)."""
+        """The newest events with ``seq < before`` (the newest of all when None), newest first,
+        filtered as :meth:`list_events`."""
         return await self._store.latest(
-            types=types, subject_id=subject_id, limit=max(0, min(limit, _MAX_LIMIT))
+            types=types,
+            subject_id=subject_id,
+            before=before,
+            limit=_capped(limit),
+            outcome=outcome,
         )
+
+    async def ranked_decisions(
+        self, *, since: datetime, scan: int, limit: int
+    ) -> tuple[list[RankedDecision], int]:
+        """Each subject's latest decision since ``since``, by risk score (see
+        ``AuditStore.ranked_decisions``), and how many decisions were read."""
+        return await self._store.ranked_decisions(since=since, scan=scan, limit=_capped(limit))
+
+    async def tally(
+        self, *, types: Sequence[str], since: datetime, until: datetime, width: int
+    ) -> list[TallyRow]:
+        """Events of ``types`` in ``[since, until)`` counted per ``width``-second bucket and
+        series (a decision's outcome, or the event's type)."""
+        if width < 1 or (until - since).total_seconds() > _MAX_BUCKETS * width:
+            raise ValueError("a tally covers at most 1000 buckets of at least a second")
+        return await self._store.tally(types=types, since=since, until=until, width=width)
+
+
+def _capped(limit: int) -> int:
+    return max(0, min(limit, _MAX_LIMIT))
 
 
 def _chain_row(row: StoredEvent) -> ChainRow:

@@ -15,14 +15,38 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, Table, bindparam, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    Row,
+    Select,
+    Table,
+    bindparam,
+    case,
+    cast,
+    extract,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 
 from piigate.model import AuditEvent
 from piigate.store.db import Database
 from piigate.store.driver import DriverStatement
 from piigate.store.tables import audit_events, audit_head, metadata
 
-__all__ = ["AuditStore", "BatchItem", "EventHash", "Head", "Link", "StoredEvent"]
+__all__ = [
+    "AuditStore",
+    "BatchItem",
+    "EventHash",
+    "Head",
+    "Link",
+    "RankedDecision",
+    "StoredEvent",
+    "TallyRow",
+]
 
 # What the chain gave one event: (seq, prev_hash, hash).
 Link = tuple[int, str, str]
@@ -54,7 +78,24 @@ class StoredEvent(NamedTuple):
     hash: str
 
 
+class RankedDecision(NamedTuple):
+    """A subject's latest decision in a window, and how many decisions of theirs it held."""
+
+    event: AuditEvent
+    decisions: int
+
+
+class TallyRow(NamedTuple):
+    """How many events (``events``) of ``series`` fell into the time bucket ``bucket`` (0 =
+    the first)."""
+
+    bucket: int
+    series: str
+    events: int
+
+
 _HEAD_ID = 1
+_DECISION = "decision"
 # Statements built once: a statement object built per batch costs a cache-key computation each
 # time, and values baked into it a compilation. Bound parameters throughout.
 _HEAD_UPDATE = (
@@ -173,32 +214,129 @@ class AuditStore:
         return await self.db.read(read, snapshot=True)
 
     async def events(
-        self, *, after: int, types: Sequence[str], subject_id: str | None, limit: int
+        self,
+        *,
+        after: int,
+        types: Sequence[str],
+        subject_id: str | None,
+        limit: int,
+        outcome: str | None = None,
     ) -> list[AuditEvent]:
-        """Events with ``seq > after`` in seq order, of ``types`` (all when empty) and of
-        ``subject_id`` when given."""
-        query = select(audit_events).where(audit_events.c.seq > after)
-        if types:
-            query = query.where(audit_events.c.type.in_(list(types)))
-        if subject_id is not None:
-            query = query.where(audit_events.c.subject_id == subject_id)
+        """Events with ``seq > after`` in seq order, of ``types`` (all when empty), of
+        ``subject_id`` and, when ``outcome`` is given, decisions with that outcome only."""
+        query = self._filtered(types, subject_id, outcome).where(audit_events.c.seq > after)
         query = query.order_by(audit_events.c.seq).limit(limit)
         rows = await self.db.read(lambda conn: conn.execute(query).all())
         return [_event(row) for row in rows]
 
     async def latest(
-        self, *, types: Sequence[str], subject_id: str | None, limit: int
+        self,
+        *,
+        types: Sequence[str] = (),
+        subject_id: str | None = None,
+        before: int | None = None,
+        limit: int,
+        outcome: str | None = None,
     ) -> list[AuditEvent]:
-        """The newest ``limit`` events of ``types`` (all when empty), of ``subject_id`` when
-        given, newest first."""
+        """The newest events with ``seq < before`` (any seq when None), newest first, filtered
+        as :meth:`events`."""
+        query = self._filtered(types, subject_id, outcome)
+        if before is not None:
+            query = query.where(audit_events.c.seq < before)
+        query = query.order_by(audit_events.c.seq.desc()).limit(limit)
+        rows = await self.db.read(lambda conn: conn.execute(query).all())
+        return [_event(row) for row in rows]
+
+    def _filtered(
+        self, types: Sequence[str], subject_id: str | None, outcome: str | None
+    ) -> Select[Any]:
         query = select(audit_events)
         if types:
             query = query.where(audit_events.c.type.in_(list(types)))
         if subject_id is not None:
             query = query.where(audit_events.c.subject_id == subject_id)
-        query = query.order_by(audit_events.c.seq.desc()).limit(limit)
+        if outcome is not None:
+            query = query.where(
+                audit_events.c.type == _DECISION, self._json_text("outcome") == outcome
+            )
+        return query
+
+    async def ranked_decisions(
+        self, *, since: datetime, scan: int, limit: int
+    ) -> tuple[list[RankedDecision], int]:
+        """Each subject's latest decision at or after ``since``, highest risk score first (the
+        more recent first among equal scores), at most ``limit``; read from the newest ``scan``
+        decisions of the window. Also how many decisions were read (``scan`` when capped)."""
+        recent = (
+            select(audit_events.c.seq, audit_events.c.subject_id)
+            .where(
+                audit_events.c.type == _DECISION,
+                audit_events.c.at >= since,
+                audit_events.c.subject_id.is_not(None),
+            )
+            .order_by(audit_events.c.at.desc(), audit_events.c.seq.desc())
+            .limit(scan)
+            .cte("recent")
+        )
+        latest = (
+            select(func.max(recent.c.seq).label("seq"), func.count().label("decisions"))
+            .group_by(recent.c.subject_id)
+            .cte("latest")
+        )
+        scanned = select(func.count()).select_from(recent).scalar_subquery()
+        score = cast(self._json_text("risk", "score"), Integer)
+        query = (
+            select(audit_events, latest.c.decisions, scanned.label("scanned"))
+            .join(latest, latest.c.seq == audit_events.c.seq)
+            .order_by(score.desc(), audit_events.c.at.desc(), audit_events.c.seq.desc())
+            .limit(limit)
+        )
         rows = await self.db.read(lambda conn: conn.execute(query).all())
-        return [_event(row) for row in rows]
+        ranked = [RankedDecision(_event(row), int(row.decisions)) for row in rows]
+        return ranked, int(rows[0].scanned) if rows else 0
+
+    async def tally(
+        self, *, types: Sequence[str], since: datetime, until: datetime, width: int
+    ) -> list[TallyRow]:
+        """Events of ``types`` in ``[since, until)`` counted per time bucket of ``width``
+        seconds from ``since`` and per series: a decision's outcome, or another event's type."""
+        bucket = self._bucket(since, width)
+        series = case(
+            (audit_events.c.type == _DECISION, self._json_text("outcome")),
+            else_=audit_events.c.type,
+        )
+        inner = (
+            select(bucket.label("bucket"), series.label("series"))
+            .where(
+                audit_events.c.type.in_(list(types)),
+                audit_events.c.at >= since,
+                audit_events.c.at < until,
+            )
+            .subquery()
+        )
+        query = select(inner.c.bucket, inner.c.series, func.count()).group_by(
+            inner.c.bucket, inner.c.series
+        )
+        rows = await self.db.read(lambda conn: conn.execute(query).all())
+        return [TallyRow(int(b), str(s), int(n)) for b, s, n in rows if s is not None]
+
+    def _json_text(self, *path: str) -> ColumnElement[Any]:
+        """The value at ``path`` in an event's data, as text (PostgreSQL) or as stored (SQLite's
+        ``json_extract``: numbers stay numbers)."""
+        if self.db.dialect == "postgresql":
+            text: ColumnElement[Any] = cast(audit_events.c.data, JSONB)[path].astext
+            return text
+        return func.json_extract(audit_events.c.data, "$." + ".".join(path))
+
+    def _bucket(self, since: datetime, width: int) -> ColumnElement[Any]:
+        """The bucket of an event's time: whole ``width``-second steps since ``since``."""
+        start = int(since.timestamp())
+        if self.db.dialect == "postgresql":
+            seconds = extract("epoch", audit_events.c.at) - start
+            return cast(func.floor(seconds / width), Integer)
+        seconds = cast(func.strftime("%s", audit_events.c.at), Integer) - start
+        bucket: ColumnElement[Any] = seconds // width
+        return bucket
 
 
 def _stored(row: Row[Any]) -> StoredEvent:

@@ -100,7 +100,11 @@ audit_events = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Index("ix_audit_events_type", "type"),
-    Index("ix_audit_events_subject_id", "subject_id"),
+    # The console's windows over time (decisions of the last 24 hours, by type and time).
+    Index("ix_audit_events_type_at", "type", "at"),
+    # A subject's events newest first, a page at a time (SQLite's indexes end in the rowid,
+    # the seq, anyway; PostgreSQL's need it spelled out to read them in order).
+    Index("ix_audit_events_subject_seq", "subject_id", "seq"),
 )
 
 # The anchor of the audit chain: one row (id = 1) holding the last appended seq and hash. Every

@@ -1,35 +1,24 @@
-"""Audit events (CONTRACT §4.5): a page at a time, or live over Server-Sent Events.
-
-The stream reads from the store, not only from this node's bus, so a client connected to any
-node sees every node's events; the local bus only wakes it early.
-"""
+"""Audit events (CONTRACT §4.5): a page at a time, or live over Server-Sent Events (the
+streaming itself, shared with the console's live feed, is ``api/event_stream.py``)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from piigate.api.auth import require_scope
+from piigate.api.event_stream import MAX_SEQ, event_stream, resume_seq
 from piigate.api.jsonbody import JsonRoute
-from piigate.api.services import Services, get_services
-from piigate.audit.bus import SubscriberLagged, SubscriptionClosed
+from piigate.api.services import get_services
 from piigate.callers import Caller
 from piigate.model import AuditEvent
 
 router = APIRouter(tags=["events"], route_class=JsonRoute)
 
 AUDITORS = frozenset({"admin", "auditor"})
-# Sequence numbers are BIGINT (PostgreSQL) / INTEGER (SQLite): a larger one is bad input, not a
-# store failure.
-MAX_SEQ = 2**63 - 1
-POLL_SECONDS = 2.0
-HEARTBEAT_SECONDS = 15.0
 
 
 def event_json(event: AuditEvent) -> dict[str, Any]:
@@ -72,45 +61,21 @@ async def stream_events(
     type: Annotated[list[str] | None, Query(max_length=32)] = None,
 ) -> StreamingResponse:
     services = get_services(request)
-    last_id = request.headers.get("last-event-id", "")
-    start = int(last_id) if last_id.isascii() and last_id.isdigit() and len(last_id) < 19 else after
-    if start is None:
-        start = int((await services.audit.head()).seq)
     types = tuple(type or ())
-    return StreamingResponse(
-        _sse(services, request, start, types),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+
+    async def read(after: int, limit: int) -> list[AuditEvent]:
+        return await services.audit.list_events(after=after, types=types, limit=limit)
+
+    return await event_stream(
+        services,
+        request,
+        after=resume_seq(request.headers.get("last-event-id"), after),
+        read=read,
+        frame=_frame,
+        wake_types=types,
     )
 
 
-async def _sse(
-    services: Services, request: Request, after: int, types: tuple[str, ...]
-) -> AsyncIterator[str]:
-    subscription = services.bus.subscribe(types=types)
-    loop = asyncio.get_running_loop()
-    last_sent = loop.time()
-    yield "retry: 2000\n\n"
-    try:
-        while not await request.is_disconnected():
-            events = await services.audit.list_events(after=after, types=types, limit=500)
-            for event in events:
-                assert event.seq is not None
-                after = event.seq
-                payload = json.dumps(event_json(event), separators=(",", ":"))
-                yield f"id: {event.seq}\nevent: {event.type}\ndata: {payload}\n\n"
-                last_sent = loop.time()
-            if len(events) == 500:
-                continue
-            if loop.time() - last_sent > HEARTBEAT_SECONDS:
-                yield ": keep-alive\n\n"
-                last_sent = loop.time()
-            with contextlib.suppress(TimeoutError, SubscriberLagged):
-                await asyncio.wait_for(subscription.get(), POLL_SECONDS)
-            if subscription.lagged:
-                subscription.close()
-                subscription = services.bus.subscribe(types=types)
-    except SubscriptionClosed:
-        return
-    finally:
-        subscription.close()
+def _frame(event: AuditEvent) -> str:
+    payload = json.dumps(event_json(event), separators=(",", ":"))
+    return f"id: {event.seq}\nevent: {event.type}\ndata: {payload}\n\n"
