@@ -299,6 +299,12 @@ class AuditLog:
             limit=max(0, min(limit, _MAX_LIMIT)),
         )
 
+    async def events_at(self, seqs: Sequence[int]) -> list[AuditEvent]:
+        """The events of ``seqs`` (at most 1000) that exist, in seq order."""
+        if not seqs:
+            return []
+        return await self._store.events_at(list(seqs)[:_MAX_LIMIT])
+
 
 def _chain_row(row: StoredEvent) -> ChainRow:
     return ChainRow(
