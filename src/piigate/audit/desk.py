@@ -55,6 +55,7 @@ class AlertRows(Protocol):
         self,
         *,
         open_only: bool = False,
+        acknowledged_only: bool = False,
         subject_id: str | None = None,
         kinds: tuple[str, ...] = (),
         limit: int = 100,
@@ -86,16 +87,20 @@ class AlertDesk:
         self,
         *,
         open_only: bool = False,
+        acknowledged_only: bool = False,
         subject_id: str | None = None,
         kinds: Sequence[str] = (),
         limit: int = 100,
     ) -> list[Alert]:
-        """The newest alerts first (``limit`` at most 500); unknown kinds match nothing."""
+        """The newest alerts first (``limit`` at most 500): all, the open ones or the
+        acknowledged ones, of ``subject_id`` and of ``kinds`` when given (an unknown kind
+        matches nothing)."""
         wanted = tuple(k for k in kinds if k in set(AlertKind))
         if kinds and not wanted:
             return []
         return await self.rows.list_alerts(
             open_only=open_only,
+            acknowledged_only=acknowledged_only,
             subject_id=subject_id,
             kinds=wanted,
             limit=max(1, min(limit, _MAX_LIMIT)),

@@ -57,6 +57,7 @@ class AlertStore(Repo):
         self,
         *,
         open_only: bool = False,
+        acknowledged_only: bool = False,
         subject_id: str | None = None,
         kinds: tuple[str, ...] = (),
         limit: int = 100,
@@ -65,6 +66,8 @@ class AlertStore(Repo):
         query = select(alerts)
         if open_only:
             query = query.where(alerts.c.acknowledged_at.is_(None))
+        if acknowledged_only:
+            query = query.where(alerts.c.acknowledged_at.is_not(None))
         if subject_id is not None:
             query = query.where(alerts.c.subject_id == subject_id)
         if kinds:
