@@ -18,7 +18,7 @@ from piigate.model import AuditEvent, Decision, Method
 __all__ = ["DecisionCounts", "EventCounts", "LatencyHistogram", "Metrics"]
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
-RISK_BUCKETS = (0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+RISK_BUCKETS = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0)
 GATEWAY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
@@ -157,7 +157,7 @@ class EventCounts:
         self.alerts: dict[str, int] = {}
         # Read at scrape time: each source gives {label values: count}.
         self.sinks: Callable[[], Mapping[tuple[str, str], int]] = dict
-        self.fanout: Callable[[], Mapping[str, int]] = dict
+        self.fanout: Callable[[], Mapping[str, int]] = _no_fanout
 
     def observe(self, event: AuditEvent) -> None:
         """Count ``event`` if it ends a step-up."""
@@ -203,6 +203,11 @@ class EventCounts:
         for result, count in sorted(self.fanout().items()):
             fanout.add_metric([result], count)
         yield fanout
+
+
+def _no_fanout() -> Mapping[str, int]:
+    """A node without a relay (one SQLite node) sends and receives nothing."""
+    return {"sent": 0, "received": 0, "failures": 0}
 
 
 class LatencyHistogram:
