@@ -67,6 +67,27 @@ async def test_decisions_with_impossible_travel_raise_an_alert(node: Node) -> No
     assert alert.kind is AlertKind.IMPOSSIBLE_TRAVEL and alert.subject_id == "carol"
 
 
+async def test_a_signal_that_persists_is_one_open_alert(node: Node) -> None:
+    def bulk(n: int) -> dict[str, object]:
+        signals = [{"name": "bulk_destructive", "weight": 60}]
+        return {"decision_id": f"dec_{n}", "outcome": "step_up", "action": "delete",
+                "risk": {"score": 60, "signals": signals}}  # fmt: skip
+
+    audit, desk = node.services.audit, node.services.monitoring.desk
+    first = await audit.record("decision", subject_id="dave", data=bulk(1))
+    (alert,) = await raised(node, first)
+    repeats = [await audit.record("decision", subject_id="dave", data=bulk(n)) for n in (2, 3)]
+    other = await audit.record("decision", subject_id="erin", data=bulk(4))
+    await raised(node, other)  # taken in order: the repeats before it raised nothing
+    assert [await alerts_of(node, e.seq) for e in repeats] == [[], []]
+    await desk.acknowledge(alert.id, "sec")
+    again = await audit.record("decision", subject_id="dave", data=bulk(5))
+    await raised(node, again)  # once acknowledged, the signal raises a new alert
+    node.clock.advance(11 * 60)
+    later = await audit.record("decision", subject_id="erin", data=bulk(6))
+    await raised(node, later)  # and after ten minutes
+
+
 async def test_acknowledging_is_audited_and_happens_once(node: Node) -> None:
     desk = node.services.monitoring.desk
     (alert,) = await raised(node, await record_alert_event(node))

@@ -5,8 +5,9 @@ event bus (``local_only``: events fanned in from other nodes are raised by the n
 committed them), asks :func:`~piigate.audit.alerts.alert_for` of each, stores the alert once
 per source event (the table is unique on the event's seq, so a second try, here or elsewhere,
 stores nothing), announces it as an ``alert_raised`` audit event, so live feeds show it, counts
-it, and hands it to the sinks (which queue it and never make the desk wait). A watcher that
-falls behind the bus catches up from the store.
+it, and hands it to the sinks (which queue it and never make the desk wait). A decision's
+signal that an open alert of the same kind and subject reported in the last ten minutes raises
+nothing new. A watcher that falls behind the bus catches up from the store.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final, Protocol
 
 from piigate.audit.alerts import (
@@ -33,12 +34,16 @@ from piigate.errors import Conflict, NotFound, ServiceUnavailable
 from piigate.ids import new_id
 from piigate.model import AuditEvent
 
-__all__ = ["SOURCE_TYPES", "AlertDesk", "AlertRows"]
+__all__ = ["REPEAT_WINDOW", "SOURCE_TYPES", "AlertDesk", "AlertRows"]
 
 _logger = logging.getLogger(__name__)
 
 # The event types alert_for reads; the watcher subscribes to these only.
 SOURCE_TYPES: Final = ("alert", "approaching_limit", "decision")
+# Alerts from decisions repeat while the signal holds (each decision of a bulk delete carries
+# it): an open alert of the same kind and subject this recent absorbs the repeats.
+REPEATS: Final = frozenset({AlertKind.IMPOSSIBLE_TRAVEL, AlertKind.BULK_DESTRUCTIVE})
+REPEAT_WINDOW: Final = timedelta(minutes=10)
 _BACKLOG = 10_000
 _PAGE = 1000
 _MAX_LIMIT = 500
@@ -130,7 +135,7 @@ class AlertDesk:
         """The alert ``event`` raises, stored, announced, counted and sent to the sinks; None
         when it raises none or its alert exists already."""
         draft = alert_for(event)
-        if draft is None:
+        if draft is None or await self._repeats(draft):
             return None
         alert = await self.rows.raise_alert(new_id("alt"), draft)
         if alert is None:
@@ -150,6 +155,16 @@ class AlertDesk:
             },
         )
         return alert
+
+    async def _repeats(self, draft: AlertDraft) -> bool:
+        """Whether ``draft`` repeats an open alert of its kind and subject raised within
+        :data:`REPEAT_WINDOW` before it (decision signals only)."""
+        if draft.kind not in REPEATS:
+            return False
+        found = await self.rows.list_alerts(
+            open_only=True, subject_id=draft.subject_id, kinds=(draft.kind.value,), limit=1
+        )
+        return bool(found) and draft.at - REPEAT_WINDOW <= found[0].at <= draft.at
 
     async def run(self) -> None:
         """Raise alerts from this node's events until cancelled or the bus closes."""
