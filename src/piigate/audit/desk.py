@@ -47,6 +47,7 @@ REPEAT_WINDOW: Final = timedelta(minutes=10)
 _BACKLOG = 10_000
 _PAGE = 1000
 _MAX_LIMIT = 500
+_REMEMBERED = 10_000
 
 
 class AlertRows(Protocol):
@@ -86,6 +87,9 @@ class AlertDesk:
         self.clock = clock
         self.sinks = tuple(sinks)
         self._count = count
+        # When this node last raised an alert of a REPEATS kind, by (kind, subject): repeats
+        # within the window are dropped without asking the store.
+        self._raised: dict[tuple[AlertKind, str | None], datetime] = {}
 
     # -- reading and acknowledging ------------------------------------------------------------
     async def recent(
@@ -122,6 +126,7 @@ class AlertDesk:
             raise Conflict("the alert was acknowledged already")
         alert = await self.rows.get_alert(alert_id)
         assert alert is not None  # acknowledged rows are never deleted
+        self._raised.pop((alert.kind, alert.subject_id), None)
         await self.audit.record(
             ALERT_ACKNOWLEDGED,
             subject_id=alert.subject_id,
@@ -140,6 +145,8 @@ class AlertDesk:
         alert = await self.rows.raise_alert(new_id("alt"), draft)
         if alert is None:
             return None
+        if alert.kind in REPEATS:
+            self._remember((alert.kind, alert.subject_id), alert.at)
         if self._count is not None:
             self._count(alert.kind)
         for sink in self.sinks:
@@ -161,10 +168,24 @@ class AlertDesk:
         :data:`REPEAT_WINDOW` before it (decision signals only)."""
         if draft.kind not in REPEATS:
             return False
+        key = (draft.kind, draft.subject_id)
+        since = draft.at - REPEAT_WINDOW
+        last = self._raised.get(key)
+        if last is not None and since <= last <= draft.at:
+            return True
         found = await self.rows.list_alerts(
             open_only=True, subject_id=draft.subject_id, kinds=(draft.kind.value,), limit=1
         )
-        return bool(found) and draft.at - REPEAT_WINDOW <= found[0].at <= draft.at
+        if found and since <= found[0].at <= draft.at:
+            self._remember(key, found[0].at)
+            return True
+        return False
+
+    def _remember(self, key: tuple[AlertKind, str | None], at: datetime) -> None:
+        if len(self._raised) >= _REMEMBERED:
+            oldest = sorted(self._raised.items(), key=lambda item: item[1])
+            self._raised = dict(oldest[len(oldest) // 2 :])
+        self._raised[key] = at
 
     async def run(self) -> None:
         """Raise alerts from this node's events until cancelled or the bus closes."""
