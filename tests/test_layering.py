@@ -95,6 +95,7 @@ DOMAIN = [
     "jsontext.py",
     "origins.py",
     "ports.py",
+    "audit/alerts.py",
     "stepup/binding.py",
     "factors/lockout.py",
     "factors/totp/protocol.py",

@@ -17,6 +17,7 @@ over the file, so one image can be configured per deployment.
 | ``PIIGATE_SMS_*``, ``PIIGATE_TWILIO_*`` | the SMS provider (``factors/sms/settings.py``) |
 | ``PIIGATE_PUSH_RELAY_URL`` | where to POST ``{"device_id", "push_id"}`` when a push waits |
 | ``PIIGATE_RISK_*`` | the risk engine's geolocation (``risk/geo_settings.py``) |
+| ``PIIGATE_ALERTS_*`` | where alerts go: webhook, JSON lines, syslog (``audit/sink_settings.py``) |
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Final
 
 import yaml
 
+from piigate.audit.sink_settings import AlertSettings, alerts_from_env, alerts_from_yaml
 from piigate.crypto.masterkey import DEFAULT_FILE_NAME, MASTER_KEY_ENV, MasterKeySpec
 from piigate.crypto.secret import Secret
 from piigate.errors import PolicyError
@@ -57,6 +59,7 @@ SERVICE_KEYS: Final = frozenset(
         "master_key_file",
         "allowed_origins",
         "risk",
+        "alerts",
     }
 )
 IDENTITY_KEYS: Final = frozenset({"issuer", "audience", "jwks_url", "roles_claim"})
@@ -96,6 +99,8 @@ class Settings:
     sms: SmsSettings = field(default_factory=SmsSettings)
     # Where the risk engine's geolocation comes from (the signal weights are the policy's).
     risk: GeoSettings = field(default_factory=GeoSettings)
+    # Where raised alerts go besides the console: webhook, JSON lines, syslog.
+    alerts: AlertSettings = field(default_factory=AlertSettings)
     # A relay that wakes push devices (ids only, never PII); devices also poll without it.
     push_relay_url: str | None = None
     # Where the audit group commit runs: "process" (a child process, off the server's GIL and
@@ -224,6 +229,8 @@ def _service(read: NodeReader, node: yaml.Node, settings: Settings, base: Path) 
         values["allowed_origins"] = _yaml_origins(read, spec["allowed_origins"][1])
     if "risk" in spec:
         values["risk"] = geo_from_yaml(read, spec["risk"][1], base)
+    if "alerts" in spec:
+        values["alerts"] = alerts_from_yaml(read, spec["alerts"][1], base)
     if "log_format" in values and values["log_format"] not in ("json", "console"):
         read.errors.at(spec["log_format"][1], "log_format must be json or console")
     if "audit_writer" in values and values["audit_writer"] not in AUDIT_WRITERS:
@@ -294,4 +301,5 @@ def _from_env(settings: Settings, env: Mapping[str, str]) -> Settings:
         values["allowed_origins"] = _env_origins(env["PIIGATE_ALLOWED_ORIGINS"])
     values["sms"] = sms_from_env(settings.sms, env)
     values["risk"] = geo_from_env(settings.risk, env)
+    values["alerts"] = alerts_from_env(settings.alerts, env)
     return replace(settings, **values)  # type: ignore[arg-type]

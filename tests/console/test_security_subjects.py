@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
-import pytest
 from api_support import Node, decision_body
+from monitoring_support import alerts_of, eventually, record_alert_event
 from security_support import feed_seqs, sign_in_as
 
 from piigate.model import Context
@@ -135,30 +134,21 @@ async def test_a_timeline_pages_backwards_and_forwards(node: Node) -> None:
     assert f'href="?before={made[10]}"' in newer.text and "?after=" not in newer.text
 
 
-async def test_a_subjects_open_alerts_come_from_the_alert_desk(
-    node: Node, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_subjects_open_alerts_come_from_the_alert_desk(node: Node) -> None:
     await sign_in_as(node, "sec")
     without = await node.client.get("/security/subjects/ann")
-    assert "Open alerts" not in without.text  # a node without an alert desk
+    assert "Open alerts" in without.text and "psh_1" not in without.text
 
-    asked: list[dict[str, Any]] = []
-
-    class Desk:
-        async def recent(self, **kw: Any) -> list[Any]:
-            asked.append(kw)
-            return [
-                SimpleNamespace(
-                    kind="push_denied",
-                    severity="high",
-                    summary="push psh_1 denied on device fac_2",
-                    at=node.clock.now(),
-                )
-            ]
-
-    monkeypatch.setattr(node.services, "alerts", Desk(), raising=False)
+    event = await record_alert_event(node, "ann", push_id="psh_1", factor_id="fac_2")
+    await eventually(lambda: alerts_of(node, event.seq), what="the alert")
+    await record_alert_event(node, "bob", push_id="psh_9")  # another subject's
     page = await node.client.get("/security/subjects/ann")
-    assert asked == [{"subject_id": "ann", "open_only": True}]
     assert "Open alerts" in page.text
-    assert "push denied: push psh_1 denied on device fac_2" in page.text
+    assert "push denied:" in page.text and "psh_1" in page.text
+    assert "psh_9" not in page.text
     assert '<span class="badge bad">high</span>' in page.text
+
+    (alert,) = await alerts_of(node, event.seq)
+    await node.services.monitoring.desk.acknowledge(alert.id, "sec")
+    after = await node.client.get("/security/subjects/ann")
+    assert "psh_1" not in after.text  # acknowledged: no longer open

@@ -15,6 +15,7 @@ from fastapi import Request
 from piigate import __version__
 from piigate.api.devices import DeviceCookies
 from piigate.api.metrics import Metrics
+from piigate.api.monitoring import Monitoring, open_monitoring
 from piigate.api.risk import open_context_risk
 from piigate.api.upkeep import PolicyWatch, Purge, refresh_keys
 from piigate.audit.bus import EventBus
@@ -72,8 +73,7 @@ def get_services(request: Request) -> Services:
 
 
 class Services:
-    """One node's parts. ``start`` opens them in order, one named step each; ``stop`` flushes
-    and closes. Every part is declared here; none exists before ``start`` has run."""
+    """One node's parts, all declared here, opened in order by ``start``; ``stop`` closes."""
 
     def __init__(
         self,
@@ -83,8 +83,7 @@ class Services:
         policy: PolicyHolder | None = None,
         forward_auth: bool = True,
     ) -> None:
-        """``forward_auth``: serve ``/v1/forward-auth`` on the configuration file's
-        ``gateway.http`` (``piigate gateway http`` runs a node without it: it is the gate)."""
+        """``forward_auth``: serve ``/v1/forward-auth`` (not in ``piigate gateway http``)."""
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.metrics = Metrics()
@@ -125,6 +124,7 @@ class Services:
         self.forward_auth: ForwardAuth | None = None
         self.policy_watch: PolicyWatch
         self.purge: Purge
+        self.monitoring: Monitoring  # the alert desk (``monitoring.desk``), sinks, fan-out
 
     async def start(self) -> None:
         """Open the parts, each step on those before it. The configuration is checked before
@@ -144,6 +144,7 @@ class Services:
         self._open_push()
         self._open_forward_auth(gateway)
         await self._announce(opened)
+        self.monitoring = await open_monitoring(self)
         self._start_background()
 
     async def _open_store(self) -> None:
@@ -347,6 +348,7 @@ class Services:
         if self.policy.path is not None:
             self._tasks.append(asyncio.create_task(self.policy_watch.run(), name="piigate-policy"))
         self._tasks.append(asyncio.create_task(self.purge.run(), name="piigate-purge"))
+        self._tasks.extend(self.monitoring.tasks())
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -369,7 +371,6 @@ class Services:
         self.bus.close()
         await self.db.close()
 
-    # -- policy -------------------------------------------------------------------------------
     def request_reload(self) -> None:
         """Ask for a policy reload now (SIGHUP)."""
         self.policy_watch.request()
@@ -378,7 +379,6 @@ class Services:
         """Reload the policy file now: True when the new policy is in force."""
         return await self.policy_watch.reload()
 
-    # -- identity -----------------------------------------------------------------------------
     async def _load_api_key(self, digest: bytes) -> ApiKeyPrincipal | None:
         row = await self.store.find_api_key(digest)
         if row is None:

@@ -1,5 +1,10 @@
 """In-process fan-out of committed audit events (feeds ``GET /v1/events/stream``).
 
+Two sources: this node's own commits (:meth:`EventBus.publish`, from the audit log) and the
+events other nodes committed, fanned in by ``audit/fanout.py`` (:meth:`EventBus.publish_remote`).
+A subscriber sees both unless it subscribes ``local_only`` (what must happen once per event
+across the nodes: raising alerts, relaying to the other nodes).
+
 Each subscriber has its own bounded queue, so one slow reader never slows the audit log or the
 other readers. A subscriber whose queue overflows is dropped: it still receives what was queued,
 then :class:`SubscriberLagged` tells it the last seq it saw, so it can catch up from the store
@@ -36,12 +41,15 @@ _WAKE = object()
 class Subscription:
     """An async iterator of events; use as ``async with bus.subscribe() as sub: async for ...``."""
 
-    def __init__(self, bus: EventBus, *, maxsize: int, types: frozenset[str]) -> None:
+    def __init__(
+        self, bus: EventBus, *, maxsize: int, types: frozenset[str], local_only: bool = False
+    ) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
         self._bus = bus
         self._queue: asyncio.Queue[AuditEvent | object] = asyncio.Queue(maxsize)
         self.types = types
+        self.local_only = local_only
         self.last_seq: int | None = None
         self.lagged = False
         self.closed = False
@@ -124,18 +132,36 @@ class EventBus:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
-    def subscribe(self, *, types: Iterable[str] = (), maxsize: int | None = None) -> Subscription:
+    def subscribe(
+        self,
+        *,
+        types: Iterable[str] = (),
+        maxsize: int | None = None,
+        local_only: bool = False,
+    ) -> Subscription:
+        """Events of ``types`` (all when empty); ``local_only``: this node's own only."""
         subscription = Subscription(
             self,
             maxsize=self._default_maxsize if maxsize is None else maxsize,
             types=frozenset(types),
+            local_only=local_only,
         )
         self._subscribers.append(subscription)
         return subscription
 
     def publish(self, event: AuditEvent) -> None:
-        """Never blocks: a subscriber that cannot take the event is dropped and told."""
+        """An event this node committed. Never blocks: a subscriber that cannot take the event
+        is dropped and told."""
+        self._deliver(event, remote=False)
+
+    def publish_remote(self, event: AuditEvent) -> None:
+        """An event another node committed (not offered to ``local_only`` subscribers)."""
+        self._deliver(event, remote=True)
+
+    def _deliver(self, event: AuditEvent, *, remote: bool) -> None:
         for subscription in list(self._subscribers):
+            if remote and subscription.local_only:
+                continue
             if subscription.wants(event) and not subscription.offer(event):
                 self._remove(subscription)
                 self.dropped_subscribers += 1

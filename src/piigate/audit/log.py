@@ -355,6 +355,12 @@ class AuditLog:
             raise ValueError("a tally covers at most 1000 buckets of at least a second")
         return await self._store.tally(types=types, since=since, until=until, width=width)
 
+    async def events_at(self, seqs: Sequence[int]) -> list[AuditEvent]:
+        """The events of ``seqs`` (at most 1000) that exist, in seq order."""
+        if not seqs:
+            return []
+        return await self._store.events_at(list(seqs)[:_MAX_LIMIT])
+
 
 def _capped(limit: int) -> int:
     return max(0, min(limit, _MAX_LIMIT))

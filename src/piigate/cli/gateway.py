@@ -24,8 +24,10 @@ from piigate.cli.common import ConfigOpt, fail, gateway_start
 from piigate.cli.serve import run_server
 from piigate.config import Settings
 from piigate.errors import PiigateError
+from piigate.origins import parse_listen
 
 if TYPE_CHECKING:
+    from piigate.api.metrics import Metrics
     from piigate.gateway.http.config import HttpGatewayConfig
     from piigate.gateway.http.gate import ApiKeyLookup, Decider, Gate
     from piigate.identity import JwtValidator
@@ -51,6 +53,10 @@ def http(
         str | None,
         typer.Option(help="URL of a piigate service to ask (API key in PIIGATE_ENGINE_KEY)."),
     ] = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT to serve Prometheus metrics on (GET /metrics)."),
+    ] = None,
 ) -> None:
     """Run the HTTP gateway in front of the upstream API of ``gateway.http``."""
     from piigate.gateway.http.config import load_gateway_config
@@ -64,7 +70,13 @@ def http(
     gateway = load_gateway_config(config, compiled)
     for warning in gateway.warnings:
         typer.echo(warning, err=True)
-    run_server(_serve(_Run(settings, holder, gateway, config, engine, key)))
+    metrics_at = None
+    if metrics is not None:
+        try:
+            metrics_at = parse_listen(metrics, default_host="127.0.0.1")
+        except ValueError as exc:
+            fail(f"--metrics: {exc}")
+    run_server(_serve(_Run(settings, holder, gateway, config, engine, key, metrics_at)))
 
 
 @dataclass
@@ -75,6 +87,9 @@ class _Run:
     config_path: str
     engine_url: str | None
     engine_key: str
+    metrics_at: tuple[str, int] | None = None
+    # The node's metrics when the engine runs here, else the gateway's own.
+    metrics: Metrics = field(default_factory=lambda: _metrics())
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
 
@@ -96,7 +111,9 @@ async def _serve(run: _Run) -> None:
         read_timeout=config.timeouts.read,
     )
     run.closers.append(upstream.aclose)
-    app = HttpGateway(gate, upstream)
+    app = HttpGateway(gate, upstream, timings=run.metrics.gateway)
+    if run.metrics_at is not None:
+        _serve_metrics(run)
     server = gateway_server(app, config.listen_host, config.listen_port)
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[None]] = set()
@@ -155,7 +172,33 @@ async def _decider(
     services = Services(run.settings, policy=run.holder, forward_auth=False)
     await services.start()
     run.closers.append(services.stop)
+    run.metrics = services.metrics
     return (*in_process(services), services.jwt)
+
+
+def _metrics() -> Metrics:
+    from piigate.api.metrics import Metrics
+
+    return Metrics()
+
+
+def _serve_metrics(run: _Run) -> None:
+    """``GET /metrics`` of the gateway's registry on ``--metrics`` (a thread of its own)."""
+    from prometheus_client import start_http_server
+
+    assert run.metrics_at is not None
+    host, port = run.metrics_at
+    try:
+        server, thread = start_http_server(port, host, registry=run.metrics.registry)
+    except OSError as exc:
+        fail(f"--metrics: cannot listen on {host}:{port} ({type(exc).__name__})")
+
+    async def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    run.closers.append(stop)
 
 
 async def _reload(run: _Run, gate: Gate) -> None:

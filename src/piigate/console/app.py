@@ -7,7 +7,15 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
 from piigate.config import Settings
-from piigate.console import approvals_page, audit_page, live, policy_page, signin, subjects
+from piigate.console import (
+    alerts,
+    approvals_page,
+    audit_page,
+    live,
+    policy_page,
+    signin,
+    subjects,
+)
 from piigate.console.web import (
     STATIC_DIR,
     ConsoleHeaders,
@@ -25,7 +33,7 @@ STATIC_PATH = "/static"
 
 def install_console(app: FastAPI, settings: Settings) -> None:
     """Add the console's pages to ``app`` (the API's app: one origin, one session cookie)."""
-    for module in (signin, live, subjects, approvals_page, policy_page, audit_page):
+    for module in (signin, live, alerts, subjects, approvals_page, policy_page, audit_page):
         app.include_router(module.router)
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="static")
 

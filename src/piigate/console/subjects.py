@@ -6,8 +6,8 @@ risk (the score of each one's latest decision in a window, with the signals behi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Annotated, Any, Final
+from datetime import timedelta
+from typing import Annotated, Final
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import RedirectResponse, Response
@@ -139,21 +139,15 @@ class AlertLine:
     summary: str
 
 
-async def _open_alerts(services: Services, subject_id: str) -> list[AlertLine] | None:
-    """The subject's open alerts from the node's alert desk (``services.alerts``), newest
-    first; None when the node has no alert desk."""
-    desk: Any = getattr(services, "alerts", None)
-    if desk is None:
-        return None
-    found = await desk.recent(subject_id=subject_id, open_only=True)
-    return [_alert_line(alert) for alert in found]
-
-
-def _alert_line(alert: object) -> AlertLine:
-    at = getattr(alert, "at", None)
-    return AlertLine(
-        when=at.strftime("%Y-%m-%d %H:%M:%S UTC") if isinstance(at, datetime) else "",
-        kind=str(getattr(alert, "kind", "")).replace("_", " "),
-        severity=str(getattr(alert, "severity", "")),
-        summary=str(getattr(alert, "summary", "")),
-    )
+async def _open_alerts(services: Services, subject_id: str) -> list[AlertLine]:
+    """The subject's open alerts from the node's alert desk, newest first."""
+    found = await services.monitoring.desk.recent(subject_id=subject_id, open_only=True)
+    return [
+        AlertLine(
+            when=alert.at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            kind=alert.kind.value.replace("_", " "),
+            severity=alert.severity.value,
+            summary=alert.summary,
+        )
+        for alert in found
+    ]

@@ -62,7 +62,7 @@ class AlertSubscription(Protocol):
 class AlertFeed(Protocol):
     """This node's committed events as they happen (``audit.bus.EventBus``)."""
 
-    def subscribe(self, *, types: Iterable[str]) -> AlertSubscription: ...
+    def subscribe(self, *, types: Iterable[str], local_only: bool) -> AlertSubscription: ...
 
 
 class DenialSource(Protocol):
@@ -158,7 +158,8 @@ class RecordedRisk:
             # (Re)subscribe; a subscription dropped for lagging only delays until the next read.
             if self._alerts is not None:
                 self._alerts.close()
-            self._alerts = self._bus.subscribe(types=[_ALERT])
+            # This node's own only: other nodes' denials come with the next store read.
+            self._alerts = self._bus.subscribe(types=[_ALERT], local_only=True)
             self._read_at = None
         for event in self._alerts.drain():
             if event.data.get("kind") == "push_denied" and event.subject_id:

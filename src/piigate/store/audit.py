@@ -338,6 +338,16 @@ class AuditStore:
         bucket: ColumnElement[Any] = seconds // width
         return bucket
 
+    async def events_at(self, seqs: Sequence[int]) -> list[AuditEvent]:
+        """The events of ``seqs`` that exist, in seq order."""
+        query = (
+            select(audit_events)
+            .where(audit_events.c.seq.in_(list(seqs)))
+            .order_by(audit_events.c.seq)
+        )
+        rows = await self.db.read(lambda conn: conn.execute(query).all())
+        return [_event(row) for row in rows]
+
 
 def _stored(row: Row[Any]) -> StoredEvent:
     return StoredEvent(

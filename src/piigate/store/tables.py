@@ -29,6 +29,7 @@ from sqlalchemy.engine import Dialect
 
 __all__ = [
     "UtcDateTime",
+    "alerts",
     "api_keys",
     "audit_events",
     "audit_head",
@@ -116,6 +117,24 @@ audit_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", SEQ, nullable=False),
     Column("hash", String(64), nullable=False),
+)
+
+# Alerts raised from audit events (``audit/alerts.py``): one per source event, whichever node
+# raised it first (``event_seq`` is unique); open until acknowledged.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("subject_id", String(255), nullable=True),
+    Column("at", TS, nullable=False),
+    Column("event_seq", SEQ, nullable=False, unique=True),
+    Column("summary", String(255), nullable=False),
+    Column("acknowledged_by", String(255), nullable=True),
+    Column("acknowledged_at", TS, nullable=True),
+    Index("ix_alerts_at", "at"),
+    Index("ix_alerts_subject_id", "subject_id"),
 )
 
 challenges = Table(

@@ -123,7 +123,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         )
         upstream = Upstream(base)
         stack.push_async_callback(upstream.aclose)
-        gateway = HttpGateway(gate, upstream)
+        gateway = HttpGateway(gate, upstream, timings=services.metrics.gateway)
         client = await stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gw")
         )
@@ -313,3 +313,20 @@ async def test_the_device_cookie_reaches_the_decision_and_never_the_upstream(rig
         await rig.client.get("/echo", headers={**_auth(rig), "piigate-device": "d-9"})
     ).status_code == 200
     assert await _decided_device(rig) == await _device_key(rig, "d-9")
+
+
+async def test_each_request_is_timed_by_its_status_class(rig: Rig) -> None:
+    await rig.client.get("/echo", headers=_auth(rig))
+    await rig.client.get("/nowhere", headers=_auth(rig))
+    await rig.client.get("/text", headers=_auth(rig))  # not maskable: a 502 problem
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    scrape = generate_latest(rig.services.metrics.registry).decode()
+    counts = {
+        (s.labels["gateway"], s.labels["code"]): s.value
+        for family in text_string_to_metric_families(scrape)
+        for s in family.samples
+        if s.name == "piigate_gateway_request_seconds_count"
+    }
+    assert counts == {("http", "2xx"): 1, ("http", "4xx"): 1, ("http", "5xx"): 1}

@@ -10,6 +10,7 @@ the service's configuration file there are no routes to check a request against:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -86,12 +87,17 @@ _declare(ENVOY_PATH, forward_auth_path, ENVOY_SUMMARY)
 
 
 async def _answer(request: Request, *, tail: str | None) -> Response:
-    gate = get_services(request).forward_auth
+    services = get_services(request)
+    gate = services.forward_auth
     if gate is None:
         return _response(problem_answer(ServiceUnavailable(UNCONFIGURED)))
+    started = time.perf_counter()
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
     peer = request.client.host if request.client else None
-    return _response(await gate.answer(request.method, tail, headers, peer))
+    answer = await gate.answer(request.method, tail, headers, peer)
+    elapsed = time.perf_counter() - started
+    services.metrics.gateway.observe(("forward_auth", f"{answer.status // 100}xx"), elapsed)
+    return _response(answer)
 
 
 def _response(answer: Answer) -> Response:

@@ -20,11 +20,13 @@ route cannot locate in its answer is a 403.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Final
 
 import structlog
 
+from piigate.api.metrics import LatencyHistogram
 from piigate.errors import BadRequest, PiigateError
 from piigate.gateway.http.asgi import (
     ClientGone,
@@ -95,10 +97,13 @@ class HttpGateway:
         upstream: Upstream,
         *,
         max_response: int = DEFAULT_MAX_RESPONSE,
+        timings: LatencyHistogram | None = None,
     ) -> None:
+        """``timings``: counts each request's time (``piigate_gateway_request_seconds``)."""
         self.gate = gate
         self.upstream = upstream
         self.max_response = max_response
+        self.timings = timings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -106,16 +111,37 @@ class HttpGateway:
             return
         if scope["type"] != "http":  # websockets are not proxied
             return
+        if self.timings is None:
+            await self._answer(scope, receive, send)
+            return
+        timings = self.timings
+        arrived = time.perf_counter()
+        status = 0
+
+        async def tracked(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._answer(scope, receive, tracked)
+        finally:
+            code = f"{status // 100}xx" if status else "none"
+            timings.observe(("http", code), time.perf_counter() - arrived)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The request handled, or its error answered when nothing was sent yet."""
         headers = request_headers(scope)
         started = False
 
-        async def tracked(message: Message) -> None:
+        async def sent(message: Message) -> None:
             nonlocal started
             started = True
             await send(message)
 
         try:
-            await self._handle(scope, receive, tracked, headers)
+            await self._handle(scope, receive, sent, headers)
         except ClientGone:
             return
         except Exception as exc:
