@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
 from piigate.config import Settings
-from piigate.console import signin
+from piigate.console import signin, stepup
 from piigate.console.web import (
     STATIC_DIR,
     ConsoleHeaders,
@@ -25,7 +25,7 @@ STATIC_PATH = "/static"
 
 def install_console(app: FastAPI, settings: Settings) -> None:
     """Add the console's pages to ``app`` (the API's app: one origin, one session cookie)."""
-    for module in (signin,):
+    for module in (signin, stepup):
         app.include_router(module.router)
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -38,4 +38,6 @@ def install_console(app: FastAPI, settings: Settings) -> None:
 
     app.add_exception_handler(NotSignedIn, to_sign_in)
     app.add_exception_handler(NotSecurityTeam, not_allowed)
-    app.add_middleware(ConsoleHeaders, form_origins=settings.allowed_origins)
+    # A step-up's form may end at a return_to origin (CSP form-action covers the redirect).
+    form_origins = (*settings.allowed_origins, *settings.return_to_origins)
+    app.add_middleware(ConsoleHeaders, form_origins=form_origins)
