@@ -120,7 +120,7 @@ async def _asked_by(services: Services, challenge: Challenge) -> str:
     if challenge.action is Action.LOGIN:
         return "Your sign-in"
     if challenge.resource.type in {p.value for p in Purpose}:
-        return "You, on this console"
+        return "You (your own step-up)"
     if challenge.requested_by is None:
         return "You"
     key = await services.store.api_key_by_id(challenge.requested_by)

@@ -68,6 +68,7 @@ class StepUpView:
     methods: tuple[str, ...]  # what this person can answer it with, strongest first
     sms_hint: str | None  # the masked number a code goes to ("+1 •••-•••-••42")
     push_number: int | None  # the number to match, while a push is open
+    created_at: datetime
     expires_at: datetime
     bound: bool  # for this one request only (``max_age: 0``)
     login: bool
@@ -129,16 +130,11 @@ def _facts(view: Mapping[str, Any], *, asked_by: str, from_here: bool | None) ->
     facts.append(Fact("Asked by", asked_by))
     if from_here is not None:
         facts.append(Fact("From", "This browser" if from_here else "Another device or browser"))
-    facts.append(Fact("Asked at", _clock(_at(view["created_at"]))))
     return tuple(facts)
 
 
 def _at(epoch: int) -> datetime:
     return datetime.fromtimestamp(epoch, tz=UTC)
-
-
-def _clock(at: datetime) -> str:
-    return at.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def offered_methods(allowed: Sequence[str], factors: Iterable[FactorRecord]) -> tuple[str, ...]:
@@ -174,6 +170,7 @@ def step_up_view(
         methods=methods,
         sms_hint=hint if isinstance(hint, str) else None,
         push_number=push["number"] if push else None,
+        created_at=_at(view["created_at"]),
         expires_at=_at(view["expires_at"]),
         bound=bool(view.get("bound")),
         login=view["action"] == Action.LOGIN,

@@ -156,8 +156,11 @@ async function push(button) {
   }
   if (sent.status === 409) { closed(); return; }
   if (!sent.ok) { fail(sent.status === 403 ? STALE : FAILED); return; }
+  const box = document.getElementById("push-number-box");
   document.getElementById("push-number").textContent = String(sent.body.number);
-  document.getElementById("push-number-box").classList.remove("hidden");
+  box.classList.remove("hidden");
+  box.scrollIntoView({block: "center"});
+  button.classList.remove("primary");
   button.textContent = "Send the request again";
   status("Waiting for you to approve on your phone…");
   poll();
