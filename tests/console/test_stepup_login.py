@@ -11,10 +11,10 @@ import httpx
 import pytest
 from api_support import Node, StartNode
 from console_support import csrf_of
+from stepup_page_support import PASSWORD, Browsers, browsers, enrol_totp, grant_cookie, totp_now
 
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
-from stepup_support import PASSWORD, Browsers, browsers, enrol_totp, grant_cookie, totp_now
 
 __all__ = ["browsers"]  # the fixture, for pytest
 

@@ -14,10 +14,7 @@ from api_support import FAKE_SSN, Node, bearer
 from console_support import csrf_of
 from factor_support import enroll_sms, outbox_code
 from push_support import Device, complete, start_enrollment, token_of
-
-from piigate.console.csrf import CSRF_HEADER
-from piigate.console.stepup import CODE_FAILED
-from stepup_support import (
+from stepup_page_support import (
     Browsers,
     browsers,
     challenge_for,
@@ -27,6 +24,9 @@ from stepup_support import (
     signed_in,
     totp_now,
 )
+
+from piigate.console.csrf import CSRF_HEADER
+from piigate.console.stepup import CODE_FAILED
 
 __all__ = ["browsers"]  # the fixture, for pytest
 

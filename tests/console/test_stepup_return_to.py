@@ -11,9 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from api_support import Node, StartNode
-
-from piigate.config import ConfigError, load_settings
-from stepup_support import (
+from stepup_page_support import (
     Browsers,
     browsers,
     challenge_for,
@@ -22,6 +20,8 @@ from stepup_support import (
     signed_in,
     totp_now,
 )
+
+from piigate.config import ConfigError, load_settings
 
 __all__ = ["browsers"]  # the fixture, for pytest
 
