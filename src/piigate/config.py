@@ -12,6 +12,7 @@ over the file, so one image can be configured per deployment.
 | ``PIIGATE_DATABASE_URL`` | ``postgresql://...`` for the production store |
 | ``PIIGATE_PUBLIC_URL`` | the URL clients reach; default ``http://HOST:PORT``, the address served |
 | ``PIIGATE_ALLOWED_ORIGINS`` | more origins whose pages may use the session cookie (a, b) |
+| ``PIIGATE_RETURN_TO_ORIGINS`` | origins the step-up page may send the browser back to (a, b) |
 | ``PIIGATE_OIDC_ISSUER`` / ``_AUDIENCE`` / ``_JWKS_URL`` | bearer JWT validation |
 | ``PIIGATE_LOG_FORMAT`` | ``json`` (default) or ``console`` |
 | ``PIIGATE_SMS_*``, ``PIIGATE_TWILIO_*`` | the SMS provider (``factors/sms/settings.py``) |
@@ -60,9 +61,11 @@ SERVICE_KEYS: Final = frozenset(
         "allowed_origins",
         "risk",
         "alerts",
+        "console",
     }
 )
 IDENTITY_KEYS: Final = frozenset({"issuer", "audience", "jwks_url", "roles_claim"})
+CONSOLE_KEYS: Final = frozenset({"return_to_origins"})
 CONFIG_KEYS: Final = frozenset({"policy", "service", "gateway"})
 
 
@@ -112,6 +115,9 @@ class Settings:
     # Origins besides the public URL's whose pages may send cookie-authenticated requests
     # (``scheme://host[:port]``, as browsers send them in ``Origin``).
     allowed_origins: tuple[str, ...] = ()
+    # Origins besides the public URL's that the console's step-up page may send the browser
+    # back to (``return_to``), as ``scheme://host[:port]``.
+    return_to_origins: tuple[str, ...] = ()
     extra: Mapping[str, object] = field(default_factory=dict)
 
     @property
@@ -227,6 +233,11 @@ def _service(read: NodeReader, node: yaml.Node, settings: Settings, base: Path) 
         values["sms"] = sms_from_yaml(read, spec["sms"][1])
     if "allowed_origins" in spec:
         values["allowed_origins"] = _yaml_origins(read, spec["allowed_origins"][1])
+    if "console" in spec:
+        console = read.mapping(spec["console"][1], "console", CONSOLE_KEYS) or {}
+        if "return_to_origins" in console:
+            node = console["return_to_origins"][1]
+            values["return_to_origins"] = _yaml_origins(read, node, "return_to_origins")
     if "risk" in spec:
         values["risk"] = geo_from_yaml(read, spec["risk"][1], base)
     if "alerts" in spec:
@@ -241,8 +252,10 @@ def _service(read: NodeReader, node: yaml.Node, settings: Settings, base: Path) 
     return replace(settings, **clean)  # type: ignore[arg-type]
 
 
-def _yaml_origins(read: NodeReader, node: yaml.Node) -> tuple[str, ...] | None:
-    items = read.string_list(node, "allowed_origins")
+def _yaml_origins(
+    read: NodeReader, node: yaml.Node, key: str = "allowed_origins"
+) -> tuple[str, ...] | None:
+    items = read.string_list(node, key)
     if items is None:
         return None
     origins = []
@@ -250,17 +263,17 @@ def _yaml_origins(read: NodeReader, node: yaml.Node) -> tuple[str, ...] | None:
         try:
             origins.append(web_origin(text, bare=True))
         except ValueError as exc:
-            read.errors.at(item, f"allowed_origins: {text!r} {exc}")
+            read.errors.at(item, f"{key}: {text!r} {exc}")
     return tuple(origins)
 
 
-def _env_origins(text: str) -> tuple[str, ...]:
+def _env_origins(text: str, name: str = "PIIGATE_ALLOWED_ORIGINS") -> tuple[str, ...]:
     origins = []
     for part in text.replace(",", " ").split():
         try:
             origins.append(web_origin(part, bare=True))
         except ValueError as exc:
-            raise ConfigError([f"PIIGATE_ALLOWED_ORIGINS: {part!r} {exc}"]) from None
+            raise ConfigError([f"{name}: {part!r} {exc}"]) from None
     return tuple(origins)
 
 
@@ -299,6 +312,10 @@ def _from_env(settings: Settings, env: Mapping[str, str]) -> Settings:
         values["identity"] = IdentitySettings(issuer, audience, jwks)
     if env.get("PIIGATE_ALLOWED_ORIGINS"):
         values["allowed_origins"] = _env_origins(env["PIIGATE_ALLOWED_ORIGINS"])
+    if env.get("PIIGATE_RETURN_TO_ORIGINS"):
+        values["return_to_origins"] = _env_origins(
+            env["PIIGATE_RETURN_TO_ORIGINS"], "PIIGATE_RETURN_TO_ORIGINS"
+        )
     values["sms"] = sms_from_env(settings.sms, env)
     values["risk"] = geo_from_env(settings.risk, env)
     values["alerts"] = alerts_from_env(settings.alerts, env)

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from piigate import __version__
-from piigate.api.auth import SESSION_COOKIE
+from piigate.api.auth import LOGIN_TICKET_COOKIE, SESSION_COOKIE
 from piigate.api.lean import LeanPaths
 from piigate.api.middleware import BodyLimit, CrossSiteGuard
 from piigate.api.problems import install_problem_handlers
@@ -110,7 +110,7 @@ def create_app(
     app.add_middleware(
         CrossSiteGuard,
         origins=trusted_origins(settings),
-        session_cookie=SESSION_COOKIE,
+        ambient_cookies=(SESSION_COOKIE, LOGIN_TICKET_COOKIE),
         entry_paths=sessions.ENTRY_PATHS,
         cookieless=(FORWARD_AUTH_PATH,),
     )

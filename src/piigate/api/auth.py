@@ -22,6 +22,7 @@ __all__ = [
     "API_KEY_PREFIX",
     "GRANT_COOKIE",
     "GRANT_HEADER",
+    "LOGIN_TICKET_COOKIE",
     "LOGIN_TICKET_HEADER",
     "SESSION_COOKIE",
     "Access",
@@ -45,8 +46,11 @@ GRANT_HEADER = "PIIGate-Grant"
 GRANT_COOKIE = "piigate_grant"
 # Bearer credentials with this prefix are API keys; any other bearer token is an IdP JWT.
 API_KEY_PREFIX = "pgk_"
-# A login waiting for its step-up (``stepup/login.py``): good for that one challenge only.
+# A login waiting for its step-up (``stepup/login.py``): good for that one challenge only. The
+# console's sign-in keeps it in the cookie (``HttpOnly``, ``SameSite=Strict``) for the step-up
+# page; API clients send the header.
 LOGIN_TICKET_HEADER = "PIIGate-Login-Ticket"
+LOGIN_TICKET_COOKIE = "piigate_login_ticket"
 
 
 def bearer_credential(authorization: str) -> str:
@@ -104,12 +108,13 @@ async def require_person(caller: Annotated[Caller, Depends(require_caller)]) -> 
 async def require_challenge_caller(request: Request, challenge_id: str) -> Caller:
     """Who may act on the challenge of the path: any authenticated caller (the routes check
     who may answer it), or a person mid-login presenting the login ticket of that very
-    challenge (``PIIGate-Login-Ticket``)."""
+    challenge (``PIIGate-Login-Ticket``, or the console's ``piigate_login_ticket`` cookie,
+    which ``api.middleware.CrossSiteGuard`` guards as it guards the session cookie)."""
     services = get_services(request)
     caller = await authenticate(request, services)
     if caller is not None:
         return caller
-    ticket = request.headers.get(LOGIN_TICKET_HEADER)
+    ticket = request.headers.get(LOGIN_TICKET_HEADER) or request.cookies.get(LOGIN_TICKET_COOKIE)
     if ticket:
         caller = await services.login.ticket_caller(ticket, challenge_id)
         if caller is not None:

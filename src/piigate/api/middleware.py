@@ -105,15 +105,17 @@ class CrossSiteGuard:
 
     A browser attaches the session cookie to requests other pages make: a form posted from
     another site, or any request from a same-site page on another port or subdomain, which
-    ``SameSite=Lax`` does not stop. So a cookie alone does not show that the user asked. Such a
-    request must name one of ``origins`` (the service's public origin and any configured
-    others) in ``Origin`` (or, when a browser leaves it out, in ``Referer``); with neither it
-    is refused too. Requests that authenticate with an ``Authorization`` header carry no
-    ambient authority (a page cannot add one without a CORS preflight, which piigate never
-    grants) and are not checked. ``entry_paths`` (login, logout) are checked whenever they
-    carry an origin, cookie or not, so that no other site can log a browser in to an account
-    of its choosing. Paths under ``cookieless`` (forward-auth, which is handed the cookies of
-    requests meant for another API) never read the session cookie, so they are not checked.
+    ``SameSite`` does not stop. So a cookie alone does not show that the user asked. A request
+    with one of ``ambient_cookies`` (the session cookie, and the login ticket cookie that
+    answers a login's step-up) must name one of ``origins`` (the service's public origin and
+    any configured others) in ``Origin`` (or, when a browser leaves it out, in ``Referer``);
+    with neither it is refused too. Requests that authenticate with an ``Authorization``
+    header carry no ambient authority (a page cannot add one without a CORS preflight, which
+    piigate never grants) and are not checked. ``entry_paths`` (login, logout) are checked
+    whenever they carry an origin, cookie or not, so that no other site can log a browser in
+    to an account of its choosing. Paths under ``cookieless`` (forward-auth, which is handed
+    the cookies of requests meant for another API) never read the session cookie, so they are
+    not checked.
     """
 
     def __init__(
@@ -121,13 +123,13 @@ class CrossSiteGuard:
         app: ASGIApp,
         *,
         origins: Iterable[str],
-        session_cookie: str,
+        ambient_cookies: Iterable[str],
         entry_paths: Iterable[str] = (),
         cookieless: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.origins = frozenset(origins)
-        self.session_cookie = session_cookie
+        self.ambient_cookies = frozenset(ambient_cookies)
         self.entry_paths = frozenset(entry_paths)
         self.cookieless = cookieless
 
@@ -157,7 +159,9 @@ class CrossSiteGuard:
                 cookies = (
                     f"{cookies}; {value.decode('latin-1')}" if cookies else value.decode("latin-1")
                 )
-        with_cookie = cookies is not None and self.session_cookie in cookie_parser(cookies)
+        with_cookie = cookies is not None and not self.ambient_cookies.isdisjoint(
+            cookie_parser(cookies)
+        )
         entry = scope["path"] in self.entry_paths
         if not with_cookie and not entry:
             return None
@@ -165,7 +169,7 @@ class CrossSiteGuard:
         if claimed is None:
             if not with_cookie:
                 return None  # a login from a script: no browser, so no other site behind it
-            return "a request with the session cookie must carry an Origin or Referer header"
+            return "a request with piigate's cookies must carry an Origin or Referer header"
         try:
             allowed = web_origin(claimed) in self.origins
         except ValueError:

@@ -14,6 +14,7 @@ from piigate.console import (
     live,
     policy_page,
     signin,
+    stepup,
     subjects,
 )
 from piigate.console.web import (
@@ -33,7 +34,7 @@ STATIC_PATH = "/static"
 
 def install_console(app: FastAPI, settings: Settings) -> None:
     """Add the console's pages to ``app`` (the API's app: one origin, one session cookie)."""
-    for module in (signin, live, alerts, subjects, approvals_page, policy_page, audit_page):
+    for module in (signin, stepup, live, alerts, subjects, approvals_page, policy_page, audit_page):
         app.include_router(module.router)
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -46,4 +47,6 @@ def install_console(app: FastAPI, settings: Settings) -> None:
 
     app.add_exception_handler(NotSignedIn, to_sign_in)
     app.add_exception_handler(NotSecurityTeam, not_allowed)
-    app.add_middleware(ConsoleHeaders, form_origins=settings.allowed_origins)
+    # A step-up's form may end at a return_to origin (CSP form-action covers the redirect).
+    form_origins = (*settings.allowed_origins, *settings.return_to_origins)
+    app.add_middleware(ConsoleHeaders, form_origins=form_origins)

@@ -9,13 +9,12 @@ completes the login once the challenge is approved (``GET /login/complete``).
 
 from __future__ import annotations
 
-from typing import Final
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from piigate.api.auth import SESSION_COOKIE
+from piigate.api.auth import LOGIN_TICKET_COOKIE, SESSION_COOKIE
 from piigate.api.context import own_context
 from piigate.api.routes.sessions import open_browser_session
 from piigate.api.services import get_services
@@ -32,7 +31,6 @@ __all__ = ["LOGIN_TICKET_COOKIE", "router"]
 
 router = APIRouter(include_in_schema=False)
 
-LOGIN_TICKET_COOKIE: Final = "piigate_login_ticket"
 _MAX_FIELD = 256
 
 

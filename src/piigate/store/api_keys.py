@@ -80,3 +80,8 @@ class ApiKeyStore(Repo):
         )
         found = await self._first(stmt)
         return None if found is None else _row(found)
+
+    async def api_key_by_id(self, id: str) -> ApiKeyRow | None:
+        """The key with this id, revoked or not (to name the app a challenge came from)."""
+        found = await self._first(select(api_keys).where(api_keys.c.id == id))
+        return None if found is None else _row(found)

@@ -26,6 +26,8 @@ from piigate.factors.fresh import Purpose
 from piigate.ids import MAX_ID_LENGTH
 from piigate.model import Challenge, ChallengeState
 
+__all__ = ["challenge_view", "router", "visible_challenge"]
+
 router = APIRouter(tags=["challenges"], route_class=JsonRoute)
 
 
@@ -68,7 +70,9 @@ async def create_challenge(
     return challenge_json(challenge, include_state=True)
 
 
-async def _visible_challenge(services: Services, challenge_id: str, caller: Caller) -> Challenge:
+async def visible_challenge(services: Services, challenge_id: str, caller: Caller) -> Challenge:
+    """The challenge, if ``caller`` may read it (its subject, the app that asked, an admin),
+    shown ``expired`` once its time is up; ``NotFound`` otherwise, as for an unknown id."""
     if len(challenge_id) > 64:
         raise NotFound("no such challenge")
     challenge = await services.engine.challenges.get(challenge_id)
@@ -90,7 +94,16 @@ async def get_challenge(
     caller: ChallengeCaller,
 ) -> dict[str, Any]:
     services = get_services(request)
-    challenge = await _visible_challenge(services, challenge_id, caller)
+    challenge = await visible_challenge(services, challenge_id, caller)
+    return await challenge_view(services, challenge, caller)
+
+
+async def challenge_view(
+    services: Services, challenge: Challenge, caller: Caller
+) -> dict[str, Any]:
+    """What ``GET /v1/challenges/{id}`` says of a challenge ``caller`` may read (the console's
+    step-up page shows the same): never a PII value; the push number only to whoever may
+    answer it."""
     body = challenge_json(challenge, include_state=True)
     if caller.may_answer(challenge):
         # Number matching: the number the user must type on their device (none sent to it).
@@ -113,7 +126,7 @@ async def get_challenge_status(
     """The state; after an out-of-band approval (push, another person) the first read by the
     challenge's subject or the app that asked also carries the grant — once, never again."""
     services = get_services(request)
-    challenge = await _visible_challenge(services, challenge_id, caller)
+    challenge = await visible_challenge(services, challenge_id, caller)
     body: dict[str, Any] = {"id": challenge.id, "state": challenge.state.value}
     if caller.may_answer(challenge):
         issued = await services.verifier.collect(challenge)

@@ -37,7 +37,7 @@ from piigate.errors import BadRequest
 from piigate.model import Context
 from piigate.stepup.verdicts import IssuedGrant, VerificationFailure, VerificationRejected
 
-__all__ = ["LeanVerify", "lean_verify", "router"]
+__all__ = ["LeanVerify", "lean_verify", "renew_device", "router", "verify_own"]
 
 router = APIRouter(tags=["challenges"], route_class=JsonRoute)
 
@@ -59,21 +59,35 @@ async def verify_challenge(
     caller: ChallengeCaller,
 ) -> dict[str, Any]:
     services = get_services(request)
-    own = None
-    if not caller.is_app:
-        if body.context is not None:
-            raise BadRequest(
-                "context: only an app relays its user's context; yours is this request's",
-                field="context",
-            )
-        own = await own_context(services, request)
-    issued = await _verify(services, challenge_id, body, caller, own)
+    if caller.is_app:
+        issued = await _verify(services, challenge_id, body, caller, None)
+    else:
+        issued, device = await verify_own(services, request, challenge_id, body, caller)
+        renew_device(services, response, device)
     response.headers["Cache-Control"] = "no-store"
-    if own is not None:
-        secure = services.settings.public_url.startswith("https://")
-        device = own.device_id or issued.grant.device_id
-        services.devices.set_cookie(response, device, secure=secure)
     return grant_json(issued)
+
+
+async def verify_own(
+    services: Services, request: Request, challenge_id: str, body: VerifyIn, caller: Caller
+) -> tuple[IssuedGrant, str | None]:
+    """A person's own proof (``caller`` is the challenge's subject, with a session, a token or
+    a login ticket): the grant, and the device whose cookie to renew (:func:`renew_device`).
+    The console's step-up page verifies through here too."""
+    if body.context is not None:
+        raise BadRequest(
+            "context: only an app relays its user's context; yours is this request's",
+            field="context",
+        )
+    own = await own_context(services, request)
+    issued = await _verify(services, challenge_id, body, caller, own)
+    return issued, own.device_id or issued.grant.device_id
+
+
+def renew_device(services: Services, response: Response, device: str | None) -> None:
+    """Give the browser that verified its device cookie again (``api/devices.py``)."""
+    secure = services.settings.public_url.startswith("https://")
+    services.devices.set_cookie(response, device, secure=secure)
 
 
 async def _verify(
