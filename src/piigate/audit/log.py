@@ -299,6 +299,27 @@ class AuditLog:
             limit=max(0, min(limit, _MAX_LIMIT)),
         )
 
+    async def recent_events(
+        self,
+        subject_id: str,
+        *,
+        before: int | None = None,
+        types: Sequence[str] = (),
+        limit: int = 50,
+    ) -> list[AuditEvent]:
+        """``subject_id``'s events newest first (``seq < before`` when given), optionally of
+        ``types`` only (``limit`` ≤ 1000): a person's own recent activity."""
+        return await self._store.latest(
+            subject_id=subject_id,
+            before=before,
+            types=types,
+            limit=max(0, min(limit, _MAX_LIMIT)),
+        )
+
+    async def get_event(self, seq: int) -> AuditEvent | None:
+        """The event ``seq``, or None."""
+        return await self._store.event(seq)
+
 
 def _chain_row(row: StoredEvent) -> ChainRow:
     return ChainRow(

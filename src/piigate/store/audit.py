@@ -186,6 +186,26 @@ class AuditStore:
         rows = await self.db.read(lambda conn: conn.execute(query).all())
         return [_event(row) for row in rows]
 
+    async def latest(
+        self, *, subject_id: str, before: int | None, types: Sequence[str], limit: int
+    ) -> list[AuditEvent]:
+        """``subject_id``'s events newest first, of ``types`` (all when empty), with
+        ``seq < before`` when given."""
+        query = select(audit_events).where(audit_events.c.subject_id == subject_id)
+        if before is not None:
+            query = query.where(audit_events.c.seq < before)
+        if types:
+            query = query.where(audit_events.c.type.in_(list(types)))
+        query = query.order_by(audit_events.c.seq.desc()).limit(limit)
+        rows = await self.db.read(lambda conn: conn.execute(query).all())
+        return [_event(row) for row in rows]
+
+    async def event(self, seq: int) -> AuditEvent | None:
+        """The event ``seq``; None when there is none."""
+        query = select(audit_events).where(audit_events.c.seq == seq)
+        row = await self.db.read(lambda conn: conn.execute(query).first())
+        return None if row is None else _event(row)
+
 
 def _stored(row: Row[Any]) -> StoredEvent:
     return StoredEvent(
