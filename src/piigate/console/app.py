@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
 from piigate.config import Settings
-from piigate.console import signin
+from piigate.console import me, signin
 from piigate.console.web import (
     STATIC_DIR,
     ConsoleHeaders,
@@ -25,7 +25,7 @@ STATIC_PATH = "/static"
 
 def install_console(app: FastAPI, settings: Settings) -> None:
     """Add the console's pages to ``app`` (the API's app: one origin, one session cookie)."""
-    for module in (signin,):
+    for module in (signin, me):
         app.include_router(module.router)
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="static")
 
