@@ -1,5 +1,6 @@
-"""The ``denied_push`` signal without a query per decision: store reads at most once per refresh
-interval (other nodes' denials), this node's own denials at once from the event bus."""
+"""The signals piigate records (``denied_push``, ``reported_activity``) without a query per
+decision: store reads at most once per refresh interval (other nodes' evidence), this node's own
+at once from the event bus."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from piigate.model import AccessRequest, Action, AuditEvent, Subject
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
 from piigate.risk.port import CarriedRisk
-from piigate.risk.recorded import RecordedRisk
+from piigate.risk.recorded import RECORDED_SIGNALS, RecordedRisk
 from piigate.store import Database, Store
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -62,11 +63,12 @@ async def test_other_nodes_denials_count_after_the_refresh_interval(db: Database
     await deny_push(store.store, "psh_1", "alice", T0)  # by another node
     for _ in range(20):  # decisions within the interval: no further reads
         assert (await risk.assess(read(), now=T0)).signals == ()
-    assert store.reads == 1
+    per_refresh = len(RECORDED_SIGNALS)  # one query for each signal's evidence
+    assert store.reads == per_refresh
     ticks.now += 1.0
     assessed = await risk.assess(read(), now=T0 + timedelta(seconds=1))
     assert assessed.score == 35 and [s.name for s in assessed.signals] == ["denied_push"]
-    assert store.reads == 2
+    assert store.reads == 2 * per_refresh
     assert (await risk.assess(read("bob"), now=T0)).signals == ()
     # An hour later the denial no longer counts.
     later = T0 + timedelta(hours=1, seconds=2)
@@ -86,3 +88,68 @@ async def test_this_nodes_denials_count_at_once(db: Database) -> None:
     finally:
         risk.close()
     assert bus.subscriber_count == 0
+
+
+async def report(store: Store, seq: int, subject: str, at: datetime) -> None:
+    await store.open_ceremony(
+        id=f"cer_rep_{seq}",
+        subject_id=subject,
+        purpose="reported_activity",
+        now=at,
+        expires_at=at + timedelta(days=1),
+        data={"event_seq": seq, "event_type": "decision"},
+    )
+
+
+async def test_reports_by_the_subject_raise_their_risk_for_the_window(db: Database) -> None:
+    store = Store(db)
+    ticks = Ticks()
+    risk = RecordedRisk(CarriedRisk(), store, POLICY, monotonic=ticks)
+    await report(store, 41, "alice", T0)  # on another node
+    assessed = await risk.assess(read(), now=T0 + timedelta(seconds=5))
+    assert assessed.score == 40 and [s.name for s in assessed.signals] == ["reported_activity"]
+    assert assessed.signals[0].detail == (
+        "1 event(s) reported by the subject as not theirs in the last 24 h"
+    )
+    assert (await risk.assess(read("bob"), now=T0)).signals == ()
+    ticks.now += 1.0
+    later = T0 + timedelta(days=1, seconds=1)
+    assert (await risk.assess(read(), now=later)).signals == ()
+
+
+async def test_both_recorded_signals_add_up_capped_at_100(db: Database) -> None:
+    store = Store(db)
+    heavy = PolicyHolder(
+        compile_policy(
+            load_policy_text(
+                "version: 1\nlevels: {aal1: {acr: a1}}\nrules: []\n"
+                "risk: {denied_push: 70, reported_activity: {weight: 45, window: 2h}}\n"
+            )
+        )
+    )
+    risk = RecordedRisk(CarriedRisk(), store, heavy, monotonic=Ticks())
+    await deny_push(store, "psh_1", "alice", T0)
+    await report(store, 42, "alice", T0 - timedelta(hours=1))
+    assessed = await risk.assess(read(), now=T0)
+    assert assessed.score == 100
+    assert [(s.name, s.weight) for s in assessed.signals] == [
+        ("denied_push", 70),
+        ("reported_activity", 45),
+    ]
+    # The policy's window (2 h) holds, not the default day.
+    risk = RecordedRisk(CarriedRisk(), store, heavy, monotonic=Ticks())
+    assessed = await risk.assess(read(), now=T0 + timedelta(hours=1, minutes=1))
+    assert [s.name for s in assessed.signals] == []
+
+
+async def test_this_nodes_reports_count_at_once(db: Database) -> None:
+    bus = EventBus()
+    risk = RecordedRisk(CarriedRisk(), Store(db), POLICY, bus=bus, monotonic=Ticks())
+    try:
+        assert (await risk.assess(read(), now=T0)).signals == ()
+        event = {"kind": "reported_by_subject", "event_seq": 3, "event_type": "decision"}
+        bus.publish(AuditEvent("alert", T0, "alice", event, seq=9))
+        assert (await risk.assess(read(), now=T0)).signal_names == {"reported_activity"}
+        assert (await risk.assess(read("bob"), now=T0)).signals == ()
+    finally:
+        risk.close()

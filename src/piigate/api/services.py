@@ -48,6 +48,7 @@ from piigate.risk.engine import ContextRisk
 from piigate.risk.geo import MaxMindLocator, announce_locator, open_locator
 from piigate.risk.port import RiskFeed
 from piigate.risk.recorded import RecordedRisk
+from piigate.risk.reports import ActivityReports
 from piigate.stepup.engine import Engine
 from piigate.stepup.grants import KeyringGrantVerifier
 from piigate.stepup.login import LoginFlow
@@ -104,6 +105,7 @@ class Services:
         self.context_risk: ContextRisk  # the risk engine, and the RiskFeed the edges feed
         self.risk: RecordedRisk  # context_risk, plus what piigate recorded (a denied push)
         self.risk_feed: RiskFeed  # what the routes tell the risk engine after the fact
+        self.reports: ActivityReports  # "this wasn't me": an alert, and the subject's risk raised
         self.challenges: SqlChallenges  # one repository, shared by the engine and the ceremonies
         self.engine: Engine
         self.api_keys: ApiKeyCache
@@ -182,6 +184,7 @@ class Services:
         self.context_risk = await open_context_risk(self)
         self.risk = RecordedRisk(self.context_risk, self.store, self.policy, bus=self.bus)
         self.risk_feed = self.context_risk
+        self.reports = ActivityReports(store=self.store, audit=self.audit, policy=self.policy)
         # With the audit log as writer, a new challenge is inserted in the same group commit as
         # its decision's audit event; everyone else only reads challenges.
         self.challenges = SqlChallenges(self.store, self.keyring, self.audit)

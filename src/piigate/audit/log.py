@@ -361,6 +361,10 @@ class AuditLog:
             return []
         return await self._store.events_at(list(seqs)[:_MAX_LIMIT])
 
+    async def get_event(self, seq: int) -> AuditEvent | None:
+        """The event ``seq``, or None."""
+        return await self._store.event(seq)
+
 
 def _capped(limit: int) -> int:
     return max(0, min(limit, _MAX_LIMIT))

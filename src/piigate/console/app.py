@@ -12,6 +12,7 @@ from piigate.console import (
     approvals_page,
     audit_page,
     live,
+    me,
     policy_page,
     signin,
     stepup,
@@ -34,7 +35,8 @@ STATIC_PATH = "/static"
 
 def install_console(app: FastAPI, settings: Settings) -> None:
     """Add the console's pages to ``app`` (the API's app: one origin, one session cookie)."""
-    for module in (signin, stepup, live, alerts, subjects, approvals_page, policy_page, audit_page):
+    modules = (signin, stepup, me, live, alerts, subjects, approvals_page, policy_page, audit_page)
+    for module in modules:
         app.include_router(module.router)
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -45,6 +45,9 @@ class CeremonyPurpose(StrEnum):
     PUSH = "push"  # a push sent to the subject's devices, with its number
     PUSH_ENROLL = "push_enroll"  # the one-time token a device enrols with
     LOGIN_TICKET = "login_ticket"  # a login waiting for its step-up (``identity.tickets``)
+    # The subject reported one of their events as not theirs (``risk.reports``): evidence of the
+    # ``reported_activity`` risk signal, kept for its window.
+    REPORTED_ACTIVITY = "reported_activity"
 
 
 class CeremonyState(StrEnum):

@@ -82,6 +82,8 @@ DEFAULT_SIGNALS: Final[dict[str, tuple[int, dict[str, int]]]] = {
     ),
     "failed_stepups": (40, {"window": 900, "limit": 3}),
     "denied_push": (50, {}),
+    # The subject reported one of their own events as not theirs (the console's "this wasn't me").
+    "reported_activity": (40, {"window": 86_400}),
 }
 # CONTRACT §5.5: the profile's limits are also the defaults of the factor settings.
 PROFILE_DEFAULTS: Final = {

@@ -1,17 +1,24 @@
 """Risk signals recorded by piigate itself, added to another engine's assessment.
 
-``denied_push`` (CONTRACT §6): the subject answered a push "this wasn't me" within the last
-:data:`DENIED_PUSH_WINDOW` seconds. Someone who holds their password (or session) is then
-probably trying to step up as them, so their next requests weigh more — a rule with
-``risk_at_least`` or ``signals: [denied_push]`` can demand a stronger factor or deny.
+- ``denied_push`` (CONTRACT §6): the subject answered a push "this wasn't me" within the last
+  :data:`DENIED_PUSH_WINDOW` seconds. Evidence: the store's push ceremonies closed ``denied``
+  (``factors.push``), by the time the push was sent; this node's ``alert`` events of kind
+  ``push_denied``.
+- ``reported_activity``: the subject reported one of their own events as not theirs ("this
+  wasn't me" in the console, :mod:`piigate.risk.reports`) within the signal's ``window``
+  (default a day). Evidence: the store's ``reported_activity`` ceremonies, by the time of the
+  report; this node's ``alert`` events of kind ``reported_by_subject``.
 
-The evidence is the store's push ceremonies closed ``denied`` (``factors.push``), by the time the
-push was sent. Decisions must not pay a query each, so every node keeps the denials of the
-window in memory: it re-reads them from the store at most every :data:`REFRESH_SECONDS` (so a
-denial on another node counts here within that time), and takes this node's own denials at
-once from the event bus (the ``alert`` events). Risk only ever raises a requirement: the signal
-adds its weight to what the wrapped engine found, capped at 100. If reading fails the exception
-reaches the engine, which then scores 100 (fail closed).
+Either way someone who holds the subject's password (or session) may be acting as them, so
+their next requests weigh more: a rule with ``risk_at_least`` or ``signals: [...]`` can demand
+a stronger factor or deny.
+
+Decisions must not pay a query each, so every node keeps the window's evidence in memory: it
+re-reads it from the store at most every :data:`REFRESH_SECONDS` (so evidence recorded on
+another node counts here within that time), and takes this node's own at once from the event
+bus (the ``alert`` events). Risk only ever raises a requirement: each signal adds its weight to
+what the wrapped engine found, capped at 100. If reading fails the exception reaches the
+engine, which then scores 100 (fail closed).
 """
 
 from __future__ import annotations
@@ -19,29 +26,84 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Final, Protocol
 
 from piigate.factors import CeremonyPurpose, CeremonyState
 from piigate.model import AccessRequest, AuditEvent, RiskAssessment, Signal
 from piigate.policy.holder import PolicyHolder
 from piigate.risk.port import RiskEngine
 
-__all__ = ["DENIED_PUSH", "DENIED_PUSH_WINDOW", "REFRESH_SECONDS", "DenialSource", "RecordedRisk"]
+__all__ = [
+    "DENIED_PUSH",
+    "DENIED_PUSH_WINDOW",
+    "RECORDED_SIGNALS",
+    "REFRESH_SECONDS",
+    "REPORTED_ACTIVITY",
+    "REPORTED_ACTIVITY_WINDOW",
+    "REPORTED_BY_SUBJECT",
+    "DenialSource",
+    "RecordedRisk",
+    "RecordedSignal",
+]
 
-DENIED_PUSH = "denied_push"
+DENIED_PUSH: Final = "denied_push"
+REPORTED_ACTIVITY: Final = "reported_activity"
+# The ``kind`` of the ``alert`` event a report by the subject appends (risk.reports).
+REPORTED_BY_SUBJECT: Final = "reported_by_subject"
 # How long a denied push keeps raising the subject's risk.
-DENIED_PUSH_WINDOW = 3600
-# How stale this node's view of other nodes' denials may be.
-REFRESH_SECONDS = 1.0
-# Weight when no policy is loaded (the loader's default for the signal).
-_DEFAULT_WEIGHT = 50
-_ALERT = "alert"
-_SCAN_LIMIT = 100_000
+DENIED_PUSH_WINDOW: Final = 3600
+# How long a report keeps raising it, unless the policy's ``reported_activity.window`` says.
+REPORTED_ACTIVITY_WINDOW: Final = 86_400
+# How stale this node's view of other nodes' evidence may be.
+REFRESH_SECONDS: Final = 1.0
+_ALERT: Final = "alert"
+_SCAN_LIMIT: Final = 100_000
 
 
-class DeniedPush(Protocol):
+@dataclass(frozen=True, slots=True)
+class RecordedSignal:
+    """A signal whose evidence piigate records: ``purpose`` ceremonies (in ``states``; any
+    state when None) opened within the window, and ``alert`` events of ``alert_kind``."""
+
+    name: str
+    purpose: CeremonyPurpose
+    states: tuple[CeremonyState, ...] | None
+    alert_kind: str
+    default_weight: int  # when no policy is loaded (the loader's default for the signal)
+    default_window: int  # seconds, unless the policy sets the signal's ``window``
+    what: str  # the evidence counted, for the signal's detail
+
+    def detail(self, count: int, window: int) -> str:
+        hours = window >= 7200 and window % 3600 == 0
+        span = f"{window // 3600} h" if hours else f"{max(1, window // 60)} min"
+        return f"{count} {self.what} in the last {span}"
+
+
+RECORDED_SIGNALS: Final = (
+    RecordedSignal(
+        DENIED_PUSH,
+        CeremonyPurpose.PUSH,
+        (CeremonyState.DENIED,),
+        "push_denied",
+        50,
+        DENIED_PUSH_WINDOW,
+        "push approval(s) denied",
+    ),
+    RecordedSignal(
+        REPORTED_ACTIVITY,
+        CeremonyPurpose.REPORTED_ACTIVITY,
+        None,
+        REPORTED_BY_SUBJECT,
+        40,
+        REPORTED_ACTIVITY_WINDOW,
+        "event(s) reported by the subject as not theirs",
+    ),
+)
+
+
+class Evidence(Protocol):
     @property
     def subject_id(self) -> str: ...
     @property
@@ -75,7 +137,7 @@ class DenialSource(Protocol):
         states: Iterable[str] | None = None,
         since: datetime | None = None,
         limit: int = 100,
-    ) -> Sequence[DeniedPush]: ...
+    ) -> Sequence[Evidence]: ...
 
 
 class RecordedRisk:
@@ -88,41 +150,44 @@ class RecordedRisk:
         policy: PolicyHolder,
         *,
         bus: AlertFeed | None = None,
-        window: int = DENIED_PUSH_WINDOW,
+        signals: Sequence[RecordedSignal] = RECORDED_SIGNALS,
         refresh_seconds: float = REFRESH_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.inner = inner
         self.ceremonies = ceremonies
         self.policy = policy
-        self.window = window
+        self.signals = tuple(signals)
         self.refresh_seconds = refresh_seconds
         self._monotonic = monotonic
         self._bus = bus
         self._alerts: AlertSubscription | None = None
-        self._denials: dict[str, list[datetime]] = {}
+        self._by_kind = {signal.alert_kind: signal.name for signal in self.signals}
+        # signal name → subject → when each piece of evidence was recorded
+        self._seen: dict[str, dict[str, list[datetime]]] = {s.name: {} for s in self.signals}
         self._read_at: float | None = None
         self._reading = asyncio.Lock()
 
     async def assess(self, request: AccessRequest, *, now: datetime) -> RiskAssessment:
         assessed = await self.inner.assess(request, now=now)
-        if DENIED_PUSH in assessed.signal_names:
-            return assessed
         await self._refresh(now)
-        since = now - timedelta(seconds=self.window)
-        denied = sum(1 for at in self._denials.get(request.subject.id, ()) if since <= at <= now)
-        if not denied:
-            return assessed
-        weight = self._weight()
-        minutes = self.window // 60
-        signal = Signal(
-            DENIED_PUSH, weight, f"{denied} push approval(s) denied in the last {minutes} min"
-        )
-        return replace(
-            assessed,
-            score=min(100, assessed.score + weight),
-            signals=(*assessed.signals, signal),
-        )
+        subject = request.subject.id
+        for recorded in self.signals:
+            if recorded.name in assessed.signal_names:
+                continue
+            weight, window = self._settings(recorded)
+            since = now - timedelta(seconds=window)
+            found = self._seen[recorded.name].get(subject, ())
+            count = sum(1 for at in found if since <= at <= now)
+            if not count:
+                continue
+            signal = Signal(recorded.name, weight, recorded.detail(count, window))
+            assessed = replace(
+                assessed,
+                score=min(100, assessed.score + weight),
+                signals=(*assessed.signals, signal),
+            )
+        return assessed
 
     def close(self) -> None:
         if self._alerts is not None:
@@ -137,21 +202,24 @@ class RecordedRisk:
         async with self._reading:
             if self._read_at is not None and self._read_at != read_at:
                 return  # another request read meanwhile
-            since = now - timedelta(seconds=self.window)
-            rows = await self.ceremonies.list_ceremonies(
-                purposes=[CeremonyPurpose.PUSH],
-                states=[CeremonyState.DENIED],
-                since=since,
-                limit=_SCAN_LIMIT,
-            )
-            denials: dict[str, list[datetime]] = {}
-            for row in rows:
-                denials.setdefault(row.subject_id, []).append(row.created_at)
-            self._denials = denials
+            seen: dict[str, dict[str, list[datetime]]] = {}
+            for recorded in self.signals:
+                _, window = self._settings(recorded)
+                rows = await self.ceremonies.list_ceremonies(
+                    purposes=[recorded.purpose],
+                    states=recorded.states,
+                    since=now - timedelta(seconds=window),
+                    limit=_SCAN_LIMIT,
+                )
+                by_subject: dict[str, list[datetime]] = {}
+                for row in rows:
+                    by_subject.setdefault(row.subject_id, []).append(row.created_at)
+                seen[recorded.name] = by_subject
+            self._seen = seen
             self._read_at = self._monotonic()
 
     def _take_local_alerts(self) -> None:
-        """This node's denials, from the bus: counted before the next store read."""
+        """This node's evidence, from the bus: counted before the next store read."""
         if self._bus is None:
             return
         if self._alerts is None or self._alerts.closed or self._alerts.lagged:
@@ -162,12 +230,14 @@ class RecordedRisk:
             self._alerts = self._bus.subscribe(types=[_ALERT], local_only=True)
             self._read_at = None
         for event in self._alerts.drain():
-            if event.data.get("kind") == "push_denied" and event.subject_id:
-                self._denials.setdefault(event.subject_id, []).append(event.at)
+            name = self._by_kind.get(str(event.data.get("kind")))
+            if name is not None and event.subject_id:
+                self._seen[name].setdefault(event.subject_id, []).append(event.at)
 
-    def _weight(self) -> int:
+    def _settings(self, recorded: RecordedSignal) -> tuple[int, int]:
+        """The signal's weight and window (seconds): the policy's, or the defaults."""
         compiled = self.policy.current
-        if compiled is None:
-            return _DEFAULT_WEIGHT
-        settings = compiled.policy.risk.signals.get(DENIED_PUSH)
-        return _DEFAULT_WEIGHT if settings is None else settings.weight
+        settings = None if compiled is None else compiled.policy.risk.signals.get(recorded.name)
+        if settings is None:
+            return recorded.default_weight, recorded.default_window
+        return settings.weight, settings.params.get("window", recorded.default_window)

@@ -348,6 +348,12 @@ class AuditStore:
         rows = await self.db.read(lambda conn: conn.execute(query).all())
         return [_event(row) for row in rows]
 
+    async def event(self, seq: int) -> AuditEvent | None:
+        """The event ``seq``; None when there is none."""
+        query = select(audit_events).where(audit_events.c.seq == seq)
+        row = await self.db.read(lambda conn: conn.execute(query).first())
+        return None if row is None else _event(row)
+
 
 def _stored(row: Row[Any]) -> StoredEvent:
     return StoredEvent(
