@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
 from piigate.config import Settings
-from piigate.console import signin
+from piigate.console import oidc, signin
 from piigate.console.web import (
     STATIC_DIR,
     ConsoleHeaders,
@@ -27,6 +27,7 @@ def install_console(app: FastAPI, settings: Settings) -> None:
     """Add the console's pages to ``app`` (the API's app: one origin, one session cookie)."""
     for module in (signin,):
         app.include_router(module.router)
+    app.include_router(oidc.router_for(settings))
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="static")
 
     async def to_sign_in(request: Request, exc: Exception) -> Response:
