@@ -117,7 +117,10 @@ def test_a_login_at_the_provider_opens_a_console_session(console: Console) -> No
         assert http.cookies.get("piigate_session")
         home = http.get(f"{console.base}/")
         assert home.status_code == 303 and home.headers["location"] == "/me"
-        # The session is dana's, at the level the provider's acr maps to.
+        # No step-up was asked: the provider's acr proved aal2. The session is a person's (their
+        # own factors answer), without a local account (database credentials are for those).
+        factors = http.get(f"{console.base}/v1/factors")
+        assert factors.status_code == 200 and factors.json() == {"factors": []}, factors.text
         refused = http.post(f"{console.base}/v1/db-credentials", headers={"Origin": console.base})
         assert refused.status_code == 403  # database credentials are for local users only
         assert "local users" in refused.json()["detail"]

@@ -110,7 +110,8 @@ class _Entrant:
 
 
 class LoginFlow:
-    """Password logins decided by the policy (see the module's doc)."""
+    """Logins decided by the policy: a local password, or a sign-in at the identity provider
+    (see the module's doc)."""
 
     def __init__(self, logins: Logins, engine: Engine, tickets: LoginTickets) -> None:
         """The logins' store, audit and clock are the flow's; the engine's challenges are the
