@@ -191,3 +191,120 @@ def test_an_allowed_origin_must_be_an_origin(tmp_path: Path) -> None:
     for bad in ("ftp://x.example", "x.example", "https://"):
         with pytest.raises(ConfigError, match="PIIGATE_ALLOWED_ORIGINS"):
             load_settings(None, environ={"PIIGATE_ALLOWED_ORIGINS": bad})
+
+
+def console_config(tmp_path: Path, console: str, issuer: str = "https://idp.example") -> str:
+    """A configuration file whose ``identity.console`` is ``console`` (its lines from 10 on)."""
+    head = (
+        "policy: p.yaml\n"
+        "service:\n"
+        "  identity:\n"
+        f"    issuer: {issuer}\n"
+        "    audience: api\n"
+        "    jwks_url: https://idp.example/jwks\n"
+        "    roles_claim: groups\n"
+        "    console:\n"
+        "      # the client\n"
+    )
+    body = textwrap.indent(textwrap.dedent(console), " " * 6)
+    path = tmp_path / "piigate.yaml"
+    path.write_text(head + body)
+    return str(path)
+
+
+def test_the_consoles_client_at_the_identity_provider(tmp_path: Path) -> None:
+    (tmp_path / "oidc-secret").write_text("s3cret-value\n")
+    path = console_config(
+        tmp_path,
+        """\
+        client_id: piigate-console
+        client_secret_file: oidc-secret
+        scopes: [profile, email, openid]
+        redirect_path: /auth/callback
+        subject_claim: preferred_username
+        """,
+    )
+    identity = load_settings(path, environ={}).identity
+    assert identity is not None and identity.console is not None
+    console = identity.console
+    assert console.client_id == "piigate-console"
+    assert console.client_secret is not None and console.client_secret.reveal() == "s3cret-value"
+    assert "s3cret" not in repr(console)
+    assert console.scopes == ("openid", "profile", "email")
+    assert console.redirect_path == "/auth/callback"
+    assert console.subject_claim == "preferred_username" and console.roles_claim is None
+    plain = load_settings(
+        console_config(tmp_path, "client_id: piigate-console\n"), environ={}
+    ).identity
+    assert plain is not None and plain.console is not None
+    assert plain.console.client_secret is None and plain.console.scopes == ("openid",)
+    assert plain.console.redirect_path == "/login/oidc/callback"
+
+
+def test_the_consoles_client_errors_name_the_line(tmp_path: Path) -> None:
+    path = console_config(
+        tmp_path,
+        """\
+        client_id: piigate-console
+        client_secret: hunter2
+        client_secret_file: missing-file
+        scopes: [openid, "bad scope"]
+        redirect_path: "//evil.example/cb"
+        colour: blue
+        """,
+        issuer="http://idp.example",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    errors = caught.value.errors
+    expected = [
+        f"{path}:4:13: identity.issuer must be an https:// URL",
+        f"{path}:11:7: identity.console: a client secret is never written",
+        f"{path}:12:27: identity.console.client_secret_file: cannot read",
+        f"{path}:13:24: identity.console.scopes: 'bad scope' is not a scope name",
+        f"{path}:14:22: identity.console.redirect_path must be a path",
+        f"{path}:15:7: unknown key 'colour' in identity.console",
+    ]
+    for start in expected:
+        assert any(e.startswith(start) for e in errors), (start, errors)
+    assert not any("hunter2" in e for e in errors)
+    missing = console_config(tmp_path, "scopes: [openid]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(missing, environ={})
+    assert any(
+        e.startswith(f"{missing}:10:7: identity.console needs client_id")
+        for e in caught.value.errors
+    )
+
+
+def test_the_consoles_client_from_the_environment(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("from-a-file\n")
+    env = {
+        "PIIGATE_OIDC_ISSUER": "https://idp.example",
+        "PIIGATE_OIDC_AUDIENCE": "api",
+        "PIIGATE_OIDC_JWKS_URL": "https://idp.example/jwks",
+        "PIIGATE_OIDC_CLIENT_ID": "piigate-console",
+        "PIIGATE_OIDC_CLIENT_SECRET_FILE": str(secret),
+    }
+    identity = load_settings(None, environ=env).identity
+    assert identity is not None and identity.console is not None
+    assert identity.console.client_id == "piigate-console"
+    assert identity.console.client_secret is not None
+    assert identity.console.client_secret.reveal() == "from-a-file"
+    # The file's console stays when the environment names the issuer; the secret comes in.
+    path = console_config(tmp_path, "client_id: from-the-file\n")
+    env = {**env, "PIIGATE_OIDC_CLIENT_SECRET": "from-env"}
+    del env["PIIGATE_OIDC_CLIENT_ID"], env["PIIGATE_OIDC_CLIENT_SECRET_FILE"]
+    identity = load_settings(path, environ=env).identity
+    assert identity is not None and identity.console is not None
+    assert identity.console.client_id == "from-the-file" and identity.roles_claim == "groups"
+    assert identity.console.client_secret is not None
+    assert identity.console.client_secret.reveal() == "from-env"
+    for wrong in (
+        {"PIIGATE_OIDC_CLIENT_ID": "c"},  # no identity provider
+        {**env, "PIIGATE_OIDC_CLIENT_SECRET_FILE": str(secret)},  # both
+        {**env, "PIIGATE_OIDC_ISSUER": "http://idp.example"},
+    ):
+        with pytest.raises(ConfigError):
+            load_settings(path if "PIIGATE_OIDC_ISSUER" in wrong else None, environ=wrong)

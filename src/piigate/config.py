@@ -14,6 +14,7 @@ over the file, so one image can be configured per deployment.
 | ``PIIGATE_ALLOWED_ORIGINS`` | more origins whose pages may use the session cookie (a, b) |
 | ``PIIGATE_RETURN_TO_ORIGINS`` | origins the step-up page may send the browser back to (a, b) |
 | ``PIIGATE_OIDC_ISSUER`` / ``_AUDIENCE`` / ``_JWKS_URL`` | bearer JWT validation |
+| ``PIIGATE_OIDC_CLIENT_ID`` / ``_SECRET`` / ``_SECRET_FILE`` | the console's sign-in at the IdP |
 | ``PIIGATE_LOG_FORMAT`` | ``json`` (default) or ``console`` |
 | ``PIIGATE_SMS_*``, ``PIIGATE_TWILIO_*`` | the SMS provider (``factors/sms/settings.py``) |
 | ``PIIGATE_PUSH_RELAY_URL`` | where to POST ``{"device_id", "push_id"}`` when a push waits |
@@ -36,6 +37,12 @@ from piigate.crypto.masterkey import DEFAULT_FILE_NAME, MASTER_KEY_ENV, MasterKe
 from piigate.crypto.secret import Secret
 from piigate.errors import PolicyError
 from piigate.factors.sms.settings import SmsSettings, sms_from_env, sms_from_yaml
+from piigate.oidc_settings import (
+    OidcClientSettings,
+    idp_url_problem,
+    oidc_client_from_env,
+    oidc_client_from_yaml,
+)
 from piigate.origins import is_loopback, parse_listen, served_url, web_origin
 from piigate.policy.yamlnodes import NodeReader, YamlErrors, compose_file
 from piigate.risk.geo_settings import GeoSettings, geo_from_env, geo_from_yaml
@@ -64,7 +71,7 @@ SERVICE_KEYS: Final = frozenset(
         "console",
     }
 )
-IDENTITY_KEYS: Final = frozenset({"issuer", "audience", "jwks_url", "roles_claim"})
+IDENTITY_KEYS: Final = frozenset({"issuer", "audience", "jwks_url", "roles_claim", "console"})
 CONSOLE_KEYS: Final = frozenset({"return_to_origins"})
 CONFIG_KEYS: Final = frozenset({"policy", "service", "gateway"})
 
@@ -80,6 +87,8 @@ class IdentitySettings:
     audience: str
     jwks_url: str
     roles_claim: str = "roles"
+    # The console's sign-in at this provider (OIDC authorization code + PKCE); None: none.
+    console: OidcClientSettings | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,14 +230,7 @@ def _service(read: NodeReader, node: yaml.Node, settings: Settings, base: Path) 
         if key in spec:
             values[key] = read.integer(spec[key][1], key, low=1)
     if "identity" in spec:
-        ident = read.mapping(spec["identity"][1], "identity", IDENTITY_KEYS) or {}
-        missing = [k for k in ("issuer", "audience", "jwks_url") if k not in ident]
-        if missing:
-            read.errors.at(spec["identity"][1], f"identity needs {', '.join(missing)}")
-        else:
-            fields = {k: read.string(v[1], k) for k, v in ident.items()}
-            if all(v is not None for v in fields.values()):
-                values["identity"] = IdentitySettings(**fields)  # type: ignore[arg-type]
+        values["identity"] = _identity(read, spec["identity"][1], base)
     if "sms" in spec:
         values["sms"] = sms_from_yaml(read, spec["sms"][1])
     if "allowed_origins" in spec:
@@ -250,6 +252,24 @@ def _service(read: NodeReader, node: yaml.Node, settings: Settings, base: Path) 
     if "public_url" in clean:
         clean["public_url_configured"] = True
     return replace(settings, **clean)  # type: ignore[arg-type]
+
+
+def _identity(read: NodeReader, node: yaml.Node, base: Path) -> IdentitySettings | None:
+    ident = read.mapping(node, "identity", IDENTITY_KEYS) or {}
+    missing = [k for k in ("issuer", "audience", "jwks_url") if k not in ident]
+    if missing:
+        read.errors.at(node, f"identity needs {', '.join(missing)}")
+        return None
+    fields = {k: read.string(v[1], k) for k, v in ident.items() if k != "console"}
+    console = None
+    if "console" in ident:
+        console = oidc_client_from_yaml(read, ident["console"][1], base)
+        problem = idp_url_problem(fields["issuer"] or "")
+        if fields["issuer"] is not None and problem is not None:
+            read.errors.at(ident["issuer"][1], f"identity.issuer {problem}")
+    if any(v is None for v in fields.values()) or ("console" in ident and console is None):
+        return None
+    return IdentitySettings(**fields, console=console)  # type: ignore[arg-type]
 
 
 def _yaml_origins(
@@ -301,15 +321,7 @@ def _from_env(settings: Settings, env: Mapping[str, str]) -> Settings:
         if writer not in AUDIT_WRITERS:
             raise ConfigError(["PIIGATE_AUDIT_WRITER must be process or thread"])
         values["audit_writer"] = writer
-    issuer = env.get("PIIGATE_OIDC_ISSUER")
-    if issuer:
-        audience = env.get("PIIGATE_OIDC_AUDIENCE", "")
-        jwks = env.get("PIIGATE_OIDC_JWKS_URL", "")
-        if not audience or not jwks:
-            raise ConfigError(
-                ["PIIGATE_OIDC_ISSUER needs PIIGATE_OIDC_AUDIENCE and PIIGATE_OIDC_JWKS_URL too"]
-            )
-        values["identity"] = IdentitySettings(issuer, audience, jwks)
+    values["identity"] = _env_identity(settings.identity, env)
     if env.get("PIIGATE_ALLOWED_ORIGINS"):
         values["allowed_origins"] = _env_origins(env["PIIGATE_ALLOWED_ORIGINS"])
     if env.get("PIIGATE_RETURN_TO_ORIGINS"):
@@ -320,3 +332,31 @@ def _from_env(settings: Settings, env: Mapping[str, str]) -> Settings:
     values["risk"] = geo_from_env(settings.risk, env)
     values["alerts"] = alerts_from_env(settings.alerts, env)
     return replace(settings, **values)  # type: ignore[arg-type]
+
+
+def _env_identity(
+    identity: IdentitySettings | None, env: Mapping[str, str]
+) -> IdentitySettings | None:
+    """The identity provider with ``PIIGATE_OIDC_*`` on top (the file's other settings kept)."""
+    issuer = env.get("PIIGATE_OIDC_ISSUER")
+    if issuer:
+        audience = env.get("PIIGATE_OIDC_AUDIENCE", "")
+        jwks = env.get("PIIGATE_OIDC_JWKS_URL", "")
+        if not audience or not jwks:
+            raise ConfigError(
+                ["PIIGATE_OIDC_ISSUER needs PIIGATE_OIDC_AUDIENCE and PIIGATE_OIDC_JWKS_URL too"]
+            )
+        known = identity or IdentitySettings(issuer, audience, jwks)
+        identity = replace(known, issuer=issuer, audience=audience, jwks_url=jwks)
+    try:
+        console = oidc_client_from_env(identity.console if identity else None, env)
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from None
+    if console is None:
+        return identity
+    if identity is None:
+        raise ConfigError(["PIIGATE_OIDC_CLIENT_ID needs service.identity or PIIGATE_OIDC_*"])
+    problem = idp_url_problem(identity.issuer)
+    if problem is not None:
+        raise ConfigError([f"the identity provider's issuer {problem}"])
+    return replace(identity, console=console)

@@ -33,7 +33,7 @@ import pytest
 from serve_support import stop
 from services_support import unavailable
 
-__all__ = ["IDP_DIR", "IdpRefused", "OidcIdp", "oidc_idp", "running_idp"]
+__all__ = ["IDP_DIR", "ConsoleClient", "IdpRefused", "OidcIdp", "oidc_idp", "running_idp"]
 
 IDP_DIR = Path(__file__).resolve().with_name("idp")
 AUDIENCE = "customers-api"
@@ -130,15 +130,24 @@ class OidcIdp:
         """Follows the authorization request's redirects, answering the login interaction,
         until the provider redirects to the client; the redirect's query parameters."""
         response = http.get(self.authorization_endpoint, params=params)
+        location = self.follow_login(http, response, login, back_to=self.redirect_uri)
+        query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+        if "error" in query:
+            raise IdpRefused(query["error"], query.get("error_description", ""))
+        return query
+
+    def follow_login(
+        self, http: httpx.Client, response: httpx.Response, login: dict[str, str], *, back_to: str
+    ) -> str:
+        """Follows the redirects from ``response`` (an authorization request's, or a client's
+        redirect to one), answering the login interaction with ``login``, until the provider
+        sends the browser to ``back_to``: that redirect's URL."""
         for _ in range(_MAX_HOPS):
             if response.status_code not in (302, 303):
                 raise IdpRefused(*_error_of(response))
             location = urljoin(str(response.url), response.headers["location"])
-            if location.startswith(self.redirect_uri):
-                query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
-                if "error" in query:
-                    raise IdpRefused(query["error"], query.get("error_description", ""))
-                return query
+            if location.startswith(back_to):
+                return location
             if urlsplit(location).path.startswith("/interaction/"):
                 prompt = http.get(location).json()
                 if prompt.get("prompt") != "login":
@@ -232,11 +241,26 @@ def _ready_issuer(proc: subprocess.Popen[str], log: Path) -> str:
     raise AssertionError(f"the OpenID provider did not start: {log.read_text()}")
 
 
+@dataclass(frozen=True)
+class ConsoleClient:
+    """A second client at the provider, for piigate's console sign-in (ID tokens)."""
+
+    client_id: str
+    redirect_uri: str
+    secret: str | None = None
+
+
 @contextlib.contextmanager
 def running_idp(
-    log: Path, *, audience: str = AUDIENCE, scopes: str = SCOPES, redirect_uri: str = REDIRECT_URI
+    log: Path,
+    *,
+    audience: str = AUDIENCE,
+    scopes: str = SCOPES,
+    redirect_uri: str = REDIRECT_URI,
+    console: ConsoleClient | None = None,
 ) -> Iterator[OidcIdp]:
-    """The provider on a free loopback port, its errors in ``log``; stopped afterwards."""
+    """The provider on a free loopback port, its errors in ``log``; stopped afterwards. With
+    ``console``, the provider knows that client too."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         unavailable("node and npm are needed for the OpenID provider (tests/e2e/idp)")
@@ -251,6 +275,11 @@ def running_idp(
         IDP_RESOURCE=resource,
         IDP_SCOPES=scopes,
     )
+    if console is not None:
+        env.update(IDP_CONSOLE_CLIENT_ID=console.client_id)
+        env.update(IDP_CONSOLE_REDIRECT_URI=console.redirect_uri)
+        if console.secret is not None:
+            env.update(IDP_CONSOLE_CLIENT_SECRET=console.secret)
     with log.open("w") as errors:
         proc = subprocess.Popen(
             [node, "idp.mjs", "0"],

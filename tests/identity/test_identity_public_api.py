@@ -6,7 +6,10 @@ import pytest
 
 import piigate.identity
 
-MODULES = ["apikeys", "errors", "jwks", "jwt", "login", "passwords", "throttle"]
+MODULES = [
+    *("apikeys", "errors", "federation", "jwks", "jwt", "login", "login_store"),
+    *("oidc", "oidc_flow", "passwords", "throttle"),
+]
 
 
 def test_package_all_is_importable_and_sorted() -> None:

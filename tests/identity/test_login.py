@@ -17,6 +17,7 @@ from piigate.clock import FixedClock
 from piigate.crypto.secret import Secret
 from piigate.errors import TooManyRequests, Unauthorized
 from piigate.identity import hash_password
+from piigate.identity.federation import FederatedLogin
 from piigate.identity.login import LoginOutcome, Logins, session_token_hash
 from piigate.identity.throttle import ThrottlePolicy, throttle_keys
 from piigate.policy.holder import PolicyHolder
@@ -57,8 +58,22 @@ class MemoryLoginStore:
         auth_time: datetime,
         expires_at: datetime,
         now: datetime,
+        *,
+        roles: Iterable[str] | None = None,
+        issuer: str | None = None,
     ) -> SessionRow:
-        row = SessionRow(token_hash, username, level, tuple(amr), auth_time, now, expires_at)
+        kept = None if roles is None else tuple(roles)
+        row = SessionRow(
+            token_hash,
+            username,
+            level,
+            tuple(amr),
+            auth_time,
+            now,
+            expires_at,
+            issuer=issuer,
+            roles=kept,
+        )
         self.sessions[token_hash] = row
         return row
 
@@ -220,3 +235,83 @@ async def test_parallel_checks_of_one_user_run_one_at_a_time(world: World) -> No
     )
     kinds = sorted(type(r).__name__ for r in results)
     assert kinds.count("Unauthorized") == 1 and kinds.count("TooManyRequests") == 4
+
+
+def federated(acr: str | None = "urn:piigate:aal2", subject: str = "dana") -> FederatedLogin:
+    return FederatedLogin(
+        issuer="https://idp.example",
+        subject_id=subject,
+        roles=frozenset({"security"}),
+        acr=acr,
+        amr=("pwd", "otp"),
+        auth_time=T0 - timedelta(minutes=3),
+    )
+
+
+async def test_a_federated_session_needs_no_local_user_and_keeps_the_providers_word(
+    world: World,
+) -> None:
+    opened = await world.logins.open_federated(federated(), IP)
+    assert opened.token is not None
+    assert opened.subject.id == "dana" and opened.subject.roles == {"security"}
+    assert opened.session.level == "aal2"  # the policy maps the provider's acr
+    assert opened.session.amr == ("pwd", "otp")
+    assert opened.session.auth_time == T0 - timedelta(minutes=3)
+    row = world.store.sessions[session_token_hash(opened.token)]
+    assert (row.issuer, row.roles) == ("https://idp.example", ("security",))
+    [event] = world.audit.of("login_succeeded")
+    assert event["issuer"] == "https://idp.example" and event["level"] == "aal2"
+    found = await world.logins.session_for(opened.token)
+    assert found is not None
+    assert (found.subject, found.session) == (opened.subject, opened.session)
+    # An acr the policy does not map proves what a password proves: the first level.
+    other = await world.logins.open_federated(federated("urn:other:loa"), IP)
+    assert other.session.level == "aal1"
+
+
+async def test_a_disabled_local_account_of_the_same_name_ends_a_federated_session(
+    world: World,
+) -> None:
+    opened = await world.logins.open_federated(federated(subject="alice"), IP)
+    assert opened.token is not None
+    # alice is also a local user: the session's roles stay the provider's.
+    found = await world.logins.session_for(opened.token)
+    assert found is not None and found.subject.roles == {"security"}
+    assert await world.logins.may_federate("alice") and await world.logins.may_federate("dana")
+    world.store.add("alice", disabled=True)
+    assert await world.logins.session_for(opened.token) is None
+    assert not await world.logins.may_federate("alice")
+
+
+async def test_failed_answers_from_the_provider_back_off_the_network(world: World) -> None:
+    await world.logins.refuse_while_backed_off(IP)
+    for _ in range(4):  # three free failures for the network, the fourth starts a back-off
+        await world.logins.count_network_failure(IP, method="oidc", reason="state_mismatch")
+    assert world.audit.of("login_failed")[-1] == {
+        "ip_key": IP_KEY,
+        "method": "oidc",
+        "reason": "state_mismatch",
+    }
+    assert world.outcomes == [LoginOutcome.FAILED] * 4
+    with pytest.raises(TooManyRequests) as caught:
+        await world.logins.refuse_while_backed_off(IP)
+    assert caught.value.retry_after == 2
+    # The network's password logins wait too; another network does not.
+    with pytest.raises(TooManyRequests):
+        await world.logins.login("alice", Secret(PASSWORD), IP)
+    await world.logins.refuse_while_backed_off("198.51.100.1")
+    await world.logins.refuse_while_backed_off(None)  # no address: nothing to count it by
+
+
+def test_a_federated_login_keeps_as_data_and_nothing_else_reads_as_one() -> None:
+    login = federated()
+    assert FederatedLogin.from_data(login.data()) == login
+    for broken in (
+        {**login.data(), "subject_id": ""},
+        {**login.data(), "roles": "security"},
+        {**login.data(), "amr": [1]},
+        {**login.data(), "acr": 2},
+        {**login.data(), "auth_time": True},
+        {k: v for k, v in login.data().items() if k != "issuer"},
+    ):
+        assert FederatedLogin.from_data(broken) is None

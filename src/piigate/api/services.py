@@ -41,6 +41,7 @@ from piigate.files import exposed
 from piigate.gateway.http.config import HttpGatewayConfig, find_gateway_config
 from piigate.identity import ApiKeyCache, ApiKeyPrincipal, JwtValidator
 from piigate.identity.login import Logins
+from piigate.identity.oidc import OidcClient, idp_clients
 from piigate.identity.tickets import LoginTickets
 from piigate.model import Method
 from piigate.policy.holder import PolicyHolder
@@ -110,6 +111,7 @@ class Services:
         self.engine: Engine
         self.api_keys: ApiKeyCache
         self.jwt: JwtValidator | None
+        self.oidc: OidcClient | None  # the console's sign-in at the IdP (identity/oidc.py)
         self.logins: Logins
         self.login: LoginFlow  # POST /v1/login decided as action login (stepup/login.py)
         self.devices: DeviceCookies  # the piigate_device cookie (api/devices.py)
@@ -200,16 +202,10 @@ class Services:
 
     def _open_identity(self) -> None:
         self.api_keys = ApiKeyCache(self._load_api_key)
-        ident = self.settings.identity
-        self.jwt = None
-        if ident is not None:
-            self.jwt = JwtValidator(
-                ident.issuer,
-                ident.audience,
-                ident.jwks_url,
-                level_resolver=self.policy.level_for_acr,
-                roles_claim=ident.roles_claim,
-            )
+        # Bearer JWTs, and the console's sign-in, at the configured identity provider.
+        self.jwt, self.oidc = idp_clients(
+            self.settings.identity, self.settings.public_url, self.policy.level_for_acr
+        )
         logins = self.metrics.logins
         self.logins = Logins(
             store=self.store,
@@ -361,8 +357,9 @@ class Services:
         self._tasks.clear()
         if self.forward_auth is not None:
             await self.forward_auth.aclose()
-        if self.jwt is not None:
-            await self.jwt.aclose()
+        for idp in (self.jwt, self.oidc):
+            if idp is not None:
+                await idp.aclose()
         await self.sms_sender.aclose()
         if self.push_relay is not None:
             await self.push_relay.aclose()

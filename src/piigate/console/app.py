@@ -13,6 +13,7 @@ from piigate.console import (
     audit_page,
     live,
     me,
+    oidc,
     policy_page,
     signin,
     stepup,
@@ -38,6 +39,7 @@ def install_console(app: FastAPI, settings: Settings) -> None:
     modules = (signin, stepup, me, live, alerts, subjects, approvals_page, policy_page, audit_page)
     for module in modules:
         app.include_router(module.router)
+    app.include_router(oidc.router_for(settings))
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="static")
 
     async def to_sign_in(request: Request, exc: Exception) -> Response:

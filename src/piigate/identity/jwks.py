@@ -114,6 +114,11 @@ class JwksCache:
         self._fetches = 0
 
     @property
+    def url(self) -> str:
+        """Where the key set is fetched from."""
+        return self._url
+
+    @property
     def fetch_count(self) -> int:
         """How many fetches were attempted (for metrics)."""
         return self._fetches

@@ -2,6 +2,9 @@
 console session it opens. The HTTP side (``api/routes/sessions.py``, the session cookie in
 ``api/auth.py``) only translates to these calls.
 
+A person the identity provider vouched for (``identity/federation.py``) gets a session without
+a local password record: it keeps the provider's roles and names the provider.
+
 A session is known by the SHA-256 of its token: the store, the audit log and the ``session_id``
 shown to the user hold only the hash (or a prefix of it), never the token itself.
 """
@@ -11,15 +14,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Final, NoReturn, Protocol
+from typing import Final, NoReturn
 
 from piigate.clock import Clock
 from piigate.crypto.secret import Secret
 from piigate.errors import TooManyRequests, Unauthorized
+from piigate.identity.federation import FederatedLogin
+from piigate.identity.login_store import LoginStore, SessionRecord, UserRecord
 from piigate.identity.passwords import verify_password_or_dummy
 from piigate.identity.throttle import (
     DEFAULT_THROTTLE,
@@ -74,59 +79,6 @@ class LoginSession:
     token: str | None
     subject: Subject
     session: SessionAuth
-
-
-class UserRecord(Protocol):
-    """A local user as the store returns it (``store.UserRow``)."""
-
-    @property
-    def username(self) -> str: ...
-    @property
-    def password_hash(self) -> str: ...
-    @property
-    def roles(self) -> tuple[str, ...]: ...
-    @property
-    def disabled(self) -> bool: ...
-
-
-class SessionRecord(Protocol):
-    """A stored session (``store.SessionRow``)."""
-
-    @property
-    def token_hash(self) -> str: ...
-    @property
-    def username(self) -> str: ...
-    @property
-    def level(self) -> str | None: ...
-    @property
-    def amr(self) -> tuple[str, ...]: ...
-    @property
-    def auth_time(self) -> datetime: ...
-    @property
-    def scram_verifier(self) -> str | None: ...
-
-
-class LoginStore(Protocol):
-    """Users and sessions (``piigate.store.Store`` satisfies it as it is)."""
-
-    async def get_user(self, username: str) -> UserRecord | None: ...
-
-    async def create_session(
-        self,
-        token_hash: str,
-        username: str,
-        level: str | None,
-        amr: Iterable[str],
-        auth_time: datetime,
-        expires_at: datetime,
-        now: datetime,
-    ) -> SessionRecord: ...
-
-    async def get_session(self, token_hash: str, now: datetime) -> SessionRecord | None: ...
-
-    async def get_session_by_id(self, session_id: str, now: datetime) -> SessionRecord | None: ...
-
-    async def delete_session(self, token_hash: str) -> bool: ...
 
 
 def session_token_hash(token: str) -> str:
@@ -232,11 +184,17 @@ class Logins:
 
     async def _opened(self, row: SessionRecord) -> LoginSession | None:
         user = await self.store.get_user(row.username)
-        if user is None or user.disabled:
+        if user is not None and user.disabled:
+            return None
+        if row.issuer is not None:  # federated: the provider's roles, no local record needed
+            roles = frozenset(row.roles or ())
+        elif user is not None:
+            roles = frozenset(user.roles)
+        else:
             return None
         return LoginSession(
             None,
-            Subject(user.username, roles=frozenset(user.roles)),
+            Subject(row.username, roles=roles),
             SessionAuth(
                 id=row.token_hash[:16], level=row.level, amr=row.amr, auth_time=row.auth_time
             ),
@@ -248,7 +206,23 @@ class Logins:
         if await self.store.delete_session(token_hash):
             await self.audit.record("logout", data={"session_id": token_hash[:16]})
 
-    async def _throttled(self, username: str, ip: str | None, retry: int) -> NoReturn:
+    async def refuse_while_backed_off(self, ip: str | None) -> None:
+        """Raise ``TooManyRequests`` while the client's network is backed off: a sign-in at
+        the identity provider is throttled by network as a password login is."""
+        _, net_key = throttle_keys("", ip)
+        if net_key is not None:
+            await self._refuse_while_locked(None, ip, (net_key,), self.clock.now())
+
+    async def count_network_failure(self, ip: str | None, *, method: str, reason: str) -> None:
+        """A failed sign-in without a user name (a forged or stale answer from the identity
+        provider): counted against the client's network, audited as ``login_failed``."""
+        _, net_key = throttle_keys("", ip)
+        await self._count_failure(None, net_key, self.clock.now())
+        self.count(LoginOutcome.FAILED)
+        data = {**self._address(ip), "method": method, "reason": reason}
+        await self.audit.record("login_failed", data=data)
+
+    async def _throttled(self, username: str | None, ip: str | None, retry: int) -> NoReturn:
         self.count(LoginOutcome.THROTTLED)
         await self.audit.record(
             "login_throttled", subject_id=username, data={**self._address(ip), "retry_after": retry}
@@ -256,7 +230,11 @@ class Logins:
         raise TooManyRequests(retry, "too many failed logins; retry later")
 
     async def _refuse_while_locked(
-        self, username: str, ip: str | None, keys: tuple[str, str | None], now: datetime
+        self,
+        username: str | None,
+        ip: str | None,
+        keys: tuple[str | None, ...],
+        now: datetime,
     ) -> None:
         for key in (k for k in keys if k is not None):
             blocked_until = await self.counters.active_until(f"{key}:lock", now)
@@ -275,14 +253,16 @@ class Logins:
         ok = await asyncio.to_thread(verify_password_or_dummy, stored_hash, password)
         return user if ok and known else None
 
-    async def _count_failure(self, user_key: str, net_key: str | None, now: datetime) -> None:
-        """Count a wrong password against the user and the network; past the free failures,
-        lock the key for the back-off delay (``identity.throttle``)."""
+    async def _count_failure(
+        self, user_key: str | None, net_key: str | None, now: datetime
+    ) -> None:
+        """Count a failure against the user and the network; past the free failures, lock the
+        key for the back-off delay (``identity.throttle``)."""
         policy = self.throttle
-        keyed = [(user_key, policy.free_failures)]
-        if net_key is not None:
-            keyed.append((net_key, policy.ip_free_failures))
+        keyed = [(user_key, policy.free_failures), (net_key, policy.ip_free_failures)]
         for key, free in keyed:
+            if key is None:
+                continue
             count = await self.counters.hit(key, window_seconds=policy.window, now=now)
             delay = backoff_seconds(count, free=free, cap=policy.max_delay)
             if delay:
@@ -292,6 +272,16 @@ class Logins:
         """The level a password proves: the policy's first (lowest)."""
         current = self.policy.current
         return current.policy.levels[0].name if current and current.policy.levels else None
+
+    def federated_level(self, login: FederatedLogin) -> str | None:
+        """The level a sign-in at the identity provider proves: the one the policy maps its
+        ``acr`` to, else the policy's first (the provider's login is at least a password)."""
+        return self.policy.level_for_acr(login.acr) or self.password_level()
+
+    async def may_federate(self, subject_id: str) -> bool:
+        """False when a local account named ``subject_id`` exists and is disabled."""
+        user = await self.store.get_user(subject_id)
+        return user is None or not user.disabled
 
     def _address(self, ip: str | None) -> dict[str, object]:
         """The audit's view of the client's address: its keyed hash, never the address."""
@@ -303,29 +293,58 @@ class Logins:
     ) -> LoginSession:
         """A new session at the policy's first (lowest) level, proven by the password (and the
         step-up of ``challenge_id`` the login asked for, named in the audit event)."""
+        subject = Subject(user.username, roles=frozenset(user.roles))
+        auth = SessionAuth(level=self.password_level(), amr=PASSWORD_AMR, auth_time=None)
+        return await self._open(subject, auth, ip, challenge_id=challenge_id)
+
+    async def open_federated(
+        self, login: FederatedLogin, ip: str | None, *, challenge_id: str | None = None
+    ) -> LoginSession:
+        """A new session for a person the identity provider vouched for: their roles there,
+        the level its ``acr`` maps to (:meth:`federated_level`), its ``amr`` and
+        ``auth_time``."""
+        subject = Subject(login.subject_id, roles=login.roles)
+        auth = SessionAuth(
+            level=self.federated_level(login), amr=login.amr, auth_time=login.auth_time
+        )
+        return await self._open(subject, auth, ip, challenge_id=challenge_id, issuer=login.issuer)
+
+    async def _open(
+        self,
+        subject: Subject,
+        auth: SessionAuth,
+        ip: str | None,
+        *,
+        challenge_id: str | None,
+        issuer: str | None = None,
+    ) -> LoginSession:
+        """Store a new session of ``subject`` (proven now unless ``auth`` says when) and audit
+        ``login_succeeded``."""
         now = self.clock.now()
-        level = self.password_level()
         token = secrets.token_urlsafe(32)
         row = await self.store.create_session(
             session_token_hash(token),
-            user.username,
-            level,
-            PASSWORD_AMR,
-            now,
+            subject.id,
+            auth.level,
+            auth.amr,
+            auth.auth_time or now,
             now + timedelta(seconds=self.session_ttl),
             now,
+            roles=sorted(subject.roles) if issuer is not None else None,
+            issuer=issuer,
         )
         self.count(LoginOutcome.OK)
         data: dict[str, object] = {
             **self._address(ip),
             "session_id": row.token_hash[:16],
-            "level": level,
+            "level": auth.level,
         }
+        if issuer is not None:
+            data["issuer"] = issuer
         if challenge_id is not None:
             data["challenge_id"] = challenge_id
-        await self.audit.record("login_succeeded", subject_id=user.username, data=data)
-        return LoginSession(
-            token,
-            Subject(user.username, roles=frozenset(user.roles)),
-            SessionAuth(id=row.token_hash[:16], level=level, amr=row.amr, auth_time=row.auth_time),
+        await self.audit.record("login_succeeded", subject_id=subject.id, data=data)
+        session = SessionAuth(
+            id=row.token_hash[:16], level=auth.level, amr=row.amr, auth_time=row.auth_time
         )
+        return LoginSession(token, subject, session)

@@ -5,6 +5,8 @@ client gets a ticket instead, ``<ticket id>.<256 random bits>``, bound to the su
 challenge and the device the login came from. With it the client may answer that one challenge
 (``PIIGate-Login-Ticket`` on the challenge's routes) and, once it is approved, complete the
 login (``POST /v1/login/complete``). Never the password: the ticket is all the client keeps.
+A sign-in at the identity provider keeps what the provider said (``FederatedLogin``) with its
+ticket, so that the session it completes is the one the provider vouched for.
 
 A ticket is a ``login_ticket`` ceremony: the store holds its SHA-256 only, and it is spent once
 by compare-and-set (``open`` → ``used``), or closed ``expired`` when its challenge can no longer
@@ -24,6 +26,7 @@ from typing import Final
 from piigate.crypto.secret import Secret
 from piigate.factors import CeremonyPurpose, CeremonyState
 from piigate.factors.ports import CeremonyRecord, CeremonyRepo
+from piigate.identity.federation import FederatedLogin
 from piigate.ids import MAX_ID_LENGTH, new_id
 from piigate.model import Challenge
 
@@ -44,20 +47,29 @@ class LoginTicket:
     challenge_id: str
     device_id: str | None
     expires_at: datetime
+    # A sign-in at the identity provider; None for a local login.
+    federated: FederatedLogin | None = None
 
 
 def _digest(ticket: str) -> str:
     return "sha256:" + hashlib.sha256(ticket.encode("ascii")).hexdigest()
 
 
-def _ticket_of(row: CeremonyRecord) -> LoginTicket:
+def _ticket_of(row: CeremonyRecord) -> LoginTicket | None:
+    """The ticket a row holds; None when its sign-in at the identity provider is unreadable or
+    names another subject."""
     device = row.data.get("device_id")
+    kept = row.data.get("federated")
+    federated = FederatedLogin.from_data(kept) if isinstance(kept, dict) else None
+    if kept is not None and (federated is None or federated.subject_id != row.subject_id):
+        return None
     return LoginTicket(
         id=row.id,
         subject_id=row.subject_id,
         challenge_id=row.challenge_id or "",
         device_id=device if isinstance(device, str) else None,
         expires_at=row.expires_at,
+        federated=federated,
     )
 
 
@@ -68,11 +80,20 @@ class LoginTickets:
         self.store = store
 
     async def issue(
-        self, challenge: Challenge, *, device_id: str | None, now: datetime
+        self,
+        challenge: Challenge,
+        *,
+        device_id: str | None,
+        now: datetime,
+        federated: FederatedLogin | None = None,
     ) -> tuple[Secret[str], LoginTicket]:
-        """A new ticket for ``challenge``'s subject: the ticket (shown once) and its record."""
+        """A new ticket for ``challenge``'s subject: the ticket (shown once) and its record.
+        ``federated``: the sign-in at the identity provider it completes."""
         ticket_id = new_id("ltk")
         ticket = f"{ticket_id}.{secrets.token_urlsafe(32)}"
+        data: dict[str, object] = {} if device_id is None else {"device_id": device_id}
+        if federated is not None:
+            data["federated"] = federated.data()
         row = await self.store.open_ceremony(
             id=ticket_id,
             subject_id=challenge.subject_id,
@@ -81,9 +102,11 @@ class LoginTickets:
             expires_at=challenge.expires_at + COMPLETE_GRACE,
             challenge_id=challenge.id,
             secret=_digest(ticket),
-            data={"device_id": device_id} if device_id is not None else {},
+            data=data,
         )
-        return Secret(ticket), _ticket_of(row)
+        issued = _ticket_of(row)
+        assert issued is not None
+        return Secret(ticket), issued
 
     async def find(self, ticket: str, *, now: datetime) -> LoginTicket | None:
         """The open, unexpired ticket ``ticket`` names (its digest compared in constant time);

@@ -12,12 +12,19 @@ the proof of the policy's first level; then
   (``identity.tickets``), answers the challenge with the ticket, and completes the login with
   it once the challenge is approved (:meth:`LoginFlow.complete`).
 
+A sign-in at the identity provider (:meth:`LoginFlow.login_federated`, from the console's OIDC
+callback) is decided the same way, on what the provider said: its ``acr`` proves the level the
+policy maps it to (else the first), at its ``auth_time``, with its ``amr``. The session it
+opens, at once or once its step-up is approved, is a federated one (``Logins.open_federated``).
+
 Audited: the decision (``decision``, its caller ``login``), ``login_step_up``,
 ``login_denied``, ``login_ticket_refused`` and ``login_succeeded`` (naming the challenge).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
 from piigate.callers import Caller, CallerKind
@@ -25,6 +32,7 @@ from piigate.clock import Clock
 from piigate.crypto.secret import Secret
 from piigate.errors import Conflict, Forbidden, StepUpRequired, Unauthorized
 from piigate.factors import CeremonyState
+from piigate.identity.federation import FederatedLogin
 from piigate.identity.login import PASSWORD_AMR, LoginOutcome, Logins, LoginSession, UserRecord
 from piigate.identity.tickets import LoginTicket, LoginTickets
 from piigate.model import (
@@ -90,8 +98,20 @@ def _step_up(decision: Decision, ticket: Secret[str]) -> LoginStepUpRequired:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Entrant:
+    """Who logs in and how it was proven: a local user's password, or the identity
+    provider's word (``federated``)."""
+
+    subject: Subject
+    session: SessionAuth
+    user: UserRecord | None = None
+    federated: FederatedLogin | None = None
+
+
 class LoginFlow:
-    """Password logins decided by the policy (see the module's doc)."""
+    """Logins decided by the policy: a local password, or a sign-in at the identity provider
+    (see the module's doc)."""
 
     def __init__(self, logins: Logins, engine: Engine, tickets: LoginTickets) -> None:
         """The logins' store, audit and clock are the flow's; the engine's challenges are the
@@ -108,24 +128,51 @@ class LoginFlow:
         raises, ``Forbidden`` when the policy denies it, :class:`LoginStepUpRequired` when it
         asks for a step-up first (the context's device is bound to the ticket)."""
         user = await self.logins.authenticate(username, password, context.ip)
-        decision = await self._decide(user, context)
+        session = SessionAuth(
+            level=self.logins.password_level(), amr=PASSWORD_AMR, auth_time=self.clock.now()
+        )
+        subject = Subject(user.username, roles=frozenset(user.roles))
+        return await self._admit(_Entrant(subject, session, user=user), context)
+
+    async def login_federated(self, login: FederatedLogin, context: Context) -> LoginSession:
+        """The session of a sign-in at the identity provider that the policy allows; raises as
+        :meth:`login` does after the password (``Forbidden`` too for a disabled local account
+        of the same name)."""
+        subject = Subject(login.subject_id, roles=login.roles)
+        session = SessionAuth(
+            acr=login.acr,
+            level=self.logins.federated_level(login),
+            amr=login.amr,
+            auth_time=login.auth_time,
+        )
+        entrant = _Entrant(subject, session, federated=login)
+        if not await self.logins.may_federate(login.subject_id):
+            await self._deny(entrant, {"reason": "account_disabled"})
+        return await self._admit(entrant, context)
+
+    async def _admit(self, entrant: _Entrant, context: Context) -> LoginSession:
+        """Decide ``entrant``'s login from ``context``: the session, or the refusal or step-up
+        raised."""
+        request = AccessRequest(
+            subject=entrant.subject, action=Action.LOGIN, session=entrant.session, context=context
+        )
+        caller = Caller.person(entrant.subject, kind=CallerKind.LOGIN)
+        decision = await self.engine.decide(request, caller=caller)
         if decision.outcome is Outcome.ALLOW:
-            return await self.logins.open_session(user, context.ip)
+            return await self._open(entrant, context.ip)
         if decision.outcome is Outcome.DENY or decision.challenge is None:
-            self.logins.count(LoginOutcome.DENIED)
-            await self.audit.record(
-                "login_denied",
-                subject_id=user.username,
-                data={"decision_id": decision.id, "rules": list(decision.rules)},
-            )
-            raise Forbidden(decision.reason or "the policy does not allow this login")
+            data = {"decision_id": decision.id, "rules": list(decision.rules)}
+            await self._deny(entrant, data, decision.reason)
         ticket, record = await self.tickets.issue(
-            decision.challenge, device_id=context.device_id, now=self.clock.now()
+            decision.challenge,
+            device_id=context.device_id,
+            now=self.clock.now(),
+            federated=entrant.federated,
         )
         self.logins.count(LoginOutcome.STEP_UP)
         await self.audit.record(
             "login_step_up",
-            subject_id=user.username,
+            subject_id=entrant.subject.id,
             data={
                 "decision_id": decision.id,
                 "challenge_id": decision.challenge.id,
@@ -134,18 +181,22 @@ class LoginFlow:
         )
         raise _step_up(decision, ticket)
 
-    async def _decide(self, user: UserRecord, context: Context) -> Decision:
-        """The engine's decision on logging ``user`` in from ``context``, the password proving
-        the policy's first level now."""
-        subject = Subject(user.username, roles=frozenset(user.roles))
-        session = SessionAuth(
-            level=self.logins.password_level(), amr=PASSWORD_AMR, auth_time=self.clock.now()
-        )
-        request = AccessRequest(
-            subject=subject, action=Action.LOGIN, session=session, context=context
-        )
-        caller = Caller.person(subject, kind=CallerKind.LOGIN)
-        return await self.engine.decide(request, caller=caller)
+    async def _deny(
+        self, entrant: _Entrant, data: Mapping[str, object], reason: str | None = None
+    ) -> NoReturn:
+        self.logins.count(LoginOutcome.DENIED)
+        await self.audit.record("login_denied", subject_id=entrant.subject.id, data=data)
+        raise Forbidden(reason or "the policy does not allow this login")
+
+    async def _open(
+        self, entrant: _Entrant, ip: str | None, challenge_id: str | None = None
+    ) -> LoginSession:
+        if entrant.federated is not None:
+            return await self.logins.open_federated(
+                entrant.federated, ip, challenge_id=challenge_id
+            )
+        assert entrant.user is not None
+        return await self.logins.open_session(entrant.user, ip, challenge_id=challenge_id)
 
     async def ticket_caller(self, ticket: str, challenge_id: str) -> Caller | None:
         """The person logging in, when ``ticket`` is an open one for ``challenge_id``: who may
@@ -172,13 +223,25 @@ class LoginFlow:
             await self._refuse(found, "challenge_expired")
         if challenge.state is not ChallengeState.APPROVED:
             await self._refuse(found, f"challenge_{challenge.state.value}")
-        user = await self.logins.active_user(found.subject_id)
-        if user is None:
+        entrant = await self._entrant_of(found)
+        if entrant is None:
             await self._refuse(found, "user_gone")
         if not await self.tickets.close(found, state=CeremonyState.USED, now=now):
             await self._refuse(found, "replayed", close=False)
-        session = await self.logins.open_session(user, ip, challenge_id=challenge.id)
-        return session, found
+        return await self._open(entrant, ip, challenge.id), found
+
+    async def _entrant_of(self, ticket: LoginTicket) -> _Entrant | None:
+        """Who completes ``ticket``'s login (the session's proof is the original one's); None
+        when they may no longer log in."""
+        federated = ticket.federated
+        if federated is not None:
+            if not await self.logins.may_federate(federated.subject_id):
+                return None
+            return _Entrant(Subject(federated.subject_id), SessionAuth(), federated=federated)
+        user = await self.logins.active_user(ticket.subject_id)
+        if user is None:
+            return None
+        return _Entrant(Subject(user.username), SessionAuth(), user=user)
 
     async def _refuse(self, ticket: LoginTicket, reason: str, *, close: bool = True) -> NoReturn:
         """Close ``ticket`` (it can never complete), audit why, raise the vague 401."""

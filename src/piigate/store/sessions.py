@@ -1,12 +1,14 @@
-"""Console sessions from local login, stored by the hash of their token (never the token)."""
+"""Console sessions from a local login or a sign-in at the identity provider, stored by the
+hash of their token (never the token)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Row, delete, select
 
 from piigate.store._sql import Repo, utc
 from piigate.store.tables import sessions
@@ -24,6 +26,16 @@ class SessionRow:
     created_at: datetime
     expires_at: datetime
     scram_verifier: str | None = None
+    # A sign-in at the identity provider: who vouched, and the roles it gave.
+    issuer: str | None = None
+    roles: tuple[str, ...] | None = None
+
+
+def _row(found: Row[Any]) -> SessionRow:
+    data = found._asdict()
+    data["amr"] = tuple(data["amr"])
+    data["roles"] = None if data["roles"] is None else tuple(data["roles"])
+    return SessionRow(**data)
 
 
 class SessionStore(Repo):
@@ -36,6 +48,9 @@ class SessionStore(Repo):
         auth_time: datetime,
         expires_at: datetime,
         now: datetime,
+        *,
+        roles: Iterable[str] | None = None,
+        issuer: str | None = None,
     ) -> SessionRow:
         row = SessionRow(
             token_hash=token_hash,
@@ -45,6 +60,8 @@ class SessionStore(Repo):
             auth_time=utc(auth_time),
             created_at=utc(now),
             expires_at=utc(expires_at),
+            issuer=issuer,
+            roles=None if roles is None else tuple(roles),
         )
         await self._write(
             sessions.insert().values(
@@ -55,6 +72,8 @@ class SessionStore(Repo):
                 auth_time=row.auth_time,
                 created_at=row.created_at,
                 expires_at=row.expires_at,
+                issuer=row.issuer,
+                roles=None if row.roles is None else list(row.roles),
             )
         )
         return row
@@ -80,9 +99,7 @@ class SessionStore(Repo):
         found = await self._all(stmt)
         if len(found) != 1:
             return None
-        data = found[0]._asdict()
-        data["amr"] = tuple(data["amr"])
-        return SessionRow(**data)
+        return _row(found[0])
 
     async def get_session(self, token_hash: str, now: datetime) -> SessionRow | None:
         """The session, or None when unknown or expired at ``now``."""
@@ -92,9 +109,7 @@ class SessionStore(Repo):
         found = await self._first(stmt)
         if found is None:
             return None
-        data = found._asdict()
-        data["amr"] = tuple(data["amr"])
-        return SessionRow(**data)
+        return _row(found)
 
     async def delete_session(self, token_hash: str) -> bool:
         return await self._changed(delete(sessions).where(sessions.c.token_hash == token_hash))

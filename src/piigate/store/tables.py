@@ -191,6 +191,10 @@ sessions = Table(
     # A database credential's SCRAM-SHA-256 verifier (``SCRAM-SHA-256$…``), for the PostgreSQL
     # gateway; NULL for a console session.
     Column("scram_verifier", String(255), nullable=True),
+    # A sign-in at the identity provider: its issuer and the roles it gave (NULL for a local
+    # login, whose roles are the user's).
+    Column("issuer", String(2048), nullable=True),
+    Column("roles", JSON, nullable=True),
 )
 
 api_keys = Table(

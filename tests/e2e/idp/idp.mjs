@@ -2,7 +2,9 @@
 //
 // One public client (PKCE, no client secret), authorization code flow, JWT access tokens for one
 // resource server that carry the session's `acr`, `amr` and `auth_time` (RFC 9068 §2.2.1), and a
-// login "page" a script answers without a browser:
+// login "page" a script answers without a browser. A second client, for piigate's console sign-in
+// (ID tokens), when IDP_CONSOLE_CLIENT_ID is set: confidential (client_secret_basic) when
+// IDP_CONSOLE_CLIENT_SECRET is set too, else public; PKCE either way.
 //
 //   GET  /interaction/:uid  → JSON: the prompt and what the client asked for (acr_values, max_age)
 //   POST /interaction/:uid  ← form: login=<subject> [acr=<one of ACR_VALUES>] [auth_age=<seconds>]
@@ -14,7 +16,8 @@
 //
 // Usage: node idp.mjs [PORT]   (or IDP_PORT; 0 or none picks a free port)
 // Environment: IDP_REDIRECT_URI (required), IDP_CLIENT_ID, IDP_AUDIENCE, IDP_RESOURCE,
-// IDP_SCOPES, IDP_ACCESS_TOKEN_TTL. Prints one line `IDP READY <issuer>` once it accepts requests.
+// IDP_SCOPES, IDP_ACCESS_TOKEN_TTL; IDP_CONSOLE_CLIENT_ID, IDP_CONSOLE_REDIRECT_URI,
+// IDP_CONSOLE_CLIENT_SECRET. Prints one line `IDP READY <issuer>` once it accepts requests.
 
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
@@ -46,7 +49,31 @@ function settings(env, argv) {
     resource: env.IDP_RESOURCE || `urn:piigate:resource:${audience}`,
     scopes: env.IDP_SCOPES || 'customers:read customers:write',
     accessTokenTtl: Number.parseInt(env.IDP_ACCESS_TOKEN_TTL || '600', 10),
+    console: env.IDP_CONSOLE_CLIENT_ID ? {
+      clientId: env.IDP_CONSOLE_CLIENT_ID,
+      redirectUri: env.IDP_CONSOLE_REDIRECT_URI,
+      secret: env.IDP_CONSOLE_CLIENT_SECRET,
+    } : null,
   };
+}
+
+function clients(s) {
+  const code = {
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+    id_token_signed_response_alg: ALG,
+  };
+  const list = [{
+    client_id: s.clientId, token_endpoint_auth_method: 'none', redirect_uris: [s.redirectUri], ...code,
+  }];
+  if (s.console) {
+    if (!s.console.redirectUri) throw new Error('IDP_CONSOLE_REDIRECT_URI is required');
+    const auth = s.console.secret
+      ? { client_secret: s.console.secret, token_endpoint_auth_method: 'client_secret_basic' }
+      : { token_endpoint_auth_method: 'none' };
+    list.push({ client_id: s.console.clientId, redirect_uris: [s.console.redirectUri], ...auth, ...code });
+  }
+  return list;
 }
 
 function signingKey() {
@@ -73,20 +100,15 @@ function configuration(s) {
     jwt: { sign: { alg: ALG } },
   };
   return {
-    clients: [{
-      client_id: s.clientId,
-      token_endpoint_auth_method: 'none',
-      redirect_uris: [s.redirectUri],
-      grant_types: ['authorization_code'],
-      response_types: ['code'],
-      id_token_signed_response_alg: ALG,
-    }],
+    clients: clients(s),
     clientDefaults: { id_token_signed_response_alg: ALG },
     jwks: { keys: [signingKey()] },
     cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
     acrValues: ACR_VALUES,
+    // ID tokens always say how the user authenticated (as Keycloak's and Okta's do): a relying
+    // party such as piigate's console reads acr, amr and auth_time without asking for them.
     claims: {
-      acr: null, amr: null, auth_time: null, sid: null, openid: ['sub'],
+      acr: null, amr: null, auth_time: null, sid: null, openid: ['sub', 'acr', 'amr', 'auth_time'],
     },
     pkce: { required: () => true },
     features: {
@@ -102,7 +124,7 @@ function configuration(s) {
       },
     },
     extraTokenClaims,
-    // The one client is first party: it gets what it asks for, without a consent prompt.
+    // The clients are first party: they get what they ask for, without a consent prompt.
     loadExistingGrant: async (ctx) => {
       const grantId = ctx.oidc.result?.consent?.grantId
         || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
