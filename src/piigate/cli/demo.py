@@ -22,7 +22,9 @@ __all__ = ["demo_app"]
 DEFAULT_DATA_DIR = Path(".piigate-demo")
 
 demo_app = typer.Typer(
-    help="The all-in-one demo: the service, console, gateways, a sample API and its users.",
+    help="The all-in-one demo: the service and console, both gateways, a sample API and its "
+    "users. Without a command: run it until Ctrl-C, printing the URLs, the users' passwords "
+    "and a walkthrough.",
     invoke_without_command=True,
 )
 
@@ -65,8 +67,11 @@ def code(
     user: Annotated[str, typer.Option(help="The demo user (demo or admin).")] = "demo",
     data_dir: DataDirOpt = DEFAULT_DATA_DIR,
 ) -> None:
-    """Print the user's TOTP code, as their authenticator app would show it now (waiting for
-    the next one when this one was used already: each is accepted once)."""
+    """Print a demo user's TOTP code.
+
+    The code their authenticator app would show now; when this step's code was used already
+    (each is accepted once), the next one, after waiting for its step to begin.
+    """
     from piigate.clock import SystemClock
     from piigate.config import Settings
     from piigate.demo.codes import demo_code
