@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	@scripts/demo
+	@$(VENV)/bin/piigate demo
 
 test: $(STAMP)
 	@scripts/check

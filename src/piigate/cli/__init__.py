@@ -16,6 +16,7 @@ from typer.exceptions import TyperException
 from piigate.cli.audit import audit_app
 from piigate.cli.authenticator import authenticator_app
 from piigate.cli.db import db_app
+from piigate.cli.demo import demo_app
 from piigate.cli.gateway import gateway_app
 from piigate.cli.keys import keys_app
 from piigate.cli.login import login
@@ -46,6 +47,7 @@ app.add_typer(authenticator_app, name="authenticator")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(risk_app, name="risk")
 app.add_typer(scan_app, name="scan")
+app.add_typer(demo_app, name="demo")
 app.command("serve")(serve)
 app.command("login")(login)
 

@@ -11,8 +11,9 @@ README's walkthrough and the end-to-end tests.
 - ``GET /whoami`` → the verified subject and level a gateway in front sent
   (``PIIGate-Subject``, ``PIIGate-Level``), as this API received them.
 
-Every value is made up (SSNs in the 900 range, which are never issued; phone numbers in the
-555-01xx range reserved for fiction).
+It holds the 300 customers of ``demo/synthetic.py``, the same on every start: every value is
+made up (SSNs in the 900 range, which are never issued; IBANs with valid check digits over
+made-up banks; phone numbers in the 555-01xx range reserved for fiction).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from piigate.demo.synthetic import synthetic_customers
+
 __all__ = ["create_customers_app", "main", "sample_customers"]
 
 MAX_FILE = 64 * 1024 * 1024
@@ -35,32 +38,8 @@ CHUNK = 64 * 1024
 
 
 def sample_customers() -> dict[str, dict[str, Any]]:
-    """Three synthetic customers, by id."""
-    rows = [
-        ("1", "Ada Example", "900-12-3456", "X1234567", "DE89370400440532013000", "+14155550101"),
-        ("2", "Ben Sample", "900-65-4321", "Y7654321", "GB29NWBK60161331926819", "+14155550102"),
-        (
-            "3",
-            "Cy Fiction",
-            "900-11-2222",
-            "Z1112223",
-            "FR1420041010050500013M02606",
-            "+14155550103",
-        ),
-    ]
-    return {
-        cid: {
-            "id": cid,
-            "name": name,
-            "ssn": ssn,
-            "passport_number": passport,
-            "bank": {"account": account, "bank_name": "Demo Bank"},
-            "phone": phone,
-            "address": {"street": f"{cid} Example Street", "city": "Springfield", "zip": "00000"},
-            "tier": "gold" if cid == "1" else "standard",
-        }
-        for cid, name, ssn, passport, account, phone in rows
-    }
+    """The synthetic customers (``demo/synthetic.py``), by id."""
+    return {customer["id"]: customer for customer in synthetic_customers()}
 
 
 def create_customers_app() -> Starlette:
