@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/risk.py
 	$(VENV)/bin/python bench/pg_protocol.py
 	$(VENV)/bin/python bench/gateway_pg.py
+	$(VENV)/bin/python bench/console.py
 	$(VENV)/bin/python bench/alerts.py
 
 clean:

@@ -311,3 +311,12 @@ def emit(
 def note(message: str) -> None:
     """Human-readable progress on stderr (stdout carries only the JSON lines)."""
     print(message, file=sys.stderr, flush=True)
+
+
+def logs_to_stderr() -> None:
+    """piigate's log lines (warnings and up) on stderr, so stdout carries only the JSON lines."""
+    import logging
+
+    from piigate.logs import configure_logging
+
+    configure_logging("console", logging.WARNING)

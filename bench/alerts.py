@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import _common
-from _common import emit, note
+from _common import emit, logs_to_stderr, note
 from piigate.api.services import Services
 from piigate.audit.sink_settings import (
     AlertSettings,
@@ -197,6 +197,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a short run with fewer samples")
     parser.add_argument("--receive", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    logs_to_stderr()
     if args.receive:
         receive(args.receive)
         return
