@@ -39,6 +39,11 @@ gateway:
 """
 
 
+POSTGRES_GATEWAY = frozenset(
+    {"piigate_gateway_statement_seconds_bucket", "piigate_gateway_statement_seconds_count"}
+)
+
+
 def expressions() -> list[str]:
     dashboard = json.loads(DASHBOARD.read_text())
     found = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
@@ -88,7 +93,9 @@ async def test_every_metric_of_the_dashboard_is_in_a_real_scrape(
 
     used = set().union(*(metric_names(e) for e in expressions()))
     assert used >= REQUIRED, f"missing: {sorted(REQUIRED - used)}"
-    assert used <= samples, f"not exported: {sorted(used - samples)}"
+    # The PostgreSQL gateway's statements are scraped from a gateway in
+    # tests/gateway/postgres/test_pg_gateway.py (test_each_ruling_is_timed_in_the_node_metrics).
+    assert used - POSTGRES_GATEWAY <= samples, f"not exported: {sorted(used - samples)}"
     stepups = [
         s.labels
         for f in text_string_to_metric_families(scrape)

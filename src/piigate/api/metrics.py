@@ -46,6 +46,15 @@ class Metrics:
             buckets=GATEWAY_BUCKETS,
         )
         self.registry.register(self.gateway)
+        self.statements = LatencyHistogram(
+            "piigate_gateway_statement_seconds",
+            "The PostgreSQL gateway's time to rule on a statement (reading it, the decision, "
+            "a step-up's wait) before it goes to the server or is refused, by protocol step "
+            "and ruling",
+            labels=("step", "ruling"),
+            buckets=LATENCY_BUCKETS,
+        )
+        self.registry.register(self.statements)
 
     def observe(self, decision: Decision, seconds: float) -> None:
         self.decisions.observe(decision, seconds)

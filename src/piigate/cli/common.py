@@ -13,17 +13,22 @@ import typer
 from piigate.config import Settings, load_settings
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from piigate.crypto.keyring import OpenedKeyring
     from piigate.policy.holder import PolicyHolder
     from piigate.store import Store
 
 __all__ = [
     "ConfigOpt",
+    "MetricsOpt",
     "fail",
     "gateway_start",
+    "metrics_address",
     "open_keys",
     "record_audit",
     "run",
+    "serve_metrics",
     "settings_from",
     "with_store",
 ]
@@ -33,6 +38,44 @@ T = TypeVar("T")
 ConfigOpt = Annotated[
     str | None, typer.Option("--config", "-c", help="YAML configuration or policy file.")
 ]
+
+
+MetricsOpt = Annotated[
+    str | None,
+    typer.Option("--metrics", help="HOST:PORT to serve Prometheus metrics on (GET /metrics)."),
+]
+
+
+def metrics_address(text: str | None) -> tuple[str, int] | None:
+    """``--metrics HOST:PORT`` read (a bad one is a one-line error and exit 1)."""
+    if text is None:
+        return None
+    from piigate.origins import parse_listen
+
+    try:
+        return parse_listen(text, default_host="127.0.0.1")
+    except ValueError as exc:
+        fail(f"--metrics: {exc}")
+
+
+def serve_metrics(
+    registry: CollectorRegistry, at: tuple[str, int]
+) -> Callable[[], Awaitable[None]]:
+    """``GET /metrics`` of ``registry`` on ``at`` (a thread of its own); returns its stop."""
+    from prometheus_client import start_http_server
+
+    host, port = at
+    try:
+        server, thread = start_http_server(port, host, registry=registry)
+    except OSError as exc:
+        fail(f"--metrics: cannot listen on {host}:{port} ({type(exc).__name__})")
+
+    async def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        await asyncio.to_thread(thread.join, 5)
+
+    return stop
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -20,11 +20,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from piigate import __version__
-from piigate.cli.common import ConfigOpt, fail, gateway_start
+from piigate.cli.common import (
+    ConfigOpt,
+    MetricsOpt,
+    fail,
+    gateway_start,
+    metrics_address,
+    serve_metrics,
+)
 from piigate.cli.serve import run_server
 from piigate.config import Settings
 from piigate.errors import PiigateError
-from piigate.origins import parse_listen
 
 if TYPE_CHECKING:
     from piigate.api.metrics import Metrics
@@ -53,10 +59,7 @@ def http(
         str | None,
         typer.Option(help="URL of a piigate service to ask (API key in PIIGATE_ENGINE_KEY)."),
     ] = None,
-    metrics: Annotated[
-        str | None,
-        typer.Option(help="HOST:PORT to serve Prometheus metrics on (GET /metrics)."),
-    ] = None,
+    metrics: MetricsOpt = None,
 ) -> None:
     """Run the HTTP gateway in front of the upstream API of ``gateway.http``."""
     from piigate.gateway.http.config import load_gateway_config
@@ -70,12 +73,7 @@ def http(
     gateway = load_gateway_config(config, compiled)
     for warning in gateway.warnings:
         typer.echo(warning, err=True)
-    metrics_at = None
-    if metrics is not None:
-        try:
-            metrics_at = parse_listen(metrics, default_host="127.0.0.1")
-        except ValueError as exc:
-            fail(f"--metrics: {exc}")
+    metrics_at = metrics_address(metrics)
     run_server(_serve(_Run(settings, holder, gateway, config, engine, key, metrics_at)))
 
 
@@ -183,22 +181,9 @@ def _metrics() -> Metrics:
 
 
 def _serve_metrics(run: _Run) -> None:
-    """``GET /metrics`` of the gateway's registry on ``--metrics`` (a thread of its own)."""
-    from prometheus_client import start_http_server
-
+    """``GET /metrics`` of the gateway's registry on ``--metrics``."""
     assert run.metrics_at is not None
-    host, port = run.metrics_at
-    try:
-        server, thread = start_http_server(port, host, registry=run.metrics.registry)
-    except OSError as exc:
-        fail(f"--metrics: cannot listen on {host}:{port} ({type(exc).__name__})")
-
-    async def stop() -> None:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-    run.closers.append(stop)
+    run.closers.append(serve_metrics(run.metrics.registry, run.metrics_at))
 
 
 async def _reload(run: _Run, gate: Gate) -> None:

@@ -15,7 +15,14 @@ import signal
 import typer
 
 from piigate import __version__
-from piigate.cli.common import ConfigOpt, fail, gateway_start
+from piigate.cli.common import (
+    ConfigOpt,
+    MetricsOpt,
+    fail,
+    gateway_start,
+    metrics_address,
+    serve_metrics,
+)
 from piigate.cli.serve import run_server
 from piigate.config import Settings
 from piigate.errors import PiigateError
@@ -23,7 +30,7 @@ from piigate.errors import PiigateError
 __all__ = ["postgres"]
 
 
-def postgres(config: ConfigOpt = None) -> None:
+def postgres(config: ConfigOpt = None, metrics: MetricsOpt = None) -> None:
     """Run the PostgreSQL gateway in front of the database of ``gateway.postgres``."""
     from piigate.gateway.postgres.config import load_postgres_config
 
@@ -31,10 +38,12 @@ def postgres(config: ConfigOpt = None) -> None:
     compiled = holder.current
     assert compiled is not None  # from_file loaded it or raised
     gateway = load_postgres_config(config, compiled)  # FILE:LINE:COL lines (cli.main)
-    run_server(_serve(settings, holder, gateway))
+    run_server(_serve(settings, holder, gateway, metrics_address(metrics)))
 
 
-async def _serve(settings: Settings, holder: object, config: object) -> None:
+async def _serve(
+    settings: Settings, holder: object, config: object, metrics_at: tuple[str, int] | None
+) -> None:
     from piigate.api.auth import api_key_caller
     from piigate.api.services import Services
     from piigate.callers import Caller
@@ -67,6 +76,8 @@ async def _serve(settings: Settings, holder: object, config: object) -> None:
         return await desk.caller(password, callers)
 
     gateway = PostgresGateway(config, desk=desk, authenticate=authenticate)
+    # The node's metrics: its decisions and step-ups, and each statement's ruling time.
+    stop_metrics = serve_metrics(services.metrics.registry, metrics_at) if metrics_at else None
     try:
         try:
             await gateway.start()
@@ -84,6 +95,8 @@ async def _serve(settings: Settings, holder: object, config: object) -> None:
         )
         await stop.wait()
     finally:
+        if stop_metrics is not None:
+            await stop_metrics()
         await gateway.aclose()
         if jwt is not None and jwt is not services.jwt:
             await jwt.aclose()

@@ -217,3 +217,31 @@ async def test_a_database_credential_signs_in_with_scram(env: GatewayEnv) -> Non
             await psycopg.AsyncConnection.connect(wrong)
         assert "password authentication failed" in str(refused.value)
         assert password not in str(refused.value)
+
+
+async def test_each_ruling_is_timed_in_the_node_metrics(env: GatewayEnv) -> None:
+    from prometheus_client import generate_latest
+
+    async with await connect(env) as conn:
+        await rows(conn, "SELECT id, ssn FROM customers WHERE id = 2")  # masked
+        await rows(conn, "SELECT id FROM customers WHERE id = 2")  # no PII: allowed
+        with pytest.raises(psycopg.Error):
+            await rows(conn, f"SELECT id FROM customers WHERE ssn = '{SSN}'")  # step-up
+    async with await connect(env, prepare_threshold=0) as conn, conn.cursor() as cur:
+        await cur.execute("SELECT ssn FROM customers WHERE id = %s", (2,))
+    scrape = generate_latest(env.node.services.metrics.registry).decode()
+    counts = {
+        (m.group(1), m.group(2)): float(m.group(3))
+        for m in re.finditer(
+            r'piigate_gateway_statement_seconds_count\{ruling="(\w+)",step="(\w+)"\} (\S+)', scrape
+        )
+    }
+    assert counts[("mask", "query")] >= 1
+    assert counts[("allow", "query")] >= 1
+    assert counts[("step_up", "query")] >= 1
+    assert counts[("mask", "execute")] >= 1
+    from test_dashboard import POSTGRES_GATEWAY, expressions, metric_names
+
+    used = set().union(*(metric_names(e) for e in expressions())) & POSTGRES_GATEWAY
+    assert used == POSTGRES_GATEWAY  # the dashboard's panels of this gateway
+    assert all(f"{name}{{" in scrape for name in used)

@@ -90,6 +90,8 @@ class Gatekeeper:
     def __init__(self, desk: Desk, approval_wait: float) -> None:
         self.desk = desk
         self.approval_wait = approval_wait
+        # piigate_gateway_statement_seconds{step, ruling}: the time each ruling took
+        self.timings = desk.services.metrics.statements
 
     # -- the simple query protocol --------------------------------------------------------------
     async def query(self, session: ClientSession, message: fe.Query) -> None:
@@ -98,11 +100,13 @@ class Gatekeeper:
         if _NAMES_OTP.search(sql):
             await self._otp(session, sql)
             return
+        started = time.perf_counter()
         if session.path_stale:  # an Execute before it may have changed the search path
             touches = [every_class("other", session.links.catalog, "the search path changed")]
         else:
             touches = await session.cursors.resolve(sql, await session.read(sql), session.read)
         ruling = await self._ruling(session, touches, session.binding(sql))
+        self._timed("query", ruling, started)
         if ruling.outcome is not Outcome.ALLOW:
             session.refuse(self._refusal(ruling), extended=False)
             return
@@ -133,9 +137,11 @@ class Gatekeeper:
         session.forward(message)
 
     async def execute(self, session: ClientSession, message: fe.Execute) -> None:
+        started = time.perf_counter()
         sql, touches, parameters = await session.touches_of_portal(message.portal)
         touches = await session.cursors.resolve(sql, touches, session.read)
         ruling = await self._ruling(session, touches, session.binding(sql, parameters))
+        self._timed("execute", ruling, started)
         if ruling.outcome is not Outcome.ALLOW:
             session.refuse(self._refusal(ruling), extended=True)
             return
@@ -150,6 +156,11 @@ class Gatekeeper:
                 session.reread_after_copy = "sync"
             else:
                 session.path_stale = True  # read again after the next Sync
+
+    def _timed(self, step: str, ruling: Ruling, started: float) -> None:
+        """Count the ruling's time; a masked allow counts as ``mask``."""
+        name = "mask" if ruling.outcome is Outcome.ALLOW and ruling.masked else ruling.outcome.value
+        self.timings.observe((step, name), time.perf_counter() - started)
 
     @staticmethod
     def _masked_notice(session: ClientSession, ruling: Ruling, touches: list[Touches]) -> None:
