@@ -108,11 +108,13 @@ async def _frames(
     yield "retry: 2000\n\n"
     try:
         while not await request.is_disconnected():
+            events = await read(after, PAGE_SIZE)
+            # Asked after the read: what was read was committed before the answer, so nothing
+            # committed after the caller lost the right to see it is ever sent.
             if still_allowed is not None and loop.time() - checked >= recheck_seconds:
                 if not await still_allowed():
                     return
                 checked = loop.time()
-            events = await read(after, PAGE_SIZE)
             for event in events:
                 assert event.seq is not None
                 after = event.seq
