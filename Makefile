@@ -9,7 +9,7 @@ endif
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check bench clean
+.PHONY: demo test check bench screenshots clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "piigate needs Python 3.11 or newer" >&2; exit 1; }
@@ -23,6 +23,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@scripts/check
+
+# The README's pictures of the console: the browser tests (Debian's Chromium at
+# /usr/bin/chromium), saving their screenshots to docs/screenshots/ rather than a temporary
+# directory; a test that cannot run fails rather than leaving an old picture behind.
+screenshots: $(STAMP)
+	PIIGATE_SCREENSHOT_DIR=docs/screenshots PIIGATE_REQUIRE_SERVICES=1 \
+		$(VENV)/bin/python -m pytest -q -m "browser and not postgres"
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/decide.py

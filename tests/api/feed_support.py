@@ -1,5 +1,6 @@
 """Helpers of the tests of what the edges give the risk engine and tell it (imported by name,
-like api_support): a risk engine that knows devices only, and a policy with login rules."""
+like api_support): a risk engine that knows devices only, and the policies with login rules
+(the console's sign-in tests use them too)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,13 @@ from piigate.policy.holder import PolicyHolder
 from piigate.risk.keys import load_risk_key
 from piigate.risk.observation import Feature, keyed
 
-__all__ = ["KnownDevices", "decided_device", "device_key", "login_policy"]
+__all__ = [
+    "KnownDevices",
+    "decided_device",
+    "device_key",
+    "login_policy",
+    "role_login_policy",
+]
 
 
 async def device_key(node: Node, device: str) -> str:
@@ -65,32 +72,59 @@ class KnownDevices:
         return self
 
 
+# What the login policies share: TOTP and recovery codes prove aal2 (and role ``blocked``
+# may not log in: :data:`_BLOCKED`).
+_LOGIN_POLICY = """\
+version: 1
+levels:
+  aal1: {acr: "urn:piigate:aal1"}
+  aal2: {acr: "urn:piigate:aal2"}
+pii:
+  ssn: {}
+factors:
+  totp: {level: aal2}
+  recovery: {level: aal2}
+profile: nist-800-63b-4
+"""
+_BLOCKED = """\
+- name: blocked-accounts
+  when: {action: [login], roles: [blocked]}
+  deny: "this account may not log in"
+"""
+
+
+def _login_policy(rules: str, *, max_attempts: int | None = None) -> PolicyHolder:
+    """:data:`_LOGIN_POLICY` with ``rules`` (a YAML list) and the blocked accounts' rule."""
+    listed = textwrap.indent(textwrap.dedent(rules) + _BLOCKED, "  ")
+    stepup = "" if max_attempts is None else f"stepup: {{max_attempts: {max_attempts}}}\n"
+    return PolicyHolder(
+        compile_policy(load_policy_text(f"{_LOGIN_POLICY}rules:\n{listed}{stepup}"))
+    )
+
+
 def login_policy() -> PolicyHolder:
     """TOTP at aal2; a login from a new device steps up to aal2, role ``blocked`` may not log
-    in; reading an SSN needs aal2."""
-    text = textwrap.dedent(
+    in; reading an SSN needs aal2; three attempts per step-up."""
+    return _login_policy(
         """\
-        version: 1
-        levels:
-          aal1: {acr: "urn:piigate:aal1"}
-          aal2: {acr: "urn:piigate:aal2"}
-        pii:
-          ssn: {}
-        factors:
-          totp: {level: aal2}
-          recovery: {level: aal2}
-        rules:
-          - name: login-new-device
-            when: {action: [login], signals: [new_device]}
-            require: {level: aal2}
-          - name: blocked-accounts
-            when: {action: [login], roles: [blocked]}
-            deny: "this account may not log in"
-          - name: read-ssn
-            when: {pii: [ssn], action: [read]}
-            require: {level: aal2, max_age: 5m}
-        stepup: {max_attempts: 3}
-        profile: nist-800-63b-4
+        - name: login-new-device
+          when: {action: [login], signals: [new_device]}
+          require: {level: aal2}
+        - name: read-ssn
+          when: {pii: [ssn], action: [read]}
+          require: {level: aal2, max_age: 5m}
+        """,
+        max_attempts=3,
+    )
+
+
+def role_login_policy() -> PolicyHolder:
+    """TOTP at aal2; people with role ``clerk`` log in at aal2 (TOTP steps them up), role
+    ``blocked`` may not log in."""
+    return _login_policy(
+        """\
+        - name: clerks-log-in-at-aal2
+          when: {action: [login], roles: [clerk]}
+          require: {level: aal2}
         """
     )
-    return PolicyHolder(compile_policy(load_policy_text(text)))

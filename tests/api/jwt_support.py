@@ -5,9 +5,7 @@ fixtures: import them into a conftest.py), and tokens it signs (``idp_token``)."
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -15,41 +13,26 @@ from api_support import T0
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
+from loopback_support import QuietHandler, ThreadedServer
+
 __all__ = ["AUDIENCE", "ISSUER", "JwksServer", "idp_key", "idp_token", "jwks_server"]
 
 ISSUER = "https://idp.example"
 AUDIENCE = "piigate-api"
 
 
-class JwksServer:
-    """Serves a JWK Set on loopback from a thread."""
+class JwksServer(ThreadedServer):
+    """Serves a JWK Set on loopback (at :attr:`url`) from a thread, until :meth:`close`."""
 
     def __init__(self, keys: KeySet) -> None:
         document = json.dumps(keys.as_dict(private=False)).encode()
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/jwk-set+json")
-                self.send_header("Content-Length", str(len(document)))
-                self.end_headers()
-                self.wfile.write(document)
+                self.reply(200, "application/jwk-set+json", document)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/jwks"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
+        super().__init__(Handler)
+        self.url = f"{self.base}/jwks"
 
 
 def idp_token(key: RSAKey, **overrides: Any) -> str:

@@ -11,15 +11,15 @@ import base64
 import hashlib
 import json
 import secrets
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from api_support import T0
 from joserfc.jwk import KeySet, RSAKey
 from jwt_support import idp_token
+
+from loopback_support import QuietHandler, ThreadedServer
 
 __all__ = ["CLIENT_ID", "FakeIdp", "Grant"]
 
@@ -48,7 +48,7 @@ class FakeIdp:
     def __post_init__(self) -> None:
         idp = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 if self.path == "/.well-known/openid-configuration":
                     idp.discovery_requests += 1
@@ -66,28 +66,13 @@ class FakeIdp:
                 self._json(status, body)
 
             def _json(self, status: int, body: object) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.reply(status, "application/json", json.dumps(body).encode())
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.issuer = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+        self.server = ThreadedServer(Handler)
+        self.issuer = self.server.base
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
+        self.server.close()
 
     def document(self) -> dict[str, Any]:
         return {

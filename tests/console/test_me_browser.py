@@ -5,14 +5,13 @@ needs a step-up first (the step-up page is stood in for: the test answers the ch
 through the API and hands the page the grant cookie, as that page does), and report the
 sign-in as not theirs.
 
-Saves ``docs/screenshots/my-security.png`` and ``my-security-activity.png``. No browser is
-ever downloaded: without ``/usr/bin/chromium`` the test skips, or fails when
-``PIIGATE_REQUIRE_SERVICES=1`` (CI).
+Saves the screenshots ``my-security.png`` and ``my-security-activity.png`` (see
+``browser_support``). No browser is ever downloaded: without ``/usr/bin/chromium`` the test
+skips, or fails when ``PIIGATE_REQUIRE_SERVICES=1`` (CI).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -23,48 +22,29 @@ from urllib.parse import parse_qs, urlsplit
 
 import pyotp
 import pytest
+from browser_support import (
+    ConsoleServer,
+    add_authenticator,
+    chromium,
+    console_server,
+    require_chromium,
+    screenshots,
+    sign_in,
+    webauthn_session,
+)
 
-from loopback_support import free_port
-from serve_support import run_piigate, serving
-from services_support import unavailable
+__all__ = ["screenshots"]  # the fixture, for pytest
 
-pytestmark = pytest.mark.slow
-
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-PASSWORD = "correct horse battery staple"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@dataclass
-class Console:
-    base: str
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 @pytest.fixture
-def console(sqlite_url: str, tmp_path: Path) -> Iterator[Console]:
+def console(sqlite_url: str, tmp_path: Path) -> Iterator[ConsoleServer]:
     """``piigate serve`` on a free port (public URL ``http://localhost:PORT``, where WebAuthn
     allows http), with the user ann."""
-    if not CHROMIUM.exists():
-        unavailable(f"{CHROMIUM} not found: apt-get install chromium (never a downloaded browser)")
-    port = free_port()
-    base = f"http://localhost:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIIGATE_")}
-    env.update(
-        PIIGATE_DATA_DIR=str(tmp_path / "data"),
-        PIIGATE_DATABASE_URL=sqlite_url,
-        PIIGATE_PUBLIC_URL=base,
-        PIIGATE_LOG_FORMAT="json",
-    )
-    run_piigate(env, "users", "add", "ann", "--password-stdin", stdin=PASSWORD + "\n")
-    with serving(env, port, tmp_path / "serve.log"):
-        yield Console(base)
+    require_chromium()
+    with console_server(tmp_path, sqlite_url, users={"ann": ()}, host="localhost") as server:
+        yield server
 
 
 @dataclass
@@ -77,44 +57,25 @@ class Browser:
 
 
 @pytest.fixture
-async def browser(console: Console) -> AsyncIterator[Browser]:
-    from playwright.async_api import async_playwright
+async def browser(console: ConsoleServer) -> AsyncIterator[Browser]:
+    async with chromium() as context:
+        page = await context.new_page()
+        step_ups: list[str] = []
 
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=ARGS
-        )
-        try:
-            context = await chromium.new_context(viewport={"width": 1100, "height": 800})
-            page = await context.new_page()
-            step_ups: list[str] = []
+        async def step_up_page(route: Any) -> None:
+            step_ups.append(route.request.url)
+            await route.fulfill(status=200, content_type="text/html", body="step-up")
 
-            async def step_up_page(route: Any) -> None:
-                step_ups.append(route.request.url)
-                await route.fulfill(status=200, content_type="text/html", body="step-up")
-
-            await page.route(re.compile(r"/stepup/"), step_up_page)
-            await page.goto(f"{console.base}/login")
-            cdp = await context.new_cdp_session(page)
-            await cdp.send("WebAuthn.enable")
-            added = await cdp.send(
-                "WebAuthn.addVirtualAuthenticator",
-                {
-                    "options": {
-                        "protocol": "ctap2",
-                        "transport": "internal",
-                        "hasResidentKey": True,
-                        "hasUserVerification": True,
-                        "isUserVerified": True,
-                    }
-                },
-            )
-            yield Browser(context, page, cdp, added["authenticatorId"], step_ups)
-        finally:
-            await chromium.close()
+        await page.route(re.compile(r"/stepup/"), step_up_page)
+        await page.goto(f"{console.base}/login")
+        cdp = await webauthn_session(page)
+        authenticator_id = await add_authenticator(cdp)
+        yield Browser(context, page, cdp, authenticator_id, step_ups)
 
 
-async def stand_in_for_the_step_up_page(console: Console, browser: Browser, secret: str) -> str:
+async def stand_in_for_the_step_up_page(
+    console: ConsoleServer, browser: Browser, secret: str
+) -> str:
     """Answer the challenge the console sent the browser to with a TOTP code (the next time
     step's: this one's was spent confirming the factor), set the grant cookie as the step-up
     page does, and return where that page would send the browser back to."""
@@ -134,11 +95,11 @@ async def stand_in_for_the_step_up_page(console: Console, browser: Browser, secr
     return back
 
 
-async def test_sign_in_enrol_totp_and_a_passkey(console: Console, browser: Browser) -> None:
+async def test_sign_in_enrol_totp_and_a_passkey(
+    console: ConsoleServer, browser: Browser, screenshots: Path
+) -> None:
     page = browser.page
-    await page.fill("#username", "ann")
-    await page.fill("#password", PASSWORD)
-    await page.click("button[type=submit]")
+    await sign_in(page, "ann")
     await page.wait_for_url(f"{console.base}/me")
     assert "You have no factors yet" in await page.content()
 
@@ -173,8 +134,7 @@ async def test_sign_in_enrol_totp_and_a_passkey(console: Console, browser: Brows
     assert len(found["credentials"]) == 1 and found["credentials"][0]["rpId"] == "localhost"
     assert "Added a passkey or security key" in content  # the activity list
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / "my-security.png"))
+    await page.screenshot(path=str(screenshots / "my-security.png"))
 
     # "This wasn't me" on the sign-in: the report is recorded and shown.
     signed_in = page.locator("ol.activity li", has_text="Signed in").last
@@ -185,4 +145,4 @@ async def test_sign_in_enrol_totp_and_a_passkey(console: Console, browser: Brows
         await page.locator("ol.activity li", has_text="You reported “Signed in” as not you").count()
         == 1
     )
-    await page.locator("#activity").screenshot(path=str(SCREENSHOTS / "my-security-activity.png"))
+    await page.locator("#activity").screenshot(path=str(screenshots / "my-security-activity.png"))

@@ -7,7 +7,6 @@ none of which opens a session, shows a code or a token, or goes uncounted."""
 from __future__ import annotations
 
 import re
-import textwrap
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,15 +14,13 @@ import httpx
 import pytest
 from api_support import T0, Node, StartNode
 from factor_support import enroll_totp, totp_code
+from feed_support import role_login_policy
 from joserfc.jwk import RSAKey
 from jwt_support import idp_key
 from oidc_support import CLIENT_ID, FakeIdp
 
 from piigate.config import IdentitySettings
 from piigate.oidc_settings import OidcClientSettings
-from piigate.policy.compiled import compile_policy
-from piigate.policy.holder import PolicyHolder
-from piigate.policy.loader import load_policy_text
 from store_support import set_user_disabled
 
 __all__ = ["idp_key"]  # the fixture, for pytest
@@ -33,32 +30,6 @@ STALE = "This sign-in has expired or was started in another browser."
 UNVERIFIED = "sign-in could not be verified."
 FLOW = "piigate_oidc_flow"
 SESSION = "piigate_session"
-
-
-def console_policy() -> PolicyHolder:
-    """Clerks log in at aal2 (TOTP steps them up), role ``blocked`` may not log in."""
-    text = textwrap.dedent(
-        """\
-        version: 1
-        levels:
-          aal1: {acr: "urn:piigate:aal1"}
-          aal2: {acr: "urn:piigate:aal2"}
-        pii:
-          ssn: {}
-        factors:
-          totp: {level: aal2}
-          recovery: {level: aal2}
-        rules:
-          - name: clerks-log-in-at-aal2
-            when: {action: [login], roles: [clerk]}
-            require: {level: aal2}
-          - name: blocked-accounts
-            when: {action: [login], roles: [blocked]}
-            deny: "this account may not log in"
-        profile: nist-800-63b-4
-        """
-    )
-    return PolicyHolder(compile_policy(load_policy_text(text)))
 
 
 def identity(idp: FakeIdp, **client: object) -> IdentitySettings:
@@ -81,7 +52,7 @@ def idp(idp_key: RSAKey) -> Iterator[FakeIdp]:
 
 @pytest.fixture
 async def site(start_node: StartNode, idp: FakeIdp) -> Node:
-    return await start_node(policy=console_policy(), identity=identity(idp))
+    return await start_node(policy=role_login_policy(), identity=identity(idp))
 
 
 async def begin(node: Node, next: str = "/") -> str:
@@ -237,7 +208,7 @@ async def test_a_denied_login_and_a_disabled_local_account_show_a_clear_page(
 
 async def test_the_subject_can_come_from_another_claim(start_node: StartNode, idp: FakeIdp) -> None:
     node = await start_node(
-        policy=console_policy(),
+        policy=role_login_policy(),
         identity=identity(idp, subject_claim="preferred_username", roles_claim="groups"),
     )
     answer = await sign_in(
@@ -258,7 +229,7 @@ async def test_a_confidential_client_authenticates_with_its_secret(
     idp = FakeIdp(idp_key, client_secret="s3cr3t-of-the-console")
     try:
         node = await start_node(
-            policy=console_policy(),
+            policy=role_login_policy(),
             identity=identity(idp, client_secret=Secret("s3cr3t-of-the-console")),
         )
         assert (await sign_in(node, idp, sub="dana", roles=[])).status_code == 303

@@ -1,105 +1,60 @@
 """The security team's policy simulator and approvals queue in a real browser, against a real
 ``piigate serve``: Debian's Chromium, driven by Playwright (never a downloaded browser). An admin
 signs in, simulates an SSN update and sees the step-up with the rules that ask for it, then
-opens the approvals queue with an agent's step-up waiting. The screenshots go to
-``docs/screenshots/``."""
+opens the approvals queue with an agent's step-up waiting. Saves the screenshots
+``policy-simulator.png`` and ``approvals.png`` (see ``browser_support``)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from browser_support import (
+    ConsoleServer,
+    chromium,
+    console_server,
+    require_chromium,
+    screenshots,
+    sign_in,
+    watch_console,
+)
 
-from loopback_support import free_port
-from serve_support import run_piigate, serving
-from services_support import unavailable
+__all__ = ["screenshots"]  # the fixture, for pytest
 
-pytestmark = pytest.mark.slow
-
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-PASSWORD = "correct horse battery staple"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@dataclass
-class Server:
-    base: str
-    key: str
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 @pytest.fixture
-def server(sqlite_url: str, tmp_path: Path) -> Iterator[Server]:
+def server(sqlite_url: str, tmp_path: Path) -> Iterator[ConsoleServer]:
     """``piigate serve`` on a free port with the example policy, an admin of the security team
     and an agent's app key (scope ``decisions``)."""
-    if not CHROMIUM.exists():
-        unavailable(f"{CHROMIUM} not found: apt-get install chromium (never a downloaded browser)")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIIGATE_")}
-    env.update(
-        PIIGATE_DATA_DIR=str(tmp_path / "data"),
-        PIIGATE_DATABASE_URL=sqlite_url,
-        PIIGATE_PUBLIC_URL=base,
-        PIIGATE_LOG_FORMAT="json",
-    )
-    run_piigate(
-        env,
-        *("users", "add", "sam", "--password-stdin", "--role", "admin", "--role", "security"),
-        stdin=PASSWORD + "\n",
-    )
-    key = run_piigate(env, "keys", "create", "agents", "--scope", "decisions")
-    with serving(env, port, tmp_path / "serve.log"):
-        yield Server(base, key.strip().splitlines()[-1])
+    require_chromium()
+    team = {"sam": ["admin", "security"]}
+    with console_server(tmp_path, sqlite_url, users=team, key="agents") as server:
+        yield server
 
 
 @pytest.fixture
-async def page(server: Server) -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            context = await chromium.new_context(viewport={"width": 1100, "height": 800})
-            yield await context.new_page()
-        finally:
-            await chromium.close()
+async def page(server: ConsoleServer) -> AsyncIterator[Any]:
+    async with chromium() as context:
+        yield await context.new_page()
 
 
-async def agent_step_up(server: Server, body: dict[str, Any]) -> str:
-    async with httpx.AsyncClient(base_url=server.base) as client:
-        answer = await client.post(
-            "/v1/decisions", json=body, headers={"Authorization": f"Bearer {server.key}"}
-        )
-    decided = answer.json()
+async def agent_step_up(server: ConsoleServer, body: dict[str, Any]) -> str:
+    decided = await server.decide(body)
     assert decided["outcome"] == "step_up" and decided["required"]["methods"] == ["approval"]
     challenge_id: str = decided["challenge"]["id"]
     return challenge_id
 
 
 async def test_an_admin_simulates_an_ssn_update_and_sees_the_queue(
-    server: Server, page: Any
+    server: ConsoleServer, page: Any, screenshots: Path
 ) -> None:
-    refused: list[str] = []
-    page.on("console", lambda m: refused.append(m.text) if "Content Security" in m.text else None)
+    problems = watch_console(page)
 
-    await page.goto(f"{server.base}/login?next=/security/policy")
-    await page.fill("#username", "sam")
-    await page.fill("#password", PASSWORD)
-    await page.click("button[type=submit].primary")
+    await sign_in(page, "sam", at=f"{server.base}/login?next=/security/policy")
     await page.wait_for_url(f"{server.base}/security/policy")
     assert "examples/policy.yaml" in await page.text_content("dl.facts")
 
@@ -118,8 +73,7 @@ async def test_an_admin_simulates_an_ssn_update_and_sees_the_queue(
     matched = page.locator("#result table.parts tr.matched")
     assert await matched.count() == 1
     assert "edit-identity-numbers" in await matched.first.text_content()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / "policy-simulator.png"))
+    await page.screenshot(path=str(screenshots / "policy-simulator.png"))
 
     wanted = await agent_step_up(
         server,
@@ -138,5 +92,6 @@ async def test_an_admin_simulates_an_ssn_update_and_sees_the_queue(
     text = await card.first.text_content()
     assert wanted in text and "report-agent" in text and "export" in text
     assert await card.first.locator("button.primary").text_content() == "Approve"
-    await page.screenshot(path=str(SCREENSHOTS / "approvals.png"))
-    assert refused == []  # the pages broke no rule of their Content-Security-Policy
+    await page.screenshot(path=str(screenshots / "approvals.png"))
+    # The pages broke no rule of their Content-Security-Policy, and their scripts threw nothing.
+    assert problems == []

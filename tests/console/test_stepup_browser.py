@@ -4,16 +4,15 @@ verification, which the policy demands, then passed), and a push step-up answere
 reference authenticator (``piigate authenticator``) while the page shows the number. Each ends
 with the grant in the ``piigate_grant`` cookie and the browser back at ``return_to``.
 
-Also saves the page's screenshots (``docs/screenshots/stepup.png``, ``stepup-phone.png``). No
-browser is ever downloaded: without ``/usr/bin/chromium`` the tests skip, or fail when
-``PIIGATE_REQUIRE_SERVICES=1``.
+Also saves the page's screenshots ``stepup.png`` and ``stepup-phone.png`` (see
+``browser_support``). No browser is ever downloaded: without ``/usr/bin/chromium`` the tests
+skip, or fail when ``PIIGATE_REQUIRE_SERVICES=1``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -23,16 +22,24 @@ from typing import Any
 import httpx
 import pyotp
 import pytest
+from browser_support import (
+    ConsoleServer,
+    add_authenticator,
+    chromium,
+    console_server,
+    require_chromium,
+    screenshots,
+    sign_in,
+    webauthn_session,
+)
 
 from loopback_support import free_port
-from serve_support import run_piigate, serving
-from services_support import unavailable
+from serve_support import run_piigate
 
-pytestmark = pytest.mark.slow
+__all__ = ["screenshots"]  # the fixture, for pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-PASSWORD = "correct horse battery staple"
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
 PAYEE = "DE89 3704 0044 0532 0130 00"
 FAILED = "That did not work. Try again."
 # WebAuthn proves aal3 with user verification required; a transfer over 1000 is approved for
@@ -85,20 +92,16 @@ REGISTER = """async () => {
 
 @dataclass
 class Server:
-    base: str  # http://localhost:PORT: WebAuthn's relying party allows http on localhost
+    console: ConsoleServer  # http://localhost:PORT: WebAuthn's relying party allows http there
     app: str  # the allow-listed origin the page returns to (served by Playwright)
-    key: str  # an app's API key (scope decisions)
-    env: dict[str, str]
     tmp: Path
 
+    @property
+    def base(self) -> str:
+        return self.console.base
+
     async def decide(self, body: dict[str, Any]) -> dict[str, Any]:
-        async with httpx.AsyncClient(base_url=self.base) as client:
-            answer = await client.post(
-                "/v1/decisions", json=body, headers={"Authorization": f"Bearer {self.key}"}
-            )
-        assert answer.status_code == 200, answer.text
-        decided: dict[str, Any] = answer.json()
-        return decided
+        return await self.console.decide(body)
 
     async def challenge(self, body: dict[str, Any]) -> str:
         decided = await self.decide(body)
@@ -109,7 +112,8 @@ class Server:
     async def state(self, challenge_id: str) -> dict[str, Any]:
         async with httpx.AsyncClient(base_url=self.base) as client:
             answer = await client.get(
-                f"/v1/challenges/{challenge_id}", headers={"Authorization": f"Bearer {self.key}"}
+                f"/v1/challenges/{challenge_id}",
+                headers={"Authorization": f"Bearer {self.console.key}"},
             )
         assert answer.status_code == 200, answer.text
         shown: dict[str, Any] = answer.json()
@@ -118,7 +122,7 @@ class Server:
     async def authenticator(self, *args: str) -> str:
         keys = str(self.tmp / "authenticator.json")
         return await asyncio.to_thread(
-            run_piigate, self.env, "authenticator", *args, "--file", keys
+            run_piigate, self.console.env, "authenticator", *args, "--file", keys
         )
 
 
@@ -126,26 +130,20 @@ class Server:
 def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
     """``piigate serve`` (:data:`POLICY`) with users alice, carol and dave and an app key;
     ``return_to`` may go to one other origin."""
-    if not CHROMIUM.exists():
-        unavailable(f"{CHROMIUM} not found: apt-get install chromium (never a downloaded browser)")
-    port = free_port()
-    base = f"http://localhost:{port}"
+    require_chromium()
     app = f"http://127.0.0.1:{free_port()}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIIGATE_")}
-    env.update(
-        PIIGATE_DATA_DIR=str(tmp_path / "data"),
-        PIIGATE_DATABASE_URL=database_url,
-        PIIGATE_PUBLIC_URL=base,
-        PIIGATE_RETURN_TO_ORIGINS=app,
-        PIIGATE_LOG_FORMAT="json",
-    )
-    for name in ("alice", "carol", "dave"):
-        run_piigate(env, "users", "add", name, "--password-stdin", stdin=PASSWORD + "\n")
-    key = run_piigate(env, "keys", "create", "billing", "--scope", "decisions")
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
-    with serving(env, port, tmp_path / "serve.log", config=policy):
-        yield Server(base, app, key.strip().splitlines()[-1], env, tmp_path)
+    with console_server(
+        tmp_path,
+        database_url,
+        users={"alice": (), "carol": (), "dave": ()},
+        key="billing",
+        host="localhost",
+        config=policy,
+        env={"PIIGATE_RETURN_TO_ORIGINS": app},
+    ) as console:
+        yield Server(console, app, tmp_path)
 
 
 @dataclass
@@ -153,32 +151,6 @@ class Browser:
     context: Any
     page: Any
     cdp: Any
-
-    async def sign_in(self, base: str, name: str) -> None:
-        await self.page.goto(f"{base}/login")
-        await self.page.fill("#username", name)
-        await self.page.fill("#password", PASSWORD)
-        await self.page.click("button[type=submit]")
-        await self.page.wait_for_load_state()
-        cookies = {c["name"] for c in await self.context.cookies(base)}
-        assert "piigate_session" in cookies
-
-    async def authenticator(self, *, verifies: bool, can_verify: bool = True) -> str:
-        added = await self.cdp.send(
-            "WebAuthn.addVirtualAuthenticator",
-            {
-                "options": {
-                    "protocol": "ctap2",
-                    "transport": "internal",
-                    "hasResidentKey": True,
-                    "hasUserVerification": can_verify,
-                    "isUserVerified": verifies,
-                    "automaticPresenceSimulation": True,
-                }
-            },
-        )
-        authenticator_id: str = added["authenticatorId"]
-        return authenticator_id
 
     async def grant_cookie(self, base: str) -> dict[str, Any] | None:
         for cookie in await self.context.cookies(base):
@@ -190,33 +162,14 @@ class Browser:
 
 @pytest.fixture
 async def browser(server: Server) -> AsyncIterator[Browser]:
-    from playwright.async_api import async_playwright
+    async with chromium() as context:
+        page = await context.new_page()
 
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        try:
-            context = await chromium.new_context(viewport={"width": 1100, "height": 800})
-            page = await context.new_page()
+        async def the_app(route: Any) -> None:
+            await route.fulfill(status=200, content_type="text/html", body="<p>the app</p>")
 
-            async def the_app(route: Any) -> None:
-                await route.fulfill(status=200, content_type="text/html", body="<p>the app</p>")
-
-            await page.route(f"{server.app}/**", the_app)
-            cdp = await context.new_cdp_session(page)
-            await cdp.send("WebAuthn.enable")
-            yield Browser(context, page, cdp)
-        finally:
-            await chromium.close()
+        await page.route(f"{server.app}/**", the_app)
+        yield Browser(context, page, await webauthn_session(page))
 
 
 def update_ssn(subject: str) -> dict[str, Any]:
@@ -230,8 +183,8 @@ def update_ssn(subject: str) -> dict[str, Any]:
 
 async def test_a_webauthn_step_up_needs_user_verification(server: Server, browser: Browser) -> None:
     page = browser.page
-    first = await browser.authenticator(verifies=True)
-    await browser.sign_in(server.base, "alice")
+    first = await add_authenticator(browser.cdp, verifies=True)
+    await sign_in(page, "alice", at=f"{server.base}/login")
     registered = await page.evaluate(REGISTER)
     assert registered["status"] == 201, registered
     [credential] = (await browser.cdp.send("WebAuthn.getCredentials", {"authenticatorId": first}))[
@@ -254,7 +207,7 @@ async def test_a_webauthn_step_up_needs_user_verification(server: Server, browse
         "text => document.getElementById('stepup-error').textContent === text", arg=FAILED
     )
     await browser.cdp.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": first})
-    unable = await browser.authenticator(verifies=False, can_verify=False)
+    unable = await add_authenticator(browser.cdp, verifies=False, can_verify=False)
     await browser.cdp.send(
         "WebAuthn.addCredential", {"authenticatorId": unable, "credential": credential}
     )
@@ -287,7 +240,7 @@ async def test_a_webauthn_step_up_needs_user_verification(server: Server, browse
 
     # The same passkey on an authenticator that verifies the user: approved, and back.
     await browser.cdp.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": unable})
-    able = await browser.authenticator(verifies=True)
+    able = await add_authenticator(browser.cdp, verifies=True)
     await browser.cdp.send(
         "WebAuthn.addCredential", {"authenticatorId": able, "credential": credential}
     )
@@ -301,10 +254,10 @@ async def test_a_webauthn_step_up_needs_user_verification(server: Server, browse
 
 
 async def test_a_push_step_up_with_the_reference_authenticator(
-    server: Server, browser: Browser
+    server: Server, browser: Browser, screenshots: Path
 ) -> None:
     page = browser.page
-    await browser.sign_in(server.base, "carol")
+    await sign_in(page, "carol", at=f"{server.base}/login")
     await page.goto(f"{server.base}/login")  # any console page: its script module and token
     started = await page.evaluate(
         """async () => {
@@ -327,8 +280,7 @@ async def test_a_push_step_up_with_the_reference_authenticator(
     back = f"{server.app}/transfers/done"
     await page.goto(f"{server.base}/stepup/{challenge_id}?return_to={back}")
     assert await page.inner_text("h1") == f"Pay 12500.00 EUR to {PAYEE}"
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / "stepup.png"), full_page=True)
+    await page.screenshot(path=str(screenshots / "stepup.png"), full_page=True)
 
     await page.set_viewport_size({"width": 390, "height": 844})
     await page.click("#push-start")
@@ -337,7 +289,7 @@ async def test_a_push_step_up_with_the_reference_authenticator(
     number = int(await number_box.inner_text())
     status = page.locator("#stepup-status")
     assert await status.inner_text() == "Waiting for you to approve on your phone…"
-    await page.screenshot(path=str(SCREENSHOTS / "stepup-phone.png"), full_page=False)
+    await page.screenshot(path=str(screenshots / "stepup-phone.png"), full_page=False)
 
     # The device shows who asks for what, never the number; carol types the one she sees.
     [pending] = [
@@ -361,7 +313,7 @@ async def test_a_push_step_up_with_the_reference_authenticator(
 async def test_a_code_by_keyboard_alone_on_a_phone(server: Server, browser: Browser) -> None:
     page = browser.page
     await page.set_viewport_size({"width": 390, "height": 844})
-    await browser.sign_in(server.base, "dave")
+    await sign_in(page, "dave", at=f"{server.base}/login")
     started = await page.evaluate(
         """async () => {
           const {api} = await import("/static/console.js");

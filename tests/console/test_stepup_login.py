@@ -5,47 +5,22 @@ challenge's ``/v1`` routes, under the same cross-site guard as the session cooki
 
 from __future__ import annotations
 
-import textwrap
-
 import httpx
 import pytest
 from api_support import Node, StartNode
 from console_support import csrf_of
+from feed_support import role_login_policy
 from stepup_page_support import PASSWORD, Browsers, browsers, enrol_totp, grant_cookie, totp_now
-
-from piigate.policy import compile_policy, load_policy_text
-from piigate.policy.holder import PolicyHolder
 
 __all__ = ["browsers"]  # the fixture, for pytest
 
 
-def staff_login_policy() -> PolicyHolder:
-    """TOTP at aal2; people with role ``staff`` step up to aal2 at every login."""
-    text = textwrap.dedent(
-        """\
-        version: 1
-        levels:
-          aal1: {acr: "urn:piigate:aal1"}
-          aal2: {acr: "urn:piigate:aal2"}
-        pii:
-          ssn: {}
-        factors:
-          totp: {level: aal2}
-        rules:
-          - name: staff-log-in-with-a-second-factor
-            when: {action: [login], roles: [staff]}
-            require: {level: aal2}
-        profile: nist-800-63b-4
-        """
-    )
-    return PolicyHolder(compile_policy(load_policy_text(text)))
-
-
 @pytest.fixture
-async def staff(start_node: StartNode) -> tuple[Node, str]:
-    """A node with that policy, and alice (staff) with TOTP: her secret."""
-    node = await start_node(policy=staff_login_policy())
-    await node.user("alice", PASSWORD, roles=["staff"])
+async def clerk(start_node: StartNode) -> tuple[Node, str]:
+    """A node where clerks log in at aal2 (``role_login_policy``), and alice, a clerk with
+    TOTP: her secret."""
+    node = await start_node(policy=role_login_policy())
+    await node.user("alice", PASSWORD, roles=["clerk"])
     return node, await enrol_totp(node, "alice")
 
 
@@ -70,9 +45,9 @@ async def stepped_up_sign_in(client: httpx.AsyncClient) -> tuple[str, str]:
 
 
 async def test_a_stepped_up_sign_in_completes_through_the_page(
-    staff: tuple[Node, str], browsers: Browsers
+    clerk: tuple[Node, str], browsers: Browsers
 ) -> None:
-    node, secret = staff
+    node, secret = clerk
     client = browsers(node)
     path, challenge_id = await stepped_up_sign_in(client)
     page = await client.get(path)
@@ -100,9 +75,9 @@ async def test_a_stepped_up_sign_in_completes_through_the_page(
 
 
 async def test_the_ticket_cookie_opens_only_its_own_challenge(
-    staff: tuple[Node, str], browsers: Browsers
+    clerk: tuple[Node, str], browsers: Browsers
 ) -> None:
-    node, _ = staff
+    node, _ = clerk
     client = browsers(node)
     _, challenge_id = await stepped_up_sign_in(client)
     other = browsers(node)
@@ -132,9 +107,9 @@ async def test_the_ticket_cookie_opens_only_its_own_challenge(
     ],
 )
 async def test_the_ticket_cookie_is_guarded_like_the_session_cookie(
-    staff: tuple[Node, str], headers: dict[str, str]
+    clerk: tuple[Node, str], headers: dict[str, str]
 ) -> None:
-    node, secret = staff
+    node, secret = clerk
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=node.app), base_url="http://t")
     async with client:
         own = {"Origin": node.settings.public_url.rstrip("/")}

@@ -9,7 +9,6 @@ login ticket, in Debian's Chromium (Playwright): piigate at ``localhost``, the p
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import textwrap
@@ -20,17 +19,16 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from browser_support import chromium, console_server, screenshots
 from idp_support import ConsoleClient, OidcIdp, running_idp
 
 from loopback_support import free_port
-from serve_support import serving
-from services_support import unavailable
+
+__all__ = ["screenshots"]  # the fixture, for pytest
 
 pytestmark = pytest.mark.slow
 
 AAL1, AAL2 = "urn:piigate:aal1", "urn:piigate:aal2"
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 CLIENT_ID = "piigate-console"
 POLICY = """\
 version: 1
@@ -96,15 +94,15 @@ def console(database_url: str, tmp_path: Path) -> Iterator[Console]:
                 """
             )
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PIIGATE_")}
-        env.update(
-            PIIGATE_DATA_DIR=str(tmp_path / "data"),
-            PIIGATE_DATABASE_URL=database_url,
-            PIIGATE_PUBLIC_URL=base,
-            PIIGATE_OIDC_CLIENT_SECRET=secret,
-        )
-        with serving(env, port, tmp_path / "serve.log", config=config):
-            yield Console(base, idp)
+        with console_server(
+            tmp_path,
+            database_url,
+            host="localhost",
+            port=port,
+            config=config,
+            env={"PIIGATE_OIDC_CLIENT_SECRET": secret},
+        ) as server:
+            yield Console(server.base, idp)
 
 
 def test_a_login_at_the_provider_opens_a_console_session(console: Console) -> None:
@@ -126,43 +124,22 @@ def test_a_login_at_the_provider_opens_a_console_session(console: Console) -> No
         assert "local users" in refused.json()["detail"]
 
 
-@pytest.fixture
-def chromium() -> Path:
-    if not CHROMIUM.exists():
-        unavailable(f"{CHROMIUM} not found: apt-get install chromium (never a downloaded browser)")
-    return CHROMIUM
-
-
+@pytest.mark.browser
 async def test_a_login_the_policy_steps_up_lands_on_the_step_up_page(
-    console: Console, chromium: Path
+    console: Console, screenshots: Path
 ) -> None:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(chromium),
-            headless=True,
-            args=[
-                *("--no-sandbox", "--disable-gpu", "--disable-background-networking"),
-                *("--disable-component-update", "--disable-sync"),
-            ],
-        )
-        try:
-            context = await browser.new_context(viewport={"width": 1100, "height": 800})
-            page = await context.new_page()
-            await page.goto(f"{console.base}/login")
-            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            await page.screenshot(path=str(SCREENSHOTS / "sign-in-organisation.png"))
-            await page.get_by_role("link", name="Sign in with your organisation").click()
-            await page.wait_for_url(f"{console.idp.issuer}/interaction/**")
-            # The provider's login "page" is answered as a form posted from its own origin.
-            async with page.expect_request(re.compile(r"/stepup/chl_")) as arrived:
-                await page.evaluate(LOGIN_FORM, [page.url, "erin", AAL1])
-            stepup = await arrived.value
-            sent = (await stepup.all_headers()).get("cookie", "")
-            cookies = {c["name"]: c["value"] for c in await context.cookies(console.base)}
-        finally:
-            await browser.close()
+    async with chromium() as context:
+        page = await context.new_page()
+        await page.goto(f"{console.base}/login")
+        await page.screenshot(path=str(screenshots / "sign-in-organisation.png"))
+        await page.get_by_role("link", name="Sign in with your organisation").click()
+        await page.wait_for_url(f"{console.idp.issuer}/interaction/**")
+        # The provider's login "page" is answered as a form posted from its own origin.
+        async with page.expect_request(re.compile(r"/stepup/chl_")) as arrived:
+            await page.evaluate(LOGIN_FORM, [page.url, "erin", AAL1])
+        stepup = await arrived.value
+        sent = (await stepup.all_headers()).get("cookie", "")
+        cookies = {c["name"]: c["value"] for c in await context.cookies(console.base)}
     # The step-up page's own request carried the login ticket, and no session exists yet.
     ticket = cookies["piigate_login_ticket"]
     assert f"piigate_login_ticket={ticket}" in sent

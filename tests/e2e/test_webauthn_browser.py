@@ -10,23 +10,23 @@ goes to the piigate process on that port. No browser is ever downloaded: without
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from browser_support import (
+    PASSWORD,
+    ConsoleServer,
+    add_authenticator,
+    chromium,
+    console_server,
+    require_chromium,
+    webauthn_session,
+)
 
-from loopback_support import free_port
-from serve_support import run_piigate, serving
-from services_support import unavailable
-
-pytestmark = pytest.mark.slow
-
-CHROMIUM = Path("/usr/bin/chromium")
-PASSWORD = "correct horse battery staple"
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 # The relying party's page: base64url ⇄ ArrayBuffer, and the two ceremonies over fetch().
 PAGE = """<!doctype html>
@@ -95,36 +95,14 @@ async function stepUp(challengeId) {
 """
 
 
-def _require_chromium() -> None:
-    if CHROMIUM.exists():
-        return
-    unavailable(f"{CHROMIUM} not found: apt-get install chromium (never a downloaded browser)")
-
-
-@dataclass
-class Server:
-    base: str
-    key: str
-
-
 @pytest.fixture
-def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
+def server(database_url: str, tmp_path: Path) -> Iterator[ConsoleServer]:
     """``piigate serve`` on a free port, public URL ``http://localhost:PORT``, with user alice
     and an app key (scope ``decisions``)."""
-    _require_chromium()
-    port = free_port()
-    base = f"http://localhost:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIIGATE_")}
-    env.update(
-        PIIGATE_DATA_DIR=str(tmp_path / "data"),
-        PIIGATE_DATABASE_URL=database_url,
-        PIIGATE_PUBLIC_URL=base,
-        PIIGATE_LOG_FORMAT="json",
-    )
-    run_piigate(env, "users", "add", "alice", "--password-stdin", stdin=PASSWORD + "\n")
-    key = run_piigate(env, "keys", "create", "app", "--scope", "decisions").strip().splitlines()[-1]
-    with serving(env, port, tmp_path / "serve.log"):
-        yield Server(base, key)
+    require_chromium()
+    users = {"alice": ()}
+    with console_server(tmp_path, database_url, users=users, key="app", host="localhost") as server:
+        yield server
 
 
 @dataclass
@@ -144,49 +122,17 @@ class Browser:
 
 
 @pytest.fixture
-async def browser(server: Server) -> AsyncIterator[Browser]:
-    from playwright.async_api import async_playwright
+async def browser(server: ConsoleServer) -> AsyncIterator[Browser]:
+    async with chromium() as context:
+        page = await context.new_page()
 
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
-        )
-        try:
-            context = await chromium.new_context()
-            page = await context.new_page()
+        async def serve_page(route: Any) -> None:
+            await route.fulfill(status=200, content_type="text/html", body=PAGE)
 
-            async def serve_page(route: Any) -> None:
-                await route.fulfill(status=200, content_type="text/html", body=PAGE)
-
-            await page.route(f"{server.base}/", serve_page)
-            await page.goto(f"{server.base}/")
-            cdp = await context.new_cdp_session(page)
-            await cdp.send("WebAuthn.enable")
-            added = await cdp.send(
-                "WebAuthn.addVirtualAuthenticator",
-                {
-                    "options": {
-                        "protocol": "ctap2",
-                        "transport": "internal",
-                        "hasResidentKey": True,
-                        "hasUserVerification": True,
-                        "isUserVerified": True,
-                    }
-                },
-            )
-            yield Browser(page, cdp, added["authenticatorId"])
-        finally:
-            await chromium.close()
-
-
-async def decide(server: Server, body: dict[str, Any]) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=server.base) as client:
-        response = await client.post(
-            "/v1/decisions", json=body, headers={"Authorization": f"Bearer {server.key}"}
-        )
-    assert response.status_code == 200, response.text
-    decided: dict[str, Any] = response.json()
-    return decided
+        await page.route(f"{server.base}/", serve_page)
+        await page.goto(f"{server.base}/")
+        cdp = await webauthn_session(page)
+        yield Browser(page, cdp, await add_authenticator(cdp))
 
 
 def request(action: str, **extra: Any) -> dict[str, Any]:
@@ -199,7 +145,7 @@ def request(action: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-async def test_register_and_step_up_in_chromium(server: Server, browser: Browser) -> None:
+async def test_register_and_step_up_in_chromium(server: ConsoleServer, browser: Browser) -> None:
     logged_in = await browser.call("login", "alice", PASSWORD)
     assert logged_in["status"] == 200, logged_in
 
@@ -213,30 +159,30 @@ async def test_register_and_step_up_in_chromium(server: Server, browser: Browser
 
     # An ordinary step-up: update an SSN (aal2 within 5 minutes; WebAuthn proves aal3).
     update = request("update")
-    decided = await decide(server, update)
+    decided = await server.decide(update)
     assert decided["outcome"] == "step_up" and "webauthn" in decided["required"]["methods"]
     answered = await browser.call("stepUp", decided["challenge"]["id"])
     assert answered["status"] == 200, answered
     grant = answered["body"]
     assert grant["level"] == "aal3" and grant["amr"] == ["hwk", "user"]
-    allowed = await decide(server, {**update, "grants": [grant["grant"]]})
+    allowed = await server.decide({**update, "grants": [grant["grant"]]})
     assert allowed["outcome"] == "allow"
 
     # A bound step-up (max_age 0): the WebAuthn challenge is derived from this request, and the
     # grant opens this request once.
     delete = request("delete", binding={"method": "DELETE", "path": "/customers/42"})
-    decided = await decide(server, delete)
+    decided = await server.decide(delete)
     assert decided["required"]["max_age"] == 0
     answered = await browser.call("stepUp", decided["challenge"]["id"])
     assert answered["status"] == 200, answered
     assert answered["body"]["single_use"] is True
     other = {**delete, "resource": {"type": "customer", "id": "43"}}
-    assert (await decide(server, {**other, "grants": [answered["body"]["grant"]]}))[
+    assert (await server.decide({**other, "grants": [answered["body"]["grant"]]}))[
         "outcome"
     ] == "step_up"
-    first = await decide(server, {**delete, "grants": [answered["body"]["grant"]]})
+    first = await server.decide({**delete, "grants": [answered["body"]["grant"]]})
     assert first["outcome"] == "allow"
-    again = await decide(server, {**delete, "grants": [answered["body"]["grant"]]})
+    again = await server.decide({**delete, "grants": [answered["body"]["grant"]]})
     assert again["outcome"] == "step_up"
 
     # The authenticator counted both signatures.

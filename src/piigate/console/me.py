@@ -74,6 +74,16 @@ def _label(fields: dict[str, str]) -> str:
     return fields.get("label", "").strip()[:_LABEL_MAX]
 
 
+def _code(fields: dict[str, str]) -> Secret[str]:
+    """The code a confirmation form posted, trimmed and bounded, kept wrapped."""
+    return Secret(fields.get("code", "").strip()[:_CODE_MAX])
+
+
+def _done(what: str, *, anchor: str = "") -> RedirectResponse:
+    """Back to My security, which then says :data:`DONE`'s ``what``."""
+    return RedirectResponse(f"/me?done={what}{anchor}", status_code=303)
+
+
 async def _checked_form(request: Request, services: Services) -> dict[str, str]:
     """The form's fields, once its CSRF token is checked."""
     fields = await form_fields(request)
@@ -150,15 +160,14 @@ async def start_totp(request: Request, viewer: SignedIn) -> Response:
 async def confirm_totp(factor_id: str, request: Request, viewer: SignedIn) -> Response:
     services = get_services(request)
     fields = await _checked_form(request, services)
-    code = Secret(fields.get("code", "").strip()[:_CODE_MAX])
     try:
-        await services.enrollment.confirm_totp(viewer.subject_id, factor_id, code)
+        await services.enrollment.confirm_totp(viewer.subject_id, factor_id, _code(fields))
     except FactorRejected:
         context = {"factor_id": factor_id, "secret": None, "qr": None, "error": _WRONG_CODE}
         return page(request, "me_totp.html", context, viewer=viewer, status_code=401)
     except PiigateError as error:
         return await _refused(request, viewer, error, "totp")
-    return RedirectResponse("/me?done=totp", status_code=303)
+    return _done("totp")
 
 
 @router.post("/me/sms")
@@ -202,16 +211,15 @@ def _sms_page(
 async def confirm_sms(factor_id: str, request: Request, viewer: SignedIn) -> Response:
     services = get_services(request)
     fields = await _checked_form(request, services)
-    code = Secret(fields.get("code", "").strip()[:_CODE_MAX])
     try:
-        await services.sms.confirm(viewer.subject_id, factor_id, code)
+        await services.sms.confirm(viewer.subject_id, factor_id, _code(fields))
     except FactorRejected:
         mine = [f for f in await services.enrollment.list(viewer.subject_id) if f.id == factor_id]
         hint = str(mine[0].data.get("hint") or "") if mine else ""
         return _sms_page(request, viewer, factor_id, hint, error=_WRONG_CODE, status_code=401)
     except PiigateError as error:
         return await _refused(request, viewer, error, "sms")
-    return RedirectResponse("/me?done=sms", status_code=303)
+    return _done("sms")
 
 
 @router.post("/me/push")
@@ -260,7 +268,7 @@ async def remove_factor(factor_id: str, request: Request, viewer: SignedIn) -> R
         )
     except PiigateError as error:
         return await _refused(request, viewer, error, f"remove:{factor_id}")
-    return RedirectResponse("/me?done=removed", status_code=303)
+    return _done("removed")
 
 
 @router.post("/me/activity/{seq}/report")
@@ -279,7 +287,7 @@ async def report_activity(seq: str, request: Request, viewer: SignedIn) -> Respo
     except PiigateError as error:
         return await _refused(request, viewer, error, "")
     done = "reported" if new else "already_reported"
-    return RedirectResponse(f"/me?done={done}#activity", status_code=303)
+    return _done(done, anchor="#activity")
 
 
 def _svg_data_uri(svg: str) -> str:
