@@ -15,6 +15,7 @@ desk ever waits for a receiver. Each sink counts what it delivered, dropped and 
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import json
@@ -44,7 +45,7 @@ class SinkCounts:
     failed: int = 0  # given up on after the sink's own retries
 
 
-class QueuedSink:
+class QueuedSink(abc.ABC):
     """A bounded queue of alerts and the task that delivers them, one at a time, in order."""
 
     name = "sink"
@@ -88,11 +89,11 @@ class QueuedSink:
             self._task = None
         await self.release()
 
+    @abc.abstractmethod
     async def deliver(self, alert: Alert) -> bool:
-        """Send one alert; True when the receiver has it (False: give it up). Subclasses."""
-        raise NotImplementedError
+        """Send one alert; True when the receiver has it (False: give it up)."""
 
-    async def release(self) -> None:
+    async def release(self) -> None:  # noqa: B027 - most sinks hold nothing open
         """Close what the sink holds open. Subclasses that hold something."""
 
     async def _run(self) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from piigate.console.risk_view import signal_text
+from piigate.console.when import utc_text
 from piigate.model import AuditEvent
 
 __all__ = [
@@ -117,7 +118,7 @@ def describe(event: AuditEvent) -> EventLine:
     return EventLine(
         seq=event.seq or 0,
         at=event.at.isoformat(),
-        when=event.at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        when=utc_text(event.at),
         type=event.type,
         subject=event.subject_id,
         headline=headline,

@@ -17,6 +17,7 @@ from piigate.api.services import Services, get_services
 from piigate.console.describe import EventLine, describe
 from piigate.console.risk_view import RiskView, risk_of
 from piigate.console.web import SecurityTeam, page
+from piigate.console.when import utc_text
 
 __all__ = ["WINDOWS", "AlertLine", "Ranked", "router"]
 
@@ -144,7 +145,7 @@ async def _open_alerts(services: Services, subject_id: str) -> list[AlertLine]:
     found = await services.monitoring.desk.recent(subject_id=subject_id, open_only=True)
     return [
         AlertLine(
-            when=alert.at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            when=utc_text(alert.at),
             kind=alert.kind.value.replace("_", " "),
             severity=alert.severity.value,
             summary=alert.summary,
