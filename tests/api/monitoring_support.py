@@ -45,5 +45,11 @@ async def record_alert_event(node: Node, subject: str = "alice", **data: object)
 
 
 async def alerts_of(node: Node, seq: int | None) -> list[Alert]:
-    """The alerts raised from the event ``seq``."""
-    return [a for a in await node.services.monitoring.desk.recent(limit=500) if a.event_seq == seq]
+    """The alerts raised from the event ``seq``, once wholly raised: stored, offered to the
+    sinks and announced (its ``alert_raised`` event committed; the row alone comes first)."""
+    found = [a for a in await node.services.monitoring.desk.recent(limit=500) if a.event_seq == seq]
+    announced = {
+        e.data.get("alert_id")
+        for e in await node.services.audit.latest_events(types=["alert_raised"], limit=1000)
+    }
+    return found if all(a.id in announced for a in found) else []
