@@ -68,6 +68,11 @@ gateway:
         transaction: {{amount: "$.amount", currency: "$.currency", payee: "$.to"}}
       - match: {{method: GET, path: "/health"}}
         action: read
+      - match: {{method: POST, path: "/customers/{{id}}/phone"}}
+        action: update
+        resource: {{type: customer, id: "{{id}}"}}
+        request_fields: {{"$.phone": phone}}
+        response_fields: {{"$.ssn": ssn, "$.phone": phone}}
 """
 STYLES = {
     "nginx": ("X-Original-Method", "X-Original-URI"),
@@ -168,6 +173,19 @@ async def test_masked_read_is_the_step_up_that_unlocks_it(gw: Node, idp_key: RSA
     assert body["masked"] == ["ssn"]
     assert body["challenge"]["id"].startswith("chl_")
     assert "piigate-subject" not in response.headers
+
+
+async def test_a_write_whose_answer_would_be_masked_is_the_step_up_that_unlocks_it(
+    gw: Node, idp_key: RSAKey
+) -> None:
+    # Changing a phone needs nothing; the answer brings the SSN back, a read that masks it.
+    response = await ask(gw, "POST", "/customers/1/phone", aal1(idp_key))
+    body = problem(response, 401)
+    assert body["masked"] == ["ssn"]
+    assert body["required"]["level"] == "aal2"
+    fresh = await ask(gw, "POST", "/customers/1/phone", idp_token(idp_key))  # aal2
+    assert fresh.status_code == 200, fresh.text
+    assert fresh.headers["piigate-level"] == "aal2"
 
 
 async def test_deny_and_transact_are_403(gw: Node) -> None:

@@ -138,7 +138,7 @@ class PiigateMiddleware:
         if isinstance(outcome, Answer):
             await send_answer(send, outcome)
             return
-        route, verdict = outcome.route, outcome.verdict
+        route, verdict = outcome.route, outcome.answer_verdict
         try:
             masked = frozenset() if route is None or verdict is None else _mask(route, verdict.mask)
         except PiigateError as exc:
@@ -172,7 +172,7 @@ class PiigateMiddleware:
     async def _masked(
         self, scope: Scope, receive: Receive, send: Send, passage: Passage, masked: frozenset[str]
     ) -> None:
-        route, verdict = passage.route, passage.verdict
+        route, verdict = passage.route, passage.answer_verdict
         assert route is not None and verdict is not None
         answer = _Captured(self.max_response)
         await self.app(scope, receive, answer.send)

@@ -315,3 +315,29 @@ def test_the_engine_decides_on_what_the_route_builds(config: HttpGatewayConfig) 
     assert decide(_request(config, "POST", "/transfers", big))[0] is Outcome.STEP_UP
     small = {"amount": "10000", "currency": "EUR", "to_account": "x"}
     assert decide(_request(config, "POST", "/transfers", small))[0] is Outcome.ALLOW
+
+
+def test_a_write_answers_with_a_read_of_its_response_fields() -> None:
+    """A write's own decision covers what it writes; the PII its answer brings back is a read,
+    decided apart (so an update that echoes the record cannot reveal what a read would mask)."""
+    text = GATEWAY.replace(
+        'request_fields: {"$.ssn": ssn, "$.address": mailing_address, "$.phone": phone}',
+        'request_fields: {"$.ssn": ssn, "$.address": mailing_address, "$.phone": phone}\n'
+        '        response_fields: {"$.ssn": ssn, "$.bank.account": bank_account}',
+    )
+    config = load_gateway_config_text(text, policy(), source="gateway.yaml")
+    routed = route_request(_match(config, "PUT", "/customers/7"), {"phone": "+1 555 0100"})
+    assert routed.pii == {"phone"}
+    request = routed.access_request(subject=Subject("u1"), grants=("g",))
+    reading = routed.answer_reading(request)
+    assert reading is not None
+    assert reading.action is Action.READ and reading.pii == {"ssn", "bank_account"}
+    assert (reading.subject, reading.resource, reading.grants) == (
+        request.subject,
+        Resource("customer", "7"),
+        ("g",),
+    )
+    read = route_request(_match(config, "GET", "/customers/7"))
+    assert read.answer_reading(read.access_request(subject=Subject("u1"))) is None
+    bare = route_request(_match(config, "DELETE", "/customers/7"))
+    assert bare.answer_reading(bare.access_request(subject=Subject("u1"))) is None

@@ -52,6 +52,7 @@ gateway:
         action: update
         resource: {{type: customer, id: "{{id}}"}}
         request_fields: {{"$.ssn": ssn, "$.address": mailing_address}}
+        response_fields: {{"$.ssn": ssn, "$.bank.account": bank_account}}
       - match: {{method: GET, path: "/echo"}}
         action: read
       - match: {{method: GET, path: "/echo-masked"}}
@@ -180,6 +181,22 @@ async def test_a_write_without_pii_fields_goes_through(rig: Rig) -> None:
     answer = await rig.client.patch("/customers/3", headers=_auth(rig), json={"tier": "gold"})
     assert answer.status_code == 200
     assert answer.json()["tier"] == "gold"
+
+
+async def test_a_writes_answer_is_read_and_masked_as_a_read_would_be(rig: Rig) -> None:
+    # The change touches no PII and goes through; the record it echoes is a read of the SSN
+    # and the bank account, which the policy masks without a step-up.
+    answer = await rig.client.patch("/customers/3", headers=_auth(rig), json={"tier": "silver"})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["tier"] == "silver"
+    assert body["ssn"].startswith("***-**-") and body["bank"]["account"].startswith("***")
+    assert answer.headers["piigate-masked"] == "bank_account, ssn"
+    assert 'challenge="chl_' in answer.headers["piigate-unlock"]
+    async with httpx.AsyncClient() as direct:
+        record = (await direct.get(f"{rig.upstream}/customers/3")).json()
+    assert record["tier"] == "silver"  # the write itself went through
+    assert record["ssn"] not in answer.text
 
 
 async def test_the_upstream_sees_the_verified_subject_and_never_piigate_credentials(

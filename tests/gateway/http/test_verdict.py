@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from piigate.errors import ServiceUnavailable
-from piigate.gateway.http.verdict import Verdict, refusal, unlock_headers, verdict_from_json
+from piigate.gateway.http.verdict import (
+    Verdict,
+    answer_masks,
+    refusal,
+    unlock_headers,
+    verdict_from_json,
+)
 from piigate.model import Outcome
 
 BASE = "https://piigate.example"
@@ -95,3 +101,16 @@ def test_an_allow_goes_on_and_a_mask_says_what_unlocks_it() -> None:
 def test_an_answer_that_is_not_a_decision_fails_closed(broken: object) -> None:
     with pytest.raises(ServiceUnavailable):
         verdict_from_json(broken, BASE)
+
+
+def test_a_refused_read_of_a_writes_answer_masks_all_of_it() -> None:
+    step_up = verdict_from_json(STEP_UP, BASE)
+    masked = answer_masks(step_up, ["ssn", "phone"])
+    assert masked.mask == {"ssn", "phone"}
+    headers = dict(unlock_headers(masked, sorted(masked.mask)))
+    assert headers["PIIGate-Unlock"].endswith('challenge="chl_1"')  # what would unlock them
+    denied = answer_masks(Verdict("dec_2", Outcome.DENY, reason="no"), ["ssn"])
+    assert denied.mask == {"ssn"}
+    assert "PIIGate-Unlock" not in dict(unlock_headers(denied, ["ssn"]))
+    allowed = Verdict("dec_3", Outcome.ALLOW, mask=frozenset({"phone"}))
+    assert answer_masks(allowed, ["ssn", "phone"]) is allowed

@@ -212,9 +212,10 @@ class ForwardAuth:
         return self._passed(outcome)
 
     def _passed(self, passage: Passage) -> Answer:
+        answer = passage.answer_verdict
+        if answer is not None and answer.mask:
+            return unlock_refusal(answer)
         verdict = passage.verdict
-        if verdict is not None and verdict.mask:
-            return unlock_refusal(verdict)
         # Both headers always, empty for none: a proxy that copies them onto the request
         # (Traefik, Envoy) then overwrites whatever the client sent under those names.
         subject = passage.caller.subject.id if passage.caller is not None else ""

@@ -4,9 +4,10 @@
 edges: the route it takes (``config.match``; no route → through, or 403 with ``default:
 deny``), who calls (an IdP bearer JWT or a piigate API key; none → 401), the rate limits, the
 engine's request (``routes.route_request``: action, resource, PII classes, transaction), and the
-decision. What stops the request is an :class:`~piigate.gateway.http.verdict.Answer` (401
-step-up, 403, 429, 400, 503); what goes on is a :class:`Passage`, with the verdict whose mask
-the proxy applies to the answer.
+decision; on a route that is not a read but names PII in its answer, a second decision on
+reading that answer, whose verdict masks it. What stops the request is an
+:class:`~piigate.gateway.http.verdict.Answer` (401 step-up, 403, 429, 400, 503); what goes on
+is a :class:`Passage`, with the verdict whose mask the proxy applies to the answer.
 
 Fail closed: any fault on the way (the store, the engine, the link to a remote engine, a rate
 limit store) is a 503 problem; PII never goes through on an error.
@@ -36,7 +37,7 @@ from piigate.errors import (
 from piigate.gateway.http.config import Default, HttpGatewayConfig
 from piigate.gateway.http.ratelimit import RateLimiter
 from piigate.gateway.http.routes import Body, Route, RouteMatch, route_request
-from piigate.gateway.http.verdict import Answer, Verdict, problem_answer, refusal
+from piigate.gateway.http.verdict import Answer, Verdict, answer_masks, problem_answer, refusal
 from piigate.identity import JwtValidator
 from piigate.model import AccessRequest, Context
 
@@ -93,6 +94,14 @@ class Passage:
     verdict: Verdict | None = None
     # Rate-limit headers for the client's answer.
     headers: tuple[tuple[str, str], ...] = field(default=())
+    # On a route that is not a read: the verdict on reading its answer's PII, as a mask
+    # (``RoutedRequest.answer_reading``, ``verdict.answer_masks``).
+    reading: Verdict | None = None
+
+    @property
+    def answer_verdict(self) -> Verdict | None:
+        """The verdict whose ``mask`` the answer gets: a read route's own, else its reading's."""
+        return self.reading if self.reading is not None else self.verdict
 
 
 class Decider(Protocol):
@@ -182,8 +191,13 @@ class Gate:
         stop = refusal(verdict)
         if stop is not None:
             return stop
+        reading = None
+        answer_read = routed.answer_reading(request)
+        if answer_read is not None:
+            read = await self.decider.decide(answer_read, caller)
+            reading = answer_masks(read, answer_read.pii)
         headers = limited.headers if limited is not None else ()
-        return Passage(match.route, caller, verdict, headers)
+        return Passage(match.route, caller, verdict, headers, reading)
 
     async def _limited(
         self, ask: Ask, caller: Caller | None, route: Route | None

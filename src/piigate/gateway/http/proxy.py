@@ -10,11 +10,13 @@ refused request never reaches the upstream.
 
 A request that goes on is sent upstream with its headers rewritten (``upstream.py``) and the
 verified subject and level in the configured headers. Its answer streams back as it comes,
-unless the verdict masks PII that the route's ``response_fields`` locate: that answer is read
-whole (up to ``max_response`` bytes), parsed, masked (``masking.mask_json_answer``) and sent with
-``PIIGate-Masked`` and ``PIIGate-Unlock``. Fail closed: an answer that cannot be masked (not
-JSON, compressed, too large) is a 502 problem, never passed through; a mask for a class the
-route cannot locate in its answer is a 403.
+unless the verdict on reading it (``Passage.answer_verdict``: the request's own on a ``read``
+route, else the decision on reading the answer's PII) masks PII that the route's
+``response_fields`` locate: that answer is read whole (up to ``max_response`` bytes), parsed,
+masked (``masking.mask_json_answer``) and sent with ``PIIGate-Masked`` and ``PIIGate-Unlock``.
+Fail closed: an answer that cannot be masked (not JSON, compressed, too large) is a 502
+problem, never passed through; a mask for a class the route cannot locate in its answer is a
+403.
 """
 
 from __future__ import annotations
@@ -168,8 +170,9 @@ class HttpGateway:
             await send_answer(send, outcome)
             return
         masked: frozenset[str] = frozenset()
-        if match is not None and outcome.verdict is not None:
-            masked = answer_mask(outcome.verdict.mask, match.route.response_fields)
+        verdict = outcome.answer_verdict
+        if match is not None and verdict is not None:
+            masked = answer_mask(verdict.mask, match.route.response_fields)
         await self._forward(scope, receive, send, ask, outcome, body, masked)
 
     async def _forward(
@@ -209,7 +212,7 @@ class HttpGateway:
         masked: frozenset[str],
         head: bool,
     ) -> None:
-        route, verdict = passage.route, passage.verdict
+        route, verdict = passage.route, passage.answer_verdict
         assert route is not None and verdict is not None
         raw = await answer.read(self.max_response)
         if raw is None:

@@ -10,7 +10,11 @@ rendered from the path parameters), the PII classes the request touches and, for
 the :class:`~piigate.model.Transaction`; :meth:`RoutedRequest.access_request` adds who asks and
 how they authenticated, which the edge knows. The PII classes are the classes of the route's
 ``request_fields`` present in the request's JSON body (a field present with ``null`` counts:
-it erases the value), the classes of its ``response_fields``, and its explicit ``pii``.
+it erases the value), its explicit ``pii`` and, on a ``read`` route, the classes of its
+``response_fields``. On a route of another action the answer's ``response_fields`` are read
+all the same: :meth:`RoutedRequest.answer_reading` is that read, decided on its own, whose
+verdict masks the answer (an update that answers with the whole record must not show what the
+caller may not read).
 
 The body is the parsed JSON document, :data:`Body.ABSENT` when the request has none, or
 :data:`Body.UNREADABLE` when it has one that is not JSON: then every class of
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Final
 
@@ -182,6 +186,15 @@ class RoutedRequest:
             risk=risk,
         )
 
+    def answer_reading(self, request: AccessRequest) -> AccessRequest | None:
+        """The read of the answer's PII that ``request`` (this route's, made by
+        :meth:`access_request`) brings back, when the route is not a ``read`` and names PII in
+        its answer (``response_fields``); None otherwise: a read route's own decision covers it."""
+        labels = self.route.response_fields.labels
+        if self.action is Action.READ or not labels:
+            return None
+        return replace(request, action=Action.READ, pii=labels, transaction=None)
+
 
 def route_request(match: RouteMatch, body: object = Body.ABSENT) -> RoutedRequest:
     """The engine's view of a matched request whose body is ``body`` (see the module's doc)."""
@@ -192,7 +205,9 @@ def route_request(match: RouteMatch, body: object = Body.ABSENT) -> RoutedReques
         if rid is not None and len(rid) > MAX_ID_LENGTH:
             raise BadRequest(f"the resource id is over {MAX_ID_LENGTH} characters", field="path")
         resource = Resource(route.resource_type, rid)
-    pii = route.pii | route.response_fields.labels | _written_classes(route, body)
+    pii = route.pii | _written_classes(route, body)
+    if route.action is Action.READ:
+        pii |= route.response_fields.labels
     transaction = None if route.transaction is None else _transaction(route.transaction, body)
     return RoutedRequest(route, match.params, route.action, resource, pii, transaction)
 

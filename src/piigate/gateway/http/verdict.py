@@ -21,8 +21,8 @@ the step-up that would unlock it, so that PII never goes out unmasked.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from piigate.errors import (
@@ -40,6 +40,7 @@ __all__ = [
     "UNLOCK_HEADER",
     "Answer",
     "Verdict",
+    "answer_masks",
     "challenge_links",
     "problem_answer",
     "refusal",
@@ -108,6 +109,16 @@ def refusal(verdict: Verdict, instance: str | None = None) -> Answer | None:
     forbidden = Forbidden(verdict.reason or "the policy denies this request")
     forbidden.extra["decision_id"] = verdict.decision_id
     return problem_answer(forbidden, instance)
+
+
+def answer_masks(verdict: Verdict, classes: Iterable[str]) -> Verdict:
+    """``verdict`` on reading a write's answer, whose PII is ``classes``, as the mask to apply:
+    an allow as it is; a step-up or a denial masks every one of ``classes`` (the write has
+    been allowed and its answer goes out, without what the caller may not read), a step-up
+    naming what would unlock them."""
+    if verdict.outcome is Outcome.ALLOW:
+        return verdict
+    return replace(verdict, mask=frozenset(classes))
 
 
 def unlock_refusal(verdict: Verdict, instance: str | None = None) -> Answer:
