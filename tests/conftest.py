@@ -22,12 +22,18 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import make_url
 
 from piigate.store.db import Database
 from services_support import unavailable
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+# Tests assert behaviour, never timing: Hypothesis' per-example deadline (200 ms by default) is
+# a timing assertion that a loaded machine fails at random, so no property test has one.
+settings.register_profile("piigate", deadline=None)
+settings.load_profile("piigate")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
