@@ -51,7 +51,8 @@ log = structlog.get_logger("piigate.alerts")
 # The event types alert_for reads; the watcher subscribes to these only.
 SOURCE_TYPES: Final = ("alert", "approaching_limit", "decision")
 # Alerts from decisions repeat while the signal holds (each decision of a bulk delete carries
-# it): an open alert of the same kind and subject this recent absorbs the repeats.
+# it): an alert of the same kind and subject within REPEAT_WINDOW of a decision, either side,
+# and open at the decision's time, absorbs it.
 REPEATS: Final = frozenset({AlertKind.IMPOSSIBLE_TRAVEL, AlertKind.BULK_DESTRUCTIVE})
 REPEAT_WINDOW: Final = timedelta(minutes=10)
 # Seconds between catch-ups while the watcher runs.
