@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/gateway_pg.py
 	$(VENV)/bin/python bench/console.py
 	$(VENV)/bin/python bench/alerts.py
+	$(VENV)/bin/python bench/catchup.py
 
 clean:
 	rm -rf $(VENV) .piigate .piigate-demo .mypy_cache .ruff_cache .pytest_cache

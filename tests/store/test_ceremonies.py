@@ -105,3 +105,36 @@ async def test_a_shared_ceremony_is_created_once_under_parallel_openers(db: Data
     assert len({row.secret for row in rows}) == 1
     stored = await store.get_ceremony("cer_shared")
     assert stored is not None and stored.secret == rows[0].secret
+
+
+async def test_recent_ceremonies_reads_each_purpose_since_its_time_in_one_query(
+    db: Database,
+) -> None:
+    store = Store(db)
+    minutes = [0, 10, 20, 30]
+    for m in minutes:
+        at = T0 + timedelta(minutes=m)
+        await open_one(store, f"cer_p{m}", purpose="push", now=at, data={"m": m})
+        await open_one(
+            store, f"cer_r{m}", purpose="reported_activity", now=T0 + timedelta(minutes=m)
+        )
+        await open_one(store, f"cer_s{m}", now=T0 + timedelta(minutes=m))  # sms_code: not asked
+    assert await store.close_ceremony("cer_p20", new="denied", now=T0)
+    assert await store.close_ceremony("cer_p30", new="denied", now=T0)
+    since = {"push": T0 + timedelta(minutes=5), "reported_activity": T0 + timedelta(minutes=20)}
+
+    async def ids(**kw: object) -> list[str]:
+        return [r.id for r in await store.recent_ceremonies(since=since, **kw)]  # type: ignore[arg-type]
+
+    assert sorted(await ids()) == ["cer_p10", "cer_p20", "cer_p30", "cer_r20", "cer_r30"]
+    # States for a purpose that names them; any state for the others.
+    denied = {"push": ["denied"]}
+    assert sorted(await ids(states=denied)) == ["cer_p20", "cer_p30", "cer_r20", "cer_r30"]
+    # At most ``limit`` of each purpose, the oldest first.
+    assert sorted(await ids(limit=1)) == ["cer_p10", "cer_r20"]
+    assert await store.recent_ceremonies(since={}) == []
+    only = await store.recent_ceremonies(since={"push": T0 + timedelta(minutes=25)})
+    assert [(r.id, r.purpose, r.state, r.data) for r in only] == [
+        ("cer_p30", "push", "denied", {"m": 30})
+    ]
+    assert only[0].created_at == T0 + timedelta(minutes=30)

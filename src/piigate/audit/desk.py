@@ -1,4 +1,4 @@
-"""The alert desk: alerts raised from this node's committed events, listed and acknowledged.
+"""The alert desk: alerts raised from committed audit events, listed and acknowledged.
 
 Its watcher (:meth:`AlertDesk.run`, a task of the node) follows this node's own events on the
 event bus (``local_only``: events fanned in from other nodes are raised by the node that
@@ -6,8 +6,14 @@ committed them), asks :func:`~piigate.audit.alerts.alert_for` of each, stores th
 per source event (the table is unique on the event's seq, so a second try, here or elsewhere,
 stores nothing), announces it as an ``alert_raised`` audit event, so live feeds show it, counts
 it, and hands it to the sinks (which queue it and never make the desk wait). A decision's
-signal that an open alert of the same kind and subject reported in the last ten minutes raises
-nothing new. A watcher that falls behind the bus catches up from the store.
+signal within ten minutes of an alert of the same kind and subject that was open at the time
+raises nothing new.
+
+What no watcher examined (committed while no node watched, or while the store failed) is
+examined by a catch-up from the store's watermark (``audit/catchup.py``): when the watcher
+starts, after it falls behind the bus, and every :data:`SWEEP_EVERY` seconds through the head
+read one period before (the watchers have examined their own events by then; a store failure
+brings the next one forward to the failed event).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Final, Protocol
 
+import structlog
+
 from piigate.audit.alerts import (
     ALERT_ACKNOWLEDGED,
     ALERT_RAISED,
@@ -26,7 +34,8 @@ from piigate.audit.alerts import (
     AlertKind,
     alert_for,
 )
-from piigate.audit.bus import EventBus, SubscriberLagged, SubscriptionClosed
+from piigate.audit.bus import EventBus, SubscriberLagged, Subscription, SubscriptionClosed
+from piigate.audit.catchup import CATCH_UP_BOUND, CatchUp, CatchUpReport, WatermarkRows
 from piigate.audit.log import AuditLog
 from piigate.audit.sinks import QueuedSink
 from piigate.clock import Clock
@@ -34,26 +43,32 @@ from piigate.errors import Conflict, NotFound, ServiceUnavailable
 from piigate.ids import new_id
 from piigate.model import AuditEvent
 
-__all__ = ["REPEAT_WINDOW", "SOURCE_TYPES", "AlertDesk", "AlertRows"]
+__all__ = ["REPEAT_WINDOW", "SOURCE_TYPES", "SWEEP_EVERY", "AlertDesk", "AlertRows"]
 
 _logger = logging.getLogger(__name__)
+log = structlog.get_logger("piigate.alerts")
 
 # The event types alert_for reads; the watcher subscribes to these only.
 SOURCE_TYPES: Final = ("alert", "approaching_limit", "decision")
 # Alerts from decisions repeat while the signal holds (each decision of a bulk delete carries
-# it): an open alert of the same kind and subject this recent absorbs the repeats.
+# it): an alert of the same kind and subject within REPEAT_WINDOW of a decision, either side,
+# and open at the decision's time, absorbs it.
 REPEATS: Final = frozenset({AlertKind.IMPOSSIBLE_TRAVEL, AlertKind.BULK_DESTRUCTIVE})
 REPEAT_WINDOW: Final = timedelta(minutes=10)
+# Seconds between catch-ups while the watcher runs.
+SWEEP_EVERY: Final = 30.0
 _BACKLOG = 10_000
-_PAGE = 1000
 _MAX_LIMIT = 500
 _REMEMBERED = 10_000
+_ATTEMPTS = 3
 
 
-class AlertRows(Protocol):
+class AlertRows(WatermarkRows, Protocol):
     """``store.alerts.AlertStore``."""
 
-    async def raise_alert(self, alert_id: str, draft: AlertDraft) -> Alert | None: ...
+    async def raise_alert(
+        self, alert_id: str, draft: AlertDraft, *, unless_within: timedelta | None = None
+    ) -> Alert | None: ...
 
     async def get_alert(self, alert_id: str) -> Alert | None: ...
 
@@ -69,6 +84,10 @@ class AlertRows(Protocol):
 
     async def acknowledge_alert(self, alert_id: str, *, by: str, at: datetime) -> bool: ...
 
+    async def alert_around(
+        self, kind: str, subject_id: str | None, *, at: datetime, within: timedelta
+    ) -> Alert | None: ...
+
 
 class AlertDesk:
     def __init__(
@@ -80,6 +99,8 @@ class AlertDesk:
         clock: Clock,
         sinks: Sequence[QueuedSink] = (),
         count: Callable[[AlertKind], None] | None = None,
+        sweep_every: float = SWEEP_EVERY,
+        bound: int = CATCH_UP_BOUND,
     ) -> None:
         self.rows = rows
         self.audit = audit
@@ -87,9 +108,15 @@ class AlertDesk:
         self.clock = clock
         self.sinks = tuple(sinks)
         self._count = count
+        self.sweep_every = sweep_every
+        self.catch_up = CatchUp(
+            rows=rows, events=audit, clock=clock, types=SOURCE_TYPES, bound=bound
+        )
         # When this node last raised an alert of a REPEATS kind, by (kind, subject): repeats
         # within the window are dropped without asking the store.
         self._raised: dict[tuple[AlertKind, str | None], datetime] = {}
+        # The highest seq the store failed on since the last catch-up (0: none).
+        self._failed = 0
 
     # -- reading and acknowledging ------------------------------------------------------------
     async def recent(
@@ -142,7 +169,9 @@ class AlertDesk:
         draft = alert_for(event)
         if draft is None or await self._repeats(draft):
             return None
-        alert = await self.rows.raise_alert(new_id("alt"), draft)
+        # A repeat is checked again as the alert is stored: another node may be raising one.
+        within = REPEAT_WINDOW if draft.kind in REPEATS else None
+        alert = await self.rows.raise_alert(new_id("alt"), draft, unless_within=within)
         if alert is None:
             return None
         if alert.kind in REPEATS:
@@ -164,22 +193,22 @@ class AlertDesk:
         return alert
 
     async def _repeats(self, draft: AlertDraft) -> bool:
-        """Whether ``draft`` repeats an open alert of its kind and subject raised within
-        :data:`REPEAT_WINDOW` before it (decision signals only)."""
+        """Whether ``draft`` repeats an alert of its kind and subject dated within
+        :data:`REPEAT_WINDOW` of it and open at its time (decision signals only)."""
         if draft.kind not in REPEATS:
             return False
         key = (draft.kind, draft.subject_id)
-        since = draft.at - REPEAT_WINDOW
         last = self._raised.get(key)
-        if last is not None and since <= last <= draft.at:
+        if last is not None and draft.at - REPEAT_WINDOW <= last <= draft.at:
             return True
-        found = await self.rows.list_alerts(
-            open_only=True, subject_id=draft.subject_id, kinds=(draft.kind.value,), limit=1
+        found = await self.rows.alert_around(
+            draft.kind.value, draft.subject_id, at=draft.at, within=REPEAT_WINDOW
         )
-        if found and since <= found[0].at <= draft.at:
-            self._remember(key, found[0].at)
-            return True
-        return False
+        if found is None:
+            return False
+        if found.at <= draft.at:
+            self._remember(key, found.at)
+        return True
 
     def _remember(self, key: tuple[AlertKind, str | None], at: datetime) -> None:
         if len(self._raised) >= _REMEMBERED:
@@ -187,45 +216,87 @@ class AlertDesk:
             self._raised = dict(oldest[len(oldest) // 2 :])
         self._raised[key] = at
 
+    # -- watching -----------------------------------------------------------------------------
     async def run(self) -> None:
-        """Raise alerts from this node's events until cancelled or the bus closes."""
-        subscription = self.bus.subscribe(types=SOURCE_TYPES, maxsize=_BACKLOG, local_only=True)
+        """Catch up, then raise alerts from this node's events as they commit, catching up
+        every :attr:`sweep_every` seconds, until cancelled or the bus closes."""
+        loop = asyncio.get_running_loop()
+        subscription = self._subscribe()
         try:
+            # At start: through the head (what no watcher examined while none ran).
+            through = await self._sweep(None, started=True)
+            due = loop.time() + self.sweep_every
             while True:
                 try:
-                    event = await subscription.get()
-                except SubscriberLagged as lagged:
-                    subscription = self.bus.subscribe(
-                        types=SOURCE_TYPES, maxsize=_BACKLOG, local_only=True
-                    )
-                    await self._catch_up(lagged.last_seq or 0)
+                    async with asyncio.timeout_at(due):
+                        event = await subscription.get()
+                except TimeoutError:
+                    through = await self._sweep(through, started=through is None)
+                    due = loop.time() + self.sweep_every
                     continue
-                await self._raise_logged(event)
+                except SubscriberLagged:
+                    subscription = self._subscribe()
+                    await self._sweep(None)
+                    continue
+                if event.seq is not None and not self.catch_up.examined(event.seq):
+                    await self._examine(event)
         except SubscriptionClosed:
             return
         finally:
             subscription.close()
 
-    async def _catch_up(self, after: int) -> None:
-        """Events of the source types after ``after`` from the store (every node's: the unique
-        source seq keeps each alert single)."""
-        while True:
-            events = await self.audit.list_events(after=after, types=SOURCE_TYPES, limit=_PAGE)
-            for event in events:
-                await self._raise_logged(event)
-            if len(events) < _PAGE:
-                return
-            after = events[-1].seq or after
+    def _subscribe(self) -> Subscription:
+        return self.bus.subscribe(types=SOURCE_TYPES, maxsize=_BACKLOG, local_only=True)
 
-    async def _raise_logged(self, event: AuditEvent) -> None:
-        """:meth:`raise_from`; a store that fails is logged (the event stays in the chain)."""
-        for attempt in range(3):
+    async def _sweep(self, through: int | None, *, started: bool = False) -> int | None:
+        """A catch-up through ``through`` (through the head when None, or through the event the
+        store last failed on if that is later); the head read now, where the next one ends.
+        None when the store could not be read (the next one then goes through the head)."""
+        try:
+            head = (await self.audit.head()).seq
+            end = head if through is None else max(through, min(self._failed, head))
+            report = await self.catch_up.run(end, self._examine)
+        except Exception as exc:  # the store failing, mostly: tried again at the next one
+            log.warning("alert_catch_up_failed", error=type(exc).__name__)
+            return None if started else through
+        # What failed is above the watermark still, and at or below the head the next one
+        # goes through.
+        self._failed = 0
+        if started or report.raised or report.skipped or report.failed is not None:
+            _report(report)
+        return head
+
+    async def _examine(self, event: AuditEvent) -> bool | None:
+        """:meth:`raise_from`, tried again while the store is unavailable: whether it raised an
+        alert, None when the store kept failing (the event is then examined again by the next
+        catch-up). Any other error is logged, and the event counts as examined."""
+        for attempt in range(_ATTEMPTS):
             try:
-                await self.raise_from(event)
-                return
+                raised = await self.raise_from(event) is not None
             except ServiceUnavailable:
-                await asyncio.sleep(0.2 * (attempt + 1))
+                if attempt + 1 < _ATTEMPTS:
+                    await asyncio.sleep(0.2 * (attempt + 1))
+                continue
             except Exception as exc:
                 _logger.error("alert not raised for seq %s: %s", event.seq, type(exc).__name__)
-                return
+                raised = False
+            if event.seq is not None:
+                self.catch_up.note(event.seq)
+            return raised
         _logger.error("alert not raised for seq %s: the store is unavailable", event.seq)
+        if event.seq is not None:
+            self._failed = max(self._failed, event.seq)
+        return None
+
+
+def _report(report: CatchUpReport) -> None:
+    """One log line of what a catch-up did: seqs and counts only."""
+    log.info(
+        "alerts_caught_up",
+        after=report.after,
+        through=report.through,
+        examined=report.examined,
+        raised=report.raised,
+        skipped=report.skipped,
+        failed=report.failed,
+    )

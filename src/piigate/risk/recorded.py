@@ -14,18 +14,18 @@ their next requests weigh more: a rule with ``risk_at_least`` or ``signals: [...
 a stronger factor or deny.
 
 Decisions must not pay a query each, so every node keeps the window's evidence in memory: it
-re-reads it from the store at most every :data:`REFRESH_SECONDS` (so evidence recorded on
-another node counts here within that time), and takes this node's own at once from the event
-bus (the ``alert`` events). Risk only ever raises a requirement: each signal adds its weight to
-what the wrapped engine found, capped at 100. If reading fails the exception reaches the
-engine, which then scores 100 (fail closed).
+re-reads it from the store at most every :data:`REFRESH_SECONDS`, one query for every signal
+(so evidence recorded on another node counts here within that time), and takes this node's own
+at once from the event bus (the ``alert`` events). Risk only ever raises a requirement: each
+signal adds its weight to what the wrapped engine found, capped at 100. If reading fails the
+exception reaches the engine, which then scores 100 (fail closed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Final, Protocol
@@ -75,6 +75,10 @@ class RecordedSignal:
     default_window: int  # seconds, unless the policy sets the signal's ``window``
     what: str  # the evidence counted, for the signal's detail
 
+    def counts(self, row: Evidence) -> bool:
+        """Whether ``row`` is evidence of this signal (its window aside)."""
+        return row.purpose == self.purpose and (self.states is None or row.state in self.states)
+
     def detail(self, count: int, window: int) -> str:
         hours = window >= 7200 and window % 3600 == 0
         span = f"{window // 3600} h" if hours else f"{max(1, window // 60)} min"
@@ -107,6 +111,10 @@ class Evidence(Protocol):
     @property
     def subject_id(self) -> str: ...
     @property
+    def purpose(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
     def created_at(self) -> datetime: ...
 
 
@@ -128,14 +136,13 @@ class AlertFeed(Protocol):
 
 
 class DenialSource(Protocol):
-    """``store.CeremonyStore.list_ceremonies``."""
+    """``store.CeremonyStore.recent_ceremonies``."""
 
-    async def list_ceremonies(
+    async def recent_ceremonies(
         self,
         *,
-        purposes: Iterable[str] | None = None,
-        states: Iterable[str] | None = None,
-        since: datetime | None = None,
+        since: Mapping[str, datetime],
+        states: Mapping[str, Iterable[str]] | None = None,
         limit: int = 100,
     ) -> Sequence[Evidence]: ...
 
@@ -202,19 +209,15 @@ class RecordedRisk:
         async with self._reading:
             if self._read_at is not None and self._read_at != read_at:
                 return  # another request read meanwhile
-            seen: dict[str, dict[str, list[datetime]]] = {}
-            for recorded in self.signals:
-                _, window = self._settings(recorded)
-                rows = await self.ceremonies.list_ceremonies(
-                    purposes=[recorded.purpose],
-                    states=recorded.states,
-                    since=now - timedelta(seconds=window),
-                    limit=_SCAN_LIMIT,
-                )
-                by_subject: dict[str, list[datetime]] = {}
-                for row in rows:
-                    by_subject.setdefault(row.subject_id, []).append(row.created_at)
-                seen[recorded.name] = by_subject
+            since = {s: now - timedelta(seconds=self._settings(s)[1]) for s in self.signals}
+            rows = await self.ceremonies.recent_ceremonies(
+                since=_earliest(since), states=_states(self.signals), limit=_SCAN_LIMIT
+            )
+            seen: dict[str, dict[str, list[datetime]]] = {s.name: {} for s in self.signals}
+            for row in rows:
+                for recorded in self.signals:
+                    if recorded.counts(row) and row.created_at >= since[recorded]:
+                        seen[recorded.name].setdefault(row.subject_id, []).append(row.created_at)
             self._seen = seen
             self._read_at = self._monotonic()
 
@@ -241,3 +244,25 @@ class RecordedRisk:
         if settings is None:
             return recorded.default_weight, recorded.default_window
         return settings.weight, settings.params.get("window", recorded.default_window)
+
+
+def _earliest(since: Mapping[RecordedSignal, datetime]) -> dict[str, datetime]:
+    """Per purpose, the earliest time any of its signals reads from."""
+    earliest: dict[str, datetime] = {}
+    for recorded, at in since.items():
+        purpose = str(recorded.purpose)
+        earliest[purpose] = min(at, earliest.get(purpose, at))
+    return earliest
+
+
+def _states(signals: Iterable[RecordedSignal]) -> dict[str, tuple[str, ...]]:
+    """Per purpose, the states its signals count (absent: a signal of it counts any state)."""
+    states: dict[str, set[str]] = {}
+    any_state: set[str] = set()
+    for recorded in signals:
+        purpose = str(recorded.purpose)
+        if recorded.states is None:
+            any_state.add(purpose)
+        else:
+            states.setdefault(purpose, set()).update(str(s) for s in recorded.states)
+    return {p: tuple(sorted(found)) for p, found in states.items() if p not in any_state}

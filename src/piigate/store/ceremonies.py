@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, func, select, update
+from sqlalchemy import Connection, Row, delete, func, select, union_all, update
 
 from piigate.factors import CeremonyState
 from piigate.store._sql import Repo, insert_for, utc
@@ -163,6 +163,32 @@ class CeremonyStore(Repo):
             stmt = stmt.where(ceremonies.c.state.in_([str(s) for s in states]))
         stmt = stmt.order_by(ceremonies.c.created_at, ceremonies.c.id).limit(limit)
         return [_row(found) for found in await self._all(stmt)]
+
+    async def recent_ceremonies(
+        self,
+        *,
+        since: Mapping[str, datetime],
+        states: Mapping[str, Iterable[str]] | None = None,
+        limit: int = 100,
+    ) -> list[CeremonyRow]:
+        """The ceremonies of each purpose in ``since`` opened at or after its time, in the
+        states ``states`` names for that purpose (any state when it names none): one query, at
+        most ``limit`` of each purpose, the oldest first within each."""
+        parts = []
+        for purpose, after in since.items():
+            part = select(ceremonies).where(
+                ceremonies.c.purpose == str(purpose), ceremonies.c.created_at >= utc(after)
+            )
+            wanted = (states or {}).get(purpose)
+            if wanted is not None:
+                part = part.where(ceremonies.c.state.in_([str(s) for s in wanted]))
+            ordered = part.order_by(ceremonies.c.created_at, ceremonies.c.id).limit(limit)
+            # Each part in a subquery of its own: SQLite allows no LIMIT on a UNION's parts.
+            parts.append(select(ordered.subquery()))
+        if not parts:
+            return []
+        query = parts[0] if len(parts) == 1 else union_all(*parts)
+        return [_row(found) for found in await self._all(query)]
 
     async def count_ceremonies(
         self,

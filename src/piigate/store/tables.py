@@ -29,6 +29,7 @@ from sqlalchemy.engine import Dialect
 
 __all__ = [
     "UtcDateTime",
+    "alert_watermark",
     "alerts",
     "api_keys",
     "audit_events",
@@ -135,6 +136,18 @@ alerts = Table(
     Column("acknowledged_at", TS, nullable=True),
     Index("ix_alerts_at", "at"),
     Index("ix_alerts_subject_id", "subject_id"),
+)
+
+# How far the audit trail has been examined for alerts (``audit/catchup.py``): every event of
+# the alert desk's source types with ``seq`` at or below this one's has been examined (its alert
+# raised, or found to raise none). One row (id = 1), created by the first catch-up; it only moves
+# forward, and only over events a catch-up read from this table's store itself.
+alert_watermark = Table(
+    "alert_watermark",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", SEQ, nullable=False),
+    Column("at", TS, nullable=False),
 )
 
 challenges = Table(
