@@ -98,15 +98,18 @@ _HEAD_ID = 1
 _DECISION = "decision"
 # Statements built once: a statement object built per batch costs a cache-key computation each
 # time, and values baked into it a compilation. Bound parameters throughout.
-_HEAD_UPDATE = (
+_HEAD_READ = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID)
+# The group commit's own statements run at the driver level (``store/driver.py``): SQLAlchemy's
+# per-execution machinery would cost more than the database's work for a batch of one event.
+_HEAD_UPDATE = DriverStatement(
     update(audit_head)
     .where(audit_head.c.id == _HEAD_ID)
     .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
 )
-_HEAD_READ = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID)
+_HEAD_PLAIN = DriverStatement(_HEAD_READ)
 # Row lock on the head: appenders in other processes queue here, and each then reads the head
 # its predecessor committed (READ COMMITTED re-reads the locked row).
-_HEAD_LOCK = _HEAD_READ.with_for_update()
+_HEAD_LOCK = DriverStatement(_HEAD_READ.with_for_update())
 
 
 class AuditStore:
@@ -117,7 +120,7 @@ class AuditStore:
         self._event_hash = event_hash
         # On SQLite the write transaction opens with BEGIN IMMEDIATE: the database-wide write
         # lock is ours before the head is read, so no other process can append in between.
-        self._head_query = _HEAD_LOCK if db.dialect == "postgresql" else _HEAD_READ
+        self._head_query = _HEAD_LOCK if db.dialect == "postgresql" else _HEAD_PLAIN
 
     # -- the group commit --------------------------------------------------------------------
 
@@ -146,11 +149,11 @@ class AuditStore:
             _insert_rows(conn, metadata.tables[table], table_rows)
         if all(item.event is None for item in items):
             return [None] * len(items)
-        head = conn.execute(self._head_query).one()
-        rows, links = self._chain(items, int(head.seq), str(head.hash))
+        head = self._head_query.execute(conn, {}).rows[0]
+        rows, links = self._chain(items, int(head["seq"]), str(head["hash"]))
         last = rows[-1]
         _insert_rows(conn, audit_events, rows)
-        conn.execute(_HEAD_UPDATE, {"new_seq": last["seq"], "new_hash": last["hash"]})
+        _HEAD_UPDATE.execute(conn, {"new_seq": last["seq"], "new_hash": last["hash"]})
         return links
 
     def _chain(
