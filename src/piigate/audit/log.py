@@ -34,14 +34,8 @@ from piigate.audit.writer import ProcessWriter, WriterUnavailable
 from piigate.clock import Clock
 from piigate.model import AuditEvent
 from piigate.store._sql import utc
-from piigate.store.audit import (
-    AuditStore,
-    BatchItem,
-    Link,
-    RankedDecision,
-    StoredEvent,
-    TallyRow,
-)
+from piigate.store.audit import AuditStore, BatchItem, Link, StoredEvent
+from piigate.store.audit_windows import AuditWindows, RankedDecision, TallyRow
 from piigate.store.db import Database, StoreUnavailable
 
 __all__ = ["AuditLog", "AuditStats"]
@@ -85,6 +79,7 @@ class AuditLog:
         self.db = db
         self.clock = clock
         self._store = AuditStore(db, event_hash_text)
+        self._windows = AuditWindows(db)
         self.bus = bus
         self.max_batch = max_batch
         self.stats = AuditStats()
@@ -343,8 +338,8 @@ class AuditLog:
         self, *, since: datetime, scan: int, limit: int
     ) -> tuple[list[RankedDecision], int]:
         """Each subject's latest decision since ``since``, by risk score (see
-        ``AuditStore.ranked_decisions``), and how many decisions were read."""
-        return await self._store.ranked_decisions(since=since, scan=scan, limit=_capped(limit))
+        ``AuditWindows.ranked_decisions``), and how many decisions were read."""
+        return await self._windows.ranked_decisions(since=since, scan=scan, limit=_capped(limit))
 
     async def tally(
         self, *, types: Sequence[str], since: datetime, until: datetime, width: int
@@ -353,7 +348,7 @@ class AuditLog:
         series (a decision's outcome, or the event's type)."""
         if width < 1 or (until - since).total_seconds() > _MAX_BUCKETS * width:
             raise ValueError("a tally covers at most 1000 buckets of at least a second")
-        return await self._store.tally(types=types, since=since, until=until, width=width)
+        return await self._windows.tally(types=types, since=since, until=until, width=width)
 
     async def events_at(self, seqs: Sequence[int]) -> list[AuditEvent]:
         """The events of ``seqs`` (at most 1000) that exist, in seq order."""

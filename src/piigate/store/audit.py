@@ -4,7 +4,8 @@
 the group commit (which events share a transaction). This module owns their SQL: the one
 transaction that inserts the rows queued with a batch, locks and reads the chain head, inserts
 the chained events and moves the head -- the same function wherever it runs, in a writer thread
-of the server or in the audit writer process -- and the reads behind verification and the feed.
+of the server or in the audit writer process -- and the reads behind verification and the feed
+(the console's counts over time windows: ``store/audit_windows.py``).
 """
 
 from __future__ import annotations
@@ -18,14 +19,11 @@ from typing import Any, NamedTuple
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Integer,
     Row,
     Select,
     Table,
     bindparam,
-    case,
     cast,
-    extract,
     func,
     select,
     update,
@@ -43,9 +41,9 @@ __all__ = [
     "EventHash",
     "Head",
     "Link",
-    "RankedDecision",
     "StoredEvent",
-    "TallyRow",
+    "event_of",
+    "json_text",
 ]
 
 # What the chain gave one event: (seq, prev_hash, hash).
@@ -76,22 +74,6 @@ class StoredEvent(NamedTuple):
     data: str
     prev_hash: str
     hash: str
-
-
-class RankedDecision(NamedTuple):
-    """A subject's latest decision in a window, and how many decisions of theirs it held."""
-
-    event: AuditEvent
-    decisions: int
-
-
-class TallyRow(NamedTuple):
-    """How many events (``events``) of ``series`` fell into the time bucket ``bucket`` (0 =
-    the first)."""
-
-    bucket: int
-    series: str
-    events: int
 
 
 _HEAD_ID = 1
@@ -230,7 +212,7 @@ class AuditStore:
         query = self._filtered(types, subject_id, outcome).where(audit_events.c.seq > after)
         query = query.order_by(audit_events.c.seq).limit(limit)
         rows = await self.db.read(lambda conn: conn.execute(query).all())
-        return [_event(row) for row in rows]
+        return [event_of(row) for row in rows]
 
     async def latest(
         self,
@@ -248,7 +230,7 @@ class AuditStore:
             query = query.where(audit_events.c.seq < before)
         query = query.order_by(audit_events.c.seq.desc()).limit(limit)
         rows = await self.db.read(lambda conn: conn.execute(query).all())
-        return [_event(row) for row in rows]
+        return [event_of(row) for row in rows]
 
     def _filtered(
         self, types: Sequence[str], subject_id: str | None, outcome: str | None
@@ -259,87 +241,9 @@ class AuditStore:
         if subject_id is not None:
             query = query.where(audit_events.c.subject_id == subject_id)
         if outcome is not None:
-            query = query.where(
-                audit_events.c.type == _DECISION, self._json_text("outcome") == outcome
-            )
+            outcome_text = json_text(self.db.dialect, "outcome")
+            query = query.where(audit_events.c.type == _DECISION, outcome_text == outcome)
         return query
-
-    async def ranked_decisions(
-        self, *, since: datetime, scan: int, limit: int
-    ) -> tuple[list[RankedDecision], int]:
-        """Each subject's latest decision at or after ``since``, highest risk score first (the
-        more recent first among equal scores), at most ``limit``; read from the newest ``scan``
-        decisions of the window. Also how many decisions were read (``scan`` when capped)."""
-        recent = (
-            select(audit_events.c.seq, audit_events.c.subject_id)
-            .where(
-                audit_events.c.type == _DECISION,
-                audit_events.c.at >= since,
-                audit_events.c.subject_id.is_not(None),
-            )
-            .order_by(audit_events.c.at.desc(), audit_events.c.seq.desc())
-            .limit(scan)
-            .cte("recent")
-        )
-        latest = (
-            select(func.max(recent.c.seq).label("seq"), func.count().label("decisions"))
-            .group_by(recent.c.subject_id)
-            .cte("latest")
-        )
-        scanned = select(func.count()).select_from(recent).scalar_subquery()
-        score = cast(self._json_text("risk", "score"), Integer)
-        query = (
-            select(audit_events, latest.c.decisions, scanned.label("scanned"))
-            .join(latest, latest.c.seq == audit_events.c.seq)
-            .order_by(score.desc(), audit_events.c.at.desc(), audit_events.c.seq.desc())
-            .limit(limit)
-        )
-        rows = await self.db.read(lambda conn: conn.execute(query).all())
-        ranked = [RankedDecision(_event(row), int(row.decisions)) for row in rows]
-        return ranked, int(rows[0].scanned) if rows else 0
-
-    async def tally(
-        self, *, types: Sequence[str], since: datetime, until: datetime, width: int
-    ) -> list[TallyRow]:
-        """Events of ``types`` in ``[since, until)`` counted per time bucket of ``width``
-        seconds from ``since`` and per series: a decision's outcome, or another event's type."""
-        bucket = self._bucket(since, width)
-        series = case(
-            (audit_events.c.type == _DECISION, self._json_text("outcome")),
-            else_=audit_events.c.type,
-        )
-        inner = (
-            select(bucket.label("bucket"), series.label("series"))
-            .where(
-                audit_events.c.type.in_(list(types)),
-                audit_events.c.at >= since,
-                audit_events.c.at < until,
-            )
-            .subquery()
-        )
-        query = select(inner.c.bucket, inner.c.series, func.count()).group_by(
-            inner.c.bucket, inner.c.series
-        )
-        rows = await self.db.read(lambda conn: conn.execute(query).all())
-        return [TallyRow(int(b), str(s), int(n)) for b, s, n in rows if s is not None]
-
-    def _json_text(self, *path: str) -> ColumnElement[Any]:
-        """The value at ``path`` in an event's data, as text (PostgreSQL) or as stored (SQLite's
-        ``json_extract``: numbers stay numbers)."""
-        if self.db.dialect == "postgresql":
-            text: ColumnElement[Any] = cast(audit_events.c.data, JSONB)[path].astext
-            return text
-        return func.json_extract(audit_events.c.data, "$." + ".".join(path))
-
-    def _bucket(self, since: datetime, width: int) -> ColumnElement[Any]:
-        """The bucket of an event's time: whole ``width``-second steps since ``since``."""
-        start = int(since.timestamp())
-        if self.db.dialect == "postgresql":
-            seconds = extract("epoch", audit_events.c.at) - start
-            return cast(func.floor(seconds / width), Integer)
-        seconds = cast(func.strftime("%s", audit_events.c.at), Integer) - start
-        bucket: ColumnElement[Any] = seconds // width
-        return bucket
 
     async def events_at(self, seqs: Sequence[int]) -> list[AuditEvent]:
         """The events of ``seqs`` that exist, in seq order."""
@@ -349,13 +253,13 @@ class AuditStore:
             .order_by(audit_events.c.seq)
         )
         rows = await self.db.read(lambda conn: conn.execute(query).all())
-        return [_event(row) for row in rows]
+        return [event_of(row) for row in rows]
 
     async def event(self, seq: int) -> AuditEvent | None:
         """The event ``seq``; None when there is none."""
         query = select(audit_events).where(audit_events.c.seq == seq)
         row = await self.db.read(lambda conn: conn.execute(query).first())
-        return None if row is None else _event(row)
+        return None if row is None else event_of(row)
 
 
 def _stored(row: Row[Any]) -> StoredEvent:
@@ -364,7 +268,8 @@ def _stored(row: Row[Any]) -> StoredEvent:
     )
 
 
-def _event(row: Row[Any]) -> AuditEvent:
+def event_of(row: Row[Any]) -> AuditEvent:
+    """The event of an ``audit_events`` row."""
     return AuditEvent(
         type=row.type,
         at=row.at,
@@ -374,6 +279,15 @@ def _event(row: Row[Any]) -> AuditEvent:
         prev_hash=row.prev_hash,
         hash=row.hash,
     )
+
+
+def json_text(dialect: str, *path: str) -> ColumnElement[Any]:
+    """The value at ``path`` in an event's data, as text (PostgreSQL) or as stored (SQLite's
+    ``json_extract``: numbers stay numbers)."""
+    if dialect == "postgresql":
+        text: ColumnElement[Any] = cast(audit_events.c.data, JSONB)[path].astext
+        return text
+    return func.json_extract(audit_events.c.data, "$." + ".".join(path))
 
 
 @functools.cache
