@@ -14,7 +14,7 @@ import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
@@ -31,23 +31,30 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from piigate.model import AuditEvent
+from piigate.store.challenges import challenge_open
 from piigate.store.db import Database
 from piigate.store.driver import DriverStatement
 from piigate.store.tables import audit_events, audit_head, metadata
 
 __all__ = [
+    "UNMET",
     "AuditStore",
     "BatchItem",
     "EventHash",
     "Head",
     "Link",
     "StoredEvent",
+    "Written",
     "event_of",
     "json_text",
 ]
 
 # What the chain gave one event: (seq, prev_hash, hash).
 Link = tuple[int, str, str]
+# What the batch did with one item: its event's link; None for rows only; UNMET when its
+# ``if_open`` did not hold, and nothing of it was written.
+UNMET: Final = "unmet"
+Written = Link | Literal["unmet"] | None
 # The chain head: (seq, hash) of the last appended event.
 Head = tuple[int, str]
 # hash(prev_hash, seq, at, type, subject_id, canonical data text): piigate.audit.chain's
@@ -57,11 +64,13 @@ EventHash = Callable[[str, int, datetime, str, str | None, str], str]
 
 class BatchItem(NamedTuple):
     """One queued write: an event (``at`` in UTC, ``text`` its canonical data) and/or rows,
-    each as (name of a store table, row)."""
+    each as (name of a store table, row). With ``if_open`` (a challenge's id and an instant),
+    an event only, written only if that challenge is still open then (``challenge_open``)."""
 
     event: AuditEvent | None
     text: str = "{}"
     rows: tuple[tuple[str, Mapping[str, Any]], ...] = ()
+    if_open: tuple[str, datetime] | None = None
 
 
 class StoredEvent(NamedTuple):
@@ -111,39 +120,46 @@ class AuditStore:
         """Whether ``name`` is a store table that rows can be queued for."""
         return name in metadata.tables
 
-    async def commit(self, items: Sequence[BatchItem]) -> list[Link | None]:
-        """Write ``items`` in one durable transaction in a writer thread; each event's link, in
-        order (None for a rows-only item)."""
+    async def commit(self, items: Sequence[BatchItem]) -> list[Written]:
+        """Write ``items`` in one durable transaction in a writer thread; what became of each,
+        in order."""
         return await self.db.write(functools.partial(self.write_batch, items), durable=True)
 
-    def commit_blocking(self, items: Sequence[BatchItem]) -> list[Link | None]:
+    def commit_blocking(self, items: Sequence[BatchItem]) -> list[Written]:
         """:meth:`commit` in the calling thread (the audit writer process)."""
         return self.db.run_durable_blocking(functools.partial(self.write_batch, items))
 
-    def write_batch(self, items: Sequence[BatchItem], conn: Connection) -> list[Link | None]:
-        """The rows queued with the batch, then the chained events, then the head. Runs inside
-        one transaction that has already begun."""
+    def write_batch(self, items: Sequence[BatchItem], conn: Connection) -> list[Written]:
+        """The rows queued with the batch, then the conditions of the items that have one,
+        then the chained events, then the head. Runs inside one transaction that has already
+        begun."""
         queued: dict[str, list[Mapping[str, Any]]] = {}
         for item in items:
             for table, row in item.rows:
                 queued.setdefault(table, []).append(row)
         for table, table_rows in queued.items():
             _insert_rows(conn, metadata.tables[table], table_rows)
-        if all(item.event is None for item in items):
-            return [None] * len(items)
-        head = self._head_query.execute(conn, {}).rows[0]
-        rows, links = self._chain(items, int(head["seq"]), str(head["hash"]))
-        last = rows[-1]
-        _insert_rows(conn, audit_events, rows)
-        _HEAD_UPDATE.execute(conn, {"new_seq": last["seq"], "new_hash": last["hash"]})
-        return links
+        # After the rows: a challenge opened in this batch is open to the items after it.
+        unmet = {i for i, item in enumerate(items) if not _holds(conn, item)}
+        kept = [item for i, item in enumerate(items) if i not in unmet]
+        written: list[Written] = [None] * len(kept)
+        if any(item.event is not None for item in kept):
+            head = self._head_query.execute(conn, {}).rows[0]
+            rows, written = self._chain(kept, int(head["seq"]), str(head["hash"]))
+            last = rows[-1]
+            _insert_rows(conn, audit_events, rows)
+            _HEAD_UPDATE.execute(conn, {"new_seq": last["seq"], "new_hash": last["hash"]})
+        if not unmet:
+            return written
+        done = iter(written)
+        return [UNMET if i in unmet else next(done) for i in range(len(items))]
 
     def _chain(
         self, items: Sequence[BatchItem], seq: int, prev_hash: str
-    ) -> tuple[list[dict[str, Any]], list[Link | None]]:
+    ) -> tuple[list[dict[str, Any]], list[Written]]:
         """The event rows after head (``seq``, ``prev_hash``), and each item's link."""
         rows: list[dict[str, Any]] = []
-        links: list[Link | None] = []
+        links: list[Written] = []
         for item in items:
             event = item.event
             if event is None:
@@ -296,6 +312,16 @@ def _bulk_insert(table: Table, columns: tuple[str, ...]) -> DriverStatement:
     values SQLAlchemy's ``execute(insert, rows)`` would bind, without its per-row parameter
     construction, which would be most of the group commit's CPU."""
     return DriverStatement(table.insert().values({name: bindparam(name) for name in columns}))
+
+
+def _holds(conn: Connection, item: BatchItem) -> bool:
+    """Whether ``item``'s condition holds (an item without one always does)."""
+    if item.if_open is None:
+        return True
+    if item.rows:
+        raise ValueError("a conditional item carries an event only")
+    challenge_id, at = item.if_open
+    return challenge_open(conn, challenge_id, at=at)
 
 
 def _insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
