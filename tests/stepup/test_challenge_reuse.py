@@ -193,3 +193,24 @@ async def test_only_a_request_binding_all_the_same_shares_a_challenge(
     second = challenge_id(await world.read(**other))  # type: ignore[arg-type]
     assert second != first
     assert challenge_id(await world.read()) == first
+
+
+async def test_an_early_decision_is_audited_by_its_task_naming_the_challenge_it_gave(
+    world: World,
+) -> None:
+    first = challenge_id(await world.read())
+    world.set(first, state=ChallengeState.APPROVED)
+    request = AccessRequest(
+        subject=Subject("ann"),
+        action=Action.READ,
+        pii=frozenset({"ssn"}),
+        resource=Resource("customer", "7"),
+        session=SessionAuth(id="s-1", acr="urn:piigate:aal1", auth_time=T0),
+        context=Context(ip="203.0.113.7", device_id="d-9"),
+    )
+    early, audited = await world.engine.decide_early(request, caller=GATEWAY)
+    assert challenge_id(early) == first  # as decided: the challenge remembered
+    assert len(world.audit.events) == 1  # not audited yet
+    decision = await audited
+    assert decision.id == early.id and challenge_id(decision) != first
+    assert world.named() == [first, challenge_id(decision)]

@@ -9,10 +9,10 @@ decision opened: ``stepup/reuse.py``), and append the audit event — in that or
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -115,24 +115,42 @@ class Engine:
         another counts only for rules with ``grants_from: any_app``, and the binding digest
         covers the audience, so a grant bound to one app's request is never good for another
         app's."""
+        _, audited = await self._decided(request, caller)
+        return await audited
+
+    async def decide_early(
+        self, request: AccessRequest, *, caller: Caller | None = None
+    ) -> tuple[Decision, asyncio.Task[Decision]]:
+        """:meth:`decide` in two steps: the decision as soon as it is made, and the task that
+        appends its audit event, whose result is the decision as audited (the challenge it
+        names may differ: ``_commit``), or whose exception says it could not be. An edge may
+        start work the decision allows (forward a safe request) meanwhile; nothing of the
+        decision may reach the client before the task is done."""
+        decision, audited = await self._decided(request, caller)
+        return decision, asyncio.ensure_future(audited)
+
+    async def _decided(
+        self, request: AccessRequest, caller: Caller | None
+    ) -> tuple[Decision, Coroutine[Any, Any, Decision]]:
+        """The decision, and the coroutine that appends its audit event (not started)."""
         audience = caller.audience if caller is not None else None
         now = self.clock.now()
         decision_id = self.ids("dec")
         compiled = self.policy.current
         if compiled is None:
             decision = Decision(decision_id, Outcome.DENY, reason="no policy loaded")
-            await self.audit.append(
-                decision_event(decision, request, caller, compiled=None, now=now)
-            )
-            return decision
+            event = decision_event(decision, request, caller, compiled=None, now=now)
+            return decision, self._appended(decision, event)
 
         risk, collected, result = await self._evaluate(compiled, request, now, audience)
-        challenge = None
+        challenge = fresh = None
         if result.required is not None and result.outcome is not Outcome.DENY:
             requested_by = caller.id if caller is not None else None
             challenge = self._challenge(
                 compiled, request, result.required, decision_id, now, requested_by, audience
             )
+            if result.outcome is Outcome.ALLOW:  # its unlock challenge: maybe one already open
+                challenge, fresh = self._unlock(challenge, now)
 
         decision = Decision(
             id=decision_id,
@@ -154,9 +172,10 @@ class Engine:
         if result.expr_errors:
             # The rule names only: an error's message could quote a value from the request.
             log.warning("policy_expression_failed", rules=list(result.expr_errors))
-        return await self._commit(
-            decision, request, caller, compiled, now, rejected=collected.rejected
+        commit = self._commit(
+            decision, request, caller, compiled, now, rejected=collected.rejected, fresh=fresh
         )
+        return decision, commit
 
     # -- pipeline steps -------------------------------------------------------------------------
     async def _evaluate(
@@ -194,6 +213,16 @@ class Engine:
                 collected = _Collected(collected.proven, rejected)
         return risk, collected, result
 
+    def _unlock(self, opened: Challenge, now: datetime) -> tuple[Challenge, Challenge | None]:
+        """The unlock challenge an allow names: one an earlier decision opened, if it binds the
+        same and is young (``stepup/reuse.py``), with ``opened`` held back in case it turns out
+        closed; else ``opened``, remembered from now on."""
+        named = self.reuse.named(opened, now=now)
+        if named is not None:
+            return named, opened
+        self.reuse.remember(opened)
+        return opened, None
+
     async def _commit(
         self,
         decision: Decision,
@@ -203,29 +232,33 @@ class Engine:
         now: datetime,
         *,
         rejected: tuple[str, ...],
+        fresh: Challenge | None,
     ) -> Decision:
-        """The decision's audit event appended, and the decision as audited: with its own
-        challenge opened in the same group commit, or naming again an unlock challenge that
-        an earlier decision opened and that can still be answered (``stepup/reuse.py``)."""
+        """The decision's audit event appended, and the decision as audited. A new challenge
+        is opened in the same group commit. One an earlier decision opened (``fresh`` held
+        back) is named only if it can still be answered when the event commits; if not, nothing
+        was appended, and the decision names ``fresh`` instead."""
 
         def event(audited: Decision) -> AuditEvent:
             return decision_event(
                 audited, request, caller, compiled=compiled, now=now, rejected=rejected
             )
 
-        opened = decision.challenge
-        if opened is None:
+        named = decision.challenge
+        if named is None:
             await self.audit.append(event(decision))
             return decision
-        if decision.outcome is Outcome.ALLOW:
-            named = self.reuse.named(opened, now=now)
-            if named is not None:
-                again = replace(decision, challenge=named)
-                if await self.audit.append_if_open(event(again), challenge_id=named.id, at=now):
-                    return again
-                self.reuse.forget(named)  # answered, spent or expired meanwhile
-            self.reuse.remember(opened)
-        await asyncio.gather(self.challenges.create(opened), self.audit.append(event(decision)))
+        if fresh is not None:
+            if await self.audit.append_if_open(event(decision), challenge_id=named.id, at=now):
+                return decision
+            self.reuse.forget(named)  # answered, spent or expired meanwhile
+            self.reuse.remember(fresh)
+            decision, named = replace(decision, challenge=fresh), fresh
+        await asyncio.gather(self.challenges.create(named), self.audit.append(event(decision)))
+        return decision
+
+    async def _appended(self, decision: Decision, event: AuditEvent) -> Decision:
+        await self.audit.append(event)
         return decision
 
     async def _assess(
