@@ -11,8 +11,10 @@ What runs:
   routes and in-memory rate limits high enough never to refuse. Its identity provider is this
   script: an ES256 key made for the run, its JWKS served from a thread here, and 100 access
   tokens (100 subjects) of an ``aal1`` login, so every read of a customer is masked;
-- three workloads, each sent through the gateway and straight to the upstream (the baseline,
-  the same request bytes), in rounds that alternate the order:
+- three workloads, each sent through the gateway, through a bare relay (``bench/relay.py``:
+  the same server and upstream client with no gate at all, the most any gateway written this
+  way reaches here) and straight to the upstream (the baseline, the same request bytes), in
+  rounds that alternate the order:
   ``masked``: ``GET /customers/1`` (~260 bytes of JSON; the gateway validates the token,
   decides, audits, opens the challenge named in ``PIIGate-Unlock``, reads, masks and
   re-serialises the answer); ``pass``: ``GET /health``, a route that touches no PII (token,
@@ -56,6 +58,7 @@ BENCH = "gateway_http"
 TARGET_ADDED_P50_MS = 1.0
 TARGET_RATIO = 0.6
 ROOT = Path(__file__).resolve().parents[1]
+TARGETS = ("gateway", "relay", "direct")
 AUDIENCE = "customers-api"
 FILE_BYTES = 1024 * 1024
 WORKLOADS = {"masked": "/customers/1", "pass": "/health", "stream": f"/files/{FILE_BYTES}"}
@@ -139,8 +142,9 @@ def wait_listening(
 
 @contextlib.contextmanager
 def processes(tmp: Path, issuer: Issuer) -> Iterator[dict[str, tuple[int, int]]]:
-    """The upstream and the gateway, each ``name -> (port, pid)``, stopped afterwards."""
-    up_port, gw_port = free_port(), free_port()
+    """The upstream, the gateway and the bare relay, each ``name -> (port, pid)``, stopped
+    afterwards."""
+    up_port, gw_port, relay_port = free_port(), free_port(), free_port()
     config = write_config(tmp, issuer, gw_port, up_port)
     env = bench_env(tmp / "data")
     commands = {
@@ -149,6 +153,14 @@ def processes(tmp: Path, issuer: Issuer) -> Iterator[dict[str, tuple[int, int]]]
             [sys.executable, "-m", "piigate.demo.customers", "--port", str(up_port)],
         ),
         "gateway": (gw_port, [*piigate_command(), "gateway", "http", "--config", str(config)]),
+        "relay": (
+            relay_port,
+            [
+                sys.executable,
+                str(ROOT / "bench" / "relay.py"),
+                *("--port", str(relay_port), "--upstream", f"http://{HOST}:{up_port}"),
+            ],
+        ),
     }
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
@@ -193,7 +205,7 @@ def measure(
     procs: dict[str, tuple[int, int]], tokens: list[str], args: argparse.Namespace
 ) -> dict[tuple[str, str], Measured]:
     """Every workload on both targets, rounds alternating the order."""
-    results = {(w, t): Measured(Run(), Run()) for w in WORKLOADS for t in ("gateway", "direct")}
+    results = {(w, t): Measured(Run(), Run()) for w in WORKLOADS for t in TARGETS}
     upstream_pid = procs["direct"][1]
     loads = {
         (w, t): payloads(procs[t][0], path, tokens) for w, path in WORKLOADS.items() for t in procs
@@ -204,7 +216,7 @@ def measure(
             runner.run(drive(port, load, args.clients, args.warmup, (pid, upstream_pid)))
         for r in range(args.rounds):
             for w in WORKLOADS:
-                order = ["gateway", "direct"] if r % 2 == 0 else ["direct", "gateway"]
+                order = TARGETS if r % 2 == 0 else TARGETS[::-1]
                 for t in order:
                     port, pid = procs[t]
                     got = results[(w, t)]
@@ -277,9 +289,59 @@ def report(results: dict[tuple[str, str], Measured], clients: int) -> None:
             upstream_cpu_us_behind_gateway=round(gw.upstream_cpu_s / max(gw.loaded.ok, 1) * 1e6, 1),
             path=path,
         )
-        other = {str(k): v for k, v in gw.loaded.other.items()}
-        if other or direct.loaded.other:
-            note(f"{BENCH}: {w}: non-200 answers: gateway {other}, direct {direct.loaded.other}")
+        report_relay(w, results, clients)
+        for t in TARGETS:
+            if results[(w, t)].loaded.other:
+                note(f"{BENCH}: {w}: non-200 answers from {t}: {results[(w, t)].loaded.other}")
+
+
+def report_relay(w: str, results: dict[tuple[str, str], Measured], clients: int) -> None:
+    """The bare relay against the upstream, and the gateway against the relay."""
+    relay, direct, gw = (results[(w, t)] for t in ("relay", "direct", "gateway"))
+    path = WORKLOADS[w]
+    rate = {t: m.loaded.ok / m.loaded.wall_s for t, m in (("relay", relay), ("gateway", gw))}
+    direct_rate = direct.loaded.ok / direct.loaded.wall_s
+    common = {"clients": clients, "path": path}
+    emit(
+        BENCH,
+        f"{w}_relay_requests_per_s",
+        rate["relay"],
+        "1/s",
+        direct_rate,
+        baseline_is="the upstream asked directly, same run",
+        **common,
+    )
+    emit(
+        BENCH,
+        f"{w}_requests_per_s_of_relay",
+        rate["gateway"],
+        "1/s",
+        rate["relay"],
+        baseline_is="the bare relay (no gate), same run",
+        **common,
+    )
+    alone = {
+        t: percentile(sorted(m.alone.latencies_ns), 50) for t, m in (("r", relay), ("d", direct))
+    }
+    emit(
+        BENCH,
+        f"{w}_relay_added_p50_ms_alone",
+        (alone["r"] - alone["d"]) / 1e6,
+        "ms",
+        alone["d"] / 1e6,
+        baseline_is="the upstream's own p50 at 1 client; value = relay p50 - it",
+        clients=1,
+        path=path,
+    )
+    emit(
+        BENCH,
+        f"{w}_relay_server_cpu_us_per_request",
+        relay.loaded.server_cpu_s / max(relay.loaded.ok, 1) * 1e6,
+        "us",
+        direct.loaded.server_cpu_s / max(direct.loaded.ok, 1) * 1e6,
+        baseline_is="the upstream's CPU per request, asked directly",
+        path=path,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

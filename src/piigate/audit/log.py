@@ -34,14 +34,8 @@ from piigate.audit.writer import ProcessWriter, WriterUnavailable
 from piigate.clock import Clock
 from piigate.model import AuditEvent
 from piigate.store._sql import utc
-from piigate.store.audit import (
-    AuditStore,
-    BatchItem,
-    Link,
-    RankedDecision,
-    StoredEvent,
-    TallyRow,
-)
+from piigate.store.audit import AuditStore, BatchItem, StoredEvent, Written
+from piigate.store.audit_windows import AuditWindows, RankedDecision, TallyRow
 from piigate.store.db import Database, StoreUnavailable
 
 __all__ = ["AuditLog", "AuditStats"]
@@ -85,6 +79,7 @@ class AuditLog:
         self.db = db
         self.clock = clock
         self._store = AuditStore(db, event_hash_text)
+        self._windows = AuditWindows(db)
         self.bus = bus
         self.max_batch = max_batch
         self.stats = AuditStats()
@@ -136,17 +131,21 @@ class AuditLog:
         Returns only once the event is committed. Raises ``StoreUnavailable`` when it could not
         be, ``TypeError``/``ValueError`` when ``data`` is not plain JSON-able values.
         """
-        text, data = canonical_form(event.data)
-        pending_event = AuditEvent(event.type, utc(event.at), event.subject_id, data)
-        if self._stopped:
-            raise StoreUnavailable("the audit log is stopped")
-        if self._writer is None or self._writer.done():
-            await self.start()
-        assert self._queue is not None
-        future: asyncio.Future[AuditEvent] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(BatchItem(pending_event, text), data, future))
-        # A cancelled caller cancels only its wait: the event is still written with its batch.
-        return await future
+        appended: AuditEvent = await self._queued(*_item(event))
+        return appended
+
+    async def append_if_open(
+        self, event: AuditEvent, *, challenge_id: str, at: datetime
+    ) -> AuditEvent | None:
+        """:meth:`append`, if challenge ``challenge_id`` can still be answered at ``at``
+        (pending, attempts left, unexpired) in the commit's transaction, so it still can when
+        ``event`` is durable; None, and nothing appended, when it cannot (``stepup/reuse.py``:
+        a decision that names a challenge an earlier one opened)."""
+        item, data = _item(event)
+        found: AuditEvent | None = await self._queued(
+            item._replace(if_open=(challenge_id, utc(at))), data
+        )
+        return found
 
     async def write_rows(self, table: str, *rows: Mapping[str, Any]) -> None:
         """Insert ``rows`` into the store table named ``table`` in the next group-commit
@@ -158,15 +157,20 @@ class AuditLog:
         """
         if not self._store.has_table(table):
             raise ValueError(f"no store table {table!r}")
+        await self._queued(BatchItem(None, rows=tuple((table, row) for row in rows)), {})
+
+    async def _queued(self, item: BatchItem, data: dict[str, Any]) -> Any:
+        """What became of ``item`` (``data``: its event's data in plain form) once its batch is
+        committed: the event with its link, or None (rows only, or its condition unmet)."""
         if self._stopped:
             raise StoreUnavailable("the audit log is stopped")
         if self._writer is None or self._writer.done():
             await self.start()
         assert self._queue is not None
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        items = tuple((table, row) for row in rows)
-        self._queue.put_nowait(_Pending(BatchItem(None, rows=items), {}, future))
-        await future
+        self._queue.put_nowait(_Pending(item, data, future))
+        # A cancelled caller cancels only its wait: the item is still written with its batch.
+        return await future
 
     async def record(
         self,
@@ -248,7 +252,7 @@ class AuditLog:
 
     async def _write(self, batch: list[_Pending]) -> list[AuditEvent | None]:
         items = [pending.item for pending in batch]
-        links: list[Link | None] | None = None
+        links: list[Written] | None = None
         if self._process is not None:
             try:
                 links = await self._process.write(items)
@@ -263,7 +267,7 @@ class AuditLog:
         committed: list[AuditEvent | None] = []
         for pending, link in zip(batch, links, strict=True):
             event = pending.item.event
-            if event is None or link is None:
+            if event is None or not isinstance(link, tuple):  # rows only, or UNMET
                 committed.append(None)
             else:
                 committed.append(
@@ -343,8 +347,8 @@ class AuditLog:
         self, *, since: datetime, scan: int, limit: int
     ) -> tuple[list[RankedDecision], int]:
         """Each subject's latest decision since ``since``, by risk score (see
-        ``AuditStore.ranked_decisions``), and how many decisions were read."""
-        return await self._store.ranked_decisions(since=since, scan=scan, limit=_capped(limit))
+        ``AuditWindows.ranked_decisions``), and how many decisions were read."""
+        return await self._windows.ranked_decisions(since=since, scan=scan, limit=_capped(limit))
 
     async def tally(
         self, *, types: Sequence[str], since: datetime, until: datetime, width: int
@@ -353,7 +357,7 @@ class AuditLog:
         series (a decision's outcome, or the event's type)."""
         if width < 1 or (until - since).total_seconds() > _MAX_BUCKETS * width:
             raise ValueError("a tally covers at most 1000 buckets of at least a second")
-        return await self._store.tally(types=types, since=since, until=until, width=width)
+        return await self._windows.tally(types=types, since=since, until=until, width=width)
 
     async def events_at(self, seqs: Sequence[int]) -> list[AuditEvent]:
         """The events of ``seqs`` (at most 1000) that exist, in seq order."""
@@ -364,6 +368,12 @@ class AuditLog:
     async def get_event(self, seq: int) -> AuditEvent | None:
         """The event ``seq``, or None."""
         return await self._store.event(seq)
+
+
+def _item(event: AuditEvent) -> tuple[BatchItem, dict[str, Any]]:
+    """``event`` as queued (its time in UTC, its data in canonical form), and its plain data."""
+    text, data = canonical_form(event.data)
+    return BatchItem(AuditEvent(event.type, utc(event.at), event.subject_id, data), text), data
 
 
 def _capped(limit: int) -> int:

@@ -40,7 +40,7 @@ from typing import IO, Any
 
 from piigate.audit.chain import event_hash_text
 from piigate.model import AuditEvent
-from piigate.store.audit import AuditStore, BatchItem, Link
+from piigate.store.audit import AuditStore, BatchItem, Written
 from piigate.store.db import Database, StoreUnavailable
 
 __all__ = ["ProcessWriter", "WriterUnavailable", "child_command", "main"]
@@ -48,9 +48,14 @@ __all__ = ["ProcessWriter", "WriterUnavailable", "child_command", "main"]
 _logger = logging.getLogger(__name__)
 
 _LENGTH = struct.Struct("!I")
-# What crosses the pipe for one item: (type, at, subject_id) or None, the canonical text, and
-# the rows as (table name, row). The event's data crosses only as its canonical text.
-_Wire = tuple[tuple[str, Any, str | None] | None, str, tuple[tuple[str, Any], ...]]
+# What crosses the pipe for one item: (type, at, subject_id) or None, the canonical text, the
+# rows as (table name, row), and its condition. The event's data crosses only as its text.
+_Wire = tuple[
+    tuple[str, Any, str | None] | None,
+    str,
+    tuple[tuple[str, Any], ...],
+    tuple[str, Any] | None,
+]
 
 
 class WriterUnavailable(StoreUnavailable):
@@ -75,8 +80,8 @@ class ProcessWriter:
         async with self._lock:
             await self._ensure()
 
-    async def write(self, items: Sequence[BatchItem]) -> list[Link | None]:
-        """Commit ``items`` in one transaction in the child; their links, in order."""
+    async def write(self, items: Sequence[BatchItem]) -> list[Written]:
+        """Commit ``items`` in one transaction in the child; what became of each, in order."""
         frame = _frame([_to_wire(item) for item in items])
         async with self._lock:
             proc = await self._ensure()
@@ -180,13 +185,13 @@ async def _read_frame(proc: asyncio.subprocess.Process) -> tuple[str, Any]:
 def _to_wire(item: BatchItem) -> _Wire:
     event = item.event
     head = None if event is None else (event.type, event.at, event.subject_id)
-    return head, item.text, item.rows
+    return head, item.text, item.rows, item.if_open
 
 
 def _from_wire(wire: _Wire) -> BatchItem:
-    head, text, rows = wire
+    head, text, rows, if_open = wire
     event = None if head is None else AuditEvent(head[0], head[1], head[2], {})
-    return BatchItem(event, text, rows)
+    return BatchItem(event, text, rows, if_open)
 
 
 # -- the child --------------------------------------------------------------------------------

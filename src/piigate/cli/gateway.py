@@ -28,7 +28,7 @@ from piigate.cli.common import (
     metrics_address,
     serve_metrics,
 )
-from piigate.cli.serve import run_server
+from piigate.cli.serve import freeze_heap, run_server
 from piigate.config import Settings
 from piigate.errors import PiigateError
 
@@ -125,6 +125,7 @@ async def _serve(run: _Run) -> None:
         loop.add_signal_handler(signal.SIGHUP, on_hup)
     where = f"http://{config.listen_host}:{config.listen_port}"
     typer.echo(f"piigate {__version__} gateway on {where} -> {config.upstream}", err=True)
+    freeze_heap()
     try:
         await server.serve()
     finally:

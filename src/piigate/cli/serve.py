@@ -17,7 +17,7 @@ from piigate.errors import PiigateError
 if TYPE_CHECKING:
     from piigate.policy.holder import PolicyHolder
 
-__all__ = ["run_server", "serve"]
+__all__ = ["freeze_heap", "run_server", "serve"]
 
 
 def serve(
@@ -48,7 +48,6 @@ def serve(
 
 async def _serve(settings: Settings, holder: PolicyHolder) -> None:
     """Start the node's services, then serve until stopped; one line if either fails."""
-    import gc
     import signal
 
     import uvicorn
@@ -79,11 +78,7 @@ async def _serve(settings: Settings, holder: PolicyHolder) -> None:
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGHUP, services.request_reload)
     typer.echo(f"piigate {__version__} serving on http://{settings.host}:{settings.port}", err=True)
-    # Everything loaded so far (modules, the app, the policy) lives as long as the process.
-    # Frozen, the cyclic GC stops re-scanning it: a full collection stalls every request behind
-    # it and sets the p99 latency.
-    gc.collect()
-    gc.freeze()
+    freeze_heap()
     try:
         await server.serve()
     finally:
@@ -91,6 +86,17 @@ async def _serve(settings: Settings, holder: PolicyHolder) -> None:
             await services.stop()
     if not server.started:
         fail(f"could not listen on {settings.host}:{settings.port}")
+
+
+def freeze_heap() -> None:
+    """Called once a server is set up, before it serves. Everything loaded so far (modules, the
+    app, the policy, the engine) lives as long as the process. Frozen, the cyclic GC stops
+    re-scanning it: a full collection stalls every request behind it and sets the p99
+    latency."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def run_server(main: Coroutine[Any, Any, None]) -> None:

@@ -162,7 +162,10 @@ class JwtValidator:
             if (now - known.expires_at).total_seconds() > self.leeway:
                 raise InvalidToken(TokenRejection.EXPIRED)
             # The level as the policy in force reads the acr (it may have been reloaded).
-            session = replace(known.session, level=self._level_resolver(known.session.acr))
+            level = self._level_resolver(known.session.acr)
+            if level == known.session.level:
+                return known
+            session = replace(known.session, level=level)
             return replace(known, session=session)
         obj = self._parse(token)
         header = obj.headers()

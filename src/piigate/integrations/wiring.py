@@ -21,7 +21,7 @@ from piigate.errors import ServiceUnavailable
 from piigate.gateway.http.assemble import AssembledGate, assemble_gate
 from piigate.gateway.http.config import HttpGatewayConfig
 from piigate.gateway.http.gate import ApiKeyLookup, Decider
-from piigate.gateway.http.verdict import Verdict
+from piigate.gateway.http.verdict import Audited, Verdict, already_audited
 from piigate.identity import JwtValidator
 from piigate.integrations.client import PiigateClient, PiigateClientError, PiigateProblem
 from piigate.model import AccessRequest
@@ -46,6 +46,10 @@ class ClientDecider:
             status = exc.status if isinstance(exc, PiigateProblem) else None
             log.warning("piigate_decision_failed", error=type(exc).__name__, status=status)
             raise ServiceUnavailable("the decision service cannot decide right now") from None
+
+    async def decide_early(self, request: AccessRequest, caller: Caller) -> tuple[Verdict, Audited]:
+        """The service answers once its decision is audited: nothing left to await."""
+        return already_audited(await self.decide(request, caller))
 
 
 def app_gate(

@@ -2,16 +2,17 @@
 
 ``decide`` is one explicit pipeline of named steps: assess risk, collect what the caller has
 already proven, evaluate the compiled policy, spend a bound grant if the allow relies on it,
-open a challenge when a step-up is needed, and append the audit event — in that order.
+open a challenge when a step-up is needed (an allow that masks may name again one an earlier
+decision opened: ``stepup/reuse.py``), and append the audit event — in that order.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -35,10 +36,12 @@ from piigate.model import (
 from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.evaluate import Evaluation, evaluate
 from piigate.policy.holder import PolicyHolder
-from piigate.risk.port import RiskEngine, audit_json
+from piigate.risk.port import RiskEngine
 from piigate.stepup.binding import LazyBinding
 from piigate.stepup.grants import GrantRejection, grant_mismatch
 from piigate.stepup.ports import AuditSink, ChallengeStore, GrantLedger
+from piigate.stepup.records import decision_event
+from piigate.stepup.reuse import ChallengeReuse
 
 __all__ = ["AMR_METHODS", "Engine", "GrantVerifier", "Outcome"]
 
@@ -58,15 +61,6 @@ AMR_METHODS: dict[str, Method] = {
     "approval": Method.APPROVAL,
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _caller_json(caller: Caller) -> dict[str, str]:
-    """Who asked for a decision, for its audit event: ``api_key`` and the key's id (never the
-    key), or ``session``/``jwt`` and the person's subject id, with their session's id."""
-    who = {"kind": caller.kind.value, "id": caller.id}
-    if not caller.is_app and caller.session.id:
-        who["session_id"] = caller.session.id
-    return who
 
 
 class GrantVerifier(Protocol):
@@ -111,6 +105,8 @@ class Engine:
         self.clock = clock
         self.ids = ids
         self.explain = explain
+        # An allow that masks names again the unlock challenge an earlier one opened.
+        self.reuse = ChallengeReuse()
 
     async def decide(self, request: AccessRequest, *, caller: Caller | None = None) -> Decision:
         """The decision on ``request``, audited. ``caller`` is who asked (an app's API key, or a
@@ -119,22 +115,42 @@ class Engine:
         another counts only for rules with ``grants_from: any_app``, and the binding digest
         covers the audience, so a grant bound to one app's request is never good for another
         app's."""
+        _, audited = await self._decided(request, caller)
+        return await audited
+
+    async def decide_early(
+        self, request: AccessRequest, *, caller: Caller | None = None
+    ) -> tuple[Decision, asyncio.Task[Decision]]:
+        """:meth:`decide` in two steps: the decision as soon as it is made, and the task that
+        appends its audit event, whose result is the decision as audited (the challenge it
+        names may differ: ``_commit``), or whose exception says it could not be. An edge may
+        start work the decision allows (forward a safe request) meanwhile; nothing of the
+        decision may reach the client before the task is done."""
+        decision, audited = await self._decided(request, caller)
+        return decision, asyncio.ensure_future(audited)
+
+    async def _decided(
+        self, request: AccessRequest, caller: Caller | None
+    ) -> tuple[Decision, Coroutine[Any, Any, Decision]]:
+        """The decision, and the coroutine that appends its audit event (not started)."""
         audience = caller.audience if caller is not None else None
         now = self.clock.now()
         decision_id = self.ids("dec")
         compiled = self.policy.current
         if compiled is None:
             decision = Decision(decision_id, Outcome.DENY, reason="no policy loaded")
-            await self._record(decision, request, caller, compiled=None, now=now)
-            return decision
+            event = decision_event(decision, request, caller, compiled=None, now=now)
+            return decision, self._appended(decision, event)
 
         risk, collected, result = await self._evaluate(compiled, request, now, audience)
-        challenge = None
+        challenge = fresh = None
         if result.required is not None and result.outcome is not Outcome.DENY:
             requested_by = caller.id if caller is not None else None
             challenge = self._challenge(
                 compiled, request, result.required, decision_id, now, requested_by, audience
             )
+            if result.outcome is Outcome.ALLOW:  # its unlock challenge: maybe one already open
+                challenge, fresh = self._unlock(challenge, now)
 
         decision = Decision(
             id=decision_id,
@@ -156,8 +172,10 @@ class Engine:
         if result.expr_errors:
             # The rule names only: an error's message could quote a value from the request.
             log.warning("policy_expression_failed", rules=list(result.expr_errors))
-        await self._commit(decision, request, caller, compiled, now, rejected=collected.rejected)
-        return decision
+        commit = self._commit(
+            decision, request, caller, compiled, now, rejected=collected.rejected, fresh=fresh
+        )
+        return decision, commit
 
     # -- pipeline steps -------------------------------------------------------------------------
     async def _evaluate(
@@ -195,6 +213,16 @@ class Engine:
                 collected = _Collected(collected.proven, rejected)
         return risk, collected, result
 
+    def _unlock(self, opened: Challenge, now: datetime) -> tuple[Challenge, Challenge | None]:
+        """The unlock challenge an allow names: one an earlier decision opened, if it binds the
+        same and is young (``stepup/reuse.py``), with ``opened`` held back in case it turns out
+        closed; else ``opened``, remembered from now on."""
+        named = self.reuse.named(opened, now=now)
+        if named is not None:
+            return named, opened
+        self.reuse.remember(opened)
+        return opened, None
+
     async def _commit(
         self,
         decision: Decision,
@@ -204,15 +232,34 @@ class Engine:
         now: datetime,
         *,
         rejected: tuple[str, ...],
-    ) -> None:
-        """The decision's audit event; its challenge, if any, queued into the same group commit."""
-        record = self._record(
-            decision, request, caller, compiled=compiled, now=now, rejected=rejected
-        )
-        if decision.challenge is None:
-            await record
-        else:
-            await asyncio.gather(self.challenges.create(decision.challenge), record)
+        fresh: Challenge | None,
+    ) -> Decision:
+        """The decision's audit event appended, and the decision as audited. A new challenge
+        is opened in the same group commit. One an earlier decision opened (``fresh`` held
+        back) is named only if it can still be answered when the event commits; if not, nothing
+        was appended, and the decision names ``fresh`` instead."""
+
+        def event(audited: Decision) -> AuditEvent:
+            return decision_event(
+                audited, request, caller, compiled=compiled, now=now, rejected=rejected
+            )
+
+        named = decision.challenge
+        if named is None:
+            await self.audit.append(event(decision))
+            return decision
+        if fresh is not None:
+            if await self.audit.append_if_open(event(decision), challenge_id=named.id, at=now):
+                return decision
+            self.reuse.forget(named)  # answered, spent or expired meanwhile
+            self.reuse.remember(fresh)
+            decision, named = replace(decision, challenge=fresh), fresh
+        await asyncio.gather(self.challenges.create(named), self.audit.append(event(decision)))
+        return decision
+
+    async def _appended(self, decision: Decision, event: AuditEvent) -> Decision:
+        await self.audit.append(event)
+        return decision
 
     async def _assess(
         self, request: AccessRequest, *, now: datetime
@@ -337,53 +384,6 @@ class Engine:
             audience=audience,
             max_attempts=settings.max_attempts,
         )
-
-    async def _record(
-        self,
-        decision: Decision,
-        request: AccessRequest,
-        caller: Caller | None,
-        *,
-        compiled: CompiledPolicy | None,
-        now: datetime,
-        rejected: tuple[str, ...] = (),
-    ) -> None:
-        data: dict[str, object] = {
-            "decision_id": decision.id,
-            "outcome": decision.outcome.value,
-            "rules": list(decision.rules),
-            "action": request.action.value,
-            "pii": sorted(request.pii),
-            "mask": sorted(decision.mask),
-            "resource": {"type": request.resource.type, "id": request.resource.id},
-            "risk": audit_json(decision.risk),
-            "policy": compiled.digest if compiled else None,
-        }
-        if decision.required is not None:
-            data["required"] = {
-                "level": decision.required.level,
-                "max_age": decision.required.max_age,
-            }
-        if decision.challenge is not None:
-            data["challenge_id"] = decision.challenge.id
-        if decision.reason:
-            data["reason"] = decision.reason
-        if decision.used:
-            data["proofs"] = [
-                {"source": p.source, "level": p.level, "grant_id": p.grant_id}
-                for p in decision.used
-            ]
-        if rejected:
-            data["rejected_grants"] = list(rejected)
-        if decision.expr_errors:
-            data["expr_errors"] = list(decision.expr_errors)
-        if request.session.id:
-            data["session_id"] = request.session.id
-        if caller is not None:
-            data["caller"] = _caller_json(caller)
-        # The audit append waits for its group commit: a decision nobody can audit is never
-        # returned (the caller gets 503 and PII stays closed).
-        await self.audit.append(AuditEvent("decision", now, request.subject.id, data))
 
 
 def _strongest(

@@ -7,7 +7,7 @@ import itertools
 from datetime import datetime
 from typing import Protocol
 
-from piigate.model import AuditEvent, Challenge
+from piigate.model import AuditEvent, Challenge, ChallengeState
 
 __all__ = [
     "AuditSink",
@@ -34,6 +34,14 @@ class GrantLedger(Protocol):
 class AuditSink(Protocol):
     async def append(self, event: AuditEvent) -> AuditEvent: ...
 
+    async def append_if_open(
+        self, event: AuditEvent, *, challenge_id: str, at: datetime
+    ) -> AuditEvent | None:
+        """``append(event)`` if challenge ``challenge_id`` can still be answered at ``at``
+        (pending, attempts left, unexpired) when the event is committed; else None, and
+        nothing appended."""
+        ...
+
 
 class MemoryChallenges:
     def __init__(self) -> None:
@@ -58,13 +66,28 @@ class MemoryGrantLedger:
 
 
 class MemoryAudit:
-    """Keeps events in a list (tests, ``policy explain``); no chain."""
+    """Keeps events in a list (tests, ``policy explain``); no chain. ``challenges``: where
+    :meth:`append_if_open` looks challenges up (none: it finds none)."""
 
-    def __init__(self) -> None:
+    def __init__(self, challenges: MemoryChallenges | None = None) -> None:
         self.events: list[AuditEvent] = []
+        self.challenges = challenges
         self._seq = itertools.count(1)
 
     async def append(self, event: AuditEvent) -> AuditEvent:
         stored = dataclasses.replace(event, seq=next(self._seq))
         self.events.append(stored)
         return stored
+
+    async def append_if_open(
+        self, event: AuditEvent, *, challenge_id: str, at: datetime
+    ) -> AuditEvent | None:
+        found = None if self.challenges is None else self.challenges.items.get(challenge_id)
+        if (
+            found is None
+            or found.state is not ChallengeState.PENDING
+            or found.attempts >= found.max_attempts
+            or found.expires_at <= at
+        ):
+            return None
+        return await self.append(event)

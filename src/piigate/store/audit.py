@@ -4,7 +4,8 @@
 the group commit (which events share a transaction). This module owns their SQL: the one
 transaction that inserts the rows queued with a batch, locks and reads the chain head, inserts
 the chained events and moves the head -- the same function wherever it runs, in a writer thread
-of the server or in the audit writer process -- and the reads behind verification and the feed.
+of the server or in the audit writer process -- and the reads behind verification and the feed
+(the console's counts over time windows: ``store/audit_windows.py``).
 """
 
 from __future__ import annotations
@@ -13,19 +14,16 @@ import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Integer,
     Row,
     Select,
     Table,
     bindparam,
-    case,
     cast,
-    extract,
     func,
     select,
     update,
@@ -33,23 +31,30 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from piigate.model import AuditEvent
+from piigate.store.challenges import challenge_open
 from piigate.store.db import Database
 from piigate.store.driver import DriverStatement
 from piigate.store.tables import audit_events, audit_head, metadata
 
 __all__ = [
+    "UNMET",
     "AuditStore",
     "BatchItem",
     "EventHash",
     "Head",
     "Link",
-    "RankedDecision",
     "StoredEvent",
-    "TallyRow",
+    "Written",
+    "event_of",
+    "json_text",
 ]
 
 # What the chain gave one event: (seq, prev_hash, hash).
 Link = tuple[int, str, str]
+# What the batch did with one item: its event's link; None for rows only; UNMET when its
+# ``if_open`` did not hold, and nothing of it was written.
+UNMET: Final = "unmet"
+Written = Link | Literal["unmet"] | None
 # The chain head: (seq, hash) of the last appended event.
 Head = tuple[int, str]
 # hash(prev_hash, seq, at, type, subject_id, canonical data text): piigate.audit.chain's
@@ -59,11 +64,13 @@ EventHash = Callable[[str, int, datetime, str, str | None, str], str]
 
 class BatchItem(NamedTuple):
     """One queued write: an event (``at`` in UTC, ``text`` its canonical data) and/or rows,
-    each as (name of a store table, row)."""
+    each as (name of a store table, row). With ``if_open`` (a challenge's id and an instant),
+    an event only, written only if that challenge is still open then (``challenge_open``)."""
 
     event: AuditEvent | None
     text: str = "{}"
     rows: tuple[tuple[str, Mapping[str, Any]], ...] = ()
+    if_open: tuple[str, datetime] | None = None
 
 
 class StoredEvent(NamedTuple):
@@ -78,35 +85,22 @@ class StoredEvent(NamedTuple):
     hash: str
 
 
-class RankedDecision(NamedTuple):
-    """A subject's latest decision in a window, and how many decisions of theirs it held."""
-
-    event: AuditEvent
-    decisions: int
-
-
-class TallyRow(NamedTuple):
-    """How many events (``events``) of ``series`` fell into the time bucket ``bucket`` (0 =
-    the first)."""
-
-    bucket: int
-    series: str
-    events: int
-
-
 _HEAD_ID = 1
 _DECISION = "decision"
 # Statements built once: a statement object built per batch costs a cache-key computation each
 # time, and values baked into it a compilation. Bound parameters throughout.
-_HEAD_UPDATE = (
+_HEAD_READ = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID)
+# The group commit's own statements run at the driver level (``store/driver.py``): SQLAlchemy's
+# per-execution machinery would cost more than the database's work for a batch of one event.
+_HEAD_UPDATE = DriverStatement(
     update(audit_head)
     .where(audit_head.c.id == _HEAD_ID)
     .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
 )
-_HEAD_READ = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID)
+_HEAD_PLAIN = DriverStatement(_HEAD_READ)
 # Row lock on the head: appenders in other processes queue here, and each then reads the head
 # its predecessor committed (READ COMMITTED re-reads the locked row).
-_HEAD_LOCK = _HEAD_READ.with_for_update()
+_HEAD_LOCK = DriverStatement(_HEAD_READ.with_for_update())
 
 
 class AuditStore:
@@ -117,7 +111,7 @@ class AuditStore:
         self._event_hash = event_hash
         # On SQLite the write transaction opens with BEGIN IMMEDIATE: the database-wide write
         # lock is ours before the head is read, so no other process can append in between.
-        self._head_query = _HEAD_LOCK if db.dialect == "postgresql" else _HEAD_READ
+        self._head_query = _HEAD_LOCK if db.dialect == "postgresql" else _HEAD_PLAIN
 
     # -- the group commit --------------------------------------------------------------------
 
@@ -126,39 +120,46 @@ class AuditStore:
         """Whether ``name`` is a store table that rows can be queued for."""
         return name in metadata.tables
 
-    async def commit(self, items: Sequence[BatchItem]) -> list[Link | None]:
-        """Write ``items`` in one durable transaction in a writer thread; each event's link, in
-        order (None for a rows-only item)."""
+    async def commit(self, items: Sequence[BatchItem]) -> list[Written]:
+        """Write ``items`` in one durable transaction in a writer thread; what became of each,
+        in order."""
         return await self.db.write(functools.partial(self.write_batch, items), durable=True)
 
-    def commit_blocking(self, items: Sequence[BatchItem]) -> list[Link | None]:
+    def commit_blocking(self, items: Sequence[BatchItem]) -> list[Written]:
         """:meth:`commit` in the calling thread (the audit writer process)."""
         return self.db.run_durable_blocking(functools.partial(self.write_batch, items))
 
-    def write_batch(self, items: Sequence[BatchItem], conn: Connection) -> list[Link | None]:
-        """The rows queued with the batch, then the chained events, then the head. Runs inside
-        one transaction that has already begun."""
+    def write_batch(self, items: Sequence[BatchItem], conn: Connection) -> list[Written]:
+        """The rows queued with the batch, then the conditions of the items that have one,
+        then the chained events, then the head. Runs inside one transaction that has already
+        begun."""
         queued: dict[str, list[Mapping[str, Any]]] = {}
         for item in items:
             for table, row in item.rows:
                 queued.setdefault(table, []).append(row)
         for table, table_rows in queued.items():
             _insert_rows(conn, metadata.tables[table], table_rows)
-        if all(item.event is None for item in items):
-            return [None] * len(items)
-        head = conn.execute(self._head_query).one()
-        rows, links = self._chain(items, int(head.seq), str(head.hash))
-        last = rows[-1]
-        _insert_rows(conn, audit_events, rows)
-        conn.execute(_HEAD_UPDATE, {"new_seq": last["seq"], "new_hash": last["hash"]})
-        return links
+        # After the rows: a challenge opened in this batch is open to the items after it.
+        unmet = {i for i, item in enumerate(items) if not _holds(conn, item)}
+        kept = [item for i, item in enumerate(items) if i not in unmet]
+        written: list[Written] = [None] * len(kept)
+        if any(item.event is not None for item in kept):
+            head = self._head_query.execute(conn, {}).rows[0]
+            rows, written = self._chain(kept, int(head["seq"]), str(head["hash"]))
+            last = rows[-1]
+            _insert_rows(conn, audit_events, rows)
+            _HEAD_UPDATE.execute(conn, {"new_seq": last["seq"], "new_hash": last["hash"]})
+        if not unmet:
+            return written
+        done = iter(written)
+        return [UNMET if i in unmet else next(done) for i in range(len(items))]
 
     def _chain(
         self, items: Sequence[BatchItem], seq: int, prev_hash: str
-    ) -> tuple[list[dict[str, Any]], list[Link | None]]:
+    ) -> tuple[list[dict[str, Any]], list[Written]]:
         """The event rows after head (``seq``, ``prev_hash``), and each item's link."""
         rows: list[dict[str, Any]] = []
-        links: list[Link | None] = []
+        links: list[Written] = []
         for item in items:
             event = item.event
             if event is None:
@@ -227,7 +228,7 @@ class AuditStore:
         query = self._filtered(types, subject_id, outcome).where(audit_events.c.seq > after)
         query = query.order_by(audit_events.c.seq).limit(limit)
         rows = await self.db.read(lambda conn: conn.execute(query).all())
-        return [_event(row) for row in rows]
+        return [event_of(row) for row in rows]
 
     async def latest(
         self,
@@ -245,7 +246,7 @@ class AuditStore:
             query = query.where(audit_events.c.seq < before)
         query = query.order_by(audit_events.c.seq.desc()).limit(limit)
         rows = await self.db.read(lambda conn: conn.execute(query).all())
-        return [_event(row) for row in rows]
+        return [event_of(row) for row in rows]
 
     def _filtered(
         self, types: Sequence[str], subject_id: str | None, outcome: str | None
@@ -256,87 +257,9 @@ class AuditStore:
         if subject_id is not None:
             query = query.where(audit_events.c.subject_id == subject_id)
         if outcome is not None:
-            query = query.where(
-                audit_events.c.type == _DECISION, self._json_text("outcome") == outcome
-            )
+            outcome_text = json_text(self.db.dialect, "outcome")
+            query = query.where(audit_events.c.type == _DECISION, outcome_text == outcome)
         return query
-
-    async def ranked_decisions(
-        self, *, since: datetime, scan: int, limit: int
-    ) -> tuple[list[RankedDecision], int]:
-        """Each subject's latest decision at or after ``since``, highest risk score first (the
-        more recent first among equal scores), at most ``limit``; read from the newest ``scan``
-        decisions of the window. Also how many decisions were read (``scan`` when capped)."""
-        recent = (
-            select(audit_events.c.seq, audit_events.c.subject_id)
-            .where(
-                audit_events.c.type == _DECISION,
-                audit_events.c.at >= since,
-                audit_events.c.subject_id.is_not(None),
-            )
-            .order_by(audit_events.c.at.desc(), audit_events.c.seq.desc())
-            .limit(scan)
-            .cte("recent")
-        )
-        latest = (
-            select(func.max(recent.c.seq).label("seq"), func.count().label("decisions"))
-            .group_by(recent.c.subject_id)
-            .cte("latest")
-        )
-        scanned = select(func.count()).select_from(recent).scalar_subquery()
-        score = cast(self._json_text("risk", "score"), Integer)
-        query = (
-            select(audit_events, latest.c.decisions, scanned.label("scanned"))
-            .join(latest, latest.c.seq == audit_events.c.seq)
-            .order_by(score.desc(), audit_events.c.at.desc(), audit_events.c.seq.desc())
-            .limit(limit)
-        )
-        rows = await self.db.read(lambda conn: conn.execute(query).all())
-        ranked = [RankedDecision(_event(row), int(row.decisions)) for row in rows]
-        return ranked, int(rows[0].scanned) if rows else 0
-
-    async def tally(
-        self, *, types: Sequence[str], since: datetime, until: datetime, width: int
-    ) -> list[TallyRow]:
-        """Events of ``types`` in ``[since, until)`` counted per time bucket of ``width``
-        seconds from ``since`` and per series: a decision's outcome, or another event's type."""
-        bucket = self._bucket(since, width)
-        series = case(
-            (audit_events.c.type == _DECISION, self._json_text("outcome")),
-            else_=audit_events.c.type,
-        )
-        inner = (
-            select(bucket.label("bucket"), series.label("series"))
-            .where(
-                audit_events.c.type.in_(list(types)),
-                audit_events.c.at >= since,
-                audit_events.c.at < until,
-            )
-            .subquery()
-        )
-        query = select(inner.c.bucket, inner.c.series, func.count()).group_by(
-            inner.c.bucket, inner.c.series
-        )
-        rows = await self.db.read(lambda conn: conn.execute(query).all())
-        return [TallyRow(int(b), str(s), int(n)) for b, s, n in rows if s is not None]
-
-    def _json_text(self, *path: str) -> ColumnElement[Any]:
-        """The value at ``path`` in an event's data, as text (PostgreSQL) or as stored (SQLite's
-        ``json_extract``: numbers stay numbers)."""
-        if self.db.dialect == "postgresql":
-            text: ColumnElement[Any] = cast(audit_events.c.data, JSONB)[path].astext
-            return text
-        return func.json_extract(audit_events.c.data, "$." + ".".join(path))
-
-    def _bucket(self, since: datetime, width: int) -> ColumnElement[Any]:
-        """The bucket of an event's time: whole ``width``-second steps since ``since``."""
-        start = int(since.timestamp())
-        if self.db.dialect == "postgresql":
-            seconds = extract("epoch", audit_events.c.at) - start
-            return cast(func.floor(seconds / width), Integer)
-        seconds = cast(func.strftime("%s", audit_events.c.at), Integer) - start
-        bucket: ColumnElement[Any] = seconds // width
-        return bucket
 
     async def events_at(self, seqs: Sequence[int]) -> list[AuditEvent]:
         """The events of ``seqs`` that exist, in seq order."""
@@ -346,13 +269,13 @@ class AuditStore:
             .order_by(audit_events.c.seq)
         )
         rows = await self.db.read(lambda conn: conn.execute(query).all())
-        return [_event(row) for row in rows]
+        return [event_of(row) for row in rows]
 
     async def event(self, seq: int) -> AuditEvent | None:
         """The event ``seq``; None when there is none."""
         query = select(audit_events).where(audit_events.c.seq == seq)
         row = await self.db.read(lambda conn: conn.execute(query).first())
-        return None if row is None else _event(row)
+        return None if row is None else event_of(row)
 
 
 def _stored(row: Row[Any]) -> StoredEvent:
@@ -361,7 +284,8 @@ def _stored(row: Row[Any]) -> StoredEvent:
     )
 
 
-def _event(row: Row[Any]) -> AuditEvent:
+def event_of(row: Row[Any]) -> AuditEvent:
+    """The event of an ``audit_events`` row."""
     return AuditEvent(
         type=row.type,
         at=row.at,
@@ -373,12 +297,31 @@ def _event(row: Row[Any]) -> AuditEvent:
     )
 
 
+def json_text(dialect: str, *path: str) -> ColumnElement[Any]:
+    """The value at ``path`` in an event's data, as text (PostgreSQL) or as stored (SQLite's
+    ``json_extract``: numbers stay numbers)."""
+    if dialect == "postgresql":
+        text: ColumnElement[Any] = cast(audit_events.c.data, JSONB)[path].astext
+        return text
+    return func.json_extract(audit_events.c.data, "$." + ".".join(path))
+
+
 @functools.cache
 def _bulk_insert(table: Table, columns: tuple[str, ...]) -> DriverStatement:
     """An INSERT of ``columns`` into ``table``, run at the driver level (``executemany``): the
     values SQLAlchemy's ``execute(insert, rows)`` would bind, without its per-row parameter
     construction, which would be most of the group commit's CPU."""
     return DriverStatement(table.insert().values({name: bindparam(name) for name in columns}))
+
+
+def _holds(conn: Connection, item: BatchItem) -> bool:
+    """Whether ``item``'s condition holds (an item without one always does)."""
+    if item.if_open is None:
+        return True
+    if item.rows:
+        raise ValueError("a conditional item carries an event only")
+    challenge_id, at = item.if_open
+    return challenge_open(conn, challenge_id, at=at)
 
 
 def _insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:

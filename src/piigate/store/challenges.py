@@ -7,16 +7,37 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from piigate.errors import NotFound
 from piigate.model import ChallengeState
 from piigate.store._sql import Repo, utc
-from piigate.store.tables import challenges
+from piigate.store.driver import DriverStatement
+from piigate.store.tables import TS, challenges
 
-__all__ = ["ChallengeRow", "ChallengeStore"]
+__all__ = ["ChallengeRow", "ChallengeStore", "challenge_open"]
 
 _COLUMNS = frozenset(challenges.c.keys())
+_OPEN = select(challenges.c.id).where(
+    challenges.c.id == bindparam("challenge_id"),
+    challenges.c.state == ChallengeState.PENDING.value,
+    challenges.c.attempts < challenges.c.max_attempts,
+    challenges.c.expires_at > bindparam("at", type_=TS),
+)
+_OPEN_PLAIN = DriverStatement(_OPEN)
+# FOR SHARE: a concurrent compare-and-set of the state (an approval, a denial) or a counted
+# attempt waits for the caller's commit, so what it found holds until then.
+_OPEN_LOCKED = DriverStatement(_OPEN.with_for_update(read=True))
+
+
+def challenge_open(conn: Connection, challenge_id: str, *, at: datetime) -> bool:
+    """Whether challenge ``challenge_id`` can still be answered at ``at`` -- pending, with
+    attempts left, unexpired -- in ``conn``'s write transaction, where it stays so until the
+    commit: PostgreSQL share-locks the row; SQLite's writers already wait for the database's
+    write lock, which the transaction holds (``BEGIN IMMEDIATE``)."""
+    statement = _OPEN_LOCKED if conn.dialect.name == "postgresql" else _OPEN_PLAIN
+    found = statement.execute(conn, {"challenge_id": challenge_id, "at": utc(at)})
+    return bool(found.rows)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ subject and level, which only the gate sets.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Sequence
 
 from starlette.types import Message, Receive, Scope, Send
@@ -131,7 +132,7 @@ def verified_headers(
     """The header names only the gate sets (lower case: whatever the client sent under them
     is dropped, with its grant header) and what it sets them to for ``passage``: the verified
     subject and the level proven."""
-    drop = frozenset({GRANT_HEADER.lower(), names.subject.lower(), names.level.lower()})
+    drop = _gate_only(names.subject, names.level)
     out: list[tuple[str, str]] = []
     if passage.caller is not None:
         out.append((names.subject, passage.caller.subject.id))
@@ -139,6 +140,11 @@ def verified_headers(
     if verdict is not None and verdict.level is not None:
         out.append((names.level, verdict.level))
     return drop, out
+
+
+@functools.lru_cache(maxsize=16)
+def _gate_only(subject: str, level: str) -> frozenset[str]:
+    return frozenset({GRANT_HEADER.lower(), subject.lower(), level.lower()})
 
 
 def raw_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

@@ -9,10 +9,16 @@ sends it back with the request it was obtained for.
 
 A remote engine that cannot be reached, answers late or answers something else than a decision
 fails the request closed (``ServiceUnavailable``, a 503): never through.
+
+``decide_early`` gives the verdict as soon as it is made, with what to await for the verdict as
+audited: in process, the engine's audit commit is then still running (``Engine.decide_early``),
+so the reverse proxy can forward a safe request meanwhile; a remote engine answers only once
+its decision is audited.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from typing import Any, Final
@@ -23,7 +29,13 @@ from piigate.api.devices import DeviceCookies
 from piigate.api.schemas import challenge_json
 from piigate.callers import Caller
 from piigate.errors import ServiceUnavailable
-from piigate.gateway.http.verdict import Verdict, challenge_links, verdict_from_json
+from piigate.gateway.http.verdict import (
+    Audited,
+    Verdict,
+    already_audited,
+    challenge_links,
+    verdict_from_json,
+)
 from piigate.jsontext import loads
 from piigate.model import AccessRequest, Decision
 from piigate.risk.devices import client_device_id, read_signed
@@ -66,13 +78,29 @@ class EngineDecider:
         self.devices = devices
 
     async def decide(self, request: AccessRequest, caller: Caller) -> Verdict:
-        presented = request.context.device_id
-        if presented is not None:
-            device = await self._device(presented)
-            if device != presented:
-                context = dataclasses.replace(request.context, device_id=device)
-                request = dataclasses.replace(request, context=context)
+        request = await self._with_device(request)
         return verdict_of(await self.engine.decide(request, caller=caller), self.base_url)
+
+    async def decide_early(self, request: AccessRequest, caller: Caller) -> tuple[Verdict, Audited]:
+        request = await self._with_device(request)
+        decision, task = await self.engine.decide_early(request, caller=caller)
+        # Retrieved even if nobody asks (the request went away): never an unretrieved error.
+        task.add_done_callback(_retrieve)
+
+        async def audited() -> Verdict:
+            return verdict_of(await task, self.base_url)
+
+        return verdict_of(decision, self.base_url), audited
+
+    async def _with_device(self, request: AccessRequest) -> AccessRequest:
+        presented = request.context.device_id
+        if presented is None:
+            return request
+        device = await self._device(presented)
+        if device == presented:
+            return request
+        context = dataclasses.replace(request.context, device_id=device)
+        return dataclasses.replace(request, context=context)
 
     async def _device(self, presented: str) -> str | None:
         if self.devices is not None:
@@ -108,6 +136,10 @@ class RemoteDecider:
         )
         return self._session
 
+    async def decide_early(self, request: AccessRequest, caller: Caller) -> tuple[Verdict, Audited]:
+        """The service answers once its decision is audited: nothing left to await."""
+        return already_audited(await self.decide(request, caller))
+
     async def decide(self, request: AccessRequest, caller: Caller) -> Verdict:
         session = self._session or self._open()
         data = json.dumps(decision_body(request), separators=(",", ":")).encode()
@@ -125,6 +157,11 @@ class RemoteDecider:
         except ValueError as exc:
             raise ServiceUnavailable("the decision service gave an unreadable answer") from exc
         return verdict_from_json(body, self.base_url)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def decision_body(request: AccessRequest) -> dict[str, Any]:

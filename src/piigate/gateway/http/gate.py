@@ -11,6 +11,12 @@ is a :class:`Passage`, with the verdict whose mask the proxy applies to the answ
 
 Fail closed: any fault on the way (the store, the engine, the link to a remote engine, a rate
 limit store) is a 503 problem; PII never goes through on an error.
+
+:meth:`Gate.check_early` is the same check for an edge that may start forwarding an allowed
+request while the decision's audit event is still being committed (the reverse proxy, for a
+safe method): its passage carries ``audited``, which the edge awaits before anything of the
+answer leaves, and which raises the problem (fail closed) when the decision could not be
+audited. A refusal waits for its audit event in both: it is an answer.
 """
 
 from __future__ import annotations
@@ -37,9 +43,16 @@ from piigate.errors import (
 from piigate.gateway.http.config import Default, HttpGatewayConfig
 from piigate.gateway.http.ratelimit import RateLimiter
 from piigate.gateway.http.routes import Body, Route, RouteMatch, route_request
-from piigate.gateway.http.verdict import Answer, Verdict, answer_masks, problem_answer, refusal
+from piigate.gateway.http.verdict import (
+    Answer,
+    Audited,
+    Verdict,
+    answer_masks,
+    problem_answer,
+    refusal,
+)
 from piigate.identity import JwtValidator
-from piigate.model import AccessRequest, Context
+from piigate.model import AccessRequest, Context, Outcome
 
 __all__ = [
     "DEVICE_HEADER",
@@ -94,6 +107,8 @@ class Passage:
     verdict: Verdict | None = None
     # Rate-limit headers for the client's answer.
     headers: tuple[tuple[str, str], ...] = field(default=())
+    # From check_early: the verdict as audited, to await before the answer leaves.
+    audited: Audited | None = None
     # On a route that is not a read: the verdict on reading its answer's PII, as a mask
     # (``RoutedRequest.answer_reading``, ``verdict.answer_masks``).
     reading: Verdict | None = None
@@ -108,6 +123,10 @@ class Decider(Protocol):
     """The engine, in this process or in a piigate service (``gateway/http/deciders.py``)."""
 
     async def decide(self, request: AccessRequest, caller: Caller) -> Verdict: ...
+
+    async def decide_early(self, request: AccessRequest, caller: Caller) -> tuple[Verdict, Audited]:
+        """The verdict as soon as it is made, and the verdict as audited (``Audited``)."""
+        ...
 
 
 ApiKeyLookup = Callable[[str], Awaitable[Caller]]
@@ -161,14 +180,19 @@ class Gate:
         """The passage of ``ask`` on its route ``match`` (:meth:`route`), or the answer that
         stops it (see the module's doc)."""
         try:
-            return await self._check(ask, match)
-        except PiigateError as exc:  # 400, 401 (invalid token), 403, 429, 503 (the IdP's keys)
-            return problem_answer(exc)
-        except Exception as exc:  # fail closed: a fault never lets the request through
-            log.error("gateway_check_failed", error=type(exc).__name__)
-            return problem_answer(ServiceUnavailable("the gateway cannot decide right now"))
+            return await self._check(ask, match, early=False)
+        except Exception as exc:
+            return _problem(exc)
 
-    async def _check(self, ask: Ask, match: RouteMatch | None) -> Passage | Answer:
+    async def check_early(self, ask: Ask, match: RouteMatch | None) -> Passage | Answer:
+        """:meth:`check`, an allow's passage given before its audit event is durable (see the
+        module's doc)."""
+        try:
+            return await self._check(ask, match, early=True)
+        except Exception as exc:
+            return _problem(exc)
+
+    async def _check(self, ask: Ask, match: RouteMatch | None, *, early: bool) -> Passage | Answer:
         if match is None:
             if self.config.default is Default.DENY:
                 raise Forbidden("no route of this gateway allows this request")
@@ -187,7 +211,13 @@ class Gate:
             grants=presented_grants(ask),
             binding_fields=binding_fields(ask),
         )
-        verdict = await self.decider.decide(request, caller)
+        audited = None
+        if not early:
+            verdict = await self.decider.decide(request, caller)
+        else:
+            verdict, audited = await self.decider.decide_early(request, caller)
+            if verdict.outcome is not Outcome.ALLOW:
+                verdict, audited = await audited(), None
         stop = refusal(verdict)
         if stop is not None:
             return stop
@@ -197,7 +227,9 @@ class Gate:
             read = await self.decider.decide(answer_read, caller)
             reading = answer_masks(read, answer_read.pii)
         headers = limited.headers if limited is not None else ()
-        return Passage(match.route, caller, verdict, headers, reading)
+        return Passage(
+            match.route, caller, verdict, headers, audited=_failing_closed(audited), reading=reading
+        )
 
     async def _limited(
         self, ask: Ask, caller: Caller | None, route: Route | None
@@ -214,6 +246,32 @@ class Gate:
         if not result.allowed:
             raise result.refusal()  # 429 with Retry-After and the RateLimit headers
         return Passage(route, caller, headers=tuple(result.headers.items()))
+
+
+def _problem(exc: Exception) -> Answer:
+    """The answer to a fault on the way: its own problem (400, 401 for an invalid token, 403,
+    429, 503 for the IdP's keys), or a 503 (fail closed: a fault never lets a request through)."""
+    if isinstance(exc, PiigateError):
+        return problem_answer(exc)
+    log.error("gateway_check_failed", error=type(exc).__name__)
+    return problem_answer(ServiceUnavailable("the gateway cannot decide right now"))
+
+
+def _failing_closed(audited: Audited | None) -> Audited | None:
+    """``audited`` raising a ``PiigateError`` whatever its fault (a 503 but for its own)."""
+    if audited is None:
+        return None
+
+    async def checked() -> Verdict:
+        try:
+            return await audited()
+        except PiigateError:
+            raise
+        except Exception as exc:
+            log.error("gateway_check_failed", error=type(exc).__name__)
+            raise ServiceUnavailable("the gateway cannot decide right now") from exc
+
+    return checked
 
 
 def _context(ask: Ask) -> Context:

@@ -9,21 +9,26 @@ JSON → every class of ``request_fields`` counts as touched); the :class:`Gate`
 refused request never reaches the upstream.
 
 A request that goes on is sent upstream with its headers rewritten (``upstream.py``) and the
-verified subject and level in the configured headers. Its answer streams back as it comes,
-unless the verdict on reading it (``Passage.answer_verdict``: the request's own on a ``read``
-route, else the decision on reading the answer's PII) masks PII that the route's
-``response_fields`` locate: that answer is read whole (up to ``max_response`` bytes), parsed,
-masked (``masking.mask_json_answer``) and sent with ``PIIGate-Masked`` and ``PIIGate-Unlock``.
-Fail closed: an answer that cannot be masked (not JSON, compressed, too large) is a 502
-problem, never passed through; a mask for a class the route cannot locate in its answer is a
-403.
+verified subject and level in the configured headers. A safe one (``GET``, ``HEAD``,
+``OPTIONS``: RFC 9110 §9.2.1, it asks the upstream to change nothing) is sent as soon as it is
+allowed, while the decision's audit event is being committed (``Gate.check_early``); nothing of
+the answer leaves before that commit, and if it fails the upstream's answer is dropped unread
+and the client gets the 503. Any other method reaches the upstream only once its decision is
+audited. Its answer streams back as it comes, unless the verdict on reading it
+(``Passage.answer_verdict``: the request's own on a ``read`` route, else the decision on
+reading the answer's PII) masks PII that the route's ``response_fields`` locate: that answer is
+read whole (up to ``max_response`` bytes), parsed, masked (``masking.mask_json_answer``) and
+sent with ``PIIGate-Masked`` and ``PIIGate-Unlock``. Fail closed: an answer that cannot be
+masked (not JSON, compressed, too large) is a 502 problem, never passed through; a mask for a
+class the route cannot locate in its answer is a 403.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Final
 
 import structlog
@@ -62,11 +67,12 @@ from piigate.gateway.http.upstream import (
 )
 from piigate.gateway.http.verdict import Answer, problem_answer, unlock_headers
 
-__all__ = ["BadFraming", "HttpGateway", "framing_problem"]
+__all__ = ["SAFE_METHODS", "BadFraming", "HttpGateway", "framing_problem"]
 
 log = structlog.get_logger("piigate.gateway")
 
 DEFAULT_MAX_RESPONSE: Final = 16 * 1024 * 1024
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class BadFraming(BadRequest):
@@ -165,7 +171,10 @@ class HttpGateway:
         # gateway.http.max_body, as the configuration in force says (a reload's applies at once)
         max_body = self.gate.config.max_body
         ask, body = await read_ask(scope, receive, headers, match, max_body)
-        outcome = await self.gate.check(ask, match)
+        if ask.method in SAFE_METHODS:
+            outcome = await self.gate.check_early(ask, match)
+        else:
+            outcome = await self.gate.check(ask, match)
         if isinstance(outcome, Answer):
             await send_answer(send, outcome)
             return
@@ -195,7 +204,11 @@ class HttpGateway:
         content: bytes | AsyncIterator[bytes] | None = body
         if body is None and has_body(ask.headers):
             content = request_chunks(receive)
-        answer = await self.upstream.send(ask.method, ask.target, out, content)
+        sending = self.upstream.send(ask.method, ask.target, out, content)
+        if passage.audited is None:
+            answer = await sending
+        else:
+            passage, answer = await _audited_meanwhile(passage, sending)
         try:
             if masked:
                 await self._send_masked(send, answer, passage, masked, ask.method == "HEAD")
@@ -240,6 +253,26 @@ class HttpGateway:
         }
         await send(start)
         await send({"type": "http.response.body", "body": raw})
+
+
+async def _audited_meanwhile(
+    passage: Passage, sending: Awaitable[UpstreamAnswer]
+) -> tuple[Passage, UpstreamAnswer]:
+    """The upstream's answer to a request sent while its decision's audit event commits, and
+    the passage with the verdict as audited. A failed commit comes first: the upstream's
+    answer is then closed unread and its problem (a 503) raised."""
+    assert passage.audited is not None
+    try:
+        answer = await sending
+    except BaseException:
+        await passage.audited()
+        raise
+    try:
+        verdict = await passage.audited()
+    except BaseException:
+        await answer.aclose()
+        raise
+    return dataclasses.replace(passage, verdict=verdict, audited=None), answer
 
 
 async def _stream_back(

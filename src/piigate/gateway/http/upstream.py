@@ -15,6 +15,7 @@ Failures are problems, never half answers: the upstream cannot be reached → 50
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Final
 
@@ -50,8 +51,11 @@ HOP_BY_HOP: Final = frozenset(
 _FORWARDED: Final = frozenset(
     {"forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"}
 )
+# Host: the upstream's own (set from its URL); the client's is in X-Forwarded-Host.
+_NOT_FORWARDED: Final = HOP_BY_HOP | _FORWARDED | {"host"}
+# The server frames the answer and dates it (one Date header, its own).
+_NOT_RETURNED: Final = HOP_BY_HOP | {"content-length", "date"}
 _PIIGATE_COOKIE_PREFIX: Final = "piigate_"
-CHUNK: Final = 64 * 1024
 KEEPALIVE: Final = 4.0  # seconds
 
 
@@ -84,8 +88,8 @@ def upstream_headers(
 ) -> list[tuple[str, str]]:
     """The client's ``headers`` (lower-case names) as the upstream gets them. ``drop``: more
     names to remove (piigate's grant header, the subject and level headers)."""
-    # Host: the upstream's own (set from its URL); the client's is in X-Forwarded-Host.
-    removed = HOP_BY_HOP | _FORWARDED | drop | {"host"} | _connection_named(headers)
+    named = _connection_named(headers)
+    removed = _NOT_FORWARDED | drop | named if named else _not_forwarded_but(drop)
     out: list[tuple[str, str]] = []
     host = None
     for key, value in headers:
@@ -113,6 +117,12 @@ def upstream_headers(
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _not_forwarded_but(drop: frozenset[str]) -> frozenset[str]:
+    """What never goes upstream, with ``drop`` (the same few sets, request after request)."""
+    return _NOT_FORWARDED | drop
+
+
 def _without_piigate_cookies(value: str) -> str:
     kept = [
         pair.strip()
@@ -126,8 +136,8 @@ def downstream_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, st
     """The upstream's answer headers as the client gets them (no hop-by-hop headers; the
     server sets the framing)."""
     pairs = list(headers)
-    # The server frames the answer and dates it (one Date header, its own).
-    removed = HOP_BY_HOP | {"content-length", "date"} | _connection_named(pairs)
+    named = _connection_named(pairs)
+    removed = _NOT_RETURNED | named if named else _NOT_RETURNED
     return [(k, v) for k, v in pairs if k not in removed]
 
 
@@ -162,7 +172,7 @@ class UpstreamAnswer:
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives (undecoded: a compressed body stays compressed)."""
         try:
-            async for chunk in self._response.content.iter_chunked(CHUNK):
+            async for chunk in self._response.content.iter_any():
                 yield chunk
         except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
             raise UpstreamTimeout("the upstream API stopped answering") from exc

@@ -21,7 +21,7 @@ the step-up that would unlock it, so that PII never goes out unmasked.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -39,7 +39,9 @@ __all__ = [
     "PROBLEM_TYPE",
     "UNLOCK_HEADER",
     "Answer",
+    "Audited",
     "Verdict",
+    "already_audited",
     "answer_masks",
     "challenge_links",
     "problem_answer",
@@ -70,6 +72,20 @@ class Verdict:
     challenge: Mapping[str, Any] | None = None
     reason: str | None = None
     missing_scope: tuple[str, ...] = ()
+
+
+# A decider's second answer (``decide_early``): the verdict as audited, once its audit event is
+# durable; it raises when the event could not be made so.
+Audited = Callable[[], Awaitable[Verdict]]
+
+
+def already_audited(verdict: Verdict) -> tuple[Verdict, Audited]:
+    """``decide_early`` of a decider whose verdicts arrive audited (a remote engine)."""
+
+    async def audited() -> Verdict:
+        return verdict
+
+    return verdict, audited
 
 
 @dataclass(frozen=True, slots=True)
