@@ -34,7 +34,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from piigate.model import AuditEvent
 from piigate.store.db import Database
-from piigate.store.driver import DriverStatement
+from piigate.store.driver import DriverStatement, DriverTransaction
 from piigate.store.tables import audit_events, audit_head, metadata
 
 __all__ = [
@@ -96,9 +96,10 @@ class TallyRow(NamedTuple):
 
 _HEAD_ID = 1
 _DECISION = "decision"
-# Statements built once: a statement object built per batch costs a cache-key computation each
-# time, and values baked into it a compilation. Bound parameters throughout.
-_HEAD_UPDATE = (
+# Statements built once and run at the driver level (store/driver.py), as is the whole group
+# commit: a statement object built per batch costs a cache-key computation each time, and
+# SQLAlchemy's execution machinery more than the statement itself. Bound parameters throughout.
+_HEAD_UPDATE = DriverStatement(
     update(audit_head)
     .where(audit_head.c.id == _HEAD_ID)
     .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
@@ -106,7 +107,10 @@ _HEAD_UPDATE = (
 _HEAD_READ = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID)
 # Row lock on the head: appenders in other processes queue here, and each then reads the head
 # its predecessor committed (READ COMMITTED re-reads the locked row).
-_HEAD_LOCK = _HEAD_READ.with_for_update()
+_HEAD_LOCK = DriverStatement(_HEAD_READ.with_for_update())
+# On SQLite the write transaction opens with BEGIN IMMEDIATE: the database-wide write lock is
+# ours before the head is read, so no other process can append in between.
+_HEAD_IN_WRITE = DriverStatement(_HEAD_READ)
 
 
 class AuditStore:
@@ -115,9 +119,7 @@ class AuditStore:
     def __init__(self, db: Database, event_hash: EventHash) -> None:
         self.db = db
         self._event_hash = event_hash
-        # On SQLite the write transaction opens with BEGIN IMMEDIATE: the database-wide write
-        # lock is ours before the head is read, so no other process can append in between.
-        self._head_query = _HEAD_LOCK if db.dialect == "postgresql" else _HEAD_READ
+        self._head_query = _HEAD_LOCK if db.dialect == "postgresql" else _HEAD_IN_WRITE
 
     # -- the group commit --------------------------------------------------------------------
 
@@ -129,13 +131,14 @@ class AuditStore:
     async def commit(self, items: Sequence[BatchItem]) -> list[Link | None]:
         """Write ``items`` in one durable transaction in a writer thread; each event's link, in
         order (None for a rows-only item)."""
-        return await self.db.write(functools.partial(self.write_batch, items), durable=True)
+        work = functools.partial(self.write_batch, items)
+        return await self.db.write(work, durable=True, driver=True)
 
     def commit_blocking(self, items: Sequence[BatchItem]) -> list[Link | None]:
         """:meth:`commit` in the calling thread (the audit writer process)."""
         return self.db.run_durable_blocking(functools.partial(self.write_batch, items))
 
-    def write_batch(self, items: Sequence[BatchItem], conn: Connection) -> list[Link | None]:
+    def write_batch(self, items: Sequence[BatchItem], conn: DriverTransaction) -> list[Link | None]:
         """The rows queued with the batch, then the chained events, then the head. Runs inside
         one transaction that has already begun."""
         queued: dict[str, list[Mapping[str, Any]]] = {}
@@ -146,11 +149,11 @@ class AuditStore:
             _insert_rows(conn, metadata.tables[table], table_rows)
         if all(item.event is None for item in items):
             return [None] * len(items)
-        head = conn.execute(self._head_query).one()
-        rows, links = self._chain(items, int(head.seq), str(head.hash))
+        (head,) = self._head_query.execute(conn, {}).rows
+        rows, links = self._chain(items, int(head["seq"]), str(head["hash"]))
         last = rows[-1]
         _insert_rows(conn, audit_events, rows)
-        conn.execute(_HEAD_UPDATE, {"new_seq": last["seq"], "new_hash": last["hash"]})
+        _HEAD_UPDATE.execute(conn, {"new_seq": last["seq"], "new_hash": last["hash"]})
         return links
 
     def _chain(
@@ -381,6 +384,6 @@ def _bulk_insert(table: Table, columns: tuple[str, ...]) -> DriverStatement:
     return DriverStatement(table.insert().values({name: bindparam(name) for name in columns}))
 
 
-def _insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+def _insert_rows(conn: DriverTransaction, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert ``rows`` (all with the keys of the first) into ``table``."""
     _bulk_insert(table, tuple(rows[0])).execute_many(conn, rows)
