@@ -27,9 +27,9 @@ from sqlalchemy import (
 from piigate.errors import ServiceUnavailable
 from piigate.store import Database, StoreUnavailable, default_url
 from piigate.store.db import alembic_config as _alembic_config
-from piigate.store.db import blocking_url, normalize_url
 from piigate.store.driver import DriverStatement, DriverTransaction
 from piigate.store.tables import counters, metadata
+from piigate.store.urls import blocking_url, normalize_url
 
 HEAD = ScriptDirectory.from_config(_alembic_config()).get_current_head()
 LATER = datetime(2100, 1, 1, tzinfo=UTC)

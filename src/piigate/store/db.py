@@ -20,15 +20,15 @@ from typing import Any, Literal, NamedTuple, TypeVar, overload
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, exc, make_url, text
-from sqlalchemy.engine import URL, Connection, Dialect, Engine
+from sqlalchemy import create_engine, exc, text
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import PoolProxiedConnection
 
 from piigate.errors import Conflict, ServiceUnavailable
 from piigate.files import private_directory, private_file
-from piigate.store.driver import DriverTransaction, driver_error
-from piigate.store.sqlite import DURABLE, IMMEDIATE, begin, install_sqlite_hooks
+from piigate.store.driver import DriverTransaction, in_driver_transaction
+from piigate.store.sqlite import DURABLE, IMMEDIATE, install_sqlite_hooks
+from piigate.store.urls import blocking_url, normalize_url, sqlite_path
 from piigate.store.workers import Workers
 
 T = TypeVar("T")
@@ -37,8 +37,6 @@ __all__ = [
     "AlreadyExists",
     "Database",
     "StoreUnavailable",
-    "default_url",
-    "normalize_url",
 ]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -76,43 +74,6 @@ class AlreadyExists(Conflict):
     title = "Already exists"
 
 
-def default_url(data_dir: Path) -> str:
-    """The embedded default store: ``sqlite:///<data_dir>/piigate.db``."""
-    return f"sqlite:///{Path(data_dir) / 'piigate.db'}"
-
-
-def normalize_url(url: str | URL) -> URL:
-    """Map ``sqlite://`` and ``postgresql://`` (any driver) onto the async drivers we ship."""
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        database = parsed.database or ""
-        if database in ("", ":memory:") or "mode=memory" in database:
-            raise ValueError("in-memory SQLite is not supported: give the store a file path")
-        return parsed.set(drivername="sqlite+aiosqlite")
-    if backend in ("postgresql", "postgres"):
-        return parsed.set(drivername="postgresql+asyncpg")
-    raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
-
-
-def _sqlite_path(url: URL) -> Path | None:
-    """The database file of a SQLite URL; None for another backend or a ``file:`` URI."""
-    if url.get_backend_name() != "sqlite" or url.query.get("uri"):
-        return None
-    return Path(url.database or "").expanduser().resolve()
-
-
-def blocking_url(url: URL) -> URL:
-    """The synchronous driver's URL for an async one: ``sqlite3`` for aiosqlite, psycopg for
-    asyncpg (whose ``ssl=`` option is libpq's ``sslmode=``)."""
-    if url.get_backend_name() == "sqlite":
-        return url.set(drivername="sqlite+pysqlite")
-    query = dict(url.query)
-    if "ssl" in query and "sslmode" not in query:
-        query["sslmode"] = query.pop("ssl")
-    return url.set(drivername="postgresql+psycopg", query=query)
-
-
 class _SyncEngines(NamedTuple):
     """One synchronous engine and its option sets, built once rather than per transaction."""
 
@@ -147,7 +108,7 @@ class Database:
         """
         target = normalize_url(url)
         if target.get_backend_name() == "sqlite":
-            path = _sqlite_path(target)
+            path = sqlite_path(target)
             if path is not None:
                 # The database holds password hashes and the audit trail: owner only. SQLite
                 # gives its -wal, -shm and -journal files the database file's mode.
@@ -169,7 +130,7 @@ class Database:
     def files(self) -> tuple[Path, ...]:
         """The files of a SQLite store, the database and its -wal, -shm and -journal files
         (whether they exist or not); none for PostgreSQL."""
-        path = _sqlite_path(self.engine.url)
+        path = sqlite_path(self.engine.url)
         if path is None:
             return ()
         return (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal")))
@@ -318,36 +279,10 @@ class Database:
     def _driver_blocking(
         self, work: Callable[[DriverTransaction], T], durable: bool, *, write: bool = False
     ) -> T:
-        """``work`` in one transaction on a pooled DB-API connection: committed when ``write``
-        (on SQLite under ``BEGIN IMMEDIATE``, and ``synchronous=FULL`` when ``durable``),
-        rolled back otherwise or on an exception. A connection found broken is discarded
-        rather than returned to the pool."""
-        engine = self._blocking_engines().plain
-        dialect = engine.dialect
         with _translated():
-            try:
-                pooled = engine.raw_connection()
-            except dialect.loaded_dbapi.Error as error:  # what Engine.connect would wrap
-                raise driver_error(dialect, "connect", error) from error
-            try:
-                dbapi = pooled.dbapi_connection
-                assert dbapi is not None, "a connection checked out of the pool"
-                try:
-                    if self.dialect == "sqlite":
-                        begin(dbapi, pooled.info, immediate=write, durable=durable)
-                    result = work(DriverTransaction(dialect, dbapi))
-                    if write:
-                        dbapi.commit()
-                    else:
-                        dbapi.rollback()
-                except BaseException as error:
-                    _abandon(pooled, dialect, error)
-                    if isinstance(error, dialect.loaded_dbapi.Error):
-                        raise driver_error(dialect, "BEGIN/COMMIT", error) from error
-                    raise
-                return result
-            finally:
-                pooled.close()
+            return in_driver_transaction(
+                self._blocking_engines().plain, work, write=write, durable=durable
+            )
 
     # -- connections -------------------------------------------------------------------------
 
@@ -411,23 +346,6 @@ def _current_revision(connection: Connection) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
     return MigrationContext.configure(connection).get_current_revision()
-
-
-def _abandon(pooled: PoolProxiedConnection, dialect: Dialect, error: BaseException) -> None:
-    """Roll back what ``pooled`` did before ``error``; invalidate it (closed, not pooled again)
-    when the error says the connection is lost, or the rollback fails."""
-    dbapi = pooled.dbapi_connection
-    cause = error.orig if isinstance(error, exc.DBAPIError) else error
-    lost = isinstance(cause, dialect.loaded_dbapi.Error) and dialect.is_disconnect(
-        cause, dbapi, None
-    )
-    if not lost:
-        try:
-            dbapi.rollback()  # type: ignore[union-attr]
-        except Exception:
-            lost = True
-    if lost:
-        pooled.invalidate()
 
 
 @contextmanager

@@ -21,13 +21,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Dialect, exc
+from sqlalchemy import Connection, Dialect, Engine, exc
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.selectable import Select
 
-__all__ = ["DriverResult", "DriverStatement", "DriverTransaction", "driver_error"]
+from piigate.store.sqlite import begin
+
+__all__ = [
+    "DriverResult",
+    "DriverStatement",
+    "DriverTransaction",
+    "driver_error",
+    "in_driver_transaction",
+]
+
+T = TypeVar("T")
 
 _Processor = Callable[[Any], Any] | None
 
@@ -113,6 +124,57 @@ class DriverStatement:
         if found is None:
             found = self._compiled[dialect.name] = _compile(self.statement, dialect)
         return found
+
+
+def in_driver_transaction(
+    engine: Engine, work: Callable[[DriverTransaction], T], *, write: bool, durable: bool
+) -> T:
+    """``work`` in one transaction on a DB-API connection from ``engine``'s pool: committed
+    when ``write`` (on SQLite under ``BEGIN IMMEDIATE``, with ``synchronous=FULL`` when
+    ``durable``: ``sqlite.begin``, as the SQLAlchemy path's hook), rolled back otherwise or on
+    an exception. Driver errors are raised as SQLAlchemy's; a connection found lost is
+    invalidated rather than pooled again."""
+    dialect = engine.dialect
+    try:
+        pooled = engine.raw_connection()
+    except dialect.loaded_dbapi.Error as error:  # what Engine.connect would wrap
+        raise driver_error(dialect, "connect", error) from error
+    try:
+        dbapi = pooled.dbapi_connection
+        assert dbapi is not None, "a connection checked out of the pool"
+        try:
+            if dialect.name == "sqlite":
+                begin(dbapi, pooled.info, immediate=write, durable=durable)
+            result = work(DriverTransaction(dialect, dbapi))
+            if write:
+                dbapi.commit()
+            else:
+                dbapi.rollback()
+        except BaseException as error:
+            _abandon(pooled, dialect, error)
+            if isinstance(error, dialect.loaded_dbapi.Error):
+                raise driver_error(dialect, "BEGIN/COMMIT", error) from error
+            raise
+        return result
+    finally:
+        pooled.close()
+
+
+def _abandon(pooled: PoolProxiedConnection, dialect: Dialect, error: BaseException) -> None:
+    """Roll back what ``pooled`` did before ``error``; invalidate it (closed, not pooled again)
+    when the error says the connection is lost, or the rollback fails."""
+    dbapi = pooled.dbapi_connection
+    cause = error.orig if isinstance(error, exc.DBAPIError) else error
+    lost = isinstance(cause, dialect.loaded_dbapi.Error) and dialect.is_disconnect(
+        cause, dbapi, None
+    )
+    if not lost:
+        try:
+            dbapi.rollback()  # type: ignore[union-attr]
+        except Exception:
+            lost = True
+    if lost:
+        pooled.invalidate()
 
 
 def _compile(statement: Select[Any] | UpdateBase, dialect: Dialect) -> _Compiled:
