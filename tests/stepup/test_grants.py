@@ -147,6 +147,21 @@ def test_token_layout(ring: Keyring) -> None:
     }
 
 
+def test_the_token_is_joserfcs_compact_serialisation(ring: Keyring) -> None:
+    # Header and payload byte for byte as joserfc's jwt.encode writes them (a claim with
+    # non-ASCII text included), and a signature (randomised: ECDSA) that joserfc verifies.
+    grant = replace(FULL, subject_id="zoë", challenge_id="chl_ß")
+    token = issue_grant(grant, keyring=ring, issuer=ISSUER)
+    header, claims, signature = _parts(token)
+    reference = jwt.encode(header, claims, ring.sign_key(), algorithms=["ES256"], default_type=None)
+    assert token.split(".")[:2] == reference.split(".")[:2]
+    assert len(_unb64(signature)) == 64  # R || S (RFC 7518 §3.4), not DER
+    public = ring.verify_key(ring.signing_kid)
+    assert public is not None
+    assert jwt.decode(token, public, algorithms=["ES256"]).claims == claims
+    assert _verify(token, ring, expected_subject="zoë") == grant
+
+
 def test_optional_claims_are_omitted(ring: Keyring) -> None:
     _, claims, _ = _parts(issue_grant(MINIMAL, keyring=ring, issuer=ISSUER))
     assert not {"sid", "dev", "bnd", "cid"} & set(claims)

@@ -12,16 +12,34 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, func, inspect, make_url, select, text, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    func,
+    inspect,
+    literal_column,
+    make_url,
+    select,
+    text,
+    update,
+)
 
 from piigate.errors import ServiceUnavailable
 from piigate.store import Database, StoreUnavailable, default_url
 from piigate.store.db import alembic_config as _alembic_config
-from piigate.store.db import blocking_url, normalize_url
+from piigate.store.driver import DriverStatement, DriverTransaction
 from piigate.store.tables import counters, metadata
+from piigate.store.urls import blocking_url, normalize_url
 
 HEAD = ScriptDirectory.from_config(_alembic_config()).get_current_head()
 LATER = datetime(2100, 1, 1, tzinfo=UTC)
+_ONE = DriverStatement(select(literal_column("1")))
+_VALUE = DriverStatement(
+    select(counters.c.value).where(counters.c.key == bindparam("key")).with_for_update()
+)
+_SET = DriverStatement(
+    update(counters).where(counters.c.key == bindparam("key")).values(value=bindparam("value"))
+)
 
 
 @pytest.fixture
@@ -278,12 +296,43 @@ async def test_sqlite_units_of_work_commit_with_the_asked_durability(tmp_path: P
     def synchronous(conn: Connection) -> int:
         return int(conn.exec_driver_sql("PRAGMA synchronous").scalar_one())
 
+    def at_the_driver(conn: DriverTransaction) -> int:
+        return int(conn.dbapi_connection.execute("PRAGMA synchronous").fetchone()[0])
+
     try:
         assert await db.write(synchronous, durable=True) == 2  # FULL
         assert await db.write(synchronous) == 1  # NORMAL
         assert await db.read(synchronous) == 1
+        assert await db.write(at_the_driver, durable=True, driver=True) == 2
+        assert await db.write(at_the_driver, driver=True) == 1
+        assert await db.read(at_the_driver, driver=True) == 1
+        assert await db.write(synchronous) == 1  # the pooled connection's setting is known
     finally:
         await db.close()
+
+
+async def test_driver_level_units_commit_roll_back_and_lose_no_update(db: Database) -> None:
+    """The same transactions at the driver level: what a unit wrote is committed, a failing
+    unit leaves nothing, and concurrent read-modify-write units do not interleave (SQLite:
+    the one writer thread and BEGIN IMMEDIATE; PostgreSQL: the row lock)."""
+    await db.write(
+        lambda conn: conn.execute(counters.insert().values(key="k", value=0, window_end=LATER))
+    )
+
+    def increment(conn: DriverTransaction) -> None:
+        value = _VALUE.execute(conn, {"key": "k"}).scalar()
+        _SET.execute(conn, {"key": "k", "value": value + 1})
+
+    def increment_then_fail(conn: DriverTransaction) -> None:
+        increment(conn)
+        raise ValueError("the work's own error")
+
+    with pytest.raises(ValueError, match="the work's own error"):
+        await db.write(increment_then_fail, driver=True)
+    assert await db.read(lambda conn: _VALUE.execute(conn, {"key": "k"}).scalar(), driver=True) == 0
+
+    await asyncio.gather(*(db.write(increment, driver=True) for _ in range(50)))
+    assert await db.read(lambda conn: conn.execute(select(counters.c.value)).scalar()) == 50
 
 
 async def test_postgres_on_a_closed_port_is_unavailable() -> None:
@@ -309,6 +358,10 @@ async def test_unusable_sqlite_path_is_unavailable(tmp_path: Path) -> None:
             await db.read(lambda conn: conn.execute(text("SELECT 1")).scalar())
         with pytest.raises(StoreUnavailable):
             await db.write(lambda conn: conn.execute(text("SELECT 1")).scalar())
+        with pytest.raises(StoreUnavailable):
+            await db.read(lambda conn: _ONE.execute(conn, {}).scalar(), driver=True)
+        with pytest.raises(StoreUnavailable):
+            await db.write(lambda conn: _ONE.execute(conn, {}).scalar(), driver=True)
         with pytest.raises(StoreUnavailable):
             async with db.connect() as conn:
                 await conn.execute(text("SELECT 1"))

@@ -5,7 +5,8 @@ audit commit:
 
 1. load the challenge and the subject's active factors of the method in one read; a caller that
    is neither the challenge's subject nor the app that asked for it gets 404 (no probing);
-2. admit it: pending, unexpired, and the method one it allows and one with a check;
+2. admit it (:mod:`piigate.stepup.admission`): pending, unexpired, and the method one it
+   allows and one with a check;
 3. drop the factors locked out (:mod:`piigate.factors.lockout`): for good → 401, in back-off →
    429 + Retry-After;
 4. in one write, count the attempt on the challenge, then *charge* each factor one failure
@@ -51,6 +52,7 @@ from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.holder import PolicyHolder
 from piigate.policy.model import FactorSettings
 from piigate.ports import AuditRecorder
+from piigate.stepup.admission import admission, visible
 from piigate.stepup.grants import grant_of_approval, issue_grant
 from piigate.stepup.refusals import Refusals
 from piigate.stepup.verdicts import (
@@ -294,7 +296,7 @@ class Verifier:
     async def load(self, challenge_id: str, caller: Caller) -> Challenge:
         """The challenge, if the caller may answer it: its subject, or the app that asked."""
         known = len(challenge_id) <= MAX_ID_LENGTH
-        return _visible(await self.challenges.get(challenge_id) if known else None, caller)
+        return visible(await self.challenges.get(challenge_id) if known else None, caller)
 
     async def _load_with_factors(
         self, challenge_id: str, kind: str | None, caller: Caller
@@ -304,36 +306,24 @@ class Verifier:
         if len(challenge_id) <= MAX_ID_LENGTH:
             found = await self.challenges.get_with_factors(challenge_id, kind=kind)
             if found is not None:
-                return _visible(found[0], caller), found[1]
+                return visible(found[0], caller), found[1]
         raise NotFound("no such challenge")
 
     async def _admit(
         self, challenge: Challenge, method: str, now: datetime
     ) -> tuple[CompiledPolicy, FactorSettings]:
-        """The policy and ``method``'s settings, if the challenge can still be answered with it:
-        pending, unexpired, and ``method`` allowed and still strong enough. Rejects otherwise."""
+        """The policy and ``method``'s settings, if the challenge can still be answered with it
+        (:func:`~piigate.stepup.admission.admission`). Rejects otherwise; an expired challenge
+        is marked so first."""
         compiled = self.policy.current
         if compiled is None:
             raise ServiceUnavailable("no policy is loaded")
-        settings = self._settings(compiled, challenge, method)
-        if challenge.state is not ChallengeState.PENDING:
-            await self.refusals.reject(challenge, method, VerificationFailure.NOT_PENDING)
-        if challenge.expires_at <= now:
-            await self._set_state(challenge, ChallengeState.EXPIRED)
-            await self.refusals.reject(challenge, method, VerificationFailure.EXPIRED)
-        if settings is None:
-            await self.refusals.reject(challenge, method, VerificationFailure.METHOD_NOT_ALLOWED)
-        return compiled, settings
-
-    def _settings(
-        self, compiled: CompiledPolicy, challenge: Challenge, method: str
-    ) -> FactorSettings | None:
-        if method not in self.checks and method not in _OUT_OF_BAND:
-            return None
-        if method not in challenge.requirement.methods:
-            return None
-        # The policy may have been reloaded since the challenge was opened.
-        return compiled.proving(method, challenge.requirement.level)
+        admitted = admission(compiled, challenge, method, now, checked=self.checks)
+        if isinstance(admitted, VerificationFailure):
+            if admitted is VerificationFailure.EXPIRED:
+                await self._set_state(challenge, ChallengeState.EXPIRED)
+            await self.refusals.reject(challenge, method, admitted)
+        return compiled, admitted
 
     @staticmethod
     def _approval(
@@ -392,16 +382,5 @@ class Verifier:
         )
 
 
-def _visible(challenge: Challenge | None, caller: Caller) -> Challenge:
-    """The challenge, if ``caller`` may answer it: its subject, or the app that asked for it
-    (CONTRACT §4.3). Anyone else learns nothing: 404, as if absent."""
-    if challenge is None or not caller.may_answer(challenge):
-        raise NotFound("no such challenge")
-    return challenge
-
-
 # The amr of a grant approved by another person (not an RFC 8176 value: none fits).
 _APPROVAL_AMR = "approval"
-# Methods proven outside ``verify``: a signed push answer (``answer``), another person
-# (``approve``).
-_OUT_OF_BAND = frozenset({Method.PUSH.value, Method.APPROVAL.value})

@@ -10,12 +10,13 @@ from piigate.store.api_keys import ApiKeyRow, ApiKeyStore
 from piigate.store.ceremonies import CeremonyRow, CeremonyStore
 from piigate.store.challenges import ChallengeRow, ChallengeStore
 from piigate.store.counters import SqlCounters
-from piigate.store.db import AlreadyExists, Database, StoreUnavailable, default_url
+from piigate.store.db import AlreadyExists, Database, StoreUnavailable
 from piigate.store.factors import FactorRow, FactorStore
 from piigate.store.grants import GrantStore
 from piigate.store.keyring import KeyringStore
 from piigate.store.risk_history import RiskHistoryRows
 from piigate.store.sessions import SessionRow, SessionStore
+from piigate.store.urls import default_url
 from piigate.store.users import UserRow, UserStore
 from piigate.store.verification import VerificationStore
 

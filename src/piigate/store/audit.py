@@ -33,7 +33,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from piigate.model import AuditEvent
 from piigate.store.challenges import challenge_open
 from piigate.store.db import Database
-from piigate.store.driver import DriverStatement
+from piigate.store.driver import DriverStatement, DriverTransaction
 from piigate.store.tables import audit_events, audit_head, metadata
 
 __all__ = [
@@ -87,16 +87,17 @@ class StoredEvent(NamedTuple):
 
 _HEAD_ID = 1
 _DECISION = "decision"
-# Statements built once: a statement object built per batch costs a cache-key computation each
-# time, and values baked into it a compilation. Bound parameters throughout.
-_HEAD_READ = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID)
-# The group commit's own statements run at the driver level (``store/driver.py``): SQLAlchemy's
-# per-execution machinery would cost more than the database's work for a batch of one event.
+# Statements built once and run at the driver level (store/driver.py), as is the whole group
+# commit: a statement object built per batch costs a cache-key computation each time, and
+# SQLAlchemy's execution machinery more than the statement itself. Bound parameters throughout.
 _HEAD_UPDATE = DriverStatement(
     update(audit_head)
     .where(audit_head.c.id == _HEAD_ID)
     .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
 )
+_HEAD_READ = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID)
+# On SQLite the write transaction opens with BEGIN IMMEDIATE: the database-wide write lock is
+# ours before the head is read, so no other process can append in between.
 _HEAD_PLAIN = DriverStatement(_HEAD_READ)
 # Row lock on the head: appenders in other processes queue here, and each then reads the head
 # its predecessor committed (READ COMMITTED re-reads the locked row).
@@ -109,8 +110,6 @@ class AuditStore:
     def __init__(self, db: Database, event_hash: EventHash) -> None:
         self.db = db
         self._event_hash = event_hash
-        # On SQLite the write transaction opens with BEGIN IMMEDIATE: the database-wide write
-        # lock is ours before the head is read, so no other process can append in between.
         self._head_query = _HEAD_LOCK if db.dialect == "postgresql" else _HEAD_PLAIN
 
     # -- the group commit --------------------------------------------------------------------
@@ -123,13 +122,14 @@ class AuditStore:
     async def commit(self, items: Sequence[BatchItem]) -> list[Written]:
         """Write ``items`` in one durable transaction in a writer thread; what became of each,
         in order."""
-        return await self.db.write(functools.partial(self.write_batch, items), durable=True)
+        work = functools.partial(self.write_batch, items)
+        return await self.db.write(work, durable=True, driver=True)
 
     def commit_blocking(self, items: Sequence[BatchItem]) -> list[Written]:
         """:meth:`commit` in the calling thread (the audit writer process)."""
         return self.db.run_durable_blocking(functools.partial(self.write_batch, items))
 
-    def write_batch(self, items: Sequence[BatchItem], conn: Connection) -> list[Written]:
+    def write_batch(self, items: Sequence[BatchItem], conn: DriverTransaction) -> list[Written]:
         """The rows queued with the batch, then the conditions of the items that have one,
         then the chained events, then the head. Runs inside one transaction that has already
         begun."""
@@ -314,7 +314,7 @@ def _bulk_insert(table: Table, columns: tuple[str, ...]) -> DriverStatement:
     return DriverStatement(table.insert().values({name: bindparam(name) for name in columns}))
 
 
-def _holds(conn: Connection, item: BatchItem) -> bool:
+def _holds(conn: DriverTransaction, item: BatchItem) -> bool:
     """Whether ``item``'s condition holds (an item without one always does)."""
     if item.if_open is None:
         return True
@@ -324,6 +324,6 @@ def _holds(conn: Connection, item: BatchItem) -> bool:
     return challenge_open(conn, challenge_id, at=at)
 
 
-def _insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+def _insert_rows(conn: DriverTransaction, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert ``rows`` (all with the keys of the first) into ``table``."""
     _bulk_insert(table, tuple(rows[0])).execute_many(conn, rows)

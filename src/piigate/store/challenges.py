@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import bindparam, select, update
 
 from piigate.errors import NotFound
 from piigate.model import ChallengeState
 from piigate.store._sql import Repo, utc
-from piigate.store.driver import DriverStatement
+from piigate.store.driver import DriverStatement, Transaction
 from piigate.store.tables import TS, challenges
 
 __all__ = ["ChallengeRow", "ChallengeStore", "challenge_open"]
@@ -30,7 +30,7 @@ _OPEN_PLAIN = DriverStatement(_OPEN)
 _OPEN_LOCKED = DriverStatement(_OPEN.with_for_update(read=True))
 
 
-def challenge_open(conn: Connection, challenge_id: str, *, at: datetime) -> bool:
+def challenge_open(conn: Transaction, challenge_id: str, *, at: datetime) -> bool:
     """Whether challenge ``challenge_id`` can still be answered at ``at`` -- pending, with
     attempts left, unexpired -- in ``conn``'s write transaction, where it stays so until the
     commit: PostgreSQL share-locks the row; SQLite's writers already wait for the database's

@@ -12,22 +12,24 @@ edges fail closed instead of treating a dead store as "no such row".
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar, overload
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, exc, make_url, text
+from sqlalchemy import create_engine, exc, text
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from piigate.errors import Conflict, ServiceUnavailable
 from piigate.files import private_directory, private_file
+from piigate.store.driver import DriverTransaction, in_driver_transaction
 from piigate.store.sqlite import DURABLE, IMMEDIATE, install_sqlite_hooks
+from piigate.store.urls import blocking_url, normalize_url, sqlite_path
+from piigate.store.workers import Workers
 
 T = TypeVar("T")
 
@@ -35,8 +37,6 @@ __all__ = [
     "AlreadyExists",
     "Database",
     "StoreUnavailable",
-    "default_url",
-    "normalize_url",
 ]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -74,43 +74,6 @@ class AlreadyExists(Conflict):
     title = "Already exists"
 
 
-def default_url(data_dir: Path) -> str:
-    """The embedded default store: ``sqlite:///<data_dir>/piigate.db``."""
-    return f"sqlite:///{Path(data_dir) / 'piigate.db'}"
-
-
-def normalize_url(url: str | URL) -> URL:
-    """Map ``sqlite://`` and ``postgresql://`` (any driver) onto the async drivers we ship."""
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        database = parsed.database or ""
-        if database in ("", ":memory:") or "mode=memory" in database:
-            raise ValueError("in-memory SQLite is not supported: give the store a file path")
-        return parsed.set(drivername="sqlite+aiosqlite")
-    if backend in ("postgresql", "postgres"):
-        return parsed.set(drivername="postgresql+asyncpg")
-    raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
-
-
-def _sqlite_path(url: URL) -> Path | None:
-    """The database file of a SQLite URL; None for another backend or a ``file:`` URI."""
-    if url.get_backend_name() != "sqlite" or url.query.get("uri"):
-        return None
-    return Path(url.database or "").expanduser().resolve()
-
-
-def blocking_url(url: URL) -> URL:
-    """The synchronous driver's URL for an async one: ``sqlite3`` for aiosqlite, psycopg for
-    asyncpg (whose ``ssl=`` option is libpq's ``sslmode=``)."""
-    if url.get_backend_name() == "sqlite":
-        return url.set(drivername="sqlite+pysqlite")
-    query = dict(url.query)
-    if "ssl" in query and "sslmode" not in query:
-        query["sslmode"] = query.pop("ssl")
-    return url.set(drivername="postgresql+psycopg", query=query)
-
-
 class _SyncEngines(NamedTuple):
     """One synchronous engine and its option sets, built once rather than per transaction."""
 
@@ -129,8 +92,8 @@ class Database:
         # The store through a synchronous driver, and the threads that run units of work on it
         # (see read()/write()); created on first use, dropped by close().
         self._sync: _SyncEngines | None = None
-        self._writer: ThreadPoolExecutor | None = None
-        self._readers: ThreadPoolExecutor | None = None
+        self._writer: Workers | None = None
+        self._readers: Workers | None = None
         # The async pool, with the option the SQLite begin hook turns into BEGIN IMMEDIATE
         # (ignored on PostgreSQL).
         self._write_engine = engine.execution_options(**{IMMEDIATE: True})
@@ -145,7 +108,7 @@ class Database:
         """
         target = normalize_url(url)
         if target.get_backend_name() == "sqlite":
-            path = _sqlite_path(target)
+            path = sqlite_path(target)
             if path is not None:
                 # The database holds password hashes and the audit trail: owner only. SQLite
                 # gives its -wal, -shm and -journal files the database file's mode.
@@ -167,7 +130,7 @@ class Database:
     def files(self) -> tuple[Path, ...]:
         """The files of a SQLite store, the database and its -wal, -shm and -journal files
         (whether they exist or not); none for PostgreSQL."""
-        path = _sqlite_path(self.engine.url)
+        path = sqlite_path(self.engine.url)
         if path is None:
             return ()
         return (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal")))
@@ -183,7 +146,7 @@ class Database:
     async def close(self) -> None:
         for pool in (self._writer, self._readers):
             if pool is not None:
-                pool.shutdown(wait=True)  # units of work are short; let them finish
+                pool.shutdown()  # units of work are short; let them finish
         self._writer = self._readers = None
         if self._sync is not None:
             self._sync.plain.dispose()
@@ -195,23 +158,53 @@ class Database:
 
     # -- units of work -----------------------------------------------------------------------
 
-    async def read(self, work: Callable[[Connection], T], *, snapshot: bool = False) -> T:
+    @overload
+    async def read(self, work: Callable[[Connection], T], *, snapshot: bool = False) -> T: ...
+
+    @overload
+    async def read(self, work: Callable[[DriverTransaction], T], *, driver: Literal[True]) -> T: ...
+
+    async def read(
+        self, work: Callable[[Any], T], *, snapshot: bool = False, driver: bool = False
+    ) -> T:
         """Run ``work`` (plain synchronous SQLAlchemy) in one read transaction, rolled back, in
         a reader thread through the synchronous driver.
 
         On SQLite its statements always share one snapshot. On PostgreSQL each sees what was
         committed when it started (READ COMMITTED), unless ``snapshot`` asks for one snapshot
         across them (REPEATABLE READ).
+
+        ``driver``: ``work`` runs only ``store.driver.DriverStatement``\\ s, and gets a
+        :class:`DriverTransaction` on a pooled DB-API connection instead of a SQLAlchemy
+        ``Connection`` (a unit of work on a hot path: the same transaction without SQLAlchemy's
+        per-transaction machinery).
         """
+        if driver:
+            return await self._in_thread(self._reader_pool(), self._driver_blocking, work, False)
         return await self._in_thread(self._reader_pool(), self._read_blocking, work, snapshot)
 
-    async def write(self, work: Callable[[Connection], T], *, durable: bool = False) -> T:
+    @overload
+    async def write(self, work: Callable[[Connection], T], *, durable: bool = False) -> T: ...
+
+    @overload
+    async def write(
+        self,
+        work: Callable[[DriverTransaction], T],
+        *,
+        durable: bool = False,
+        driver: Literal[True],
+    ) -> T: ...
+
+    async def write(
+        self, work: Callable[[Any], T], *, durable: bool = False, driver: bool = False
+    ) -> T:
         """Run ``work`` (plain synchronous SQLAlchemy) in one write transaction, committed when
         it returns; an exception rolls it back.
 
         ``durable``: the COMMIT survives power loss, not only a crash. In WAL mode SQLite's
         ``synchronous=NORMAL`` may lose the last commits on power failure; the audit log
         acknowledges nothing that is not durable, so it commits with ``synchronous=FULL``.
+        ``driver``: as for :meth:`read`.
 
         On SQLite the whole transaction runs in the process's one writer thread with the stdlib
         driver, under ``BEGIN IMMEDIATE``: a transaction costs one hand-off between threads
@@ -220,24 +213,27 @@ class Database:
         audit writer, other nodes -- meet it there). On PostgreSQL it
         runs in one of a few writer threads through psycopg, off the event loop.
         """
+        if driver:
+            run: Callable[..., T] = functools.partial(self._driver_blocking, write=True)
+            return await self._in_thread(self._writer_pool(), run, work, durable)
         return await self._in_thread(self._writer_pool(), self._write_blocking, work, durable)
 
-    async def _in_thread(self, pool: ThreadPoolExecutor, run: Callable[..., T], *args: Any) -> T:
+    async def _in_thread(self, pool: Workers, run: Callable[..., T], *args: Any) -> T:
         self._blocking_engines()  # created on the event loop, never by two threads at once
-        return await asyncio.get_running_loop().run_in_executor(pool, run, *args)
+        return await pool.run(run, *args)
 
-    def _reader_pool(self) -> ThreadPoolExecutor:
+    def _reader_pool(self) -> Workers:
         if self._readers is None:
             threads = 2 if self.dialect == "sqlite" else _POSTGRES_THREADS
-            self._readers = ThreadPoolExecutor(threads, thread_name_prefix="piigate-store-read")
+            self._readers = Workers(threads, "piigate-store-read")
         return self._readers
 
-    def _writer_pool(self) -> ThreadPoolExecutor:
+    def _writer_pool(self) -> Workers:
         # SQLite has one writer at a time: this process's writes queue here, not in SQLite's
         # busy handler. PostgreSQL locks rows, so its writes may run side by side.
         if self._writer is None:
             threads = 1 if self.dialect == "sqlite" else _POSTGRES_THREADS
-            self._writer = ThreadPoolExecutor(threads, thread_name_prefix="piigate-store-write")
+            self._writer = Workers(threads, "piigate-store-write")
         return self._writer
 
     def _blocking_engines(self) -> _SyncEngines:
@@ -280,6 +276,14 @@ class Database:
         with _translated(), (engines.durable if durable else engines.write).begin() as conn:
             return work(conn)
 
+    def _driver_blocking(
+        self, work: Callable[[DriverTransaction], T], durable: bool, *, write: bool = False
+    ) -> T:
+        with _translated():
+            return in_driver_transaction(
+                self._blocking_engines().plain, work, write=write, durable=durable
+            )
+
     # -- connections -------------------------------------------------------------------------
 
     @asynccontextmanager
@@ -299,10 +303,10 @@ class Database:
         async with _translating(), engine.begin() as conn:
             yield conn
 
-    def run_durable_blocking(self, work: Callable[[Connection], T]) -> T:
-        """``write(work, durable=True)`` in the calling thread, through the synchronous driver
-        (the audit writer process); it blocks until the commit is durable."""
-        return self._write_blocking(work, True)
+    def run_durable_blocking(self, work: Callable[[DriverTransaction], T]) -> T:
+        """``write(work, durable=True, driver=True)`` in the calling thread (the audit writer
+        process); it blocks until the commit is durable."""
+        return self._driver_blocking(work, True, write=True)
 
     # -- migrations --------------------------------------------------------------------------
 

@@ -10,19 +10,35 @@ processed values straight to the driver's cursor, inside the unit of work's tran
 Both synchronous drivers take positional parameters (``sqlite3``'s ``?``, psycopg's ``%s`` as
 the store configures it). A driver error is raised as SQLAlchemy's ``DBAPIError`` for it, so the
 store's error translation (``StoreUnavailable``, constraint violations) stays one code path.
+
+A statement runs in a SQLAlchemy ``Connection``'s transaction, or in a
+:class:`DriverTransaction`: a unit of work that runs at the driver level from its ``BEGIN`` to
+its ``COMMIT`` (``Database.read``/``write`` with ``driver=True``), without SQLAlchemy's
+connection, transaction and event machinery around it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Dialect, exc
+from sqlalchemy import Connection, Dialect, Engine, exc
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.selectable import Select
 
-__all__ = ["DriverResult", "DriverStatement"]
+from piigate.store.sqlite import begin
+
+__all__ = [
+    "DriverResult",
+    "DriverStatement",
+    "DriverTransaction",
+    "driver_error",
+    "in_driver_transaction",
+]
+
+T = TypeVar("T")
 
 _Processor = Callable[[Any], Any] | None
 
@@ -52,6 +68,21 @@ class _Compiled:
     readers: tuple[_Processor, ...]
 
 
+class DriverTransaction:
+    """A transaction begun on a pooled DB-API connection: a unit of work at the driver level
+    runs its statements in it, and ``Database`` begins it and commits or rolls it back."""
+
+    __slots__ = ("dbapi_connection", "dialect")
+
+    def __init__(self, dialect: Dialect, dbapi_connection: Any) -> None:
+        self.dialect = dialect
+        self.dbapi_connection = dbapi_connection
+
+
+# Where a statement runs: a SQLAlchemy connection's transaction, or a driver-level one.
+Transaction = Connection | DriverTransaction
+
+
 class DriverStatement:
     """A Core statement (``select``, ``insert``/``update`` with or without ``RETURNING``) with
     named ``bindparam``s, run at the driver level. Expanding (``IN``) parameters are not
@@ -61,7 +92,7 @@ class DriverStatement:
         self.statement = statement
         self._compiled: dict[str, _Compiled] = {}
 
-    def execute(self, conn: Connection, params: Mapping[str, Any]) -> DriverResult:
+    def execute(self, conn: Transaction, params: Mapping[str, Any]) -> DriverResult:
         """Run once with ``params`` in ``conn``'s transaction (begun here if needed)."""
         compiled = self._for(conn.dialect)
         values = _bound(compiled, params)
@@ -71,12 +102,12 @@ class DriverStatement:
             rows = cursor.fetchall() if cursor.description is not None else []
             rowcount = int(cursor.rowcount)
         except conn.dialect.loaded_dbapi.Error as error:
-            raise _translated(conn.dialect, compiled.sql, error) from error
+            raise driver_error(conn.dialect, compiled.sql, error) from error
         finally:
             cursor.close()
         return DriverResult(_read(compiled, rows), rowcount)
 
-    def execute_many(self, conn: Connection, params: Iterable[Mapping[str, Any]]) -> None:
+    def execute_many(self, conn: Transaction, params: Iterable[Mapping[str, Any]]) -> None:
         """Run once per mapping in ``params`` (``executemany``): bulk inserts."""
         compiled = self._for(conn.dialect)
         rows = [_bound(compiled, p) for p in params]
@@ -84,7 +115,7 @@ class DriverStatement:
         try:
             cursor.executemany(compiled.sql, rows)
         except conn.dialect.loaded_dbapi.Error as error:
-            raise _translated(conn.dialect, compiled.sql, error) from error
+            raise driver_error(conn.dialect, compiled.sql, error) from error
         finally:
             cursor.close()
 
@@ -93,6 +124,57 @@ class DriverStatement:
         if found is None:
             found = self._compiled[dialect.name] = _compile(self.statement, dialect)
         return found
+
+
+def in_driver_transaction(
+    engine: Engine, work: Callable[[DriverTransaction], T], *, write: bool, durable: bool
+) -> T:
+    """``work`` in one transaction on a DB-API connection from ``engine``'s pool: committed
+    when ``write`` (on SQLite under ``BEGIN IMMEDIATE``, with ``synchronous=FULL`` when
+    ``durable``: ``sqlite.begin``, as the SQLAlchemy path's hook), rolled back otherwise or on
+    an exception. Driver errors are raised as SQLAlchemy's; a connection found lost is
+    invalidated rather than pooled again."""
+    dialect = engine.dialect
+    try:
+        pooled = engine.raw_connection()
+    except dialect.loaded_dbapi.Error as error:  # what Engine.connect would wrap
+        raise driver_error(dialect, "connect", error) from error
+    try:
+        dbapi = pooled.dbapi_connection
+        assert dbapi is not None, "a connection checked out of the pool"
+        try:
+            if dialect.name == "sqlite":
+                begin(dbapi, pooled.info, immediate=write, durable=durable)
+            result = work(DriverTransaction(dialect, dbapi))
+            if write:
+                dbapi.commit()
+            else:
+                dbapi.rollback()
+        except BaseException as error:
+            _abandon(pooled, dialect, error)
+            if isinstance(error, dialect.loaded_dbapi.Error):
+                raise driver_error(dialect, "BEGIN/COMMIT", error) from error
+            raise
+        return result
+    finally:
+        pooled.close()
+
+
+def _abandon(pooled: PoolProxiedConnection, dialect: Dialect, error: BaseException) -> None:
+    """Roll back what ``pooled`` did before ``error``; invalidate it (closed, not pooled again)
+    when the error says the connection is lost, or the rollback fails."""
+    dbapi = pooled.dbapi_connection
+    cause = error.orig if isinstance(error, exc.DBAPIError) else error
+    lost = isinstance(cause, dialect.loaded_dbapi.Error) and dialect.is_disconnect(
+        cause, dbapi, None
+    )
+    if not lost:
+        try:
+            dbapi.rollback()  # type: ignore[union-attr]
+        except Exception:
+            lost = True
+    if lost:
+        pooled.invalidate()
 
 
 def _compile(statement: Select[Any] | UpdateBase, dialect: Dialect) -> _Compiled:
@@ -139,9 +221,11 @@ def _read(compiled: _Compiled, rows: Sequence[Sequence[Any]]) -> list[dict[str, 
     ]
 
 
-def _cursor(conn: Connection) -> Any:
+def _cursor(conn: Transaction) -> Any:
     """The driver's cursor for ``conn``, in a transaction: SQLAlchemy begins one on a
     statement it runs itself, so one begun here runs the same ``begin`` hooks."""
+    if isinstance(conn, DriverTransaction):
+        return conn.dbapi_connection.cursor()
     if not conn.in_transaction():
         conn.begin()
     dbapi = conn.connection.dbapi_connection
@@ -149,7 +233,7 @@ def _cursor(conn: Connection) -> Any:
     return dbapi.cursor()
 
 
-def _translated(dialect: Dialect, sql: str, error: Exception) -> exc.StatementError:
+def driver_error(dialect: Dialect, sql: str, error: Exception) -> exc.StatementError:
     """SQLAlchemy's exception for a driver error, as ``Connection.execute`` would raise it."""
     return exc.DBAPIError.instance(
         sql,

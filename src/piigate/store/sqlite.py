@@ -15,7 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-__all__ = ["DURABLE", "IMMEDIATE", "install_sqlite_hooks"]
+__all__ = ["DURABLE", "IMMEDIATE", "begin", "install_sqlite_hooks"]
 
 # Execution options read by the ``begin`` hook: BEGIN IMMEDIATE, and synchronous=FULL.
 IMMEDIATE = "piigate_sqlite_immediate"
@@ -41,20 +41,31 @@ def install_sqlite_hooks(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         options = conn.get_execution_options()
-        # synchronous cannot change inside a transaction, so set it just before BEGIN; the
-        # pooled connection remembers its current setting to avoid needless PRAGMAs.
-        info = conn.connection.info
-        wanted = "FULL" if options.get(DURABLE) else "NORMAL"
-        # Straight to the driver's cursor: these run once per transaction, and SQLAlchemy's
-        # statement machinery (events, result set-up) would double what BEGIN costs.
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            if info.get("synchronous", "NORMAL") != wanted:
-                cursor.execute(f"PRAGMA synchronous = {wanted}")
-                info["synchronous"] = wanted
-            cursor.execute("BEGIN IMMEDIATE" if options.get(IMMEDIATE) else "BEGIN")
-        finally:
-            cursor.close()
+        begin(
+            conn.connection.dbapi_connection,
+            conn.connection.info,
+            immediate=bool(options.get(IMMEDIATE)),
+            durable=bool(options.get(DURABLE)),
+        )
+
+
+def begin(dbapi_connection: Any, info: dict[str, Any], *, immediate: bool, durable: bool) -> None:
+    """BEGIN (``immediate``: BEGIN IMMEDIATE) on a connection set up by the ``connect`` hook,
+    with ``synchronous=FULL`` when ``durable``; ``info`` is the pooled connection's, where its
+    current ``synchronous`` setting is remembered."""
+    # synchronous cannot change inside a transaction, so set it just before BEGIN; the
+    # pooled connection remembers its current setting to avoid needless PRAGMAs.
+    wanted = "FULL" if durable else "NORMAL"
+    # Straight to the driver's cursor: these run once per transaction, and SQLAlchemy's
+    # statement machinery (events, result set-up) would double what BEGIN costs.
+    cursor = dbapi_connection.cursor()
+    try:
+        if info.get("synchronous", "NORMAL") != wanted:
+            cursor.execute(f"PRAGMA synchronous = {wanted}")
+            info["synchronous"] = wanted
+        cursor.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    finally:
+        cursor.close()
 
 
 def _enable_wal(cursor: Any) -> None:

@@ -36,15 +36,15 @@ from piigate.factors.ports import (
 from piigate.model import ChallengeState
 from piigate.store._sql import Repo, utc
 from piigate.store.challenges import ChallengeRow
-from piigate.store.driver import DriverStatement
+from piigate.store.driver import DriverStatement, DriverTransaction
 from piigate.store.factors import FactorRow, factor_row
 from piigate.store.tables import TS, ceremonies, challenges, factors
 
 __all__ = ["VerificationStore"]
 
-# Each statement is written once in Core and run at the driver level (store/driver.py): a
-# verification is a handful of statements, and SQLAlchemy's per-execution work would cost more
-# CPU than the database's.
+# Each statement is written once in Core and run at the driver level (store/driver.py), in
+# units of work at the driver level: a verification is a handful of statements, and
+# SQLAlchemy's per-execution and per-transaction work would cost more CPU than the database's.
 _CHALLENGE = DriverStatement(select(challenges).where(challenges.c.id == bindparam("challenge_id")))
 _FACTORS = DriverStatement(
     select(factors)
@@ -133,7 +133,7 @@ class VerificationStore(Repo):
         """The challenge and its subject's factors of ``kind`` in ``state``, oldest first (no
         factors when ``kind`` is None); None when there is no such challenge."""
 
-        def work(conn: Connection) -> tuple[ChallengeRow, list[FactorRow]] | None:
+        def work(conn: DriverTransaction) -> tuple[ChallengeRow, list[FactorRow]] | None:
             found = _CHALLENGE.execute(conn, {"challenge_id": challenge_id}).rows
             if not found:
                 return None
@@ -143,7 +143,7 @@ class VerificationStore(Repo):
             wanted = {"subject_id": row.subject_id, "kind": kind, "state": state}
             return row, [factor_row(r) for r in _FACTORS.execute(conn, wanted).rows]
 
-        return await self.db.read(work)
+        return await self.db.read(work, driver=True)
 
     async def charge_attempt(
         self,
@@ -160,7 +160,7 @@ class VerificationStore(Repo):
         transaction; ``NotFound`` when there is no such challenge."""
         at = utc(now)
 
-        def work(conn: Connection) -> AttemptCharge | None:
+        def work(conn: DriverTransaction) -> AttemptCharge | None:
             attempts = _ATTEMPT.execute(conn, {"challenge_id": challenge_id, "at": at}).scalar()
             if attempts is None:
                 return None
@@ -172,7 +172,7 @@ class VerificationStore(Repo):
                         failures[factor_id] = count
             return AttemptCharge(int(attempts), failures)
 
-        charged = await self.db.write(work)
+        charged = await self.db.write(work, driver=True)
         if charged is None:
             raise NotFound("no such challenge")
         return charged
@@ -199,7 +199,7 @@ class VerificationStore(Repo):
             "at": at if grant_collected else None,
         }
 
-        def work(conn: Connection) -> Settlement:
+        def work(conn: DriverTransaction) -> Settlement:
             if conn.dialect.name == "postgresql":
                 _lock_rows(conn, challenge_id, {*reset, *_factor_ids(spends)})
             for spend in spends:
@@ -210,7 +210,7 @@ class VerificationStore(Repo):
             approved = _APPROVE.execute(conn, approval_values).rowcount == 1
             return Settlement(refused=None, approved=approved)
 
-        return await self.db.write(work)
+        return await self.db.write(work, driver=True)
 
     async def refund_charge(
         self,
@@ -264,7 +264,7 @@ def _cleared(spends: Sequence[Spend]) -> set[str]:
     return {s.factor_id for s in spends if isinstance(s, AdvanceTotpStep)}
 
 
-def _lock_rows(conn: Connection, challenge_id: str, factor_ids: set[str]) -> None:
+def _lock_rows(conn: DriverTransaction, challenge_id: str, factor_ids: set[str]) -> None:
     """Lock the rows in the order :meth:`VerificationStore.charge_attempt` updates them -- the
     challenge, then the factors by id -- so that settling one challenge while another of the
     same subject is charged cannot deadlock (PostgreSQL; SQLite has one writer at a time)."""
@@ -273,7 +273,7 @@ def _lock_rows(conn: Connection, challenge_id: str, factor_ids: set[str]) -> Non
         _LOCK_FACTOR.execute(conn, {"factor_id": factor_id})
 
 
-def _charge(conn: Connection, factor_id: str, at: datetime, limit: int) -> int | None:
+def _charge(conn: DriverTransaction, factor_id: str, at: datetime, limit: int) -> int | None:
     """One more failure on the factor unless it is at ``limit`` already; the count, ``limit +
     1`` when it was at the cap, None when the factor is gone."""
     values = {"factor_id": factor_id, "limit": limit, "at": at}
@@ -284,7 +284,7 @@ def _charge(conn: Connection, factor_id: str, at: datetime, limit: int) -> int |
     return None if current is None else int(current) + 1
 
 
-def _spent(conn: Connection, spend: Spend, at: datetime) -> bool:
+def _spent(conn: DriverTransaction, spend: Spend, at: datetime) -> bool:
     """Run one spend's compare-and-set: True when this transaction spent it."""
     if isinstance(spend, AdvanceTotpStep):
         # Later than the saved step, judged on the row itself: of parallel requests with the
@@ -296,7 +296,7 @@ def _spent(conn: Connection, spend: Spend, at: datetime) -> bool:
     return _revised(conn, spend)
 
 
-def _closed(conn: Connection, spend: SpendCeremony, at: datetime) -> bool:
+def _closed(conn: DriverTransaction, spend: SpendCeremony, at: datetime) -> bool:
     """Close the ceremony open → ``spend.new``, with its new data if any."""
     values: dict[str, Any] = {"ceremony_id": spend.ceremony_id, "state": spend.new, "at": at}
     if spend.data is None:
@@ -305,7 +305,7 @@ def _closed(conn: Connection, spend: SpendCeremony, at: datetime) -> bool:
     return _CLOSE_WITH_DATA.execute(conn, values).rowcount == 1
 
 
-def _revised(conn: Connection, spend: ReviseFactorData) -> bool:
+def _revised(conn: DriverTransaction, spend: ReviseFactorData) -> bool:
     # JSON cannot be compared in SQL portably: lock the row (FOR UPDATE, or SQLite's write
     # lock), judge it in Python, write it back -- all in this transaction.
     current = _DATA.execute(conn, {"factor_id": spend.factor_id}).scalar()
