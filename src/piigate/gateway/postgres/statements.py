@@ -230,11 +230,11 @@ class Gatekeeper:
         if "push" in challenge.requirement.methods:
             number = await self.desk.push(challenge.id, session.caller)
         session.send(self._notice(ruling, number))
-        await session.writer.drain()
+        await session.client.drain()
         session.cancelled.clear()
         deadline = time.monotonic() + self.approval_wait
         while time.monotonic() < deadline and not session.cancelled.is_set():
-            if session.reader.at_eof():  # the client has gone: no one waits for the answer
+            if session.client.at_eof():  # the client has gone: no one waits for the answer
                 return None
             try:
                 state = await self.desk.state(challenge.id, session.caller)
