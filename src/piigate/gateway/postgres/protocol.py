@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from piigate.gateway.postgres import backend as be
 from piigate.gateway.postgres import frontend as fe
@@ -40,6 +40,11 @@ MAX_STARTUP_PACKET = 10_000
 _LENGTH = struct.Struct("!i")
 M = TypeVar("M")
 _Decoder = tuple[str, Callable[[Reader], M]]
+# Messages a client sends over and over as they were (the same statement parsed, the same
+# portal described and executed, Sync): decoded once per connection, kept by their bytes (the
+# messages are frozen). Not a Bind or a Query, whose values change from one to the next.
+_REPEATED: Final = frozenset({b"P", b"D", b"E", b"C", b"S", b"H"})
+_SEEN_KEPT: Final = 64
 # Startup packets the client sends nothing after until it has an answer.
 _ANSWERED = (fe.SSLRequest, fe.GSSENCRequest, fe.CancelRequest)
 
@@ -200,6 +205,8 @@ class FrontendParser(_Framer):
         super().__init__(max_message_size)
         self.started = False
         self._auth = AuthKind.PASSWORD
+        # Messages a client sends over again as they were (see ``_REPEATED``), by their bytes.
+        self._seen: dict[tuple[bytes, bytes], fe.FrontendMessage] = {}
 
     def expect_auth(self, kind: AuthKind) -> None:
         """Read the next ``p`` messages as ``kind`` (after the server's request for it)."""
@@ -234,10 +241,19 @@ class FrontendParser(_Framer):
         if found is None:
             return None
         tag, payload = found
+        if tag in _REPEATED:
+            seen = self._seen.get(found)
+            if seen is not None:
+                return seen
         decoder = _PASSWORD[self._auth] if tag == b"p" else _FRONTEND.get(tag)
         if decoder is None:
             return Unknown(tag, payload)
-        return self._decode(decoder, payload)
+        message = self._decode(decoder, payload)
+        if tag in _REPEATED:
+            if len(self._seen) >= _SEEN_KEPT:
+                self._seen.clear()
+            self._seen[found] = message
+        return message
 
     def _next_startup(self) -> fe.FrontendMessage | None:
         if self._available() < 4:
