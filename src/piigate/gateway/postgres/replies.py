@@ -9,10 +9,10 @@ describing it again. What the gateway answers itself (a refusal, a ``SET piigate
 sees answers in the order it asked.
 
 Pure: :meth:`Replies.relay` takes the server's bytes as they come (split anywhere) and returns
-the bytes for the client. Only the 5-byte header of each message is read where nothing is to be
-done: the rows of a result nothing in them is masked, its completion, ``ReadyForQuery``, the
-completions of Parse, Bind and Close go out as the server sent them, with the queue kept in
-step by their types. What may need changing is decoded: every row of a masked result, every
+the bytes for the client. Where nothing is to be done, only the 5-byte header of a message is
+read: the rows of a result in which nothing is masked, its completion, ``ReadyForQuery``, the
+completions of Parse, Bind and Close go out as the server sent them, the queue kept in step by
+their types. What may need changing is decoded: every row of a masked result, every
 ``RowDescription`` a masker reads (and a Describe's), every error and notice (scrubbed unless
 their statement may show everything). A reply out of step with the queue ends the session
 (:class:`Desync`), as does a message that breaks the protocol.
@@ -277,9 +277,7 @@ class Replies:
         result = head.result
         if tag == _DATA_ROW:
             if result is not None and result.mask is not None:
-                row = _decoded(buf, pos, end)
-                assert isinstance(row, be.DataRow)
-                return [result.mask.apply(row).encode()]
+                return [result.mask.apply_message(buf[pos + 5 : end])]
             return None
         if tag == _ROW_DESCRIPTION:
             if result is not None:
