@@ -1,9 +1,9 @@
 """The PostgreSQL gateway (``piigate gateway postgres``) against the server it fronts, same run.
 
-Run: ``.venv/bin/python bench/gateway_pg.py [--quick] [--profile FILE]``. Needs ``pgbench`` and
-a PostgreSQL server (``--database-url``, default ``postgresql://postgres@127.0.0.1:5432/postgres``,
-a role that may create databases). Prints one JSON object per line on stdout (progress on
-stderr). See docs/BENCHMARKS.md; nothing here asserts on time.
+Run: ``.venv/bin/python bench/gateway_pg.py [--quick] [--floor] [--profile FILE]``. Needs
+pgbench and a PostgreSQL server (``--database-url``, default ``postgresql://postgres@127.0.0.1``
+``:5432/postgres``, a role that may create databases). Prints one JSON object per line on
+stdout (progress on stderr). See docs/BENCHMARKS.md; nothing here asserts on time.
 
 What runs:
 - a scratch database ``piigate_bench_<hex>`` (dropped afterwards) with ``pgbench -i -s 1`` and
@@ -21,8 +21,9 @@ What runs:
 - ``SELECT id, name, ssn FROM bench_people`` (10,000 rows, psycopg, the simple protocol) through
   ``masked`` (ssn masked), ``plain`` (nothing to mask) and straight to the server;
 - in process: ``RowMask.apply`` on the same 10,000 rows, no sockets.
-- ``--profile FILE``: afterwards, one more ``masked`` gateway under cProfile for a ``pgbench -S``
-  run; its top functions go to stderr and the stats to FILE.
+- ``--floor``: ``pgbench -S`` through bench/byte_relay.py too, in the same rounds: the least a
+  relay in Python costs. ``--profile FILE``: then a ``masked`` gateway under cProfile from its
+  warm-up on, for ``pgbench -S``; top functions to stderr, the stats to FILE.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import os
 import pstats
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -46,6 +48,7 @@ import yaml
 
 from _common import emit, note, summary
 from api import HOST, ScratchPostgres, _cpu_seconds, bench_env, create_key, free_port, stop
+from byte_relay import byte_relay
 from gateway_http import wait_listening
 
 BENCH = "gateway_pg"
@@ -71,14 +74,15 @@ POLICY = {
 
 
 def serve(config: str, profile: str | None) -> None:
-    """``piigate gateway postgres --config CONFIG`` in this process, under cProfile if asked
-    (the stats are written when the gateway stops on SIGTERM)."""
+    """``piigate gateway postgres --config CONFIG`` in this process. With ``profile``, cProfile
+    runs from the first SIGUSR1 (sent once the gateway is warm, so start-up is not in it) and
+    its stats are written when the gateway stops on SIGTERM."""
     from piigate.cli import main as cli
 
     sys.argv = ["piigate", "gateway", "postgres", "--config", config]
     profiler = cProfile.Profile() if profile else None
     if profiler is not None:
-        profiler.enable()
+        signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
     try:
         cli()
     finally:
@@ -202,37 +206,42 @@ def pgbench_select(
 
 
 def measure_pgbench(
-    db: ScratchPostgres, gw: tuple[int, int], key: str, args: argparse.Namespace
+    db: ScratchPostgres,
+    targets: dict[str, tuple[int, int] | None],
+    key: str,
+    args: argparse.Namespace,
 ) -> None:
-    modes = MODES if not args.quick else ("simple",)
-    for mode in modes:
-        pgbench_select(db, mode, 2, args.clients, gw, key)  # warm-up: caches, connections
-        runs: dict[str, list[tuple[float, int, float]]] = {"gateway": [], "direct": []}
+    """``pgbench -S`` through each of ``targets`` (``gateway``, ``direct``: None, and with
+    ``--floor`` the byte relay), in rounds that alternate their order."""
+    for mode in MODES if not args.quick else ("simple",):
+        for target in targets.values():
+            pgbench_select(db, mode, 2, args.clients, target, key)  # warm-up: caches, connections
+        runs: dict[str, list[tuple[float, int, float]]] = {name: [] for name in targets}
         for r in range(args.rounds):
-            order = ["gateway", "direct"] if r % 2 == 0 else ["direct", "gateway"]
-            for t in order:
-                got = pgbench_select(
-                    db, mode, args.seconds, args.clients, gw if t == "gateway" else None, key
-                )
+            for t in list(targets) if r % 2 == 0 else list(reversed(targets)):
+                got = pgbench_select(db, mode, args.seconds, args.clients, targets[t], key)
                 runs[t].append(got)
-                step = f"round {r + 1}/{args.rounds} {t}"
-                note(f"{BENCH}: pgbench -S -M {mode} {step}: {got[0]:,.0f} tps")
+                note(f"{BENCH}: pgbench -S -M {mode} round {r + 1}/{args.rounds} {t}: "
+                     f"{got[0]:,.0f} tps")  # fmt: skip
         tps = {t: sum(x[0] for x in v) / len(v) for t, v in runs.items()}
-        txns = sum(x[1] for x in runs["gateway"])
-        cpu = sum(x[2] for x in runs["gateway"])
-        common = {
-            "clients": args.clients,
-            "mode": mode,
-            "seconds": args.seconds,
-            "rounds": args.rounds,
+        cpu = {
+            t: sum(x[2] for x in v) / max(sum(x[1] for x in v), 1) * 1e6 for t, v in runs.items()
         }
+        common = {"clients": args.clients, "mode": mode, "seconds": args.seconds,
+                  "rounds": args.rounds}  # fmt: skip
         emit(BENCH, f"pgbench_select_{mode}_tps", tps["gateway"], "1/s", tps["direct"],
              baseline_is="pgbench -S straight to the server, same run, rounds alternating",
              target=f">= {TARGET_TPS_RATIO:g} x baseline",
              target_met=tps["gateway"] >= TARGET_TPS_RATIO * tps["direct"], **common)  # fmt: skip
-        emit(BENCH, f"pgbench_select_{mode}_gateway_cpu_us_per_txn", cpu / max(txns, 1) * 1e6,
-             "us", 0.0, baseline_is="none (the gateway's own CPU, its process and children)",
+        emit(BENCH, f"pgbench_select_{mode}_gateway_cpu_us_per_txn", cpu["gateway"], "us", 0.0,
+             baseline_is="none (the gateway's own CPU, its process and children)",
              **common)  # fmt: skip
+        if "floor" in runs:
+            emit(BENCH, f"pgbench_select_{mode}_floor_tps", tps["floor"], "1/s", tps["direct"],
+                 baseline_is="pgbench -S straight to the server, same run, rounds alternating; "
+                 "value: through bench/byte_relay.py", **common)  # fmt: skip
+            emit(BENCH, f"pgbench_select_{mode}_floor_cpu_us_per_txn", cpu["floor"], "us", 0.0,
+                 baseline_is="none (the byte relay's own CPU)", **common)  # fmt: skip
 
 
 # -- masking -------------------------------------------------------------------------------
@@ -328,6 +337,8 @@ def profile_run(
 ) -> None:
     out = str(Path(args.profile).resolve())
     with gateways(tmp, db, env, ["masked"], profile=out) as gws:
+        pgbench_select(db, "simple", 2, args.clients, gws["masked"], key)  # warm-up
+        os.kill(gws["masked"][1], signal.SIGUSR1)  # start profiling
         for mode in ("simple", "prepared"):
             tps, _, _ = pgbench_select(db, mode, args.seconds, args.clients, gws["masked"], key)
             note(f"{BENCH}: under cProfile, pgbench -S -M {mode}: {tps:,.0f} tps")
@@ -345,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--fetches", type=int, default=None, help="10,000-row reads per round")
     parser.add_argument("--profile", default=None, help="also profile a gateway; stats to FILE")
+    parser.add_argument("--floor", action="store_true", help="also pgbench through a byte relay")
     parser.add_argument("--serve", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--profile-out", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -365,9 +377,14 @@ def main(argv: list[str] | None = None) -> int:
         env = bench_env(tmp / "data")
         key = create_key(env)
         measure_rowmask(args)
-        with gateways(tmp, db, env, ["masked", "plain"]) as gws:
+        to = (db.admin.host or HOST, db.admin.port or 5432)
+        floor = byte_relay(tmp, *to) if args.floor else contextlib.nullcontext()
+        with gateways(tmp, db, env, ["masked", "plain"]) as gws, floor as relay:
             note(f"{BENCH}: up in {time.monotonic() - started:.1f} s: {gws}")
-            measure_pgbench(db, gws["masked"], key, args)
+            targets = {"gateway": gws["masked"], "direct": None}
+            if relay is not None:
+                targets["floor"] = relay
+            measure_pgbench(db, targets, key, args)
             measure_masking(db, gws, key, args)
         if args.profile:
             profile_run(tmp, db, env, key, args)

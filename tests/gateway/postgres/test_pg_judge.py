@@ -18,6 +18,7 @@ from piigate.gateway.postgres.judge import (
     Touches,
     every_class,
     merge,
+    nothing_to_ask,
     rule,
     statement_digest,
 )
@@ -274,6 +275,16 @@ async def test_nothing_touched_asks_nothing() -> None:
     engine = Engine()
     ruling = await _rule([Touches("select"), Touches("set")], engine)
     assert ruling.outcome is Outcome.ALLOW and engine.asked == []
+
+
+@pytest.mark.parametrize(
+    "touches",
+    [[Touches("select"), Touches("set")], [READ_SSN], [Touches("set", refuse="no")], [FILTER_SSN]],
+)
+async def test_nothing_to_ask_is_what_rule_allows_without_asking(touches: list[Touches]) -> None:
+    engine = Engine()
+    ruling = await _rule(touches, engine)
+    assert nothing_to_ask(touches) == (ruling == Ruling(Outcome.ALLOW) and engine.asked == [])
 
 
 async def test_a_refused_statement_is_denied_without_asking() -> None:

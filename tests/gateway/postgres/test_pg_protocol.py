@@ -190,6 +190,24 @@ def test_any_fragmentation_yields_the_same_frontend_messages(cuts: list[int]) ->
 
 
 @given(st.lists(st.integers(min_value=0), max_size=40))
+def test_each_frontend_message_comes_with_the_bytes_it_came_in(cuts: list[int]) -> None:
+    # What a relay forwards in place of the message's encoding.
+    stream = STARTUP.encode() + b"".join(m.encode() for m in FRONTEND)
+    parser = FrontendParser()
+    framed = [pair for chunk in _splits(stream, cuts) for pair in parser.feed_framed(chunk)]
+    assert [m for m, _ in framed] == [STARTUP, *FRONTEND]
+    assert [raw for _, raw in framed] == [m.encode() for m in [STARTUP, *FRONTEND]]
+
+
+def test_a_message_sent_again_as_it_was_reads_the_same() -> None:
+    parser = FrontendParser()
+    parser.feed(STARTUP.encode())
+    twice = b"".join(m.encode() for m in FRONTEND) * 2
+    assert parser.feed(twice) == FRONTEND * 2  # decoded once, kept by its bytes, or anew
+    assert parser.feed(fe.Execute("p1", 5).encode()) == [fe.Execute("p1", 5)]
+
+
+@given(st.lists(st.integers(min_value=0), max_size=40))
 def test_any_fragmentation_yields_the_same_backend_messages(cuts: list[int]) -> None:
     stream = b"".join(m.encode() for m in BACKEND)
     parser = BackendParser()

@@ -4,10 +4,12 @@ masked column of any other type becomes NULL, and the rewritten DataRow is a val
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from piigate.gateway.http.masking import KeepLast, MaskRule, Replace
 from piigate.gateway.postgres import backend as be
-from piigate.gateway.postgres.protocol import BackendParser
+from piigate.gateway.postgres.protocol import BackendParser, ProtocolViolation
 from piigate.gateway.postgres.rows import TEXT_TYPES, RowMask, row_mask
 
 TEXT, VARCHAR, BPCHAR, NAME = 25, 1043, 1042, 19
@@ -175,3 +177,16 @@ def test_the_masked_row_encodes_with_valid_lengths() -> None:
     assert parser.feed(data + be.DataRow((b"x",)).encode()) == [masked, be.DataRow((b"x",))]
     assert masked.values == (b"\x00" * 7 + b"\x01", b"****-**-9999", b"***", None, None)
     assert "é".encode() not in data and b"219" not in data
+
+
+@given(st.lists(st.one_of(st.none(), st.binary(max_size=24), st.just(SSN.encode())), max_size=6))
+def test_masking_the_servers_bytes_is_masking_the_decoded_row(values: list[bytes | None]) -> None:
+    mask = RowMask(((False, None), (True, KeepLast(4)), (True, None), (True, Replace())))
+    row = be.DataRow(tuple(values))
+    assert mask.apply_message(row.encode()[5:]) == mask.apply(row).encode()
+
+
+def test_a_malformed_row_from_the_server_is_refused() -> None:
+    mask = RowMask(((True, KeepLast(4)),))
+    with pytest.raises(ProtocolViolation):
+        mask.apply_message(be.DataRow((SSN.encode(),)).encode()[5:-1])  # one byte short

@@ -4,5 +4,6 @@ The protocol without sockets (``wire``, ``messages``, ``frontend``, ``backend``,
 ``protocol``, as h11 does for HTTP) and ``scram``; what statements touch (``analysis`` and its
 modules over sqlglot, ``plan`` over the server's ``EXPLAIN``, ``judge``); the rows and messages
 the client gets (``replies``, ``rows``, ``scrub``): all pure. The asyncio layer on top:
-``session``, ``statements``, ``reading``, ``upstream``, ``desk``, ``server``.
+``session``, ``statements``, ``reading``, ``links`` (the connections, as asyncio protocols),
+``upstream``, ``desk``, ``server``.
 """

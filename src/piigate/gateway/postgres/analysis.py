@@ -23,7 +23,7 @@ from piigate.gateway.postgres.sqldml import DmlWalker
 from piigate.gateway.postgres.sqlquery import QUERIES
 from piigate.gateway.postgres.sqlscope import Output
 from piigate.gateway.postgres.sqltext import Chunk, Token, plain_identifiers, shape, split
-from piigate.gateway.postgres.touch import Touch, Use
+from piigate.gateway.postgres.touch import Statement, Touch, Use
 
 __all__ = ["Statement", "Touch", "Use", "analyse", "shape"]
 
@@ -95,48 +95,6 @@ _MAINTENANCE: Final = frozenset(
     }
 )
 _WORD: Final = re.compile(r"[a-z_\x80-\uffff][a-z0-9_$\x80-\uffff]*")
-
-
-@dataclass(frozen=True, slots=True)
-class Statement:
-    """One statement's analysis (see the module's doc for the fields' meaning)."""
-
-    text: str
-    kind: str
-    touches: frozenset[Touch] = frozenset()
-    outputs: tuple[frozenset[str], ...] | None = ()
-    tables: frozenset[TableName] = frozenset()
-    unresolved: frozenset[TableName] = frozenset()
-    where: bool | None = None
-    explainable: bool = False
-    fail_closed: str | None = None
-    refuse: str | None = None
-    changes_session: bool = False
-    body: Statement | None = None  # PREPARE, EXPLAIN, DECLARE: the statement inside
-
-    def _classes(self, uses: frozenset[Use]) -> frozenset[str]:
-        return frozenset(t.column.pii for t in self.touches if t.use in uses)
-
-    @property
-    def reads(self) -> frozenset[str]:
-        return self._classes(frozenset({Use.OUTPUT, Use.FILTER, Use.FLOW}))
-
-    @property
-    def unmaskable(self) -> frozenset[str]:
-        """Classes read in ways masking the result cannot hide."""
-        return self._classes(frozenset({Use.FILTER, Use.FLOW, Use.EXPORT}))
-
-    @property
-    def writes(self) -> frozenset[str]:
-        return self._classes(frozenset({Use.WRITE}))
-
-    @property
-    def deletes(self) -> frozenset[str]:
-        return self._classes(frozenset({Use.DELETE}))
-
-    @property
-    def exports(self) -> frozenset[str]:
-        return self._classes(frozenset({Use.EXPORT}))
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,7 +130,8 @@ class Parse:
 
 
 def _formats(r: Reader) -> tuple[int, ...]:
-    return tuple(r.int16() for _ in range(r.count()))
+    count = r.count()
+    return tuple(r.int16() for _ in range(count)) if count else ()
 
 
 def _encode_formats(formats: tuple[int, ...]) -> bytes:

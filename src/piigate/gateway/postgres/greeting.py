@@ -66,8 +66,8 @@ async def start_session(self: ClientSession) -> bool:
         tls = self.links.tls if isinstance(message, fe.SSLRequest) else None
         self.send(be.SSLAnswer(tls is not None))
         if tls is not None:
-            await self.writer.drain()
-            await self.writer.start_tls(tls)
+            await self.client.drain()
+            await self.client.start_tls(tls)
         message = await self.next_message()
     if isinstance(message, fe.CancelRequest):
         await self.links.gatekeeper.cancel(self.links, message)
@@ -102,7 +102,7 @@ async def _authenticate(self: ClientSession, startup: fe.StartupMessage) -> Call
     lookup = self.links.database_credentials
     if lookup is not None and user.startswith(DB_USER_PREFIX):
         return await _scram(self, user, lookup)
-    if not tls_or_local(self.client_ip, tls=self.writer.get_extra_info("ssl_object") is not None):
+    if not tls_or_local(self.client_ip, tls=self.client.get_extra_info("ssl_object") is not None):
         self.send(
             error(
                 "28000",
@@ -113,7 +113,7 @@ async def _authenticate(self: ClientSession, startup: fe.StartupMessage) -> Call
         return None
     self.parser.expect_auth(AuthKind.PASSWORD)
     self.send(auth.AuthenticationCleartextPassword())
-    await self.writer.drain()
+    await self.client.drain()
     answer = await self.next_message()
     if not isinstance(answer, fe.PasswordMessage) or not answer.password:
         return None
@@ -155,7 +155,7 @@ async def _scram(
     try:
         self.parser.expect_auth(AuthKind.SASL_INITIAL)
         self.send(auth.AuthenticationSASL((MECHANISM,)))
-        await self.writer.drain()
+        await self.client.drain()
         first = await self.next_message()
         if not isinstance(first, fe.SASLInitialResponse) or first.data is None:
             return None
@@ -163,7 +163,7 @@ async def _scram(
             raise ScramError("a mechanism the gateway did not offer")
         self.parser.expect_auth(AuthKind.SASL)
         self.send(auth.AuthenticationSASLContinue(server.first(first.data)))
-        await self.writer.drain()
+        await self.client.drain()
         final = await self.next_message()
         if not isinstance(final, fe.SASLResponse):
             return None

@@ -34,7 +34,7 @@ from piigate.model import (
     Rows,
 )
 
-__all__ = ["Ruling", "Touches", "every_class", "merge", "rule"]
+__all__ = ["Ruling", "Touches", "every_class", "merge", "nothing_to_ask", "rule"]
 
 _WRITES = {"insert": Action.CREATE, "copy_from": Action.CREATE}
 # Statements whose errors may show whole rows of the table they change ("Failing row contains").
@@ -161,6 +161,12 @@ class Ruling:
 
 
 Decide = Callable[[AccessRequest, Caller], Awaitable[Decision]]
+
+
+def nothing_to_ask(touches: Sequence[Touches]) -> bool:
+    """No statement touches a catalogued class or is refused: :func:`rule` then allows them
+    with nothing masked and asks the engine nothing, so a caller may skip it."""
+    return not any(t.any or t.refuse is not None for t in touches)
 
 
 async def rule(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from piigate.gateway.postgres import backend as be
 from piigate.gateway.postgres import frontend as fe
@@ -29,6 +29,9 @@ __all__ = [
     "BackendParser",
     "FrontendParser",
     "ProtocolViolation",
+    "backend_name",
+    "decode_backend",
+    "frame_end",
 ]
 
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
@@ -37,6 +40,11 @@ MAX_STARTUP_PACKET = 10_000
 _LENGTH = struct.Struct("!i")
 M = TypeVar("M")
 _Decoder = tuple[str, Callable[[Reader], M]]
+# Messages a client sends over and over as they were (the same statement parsed, the same
+# portal described and executed, Sync): decoded once per connection, kept by their bytes (the
+# messages are frozen). Not a Bind or a Query, whose values change from one to the next.
+_REPEATED: Final = frozenset({b"P", b"D", b"E", b"C", b"S", b"H"})
+_SEEN_KEPT: Final = 64
 # Startup packets the client sends nothing after until it has an answer.
 _ANSWERED = (fe.SSLRequest, fe.GSSENCRequest, fe.CancelRequest)
 
@@ -98,6 +106,46 @@ def _empty(r: Reader, message: M) -> M:
     return message
 
 
+def frame_end(buffer: bytes | bytearray, pos: int, max_message_size: int) -> int:
+    """Where the tagged message that starts at ``pos`` ends (its type byte, its int32 length,
+    its body), or -1 when ``buffer`` does not hold all of it yet."""
+    if len(buffer) - pos < 5:
+        return -1
+    length: int = _LENGTH.unpack_from(buffer, pos + 1)[0]
+    if length < 4:
+        raise ProtocolViolation(f"message length {length} is below the minimum of 4")
+    if length > max_message_size:
+        raise ProtocolViolation(
+            f"message of {length} bytes exceeds the limit of {max_message_size}"
+        )
+    end = pos + 1 + length
+    return end if end <= len(buffer) else -1
+
+
+def backend_name(tag: bytes) -> str:
+    """The name of the server's message of type ``tag`` (``Unknown`` for a type not modelled)."""
+    if tag == b"R":
+        return "Authentication"
+    return _BACKEND[tag][0] if tag in _BACKEND else "Unknown"
+
+
+def decode_backend(tag: bytes, payload: bytes) -> be.BackendMessage:
+    """One server message of type ``tag``, decoded strictly (``ProtocolViolation`` if it does
+    not read to its last byte)."""
+    if tag == b"R":
+        if len(payload) < 4:
+            raise ProtocolViolation("malformed Authentication message: truncated")
+        auth = AUTH_DECODERS.get(_LENGTH.unpack_from(payload)[0])
+        if auth is None:
+            return Unknown(b"R", payload)
+        return auth(Reader(payload[4:], "Authentication"))
+    decoder = _BACKEND.get(tag)
+    if decoder is None:
+        return Unknown(tag, payload)
+    name, decode = decoder
+    return decode(Reader(payload, name))
+
+
 class _Framer:
     """Cuts a byte stream into tagged messages: a type byte, an int32 length, the body."""
 
@@ -124,21 +172,17 @@ class _Framer:
             self._pos = 0
 
     def _next_frame(self) -> tuple[bytes, bytes] | None:
-        if self._available() < 5:
-            return None
         start = self._pos
-        length: int = _LENGTH.unpack_from(self._buffer, start + 1)[0]
-        if length < 4:
-            raise self._fail(f"message length {length} is below the minimum of 4")
-        if length > self.max_message_size:
-            raise self._fail(
-                f"message of {length} bytes exceeds the limit of {self.max_message_size}"
-            )
-        if self._available() < 1 + length:
+        try:
+            end = frame_end(self._buffer, start, self.max_message_size)
+        except ProtocolViolation:
+            self._broken = True
+            raise
+        if end < 0:
             return None
         tag = bytes(self._buffer[start : start + 1])
-        payload = bytes(self._buffer[start + 5 : start + 1 + length])
-        self._pos = start + 1 + length
+        payload = bytes(self._buffer[start + 5 : end])
+        self._pos = end
         return tag, payload
 
     def _decode(self, decoder: _Decoder[M], payload: bytes) -> M:
@@ -161,20 +205,27 @@ class FrontendParser(_Framer):
         super().__init__(max_message_size)
         self.started = False
         self._auth = AuthKind.PASSWORD
+        # Messages a client sends over again as they were (see ``_REPEATED``), by their bytes.
+        self._seen: dict[tuple[bytes, bytes], fe.FrontendMessage] = {}
 
     def expect_auth(self, kind: AuthKind) -> None:
         """Read the next ``p`` messages as ``kind`` (after the server's request for it)."""
         self._auth = kind
 
     def feed(self, data: bytes) -> list[fe.FrontendMessage]:
+        return [message for message, _ in self.feed_framed(data)]
+
+    def feed_framed(self, data: bytes) -> list[tuple[fe.FrontendMessage, bytes]]:
+        """As ``feed``, each message with the bytes it came in (a relay forwards those)."""
         self._check()
         self._buffer += data
-        messages: list[fe.FrontendMessage] = []
+        messages: list[tuple[fe.FrontendMessage, bytes]] = []
         while True:
+            start = self._pos
             message = self._next_message()
             if message is None:
                 break
-            messages.append(message)
+            messages.append((message, bytes(self._buffer[start : self._pos])))
             if isinstance(message, _ANSWERED) and self._available():
                 # The client waits for the answer (or the connection ends): bytes sent before
                 # it may be plaintext injected ahead of a TLS handshake (CVE-2021-23214).
@@ -190,10 +241,19 @@ class FrontendParser(_Framer):
         if found is None:
             return None
         tag, payload = found
+        if tag in _REPEATED:
+            seen = self._seen.get(found)
+            if seen is not None:
+                return seen
         decoder = _PASSWORD[self._auth] if tag == b"p" else _FRONTEND.get(tag)
         if decoder is None:
             return Unknown(tag, payload)
-        return self._decode(decoder, payload)
+        message = self._decode(decoder, payload)
+        if tag in _REPEATED:
+            if len(self._seen) >= _SEEN_KEPT:
+                self._seen.clear()
+            self._seen[found] = message
+        return message
 
     def _next_startup(self) -> fe.FrontendMessage | None:
         if self._available() < 4:
@@ -253,6 +313,10 @@ class BackendParser(_Framer):
         self._compact()
         return messages
 
+    def pending(self) -> bytes:
+        """What was received after the last whole message (for whoever reads on)."""
+        return bytes(self._buffer[self._pos :])
+
     def _next_message(self) -> be.BackendMessage | None:
         if self._answer_pending and self._available():
             self._answer_pending = False
@@ -267,18 +331,8 @@ class BackendParser(_Framer):
         found = self._next_frame()
         if found is None:
             return None
-        tag, payload = found
-        if tag == b"R":
-            return self._authentication(payload)
-        decoder = _BACKEND.get(tag)
-        if decoder is None:
-            return Unknown(tag, payload)
-        return self._decode(decoder, payload)
-
-    def _authentication(self, payload: bytes) -> be.BackendMessage:
-        if len(payload) < 4:
-            raise self._fail("malformed Authentication message: truncated")
-        decoder = AUTH_DECODERS.get(_LENGTH.unpack_from(payload)[0])
-        if decoder is None:
-            return Unknown(b"R", payload)
-        return self._decode(("Authentication", decoder), payload[4:])
+        try:
+            return decode_backend(*found)
+        except ProtocolViolation:
+            self._broken = True
+            raise

@@ -28,7 +28,7 @@ from piigate.gateway.postgres.analysis import Statement, analyse, shape
 from piigate.gateway.postgres.catalog import Catalog
 from piigate.gateway.postgres.judge import Touches, every_class, merge
 from piigate.gateway.postgres.plan import PlanFacts, read_plan
-from piigate.gateway.postgres.sqltext import lex
+from piigate.gateway.postgres.sqltext import lex, literal_key
 
 __all__ = ["Explain", "Reader"]
 
@@ -79,6 +79,7 @@ class Reader:
         self._texts = _Lru(_CACHE_SIZE, ttl)
         self._shapes = _Lru(_CACHE_SIZE, ttl)
         self._plans = _Lru(_CACHE_SIZE, ttl)
+        self._shape_of: dict[str, str] = {}  # by ``literal_key``: a pure function, never stale
 
     async def read(self, sql: str, search_path: str | None) -> list[Touches]:
         """Cached twice: by the exact text (a repeated or prepared statement costs a lookup),
@@ -90,7 +91,7 @@ class Reader:
         cached = self._texts.get(key)
         if isinstance(cached, list):
             return cached
-        shaped = (shape(sql), search_path)
+        shaped = (self._shape(sql), search_path)
         cached = self._shapes.get(shaped)
         # A statement with PII is read anew: its row estimate depends on its constants.
         if isinstance(cached, list) and not any(t.any for t in cached):
@@ -107,6 +108,20 @@ class Reader:
         if all(planned for _, planned in read):
             self._shapes.put(shaped, touches)
         return touches
+
+    def _shape(self, sql: str) -> str:
+        """``shape(sql)``, found by ``sqltext.literal_key`` when the text is plainly written:
+        texts with the same key have the same shape, and the key costs a few passes of
+        regular expressions where the shape lexes the text."""
+        key = literal_key(sql)
+        if key is None:
+            return shape(sql)
+        found = self._shape_of.get(key)
+        if found is None:
+            if len(self._shape_of) >= _CACHE_SIZE:
+                self._shape_of.clear()
+            self._shape_of[key] = found = shape(sql)
+        return found
 
     async def _touches(self, statement: Statement, search_path: str | None) -> tuple[Touches, bool]:
         """What ``statement`` touches; False when it needed a plan the server did not give."""

@@ -17,6 +17,8 @@ from typing import Final
 
 from piigate.gateway.http.masking import MaskRule, strictest
 from piigate.gateway.postgres.backend import DataRow, FieldDescription
+from piigate.gateway.postgres.wire import Reader, frame, int16
+from piigate.gateway.postgres.wire import values as encode_values
 
 __all__ = ["TEXT_TYPES", "RowMask", "row_mask"]
 
@@ -32,11 +34,22 @@ class RowMask:
 
     def apply(self, row: DataRow) -> DataRow:
         values = list(row.values)
-        for i, (masked, rule) in enumerate(self.columns):
-            if not masked or i >= len(values):
-                continue
-            values[i] = _masked(values[i], rule)
+        self._mask(values)
         return DataRow(tuple(values))
+
+    def apply_message(self, body: bytes) -> bytes:
+        """The DataRow message whose body (after its 5-byte header) is ``body``, masked: what
+        ``apply`` does, on the bytes the server sent, with no DataRow in between."""
+        r = Reader(body, "DataRow")
+        values = list(r.values(r.count()))
+        r.end()
+        self._mask(values)
+        return frame(DataRow.TAG, int16(len(values)) + encode_values(values))
+
+    def _mask(self, values: list[bytes | None]) -> None:
+        for i, (masked, rule) in enumerate(self.columns):
+            if masked and i < len(values):
+                values[i] = _masked(values[i], rule)
 
 
 def _masked(value: bytes | None, rule: MaskRule | None) -> bytes | None:

@@ -21,6 +21,7 @@ from piigate.callers import Caller
 from piigate.gateway.postgres.catalog import Catalog, CatalogColumn, TableName
 from piigate.gateway.postgres.config import PostgresGatewayConfig
 from piigate.gateway.postgres.desk import Desk
+from piigate.gateway.postgres.links import Link
 from piigate.gateway.postgres.plan import BUILTINS_QUERY, PlanFacts, read_plan
 from piigate.gateway.postgres.reading import Reader
 from piigate.gateway.postgres.session import ClientSession, SessionLinks
@@ -95,8 +96,11 @@ class PostgresGateway:
         )
         await self._load_oids(links)
         self.links = links
-        self.server = await asyncio.start_server(
-            self._handle, self.config.listen_host, self.config.listen_port
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: Link(on_connection=self._connected),
+            self.config.listen_host,
+            self.config.listen_port,
         )
 
     async def _with_materialized_views(self, catalog: Catalog, builtins: frozenset[str]) -> Catalog:
@@ -136,20 +140,20 @@ class PostgresGateway:
             if pii is not None:
                 links.oid_columns[(oid, attnum)] = pii
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _connected(self, client: Link) -> None:
+        """A client connected: its session runs in a task of its own."""
+        task = asyncio.get_running_loop().create_task(self._handle(client))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, client: Link) -> None:
         assert self.links is not None
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
         try:
-            await ClientSession(self.links, reader, writer).run()
+            await ClientSession(self.links, client).run()
         except asyncio.CancelledError:
-            # ``aclose`` ends the session; the task is the connection's own, nothing awaits
-            # it but asyncio's callback, which would log the cancel as an error.
-            writer.close()
-        finally:
-            if task is not None:
-                self._tasks.discard(task)
+            # ``aclose`` ends the session: nothing awaits the task, which would log the cancel
+            # as an error.
+            client.close()
 
     async def serve_forever(self) -> None:
         assert self.server is not None

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import secrets
 import ssl
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final, Literal
@@ -31,6 +32,7 @@ from piigate.gateway.postgres.config import PostgresGatewayConfig
 from piigate.gateway.postgres.cursors import Cursors
 from piigate.gateway.postgres.greeting import start_session
 from piigate.gateway.postgres.judge import Touches, every_class, statement_digest
+from piigate.gateway.postgres.links import Link
 from piigate.gateway.postgres.messages import CopyData, CopyDone, Unknown
 from piigate.gateway.postgres.protocol import FrontendParser, ProtocolViolation
 from piigate.gateway.postgres.reading import Reader
@@ -43,7 +45,6 @@ __all__ = ["ClientSession", "SessionLinks"]
 
 log = structlog.get_logger("piigate.gateway.postgres")
 
-_READ_SIZE: Final = 65536
 # A search path no schema can be on: unqualified names then resolve to nothing in the plan, and
 # the statement is taken as touching everything.
 _UNKNOWN_PATH: Final = '"piigate: unknown search path"'
@@ -70,14 +71,13 @@ class SessionLinks:
 
 
 class ClientSession:
-    def __init__(
-        self, links: SessionLinks, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    def __init__(self, links: SessionLinks, client: Link) -> None:
         self.links = links
-        self.reader, self.writer = reader, writer
+        self.client = client
         self.parser = FrontendParser()
         self.replies = Replies()
-        self.inbox: list[fe.FrontendMessage] = []
+        self.inbox: deque[tuple[fe.FrontendMessage, bytes]] = deque()  # with their bytes
+        self.received: tuple[fe.FrontendMessage, bytes] | None = None  # the one at hand
         self.outbox: list[bytes] = []  # forwarded, not yet written upstream (see ``flush``)
         self.upstream: Upstream | None = None
         self.caller: Caller | None = None
@@ -94,6 +94,7 @@ class ClientSession:
         self.unmask = False  # SET piigate.unmask = on: a masked result asks for the step-up
         self.told_masked = False
         self.key: tuple[int, bytes] | None = None
+        self.relay_failed = False  # the server's replies broke the protocol or the queue
         self.cancelled = asyncio.Event()
         self.path_known = asyncio.Event()  # clear while the search path is being read again
         self.path_known.set()
@@ -101,37 +102,46 @@ class ClientSession:
         # A COPY FROM STDIN that may change the search path: read it again once the copy ends
         # ("now": a simple query's; "sync": an Execute's, after the next Sync).
         self.reread_after_copy: Literal["now", "sync"] | None = None
-        peer = writer.get_extra_info("peername")
+        peer = client.get_extra_info("peername")
         self.client_ip: str | None = peer[0] if isinstance(peer, tuple) else None
 
     # -- plumbing -----------------------------------------------------------------------------
     def send(self, *messages: object) -> None:
         for message in messages:
-            self.writer.write(message.encode())  # type: ignore[attr-defined]
+            self.client.write(message.encode())  # type: ignore[attr-defined]
 
     def send_bytes(self, chunks: list[bytes]) -> None:
         if chunks:
-            self.writer.write(b"".join(chunks))
+            self.client.write(b"".join(chunks))
 
     async def next_message(self) -> fe.FrontendMessage | None:
         while not self.inbox:
-            data = await self.reader.read(_READ_SIZE)
+            data = await self.client.read()
             if not data:
                 return None
-            self.inbox.extend(self.parser.feed(data))
-        return self.inbox.pop(0)
+            self.inbox.extend(self.parser.feed_framed(data))
+        self.received = self.inbox.popleft()
+        return self.received[0]
 
     def forward(self, message: fe.FrontendMessage | CopyData | CopyDone) -> None:
-        """Queue ``message`` for the server; ``flush`` writes what is queued in one go (a
-        pipelined Parse/Bind/Describe/Execute/Sync is then one write, not five)."""
-        self.outbox.append(message.encode())
+        """Queue ``message`` for the server: the bytes it came in when it is the client's
+        message at hand, else its encoding (a message of the gateway's own). ``flush`` writes
+        what is queued in one go (a pipelined Parse/Bind/Describe/Execute/Sync is then one
+        write, not five)."""
+        received = self.received
+        raw = received[1] if received is not None and received[0] is message else None
+        if not self.outbox:
+            # Written at the latest when the session next waits for anything (a reading, a
+            # ruling, a step-up), so nothing forwarded is ever held back by a wait.
+            asyncio.get_running_loop().call_soon(self.flush)
+        self.outbox.append(message.encode() if raw is None else raw)
 
     def flush(self) -> None:
-        """Write the queued messages upstream: before anything that may wait (a reading, a
-        ruling, the next read from the client), so nothing forwarded is ever held back."""
+        """Write the queued messages upstream (see ``forward``; and once the client's
+        messages received so far are handled, before the next read from the client)."""
         if self.outbox:
             assert self.upstream is not None
-            self.upstream.writer.write(b"".join(self.outbox))
+            self.upstream.link.write(b"".join(self.outbox))
             self.outbox.clear()
 
     # -- the connection -----------------------------------------------------------------------
@@ -144,7 +154,7 @@ class ClientSession:
             log.info("pg_protocol_violation", problem=str(exc))
             with contextlib.suppress(Exception):
                 self.send(error("08P01", "protocol violation", severity="FATAL"))
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except ConnectionError:
             pass
         except Exception as exc:  # fail closed: the connection ends, nothing more flows
             log.error("pg_session_failed", error=type(exc).__name__)
@@ -159,59 +169,64 @@ class ClientSession:
         if self.upstream is not None:
             with contextlib.suppress(Exception):
                 self.flush()  # what was forwarded before the end still reaches the server
-            self.upstream.writer.close()
+            self.upstream.link.close()
         with contextlib.suppress(Exception):
-            await self.writer.drain()
-        self.writer.close()
+            await self.client.drain()
+        self.client.close()
 
     async def _serve(self) -> None:
         assert self.upstream is not None
-        pump = asyncio.create_task(self._pump())
-        try:
-            while True:
-                if not self.inbox:  # all the client sent so far is handled: out it goes
+        server = self.upstream.link
+        if pending := self.upstream.parser.pending():  # what came after the start-up first
+            self._relay(pending)
+        server.receive_with(self._relay, self.client.close)
+        while not server.lost and not self.relay_failed:
+            if not self.inbox:  # all the client sent so far is handled: out it goes
+                self.flush()
+                if server.writing_paused:
+                    await server.drain()
+                if self.client.writing_paused:
+                    await self.client.drain()
+            message = await self.next_message()
+            if message is None or isinstance(message, fe.Terminate):
+                if message is not None:
+                    self.forward(message)
                     self.flush()
-                    await self.upstream.writer.drain()
-                    await self.writer.drain()
-                    if pump.done():
-                        return
-                message = await self.next_message()
-                if message is None or isinstance(message, fe.Terminate):
-                    if message is not None:
-                        self.forward(message)
-                        self.flush()
-                    return
-                await self._handle(message)
-                if pump.done():
-                    return
-        finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pump
+                return
+            await self._handle(message)
 
-    async def _pump(self) -> None:
-        """The server's replies, through the reply queue, to the client."""
-        assert self.upstream is not None
-        up = self.upstream
+    def _relay(self, data: bytes) -> None:
+        """The server's ``data``, through the reply queue, to the client, as it arrives. A
+        client that does not keep up stops the reading from the server until it does."""
+        if self.relay_failed or self.client.lost:  # the session is ending
+            return
         try:
-            while data := await up.reader.read(_READ_SIZE):
-                out: list[bytes] = []
-                for message in up.parser.feed(data):
-                    out.extend(self.replies.feed(message))
-                self.send_bytes(out)
-                await self.writer.drain()
-        except (Desync, ProtocolViolation) as exc:  # fail closed: nothing more flows
-            log.error("pg_upstream_out_of_step", problem=str(exc))
-            self.send(error("08P01", "the gateway lost track of the server's replies", "FATAL"))
-        self.writer.close()
+            out = self.replies.relay(data)
+        except Exception as exc:  # fail closed: nothing more flows, the session ends
+            self.relay_failed = True
+            if isinstance(exc, Desync | ProtocolViolation):
+                log.error("pg_upstream_out_of_step", problem=str(exc))
+                fatal = error("08P01", "the gateway lost track of the server's replies", "FATAL")
+            else:
+                log.error("pg_session_failed", error=type(exc).__name__)
+                fatal = error("XX000", "the gateway failed; the connection is closed", "FATAL")
+            with contextlib.suppress(Exception):
+                self.send(fatal)
+            self.client.close()
+            return
+        if out:
+            self.client.write(out)
+        if self.client.writing_paused:
+            assert self.upstream is not None
+            server = self.upstream.link
+            server.pause_reading()
+            self.client.when_drained(server.resume_reading)
 
     # -- messages -----------------------------------------------------------------------------
     async def _handle(self, message: fe.FrontendMessage) -> None:
         if self.skipping and not isinstance(message, fe.Sync):
             return
         gate = self.links.gatekeeper
-        if isinstance(message, fe.Query | fe.Parse | fe.Execute):
-            self.flush()  # what was forwarded before goes out before this may wait
         if isinstance(message, fe.Query):
             await gate.query(self, message)
         elif isinstance(message, fe.Parse):
@@ -351,7 +366,8 @@ class ClientSession:
         self.forward(fe.Query("SHOW search_path"))
 
     async def read(self, sql: str) -> list[Touches]:
-        await self.path_known.wait()
+        if not self.path_known.is_set():
+            await self.path_known.wait()
         return await self.links.reader.read(sql, self.search_path)
 
     def binding(self, sql: str, parameters: tuple[bytes | None, ...] = ()) -> dict[str, str]:

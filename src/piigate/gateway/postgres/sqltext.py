@@ -3,8 +3,8 @@
 The gateway must cut a simple-query string into statements exactly where the server does, and
 it must see comments, strings and quoted identifiers as the server does (``SELECT/**/ssn``,
 ``'a\\'`` with standard strings, nested ``/* /* */ */``, ``$tag$…$tag$``, ``E'\\''``). This lexer
-follows scan.l for those rules; it does not parse. It is also fast (one compiled pattern), which
-``shape`` needs: it runs on every statement before the cache.
+follows scan.l for those rules; it does not parse. ``shape`` and ``literal_key`` key the cache of
+analyses: they run on every statement before it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,16 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["Chunk", "Token", "lex", "plain_identifiers", "shape", "split", "words"]
+__all__ = [
+    "Chunk",
+    "Token",
+    "lex",
+    "literal_key",
+    "plain_identifiers",
+    "shape",
+    "split",
+    "words",
+]
 
 # Each alternative is one token kind; the order matters (a prefixed string before a word).
 _PATTERN: Final = re.compile(
@@ -185,6 +194,48 @@ def shape(sql: str) -> str:
             parts.append(value)
         prev2, prev = prev, value
     return " ".join(parts)
+
+
+# What ``literal_key`` reads: printable ASCII and the usual white space, but for what only the
+# lexer reads right (a quoted identifier, a dollar quote or parameter, a backslash, braces).
+_PLAIN: Final = re.compile(r"[A-Za-z0-9_ \t\n\r'.,;()\[\]+*<>=~!@#%^&|`?:/-]*")
+# Where a constant changes what is read (``shape``), and comments.
+_NOT_PLAIN: Final = ("--", "/*", "by", "set_config")
+_STRING: Final = re.compile(r"'(?:[^']|'')*'")
+# The lexer's number that starts with a digit, where a token may start: not inside a word.
+_NUMBER: Final = re.compile(
+    r"[0-9](?<![A-Za-z0-9_.][0-9])"
+    r"(?:(?<=0)[xXoObB][0-9a-fA-F_]+|[0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9]+)?)"
+)
+# A number that starts with a dot (``.5``, ``t.5``, ``1..5``), left: the lexer's may run on
+# past where ``_NUMBER`` would start one (``.5e+1e5`` is ``.5e+1``, then ``e5``).
+_DOT_DIGIT: Final = re.compile(r"\.[0-9]")
+
+
+def literal_key(sql: str) -> str | None:
+    """A cache key for a plainly written ``sql``, without lexing it: the text as it came, its
+    strings replaced by NUL and its numbers by SOH (``\\x00``, ``\\x01``, prefixed with a NUL,
+    so it cannot be any ``shape``: no protocol string holds a NUL). None when the text is not
+    plain enough for that to be safe.
+
+    Texts with the same key are the same statement but for their constants, exactly as the
+    lexer reads them, so they have the same ``shape``: what is not a constant is kept byte for
+    byte, and a text is keyed only when every constant in it is a plain string or number
+    found where the lexer finds it (ASCII, no comment, quoted identifier, dollar quote,
+    parameter or backslash, every quote closed, no number that starts with a dot: tested
+    against the lexer in ``test_pg_literal_key``) and no constant in it is one ``shape`` keeps
+    (no ``by`` and no ``set_config`` anywhere). A simple query sent again with other values is
+    then keyed in a few regular-expression passes, where ``shape`` lexes it."""
+    if not sql.isascii() or _PLAIN.fullmatch(sql) is None:
+        return None
+    low = sql.lower()
+    if any(part in low for part in _NOT_PLAIN):
+        return None
+    key = _STRING.sub("\x00", sql) if "'" in sql else sql
+    if "'" in key:  # a quote left open: the lexer reads the rest differently
+        return None
+    key = _NUMBER.sub("\x01", key)
+    return None if _DOT_DIGIT.search(key) else "\x00" + key
 
 
 _UESCAPE: Final = re.compile(r"\\(?:\\|([0-9a-fA-F]{4})|\+([0-9a-fA-F]{6}))")

@@ -26,7 +26,7 @@ from piigate.errors import PiigateError
 from piigate.gateway.postgres import backend as be
 from piigate.gateway.postgres import frontend as fe
 from piigate.gateway.postgres.desk import Desk
-from piigate.gateway.postgres.judge import Ruling, Touches, every_class, rule
+from piigate.gateway.postgres.judge import Ruling, Touches, every_class, nothing_to_ask, rule
 from piigate.gateway.postgres.replies import Expect, Pending, Result
 from piigate.gateway.postgres.rows import RowMask, row_mask
 from piigate.model import ChallengeState, Outcome
@@ -50,6 +50,7 @@ _UNMASK_SET: Final = re.compile(
 _POLL: Final = 0.25
 _MAX_GRANTS: Final = 8
 _MAX_ROUNDS: Final = 3
+_ALLOWED: Final = Ruling(Outcome.ALLOW)  # what ``rule`` rules when there is nothing to ask
 
 
 def error(code: str, message: str, severity: str = "ERROR", **extra: str) -> be.ErrorResponse:
@@ -105,7 +106,7 @@ class Gatekeeper:
             touches = [every_class("other", session.links.catalog, "the search path changed")]
         else:
             touches = await session.cursors.resolve(sql, await session.read(sql), session.read)
-        ruling = await self._ruling(session, touches, session.binding(sql))
+        ruling = await self._ruling(session, touches, sql)
         self._timed("query", ruling, started)
         if ruling.outcome is not Outcome.ALLOW:
             session.refuse(self._refusal(ruling), extended=False)
@@ -140,7 +141,7 @@ class Gatekeeper:
         started = time.perf_counter()
         sql, touches, parameters = await session.touches_of_portal(message.portal)
         touches = await session.cursors.resolve(sql, touches, session.read)
-        ruling = await self._ruling(session, touches, session.binding(sql, parameters))
+        ruling = await self._ruling(session, touches, sql, parameters)
         self._timed("execute", ruling, started)
         if ruling.outcome is not Outcome.ALLOW:
             session.refuse(self._refusal(ruling), extended=True)
@@ -165,8 +166,10 @@ class Gatekeeper:
     @staticmethod
     def _masked_notice(session: ClientSession, ruling: Ruling, touches: list[Touches]) -> None:
         """Once a session, with the first masked result: how to see it unmasked."""
+        if not ruling.masked or session.told_masked:
+            return
         shown = ruling.masked & frozenset().union(*(t.reads for t in touches))
-        if not shown or session.told_masked:
+        if not shown:
             return
         session.told_masked = True
         notice = be.NoticeResponse(
@@ -182,9 +185,16 @@ class Gatekeeper:
 
     # -- rulings and step-ups -------------------------------------------------------------------
     async def _ruling(
-        self, session: ClientSession, touches: list[Touches], binding: dict[str, str]
+        self,
+        session: ClientSession,
+        touches: list[Touches],
+        sql: str,
+        parameters: tuple[bytes | None, ...] = (),
     ) -> Ruling:
+        if nothing_to_ask(touches):
+            return _ALLOWED
         assert session.caller is not None
+        binding = session.binding(sql, parameters)
         ruling = Ruling(Outcome.DENY, what="the statement")
         for _ in range(_MAX_ROUNDS):
             try:
@@ -220,11 +230,11 @@ class Gatekeeper:
         if "push" in challenge.requirement.methods:
             number = await self.desk.push(challenge.id, session.caller)
         session.send(self._notice(ruling, number))
-        await session.writer.drain()
+        await session.client.drain()
         session.cancelled.clear()
         deadline = time.monotonic() + self.approval_wait
         while time.monotonic() < deadline and not session.cancelled.is_set():
-            if session.reader.at_eof():  # the client has gone: no one waits for the answer
+            if session.client.at_eof():  # the client has gone: no one waits for the answer
                 return None
             try:
                 state = await self.desk.state(challenge.id, session.caller)

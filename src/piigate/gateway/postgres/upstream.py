@@ -18,6 +18,7 @@ from piigate.gateway.postgres import auth
 from piigate.gateway.postgres import backend as be
 from piigate.gateway.postgres import frontend as fe
 from piigate.gateway.postgres.config import UpstreamDsn
+from piigate.gateway.postgres.links import Link
 from piigate.gateway.postgres.protocol import BackendParser
 
 __all__ = ["Upstream", "UpstreamError", "open_upstream"]
@@ -29,9 +30,8 @@ class UpstreamError(Exception):
 
 @dataclass
 class Upstream:
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    parser: BackendParser
+    link: Link
+    parser: BackendParser  # what it holds after the start-up (``pending``) is the session's
     statuses: list[be.ParameterStatus]
     key: be.BackendKeyData | None
     status: str
@@ -41,25 +41,22 @@ class Upstream:
 async def open_upstream(
     dsn: UpstreamDsn, parameters: dict[str, str], *, limit: float = 10.0
 ) -> Upstream:
+    loop = asyncio.get_running_loop()
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(dsn.host, dsn.port), limit)
+        connecting = loop.create_connection(Link, dsn.host, dsn.port)
+        _, link = await asyncio.wait_for(connecting, limit)
     except (OSError, TimeoutError) as exc:
         raise UpstreamError(f"the database at {dsn.host}:{dsn.port} cannot be reached") from exc
     try:
-        return await asyncio.wait_for(_start(reader, writer, dsn, parameters), limit)
+        return await asyncio.wait_for(_start(link, dsn, parameters), limit)
     except BaseException:
-        writer.close()
+        link.close()
         raise
 
 
-async def _start(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    dsn: UpstreamDsn,
-    parameters: dict[str, str],
-) -> Upstream:
+async def _start(link: Link, dsn: UpstreamDsn, parameters: dict[str, str]) -> Upstream:
     params = {**parameters, "user": dsn.user, "database": dsn.database}
-    writer.write(fe.StartupMessage(tuple(params.items())).encode())
+    link.write(fe.StartupMessage(tuple(params.items())).encode())
     parser = BackendParser()
     statuses: list[be.ParameterStatus] = []
     key: be.BackendKeyData | None = None
@@ -67,7 +64,7 @@ async def _start(
     pending: list[be.BackendMessage] = []
     while True:
         while not pending:
-            data = await reader.read(65536)
+            data = await link.read()
             if not data:
                 raise UpstreamError("the database closed the connection during start-up")
             pending.extend(parser.feed(data))
@@ -78,19 +75,19 @@ async def _start(
         if isinstance(message, auth.AuthenticationOk):
             continue
         if isinstance(message, auth.AuthenticationCleartextPassword):
-            writer.write(fe.PasswordMessage(_password(dsn)).encode())
+            link.write(fe.PasswordMessage(_password(dsn)).encode())
         elif isinstance(message, auth.AuthenticationMD5Password):
             inner = hashlib.md5((_password(dsn) + dsn.user).encode()).hexdigest()  # noqa: S324
             outer = hashlib.md5(inner.encode() + message.salt).hexdigest()  # noqa: S324
-            writer.write(fe.PasswordMessage("md5" + outer).encode())
+            link.write(fe.PasswordMessage("md5" + outer).encode())
         elif isinstance(message, auth.AuthenticationSASL):
             if "SCRAM-SHA-256" not in message.mechanisms:
                 raise UpstreamError("the database offers no SASL mechanism the gateway knows")
             scram = _ScramClient(_password(dsn))
             first = fe.SASLInitialResponse("SCRAM-SHA-256", scram.first())
-            writer.write(first.encode())
+            link.write(first.encode())
         elif isinstance(message, auth.AuthenticationSASLContinue) and scram is not None:
-            writer.write(fe.SASLResponse(scram.final(message.data)).encode())
+            link.write(fe.SASLResponse(scram.final(message.data)).encode())
         elif isinstance(message, auth.AuthenticationSASLFinal) and scram is not None:
             scram.verify(message.data)
         elif isinstance(message, be.ParameterStatus):
@@ -100,25 +97,23 @@ async def _start(
         elif isinstance(message, be.ReadyForQuery):
             if pending:
                 raise UpstreamError("the database sent data after its start-up")
-            path = await _search_path(reader, writer, parser)
-            return Upstream(reader, writer, parser, statuses, key, message.status, path)
+            path = await _search_path(link, parser)
+            return Upstream(link, parser, statuses, key, message.status, path)
         elif isinstance(message, be.NoticeResponse):
             continue
         else:
             raise UpstreamError("the database asked for an authentication the gateway lacks")
-        await writer.drain()
+        await link.drain()
 
 
-async def _search_path(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, parser: BackendParser
-) -> str | None:
+async def _search_path(link: Link, parser: BackendParser) -> str | None:
     """The session's search path as the server set it up (the client's ``options`` included):
     unqualified names in the client's statements are read with it."""
-    writer.write(fe.Query("SHOW search_path").encode())
-    await writer.drain()
+    link.write(fe.Query("SHOW search_path").encode())
+    await link.drain()
     found: str | None = None
     while True:
-        data = await reader.read(65536)
+        data = await link.read()
         if not data:
             raise UpstreamError("the database closed the connection during start-up")
         for message in parser.feed(data):

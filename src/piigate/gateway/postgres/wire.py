@@ -9,6 +9,7 @@ bytes in it (they may hold PII).
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 __all__ = [
     "ProtocolViolation",
@@ -50,7 +51,7 @@ def cstring(text: str) -> bytes:
     return raw + b"\x00"
 
 
-def values(items: tuple[bytes | None, ...]) -> bytes:
+def values(items: Sequence[bytes | None]) -> bytes:
     """Length-prefixed values, NULL as length -1 (DataRow, Bind)."""
     pack, parts = _I32.pack, []
     for item in items:
