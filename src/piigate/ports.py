@@ -8,9 +8,8 @@ ceremonies and the login logic can be tested with in-memory fakes.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 __all__ = ["AuditRecorder", "CounterBatch", "Hit", "RateCounters", "batch_of"]
 
@@ -30,13 +29,15 @@ class RateCounters(Protocol):
     async def reset(self, key: str) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(NamedTuple):
     """One hit of a batch: +1 on ``key`` (a new window of ``window_seconds`` if none is open).
 
     ``if_first``: the index of an earlier hit of the same batch; this one counts only when that
     one counted 1 (a first sighting in its window), and is a read otherwise. So "count each
     record once per window" takes one round trip.
+
+    A named tuple: as immutable as a frozen dataclass, and built in about half its time (every
+    decision makes one per risk counter).
     """
 
     key: str

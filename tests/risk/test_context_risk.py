@@ -8,6 +8,8 @@ import tempfile
 import textwrap
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,12 +28,14 @@ from piigate.model import (
 from piigate.policy import compile_policy, load_policy_text
 from piigate.policy.holder import PolicyHolder
 from piigate.ports import RateCounters
+from piigate.risk import engine as engine_module
 from piigate.risk.behaviour import APPROACHING_LIMIT, Behaviour
 from piigate.risk.clients import ClientParser
+from piigate.risk.context import SteadySignals, steady_signals
 from piigate.risk.engine import ContextRisk, combine
 from piigate.risk.geo import GeoLookupError, MemoryLocator
 from piigate.risk.memory_history import MemoryHistory
-from piigate.risk.observation import Place
+from piigate.risk.observation import Observation, Place
 from piigate.risk.observer import ContextObserver
 from piigate.stepup.engine import Engine
 from piigate.stepup.ports import MemoryAudit, MemoryChallenges, MemoryGrantLedger
@@ -308,3 +312,68 @@ async def test_repeated_requests_reuse_the_context_signals_until_something_chang
         back = await risk.assess(request(), now=T0 + timedelta(seconds=5))
         assert "impossible_travel" not in named(back)
         await db.close()
+
+
+async def test_the_steady_signals_of_a_subjects_recent_contexts_are_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    computed: list[str | None] = []
+
+    def counting(observation: Observation, *inputs: Any) -> SteadySignals:
+        computed.append(observation.ip_key)
+        return steady_signals(observation, *inputs)
+
+    monkeypatch.setattr(engine_module, "steady_signals", counting)
+    risk = engine()
+    for day in range(5):
+        await risk.verified("ann", HOME, now=T0 + timedelta(days=day))
+    office, at = Context("198.51.100.1", FIREFOX, "device-2"), T0 + timedelta(days=5)
+    found = [
+        await risk.assess(request(context), now=at + timedelta(minutes=n))
+        for n, context in enumerate([HOME, office] * 3)
+    ]
+    assert len(computed) == 2  # once per context, though they alternate
+    assert found[0] == found[2] == found[4] and named(found[0]) == {}
+    assert found[1] == found[3] == found[5] and "new_device" in named(found[1])
+    # The subject's history changes: each context's signals are worked out again, once.
+    await risk.verified("ann", office, now=at + timedelta(hours=1))
+    for n, context in enumerate([HOME, office, HOME, office]):
+        await risk.assess(request(context), now=at + timedelta(hours=2, minutes=n))
+    assert len(computed) == 4
+
+
+async def test_travel_is_judged_at_each_request_from_a_kept_context() -> None:
+    risk = engine()
+    for day in range(5):
+        await risk.verified("ann", HOME, now=T0 + timedelta(days=day))
+    last, far = T0 + timedelta(days=4), Context("7.7.7.7", CHROME, "device-1")
+    for hours in (1, 2):  # Oslo to New York (5,900 km) in an hour or two
+        assert "impossible_travel" in named(
+            await risk.assess(request(far), now=last + timedelta(hours=hours))
+        )
+    calm = await risk.assess(request(far), now=last + timedelta(days=1))  # 240 km/h
+    assert "impossible_travel" not in named(calm) and "new_country" in named(calm)
+    # A request of an earlier time (they may arrive out of order) is judged at its own time,
+    # as an engine that never saw this context judges it.
+    early = await risk.assess(request(far), now=last + timedelta(hours=3))
+    fresh = await engine(history=risk.history).assess(request(far), now=last + timedelta(hours=3))
+    assert early == fresh and "impossible_travel" in named(early)
+
+
+async def test_a_policy_reload_takes_effect_at_the_next_assessment(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY)
+    risk = engine()
+    risk.policy = PolicyHolder.from_file(str(path))
+    for n in range(4):  # 4 of the limit of 5 within the minute
+        assessed = await risk.assess(request(), now=T0 + timedelta(seconds=n))
+    assert named(assessed) == {"no_history": 20}
+    reloaded = POLICY.replace("window: 1m, limit: 5", "window: 10m, limit: 2")
+    path.write_text(reloaded + "  no_history: 35\n")
+    risk.policy.reload()
+    # New weights, and counters over the new window (which start from this request).
+    for n in range(2):
+        assessed = await risk.assess(request(), now=T0 + timedelta(seconds=5 + n))
+        assert named(assessed) == {"no_history": 35}
+    assessed = await risk.assess(request(), now=T0 + timedelta(seconds=7))
+    assert named(assessed) == {"no_history": 35, "velocity": 30}

@@ -87,6 +87,28 @@ async def test_memory_counters_drop_ended_windows() -> None:
     assert await counters.peek("other", T0 + timedelta(seconds=30)) == 1
 
 
+async def test_memory_counters_sweep_ended_windows_only() -> None:
+    counters = MemoryCounters(sweep_seconds=30)
+    for key in ("restarted", "reset", "ended"):
+        await counters.hit(key, window_seconds=10, now=T0)
+    await counters.reset("reset")
+    later = T0 + timedelta(seconds=20)
+    for key in ("restarted", "reset"):  # new windows of these keys, ending after the sweep
+        await counters.hit(key, window_seconds=100, now=later)
+    await counters.hit("other", window_seconds=100, now=T0 + timedelta(seconds=30))  # sweeps
+    assert len(counters) == 3  # only "ended" is gone
+    for key in ("restarted", "reset", "other"):
+        assert await counters.peek(key, T0 + timedelta(seconds=30)) == 1
+
+
+async def test_memory_counters_stay_bounded_under_a_flood_of_long_windows() -> None:
+    counters = MemoryCounters(max_keys=3)
+    for n in range(5_000):  # evicted keys whose windows have not ended
+        await counters.hit(f"flood-{n}", window_seconds=3_600, now=T0)
+    assert len(counters) == 3
+    assert len(counters._ends) <= 2 * 3 + 1024  # nor do their ends pile up
+
+
 async def test_memory_counters_cap_evicts_the_least_recently_hit() -> None:
     counters = MemoryCounters(max_keys=3)
     for key in ("a", "b", "c", "a"):

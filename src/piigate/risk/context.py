@@ -23,11 +23,16 @@ weight, or a share of it where the evidence is graded. docs/RISK.md gives each r
 No signal names a raw address, user agent or device id: details give countries, ASNs, client
 families, distances and speeds only. A private (non-routable) address has no geography: no
 country, network-kind or travel signal.
+
+Only ``impossible_travel`` depends on the observation's time. :func:`steady_signals` gives the
+others, which a caller may keep for a context while the history, population and settings are
+the same (``risk.engine`` does); :func:`travel_signal` gives the travel signal.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from piigate.model import Signal
 from piigate.policy.model import RiskSettings, SignalSettings
@@ -35,7 +40,7 @@ from piigate.risk.familiarity import client_ratio, repeat_share, subject_share, 
 from piigate.risk.geodesy import great_circle_km, speed_kmh, travel_km
 from piigate.risk.observation import Feature, Observation, Population, SubjectHistory, features
 
-__all__ = ["context_signals"]
+__all__ = ["SteadySignals", "context_signals", "steady_signals", "travel_signal"]
 
 # The history signals: (signal, feature, what the detail calls a value).
 _NEW_VALUE = (
@@ -55,19 +60,60 @@ def context_signals(
     settings: RiskSettings,
 ) -> tuple[Signal, ...]:
     """The context signals that fire for ``observation``, with their contributions (> 0)."""
+    steady = steady_signals(observation, history, population, settings)
+    return steady.around(travel_signal(observation, history, settings))
+
+
+@dataclass(frozen=True, slots=True)
+class SteadySignals:
+    """The context signals that do not depend on the observation's time: all but
+    ``impossible_travel``, whose place is between ``before`` and ``after``."""
+
+    before: tuple[Signal, ...]
+    after: tuple[Signal, ...]
+
+    def around(self, travel: Signal | None) -> tuple[Signal, ...]:
+        """All the context signals, ``travel`` (:func:`travel_signal`) in its place."""
+        if travel is None:
+            return self.before + self.after
+        return (*self.before, travel, *self.after)
+
+
+def steady_signals(
+    observation: Observation,
+    history: SubjectHistory,
+    population: Population,
+    settings: RiskSettings,
+) -> SteadySignals:
+    """The context signals but travel: the same for the same context, history, population and
+    settings, whatever the time (a caller may keep them)."""
     found = features(observation)
     if observation.place.private:
         # Non-routable: no country, ASN or coordinates can be trusted, nor any network kind.
         for kind in (Feature.COUNTRY, Feature.REGION, Feature.CITY, Feature.ASN):
             found.pop(kind, None)
-    signals: list[Signal | None] = []
+    before: list[Signal | None] = []
     if history.verified == 0:
-        signals.append(_flat(settings, "no_history", "no verified activity yet to compare with"))
+        before.append(_flat(settings, "no_history", "no verified activity yet to compare with"))
     else:
-        signals.extend(_new_value(settings, history, found, *spec) for spec in _NEW_VALUE)
-        signals.append(_unfamiliar_client(settings, history, population, found))
-        signals.append(_travel(settings, observation, history))
-    signals.append(_hosting(settings, observation, history))
+        before.extend(_new_value(settings, history, found, *spec) for spec in _NEW_VALUE)
+        before.append(_unfamiliar_client(settings, history, population, found))
+    return SteadySignals(_fired(before), _fired([_hosting(settings, observation, history)]))
+
+
+def travel_signal(
+    observation: Observation, history: SubjectHistory, settings: RiskSettings
+) -> Signal | None:
+    """``impossible_travel`` from the subject's last located activity, if it fires. For one
+    context and history, the speed only falls as the observation's time moves on: once quiet,
+    it stays quiet."""
+    if history.verified == 0:
+        return None  # a first activity has nowhere to travel from
+    found = _travel(settings, observation, history)
+    return found if found is not None and found.weight > 0 else None
+
+
+def _fired(signals: list[Signal | None]) -> tuple[Signal, ...]:
     return tuple(s for s in signals if s is not None and s.weight > 0)
 
 

@@ -6,9 +6,9 @@ One assessment, in order:
 1. the request's context becomes an :class:`~piigate.risk.observation.Observation`
    (``Observer``: geolocation, parsed client, keyed hashes; ``risk.observer``);
 2. the subject's verified history and the population (``HistoryStore``);
-3. the context signals (``risk.context.context_signals``: device, network, country, ASN,
-   client familiarity, hosting, travel, first activity), unless the request carries no
-   context at all (an app that sends none: there is nothing to judge);
+3. the context signals (``risk.context``: device, network, country, ASN, client
+   familiarity, hosting, travel, first activity), unless the request carries no context at
+   all (an app that sends none: there is nothing to judge);
 4. the behaviour signals (``risk.behaviour``: velocity, PII enumeration, bulk changes, failed
    step-ups), counting this request;
 5. the risk the request carries (policy test cases, trusted callers): it only ever raises.
@@ -21,7 +21,7 @@ scoring decisions get. Any fault (a geolocation database, the store, Redis) rais
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Protocol
@@ -31,7 +31,8 @@ from piigate.policy.holder import PolicyHolder
 from piigate.policy.model import RiskSettings, SignalSettings
 from piigate.policy.sections import DEFAULT_SIGNALS
 from piigate.risk.behaviour import Behaviour
-from piigate.risk.context import context_signals
+from piigate.risk.caches import Bounded
+from piigate.risk.context import SteadySignals, steady_signals, travel_signal
 from piigate.risk.observation import (
     HistoryStore,
     Observation,
@@ -49,19 +50,31 @@ DEFAULT_SETTINGS: Final = RiskSettings(
     }
 )
 _NOWHERE: Final = Place()
-_TRAVEL: Final = "impossible_travel"
-_RECENT: Final = 10_000  # subjects whose last context signals are kept
+_RECENT: Final = 10_000  # subjects whose recent contexts' signals are kept
+_CONTEXTS: Final = 3  # contexts kept per subject (home, office, phone...)
 _NO_RESOURCE: Final = Resource()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Recent:
+    """A subject's steady context signals and evidence in one context, with what they were
+    computed from: they stand while those are the very same objects and values."""
+
     history: SubjectHistory
     population: Population
     settings: RiskSettings
     seen: tuple[object, ...]
-    at: datetime
-    signals: tuple[Signal, ...]
+    steady: SteadySignals
+    evidence: tuple[tuple[str, str], ...]
+    # A time at which the travel signal did not fire in this context: nor will it later.
+    calm_since: datetime | None = None
+
+    def computed_from(
+        self, history: SubjectHistory, population: Population, settings: RiskSettings
+    ) -> bool:
+        return (
+            self.history is history and self.population is population and self.settings is settings
+        )
 
 
 class Observer(Protocol):
@@ -86,7 +99,7 @@ class ContextRisk:
         self.behaviour = behaviour
         self.policy = policy
         self.observer = observer
-        self._recent: dict[str, _Recent] = {}
+        self._recent = Bounded[str, tuple[_Recent, ...]](_RECENT)
 
     # -- RiskEngine ---------------------------------------------------------------------------
     async def assess(self, request: AccessRequest, *, now: datetime) -> RiskAssessment:
@@ -116,24 +129,26 @@ class ContextRisk:
     ) -> RiskAssessment:
         """The assessment of one observed request (no raw address or user agent needed)."""
         settings = self.settings()
-        signals: list[Signal] = []
+        context: tuple[Signal, ...] = ()
         if _has_context(observation):
             history = await self.history.history(subject_id, now=now)
             population = await self.history.population(now=now)
-            signals.extend(self._context(subject_id, observation, history, population, settings))
-        signals.extend(
-            await self.behaviour.signals(
-                subject_id,
-                ip_key=observation.ip_key,
-                action=action,
-                pii=pii,
-                resource=resource,
-                rows=rows,
-                settings=settings,
-                now=now,
-            )
+            recent = self._recent_for(subject_id, observation, history, population, settings)
+            context = recent.steady.around(self._travel(recent, observation))
+            seen = recent.evidence
+        else:
+            seen = evidence(observation)
+        behaviour = await self.behaviour.signals(
+            subject_id,
+            ip_key=observation.ip_key,
+            action=action,
+            pii=pii,
+            resource=resource,
+            rows=rows,
+            settings=settings,
+            now=now,
         )
-        return combine(signals, carried, evidence(observation))
+        return combine((*context, *behaviour), carried, seen)
 
     # -- RiskFeed -----------------------------------------------------------------------------
     async def verified(self, subject_id: str, context: Context, *, now: datetime) -> None:
@@ -152,43 +167,42 @@ class ContextRisk:
         compiled = self.policy.current
         return DEFAULT_SETTINGS if compiled is None else compiled.policy.risk
 
-    def _context(
+    def _recent_for(
         self,
         subject_id: str,
         observation: Observation,
         history: SubjectHistory,
         population: Population,
         settings: RiskSettings,
-    ) -> tuple[Signal, ...]:
-        """``context_signals``, or the subject's last result when nothing it depends on changed.
+    ) -> _Recent:
+        """The subject's steady context signals for this context, computed or kept.
 
-        A subject asks again and again from the same context, and the history store hands out
-        the same history and population objects until they are re-read: the signals are the
-        same, but for the travel speed, which only falls as time passes. So the last result
-        stands if it had no travel signal, the inputs are the very same objects and values, and
-        the observation is no earlier.
+        A subject asks again and again from the same few contexts, and the history store hands
+        out the same history and population objects until they are re-read: the steady signals
+        (all but travel) and the evidence are then the same. So those of the subject's last
+        :data:`_CONTEXTS` contexts stand while their inputs are the very same objects and
+        values; a new history, population or policy replaces them all.
         """
         seen = (observation.place, observation.client, observation.ip_key,
                 observation.network_key, observation.device_key)  # fmt: skip
-        last = self._recent.get(subject_id)
-        if (
-            last is not None
-            and last.history is history
-            and last.population is population
-            and last.settings is settings
-            and last.seen == seen
-            and observation.at >= last.at
-        ):
-            return last.signals
-        found = context_signals(observation, history, population, settings)
-        if any(s.name == _TRAVEL for s in found):
-            self._recent.pop(subject_id, None)
-        else:
-            self._recent[subject_id] = _Recent(
-                history, population, settings, seen, observation.at, found
-            )
-            if len(self._recent) > _RECENT:
-                del self._recent[next(iter(self._recent))]
+        kept = self._recent.get(subject_id, ())
+        for recent in kept:
+            if recent.seen == seen and recent.computed_from(history, population, settings):
+                return recent
+        steady = steady_signals(observation, history, population, settings)
+        recent = _Recent(history, population, settings, seen, steady, evidence(observation))
+        others = [r for r in kept if r.computed_from(history, population, settings)]
+        self._recent.put(subject_id, (recent, *others[: _CONTEXTS - 1]))
+        return recent
+
+    def _travel(self, recent: _Recent, observation: Observation) -> Signal | None:
+        """The travel signal, unless it was quiet in this context at an earlier time (the speed
+        only falls as time passes)."""
+        if recent.calm_since is not None and observation.at >= recent.calm_since:
+            return None
+        found = travel_signal(observation, recent.history, recent.settings)
+        if found is None:
+            recent.calm_since = observation.at
         return found
 
     def address_key(self, ip: str) -> str | None:
@@ -202,12 +216,14 @@ class ContextRisk:
 
 
 def combine(
-    signals: Iterable[Signal],
+    signals: Collection[Signal],
     carried: RiskAssessment | None = None,
     seen: tuple[tuple[str, str], ...] = (),
 ) -> RiskAssessment:
     """One assessment: the signals (one per name, the larger contribution), the carried ones
     added, score = min(100, their sum), never below the carried score."""
+    if carried is None and not signals:
+        return RiskAssessment(0, (), seen)  # the common case: nothing fired
     by_name: dict[str, Signal] = {}
     for signal in (*signals, *(carried.signals if carried is not None else ())):
         kept = by_name.get(signal.name)

@@ -24,6 +24,7 @@ from piigate.risk.observation import Feature, Observation, Place, keyed
 __all__ = ["ContextObserver"]
 
 _CACHE_SIZE: Final = 65_536
+_NOWHERE: Final = Place()  # no address: no place
 _V4_PREFIX: Final = 24
 _V6_PREFIX: Final = 48
 
@@ -44,7 +45,7 @@ class ContextObserver:
         self._device = functools.lru_cache(maxsize=cache_size)(self._device_key)
 
     def observe(self, context: Context, *, now: datetime) -> Observation:
-        place, ip_key, network_key = Place(), None, None
+        place, ip_key, network_key = _NOWHERE, None, None
         if context.ip:
             place = self._geo.locate(context.ip)  # raises when a database fails
             ip_key, network_key = self._address(context.ip)

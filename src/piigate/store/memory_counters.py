@@ -10,7 +10,8 @@ Memory is bounded, since the keys come from the traffic (an attacker rotating ad
 new key per request):
 
 - ended windows are dropped, all at once, at most every ``sweep_seconds`` of the injected clock
-  (an ended window reads as 0 even before it is dropped);
+  (an ended window reads as 0 even before it is dropped). The windows' ends are kept in a heap,
+  so a sweep costs what it drops, not a pass over every key;
 - at most ``max_keys`` keys are held: a new key beyond that evicts the key least recently hit.
   An evicted count starts again from zero, which lets that key through early; the keys a flood
   of new ones pushes out first are the ones no one is using, while a busy caller's key, hit on
@@ -20,6 +21,7 @@ new key per request):
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -32,7 +34,7 @@ from piigate.store.redis_counters import RedisCounters
 
 __all__ = ["DEFAULT_MAX_KEYS", "MemoryCounters", "open_counters"]
 
-DEFAULT_MAX_KEYS = 100_000  # about 20 MB at most
+DEFAULT_MAX_KEYS = 100_000  # about 35 to 40 MB at most, with keys of 60 characters
 DEFAULT_SWEEP_SECONDS = 10.0
 
 
@@ -58,6 +60,10 @@ class MemoryCounters:
         self._next_sweep: datetime | None = None
         # Least recently hit first: the order evictions follow.
         self._windows: OrderedDict[str, _Window] = OrderedDict()
+        # (end, key) of every window started, soonest end first: what a sweep looks at. A
+        # window restarted, evicted or reset leaves a stale entry, dropped when its end passes
+        # (or when stale entries outnumber the windows, see _compact).
+        self._ends: list[tuple[datetime, str]] = []
         # Atomic even when called from several threads (a sync caller, another event loop).
         self._lock = threading.Lock()
 
@@ -96,6 +102,8 @@ class MemoryCounters:
         if window is None or window.end <= now:
             window = _Window(amount, now + timedelta(seconds=window_seconds))
             self._windows[key] = window
+            heapq.heappush(self._ends, (window.end, key))
+            self._compact()
         else:
             window.value += amount
         self._windows.move_to_end(key)
@@ -121,6 +129,7 @@ class MemoryCounters:
     async def aclose(self) -> None:
         with self._lock:
             self._windows.clear()
+            self._ends.clear()
 
     def _current(self, key: str, now: datetime) -> _Window | None:
         with self._lock:
@@ -131,9 +140,20 @@ class MemoryCounters:
         if self._next_sweep is not None and now < self._next_sweep:
             return
         self._next_sweep = now + self._sweep_every
-        ended = [key for key, window in self._windows.items() if window.end <= now]
-        for key in ended:
-            del self._windows[key]
+        ends, windows = self._ends, self._windows
+        while ends and ends[0][0] <= now:
+            _, key = heapq.heappop(ends)
+            window = windows.get(key)
+            if window is not None and window.end <= now:
+                del windows[key]
+
+    def _compact(self) -> None:
+        """Rebuild the heap of ends from the windows held once stale entries (from evicted or
+        reset keys whose window has not ended yet) make up most of it: bounded memory under a
+        flood of new keys."""
+        if len(self._ends) > 2 * len(self._windows) + 1024:
+            self._ends = [(window.end, key) for key, window in self._windows.items()]
+            heapq.heapify(self._ends)
 
     def _make_room(self) -> None:
         while len(self._windows) >= self.max_keys:
