@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
+from monitoring_support import eventually
 from sqlalchemy import delete
 
 from piigate.audit import AuditLog, EventBus
@@ -24,7 +25,6 @@ from piigate.store import Database, StoreUnavailable
 from piigate.store.alerts import AlertStore
 from piigate.store.tables import alert_watermark
 
-T = TypeVar("T")
 AT = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 
 
@@ -114,22 +114,6 @@ async def open_node(url: str, clock: FixedClock, **options: Any) -> AsyncIterato
         await audit.stop()
         bus.close()
         await db.close()
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], *, seconds: float = 20.0, what: str = "it"
-) -> T:
-    """``probe()``'s first truthy answer, asked every 20 ms (a bound on the wait, not a timing
-    assertion: a desk's catch-ups come every 50 ms here)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while True:
-        found = await probe()
-        if found:
-            return found
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} did not happen within {seconds} s")
-        await asyncio.sleep(0.02)
 
 
 async def alerts(node: Node) -> dict[int, Alert]:
