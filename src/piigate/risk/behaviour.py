@@ -24,9 +24,9 @@ with an address. A counter that fails raises: the engine then scores the request
 risk.
 
 What does not change from request to request is worked out once: the policy's limits and windows
-(:class:`Rules`, again when a reload brings new settings), each subject's keyed hash and counter
-keys (:class:`_Tracks`) and the keyed hashes of records and addresses (``risk.caches``: the
-newest ones are kept).
+(``risk.limits``, read again when a reload brings new settings), each subject's keyed hash and
+counter keys (:class:`_Tracks`), each address's counter key and each record's keyed hash (the
+newest of each kept, ``risk.caches``).
 """
 
 from __future__ import annotations

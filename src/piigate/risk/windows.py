@@ -62,8 +62,9 @@ class Track:
     ``<prefix><name>:<window>:``, to which a fixed window's number is added.
 
     It remembers the keys of the fixed window it was last counted in, and of the one before
-    (whose count the closed windows' cache may hold): the next request in that window, most
-    requests, builds no key. (Mutable only there, and only between two awaits.)
+    (whose count the closed windows' cache may hold): the next request in that window, as most
+    are, builds no key. Only :meth:`Windows.count` moves it to another window, before its
+    first await, so requests counted concurrently each read the keys of their own window.
     """
 
     window: int
