@@ -112,7 +112,9 @@ async def test_a_reload_of_a_file_over_the_size_limit_keeps_the_old_policy(
     with structlog.testing.capture_logs() as logs:
         assert await watch.reload() is False
     assert policy.current is kept and "read-phone" not in _rules(policy)
-    assert [(e["event"], e["errors"]) for e in logs] == [("policy_reload_failed", [too_large])]
+    # The node's own background tasks (the alert desk's catch-ups) may log meanwhile.
+    reloads = [e for e in logs if e["event"].startswith("policy_")]
+    assert [(e["event"], e["errors"]) for e in reloads] == [("policy_reload_failed", [too_large])]
     (rejected,) = await audit.list_events(types=["policy_rejected"])
     assert rejected.data == {"errors": [too_large], "kept": kept.digest}
 
