@@ -93,6 +93,7 @@ DOMAIN = [
     "errors.py",
     "ids.py",
     "jsontext.py",
+    "memo.py",
     "origins.py",
     "ports.py",
     "audit/alerts.py",

@@ -26,7 +26,7 @@ risk.
 What does not change from request to request is worked out once: the policy's limits and windows
 (``risk.limits``, read again when a reload brings new settings), each subject's keyed hash and
 counter keys (:class:`_Tracks`), each address's counter key and each record's keyed hash (the
-newest of each kept, ``risk.caches``).
+newest of each kept, ``memo.Bounded``).
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ from datetime import datetime
 from typing import Final
 
 from piigate.crypto.secret import Secret
+from piigate.memo import Bounded
 from piigate.model import Action, Resource, Signal
 from piigate.policy.model import RiskSettings
 from piigate.ports import AuditRecorder, RateCounters
-from piigate.risk.caches import Bounded
 from piigate.risk.limits import Rule, Rules, read_rules
 from piigate.risk.windows import Estimate, Sliding, Track, Windows
 

@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Protocol
 
+from piigate.memo import Bounded
 from piigate.model import AccessRequest, Action, Context, Resource, RiskAssessment, Signal
 from piigate.policy.holder import PolicyHolder
 from piigate.policy.model import RiskSettings, SignalSettings
 from piigate.policy.sections import DEFAULT_SIGNALS
 from piigate.risk.behaviour import Behaviour
-from piigate.risk.caches import Bounded
 from piigate.risk.context import SteadySignals, steady_signals, travel_signal
 from piigate.risk.observation import (
     HistoryStore,

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
+from piigate.memo import Bounded
 from piigate.ports import Hit, RateCounters, batch_of
-from piigate.risk.caches import Bounded
 
 __all__ = ["ASKED_CACHE", "CLOSED_CACHE", "Estimate", "Sliding", "Track", "Windows"]
 

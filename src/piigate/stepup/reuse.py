@@ -19,11 +19,11 @@ answered) always opens its own.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Hashable
 from datetime import datetime
 from typing import Final
 
+from piigate.memo import Bounded
 from piigate.model import Challenge
 
 __all__ = ["MAX_REMEMBERED", "ChallengeReuse"]
@@ -37,8 +37,7 @@ class ChallengeReuse:
     """This node's young unlock challenges, the most recently opened ``max_remembered``."""
 
     def __init__(self, *, max_remembered: int = MAX_REMEMBERED) -> None:
-        self.max_remembered = max_remembered
-        self._open: OrderedDict[_Key, Challenge] = OrderedDict()
+        self._open: Bounded[_Key, Challenge] = Bounded(max_remembered)
 
     def named(self, fresh: Challenge, *, now: datetime) -> Challenge | None:
         """The remembered challenge that binds all that ``fresh`` binds, if it is young enough
@@ -55,10 +54,8 @@ class ChallengeReuse:
     def remember(self, challenge: Challenge) -> None:
         """``challenge`` was just opened: named again by the decisions that bind the same."""
         key = _binds(challenge)
-        self._open[key] = challenge
-        self._open.move_to_end(key)
-        while len(self._open) > self.max_remembered:
-            self._open.popitem(last=False)
+        self._open.pop(key, None)  # put again: the newest
+        self._open.put(key, challenge)
 
     def forget(self, challenge: Challenge) -> None:
         """``challenge`` can no longer be answered: never named again."""

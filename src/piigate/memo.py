@@ -1,5 +1,6 @@
-"""``Bounded``: the risk engine's per-process memos (closed windows' counts, subjects' counter
-keys, records' keyed hashes, recent contexts' signals) keep their newest entries only.
+"""``Bounded``: a per-process memo that keeps its newest entries only (the risk engine's closed
+windows' counts, subjects' counter keys, records' keyed hashes and recent contexts' signals; the
+engine's young unlock challenges).
 
 Each is a plain mapping with a size: putting one more entry drops the oldest one (first put,
 first dropped). What a memo holds can always be worked out again, so a dropped entry costs a

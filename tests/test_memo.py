@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from piigate.risk.caches import Bounded
+from piigate.memo import Bounded
 
 
 def test_a_bounded_memo_drops_its_oldest_entry_beyond_its_size() -> None:
