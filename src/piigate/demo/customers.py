@@ -43,76 +43,90 @@ def sample_customers() -> dict[str, dict[str, Any]]:
 
 
 def create_customers_app() -> Starlette:
-    customers = sample_customers()
-    transfers: list[dict[str, Any]] = []
+    """The API over a fresh copy of the sample customers (each app has its own)."""
+    api = _Customers(sample_customers())
+    return Starlette(
+        routes=[
+            Route("/customers", api.list_customers, methods=["GET"]),
+            Route("/customers/{id}", api.get_customer, methods=["GET"]),
+            Route("/customers/{id}", api.change_customer, methods=["PUT", "PATCH"]),
+            Route("/customers/{id}", api.delete_customer, methods=["DELETE"]),
+            Route("/transfers", api.create_transfer, methods=["POST"]),
+            Route("/health", _health, methods=["GET"]),
+            Route("/whoami", _whoami, methods=["GET"]),
+            Route("/files/{n:int}", _file, methods=["GET"]),
+        ]
+    )
 
-    async def list_customers(request: Request) -> Response:
-        return JSONResponse({"customers": list(customers.values())})
 
-    async def get_customer(request: Request) -> Response:
-        found = customers.get(request.path_params["id"])
+class _Customers:
+    """The handlers over one app's records (customers by id, transfers in order)."""
+
+    def __init__(self, customers: dict[str, dict[str, Any]]) -> None:
+        self.customers = customers
+        self.transfers: list[dict[str, Any]] = []
+
+    async def list_customers(self, request: Request) -> Response:
+        return JSONResponse({"customers": list(self.customers.values())})
+
+    async def get_customer(self, request: Request) -> Response:
+        found = self.customers.get(request.path_params["id"])
         if found is None:
-            return JSONResponse({"error": "no such customer"}, status_code=404)
+            return _no_such_customer()
         return JSONResponse(found)
 
-    async def change_customer(request: Request) -> Response:
+    async def change_customer(self, request: Request) -> Response:
         cid = request.path_params["id"]
-        if cid not in customers:
-            return JSONResponse({"error": "no such customer"}, status_code=404)
+        if cid not in self.customers:
+            return _no_such_customer()
         body = await _json(request)
         if not isinstance(body, dict):
             return JSONResponse({"error": "a JSON object is expected"}, status_code=400)
-        record = copy.deepcopy(customers[cid])
+        record = copy.deepcopy(self.customers[cid])
         record.update({k: v for k, v in body.items() if k != "id"})
-        customers[cid] = record
+        self.customers[cid] = record
         return JSONResponse(record)
 
-    async def delete_customer(request: Request) -> Response:
-        if customers.pop(request.path_params["id"], None) is None:
-            return JSONResponse({"error": "no such customer"}, status_code=404)
+    async def delete_customer(self, request: Request) -> Response:
+        if self.customers.pop(request.path_params["id"], None) is None:
+            return _no_such_customer()
         return Response(status_code=204)
 
-    async def create_transfer(request: Request) -> Response:
+    async def create_transfer(self, request: Request) -> Response:
         body = await _json(request)
         if not isinstance(body, dict) or "amount" not in body:
             return JSONResponse({"error": "amount is required"}, status_code=400)
         transfer = {
-            "id": f"t{len(transfers) + 1}",
+            "id": f"t{len(self.transfers) + 1}",
             "amount": str(body["amount"]),
             "currency": body.get("currency"),
             "to_account": body.get("to_account"),
         }
-        transfers.append(transfer)
+        self.transfers.append(transfer)
         return JSONResponse(transfer, status_code=201)
 
-    async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
 
-    async def whoami(request: Request) -> Response:
-        headers = request.headers
-        return JSONResponse(
-            {"subject": headers.get("piigate-subject"), "level": headers.get("piigate-level")}
-        )
+def _no_such_customer() -> Response:
+    return JSONResponse({"error": "no such customer"}, status_code=404)
 
-    async def file(request: Request) -> Response:
-        size = min(int(request.path_params["n"]), MAX_FILE)
-        return StreamingResponse(
-            _zeros(size),
-            media_type="application/octet-stream",
-            headers={"content-length": str(size)},
-        )
 
-    return Starlette(
-        routes=[
-            Route("/customers", list_customers, methods=["GET"]),
-            Route("/customers/{id}", get_customer, methods=["GET"]),
-            Route("/customers/{id}", change_customer, methods=["PUT", "PATCH"]),
-            Route("/customers/{id}", delete_customer, methods=["DELETE"]),
-            Route("/transfers", create_transfer, methods=["POST"]),
-            Route("/health", health, methods=["GET"]),
-            Route("/whoami", whoami, methods=["GET"]),
-            Route("/files/{n:int}", file, methods=["GET"]),
-        ]
+async def _health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def _whoami(request: Request) -> Response:
+    headers = request.headers
+    return JSONResponse(
+        {"subject": headers.get("piigate-subject"), "level": headers.get("piigate-level")}
+    )
+
+
+async def _file(request: Request) -> Response:
+    size = min(int(request.path_params["n"]), MAX_FILE)
+    return StreamingResponse(
+        _zeros(size),
+        media_type="application/octet-stream",
+        headers={"content-length": str(size)},
     )
 
 
