@@ -276,6 +276,8 @@ ceremonies = Table(
     Column("closed_at", TS, nullable=True),
     Index("ix_ceremonies_subject_id", "subject_id"),
     Index("ix_ceremonies_challenge_id", "challenge_id"),
+    # The recorded risk signals read recent ceremonies of a purpose (``recent_ceremonies``).
+    Index("ix_ceremonies_purpose_created_at", "purpose", "created_at"),
 )
 
 # The deployment's keyring (``crypto.keystore``): one row per signing or data key, each sealed by
