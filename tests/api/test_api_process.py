@@ -4,6 +4,7 @@ is missing from the audit trail, and ``piigate audit verify`` still finds the ch
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -23,7 +24,8 @@ from serve_support import PIIGATE, serving
 pytestmark = pytest.mark.slow
 
 WORKERS = 8
-LOAD_SECONDS = 2.0
+LOAD_SECONDS = 2.0  # at least this long under load before the kill
+ENOUGH_LOAD = 100  # and at least this many acknowledged decisions (a busy machine is slow)
 
 
 def piigate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -58,7 +60,23 @@ def running(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-async def load(base: str, key: str, stop: asyncio.Event) -> tuple[list[str], int]:
+class Progress:
+    """The decisions acknowledged by all the load's clients so far; ``enough`` is set at
+    ``ENOUGH_LOAD`` of them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.enough = asyncio.Event()
+
+    def add(self) -> None:
+        self.count += 1
+        if self.count >= ENOUGH_LOAD:
+            self.enough.set()
+
+
+async def load(
+    base: str, key: str, stop: asyncio.Event, progress: Progress
+) -> tuple[list[str], int]:
     """One client posting decisions until ``stop`` or the server dies: (acked ids, errors)."""
     acknowledged: list[str] = []
     failures = 0
@@ -80,6 +98,7 @@ async def load(base: str, key: str, stop: asyncio.Event) -> tuple[list[str], int
                 continue
             if response.status_code == 200:
                 acknowledged.append(response.json()["decision_id"])
+                progress.add()
     return acknowledged, failures
 
 
@@ -109,10 +128,14 @@ async def test_sigkill_under_load_loses_no_acknowledged_decision(
     port = free_port()
     with serving(env, port, tmp_path / "serve.log") as proc:
         stop = asyncio.Event()
+        progress = Progress()
         workers = [
-            asyncio.create_task(load(f"http://127.0.0.1:{port}", key, stop)) for _ in range(WORKERS)
+            asyncio.create_task(load(f"http://127.0.0.1:{port}", key, stop, progress))
+            for _ in range(WORKERS)
         ]
         await asyncio.sleep(LOAD_SECONDS)
+        with contextlib.suppress(TimeoutError):  # then the count below says how little it was
+            await asyncio.wait_for(progress.enough.wait(), 60)
         children = child_pids(proc.pid)
         assert len(children) == 1, children  # the audit writer process, on either store
         os.kill(proc.pid, signal.SIGKILL)  # mid-load: requests are in flight
@@ -128,7 +151,8 @@ async def test_sigkill_under_load_loses_no_acknowledged_decision(
         assert proc.returncode == -signal.SIGKILL
 
     acknowledged = [decision_id for ids, _ in results for decision_id in ids]
-    assert len(acknowledged) >= 50, f"too little load to mean anything: {len(acknowledged)}"
+    too_little = f"too little load to mean anything: {len(acknowledged)}"
+    assert len(acknowledged) >= ENOUGH_LOAD, too_little
     assert all(failures > 0 for _, failures in results), "the kill did not hit the load"
 
     verified = piigate(env, "audit", "verify")
