@@ -8,6 +8,7 @@ bytes in it (they may hold PII).
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Sequence
 
@@ -26,6 +27,11 @@ _I16 = struct.Struct("!h")
 _I32 = struct.Struct("!i")
 _U32 = struct.Struct("!I")
 _NULL = _I32.pack(-1)
+
+
+@functools.lru_cache(maxsize=64)
+def _int16s(count: int) -> struct.Struct:
+    return struct.Struct(f"!{count}h")
 
 
 class ProtocolViolation(ValueError):
@@ -98,6 +104,15 @@ class Reader:
         if value < 0:
             raise self.fail("negative count")
         return value
+
+    def int16s(self, count: int) -> tuple[int, ...]:
+        """``count`` int16 values (format codes), in one unpacking."""
+        end = self._pos + 2 * count
+        if count < 0 or end > len(self._data):
+            raise self.fail("truncated")
+        found: tuple[int, ...] = _int16s(count).unpack_from(self._data, self._pos)
+        self._pos = end
+        return found
 
     def int32(self) -> int:
         value: int = _I32.unpack(self._take(4))[0]
