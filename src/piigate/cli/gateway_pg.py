@@ -23,7 +23,7 @@ from piigate.cli.common import (
     metrics_address,
     serve_metrics,
 )
-from piigate.cli.serve import run_server
+from piigate.cli.serve import freeze_heap, run_server
 from piigate.config import Settings
 from piigate.errors import PiigateError
 
@@ -83,6 +83,7 @@ async def _serve(
             await gateway.start()
         except (OSError, PiigateError) as exc:
             fail(f"cannot start the gateway: {getattr(exc, 'detail', None) or exc}")
+        freeze_heap()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

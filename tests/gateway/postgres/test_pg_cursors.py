@@ -63,3 +63,29 @@ async def test_the_end_of_a_transaction_forgets_every_cursor(ending: str) -> Non
     await cursors.resolve("DECLARE c CURSOR WITH HOLD FOR SELECT 1", [Touches("declare")], read)
     await cursors.resolve(ending, [Touches("transaction")], read)
     assert await cursors.resolve("FETCH c", [FAIL_CLOSED], read) == [FAIL_CLOSED]
+
+
+@pytest.mark.parametrize(
+    ("kinds", "passes"),
+    [
+        (["select"], True),
+        (["select", "insert"], True),
+        (["declare"], False),
+        (["fetch"], False),
+        (["other"], False),  # CLOSE, DISCARD
+        (["transaction"], False),
+        (["select", "transaction"], False),  # a multi-statement string that ends one
+    ],
+)
+async def test_passes_says_when_resolve_changes_nothing(kinds: list[str], passes: bool) -> None:
+    cursors = Cursors()
+    cursors.known["c"] = Touches("select", reads=frozenset({"ssn"}))
+    touches = [Touches(kind) for kind in kinds]
+
+    async def read(sql: str) -> list[Touches]:
+        return []
+
+    assert cursors.passes(touches) is passes
+    if passes:  # resolve then gives the same back and forgets nothing
+        assert await cursors.resolve("SELECT 1", touches, read) == touches
+        assert "c" in cursors.known

@@ -65,3 +65,21 @@ async def test_an_unplanned_statement_does_not_stand_for_its_shape(analysed: lis
     assert len(analysed) == 2
     await reader.read("SELECT abalance FROM accounts WHERE aid = 8", None)
     assert len(analysed) == 2
+
+
+async def test_what_is_cached_is_answered_without_waiting(analysed: list[str]) -> None:
+    """``cached`` answers what ``read`` would from its caches alone, and nothing else."""
+    reader = reading.Reader(CATALOG, None)
+    plain, pii = (
+        "SELECT name FROM public.customers WHERE id = 1",
+        "SELECT ssn FROM public.customers",
+    )
+    assert reader.cached(plain, None) is None and reader.cached(pii, None) is None
+    read = await reader.read(plain, None)
+    assert reader.cached(plain, None) == read
+    assert reader.cached("SELECT name FROM public.customers WHERE id = 5", None) == read
+    assert reader.cached(plain, "other_schema") is None
+    read = await reader.read(pii + " WHERE id = 1", None)
+    assert reader.cached(pii + " WHERE id = 1", None) == read  # the same text
+    assert reader.cached(pii + " WHERE id = 2", None) is None  # its own row estimate
+    assert len(analysed) == 2  # looking in the caches reads nothing

@@ -185,3 +185,18 @@ def test_bytes_that_break_the_protocol_end_the_session(stream: bytes) -> None:
     replies.push(Pending(Expect.QUERY, results=[Result()]))
     with pytest.raises(ProtocolViolation):
         replies.relay(be.ParseComplete().encode() + stream)
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        b"D\x00\x00\x00\x05x",  # shorter than a column count
+        b"D\x00\x00\x00\x0c\x00\x02\x00\x00\x00\x011z",  # its second value missing
+    ],
+)
+def test_a_malformed_row_of_a_masked_result_ends_the_session(row: bytes) -> None:
+    replies = Replies()
+    replies.push(Pending(Expect.QUERY, results=[_masking_plan()]))
+    good = ROWS[0].encode()
+    with pytest.raises(ProtocolViolation):
+        replies.relay(_stream(DESCRIPTION) + good + row + good)

@@ -190,3 +190,78 @@ def test_a_malformed_row_from_the_server_is_refused() -> None:
     mask = RowMask(((True, KeepLast(4)),))
     with pytest.raises(ProtocolViolation):
         mask.apply_message(be.DataRow((SSN.encode(),)).encode()[5:-1])  # one byte short
+
+
+def _reference(value: bytes, rule: MaskRule) -> bytes | None:
+    """What the HTTP gateway's rule makes of ``value`` as text (None: not UTF-8, so NULL)."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    shown = rule.mask(text)
+    assert isinstance(shown, str)
+    return shown.encode("utf-8")
+
+
+_RULES_TRIED: list[MaskRule] = [
+    KeepLast(0),
+    KeepLast(1),
+    KeepLast(2),
+    KeepLast(4),
+    KeepLast(7),
+    KeepLast(4, fixed_width=8),
+    KeepLast(0, fixed_width=3),
+    Replace(),
+    Replace("[hidden]"),
+]
+_VALUE_TEXT = st.text(alphabet="0123456789abcXYZ -./()+*_#é€\u00a0", max_size=20)
+
+
+@given(
+    st.one_of(_VALUE_TEXT.map(str.encode), st.binary(max_size=20)),
+    st.sampled_from(_RULES_TRIED),
+)
+def test_a_value_is_masked_on_its_bytes_as_the_rule_masks_its_text(
+    value: bytes, rule: MaskRule
+) -> None:
+    mask = RowMask(((True, rule),))
+    assert mask.apply(be.DataRow((value,))).values[0] == _reference(value, rule)
+    masked_rows, _ = mask.mask_rows(be.DataRow((value,)).encode(), 0, 1 << 20)
+    assert masked_rows == [be.DataRow((_reference(value, rule),)).encode()]
+
+
+@given(st.lists(st.one_of(st.none(), st.binary(max_size=24), st.just(SSN.encode())), max_size=6))
+def test_masking_rows_in_a_run_is_masking_each_row(values: list[bytes | None]) -> None:
+    mask = RowMask(((False, None), (True, KeepLast(4)), (True, None), (True, Replace())))
+    rows = [be.DataRow(tuple(values)), be.DataRow(tuple(values[:2])), be.DataRow((b"x",) * 7)]
+    after = be.CommandComplete("SELECT 3").encode()
+    stream = b"C-" + b"".join(r.encode() for r in rows) + after
+    masked, pos = mask.mask_rows(stream, 2, 1 << 20)
+    assert masked == [mask.apply(r).encode() for r in rows]
+    assert stream[pos:] == after  # the first message that is not a row is the caller's
+
+
+def test_a_run_of_rows_stops_before_a_row_not_yet_received_whole() -> None:
+    mask = RowMask(((True, KeepLast(4)),))
+    row = be.DataRow((SSN.encode(),)).encode()
+    masked, pos = mask.mask_rows(row + row[:-3], 0, 1 << 20)
+    assert masked == [be.DataRow((b"***-**-9999",)).encode()]
+    assert pos == len(row)
+    assert mask.mask_rows(row, 0, len(row) - 2) == ([], 0)  # over the limit: the caller's
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xff\xff",  # a negative count
+        b"\x00\x01\x00\x00\x00\x0b219-09-999",  # a value past the message's end
+        b"\x00\x01\xff\xff\xff\xfe",  # a negative length other than NULL's
+        b"\x00\x01\x00\x00\x00\x01xy",  # a byte after the last value
+        b"\x00\x02\x00\x00\x00\x01x",  # fewer values than counted
+    ],
+)
+def test_a_malformed_row_in_a_run_is_refused(body: bytes) -> None:
+    mask = RowMask(((True, KeepLast(4)), (True, KeepLast(4))))
+    good = be.DataRow((SSN.encode(), None)).encode()
+    with pytest.raises(ProtocolViolation):
+        mask.mask_rows(good + b"D" + (len(body) + 4).to_bytes(4, "big") + body, 0, 1 << 20)

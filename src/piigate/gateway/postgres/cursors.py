@@ -66,6 +66,12 @@ class Cursors:
     def __init__(self) -> None:
         self.known: dict[str, Touches] = {}
 
+    def passes(self, touches: list[Touches]) -> bool:
+        """``resolve`` would give ``touches`` back and remember or forget nothing."""
+        if len(touches) != 1:
+            return not any(t.kind in ("transaction", "other") for t in touches)
+        return touches[0].kind not in _CURSOR_KINDS
+
     async def resolve(
         self, sql: str, touches: list[Touches], read: Callable[[str], Awaitable[list[Touches]]]
     ) -> list[Touches]:

@@ -130,8 +130,7 @@ class Parse:
 
 
 def _formats(r: Reader) -> tuple[int, ...]:
-    count = r.count()
-    return tuple(r.int16() for _ in range(count)) if count else ()
+    return r.int16s(r.count())
 
 
 def _encode_formats(formats: tuple[int, ...]) -> bytes:

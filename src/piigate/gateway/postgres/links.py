@@ -30,6 +30,8 @@ class Link(asyncio.Protocol):
         self._eof = False
         self._reading: asyncio.Future[None] | None = None
         self._receiver: Callable[[bytes], None] | None = None
+        self._first_look: Callable[[bytes], bool] | None = None
+        self._nudged = False
         self._on_end: Callable[[], None] | None = None
         self._paused = False  # the peer does not keep up: writes queue in the transport
         self._drained: list[asyncio.Future[None]] = []
@@ -46,6 +48,14 @@ class Link(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._receiver is not None:
             self._receiver(data)
+            return
+        reading = self._reading
+        if (
+            self._first_look is not None
+            and reading is not None
+            and not reading.done()
+            and self._first_look(data)
+        ):
             return
         self._received.append(data)
         self._size += len(data)
@@ -76,12 +86,13 @@ class Link(asyncio.Protocol):
     # -- for the session ----------------------------------------------------------------------
     async def read(self) -> bytes:
         """What arrived since the last read, waiting for something; ``b""`` at the end."""
-        while not self._received and not self._eof:
+        while not self._received and not self._eof and not self._nudged:
             self._reading = asyncio.get_running_loop().create_future()
             try:
                 await self._reading
             finally:
                 self._reading = None
+        self._nudged = False
         data = b"".join(self._received)
         if self._size > _READ_LIMIT and self.transport is not None and not self.lost:
             self.transport.resume_reading()
@@ -92,6 +103,18 @@ class Link(asyncio.Protocol):
     def at_eof(self) -> bool:
         """The peer has finished sending, and all it sent was read."""
         return self._eof and not self._received
+
+    def first_look(self, look: Callable[[bytes], bool]) -> None:
+        """Offer what arrives while a :meth:`read` waits to ``look`` first, in the event
+        loop's callback; it returns True when it took the data (the read then waits on,
+        unless :meth:`nudge` ends it)."""
+        self._first_look = look
+
+    def nudge(self) -> None:
+        """End the :meth:`read` that waits, or the next one, even with nothing read (``b""``
+        then, which is the end only when :meth:`at_eof` says so)."""
+        self._nudged = True
+        self._wake_reader()
 
     def receive_with(self, receiver: Callable[[bytes], None], on_end: Callable[[], None]) -> None:
         """Hand everything that arrives from now on to ``receiver``, as it arrives (first what

@@ -206,7 +206,7 @@ class FrontendParser(_Framer):
         self.started = False
         self._auth = AuthKind.PASSWORD
         # Messages a client sends over again as they were (see ``_REPEATED``), by their bytes.
-        self._seen: dict[tuple[bytes, bytes], fe.FrontendMessage] = {}
+        self._seen: dict[bytes, fe.FrontendMessage] = {}
 
     def expect_auth(self, kind: AuthKind) -> None:
         """Read the next ``p`` messages as ``kind`` (after the server's request for it)."""
@@ -218,6 +218,8 @@ class FrontendParser(_Framer):
     def feed_framed(self, data: bytes) -> list[tuple[fe.FrontendMessage, bytes]]:
         """As ``feed``, each message with the bytes it came in (a relay forwards those)."""
         self._check()
+        if self.started:
+            return self._feed_tagged(data)
         self._buffer += data
         messages: list[tuple[fe.FrontendMessage, bytes]] = []
         while True:
@@ -234,26 +236,61 @@ class FrontendParser(_Framer):
         self._compact()
         return messages
 
-    def _next_message(self) -> fe.FrontendMessage | None:
-        if not self.started:
-            return self._next_startup()
-        found = self._next_frame()
-        if found is None:
-            return None
-        tag, payload = found
-        if tag in _REPEATED:
-            seen = self._seen.get(found)
+    def _feed_tagged(self, data: bytes) -> list[tuple[fe.FrontendMessage, bytes]]:
+        """``feed_framed`` once started: every message is tagged. The messages are cut from
+        ``data`` itself (with what was left over before it, if anything), not copied through
+        the buffer."""
+        if self._buffer:
+            data = bytes(self._buffer) + data
+            self._buffer.clear()
+        messages: list[tuple[fe.FrontendMessage, bytes]] = []
+        pos, size, limit = 0, len(data), self.max_message_size
+        while size - pos >= 5:
+            length: int = _LENGTH.unpack_from(data, pos + 1)[0]
+            if not 4 <= length <= limit:
+                self._broken = True
+                frame_end(data, pos, limit)  # raises: the stream breaks the protocol
+            end = pos + 1 + length
+            if end > size:
+                break
+            raw = data[pos:end]
+            messages.append((self._tagged(raw), raw))
+            pos = end
+        if pos < size:
+            self._buffer += data[pos:]
+        return messages
+
+    def _tagged(self, raw: bytes) -> fe.FrontendMessage:
+        """The tagged message whose bytes (type, length, body) are ``raw``."""
+        tag = raw[:1]
+        repeated = tag in _REPEATED
+        if repeated:
+            seen = self._seen.get(raw)
             if seen is not None:
                 return seen
         decoder = _PASSWORD[self._auth] if tag == b"p" else _FRONTEND.get(tag)
         if decoder is None:
-            return Unknown(tag, payload)
-        message = self._decode(decoder, payload)
-        if tag in _REPEATED:
+            return Unknown(tag, raw[5:])
+        message = self._decode(decoder, raw[5:])
+        if repeated:
             if len(self._seen) >= _SEEN_KEPT:
                 self._seen.clear()
-            self._seen[found] = message
+            self._seen[raw] = message
         return message
+
+    def _next_message(self) -> fe.FrontendMessage | None:
+        if not self.started:
+            return self._next_startup()
+        start = self._pos
+        try:
+            end = frame_end(self._buffer, start, self.max_message_size)
+        except ProtocolViolation:
+            self._broken = True
+            raise
+        if end < 0:
+            return None
+        self._pos = end
+        return self._tagged(bytes(self._buffer[start:end]))
 
     def _next_startup(self) -> fe.FrontendMessage | None:
         if self._available() < 4:

@@ -109,6 +109,16 @@ class Reader:
             self._shapes.put(shaped, touches)
         return touches
 
+    def cached(self, sql: str, search_path: str | None) -> list[Touches] | None:
+        """What ``read`` answers from its caches alone, without waiting (None: not cached)."""
+        cached = self._texts.get((sql, search_path))
+        if isinstance(cached, list):
+            return cached
+        cached = self._shapes.get((self._shape(sql), search_path))
+        if isinstance(cached, list) and not any(t.any for t in cached):
+            return cached
+        return None
+
     def _shape(self, sql: str) -> str:
         """``shape(sql)``, found by ``sqltext.literal_key`` when the text is plainly written:
         texts with the same key have the same shape, and the key costs a few passes of

@@ -147,7 +147,7 @@ class Replies:
         out: list[bytes] = []
         pos = run = 0  # run: where the bytes not yet put in ``out`` start
         size, limit = len(buf), self.max_message_size
-        raw_rows: bool | None = None  # known at the first row after a change of the head
+        rows: RowMask | bool | None = None  # known at the first row after a change of the head
         while size - pos >= 5:
             length: int = _LENGTH.unpack_from(buf, pos + 1)[0]
             if not 4 <= length <= limit:
@@ -157,11 +157,19 @@ class Replies:
                 break
             tag = buf[pos]
             if tag == _DATA_ROW:
-                if raw_rows is None:
-                    raw_rows = self._raw_rows()
-                if raw_rows:
+                if rows is None:
+                    rows = self._rows()
+                if rows is True:
                     pos = end
                     continue
+                if isinstance(rows, RowMask):  # this row and the ones after it, in one go
+                    masked, after = rows.mask_rows(buf, pos, limit)
+                    if masked:
+                        if run < pos:
+                            out.append(buf[run:pos])
+                        out.extend(masked)
+                        pos = run = after
+                        continue
             shown = self._reply(tag, buf, pos, end)
             if shown is not None:  # changed or dropped: what came before it goes first
                 if run < pos:
@@ -175,21 +183,23 @@ class Replies:
                 out.extend(self._synthetics())
             pos = end
             if tag != _DATA_ROW:  # a row changes nothing in the queue
-                raw_rows = None
+                rows = None
         if run < pos:
             out.append(buf[run:pos])
         self._rest = buf[pos:]
         return b"".join(out)
 
-    def _raw_rows(self) -> bool:
-        """The head's rows go out as they came: they are the client's, and none is masked."""
+    def _rows(self) -> RowMask | bool:
+        """How the head's rows go out: True as they came (they are the client's, and none is
+        masked), a mask when they are the client's and masked, False when ``_reply`` reads
+        each (no head, or the gateway's own query)."""
         if not self.queue:
             return False
         head = self.queue[0]
         if head.hidden or head.kind not in _RESULTS:
             return False
         result = head.result
-        return result is None or result.mask is None
+        return True if result is None or result.mask is None else result.mask
 
     def _reply(self, tag: int, buf: bytes, pos: int, end: int) -> list[bytes] | None:
         """The bytes to send in place of the message at ``buf[pos:end]`` (None: itself)."""

@@ -31,9 +31,10 @@ from piigate.gateway.postgres.catalog import Catalog
 from piigate.gateway.postgres.config import PostgresGatewayConfig
 from piigate.gateway.postgres.cursors import Cursors
 from piigate.gateway.postgres.greeting import start_session
+from piigate.gateway.postgres.handling import handle, handle_now
 from piigate.gateway.postgres.judge import Touches, every_class, statement_digest
 from piigate.gateway.postgres.links import Link
-from piigate.gateway.postgres.messages import CopyData, CopyDone, Unknown
+from piigate.gateway.postgres.messages import CopyData, CopyDone
 from piigate.gateway.postgres.protocol import FrontendParser, ProtocolViolation
 from piigate.gateway.postgres.reading import Reader
 from piigate.gateway.postgres.replies import Desync, Expect, Pending, Replies, Result
@@ -102,6 +103,8 @@ class ClientSession:
         # A COPY FROM STDIN that may change the search path: read it again once the copy ends
         # ("now": a simple query's; "sync": an Execute's, after the next Sync).
         self.reread_after_copy: Literal["now", "sync"] | None = None
+        self.at_once = False  # handling messages in the event loop's callback (``_arrived``)
+        self.fault: BaseException | None = None  # raised there: the task raises it again
         peer = client.get_extra_info("peername")
         self.client_ip: str | None = peer[0] if isinstance(peer, tuple) else None
 
@@ -130,7 +133,7 @@ class ClientSession:
         write, not five)."""
         received = self.received
         raw = received[1] if received is not None and received[0] is message else None
-        if not self.outbox:
+        if not self.outbox and not self.at_once:
             # Written at the latest when the session next waits for anything (a reading, a
             # ruling, a step-up), so nothing forwarded is ever held back by a wait.
             asyncio.get_running_loop().call_soon(self.flush)
@@ -180,6 +183,7 @@ class ClientSession:
         if pending := self.upstream.parser.pending():  # what came after the start-up first
             self._relay(pending)
         server.receive_with(self._relay, self.client.close)
+        self.client.first_look(self._arrived)
         while not server.lost and not self.relay_failed:
             if not self.inbox:  # all the client sent so far is handled: out it goes
                 self.flush()
@@ -187,13 +191,54 @@ class ClientSession:
                     await server.drain()
                 if self.client.writing_paused:
                     await self.client.drain()
-            message = await self.next_message()
-            if message is None or isinstance(message, fe.Terminate):
-                if message is not None:
-                    self.forward(message)
-                    self.flush()
+                if not await self._receive():
+                    return
+                continue
+            self.received = self.inbox.popleft()
+            message = self.received[0]
+            if isinstance(message, fe.Terminate):
+                self.forward(message)
+                self.flush()
                 return
-            await self._handle(message)
+            await handle(self, message)
+
+    async def _receive(self) -> bool:
+        """Read what the client sent into the inbox; False at its end, with nothing left."""
+        data = await self.client.read()
+        if self.fault is not None:
+            raise self.fault
+        if data:
+            self.inbox.extend(self.parser.feed_framed(data))
+        return bool(self.inbox) or not self.client.at_eof()
+
+    def _arrived(self, data: bytes) -> bool:
+        """What the client sent, while the task waits for it: the messages that need no
+        waiting (``_handle_now``) are handled here, in the event loop's callback, and what
+        they forward is written at once; at the first that needs waiting, it and the rest
+        are left to the task. False: not taken (the task reads ``data``)."""
+        assert self.upstream is not None
+        server = self.upstream.link
+        if self.inbox or self.relay_failed or server.lost or self.fault is not None:
+            return False
+        if server.writing_paused or self.client.writing_paused:
+            return False  # the task waits for them to drain first
+        self.at_once = True
+        try:
+            self.inbox.extend(self.parser.feed_framed(data))
+            while self.inbox:
+                self.received = self.inbox[0]
+                if not handle_now(self, self.received[0]):
+                    break
+                self.inbox.popleft()
+            if not self.inbox:
+                self.flush()
+        except Exception as exc:  # the task raises it, as if its own
+            self.fault = exc
+        finally:
+            self.at_once = False
+        if self.inbox or self.fault is not None or server.writing_paused:
+            self.client.nudge()
+        return True
 
     def _relay(self, data: bytes) -> None:
         """The server's ``data``, through the reply queue, to the client, as it arrives. A
@@ -223,49 +268,6 @@ class ClientSession:
             self.client.when_drained(server.resume_reading)
 
     # -- messages -----------------------------------------------------------------------------
-    async def _handle(self, message: fe.FrontendMessage) -> None:
-        if self.skipping and not isinstance(message, fe.Sync):
-            return
-        gate = self.links.gatekeeper
-        if isinstance(message, fe.Query):
-            await gate.query(self, message)
-        elif isinstance(message, fe.Parse):
-            await gate.parse(self, message)
-        elif isinstance(message, fe.Bind):
-            self.portals[message.portal] = (message.statement, message.parameters)
-            self.expect(Pending(Expect.BIND))
-            self.forward(message)
-        elif isinstance(message, fe.Describe):
-            self._describe(message, hidden=False)
-        elif isinstance(message, fe.Execute):
-            await gate.execute(self, message)
-        elif isinstance(message, fe.Sync):
-            self.skipping = False
-            if not self.replies.copy_in:  # in COPY FROM STDIN the server ignores it
-                self.expect(Pending(Expect.SYNC))
-            self.forward(message)
-            if self.path_stale:
-                self.reread_search_path()
-        elif isinstance(message, fe.Flush | CopyData):
-            self.forward(message)
-        elif isinstance(message, CopyDone | fe.CopyFail):
-            self.replies.copy_in = False
-            self.forward(message)
-            if self.reread_after_copy == "now":
-                self.reread_search_path()
-            elif self.reread_after_copy == "sync":
-                self.path_stale = True
-            self.reread_after_copy = None
-        elif isinstance(message, fe.Close):
-            self._forget(message.kind, message.name)
-            self.expect(Pending(Expect.CLOSE))
-            self.forward(message)
-        elif isinstance(message, Unknown) and message.type == b"F":
-            refusal = error("0A000", "function calls are not allowed through the gateway")
-            self.expect(Pending(Expect.SYNTHETIC, synthetic=(refusal,), ready=True))
-        else:
-            raise ProtocolViolation("a message the gateway does not pass on")
-
     def refuse(self, refusal: be.ErrorResponse, *, extended: bool) -> None:
         """Refuse the statement at hand with ``refusal``. The server is made to fail in its
         place (an Execute of a portal that cannot exist, or a call of a function that does
@@ -284,7 +286,7 @@ class ClientSession:
     def expect(self, pending: Pending) -> None:
         self.send_bytes(self.replies.push(pending))
 
-    def _describe(self, message: fe.Describe, *, hidden: bool) -> None:
+    def describe(self, message: fe.Describe, *, hidden: bool) -> None:
         key = (message.kind, message.name)
 
         def described(description: be.RowDescription | None) -> None:
@@ -293,7 +295,7 @@ class ClientSession:
         self.expect(Pending(Expect.DESCRIBE, hidden=hidden, on_description=described))
         self.forward(message)
 
-    def _forget(self, kind: str, name: str) -> None:
+    def forget(self, kind: str, name: str) -> None:
         if kind == "S":
             self.statements.pop(name, None)
         else:
@@ -302,8 +304,8 @@ class ClientSession:
 
     def reset_unnamed(self) -> None:
         """A simple query drops the unnamed statement and portal."""
-        self._forget("S", "")
-        self._forget("P", "")
+        self.forget("S", "")
+        self.forget("P", "")
 
     async def touches_of_portal(
         self, portal: str
@@ -320,6 +322,23 @@ class ClientSession:
         elif path != self.search_path:
             touches = await self.read(sql)
         return sql, touches, bound[1]
+
+    def portal_reading(self, portal: str) -> list[Touches] | None:
+        """What ``touches_of_portal`` answers when that needs no reading: the statement was
+        read with the search path in force (None otherwise)."""
+        bound = self.portals.get(portal)
+        if bound is None or self.path_stale:
+            return None
+        found = self.statements.get(bound[0])
+        if found is None or found[2] != self.search_path:
+            return None
+        return found[1]
+
+    def cached_reading(self, sql: str) -> list[Touches] | None:
+        """What ``read`` answers without waiting, from the reader's caches (None: not)."""
+        if not self.path_known.is_set():
+            return None
+        return self.links.reader.cached(sql, self.search_path)
 
     def description_for(self, portal: str) -> be.RowDescription | None:
         found = self.described.get(("P", portal))

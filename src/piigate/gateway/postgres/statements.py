@@ -107,6 +107,30 @@ class Gatekeeper:
         else:
             touches = await session.cursors.resolve(sql, await session.read(sql), session.read)
         ruling = await self._ruling(session, touches, sql)
+        self._run_query(session, message, touches, ruling, started)
+
+    def query_now(self, session: ClientSession, message: fe.Query) -> bool:
+        """``query`` without waiting, when its reading is cached and there is nothing to ask
+        of the engine (no catalogued class, nothing refused); False: nothing was done."""
+        sql = message.sql
+        if session.path_stale or _NAMES_OTP.search(sql):
+            return False
+        started = time.perf_counter()
+        touches = session.cached_reading(sql)
+        if touches is None or not nothing_to_ask(touches) or not session.cursors.passes(touches):
+            return False
+        session.reset_unnamed()
+        self._run_query(session, message, touches, _ALLOWED, started)
+        return True
+
+    def _run_query(
+        self,
+        session: ClientSession,
+        message: fe.Query,
+        touches: list[Touches],
+        ruling: Ruling,
+        started: float,
+    ) -> None:
         self._timed("query", ruling, started)
         if ruling.outcome is not Outcome.ALLOW:
             session.refuse(self._refusal(ruling), extended=False)
@@ -132,7 +156,20 @@ class Gatekeeper:
             )
             session.refuse(error("0A000", text), extended=True)
             return
-        touches = await session.read(message.sql)
+        self._run_parse(session, message, await session.read(message.sql))
+
+    def parse_now(self, session: ClientSession, message: fe.Parse) -> bool:
+        """``parse`` without waiting, when its reading is cached; False: nothing was done."""
+        if session.path_stale or _NAMES_OTP.search(message.sql):
+            return False
+        touches = session.cached_reading(message.sql)
+        if touches is None:
+            return False
+        self._run_parse(session, message, touches)
+        return True
+
+    @staticmethod
+    def _run_parse(session: ClientSession, message: fe.Parse, touches: list[Touches]) -> None:
         session.statements[message.statement] = (message.sql, touches, session.search_path)
         session.expect(Pending(Expect.PARSE))
         session.forward(message)
@@ -142,6 +179,26 @@ class Gatekeeper:
         sql, touches, parameters = await session.touches_of_portal(message.portal)
         touches = await session.cursors.resolve(sql, touches, session.read)
         ruling = await self._ruling(session, touches, sql, parameters)
+        self._run_execute(session, message, touches, ruling, started)
+
+    def execute_now(self, session: ClientSession, message: fe.Execute) -> bool:
+        """``execute`` without waiting, when the portal's statement was read with the search
+        path in force and there is nothing to ask of the engine; False: nothing was done."""
+        started = time.perf_counter()
+        touches = session.portal_reading(message.portal)
+        if touches is None or not nothing_to_ask(touches) or not session.cursors.passes(touches):
+            return False
+        self._run_execute(session, message, touches, _ALLOWED, started)
+        return True
+
+    def _run_execute(
+        self,
+        session: ClientSession,
+        message: fe.Execute,
+        touches: list[Touches],
+        ruling: Ruling,
+        started: float,
+    ) -> None:
         self._timed("execute", ruling, started)
         if ruling.outcome is not Outcome.ALLOW:
             session.refuse(self._refusal(ruling), extended=True)

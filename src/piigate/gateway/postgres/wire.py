@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from typing import Final
 
 __all__ = [
     "ProtocolViolation",
@@ -26,6 +27,8 @@ _I16 = struct.Struct("!h")
 _I32 = struct.Struct("!i")
 _U32 = struct.Struct("!I")
 _NULL = _I32.pack(-1)
+# The usual counts of format codes, unpacked by one Struct each.
+_INT16S: Final = {n: struct.Struct(f"!{n}h") for n in range(1, 17)}
 
 
 class ProtocolViolation(ValueError):
@@ -90,7 +93,11 @@ class Reader:
         return chunk
 
     def int16(self) -> int:
-        value: int = _I16.unpack(self._take(2))[0]
+        pos = self._pos
+        if pos + 2 > len(self._data):
+            raise self.fail("truncated")
+        self._pos = pos + 2
+        value: int = _I16.unpack_from(self._data, pos)[0]
         return value
 
     def count(self) -> int:
@@ -99,12 +106,33 @@ class Reader:
             raise self.fail("negative count")
         return value
 
+    def int16s(self, count: int) -> tuple[int, ...]:
+        """``count`` int16 values (format codes), in one unpacking."""
+        pos = self._pos
+        end = pos + 2 * count
+        if count < 0 or end > len(self._data):
+            raise self.fail("truncated")
+        self._pos = end
+        if count == 0:
+            return ()
+        shape = _INT16S.get(count) or struct.Struct(f"!{count}h")
+        found: tuple[int, ...] = shape.unpack_from(self._data, pos)
+        return found
+
     def int32(self) -> int:
-        value: int = _I32.unpack(self._take(4))[0]
+        pos = self._pos
+        if pos + 4 > len(self._data):
+            raise self.fail("truncated")
+        self._pos = pos + 4
+        value: int = _I32.unpack_from(self._data, pos)[0]
         return value
 
     def uint32(self) -> int:
-        value: int = _U32.unpack(self._take(4))[0]
+        pos = self._pos
+        if pos + 4 > len(self._data):
+            raise self.fail("truncated")
+        self._pos = pos + 4
+        value: int = _U32.unpack_from(self._data, pos)[0]
         return value
 
     def byte(self) -> str:
