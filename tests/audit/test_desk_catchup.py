@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import structlog
 from monitoring_support import eventually
 from sqlalchemy import delete
@@ -33,6 +34,8 @@ class Rows(AlertStore):
 
     failing = False
     failures = 0
+    # Set: each stored alert sets the first event, then waits for the second.
+    after_storing: tuple[asyncio.Event, asyncio.Event] | None = None
 
     async def raise_alert(
         self, alert_id: str, draft: AlertDraft, *, unless_within: timedelta | None = None
@@ -40,7 +43,11 @@ class Rows(AlertStore):
         if self.failing:
             self.failures += 1
             raise StoreUnavailable("the store is down")
-        return await super().raise_alert(alert_id, draft, unless_within=unless_within)
+        stored = await super().raise_alert(alert_id, draft, unless_within=unless_within)
+        if self.after_storing is not None:
+            self.after_storing[0].set()
+            await self.after_storing[1].wait()
+        return stored
 
 
 class Reads(AuditLog):
@@ -260,6 +267,25 @@ async def test_two_desks_on_one_store_raise_each_alert_once(migrated_url: str) -
         expected = sorted([*(e.seq or 0 for e in [*raised, *orphans, own, last]), bulk])
         assert sorted(found) == expected
         assert sorted(await announced(one)) == expected  # each announced once
+
+
+async def test_a_desk_stopped_while_raising_still_announces_the_alert_it_stored(
+    migrated_url: str,
+) -> None:
+    async with open_node(migrated_url, FixedClock(AT)) as node:
+        stored, go_on = asyncio.Event(), asyncio.Event()
+        node.rows.after_storing = (stored, go_on)
+        event = await node.push_denied("alice")
+        raising = asyncio.create_task(node.desk.raise_from(event))
+        await stored.wait()
+        raising.cancel()  # the node stopping between storing the alert and announcing it
+        await asyncio.sleep(0.05)
+        assert not raising.done()  # the stop waits for the raising to end
+        go_on.set()
+        with pytest.raises(asyncio.CancelledError):
+            await raising
+        assert list(await alerts(node)) == [event.seq]
+        assert await announced(node) == [event.seq]  # a later try would find it stored
 
 
 async def test_a_catch_up_reads_only_the_events_its_node_did_not_examine(

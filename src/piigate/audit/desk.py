@@ -165,9 +165,25 @@ class AlertDesk:
     # -- raising ------------------------------------------------------------------------------
     async def raise_from(self, event: AuditEvent) -> Alert | None:
         """The alert ``event`` raises, stored, announced, counted and sent to the sinks; None
-        when it raises none or its alert exists already."""
+        when it raises none or its alert exists already.
+
+        Once begun, raising runs to its end even when the desk is stopped meanwhile (the
+        stop waits for it): an alert stored but never announced would stay so, since every
+        later try finds it stored."""
         draft = alert_for(event)
-        if draft is None or await self._repeats(draft):
+        if draft is None:
+            return None
+        raising = asyncio.ensure_future(self._raise(draft))
+        try:
+            return await asyncio.shield(raising)
+        except asyncio.CancelledError:
+            await asyncio.wait([raising])
+            if not raising.cancelled():
+                raising.exception()  # retrieved: the stop is what the caller sees
+            raise
+
+    async def _raise(self, draft: AlertDraft) -> Alert | None:
+        if await self._repeats(draft):
             return None
         # A repeat is checked again as the alert is stored: another node may be raising one.
         within = REPEAT_WINDOW if draft.kind in REPEATS else None
