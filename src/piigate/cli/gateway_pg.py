@@ -84,17 +84,12 @@ async def _serve(
         except (OSError, PiigateError) as exc:
             fail(f"cannot start the gateway: {getattr(exc, 'detail', None) or exc}")
         freeze_heap()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
         where = f"{config.listen_host}:{gateway.port}"
         typer.echo(
             f"piigate {__version__} postgres gateway on {where} -> {config.upstream_display}",
             err=True,
         )
-        await stop.wait()
+        await _until_stopped()
     finally:
         if stop_metrics is not None:
             await stop_metrics()
@@ -102,3 +97,13 @@ async def _serve(
         if jwt is not None and jwt is not services.jwt:
             await jwt.aclose()
         await services.stop()
+
+
+async def _until_stopped() -> None:
+    """Wait for SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

@@ -293,6 +293,29 @@ def _classes(out: Output) -> tuple[frozenset[str], ...] | None:
     return tuple(frozenset(c.pii for c in lin) for _, lin in out.columns)
 
 
+def _query(node: exp.Expression, walker: DmlWalker) -> tuple[str, bool, Output]:
+    """A query's kind, whether it changes the session (``SELECT … INTO`` makes a table) and
+    its output, its reads touched."""
+    into = node.args.get("into")
+    if into is None:
+        out = walker.query(node, None)
+        walker.touch(out.whole, Use.OUTPUT)
+        return "select", False, out
+    walker.stored_query(node)
+    if isinstance(into.this, exp.Table):
+        walker.table(into.this)
+    return "ddl", True, Output((), frozenset())
+
+
+def _truncate(node: exp.TruncateTable, chunk: Chunk, ctx: _Context, walker: DmlWalker) -> None:
+    cascade = any(t.kind == "word" and t.value == "cascade" for t in chunk.tokens)
+    for table in node.expressions:
+        if isinstance(table, exp.Table):
+            walker.touch(walker.catalog.table(walker.table(table)).values(), Use.DELETE)
+    if cascade:  # the tables that reference these are emptied too
+        walker.touch(ctx.catalog.every_column(), Use.DELETE)
+
+
 def _parsed(chunk: Chunk, ctx: _Context) -> Statement:
     try:
         nodes = sqlglot.parse(chunk.text, read="postgres", error_level=sqlglot.ErrorLevel.RAISE)
@@ -305,16 +328,7 @@ def _parsed(chunk: Chunk, ctx: _Context) -> Statement:
     kind, where, session = "other", None, False
     out = Output((), frozenset())
     if isinstance(node, QUERIES):
-        into = node.args.get("into")
-        if into is not None:
-            kind, session = "ddl", True
-            walker.stored_query(node)
-            if isinstance(into.this, exp.Table):
-                walker.table(into.this)
-        else:
-            kind = "select"
-            out = walker.query(node, None)
-            walker.touch(out.whole, Use.OUTPUT)
+        kind, session, out = _query(node, walker)
     elif isinstance(node, (exp.Insert, exp.Update, exp.Delete, exp.Merge)):
         kind = type(node).__name__.lower()
         out = walker.dml(node, None)
@@ -328,12 +342,7 @@ def _parsed(chunk: Chunk, ctx: _Context) -> Statement:
             out = Output((), frozenset())
     elif isinstance(node, exp.TruncateTable):
         kind = "truncate"
-        cascade = any(t.kind == "word" and t.value == "cascade" for t in chunk.tokens)
-        for table in node.expressions:
-            if isinstance(table, exp.Table):
-                walker.touch(walker.catalog.table(walker.table(table)).values(), Use.DELETE)
-        if cascade:  # the tables that reference these are emptied too
-            walker.touch(ctx.catalog.every_column(), Use.DELETE)
+        _truncate(node, chunk, ctx, walker)
     elif isinstance(node, exp.Create) and isinstance(node.expression, QUERIES):
         kind, session = "ddl", True
         walker.stored_query(node.expression)
