@@ -1,7 +1,11 @@
 """The HTTP gateway (``piigate gateway http``) against the upstream API it fronts, same load.
 
-Run: ``.venv/bin/python bench/gateway_http.py [--quick]``. Prints one JSON object per line on
-stdout (progress on stderr). See docs/BENCHMARKS.md; nothing here asserts on time.
+Run: ``.venv/bin/python bench/gateway_http.py [--quick] [--profile FILE]``. Prints one JSON
+object per line on stdout (progress on stderr). See docs/BENCHMARKS.md; nothing here asserts on
+time. ``--profile FILE``: instead of the runs, the gateway under cProfile from the first SIGUSR1
+(sent after the warm-up) through the ``masked`` and ``pass`` workloads at ``--clients``; its
+stats to FILE and the top functions on stderr, with the CPU of the gateway process and of its
+audit writer apart.
 
 What runs:
 - the upstream: the sample customer API (``python -m piigate.demo.customers``), one uvicorn
@@ -32,25 +36,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
+import os
+import pstats
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import yaml
-from joserfc import jwt
-from joserfc.jwk import ECKey
 
 from _common import emit, note, percentile
+from _gateway_http_parts import AUDIENCE, Issuer, own_cpu_seconds
 from api import HOST, Run, _cpu_seconds, bench_env, free_port, new_loop, piigate_command, stop
 from api import drive as drive_for
 
@@ -59,51 +61,8 @@ TARGET_ADDED_P50_MS = 1.0
 TARGET_RATIO = 0.6
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ("gateway", "relay", "direct")
-AUDIENCE = "customers-api"
 FILE_BYTES = 1024 * 1024
 WORKLOADS = {"masked": "/customers/1", "pass": "/health", "stream": f"/files/{FILE_BYTES}"}
-
-
-class Issuer:
-    """The part of an OpenID provider the gateway sees: a JWKS URL, and tokens signed by it."""
-
-    def __init__(self) -> None:
-        self.key = ECKey.generate_key("P-256", parameters={"kid": "bench", "alg": "ES256"})
-        jwks = json.dumps({"keys": [self.key.as_dict(private=False)]}).encode()
-
-        class Jwks(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(jwks)))
-                self.end_headers()
-                self.wfile.write(jwks)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer((HOST, 0), Jwks)
-        self.url = f"http://{HOST}:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def token(self, subject: str, acr: str = "urn:piigate:aal1") -> str:
-        now = int(time.time())
-        claims = {
-            "iss": self.url,
-            "aud": AUDIENCE,
-            "sub": subject,
-            "iat": now,
-            "exp": now + 3600,
-            "auth_time": now,
-            "acr": acr,
-            "amr": ["pwd"],
-            "scope": "customers:read",
-        }
-        header = {"alg": "ES256", "kid": "bench", "typ": "at+jwt"}
-        return jwt.encode(header, claims, self.key)
-
-    def close(self) -> None:
-        self.server.shutdown()
 
 
 def write_config(tmp: Path, issuer: Issuer, gateway_port: int, upstream_port: int) -> Path:
@@ -141,18 +100,28 @@ def wait_listening(
 
 
 @contextlib.contextmanager
-def processes(tmp: Path, issuer: Issuer) -> Iterator[dict[str, tuple[int, int]]]:
+def processes(
+    tmp: Path, issuer: Issuer, profile: str | None = None
+) -> Iterator[dict[str, tuple[int, int]]]:
     """The upstream, the gateway and the bare relay, each ``name -> (port, pid)``, stopped
-    afterwards."""
+    afterwards. With ``profile``, the gateway runs under :func:`serve`."""
     up_port, gw_port, relay_port = free_port(), free_port(), free_port()
     config = write_config(tmp, issuer, gw_port, up_port)
     env = bench_env(tmp / "data")
+    gateway = [*piigate_command(), "gateway", "http", "--config", str(config)]
+    if profile is not None:
+        gateway = [
+            sys.executable,
+            str(ROOT / "bench" / "_gateway_http_parts.py"),
+            str(config),
+            profile,
+        ]
     commands = {
         "direct": (
             up_port,
             [sys.executable, "-m", "piigate.demo.customers", "--port", str(up_port)],
         ),
-        "gateway": (gw_port, [*piigate_command(), "gateway", "http", "--config", str(config)]),
+        "gateway": (gw_port, gateway),
         "relay": (
             relay_port,
             [
@@ -344,6 +313,30 @@ def report_relay(w: str, results: dict[tuple[str, str], Measured], clients: int)
     )
 
 
+def profile_run(tmp: Path, issuer: Issuer, tokens: list[str], args: argparse.Namespace) -> None:
+    """The gateway under cProfile through ``masked`` and ``pass`` (see the module's doc)."""
+    out = str(Path(args.profile).resolve())
+    with processes(tmp, issuer, profile=out) as procs, asyncio.Runner(loop_factory=new_loop) as r:
+        (port, pid), upstream_pid = procs["gateway"], procs["direct"][1]
+        loads = {w: payloads(port, WORKLOADS[w], tokens) for w in ("masked", "pass")}
+        for load in loads.values():
+            r.run(drive(port, load, args.clients, args.warmup, (pid, upstream_pid)))
+        os.kill(pid, signal.SIGUSR1)
+        own_before, all_before, ok = own_cpu_seconds(pid), _cpu_seconds(pid), 0
+        for w, load in loads.items():
+            run, _ = r.run(drive(port, load, args.clients, args.seconds, (pid, upstream_pid)))
+            note(f"{BENCH}: under cProfile, {w}: {run.ok / run.wall_s:,.0f} ok/s, {run.ok} ok")
+            ok += run.ok
+        own = own_cpu_seconds(pid) - own_before
+        writer = _cpu_seconds(pid) - all_before - own
+        per = {"gateway": own / max(ok, 1) * 1e6, "audit writer": writer / max(ok, 1) * 1e6}
+        note(f"{BENCH}: CPU a request (under cProfile): " + ", ".join(
+            f"{k} {v:.0f} us" for k, v in per.items()))  # fmt: skip
+    stats = pstats.Stats(out, stream=sys.stderr)
+    stats.sort_stats("tottime").print_stats(40)
+    stats.sort_stats("cumulative").print_stats(60)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a ~20 s run")
@@ -352,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--warmup", type=float, default=None, help="seconds per target")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--profile", default=None, help="profile the gateway instead; stats to FILE"
+    )
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (1.5 if args.quick else 5.0)
     args.rounds = args.rounds or (1 if args.quick else 3)
@@ -361,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     issuer = Issuer()
     try:
         tokens = [issuer.token(f"user-{i}") for i in range(100)]
+        if args.profile:
+            profile_run(tmp, issuer, tokens, args)
+            return 0
         with processes(tmp, issuer) as procs:
             note(f"{BENCH}: up in {time.monotonic() - started:.1f} s: {procs}")
             results = measure(procs, tokens, args)

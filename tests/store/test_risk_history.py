@@ -3,6 +3,7 @@ bounds ``risk eval``'s in-memory history keeps too, and the caches that spare de
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +19,7 @@ from piigate.risk.observation import (
     Population,
 )
 from piigate.store import Database, Store
+from piigate.store.db import StoreUnavailable
 from piigate.store.risk_history import POPULATION_FEATURES, RiskHistoryRows, SqlHistoryStore
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -170,3 +172,66 @@ async def test_the_subject_cache_is_bounded(db: Database) -> None:
     for n in range(10):
         await history.history(f"user-{n}", now=T0)
     assert len(history._subjects) == 3
+
+
+class GatedRows(CountingRows):
+    """Reads held under way until the test's go: their answer is what the store held when
+    they began."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.go = asyncio.Event()
+        self.fail = False
+
+    async def read_risk_history(self, subject_id: str, *, now: datetime):  # type: ignore[no-untyped-def]
+        self.reads += 1
+        found = await RiskHistoryRows.read_risk_history(self, subject_id, now=now)
+        await self.go.wait()
+        if self.fail:
+            raise StoreUnavailable("the store is down")
+        return found
+
+
+async def test_requests_that_miss_together_share_one_read(db: Database) -> None:
+    rows = GatedRows(db)
+    history = SqlHistoryStore(rows)
+    waiting = [asyncio.ensure_future(history.history("alice", now=T0)) for _ in range(5)]
+    bob = asyncio.ensure_future(history.history("bob", now=T0))
+    await asyncio.sleep(0)
+    waiting[0].cancel()  # one request goes away: the others' read goes on
+    rows.go.set()
+    found = await asyncio.gather(*waiting[1:])
+    assert all(h is found[0] for h in found) and rows.reads == 2  # alice once, bob once
+    assert (await bob).verified == 0
+    await history.history("alice", now=T0)
+    assert rows.reads == 2  # cached
+
+
+async def test_a_failed_shared_read_fails_every_request_and_is_not_kept(db: Database) -> None:
+    rows = GatedRows(db)
+    rows.fail = True
+    history = SqlHistoryStore(rows)
+    waiting = [asyncio.ensure_future(history.history("alice", now=T0)) for _ in range(3)]
+    await asyncio.sleep(0)
+    rows.go.set()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert all(isinstance(r, StoreUnavailable) for r in results) and rows.reads == 1
+    rows.fail = False
+    assert (await history.history("alice", now=T0)).verified == 0 and rows.reads == 2
+
+
+async def test_an_activity_remembered_during_a_read_is_seen_by_later_requests(
+    db: Database,
+) -> None:
+    rows = GatedRows(db)
+    history = SqlHistoryStore(rows)
+    early = asyncio.ensure_future(history.history("alice", now=T0))
+    await asyncio.sleep(0)
+    await history.remember("alice", seen(T0))  # while the early read is under way
+    later = asyncio.ensure_future(history.history("alice", now=T0))
+    await asyncio.sleep(0)
+    rows.go.set()
+    await early
+    assert (await later).verified == 1 and rows.reads == 2  # not the early read's answer
+    # The later read is the one kept; the early one, whatever it saw, was not.
+    assert (await history.history("alice", now=T0)).verified == 1 and rows.reads == 2

@@ -23,10 +23,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Dialect, Engine, exc
+from sqlalchemy import Connection, Dialect, Engine, Float, exc
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.selectable import Select
+from sqlalchemy.types import TypeEngine
 
 from piigate.store.sqlite import begin
 
@@ -195,10 +196,20 @@ def _compile(statement: Select[Any] | UpdateBase, dialect: Dialect) -> _Compiled
         defaults={name: binds[name].effective_value for name in order if not binds[name].required},
         binders=binders,
         names=tuple(column.key for column in columns if column.key is not None),
-        readers=tuple(
-            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
-        ),
+        readers=tuple(_reader(column.type, dialect) for column in columns),
     )
+
+
+def _reader(column_type: TypeEngine[Any], dialect: Dialect) -> _Processor:
+    """The result processor of a column of ``column_type``, chosen before any result exists."""
+    try:
+        return column_type.dialect_impl(dialect).result_processor(dialect, None)
+    except (TypeError, exc.InvalidRequestError):
+        # psycopg's numeric processors choose by the result column's type OID, known only once
+        # a statement ran; a Float column is double precision, which the driver gives as float.
+        if isinstance(column_type, Float) and not column_type.asdecimal:
+            return None
+        raise
 
 
 def _bound(compiled: _Compiled, params: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -14,8 +14,11 @@
 
 Decisions must not pay a query each: a subject's history is kept :data:`SUBJECT_TTL` seconds
 (this node's own ``remember`` drops it at once; another node's activity shows within the TTL),
-and the population is re-read at most every :data:`POPULATION_REFRESH` seconds. A store that
-fails raises ``StoreUnavailable``: the engine then scores the request as highest risk.
+and the population is re-read at most every :data:`POPULATION_REFRESH` seconds. Requests of one
+subject that miss the cache together share one read (a burst, or many clients of one subject,
+would otherwise each pay the same query when the TTL runs out), and the read runs at the driver
+level (``store/driver.py``). A store that fails raises ``StoreUnavailable``: the engine then
+scores the request as highest risk.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import Connection, and_, case, delete, func, select
+from sqlalchemy import Connection, and_, bindparam, case, delete, func, select
 
 from piigate.risk.observation import (
     HISTORY_DAYS,
@@ -42,6 +45,7 @@ from piigate.risk.observation import (
 )
 from piigate.store._sql import Repo, insert_for, utc
 from piigate.store.db import Database
+from piigate.store.driver import DriverStatement, DriverTransaction
 from piigate.store.tables import risk_history, risk_places, risk_population
 
 __all__ = [
@@ -73,28 +77,44 @@ _KEEP: Final = timedelta(days=HISTORY_DAYS)
 _FEATURES: Final = frozenset(str(kind) for kind in Feature)
 _MAX_VALUE: Final = 255  # the column's width: a longer value is not remembered (stays "new")
 
+# A subject's history, compiled once: two reads of one snapshot.
+_VALUES: Final = DriverStatement(
+    select(
+        risk_history.c.feature,
+        risk_history.c.value,
+        risk_history.c.count,
+        risk_history.c.last_seen,
+    ).where(
+        risk_history.c.subject_id == bindparam("subject_id"),
+        risk_history.c.last_seen >= bindparam("since"),
+    )
+)
+_PLACE: Final = DriverStatement(
+    select(
+        risk_places.c.at,
+        risk_places.c.latitude,
+        risk_places.c.longitude,
+        risk_places.c.radius_km,
+        risk_places.c.country,
+    ).where(
+        risk_places.c.subject_id == bindparam("subject_id"),
+        risk_places.c.at >= bindparam("since"),
+    )
+)
+
 
 class RiskHistoryRows(Repo):
     """The SQL of the history: one read per subject, one write per verified activity."""
 
     async def read_risk_history(self, subject_id: str, *, now: datetime) -> SubjectHistory:
-        since = utc(now) - _KEEP
-        values_stmt = select(
-            risk_history.c.feature,
-            risk_history.c.value,
-            risk_history.c.count,
-            risk_history.c.last_seen,
-        ).where(risk_history.c.subject_id == subject_id, risk_history.c.last_seen >= since)
-        place_stmt = select(risk_places).where(
-            risk_places.c.subject_id == subject_id, risk_places.c.at >= since
-        )
+        params = {"subject_id": subject_id, "since": utc(now) - _KEEP}
 
-        def read(conn: Connection) -> SubjectHistory:
-            rows = conn.execute(values_stmt).all()
-            place = conn.execute(place_stmt).first()
-            return _history(rows, place)
+        def read(conn: DriverTransaction) -> SubjectHistory:
+            rows = _VALUES.execute(conn, params).rows
+            places = _PLACE.execute(conn, params).rows
+            return _history(rows, places[0] if places else None)
 
-        return await self.db.read(read)
+        return await self.db.read(read, driver=True)
 
     async def read_risk_population(self) -> Population:
         stmt = select(risk_population.c.feature, risk_population.c.value, risk_population.c.count)
@@ -238,18 +258,25 @@ def _prune(conn: Connection, subject_id: str, kinds: list[str], at: datetime) ->
         conn.execute(delete(risk_history).where(same, risk_history.c.value.not_in(newest)))
 
 
-def _history(rows: Iterable[Any], place: Any | None) -> SubjectHistory:
+def _history(rows: Iterable[dict[str, Any]], place: dict[str, Any] | None) -> SubjectHistory:
     values: dict[Feature, dict[str, Seen]] = {}
     verified = 0
-    for feature, value, count, last_seen in rows:
+    for row in rows:
+        feature, count = row["feature"], int(row["count"])
         if feature == ACTIVITY:
-            verified += int(count)
+            verified += count
         elif feature in _FEATURES:
-            values.setdefault(Feature(feature), {})[value] = Seen(int(count), utc(last_seen))
+            values.setdefault(Feature(feature), {})[row["value"]] = Seen(
+                count, utc(row["last_seen"])
+            )
     last_place = None
     if place is not None:
         last_place = LastPlace(
-            utc(place.at), place.latitude, place.longitude, place.radius_km, place.country
+            utc(place["at"]),
+            place["latitude"],
+            place["longitude"],
+            place["radius_km"],
+            place["country"],
         )
     return SubjectHistory(verified=verified, values=values, last_place=last_place)
 
@@ -272,6 +299,8 @@ class SqlHistoryStore:
         self.max_subjects = max_subjects
         self._monotonic = monotonic
         self._subjects: OrderedDict[str, tuple[float, SubjectHistory]] = OrderedDict()
+        # The read under way for a subject, which requests that miss meanwhile share.
+        self._reads: dict[str, asyncio.Future[SubjectHistory]] = {}
         self._population: Population | None = None
         self._population_at = 0.0
         self._reading = asyncio.Lock()
@@ -281,11 +310,29 @@ class SqlHistoryStore:
         clock = self._monotonic()
         if cached is not None and clock - cached[0] < self.subject_ttl:
             return cached[1]
-        found = await self.rows.read_risk_history(subject_id, now=now)
-        self._subjects[subject_id] = (clock, found)
-        self._subjects.move_to_end(subject_id)
-        while len(self._subjects) > self.max_subjects:
-            self._subjects.popitem(last=False)
+        reading = self._reads.get(subject_id)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read(subject_id, now, clock))
+            reading.add_done_callback(_retrieved)
+            self._reads[subject_id] = reading
+        # Shielded: a request that goes away cancels its own wait, not the others' read.
+        return await asyncio.shield(reading)
+
+    async def _read(self, subject_id: str, now: datetime, clock: float) -> SubjectHistory:
+        """The subject's history, read for whoever asks meanwhile and then cached, unless this
+        node remembered an activity of the subject during the read (``remember`` dropped the
+        read from ``_reads``: a request after that must see the activity)."""
+        try:
+            found = await self.rows.read_risk_history(subject_id, now=now)
+        finally:
+            current = self._reads.get(subject_id) is asyncio.current_task()
+            if current:
+                del self._reads[subject_id]
+        if current:
+            self._subjects[subject_id] = (clock, found)
+            self._subjects.move_to_end(subject_id)
+            while len(self._subjects) > self.max_subjects:
+                self._subjects.popitem(last=False)
         return found
 
     async def population(self, *, now: datetime) -> Population:
@@ -300,6 +347,17 @@ class SqlHistoryStore:
             return self._population
 
     async def remember(self, subject_id: str, observation: Observation) -> None:
-        self._subjects.pop(subject_id, None)
+        self._forget(subject_id)
         await self.rows.remember_risk(subject_id, observation)
-        self._subjects.pop(subject_id, None)  # a read that raced the write saw the old rows
+        self._forget(subject_id)  # a read that raced the write saw the old rows
+
+    def _forget(self, subject_id: str) -> None:
+        """Drop the cached history and any read under way (it is not cached when it ends)."""
+        self._subjects.pop(subject_id, None)
+        self._reads.pop(subject_id, None)
+
+
+def _retrieved(reading: asyncio.Future[SubjectHistory]) -> None:
+    """A read's failure, retrieved even when every request that waited for it went away."""
+    if not reading.cancelled():
+        reading.exception()

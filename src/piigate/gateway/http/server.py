@@ -10,15 +10,13 @@ an ``Upgrade`` header is hop-by-hop, and the request goes through the routes as 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import asyncio
+from typing import Any
 
 import uvicorn
 
 from piigate.errors import BadRequest
 from piigate.gateway.http.verdict import problem_answer
-
-if TYPE_CHECKING:
-    import asyncio
 
 __all__ = ["MALFORMED_DETAIL", "gateway_server", "malformed_answer", "problem_protocol"]
 
@@ -44,6 +42,11 @@ def problem_protocol() -> type[asyncio.Protocol]:
         from uvicorn.protocols.http.h11_impl import H11Protocol as Base  # type: ignore[assignment]
 
     class ProblemProtocol(Base):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            # The answers' writes coalesced; reading and its flow control stay on the socket's.
+            self.transport = _Coalesced(transport, self.loop)  # type: ignore[assignment]  # duck-typed
+
         def send_400_response(self, msg: str) -> None:
             self.transport.write(malformed_answer(self.server_state.default_headers))
             self.transport.close()
@@ -52,6 +55,38 @@ def problem_protocol() -> type[asyncio.Protocol]:
             """Not a fault here: no upgrade is served, by design (the module's doc)."""
 
     return ProblemProtocol
+
+
+class _Coalesced:
+    """A connection's transport whose writes within one turn of the event loop go to the socket
+    as one write, at the end of that turn (or when the connection is closed). Everything else
+    is the transport's own."""
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def gateway_server(app: Any, host: str, port: int) -> uvicorn.Server:
