@@ -148,7 +148,7 @@ async def test_a_node_with_another_master_key_refuses_to_start(
 
 async def test_readyz_says_when_the_stores_keys_can_no_longer_be_opened(node: Node) -> None:
     keyring = node.services.keyring
-    async with node.services.db.begin() as conn:
+    async with node.services.db.begin(immediate=True) as conn:
         kid, sealed = (await conn.execute(text("SELECT kid, sealed FROM keyring_keys"))).first()  # type: ignore[misc]
         damaged = sealed[:-8] + "AAAAAAAA"
         await conn.execute(
