@@ -171,13 +171,18 @@ class _Framer:
             del self._buffer[: self._pos]
             self._pos = 0
 
-    def _next_frame(self) -> tuple[bytes, bytes] | None:
-        start = self._pos
+    def _frame_end(self) -> int:
+        """Where the message at the buffer's position ends (-1: not all of it is here yet). A
+        stream that breaks the protocol raises, and the parser refuses everything after."""
         try:
-            end = frame_end(self._buffer, start, self.max_message_size)
+            return frame_end(self._buffer, self._pos, self.max_message_size)
         except ProtocolViolation:
             self._broken = True
             raise
+
+    def _next_frame(self) -> tuple[bytes, bytes] | None:
+        start = self._pos
+        end = self._frame_end()
         if end < 0:
             return None
         tag = bytes(self._buffer[start : start + 1])
@@ -282,11 +287,7 @@ class FrontendParser(_Framer):
         if not self.started:
             return self._next_startup()
         start = self._pos
-        try:
-            end = frame_end(self._buffer, start, self.max_message_size)
-        except ProtocolViolation:
-            self._broken = True
-            raise
+        end = self._frame_end()
         if end < 0:
             return None
         self._pos = end
