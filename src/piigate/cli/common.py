@@ -5,6 +5,8 @@ never a traceback)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
@@ -76,6 +78,21 @@ def serve_metrics(
         await asyncio.to_thread(thread.join, 5)
 
     return stop
+
+
+def on_signal(number: int, callback: Callable[[], None]) -> None:
+    """Call ``callback`` on signal ``number`` where the platform has it (not on Windows, nor
+    off the main thread)."""
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        asyncio.get_running_loop().add_signal_handler(number, callback)
+
+
+async def until_stopped() -> None:
+    """Wait for SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        on_signal(number, stop.set)
+    await stop.wait()
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

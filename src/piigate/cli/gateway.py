@@ -11,7 +11,6 @@ the process set up at start (``RESTART_KEYS``) waits for a restart.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from piigate.cli.common import (
     fail,
     gateway_start,
     metrics_address,
+    on_signal,
     serve_metrics,
 )
 from piigate.cli.serve import freeze_heap, run_server
@@ -121,8 +121,7 @@ async def _serve(run: _Run) -> None:
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGHUP, on_hup)
+    on_signal(signal.SIGHUP, on_hup)
     where = f"http://{config.listen_host}:{config.listen_port}"
     typer.echo(f"piigate {__version__} gateway on {where} -> {config.upstream}", err=True)
     freeze_heap()

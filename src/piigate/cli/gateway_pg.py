@@ -8,10 +8,6 @@ have and at the service's step-up page. Clients give a piigate API key, or a JWT
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
-
 import typer
 
 from piigate import __version__
@@ -22,6 +18,7 @@ from piigate.cli.common import (
     gateway_start,
     metrics_address,
     serve_metrics,
+    until_stopped,
 )
 from piigate.cli.serve import freeze_heap, run_server
 from piigate.config import Settings
@@ -89,7 +86,7 @@ async def _serve(
             f"piigate {__version__} postgres gateway on {where} -> {config.upstream_display}",
             err=True,
         )
-        await _until_stopped()
+        await until_stopped()
     finally:
         if stop_metrics is not None:
             await stop_metrics()
@@ -97,13 +94,3 @@ async def _serve(
         if jwt is not None and jwt is not services.jwt:
             await jwt.aclose()
         await services.stop()
-
-
-async def _until_stopped() -> None:
-    """Wait for SIGTERM or SIGINT."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()

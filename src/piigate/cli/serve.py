@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from piigate import __version__
-from piigate.cli.common import ConfigOpt, fail, settings_from
+from piigate.cli.common import ConfigOpt, fail, on_signal, settings_from
 from piigate.config import Settings
 from piigate.errors import PiigateError
 
@@ -72,11 +71,9 @@ async def _serve(settings: Settings, holder: PolicyHolder) -> None:
             lifespan="on",
         )
     )
-    loop = asyncio.get_running_loop()
-    # SIGHUP reloads the policy where the platform has it (not on Windows, nor off the main
-    # thread); the policy file is also polled for changes, so a reload never depends on it.
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGHUP, services.request_reload)
+    # SIGHUP reloads the policy where the platform has it; the policy file is also polled for
+    # changes, so a reload never depends on it.
+    on_signal(signal.SIGHUP, services.request_reload)
     typer.echo(f"piigate {__version__} serving on http://{settings.host}:{settings.port}", err=True)
     freeze_heap()
     try:
