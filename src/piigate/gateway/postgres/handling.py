@@ -24,63 +24,63 @@ if TYPE_CHECKING:
 __all__ = ["handle", "handle_now"]
 
 
-async def handle(self: ClientSession, message: fe.FrontendMessage) -> None:
-    if handle_now(self, message):
+async def handle(session: ClientSession, message: fe.FrontendMessage) -> None:
+    if handle_now(session, message):
         return
-    gate = self.links.gatekeeper
+    gate = session.links.gatekeeper
     if isinstance(message, fe.Query):
-        await gate.query(self, message)
+        await gate.query(session, message)
     elif isinstance(message, fe.Parse):
-        await gate.parse(self, message)
+        await gate.parse(session, message)
     elif isinstance(message, fe.Execute):
-        await gate.execute(self, message)
+        await gate.execute(session, message)
     else:
         raise ProtocolViolation("a message the gateway does not pass on")
 
 
-def handle_now(self: ClientSession, message: fe.FrontendMessage) -> bool:
+def handle_now(session: ClientSession, message: fe.FrontendMessage) -> bool:
     """Handle ``message`` if that needs no waiting (a statement whose reading is cached
     and that asks nothing of the engine, or any message but a statement); False: nothing
     was done, ``handle`` awaits it."""
-    if self.skipping and not isinstance(message, fe.Sync):
+    if session.skipping and not isinstance(message, fe.Sync):
         return True
-    gate = self.links.gatekeeper
+    gate = session.links.gatekeeper
     if isinstance(message, fe.Query):
-        return gate.query_now(self, message)
+        return gate.query_now(session, message)
     if isinstance(message, fe.Execute):
-        return gate.execute_now(self, message)
+        return gate.execute_now(session, message)
     if isinstance(message, fe.Parse):
-        return gate.parse_now(self, message)
+        return gate.parse_now(session, message)
     if isinstance(message, fe.Bind):
-        self.portals[message.portal] = (message.statement, message.parameters)
-        self.expect(Pending(Expect.BIND))
-        self.forward(message)
+        session.portals[message.portal] = (message.statement, message.parameters)
+        session.expect(Pending(Expect.BIND))
+        session.forward(message)
     elif isinstance(message, fe.Describe):
-        self.describe(message, hidden=False)
+        session.describe(message, hidden=False)
     elif isinstance(message, fe.Sync):
-        self.skipping = False
-        if not self.replies.copy_in:  # in COPY FROM STDIN the server ignores it
-            self.expect(Pending(Expect.SYNC))
-        self.forward(message)
-        if self.path_stale:
-            self.reread_search_path()
+        session.skipping = False
+        if not session.replies.copy_in:  # in COPY FROM STDIN the server ignores it
+            session.expect(Pending(Expect.SYNC))
+        session.forward(message)
+        if session.path_stale:
+            session.reread_search_path()
     elif isinstance(message, fe.Flush | CopyData):
-        self.forward(message)
+        session.forward(message)
     elif isinstance(message, CopyDone | fe.CopyFail):
-        self.replies.copy_in = False
-        self.forward(message)
-        if self.reread_after_copy == "now":
-            self.reread_search_path()
-        elif self.reread_after_copy == "sync":
-            self.path_stale = True
-        self.reread_after_copy = None
+        session.replies.copy_in = False
+        session.forward(message)
+        if session.reread_after_copy == "now":
+            session.reread_search_path()
+        elif session.reread_after_copy == "sync":
+            session.path_stale = True
+        session.reread_after_copy = None
     elif isinstance(message, fe.Close):
-        self.forget(message.kind, message.name)
-        self.expect(Pending(Expect.CLOSE))
-        self.forward(message)
+        session.forget(message.kind, message.name)
+        session.expect(Pending(Expect.CLOSE))
+        session.forward(message)
     elif isinstance(message, Unknown) and message.type == b"F":
         refusal = error("0A000", "function calls are not allowed through the gateway")
-        self.expect(Pending(Expect.SYNTHETIC, synthetic=(refusal,), ready=True))
+        session.expect(Pending(Expect.SYNTHETIC, synthetic=(refusal,), ready=True))
     else:
         return False
     return True
