@@ -10,10 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 from bypass_corpus import BYPASSES, Bypass, leaks, observe
-from jwt_support import idp_key
 from pg_gateway_support import GatewayEnv, GatewayThread
-
-__all__ = ["idp_key"]  # a fixture, for pytest
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

@@ -15,10 +15,8 @@ from typing import Any
 import psycopg
 import pytest
 from bypass_corpus import SSN
-from jwt_support import JwksServer, idp_key, jwks_server
+from jwt_support import JwksServer
 from pg_gateway_support import GatewayEnv, gateway_env
-
-__all__ = ["idp_key", "jwks_server"]  # fixtures, for pytest
 
 pytestmark = pytest.mark.postgres
 

@@ -7,33 +7,22 @@ force after a reload (only readings are cached, never rulings)."""
 from __future__ import annotations
 
 import textwrap
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from bypass_corpus import SSN
-from jwt_support import JwksServer, idp_key, jwks_server
-from pg_gateway_support import POLICY, GatewayEnv, gateway_env
+from pg_gateway_support import POLICY, GatewayEnv
 from pg_raw_client import RawClient, errors
 
 from piigate.gateway.postgres import backend as be
 from piigate.gateway.postgres import frontend as fe
 from piigate.gateway.postgres.statements import STEP_UP_SQLSTATE
 
-__all__ = ["idp_key", "jwks_server"]  # fixtures, for pytest
-
 pytestmark = pytest.mark.postgres
 
 MASKED_READ = "SELECT id, ssn FROM customers WHERE id = 2"
-
-
-@pytest.fixture
-async def env(
-    tmp_path: Path, pg_admin_url: str, jwks_server: JwksServer, idp_key: Any
-) -> AsyncIterator[GatewayEnv]:
-    async with gateway_env(tmp_path, pg_admin_url, jwks_server, idp_key, approval_wait="0s") as e:
-        yield e
 
 
 @pytest.fixture

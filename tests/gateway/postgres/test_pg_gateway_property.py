@@ -11,10 +11,7 @@ import pytest
 from bypass_corpus import SSN
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from jwt_support import idp_key
 from pg_gateway_support import GatewayEnv, GatewayThread
-
-__all__ = ["idp_key"]  # a fixture, for pytest
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from jwt_support import JwksServer, idp_key, jwks_server
+from jwt_support import JwksServer
 from pg_gateway_support import GatewayEnv, gateway_env
 from pg_raw_client import RawClient
 from psycopg.pq import TransactionStatus
@@ -31,19 +30,9 @@ from piigate.gateway.postgres import frontend as fe
 from piigate.gateway.postgres.config import TlsConfig
 from piigate.gateway.postgres.greeting import tls_or_local
 
-__all__ = ["idp_key", "jwks_server"]  # fixtures, for pytest
-
 pytestmark = pytest.mark.postgres
 
 STEP_UP = f"SELECT id FROM customers WHERE ssn = '{SSN}'"  # filters on a masked column
-
-
-@pytest.fixture
-async def env(
-    tmp_path: Path, pg_admin_url: str, jwks_server: JwksServer, idp_key: Any
-) -> AsyncIterator[GatewayEnv]:
-    async with gateway_env(tmp_path, pg_admin_url, jwks_server, idp_key, approval_wait="0s") as e:
-        yield e
 
 
 async def connect(env: GatewayEnv, autocommit: bool = True, **dsn: str) -> Any:

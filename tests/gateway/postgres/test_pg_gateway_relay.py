@@ -4,31 +4,16 @@ and results that need nothing reach the client as the server sent them."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
-
 import psycopg
 import pytest
 from bypass_corpus import SSN
-from jwt_support import JwksServer, idp_key, jwks_server
-from pg_gateway_support import GatewayEnv, gateway_env
+from pg_gateway_support import GatewayEnv
 from pg_raw_client import RawClient, errors
 
 from piigate.gateway.postgres import backend as be
 from piigate.gateway.postgres import frontend as fe
 
-__all__ = ["idp_key", "jwks_server"]  # fixtures, for pytest
-
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-async def env(
-    tmp_path: Path, pg_admin_url: str, jwks_server: JwksServer, idp_key: Any
-) -> AsyncIterator[GatewayEnv]:
-    async with gateway_env(tmp_path, pg_admin_url, jwks_server, idp_key, approval_wait="0s") as e:
-        yield e
 
 
 async def test_a_pipeline_that_changes_the_search_path_runs_in_one_write(env: GatewayEnv) -> None:

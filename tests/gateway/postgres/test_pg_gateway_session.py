@@ -10,7 +10,6 @@ import dataclasses
 import logging
 import select
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import psycopg
 import pytest
 import structlog
 from bypass_corpus import SSN
-from jwt_support import JwksServer, idp_key, jwks_server
+from jwt_support import JwksServer
 from pg_gateway_support import GatewayEnv, gateway_env
 from pg_raw_client import RawClient, errors
 from psycopg import pq
@@ -27,19 +26,9 @@ from piigate.gateway.postgres import backend as be
 from piigate.gateway.postgres import frontend as fe
 from piigate.gateway.postgres.messages import Unknown
 
-__all__ = ["idp_key", "jwks_server"]  # fixtures, for pytest
-
 pytestmark = pytest.mark.postgres
 
 STEP_UP = f"SELECT id FROM customers WHERE ssn = '{SSN}'"
-
-
-@pytest.fixture
-async def env(
-    tmp_path: Path, pg_admin_url: str, jwks_server: JwksServer, idp_key: Any
-) -> AsyncIterator[GatewayEnv]:
-    async with gateway_env(tmp_path, pg_admin_url, jwks_server, idp_key, approval_wait="0s") as e:
-        yield e
 
 
 async def connect(env: GatewayEnv, **dsn: str) -> Any:
