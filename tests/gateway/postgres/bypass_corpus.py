@@ -191,13 +191,21 @@ def _wait_for_notify(
     on_notify: Callable[[psycopg.Notify], None],
     seen: list[str],
 ) -> None:
-    """A notification may arrive after the statement's answer (through a gateway, say)."""
+    """A notification may arrive after the statement's answer (through a gateway, say).
+
+    ``on_notify`` is off the connection's handlers meanwhile: psycopg delivers each
+    notification either to its handlers or to ``notifies()`` (one that arrives in between
+    waits in its backlog, which ``notifies()`` yields first), and warns when both are set."""
+    conn.remove_notify_handler(on_notify)
     try:
         for notify in conn.notifies(timeout=timeout, stop_after=1):
             on_notify(notify)
     except psycopg.Error as error:
         seen.extend(_error(error))
         raise _Broken from error
+    finally:
+        if not conn.closed:
+            conn.add_notify_handler(on_notify)
 
 
 def _filler(
