@@ -200,7 +200,7 @@ def shape(sql: str) -> str:
 # lexer reads right (a quoted identifier, a dollar quote or parameter, a backslash, braces).
 _PLAIN: Final = re.compile(r"[A-Za-z0-9_ \t\n\r'.,;()\[\]+*<>=~!@#%^&|`?:/-]*")
 # Where a constant changes what is read (``shape``), and comments.
-_NOT_PLAIN: Final = ("--", "/*", "by", "set_config")
+_NOT_PLAIN: Final = re.compile(r"--|/\*|by|set_config", re.IGNORECASE)
 _STRING: Final = re.compile(r"'(?:[^']|'')*'")
 # The lexer's number that starts with a digit, where a token may start: not inside a word.
 _NUMBER: Final = re.compile(
@@ -228,8 +228,7 @@ def literal_key(sql: str) -> str | None:
     then keyed in a few regular-expression passes, where ``shape`` lexes it."""
     if not sql.isascii() or _PLAIN.fullmatch(sql) is None:
         return None
-    low = sql.lower()
-    if any(part in low for part in _NOT_PLAIN):
+    if _NOT_PLAIN.search(sql) is not None:
         return None
     key = _STRING.sub("\x00", sql) if "'" in sql else sql
     if "'" in key:  # a quote left open: the lexer reads the rest differently
