@@ -64,10 +64,12 @@ _DATA_ROW, _ROW_DESCRIPTION, _READY, _ERROR, _NOTICE = b"D"[0], b"T"[0], b"Z"[0]
 _COMMAND_COMPLETE, _EMPTY_QUERY, _SUSPENDED = b"C"[0], b"I"[0], b"s"[0]
 _NO_DATA, _PARAMETERS, _COPY_IN, _COPY_DATA = b"n"[0], b"t"[0], b"G"[0], b"d"[0]
 _ALWAYS = frozenset(b"SA")  # ParameterStatus, NotificationResponse: whatever is pending
-_COMPLETES: dict[Expect, int] = {
-    Expect.PARSE: b"1"[0],
-    Expect.BIND: b"2"[0],
-    Expect.CLOSE: b"3"[0],
+# The completions by their tag byte, each with the entry it answers (looked up by the tag, an
+# int: an Enum key would hash in Python).
+_COMPLETES: dict[int, Expect] = {
+    b"1"[0]: Expect.PARSE,
+    b"2"[0]: Expect.BIND,
+    b"3"[0]: Expect.CLOSE,
 }
 _RESULTS = (Expect.QUERY, Expect.EXECUTE)
 _DESCRIPTIONS_KEPT = 64  # per session: a client describes the same few statements over again
@@ -197,7 +199,7 @@ class Replies:
                     head.index += 1
                 return True
             return False
-        if tag == _COMPLETES.get(kind) and end - pos == 5:
+        if _COMPLETES.get(tag) is kind and end - pos == 5:
             queue.popleft()
             return True
         return False
@@ -235,7 +237,7 @@ class Replies:
             return self._describe(head, tag, buf, pos, end)
         if kind in _RESULTS:
             return self._result(head, tag, buf, pos, end)
-        if tag == _COMPLETES.get(kind):
+        if _COMPLETES.get(tag) is kind:
             _check_empty(buf, pos, end)
             self.queue.popleft()
             return [] if head.hidden else None
