@@ -69,6 +69,7 @@ GATEWAY_CORE = [
     "gateway/postgres/config.py",
     "gateway/postgres/rows.py",
     "gateway/postgres/scrub.py",
+    "gateway/postgres/pending.py",
     "gateway/postgres/replies.py",
     "gateway/postgres/judge.py",
     "gateway/postgres/startup.py",

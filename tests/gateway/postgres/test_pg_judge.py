@@ -392,3 +392,12 @@ def test_the_digest_binds_text_and_parameters_without_holding_them() -> None:
     assert statement_digest(sql, (b"219-09-9999",)) == values[1]
     for digest in values:  # a SHA-256 in hex: nothing of the text or the values can show
         assert len(digest) == 64 and set(digest) <= set(string.hexdigits.lower())
+
+
+@pytest.mark.parametrize("use", ["reads", "writes", "deletes", "exports"])
+def test_any_follows_what_is_touched_however_it_is_made(use: str) -> None:
+    touched = Touches("select", **{use: frozenset({"ssn"})})  # type: ignore[arg-type]
+    assert touched.any and not Touches("select").any
+    assert not replace(touched, **{use: frozenset()}).any
+    assert replace(Touches("select"), **{use: frozenset({"ssn"})}).any
+    assert Touches("select") == replace(touched, **{use: frozenset()})  # not compared

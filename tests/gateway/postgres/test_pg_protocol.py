@@ -4,6 +4,7 @@ alike, and malformed input is a ProtocolViolation that never quotes the bytes it
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -19,7 +20,7 @@ from piigate.gateway.postgres.protocol import (
     FrontendParser,
     ProtocolViolation,
 )
-from piigate.gateway.postgres.wire import frame, int16, int32
+from piigate.gateway.postgres.wire import Reader, frame, int16, int32
 
 SSN = b"078-05-1120"
 
@@ -322,3 +323,46 @@ def test_data_sent_with_the_answer_to_an_encryption_request_is_refused(answer: b
 def test_strings_with_nul_cannot_be_encoded() -> None:
     with pytest.raises(ValueError, match="NUL"):
         fe.Query("a\x00b").encode()
+
+
+def _bind_by_reader(payload: bytes) -> fe.Bind:
+    """A Bind read field by field with the strict ``Reader`` (what ``Bind.decode`` must
+    accept and refuse alike, in one pass)."""
+    r = Reader(payload, "Bind")
+    portal, statement = r.cstring(), r.cstring()
+    parameter_formats = tuple(r.int16() for _ in range(r.count()))
+    parameters = r.values(r.count())
+    result_formats = tuple(r.int16() for _ in range(r.count()))
+    r.end()
+    return fe.Bind(portal, statement, parameter_formats, parameters, result_formats)
+
+
+def _outcome(decode: Callable[[bytes], fe.Bind], payload: bytes) -> object:
+    try:
+        return decode(payload)
+    except ProtocolViolation as exc:
+        return str(exc)
+
+
+_BINDS = st.builds(
+    fe.Bind,
+    st.text(max_size=3).filter(lambda s: "\x00" not in s),
+    st.text(max_size=3).filter(lambda s: "\x00" not in s),
+    st.lists(st.sampled_from((0, 1)), max_size=3).map(tuple),
+    st.lists(st.one_of(st.none(), st.binary(max_size=4)), max_size=3).map(tuple),
+    st.lists(st.sampled_from((0, 1)), max_size=3).map(tuple),
+)
+
+
+@given(_BINDS, st.integers(0, 64), st.integers(0, 64), st.sampled_from((b"", b"\x00", b"\xff")))
+def test_a_bind_is_read_as_strictly_as_field_by_field(
+    bind: fe.Bind, cut: int, flip: int, extra: bytes
+) -> None:
+    payload = bind.encode()[5:]
+    assert fe.Bind.decode(Reader(payload, "Bind")) == bind
+    broken = bytearray(payload[: len(payload) - cut % (len(payload) + 1)] + extra)
+    if broken:
+        broken[flip % len(broken)] ^= 0xFF
+    for candidate in (payload[: len(payload) - cut % (len(payload) + 1)] + extra, bytes(broken)):
+        by_reader = _outcome(_bind_by_reader, candidate)
+        assert _outcome(lambda p: fe.Bind.decode(Reader(p, "Bind")), candidate) == by_reader

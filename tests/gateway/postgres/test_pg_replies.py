@@ -4,10 +4,20 @@ out in order, with hand-built backend messages and no server."""
 
 from __future__ import annotations
 
+import pytest
+
 from piigate.gateway.http.masking import KeepLast
 from piigate.gateway.postgres import backend as be
-from piigate.gateway.postgres.protocol import BackendParser
-from piigate.gateway.postgres.replies import Expect, Pending, Replies, Result
+from piigate.gateway.postgres.protocol import BackendParser, ProtocolViolation
+from piigate.gateway.postgres.replies import (
+    BINDING,
+    SYNCING,
+    Desync,
+    Expect,
+    Pending,
+    Replies,
+    Result,
+)
 from piigate.gateway.postgres.rows import RowMask, row_mask
 
 SSN = b"219-09-9999"
@@ -314,3 +324,68 @@ def test_a_portal_suspended_ends_its_execute() -> None:
     out = _feed(replies, ROW, be.PortalSuspended(), ROW, be.CommandComplete("SELECT 2"))
     assert out == [ROW, be.PortalSuspended(), be.DataRow((MASKED,)), be.CommandComplete("SELECT 2")]
     assert replies.idle
+
+
+def _prepared(replies: Replies, execute: Result) -> bytes:
+    """A -M prepared transaction queued (Bind, Describe, Execute, Sync), and the server's
+    replies to it, in one chunk."""
+    for pending in (BINDING, Pending(Expect.DESCRIBE), Pending(Expect.EXECUTE, results=[execute])):
+        replies.push(pending)
+    replies.push(SYNCING)
+    return (
+        b"".join(
+            m.encode()
+            for m in (be.BindComplete(), DESCRIPTION, ROW, be.CommandComplete("SELECT 1"))
+        )
+        + be.ReadyForQuery("I").encode()
+    )
+
+
+def test_a_result_with_nothing_to_mask_goes_out_as_the_servers_bytes() -> None:
+    replies = Replies()
+    refusal = be.ErrorResponse((("S", "ERROR"), ("C", "42501"), ("M", "refused")))
+    server = _prepared(replies, Result())
+    replies.push(Pending(Expect.SYNTHETIC, synthetic=(refusal,), ready=True))
+    out = replies.relay(server)
+    assert out == server + refusal.encode() + be.ReadyForQuery("I").encode()  # in order
+    assert replies.idle
+    # The entries every session shares are as they were.
+    assert Pending(Expect.BIND) == BINDING
+    assert Pending(Expect.SYNC) == SYNCING
+
+
+def test_masked_results_are_masked_in_the_same_chunk() -> None:
+    replies = Replies()
+    execute = _masking()
+    execute.mask = _masker(DESCRIPTION)  # as the session sets it from the Describe's answer
+    out = replies.relay(_prepared(replies, execute))
+    assert _decoded([out])[2] == be.DataRow((MASKED,))
+    # A simple query's masker reads the RowDescription that comes with its rows.
+    replies.push(Pending(Expect.QUERY, results=[_masking()]))
+    done = (be.CommandComplete("SELECT 1"), be.ReadyForQuery("I"))
+    out = replies.relay(b"".join(m.encode() for m in (DESCRIPTION, ROW, *done)))
+    assert _decoded([out]) == [DESCRIPTION, be.DataRow((MASKED,)), *done]
+    assert replies.idle
+
+
+@pytest.mark.parametrize(
+    ("pending", "reply"),
+    [
+        (BINDING, b"2" + (5).to_bytes(4, "big") + b"x"),  # a completion with a body
+        (SYNCING, b"Z" + (6).to_bytes(4, "big") + b"II"),  # a state of two bytes
+        (SYNCING, b"Z" + (4).to_bytes(4, "big")),  # of none
+    ],
+)
+def test_malformed_completions_are_refused(pending: Pending, reply: bytes) -> None:
+    replies = Replies()
+    replies.push(pending)
+    with pytest.raises(ProtocolViolation):
+        replies.relay(reply)
+
+
+@pytest.mark.parametrize("reply", [be.ParseComplete(), be.CommandComplete("SELECT 1")])
+def test_a_completion_out_of_step_ends_the_session(reply: be.BackendMessage) -> None:
+    replies = Replies()
+    replies.push(BINDING)
+    with pytest.raises(Desync):
+        replies.relay(reply.encode())

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from piigate.gateway.postgres import frontend as fe
 from piigate.gateway.postgres.messages import CopyData, CopyDone, Unknown
 from piigate.gateway.postgres.protocol import ProtocolViolation
-from piigate.gateway.postgres.replies import Expect, Pending
+from piigate.gateway.postgres.replies import BINDING, CLOSING, SYNCING, Expect, Pending
 from piigate.gateway.postgres.statements import error
 
 if TYPE_CHECKING:
@@ -53,14 +53,14 @@ def handle_now(session: ClientSession, message: fe.FrontendMessage) -> bool:
         return gate.parse_now(session, message)
     if isinstance(message, fe.Bind):
         session.portals[message.portal] = (message.statement, message.parameters)
-        session.expect(Pending(Expect.BIND))
+        session.expect(BINDING)
         session.forward(message)
     elif isinstance(message, fe.Describe):
         session.describe(message, hidden=False)
     elif isinstance(message, fe.Sync):
         session.skipping = False
         if not session.replies.copy_in:  # in COPY FROM STDIN the server ignores it
-            session.expect(Pending(Expect.SYNC))
+            session.expect(SYNCING)
         session.forward(message)
         if session.path_stale:
             session.reread_search_path()
@@ -76,7 +76,7 @@ def handle_now(session: ClientSession, message: fe.FrontendMessage) -> bool:
         session.reread_after_copy = None
     elif isinstance(message, fe.Close):
         session.forget(message.kind, message.name)
-        session.expect(Pending(Expect.CLOSE))
+        session.expect(CLOSING)
         session.forward(message)
     elif isinstance(message, Unknown) and message.type == b"F":
         refusal = error("0A000", "function calls are not allowed through the gateway")

@@ -34,7 +34,15 @@ from piigate.model import (
     Rows,
 )
 
-__all__ = ["Ruling", "Touches", "every_class", "merge", "nothing_to_ask", "rule"]
+__all__ = [
+    "Ruling",
+    "Touches",
+    "changes_session",
+    "every_class",
+    "merge",
+    "nothing_to_ask",
+    "rule",
+]
 
 _WRITES = {"insert": Action.CREATE, "copy_from": Action.CREATE}
 # Statements whose errors may show whole rows of the table they change ("Failing row contains").
@@ -67,10 +75,12 @@ class Touches:
     changes_session: bool = False  # it may change how later statements read (search path...)
     rows: int | None = None  # the server's estimate of the rows it reads or changes
     bounded: bool = True  # False: a DELETE or UPDATE without WHERE
+    # It reads, writes, deletes or exports a catalogued class: set from those, once.
+    any: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def any(self) -> bool:
-        return bool(self.reads or self.writes or self.deletes or self.exports)
+    def __post_init__(self) -> None:
+        touched = bool(self.reads or self.writes or self.deletes or self.exports)
+        object.__setattr__(self, "any", touched)
 
 
 def every_class(kind: str, catalog: Catalog, why: str) -> Touches:
@@ -166,7 +176,18 @@ Decide = Callable[[AccessRequest, Caller], Awaitable[Decision]]
 def nothing_to_ask(touches: Sequence[Touches]) -> bool:
     """No statement touches a catalogued class or is refused: :func:`rule` then allows them
     with nothing masked and asks the engine nothing, so a caller may skip it."""
-    return not any(t.any or t.refuse is not None for t in touches)
+    for t in touches:  # noqa: SIM110 (a loop: no generator per statement on the hot path)
+        if t.any or t.refuse is not None:
+            return False
+    return True
+
+
+def changes_session(touches: Sequence[Touches]) -> bool:
+    """A statement among ``touches`` may change how later ones read (the search path...)."""
+    for t in touches:  # noqa: SIM110 (a loop: no generator per statement on the hot path)
+        if t.changes_session:
+            return True
+    return False
 
 
 async def rule(

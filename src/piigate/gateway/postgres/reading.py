@@ -85,16 +85,16 @@ class Reader:
         """Cached twice: by the exact text (a repeated or prepared statement costs a lookup),
         then by its shape (``analysis.shape``: the analysis reads no constant it normalises), so
         a statement sent again with other constants, as a simple query carries them, is not
-        parsed again. A statement the server could not plan is cached by its text only: its
-        constants may be why, and the shape's other statements are then read on their own."""
+        parsed again. A statement the server could not plan, or that touches a catalogued
+        class, is cached by its text only: its constants may be why it could not be planned,
+        and its row estimate depends on them."""
         key = (sql, search_path)
         cached = self._texts.get(key)
         if isinstance(cached, list):
             return cached
         shaped = (self._shape(sql), search_path)
         cached = self._shapes.get(shaped)
-        # A statement with PII is read anew: its row estimate depends on its constants.
-        if isinstance(cached, list) and not any(t.any for t in cached):
+        if isinstance(cached, list):
             return cached
         path = _search_path(search_path)
         try:
@@ -105,7 +105,9 @@ class Reader:
         read = [await self._touches(s, search_path) for s in statements]
         touches = [t for t, _ in read]
         self._texts.put(key, touches)
-        if all(planned for _, planned in read):
+        # A statement with PII is not cached by its shape (it is read anew: its row estimate
+        # depends on its constants).
+        if all(planned for _, planned in read) and not any(t.any for t in touches):
             self._shapes.put(shaped, touches)
         return touches
 
@@ -115,9 +117,7 @@ class Reader:
         if isinstance(cached, list):
             return cached
         cached = self._shapes.get((self._shape(sql), search_path))
-        if isinstance(cached, list) and not any(t.any for t in cached):
-            return cached
-        return None
+        return cached if isinstance(cached, list) else None
 
     def _shape(self, sql: str) -> str:
         """``shape(sql)``, found by ``sqltext.literal_key`` when the text is plainly written:

@@ -12,21 +12,28 @@ Pure: :meth:`Replies.relay` takes the server's bytes as they come (split anywher
 the bytes for the client. Where nothing is to be done, only the 5-byte header of a message is
 read: the rows of a result in which nothing is masked, its completion, ``ReadyForQuery``, the
 completions of Parse, Bind and Close go out as the server sent them, the queue kept in step by
-their types. What may need changing is decoded: every row of a masked result, every
-``RowDescription`` a masker reads (and a Describe's), every error and notice (scrubbed unless
-their statement may show everything). A reply out of step with the queue ends the session
+their types (``_plain``: a shortcut past the general dispatch, ``_reply``). What may need
+changing is decoded: every row of a masked result, every ``RowDescription`` a masker reads
+(and a Describe's), every error and notice (scrubbed unless their statement may show
+everything). A reply out of step with the queue ends the session
 (:class:`Desync`), as does a message that breaks the protocol.
 """
 
 from __future__ import annotations
 
-import enum
 import struct
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from piigate.gateway.postgres import backend as be
+from piigate.gateway.postgres.pending import (
+    BINDING,
+    CLOSING,
+    PARSING,
+    SYNCING,
+    Expect,
+    Pending,
+    Result,
+)
 from piigate.gateway.postgres.protocol import (
     DEFAULT_MAX_MESSAGE_SIZE,
     ProtocolViolation,
@@ -37,55 +44,17 @@ from piigate.gateway.postgres.protocol import (
 from piigate.gateway.postgres.rows import RowMask
 from piigate.gateway.postgres.scrub import scrub
 
-__all__ = ["Desync", "Expect", "Pending", "Replies", "Result"]
-
-
-class Expect(enum.Enum):
-    PARSE = "parse"
-    BIND = "bind"
-    CLOSE = "close"
-    DESCRIBE = "describe"
-    EXECUTE = "execute"
-    SYNC = "sync"
-    QUERY = "query"
-    SYNTHETIC = "synthetic"
-
-
-@dataclass(slots=True)
-class Result:
-    """How to treat one statement's rows: ``masker`` makes the row mask from the columns the
-    server describes (None: nothing to mask); ``scrub``: its errors and notices are scrubbed."""
-
-    masker: Callable[[be.RowDescription], RowMask | None] | None = None
-    scrub: bool = False
-    mask: RowMask | None = None
-    described: be.RowDescription | None = None  # the RowDescription the masker read
-
-
-@dataclass(slots=True)
-class Pending:
-    kind: Expect
-    results: list[Result] = field(default_factory=list)  # QUERY: one per statement; EXECUTE: one
-    hidden: bool = False  # asked by the gateway itself: its replies are not the client's
-    on_description: Callable[[be.RowDescription | None], None] | None = None
-    on_row: Callable[[be.DataRow | None], None] | None = None  # a hidden QUERY's answer
-    synthetic: tuple[be.BackendMessage, ...] = ()
-    ready: bool = False  # SYNTHETIC: end with ReadyForQuery (the transaction state at that time)
-    index: int = 0  # QUERY: the statement whose replies come now
-    # QUERY: for a statement the server read that the analysis did not (never expected).
-    overflow: Result | None = None
-    # A refusal the server is made to fail (so that it ends the transaction as any error does):
-    # the client sees this instead of the server's error.
-    refusal: be.ErrorResponse | None = None
-
-    @property
-    def result(self) -> Result | None:
-        return self.results[self.index] if self.index < len(self.results) else self.overflow
-
-    @property
-    def scrubbing(self) -> bool:
-        result = self.result
-        return True if result is None else result.scrub
+__all__ = [
+    "BINDING",
+    "CLOSING",
+    "PARSING",
+    "SYNCING",
+    "Desync",
+    "Expect",
+    "Pending",
+    "Replies",
+    "Result",
+]
 
 
 Reply = be.BackendMessage
@@ -95,10 +64,12 @@ _DATA_ROW, _ROW_DESCRIPTION, _READY, _ERROR, _NOTICE = b"D"[0], b"T"[0], b"Z"[0]
 _COMMAND_COMPLETE, _EMPTY_QUERY, _SUSPENDED = b"C"[0], b"I"[0], b"s"[0]
 _NO_DATA, _PARAMETERS, _COPY_IN, _COPY_DATA = b"n"[0], b"t"[0], b"G"[0], b"d"[0]
 _ALWAYS = frozenset(b"SA")  # ParameterStatus, NotificationResponse: whatever is pending
-_COMPLETES: dict[Expect, int] = {
-    Expect.PARSE: b"1"[0],
-    Expect.BIND: b"2"[0],
-    Expect.CLOSE: b"3"[0],
+# The completions by their tag byte, each with the entry it answers (looked up by the tag, an
+# int: an Enum key would hash in Python).
+_COMPLETES: dict[int, Expect] = {
+    b"1"[0]: Expect.PARSE,
+    b"2"[0]: Expect.BIND,
+    b"3"[0]: Expect.CLOSE,
 }
 _RESULTS = (Expect.QUERY, Expect.EXECUTE)
 _DESCRIPTIONS_KEPT = 64  # per session: a client describes the same few statements over again
@@ -170,7 +141,7 @@ class Replies:
                         out.extend(masked)
                         pos = run = after
                         continue
-            shown = self._reply(tag, buf, pos, end)
+            shown = None if self._plain(tag, buf, pos, end) else self._reply(tag, buf, pos, end)
             if shown is not None:  # changed or dropped: what came before it goes first
                 if run < pos:
                     out.append(buf[run:pos])
@@ -201,6 +172,47 @@ class Replies:
         result = head.result
         return True if result is None or result.mask is None else result.mask
 
+    def _plain(self, tag: int, buf: bytes, pos: int, end: int) -> bool:
+        """The shortcut of ``_reply`` for what a result with nothing to mask ends with: True
+        when the message at ``buf[pos:end]`` goes out as it came, the queue kept in step
+        (the client's statement's RowDescription with no masker to read it, its
+        CommandComplete, a ReadyForQuery, a ParseComplete, BindComplete or CloseComplete);
+        False: ``_reply`` reads it (anything else, or a head of the gateway's own)."""
+        queue = self.queue
+        if not queue:
+            return False
+        head = queue[0]
+        if head.hidden:
+            return False
+        if tag == _READY:
+            self._ready(buf, pos, end)
+            return True
+        kind = head.kind
+        if kind is Expect.QUERY or kind is Expect.EXECUTE:
+            if tag == _ROW_DESCRIPTION:
+                result = head.result
+                return result is None or (result.masker is None and result.mask is None)
+            if tag == _COMMAND_COMPLETE:
+                if kind is Expect.EXECUTE:
+                    queue.popleft()
+                else:
+                    head.index += 1
+                return True
+            return False
+        if _COMPLETES.get(tag) is kind and end - pos == 5:
+            queue.popleft()
+            return True
+        return False
+
+    def _ready(self, buf: bytes, pos: int, end: int) -> None:
+        """A ReadyForQuery: the transaction state, and the queue up to its Sync or Query."""
+        self.status = _status(buf, pos, end)
+        queue = self.queue
+        while queue and queue[0].kind is not Expect.SYNC and queue[0].kind is not Expect.QUERY:
+            queue.popleft()
+        if queue:
+            queue.popleft()
+
     def _reply(self, tag: int, buf: bytes, pos: int, end: int) -> list[bytes] | None:
         """The bytes to send in place of the message at ``buf[pos:end]`` (None: itself)."""
         head = self.queue[0] if self.queue else None
@@ -218,18 +230,14 @@ class Replies:
             assert isinstance(message, be.ErrorResponse)
             return [self._error(head, message).encode()]
         if tag == _READY:
-            self.status = _status(buf, pos, end)
-            while self.queue and self.queue[0].kind not in (Expect.SYNC, Expect.QUERY):
-                self.queue.popleft()
-            if self.queue:
-                self.queue.popleft()
+            self._ready(buf, pos, end)
             return None
         kind = head.kind
         if kind is Expect.DESCRIBE:
             return self._describe(head, tag, buf, pos, end)
         if kind in _RESULTS:
             return self._result(head, tag, buf, pos, end)
-        if tag == _COMPLETES.get(kind):
+        if _COMPLETES.get(tag) is kind:
             _check_empty(buf, pos, end)
             self.queue.popleft()
             return [] if head.hidden else None

@@ -113,10 +113,6 @@ class ClientSession:
         for message in messages:
             self.client.write(message.encode())  # type: ignore[attr-defined]
 
-    def send_bytes(self, chunks: list[bytes]) -> None:
-        if chunks:
-            self.client.write(b"".join(chunks))
-
     async def next_message(self) -> fe.FrontendMessage | None:
         while not self.inbox:
             data = await self.client.read()
@@ -284,7 +280,11 @@ class ClientSession:
             self.forward(fe.Query(_REFUSED))
 
     def expect(self, pending: Pending) -> None:
-        self.send_bytes(self.replies.push(pending))
+        """Queue ``pending``; what the gateway answers itself goes out once it is its turn."""
+        if pending.kind is not Expect.SYNTHETIC:  # what ``push`` does, in one call less
+            self.replies.queue.append(pending)
+        elif answered := self.replies.push(pending):
+            self.client.write(b"".join(answered))
 
     def describe(self, message: fe.Describe, *, hidden: bool) -> None:
         key = (message.kind, message.name)
@@ -303,9 +303,11 @@ class ClientSession:
         self.described.pop((kind, name), None)
 
     def reset_unnamed(self) -> None:
-        """A simple query drops the unnamed statement and portal."""
-        self.forget("S", "")
-        self.forget("P", "")
+        """A simple query drops the unnamed statement and portal (``forget`` of both)."""
+        self.statements.pop("", None)
+        self.portals.pop("", None)
+        self.described.pop(("S", ""), None)
+        self.described.pop(("P", ""), None)
 
     async def touches_of_portal(
         self, portal: str

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import Final
 
 __all__ = [
     "ProtocolViolation",
@@ -27,8 +26,6 @@ _I16 = struct.Struct("!h")
 _I32 = struct.Struct("!i")
 _U32 = struct.Struct("!I")
 _NULL = _I32.pack(-1)
-# The usual counts of format codes, unpacked by one Struct each.
-_INT16S: Final = {n: struct.Struct(f"!{n}h") for n in range(1, 17)}
 
 
 class ProtocolViolation(ValueError):
@@ -105,19 +102,6 @@ class Reader:
         if value < 0:
             raise self.fail("negative count")
         return value
-
-    def int16s(self, count: int) -> tuple[int, ...]:
-        """``count`` int16 values (format codes), in one unpacking."""
-        pos = self._pos
-        end = pos + 2 * count
-        if count < 0 or end > len(self._data):
-            raise self.fail("truncated")
-        self._pos = end
-        if count == 0:
-            return ()
-        shape = _INT16S.get(count) or struct.Struct(f"!{count}h")
-        found: tuple[int, ...] = shape.unpack_from(self._data, pos)
-        return found
 
     def int32(self) -> int:
         pos = self._pos
