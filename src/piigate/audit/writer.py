@@ -99,13 +99,15 @@ class ProcessWriter:
     async def write(self, items: Sequence[BatchItem]) -> list[Written]:
         """Commit ``items`` in one transaction in the child; what became of each, in order.
         After :meth:`ship` they are on their way: only their answer is read."""
+        shipped = self._shipped
+        frame = b"" if shipped else _frame([_to_wire(item) for item in items])
         async with self._lock:
-            shipped, self._shipped = self._shipped, False
+            self._shipped = False
             proc = self._proc if shipped else await self._ensure()
             try:
                 assert proc is not None and proc.stdin is not None
                 if not shipped:
-                    proc.stdin.write(_frame([_to_wire(item) for item in items]))
+                    proc.stdin.write(frame)
                 await proc.stdin.drain()
                 status, value = await _read_frame(proc)
             except BaseException as error:
