@@ -106,7 +106,9 @@ async def test_an_unmet_condition_leaves_the_rest_of_its_batch_alone(
     store = Store(db)
     await store.insert_challenge(challenge_row("chl_done"))
     assert await store.set_challenge_state("chl_done", expected="pending", new="approved")
-    # One batch: the challenge opened in it counts for the conditions in it.
+    # The challenge opened in a batch counts for the conditions in it. (With the writer in a
+    # process, the first append, queued while nothing was in flight, leaves at once on its own;
+    # the four behind it share the next batch.)
     outcomes = await asyncio.gather(
         audit.append(event(1)),
         audit.write_rows("challenges", challenge_row("chl_new")),
@@ -115,5 +117,5 @@ async def test_an_unmet_condition_leaves_the_rest_of_its_batch_alone(
         audit.append(event(4)),
     )
     assert [None if e is None else e.seq for e in outcomes] == [1, None, None, 2, 3]
-    assert audit.stats.batches == 1
+    assert audit.stats.batches <= 2
     assert await stored(audit) == [1, 3, 4]

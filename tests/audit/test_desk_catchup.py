@@ -315,3 +315,31 @@ async def test_a_catch_up_examines_at_most_its_bound(migrated_url: str) -> None:
         assert sorted(await alerts(node)) == [e.seq for e in new]
         (caught, *_) = [e for e in logs if e["event"] == "alerts_caught_up"]
         assert (caught["after"], caught["skipped"], caught["examined"]) == (0, 3, 2), old
+
+
+async def test_the_desk_examines_an_event_after_what_its_commit_released(
+    migrated_url: str,
+) -> None:
+    """An edge awaits a task that appends the decision's event (``Engine.decide_early``): that
+    edge goes on before the desk examines the event, not after."""
+    async with open_node(migrated_url, FixedClock(AT)) as node:
+        order: list[str] = []
+        node.watch()
+        examine = node.desk._examine
+
+        async def examined(event: AuditEvent) -> bool | None:
+            order.append(f"desk {event.seq}")
+            return await examine(event)
+
+        node.desk._examine = examined  # type: ignore[method-assign]
+        await node.record("decision", "ann", outcome="allow")
+        await eventually(lambda: _async_true(order == ["desk 1"]), what="the first examined")
+        appended = asyncio.ensure_future(node.record("decision", "ann", outcome="allow"))
+        await appended
+        order.append("edge")
+        await eventually(lambda: _async_true(len(order) == 3), what="the second examined")
+        assert order == ["desk 1", "edge", "desk 2"]
+
+
+async def _async_true(value: bool) -> bool:
+    return value

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 import piigate.audit.writer as writer_module
 from piigate.audit import AuditLog, EventBus
+from piigate.audit.log import _item
 from piigate.audit.writer import ProcessWriter
 from piigate.clock import FixedClock
 from piigate.model import AuditEvent
@@ -87,6 +88,41 @@ async def test_concurrent_appends_chain_in_the_child_process(audit: AuditLog) ->
     report = await audit.verify()
     assert (report.ok, report.count) == (True, 300)
     assert writer_pid(audit) == pid  # one child served every batch
+
+
+async def test_an_append_while_nothing_is_in_flight_leaves_at_once(audit: AuditLog) -> None:
+    """The first append queued while the writer is idle is sent to the child in its caller's
+    turn of the event loop, a batch of its own; those queued behind it share the next one."""
+    await audit.append(event(0))
+    batches = audit.stats.batches
+    results = await asyncio.gather(*(audit.append(event(i)) for i in range(1, 11)))
+    assert [e.seq for e in results] == list(range(2, 12))
+    assert audit.stats.batches == batches + 2
+    report = await audit.verify()
+    assert report.ok and report.count == 11, report
+
+
+async def test_a_shipped_batch_is_answered_by_the_next_write(db: Database) -> None:
+    """ProcessWriter.ship sends a batch at once (one at a time); write then reads its answer.
+    A shipped batch abandoned unread takes its child with it: the next batch starts another."""
+    log = AuditLog(db, FixedClock(T0))
+    items = [_item(event(1))[0]]
+    process = ProcessWriter(db.url)
+    await process.start()
+    try:
+        assert process.ship(items)
+        assert not process.ship(items)  # one batch in flight
+        links = await process.write(items)
+        assert [link[0] for link in links if isinstance(link, tuple)] == [1]
+        assert process.ship([_item(event(2))[0]])
+        first = process.pid
+        process.abandon()
+        links = await process.write([_item(event(3))[0]])
+        assert process.pid not in (None, first)
+        assert [link[0] for link in links if isinstance(link, tuple)] in ([2], [3])
+    finally:
+        await process.stop()
+    assert (await log.verify()).ok
 
 
 async def test_rows_commit_with_the_events(audit: AuditLog, db: Database) -> None:

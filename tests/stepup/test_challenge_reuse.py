@@ -195,12 +195,9 @@ async def test_only_a_request_binding_all_the_same_shares_a_challenge(
     assert challenge_id(await world.read()) == first
 
 
-async def test_an_early_decision_is_audited_by_its_task_naming_the_challenge_it_gave(
-    world: World,
-) -> None:
-    first = challenge_id(await world.read())
-    world.set(first, state=ChallengeState.APPROVED)
-    request = AccessRequest(
+def early_read() -> AccessRequest:
+    """What :meth:`World.read` asks, for ``decide_early``."""
+    return AccessRequest(
         subject=Subject("ann"),
         action=Action.READ,
         pii=frozenset({"ssn"}),
@@ -208,9 +205,30 @@ async def test_an_early_decision_is_audited_by_its_task_naming_the_challenge_it_
         session=SessionAuth(id="s-1", acr="urn:piigate:aal1", auth_time=T0),
         context=Context(ip="203.0.113.7", device_id="d-9"),
     )
+
+
+async def test_an_early_decision_is_audited_by_its_task_naming_the_challenge_it_gave(
+    world: World,
+) -> None:
+    first = challenge_id(await world.read())
+    world.set(first, state=ChallengeState.APPROVED)
+    request = early_read()
     early, audited = await world.engine.decide_early(request, caller=GATEWAY)
     assert challenge_id(early) == first  # as decided: the challenge remembered
     assert len(world.audit.events) == 1  # not audited yet
     decision = await audited
     assert decision.id == early.id and challenge_id(decision) != first
     assert world.named() == [first, challenge_id(decision)]
+
+
+async def test_an_early_decisions_audit_event_is_handed_over_before_it_returns(
+    world: World,
+) -> None:
+    """decide_early gives its task a turn first: the event is with the audit sink (here one
+    that appends at once) before the edge starts its own work (the reverse proxy: forwarding
+    the request upstream), though the task is not awaited yet."""
+    first = challenge_id(await world.read())
+    early, audited = await world.engine.decide_early(early_read(), caller=GATEWAY)
+    assert challenge_id(early) == first
+    assert world.named() == [first, first]  # already appended, the task not awaited
+    assert (await audited).id == early.id

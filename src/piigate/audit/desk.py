@@ -255,6 +255,9 @@ class AlertDesk:
                     await self._sweep(None)
                     continue
                 if event.seq is not None and not self.catch_up.examined(event.seq):
+                    # A turn first for whoever the event's commit released (an answer waiting
+                    # for it must not wait for the alert check too).
+                    await asyncio.sleep(0)
                     await self._examine(event)
         except SubscriptionClosed:
             return

@@ -9,7 +9,8 @@ Group commit: ``append`` queues the event and waits. One writer task takes every
 events, moves the head and commits; only then does each caller's ``append`` return. If that
 transaction fails, every caller in the batch gets ``StoreUnavailable``: nothing is acknowledged
 that is not durable. Concurrent requests thus share one commit (and one fsync) instead of
-queueing for one each.
+queueing for one each. With a writer process, an append queued while nothing is in flight is
+sent to it at once, in its caller's turn of the event loop, as a batch of its own.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class _Pending:
     item: BatchItem  # the event's at normalised to UTC; no event for a rows-only write
     data: dict[str, Any]  # canonical form of the event's data
     future: asyncio.Future[Any]
+    shipped: bool = False  # sent to the writer process on being queued (a batch of its own)
 
 
 _STOP = object()
@@ -89,6 +91,7 @@ class AuditLog:
         self._process: ProcessWriter | None = None
         self._queue: asyncio.Queue[_Pending | object] | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._idle = False  # the writer task waits for an item, no batch in flight
         self._stopped = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -168,7 +171,10 @@ class AuditLog:
             await self.start()
         assert self._queue is not None
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(item, data, future))
+        pending = _Pending(item, data, future)
+        if self._idle and self._process is not None and self._queue.empty():  # nothing in flight
+            pending.shipped = self._process.ship([item])  # now, not at the writer task's turn
+        self._queue.put_nowait(pending)
         # A cancelled caller cancels only its wait: the item is still written with its batch.
         return await future
 
@@ -191,12 +197,14 @@ class AuditLog:
         batch: list[_Pending] = []
         try:
             while not stopping:
+                self._idle = queue.empty()
                 first = await queue.get()
+                self._idle = False
                 if first is _STOP:
                     break
                 assert isinstance(first, _Pending)
                 batch = [first]
-                while len(batch) < self.max_batch:
+                while not first.shipped and len(batch) < self.max_batch:
                     try:
                         item = queue.get_nowait()
                     except asyncio.QueueEmpty:
@@ -211,11 +219,14 @@ class AuditLog:
         finally:
             # Cancelled (event loop shutting down): whoever still waits is told that nothing was
             # acknowledged, including a batch whose transaction was interrupted.
+            self._idle = False
             waiting = list(batch)
             while not queue.empty():
                 item = queue.get_nowait()
                 if isinstance(item, _Pending):
                     waiting.append(item)
+            if any(item.shipped for item in waiting) and self._process is not None:
+                self._process.abandon()  # its answer will not be read
             for item in waiting:
                 if not item.future.done():
                     item.future.set_exception(StoreUnavailable("the audit log stopped"))
@@ -381,12 +392,4 @@ def _capped(limit: int) -> int:
 
 
 def _chain_row(row: StoredEvent) -> ChainRow:
-    return ChainRow(
-        seq=row.seq,
-        at=row.at,
-        type=row.type,
-        subject_id=row.subject_id,
-        data=row.data,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-    )
+    return ChainRow(*row)  # the same fields, in the same order

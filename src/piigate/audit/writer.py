@@ -70,6 +70,7 @@ class ProcessWriter:
         self.start_timeout = start_timeout
         self._proc: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
+        self._shipped = False  # a batch sent by ship, its answer not read yet
 
     @property
     def pid(self) -> int | None:
@@ -80,14 +81,33 @@ class ProcessWriter:
         async with self._lock:
             await self._ensure()
 
+    def ship(self, items: Sequence[BatchItem]) -> bool:
+        """Send ``items`` to the running child at once, from the caller's turn of the event
+        loop, when no batch is in flight: True if sent, and the next :meth:`write` must then be
+        of these items (it reads their answer only). False, nothing sent: the child is not
+        running, or a batch is in flight."""
+        proc = self._proc
+        if self._shipped or self._lock.locked() or proc is None or proc.returncode is not None:
+            return False
+        assert proc.stdin is not None
+        if proc.stdin.is_closing():
+            return False
+        proc.stdin.write(_frame([_to_wire(item) for item in items]))
+        self._shipped = True
+        return True
+
     async def write(self, items: Sequence[BatchItem]) -> list[Written]:
-        """Commit ``items`` in one transaction in the child; what became of each, in order."""
-        frame = _frame([_to_wire(item) for item in items])
+        """Commit ``items`` in one transaction in the child; what became of each, in order.
+        After :meth:`ship` they are on their way: only their answer is read."""
+        shipped = self._shipped
+        frame = b"" if shipped else _frame([_to_wire(item) for item in items])
         async with self._lock:
-            proc = await self._ensure()
+            self._shipped = False
+            proc = self._proc if shipped else await self._ensure()
             try:
-                assert proc.stdin is not None
-                proc.stdin.write(frame)
+                assert proc is not None and proc.stdin is not None
+                if not shipped:
+                    proc.stdin.write(frame)
                 await proc.stdin.drain()
                 status, value = await _read_frame(proc)
             except BaseException as error:
@@ -101,6 +121,14 @@ class ProcessWriter:
         if status != "unavailable":
             _logger.error("audit writer process: batch failed (%s)", value)
         raise StoreUnavailable("the audit event could not be stored")
+
+    def abandon(self) -> None:
+        """A batch was shipped whose answer will not be read: the child is killed (its pipe is
+        out of step); the next batch starts another."""
+        proc, self._proc, self._shipped = self._proc, None, False
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):  # it exited already
+                proc.kill()
 
     async def stop(self) -> None:
         """End the child's input and wait for it to exit (it has nothing in flight)."""
@@ -151,7 +179,7 @@ class ProcessWriter:
         return proc
 
     async def _discard(self) -> None:
-        proc, self._proc = self._proc, None
+        proc, self._proc, self._shipped = self._proc, None, False
         if proc is not None:
             await _kill(proc)
 

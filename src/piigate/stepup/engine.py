@@ -125,9 +125,12 @@ class Engine:
         appends its audit event, whose result is the decision as audited (the challenge it
         names may differ: ``_commit``), or whose exception says it could not be. An edge may
         start work the decision allows (forward a safe request) meanwhile; nothing of the
-        decision may reach the client before the task is done."""
+        decision may reach the client before the task is done. The task has had its first turn
+        when this returns: the commit is under way before the edge's own work starts."""
         decision, audited = await self._decided(request, caller)
-        return decision, asyncio.ensure_future(audited)
+        task = asyncio.ensure_future(audited)
+        await asyncio.sleep(0)  # the task's first turn: the event handed to the audit sink
+        return decision, task
 
     async def _decided(
         self, request: AccessRequest, caller: Caller | None
