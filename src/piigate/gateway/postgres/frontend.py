@@ -7,7 +7,6 @@ one follows from the server's last authentication request, so the parser is told
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -36,8 +35,6 @@ __all__ = [
     "Terminate",
 ]
 
-_I16 = struct.Struct("!h")
-_I32 = struct.Struct("!i")
 PROTOCOL_3 = 3 << 16
 SSL_CODE = 80877103
 GSSENC_CODE = 80877104
@@ -160,65 +157,12 @@ class Bind:
 
     @classmethod
     def decode(cls, r: Reader) -> Bind:
-        """As strict as ``Reader`` (every byte read, nothing past the end), in one pass over
-        the payload: a client sends one Bind per statement it runs."""
-        data = r.rest()
-        size = len(data)
-        middle = data.find(b"\x00")
-        end = data.find(b"\x00", middle + 1) if middle >= 0 else -1
-        if end < 0:
-            raise r.fail("unterminated string")
-        portal = data[:middle].decode("utf-8", "surrogateescape")
-        statement = data[middle + 1 : end].decode("utf-8", "surrogateescape")
-        parameter_formats, pos = _codes(r, data, end + 1)
-        if pos + 2 > size:
-            raise r.fail("truncated")
-        count: int = _I16.unpack_from(data, pos)[0]
-        if count < 0:
-            raise r.fail("negative count")
-        parameters, pos = _values(r, data, pos + 2, count)
-        result_formats, pos = _codes(r, data, pos)
-        if pos != size:
-            raise r.fail("trailing bytes")
+        portal, statement = r.cstring(), r.cstring()
+        parameter_formats = r.codes()
+        parameters = r.values(r.count())
+        result_formats = r.codes()
+        r.end()
         return cls(portal, statement, parameter_formats, parameters, result_formats)
-
-
-def _codes(r: Reader, data: bytes, pos: int) -> tuple[tuple[int, ...], int]:
-    """A count and that many int16 format codes at ``data[pos:]``; and where they end."""
-    if pos + 2 > len(data):
-        raise r.fail("truncated")
-    count: int = _I16.unpack_from(data, pos)[0]
-    if count < 0:
-        raise r.fail("negative count")
-    end = pos + 2 + 2 * count
-    if end > len(data):
-        raise r.fail("truncated")
-    if count == 0:
-        return (), end
-    if count == 1:
-        return _I16.unpack_from(data, pos + 2), end
-    return struct.unpack_from(f"!{count}h", data, pos + 2), end
-
-
-def _values(r: Reader, data: bytes, pos: int, count: int) -> tuple[tuple[bytes | None, ...], int]:
-    """``count`` length-prefixed values (NULL: -1) at ``data[pos:]``; and where they end."""
-    out: list[bytes | None] = []
-    size = len(data)
-    for _ in range(count):
-        if pos + 4 > size:
-            raise r.fail("truncated")
-        length: int = _I32.unpack_from(data, pos)[0]
-        pos += 4
-        if length < 0:
-            if length != -1:
-                raise r.fail("negative value length")
-            out.append(None)
-        elif pos + length > size:
-            raise r.fail("truncated")
-        else:
-            out.append(data[pos : pos + length])
-            pos += length
-    return tuple(out), pos
 
 
 @dataclass(frozen=True, slots=True)

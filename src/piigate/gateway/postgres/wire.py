@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from typing import Final
 
 __all__ = [
     "ProtocolViolation",
@@ -26,6 +27,8 @@ _I16 = struct.Struct("!h")
 _I32 = struct.Struct("!i")
 _U32 = struct.Struct("!I")
 _NULL = _I32.pack(-1)
+# The usual counts of format codes, unpacked by one Struct each.
+_CODES: Final = {n: struct.Struct(f"!{n}h") for n in range(17)}
 
 
 class ProtocolViolation(ValueError):
@@ -102,6 +105,18 @@ class Reader:
         if value < 0:
             raise self.fail("negative count")
         return value
+
+    def codes(self) -> tuple[int, ...]:
+        """A count and that many int16 format codes (Bind), in one unpacking."""
+        count = self.count()
+        pos = self._pos
+        end = pos + 2 * count
+        if end > len(self._data):
+            raise self.fail("truncated")
+        self._pos = end
+        shape = _CODES.get(count) or struct.Struct(f"!{count}h")
+        found: tuple[int, ...] = shape.unpack_from(self._data, pos)
+        return found
 
     def int32(self) -> int:
         pos = self._pos
