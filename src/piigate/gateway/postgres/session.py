@@ -281,9 +281,7 @@ class ClientSession:
 
     def expect(self, pending: Pending) -> None:
         """Queue ``pending``; what the gateway answers itself goes out once it is its turn."""
-        if pending.kind is not Expect.SYNTHETIC:  # what ``push`` does, in one call less
-            self.replies.queue.append(pending)
-        elif answered := self.replies.push(pending):
+        if answered := self.replies.push(pending):
             self.client.write(b"".join(answered))
 
     def describe(self, message: fe.Describe, *, hidden: bool) -> None:
@@ -303,11 +301,9 @@ class ClientSession:
         self.described.pop((kind, name), None)
 
     def reset_unnamed(self) -> None:
-        """A simple query drops the unnamed statement and portal (``forget`` of both)."""
-        self.statements.pop("", None)
-        self.portals.pop("", None)
-        self.described.pop(("S", ""), None)
-        self.described.pop(("P", ""), None)
+        """A simple query drops the unnamed statement and portal."""
+        self.forget("S", "")
+        self.forget("P", "")
 
     async def touches_of_portal(
         self, portal: str
