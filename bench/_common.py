@@ -6,12 +6,17 @@ benchmarks are scripts, not tests: nothing here asserts on time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
+import socket
 import statistics
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -320,3 +325,16 @@ def logs_to_stderr() -> None:
     from piigate.logs import configure_logging
 
     configure_logging("console", logging.WARNING)
+
+
+def wait_listening(
+    port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout:.0f} s")

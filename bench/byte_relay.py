@@ -18,8 +18,8 @@ from pathlib import Path
 
 import uvloop
 
+from _common import wait_listening
 from api import free_port, stop
-from gateway_http import wait_listening
 
 
 class _Side(asyncio.Protocol):

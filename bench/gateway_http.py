@@ -40,7 +40,6 @@ import os
 import pstats
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,7 +50,8 @@ from pathlib import Path
 
 import yaml
 
-from _common import emit, note, percentile
+import reference_proxies
+from _common import emit, note, percentile, wait_listening
 from _gateway_http_parts import AUDIENCE, Issuer, own_cpu_seconds
 from api import HOST, Run, _cpu_seconds, bench_env, free_port, new_loop, piigate_command, stop
 from api import drive as drive_for
@@ -60,7 +60,7 @@ BENCH = "gateway_http"
 TARGET_ADDED_P50_MS = 1.0
 TARGET_RATIO = 0.6
 ROOT = Path(__file__).resolve().parents[1]
-TARGETS = ("gateway", "relay", "direct")
+TARGETS = ("gateway", "relay", "nginx", "direct")  # nginx: with --reference only
 FILE_BYTES = 1024 * 1024
 WORKLOADS = {"masked": "/customers/1", "pass": "/health", "stream": f"/files/{FILE_BYTES}"}
 
@@ -86,25 +86,13 @@ def write_config(tmp: Path, issuer: Issuer, gateway_port: int, upstream_port: in
     return config
 
 
-def wait_listening(
-    port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(OSError), socket.create_connection((HOST, port), 0.5):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout:.0f} s")
-
-
 @contextlib.contextmanager
 def processes(
-    tmp: Path, issuer: Issuer, profile: str | None = None
+    tmp: Path, issuer: Issuer, profile: str | None = None, reference: bool = False
 ) -> Iterator[dict[str, tuple[int, int]]]:
-    """The upstream, the gateway and the bare relay, each ``name -> (port, pid)``, stopped
-    afterwards. With ``profile``, the gateway runs under :func:`serve`."""
+    """The upstream, the gateway and the bare relay (with ``reference``, nginx too), each
+    ``name -> (port, pid)``, stopped afterwards. With ``profile``, the gateway runs under
+    :func:`serve`."""
     up_port, gw_port, relay_port = free_port(), free_port(), free_port()
     config = write_config(tmp, issuer, gw_port, up_port)
     env = bench_env(tmp / "data")
@@ -140,7 +128,15 @@ def processes(
                     command, env=env, stdout=out, stderr=subprocess.STDOUT
                 )
             wait_listening(port, procs[name], log)
-        yield {name: (commands[name][0], proc.pid) for name, proc in procs.items()}
+        started = {name: (commands[name][0], proc.pid) for name, proc in procs.items()}
+        with contextlib.ExitStack() as stack:
+            if reference and (missing := reference_proxies.available("nginx")) is not None:
+                note(f"{BENCH}: no reference run: {missing}")
+            elif reference:
+                started["nginx"] = stack.enter_context(
+                    reference_proxies.nginx(tmp, f"{HOST}:{up_port}")
+                )
+            yield started
     finally:
         for proc in procs.values():
             stop(proc)
@@ -174,7 +170,8 @@ def measure(
     procs: dict[str, tuple[int, int]], tokens: list[str], args: argparse.Namespace
 ) -> dict[tuple[str, str], Measured]:
     """Every workload on both targets, rounds alternating the order."""
-    results = {(w, t): Measured(Run(), Run()) for w in WORKLOADS for t in TARGETS}
+    targets = tuple(t for t in TARGETS if t in procs)
+    results = {(w, t): Measured(Run(), Run()) for w in WORKLOADS for t in targets}
     upstream_pid = procs["direct"][1]
     loads = {
         (w, t): payloads(procs[t][0], path, tokens) for w, path in WORKLOADS.items() for t in procs
@@ -185,7 +182,7 @@ def measure(
             runner.run(drive(port, load, args.clients, args.warmup, (pid, upstream_pid)))
         for r in range(args.rounds):
             for w in WORKLOADS:
-                order = TARGETS if r % 2 == 0 else TARGETS[::-1]
+                order = targets if r % 2 == 0 else targets[::-1]
                 for t in order:
                     port, pid = procs[t]
                     got = results[(w, t)]
@@ -259,52 +256,58 @@ def report(results: dict[tuple[str, str], Measured], clients: int) -> None:
             path=path,
         )
         report_relay(w, results, clients)
-        for t in TARGETS:
+        if (w, "nginx") in results:
+            report_relay(w, results, clients, "nginx")
+        for t in {t for (_, t) in results}:
             if results[(w, t)].loaded.other:
                 note(f"{BENCH}: {w}: non-200 answers from {t}: {results[(w, t)].loaded.other}")
 
 
-def report_relay(w: str, results: dict[tuple[str, str], Measured], clients: int) -> None:
-    """The bare relay against the upstream, and the gateway against the relay."""
-    relay, direct, gw = (results[(w, t)] for t in ("relay", "direct", "gateway"))
+def report_relay(
+    w: str, results: dict[tuple[str, str], Measured], clients: int, name: str = "relay"
+) -> None:
+    """A relay (``relay``: the bare one; ``nginx``: the reference) against the upstream, and
+    the gateway against the bare relay."""
+    relay, direct, gw = (results[(w, t)] for t in (name, "direct", "gateway"))
+    what = "the bare relay (no gate)" if name == "relay" else "nginx (the reference proxy)"
     path = WORKLOADS[w]
-    rate = {t: m.loaded.ok / m.loaded.wall_s for t, m in (("relay", relay), ("gateway", gw))}
     direct_rate = direct.loaded.ok / direct.loaded.wall_s
     common = {"clients": clients, "path": path}
     emit(
         BENCH,
-        f"{w}_relay_requests_per_s",
-        rate["relay"],
+        f"{w}_{name}_requests_per_s",
+        relay.loaded.ok / relay.loaded.wall_s,
         "1/s",
         direct_rate,
-        baseline_is="the upstream asked directly, same run",
+        baseline_is=f"the upstream asked directly, same run; value: through {what}",
         **common,
     )
-    emit(
-        BENCH,
-        f"{w}_requests_per_s_of_relay",
-        rate["gateway"],
-        "1/s",
-        rate["relay"],
-        baseline_is="the bare relay (no gate), same run",
-        **common,
-    )
+    if name == "relay":
+        emit(
+            BENCH,
+            f"{w}_requests_per_s_of_relay",
+            gw.loaded.ok / gw.loaded.wall_s,
+            "1/s",
+            relay.loaded.ok / relay.loaded.wall_s,
+            baseline_is=f"{what}, same run",
+            **common,
+        )
     alone = {
         t: percentile(sorted(m.alone.latencies_ns), 50) for t, m in (("r", relay), ("d", direct))
     }
     emit(
         BENCH,
-        f"{w}_relay_added_p50_ms_alone",
+        f"{w}_{name}_added_p50_ms_alone",
         (alone["r"] - alone["d"]) / 1e6,
         "ms",
         alone["d"] / 1e6,
-        baseline_is="the upstream's own p50 at 1 client; value = relay p50 - it",
+        baseline_is=f"the upstream's own p50 at 1 client; value = p50 through {what} - it",
         clients=1,
         path=path,
     )
     emit(
         BENCH,
-        f"{w}_relay_server_cpu_us_per_request",
+        f"{w}_{name}_server_cpu_us_per_request",
         relay.loaded.server_cpu_s / max(relay.loaded.ok, 1) * 1e6,
         "us",
         direct.loaded.server_cpu_s / max(direct.loaded.ok, 1) * 1e6,
@@ -344,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="per target per round")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--warmup", type=float, default=None, help="seconds per target")
+    parser.add_argument(
+        "--reference", action="store_true", help="also through nginx (if installed)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument(
         "--profile", default=None, help="profile the gateway instead; stats to FILE"
@@ -360,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             profile_run(tmp, issuer, tokens, args)
             return 0
-        with processes(tmp, issuer) as procs:
+        with processes(tmp, issuer, reference=args.reference) as procs:
             note(f"{BENCH}: up in {time.monotonic() - started:.1f} s: {procs}")
             results = measure(procs, tokens, args)
         report(results, args.clients)

@@ -1,9 +1,10 @@
 """The PostgreSQL gateway (``piigate gateway postgres``) against the server it fronts, same run.
 
-Run: ``.venv/bin/python bench/gateway_pg.py [--quick] [--floor] [--profile FILE]``. Needs
-pgbench and a PostgreSQL server (``--database-url``, default ``postgresql://postgres@127.0.0.1``
-``:5432/postgres``, a role that may create databases). Prints one JSON object per line on
-stdout (progress on stderr). See docs/BENCHMARKS.md; nothing here asserts on time.
+Run: ``.venv/bin/python bench/gateway_pg.py [--quick] [--floor] [--reference] [--profile F]``.
+Needs pgbench and a PostgreSQL server (``--database-url``, default
+``postgresql://postgres@127.0.0.1:5432/postgres``, a role that may create databases). Prints
+one JSON object per line on stdout (progress on stderr). See docs/BENCHMARKS.md; nothing here
+asserts on time.
 
 What runs:
 - a scratch database ``piigate_bench_<hex>`` (dropped afterwards) with ``pgbench -i -s 1`` and
@@ -22,8 +23,10 @@ What runs:
   ``masked`` (ssn masked), ``plain`` (nothing to mask) and straight to the server;
 - in process: ``RowMask.apply`` on the same 10,000 rows, no sockets.
 - ``--floor``: ``pgbench -S`` through bench/byte_relay.py too, in the same rounds: the least a
-  relay in Python costs. ``--profile FILE``: then a ``masked`` gateway under cProfile from its
-  warm-up on, for ``pgbench -S``; top functions to stderr, the stats to FILE.
+  relay in Python costs. ``--reference``: through PgBouncer too (bench/reference_proxies.py),
+  what a compiled proxy reaches on this machine. ``--profile FILE``: then a ``masked`` gateway
+  under cProfile from its warm-up on, for ``pgbench -S``; top functions to stderr, the stats to
+  FILE.
 """
 
 from __future__ import annotations
@@ -46,10 +49,10 @@ from pathlib import Path
 
 import yaml
 
-from _common import emit, note, summary
+import reference_proxies
+from _common import emit, note, summary, wait_listening
 from api import HOST, ScratchPostgres, _cpu_seconds, bench_env, create_key, free_port, stop
 from byte_relay import byte_relay
-from gateway_http import wait_listening
 
 BENCH = "gateway_pg"
 ROWS = 10_000
@@ -236,12 +239,14 @@ def measure_pgbench(
         emit(BENCH, f"pgbench_select_{mode}_gateway_cpu_us_per_txn", cpu["gateway"], "us", 0.0,
              baseline_is="none (the gateway's own CPU, its process and children)",
              **common)  # fmt: skip
-        if "floor" in runs:
-            emit(BENCH, f"pgbench_select_{mode}_floor_tps", tps["floor"], "1/s", tps["direct"],
+        for other, what in (("floor", "bench/byte_relay.py"), ("pgbouncer", "PgBouncer")):
+            if other not in runs:
+                continue
+            emit(BENCH, f"pgbench_select_{mode}_{other}_tps", tps[other], "1/s", tps["direct"],
                  baseline_is="pgbench -S straight to the server, same run, rounds alternating; "
-                 "value: through bench/byte_relay.py", **common)  # fmt: skip
-            emit(BENCH, f"pgbench_select_{mode}_floor_cpu_us_per_txn", cpu["floor"], "us", 0.0,
-                 baseline_is="none (the byte relay's own CPU)", **common)  # fmt: skip
+                 f"value: through {what}", **common)  # fmt: skip
+            emit(BENCH, f"pgbench_select_{mode}_{other}_cpu_us_per_txn", cpu[other], "us", 0.0,
+                 baseline_is=f"none ({what}'s own CPU)", **common)  # fmt: skip
 
 
 # -- masking -------------------------------------------------------------------------------
@@ -347,6 +352,16 @@ def profile_run(
     stats.sort_stats("cumulative").print_stats(40)
 
 
+def reference(
+    tmp: Path, db: ScratchPostgres, to: tuple[str, int]
+) -> contextlib.AbstractContextManager[tuple[int, int] | None]:
+    """PgBouncer in front of the server (``--reference``), or nothing, said why."""
+    if (missing := reference_proxies.available("pgbouncer")) is not None:
+        note(f"{BENCH}: no reference run: {missing}")
+        return contextlib.nullcontext()
+    return reference_proxies.pgbouncer(tmp, *to, db.admin.username or "postgres")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a ~40 s run")
@@ -357,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fetches", type=int, default=None, help="10,000-row reads per round")
     parser.add_argument("--profile", default=None, help="also profile a gateway; stats to FILE")
     parser.add_argument("--floor", action="store_true", help="also pgbench through a byte relay")
+    parser.add_argument(
+        "--reference", action="store_true", help="also pgbench through PgBouncer (if installed)"
+    )
     parser.add_argument("--serve", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--profile-out", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -379,11 +397,14 @@ def main(argv: list[str] | None = None) -> int:
         measure_rowmask(args)
         to = (db.admin.host or HOST, db.admin.port or 5432)
         floor = byte_relay(tmp, *to) if args.floor else contextlib.nullcontext()
-        with gateways(tmp, db, env, ["masked", "plain"]) as gws, floor as relay:
+        bouncer = reference(tmp, db, to) if args.reference else contextlib.nullcontext()
+        with gateways(tmp, db, env, ["masked", "plain"]) as gws, floor as relay, bouncer as pgb:
             note(f"{BENCH}: up in {time.monotonic() - started:.1f} s: {gws}")
             targets = {"gateway": gws["masked"], "direct": None}
             if relay is not None:
                 targets["floor"] = relay
+            if pgb is not None:
+                targets["pgbouncer"] = pgb
             measure_pgbench(db, targets, key, args)
             measure_masking(db, gws, key, args)
         if args.profile:
