@@ -50,7 +50,7 @@ from pathlib import Path
 
 import yaml
 
-import reference_proxies
+import _reference_proxies as reference_proxies
 from _common import emit, note, percentile, wait_listening
 from _gateway_http_parts import AUDIENCE, Issuer, own_cpu_seconds
 from api import HOST, Run, _cpu_seconds, bench_env, free_port, new_loop, piigate_command, stop

@@ -23,7 +23,7 @@ What runs:
   ``masked`` (ssn masked), ``plain`` (nothing to mask) and straight to the server;
 - in process: ``RowMask.apply`` on the same 10,000 rows, no sockets.
 - ``--floor``: ``pgbench -S`` through bench/byte_relay.py too, in the same rounds: the least a
-  relay in Python costs. ``--reference``: through PgBouncer too (bench/reference_proxies.py),
+  relay in Python costs. ``--reference``: through PgBouncer too (bench/_reference_proxies.py),
   what a compiled proxy reaches on this machine. ``--profile FILE``: then a ``masked`` gateway
   under cProfile from its warm-up on, for ``pgbench -S``; top functions to stderr, the stats to
   FILE.
@@ -49,7 +49,7 @@ from pathlib import Path
 
 import yaml
 
-import reference_proxies
+import _reference_proxies as reference_proxies
 from _common import emit, note, summary, wait_listening
 from api import HOST, ScratchPostgres, _cpu_seconds, bench_env, create_key, free_port, stop
 from byte_relay import byte_relay
