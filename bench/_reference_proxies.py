@@ -15,12 +15,10 @@ import contextlib
 import os
 import pwd
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from _common import wait_listening
-from api import free_port, stop
+from api import free_port, listening
 
 NGINX_CONF = """\
 daemon off;
@@ -92,16 +90,8 @@ def nginx(tmp: Path, upstream: str) -> Iterator[tuple[int, int]]:
     port = free_port()
     conf = home / "nginx.conf"
     conf.write_text(NGINX_CONF.format(tmp=home, upstream=upstream, port=port))
-    log = home / "nginx.out"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [program, "-p", str(home), "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        wait_listening(port, proc, log)
-        yield port, proc.pid
-    finally:
-        stop(proc)
+    with listening([program, "-p", str(home), "-c", str(conf)], port, home / "nginx.out") as got:
+        yield got
 
 
 @contextlib.contextmanager
@@ -123,11 +113,5 @@ def pgbouncer(tmp: Path, host: str, server_port: int, user: str) -> Iterator[tup
         for path in (home, *home.iterdir()):
             os.chown(path, account.pw_uid, account.pw_gid)
         command = [program, "-u", "postgres", str(ini)]
-    out_log = home / "pgbouncer.out"
-    with out_log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_listening(port, proc, out_log)
-        yield port, proc.pid
-    finally:
-        stop(proc)
+    with listening(command, port, home / "pgbouncer.out") as started:
+        yield started

@@ -42,12 +42,13 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import _common
-from _common import emit, note, percentile
+from _common import emit, note, percentile, wait_listening
 
 # Module level: with postponed annotations, FastAPI resolves the body model by name from here.
 from piigate.api.schemas import DecisionRequestIn
@@ -318,6 +319,19 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def listening(command: list[str], port: int, log: Path) -> Iterator[tuple[int, int]]:
+    """``command`` as a process, its output to ``log``, once it listens on ``port``: its
+    ``(port, pid)``, stopped afterwards."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_listening(port, proc, log)
+        yield port, proc.pid
+    finally:
+        stop(proc)
 
 
 def create_key(env: dict[str, str]) -> str:

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import uvloop
 
-from _common import wait_listening
-from api import free_port, stop
+from api import free_port, listening
 
 
 class _Side(asyncio.Protocol):
@@ -76,15 +74,10 @@ async def serve(port: int, upstream_host: str, upstream_port: int) -> None:
 @contextlib.contextmanager
 def byte_relay(tmp: Path, upstream_host: str, upstream_port: int) -> Iterator[tuple[int, int]]:
     """This file as a process in front of the upstream: its ``(port, pid)``, stopped after."""
-    port, log = free_port(), tmp / "byte_relay.log"
+    port = free_port()
     command = [sys.executable, __file__, str(port), upstream_host, str(upstream_port)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_listening(port, proc, log)
-        yield port, proc.pid
-    finally:
-        stop(proc)
+    with listening(command, port, tmp / "byte_relay.log") as started:
+        yield started
 
 
 if __name__ == "__main__":
