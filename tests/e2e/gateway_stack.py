@@ -15,7 +15,10 @@ import base64
 import contextlib
 import os
 import secrets
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +29,7 @@ import yaml
 from idp_support import OidcIdp
 
 from loopback_support import free_port
-from serve_support import EXAMPLE_POLICY, PIIGATE, run_piigate, running, serving
+from serve_support import EXAMPLE_POLICY, PIIGATE, run_piigate, running, serving, stop
 
 __all__ = [
     "MAX_BODY",
@@ -35,6 +38,7 @@ __all__ = [
     "gateway_config",
     "limited_gateways",
     "started_stack",
+    "worker_gateway",
 ]
 
 EXAMPLES = EXAMPLE_POLICY.parent
@@ -221,3 +225,53 @@ def limited_gateways(
     ]
     with running(commands, stack.env):
         yield f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}"
+
+
+@dataclass(frozen=True)
+class Workers:
+    url: str  # the address they share
+    metrics: tuple[str, ...]  # each worker's /metrics
+    log: Path
+    supervisor: subprocess.Popen[bytes]  # the process started
+
+
+@contextlib.contextmanager
+def worker_gateway(
+    stack: Stack, idp: OidcIdp, count: int, rate_limit: dict[str, str]
+) -> Iterator[Workers]:
+    """A gateway of ``stack`` (same store, same upstream) served by ``count`` worker processes,
+    each with its metrics on a port of its own; until every worker says it serves."""
+    port, metrics = free_port(), _free_ports(count)
+    config = gateway_config(
+        idp, listen=port, upstream=stack.upstream, rate_limit=rate_limit, workers=count
+    )
+    directory = stack.config.parent
+    files = stack_files(directory, idp, int(stack.service.rsplit(":", 1)[1]), {"workers": config})
+    log = directory / "workers.log"
+    command = [*gateway_command(files["workers"]), "--metrics", f"127.0.0.1:{metrics}"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, env=stack.env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + _READY_SECONDS
+        while log.read_text().count(f" of {count})") < count:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        metrics_urls = tuple(f"http://127.0.0.1:{metrics + i}/metrics" for i in range(count))
+        yield Workers(f"http://127.0.0.1:{port}", metrics_urls, log, proc)
+    finally:
+        stop(proc)
+
+
+def _free_ports(count: int) -> int:
+    """The first of ``count`` consecutive ports free on loopback."""
+    for _ in range(50):
+        first = free_port()
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(first, first + count):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return first
+    raise AssertionError(f"no {count} consecutive free ports")

@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import signal
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -27,7 +29,7 @@ from gateway_client import (
     raw_exchange,
     verified_grant,
 )
-from gateway_stack import MAX_BODY, Stack, limited_gateways, started_stack
+from gateway_stack import MAX_BODY, Stack, limited_gateways, started_stack, worker_gateway
 from idp_support import OidcIdp
 
 pytestmark = pytest.mark.slow
@@ -404,6 +406,45 @@ def test_two_gateways_hold_one_limit_in_redis(
     assert httpx.get(f"{limited_pair[1]}/health", headers=bearer(other)).status_code == 200
 
 
+# -- several worker processes -----------------------------------------------------------------
+
+
+def served_by(metrics_url: str) -> float:
+    """The requests a worker answered, from its own /metrics."""
+    text = httpx.get(metrics_url, timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("piigate_gateway_request_seconds_count{")
+    )
+
+
+@pytest.mark.redis
+def test_workers_share_the_address_one_limit_and_reloads(
+    stack: Stack, oidc_idp: OidcIdp, redis_url: str
+) -> None:
+    limit = {"per_subject": "30/h", "store": redis_url}
+    with worker_gateway(stack, oidc_idp, 2, limit) as workers:
+        token = oidc_idp.token(subject=person("ona"), acr=AAL1)
+        left = []
+        for _ in range(30):  # a new connection each: the kernel spreads them over the workers
+            answer = httpx.get(f"{workers.url}/customers/1", headers=bearer(token))
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["ssn"] == "***-**-3456"
+            left.append(int(auth_params(answer.headers["ratelimit"].replace(";", ", "))["r"]))
+        assert left == list(range(29, -1, -1)), "one count, whichever worker answered"
+        problem(httpx.get(f"{workers.url}/health", headers=bearer(token)), 429, "rate_limited")
+        served = [served_by(url) for url in workers.metrics]
+        assert sum(served) == 31 and all(n > 0 for n in served), served
+
+        before = workers.log.read_text().count('"gateway_reloaded"')
+        workers.supervisor.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while workers.log.read_text().count('"gateway_reloaded"') < before + 2:
+            assert time.monotonic() < deadline, "each worker reloads on the supervisor's SIGHUP"
+            time.sleep(0.05)
+
+
 # -- the engine asked remotely ----------------------------------------------------------------
 
 
@@ -429,6 +470,7 @@ def test_a_gateway_asking_the_service_remotely(stack: Stack, oidc_idp: OidcIdp) 
 
 
 def test_no_process_logged_a_traceback(stack: Stack) -> None:
-    for log in stack.logs:
+    more = sorted(stack.config.parent.glob("*.log"))  # the gateways tests added too
+    for log in {*stack.logs, *more}:
         text = log.read_text(errors="replace")
         assert "Traceback" not in text, f"{log.name}:\n{text[-3000:]}"

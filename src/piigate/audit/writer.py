@@ -226,11 +226,19 @@ def _from_wire(wire: _Wire) -> BatchItem:
 
 
 def main() -> int:
-    """The child: reads the store's URL from stdin, then serves batches until stdin closes."""
+    """The child: reads the store's URL from stdin, then serves batches until stdin closes
+    (or the parent is gone: its pipes broken)."""
+    try:
+        return _serve()
+    except BrokenPipeError:  # the parent ended before reading an answer
+        return 0
+
+
+def _serve() -> int:
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, signal.SIG_IGN)
     # The frames own the real stdout; anything printed by accident goes to stderr instead.
-    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    out = os.dup(sys.stdout.fileno())
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     inp = sys.stdin.buffer
     url = _receive(inp)
@@ -278,6 +286,9 @@ def _read_exactly(stream: IO[bytes], size: int) -> bytes | None:
     return bytes(chunks)
 
 
-def _send(out: IO[bytes], message: tuple[str, Any]) -> None:
-    out.write(_frame(message))
-    out.flush()
+def _send(out: int, message: tuple[str, Any]) -> None:
+    """Write one frame to the file descriptor ``out`` (unbuffered: once the parent is gone,
+    ``BrokenPipeError`` here, and nothing left to flush at exit)."""
+    frame = memoryview(_frame(message))
+    while frame:
+        frame = frame[os.write(out, frame) :]

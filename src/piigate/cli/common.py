@@ -95,6 +95,23 @@ async def until_stopped() -> None:
     await stop.wait()
 
 
+def supervise(count: int, where: tuple[str, int], what: str) -> NoReturn:
+    """Run ``count`` workers of this command sharing ``where`` (``cli/workers.py``) until
+    stopped, then exit with the supervisor's status. ``what`` is the start-up line's subject,
+    with ``{}`` for the address served."""
+    from piigate import __version__
+    from piigate.cli.workers import Supervisor
+
+    host, port = where
+    try:
+        supervisor = Supervisor(count, host, port)
+    except OSError as exc:
+        fail(f"could not listen on {host}:{port} ({exc.strerror or exc})")
+    served = what.format(f"{host}:{supervisor.port}")
+    typer.echo(f"piigate {__version__} {served}: {count} workers", err=True)
+    raise typer.Exit(supervisor.run())
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``piigate: error: <message>`` on stderr and exit with ``code``."""
     typer.echo(f"piigate: error: {message}", err=True)

@@ -27,8 +27,10 @@ from piigate.cli.common import (
     metrics_address,
     on_signal,
     serve_metrics,
+    supervise,
 )
 from piigate.cli.serve import freeze_heap, run_server
+from piigate.cli.workers import reuse_port_socket, stop_with_supervisor, worker_slot
 from piigate.config import Settings
 from piigate.errors import PiigateError
 
@@ -49,7 +51,15 @@ ENGINE_KEY_ENV = "PIIGATE_ENGINE_KEY"
 # What the process sets up once from the configuration: a reload that changes these is logged,
 # and they take effect on the next start (routes, masks, headers, default and max_body apply
 # at once).
-RESTART_KEYS = ("listen_host", "listen_port", "upstream", "timeouts", "identity", "rate_limit")
+RESTART_KEYS = (
+    "listen_host",
+    "listen_port",
+    "upstream",
+    "timeouts",
+    "identity",
+    "rate_limit",
+    "workers",
+)
 
 
 @gateway_app.command("http")
@@ -74,6 +84,9 @@ def http(
     for warning in gateway.warnings:
         typer.echo(warning, err=True)
     metrics_at = metrics_address(metrics)
+    if gateway.workers > 1 and worker_slot() is None:
+        where = (gateway.listen_host, gateway.listen_port)
+        supervise(gateway.workers, where, f"gateway on http://{{}} -> {gateway.upstream}")
     run_server(_serve(_Run(settings, holder, gateway, config, engine, key, metrics_at)))
 
 
@@ -110,9 +123,16 @@ async def _serve(run: _Run) -> None:
     )
     run.closers.append(upstream.aclose)
     app = HttpGateway(gate, upstream, timings=run.metrics.gateway)
+    slot = worker_slot()
     if run.metrics_at is not None:
+        if slot is not None:  # each worker its own port: the given one + its index
+            run.metrics_at = (run.metrics_at[0], run.metrics_at[1] + slot.index)
         _serve_metrics(run)
     server = gateway_server(app, config.listen_host, config.listen_port)
+    sockets = None
+    if slot is not None:
+        stop_with_supervisor()
+        sockets = [reuse_port_socket(config.listen_host, slot.port)]
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[None]] = set()
 
@@ -122,11 +142,12 @@ async def _serve(run: _Run) -> None:
         task.add_done_callback(reloads.discard)
 
     on_signal(signal.SIGHUP, on_hup)
-    where = f"http://{config.listen_host}:{config.listen_port}"
-    typer.echo(f"piigate {__version__} gateway on {where} -> {config.upstream}", err=True)
+    where = f"http://{config.listen_host}:{slot.port if slot else config.listen_port}"
+    which = f" ({slot})" if slot else ""
+    typer.echo(f"piigate {__version__} gateway on {where} -> {config.upstream}{which}", err=True)
     freeze_heap()
     try:
-        await server.serve()
+        await server.serve(sockets)
     finally:
         for close in reversed(run.closers):
             await close()

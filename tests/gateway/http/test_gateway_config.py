@@ -147,6 +147,7 @@ def test_the_optional_settings(tmp_path: Path) -> None:
         "    forward_auth: {trusted_proxies: [127.0.0.1, 'fd00::/8', 10.0.0.0/8]}\n"
         "    timeouts: {connect: 2s, read: 1m}\n"
         "    max_body: 64KiB\n"
+        "    workers: 4\n"
         "    rate_limit: {per_api_key: 50/10s, per_route: 1000/h, store: rediss://cache:6380/1}\n"
         "    masking:\n"
         "      ssn: {keep_last: 4, fixed_width: 6}\n"
@@ -166,6 +167,7 @@ def test_the_optional_settings(tmp_path: Path) -> None:
     assert not trusts("127.0.0.2") and not trusts("192.0.2.1") and not trusts("unix:x")
     assert config.timeouts == Timeouts(connect=2, read=60)
     assert config.max_body == 64 * 1024
+    assert config.workers == 4
     assert config.rate_limit == RateLimits(
         per_api_key=Rate(50, 10), per_route=Rate(1000, 3600), store="rediss://cache:6380/1"
     )
@@ -188,6 +190,9 @@ def test_defaults_when_left_out(tmp_path: Path) -> None:
     assert config.default is Default.PASS and config.routes == ()
     assert not config.forward_auth.trusts("127.0.0.1")  # nobody's X-Forwarded-For counts
     assert config.timeouts == Timeouts(connect=5, read=30) and config.max_body == 1024 * 1024
+    assert config.workers == 1
+    several = text.replace("    routes: []\n", "    workers: 2\n")  # no rate limits to count
+    assert load(tmp_path, several).workers == 2
     partial = text.replace("    routes: []\n", "    timeouts: {read: 5}\n")
     assert load(tmp_path, partial).timeouts == Timeouts(connect=5, read=5)
     memory = text.replace("    routes: []\n", "    rate_limit: {store: memory}\n")

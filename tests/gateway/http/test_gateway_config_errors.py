@@ -308,6 +308,15 @@ CASES: list[tuple[str, str, str, str]] = [
         '^match: {path: "/transfers"}',
         "takes all its requests",
     ),
+    # workers
+    ("    routes:\n", "    workers: 0\n    routes:\n", "^0\n    routes", "between 1 and 64"),
+    ("    routes:\n", "    workers: two\n    routes:\n", "^two", "workers must be an integer"),
+    (
+        "    routes:\n",
+        "    workers: 2\n    routes:\n",
+        "^2\n    routes",
+        "workers: 2 needs the rate limits counted in Redis",
+    ),
     # YAML itself
     ("    routes:\n", "    routes: [\n", "^- match: {method: GET", "YAML syntax error"),
 ]

@@ -15,6 +15,7 @@ configuration file whose top-level keys are ``policy``, ``service`` and ``gatewa
         forward_auth: {trusted_proxies: [127.0.0.1, 10.0.0.0/8]}     # whose X-Forwarded-For counts
         timeouts: {connect: 5s, read: 30s}    # waiting for the upstream (504 beyond)
         max_body: 1MiB                        # a body read to decide on (413 beyond)
+        workers: 1                            # processes sharing the address (cli/workers.py)
         masking: {ssn: {keep_last: 4}, phone: {keep_last: 2, fixed_width: 6},
                   mailing_address: whole, passport: {replace: "[hidden]"}}
         routes: [...]                         # route_config.py
@@ -68,6 +69,7 @@ from piigate.gateway.http.sections import (
     read_rate_limits,
     read_timeouts,
     read_upstream,
+    read_workers,
 )
 from piigate.policy.compiled import CompiledPolicy
 from piigate.policy.model import Policy
@@ -106,6 +108,7 @@ HTTP_KEYS: Final = frozenset(
         "forward_auth",
         "timeouts",
         "max_body",
+        "workers",
     }
 )
 DEFAULT_LISTEN: Final = ("127.0.0.1", 8081)
@@ -133,6 +136,7 @@ class HttpGatewayConfig:
     forward_auth: ForwardAuthConfig = field(default_factory=ForwardAuthConfig)
     timeouts: Timeouts = field(default_factory=Timeouts)
     max_body: int = DEFAULT_MAX_BODY
+    workers: int = 1
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def match(self, method: str, target: str) -> RouteMatch | None:
@@ -270,6 +274,15 @@ def _http(
     )
     timeouts = read_timeouts(read, spec["timeouts"][1]) if "timeouts" in spec else Timeouts()
     max_body = read_max_body(read, spec["max_body"][1]) if "max_body" in spec else DEFAULT_MAX_BODY
+    workers = 1
+    if "workers" in spec and (count := read_workers(read, spec["workers"][1])) is not None:
+        workers = count
+        if count > 1 and limits.store is None and limits != RateLimits():
+            errors.at(
+                spec["workers"][1],
+                f"workers: {count} needs the rate limits counted in Redis "
+                "(rate_limit: {store: redis://...}): each worker would count alone",
+            )
     if errors or upstream is None or host is None or port is None or default is None:
         return None
     return HttpGatewayConfig(
@@ -286,5 +299,6 @@ def _http(
         forward_auth=forward_auth,
         timeouts=timeouts,
         max_body=max_body,
+        workers=workers,
         warnings=tuple(warnings),
     )

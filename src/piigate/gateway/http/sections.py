@@ -46,6 +46,7 @@ __all__ = [
     "read_timeouts",
     "read_upstream",
     "read_url",
+    "read_workers",
 ]
 
 IDENTITY_KEYS: Final = frozenset({"issuer", "audience", "jwks_url", "roles_claim"})
@@ -58,6 +59,7 @@ MAX_TIMEOUT: Final = 3600
 # Bodies the gateway reads to decide are held whole in memory: at most this much.
 MAX_BODY_LIMIT: Final = 64 * 1024 * 1024
 DEFAULT_MAX_BODY: Final = 1024 * 1024
+MAX_WORKERS: Final = 64
 # Headers the gateway itself sets, strips or reads: the upstream must not get the verified
 # subject or level under one of these names.
 RESERVED_HEADERS: Final = frozenset(
@@ -368,3 +370,8 @@ def read_max_body(read: NodeReader, node: yaml.Node) -> int:
     """The largest request body the gateway reads to decide on (413 beyond)."""
     size = read.convert(node, "max_body", parse_size)
     return DEFAULT_MAX_BODY if size is None else size
+
+
+def read_workers(read: NodeReader, node: yaml.Node) -> int | None:
+    """How many processes serve the gateway (``cli/workers.py``), 1 to ``MAX_WORKERS``."""
+    return read.integer(node, "workers", low=1, high=MAX_WORKERS)
