@@ -59,14 +59,18 @@ from api import drive as drive_for
 BENCH = "gateway_http"
 TARGET_ADDED_P50_MS = 1.0
 TARGET_RATIO = 0.6
+REDIS_URL = "redis://127.0.0.1:6379/15"  # --workers N: the workers' shared rate limits
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ("gateway", "relay", "nginx", "direct")  # nginx: with --reference only
 FILE_BYTES = 1024 * 1024
 WORKLOADS = {"masked": "/customers/1", "pass": "/health", "stream": f"/files/{FILE_BYTES}"}
 
 
-def write_config(tmp: Path, issuer: Issuer, gateway_port: int, upstream_port: int) -> Path:
-    """examples/policy.yaml with examples/gateway.yaml's routes, in front of the upstream."""
+def write_config(
+    tmp: Path, issuer: Issuer, gateway_port: int, upstream_port: int, workers: int = 1
+) -> Path:
+    """examples/policy.yaml with examples/gateway.yaml's routes, in front of the upstream;
+    with ``workers`` > 1, that many processes, their rate limits counted in the local Redis."""
     example = yaml.safe_load((ROOT / "examples" / "gateway.yaml").read_text())["gateway"]["http"]
     identity = {"issuer": issuer.url, "audience": AUDIENCE, "jwks_url": f"{issuer.url}/jwks"}
     http = {
@@ -76,6 +80,9 @@ def write_config(tmp: Path, issuer: Issuer, gateway_port: int, upstream_port: in
         "identity": identity,
         "rate_limit": {"per_subject": "100000000/m", "per_ip": "100000000/m"},
     }
+    if workers > 1:
+        http["workers"] = workers
+        http["rate_limit"]["store"] = REDIS_URL
     config = tmp / "gateway.yaml"
     document = {
         "policy": str(ROOT / "examples" / "policy.yaml"),
@@ -88,13 +95,17 @@ def write_config(tmp: Path, issuer: Issuer, gateway_port: int, upstream_port: in
 
 @contextlib.contextmanager
 def processes(
-    tmp: Path, issuer: Issuer, profile: str | None = None, reference: bool = False
+    tmp: Path,
+    issuer: Issuer,
+    profile: str | None = None,
+    reference: bool = False,
+    workers: int = 1,
 ) -> Iterator[dict[str, tuple[int, int]]]:
     """The upstream, the gateway and the bare relay (with ``reference``, nginx too), each
     ``name -> (port, pid)``, stopped afterwards. With ``profile``, the gateway runs under
     :func:`serve`."""
     up_port, gw_port, relay_port = free_port(), free_port(), free_port()
-    config = write_config(tmp, issuer, gw_port, up_port)
+    config = write_config(tmp, issuer, gw_port, up_port, workers)
     env = bench_env(tmp / "data")
     gateway = [*piigate_command(), "gateway", "http", "--config", str(config)]
     if profile is not None:
@@ -128,6 +139,11 @@ def processes(
                     command, env=env, stdout=out, stderr=subprocess.STDOUT
                 )
             wait_listening(port, procs[name], log)
+        deadline = time.monotonic() + 60
+        while workers > 1 and (tmp / "gateway.log").read_text().count(f" of {workers})") < workers:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not every gateway worker started: see {tmp / 'gateway.log'}")
+            time.sleep(0.1)
         started = {name: (commands[name][0], proc.pid) for name, proc in procs.items()}
         with contextlib.ExitStack() as stack:
             if reference and (missing := reference_proxies.available("nginx")) is not None:
@@ -350,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reference", action="store_true", help="also through nginx (if installed)"
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="gateway processes (> 1: limits in local Redis)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument(
         "--profile", default=None, help="profile the gateway instead; stats to FILE"
@@ -366,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             profile_run(tmp, issuer, tokens, args)
             return 0
-        with processes(tmp, issuer, reference=args.reference) as procs:
+        with processes(tmp, issuer, reference=args.reference, workers=args.workers) as procs:
             note(f"{BENCH}: up in {time.monotonic() - started:.1f} s: {procs}")
             results = measure(procs, tokens, args)
         report(results, args.clients)

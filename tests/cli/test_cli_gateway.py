@@ -48,6 +48,24 @@ def test_a_remote_engine_needs_the_gateway_s_key(tmp_path: Path, monkeypatch) ->
     assert "PIIGATE_ENGINE_KEY" in result.stderr
 
 
+def test_workers_on_sqlite_need_a_redis_for_the_engine_s_counters(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.delenv("PIIGATE_REDIS_URL", raising=False)
+    monkeypatch.delenv("PIIGATE_DATABASE_URL", raising=False)
+    monkeypatch.setenv("PIIGATE_DATA_DIR", str(tmp_path / "data"))
+    config = _config(
+        tmp_path, "gateway:\n  http:\n    upstream: http://127.0.0.1:9\n    workers: 2\n"
+    )
+    result = run_main("gateway", "http", "--config", str(config))
+    assert result.returncode == 1
+    assert ONE_LINE.match(result.stderr.strip().splitlines()[-1]), result.stderr  # after a warning
+    assert "workers: 2 with the engine in process on SQLite needs service.redis_url" in (
+        result.stderr
+    )
+    assert not (tmp_path / "data").exists()  # refused before anything started
+
+
 def test_the_postgres_gateway_needs_a_configuration() -> None:
     result = run_main("gateway", "postgres")
     assert result.returncode == 1

@@ -236,11 +236,11 @@ class Workers:
 
 
 @contextlib.contextmanager
-def worker_gateway(
-    stack: Stack, idp: OidcIdp, count: int, rate_limit: dict[str, str]
-) -> Iterator[Workers]:
-    """A gateway of ``stack`` (same store, same upstream) served by ``count`` worker processes,
+def worker_gateway(stack: Stack, idp: OidcIdp, count: int, redis_url: str) -> Iterator[Workers]:
+    """A gateway of ``stack`` (same store, same upstream) served by ``count`` worker processes
+    sharing ``redis_url`` (the rate limits: 30 an hour a subject, and the engine's counters),
     each with its metrics on a port of its own; until every worker says it serves."""
+    rate_limit = {"per_subject": "30/h", "store": redis_url}
     port, metrics = free_port(), _free_ports(count)
     config = gateway_config(
         idp, listen=port, upstream=stack.upstream, rate_limit=rate_limit, workers=count
@@ -250,7 +250,8 @@ def worker_gateway(
     log = directory / "workers.log"
     command = [*gateway_command(files["workers"]), "--metrics", f"127.0.0.1:{metrics}"]
     with log.open("wb") as out:
-        proc = subprocess.Popen(command, env=stack.env, stdout=out, stderr=subprocess.STDOUT)
+        env = {**stack.env, "PIIGATE_REDIS_URL": redis_url}
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + _READY_SECONDS
         while log.read_text().count(f" of {count})") < count:

@@ -423,8 +423,7 @@ def served_by(metrics_url: str) -> float:
 def test_workers_share_the_address_one_limit_and_reloads(
     stack: Stack, oidc_idp: OidcIdp, redis_url: str
 ) -> None:
-    limit = {"per_subject": "30/h", "store": redis_url}
-    with worker_gateway(stack, oidc_idp, 2, limit) as workers:
+    with worker_gateway(stack, oidc_idp, 2, redis_url) as workers:
         token = oidc_idp.token(subject=person("ona"), acr=AAL1)
         left = []
         for _ in range(30):  # a new connection each: the kernel spreads them over the workers

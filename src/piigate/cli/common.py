@@ -95,6 +95,17 @@ async def until_stopped() -> None:
     await stop.wait()
 
 
+def check_workers(settings: Settings, count: int, *, engine_here: bool = True) -> None:
+    """Several workers with the engine in process share what the engine counts: on SQLite its
+    behaviour counters are each process's own (``api/risk.py``) unless a Redis is given."""
+    sqlite = settings.store_url.startswith("sqlite")
+    if count > 1 and engine_here and settings.redis_url is None and sqlite:
+        fail(
+            f"workers: {count} with the engine in process on SQLite needs service.redis_url "
+            "(PIIGATE_REDIS_URL): each worker would count the risk signals alone"
+        )
+
+
 def supervise(count: int, where: tuple[str, int], what: str) -> NoReturn:
     """Run ``count`` workers of this command sharing ``where`` (``cli/workers.py``) until
     stopped, then exit with the supervisor's status. ``what`` is the start-up line's subject,

@@ -22,6 +22,7 @@ from piigate import __version__
 from piigate.cli.common import (
     ConfigOpt,
     MetricsOpt,
+    check_workers,
     fail,
     gateway_start,
     metrics_address,
@@ -84,6 +85,7 @@ def http(
     for warning in gateway.warnings:
         typer.echo(warning, err=True)
     metrics_at = metrics_address(metrics)
+    check_workers(settings, gateway.workers, engine_here=engine is None)
     if gateway.workers > 1 and worker_slot() is None:
         where = (gateway.listen_host, gateway.listen_port)
         supervise(gateway.workers, where, f"gateway on http://{{}} -> {gateway.upstream}")
