@@ -107,6 +107,8 @@ def processes(
     up_port, gw_port, relay_port = free_port(), free_port(), free_port()
     config = write_config(tmp, issuer, gw_port, up_port, workers)
     env = bench_env(tmp / "data")
+    if workers > 1:  # the engine's behaviour counters, shared by the workers
+        env["PIIGATE_REDIS_URL"] = REDIS_URL
     gateway = [*piigate_command(), "gateway", "http", "--config", str(config)]
     if profile is not None:
         gateway = [

@@ -48,7 +48,8 @@ WORKER = textwrap.dedent(
             writer.close()
 
         server = await asyncio.start_server(answer, sock=reuse_port_socket("127.0.0.1", slot.port))
-        open(f"{marks}/up-{slot.index}-{os.getpid()}", "w").close()
+        with open(f"{marks}/up-{slot.index}-{os.getpid()}", "w") as up:
+            up.write(str(slot.directory))
         await stop.wait()
         server.close()
 
@@ -127,8 +128,9 @@ def test_slot_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     assert worker_slot() is None
     monkeypatch.setenv("PIIGATE_WORKER", "1/3")
     monkeypatch.setenv("PIIGATE_WORKER_PORT", "8081")
+    monkeypatch.setenv("PIIGATE_WORKER_DIR", "/run/x")
     slot = worker_slot()
-    assert slot == Slot(1, 3, 8081)
+    assert slot == Slot(1, 3, 8081, Path("/run/x"))
     assert str(slot) == "worker 2 of 3"
 
 
@@ -158,6 +160,10 @@ def test_an_address_in_use_is_refused_at_start() -> None:
 def test_workers_share_the_port_reload_restart_and_stop_together(tmp_path: Path) -> None:
     with supervisor(tmp_path, 2) as (proc, port):
         wait_for(up(tmp_path, 2), "two workers listening")
+        shared = {(tmp_path / name).read_text() for name in marks(tmp_path, "up")}
+        assert len(shared) == 1, "one directory for all the workers"
+        directory = Path(shared.pop())
+        assert directory.is_dir() and directory.stat().st_mode & 0o777 == 0o700
         seen = {ask(port) for _ in range(60)}
         assert {index for index, _ in seen} == {0, 1}, "the kernel spread the connections"
         pids = {index: pid for index, pid in seen}
@@ -176,6 +182,7 @@ def test_workers_share_the_port_reload_restart_and_stop_together(tmp_path: Path)
         assert proc.wait(40) == 0
         workers = [int(name.split("-")[2]) for name in marks(tmp_path, "up")]
         wait_for(lambda: not any(alive(pid) for pid in workers), "every worker stopped")
+        assert not directory.exists(), "the supervisor removed the workers' directory"
 
 
 @pytest.mark.slow

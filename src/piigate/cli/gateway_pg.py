@@ -14,13 +14,16 @@ from piigate import __version__
 from piigate.cli.common import (
     ConfigOpt,
     MetricsOpt,
+    check_workers,
     fail,
     gateway_start,
     metrics_address,
     serve_metrics,
+    supervise,
     until_stopped,
 )
 from piigate.cli.serve import freeze_heap, run_server
+from piigate.cli.workers import reuse_port_socket, stop_with_supervisor, worker_slot
 from piigate.config import Settings
 from piigate.errors import PiigateError
 
@@ -35,6 +38,10 @@ def postgres(config: ConfigOpt = None, metrics: MetricsOpt = None) -> None:
     compiled = holder.current
     assert compiled is not None  # from_file loaded it or raised
     gateway = load_postgres_config(config, compiled)  # FILE:LINE:COL lines (cli.main)
+    check_workers(settings, gateway.workers)
+    if gateway.workers > 1 and worker_slot() is None:
+        where = (gateway.listen_host, gateway.listen_port)
+        supervise(gateway.workers, where, f"postgres gateway on {{}} -> {gateway.upstream_display}")
     run_server(_serve(settings, holder, gateway, metrics_address(metrics)))
 
 
@@ -49,6 +56,7 @@ async def _serve(
     from piigate.gateway.http.gate import GatewayCallers
     from piigate.gateway.postgres.config import PostgresGatewayConfig
     from piigate.gateway.postgres.desk import Desk
+    from piigate.gateway.postgres.peers import CancelPeers
     from piigate.gateway.postgres.server import PostgresGateway
     from piigate.policy.holder import PolicyHolder
 
@@ -73,17 +81,28 @@ async def _serve(
         return await desk.caller(password, callers)
 
     gateway = PostgresGateway(config, desk=desk, authenticate=authenticate)
+    slot = worker_slot()
+    if slot is not None and metrics_at is not None:  # each worker its own: the port + its index
+        metrics_at = (metrics_at[0], metrics_at[1] + slot.index)
     # The node's metrics: its decisions and step-ups, and each statement's ruling time.
     stop_metrics = serve_metrics(services.metrics.registry, metrics_at) if metrics_at else None
     try:
         try:
-            await gateway.start()
+            if slot is None:
+                await gateway.start()
+            else:
+                stop_with_supervisor()
+                peers = CancelPeers(slot.index, slot.count, slot.directory)
+                listening = reuse_port_socket(config.listen_host, slot.port)
+                await gateway.start(sock=listening, peers=peers)
         except (OSError, PiigateError) as exc:
             fail(f"cannot start the gateway: {getattr(exc, 'detail', None) or exc}")
         freeze_heap()
         where = f"{config.listen_host}:{gateway.port}"
+        which = f" ({slot})" if slot else ""
         typer.echo(
-            f"piigate {__version__} postgres gateway on {where} -> {config.upstream_display}",
+            f"piigate {__version__} postgres gateway on {where} -> "
+            f"{config.upstream_display}{which}",
             err=True,
         )
         await until_stopped()

@@ -16,22 +16,28 @@ messages, on the standard error they share, say why). Each worker's standard inp
 from the supervisor: when the supervisor is gone, however it ended, the worker reads the end
 of it and stops, so no worker outlives it.
 
-A worker knows its place from ``PIIGATE_WORKER`` (``I/N``, I counted from 0) and the port from
-``PIIGATE_WORKER_PORT``: :func:`worker_slot` reads them, :func:`reuse_port_socket` makes its
-listening socket and :func:`stop_with_supervisor` ties its life to the supervisor's.
+A worker knows its place from ``PIIGATE_WORKER`` (``I/N``, I counted from 0), the port from
+``PIIGATE_WORKER_PORT`` and, from ``PIIGATE_WORKER_DIR``, a directory the supervisor made for
+them (mode 0700, removed when it ends: the PostgreSQL gateway's workers hand cancel requests to
+each other through sockets there, ``gateway/postgres/peers.py``). :func:`worker_slot` reads
+them, :func:`reuse_port_socket` makes a worker's listening socket and
+:func:`stop_with_supervisor` ties its life to the supervisor's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import structlog
@@ -50,6 +56,7 @@ log = structlog.get_logger("piigate.workers")
 
 WORKER_ENV: Final = "PIIGATE_WORKER"
 PORT_ENV: Final = "PIIGATE_WORKER_PORT"
+DIR_ENV: Final = "PIIGATE_WORKER_DIR"
 START_GRACE: Final = 5.0  # seconds: a worker that ends sooner failed to start
 MAX_FAILED_STARTS: Final = 3
 _RESTART_DELAY: Final = 1.0  # seconds before a worker that ended is started again
@@ -59,11 +66,13 @@ _BACKLOG: Final = 2048
 
 @dataclass(frozen=True, slots=True)
 class Slot:
-    """A worker's place: ``index`` of ``count`` (from 0), and the port all of them take."""
+    """A worker's place: ``index`` of ``count`` (from 0), the port all of them take, and the
+    supervisor's directory for them."""
 
     index: int
     count: int
     port: int
+    directory: Path
 
     def __str__(self) -> str:
         return f"worker {self.index + 1} of {self.count}"
@@ -72,10 +81,11 @@ class Slot:
 def worker_slot() -> Slot | None:
     """This process's place among a supervisor's workers, or None when it is no worker."""
     place, port = os.environ.get(WORKER_ENV), os.environ.get(PORT_ENV)
-    if not place or not port:
+    directory = os.environ.get(DIR_ENV)
+    if not place or not port or not directory:
         return None
     index, _, count = place.partition("/")
-    return Slot(int(index), int(count), int(port))
+    return Slot(int(index), int(count), int(port), Path(directory))
 
 
 def reuse_port_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
@@ -143,6 +153,7 @@ class Supervisor:
         self.command = command or [sys.executable, *sys.orig_argv[1:]]
         self._held = reuse_port_socket(host, port, listen=False)  # OSError: the address is taken
         self.port = int(self._held.getsockname()[1])
+        self.directory = Path(tempfile.mkdtemp(prefix="piigate-workers-"))  # mode 0700
         self._clock = clock
         self._workers: dict[int, _Worker] = {}
         self._restart_at: dict[int, float] = {}
@@ -165,13 +176,19 @@ class Supervisor:
         finally:
             self._stop_all()
             self._held.close()
+            shutil.rmtree(self.directory, ignore_errors=True)
             for number, handler in previous.items():
                 signal.signal(number, handler)
         return status
 
     # -- the workers ---------------------------------------------------------------------------
     def _start(self, index: int) -> None:
-        env = {**os.environ, WORKER_ENV: f"{index}/{self.count}", PORT_ENV: str(self.port)}
+        env = {
+            **os.environ,
+            WORKER_ENV: f"{index}/{self.count}",
+            PORT_ENV: str(self.port),
+            DIR_ENV: str(self.directory),
+        }
         # This same program, run again: the command line it was started with.
         proc = subprocess.Popen(self.command, env=env, stdin=subprocess.PIPE)  # noqa: S603
         self._workers[index] = _Worker(index, proc, self._clock())

@@ -178,6 +178,14 @@ def test_approval_wait_is_at_most_ten_minutes(policy: Policy) -> None:
     assert _errors(policy, MINIMAL + "approval_wait: soon\n")
 
 
+def test_workers(policy: Policy) -> None:
+    assert _load(policy, MINIMAL).workers == 1
+    assert _load(policy, MINIMAL + "workers: 4\n").workers == 4
+    errors = _errors(policy, MINIMAL + "workers: 0\n", source="gw.yaml")
+    assert _where(errors, "workers must be between 1 and 64") == ("gw.yaml", 5, 14)
+    assert _errors(policy, MINIMAL + "workers: many\n")
+
+
 def test_exactly_one_of_catalog_and_catalog_file(policy: Policy) -> None:
     neither = _errors(policy, "upstream: postgresql://svc@db/app\n", source="gw.yaml")
     assert _where(neither, "exactly one of catalog or catalog_file") == ("gw.yaml", 3, 5)

@@ -10,11 +10,13 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pyotp
 import pytest
 import yaml
@@ -34,8 +36,28 @@ def _libpq(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def write_config(tmp_path: Path, pg_admin_url: str, port: int, schema: str, **more: object) -> Path:
+    """The gateway's configuration file (the policy beside it) in front of ``pg_admin_url``'s
+    server, with the corpus of ``schema`` catalogued."""
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    upstream = make_url(pg_admin_url)
+    postgres = {
+        "listen": f"127.0.0.1:{port}",
+        "upstream": f"postgresql://{upstream.username}@"
+        f"{upstream.host}:{upstream.port or 5432}/{upstream.database}",
+        "approval_wait": "1s",
+        "catalog": CATALOG(schema),
+        **more,
+    }
+    config = tmp_path / "piigate.yaml"
+    config.write_text(yaml.safe_dump({"policy": "policy.yaml", "gateway": {"postgres": postgres}}))
+    return config
+
+
 @contextlib.contextmanager
-def gateway_process(env: dict[str, str], config: Path, port: int, log: Path) -> Iterator[None]:
+def gateway_process(
+    env: dict[str, str], config: Path, port: int, log: Path, workers: int = 1
+) -> Iterator[None]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [*PIIGATE, "gateway", "postgres", "--config", str(config)],
@@ -47,8 +69,9 @@ def gateway_process(env: dict[str, str], config: Path, port: int, log: Path) -> 
         deadline = time.monotonic() + 30
         while True:
             assert proc.poll() is None, log.read_text()
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
+            if workers == 1 or log.read_text().count(f" of {workers})") == workers:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                    break
             assert time.monotonic() < deadline, "the gateway did not listen"
             time.sleep(0.05)
         yield
@@ -72,7 +95,6 @@ def test_psql_through_the_gateway_with_a_database_credential(
     if shutil.which("psql") is None:
         pytest.skip("psql is not installed")
     service_port, gateway_port = free_port(), free_port()
-    (tmp_path / "policy.yaml").write_text(POLICY)
     env = {
         **os.environ,
         "PIIGATE_DATA_DIR": str(tmp_path / "data"),
@@ -80,24 +102,7 @@ def test_psql_through_the_gateway_with_a_database_credential(
         "PIIGATE_PUBLIC_URL": f"http://127.0.0.1:{service_port}",
     }
     with loaded_corpus(_libpq(pg_admin_url)) as schema:
-        upstream = make_url(pg_admin_url)
-        config = tmp_path / "piigate.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "policy": "policy.yaml",
-                    "gateway": {
-                        "postgres": {
-                            "listen": f"127.0.0.1:{gateway_port}",
-                            "upstream": f"postgresql://{upstream.username}@"
-                            f"{upstream.host}:{upstream.port or 5432}/{upstream.database}",
-                            "approval_wait": "1s",
-                            "catalog": CATALOG(schema),
-                        }
-                    },
-                }
-            )
-        )
+        config = write_config(tmp_path, pg_admin_url, gateway_port, schema)
         run_piigate(
             env,
             "users",
@@ -166,3 +171,58 @@ def _enroll_totp(base: str) -> str:
         )
         assert confirmed.status_code == 200, confirmed.text
     return str(secret)
+
+
+def test_workers_share_the_address_and_hand_each_other_cancels(
+    tmp_path: Path, postgres_url: str, pg_admin_url: str
+) -> None:
+    """Two workers: connections reach both, and a cancel, which comes on a new connection to
+    whichever worker, stops its statement on the worker that runs it."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PIIGATE_DATA_DIR": str(tmp_path / "data"),
+        "PIIGATE_DATABASE_URL": postgres_url,  # shared by the workers, with what they count
+    }
+    env.pop("PIIGATE_REDIS_URL", None)
+    with loaded_corpus(_libpq(pg_admin_url)) as schema:
+        config = write_config(tmp_path, pg_admin_url, port, schema, workers=2)
+        key = run_piigate(env, "keys", "create", "app", "--config", str(config))
+        key = key.strip().splitlines()[-1]
+        log = tmp_path / "gateway.log"
+        with gateway_process(env, config, port, log, workers=2):
+            dsn = f"host=127.0.0.1 port={port} dbname=test user=app password={key}"
+            options = f"options='-c search_path={schema}'"
+            conns = [psycopg.connect(f"{dsn} {options}", autocommit=True) for _ in range(12)]
+            try:
+                workers = {conn.info.backend_pid % 2 for conn in conns}  # the key names its worker
+                assert workers == {0, 1}, "the kernel spread the connections over both workers"
+                for conn in conns:
+                    row = conn.execute("SELECT ssn FROM customers WHERE id = 2").fetchone()
+                    assert row is not None and row[0] != SSN  # masked on either worker
+                    _cancelled(conn)
+            finally:
+                for conn in conns:
+                    conn.close()
+        assert "Traceback" not in log.read_text()
+
+
+def _cancelled(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """A long statement on ``conn`` is stopped by its cancel, and ``conn`` goes on."""
+    failed: list[BaseException] = []
+
+    def sleep() -> None:
+        try:
+            conn.execute("SELECT pg_sleep(30)")
+        except BaseException as exc:
+            failed.append(exc)
+
+    runner = threading.Thread(target=sleep)
+    started = time.monotonic()
+    runner.start()
+    time.sleep(0.3)
+    conn.cancel_safe()
+    runner.join(20)
+    assert not runner.is_alive() and time.monotonic() - started < 20
+    assert len(failed) == 1 and isinstance(failed[0], psycopg.errors.QueryCanceled), failed
+    assert conn.execute("SELECT 1").fetchone() == (1,)

@@ -11,6 +11,7 @@ and which columns hold PII::
         tls: {cert: server.crt, key: server.key}   # TLS for clients (else SSLRequest gets N)
         identity: {issuer: ..., audience: ..., jwks_url: ...}   # IdP JWTs as passwords
         public_url: https://piigate.example.com   # where step-up links point (else the service's)
+        workers: 1                             # processes sharing the address (cli/workers.py)
 
 The upstream password may be left out of the URL and given in ``PIIGATE_PG_UPSTREAM_PASSWORD``
 (it is never logged: :attr:`PostgresGatewayConfig.upstream_display` hides it). A relative
@@ -38,6 +39,7 @@ from piigate.gateway.http.sections import (
     read_listen,
     read_masking,
     read_url,
+    read_workers,
 )
 from piigate.gateway.postgres.catalog import Catalog, read_catalog
 from piigate.policy.compiled import CompiledPolicy
@@ -66,6 +68,7 @@ PG_KEYS: Final = frozenset(
         "tls",
         "identity",
         "public_url",
+        "workers",
     }
 )
 TLS_KEYS: Final = frozenset({"cert", "key"})
@@ -104,6 +107,7 @@ class PostgresGatewayConfig:
     tls: TlsConfig | None = None
     identity: IdentityConfig | None = None
     public_url: str | None = None
+    workers: int = 1
 
     @property
     def upstream_display(self) -> str:
@@ -194,7 +198,8 @@ def _postgres(
     public_url = None
     if "public_url" in spec:
         public_url = read_url(read, spec["public_url"][1], "public_url", ("http", "https"))
-    if upstream is None or host is None or port is None or catalog is None:
+    workers = read_workers(read, spec["workers"][1]) if "workers" in spec else 1
+    if upstream is None or host is None or port is None or catalog is None or workers is None:
         return None
     return PostgresGatewayConfig(
         source=source,
@@ -207,6 +212,7 @@ def _postgres(
         tls=tls,
         identity=identity,
         public_url=None if public_url is None else public_url.rstrip("/"),
+        workers=workers,
     )
 
 

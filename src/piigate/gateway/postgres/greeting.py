@@ -181,7 +181,8 @@ async def _scram(
 def _greet(self: ClientSession, upstream: Upstream) -> None:
     for status in upstream.statuses:
         self.send(status)
-    key = (secrets.randbits(31), secrets.token_bytes(4))
+    peers = self.links.peers
+    key = peers.new_key() if peers is not None else (secrets.randbits(31), secrets.token_bytes(4))
     self.key = key
     self.links.sessions[key] = self
     self.send(be.BackendKeyData(*key), be.ReadyForQuery(upstream.status))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 
@@ -22,6 +23,7 @@ from piigate.gateway.postgres.catalog import Catalog, CatalogColumn, TableName
 from piigate.gateway.postgres.config import PostgresGatewayConfig
 from piigate.gateway.postgres.desk import Desk
 from piigate.gateway.postgres.links import Link
+from piigate.gateway.postgres.peers import CancelPeers
 from piigate.gateway.postgres.plan import BUILTINS_QUERY, PlanFacts, read_plan
 from piigate.gateway.postgres.reading import Reader
 from piigate.gateway.postgres.session import ClientSession, SessionLinks
@@ -66,6 +68,7 @@ class PostgresGateway:
         self.planning = PlanConnections()
         self.server: asyncio.Server | None = None
         self.links: SessionLinks | None = None
+        self.peers: CancelPeers | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -73,7 +76,11 @@ class PostgresGateway:
         assert self.server is not None
         return int(self.server.sockets[0].getsockname()[1])
 
-    async def start(self) -> None:
+    async def start(
+        self, *, sock: socket.socket | None = None, peers: CancelPeers | None = None
+    ) -> None:
+        """Listen on the configured address, or on ``sock`` (a worker's, with its ``peers``:
+        ``cli/workers.py``, ``peers.py``)."""
         dsn = self.config.upstream
         await self.planning.start(
             host=dsn.host,
@@ -93,15 +100,25 @@ class PostgresGateway:
             reader=reader,
             gatekeeper=Gatekeeper(self.desk, self.config.approval_wait),
             tls=tls_context(self.config),
+            peers=peers,
         )
         await self._load_oids(links)
         self.links = links
+        if peers is not None:
+            gatekeeper = links.gatekeeper
+            self.peers = peers
+            await peers.start(lambda message: gatekeeper.cancel(links, message, handed=True))
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(
-            lambda: Link(on_connection=self._connected),
-            self.config.listen_host,
-            self.config.listen_port,
-        )
+
+        def link() -> Link:
+            return Link(on_connection=self._connected)
+
+        if sock is not None:
+            self.server = await loop.create_server(link, sock=sock)
+        else:
+            self.server = await loop.create_server(
+                link, self.config.listen_host, self.config.listen_port
+            )
 
     async def _with_materialized_views(self, catalog: Catalog, builtins: frozenset[str]) -> Catalog:
         """``catalog`` and the materialized views that hold copies of its columns: a view's
@@ -162,6 +179,8 @@ class PostgresGateway:
     async def aclose(self) -> None:
         if self.server is not None:
             self.server.close()
+        if self.peers is not None:
+            await self.peers.aclose()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

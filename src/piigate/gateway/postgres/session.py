@@ -35,6 +35,7 @@ from piigate.gateway.postgres.handling import handle, handle_now
 from piigate.gateway.postgres.judge import Touches, every_class, statement_digest
 from piigate.gateway.postgres.links import Link
 from piigate.gateway.postgres.messages import CopyData, CopyDone
+from piigate.gateway.postgres.peers import CancelPeers
 from piigate.gateway.postgres.protocol import FrontendParser, ProtocolViolation
 from piigate.gateway.postgres.reading import Reader
 from piigate.gateway.postgres.replies import Desync, Expect, Pending, Replies, Result
@@ -69,6 +70,8 @@ class SessionLinks:
     sessions: dict[tuple[int, bytes], ClientSession] = field(default_factory=dict)
     # A database credential by its id: its SCRAM verifier and who it is (``Desk.scram``).
     database_credentials: Callable[[str], Awaitable[tuple[str, Caller] | None]] | None = None
+    # With several workers: the keys they issue and their hand-over of cancels (``peers.py``).
+    peers: CancelPeers | None = None
 
 
 class ClientSession:

@@ -376,10 +376,17 @@ class Gatekeeper:
                 answer = (be.CommandComplete("SET"),)
         session.expect(Pending(Expect.SYNTHETIC, synthetic=answer, ready=True))
 
-    async def cancel(self, links: SessionLinks, message: fe.CancelRequest) -> None:
-        """A cancel with a session's key: stop its wait, and cancel on the server."""
+    async def cancel(
+        self, links: SessionLinks, message: fe.CancelRequest, *, handed: bool = False
+    ) -> None:
+        """A cancel with a session's key: stop its wait, and cancel on the server. A key of
+        another worker's goes to that worker (``peers.py``), unless it was ``handed`` over by
+        one already."""
         session = links.sessions.get((message.process_id, message.secret_key))
         if session is None:
+            peers = links.peers
+            if peers is not None and not handed and peers.owner(message.process_id) != peers.index:
+                await peers.forward(message)
             return
         session.cancelled.set()
         upstream = session.upstream
