@@ -338,3 +338,13 @@ def wait_listening(
             return
         time.sleep(0.1)
     raise RuntimeError(f"nothing listens on port {port} after {timeout:.0f} s")
+
+
+def wait_workers(log: Path, count: int, timeout: float = 60) -> None:
+    """Wait until a gateway of ``count`` workers (``workers: N``) has every worker serving:
+    each prints ``(worker I of N)`` in ``log`` once it listens."""
+    deadline = time.monotonic() + timeout
+    while count > 1 and log.read_text(errors="replace").count(f" of {count})") < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not every gateway worker started: see {log}")
+        time.sleep(0.1)

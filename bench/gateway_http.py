@@ -51,7 +51,7 @@ from pathlib import Path
 import yaml
 
 import _reference_proxies as reference_proxies
-from _common import emit, note, percentile, wait_listening
+from _common import emit, note, percentile, wait_listening, wait_workers
 from _gateway_http_parts import AUDIENCE, Issuer, own_cpu_seconds
 from api import HOST, Run, _cpu_seconds, bench_env, free_port, new_loop, piigate_command, stop
 from api import drive as drive_for
@@ -141,11 +141,7 @@ def processes(
                     command, env=env, stdout=out, stderr=subprocess.STDOUT
                 )
             wait_listening(port, procs[name], log)
-        deadline = time.monotonic() + 60
-        while workers > 1 and (tmp / "gateway.log").read_text().count(f" of {workers})") < workers:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"not every gateway worker started: see {tmp / 'gateway.log'}")
-            time.sleep(0.1)
+        wait_workers(tmp / "gateway.log", workers)
         started = {name: (commands[name][0], proc.pid) for name, proc in procs.items()}
         with contextlib.ExitStack() as stack:
             if reference and (missing := reference_proxies.available("nginx")) is not None:

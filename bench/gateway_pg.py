@@ -50,7 +50,7 @@ from pathlib import Path
 import yaml
 
 import _reference_proxies as reference_proxies
-from _common import emit, note, summary, wait_listening
+from _common import emit, note, summary, wait_listening, wait_workers
 from api import HOST, ScratchPostgres, _cpu_seconds, bench_env, create_key, free_port, stop
 from byte_relay import byte_relay
 
@@ -111,7 +111,12 @@ def prepare(db: ScratchPostgres, scale: int) -> None:
 
 
 def write_config(
-    tmp: Path, name: str, db: ScratchPostgres, port: int, catalog: dict[str, object]
+    tmp: Path,
+    name: str,
+    db: ScratchPostgres,
+    port: int,
+    catalog: dict[str, object],
+    workers: int = 1,
 ) -> Path:
     from sqlalchemy import make_url
 
@@ -123,6 +128,8 @@ def write_config(
     postgres: dict[str, object] = {"listen": f"{HOST}:{port}", "upstream": upstream}
     postgres["approval_wait"] = "0s"
     postgres["catalog"] = catalog
+    if workers > 1:
+        postgres["workers"] = workers
     document = {
         "policy": str(policy),
         "service": {"data_dir": str(tmp / "data"), "public_url": "http://127.0.0.1:8080"},
@@ -146,13 +153,14 @@ def gateways(
     env: dict[str, str],
     names: list[str],
     profile: str | None = None,
+    workers: int = 1,
 ) -> Iterator[dict[str, tuple[int, int]]]:
     """The named gateways, each ``name -> (port, pid)``, stopped afterwards."""
     procs: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
     try:
         for name in names:
             port = free_port()
-            config = write_config(tmp, name, db, port, CATALOGS[name])
+            config = write_config(tmp, name, db, port, CATALOGS[name], workers)
             command = [sys.executable, str(Path(__file__)), "--serve", str(config)]
             if profile:
                 command += ["--profile-out", profile]
@@ -161,6 +169,7 @@ def gateways(
                 proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
             procs[name] = (port, proc)
             wait_listening(port, proc, log)
+            wait_workers(log, workers)
         yield {name: (port, proc.pid) for name, (port, proc) in procs.items()}
     finally:
         for _, proc in procs.values():
@@ -375,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reference", action="store_true", help="also pgbench through PgBouncer (if installed)"
     )
+    parser.add_argument("--workers", type=int, default=1, help="gateway processes (workers: N)")
     parser.add_argument("--serve", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--profile-out", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -398,7 +408,10 @@ def main(argv: list[str] | None = None) -> int:
         to = (db.admin.host or HOST, db.admin.port or 5432)
         floor = byte_relay(tmp, *to) if args.floor else contextlib.nullcontext()
         bouncer = reference(tmp, db, to) if args.reference else contextlib.nullcontext()
-        with gateways(tmp, db, env, ["masked", "plain"]) as gws, floor as relay, bouncer as pgb:
+        if args.workers > 1:  # what the engine counts, shared by the workers
+            env["PIIGATE_REDIS_URL"] = "redis://127.0.0.1:6379/15"
+        pair = gateways(tmp, db, env, ["masked", "plain"], workers=args.workers)
+        with pair as gws, floor as relay, bouncer as pgb:
             note(f"{BENCH}: up in {time.monotonic() - started:.1f} s: {gws}")
             targets = {"gateway": gws["masked"], "direct": None}
             if relay is not None:

@@ -134,7 +134,10 @@ async def _serve(run: _Run) -> None:
     sockets = None
     if slot is not None:
         stop_with_supervisor()
-        sockets = [reuse_port_socket(config.listen_host, slot.port)]
+        try:
+            sockets = [reuse_port_socket(config.listen_host, slot.port)]
+        except OSError as exc:
+            fail(f"could not listen on {config.listen_host}:{slot.port} ({exc.strerror or exc})")
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[None]] = set()
 

@@ -8,6 +8,8 @@ have and at the service's step-up page. Clients give a piigate API key, or a JWT
 
 from __future__ import annotations
 
+import signal
+
 import typer
 
 from piigate import __version__
@@ -18,6 +20,7 @@ from piigate.cli.common import (
     fail,
     gateway_start,
     metrics_address,
+    on_signal,
     serve_metrics,
     supervise,
     until_stopped,
@@ -66,6 +69,9 @@ async def _serve(
         await services.start()
     except PiigateError as exc:
         fail(f"cannot start: {exc.detail}")
+    # SIGHUP reloads the policy now, as for piigate serve (the file is also polled); the
+    # gateway's own section is read at start only.
+    on_signal(signal.SIGHUP, services.request_reload)
     jwt = services.jwt
     if config.identity is not None:
         jwt = idp_validator(config.identity, holder)

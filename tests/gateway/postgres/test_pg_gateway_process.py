@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -57,7 +58,7 @@ def write_config(tmp_path: Path, pg_admin_url: str, port: int, schema: str, **mo
 @contextlib.contextmanager
 def gateway_process(
     env: dict[str, str], config: Path, port: int, log: Path, workers: int = 1
-) -> Iterator[None]:
+) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [*PIIGATE, "gateway", "postgres", "--config", str(config)],
@@ -74,7 +75,7 @@ def gateway_process(
                     break
             assert time.monotonic() < deadline, "the gateway did not listen"
             time.sleep(0.05)
-        yield
+        yield proc
     finally:
         stop(proc)
 
@@ -176,8 +177,9 @@ def _enroll_totp(base: str) -> str:
 def test_workers_share_the_address_and_hand_each_other_cancels(
     tmp_path: Path, postgres_url: str, pg_admin_url: str
 ) -> None:
-    """Two workers: connections reach both, and a cancel, which comes on a new connection to
-    whichever worker, stops its statement on the worker that runs it."""
+    """Two workers: connections reach both, a cancel, which comes on a new connection to
+    whichever worker, stops its statement on the worker that runs it, and SIGHUP reloads the
+    policy in each."""
     port = free_port()
     env = {
         **os.environ,
@@ -190,7 +192,7 @@ def test_workers_share_the_address_and_hand_each_other_cancels(
         key = run_piigate(env, "keys", "create", "app", "--config", str(config))
         key = key.strip().splitlines()[-1]
         log = tmp_path / "gateway.log"
-        with gateway_process(env, config, port, log, workers=2):
+        with gateway_process(env, config, port, log, workers=2) as supervisor:
             dsn = f"host=127.0.0.1 port={port} dbname=test user=app password={key}"
             options = f"options='-c search_path={schema}'"
             conns = [psycopg.connect(f"{dsn} {options}", autocommit=True) for _ in range(12)]
@@ -204,6 +206,14 @@ def test_workers_share_the_address_and_hand_each_other_cancels(
             finally:
                 for conn in conns:
                     conn.close()
+            supervisor.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 30
+            while log.read_text().count("policy_reloaded") < 2:
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.05)
+            with psycopg.connect(f"{dsn} {options}") as conn:  # still serving, no restart
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+            assert "gateway_worker_ended" not in log.read_text()
         assert "Traceback" not in log.read_text()
 
 
