@@ -67,10 +67,16 @@ WORKLOADS = {"masked": "/customers/1", "pass": "/health", "stream": f"/files/{FI
 
 
 def write_config(
-    tmp: Path, issuer: Issuer, gateway_port: int, upstream_port: int, workers: int = 1
+    tmp: Path,
+    issuer: Issuer,
+    gateway_port: int,
+    upstream_port: int,
+    workers: int = 1,
+    redis: bool = False,
 ) -> Path:
     """examples/policy.yaml with examples/gateway.yaml's routes, in front of the upstream;
-    with ``workers`` > 1, that many processes, their rate limits counted in the local Redis."""
+    with ``workers`` > 1, that many processes; with ``redis`` (which several workers need),
+    the rate limits counted in the local Redis."""
     example = yaml.safe_load((ROOT / "examples" / "gateway.yaml").read_text())["gateway"]["http"]
     identity = {"issuer": issuer.url, "audience": AUDIENCE, "jwks_url": f"{issuer.url}/jwks"}
     http = {
@@ -82,6 +88,7 @@ def write_config(
     }
     if workers > 1:
         http["workers"] = workers
+    if redis:
         http["rate_limit"]["store"] = REDIS_URL
     config = tmp / "gateway.yaml"
     document = {
@@ -100,14 +107,15 @@ def processes(
     profile: str | None = None,
     reference: bool = False,
     workers: int = 1,
+    redis: bool = False,
 ) -> Iterator[dict[str, tuple[int, int]]]:
     """The upstream, the gateway and the bare relay (with ``reference``, nginx too), each
     ``name -> (port, pid)``, stopped afterwards. With ``profile``, the gateway runs under
     :func:`serve`."""
     up_port, gw_port, relay_port = free_port(), free_port(), free_port()
-    config = write_config(tmp, issuer, gw_port, up_port, workers)
+    config = write_config(tmp, issuer, gw_port, up_port, workers, redis)
     env = bench_env(tmp / "data")
-    if workers > 1:  # the engine's behaviour counters, shared by the workers
+    if redis:  # the engine's behaviour counters too (shared by the workers)
         env["PIIGATE_REDIS_URL"] = REDIS_URL
     gateway = [*piigate_command(), "gateway", "http", "--config", str(config)]
     if profile is not None:
@@ -364,14 +372,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reference", action="store_true", help="also through nginx (if installed)"
     )
+    parser.add_argument("--workers", type=int, default=1, help="gateway processes")
     parser.add_argument(
-        "--workers", type=int, default=1, help="gateway processes (> 1: limits in local Redis)"
+        "--redis", action="store_true", help="count in the local Redis (implied by --workers)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument(
         "--profile", default=None, help="profile the gateway instead; stats to FILE"
     )
     args = parser.parse_args(argv)
+    args.redis = args.redis or args.workers > 1
     args.seconds = args.seconds or (1.5 if args.quick else 5.0)
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 2.0)
@@ -383,7 +393,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             profile_run(tmp, issuer, tokens, args)
             return 0
-        with processes(tmp, issuer, reference=args.reference, workers=args.workers) as procs:
+        running = processes(
+            tmp, issuer, reference=args.reference, workers=args.workers, redis=args.redis
+        )
+        with running as procs:
             note(f"{BENCH}: up in {time.monotonic() - started:.1f} s: {procs}")
             results = measure(procs, tokens, args)
         report(results, args.clients)

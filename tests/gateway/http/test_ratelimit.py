@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
 
 import pytest
@@ -19,6 +20,7 @@ from piigate.gateway.http.ratelimit import (
     counter_key,
 )
 from piigate.gateway.http.sections import Rate, RateLimits
+from piigate.ports import Hit
 from piigate.store import StoreUnavailable
 from piigate.store.memory_counters import MemoryCounters, open_counters
 from piigate.store.redis_counters import RedisCounters
@@ -33,15 +35,23 @@ ARGUMENT = {
 
 
 class RecordingCounters(MemoryCounters):
-    """Memory counters that remember every key hit."""
+    """Memory counters that remember every key hit, and each batch's keys."""
 
     def __init__(self) -> None:
         super().__init__()
         self.keys: list[str] = []
+        self.batches: list[list[str]] = []
 
     async def hit(self, key: str, *, window_seconds: float, now: datetime, amount: int = 1) -> int:
         self.keys.append(key)
         return await super().hit(key, window_seconds=window_seconds, now=now, amount=amount)
+
+    async def batch(
+        self, hits: Sequence[Hit], peeks: Sequence[str], *, now: datetime
+    ) -> tuple[list[int], list[int]]:
+        self.keys += [hit.key for hit in hits]
+        self.batches.append([hit.key.rsplit(":", 1)[0] for hit in hits])
+        return await super().batch(hits, peeks, now=now)
 
 
 def limiter(limits: RateLimits, clock: FixedClock | None = None) -> RateLimiter:
@@ -166,6 +176,21 @@ async def test_a_refused_request_is_not_charged_to_the_shared_route() -> None:
         assert (await check(rl, subject="flooder")).refused_by is Dimension.SUBJECT
     assert (await check(rl, subject="bob")).allowed  # the route's budget is still there
     assert (await check(rl, subject="carol")).refused_by is Dimension.ROUTE
+
+
+async def test_the_caller_s_dimensions_count_in_one_batch_and_the_route_after() -> None:
+    rl = limiter(RateLimits(*(Rate(100, 60) for _ in range(4))))
+    await check(rl)
+    assert isinstance(rl.counters, RecordingCounters)
+    assert rl.counters.batches == [["gw:rl:subject", "gw:rl:api_key", "gw:rl:ip"], ["gw:rl:route"]]
+
+
+async def test_a_request_refused_for_its_subject_still_counts_for_its_address() -> None:
+    rl = limiter(RateLimits(per_subject=Rate(1, 60), per_ip=Rate(3, 60)))
+    assert (await check(rl, subject="flooder")).allowed
+    assert (await check(rl, subject="flooder")).refused_by is Dimension.SUBJECT
+    assert (await check(rl, subject="bob")).allowed  # the address's third request
+    assert (await check(rl, subject="carol")).refused_by is Dimension.IP
 
 
 async def test_counter_keys_hold_no_identifier_in_the_clear() -> None:

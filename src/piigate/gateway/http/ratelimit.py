@@ -24,13 +24,13 @@ rotating through one's own /64 gains nothing.
 
 Windows are fixed and aligned: a dimension's window of ``w`` seconds ends at the next multiple
 of ``w`` after the epoch, shifted by an offset in ``[0, w)`` taken from the key's digest. Every
-node computes the same end without asking the store (one round trip per dimension, no read for
-``t``), and clients of different keys do not all come back at the same second (the draft's
-thundering herd).
+node computes the same end without asking the store (no read for ``t``), and clients of
+different keys do not all come back at the same second (the draft's thundering herd).
 
-The dimensions are counted in the order subject, API key, address, route, and the first one
-over its limit refuses the request: the dimensions after it are not charged, so one caller
-flooding a route cannot use up the route's budget, which everyone shares.
+The caller's own dimensions (subject, API key, address) count the request together, in one
+operation of the counters (one round trip to Redis), and the first of them over its limit, in
+that order, refuses it. The route's budget, which everyone shares, is charged after them and
+only when none of them refused, so one caller flooding a route cannot use it up.
 
 Headers (draft-ietf-httpapi-ratelimit-headers-11, whose syntax this follows; the working group
 has discussed renaming ``r``/``t``, and :func:`_headers` alone writes them): every answer names
@@ -65,7 +65,7 @@ from piigate.clock import Clock
 from piigate.errors import TooManyRequests
 from piigate.gateway.http.sections import Rate, RateLimits
 from piigate.origins import client_network
-from piigate.ports import RateCounters
+from piigate.ports import Hit, RateCounters, batch_of
 
 __all__ = [
     "KEY_PREFIX",
@@ -165,6 +165,7 @@ class RateLimiter:
         self.limits = limits
         self.counters = counters
         self.clock = clock
+        self._batch = batch_of(counters)
 
     async def check(
         self,
@@ -178,15 +179,18 @@ class RateLimiter:
         go on. ``api_key`` is the key's id, never the key; ``route`` the matched route's label.
         Raises what the counters raise (``StoreUnavailable``): the request is then refused."""
         now = self.clock.now()
-        counts: list[_Count] = []
-        for dimension, rate, identifier in self._applicable(subject, api_key, ip, route):
-            counted = await self._hit(dimension, rate, identifier, now)
-            counts.append(counted)
+        applicable = self._applicable(subject, api_key, ip, route)
+        own = [a for a in applicable if a[0] is not Dimension.ROUTE]
+        counts = await self._hit_all(own, now)
+        for shared in (a for a in applicable if a[0] is Dimension.ROUTE):
+            if not any(counted.over for counted in counts):
+                counts += await self._hit_all([shared], now)
+        for counted in counts:
             if counted.over:
                 return RateVerdict(
                     allowed=False,
                     headers={**_headers(counted), "Retry-After": str(counted.reset)},
-                    refused_by=dimension,
+                    refused_by=counted.dimension,
                     retry_after=counted.reset,
                 )
         shown = [c for c in counts if c.dimension is not Dimension.ROUTE]
@@ -214,14 +218,24 @@ class RateLimiter:
         )
         return [(d, r, i) for d, r, i in candidates if r is not None and i is not None]
 
-    async def _hit(
-        self, dimension: Dimension, rate: Rate, identifier: str, now: datetime
-    ) -> _Count:
-        key = counter_key(dimension, identifier)
-        end = _window_end(key, rate.window, now)
-        left = (end - now).total_seconds()
-        count = await self.counters.hit(key, window_seconds=left, now=now)
-        return _Count(dimension, rate, count, reset=max(1, math.ceil(left)))
+    async def _hit_all(
+        self, applicable: list[tuple[Dimension, Rate, str]], now: datetime
+    ) -> list[_Count]:
+        """Count the request in each of ``applicable`` at once (one batch of the counters)."""
+        if not applicable:
+            return []
+        hits: list[Hit] = []
+        resets: list[int] = []
+        for dimension, rate, identifier in applicable:
+            key = counter_key(dimension, identifier)
+            left = (_window_end(key, rate.window, now) - now).total_seconds()
+            hits.append(Hit(key, left))
+            resets.append(max(1, math.ceil(left)))
+        counted, _ = await self._batch(hits, (), now=now)
+        return [
+            _Count(dimension, rate, count, reset=reset)
+            for (dimension, rate, _), count, reset in zip(applicable, counted, resets, strict=True)
+        ]
 
 
 def _window_end(key: str, window: int, now: datetime) -> datetime:
