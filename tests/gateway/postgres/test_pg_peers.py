@@ -63,3 +63,28 @@ async def test_a_worker_that_is_gone_or_a_bad_hand_over_cancels_nothing(tmp_path
         assert got == []
     finally:
         await alive.aclose()
+
+
+async def test_a_hand_over_in_pieces_is_read_to_its_end(tmp_path: Path) -> None:
+    got: list[fe.CancelRequest] = []
+
+    async def cancel(message: fe.CancelRequest) -> None:
+        got.append(message)
+
+    peers = CancelPeers(0, 2, tmp_path)
+    await peers.start(cancel)
+    try:
+        wire = fe.CancelRequest(4, b"\x01\x02\x03\x04").encode()
+        _, writer = await asyncio.open_unix_connection(str(tmp_path / "cancel-0.sock"))
+        writer.write(wire[:7])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(wire[7:])
+        writer.close()
+        for _ in range(100):
+            if got:
+                break
+            await asyncio.sleep(0.01)
+        assert got == [fe.CancelRequest(4, b"\x01\x02\x03\x04")]
+    finally:
+        await peers.aclose()

@@ -79,8 +79,12 @@ class CancelPeers:
 
         async def handed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
-                async with asyncio.timeout(_TIMEOUT):
-                    data = await reader.read(_MAX_CANCEL)
+                data = b""
+                async with asyncio.timeout(_TIMEOUT):  # to the sender's end, however it comes
+                    while len(data) < _MAX_CANCEL:
+                        if not (chunk := await reader.read(_MAX_CANCEL - len(data))):
+                            break
+                        data += chunk
                 messages = FrontendParser().feed_framed(data)
                 if messages and isinstance(messages[0][0], fe.CancelRequest):
                     await cancel(messages[0][0])
