@@ -132,6 +132,7 @@ def test_slot_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     slot = worker_slot()
     assert slot == Slot(1, 3, 8081, Path("/run/x"))
     assert str(slot) == "worker 2 of 3"
+    assert slot.own(("127.0.0.1", 9464)) == ("127.0.0.1", 9465)
 
 
 def test_reuse_port_sockets_share_an_address() -> None:

@@ -127,8 +127,8 @@ async def _serve(run: _Run) -> None:
     app = HttpGateway(gate, upstream, timings=run.metrics.gateway)
     slot = worker_slot()
     if run.metrics_at is not None:
-        if slot is not None:  # each worker its own port: the given one + its index
-            run.metrics_at = (run.metrics_at[0], run.metrics_at[1] + slot.index)
+        if slot is not None:
+            run.metrics_at = slot.own(run.metrics_at)
         _serve_metrics(run)
     server = gateway_server(app, config.listen_host, config.listen_port)
     sockets = None

@@ -88,8 +88,8 @@ async def _serve(
 
     gateway = PostgresGateway(config, desk=desk, authenticate=authenticate)
     slot = worker_slot()
-    if slot is not None and metrics_at is not None:  # each worker its own: the port + its index
-        metrics_at = (metrics_at[0], metrics_at[1] + slot.index)
+    if slot is not None and metrics_at is not None:
+        metrics_at = slot.own(metrics_at)
     # The node's metrics: its decisions and step-ups, and each statement's ruling time.
     stop_metrics = serve_metrics(services.metrics.registry, metrics_at) if metrics_at else None
     try:

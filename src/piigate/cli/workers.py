@@ -77,6 +77,11 @@ class Slot:
     def __str__(self) -> str:
         return f"worker {self.index + 1} of {self.count}"
 
+    def own(self, address: tuple[str, int]) -> tuple[str, int]:
+        """This worker's address of a kind each worker needs its own of (``--metrics``): the
+        given port + its index."""
+        return address[0], address[1] + self.index
+
 
 def worker_slot() -> Slot | None:
     """This process's place among a supervisor's workers, or None when it is no worker."""

@@ -180,11 +180,9 @@ class RateLimiter:
         Raises what the counters raise (``StoreUnavailable``): the request is then refused."""
         now = self.clock.now()
         applicable = self._applicable(subject, api_key, ip, route)
-        own = [a for a in applicable if a[0] is not Dimension.ROUTE]
-        counts = await self._hit_all(own, now)
-        for shared in (a for a in applicable if a[0] is Dimension.ROUTE):
-            if not any(counted.over for counted in counts):
-                counts += await self._hit_all([shared], now)
+        counts = await self._hit_all([a for a in applicable if a[0] is not Dimension.ROUTE], now)
+        if not any(counted.over for counted in counts):
+            counts += await self._hit_all([a for a in applicable if a[0] is Dimension.ROUTE], now)
         for counted in counts:
             if counted.over:
                 return RateVerdict(

@@ -1,7 +1,7 @@
 """A client's start-up at the PostgreSQL gateway: encryption, who it is, the upstream.
 
 An ``SSLRequest`` is answered ``S`` (TLS with the configured certificate) or ``N``, a
-``GSSENCRequest`` ``N``; a ``CancelRequest`` goes to the gateway's cancel. The client then gives
+``GSSENCRequest`` ``N``; a ``CancelRequest`` goes to ``cancels.cancel``. The client then gives
 a piigate credential as a cleartext password, accepted only over TLS or from this host
 (:func:`tls_or_local`). Its start-up settings are checked (``startup``), the gateway opens its
 own upstream connection and greets the client with the server's parameters and a backend key
@@ -22,6 +22,7 @@ from piigate.errors import PiigateError
 from piigate.gateway.postgres import auth
 from piigate.gateway.postgres import backend as be
 from piigate.gateway.postgres import frontend as fe
+from piigate.gateway.postgres.cancels import cancel
 from piigate.gateway.postgres.protocol import AuthKind
 from piigate.gateway.postgres.scram import (
     MECHANISM,
@@ -70,7 +71,7 @@ async def start_session(self: ClientSession) -> bool:
             await self.client.start_tls(tls)
         message = await self.next_message()
     if isinstance(message, fe.CancelRequest):
-        await self.links.gatekeeper.cancel(self.links, message)
+        await cancel(self.links, message)
         return False
     if not isinstance(message, fe.StartupMessage):
         return False

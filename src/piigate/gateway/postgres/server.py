@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from piigate.callers import Caller
+from piigate.gateway.postgres.cancels import cancel
 from piigate.gateway.postgres.catalog import Catalog, CatalogColumn, TableName
 from piigate.gateway.postgres.config import PostgresGatewayConfig
 from piigate.gateway.postgres.desk import Desk
@@ -105,9 +106,8 @@ class PostgresGateway:
         await self._load_oids(links)
         self.links = links
         if peers is not None:
-            gatekeeper = links.gatekeeper
             self.peers = peers
-            await peers.start(lambda message: gatekeeper.cancel(links, message, handed=True))
+            await peers.start(lambda message: cancel(links, message, handed=True))
         loop = asyncio.get_running_loop()
 
         def link() -> Link:

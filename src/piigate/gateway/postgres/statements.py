@@ -375,31 +375,3 @@ class Gatekeeper:
                 session.challenge_id = None
                 answer = (be.CommandComplete("SET"),)
         session.expect(Pending(Expect.SYNTHETIC, synthetic=answer, ready=True))
-
-    async def cancel(
-        self, links: SessionLinks, message: fe.CancelRequest, *, handed: bool = False
-    ) -> None:
-        """A cancel with a session's key: stop its wait, and cancel on the server. A key of
-        another worker's goes to that worker (``peers.py``), unless it was ``handed`` over by
-        one already."""
-        session = links.sessions.get((message.process_id, message.secret_key))
-        if session is None:
-            peers = links.peers
-            if peers is not None and not handed and peers.owner(message.process_id) != peers.index:
-                await peers.forward(message)
-            return
-        session.cancelled.set()
-        upstream = session.upstream
-        if upstream is None or upstream.key is None or not session.replies.upstream_busy:
-            # Nothing of the session's runs on the server (a wait for approval holds the
-            # statement back): a cancel sent there would hit the client's next statement.
-            return
-        dsn = links.config.upstream
-        try:
-            _, writer = await asyncio.open_connection(dsn.host, dsn.port)
-        except OSError:
-            return
-        key = upstream.key
-        writer.write(fe.CancelRequest(key.process_id, key.secret_key).encode())
-        await writer.drain()
-        writer.close()
