@@ -15,7 +15,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from loopback_support import free_port, serve_uvicorn
@@ -24,7 +24,8 @@ from piigate.clock import SystemClock
 from piigate.gateway.http.config import load_gateway_config_text
 from piigate.gateway.http.gate import Gate, GatewayCallers
 from piigate.gateway.http.proxy import HttpGateway
-from piigate.gateway.http.upstream import Upstream
+from piigate.gateway.http.routes import Route as RouteDef
+from piigate.gateway.http.upstream import Upstream, UpstreamAnswer
 from piigate.gateway.http.verdict import Audited, Verdict
 from piigate.model import AccessRequest, Outcome
 from piigate.policy.holder import PolicyHolder
@@ -42,6 +43,9 @@ gateway:
         response_fields: {{"$.ssn": ssn}}
       - match: {{method: [GET, PUT], path: "/open"}}
         action: read
+      - match: {{method: GET, path: "/text"}}
+        action: read
+        response_fields: {{"$.ssn": ssn}}
 """
 ALLOW = Verdict("dec_1", Outcome.ALLOW, level="aal1")
 MASKED = replace(
@@ -99,7 +103,16 @@ async def rig() -> AsyncIterator[Rig]:
         reached.set()
         return JSONResponse({"ssn": MARKER})
 
-    app = Starlette(routes=[Route(p, record, methods=["GET", "PUT"]) for p in ("/record", "/open")])
+    async def text(request: Request) -> Response:
+        seen.append(f"{request.method} {request.url.path}")
+        return PlainTextResponse(f"ssn={MARKER}")
+
+    app = Starlette(
+        routes=[
+            *(Route(p, record, methods=["GET", "PUT"]) for p in ("/record", "/open")),
+            Route("/text", text),
+        ]
+    )
     holder = PolicyHolder.from_file(str(EXAMPLES / "policy.yaml"))
     assert holder.current is not None
     decider = ScriptedDecider()
@@ -177,6 +190,45 @@ async def test_a_masked_answer_names_the_challenge_as_audited(rig: Rig) -> None:
     assert answer.status_code == 200
     assert answer.json() == {"ssn": "***-**-3456"}
     assert answer.headers["piigate-unlock"].endswith('challenge="chl_audited"')
+
+
+async def test_a_masked_answer_is_masked_while_its_audit_commits(rig: Rig) -> None:
+    rig.decider.early = MASKED
+    masked_while_pending: list[bool] = []
+    original = rig.gateway._masked_body
+
+    async def observed(answer: UpstreamAnswer, route: RouteDef, masked: frozenset[str]) -> bytes:
+        body = await original(answer, route, masked)
+        masked_while_pending.append(not rig.decider.release.is_set())
+        return body
+
+    rig.gateway._masked_body = observed  # type: ignore[method-assign]
+    answer = asyncio.create_task(rig.client.get("/record", headers=AUTH))
+    await asyncio.wait_for(rig.reached.wait(), 10)
+    for _ in range(100):  # the masking is done before the commit is
+        if masked_while_pending:
+            break
+        await asyncio.sleep(0.01)
+    assert masked_while_pending == [True]
+    assert not answer.done()  # nothing leaves before the audit
+    rig.decider.release.set()
+    got = await answer
+    assert got.status_code == 200
+    assert got.json() == {"ssn": "***-**-3456"}
+
+
+async def test_an_answer_that_cannot_be_masked_is_a_502_once_audited(rig: Rig) -> None:
+    rig.decider.early = MASKED
+    rig.decider.release.set()
+    answer = await rig.client.get("/text", headers=AUTH)
+    assert answer.status_code == 502
+    assert MARKER not in answer.text
+    rig.decider.fails = True  # a failed commit comes first
+    answer = await rig.client.get("/text", headers=AUTH)
+    assert answer.status_code == 503
+    assert answer.json()["code"] == "store_unavailable"
+    assert MARKER not in answer.text
+    assert rig.seen == ["GET /text", "GET /text"]
 
 
 async def test_a_refusal_waits_for_its_audit(rig: Rig) -> None:

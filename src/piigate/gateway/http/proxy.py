@@ -17,8 +17,9 @@ and the client gets the 503. Any other method reaches the upstream only once its
 audited. Its answer streams back as it comes, unless the verdict on reading it
 (``Passage.answer_verdict``: the request's own on a ``read`` route, else the decision on
 reading the answer's PII) masks PII that the route's ``response_fields`` locate: that answer is
-read whole (up to ``max_response`` bytes), parsed, masked (``masking.mask_json_answer``) and
-sent with ``PIIGate-Masked`` and ``PIIGate-Unlock``. Fail closed: an answer that cannot be
+read whole (up to ``max_response`` bytes), parsed and masked (``masking.mask_json_answer``) as
+soon as it comes, while the audit event may still be committing, then sent with
+``PIIGate-Masked`` and ``PIIGate-Unlock`` (naming the challenge as audited). Fail closed: an answer that cannot be
 masked (not JSON, compressed, too large) is a 502 problem, never passed through; a mask for a
 class the route cannot locate in its answer is a 403.
 """
@@ -27,8 +28,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Final
 
 import structlog
@@ -58,6 +60,7 @@ from piigate.gateway.http.masking import (
     masked_answer_headers,
     masked_request_headers,
 )
+from piigate.gateway.http.routes import Route
 from piigate.gateway.http.upstream import (
     Upstream,
     UpstreamAnswer,
@@ -205,33 +208,38 @@ class HttpGateway:
         if body is None and has_body(ask.headers):
             content = request_chunks(receive)
         sending = self.upstream.send(ask.method, ask.target, out, content)
+        # A masked answer is read and masked as soon as it comes, while the audit may still
+        # be committing; it leaves once the decision is audited.
+        prepare: Callable[[UpstreamAnswer], Awaitable[bytes]] | None = None
+        if masked:
+            assert passage.route is not None
+            prepare = functools.partial(self._masked_body, route=passage.route, masked=masked)
+        masked_body: bytes | None
         if passage.audited is None:
             answer = await sending
+            masked_body = None if prepare is None else await _read_or_close(answer, prepare)
         else:
-            passage, answer = await _audited_meanwhile(passage, sending)
+            passage, answer, masked_body = await _audited_meanwhile(passage, sending, prepare)
         try:
-            if masked:
-                await self._send_masked(send, answer, passage, masked, ask.method == "HEAD")
+            if masked_body is not None:
+                await self._send_masked(
+                    send, answer, passage, masked, masked_body, ask.method == "HEAD"
+                )
             else:
                 await _stream_back(send, answer, passage.headers)
         finally:
             await answer.aclose()
 
-    async def _send_masked(
-        self,
-        send: Send,
-        answer: UpstreamAnswer,
-        passage: Passage,
-        masked: frozenset[str],
-        head: bool,
-    ) -> None:
-        route, verdict = passage.route, passage.answer_verdict
-        assert route is not None and verdict is not None
+    async def _masked_body(
+        self, answer: UpstreamAnswer, route: Route, masked: frozenset[str]
+    ) -> bytes:
+        """The upstream's answer read whole and masked; ``UpstreamUnavailable`` (a 502) when it
+        cannot be (fail closed: too large, not JSON, compressed)."""
         raw = await answer.read(self.max_response)
         if raw is None:
             raise UpstreamUnavailable("the upstream's answer is too large to mask")
         try:
-            raw = mask_json_answer(
+            return mask_json_answer(
                 raw,
                 answer.header("content-encoding"),
                 route.response_fields,
@@ -241,6 +249,19 @@ class HttpGateway:
         except NotMaskable as exc:
             log.warning("upstream_not_maskable", route=route.label, status=answer.status)
             raise UpstreamUnavailable(f"the upstream's answer {exc.reason}") from None
+
+    async def _send_masked(
+        self,
+        send: Send,
+        answer: UpstreamAnswer,
+        passage: Passage,
+        masked: frozenset[str],
+        raw: bytes,
+        head: bool,
+    ) -> None:
+        """The masked answer ``raw``, with the headers of the verdict as audited."""
+        verdict = passage.answer_verdict
+        assert verdict is not None
         headers = masked_answer_headers(downstream_headers(answer.headers))
         if not head:  # a HEAD answer's length would be the GET's, unknown here
             headers.append(("content-length", str(len(raw))))
@@ -256,14 +277,18 @@ class HttpGateway:
 
 
 async def _audited_meanwhile(
-    passage: Passage, sending: Awaitable[UpstreamAnswer]
-) -> tuple[Passage, UpstreamAnswer]:
-    """The upstream's answer to a request sent while its decision's audit event commits, and
-    the passage with the verdict as audited. A failed commit comes first: the upstream's
-    answer is then closed unread and its problem (a 503) raised."""
+    passage: Passage,
+    sending: Awaitable[UpstreamAnswer],
+    prepare: Callable[[UpstreamAnswer], Awaitable[bytes]] | None,
+) -> tuple[Passage, UpstreamAnswer, bytes | None]:
+    """The upstream's answer to a request sent while its decision's audit event commits, what
+    ``prepare`` makes of it meanwhile (a masked answer's body, read and masked), and the
+    passage with the verdict as audited. A failed commit comes first: the upstream's answer is
+    then closed and its problem (a 503) raised, whatever became of the rest."""
     assert passage.audited is not None
     try:
         answer = await sending
+        prepared = None if prepare is None else await _read_or_close(answer, prepare)
     except BaseException:
         await passage.audited()
         raise
@@ -272,7 +297,18 @@ async def _audited_meanwhile(
     except BaseException:
         await answer.aclose()
         raise
-    return dataclasses.replace(passage, verdict=verdict, audited=None), answer
+    return dataclasses.replace(passage, verdict=verdict, audited=None), answer, prepared
+
+
+async def _read_or_close(
+    answer: UpstreamAnswer, prepare: Callable[[UpstreamAnswer], Awaitable[bytes]]
+) -> bytes:
+    """``prepare(answer)``, the answer closed if that fails."""
+    try:
+        return await prepare(answer)
+    except BaseException:
+        await answer.aclose()
+        raise
 
 
 async def _stream_back(
