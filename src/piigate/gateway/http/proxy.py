@@ -19,9 +19,9 @@ audited. Its answer streams back as it comes, unless the verdict on reading it
 reading the answer's PII) masks PII that the route's ``response_fields`` locate: that answer is
 read whole (up to ``max_response`` bytes), parsed and masked (``masking.mask_json_answer``) as
 soon as it comes, while the audit event may still be committing, then sent with
-``PIIGate-Masked`` and ``PIIGate-Unlock`` (naming the challenge as audited). Fail closed: an answer that cannot be
-masked (not JSON, compressed, too large) is a 502 problem, never passed through; a mask for a
-class the route cannot locate in its answer is a 403.
+``PIIGate-Masked`` and ``PIIGate-Unlock`` (naming the challenge as audited). Fail closed: an
+answer that cannot be masked (not JSON, compressed, too large) is a 502 problem, never passed
+through; a mask for a class the route cannot locate in its answer is a 403.
 """
 
 from __future__ import annotations
