@@ -25,7 +25,8 @@ What runs:
   decision and audit; the answer streams back); ``stream``: ``GET /files/1048576``, 1 MiB
   streamed back through a route without PII;
 - load: bench/api.py's generator in this process, ``--clients`` (32) keep-alive connections in
-  closed loops; then one connection alone, for the latency a request gains when nothing queues.
+  closed loops; then one connection alone, for the latency a request gains when nothing queues
+  (in 8 short slices per round that alternate the targets, the upstream's own included).
   Server CPU per request counts the gateway with its audit writer (the upstream's CPU during
   the gateway's run is reported on its own line). The upstream client alone is measured by
   bench/upstream_clients.py.
@@ -59,6 +60,7 @@ from api import drive as drive_for
 BENCH = "gateway_http"
 TARGET_ADDED_P50_MS = 1.0
 TARGET_RATIO = 0.6
+ALONE_SLICES = 8  # per workload and round: the one-connection runs, alternating the targets
 REDIS_URL = "redis://127.0.0.1:6379/15"  # --workers N: the workers' shared rate limits
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ("gateway", "relay", "nginx", "direct")  # nginx: with --reference only
@@ -213,14 +215,21 @@ def measure(
                     )
                     got.loaded.add(run)
                     got.upstream_cpu_s += up_cpu
-                    alone, _ = runner.run(
-                        drive(port, loads[(w, t)], 1, args.seconds / 2, (pid, upstream_pid))
-                    )
-                    got.alone.add(alone)
                     note(
                         f"{BENCH}: round {r + 1}/{args.rounds} {w} {t}: "
                         f"{run.ok / run.wall_s:,.0f} ok/s, other {run.other}"
                     )
+                # Alone: one connection, in short slices that alternate the targets, so that a
+                # target's p50 and the upstream's own come from the same moments of a machine
+                # whose speed drifts (an added latency is a difference of the two).
+                for s in range(ALONE_SLICES):
+                    for t in order if s % 2 == 0 else order[::-1]:
+                        port, pid = procs[t]
+                        seconds = args.seconds / 2 / ALONE_SLICES
+                        alone, _ = runner.run(
+                            drive(port, loads[(w, t)], 1, seconds, (pid, upstream_pid))
+                        )
+                        results[(w, t)].alone.add(alone)
     return results
 
 
