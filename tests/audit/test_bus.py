@@ -59,6 +59,26 @@ async def test_closing_wakes_a_waiting_reader_and_ends_iteration() -> None:
     assert received == [1]
 
 
+async def test_a_subscriber_takes_only_what_its_filter_accepts() -> None:
+    bus = EventBus()
+    asked: list[int | None] = []
+
+    def odd(event: AuditEvent) -> bool:
+        asked.append(event.seq)
+        return (event.seq or 0) % 2 == 1
+
+    def broken(event: AuditEvent) -> bool:
+        raise RuntimeError("a bug in the filter")
+
+    picky = bus.subscribe(types=["decision"], where=odd)
+    lenient = bus.subscribe(where=broken)
+    for seq, type in enumerate(["decision", "decision", "login", "decision"], start=1):
+        bus.publish(ev(seq, type))
+    assert asked == [1, 2, 4]  # asked as published, of its types only
+    assert [e.seq for e in picky.drain()] == [1]
+    assert [e.seq for e in lenient.drain()] == [1, 2, 3, 4]  # a failing filter drops nothing
+
+
 def test_maxsize_must_be_positive() -> None:
     with pytest.raises(ValueError):
         EventBus().subscribe(maxsize=-1)

@@ -332,13 +332,36 @@ async def test_the_desk_examines_an_event_after_what_its_commit_released(
             return await examine(event)
 
         node.desk._examine = examined  # type: ignore[method-assign]
-        await node.record("decision", "ann", outcome="allow")
-        await eventually(lambda: _async_true(order == ["desk 1"]), what="the first examined")
-        appended = asyncio.ensure_future(node.record("decision", "ann", outcome="allow"))
-        await appended
+        first = await node.bulk("ann")  # events that raise an alert: the watcher examines them
+        await eventually(lambda: _async_true(order == [f"desk {first.seq}"]), what="the first")
+        appended = asyncio.ensure_future(node.bulk("ann"))
+        second = await appended
         order.append("edge")
         await eventually(lambda: _async_true(len(order) == 3), what="the second examined")
-        assert order == ["desk 1", "edge", "desk 2"]
+        assert order == [f"desk {first.seq}", "edge", f"desk {second.seq}"]
+
+
+async def test_an_event_that_raises_nothing_never_wakes_the_watcher(migrated_url: str) -> None:
+    """Most decisions raise no alert: the bus's triage notes them as examined as they are
+    published, so the watcher is not woken and no catch-up reads them again."""
+    async with open_node(migrated_url, FixedClock(AT), sweep_every=0.2) as node:
+        woken: list[int | None] = []
+        node.watch()
+        await watermark_reaches(node, 0)
+        examine = node.desk._examine
+
+        async def examined(event: AuditEvent) -> bool | None:
+            woken.append(event.seq)
+            return await examine(event)
+
+        node.desk._examine = examined  # type: ignore[method-assign]
+        quiet = await node.record("decision", "bob", action="read", outcome="allow")
+        assert quiet.seq is not None and node.desk.catch_up.examined(quiet.seq)
+        loud = await node.bulk("dave")
+        await watermark_reaches(node, (await node.audit.head()).seq)
+        assert woken == [loud.seq]  # the watcher examined the one that raises an alert
+        assert list(await alerts(node)) == [loud.seq]
+        assert node.audit.read == []  # and no catch-up read either from the store
 
 
 async def _async_true(value: bool) -> bool:

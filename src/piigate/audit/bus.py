@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 
 from piigate.model import AuditEvent
@@ -42,7 +42,13 @@ class Subscription:
     """An async iterator of events; use as ``async with bus.subscribe() as sub: async for ...``."""
 
     def __init__(
-        self, bus: EventBus, *, maxsize: int, types: frozenset[str], local_only: bool = False
+        self,
+        bus: EventBus,
+        *,
+        maxsize: int,
+        types: frozenset[str],
+        local_only: bool = False,
+        where: Callable[[AuditEvent], bool] | None = None,
     ) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
@@ -50,12 +56,20 @@ class Subscription:
         self._queue: asyncio.Queue[AuditEvent | object] = asyncio.Queue(maxsize)
         self.types = types
         self.local_only = local_only
+        self.where = where
         self.last_seq: int | None = None
         self.lagged = False
         self.closed = False
 
     def wants(self, event: AuditEvent) -> bool:
-        return not self.types or event.type in self.types
+        if self.types and event.type not in self.types:
+            return False
+        if self.where is None:
+            return True
+        try:
+            return self.where(event)
+        except Exception:  # queued: the subscriber's own handling of it will say what fails
+            return True
 
     def offer(self, event: AuditEvent) -> bool:
         """Queue ``event`` without waiting; False (and the subscriber is lagged) when full."""
@@ -138,13 +152,17 @@ class EventBus:
         types: Iterable[str] = (),
         maxsize: int | None = None,
         local_only: bool = False,
+        where: Callable[[AuditEvent], bool] | None = None,
     ) -> Subscription:
-        """Events of ``types`` (all when empty); ``local_only``: this node's own only."""
+        """Events of ``types`` (all when empty); ``local_only``: this node's own only;
+        ``where``: only those it accepts, asked of each as it is published, in the publisher's
+        turn (so it must be quick; one that raises counts as accepted)."""
         subscription = Subscription(
             self,
             maxsize=self._default_maxsize if maxsize is None else maxsize,
             types=frozenset(types),
             local_only=local_only,
+            where=where,
         )
         self._subscribers.append(subscription)
         return subscription

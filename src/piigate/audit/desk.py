@@ -2,10 +2,12 @@
 
 Its watcher (:meth:`AlertDesk.run`, a task of the node) follows this node's own events on the
 event bus (``local_only``: events fanned in from other nodes are raised by the node that
-committed them), asks :func:`~piigate.audit.alerts.alert_for` of each, stores the alert once
-per source event (the table is unique on the event's seq, so a second try, here or elsewhere,
-stores nothing), announces it as an ``alert_raised`` audit event, so live feeds show it, counts
-it, and hands it to the sinks (which queue it and never make the desk wait). A decision's
+committed them), asks :func:`~piigate.audit.alerts.alert_for` of each (as the bus publishes
+it: an event that raises nothing, most decisions, is noted as examined without waking the
+watcher), stores the alert once per source event (the table is unique on the event's seq, so a
+second try, here or elsewhere, stores nothing), announces it as an ``alert_raised`` audit
+event, so live feeds show it, counts it, and hands it to the sinks (which queue it and never
+make the desk wait). A decision's
 signal within ten minutes of an alert of the same kind and subject that was open at the time
 raises nothing new.
 
@@ -265,7 +267,18 @@ class AlertDesk:
             subscription.close()
 
     def _subscribe(self) -> Subscription:
-        return self.bus.subscribe(types=SOURCE_TYPES, maxsize=_BACKLOG, local_only=True)
+        return self.bus.subscribe(
+            types=SOURCE_TYPES, maxsize=_BACKLOG, local_only=True, where=self._worth_waking
+        )
+
+    def _worth_waking(self, event: AuditEvent) -> bool:
+        """Whether the watcher must examine ``event``: not when it raises no alert (most
+        decisions), which is then noted as examined there and then, in the turn that
+        published it, as the watcher's examination would have noted it."""
+        if event.seq is None or alert_for(event) is not None:
+            return True
+        self.catch_up.note(event.seq)
+        return False
 
     async def _sweep(self, through: int | None, *, started: bool = False) -> int | None:
         """A catch-up through ``through`` (through the head when None, or through the event the
