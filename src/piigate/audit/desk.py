@@ -7,9 +7,8 @@ it: an event that raises nothing, most decisions, is noted as examined without w
 watcher), stores the alert once per source event (the table is unique on the event's seq, so a
 second try, here or elsewhere, stores nothing), announces it as an ``alert_raised`` audit
 event, so live feeds show it, counts it, and hands it to the sinks (which queue it and never
-make the desk wait). A decision's
-signal within ten minutes of an alert of the same kind and subject that was open at the time
-raises nothing new.
+make the desk wait). A decision's signal within ten minutes of an alert of the same kind and
+subject that was open at the time raises nothing new.
 
 What no watcher examined (committed while no node watched, or while the store failed) is
 examined by a catch-up from the store's watermark (``audit/catchup.py``): when the watcher

@@ -221,7 +221,8 @@ class HttpGateway:
         else:
             passage, answer, masked_body = await _audited_meanwhile(passage, sending, prepare)
         try:
-            if masked_body is not None:
+            if masked:  # fail closed: a masked route's answer leaves only as masked
+                assert masked_body is not None
                 await self._send_masked(
                     send, answer, passage, masked, masked_body, ask.method == "HEAD"
                 )
