@@ -13,6 +13,7 @@ import pytest
 
 from piigate.callers import Caller
 from piigate.clock import FixedClock
+from piigate.gateway.http.deciders import EngineDecider
 from piigate.model import (
     AccessRequest,
     Action,
@@ -232,3 +233,20 @@ async def test_an_early_decisions_audit_event_is_handed_over_before_it_returns(
     assert challenge_id(early) == first
     assert world.named() == [first, first]  # already appended, the task not awaited
     assert (await audited).id == early.id
+
+
+async def test_the_gateways_audited_verdict_names_the_challenge_as_audited(world: World) -> None:
+    """``EngineDecider.decide_early``: the verdict as audited is the early one when its commit
+    named the same challenge, and names the replacement when the commit had to replace it."""
+    decider = EngineDecider(world.engine, "http://gateway.test")
+    first = challenge_id(await world.read())
+    early, audited = await decider.decide_early(early_read(), GATEWAY)
+    assert early.challenge is not None and early.challenge["id"] == first
+    assert await audited() is early  # the same decision audited: the same verdict
+    world.set(first, state=ChallengeState.APPROVED)
+    early, audited = await decider.decide_early(early_read(), GATEWAY)
+    assert early.challenge is not None and early.challenge["id"] == first
+    final = await audited()
+    assert final.challenge is not None and final.challenge["id"] != first
+    assert final.decision_id == early.decision_id
+    assert final.challenge["id"] == world.named()[-1]

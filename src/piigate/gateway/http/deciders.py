@@ -87,10 +87,14 @@ class EngineDecider:
         # Retrieved even if nobody asks (the request went away): never an unretrieved error.
         task.add_done_callback(_retrieve)
 
-        async def audited() -> Verdict:
-            return verdict_of(await task, self.base_url)
+        early = verdict_of(decision, self.base_url)
 
-        return verdict_of(decision, self.base_url), audited
+        async def audited() -> Verdict:
+            done = await task
+            # The same decision, unless its commit named another challenge (``Engine._commit``).
+            return early if done is decision else verdict_of(done, self.base_url)
+
+        return early, audited
 
     async def _with_device(self, request: AccessRequest) -> AccessRequest:
         presented = request.context.device_id
