@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
@@ -17,6 +18,7 @@ from piigate.config import Settings, load_settings
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from piigate.cli.workers import Slot
     from piigate.crypto.keyring import OpenedKeyring
     from piigate.policy.holder import PolicyHolder
     from piigate.store import Store
@@ -33,6 +35,7 @@ __all__ = [
     "serve_metrics",
     "settings_from",
     "with_store",
+    "worker_listener",
 ]
 
 T = TypeVar("T")
@@ -121,6 +124,18 @@ def supervise(count: int, where: tuple[str, int], what: str) -> NoReturn:
     served = what.format(f"{host}:{supervisor.port}")
     typer.echo(f"piigate {__version__} {served}: {count} workers", err=True)
     raise typer.Exit(supervisor.run())
+
+
+def worker_listener(slot: Slot, host: str) -> socket.socket:
+    """A worker's own listening socket on its supervisor's port (``cli/workers.py``), the
+    worker set to stop when the supervisor does; a one-line error if it cannot listen."""
+    from piigate.cli.workers import reuse_port_socket, stop_with_supervisor
+
+    stop_with_supervisor()
+    try:
+        return reuse_port_socket(host, slot.port)
+    except OSError as exc:
+        fail(f"could not listen on {host}:{slot.port} ({exc.strerror or exc})")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -29,9 +29,10 @@ from piigate.cli.common import (
     on_signal,
     serve_metrics,
     supervise,
+    worker_listener,
 )
 from piigate.cli.serve import freeze_heap, run_server
-from piigate.cli.workers import reuse_port_socket, stop_with_supervisor, worker_slot
+from piigate.cli.workers import worker_slot
 from piigate.config import Settings
 from piigate.errors import PiigateError
 
@@ -131,13 +132,7 @@ async def _serve(run: _Run) -> None:
             run.metrics_at = slot.own(run.metrics_at)
         _serve_metrics(run)
     server = gateway_server(app, config.listen_host, config.listen_port)
-    sockets = None
-    if slot is not None:
-        stop_with_supervisor()
-        try:
-            sockets = [reuse_port_socket(config.listen_host, slot.port)]
-        except OSError as exc:
-            fail(f"could not listen on {config.listen_host}:{slot.port} ({exc.strerror or exc})")
+    sockets = None if slot is None else [worker_listener(slot, config.listen_host)]
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[None]] = set()
 

@@ -24,9 +24,10 @@ from piigate.cli.common import (
     serve_metrics,
     supervise,
     until_stopped,
+    worker_listener,
 )
 from piigate.cli.serve import freeze_heap, run_server
-from piigate.cli.workers import reuse_port_socket, stop_with_supervisor, worker_slot
+from piigate.cli.workers import worker_slot
 from piigate.config import Settings
 from piigate.errors import PiigateError
 
@@ -97,9 +98,8 @@ async def _serve(
             if slot is None:
                 await gateway.start()
             else:
-                stop_with_supervisor()
+                listening = worker_listener(slot, config.listen_host)
                 peers = CancelPeers(slot.index, slot.count, slot.directory)
-                listening = reuse_port_socket(config.listen_host, slot.port)
                 await gateway.start(sock=listening, peers=peers)
         except (OSError, PiigateError) as exc:
             fail(f"cannot start the gateway: {getattr(exc, 'detail', None) or exc}")

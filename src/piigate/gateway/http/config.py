@@ -274,16 +274,16 @@ def _http(
     )
     timeouts = read_timeouts(read, spec["timeouts"][1]) if "timeouts" in spec else Timeouts()
     max_body = read_max_body(read, spec["max_body"][1]) if "max_body" in spec else DEFAULT_MAX_BODY
-    workers = 1
-    if "workers" in spec and (count := read_workers(read, spec["workers"][1])) is not None:
-        workers = count
-        if count > 1 and limits.store is None and limits != RateLimits():
-            errors.at(
-                spec["workers"][1],
-                f"workers: {count} needs the rate limits counted in Redis "
-                "(rate_limit: {store: redis://...}): each worker would count alone",
-            )
+    workers = read_workers(read, spec["workers"][1]) if "workers" in spec else 1
+    if workers is not None and workers > 1 and limits.store is None and limits != RateLimits():
+        errors.at(
+            spec["workers"][1],
+            f"workers: {workers} needs the rate limits counted in Redis "
+            "(rate_limit: {store: redis://...}): each worker would count alone",
+        )
     if errors or upstream is None or host is None or port is None or default is None:
+        return None
+    if workers is None:
         return None
     return HttpGatewayConfig(
         source=errors.file,
