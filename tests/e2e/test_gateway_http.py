@@ -409,14 +409,10 @@ def test_two_gateways_hold_one_limit_in_redis(
 # -- several worker processes -----------------------------------------------------------------
 
 
-def served_by(metrics_url: str) -> float:
-    """The requests a worker answered, from its own /metrics."""
+def served_by(metrics_url: str, name: str = "piigate_gateway_request_seconds_count{") -> float:
+    """The requests a worker answered, from its own /metrics (``name``: the samples counted)."""
     text = httpx.get(metrics_url, timeout=10).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("piigate_gateway_request_seconds_count{")
-    )
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
 @pytest.mark.redis
@@ -435,6 +431,11 @@ def test_workers_share_the_address_one_limit_and_reloads(
         problem(httpx.get(f"{workers.url}/health", headers=bearer(token)), 429, "rate_limited")
         served = [served_by(url) for url in workers.metrics]
         assert sum(served) == 31 and all(n > 0 for n in served), served
+        # where the time went: 31 decided, 30 masked answers (the 429 never went upstream)
+        phase = 'piigate_gateway_http_phase_seconds_count{phase="%s"}'
+        decided = [served_by(url, phase % "decision") for url in workers.metrics]
+        assert decided == served
+        assert sum(served_by(url, phase % "masking") for url in workers.metrics) == 30
 
         before = workers.log.read_text().count('"gateway_reloaded"')
         workers.supervisor.send_signal(signal.SIGHUP)

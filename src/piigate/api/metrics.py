@@ -20,6 +20,8 @@ __all__ = ["DecisionCounts", "EventCounts", "LatencyHistogram", "Metrics"]
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 RISK_BUCKETS = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0)
 GATEWAY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+# A phase of a gateway request can be a tenth of a millisecond.
+PHASE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5, 10.0)
 
 
 class Metrics:
@@ -46,6 +48,16 @@ class Metrics:
             buckets=GATEWAY_BUCKETS,
         )
         self.registry.register(self.gateway)
+        self.gateway_phases = LatencyHistogram(
+            "piigate_gateway_http_phase_seconds",
+            "Where a request's time goes in the HTTP gateway, by phase: decision (arrival to "
+            "the gate's verdict), upstream (the request sent to its answer's status and "
+            "headers), masking (the answer read whole and masked), audit_wait (the answer "
+            "ready, waiting for its decision's audit commit)",
+            labels=("phase",),
+            buckets=PHASE_BUCKETS,
+        )
+        self.registry.register(self.gateway_phases)
         self.statements = LatencyHistogram(
             "piigate_gateway_statement_seconds",
             "The PostgreSQL gateway's time to rule on a statement (reading it, the decision, "

@@ -125,7 +125,9 @@ async def _serve(run: _Run) -> None:
         read_timeout=config.timeouts.read,
     )
     run.closers.append(upstream.aclose)
-    app = HttpGateway(gate, upstream, timings=run.metrics.gateway)
+    app = HttpGateway(
+        gate, upstream, timings=run.metrics.gateway, phases=run.metrics.gateway_phases
+    )
     slot = worker_slot()
     if run.metrics_at is not None:
         if slot is not None:

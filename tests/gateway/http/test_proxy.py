@@ -124,7 +124,10 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         )
         upstream = Upstream(base)
         stack.push_async_callback(upstream.aclose)
-        gateway = HttpGateway(gate, upstream, timings=services.metrics.gateway)
+        metrics = services.metrics
+        gateway = HttpGateway(
+            gate, upstream, timings=metrics.gateway, phases=metrics.gateway_phases
+        )
         client = await stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gw")
         )
@@ -347,3 +350,37 @@ async def test_each_request_is_timed_by_its_status_class(rig: Rig) -> None:
         if s.name == "piigate_gateway_request_seconds_count"
     }
     assert counts == {("http", "2xx"): 1, ("http", "4xx"): 1, ("http", "5xx"): 1}
+
+
+def _phases(rig: Rig) -> dict[str, tuple[float, float]]:
+    """Each phase's (count, sum of seconds) in a scrape of the gateway's registry."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    scrape = generate_latest(rig.services.metrics.registry).decode()
+    found: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(scrape):
+        for s in family.samples:
+            if s.name.startswith("piigate_gateway_http_phase_seconds_"):
+                kind = s.name.rsplit("_", 1)[1]
+                found.setdefault(s.labels["phase"], {})[kind] = s.value
+    return {phase: (got["count"], got["sum"]) for phase, got in found.items()}
+
+
+async def test_each_phase_of_a_request_is_timed(rig: Rig) -> None:
+    assert _phases(rig) == {}
+    # A read whose answer is masked: decided, sent while its audit commits, masked, then it
+    # waits for the commit (however short that wait).
+    assert (await rig.client.get("/customers/1", headers=_auth(rig))).status_code == 200
+    counts = {phase: count for phase, (count, _) in _phases(rig).items()}
+    assert counts == {"decision": 1, "upstream": 1, "masking": 1, "audit_wait": 1}
+    assert all(seconds > 0 for _, seconds in _phases(rig).values())
+    # Streamed back: no masking.
+    assert (await rig.client.get("/echo", headers=_auth(rig))).status_code == 200
+    # A write is audited before it is sent: its decision holds the commit, nothing waits after.
+    patched = await rig.client.patch("/customers/3", headers=_auth(rig), json={"tier": "gold"})
+    assert patched.status_code == 200
+    # Refused: the decision only.
+    assert (await rig.client.get("/nowhere", headers=_auth(rig))).status_code == 403
+    counts = {phase: count for phase, (count, _) in _phases(rig).items()}
+    assert counts == {"decision": 4, "upstream": 3, "masking": 2, "audit_wait": 2}

@@ -76,6 +76,11 @@ log = structlog.get_logger("piigate.gateway")
 
 DEFAULT_MAX_RESPONSE: Final = 16 * 1024 * 1024
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+# The phases of ``piigate_gateway_http_phase_seconds`` (see ``HttpGateway``).
+_DECISION: Final = ("decision",)
+_UPSTREAM: Final = ("upstream",)
+_MASKING: Final = ("masking",)
+_AUDIT_WAIT: Final = ("audit_wait",)
 
 
 class BadFraming(BadRequest):
@@ -109,12 +114,20 @@ class HttpGateway:
         *,
         max_response: int = DEFAULT_MAX_RESPONSE,
         timings: LatencyHistogram | None = None,
+        phases: LatencyHistogram | None = None,
     ) -> None:
-        """``timings``: counts each request's time (``piigate_gateway_request_seconds``)."""
+        """``timings``: counts each request's time (``piigate_gateway_request_seconds``);
+        ``phases``: where it goes (``piigate_gateway_http_phase_seconds``): ``decision``, from
+        its arrival to the gate's verdict (for a refusal or a method that is not safe, its
+        audit commit included); ``upstream``, from sending it to the upstream's status and
+        headers; ``masking``, the answer read whole and masked; ``audit_wait``, the answer
+        ready and waiting for the decision's audit commit (a safe method's: the commit runs
+        meanwhile, and this is what it adds)."""
         self.gate = gate
         self.upstream = upstream
         self.max_response = max_response
         self.timings = timings
+        self.phases = phases
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -167,6 +180,7 @@ class HttpGateway:
     async def _handle(
         self, scope: Scope, receive: Receive, send: Send, headers: list[tuple[str, str]]
     ) -> None:
+        arrived = time.perf_counter()
         problem = framing_problem(headers)
         if problem is not None:
             raise BadFraming(f"the request has {problem}")
@@ -178,6 +192,8 @@ class HttpGateway:
             outcome = await self.gate.check_early(ask, match)
         else:
             outcome = await self.gate.check(ask, match)
+        if self.phases is not None:
+            self.phases.observe(_DECISION, time.perf_counter() - arrived)
         if isinstance(outcome, Answer):
             await send_answer(send, outcome)
             return
@@ -214,12 +230,11 @@ class HttpGateway:
         if masked:
             assert passage.route is not None
             prepare = functools.partial(self._masked_body, route=passage.route, masked=masked)
-        masked_body: bytes | None
+        answering = _answered(sending, prepare, self.phases)
         if passage.audited is None:
-            answer = await sending
-            masked_body = None if prepare is None else await _read_or_close(answer, prepare)
+            answer, masked_body = await answering
         else:
-            passage, answer, masked_body = await _audited_meanwhile(passage, sending, prepare)
+            passage, answer, masked_body = await _audited_meanwhile(passage, answering, self.phases)
         try:
             if masked:  # fail closed: a masked route's answer leaves only as masked
                 assert masked_body is not None
@@ -277,27 +292,47 @@ class HttpGateway:
         await send({"type": "http.response.body", "body": raw})
 
 
-async def _audited_meanwhile(
-    passage: Passage,
+async def _answered(
     sending: Awaitable[UpstreamAnswer],
     prepare: Callable[[UpstreamAnswer], Awaitable[bytes]] | None,
+    phases: LatencyHistogram | None,
+) -> tuple[UpstreamAnswer, bytes | None]:
+    """The upstream's answer, and what ``prepare`` makes of it (a masked answer's body, read
+    and masked); each step timed in ``phases``."""
+    started = time.perf_counter()
+    answer = await sending
+    answered = time.perf_counter()
+    prepared = None if prepare is None else await _read_or_close(answer, prepare)
+    if phases is not None:
+        phases.observe(_UPSTREAM, answered - started)
+        if prepare is not None:
+            phases.observe(_MASKING, time.perf_counter() - answered)
+    return answer, prepared
+
+
+async def _audited_meanwhile(
+    passage: Passage,
+    answering: Awaitable[tuple[UpstreamAnswer, bytes | None]],
+    phases: LatencyHistogram | None,
 ) -> tuple[Passage, UpstreamAnswer, bytes | None]:
-    """The upstream's answer to a request sent while its decision's audit event commits, what
-    ``prepare`` makes of it meanwhile (a masked answer's body, read and masked), and the
-    passage with the verdict as audited. A failed commit comes first: the upstream's answer is
-    then closed and its problem (a 503) raised, whatever became of the rest."""
+    """``answering`` (:func:`_answered`) for a request sent while its decision's audit event
+    commits, and the passage with the verdict as audited. A failed commit comes first: the
+    upstream's answer is then closed and its problem (a 503) raised, whatever became of the
+    rest."""
     assert passage.audited is not None
     try:
-        answer = await sending
-        prepared = None if prepare is None else await _read_or_close(answer, prepare)
+        answer, prepared = await answering
     except BaseException:
         await passage.audited()
         raise
+    started = time.perf_counter()
     try:
         verdict = await passage.audited()
     except BaseException:
         await answer.aclose()
         raise
+    if phases is not None:
+        phases.observe(_AUDIT_WAIT, time.perf_counter() - started)
     return dataclasses.replace(passage, verdict=verdict, audited=None), answer, prepared
 
 
