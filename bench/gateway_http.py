@@ -45,11 +45,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 import _reference_proxies as reference_proxies
 from _common import emit, note, percentile, wait_listening, wait_workers
@@ -110,16 +112,19 @@ def processes(
     reference: bool = False,
     workers: int = 1,
     redis: bool = False,
+    metrics_port: int | None = None,
 ) -> Iterator[dict[str, tuple[int, int]]]:
     """The upstream, the gateway and the bare relay (with ``reference``, nginx too), each
     ``name -> (port, pid)``, stopped afterwards. With ``profile``, the gateway runs under
-    :func:`serve`."""
+    :func:`serve`; with ``metrics_port``, it serves its /metrics there."""
     up_port, gw_port, relay_port = free_port(), free_port(), free_port()
     config = write_config(tmp, issuer, gw_port, up_port, workers, redis)
     env = bench_env(tmp / "data")
     if redis:  # the engine's behaviour counters too (shared by the workers)
         env["PIIGATE_REDIS_URL"] = REDIS_URL
     gateway = [*piigate_command(), "gateway", "http", "--config", str(config)]
+    if metrics_port is not None:
+        gateway += ["--metrics", f"{HOST}:{metrics_port}"]
     if profile is not None:
         gateway = [
             sys.executable,
@@ -178,6 +183,25 @@ class Measured:
     loaded: Run
     alone: Run
     upstream_cpu_s: float = 0.0  # the upstream's CPU during the loaded runs
+    # The gateway's own account of its alone runs: phase -> (requests, seconds), from the
+    # piigate_gateway_http_phase_seconds histogram of its /metrics.
+    phases: dict[str, list[float]] = field(default_factory=dict)
+
+
+PHASE_METRIC = "piigate_gateway_http_phase_seconds"
+
+
+def scrape_phases(url: str) -> dict[str, tuple[float, float]]:
+    """Each phase's (count, sum of seconds) in the gateway's /metrics at ``url``."""
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        text = answer.read().decode()
+    found: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in (f"{PHASE_METRIC}_count", f"{PHASE_METRIC}_sum"):
+                kind = sample.name.rsplit("_", 1)[1]
+                found.setdefault(sample.labels["phase"], {})[kind] = sample.value
+    return {phase: (got["count"], got["sum"]) for phase, got in found.items()}
 
 
 async def drive(
@@ -191,9 +215,13 @@ async def drive(
 
 
 def measure(
-    procs: dict[str, tuple[int, int]], tokens: list[str], args: argparse.Namespace
+    procs: dict[str, tuple[int, int]],
+    tokens: list[str],
+    args: argparse.Namespace,
+    phases_url: str | None = None,
 ) -> dict[tuple[str, str], Measured]:
-    """Every workload on both targets, rounds alternating the order."""
+    """Every workload on both targets, rounds alternating the order; with ``phases_url``
+    (the gateway's /metrics), the gateway's phases in its runs alone."""
     targets = tuple(t for t in TARGETS if t in procs)
     results = {(w, t): Measured(Run(), Run()) for w in WORKLOADS for t in targets}
     upstream_pid = procs["direct"][1]
@@ -226,11 +254,48 @@ def measure(
                     for t in order if s % 2 == 0 else order[::-1]:
                         port, pid = procs[t]
                         seconds = args.seconds / 2 / ALONE_SLICES
+                        timed = phases_url is not None and t == "gateway"
+                        before = scrape_phases(phases_url) if timed else {}
                         alone, _ = runner.run(
                             drive(port, loads[(w, t)], 1, seconds, (pid, upstream_pid))
                         )
                         results[(w, t)].alone.add(alone)
+                        if timed:
+                            add_phases(results[(w, t)].phases, before, scrape_phases(phases_url))
     return results
+
+
+def add_phases(
+    into: dict[str, list[float]],
+    before: dict[str, tuple[float, float]],
+    after: dict[str, tuple[float, float]],
+) -> None:
+    """Add what each phase counted between the scrapes ``before`` and ``after``."""
+    for phase, (count, seconds) in after.items():
+        was = before.get(phase, (0.0, 0.0))
+        got = into.setdefault(phase, [0.0, 0.0])
+        got[0] += count - was[0]
+        got[1] += seconds - was[1]
+
+
+def report_phases(w: str, gw: Measured, direct: Measured, path: str) -> None:
+    """Where the gateway's time went alone, phase by phase (its own histogram's means)."""
+    base = percentile(sorted(direct.alone.latencies_ns), 50) / 1e3
+    for phase in ("decision", "upstream", "masking", "audit_wait"):
+        count, seconds = gw.phases.get(phase, (0.0, 0.0))
+        if not count:
+            continue
+        emit(
+            BENCH,
+            f"{w}_phase_{phase}_us_alone",
+            seconds / count * 1e6,
+            "us",
+            base,
+            baseline_is="the upstream's own p50 alone (1 client), same slices; value = the "
+            "gateway's mean time in this phase (piigate_gateway_http_phase_seconds)",
+            requests=int(count),
+            path=path,
+        )
 
 
 def report(results: dict[tuple[str, str], Measured], clients: int) -> None:
@@ -286,6 +351,7 @@ def report(results: dict[tuple[str, str], Measured], clients: int) -> None:
             upstream_cpu_us_behind_gateway=round(gw.upstream_cpu_s / max(gw.loaded.ok, 1) * 1e6, 1),
             path=path,
         )
+        report_phases(w, gw, direct, path)
         report_relay(w, results, clients)
         if (w, "nginx") in results:
             report_relay(w, results, clients, "nginx")
@@ -402,12 +468,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             profile_run(tmp, issuer, tokens, args)
             return 0
+        # One process: its /metrics says where its time goes (workers would each need theirs).
+        metrics_port = free_port() if args.workers == 1 else None
         running = processes(
-            tmp, issuer, reference=args.reference, workers=args.workers, redis=args.redis
+            tmp,
+            issuer,
+            reference=args.reference,
+            workers=args.workers,
+            redis=args.redis,
+            metrics_port=metrics_port,
         )
         with running as procs:
             note(f"{BENCH}: up in {time.monotonic() - started:.1f} s: {procs}")
-            results = measure(procs, tokens, args)
+            phases_url = None if metrics_port is None else f"http://{HOST}:{metrics_port}/metrics"
+            results = measure(procs, tokens, args, phases_url)
         report(results, args.clients)
         kept = f"; kept {tmp}" if args.keep else ""
         note(f"{BENCH}: finished in {time.monotonic() - started:.1f} s{kept}")
