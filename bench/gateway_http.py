@@ -29,7 +29,9 @@ What runs:
   (in 8 short slices per round that alternate the targets, the upstream's own included).
   Server CPU per request counts the gateway with its audit writer (the upstream's CPU during
   the gateway's run is reported on its own line). The upstream client alone is measured by
-  bench/upstream_clients.py.
+  bench/upstream_clients.py;
+- one gateway process serves its /metrics too, and its ``piigate_gateway_http_phase_seconds``
+  over the one-connection slices says where its time went (``*_phase_*_us_alone``).
 """
 
 from __future__ import annotations
