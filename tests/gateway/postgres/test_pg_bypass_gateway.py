@@ -9,8 +9,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from bypass_corpus import BYPASSES, Bypass, leaks, observe
+from bypass_corpus import BYPASSES, SSN, Bypass, leaks, observe
 from pg_gateway_support import GatewayEnv, GatewayThread
+from sqlalchemy import make_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -53,3 +54,34 @@ def test_every_case_returns_the_ssn_after_the_step_up(gateway: GatewayEnv, case:
             conn.execute("DISCARD ALL")
             conn.execute(f"SET search_path = {gateway.schema}")
     pytest.fail(f"{case.id}: the SSN never came back after {_ROUNDS} step-ups")
+
+
+_STATEMENT_TEXTS = (
+    "SELECT query FROM pg_stat_activity",
+    "SELECT a FROM pg_catalog.pg_stat_activity a",
+    "SELECT x FROM (SELECT query AS x FROM pg_stat_activity) s",
+    "SELECT pg_stat_get_activity(NULL)::text",
+    "SELECT query FROM active_statements",  # a view over it, made by the database's owner
+)
+
+
+def test_other_sessions_statement_texts_need_the_step_up(
+    gateway: GatewayEnv, pg_admin_url: str
+) -> None:
+    """A session of the gateway's upstream role (another client's, stepped up) whose statement
+    quotes an SSN: its text, in pg_stat_activity, is read like the SSN itself."""
+    dsn = make_url(pg_admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    options = f"-c search_path={gateway.schema}"
+    with psycopg.connect(dsn, options=options, autocommit=True) as other:
+        other.execute(
+            "CREATE OR REPLACE VIEW active_statements AS SELECT query FROM pg_stat_activity"
+        )
+        other.execute(f"SELECT id FROM customers WHERE ssn = '{SSN}'").fetchall()
+        with psycopg.connect(dsn, options=options, autocommit=True) as direct:
+            for sql in _STATEMENT_TEXTS:  # not vacuous: each shows the SSN when run directly
+                assert SSN in repr(direct.execute(sql).fetchall()), sql
+        with connect(gateway) as conn:
+            for sql in _STATEMENT_TEXTS:
+                with pytest.raises(psycopg.Error) as refused:
+                    conn.execute(sql).fetchall()
+                assert refused.value.sqlstate == "28SU1", sql

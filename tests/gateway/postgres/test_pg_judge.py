@@ -118,11 +118,13 @@ def test_every_class() -> None:
         TableName("pg_catalog", "pg_statistic"),
         TableName("", "pg_stats"),
         TableName("", "pg_largeobject"),
+        TableName("pg_catalog", "pg_stat_activity"),
     ],
 )
-def test_statistics_and_large_objects_touch_every_class(table: TableName) -> None:
+def test_statistics_large_objects_and_statement_texts_touch_every_class(table: TableName) -> None:
     statement = replace(_select(), tables=frozenset({table}))
-    assert merge(statement, None, CATALOG).fail_closed == "reads statistics or large objects"
+    why = "reads statistics, large objects or statement texts"
+    assert merge(statement, None, CATALOG).fail_closed == why
     via_plan = merge(_select(), _facts(relations=frozenset({table})), CATALOG)
     assert via_plan.reads == ALL and via_plan.unmaskable == ALL
 

@@ -203,6 +203,15 @@ def test_user_functions_are_listed(explain: Explain) -> None:
 
 
 @pg
+def test_system_views_that_call_untrusted_built_ins_are_listed(explain: Explain) -> None:
+    """pg_stat_activity, read directly or through a view: its plan scans pg_stat_get_activity,
+    which returns other sessions' statement texts."""
+    explain("CREATE VIEW active AS SELECT pid, query FROM pg_catalog.pg_stat_activity")
+    for sql in ("SELECT query FROM pg_stat_activity", "SELECT query FROM active"):
+        assert "pg_stat_get_activity" in explain(sql).functions
+
+
+@pg
 @pytest.mark.parametrize(
     ("sql", "operation", "table", "reads"),
     [
@@ -310,6 +319,22 @@ def test_functions_qualified_or_not_builtin() -> None:
     facts = read_plan(_plan(_scan("c", out)), CATALOG, builtins={"upper"})
     assert facts.functions == {"public.leak", "mine", "public.==="}
     assert facts.outputs == (S, S, E, P, E)
+
+
+def test_pg_catalog_functions_off_the_parsers_list_are_listed() -> None:
+    """A plan is held to the parser's list of trusted built-ins: a view's call to a pg_catalog
+    function that is not a value function (other sessions' statements, a file, a setting
+    written) is listed like a user function; pg_catalog's operators stay trusted."""
+    out = ["pg_stat_get_activity(NULL::integer)", "pg_catalog.pg_read_file('f'::text)",
+           "set_config('a.b'::text, c.ssn, false)", "lower(c.phone)",
+           "(c.id OPERATOR(pg_catalog.+) 1)"]  # fmt: skip
+    builtins = {"pg_stat_get_activity", "set_config", "lower"}
+    facts = read_plan(_plan(_scan("c", out)), CATALOG, builtins=builtins)
+    assert facts.functions == {"pg_stat_get_activity", "pg_catalog.pg_read_file", "set_config"}
+    scan = {"Node Type": "Function Scan", "Schema": "pg_catalog", "Alias": "s",
+            "Function Name": "pg_stat_get_activity", "Output": ["s.query"],
+            "Function Call": "pg_stat_get_activity(NULL::integer)"}  # fmt: skip
+    assert "pg_catalog.pg_stat_get_activity" in read_plan(_plan(scan), CATALOG).functions
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,9 @@ __all__ = [
 _WRITES = {"insert": Action.CREATE, "copy_from": Action.CREATE}
 # Statements whose errors may show whole rows of the table they change ("Failing row contains").
 _ROW_CHANGES: Final = frozenset({"update", "delete", "merge"})
-# System relations that hold values of every table's columns (statistics, large objects).
+# System relations that hold values of every table's columns (statistics, large objects), or
+# other sessions' statement texts, which quote the values they were written with (every
+# session of this gateway runs as its one upstream role, and a role sees its own sessions).
 _VALUE_CATALOGS: Final = frozenset(
     {
         "pg_statistic",
@@ -56,6 +58,7 @@ _VALUE_CATALOGS: Final = frozenset(
         "pg_stats_ext",
         "pg_stats_ext_exprs",
         "pg_largeobject",
+        "pg_stat_activity",
     }
 )
 
@@ -107,7 +110,8 @@ def merge(statement: Statement, facts: PlanFacts | None, catalog: Catalog) -> To
     changes = statement.changes_session
     named = set(statement.tables) | (set(facts.relations) if facts is not None else set())
     if any(t.name in _VALUE_CATALOGS and t.schema in ("", "pg_catalog") for t in named):
-        return every_class(statement.kind, catalog, "reads statistics or large objects")
+        why = "reads statistics, large objects or statement texts"
+        return every_class(statement.kind, catalog, why)
     by_use: dict[Use, set[str]] = {use: set() for use in Use}
     for touch in statement.touches:
         by_use[touch.use].add(touch.column.pii)

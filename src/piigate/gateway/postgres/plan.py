@@ -27,6 +27,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from piigate.gateway.postgres.builtins import ALLOWED
 from piigate.gateway.postgres.catalog import Catalog, CatalogColumn, TableName
 from piigate.gateway.postgres.plan_text import (
     PLAIN_REFERENCE,
@@ -214,7 +215,7 @@ class _Reader:
         if source == "function":
             call = node.get("Function Call", node.get("Table Function Call"))
             schema, name = node.get("Schema"), node.get("Function Name")
-            if isinstance(schema, str) and schema != "pg_catalog" and isinstance(name, str):
+            if isinstance(schema, str) and isinstance(name, str) and not _trusted(schema, name):
                 self.functions.add(f"{schema}.{name}")
             return self.cols(call, node) if isinstance(call, str) else self.everything
         if source == "values":
@@ -251,9 +252,15 @@ class _Reader:
             elif ref.kind in ("func", "op"):
                 qualified = ref.alias is not None or "." in ref.name
                 schema = ref.alias or ref.name.partition(".")[0]
-                if qualified and schema != "pg_catalog":
+                name = ref.name.rpartition(".")[2]
+                trusted = schema == "pg_catalog" if ref.kind == "op" else _trusted(schema, name)
+                if qualified and not trusted:
                     self.functions.add(f"{ref.alias}.{ref.name}" if ref.alias else ref.name)
-                elif not qualified and ref.name not in self.builtins and ref.kind == "func":
+                elif (
+                    not qualified
+                    and ref.kind == "func"
+                    and not (ref.name in self.builtins and _trusted("pg_catalog", ref.name))
+                ):
                     self.functions.add(ref.name)
             elif ref.kind == "param":
                 found = self.params.get(ref.name)
@@ -307,6 +314,14 @@ class _Reader:
                 ]
         self.memo[key] = result
         return result
+
+
+def _trusted(schema: str, name: str) -> bool:
+    """Whether a call to ``schema.name`` is one the parser trusts too: a value function of
+    pg_catalog's (``builtins.ALLOWED``). Others (a view's ``pg_stat_get_activity``, which
+    returns other sessions' statement texts; a setting written, a file read) are in
+    ``functions``."""
+    return schema == "pg_catalog" and name in ALLOWED
 
 
 def _flat(positions: Sequence[Cols]) -> Cols:
