@@ -1,10 +1,11 @@
 """The PostgreSQL gateway's own connections to the application's database.
 
 It lives in store/ because only store/ speaks SQL (tests/test_layering.py); it is not piigate's
-own store. A small pool of the gateway's role, used for three things: the function names only
+own store. A small pool of the gateway's role, used for four things: the function names only
 ``pg_catalog`` defines, the OIDs and column numbers of the catalogued tables (the origin of a
-result column in ``RowDescription``), and ``EXPLAIN (VERBOSE, FORMAT JSON)`` of statements the
-parser could not resolve. ``EXPLAIN`` without ``ANALYZE`` runs nothing; it is planned in a
+result column in ``RowDescription``), ``EXPLAIN (VERBOSE, FORMAT JSON)`` of statements the
+parser could not resolve, and the tables a relation in such a plan is a partition of or
+inherits from. ``EXPLAIN`` without ``ANALYZE`` runs nothing; it is planned in a
 read-only transaction with the client's search path set for that transaction only.
 """
 
@@ -35,6 +36,28 @@ JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 WHERE c.relkind = 'm' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 GROUP BY 1, 2, 3
+"""
+
+
+# Every ancestor (pg_inherits, transitively: a partition's parents, an inheriting table's) of
+# the (schema, relation)s given.
+_ANCESTORS: Final = """
+WITH RECURSIVE up(child, parent) AS (
+    SELECT c.oid, i.inhparent
+    FROM pg_catalog.pg_class c
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid
+    WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+  UNION
+    SELECT up.child, i.inhparent
+    FROM up JOIN pg_catalog.pg_inherits i ON i.inhrelid = up.parent
+)
+SELECT cn.nspname, cc.relname, pn.nspname, pc.relname
+FROM up
+JOIN pg_catalog.pg_class cc ON cc.oid = up.child
+JOIN pg_catalog.pg_namespace cn ON cn.oid = cc.relnamespace
+JOIN pg_catalog.pg_class pc ON pc.oid = up.parent
+JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
 """
 
 
@@ -70,6 +93,15 @@ class PlanConnections:
             return []
         rows = await self.pool.fetch(_OIDS, [s for s, _ in wanted], [t for _, t in wanted])
         return [(int(o), int(n), str(s), str(t), str(c)) for o, n, s, t, c in rows]
+
+    async def ancestors(self, tables: Iterable[tuple[str, str]]) -> list[tuple[str, str, str, str]]:
+        """``(schema, table, ancestor's schema, ancestor)`` for every ancestor of each of the
+        ``(schema, table)``s: the tables they are partitions of, or inherit from."""
+        wanted = list(tables)
+        if not wanted:
+            return []
+        rows = await self.pool.fetch(_ANCESTORS, [s for s, _ in wanted], [t for _, t in wanted])
+        return [(str(s), str(t), str(ps), str(pt)) for s, t, ps, pt in rows]
 
     async def materialized_views(self) -> list[tuple[str, str, str, list[str]]]:
         """``(schema, name, defining query, column names)`` of every materialized view."""

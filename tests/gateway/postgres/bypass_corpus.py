@@ -73,6 +73,14 @@ INSERT INTO {s}.accounts VALUES
 CREATE TABLE {s}."People" ("Id" int PRIMARY KEY, "TaxId" text);
 INSERT INTO {s}."People" VALUES (1, '{SSN}');
 CREATE TABLE {s}.notes (id serial PRIMARY KEY, body text);
+CREATE TABLE {s}.archive (id int NOT NULL, ssn text) PARTITION BY RANGE (id);
+CREATE TABLE {s}.archive_low PARTITION OF {s}.archive FOR VALUES FROM (0) TO (1000);
+INSERT INTO {s}.archive VALUES (2, '{SSN}');
+CREATE TABLE {s}.legacy (id int, ssn text);
+CREATE TABLE {s}.legacy_child () INHERITS ({s}.legacy);
+INSERT INTO {s}.legacy_child VALUES (2, '{SSN}');
+CREATE VIEW {s}.v_archive_low AS SELECT id, ssn FROM {s}.archive_low;
+CREATE VIEW {s}.v_archive AS SELECT id, ssn FROM {s}.archive;
 CREATE VIEW {s}.v_customers AS SELECT * FROM {s}.customers;
 CREATE VIEW {s}.v_people AS SELECT id, ssn AS tax_id FROM {s}.customers;
 CREATE VIEW {s}.v_nested AS SELECT tax_id AS t FROM {s}.v_people;
@@ -115,6 +123,8 @@ def CATALOG(schema: str) -> dict[str, dict[str, str]]:
         f"{schema}.customers": {"ssn": "ssn", "phone": "phone", "address": "mailing_address"},
         f"{schema}.accounts": {"iban": "bank_account"},
         f'{schema}."People"': {'"TaxId"': "ssn"},
+        f"{schema}.archive": {"ssn": "ssn"},
+        f"{schema}.legacy": {"ssn": "ssn"},
     }
 
 

@@ -25,6 +25,19 @@ _VIEWS = (
     case("view", "materialized", "SELECT s FROM mv_people"),
 )
 
+# ``archive`` is catalogued, its partition ``archive_low`` is not; ``legacy_child`` inherits
+# the catalogued ``legacy``: a partition named directly, or scanned under a view, holds the
+# catalogued table's rows.
+_INHERITED = (
+    case("inherit", "partition", "SELECT ssn FROM archive_low"),
+    case("inherit", "partition-star", "SELECT * FROM archive_low"),
+    case("inherit", "partition-whole-row", "SELECT a::text FROM archive_low a"),
+    case("inherit", "partition-view", "SELECT ssn FROM v_archive_low"),
+    case("inherit", "parent-view", "SELECT ssn FROM v_archive"),
+    case("inherit", "partition-copy", "COPY archive_low TO STDOUT", fetch="copy"),
+    case("inherit", "child-table", "SELECT ssn FROM legacy_child"),
+)
+
 _FUNCTIONS = (
     case("function", "sql", "SELECT leak(2)"),
     case("function", "plpgsql", "SELECT leak_plpgsql(2)"),
@@ -294,6 +307,7 @@ _CURSORS = (
 
 QUERIES: Final[tuple[Bypass, ...]] = (
     *_VIEWS,
+    *_INHERITED,
     *_FUNCTIONS,
     *_CTES,
     *_SET_OPERATIONS,

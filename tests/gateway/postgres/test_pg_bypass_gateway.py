@@ -85,3 +85,24 @@ def test_other_sessions_statement_texts_need_the_step_up(
                 with pytest.raises(psycopg.Error) as refused:
                     conn.execute(sql).fetchall()
                 assert refused.value.sqlstate == "28SU1", sql
+
+
+def test_a_partition_added_after_the_start_is_catalogued(
+    gateway: GatewayEnv, pg_admin_url: str
+) -> None:
+    """The gateway learns partitions and inheriting tables as plans name them, so one that a
+    migration adds while it runs holds the catalogued table's PII from its first read."""
+    dsn = make_url(pg_admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    options = f"-c search_path={gateway.schema}"
+    with psycopg.connect(dsn, options=options, autocommit=True) as db:
+        db.execute(
+            "CREATE TABLE archive_high PARTITION OF archive FOR VALUES FROM (1000) TO (3000)"
+        )
+        db.execute(f"INSERT INTO archive_high VALUES (2000, '{SSN}')")
+        try:
+            assert db.execute("SELECT ssn FROM archive_high").fetchall() == [(SSN,)]
+            with connect(gateway) as conn:
+                for sql in ("SELECT ssn FROM archive_high", "SELECT * FROM archive_high"):
+                    assert SSN not in repr(conn.execute(sql).fetchall()), sql
+        finally:
+            db.execute("DROP TABLE archive_high")

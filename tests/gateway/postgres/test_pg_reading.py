@@ -12,6 +12,7 @@ from piigate.gateway.postgres.catalog import Catalog, CatalogColumn, TableName
 
 CUSTOMERS = TableName("public", "customers")
 CATALOG = Catalog({CUSTOMERS: {"ssn": CatalogColumn(CUSTOMERS, "ssn", "ssn")}})
+E: frozenset[str] = frozenset()
 # EXPLAIN (VERBOSE, FORMAT JSON) of a scan of a table the catalog does not know.
 _PLAN = [{"Plan": {"Node Type": "Seq Scan", "Relation Name": "accounts", "Schema": "public",
                    "Alias": "accounts", "Output": ["abalance"]}}]  # fmt: skip
@@ -83,3 +84,29 @@ async def test_what_is_cached_is_answered_without_waiting(analysed: list[str]) -
     assert reader.cached(pii + " WHERE id = 1", None) == read  # the same text
     assert reader.cached(pii + " WHERE id = 2", None) is None  # its own row estimate
     assert len(analysed) == 2  # looking in the caches reads nothing
+
+
+async def test_a_plan_over_a_partition_catalogues_it() -> None:
+    """A plan that scans a table inheriting from a catalogued one (a partition) reads its
+    catalogued columns; the reader then knows it, and asks about no table twice."""
+    partition = TableName("public", "customers_2026")
+    scan = {"Node Type": "Seq Scan", "Relation Name": "customers_2026", "Schema": "public",
+            "Alias": "customers_2026", "Output": ["ssn", "name"]}  # fmt: skip
+    asked: list[list[tuple[str, str]]] = []
+
+    async def explain(sql: str, path: str | None) -> str:
+        return json.dumps([{"Plan": scan}] if "customers_2026" in sql else _PLAN)
+
+    async def ancestors(tables: list[tuple[str, str]]) -> list[tuple[str, str, str, str]]:
+        asked.append(tables)
+        return [(s, t, "public", "customers") for s, t in tables if t == "customers_2026"]
+
+    reader = reading.Reader(CATALOG, explain, ancestors=ancestors)
+    plain = await reader.read("SELECT abalance FROM accounts", None)
+    assert plain[0].reads == frozenset() and asked == [[("public", "accounts")]]
+    read = await reader.read("SELECT ssn, name FROM customers_2026", None)
+    assert read[0].reads == frozenset({"ssn"}) and read[0].outputs == (frozenset({"ssn"}), E)
+    assert reader.catalog.table(partition) == {"ssn": CatalogColumn(partition, "ssn", "ssn")}
+    assert asked[1:] == [[("public", "customers_2026")]]
+    again = await reader.read("SELECT ssn FROM public.customers_2026 WHERE id = 3", None)
+    assert again[0].reads == frozenset({"ssn"}) and len(asked) == 2  # the parser knows it now

@@ -6,7 +6,9 @@ not a catalogued table (a view, a table the catalog does not list, a set-returni
 the server is asked with ``EXPLAIN (VERBOSE, FORMAT JSON)`` on a connection of the gateway's
 own, which expands views and names every base column, filter and function the statement will
 really use (``plan``). Answers are cached per statement shape and search path for
-``ttl`` seconds, so repeated and prepared statements pay once.
+``ttl`` seconds, so repeated and prepared statements pay once. A plan names the partitions it
+scans, not their parent: a scanned table the catalog does not list is looked up among the
+descendants of catalogued tables (``ancestors``), and catalogued like them when it is one.
 
 The plan connection is not the client's: a statement over the client's temporary objects
 cannot be planned there, and is taken as touching every catalogued class (fail closed), as is
@@ -19,23 +21,26 @@ import dataclasses
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Final
 
 import structlog
 
 from piigate.gateway.postgres.analysis import Statement, analyse, shape
-from piigate.gateway.postgres.catalog import Catalog
+from piigate.gateway.postgres.catalog import Catalog, CatalogColumn, TableName
 from piigate.gateway.postgres.judge import Touches, every_class, merge
 from piigate.gateway.postgres.plan import PlanFacts, read_plan
 from piigate.gateway.postgres.sqltext import lex, literal_key
 
-__all__ = ["Explain", "Reader"]
+__all__ = ["Ancestors", "Explain", "Reader"]
 
 log = structlog.get_logger("piigate.gateway.postgres")
 
 # Runs EXPLAIN (VERBOSE, FORMAT JSON) of a statement with a search path: the JSON text.
 Explain = Callable[[str, str | None], Awaitable[str]]
+# (schema, table, ancestor's schema, ancestor) for every table the given (schema, table)s are
+# partitions of or inherit from (``store.pg_planning.PlanConnections.ancestors``).
+Ancestors = Callable[[list[tuple[str, str]]], Awaitable[list[tuple[str, str, str, str]]]]
 _CACHE_SIZE: Final = 4096
 _COPIES: Final = frozenset({"copy_to", "copy_from"})
 
@@ -69,10 +74,14 @@ class Reader:
         explain: Explain | None,
         *,
         builtins: frozenset[str] = frozenset(),
+        ancestors: Ancestors | None = None,
         ttl: float = 60.0,
     ) -> None:
+        # Grows when a plan scans a partition or an inheriting table of a catalogued one
+        # (``_learn``), and never shrinks: a table detached later stays catalogued.
         self.catalog = catalog
         self.explain = explain
+        self.ancestors = ancestors
         # Function names only pg_catalog has (``plan.BUILTINS_QUERY``): the plan prints a
         # function on the search path without its schema, so only these are known built-ins.
         self.builtins = builtins
@@ -178,11 +187,34 @@ class Reader:
         try:
             plan = json.loads(await self.explain(statement.text, search_path))
             facts = read_plan(plan, self.catalog, self.builtins)
+            if await self._learn(facts.relations):
+                facts = read_plan(plan, self.catalog, self.builtins)
         except Exception as exc:  # an error of the statement, or of the plan connection
             log.info("pg_plan_unavailable", error=type(exc).__name__)
             return None
         self._plans.put(key, facts)
         return facts, estimate(plan)
+
+    async def _learn(self, relations: Iterable[TableName]) -> bool:
+        """Catalog the ``relations`` that are partitions of, or inherit from, catalogued tables
+        (with their catalogued columns: the rows are the catalogued table's, or its child's
+        under the same column); True if any was new. A plan names the partitions it scans, not
+        their parent, and a client may name a partition itself."""
+        unknown = [t for t in relations if not self.catalog.table(t)]
+        if not unknown or self.ancestors is None:
+            return False
+        found: dict[TableName, dict[str, CatalogColumn]] = {}
+        for schema, name, up_schema, up_name in await self.ancestors(
+            [(t.schema, t.name) for t in unknown]
+        ):
+            table = TableName(schema, name)
+            for column, catalogued in self.catalog.table(TableName(up_schema, up_name)).items():
+                found.setdefault(table, {})[column] = dataclasses.replace(catalogued, table=table)
+        if not found:
+            return False
+        log.info("pg_catalog_inherited", tables=sorted(str(t) for t in found))
+        self.catalog = Catalog({**self.catalog.columns, **found})
+        return True
 
     async def _copy(self, statement: Statement, search_path: str | None) -> Touches | None:
         """A COPY cannot be planned, but what it copies can: its query (``COPY (query) TO``),

@@ -92,7 +92,9 @@ class PostgresGateway:
         )
         builtins = await self.planning.names(BUILTINS_QUERY)
         catalog = await self._with_materialized_views(self.config.catalog, builtins)
-        reader = Reader(catalog, self.planning.explain, builtins=builtins)
+        reader = Reader(
+            catalog, self.planning.explain, builtins=builtins, ancestors=self.planning.ancestors
+        )
         links = SessionLinks(
             config=self.config,
             catalog=catalog,
