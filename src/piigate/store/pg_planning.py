@@ -1,12 +1,13 @@
 """The PostgreSQL gateway's own connections to the application's database.
 
 It lives in store/ because only store/ speaks SQL (tests/test_layering.py); it is not piigate's
-own store. A small pool of the gateway's role, used for four things: the function names only
+own store. A small pool of the gateway's role, used for five things: the function names only
 ``pg_catalog`` defines, the OIDs and column numbers of the catalogued tables (the origin of a
 result column in ``RowDescription``), ``EXPLAIN (VERBOSE, FORMAT JSON)`` of statements the
-parser could not resolve, and the tables a relation in such a plan is a partition of or
-inherits from. ``EXPLAIN`` without ``ANALYZE`` runs nothing; it is planned in a
-read-only transaction with the client's search path set for that transaction only.
+parser could not resolve, the tables a relation in such a plan is a partition of or inherits
+from, and whether changing a table's rows fires a trigger. ``EXPLAIN`` without ``ANALYZE`` runs
+nothing; it is planned in a read-only transaction with the client's search path set for that
+transaction only.
 """
 
 from __future__ import annotations
@@ -61,6 +62,30 @@ JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
 """
 
 
+# Whether a change to the (schema, relation)s given fires a trigger of the database's users:
+# on those tables, on their partitions and children, or on the tables their rows cascade to
+# (foreign keys ON DELETE/UPDATE CASCADE, SET NULL, SET DEFAULT).
+_TRIGGERED: Final = """
+WITH RECURSIVE edge(parent, child) AS (
+    SELECT confrelid, conrelid FROM pg_catalog.pg_constraint
+    WHERE contype = 'f' AND (confdeltype IN ('c', 'n', 'd') OR confupdtype IN ('c', 'n', 'd'))
+  UNION ALL
+    SELECT inhparent, inhrelid FROM pg_catalog.pg_inherits
+), hit(oid) AS (
+    SELECT c.oid
+    FROM pg_catalog.pg_class c
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+  UNION
+    SELECT edge.child FROM edge JOIN hit ON edge.parent = hit.oid
+)
+SELECT EXISTS (
+    SELECT 1 FROM pg_catalog.pg_trigger t JOIN hit ON t.tgrelid = hit.oid
+    WHERE NOT t.tgisinternal
+)
+"""
+
+
 class PlanConnections:
     def __init__(self) -> None:
         self.pool: Any = None
@@ -102,6 +127,15 @@ class PlanConnections:
             return []
         rows = await self.pool.fetch(_ANCESTORS, [s for s, _ in wanted], [t for _, t in wanted])
         return [(str(s), str(t), str(ps), str(pt)) for s, t, ps, pt in rows]
+
+    async def triggered(self, tables: Iterable[tuple[str, str]]) -> bool:
+        """Whether changing rows of the ``(schema, table)``s fires a user's trigger (on them,
+        their partitions or children, or the tables their rows cascade to)."""
+        wanted = list(tables)
+        if not wanted:
+            return False
+        found = await self.pool.fetchval(_TRIGGERED, [s for s, _ in wanted], [t for _, t in wanted])
+        return bool(found)
 
     async def materialized_views(self) -> list[tuple[str, str, str, list[str]]]:
         """``(schema, name, defining query, column names)`` of every materialized view."""

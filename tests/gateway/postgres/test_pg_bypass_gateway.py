@@ -106,3 +106,61 @@ def test_a_partition_added_after_the_start_is_catalogued(
                     assert SSN not in repr(conn.execute(sql).fetchall()), sql
         finally:
             db.execute("DROP TABLE archive_high")
+
+
+_TRIGGERS = (
+    "CREATE TABLE jot (id int, body text)",
+    "CREATE FUNCTION jot_fill() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "NEW.body := (SELECT ssn FROM customers WHERE id = 2); RAISE NOTICE '%', NEW.body; "
+    "RETURN NEW; END $$",
+    "CREATE TRIGGER jot_fill BEFORE INSERT OR UPDATE ON jot "
+    "FOR EACH ROW EXECUTE FUNCTION jot_fill()",
+    "CREATE TABLE jot_owner (id int PRIMARY KEY)",
+    "CREATE TABLE jot_owned (owner int REFERENCES jot_owner ON DELETE CASCADE, body text)",
+    "CREATE FUNCTION jot_say() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    "RAISE NOTICE '%', (SELECT ssn FROM customers WHERE id = 2); RETURN OLD; END $$",
+    "CREATE TRIGGER jot_say BEFORE DELETE ON jot_owned FOR EACH ROW EXECUTE FUNCTION jot_say()",
+)
+_FIRING = (
+    "INSERT INTO jot VALUES (1, 'x') RETURNING body",
+    "WITH changed AS (UPDATE jot SET body = 'y' RETURNING body) SELECT body FROM changed",
+    "DELETE FROM jot_owner WHERE id = 1",  # the cascade fires jot_owned's trigger
+)
+
+
+def test_statements_that_fire_triggers_need_the_step_up(
+    gateway: GatewayEnv, pg_admin_url: str
+) -> None:
+    """Triggers the database's owners made before: what their functions read, or copy where
+    the statement reads it back (RETURNING, a notice), is not in the statement."""
+    dsn = make_url(pg_admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    options = f"-c search_path={gateway.schema}"
+    with psycopg.connect(dsn, options=options, autocommit=True) as db:
+        for sql in _TRIGGERS:
+            db.execute(sql)
+        try:
+            seen: list[str] = []
+            db.add_notice_handler(lambda notice: seen.append(str(notice.message_primary)))
+            for sql in _FIRING:  # not vacuous: each shows the SSN when run directly
+                db.execute("INSERT INTO jot_owner VALUES (1) ON CONFLICT DO NOTHING")
+                db.execute("INSERT INTO jot_owned VALUES (1, 'x')")
+                cursor = db.execute(sql)
+                rows = cursor.fetchall() if cursor.description else []
+                assert SSN in repr(rows) + repr(seen), sql
+                seen.clear()
+            db.execute("INSERT INTO jot_owner VALUES (1) ON CONFLICT DO NOTHING")
+            db.execute("INSERT INTO jot_owned VALUES (1, 'x')")
+            with connect(gateway) as conn:
+                for sql in _FIRING:
+                    with pytest.raises(psycopg.Error) as refused:
+                        conn.execute(sql)
+                    assert refused.value.sqlstate == "28SU1", sql
+                with (
+                    pytest.raises(psycopg.Error) as refused,
+                    conn.cursor().copy("COPY jot FROM STDIN") as copy,
+                ):
+                    copy.write_row((2, "z"))
+                assert refused.value.sqlstate == "28SU1"
+        finally:
+            db.execute("DROP TABLE jot, jot_owned, jot_owner")
+            db.execute("DROP FUNCTION jot_fill(), jot_say()")

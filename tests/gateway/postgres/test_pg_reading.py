@@ -110,3 +110,22 @@ async def test_a_plan_over_a_partition_catalogues_it() -> None:
     assert asked[1:] == [[("public", "customers_2026")]]
     again = await reader.read("SELECT ssn FROM public.customers_2026 WHERE id = 3", None)
     assert again[0].reads == frozenset({"ssn"}) and len(asked) == 2  # the parser knows it now
+
+
+async def test_a_change_that_fires_a_trigger_reads_every_class() -> None:
+    """The changed tables are asked about triggers (once per ttl); a statement that changes
+    no rows is not asked."""
+    asked: list[list[tuple[str, str]]] = []
+
+    async def triggered(tables: list[tuple[str, str]]) -> bool:
+        asked.append(tables)
+        return True
+
+    reader = reading.Reader(CATALOG, None, triggered=triggered)
+    read = await reader.read("SELECT name FROM public.customers", None)
+    assert read[0].reads == frozenset() and asked == []
+    for n in (1, 2):
+        changed = await reader.read(f"UPDATE public.customers SET name = 'x' WHERE id = {n}", None)
+        assert changed[0].reads == changed[0].unmaskable == frozenset({"ssn"})
+        assert changed[0].fail_closed == "fires triggers" and changed[0].outputs is None
+    assert asked == [[("public", "customers")]]

@@ -21,7 +21,7 @@ import dataclasses
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from typing import Final
 
 import structlog
@@ -32,7 +32,7 @@ from piigate.gateway.postgres.judge import Touches, every_class, merge
 from piigate.gateway.postgres.plan import PlanFacts, read_plan
 from piigate.gateway.postgres.sqltext import lex, literal_key
 
-__all__ = ["Ancestors", "Explain", "Reader"]
+__all__ = ["Ancestors", "Explain", "Reader", "Triggered"]
 
 log = structlog.get_logger("piigate.gateway.postgres")
 
@@ -41,6 +41,11 @@ Explain = Callable[[str, str | None], Awaitable[str]]
 # (schema, table, ancestor's schema, ancestor) for every table the given (schema, table)s are
 # partitions of or inherit from (``store.pg_planning.PlanConnections.ancestors``).
 Ancestors = Callable[[list[tuple[str, str]]], Awaitable[list[tuple[str, str, str, str]]]]
+# Whether changing rows of the given (schema, table)s fires a user's trigger
+# (``store.pg_planning.PlanConnections.triggered``).
+Triggered = Callable[[list[tuple[str, str]]], Awaitable[bool]]
+# Words that start a statement, or a data-modifying WITH query, that changes rows.
+_CHANGES: Final = frozenset({"insert", "update", "delete", "merge", "truncate", "copy_from"})
 _CACHE_SIZE: Final = 4096
 _COPIES: Final = frozenset({"copy_to", "copy_from"})
 
@@ -48,9 +53,9 @@ _COPIES: Final = frozenset({"copy_to", "copy_from"})
 class _Lru:
     def __init__(self, size: int, ttl: float) -> None:
         self.size, self.ttl = size, ttl
-        self.items: OrderedDict[tuple[str, str | None], tuple[float, object]] = OrderedDict()
+        self.items: OrderedDict[Hashable, tuple[float, object]] = OrderedDict()
 
-    def get(self, key: tuple[str, str | None]) -> object | None:
+    def get(self, key: Hashable) -> object | None:
         found = self.items.get(key)
         if found is None:
             return None
@@ -60,7 +65,7 @@ class _Lru:
         self.items.move_to_end(key)
         return found[1]
 
-    def put(self, key: tuple[str, str | None], value: object) -> None:
+    def put(self, key: Hashable, value: object) -> None:
         self.items[key] = (time.monotonic(), value)
         self.items.move_to_end(key)
         while len(self.items) > self.size:
@@ -75,6 +80,7 @@ class Reader:
         *,
         builtins: frozenset[str] = frozenset(),
         ancestors: Ancestors | None = None,
+        triggered: Triggered | None = None,
         ttl: float = 60.0,
     ) -> None:
         # Grows when a plan scans a partition or an inheriting table of a catalogued one
@@ -82,12 +88,14 @@ class Reader:
         self.catalog = catalog
         self.explain = explain
         self.ancestors = ancestors
+        self.triggered = triggered
         # Function names only pg_catalog has (``plan.BUILTINS_QUERY``): the plan prints a
         # function on the search path without its schema, so only these are known built-ins.
         self.builtins = builtins
         self._texts = _Lru(_CACHE_SIZE, ttl)
         self._shapes = _Lru(_CACHE_SIZE, ttl)
         self._plans = _Lru(_CACHE_SIZE, ttl)
+        self._triggers = _Lru(_CACHE_SIZE, ttl)  # by the set of changed tables
         self._shape_of: dict[str, str] = {}  # by ``literal_key``: a pure function, never stale
 
     async def read(self, sql: str, search_path: str | None) -> list[Touches]:
@@ -156,6 +164,8 @@ class Reader:
         if needs_plan and statement.kind in _COPIES and self.explain is not None:
             copied = await self._copy(statement, search_path)
             if copied is not None:
+                if statement.kind == "copy_from" and await self._triggered(copied.tables):
+                    return every_class(statement.kind, self.catalog, "fires triggers"), True
                 return copied, True
         if needs_plan:
             if not statement.explainable or self.explain is None:
@@ -167,6 +177,18 @@ class Reader:
                 return every_class(statement.kind, self.catalog, why), False
             facts, rows = planned
         touches = merge(statement, facts, self.catalog)
+        if await self._fires_triggers(statement, facts):
+            # What a trigger's function reads, or copies where the statement can read it back
+            # (RETURNING, a notice), is not in the statement: every class, as for a function.
+            every = self.catalog.classes()
+            touches = dataclasses.replace(
+                touches,
+                reads=every,
+                unmaskable=every,
+                outputs=None,
+                fail_closed="fires triggers",
+                changes_session=True,
+            )
         if touches.any and statement.explainable and self.explain is not None:
             if rows is None:  # the plan came from another text of the same shape
                 rows = await self._rows(statement, search_path)
@@ -194,6 +216,34 @@ class Reader:
             return None
         self._plans.put(key, facts)
         return facts, estimate(plan)
+
+    async def _fires_triggers(self, statement: Statement, facts: PlanFacts | None) -> bool:
+        """Whether ``statement`` changes rows of a table where a user's trigger fires. The
+        changed tables are the plan's, or (the parser resolved every name: catalogued tables
+        only) every table a statement that may change rows names."""
+        if self.triggered is None or statement.fail_closed is not None:
+            return False
+        if facts is not None:
+            changed = {m.table for m in facts.modifications}
+        elif statement.kind in _CHANGES or any(
+            t.kind == "word" and t.value in _CHANGES for t in lex(statement.text)
+        ):
+            changed = set(statement.tables)
+        else:
+            return False
+        return await self._triggered(changed)
+
+    async def _triggered(self, tables: Iterable[TableName]) -> bool:
+        """``triggered`` for ``tables``, cached for ``ttl`` seconds (as the plans are)."""
+        key = frozenset(tables)
+        if not key or self.triggered is None:
+            return False
+        cached = self._triggers.get(key)
+        if isinstance(cached, bool):
+            return cached
+        fires = await self.triggered([(t.schema, t.name) for t in key])
+        self._triggers.put(key, fires)
+        return fires
 
     async def _learn(self, relations: Iterable[TableName]) -> bool:
         """Catalog the ``relations`` that are partitions of, or inherit from, catalogued tables

@@ -93,7 +93,11 @@ class PostgresGateway:
         builtins = await self.planning.names(BUILTINS_QUERY)
         catalog = await self._with_materialized_views(self.config.catalog, builtins)
         reader = Reader(
-            catalog, self.planning.explain, builtins=builtins, ancestors=self.planning.ancestors
+            catalog,
+            self.planning.explain,
+            builtins=builtins,
+            ancestors=self.planning.ancestors,
+            triggered=self.planning.triggered,
         )
         links = SessionLinks(
             config=self.config,
