@@ -39,7 +39,7 @@ NOTICE = be.NoticeResponse((("S", "NOTICE"), ("C", "01000"), ("M", f"ssn {SSN.de
 def _masker(description: be.RowDescription) -> RowMask | None:
     fields = description.fields
     carried = [frozenset({"ssn"})] * len(fields)
-    return row_mask(fields, carried, frozenset({"ssn"}), {"ssn": KeepLast(4)})
+    return row_mask(fields, carried, frozenset({"ssn"}), {"ssn": KeepLast(4)}, carried)
 
 
 def _masking() -> Result:

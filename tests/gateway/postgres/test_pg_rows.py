@@ -30,7 +30,13 @@ def _field(name: str, type_oid: int, fmt: int = 0) -> be.FieldDescription:
 
 def _one(type_oid: int, pii: str, value: bytes | None, fmt: int = 0) -> bytes | None:
     """``value`` in a one-column row of ``type_oid`` carrying ``pii``, masked."""
-    mask = row_mask([_field("c", type_oid, fmt)], [frozenset({pii})], frozenset({pii}), RULES)
+    mask = row_mask(
+        [_field("c", type_oid, fmt)],
+        [frozenset({pii})],
+        frozenset({pii}),
+        RULES,
+        [frozenset({pii})],
+    )
     assert mask is not None
     return mask.apply(be.DataRow((value,))).values[0]
 
@@ -103,7 +109,7 @@ def test_no_mask_when_no_column_carries_a_masked_class() -> None:
 def test_only_the_columns_carrying_a_masked_class_change() -> None:
     fields = [_field("id", INT8), _field("ssn", TEXT), _field("phone", TEXT)]
     carried = [NOTHING, frozenset({"ssn"}), frozenset({"phone"})]
-    mask = row_mask(fields, carried, frozenset({"ssn"}), RULES)
+    mask = row_mask(fields, carried, frozenset({"ssn"}), RULES, carried)
     assert mask is not None
     row = be.DataRow((b"7", SSN.encode(), b"555-0100"))
     assert mask.apply(row) == be.DataRow((b"7", b"***-**-9999", b"555-0100"))
@@ -112,21 +118,49 @@ def test_only_the_columns_carrying_a_masked_class_change() -> None:
 def test_a_column_of_two_classes_gets_the_strictest_rule() -> None:
     fields = [_field("x", TEXT)]
     both = [frozenset({"ssn", "phone"})]
-    mask = row_mask(fields, both, frozenset({"ssn", "phone"}), RULES)
+    mask = row_mask(fields, both, frozenset({"ssn", "phone"}), RULES, both)
     assert mask is not None
     assert mask.apply(be.DataRow((b"555-123-4567",))).values[0] == b"***-***-**67"  # phone: 2
     with_replace = [frozenset({"ssn", "mailing_address"})]
-    mask = row_mask(fields, with_replace, frozenset({"ssn", "mailing_address"}), RULES)
+    mask = row_mask(
+        fields, with_replace, frozenset({"ssn", "mailing_address"}), RULES, with_replace
+    )
     assert mask is not None
     assert mask.apply(be.DataRow((SSN.encode(),))).values[0] == b"***"
     # Only the masked class's rule counts: the other class is shown in the clear.
-    mask = row_mask(fields, with_replace, frozenset({"ssn"}), RULES)
+    mask = row_mask(fields, with_replace, frozenset({"ssn"}), RULES, with_replace)
     assert mask is not None
     assert mask.apply(be.DataRow((SSN.encode(),))).values[0] == b"***-**-9999"
 
 
+@pytest.mark.parametrize(
+    "value",
+    [b"9999-90-912", b"9-09-9", b"******************************2b8b"],  # reverse, substr, md5
+)
+def test_a_value_computed_from_a_catalogued_column_is_replaced_whole(value: bytes) -> None:
+    """Only the catalogued column itself shows its last digits: of ``reverse(ssn)``,
+    ``substr(ssn, 3, 6)`` or ``md5(ssn)`` the same rule would show other digits, or bits of a
+    hash a search over every SSN can match."""
+    fields = [_field("c", TEXT), _field("ssn", TEXT)]
+    carried = [frozenset({"ssn"}), frozenset({"ssn"})]
+    mask = row_mask(fields, carried, frozenset({"ssn"}), RULES, [NOTHING, frozenset({"ssn"})])
+    assert mask is not None
+    row = mask.apply(be.DataRow((value, SSN.encode())))
+    assert row == be.DataRow((b"***", b"***-**-9999"))
+    # A column stored as one class that carries another too is computed as well.
+    both = [frozenset({"ssn", "phone"})]
+    mask = row_mask(fields[:1], both, frozenset({"ssn", "phone"}), RULES, [frozenset({"ssn"})])
+    assert mask is not None and mask.apply(be.DataRow((SSN.encode(),))).values[0] == b"***"
+
+
 def test_a_class_without_a_rule_is_replaced_whole() -> None:
-    mask = row_mask([_field("x", TEXT)], [frozenset({"tax_id"})], frozenset({"tax_id"}), {})
+    mask = row_mask(
+        [_field("x", TEXT)],
+        [frozenset({"tax_id"})],
+        frozenset({"tax_id"}),
+        {},
+        [frozenset({"tax_id"})],
+    )
     assert mask is not None
     assert mask.apply(be.DataRow((b"12-3456789",))).values[0] == b"***"
 
@@ -136,7 +170,7 @@ def test_columns_beyond_what_is_known_count_as_carrying_every_masked_class() -> 
     mask = row_mask(fields, [NOTHING], frozenset({"ssn"}), RULES)
     assert mask is not None
     row = mask.apply(be.DataRow((b"plain", SSN.encode(), b"42")))
-    assert row == be.DataRow((b"plain", b"***-**-9999", None))
+    assert row == be.DataRow((b"plain", b"***", None))  # not known as the stored column
 
 
 def test_a_row_shorter_than_the_mask_is_masked_as_far_as_it_goes() -> None:
@@ -159,7 +193,7 @@ def test_the_masked_row_encodes_with_valid_lengths() -> None:
         frozenset({"ssn"}),
         frozenset({"ssn"}),
     ]
-    mask = row_mask(fields, carried, frozenset({"ssn", "mailing_address"}), RULES)
+    mask = row_mask(fields, carried, frozenset({"ssn", "mailing_address"}), RULES, carried)
     assert mask is not None
     row = be.DataRow(
         (

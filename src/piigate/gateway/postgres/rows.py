@@ -3,7 +3,8 @@
 A column of a text type (``text``, ``varchar``, ``char(n)``, ``name``, ``unknown``) carries the
 same bytes in the text and the binary format (the client encoding is UTF-8), so its value is
 masked with the class's rule (``gateway.http.masking``: keep the last digits, or replace whole)
-in either format. A column of any other type (a number, a date, JSON, an array, a composite
+in either format, when it is the catalogued column itself; a value computed from one is
+replaced whole. A column of any other type (a number, a date, JSON, an array, a composite
 such as a whole row) could not hold a mask and still parse in every client, so a masked value
 of it becomes NULL. NULL stays NULL. The message's lengths are computed anew, so every client
 reads a valid row.
@@ -22,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from piigate.gateway.http.masking import SEPARATORS, KeepLast, MaskRule, strictest
+from piigate.gateway.http.masking import SEPARATORS, KeepLast, MaskRule, Replace, strictest
 from piigate.gateway.postgres.backend import DataRow, FieldDescription
 from piigate.gateway.postgres.wire import ProtocolViolation, Reader, frame, int16
 from piigate.gateway.postgres.wire import values as encode_values
@@ -32,6 +33,8 @@ __all__ = ["TEXT_TYPES", "RowMask", "row_mask"]
 # pg_type OIDs whose binary form is the text itself.
 TEXT_TYPES: Final = frozenset({25, 1043, 1042, 19, 705})
 
+# A masked value computed from a catalogued column, not the column itself: replaced whole.
+_COMPUTED: Final = Replace()
 # A value's bytes masked: its new bytes, or None (NULL).
 ValueMask = Callable[[bytes], bytes | None]
 
@@ -188,9 +191,16 @@ def row_mask(
     carried: Sequence[frozenset[str]],
     masked: frozenset[str],
     rules: Mapping[str, MaskRule],
+    stored: Sequence[frozenset[str]] = (),
 ) -> RowMask | None:
     """The mask for rows of ``fields``, whose column ``i`` may carry the PII classes
-    ``carried[i]``, when the classes ``masked`` are to be masked; None when no column is."""
+    ``carried[i]``, when the classes ``masked`` are to be masked; None when no column is.
+
+    A class's rule may show part of a value (its last digits) only where the column is that
+    class's catalogued column as stored (``stored[i]``: the server names it as the column's
+    origin). Anything computed from it (``reverse(ssn)``, ``substr(ssn, 1, 5)``,
+    ``md5(ssn)``) would show other characters, or bits of a hash, under the same rule: it is
+    replaced whole."""
     columns: list[tuple[bool, MaskRule | None]] = []
     any_masked = False
     for i, description in enumerate(fields):
@@ -199,8 +209,10 @@ def row_mask(
             columns.append((False, None))
             continue
         any_masked = True
-        if description.type_oid in TEXT_TYPES:
+        if description.type_oid not in TEXT_TYPES:
+            columns.append((True, None))
+        elif i < len(stored) and hit <= stored[i]:
             columns.append((True, strictest(rules[c] for c in hit if c in rules)))
         else:
-            columns.append((True, None))
+            columns.append((True, _COMPUTED))
     return RowMask(tuple(columns)) if any_masked else None

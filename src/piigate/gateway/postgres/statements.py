@@ -78,18 +78,22 @@ def result_plan(links: SessionLinks, touches: Touches, masked: frozenset[str]) -
 
     def masker(description: be.RowDescription) -> RowMask | None:
         carried: list[frozenset[str]] = []
+        stored: list[frozenset[str]] = []  # the catalogued column itself, by the server's word
         for i, f in enumerate(description.fields):
             classes: set[str] = set()
+            origin: frozenset[str] = frozenset()
             if f.table_oid in links.oid_tables:
                 found = links.oid_columns.get((f.table_oid, f.column))
                 if found is not None:
                     classes.add(found)
+                    origin = frozenset({found})
             elif outputs is None or i >= len(outputs):
                 classes |= hit  # a column nothing vouches for
             if outputs is not None and i < len(outputs):
                 classes |= outputs[i]
             carried.append(frozenset(classes))
-        return row_mask(description.fields, carried, hit, links.config.masks)
+            stored.append(origin)
+        return row_mask(description.fields, carried, hit, links.config.masks, stored)
 
     return Result(masker=masker, scrub=True)
 
