@@ -48,6 +48,7 @@ def test_templates_read_literals_and_parameters() -> None:
         ("/a/..", 3, "not a path segment"),
         ("/a/ b", 3, "not a path segment"),
         ("/a\\b", 2, "'\\\\' is not allowed"),
+        ("/a;v=1/b", 2, "';' is not allowed"),
     ],
 )
 def test_bad_templates_say_what_and_where(text: str, offset: int, fragment: str) -> None:
@@ -101,6 +102,9 @@ def test_request_paths_are_split_then_decoded(target: str, segments: tuple[str, 
         "/customers/%4",
         "/customers/%ff",
         "/customers/%C3",
+        "/customers;jsessionid=1/42",  # /customers/42 to a servlet container
+        "/customers/42;x",
+        "/customers%3b/42",
     ],
 )
 def test_ambiguous_paths_are_refused(target: str) -> None:

@@ -13,8 +13,9 @@ take there (fail closed: a path that could be read two ways is refused):
 - one trailing ``/`` is ignored (``/customers/42/`` is ``/customers/42``);
 - refused with 400: an empty segment (``//``), a ``.`` or ``..`` segment (also encoded), a
   segment that decodes to text containing ``/`` or ``\\`` (upstreams differ on whether
-  ``%2F`` separates segments) or a control character, a malformed ``%`` escape, and bytes
-  that are not UTF-8;
+  ``%2F`` separates segments), ``;`` (servlet containers strip ``;name=value`` path
+  parameters before routing, others keep them) or a control character, a malformed ``%``
+  escape, and bytes that are not UTF-8;
 - literal segments match without regard to case (``/Customers/42`` is protected like
   ``/customers/42``, whatever the upstream does with case); parameter values keep their case.
 
@@ -35,8 +36,11 @@ __all__ = ["PARAM", "Param", "PathTemplate", "TemplateError", "split_path"]
 # A parameter: ``{name}``, the name as a Python identifier in ASCII (group 1).
 PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_LITERAL_REFUSED: Final = frozenset("{}?#%\\")
+_LITERAL_REFUSED: Final = frozenset("{}?#%\\;")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# In a segment: what some upstreams read as separating segments, or as starting parameters a
+# servlet container strips before routing (``/customers;x/42`` is ``/customers/42`` there).
+_SEPARATORS: Final = frozenset("/\\;")
 
 
 class TemplateError(ValueError):
@@ -160,6 +164,6 @@ def _decoded(part: str) -> str:
             text = unquote_to_bytes(part).decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("the request path is not UTF-8", field="path") from None
-    if text in (".", "..") or "/" in text or "\\" in text or _CONTROL.search(text):
+    if text in (".", "..") or _SEPARATORS.intersection(text) or _CONTROL.search(text):
         raise BadRequest("ambiguous segment in the request path", field="path")
     return text
