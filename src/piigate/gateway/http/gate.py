@@ -27,6 +27,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
+from urllib.parse import parse_qsl
 
 import structlog
 
@@ -35,6 +36,7 @@ from piigate.api.devices import DEVICE_COOKIE
 from piigate.callers import Caller, CallerKind
 from piigate.clock import Clock
 from piigate.errors import (
+    BadRequest,
     Forbidden,
     PiigateError,
     ServiceUnavailable,
@@ -64,6 +66,7 @@ __all__ = [
     "GatewayCallers",
     "Passage",
     "cookie_value",
+    "is_form_post",
 ]
 
 log = structlog.get_logger("piigate.gateway")
@@ -73,6 +76,13 @@ DEVICE_HEADER: Final = "piigate-device"
 # token goes to the upstream in a header and must not be able to break it.
 HEADER_TEXT: Final = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
 _GRANT_HEADER: Final = GRANT_HEADER.lower()
+# What frameworks read as a request's real method (Rails, Laravel, Symfony, ASP.NET Core, the
+# method-override middleware of Express): the gate would rule on one method while the upstream
+# ran another (a GET, read and masked, run as a DELETE).
+_METHOD_OVERRIDES: Final = frozenset(
+    {"x-http-method-override", "x-http-method", "x-method-override"}
+)
+_METHOD_PARAMETER: Final = "_method"
 # The decision API's limits (``decision_request.ContextIn``).
 _MAX_USER_AGENT: Final = 1024
 _MAX_DEVICE_ID: Final = 255
@@ -193,6 +203,8 @@ class Gate:
             return _problem(exc)
 
     async def _check(self, ask: Ask, match: RouteMatch | None, *, early: bool) -> Passage | Answer:
+        if _overrides_method(ask):
+            raise BadRequest("the request asks for another method than its own (method override)")
         if match is None:
             if self.config.default is Default.DENY:
                 raise Forbidden("no route of this gateway allows this request")
@@ -296,6 +308,33 @@ def presented_grants(ask: Ask) -> tuple[str, ...]:
         return found[:8]
     cookie = cookie_value(ask.headers, GRANT_COOKIE)
     return (cookie,) if cookie else ()
+
+
+def _overrides_method(ask: Ask) -> bool:
+    """Whether ``ask`` carries a method override: a header, or a ``_method`` parameter in its
+    query or in the form it posts (read when it is one: :func:`is_form_post`)."""
+    if any(key in _METHOD_OVERRIDES for key, _ in ask.headers):
+        return True
+    form = ask.raw_body.decode("latin-1") if is_form_post(ask.method, ask.headers) else ""
+    return _names_method(ask.target.partition("?")[2]) or _names_method(form)
+
+
+def is_form_post(method: str, headers: Sequence[tuple[str, str]]) -> bool:
+    """A POST of an HTML form (``application/x-www-form-urlencoded``): the edges read its body
+    on any route, since frameworks take a ``_method`` field in it as the request's method."""
+    if method != "POST":
+        return False
+    kind = next((v for k, v in headers if k == "content-type"), "")
+    return kind.partition(";")[0].strip().lower() == "application/x-www-form-urlencoded"
+
+
+def _names_method(encoded: str) -> bool:
+    """Whether the ``application/x-www-form-urlencoded`` text ``encoded`` has a ``_method``."""
+    low = encoded.lower()
+    if _METHOD_PARAMETER not in low and "%5f" not in low:
+        return False
+    pairs = parse_qsl(encoded, keep_blank_values=True, separator="&")
+    return any(key.lower() == _METHOD_PARAMETER for key, _ in pairs)
 
 
 def cookie_value(headers: Sequence[tuple[str, str]], name: str) -> str | None:

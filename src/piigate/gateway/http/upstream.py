@@ -6,7 +6,8 @@ What goes upstream (:func:`upstream_headers`): the client's headers without the 
 ``Transfer-Encoding``, ``Upgrade``, ``Proxy-*``), without piigate's own credentials (the
 ``PIIGate-Grant`` header, the ``piigate_*`` cookies) and without whatever the client sent under
 the names that carry the verified subject and level, which only the gateway sets; with
-``X-Forwarded-For``/``-Proto``/``-Host`` and ``Forwarded`` describing the client's request.
+``X-Forwarded-For``/``-Proto``/``-Host`` and ``Forwarded`` describing the client's request;
+never the client's ``X-Original-URL``/``X-Rewrite-URL``, which some upstreams route by.
 What comes back (:func:`downstream_headers`) loses its hop-by-hop headers too.
 
 Failures are problems, never half answers: the upstream cannot be reached → 502
@@ -52,7 +53,10 @@ _FORWARDED: Final = frozenset(
     {"forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"}
 )
 # Host: the upstream's own (set from its URL); the client's is in X-Forwarded-Host.
-_NOT_FORWARDED: Final = HOP_BY_HOP | _FORWARDED | {"host"}
+# What some upstreams route by instead of the request line (IIS, Symfony, Zend): a client's
+# would send the request to another path than the one the gate ruled on.
+_REWRITES: Final = frozenset({"x-original-url", "x-rewrite-url"})
+_NOT_FORWARDED: Final = HOP_BY_HOP | _FORWARDED | _REWRITES | {"host"}
 # The server frames the answer and dates it (one Date header, its own).
 _NOT_RETURNED: Final = HOP_BY_HOP | {"content-length", "date"}
 _PIIGATE_COOKIE_PREFIX: Final = "piigate_"
