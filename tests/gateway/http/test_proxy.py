@@ -257,6 +257,21 @@ async def test_a_method_override_is_refused_before_the_upstream(
         assert (await direct.get(f"{rig.upstream}/customers/3")).status_code == 200
 
 
+@pytest.mark.parametrize("name", ["authorization", "content-type"])
+async def test_a_header_given_twice_that_the_upstream_could_read_otherwise_is_refused(
+    rig: Rig, name: str
+) -> None:
+    """The gate reads the first Authorization; an upstream may take the last, another caller
+    (a stolen token) than the one whose step-up the gate counted."""
+    value = f"Bearer {rig.key}" if name == "authorization" else "application/json"
+    headers = [("authorization", f"Bearer {rig.key}"), (name, value)]
+    if name == "content-type":
+        headers.append((name, "application/x-www-form-urlencoded"))
+    answer = await rig.client.get("/echo", headers=headers)
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == f"the request has more than one {name} header"
+
+
 async def test_a_form_posting_a_method_is_refused_and_other_forms_go_through(rig: Rig) -> None:
     """Rails, Laravel and Symfony run a form's POST with a ``_method`` field as that method:
     a form's body is read on any route, and sent on as it came when it names none."""

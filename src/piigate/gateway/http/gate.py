@@ -83,6 +83,9 @@ _METHOD_OVERRIDES: Final = frozenset(
     {"x-http-method-override", "x-http-method", "x-method-override"}
 )
 _METHOD_PARAMETER: Final = "_method"
+# Fields a request has one of (RFC 9110 §5.3): given twice, the gate would read one and the
+# upstream maybe the other (a second Authorization: another caller than the one ruled on).
+_SINGLE: Final = ("authorization", "content-type")
 # The decision API's limits (``decision_request.ContextIn``).
 _MAX_USER_AGENT: Final = 1024
 _MAX_DEVICE_ID: Final = 255
@@ -203,6 +206,9 @@ class Gate:
             return _problem(exc)
 
     async def _check(self, ask: Ask, match: RouteMatch | None, *, early: bool) -> Passage | Answer:
+        for name in _SINGLE:
+            if sum(key == name for key, _ in ask.headers) > 1:
+                raise BadRequest(f"the request has more than one {name} header")
         if _overrides_method(ask):
             raise BadRequest("the request asks for another method than its own (method override)")
         if match is None:
