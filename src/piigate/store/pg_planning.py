@@ -5,9 +5,9 @@ own store. A small pool of the gateway's role, used for five things: the functio
 ``pg_catalog`` defines, the OIDs and column numbers of the catalogued tables (the origin of a
 result column in ``RowDescription``), ``EXPLAIN (VERBOSE, FORMAT JSON)`` of statements the
 parser could not resolve, the tables a relation in such a plan is a partition of or inherits
-from, and whether changing a table's rows fires a trigger. ``EXPLAIN`` without ``ANALYZE`` runs
-nothing; it is planned in a read-only transaction with the client's search path set for that
-transaction only.
+from, and whether changing a table's rows runs a user's code that no plan shows (a trigger).
+``EXPLAIN`` without ``ANALYZE`` runs nothing; it is planned in a read-only transaction with the
+client's search path set for that transaction only.
 """
 
 from __future__ import annotations
@@ -62,9 +62,10 @@ JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
 """
 
 
-# Whether a change to the (schema, relation)s given fires a trigger of the database's users:
-# on those tables, on their partitions and children, or on the tables their rows cascade to
-# (foreign keys ON DELETE/UPDATE CASCADE, SET NULL, SET DEFAULT).
+# Whether a change to the (schema, relation)s given runs code of the database's users that no
+# plan shows: a trigger, or a function outside pg_catalog in a generated column's expression
+# or a CHECK constraint; on those tables, on their partitions and children, or on the tables
+# their rows cascade to (foreign keys ON DELETE/UPDATE CASCADE, SET NULL, SET DEFAULT).
 _TRIGGERED: Final = """
 WITH RECURSIVE edge(parent, child) AS (
     SELECT confrelid, conrelid FROM pg_catalog.pg_constraint
@@ -82,6 +83,19 @@ WITH RECURSIVE edge(parent, child) AS (
 SELECT EXISTS (
     SELECT 1 FROM pg_catalog.pg_trigger t JOIN hit ON t.tgrelid = hit.oid
     WHERE NOT t.tgisinternal
+) OR EXISTS (
+    SELECT 1
+    FROM pg_catalog.pg_depend d
+    JOIN pg_catalog.pg_proc f ON d.refclassid = 'pg_catalog.pg_proc'::regclass
+        AND f.oid = d.refobjid AND f.pronamespace <> 'pg_catalog'::regnamespace
+    WHERE (d.classid = 'pg_catalog.pg_attrdef'::regclass AND d.objid IN (
+            SELECT ad.oid FROM pg_catalog.pg_attrdef ad
+            JOIN pg_catalog.pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+            JOIN hit ON hit.oid = ad.adrelid
+            WHERE a.attgenerated <> ''))
+       OR (d.classid = 'pg_catalog.pg_constraint'::regclass AND d.objid IN (
+            SELECT c.oid FROM pg_catalog.pg_constraint c JOIN hit ON hit.oid = c.conrelid
+            WHERE c.contype = 'c'))
 )
 """
 
@@ -129,8 +143,9 @@ class PlanConnections:
         return [(str(s), str(t), str(ps), str(pt)) for s, t, ps, pt in rows]
 
     async def triggered(self, tables: Iterable[tuple[str, str]]) -> bool:
-        """Whether changing rows of the ``(schema, table)``s fires a user's trigger (on them,
-        their partitions or children, or the tables their rows cascade to)."""
+        """Whether changing rows of the ``(schema, table)``s runs a user's code that no plan
+        shows: a trigger, or a user function in a generated column or a CHECK constraint (on
+        them, their partitions or children, or the tables their rows cascade to)."""
         wanted = list(tables)
         if not wanted:
             return False

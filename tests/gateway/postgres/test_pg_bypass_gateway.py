@@ -120,19 +120,29 @@ _TRIGGERS = (
     "CREATE FUNCTION jot_say() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
     "RAISE NOTICE '%', (SELECT ssn FROM customers WHERE id = 2); RETURN OLD; END $$",
     "CREATE TRIGGER jot_say BEFORE DELETE ON jot_owned FOR EACH ROW EXECUTE FUNCTION jot_say()",
+    # A function that claims to be immutable, which a generated column or a CHECK may call.
+    "CREATE FUNCTION jot_ssn(int) RETURNS text LANGUAGE sql IMMUTABLE "
+    "AS $$ SELECT ssn FROM customers WHERE id = $1 $$",
+    "CREATE TABLE jot_generated (id int, body text GENERATED ALWAYS AS (jot_ssn(id)) STORED)",
+    "CREATE FUNCTION jot_check(int) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN "
+    "RAISE NOTICE '%', (SELECT ssn FROM customers WHERE id = $1); RETURN true; END $$",
+    "CREATE TABLE jot_checked (id int CHECK (jot_check(id)))",
 )
 _FIRING = (
     "INSERT INTO jot VALUES (1, 'x') RETURNING body",
     "WITH changed AS (UPDATE jot SET body = 'y' RETURNING body) SELECT body FROM changed",
     "DELETE FROM jot_owner WHERE id = 1",  # the cascade fires jot_owned's trigger
+    "INSERT INTO jot_generated (id) VALUES (2) RETURNING body",
+    "INSERT INTO jot_checked VALUES (2)",
 )
 
 
 def test_statements_that_fire_triggers_need_the_step_up(
     gateway: GatewayEnv, pg_admin_url: str
 ) -> None:
-    """Triggers the database's owners made before: what their functions read, or copy where
-    the statement reads it back (RETURNING, a notice), is not in the statement."""
+    """Triggers, generated columns and CHECK constraints with functions, made before by the
+    database's owners: what their functions read, or copy where the statement reads it back
+    (RETURNING, a notice), is not in the statement, nor in its plan."""
     dsn = make_url(pg_admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
     options = f"-c search_path={gateway.schema}"
     with psycopg.connect(dsn, options=options, autocommit=True) as db:
@@ -162,8 +172,8 @@ def test_statements_that_fire_triggers_need_the_step_up(
                     copy.write_row((2, "z"))
                 assert refused.value.sqlstate == "28SU1"
         finally:
-            db.execute("DROP TABLE jot, jot_owned, jot_owner")
-            db.execute("DROP FUNCTION jot_fill(), jot_say()")
+            db.execute("DROP TABLE jot, jot_owned, jot_owner, jot_generated, jot_checked")
+            db.execute("DROP FUNCTION jot_fill(), jot_say(), jot_ssn(int), jot_check(int)")
 
 
 @pytest.mark.parametrize(
