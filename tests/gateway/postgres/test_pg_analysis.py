@@ -245,6 +245,8 @@ def test_kinds_and_fields() -> None:
         "other",
     ]
     assert found[2].changes_session and found[9].changes_session and found[10].changes_session
+    assert found[4].fail_closed == "listens for notifications, which may carry any value"
+    assert analyse("UNLISTEN ch", CATALOG)[0].fail_closed is None
     assert not found[1].changes_session and found[1].explainable and not found[6].explainable
     assert found[6].body is not None and found[6].body.kind == "select"
     assert {t.column.column for t in found[6].touches} == {"ssn"}

@@ -197,3 +197,28 @@ def test_a_value_computed_from_a_masked_column_shows_none_of_it(
     with connect(gateway) as conn:
         sql = f"SELECT {expression}, ssn FROM customers WHERE id = 2"
         assert conn.execute(sql).fetchall() == [("***", "***-**-9999")]
+
+
+def test_listening_needs_the_step_up(gateway: GatewayEnv, pg_admin_url: str) -> None:
+    """A notification carries whatever its sender put in it, from any session: the app's own
+    change feed (a trigger's ``pg_notify(..., row_to_json(NEW)::text)``) reached a client that
+    only had to LISTEN."""
+    dsn = make_url(pg_admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    feed = (
+        "SELECT pg_notify('changes', (SELECT row_to_json(c)::text FROM customers c WHERE id = 2))"
+    )
+    options = f"-c search_path={gateway.schema}"
+    with psycopg.connect(dsn, options=options, autocommit=True) as app:
+        with psycopg.connect(dsn, options=options, autocommit=True) as direct:
+            direct.execute("LISTEN changes")
+            app.execute(feed)  # not vacuous: a plain listener gets the SSN
+            assert any(SSN in n.payload for n in direct.notifies(timeout=5, stop_after=1))
+        with connect(gateway) as conn:
+            with pytest.raises(psycopg.Error) as refused:
+                conn.execute("LISTEN changes")
+            assert refused.value.sqlstate == "28SU1"
+            gateway.node.clock.advance(30)
+            conn.execute(f"SET piigate.otp = '{gateway.code()}'")
+            conn.execute("LISTEN changes")  # stepped up: it listens
+            app.execute(feed)
+            assert any(SSN in n.payload for n in conn.notifies(timeout=5, stop_after=1))

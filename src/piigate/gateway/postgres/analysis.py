@@ -144,7 +144,12 @@ def _statement(chunk: Chunk, ctx: _Context) -> Statement:
         return _setting(chunk)
     if first == "show":
         return Statement(chunk.text, "show")
-    if first in ("listen", "unlisten"):
+    if first == "listen":
+        # A notification's payload is whatever its sender put there, from any session (a
+        # trigger's row_to_json(NEW), the app's own NOTIFY): what LISTEN lets in is unknown.
+        why = "listens for notifications, which may carry any value"
+        return Statement(chunk.text, "listen", fail_closed=why)
+    if first == "unlisten":
         return Statement(chunk.text, "listen")
     if first == "notify":  # the payload can only be a literal
         return Statement(chunk.text, "notify")
