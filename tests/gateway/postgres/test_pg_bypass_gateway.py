@@ -31,6 +31,13 @@ def connect(env: GatewayEnv) -> psycopg.Connection[Any]:
     return psycopg.connect(env.dsn(), autocommit=True)
 
 
+def straight(env: GatewayEnv, pg_admin_url: str) -> psycopg.Connection[Any]:
+    """A connection straight to the server, as the gateway's upstream role, in the corpus's
+    schema: another client's session, the application's, or the database owner's."""
+    dsn = make_url(pg_admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return psycopg.connect(dsn, options=f"-c search_path={env.schema}", autocommit=True)
+
+
 @pytest.mark.parametrize("case", BYPASSES, ids=lambda c: c.id)
 def test_no_bypass_without_the_step_up(gateway: GatewayEnv, case: Bypass) -> None:
     with connect(gateway) as conn:
@@ -70,14 +77,12 @@ def test_other_sessions_statement_texts_need_the_step_up(
 ) -> None:
     """A session of the gateway's upstream role (another client's, stepped up) whose statement
     quotes an SSN: its text, in pg_stat_activity, is read like the SSN itself."""
-    dsn = make_url(pg_admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    options = f"-c search_path={gateway.schema}"
-    with psycopg.connect(dsn, options=options, autocommit=True) as other:
+    with straight(gateway, pg_admin_url) as other:
         other.execute(
             "CREATE OR REPLACE VIEW active_statements AS SELECT query FROM pg_stat_activity"
         )
         other.execute(f"SELECT id FROM customers WHERE ssn = '{SSN}'").fetchall()
-        with psycopg.connect(dsn, options=options, autocommit=True) as direct:
+        with straight(gateway, pg_admin_url) as direct:
             for sql in _STATEMENT_TEXTS:  # not vacuous: each shows the SSN when run directly
                 assert SSN in repr(direct.execute(sql).fetchall()), sql
         with connect(gateway) as conn:
@@ -92,9 +97,7 @@ def test_a_partition_added_after_the_start_is_catalogued(
 ) -> None:
     """The gateway learns partitions and inheriting tables as plans name them, so one that a
     migration adds while it runs holds the catalogued table's PII from its first read."""
-    dsn = make_url(pg_admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    options = f"-c search_path={gateway.schema}"
-    with psycopg.connect(dsn, options=options, autocommit=True) as db:
+    with straight(gateway, pg_admin_url) as db:
         db.execute(
             "CREATE TABLE archive_high PARTITION OF archive FOR VALUES FROM (1000) TO (3000)"
         )
@@ -143,9 +146,7 @@ def test_statements_that_fire_triggers_need_the_step_up(
     """Triggers, generated columns and CHECK constraints with functions, made before by the
     database's owners: what their functions read, or copy where the statement reads it back
     (RETURNING, a notice), is not in the statement, nor in its plan."""
-    dsn = make_url(pg_admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    options = f"-c search_path={gateway.schema}"
-    with psycopg.connect(dsn, options=options, autocommit=True) as db:
+    with straight(gateway, pg_admin_url) as db:
         for sql in _TRIGGERS:
             db.execute(sql)
         try:
@@ -203,13 +204,11 @@ def test_listening_needs_the_step_up(gateway: GatewayEnv, pg_admin_url: str) -> 
     """A notification carries whatever its sender put in it, from any session: the app's own
     change feed (a trigger's ``pg_notify(..., row_to_json(NEW)::text)``) reached a client that
     only had to LISTEN."""
-    dsn = make_url(pg_admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
     feed = (
         "SELECT pg_notify('changes', (SELECT row_to_json(c)::text FROM customers c WHERE id = 2))"
     )
-    options = f"-c search_path={gateway.schema}"
-    with psycopg.connect(dsn, options=options, autocommit=True) as app:
-        with psycopg.connect(dsn, options=options, autocommit=True) as direct:
+    with straight(gateway, pg_admin_url) as app:
+        with straight(gateway, pg_admin_url) as direct:
             direct.execute("LISTEN changes")
             app.execute(feed)  # not vacuous: a plain listener gets the SSN
             assert any(SSN in n.payload for n in direct.notifies(timeout=5, stop_after=1))
