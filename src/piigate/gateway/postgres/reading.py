@@ -41,8 +41,8 @@ Explain = Callable[[str, str | None], Awaitable[str]]
 # (schema, table, ancestor's schema, ancestor) for every table the given (schema, table)s are
 # partitions of or inherit from (``store.pg_planning.PlanConnections.ancestors``).
 Ancestors = Callable[[list[tuple[str, str]]], Awaitable[list[tuple[str, str, str, str]]]]
-# Whether changing rows of the given (schema, table)s fires a user's trigger
-# (``store.pg_planning.PlanConnections.triggered``).
+# Whether changing rows of the given (schema, table)s runs a user's code that no plan shows: a
+# trigger, a generated column's or CHECK's function (``PlanConnections.triggered``).
 Triggered = Callable[[list[tuple[str, str]]], Awaitable[bool]]
 # Words that start a statement, or a data-modifying WITH query, that changes rows.
 _CHANGES: Final = frozenset({"insert", "update", "delete", "merge", "truncate", "copy_from"})
@@ -218,9 +218,9 @@ class Reader:
         return facts, estimate(plan)
 
     async def _fires_triggers(self, statement: Statement, facts: PlanFacts | None) -> bool:
-        """Whether ``statement`` changes rows of a table where a user's trigger fires. The
-        changed tables are the plan's, or (the parser resolved every name: catalogued tables
-        only) every table a statement that may change rows names."""
+        """Whether ``statement`` changes rows of a table where a user's code runs (``triggered``).
+        The changed tables are the plan's, or (the parser resolved every name: catalogued
+        tables only) every table a statement that may change rows names."""
         if self.triggered is None or statement.fail_closed is not None:
             return False
         if facts is not None:
