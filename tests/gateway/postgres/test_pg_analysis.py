@@ -246,6 +246,10 @@ def test_kinds_and_fields() -> None:
     ]
     assert found[2].changes_session and found[9].changes_session and found[10].changes_session
     assert found[4].fail_closed == "listens for notifications, which may carry any value"
+    # set_config may set the search path, whatever its first argument looks like here.
+    assert analyse("SELECT set_config('search_path', 'x', false)", CATALOG)[0].changes_session
+    assert analyse("SELECT set_config(k, v, true) FROM t", CATALOG)[0].changes_session
+    assert not analyse("SELECT upper('x')", CATALOG)[0].changes_session
     assert analyse("UNLISTEN ch", CATALOG)[0].fail_closed is None
     assert not found[1].changes_session and found[1].explainable and not found[6].explainable
     assert found[6].body is not None and found[6].body.kind == "select"

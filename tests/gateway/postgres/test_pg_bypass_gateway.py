@@ -4,6 +4,7 @@ this cannot pass vacuously)."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,6 +30,11 @@ def gateway(
 
 def connect(env: GatewayEnv) -> psycopg.Connection[Any]:
     return psycopg.connect(env.dsn(), autocommit=True)
+
+
+def connect_at(env: GatewayEnv, search_path: str) -> psycopg.Connection[Any]:
+    """Through the gateway, starting with another search path than the corpus's schema."""
+    return psycopg.connect(env.dsn(options=f"-c search_path={search_path}"), autocommit=True)
 
 
 def straight(env: GatewayEnv, pg_admin_url: str) -> psycopg.Connection[Any]:
@@ -221,3 +227,53 @@ def test_listening_needs_the_step_up(gateway: GatewayEnv, pg_admin_url: str) -> 
             conn.execute("LISTEN changes")  # stepped up: it listens
             app.execute(feed)
             assert any(SSN in n.payload for n in conn.notifies(timeout=5, stop_after=1))
+
+
+_PATH_SWITCHES = (
+    ("SELECT set_config('search_path', '{s}', false)",),
+    ("BEGIN", "SELECT set_config('search_path', '{s}', true)"),
+    ("WITH x AS (SELECT set_config('search_path', '{s}', false)) SELECT * FROM x",),
+)
+_READ = "SELECT ssn FROM customers WHERE id = 2"
+
+
+@pytest.fixture
+def decoy(gateway: GatewayEnv, pg_admin_url: str) -> Iterator[str]:
+    """A schema with an uncatalogued ``customers`` of its own, dropped afterwards."""
+    schema = f"decoy_{secrets.token_hex(4)}"
+    with straight(gateway, pg_admin_url) as db:
+        db.execute(f"CREATE SCHEMA {schema}")
+        db.execute(f"CREATE TABLE {schema}.customers (id int, ssn text)")
+        try:
+            yield schema
+        finally:
+            db.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.mark.parametrize("switch", _PATH_SWITCHES, ids=["set-config", "local", "in-a-cte"])
+def test_a_search_path_set_by_a_function_is_read_again(
+    gateway: GatewayEnv, pg_admin_url: str, decoy: str, switch: tuple[str, ...]
+) -> None:
+    """``set_config('search_path', ...)`` changes how the server resolves names: read with the
+    old path, ``customers`` was the other schema's uncatalogued table to the gateway."""
+    with straight(gateway, pg_admin_url) as direct:  # not vacuous: the server follows it
+        direct.execute(f"SET search_path = {decoy}")
+        for sql in switch:
+            direct.execute(sql.format(s=gateway.schema))
+        assert direct.execute(_READ).fetchall() == [(SSN,)]
+    with connect_at(gateway, decoy) as conn:
+        for sql in switch:
+            conn.execute(sql.format(s=gateway.schema))
+        assert conn.execute(_READ).fetchall() == [("***-**-9999",)]
+
+
+def test_statements_after_a_session_change_in_one_query_need_the_step_up(
+    gateway: GatewayEnv, decoy: str
+) -> None:
+    """One simple query is read whole before it runs, with the search path in force then; the
+    server runs what follows a SET with the path it sets."""
+    sql = f"SET search_path = {gateway.schema}; {_READ}"
+    with connect_at(gateway, decoy) as conn:
+        result = conn.pgconn.exec_(sql.encode())  # both statements in one Query message
+        assert result.status == psycopg.pq.ExecStatus.FATAL_ERROR and result.ntuples == 0
+        assert result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"28SU1"

@@ -129,3 +129,18 @@ async def test_a_change_that_fires_a_trigger_reads_every_class() -> None:
         assert changed[0].reads == changed[0].unmaskable == frozenset({"ssn"})
         assert changed[0].fail_closed == "fires triggers" and changed[0].outputs is None
     assert asked == [[("public", "customers")]]
+
+
+async def test_what_follows_a_session_change_in_one_text_reads_every_class() -> None:
+    """The server runs a statement after a SET (or a set_config) with the search path that
+    statement left; the reader read it with the one in force before the text."""
+    reader = reading.Reader(CATALOG, None)
+    read = await reader.read(
+        "BEGIN; SET search_path = x; SELECT name FROM public.customers; SHOW search_path; COMMIT",
+        None,
+    )
+    assert [t.kind for t in read] == ["transaction", "set", "select", "show", "transaction"]
+    assert read[2].reads == frozenset({"ssn"}) and read[2].fail_closed is not None
+    assert all(t.reads == frozenset() for t in (read[0], read[1], read[3], read[4]))
+    alone = await reader.read("SELECT name FROM public.customers; SET search_path = x", None)
+    assert alone[0].reads == frozenset()  # before the change: read as it is

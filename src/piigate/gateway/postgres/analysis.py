@@ -370,5 +370,5 @@ def _parsed(chunk: Chunk, ctx: _Context) -> Statement:
         where=where,
         explainable=kind in ("select", "insert", "update", "delete", "merge"),
         fail_closed=fail,
-        changes_session=session,
+        changes_session=session or walker.changes_session,
     )

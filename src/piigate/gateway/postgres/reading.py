@@ -120,7 +120,7 @@ class Reader:
             log.error("pg_analysis_failed", error=type(exc).__name__)
             return [every_class("other", self.catalog, "the statement could not be analysed")]
         read = [await self._touches(s, search_path) for s in statements]
-        touches = [t for t, _ in read]
+        touches = _after_changes([t for t, _ in read], self.catalog)
         self._texts.put(key, touches)
         # A statement with PII is not cached by its shape (it is read anew: its row estimate
         # depends on its constants).
@@ -297,6 +297,25 @@ class Reader:
         except Exception as exc:  # no estimate: the risk counts it as one row
             log.info("pg_plan_unavailable", error=type(exc).__name__)
             return None
+
+
+# Statements that read no relation, whatever the search path: nothing to read anew.
+_PATHLESS: Final = frozenset({"transaction", "empty", "set", "show"})
+
+
+def _after_changes(touches: list[Touches], catalog: Catalog) -> list[Touches]:
+    """``touches``, those that follow one that may change the session in the same query text
+    taken as touching every class: they were read with the search path in force before the
+    text, and the server runs each with the one the statements before it left."""
+    out: list[Touches] = []
+    changed = False
+    for touched in touches:
+        if changed and touched.kind not in _PATHLESS and touched.fail_closed is None:
+            why = "follows a statement that may change how it reads (the search path)"
+            touched = every_class(touched.kind, catalog, why)
+        out.append(touched)
+        changed = changed or touched.changes_session
+    return out
 
 
 def copy_probe(statement: Statement) -> str | None:

@@ -110,6 +110,9 @@ class Walker(ABC):
     failures: list[str] = field(default_factory=list)
     tables: set[TableName] = field(default_factory=set)
     unresolved: set[TableName] = field(default_factory=set)
+    # It calls set_config, which may change the search path (the server's, which the gateway
+    # must then read again) whatever the setting's name looks like here.
+    changes_session: bool = False
 
     def touch(self, lineage: Iterable[CatalogColumn], use: Use) -> None:
         self.touches.update(Touch(c, use) for c in lineage)
@@ -169,6 +172,8 @@ class Walker(ABC):
             self.fail(f"calls a function a user function may shadow: {name}")
         if name in BLIND:
             self.fail(f"{name} runs SQL given as text")
+        if name == "set_config":
+            self.changes_session = True
         return name
 
     # Expressions ------------------------------------------------------------------------------
