@@ -285,6 +285,30 @@ async def test_a_form_posting_a_method_is_refused_and_other_forms_go_through(rig
     assert ["content-length", "6"] in answer.json()["headers"]  # the body went on whole
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"note": "x", "_method": "DELETE"}',
+        b'{"_METHOD": "put"}',
+        b'{"\\u005fmethod": "DELETE"}',  # an escape is the same member name
+        b'{"note": "x", "_method": "GET", "_method": "DELETE"}',  # the last one counts there
+    ],
+)
+async def test_a_json_post_naming_a_method_is_refused(rig: Rig, body: bytes) -> None:
+    """Laravel reads ``_method`` from a JSON body too."""
+    json_type = {"content-type": "application/json"}
+    answer = await rig.client.post("/echo", headers={**_auth(rig), **json_type}, content=body)
+    assert answer.status_code == 400 and "method override" in answer.json()["detail"]
+
+
+async def test_json_posts_without_a_method_go_through_whole(rig: Rig) -> None:
+    json_type = {"content-type": "application/vnd.api+json"}
+    for body in (b'{"note": {"_method": "nested, not read"}}', b'["_method"]', b"not json"):
+        answer = await rig.client.post("/echo", headers={**_auth(rig), **json_type}, content=body)
+        assert answer.status_code == 200, body
+        assert ["content-length", str(len(body))] in answer.json()["headers"]
+
+
 async def test_unmatched_routes_are_refused_with_default_deny(rig: Rig) -> None:
     answer = await rig.client.get("/customers", headers=_auth(rig))
     assert answer.status_code == 403

@@ -66,7 +66,7 @@ __all__ = [
     "GatewayCallers",
     "Passage",
     "cookie_value",
-    "is_form_post",
+    "method_in_body",
 ]
 
 log = structlog.get_logger("piigate.gateway")
@@ -317,21 +317,44 @@ def presented_grants(ask: Ask) -> tuple[str, ...]:
 
 
 def _overrides_method(ask: Ask) -> bool:
-    """Whether ``ask`` carries a method override: a header, or a ``_method`` parameter in its
-    query or in the form it posts (read when it is one: :func:`is_form_post`)."""
+    """Whether ``ask`` carries a method override: a header, or a ``_method`` in its query or in
+    the form or JSON object it posts (read when it is one: :func:`method_in_body`)."""
     if any(key in _METHOD_OVERRIDES for key, _ in ask.headers):
         return True
-    form = ask.raw_body.decode("latin-1") if is_form_post(ask.method, ask.headers) else ""
-    return _names_method(ask.target.partition("?")[2]) or _names_method(form)
+    if _names_method(ask.target.partition("?")[2]):
+        return True
+    kind = method_in_body(ask.method, ask.headers)
+    if kind == "form":
+        return _names_method(ask.raw_body.decode("latin-1"))
+    return kind == "json" and _json_names_method(ask.raw_body)
 
 
-def is_form_post(method: str, headers: Sequence[tuple[str, str]]) -> bool:
-    """A POST of an HTML form (``application/x-www-form-urlencoded``): the edges read its body
-    on any route, since frameworks take a ``_method`` field in it as the request's method."""
+def method_in_body(method: str, headers: Sequence[tuple[str, str]]) -> str | None:
+    """``"form"`` or ``"json"`` for a POST whose body frameworks read a ``_method`` from (an
+    HTML form, ``application/x-www-form-urlencoded``: Rails, Symfony, Laravel; a JSON object:
+    Laravel), which the edges read on any route; None for any other request."""
     if method != "POST":
-        return False
+        return None
     kind = next((v for k, v in headers if k == "content-type"), "")
-    return kind.partition(";")[0].strip().lower() == "application/x-www-form-urlencoded"
+    media = kind.partition(";")[0].strip().lower()
+    if media == "application/x-www-form-urlencoded":
+        return "form"
+    if media == "application/json" or media.endswith("+json"):
+        return "json"
+    return None
+
+
+class _Members(list[tuple[str, object]]):
+    """A JSON object's members in order, repeated names kept."""
+
+
+def _json_names_method(raw: bytes) -> bool:
+    """Whether the JSON text ``raw`` is an object with a ``_method`` member (any case)."""
+    try:
+        doc = json.loads(raw, object_pairs_hook=_Members)
+    except (ValueError, RecursionError):  # not JSON: nothing reads a member from it
+        return False
+    return isinstance(doc, _Members) and any(k.lower() == _METHOD_PARAMETER for k, _ in doc)
 
 
 def _names_method(encoded: str) -> bool:
