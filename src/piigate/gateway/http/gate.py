@@ -83,9 +83,10 @@ _METHOD_OVERRIDES: Final = frozenset(
     {"x-http-method-override", "x-http-method", "x-method-override"}
 )
 _METHOD_PARAMETER: Final = "_method"
+_OVERRIDE: Final = "the request asks for another method than its own (method override)"
 # Fields a request has one of (RFC 9110 §5.3): given twice, the gate would read one and the
 # upstream maybe the other (a second Authorization: another caller than the one ruled on).
-_SINGLE: Final = ("authorization", "content-type")
+_SINGLE: Final = frozenset({"authorization", "content-type"})
 # The decision API's limits (``decision_request.ContextIn``).
 _MAX_USER_AGENT: Final = 1024
 _MAX_DEVICE_ID: Final = 255
@@ -206,11 +207,7 @@ class Gate:
             return _problem(exc)
 
     async def _check(self, ask: Ask, match: RouteMatch | None, *, early: bool) -> Passage | Answer:
-        for name in _SINGLE:
-            if sum(key == name for key, _ in ask.headers) > 1:
-                raise BadRequest(f"the request has more than one {name} header")
-        if _overrides_method(ask):
-            raise BadRequest("the request asks for another method than its own (method override)")
+        _refuse_ambiguous(ask)
         if match is None:
             if self.config.default is Default.DENY:
                 raise Forbidden("no route of this gateway allows this request")
@@ -316,17 +313,26 @@ def presented_grants(ask: Ask) -> tuple[str, ...]:
     return (cookie,) if cookie else ()
 
 
-def _overrides_method(ask: Ask) -> bool:
-    """Whether ``ask`` carries a method override: a header, or a ``_method`` in its query or in
-    the form or JSON object it posts (read when it is one: :func:`method_in_body`)."""
-    if any(key in _METHOD_OVERRIDES for key, _ in ask.headers):
-        return True
-    if _names_method(ask.target.partition("?")[2]):
-        return True
+def _refuse_ambiguous(ask: Ask) -> None:
+    """``BadRequest`` when the upstream could read ``ask`` otherwise than the gate: a header it
+    has once given twice, or a method override (a header, or a ``_method`` in its query or in
+    the form or JSON object it posts, read when it is one: :func:`method_in_body`). The
+    headers are walked once."""
+    seen: set[str] = set()
+    for key, _ in ask.headers:
+        if key in _METHOD_OVERRIDES:
+            raise BadRequest(_OVERRIDE)
+        if key in _SINGLE:
+            if key in seen:
+                raise BadRequest(f"the request has more than one {key} header")
+            seen.add(key)
     kind = method_in_body(ask.method, ask.headers)
-    if kind == "form":
-        return _names_method(ask.raw_body.decode("latin-1"))
-    return kind == "json" and _json_names_method(ask.raw_body)
+    if (
+        _names_method(ask.target.partition("?")[2])
+        or (kind == "form" and _names_method(ask.raw_body.decode("latin-1")))
+        or (kind == "json" and _json_names_method(ask.raw_body))
+    ):
+        raise BadRequest(_OVERRIDE)
 
 
 def method_in_body(method: str, headers: Sequence[tuple[str, str]]) -> str | None:

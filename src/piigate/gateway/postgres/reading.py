@@ -225,9 +225,7 @@ class Reader:
             return False
         if facts is not None:
             changed = {m.table for m in facts.modifications}
-        elif statement.kind in _CHANGES or any(
-            t.kind == "word" and t.value in _CHANGES for t in lex(statement.text)
-        ):
+        elif statement.kind in _CHANGES or _names_a_change(statement.text):
             changed = set(statement.tables)
         else:
             return False
@@ -297,6 +295,15 @@ class Reader:
         except Exception as exc:  # no estimate: the risk counts it as one row
             log.info("pg_plan_unavailable", error=type(exc).__name__)
             return None
+
+
+def _names_a_change(sql: str) -> bool:
+    """Whether ``sql`` holds a word that starts a change of rows (a data-modifying WITH query);
+    lexed only when the text holds such a word at all, which most reads do not."""
+    low = sql.lower()
+    if not any(word in low for word in _CHANGES):
+        return False
+    return any(t.kind == "word" and t.value in _CHANGES for t in lex(sql))
 
 
 # Statements that read no relation, whatever the search path: nothing to read anew.
