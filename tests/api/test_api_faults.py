@@ -23,10 +23,13 @@ async def break_store(node: Node, database_url: str) -> None:
         with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as c:
             c.execute(f'DROP DATABASE "{url.database}" WITH (FORCE)')
         return
-    # SQLite: close the pooled connections (both engines: the async one and the audit writer's
-    # own), then put a directory where the file was, so every new connection fails to open it.
-    await node.services.db.close()
+    # SQLite: put a directory where the file was, so every new connection fails to open it,
+    # then close the pooled connections (the async engine's and the units of work's). In this
+    # order: a background read (the alert desk catching up) that starts while close() awaits
+    # would otherwise open a connection to the old file and pool it, and later writes would
+    # commit there.
     _replace_with_directory(Path(str(url.database)))
+    await node.services.db.close()
 
 
 def _replace_with_directory(path: Path) -> None:
