@@ -78,6 +78,11 @@ class Stack:
         requests: list[dict[str, str]] = httpx.get(f"{self.upstream}/_seen").json()["requests"]
         return requests
 
+    def finished(self) -> list[str]:
+        """The targets of the ``/echo`` requests whose body the upstream received whole."""
+        targets: list[str] = httpx.get(f"{self.upstream}/_seen").json()["finished"]
+        return targets
+
 
 def e2e_policy() -> dict[str, Any]:
     """examples/policy.yaml with the changes of the module's doc."""

@@ -10,8 +10,9 @@
   as received (``[name, value]`` pairs) and the body's length and SHA-256; the answer carries
   hop-by-hop headers of its own (``Connection: x-upstream-hop``, ``X-Upstream-Hop``,
   ``Keep-Alive``) that the gateway must not pass back;
-- ``GET /_seen`` → every request received so far (method and target), for the tests to check
-  what the gateway let through; the tests call it directly, never through the gateway.
+- ``GET /_seen`` → every request received so far (method and target), and the targets of the
+  ``/echo`` requests whose body arrived whole (``finished``), for the tests to check what the
+  gateway let through; the tests call it directly, never through the gateway.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class _Seen:
 
 def create_upstream_app(slow_seconds: float = 30.0) -> ASGIApp:
     seen: list[dict[str, str]] = []
+    finished: list[str] = []
     customer = sample_customers()["1"]
 
     async def slow(request: Request) -> Response:
@@ -65,6 +67,7 @@ def create_upstream_app(slow_seconds: float = 30.0) -> ASGIApp:
         async for chunk in request.stream():
             digest.update(chunk)
             size += len(chunk)
+        finished.append(request.scope["raw_path"].decode("latin-1"))
         body: dict[str, Any] = {
             "method": request.method,
             "target": request.scope["raw_path"].decode("latin-1"),
@@ -76,7 +79,7 @@ def create_upstream_app(slow_seconds: float = 30.0) -> ASGIApp:
         return JSONResponse(body, headers=hops)
 
     async def seen_so_far(request: Request) -> Response:
-        return JSONResponse({"requests": seen})
+        return JSONResponse({"requests": seen, "finished": finished})
 
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
     app = Starlette(

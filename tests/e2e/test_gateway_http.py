@@ -272,6 +272,31 @@ def test_ambiguous_framing_is_refused_before_the_upstream(
     assert "/echo/framing" not in targets and "/echo/smuggled" not in targets
 
 
+def test_a_multipart_method_override_stops_the_upload_midway(
+    stack: Stack, gw: httpx.Client, oidc_idp: OidcIdp
+) -> None:
+    """The body streams through the real server and client, a part at a time: the part named
+    ``_method`` never reaches the upstream, which never has the whole request; the same upload
+    without it goes through whole."""
+    token = oidc_idp.token(subject=person("ivan"), acr=AAL1)
+
+    def parts(*names: str) -> Iterator[bytes]:
+        for name in names:
+            yield f'--b\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+            time.sleep(0.05)  # each part its own chunk on the wire
+            yield b"x" * 2000 + b"\r\n"
+        yield b"--b--\r\n"
+
+    headers = bearer(token, **{"content-type": "multipart/form-data; boundary=b"})
+    refused = gw.post("/echo/override", headers=headers, content=parts("note", "_method"))
+    problem(refused, 400, "bad_request")
+    assert "method override" in str(refused.json()["detail"])
+    allowed = gw.post("/echo/upload", headers=headers, content=parts("note", "file"))
+    assert allowed.status_code == 200, allowed.text
+    assert allowed.json()["body_bytes"] == sum(len(p) for p in parts("note", "file"))
+    assert "/echo/upload" in stack.finished() and "/echo/override" not in stack.finished()
+
+
 def test_what_the_upstream_receives(stack: Stack, gw: httpx.Client, oidc_idp: OidcIdp) -> None:
     subject = person("judy")
     token = oidc_idp.token(subject=subject, acr=AAL1)

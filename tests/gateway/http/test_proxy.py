@@ -61,7 +61,11 @@ gateway:
       - match: {{method: GET, path: "/text"}}
         action: read
         response_fields: {{"$.ssn": ssn}}
+      - match: {{method: POST, path: "/upload"}}
+        action: update
 """
+# What the upstream's /upload parsed, request by request.
+UPLOADS: list[dict[str, str]] = []
 
 
 async def _echo(request: Request) -> Response:
@@ -78,12 +82,22 @@ async def _text(request: Request) -> Response:
     return PlainTextResponse("ssn 900-12-3456")
 
 
+async def _upload(request: Request) -> Response:
+    async with request.form() as form:
+        fields = {
+            k: v if isinstance(v, str) else (await v.read()).decode() for k, v in form.items()
+        }
+    UPLOADS.append(fields)
+    return JSONResponse(fields)
+
+
 def _upstream_app() -> Starlette:
     return Starlette(
         routes=[
             Route("/echo", _echo, methods=["GET", "POST"]),
             Route("/echo-masked", _echo_masked),
             Route("/text", _text),
+            Route("/upload", _upload, methods=["POST"]),
             Mount("/", create_customers_app()),
         ]
     )
@@ -99,6 +113,7 @@ class Rig:
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    UPLOADS.clear()
     holder = PolicyHolder.from_file(str(EXAMPLES / "policy.yaml"))
     settings = Settings(
         policy_path=str(EXAMPLES / "policy.yaml"),
@@ -307,6 +322,76 @@ async def test_json_posts_without_a_method_go_through_whole(rig: Rig) -> None:
         answer = await rig.client.post("/echo", headers={**_auth(rig), **json_type}, content=body)
         assert answer.status_code == 200, body
         assert ["content-length", str(len(body))] in answer.json()["headers"]
+
+
+MULTIPART = "multipart/form-data; boundary=XyZ"
+
+
+def _multipart(*parts: tuple[str, str]) -> bytes:
+    """A multipart body of ``(part headers, content)``."""
+    out = b"".join(f"--XyZ\r\n{h}\r\n\r\n{c}\r\n".encode() for h, c in parts)
+    return out + b"--XyZ--\r\n"
+
+
+async def _in_pieces(body: bytes, size: int) -> AsyncIterator[bytes]:
+    for at in range(0, len(body), size):
+        yield body[at : at + size]
+
+
+@pytest.mark.parametrize(
+    "disposition",
+    [
+        'form-data; name="_method"',
+        "form-data; name=_METHOD",
+        'form-data; name=".method"',  # PHP reads it as _method
+        "form-data; name*=utf-8''%5Fmethod",
+    ],
+)
+async def test_a_multipart_post_naming_a_method_is_stopped_as_it_streams(
+    rig: Rig, disposition: str
+) -> None:
+    """Rails, Laravel and Symfony read ``_method`` from a multipart form too. Its body is
+    streamed on, not read whole: the part that names a method stops it before the upstream
+    has all of it, so the upstream never runs the request."""
+    body = _multipart(
+        ('Content-Disposition: form-data; name="note"', "x" * 300),
+        (f"Content-Disposition: {disposition}", "DELETE"),
+    )
+    headers = {**_auth(rig), "content-type": MULTIPART}
+    answer = await rig.client.post("/upload", headers=headers, content=_in_pieces(body, 7))
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "method override" in answer.json()["detail"]
+    assert UPLOADS == []
+
+
+async def test_multipart_posts_without_a_method_stream_through_whole(rig: Rig) -> None:
+    body = _multipart(
+        ('Content-Disposition: form-data; name="note"', 'name="_method" is only text here'),
+        ('Content-Disposition: form-data; name="file"; filename="a.txt"', "--XyZ- not a delimiter"),
+    )
+    headers = {**_auth(rig), "content-type": MULTIPART}
+    answer = await rig.client.post("/upload", headers=headers, content=_in_pieces(body, 5))
+    assert answer.status_code == 200, answer.text
+    expected = {"note": 'name="_method" is only text here', "file": "--XyZ- not a delimiter"}
+    assert answer.json() == expected
+    assert len(UPLOADS) == 1 and UPLOADS[0] == expected
+
+
+async def test_a_multipart_post_without_a_boundary_is_refused(rig: Rig) -> None:
+    headers = {**_auth(rig), "content-type": "multipart/form-data"}
+    answer = await rig.client.post("/upload", headers=headers, content=b"--x\r\n\r\n")
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == "the multipart body has no boundary"
+    assert UPLOADS == []
+
+
+async def test_a_post_without_a_content_type_is_read_as_a_form(rig: Rig) -> None:
+    """Rack parses a POST that names no media type as a form, ``_method`` included."""
+    request = rig.client.build_request("POST", "/echo", headers=_auth(rig), content=b"_method=PUT")
+    assert "content-type" not in request.headers
+    answer = await rig.client.send(request)
+    assert answer.status_code == 400 and "method override" in answer.json()["detail"]
 
 
 async def test_unmatched_routes_are_refused_with_default_deny(rig: Rig) -> None:

@@ -1,7 +1,8 @@
 """The ASGI side of a gate, shared by the reverse proxy (``proxy.py``) and the app middleware
 (``piigate.integrations``): a request read into an :class:`~piigate.gateway.http.gate.Ask`
 (its body read, up to a limit, for a route that decides on it, and parsed exactly, or for a
-form's or a JSON object's POST, whose ``_method`` the gate looks for), an
+form's or a JSON object's POST, whose ``_method`` the gate looks for; a multipart POST's is
+scanned as it streams instead), an
 :class:`~piigate.gateway.http.verdict.Answer` sent, and the headers that carry the verified
 subject and level, which only the gate sets.
 """
@@ -15,7 +16,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from piigate.api.auth import GRANT_HEADER
 from piigate.errors import PayloadTooLarge
-from piigate.gateway.http.gate import Ask, Passage, method_in_body
+from piigate.gateway.http.gate import Ask, Passage
+from piigate.gateway.http.overrides import body_kind
 from piigate.gateway.http.routes import Body, RouteMatch
 from piigate.gateway.http.sections import DEFAULT_MAX_BODY, ForwardHeaders
 from piigate.gateway.http.verdict import Answer
@@ -73,7 +75,7 @@ async def read_ask(
     method: str = scope["method"]
     target = request_target(scope)
     reads = match is not None and match.route.reads_body
-    if not reads and method_in_body(method, headers) is None:
+    if not reads and body_kind(method, headers) not in ("form", "json"):
         return Ask(method, target, headers, client_ip=ip), None
     body = await read_body(receive, headers, max_body)
     parsed = parsed_body(body) if reads else Body.ABSENT

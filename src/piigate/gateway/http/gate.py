@@ -27,7 +27,6 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
-from urllib.parse import parse_qsl
 
 import structlog
 
@@ -43,6 +42,14 @@ from piigate.errors import (
     Unauthorized,
 )
 from piigate.gateway.http.config import Default, HttpGatewayConfig
+from piigate.gateway.http.overrides import (
+    METHOD_OVERRIDE_HEADERS,
+    OVERRIDE_DETAIL,
+    body_kind,
+    body_names_method,
+    boundary_of,
+    names_method,
+)
 from piigate.gateway.http.ratelimit import RateLimiter
 from piigate.gateway.http.routes import Body, Route, RouteMatch, route_request
 from piigate.gateway.http.verdict import (
@@ -66,7 +73,6 @@ __all__ = [
     "GatewayCallers",
     "Passage",
     "cookie_value",
-    "method_in_body",
 ]
 
 log = structlog.get_logger("piigate.gateway")
@@ -76,14 +82,6 @@ DEVICE_HEADER: Final = "piigate-device"
 # token goes to the upstream in a header and must not be able to break it.
 HEADER_TEXT: Final = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
 _GRANT_HEADER: Final = GRANT_HEADER.lower()
-# What frameworks read as a request's real method (Rails, Laravel, Symfony, ASP.NET Core, the
-# method-override middleware of Express): the gate would rule on one method while the upstream
-# ran another (a GET, read and masked, run as a DELETE).
-_METHOD_OVERRIDES: Final = frozenset(
-    {"x-http-method-override", "x-http-method", "x-method-override"}
-)
-_METHOD_PARAMETER: Final = "_method"
-_OVERRIDE: Final = "the request asks for another method than its own (method override)"
 # Fields a request has one of (RFC 9110 §5.3): given twice, the gate would read one and the
 # upstream maybe the other (a second Authorization: another caller than the one ruled on).
 _SINGLE: Final = frozenset({"authorization", "content-type"})
@@ -315,61 +313,24 @@ def presented_grants(ask: Ask) -> tuple[str, ...]:
 
 def _refuse_ambiguous(ask: Ask) -> None:
     """``BadRequest`` when the upstream could read ``ask`` otherwise than the gate: a header it
-    has once given twice, or a method override (a header, or a ``_method`` in its query or in
-    the form or JSON object it posts, read when it is one: :func:`method_in_body`). The
-    headers are walked once."""
+    has once given twice, or a method override (``overrides``: a header, or a ``_method`` in
+    its query or in the form, JSON object or multipart body it posts, when the gate read it;
+    a multipart body streamed on is scanned as it goes). The headers are walked once."""
     seen: set[str] = set()
     for key, _ in ask.headers:
-        if key in _METHOD_OVERRIDES:
-            raise BadRequest(_OVERRIDE)
+        if key in METHOD_OVERRIDE_HEADERS:
+            raise BadRequest(OVERRIDE_DETAIL)
         if key in _SINGLE:
             if key in seen:
                 raise BadRequest(f"the request has more than one {key} header")
             seen.add(key)
-    kind = method_in_body(ask.method, ask.headers)
-    if (
-        _names_method(ask.target.partition("?")[2])
-        or (kind == "form" and _names_method(ask.raw_body.decode("latin-1")))
-        or (kind == "json" and _json_names_method(ask.raw_body))
+    kind = body_kind(ask.method, ask.headers)
+    if kind == "multipart":
+        boundary_of(ask.headers)  # a multipart body without one: 400 before anything goes on
+    if names_method(ask.target.partition("?")[2]) or (
+        kind is not None and ask.raw_body and body_names_method(kind, ask.raw_body, ask.headers)
     ):
-        raise BadRequest(_OVERRIDE)
-
-
-def method_in_body(method: str, headers: Sequence[tuple[str, str]]) -> str | None:
-    """``"form"`` or ``"json"`` for a POST whose body frameworks read a ``_method`` from (an
-    HTML form, ``application/x-www-form-urlencoded``: Rails, Symfony, Laravel; a JSON object:
-    Laravel), which the edges read on any route; None for any other request."""
-    if method != "POST":
-        return None
-    kind = next((v for k, v in headers if k == "content-type"), "")
-    media = kind.partition(";")[0].strip().lower()
-    if media == "application/x-www-form-urlencoded":
-        return "form"
-    if media == "application/json" or media.endswith("+json"):
-        return "json"
-    return None
-
-
-class _Members(list[tuple[str, object]]):
-    """A JSON object's members in order, repeated names kept."""
-
-
-def _json_names_method(raw: bytes) -> bool:
-    """Whether the JSON text ``raw`` is an object with a ``_method`` member (any case)."""
-    try:
-        doc = json.loads(raw, object_pairs_hook=_Members)
-    except (ValueError, RecursionError):  # not JSON: nothing reads a member from it
-        return False
-    return isinstance(doc, _Members) and any(k.lower() == _METHOD_PARAMETER for k, _ in doc)
-
-
-def _names_method(encoded: str) -> bool:
-    """Whether the ``application/x-www-form-urlencoded`` text ``encoded`` has a ``_method``."""
-    low = encoded.lower()
-    if _METHOD_PARAMETER not in low and "%5f" not in low:
-        return False
-    pairs = parse_qsl(encoded, keep_blank_values=True, separator="&")
-    return any(key.lower() == _METHOD_PARAMETER for key, _ in pairs)
+        raise BadRequest(OVERRIDE_DETAIL)
 
 
 def cookie_value(headers: Sequence[tuple[str, str]], name: str) -> str | None:

@@ -60,6 +60,7 @@ from piigate.gateway.http.masking import (
     masked_answer_headers,
     masked_request_headers,
 )
+from piigate.gateway.http.overrides import MultipartScan, body_kind, scanned
 from piigate.gateway.http.routes import Route
 from piigate.gateway.http.upstream import (
     Upstream,
@@ -223,6 +224,8 @@ class HttpGateway:
         content: bytes | AsyncIterator[bytes] | None = body
         if body is None and has_body(ask.headers):
             content = request_chunks(receive)
+            if body_kind(ask.method, ask.headers) == "multipart":  # its _method, as it streams
+                content = scanned(content, MultipartScan.for_headers(ask.headers))
         sending = self.upstream.send(ask.method, ask.target, out, content)
         # A masked answer is read and masked as soon as it comes, while the audit may still
         # be committing; it leaves once the decision is audited.

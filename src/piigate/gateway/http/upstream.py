@@ -264,5 +264,7 @@ class Upstream:
         except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
             raise UpstreamTimeout("the upstream API did not answer in time") from exc
         except aiohttp.ClientError as exc:
+            if isinstance(exc.__cause__, PiigateError):  # the body refused as it streamed
+                raise exc.__cause__ from None
             raise UpstreamUnavailable("the upstream API cannot be reached") from exc
         return UpstreamAnswer(response)

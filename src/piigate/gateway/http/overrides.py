@@ -1,0 +1,243 @@
+"""Method overrides: what makes a framework run a request as another method than its own.
+
+Rails (``Rack::MethodOverride``), Laravel, Symfony, ASP.NET Core and Express's
+method-override run a request as the method named by a header (``X-HTTP-Method-Override`` and
+its variants) or by a ``_method`` parameter: in the query, in a posted form
+(``application/x-www-form-urlencoded``, and for Rack a ``POST`` with no ``Content-Type`` at
+all), in a posted ``multipart/form-data`` body, or as a member of a posted JSON object
+(Laravel). The gate rules on the request line's method, so any of these is refused before the
+upstream (a GET ruled on as a masked read would otherwise run as a DELETE).
+
+Names are read as the upstream reads them: PHP turns a leading run of spaces into nothing,
+and ``.``, a space and an unmatched ``[`` into ``_`` (``.method`` is ``_method`` there), and a
+``_method[...]`` is the same parameter as an array; the comparison ignores case.
+
+A multipart body is scanned as it streams (:class:`MultipartScan`): each part's headers are
+read before the chunk that holds them goes on, so a part named ``_method`` stops the body
+before the upstream has all of it, and it never runs the request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Sequence
+from typing import Final, Literal
+from urllib.parse import parse_qsl, unquote, unquote_to_bytes
+
+from piigate.errors import BadRequest
+
+__all__ = [
+    "METHOD_OVERRIDE_HEADERS",
+    "OVERRIDE_DETAIL",
+    "BodyKind",
+    "MultipartScan",
+    "body_kind",
+    "body_names_method",
+    "boundary_of",
+    "names_method",
+    "scanned",
+]
+
+METHOD_OVERRIDE_HEADERS: Final = frozenset(
+    {"x-http-method-override", "x-http-method", "x-method-override"}
+)
+OVERRIDE_DETAIL: Final = "the request asks for another method than its own (method override)"
+_PARAMETER: Final = "_method"
+# A part's headers longer than this are refused: no form field needs them, and the scan
+# holds them until they end.
+MAX_PART_HEADERS: Final = 16 * 1024
+
+BodyKind = Literal["form", "json", "multipart"]
+
+
+def body_kind(method: str, headers: Sequence[tuple[str, str]]) -> BodyKind | None:
+    """What a framework would read a ``_method`` from in this request's body: ``"form"``,
+    ``"json"`` or ``"multipart"`` for a POST that posts one (a POST without a
+    ``Content-Type`` is a form for Rack); None for any other request."""
+    if method != "POST":
+        return None
+    kind = next((v for k, v in headers if k == "content-type"), None)
+    if kind is None:
+        return "form"
+    media = kind.partition(";")[0].strip().lower()
+    if media == "application/x-www-form-urlencoded":
+        return "form"
+    if media == "application/json" or media.endswith("+json"):
+        return "json"
+    if media.startswith("multipart/"):
+        return "multipart"
+    return None
+
+
+def names_method(encoded: str) -> bool:
+    """Whether the ``application/x-www-form-urlencoded`` text ``encoded`` (a query, a form)
+    has a ``_method`` parameter, as any of the frameworks reads its names."""
+    low = encoded.lower()
+    if "method" not in low and "%" not in low:
+        return False
+    pairs = parse_qsl(encoded, keep_blank_values=True, separator="&")
+    return any(_is_method_name(key) for key, _ in pairs)
+
+
+def body_names_method(kind: BodyKind, raw: bytes, headers: Sequence[tuple[str, str]]) -> bool:
+    """Whether the whole body ``raw`` of ``kind`` has a ``_method``."""
+    if kind == "form":
+        return names_method(raw.decode("latin-1"))
+    if kind == "json":
+        return _json_names_method(raw)
+    scan = MultipartScan.for_headers(headers)
+    scan.feed(raw)
+    return scan.found
+
+
+def _is_method_name(name: str) -> bool:
+    """``name`` read as PHP reads a parameter's name (leading spaces dropped; ``.``, a space
+    and an unmatched ``[`` made ``_``; cut at a NUL), in any case: ``_method``, or an array
+    of that name."""
+    key = name.partition("\0")[0].lstrip(" ").lower()
+    if "method" not in key:
+        return False
+    key = key.replace(".", "_").replace(" ", "_")
+    bracket = key.find("[")
+    if bracket >= 0 and "]" not in key[bracket:]:
+        key = key[:bracket] + "_" + key[bracket + 1 :]
+    return key == _PARAMETER or key.startswith(_PARAMETER + "[")
+
+
+class _Members(list[tuple[str, object]]):
+    """A JSON object's members in order, repeated names kept."""
+
+
+def _json_names_method(raw: bytes) -> bool:
+    """Whether the JSON text ``raw`` is an object with a ``_method`` member (any case)."""
+    try:
+        doc = json.loads(raw, object_pairs_hook=_Members)
+    except (ValueError, RecursionError):  # not JSON: nothing reads a member from it
+        return False
+    return isinstance(doc, _Members) and any(k.lower() == _PARAMETER for k, _ in doc)
+
+
+# A Content-Disposition (or Content-Type) parameter: name, then a quoted string or a token.
+_PARAM: Final = re.compile(
+    rb'([!#$%&\'*+.^_`|~0-9a-zA-Z-]+\*?)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)', re.S
+)
+_FOLD: Final = re.compile(rb"\r?\n[ \t]+")
+# Any ``name=`` in a header, quoting ignored (a lenient parser's regex can find one inside
+# another parameter's quoted value).
+_ANY_NAME: Final = re.compile(rb'name(\*?)\s*=\s*"?((?:[^"\\;\s]|\\.)*)', re.I)
+
+
+def _parameters(value: bytes) -> list[tuple[str, bytes]]:
+    """A header value's parameters (lower-case names), quoted strings unquoted; an RFC 2231
+    ``name*=charset'lang'value`` decoded to its bytes."""
+    found: list[tuple[str, bytes]] = []
+    for key, raw in _PARAM.findall(value):
+        name = key.decode("latin-1").lower()
+        text = re.sub(rb"\\(.)", rb"\1", raw[1:-1]) if raw.startswith(b'"') else raw
+        if name.endswith("*"):
+            name = name[:-1]
+            text = unquote_to_bytes(text.split(b"'", 2)[-1])
+        found.append((name, text))
+    return found
+
+
+def boundary_of(headers: Sequence[tuple[str, str]]) -> bytes:
+    """The boundary of a multipart body's ``Content-Type``; ``BadRequest`` without one."""
+    kind = next((v for k, v in headers if k == "content-type"), "")
+    for name, value in _parameters(kind.encode("latin-1")):
+        if name == "boundary" and value:
+            return value
+    raise BadRequest("the multipart body has no boundary")
+
+
+class MultipartScan:
+    """A multipart body's part headers read as the body streams: :meth:`feed` each chunk
+    before it goes on; ``found`` once a part is named ``_method``.
+
+    A part begins after a line ``--boundary`` (a CRLF or a bare LF before it: lenient parsers
+    take either); its headers end at the first empty line. Every ``name`` parameter of its
+    ``Content-Disposition`` headers (unfolded, quoted or not, RFC 2231 encoded or not) is
+    read as :func:`_is_method_name` reads it. Headers over ``MAX_PART_HEADERS`` are refused.
+    The close delimiter (``--boundary--``) ends the scan: what follows is no part.
+    """
+
+    __slots__ = ("_buffer", "_delimiter", "_done", "_in_headers", "found")
+
+    def __init__(self, boundary: bytes) -> None:
+        self._delimiter = b"\n--" + boundary
+        self._buffer = b"\n"  # the body's start counts as a line's start
+        self._in_headers = False
+        self._done = False
+        self.found = False
+
+    @classmethod
+    def for_headers(cls, headers: Sequence[tuple[str, str]]) -> MultipartScan:
+        return cls(boundary_of(headers))
+
+    def feed(self, chunk: bytes) -> None:
+        if self._done or self.found:
+            return
+        buffer = self._buffer + chunk
+        while True:
+            if not self._in_headers:
+                at = buffer.find(self._delimiter)
+                if at < 0:  # keep what could be the start of a delimiter
+                    buffer = buffer[-(len(self._delimiter) - 1) :]
+                    break
+                buffer = buffer[at + len(self._delimiter) :]
+                self._in_headers = True
+                continue
+            if len(buffer) < 2:
+                break
+            if buffer.startswith(b"--"):  # the close delimiter
+                self._done = True
+                buffer = b""
+                break
+            end = _blank_line(buffer)
+            if end < 0:
+                if len(buffer) > MAX_PART_HEADERS:
+                    raise BadRequest("a part of the multipart body has headers too long")
+                break
+            if _part_named_method(buffer[:end]):
+                self.found = True
+                buffer = b""
+                break
+            buffer = buffer[end:]
+            self._in_headers = False
+        self._buffer = buffer
+
+
+def _blank_line(block: bytes) -> int:
+    """Where the header block ``block`` ends (its empty line), or -1."""
+    ends = [i for i in (block.find(b"\n\r\n"), block.find(b"\n\n")) if i >= 0]
+    return min(ends) if ends else -1
+
+
+def _part_named_method(block: bytes) -> bool:
+    """Whether a part's header block names it ``_method``: a ``name`` parameter of any of its
+    headers (``Content-Disposition``'s, or an old ``Content-Type``'s), or its ``Content-ID``,
+    which Rack takes as the name when there is none."""
+    for line in _FOLD.sub(b" ", block).splitlines():
+        field, colon, value = line.partition(b":")
+        if not colon:
+            continue
+        names = [text for name, text in _parameters(value) if name == "name"]
+        for star, text in _ANY_NAME.findall(value):
+            text = re.sub(rb"\\(.)", rb"\1", text)
+            names.append(unquote_to_bytes(text.split(b"'", 2)[-1]) if star else text)
+        if field.strip().lower() == b"content-id":
+            names.append(value.strip().strip(b"<>\"'"))
+        if any(_is_method_name(unquote(text.decode("latin-1"))) for text in names):
+            return True
+    return False
+
+
+async def scanned(chunks: AsyncIterator[bytes], scan: MultipartScan) -> AsyncIterator[bytes]:
+    """``chunks`` passed on, each once ``scan`` has read it; ``BadRequest`` (a method
+    override) instead of the chunk that names a ``_method``."""
+    async for chunk in chunks:
+        scan.feed(chunk)
+        if scan.found:
+            raise BadRequest(OVERRIDE_DETAIL)
+        yield chunk

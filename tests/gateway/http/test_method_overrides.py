@@ -1,0 +1,149 @@
+"""Method overrides as the frameworks behind the gateway read them (``overrides.py``): names as
+PHP mangles them, and a multipart body's part headers scanned as it streams, whatever the
+chunks' sizes."""
+
+from __future__ import annotations
+
+import pytest
+
+from piigate.errors import BadRequest
+from piigate.gateway.http.overrides import (
+    MAX_PART_HEADERS,
+    MultipartScan,
+    body_kind,
+    body_names_method,
+    boundary_of,
+    names_method,
+)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "_method=DELETE",
+        "a=1&_METHOD=put",
+        "%5Fmethod=DELETE",
+        ".method=DELETE",  # PHP: a dot becomes _
+        "%20_method=DELETE",  # PHP: leading spaces dropped
+        "+_method=DELETE",
+        "[method=DELETE",  # PHP: an unmatched [ becomes _
+        "_method[]=DELETE",  # an array of that name
+        "_method[x]=DELETE",
+        "_method%00junk=DELETE",  # PHP cuts a name at a NUL
+    ],
+)
+def test_names_a_method_as_frameworks_read_it(query: str) -> None:
+    assert names_method(query)
+
+
+@pytest.mark.parametrize(
+    "query", ["", "method=DELETE", "my_method=x", "_methods=x", "_methodology=x", "a=_method"]
+)
+def test_other_names_are_not_a_method(query: str) -> None:
+    assert not names_method(query)
+
+
+@pytest.mark.parametrize(
+    ("method", "content_type", "kind"),
+    [
+        ("POST", None, "form"),  # Rack parses a POST without a media type as a form
+        ("POST", "application/x-www-form-urlencoded; charset=utf-8", "form"),
+        ("POST", "Application/JSON", "json"),
+        ("POST", "application/vnd.api+json", "json"),
+        ("POST", "multipart/form-data; boundary=b", "multipart"),
+        ("POST", "multipart/mixed; boundary=b", "multipart"),
+        ("POST", "text/plain", None),
+        ("PUT", "application/x-www-form-urlencoded", None),
+        ("GET", None, None),
+    ],
+)
+def test_body_kind(method: str, content_type: str | None, kind: str | None) -> None:
+    headers = [] if content_type is None else [("content-type", content_type)]
+    assert body_kind(method, headers) == kind
+
+
+def test_the_boundary_is_read_quoted_or_not() -> None:
+    assert boundary_of([("content-type", 'multipart/form-data; boundary="a b;c"')]) == b"a b;c"
+    assert boundary_of([("content-type", "multipart/form-data;boundary=XyZ")]) == b"XyZ"
+    for value in ("multipart/form-data", "multipart/form-data; boundary=", "text/plain"):
+        with pytest.raises(BadRequest):
+            boundary_of([("content-type", value)])
+
+
+def _body(*headers: str, crlf: bytes = b"\r\n") -> bytes:
+    """A multipart body (boundary ``XyZ``) of parts with these header blocks."""
+    parts = [
+        b"--XyZ" + crlf + h.encode("latin-1").replace(b"\n", crlf) + crlf + crlf + b"v" + crlf
+        for h in headers
+    ]
+    return b"preamble" + crlf + b"".join(parts) + b"--XyZ--" + crlf + b"epilogue"
+
+
+def _found(body: bytes, *, split: int | None = None, step: int | None = None) -> bool:
+    scan = MultipartScan(b"XyZ")
+    if step is not None:
+        for at in range(0, len(body), step):
+            scan.feed(body[at : at + step])
+    elif split is not None:
+        scan.feed(body[:split])
+        scan.feed(body[split:])
+    else:
+        scan.feed(body)
+    return scan.found
+
+
+NAMED = [
+    'Content-Disposition: form-data; name="_method"',
+    "content-disposition:form-data;name=_Method",
+    'Content-Disposition: form-data; name="\\_method"',  # a quoted-pair is the character
+    'Content-Disposition: form-data; name=" _method"',
+    'Content-Disposition: form-data; name=".method"',
+    "Content-Disposition: form-data; name*=UTF-8''%5Fmethod",
+    'Content-Disposition: form-data; name="_method[]"',
+    'Content-Disposition: form-data;\n name="_method"',  # folded
+    'Content-Disposition: form-data; filename="x\\"; name=_method"',  # a lenient regex's find
+    "Content-ID: <_method>",  # Rack's name for a part without one
+]
+
+
+@pytest.mark.parametrize("header", NAMED)
+def test_a_part_named_method_is_found_at_any_split(header: str) -> None:
+    body = _body('Content-Disposition: form-data; name="a"', header)
+    assert _found(body)
+    assert _found(body, step=1)
+    assert all(_found(body, split=at) for at in range(len(body) + 1))
+    assert _found(body.replace(b"\r\n", b"\n"))  # bare LF, which lenient parsers take
+
+
+def test_a_body_naming_no_method_is_not_found_at_any_split() -> None:
+    body = _body(
+        'Content-Disposition: form-data; name="method"',
+        'Content-Disposition: form-data; name="file"; filename="notes.txt"\n'
+        "Content-Type: text/plain",
+    ).replace(b"v\r\n--XyZ--", b'name="_method" in content\r\n--XyZ--')
+    assert not _found(body)
+    assert not _found(body, step=1)
+    assert not any(_found(body, split=at) for at in range(len(body) + 1))
+
+
+def test_nothing_after_the_close_delimiter_is_a_part() -> None:
+    body = _body('Content-Disposition: form-data; name="a"')
+    body += b'\r\n--XyZ\r\nContent-Disposition: form-data; name="_method"\r\n\r\nDELETE\r\n'
+    assert not _found(body)
+
+
+def test_part_headers_too_long_are_refused() -> None:
+    scan = MultipartScan(b"XyZ")
+    scan.feed(b"--XyZ\r\nX-Pad: ")
+    with pytest.raises(BadRequest, match="headers too long"):
+        for _ in range(MAX_PART_HEADERS // 1024 + 2):
+            scan.feed(b"a" * 1024)
+
+
+def test_a_whole_body_the_gate_read() -> None:
+    headers = [("content-type", "multipart/form-data; boundary=XyZ")]
+    assert body_names_method("multipart", _body(NAMED[0]), headers)
+    assert not body_names_method("multipart", _body('Content-Disposition: x; name="a"'), headers)
+    assert body_names_method("form", b"a=1&_method=PUT", [])
+    assert body_names_method("json", b'{"_Method": "PUT"}', [])
+    assert not body_names_method("json", b'[{"_method": "PUT"}]', [])
