@@ -308,6 +308,13 @@ CASES: list[tuple[str, str, str, str]] = [
         '^match: {path: "/transfers"}',
         "takes all its requests",
     ),
+    (  # /transfers takes /transfers.csv too (a format suffix)
+        '      - match: {method: POST, path: "/transfers"}',
+        '      - match: {method: POST, path: "/transfers"}\n        action: read\n'
+        '      - match: {method: POST, path: "/Transfers.csv"}',
+        '^match: {method: POST, path: "/Transfers.csv"}',
+        "this route can never match: route 4 (POST /transfers, line 27) takes all",
+    ),
     # workers
     ("    routes:\n", "    workers: 0\n    routes:\n", "^0\n    routes", "between 1 and 64"),
     ("    routes:\n", "    workers: two\n    routes:\n", "^two", "workers must be an integer"),

@@ -150,6 +150,32 @@ def test_literals_match_in_any_case_and_parameters_keep_theirs(config: HttpGatew
     assert found.route.action is Action.READ and found.params == {"id": "AbC d"}
 
 
+def test_a_format_suffix_takes_the_route_it_extends() -> None:
+    """Rails routes ``/customers.json`` to ``/customers`` (and Spring did): unmatched as sent,
+    it would go through unguarded under ``default: pass``."""
+    text = GATEWAY.replace(
+        "    routes:\n",
+        "    routes:\n"
+        '      - match: {method: GET, path: "/customers/export.csv"}\n        action: delete\n'
+        '      - match: {method: GET, path: "/customers/export"}\n        action: read\n',
+    )
+    config = load_gateway_config_text(text, policy(), source="gateway.yaml")
+    assert _match(config, "POST", "/transfers.json").route.action is Action.TRANSACT
+    assert _match(config, "POST", "/Transfers.tar.gz/").route.action is Action.TRANSACT
+    assert _match(config, "GET", "/customers/export.JSON").route.index == 1
+    assert _match(config, "GET", "/customers/export.csv").route.index == 0  # as sent first
+    assert _match(config, "GET", "/customers/42.json").params == {"id": "42.json"}
+    for unmatched in ("/transfersx", "/transfers-json", "/transfers.json/1", "/x/transfers.json"):
+        assert config.match("POST", unmatched) is None, unmatched
+    assert config.match("GET", "/transfers.json") is None  # the method still counts
+
+
+def test_literals_that_are_not_ascii_compare_in_nfkc_form(config: HttpGatewayConfig) -> None:
+    fullwidth = "".join(chr(ord(c) + 0xFEE0) for c in "CUSTOMERS")
+    assert _match(config, "GET", f"/{fullwidth}/42").route.action is Action.READ
+    assert _match(config, "POST", "/transfer%EF%BD%93").route.action is Action.TRANSACT
+
+
 def test_the_first_matching_route_wins() -> None:
     text = GATEWAY.replace(
         "    routes:\n",

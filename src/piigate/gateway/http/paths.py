@@ -17,7 +17,14 @@ take there (fail closed: a path that could be read two ways is refused):
   parameters before routing, others keep them) or a control character, a malformed ``%``
   escape, and bytes that are not UTF-8;
 - literal segments match without regard to case (``/Customers/42`` is protected like
-  ``/customers/42``, whatever the upstream does with case); parameter values keep their case.
+  ``/customers/42``, whatever the upstream does with case), and a segment that is not ASCII
+  is compared in its NFKC form (``customers`` in fullwidth letters, which a server's "best
+  fit" mapping may read as ``customers``); parameter values keep their case;
+- a template whose last segment is literal matches that segment with an extension too
+  (``/customers`` matches ``/customers.json`` and ``/customers.tar.gz``): Rails routes a
+  format suffix to the same action (``/customers(.:format)``), as Spring did with suffix
+  pattern matching. Routes are tried in order, so a route for ``/customers.csv`` of its own
+  goes before the one for ``/customers``.
 
 Errors name the rule broken, never the path (it may carry PII).
 """
@@ -25,6 +32,7 @@ Errors name the rule broken, never the path (it may carry PII).
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import unquote_to_bytes
@@ -85,24 +93,42 @@ class PathTemplate:
     def params(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.segments if isinstance(s, Param))
 
-    def match(self, segments: tuple[str, ...]) -> dict[str, str] | None:
-        """The parameters, when the (decoded) request ``segments`` match."""
+    def match(self, segments: tuple[str, ...], *, suffixed: bool = False) -> dict[str, str] | None:
+        """The parameters, when the (decoded) request ``segments`` match. ``suffixed``: the
+        request's last segment matches a literal last segment it extends with ``.ext``."""
         if len(segments) != len(self.segments):
             return None
         params: dict[str, str] = {}
-        for mine, theirs in zip(self.segments, segments, strict=True):
+        last = len(segments) - 1
+        for at, (mine, theirs) in enumerate(zip(self.segments, segments, strict=True)):
             if isinstance(mine, Param):
                 params[mine.name] = theirs
-            elif mine != theirs.casefold():
+                continue
+            folded = _folded(theirs)
+            if suffixed and at == last:
+                if not folded.startswith(mine + "."):
+                    return None
+            elif mine != folded:
                 return None
         return params
 
+    @property
+    def ends_literal(self) -> bool:
+        """Whether the last segment is literal text (what a format suffix can extend)."""
+        return bool(self.segments) and isinstance(self.segments[-1], str)
+
     def covers(self, other: PathTemplate) -> bool:
-        """Every path ``other`` matches, this template matches too."""
-        return len(self.segments) == len(other.segments) and all(
-            isinstance(mine, Param) or mine == theirs
-            for mine, theirs in zip(self.segments, other.segments, strict=True)
-        )
+        """Every path ``other`` matches, this template matches too (a literal last segment
+        with an extension included: ``/customers`` covers ``/customers.csv``)."""
+        if len(self.segments) != len(other.segments):
+            return False
+        last = len(self.segments) - 1
+        for at, (mine, theirs) in enumerate(zip(self.segments, other.segments, strict=True)):
+            if isinstance(mine, Param) or mine == theirs:
+                continue
+            if not (at == last and isinstance(theirs, str) and theirs.startswith(mine + ".")):
+                return False
+        return True
 
     def overlap(self, other: PathTemplate) -> str | None:
         """A path both templates match (parameters shown as ``{name}``), or None."""
@@ -138,6 +164,13 @@ def _segment(part: str, at: int, seen: set[str]) -> Segment:
     if part in (".", "..") or _CONTROL.search(part) or part != part.strip():
         raise TemplateError("not a path segment a request can have", at)
     return part.casefold()
+
+
+def _folded(segment: str) -> str:
+    """A request segment as literals are compared: case-folded, in NFKC form when not ASCII."""
+    if segment.isascii():
+        return segment.casefold()
+    return unicodedata.normalize("NFKC", segment).casefold()
 
 
 def split_path(target: str) -> tuple[str, ...]:

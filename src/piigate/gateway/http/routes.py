@@ -1,7 +1,9 @@
 """Routes: which configured route a request takes, and the engine's request it makes.
 
 :func:`match_route` tries the routes in configuration order; the first whose method and path
-template match wins (``paths.py`` says how a path is read). A route for ``GET`` answers ``HEAD``
+template match wins (``paths.py`` says how a path is read), as sent or, for a template whose
+last segment is literal, with an extension on it (``/customers.json`` takes the route of
+``/customers``, as a format suffix does in Rails). A route for ``GET`` answers ``HEAD``
 too (a ``HEAD`` answer tells as much about whether access is allowed as a ``GET``'s).
 
 :func:`route_request` then builds what the engine decides on, in the core's own vocabulary:
@@ -28,7 +30,7 @@ Errors (``BadRequest``) name the field, never its value.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Final
@@ -138,15 +140,18 @@ class RouteMatch:
     params: Mapping[str, str]
 
 
-def match_route(routes: Iterable[Route], method: str, target: str) -> RouteMatch | None:
+def match_route(routes: Sequence[Route], method: str, target: str) -> RouteMatch | None:
     """The first route matching ``method`` and the path of ``target`` (a query is ignored);
     BadRequest when the path is ambiguous (``paths.split_path``)."""
     segments = split_path(target)
     method = method.upper()
+    suffixed = bool(segments) and "." in segments[-1]
     for route in routes:
         if route.methods is not None and method not in route.methods:
             continue
         params = route.path.match(segments)
+        if params is None and suffixed and route.path.ends_literal:
+            params = route.path.match(segments, suffixed=True)  # /customers.json
         if params is not None:
             return RouteMatch(route, params)
     return None
