@@ -67,7 +67,15 @@ TARGET_RATIO = 0.6
 ALONE_SLICES = 8  # per workload and round: the one-connection runs, alternating the targets
 REDIS_URL = "redis://127.0.0.1:6379/15"  # --workers N: the workers' shared rate limits
 ROOT = Path(__file__).resolve().parents[1]
-TARGETS = ("gateway", "relay", "nginx", "direct")  # nginx: with --reference only
+# lean_client, raw_relay, nginx: with --reference only
+TARGETS = ("gateway", "relay", "lean_client", "raw_relay", "nginx", "direct")
+# What each relay is, as the report names it.
+RELAYS = {
+    "relay": "the bare relay (no gate)",
+    "lean_client": "uvicorn with a lean httptools client (bench/relay_lean.py --server uvicorn)",
+    "raw_relay": "a raw asyncio relay (bench/relay_lean.py --server raw)",
+    "nginx": "nginx (the reference proxy)",
+}
 FILE_BYTES = 1024 * 1024
 WORKLOADS = {"masked": "/customers/1", "pass": "/health", "stream": f"/files/{FILE_BYTES}"}
 
@@ -116,9 +124,9 @@ def processes(
     redis: bool = False,
     metrics_port: int | None = None,
 ) -> Iterator[dict[str, tuple[int, int]]]:
-    """The upstream, the gateway and the bare relay (with ``reference``, nginx too), each
-    ``name -> (port, pid)``, stopped afterwards. With ``profile``, the gateway runs under
-    :func:`serve`; with ``metrics_port``, it serves its /metrics there."""
+    """The upstream, the gateway and the bare relay (with ``reference``, the lean relays and
+    nginx too), each ``name -> (port, pid)``, stopped afterwards. With ``profile``, the
+    gateway runs under :func:`serve`; with ``metrics_port``, it serves its /metrics there."""
     up_port, gw_port, relay_port = free_port(), free_port(), free_port()
     config = write_config(tmp, issuer, gw_port, up_port, workers, redis)
     env = bench_env(tmp / "data")
@@ -149,6 +157,18 @@ def processes(
             ],
         ),
     }
+    if reference:  # where a Python relay's time goes: the client, then the server
+        for name, mode in (("lean_client", "uvicorn"), ("raw_relay", "raw")):
+            port = free_port()
+            commands[name] = (
+                port,
+                [
+                    sys.executable,
+                    str(ROOT / "bench" / "relay_lean.py"),
+                    *("--port", str(port), "--upstream", f"http://{HOST}:{up_port}"),
+                    *("--server", mode),
+                ],
+            )
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for name, (port, command) in commands.items():
@@ -354,9 +374,9 @@ def report(results: dict[tuple[str, str], Measured], clients: int) -> None:
             path=path,
         )
         report_phases(w, gw, direct, path)
-        report_relay(w, results, clients)
-        if (w, "nginx") in results:
-            report_relay(w, results, clients, "nginx")
+        for name in RELAYS:
+            if (w, name) in results:
+                report_relay(w, results, clients, name)
         for t in {t for (_, t) in results}:
             if results[(w, t)].loaded.other:
                 note(f"{BENCH}: {w}: non-200 answers from {t}: {results[(w, t)].loaded.other}")
@@ -365,10 +385,10 @@ def report(results: dict[tuple[str, str], Measured], clients: int) -> None:
 def report_relay(
     w: str, results: dict[tuple[str, str], Measured], clients: int, name: str = "relay"
 ) -> None:
-    """A relay (``relay``: the bare one; ``nginx``: the reference) against the upstream, and
-    the gateway against the bare relay."""
+    """A relay (``RELAYS``: the bare one, the lean ones, nginx) against the upstream, and the
+    gateway against the bare relay."""
     relay, direct, gw = (results[(w, t)] for t in (name, "direct", "gateway"))
-    what = "the bare relay (no gate)" if name == "relay" else "nginx (the reference proxy)"
+    what = RELAYS[name]
     path = WORKLOADS[w]
     direct_rate = direct.loaded.ok / direct.loaded.wall_s
     common = {"clients": clients, "path": path}
@@ -447,7 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--warmup", type=float, default=None, help="seconds per target")
     parser.add_argument(
-        "--reference", action="store_true", help="also through nginx (if installed)"
+        "--reference",
+        action="store_true",
+        help="also through the lean Python relays and nginx (if installed)",
     )
     parser.add_argument("--workers", type=int, default=1, help="gateway processes")
     parser.add_argument(
