@@ -306,6 +306,8 @@ def test_what_the_upstream_receives(stack: Stack, gw: httpx.Client, oidc_idp: Oi
             "PIIGate-Subject": "admin",
             "PIIGate-Level": "aal3",
             "PIIGate-Grant": "a-grant",
+            "PIIGate_Subject": "admin",  # one HTTP_PIIGATE_SUBJECT behind CGI, WSGI or Rack
+            "X_Forwarded_For": "203.0.113.9",
             "Cookie": "theme=dark; piigate_session=s; piigate_grant=g; lang=en",
             "Connection": "x-client-hop",
             "X-Client-Hop": "1",

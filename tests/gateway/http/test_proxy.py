@@ -232,6 +232,12 @@ async def test_the_upstream_sees_the_verified_subject_and_never_piigate_credenti
         "x-original-url": "/customers/1",  # what IIS or Symfony would route by instead
         "x-rewrite-url": "/customers/1",
         "x-kept": "yes",
+        # CGI, WSGI, Rack and PHP read these as the names above (HTTP_PIIGATE_SUBJECT, ...)
+        "piigate_subject": "admin",
+        "PIIGate_Level": "aal3",
+        "x_forwarded_for": "10.9.9.9",
+        "x_original_url": "/customers/1",
+        "x_kept_too": "yes",
     }
     answer = await rig.client.get("/echo", headers=headers)
     assert answer.status_code == 200
@@ -246,6 +252,8 @@ async def test_the_upstream_sees_the_verified_subject_and_never_piigate_credenti
     assert seen["x-forwarded-for"] == ["127.0.0.1"]
     assert "x-original-url" not in seen and "x-rewrite-url" not in seen
     assert seen["x-kept"] == ["yes"]
+    assert not {"piigate_subject", "piigate_level", "x_forwarded_for", "x_original_url"} & set(seen)
+    assert seen["x_kept_too"] == ["yes"]
 
 
 @pytest.mark.parametrize(
@@ -254,6 +262,7 @@ async def test_the_upstream_sees_the_verified_subject_and_never_piigate_credenti
         ("/customers/3", {"x-http-method-override": "DELETE"}),
         ("/customers/3", {"X-HTTP-Method": "DELETE"}),
         ("/customers/3", {"x-method-override": "PUT"}),
+        ("/customers/3", {"X_HTTP_Method_Override": "DELETE"}),  # HTTP_X_HTTP_METHOD_OVERRIDE
         ("/customers/3?_method=DELETE", {}),
         ("/customers/3?a=1&%5Fmethod=delete", {}),
         ("/echo?_METHOD=DELETE", {}),

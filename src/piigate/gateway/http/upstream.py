@@ -7,7 +7,9 @@ What goes upstream (:func:`upstream_headers`): the client's headers without the 
 ``PIIGate-Grant`` header, the ``piigate_*`` cookies) and without whatever the client sent under
 the names that carry the verified subject and level, which only the gateway sets; with
 ``X-Forwarded-For``/``-Proto``/``-Host`` and ``Forwarded`` describing the client's request;
-never the client's ``X-Original-URL``/``X-Rewrite-URL``, which some upstreams route by.
+never the client's ``X-Original-URL``/``X-Rewrite-URL``, which some upstreams route by. Names
+are compared with ``_`` as ``-``: CGI, WSGI, Rack and PHP put both spellings in one
+``HTTP_X_Y`` variable, so a client's ``PIIGate_Subject`` is dropped like ``PIIGate-Subject``.
 What comes back (:func:`downstream_headers`) loses its hop-by-hop headers too.
 
 Failures are problems, never half answers: the upstream cannot be reached → 502
@@ -93,14 +95,14 @@ def upstream_headers(
     """The client's ``headers`` (lower-case names) as the upstream gets them. ``drop``: more
     names to remove (piigate's grant header, the subject and level headers)."""
     named = _connection_named(headers)
-    removed = _NOT_FORWARDED | drop | named if named else _not_forwarded_but(drop)
+    removed = _dashed(_NOT_FORWARDED | drop | named if named else _not_forwarded_but(drop))
     out: list[tuple[str, str]] = []
     host = None
     for key, value in headers:
         if key == "host":
             host = value
             continue
-        if key in removed:
+        if key.replace("_", "-") in removed:  # CGI, WSGI, Rack, PHP: X_Y is X-Y
             continue
         if key == "cookie":
             value = _without_piigate_cookies(value)
@@ -125,6 +127,14 @@ def upstream_headers(
 def _not_forwarded_but(drop: frozenset[str]) -> frozenset[str]:
     """What never goes upstream, with ``drop`` (the same few sets, request after request)."""
     return _NOT_FORWARDED | drop
+
+
+@functools.lru_cache(maxsize=64)
+def _dashed(names: frozenset[str]) -> frozenset[str]:
+    """``names`` with ``_`` read as ``-``, as servers that map headers to ``HTTP_X_Y``
+    variables read them: a client's ``PIIGate_Subject`` is the gateway's ``PIIGate-Subject``
+    there."""
+    return frozenset(name.replace("_", "-") for name in names)
 
 
 def _without_piigate_cookies(value: str) -> str:
