@@ -39,6 +39,17 @@ def test_non_json_constants_are_refused(reader, constant: str) -> None:
         reader(f'{{"a": {constant}}}')
 
 
+@pytest.mark.parametrize("reader", [loads, loads_exact])
+def test_nesting_deeper_than_the_stack_is_not_json(reader) -> None:
+    """A 200 KB ``[[[...]]]`` is no RecursionError escaping to a 500, but JSON refused."""
+    with pytest.raises(json.JSONDecodeError, match="nested too deeply"):
+        reader(b"[" * 100_000 + b"]" * 100_000)
+    nested: list[object] = []
+    for _ in range(49):
+        nested = [nested]
+    assert reader(b"[" * 50 + b"]" * 50) == nested
+
+
 def test_a_bom_is_refused() -> None:
     with pytest.raises(json.JSONDecodeError):
         loads_exact("\ufeff{}")

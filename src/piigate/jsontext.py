@@ -79,7 +79,8 @@ def _fragment(value: object) -> orjson.Fragment:
 
 def loads(body: bytes | str) -> Any:
     """``json.loads(body)``, refusing an object with a key twice (:class:`DuplicateKeyError`)
-    and the non-JSON constants (``JSONDecodeError``).
+    and the non-JSON constants and nesting deeper than the interpreter's stack
+    (``JSONDecodeError``).
 
     The check is one length comparison per object while parsing; the path is looked for only
     when there is a duplicate.
@@ -108,6 +109,8 @@ def _decode(decoder: json.JSONDecoder, body: bytes | str) -> Any:
         return decoder.decode(text)
     except _Duplicate:
         raise DuplicateKeyError(_duplicate_path(text)) from None
+    except RecursionError:  # "[[[[..." deeper than the interpreter's stack: not JSON to us
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
 
 
 def _text(body: bytes | str) -> str:

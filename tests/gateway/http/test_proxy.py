@@ -190,9 +190,10 @@ async def test_an_update_of_an_ssn_is_challenged_and_never_reaches_the_upstream(
 
 async def test_a_body_that_is_not_json_touches_every_class_of_the_route(rig: Rig) -> None:
     headers = {**_auth(rig), "content-type": "application/json"}
-    for body in (b"{not json", b'{"name": "x", "name": "y"}'):
+    deep = b"[" * 2000 + b"]" * 2000  # deeper than the parser's stack
+    for body in (b"{not json", b'{"name": "x", "name": "y"}', deep):
         answer = await rig.client.patch("/customers/2", headers=headers, content=body)
-        assert answer.status_code == 401, body
+        assert answer.status_code == 401, body[:20]
 
 
 async def test_a_write_without_pii_fields_goes_through(rig: Rig) -> None:
