@@ -360,6 +360,8 @@ GARBAGE: list[Callable[[Keyring], str]] = [
     lambda r: f"{_header_json({'alg': 'ES256', 'kid': 7})}.e30.",
     lambda r: f"{_header_json({'alg': 'ES256', 'typ': GRANT_TYPE})}.e30.",
     lambda r: f"{_header_json({'alg': 'ES256', 'kid': r.signing_kid, 'crit': ['b64']})}.e30.",
+    lambda _: _b64(b"[" * 2000 + b"]" * 2000) + ".e30.",  # deeper than the parser's stack
+    lambda _: _b64(b'{"alg": "ES256", "alg": "none"}') + ".e30.",  # a name twice
 ]
 
 

@@ -11,7 +11,6 @@ Every rejection is :class:`InvalidToken` with the same vague message for the cli
 
 from __future__ import annotations
 
-import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +34,7 @@ from joserfc.jwt import JWTClaimsRegistry
 
 from piigate.identity.errors import IdpUnavailable, InvalidToken, TokenRejection
 from piigate.identity.jwks import JwksCache
+from piigate.jsontext import loads
 from piigate.model import SessionAuth, Subject
 
 __all__ = [
@@ -237,7 +237,7 @@ class JwtValidator:
 
     def _check_claims(self, payload: bytes, now: datetime) -> dict[str, Any]:
         try:
-            claims = json.loads(payload)
+            claims = loads(payload)
         except ValueError as error:
             raise InvalidToken(TokenRejection.MALFORMED) from error
         if not isinstance(claims, dict):

@@ -58,6 +58,7 @@ from joserfc.jwk import ECKey
 
 from piigate.crypto.keyring import Keyring
 from piigate.errors import Unauthorized
+from piigate.jsontext import loads
 from piigate.model import AccessRequest, Approval, Challenge, Grant
 
 __all__ = [
@@ -258,7 +259,7 @@ def _unverified_header(token: object) -> Mapping[str, Any]:
     segment = token.split(".", 1)[0]
     try:
         raw = base64.b64decode(segment + "=" * (-len(segment) % 4), altchars=b"-_", validate=True)
-        header = json.loads(raw)
+        header = loads(raw)
     except (binascii.Error, ValueError):
         raise GrantRejected(GrantRejection.MALFORMED) from None
     if not isinstance(header, dict):

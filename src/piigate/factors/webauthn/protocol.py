@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from webauthn.helpers.structs import (
 )
 from webauthn.registration.generate_registration_options import generate_registration_options
 
+from piigate.jsontext import loads
 from piigate.origins import web_origin
 
 __all__ = [
@@ -160,7 +160,7 @@ def client_challenge(credential: Mapping[str, Any]) -> bytes | None:
     if raw is None:
         return None
     try:
-        client_data = json.loads(raw)
+        client_data = loads(raw)
     except (ValueError, UnicodeDecodeError):
         return None
     if not isinstance(client_data, dict):

@@ -9,7 +9,6 @@ what comes back (the new credential, the new sign count) with compare-and-set.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -27,6 +26,7 @@ from webauthn.helpers.structs import (
 
 from piigate.errors import FactorRejected
 from piigate.factors.webauthn.protocol import SUPPORTED_ALGORITHMS, StoredCredential, b64url
+from piigate.jsontext import loads
 
 __all__ = [
     "Assertion",
@@ -125,7 +125,7 @@ def _cross_origin(client_data_json: bytes) -> bool:
     # py_webauthn does not look at crossOrigin. piigate's pages are never meant to run inside
     # another site's frame: a ceremony from one is refused (WebAuthn §7.1 step 10, §7.2 step 12).
     try:
-        return bool(json.loads(client_data_json).get("crossOrigin", False))
+        return bool(loads(client_data_json).get("crossOrigin", False))
     except (ValueError, AttributeError):
         return True
 
