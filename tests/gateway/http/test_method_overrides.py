@@ -12,7 +12,7 @@ from piigate.gateway.http.overrides import (
     MultipartScan,
     body_kind,
     body_names_method,
-    boundary_of,
+    boundaries_of,
     names_method,
 )
 
@@ -62,12 +62,29 @@ def test_body_kind(method: str, content_type: str | None, kind: str | None) -> N
     assert body_kind(method, headers) == kind
 
 
-def test_the_boundary_is_read_quoted_or_not() -> None:
-    assert boundary_of([("content-type", 'multipart/form-data; boundary="a b;c"')]) == b"a b;c"
-    assert boundary_of([("content-type", "multipart/form-data;boundary=XyZ")]) == b"XyZ"
+def test_every_reading_of_the_boundary_is_kept() -> None:
+    def read(value: str) -> tuple[bytes, ...]:
+        return boundaries_of([("content-type", value)])
+
+    assert read('multipart/form-data; boundary="a b;c"') == (b"a b", b"a b;c")
+    assert read("multipart/form-data;boundary=XyZ") == (b"XyZ",)
+    assert read("multipart/form-data; BOUNDARY=XyZ") == (b"XyZ",)
+    # PHP takes the first "boundary=" (even in xboundary=), Rack the last; both cut at a comma
+    assert read("multipart/form-data; xboundary=AAA; boundary=BBB") == (b"AAA", b"BBB")
+    assert read("multipart/form-data; boundary=AAA,BBB") == (b"AAA", b"AAA,BBB")
     for value in ("multipart/form-data", "multipart/form-data; boundary=", "text/plain"):
-        with pytest.raises(BadRequest):
-            boundary_of([("content-type", value)])
+        with pytest.raises(BadRequest, match="no boundary"):
+            read(value)
+    with pytest.raises(BadRequest, match="too many ways"):
+        read("multipart/form-data; " + "; ".join(f"boundary=b{i}" for i in range(9)))
+
+
+def test_a_body_is_read_along_every_boundary() -> None:
+    named = b'--AAA\r\nContent-Disposition: form-data; name="_method"\r\n\r\nDELETE\r\n--AAA--'
+    for value in ("xboundary=AAA; boundary=BBB", "boundary=BBB; boundary=AAA", "boundary=AAA,B"):
+        headers = [("content-type", f"multipart/form-data; {value}")]
+        assert body_names_method("multipart", named, headers), value
+    assert not body_names_method("multipart", named, [("content-type", "multipart/x; boundary=B")])
 
 
 def _body(*headers: str, crlf: bytes = b"\r\n") -> bytes:
@@ -126,10 +143,12 @@ def test_a_body_naming_no_method_is_not_found_at_any_split() -> None:
     assert not any(_found(body, split=at) for at in range(len(body) + 1))
 
 
-def test_nothing_after_the_close_delimiter_is_a_part() -> None:
+def test_parts_after_the_close_delimiter_are_read_too() -> None:
+    """A lenient parser may read on past ``--boundary--``: so does the scan."""
     body = _body('Content-Disposition: form-data; name="a"')
     body += b'\r\n--XyZ\r\nContent-Disposition: form-data; name="_method"\r\n\r\nDELETE\r\n'
-    assert not _found(body)
+    assert _found(body)
+    assert all(_found(body, split=at) for at in range(len(body) + 1))
 
 
 def test_part_headers_too_long_are_refused() -> None:

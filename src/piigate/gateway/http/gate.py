@@ -47,7 +47,7 @@ from piigate.gateway.http.overrides import (
     OVERRIDE_DETAIL,
     body_kind,
     body_names_method,
-    boundary_of,
+    boundaries_of,
     names_method,
 )
 from piigate.gateway.http.ratelimit import RateLimiter
@@ -328,7 +328,7 @@ def _refuse_ambiguous(ask: Ask) -> None:
             seen.add(key)
     kind = body_kind(ask.method, ask.headers)
     if kind == "multipart":
-        boundary_of(ask.headers)  # a multipart body without one: 400 before anything goes on
+        boundaries_of(ask.headers)  # a multipart body without one: 400 before anything goes on
     if names_method(ask.target.partition("?")[2]) or (
         kind is not None and ask.raw_body and body_names_method(kind, ask.raw_body, ask.headers)
     ):

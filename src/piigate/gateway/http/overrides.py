@@ -34,7 +34,7 @@ __all__ = [
     "MultipartScan",
     "body_kind",
     "body_names_method",
-    "boundary_of",
+    "boundaries_of",
     "names_method",
     "scanned",
 ]
@@ -142,42 +142,72 @@ def _parameters(value: bytes) -> list[tuple[str, bytes]]:
     return found
 
 
-def boundary_of(headers: Sequence[tuple[str, str]]) -> bytes:
-    """The boundary of a multipart body's ``Content-Type``; ``BadRequest`` without one."""
+# ``boundary=`` wherever it is in a Content-Type, and its value, quoted or not: parsers differ
+# on which one they take (PHP the first match, even inside ``xboundary=``; Rack the last) and
+# on where an unquoted one ends (PHP and Rack cut it at a comma).
+_BOUNDARY: Final = re.compile(rb'boundary\s*=\s*(?:"([^"]*)"|([^\s;"]*))', re.I)
+_MAX_BOUNDARIES: Final = 8
+
+
+def boundaries_of(headers: Sequence[tuple[str, str]]) -> tuple[bytes, ...]:
+    """Every boundary a parser could read in a multipart body's ``Content-Type``;
+    ``BadRequest`` without one (or with more readings than a body's scan should follow)."""
     kind = next((v for k, v in headers if k == "content-type"), "")
-    for name, value in _parameters(kind.encode("latin-1")):
-        if name == "boundary" and value:
-            return value
-    raise BadRequest("the multipart body has no boundary")
+    found: set[bytes] = set()
+    for match in _BOUNDARY.finditer(kind.encode("latin-1")):
+        value = match.group(1) if match.group(1) is not None else match.group(2)
+        found.update(v for v in (value, re.split(rb"[,;]", value)[0]) if v)
+    if not found:
+        raise BadRequest("the multipart body has no boundary")
+    if len(found) > _MAX_BOUNDARIES:
+        raise BadRequest("the multipart body's boundary can be read too many ways")
+    return tuple(sorted(found))
 
 
 class MultipartScan:
     """A multipart body's part headers read as the body streams: :meth:`feed` each chunk
-    before it goes on; ``found`` once a part is named ``_method``.
+    before it goes on; ``found`` once a part is named ``_method``. With several boundaries
+    (every reading of the ``Content-Type``, :func:`boundaries_of`), the body is read along
+    each of them.
 
     A part begins after a line ``--boundary`` (a CRLF or a bare LF before it: lenient parsers
-    take either); its headers end at the first empty line. Every ``name`` parameter of its
-    ``Content-Disposition`` headers (unfolded, quoted or not, RFC 2231 encoded or not) is
-    read as :func:`_is_method_name` reads it. Headers over ``MAX_PART_HEADERS`` are refused.
-    The close delimiter (``--boundary--``) ends the scan: what follows is no part.
+    take either; a line that only begins so counts too); its headers end at the first empty
+    line. Every ``name`` parameter of its headers (unfolded, quoted or not, RFC 2231 encoded or
+    not) and its ``Content-ID`` are read as :func:`_is_method_name` reads them. Headers over
+    ``MAX_PART_HEADERS`` are refused. The close delimiter (``--boundary--``) does not end the
+    scan: a lenient parser may read on.
     """
 
-    __slots__ = ("_buffer", "_delimiter", "_done", "_in_headers", "found")
+    __slots__ = ("_parts", "found")
+
+    def __init__(self, *boundaries: bytes) -> None:
+        self._parts = [_Parts(b) for b in boundaries]
+        self.found = False
+
+    @classmethod
+    def for_headers(cls, headers: Sequence[tuple[str, str]]) -> MultipartScan:
+        return cls(*boundaries_of(headers))
+
+    def feed(self, chunk: bytes) -> None:
+        if not self.found:
+            self.found = any(parts.feed(chunk) for parts in self._parts)
+
+
+class _Parts:
+    """The scan along one boundary."""
+
+    __slots__ = ("_buffer", "_delimiter", "_found", "_in_headers")
 
     def __init__(self, boundary: bytes) -> None:
         self._delimiter = b"\n--" + boundary
         self._buffer = b"\n"  # the body's start counts as a line's start
         self._in_headers = False
-        self._done = False
-        self.found = False
+        self._found = False
 
-    @classmethod
-    def for_headers(cls, headers: Sequence[tuple[str, str]]) -> MultipartScan:
-        return cls(boundary_of(headers))
-
-    def feed(self, chunk: bytes) -> None:
-        if self._done or self.found:
-            return
+    def feed(self, chunk: bytes) -> bool:
+        """Whether a part named ``_method`` has been seen, this chunk included."""
+        if self._found:
+            return True
         buffer = self._buffer + chunk
         while True:
             if not self._in_headers:
@@ -188,24 +218,19 @@ class MultipartScan:
                 buffer = buffer[at + len(self._delimiter) :]
                 self._in_headers = True
                 continue
-            if len(buffer) < 2:
-                break
-            if buffer.startswith(b"--"):  # the close delimiter
-                self._done = True
-                buffer = b""
-                break
             end = _blank_line(buffer)
             if end < 0:
                 if len(buffer) > MAX_PART_HEADERS:
                     raise BadRequest("a part of the multipart body has headers too long")
                 break
             if _part_named_method(buffer[:end]):
-                self.found = True
+                self._found = True
                 buffer = b""
                 break
             buffer = buffer[end:]
             self._in_headers = False
         self._buffer = buffer
+        return self._found
 
 
 def _blank_line(block: bytes) -> int:
