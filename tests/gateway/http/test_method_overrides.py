@@ -30,6 +30,8 @@ from piigate.gateway.http.overrides import (
         "_method[]=DELETE",  # an array of that name
         "_method[x]=DELETE",
         "_method%00junk=DELETE",  # PHP cuts a name at a NUL
+        "a=1;_method=DELETE",  # Rack 2 splits at ; too
+        "a=1; _method=DELETE",
     ],
 )
 def test_names_a_method_as_frameworks_read_it(query: str) -> None:

@@ -8,9 +8,10 @@ all), in a posted ``multipart/form-data`` body, or as a member of a posted JSON 
 (Laravel). The gate rules on the request line's method, so any of these is refused before the
 upstream (a GET ruled on as a masked read would otherwise run as a DELETE).
 
-Names are read as the upstream reads them: PHP turns a leading run of spaces into nothing,
-and ``.``, a space and an unmatched ``[`` into ``_`` (``.method`` is ``_method`` there), and a
-``_method[...]`` is the same parameter as an array; the comparison ignores case.
+Names are read as the upstream reads them: a ``;`` separates parameters too (Rack before
+version 3); PHP drops a leading run of spaces, and makes ``.``, a space and an unmatched ``[``
+a ``_`` (``.method`` is ``_method`` there); ``_method[...]`` is the same parameter as an array;
+the comparison ignores case.
 
 A multipart body is scanned as it streams (:class:`MultipartScan`): each part's headers are
 read before the chunk that holds them goes on, so a part named ``_method`` stops the body
@@ -76,7 +77,8 @@ def names_method(encoded: str) -> bool:
     low = encoded.lower()
     if "method" not in low and "%" not in low:
         return False
-    pairs = parse_qsl(encoded, keep_blank_values=True, separator="&")
+    # Rack before 3 splits at ";" too (``a=1;_method=DELETE``): so does this reading.
+    pairs = parse_qsl(encoded.replace(";", "&"), keep_blank_values=True, separator="&")
     return any(_is_method_name(key) for key, _ in pairs)
 
 
