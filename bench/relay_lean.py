@@ -53,20 +53,34 @@ class Sink:
         raise NotImplementedError
 
 
-class UpstreamConnection(asyncio.Protocol):
+class _Parsed(asyncio.Protocol):
+    """A connection whose bytes an httptools parser reads (``self.parser``, set by the
+    subclass); a parse error closes it."""
+
+    parser: httptools.HttpRequestParser | httptools.HttpResponseParser
+    transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a socket's: uvloop's own class
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            assert self.transport is not None
+            self.transport.close()
+
+
+class UpstreamConnection(_Parsed):
     """One keep-alive connection to the upstream; one request at a time, its answer parsed by
     httptools and handed to the request's :class:`Sink`."""
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
         self.parser = httptools.HttpResponseParser(self)
-        self.transport: asyncio.Transport | None = None
         self.sink: Sink | None = None
         self.headers: list[tuple[bytes, bytes]] = []
         self.length: bytes | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # a socket's: uvloop's own class
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self in self.pool.idle:
@@ -79,13 +93,6 @@ class UpstreamConnection(asyncio.Protocol):
         assert self.transport is not None
         self.sink = sink
         self.transport.write(request)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            assert self.transport is not None
-            self.transport.close()
 
     # httptools' callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -188,30 +195,19 @@ def asgi_relay(pool: Pool) -> Any:
 # -- raw: a protocol per client connection ----------------------------------------------------
 
 
-class ClientConnection(asyncio.Protocol, Sink):
+class ClientConnection(_Parsed, Sink):
     """A client's keep-alive connection: requests parsed by httptools, answered in order, each
     upstream answer written to the socket as it is parsed (chunked when it has no length)."""
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
         self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport | None = None
         self.waiting: list[bytes] = []  # requests read, not yet sent upstream
         self.busy = False
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.chunked = False
         self.connecting: asyncio.Future[None] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # a socket's: uvloop's own class
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            assert self.transport is not None
-            self.transport.close()
 
     def on_message_begin(self) -> None:
         self.url, self.headers = b"", []
