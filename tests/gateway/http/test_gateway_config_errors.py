@@ -218,9 +218,9 @@ CASES: list[tuple[str, str, str, str]] = [
     ),
     (
         '"$.ssn": ssn\n',
-        '"$..ssn": ssn\n',
-        '^"$..ssn"',
-        "descendant selectors (..) are not supported (at character 2)",
+        '"$...ssn": ssn\n',
+        '^"$...ssn"',
+        "expected a member name, [ ] or * after '..' (at character 4)",
     ),
     (
         '"$.phone": phone\n',
@@ -259,6 +259,7 @@ CASES: list[tuple[str, str, str, str]] = [
         'amount: ^"$.items',
         "must select one value",
     ),
+    ('amount: "$.amount"', 'amount: "$..amount"', 'amount: ^"$..amount', "must select one value"),
     (
         'amount: "$.amount"',
         'amount: "amount"',

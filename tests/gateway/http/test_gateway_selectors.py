@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from piigate.gateway.http.selectors import (
     WILDCARD,
+    Descendant,
     FieldMap,
     SelectorError,
     compile_selector,
@@ -39,6 +40,12 @@ from piigate.gateway.http.selectors import (
         ("$['\\ud83d\\ude00']", ("\U0001f600",)),
         ("$.été_1", ("été_1",)),
         ("$._x9", ("_x9",)),
+        ("$..ssn", (Descendant("ssn"),)),
+        ("$.a..b", ("a", Descendant("b"))),
+        ("$..*", (Descendant(WILDCARD),)),
+        ("$..[*].x", (Descendant(WILDCARD), "x")),
+        ("$..[0]", (Descendant(0),)),
+        ("$..['x y']..z", (Descendant("x y"), Descendant("z"))),
     ],
 )
 def test_selectors_compile(text: str, steps: tuple[object, ...]) -> None:
@@ -52,8 +59,9 @@ def test_selectors_compile(text: str, steps: tuple[object, ...]) -> None:
     [
         ("ssn", 0, "starts with $"),
         ("", 0, "starts with $"),
-        ("$..ssn", 1, "descendant"),
-        ("$.a..b", 3, "descendant"),
+        ("$..", 3, "member name"),
+        ("$...a", 3, "after '..'"),
+        ("$..[?x]", 4, "filters"),
         ("$.", 2, "member name"),
         ("$.1a", 2, "member name"),
         ("$.a b", 3, "expected '.' or '['"),
@@ -288,3 +296,112 @@ def test_many_selectors_find_what_each_finds_alone(
         for location in _naive(doc, steps):
             alone.setdefault(location, set()).add(i)
     assert together == alone
+
+
+# --- descendants (..): the walk against a naive search of every value ------------------------
+
+_deep_step = _step | st.builds(Descendant, _step)
+
+
+def _deep_text(steps: list[object]) -> str:
+    text = "$"
+    for step in steps:
+        if isinstance(step, Descendant):
+            text += ".." + _text([step.step])[1:]  # $..[...]
+        else:
+            text += _text([step])[1:]
+    return text
+
+
+def _every_value(doc: object, at: tuple[object, ...]) -> list[tuple[object, tuple[object, ...]]]:
+    """``doc`` and every value below it, with where each is."""
+    out = [(doc, at)]
+    items = (
+        doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    )
+    for key, value in items:
+        out += _every_value(value, (*at, key))
+    return out
+
+
+def _naive_deep(
+    doc: object, steps: list[object], at: tuple[object, ...] = ()
+) -> set[tuple[object, ...]]:
+    if not steps:
+        return {at}
+    step, rest = steps[0], steps[1:]
+    if isinstance(step, Descendant):
+        found: set[tuple[object, ...]] = set()
+        for value, where in _every_value(doc, at):
+            found |= _naive_deep(value, [step.step, *rest], where)
+        return found
+    found = set()
+    for location in _naive(doc, [step], at):
+        value = doc
+        for key in location[len(at) :]:
+            value = value[key]  # type: ignore[index]
+        found |= _naive_deep(value, rest, location)
+    return found
+
+
+@settings(max_examples=400, deadline=None)
+@given(doc=_json, steps=st.lists(_deep_step, max_size=4))
+def test_descendants_find_what_a_naive_search_finds_once_each(
+    doc: object, steps: list[object]
+) -> None:
+    locations = [f.location for f in compile_selector(_deep_text(steps)).find(doc)]
+    assert set(locations) == _naive_deep(doc, steps)
+    assert len(locations) == len(set(locations))
+
+
+@settings(max_examples=400, deadline=None)
+@given(doc=_json, steps=st.lists(_deep_step, max_size=4))
+def test_descendants_replace_the_outermost_of_what_they_select(
+    doc: object, steps: list[object]
+) -> None:
+    before = json.dumps(doc)
+    out = compile_selector(_deep_text(steps)).replace(doc, lambda v: ["replaced"])
+    assert json.dumps(doc) == before
+    expected = copy.deepcopy(doc)
+    done: list[tuple[object, ...]] = []
+    for location in sorted(_naive_deep(doc, steps), key=len):
+        if any(location[: len(outer)] == outer for outer in done):
+            continue  # inside a value replaced whole
+        done.append(location)
+        if not location:
+            expected = ["replaced"]
+            continue
+        target = expected
+        for key in location[:-1]:
+            target = target[key]  # type: ignore[index]
+        target[location[-1]] = ["replaced"]  # type: ignore[index]
+    assert out == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(doc=_json, selectors=st.lists(st.lists(_deep_step, max_size=3), min_size=1, max_size=4))
+def test_descendants_among_many_selectors_label_what_each_finds(
+    doc: object, selectors: list[list[object]]
+) -> None:
+    fields = FieldMap((compile_selector(_deep_text(s)), i) for i, s in enumerate(selectors))
+    together = {f.location: set(labels) for f, labels in fields.find(doc)}
+    alone: dict[tuple[object, ...], set[int]] = {}
+    for i, steps in enumerate(selectors):
+        for location in _naive_deep(doc, steps):
+            alone.setdefault(location, set()).add(i)
+    assert together == alone
+
+
+def test_every_ssn_anywhere() -> None:
+    fields = FieldMap([(compile_selector("$..ssn"), "ssn")])
+    doc = {"ssn": "1", "a": [{"ssn": "2", "b": {"ssn": {"ssn": "3"}}}], "c": "ssn"}
+    assert {f.location for f, _ in fields.find(doc)} == {
+        ("ssn",),
+        ("a", 0, "ssn"),
+        ("a", 0, "b", "ssn"),
+        ("a", 0, "b", "ssn", "ssn"),
+    }
+    masked = fields.replace(doc, lambda v, labels: "***")
+    assert masked == {"ssn": "***", "a": [{"ssn": "***", "b": {"ssn": "***"}}], "c": "ssn"}
+    selector = compile_selector("$..ssn")
+    assert selector.normalized == "$..['ssn']" and not selector.single

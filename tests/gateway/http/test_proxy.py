@@ -63,6 +63,9 @@ gateway:
         response_fields: {{"$.ssn": ssn}}
       - match: {{method: POST, path: "/upload"}}
         action: update
+      - match: {{method: GET, path: "/nested"}}
+        action: read
+        response_fields: {{"$..ssn": ssn}}
 """
 # What the upstream's /upload parsed, request by request.
 UPLOADS: list[dict[str, str]] = []
@@ -82,6 +85,12 @@ async def _text(request: Request) -> Response:
     return PlainTextResponse("ssn 900-12-3456")
 
 
+async def _nested(request: Request) -> Response:
+    """The same SSN wherever an ``?include=`` or a version may put it."""
+    ssn = "900-12-3456"
+    return JSONResponse({"ssn": ssn, "related": [{"ssn": ssn, "owner": {"ssn": ssn}}], "n": 1})
+
+
 async def _upload(request: Request) -> Response:
     async with request.form() as form:
         fields = {
@@ -98,6 +107,7 @@ def _upstream_app() -> Starlette:
             Route("/echo-masked", _echo_masked),
             Route("/text", _text),
             Route("/upload", _upload, methods=["POST"]),
+            Route("/nested", _nested),
             Mount("/", create_customers_app()),
         ]
     )
@@ -168,6 +178,18 @@ async def test_a_read_comes_back_masked_with_what_would_unlock_it(rig: Rig) -> N
     unlock = answer.headers["piigate-unlock"]
     assert unlock.startswith('acr_values="urn:piigate:aal2", max_age=300, challenge="chl_')
     assert int(answer.headers["content-length"]) == len(answer.content)
+
+
+async def test_a_descendant_selector_masks_a_field_at_any_depth(rig: Rig) -> None:
+    answer = await rig.client.get("/nested", headers=_auth(rig))
+    assert answer.status_code == 200
+    masked = "***-**-3456"
+    assert answer.json() == {
+        "ssn": masked,
+        "related": [{"ssn": masked, "owner": {"ssn": masked}}],
+        "n": 1,
+    }
+    assert "900-12" not in answer.text
 
 
 async def test_an_update_of_an_ssn_is_challenged_and_never_reaches_the_upstream(rig: Rig) -> None:

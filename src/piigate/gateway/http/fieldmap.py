@@ -1,9 +1,11 @@
 """Many selectors, each with a label, walked over one document in one pass (:class:`FieldMap`).
 
-The selectors' steps are merged into one trie, made deterministic, so each value on the way is
-visited once with one state, and only the members the selectors name are looked at: the cost is
-the number of selected fields, not the size of the document. Replacing copies only the objects
-and arrays on the way to a replaced value and never changes the document it is given.
+The selectors' steps make one automaton, made deterministic (each state a set of its states),
+so each value on the way is visited once with one state, and only the members the selectors
+name are looked at: the cost is the number of selected fields, not the size of the document. A
+descendant step (``$..ssn``) is the exception: its search goes through every value below where
+it starts. Replacing copies only the objects and arrays on the way to a replaced value and
+never changes the document it is given.
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ from typing import TYPE_CHECKING, Final, Generic, NamedTuple, TypeVar
 if TYPE_CHECKING:
     from piigate.gateway.http.selectors import Selector
 
-__all__ = ["WILDCARD", "FieldMap", "Found", "Location", "Replacer", "Step", "Wildcard"]
+__all__ = [
+    "WILDCARD",
+    "Descendant",
+    "FieldMap",
+    "Found",
+    "Location",
+    "Replacer",
+    "Step",
+    "Wildcard",
+]
 
 L = TypeVar("L")
 
@@ -29,7 +40,6 @@ class Wildcard:
 
 
 WILDCARD: Final = Wildcard()
-Step = str | int | Wildcard
 Location = tuple[str | int, ...]
 
 
@@ -41,69 +51,156 @@ class Found(NamedTuple):
     value: object
 
 
+class Descendant(NamedTuple):
+    """``..step``: ``step`` (a name, an index or ``[*]``) applied at the value and at every
+    value below it (RFC 9535 descendant segment)."""
+
+    step: str | int | Wildcard
+
+
+Step = str | int | Wildcard | Descendant
+
+
+class _Nfa(Generic[L]):
+    """A state of the selectors' automaton before it is made deterministic: where each step
+    leads (several places), where it leads without a step (``eps``: into a descendant search),
+    and the labels of the selectors that end here."""
+
+    __slots__ = ("eps", "indexes", "labels", "names", "number", "wild")
+
+    def __init__(self, number: int) -> None:
+        self.number = number  # creation order: a state's labels keep the selectors' order
+        self.names: dict[str, list[_Nfa[L]]] = {}
+        self.indexes: dict[int, list[_Nfa[L]]] = {}
+        self.wild: list[_Nfa[L]] = []
+        self.eps: list[_Nfa[L]] = []
+        self.labels: list[L] = []
+
+
 class _Node(Generic[L]):
     """A state of a :class:`FieldMap`'s walk: the labels of the selectors that end here, where
     each next step leads, and every label at or below (to skip branches no wanted label is in).
 
-    The walk is deterministic: where a wildcard and a name (or index) both lead on, the name's
-    state already holds the wildcard's too (:func:`_merge`), so each value is visited once with
-    one state. Only a list element that two indexes reach (``[0]`` and ``[-1]`` of a list of
-    one) needs a merge during the walk.
+    The walk is deterministic: each state is a set of the automaton's states, and where a
+    wildcard and a name (or index) both lead on, the name's state holds the wildcard's too, so
+    each value is visited once with one state. Only a list element that two indexes reach
+    (``[0]`` and ``[-1]`` of a list of one) needs a state made during the walk
+    (:meth:`both`). A descendant search is a state that leads to itself on every step.
     """
 
-    __slots__ = ("below", "indexes", "labels", "names", "wild")
+    __slots__ = ("_table", "below", "indexes", "labels", "names", "wild")
 
-    def __init__(self, labels: tuple[L, ...] = ()) -> None:
+    def __init__(self, table: _Table[L], labels: tuple[L, ...]) -> None:
+        self._table = table
         self.names: dict[str, _Node[L]] = {}
         self.indexes: dict[int, _Node[L]] = {}
         self.wild: _Node[L] | None = None
         self.labels = labels
         self.below: frozenset[L] = frozenset(labels)
 
-    def add(self, steps: tuple[Step, ...], label: L) -> None:
-        node = self
-        for step in steps:
-            if isinstance(step, Wildcard):
-                node.wild = node.wild or _Node()
-                node = node.wild
-            elif isinstance(step, int):
-                node = node.indexes.setdefault(step, _Node())
-            else:
-                node = node.names.setdefault(step, _Node())
-        if label not in node.labels:
-            node.labels = (*node.labels, label)
-
-    def determinized(self) -> _Node[L]:
-        out: _Node[L] = _Node(self.labels)
-        wild = out.wild = self.wild.determinized() if self.wild is not None else None
-        out.names = {k: _merge(n.determinized(), wild) for k, n in self.names.items()}
-        out.indexes = {k: _merge(n.determinized(), wild) for k, n in self.indexes.items()}
-        out.below = _below(out)
-        return out
+    def both(self, ahead: int, behind: int) -> _Node[L]:
+        """The state of a list element that indexes ``ahead`` and ``behind`` both reach."""
+        return self._table.both(self, ahead, behind)
 
 
-def _merge(a: _Node[L] | None, b: _Node[L] | None) -> _Node[L]:
-    """One state for wherever both ``a`` and ``b`` (determinized) lead, itself determinized."""
-    if a is None or b is None:
-        node = a or b
-        assert node is not None
+class _Table(Generic[L]):
+    """The deterministic states, made from sets of automaton states (subset construction)."""
+
+    def __init__(self) -> None:
+        self.states: dict[frozenset[_Nfa[L]], _Node[L]] = {}
+        self.sets: dict[int, frozenset[_Nfa[L]]] = {}  # id(state) -> its set
+        self.indexes: dict[tuple[int, int], frozenset[_Nfa[L]]] = {}  # (id, index) -> its set
+        self.pairs: dict[tuple[int, int, int], _Node[L]] = {}
+
+    def state(self, members: frozenset[_Nfa[L]]) -> _Node[L]:
+        """The state of ``members`` (closed under ``eps``), and every state it leads to."""
+        found = self.states.get(members)
+        if found is not None:
+            return found
+        ordered = sorted(members, key=lambda n: n.number)
+        labels: list[L] = []
+        for nfa in ordered:
+            labels.extend(label for label in nfa.labels if label not in labels)
+        node: _Node[L] = _Node(self, tuple(labels))
+        self.states[members] = node
+        self.sets[id(node)] = members
+        wild = _closure(w for nfa in ordered for w in nfa.wild)
+        if wild:
+            node.wild = self.state(wild)
+        for name in {k for nfa in ordered for k in nfa.names}:
+            step = _closure(n for nfa in ordered for n in nfa.names.get(name, ()))
+            node.names[name] = self.state(step | wild)
+        for index in {i for nfa in ordered for i in nfa.indexes}:
+            step = _closure(n for nfa in ordered for n in nfa.indexes.get(index, ()))
+            self.indexes[(id(node), index)] = step | wild
+            node.indexes[index] = self.state(step | wild)
         return node
-    out: _Node[L] = _Node((*a.labels, *(label for label in b.labels if label not in a.labels)))
-    out.wild = None if a.wild is None and b.wild is None else _merge(a.wild, b.wild)
-    for key in a.names.keys() | b.names.keys():
-        out.names[key] = _merge(a.names.get(key, a.wild), b.names.get(key, b.wild))
-    for index in a.indexes.keys() | b.indexes.keys():
-        out.indexes[index] = _merge(a.indexes.get(index, a.wild), b.indexes.get(index, b.wild))
-    out.below = _below(out)
-    return out
+
+    def both(self, node: _Node[L], ahead: int, behind: int) -> _Node[L]:
+        key = (id(node), ahead, behind)
+        found = self.pairs.get(key)
+        if found is None:
+            merged = self.indexes[(id(node), ahead)] | self.indexes[(id(node), behind)]
+            found = self.pairs[key] = self.state(merged)
+            _settle_below(self.states.values())
+        return found
 
 
-def _below(node: _Node[L]) -> frozenset[L]:
-    below = set(node.labels)
-    for child in (*node.names.values(), *node.indexes.values(), node.wild):
-        if child is not None:
-            below |= child.below
-    return frozenset(below)
+def _closure(states: Iterable[_Nfa[L]]) -> frozenset[_Nfa[L]]:
+    """``states`` and every state their ``eps`` reach."""
+    out: set[_Nfa[L]] = set()
+    todo = list(states)
+    while todo:
+        nfa = todo.pop()
+        if nfa not in out:
+            out.add(nfa)
+            todo.extend(nfa.eps)
+    return frozenset(out)
+
+
+def _settle_below(nodes: Iterable[_Node[L]]) -> None:
+    """Each state's ``below``: its labels and those of every state it leads to (to a fixed
+    point: a descendant search leads to itself)."""
+    nodes = list(nodes)
+    changed = True
+    while changed:
+        changed = False
+        for node in nodes:
+            below = set(node.below)
+            for child in (*node.names.values(), *node.indexes.values(), node.wild):
+                if child is not None:
+                    below |= child.below
+            if len(below) != len(node.below):
+                node.below = frozenset(below)
+                changed = True
+
+
+def _automaton(fields: Iterable[tuple[Selector, L]]) -> _Node[L]:
+    """The deterministic walk of every selector of ``fields`` with its label."""
+    counter = iter(range(1 << 62))
+    root: _Nfa[L] = _Nfa(next(counter))
+    for selector, label in fields:
+        state = root
+        for step in selector.steps:
+            if isinstance(step, Descendant):
+                search: _Nfa[L] = _Nfa(next(counter))
+                search.wild.append(search)  # on to any member or element, still searching
+                state.eps.append(search)  # the value itself is searched too
+                state, step = search, step.step
+            after: _Nfa[L] = _Nfa(next(counter))
+            if isinstance(step, Wildcard):
+                state.wild.append(after)
+            elif isinstance(step, int):
+                state.indexes.setdefault(step, []).append(after)
+            else:
+                state.names.setdefault(step, []).append(after)
+            state = after
+        if label not in state.labels:
+            state.labels.append(label)
+    table: _Table[L] = _Table()
+    start = table.state(_closure([root]))
+    _settle_below(table.states.values())
+    return start
 
 
 Replacer = Callable[[object, tuple[L, ...]], object]
@@ -118,10 +215,7 @@ class FieldMap(Generic[L]):
 
     def __init__(self, fields: Iterable[tuple[Selector, L]]) -> None:
         self.selectors: tuple[tuple[Selector, L], ...] = tuple(fields)
-        trie: _Node[L] = _Node()
-        for selector, label in self.selectors:
-            trie.add(selector.steps, label)
-        self._root = trie.determinized()
+        self._root = _automaton(self.selectors)
         self.labels: frozenset[L] = self._root.below
 
     def __bool__(self) -> bool:
@@ -157,7 +251,7 @@ def _element(node: _Node[L], position: int, size: int) -> _Node[L] | None:
         return node.wild
     ahead, behind = indexes.get(position), indexes.get(position - size)
     if ahead is not None and behind is not None:
-        return _merge(ahead, behind)
+        return node.both(position, position - size)
     return ahead or behind or node.wild
 
 

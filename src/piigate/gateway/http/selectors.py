@@ -7,9 +7,12 @@ A selector is ``$`` followed by steps:
 - ``['name']`` or ``["name"]``: an object member by any name (RFC 9535 string escapes:
   ``\\b \\f \\n \\r \\t \\/ \\\\ \\' \\" \\uXXXX``);
 - ``[N]``: an array element (``-1`` is the last);
-- ``[*]`` or ``.*``: every array element, or every member value of an object.
+- ``[*]`` or ``.*``: every array element, or every member value of an object;
+- ``..name``, ``..['name']``, ``..[N]``, ``..*`` or ``..[*]``: that step applied at the value
+  and at every value below it, at any depth (RFC 9535's descendant segment): ``$..ssn`` is
+  every member named ``ssn`` anywhere in the document.
 
-Descendants (``..``), filters, slices and unions are refused when the selector is compiled.
+Filters, slices and unions are refused when the selector is compiled.
 
 Semantics are RFC 9535's for this subset: a step that meets a value of another shape (a member
 of a string, an index into an object) selects nothing, and that is not an error: the field is
@@ -36,10 +39,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from piigate.gateway.http.fieldmap import WILDCARD, FieldMap, Found, Step, Wildcard
+from piigate.gateway.http.fieldmap import WILDCARD, Descendant, FieldMap, Found, Step, Wildcard
 
 __all__ = [
     "WILDCARD",
+    "Descendant",
     "FieldMap",
     "Found",
     "Selector",
@@ -79,6 +83,9 @@ class Selector:
         selector have the same normalized form."""
         parts = ["$"]
         for step in self.steps:
+            if isinstance(step, Descendant):
+                parts.append("..")
+                step = step.step
             if isinstance(step, Wildcard):
                 parts.append("[*]")
             elif isinstance(step, int):
@@ -90,8 +97,8 @@ class Selector:
 
     @property
     def single(self) -> bool:
-        """Selects at most one value (no wildcard)."""
-        return not any(isinstance(step, Wildcard) for step in self.steps)
+        """Selects at most one value (no wildcard, no descendant)."""
+        return not any(isinstance(step, Wildcard | Descendant) for step in self.steps)
 
     def find(self, doc: object) -> list[Found]:
         return [found for found, _ in self._alone.find(doc)]
@@ -123,8 +130,14 @@ def compile_selector(text: str) -> Selector:
 
 
 def _dot_step(text: str, at: int) -> tuple[Step, int]:
-    if text.startswith(".", at):
-        raise SelectorError("descendant selectors (..) are not supported", at - 1)
+    if text.startswith(".", at):  # ..name, ..*, ..[...]
+        if text.startswith("[", at + 1):
+            inner, end = _bracket_step(text, at + 2)
+        else:
+            inner, end = _dot_step(text, at + 1)
+        if isinstance(inner, Descendant):
+            raise SelectorError("expected a member name, [ ] or * after '..'", at + 1)
+        return Descendant(inner), end
     if text.startswith("*", at):
         return WILDCARD, at + 1
     match = _NAME.match(text, at)
