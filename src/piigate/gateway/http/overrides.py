@@ -196,13 +196,15 @@ class MultipartScan:
 
 
 class _Parts:
-    """The scan along one boundary."""
+    """The scan along one boundary. Each byte is searched once (``_from``: where the search
+    for a header block's end goes on), however small the chunks."""
 
-    __slots__ = ("_buffer", "_delimiter", "_found", "_in_headers")
+    __slots__ = ("_buffer", "_delimiter", "_found", "_from", "_in_headers")
 
     def __init__(self, boundary: bytes) -> None:
         self._delimiter = b"\n--" + boundary
-        self._buffer = b"\n"  # the body's start counts as a line's start
+        self._buffer = bytearray(b"\n")  # the body's start counts as a line's start
+        self._from = 0
         self._in_headers = False
         self._found = False
 
@@ -210,34 +212,36 @@ class _Parts:
         """Whether a part named ``_method`` has been seen, this chunk included."""
         if self._found:
             return True
-        buffer = self._buffer + chunk
+        buffer = self._buffer
+        buffer += chunk
         while True:
             if not self._in_headers:
                 at = buffer.find(self._delimiter)
                 if at < 0:  # keep what could be the start of a delimiter
-                    buffer = buffer[-(len(self._delimiter) - 1) :]
+                    del buffer[: max(0, len(buffer) - len(self._delimiter) + 1)]
                     break
-                buffer = buffer[at + len(self._delimiter) :]
-                self._in_headers = True
+                del buffer[: at + len(self._delimiter)]
+                self._in_headers, self._from = True, 0
                 continue
-            end = _blank_line(buffer)
+            end = _blank_line(buffer, self._from)
             if end < 0:
                 if len(buffer) > MAX_PART_HEADERS:
                     raise BadRequest("a part of the multipart body has headers too long")
+                self._from = max(0, len(buffer) - 2)  # an empty line is at most 3 bytes
                 break
-            if _part_named_method(buffer[:end]):
+            if _part_named_method(bytes(buffer[:end])):
                 self._found = True
-                buffer = b""
+                buffer.clear()
                 break
-            buffer = buffer[end:]
+            del buffer[:end]
             self._in_headers = False
-        self._buffer = buffer
         return self._found
 
 
-def _blank_line(block: bytes) -> int:
-    """Where the header block ``block`` ends (its empty line), or -1."""
-    ends = [i for i in (block.find(b"\n\r\n"), block.find(b"\n\n")) if i >= 0]
+def _blank_line(block: bytearray, start: int) -> int:
+    """Where the header block ``block`` ends (its empty line), searched from ``start``; -1
+    when it has not ended yet."""
+    ends = [i for i in (block.find(b"\n\r\n", start), block.find(b"\n\n", start)) if i >= 0]
     return min(ends) if ends else -1
 
 
