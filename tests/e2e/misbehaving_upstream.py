@@ -23,7 +23,7 @@ import hashlib
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -64,9 +64,12 @@ def create_upstream_app(slow_seconds: float = 30.0) -> ASGIApp:
     async def echo(request: Request) -> Response:
         digest = hashlib.sha256()
         size = 0
-        async for chunk in request.stream():
-            digest.update(chunk)
-            size += len(chunk)
+        try:
+            async for chunk in request.stream():
+                digest.update(chunk)
+                size += len(chunk)
+        except ClientDisconnect:  # the gateway broke the request off (a refused upload)
+            return Response(status_code=400)
         finished.append(request.scope["raw_path"].decode("latin-1"))
         body: dict[str, Any] = {
             "method": request.method,

@@ -9,6 +9,7 @@ import pytest
 from piigate.errors import BadRequest
 from piigate.gateway.http.overrides import (
     MAX_PART_HEADERS,
+    FormScan,
     MultipartScan,
     body_kind,
     body_names_method,
@@ -48,7 +49,7 @@ def test_other_names_are_not_a_method(query: str) -> None:
 @pytest.mark.parametrize(
     ("method", "content_type", "kind"),
     [
-        ("POST", None, "form"),  # Rack parses a POST without a media type as a form
+        ("POST", None, "bare"),  # Rack parses a POST without a media type as a form
         ("POST", "application/x-www-form-urlencoded; charset=utf-8", "form"),
         ("POST", "Application/JSON", "json"),
         ("POST", "application/vnd.api+json", "json"),
@@ -168,3 +169,29 @@ def test_a_whole_body_the_gate_read() -> None:
     assert body_names_method("form", b"a=1&_method=PUT", [])
     assert body_names_method("json", b'{"_Method": "PUT"}', [])
     assert not body_names_method("json", b'[{"_method": "PUT"}]', [])
+
+
+@pytest.mark.parametrize(
+    ("body", "found"),
+    [
+        (b"a=1&_method=DELETE", True),
+        (b"a=1;_method=DELETE", True),  # Rack 2
+        (b"%5Fmethod=PUT&a=1", True),
+        (b"a=1&+_method=PUT", True),
+        (b"_METHOD=put", True),
+        (b"a=_method&b=_method", False),  # values, not names
+        (b"a=1&_methods=PUT", False),
+        (b"a=1&_method", False),  # no value: nothing to run as
+        (b"\x00\xff binary & no = form ; at all", False),
+    ],
+)
+def test_a_form_streamed_is_read_for_a_method_at_any_split(body: bytes, found: bool) -> None:
+    for at in range(len(body) + 1):
+        scan = FormScan()
+        scan.feed(body[:at])
+        scan.feed(body[at:])
+        assert scan.found is found, (body, at)
+    scan = FormScan()
+    for byte in body:
+        scan.feed(bytes([byte]))
+    assert scan.found is found

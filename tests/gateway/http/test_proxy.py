@@ -418,12 +418,23 @@ async def test_a_multipart_post_without_a_boundary_is_refused(rig: Rig) -> None:
     assert UPLOADS == []
 
 
-async def test_a_post_without_a_content_type_is_read_as_a_form(rig: Rig) -> None:
-    """Rack parses a POST that names no media type as a form, ``_method`` included."""
-    request = rig.client.build_request("POST", "/echo", headers=_auth(rig), content=b"_method=PUT")
-    assert "content-type" not in request.headers
+async def test_a_post_without_a_content_type_is_read_as_a_form_as_it_streams(rig: Rig) -> None:
+    """Rack parses a POST that names no media type as a form, ``_method`` included; such a
+    body may be any upload, so it is not held: it streams, past ``max_body`` (4 KiB here), and
+    stops at a ``_method=``."""
+    padding = b"x" * 6000
+    for body, status in ((b"_method=PUT", 400), (b"a=" + padding + b"&_method=PUT", 400)):
+        request = rig.client.build_request(
+            "POST", "/upload", headers=_auth(rig), content=_in_pieces(body, 1000)
+        )
+        assert "content-type" not in request.headers
+        answer = await rig.client.send(request)
+        assert answer.status_code == status and "method override" in answer.json()["detail"]
+    assert UPLOADS == []
+    request = rig.client.build_request("POST", "/echo", headers=_auth(rig), content=padding)
     answer = await rig.client.send(request)
-    assert answer.status_code == 400 and "method override" in answer.json()["detail"]
+    assert answer.status_code == 200, answer.text
+    assert ["content-length", str(len(padding))] in answer.json()["headers"]
 
 
 async def test_unmatched_routes_are_refused_with_default_deny(rig: Rig) -> None:

@@ -17,7 +17,7 @@ from starlette.types import Message, Receive, Scope, Send
 from piigate.api.auth import GRANT_HEADER
 from piigate.errors import PayloadTooLarge
 from piigate.gateway.http.gate import Ask, Passage
-from piigate.gateway.http.overrides import body_kind
+from piigate.gateway.http.overrides import READ_WHOLE, body_kind
 from piigate.gateway.http.routes import Body, RouteMatch
 from piigate.gateway.http.sections import DEFAULT_MAX_BODY, ForwardHeaders
 from piigate.gateway.http.verdict import Answer
@@ -75,7 +75,7 @@ async def read_ask(
     method: str = scope["method"]
     target = request_target(scope)
     reads = match is not None and match.route.reads_body
-    if not reads and body_kind(method, headers) not in ("form", "json"):
+    if not reads and body_kind(method, headers) not in READ_WHOLE:
         return Ask(method, target, headers, client_ip=ip), None
     body = await read_body(receive, headers, max_body)
     parsed = parsed_body(body) if reads else Body.ABSENT

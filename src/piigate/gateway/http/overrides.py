@@ -15,7 +15,9 @@ the comparison ignores case.
 
 A multipart body is scanned as it streams (:class:`MultipartScan`): each part's headers are
 read before the chunk that holds them goes on, so a part named ``_method`` stops the body
-before the upstream has all of it, and it never runs the request.
+before the upstream has all of it, and it never runs the request. A POST without a
+``Content-Type`` (which may be any upload) streams the same way, read as a form
+(:class:`FormScan`); a form or JSON body that says so is read whole before the decision.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from piigate.errors import BadRequest
 __all__ = [
     "METHOD_OVERRIDE_HEADERS",
     "OVERRIDE_DETAIL",
+    "READ_WHOLE",
     "BodyKind",
+    "FormScan",
     "MultipartScan",
     "body_kind",
     "body_names_method",
@@ -49,18 +53,23 @@ _PARAMETER: Final = "_method"
 # holds them until they end.
 MAX_PART_HEADERS: Final = 16 * 1024
 
-BodyKind = Literal["form", "json", "multipart"]
+# What a POST's body is to the frameworks that read a _method from it. "bare": no Content-Type
+# at all, which Rack parses as a form (and may be any upload: it is scanned as it streams).
+BodyKind = Literal["form", "json", "multipart", "bare"]
+# The kinds the edges read whole (up to max_body) before deciding; the others are scanned as
+# they stream on.
+READ_WHOLE: Final = frozenset({"form", "json"})
 
 
 def body_kind(method: str, headers: Sequence[tuple[str, str]]) -> BodyKind | None:
     """What a framework would read a ``_method`` from in this request's body: ``"form"``,
-    ``"json"`` or ``"multipart"`` for a POST that posts one (a POST without a
-    ``Content-Type`` is a form for Rack); None for any other request."""
+    ``"json"``, ``"multipart"`` or ``"bare"`` (no ``Content-Type``: a form for Rack) for a
+    POST; None for any other request."""
     if method != "POST":
         return None
     kind = next((v for k, v in headers if k == "content-type"), None)
     if kind is None:
-        return "form"
+        return "bare"
     media = kind.partition(";")[0].strip().lower()
     if media == "application/x-www-form-urlencoded":
         return "form"
@@ -84,7 +93,7 @@ def names_method(encoded: str) -> bool:
 
 def body_names_method(kind: BodyKind, raw: bytes, headers: Sequence[tuple[str, str]]) -> bool:
     """Whether the whole body ``raw`` of ``kind`` has a ``_method``."""
-    if kind == "form":
+    if kind in ("form", "bare"):
         return names_method(raw.decode("latin-1"))
     if kind == "json":
         return _json_names_method(raw)
@@ -264,7 +273,49 @@ def _part_named_method(block: bytes) -> bool:
     return False
 
 
-async def scanned(chunks: AsyncIterator[bytes], scan: MultipartScan) -> AsyncIterator[bytes]:
+class FormScan:
+    """A form's body (``a=1&b=2``, ``;`` separating too) read as it streams for a parameter
+    named ``_method``: ``found`` once such a name is followed by its ``=``, in the chunk that
+    holds the ``=``, so the upstream never gets a value for it. Names longer than
+    ``MAX_PART_HEADERS`` are not followed further (no reading takes them for ``_method``)."""
+
+    __slots__ = ("_name", "_naming", "found")
+
+    def __init__(self) -> None:
+        self._name = bytearray()
+        self._naming = True  # reading a name (else its value, up to the next separator)
+        self.found = False
+
+    def feed(self, chunk: bytes) -> None:
+        if self.found:
+            return
+        at = 0
+        for match in _FORM_MARK.finditer(chunk):
+            if self._naming and len(self._name) <= MAX_PART_HEADERS:
+                self._name += chunk[at : match.start()]
+            at = match.end()
+            if match.group() == b"=":
+                if self._naming and _is_method_name(_form_name(self._name)):
+                    self.found = True
+                    return
+                self._naming = False
+            else:  # a separator: the next name starts
+                self._naming = True
+            self._name.clear()
+        if self._naming and len(self._name) <= MAX_PART_HEADERS:
+            self._name += chunk[at:]
+
+
+_FORM_MARK: Final = re.compile(rb"[=&;]")
+
+
+def _form_name(raw: bytearray) -> str:
+    return unquote(bytes(raw).decode("latin-1").replace("+", " "), encoding="latin-1")
+
+
+async def scanned(
+    chunks: AsyncIterator[bytes], scan: MultipartScan | FormScan
+) -> AsyncIterator[bytes]:
     """``chunks`` passed on, each once ``scan`` has read it; ``BadRequest`` (a method
     override) instead of the chunk that names a ``_method``."""
     async for chunk in chunks:

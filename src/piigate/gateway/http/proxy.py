@@ -60,7 +60,7 @@ from piigate.gateway.http.masking import (
     masked_answer_headers,
     masked_request_headers,
 )
-from piigate.gateway.http.overrides import MultipartScan, body_kind, scanned
+from piigate.gateway.http.overrides import FormScan, MultipartScan, body_kind, scanned
 from piigate.gateway.http.routes import Route
 from piigate.gateway.http.upstream import (
     Upstream,
@@ -224,8 +224,11 @@ class HttpGateway:
         content: bytes | AsyncIterator[bytes] | None = body
         if body is None and has_body(ask.headers):
             content = request_chunks(receive)
-            if body_kind(ask.method, ask.headers) == "multipart":  # its _method, as it streams
+            kind = body_kind(ask.method, ask.headers)  # its _method, looked for as it streams
+            if kind == "multipart":
                 content = scanned(content, MultipartScan.for_headers(ask.headers))
+            elif kind == "bare":
+                content = scanned(content, FormScan())
         sending = self.upstream.send(ask.method, ask.target, out, content)
         # A masked answer is read and masked as soon as it comes, while the audit may still
         # be committing; it leaves once the decision is audited.
