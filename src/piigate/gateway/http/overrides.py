@@ -277,7 +277,8 @@ class FormScan:
     """A form's body (``a=1&b=2``, ``;`` separating too) read as it streams for a parameter
     named ``_method``: ``found`` once such a name is followed by its ``=``, in the chunk that
     holds the ``=``, so the upstream never gets a value for it. Names longer than
-    ``MAX_PART_HEADERS`` are not followed further (no reading takes them for ``_method``)."""
+    ``MAX_PART_HEADERS`` (leading spaces aside) are not followed further: no reading takes
+    them for ``_method``."""
 
     __slots__ = ("_name", "_naming", "found")
 
@@ -291,8 +292,7 @@ class FormScan:
             return
         at = 0
         for match in _FORM_MARK.finditer(chunk):
-            if self._naming and len(self._name) <= MAX_PART_HEADERS:
-                self._name += chunk[at : match.start()]
+            self._add(chunk[at : match.start()])
             at = match.end()
             if match.group() == b"=":
                 if self._naming and _is_method_name(_form_name(self._name)):
@@ -302,8 +302,14 @@ class FormScan:
             else:  # a separator: the next name starts
                 self._naming = True
             self._name.clear()
-        if self._naming and len(self._name) <= MAX_PART_HEADERS:
-            self._name += chunk[at:]
+        self._add(chunk[at:])
+
+    def _add(self, piece: bytes) -> None:
+        """More of the name being read. Spaces that start it do not count towards the cap
+        (Rack drops any number of them after a separator)."""
+        if not self._naming or len(self._name) > MAX_PART_HEADERS:
+            return
+        self._name += piece.lstrip(b" ") if not self._name else piece
 
 
 _FORM_MARK: Final = re.compile(rb"[=&;]")
