@@ -108,7 +108,6 @@ class _Table(Generic[L]):
 
     def __init__(self) -> None:
         self.states: dict[frozenset[_Nfa[L]], _Node[L]] = {}
-        self.sets: dict[int, frozenset[_Nfa[L]]] = {}  # id(state) -> its set
         self.indexes: dict[tuple[int, int], frozenset[_Nfa[L]]] = {}  # (id, index) -> its set
         self.pairs: dict[tuple[int, int, int], _Node[L]] = {}
 
@@ -123,7 +122,6 @@ class _Table(Generic[L]):
             labels.extend(label for label in nfa.labels if label not in labels)
         node: _Node[L] = _Node(self, tuple(labels))
         self.states[members] = node
-        self.sets[id(node)] = members
         wild = _closure(w for nfa in ordered for w in nfa.wild)
         if wild:
             node.wild = self.state(wild)
