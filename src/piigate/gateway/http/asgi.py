@@ -1,8 +1,8 @@
 """The ASGI side of a gate, shared by the reverse proxy (``proxy.py``) and the app middleware
 (``piigate.integrations``): a request read into an :class:`~piigate.gateway.http.gate.Ask`
 (its body read, up to a limit, for a route that decides on it, and parsed exactly, or for a
-form's or a JSON object's POST, whose ``_method`` the gate looks for; a multipart POST's is
-scanned as it streams instead), an
+form's or a JSON object's POST, whose ``_method`` the gate looks for; a multipart POST's, or
+one's without a ``Content-Type``, is scanned as it streams instead), an
 :class:`~piigate.gateway.http.verdict.Answer` sent, and the headers that carry the verified
 subject and level, which only the gate sets.
 """

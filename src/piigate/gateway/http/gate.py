@@ -315,8 +315,9 @@ def _refuse_ambiguous(ask: Ask) -> None:
     """``BadRequest`` when the upstream could read ``ask`` otherwise than the gate: a header it
     has once given twice, or a method override (``overrides``: a header, or a ``_method`` in
     its query or in the form, JSON object or multipart body it posts, when the gate read it;
-    a multipart body streamed on is scanned as it goes). The headers are walked once, their
-    names read with ``_`` as ``-``, as upstreams that map them to ``HTTP_X_Y`` read them."""
+    a multipart body, or a POST's without a Content-Type, is scanned as it streams on). The
+    headers are walked once, their names read with ``_`` as ``-``, as upstreams that map them
+    to ``HTTP_X_Y`` read them."""
     seen: set[str] = set()
     for name, _ in ask.headers:
         key = name.replace("_", "-")  # one HTTP_X_Y variable for both, behind CGI or Rack
