@@ -56,6 +56,9 @@ def test_other_names_are_not_a_method(query: str) -> None:
         ("POST", "multipart/form-data; boundary=b", "multipart"),
         ("POST", "multipart/mixed; boundary=b", "multipart"),
         ("POST", "text/plain", None),
+        ("POST", "application/x-www-form-urlencoded, text/plain", "form"),  # Rack: the first
+        ("POST", "text/plain; x=/json", "json"),  # Laravel: "/json" anywhere
+        ("POST", " Multipart/Form-Data;boundary=b", "multipart"),
         ("PUT", "application/x-www-form-urlencoded", None),
         ("GET", None, None),
     ],

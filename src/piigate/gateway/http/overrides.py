@@ -70,13 +70,14 @@ def body_kind(method: str, headers: Sequence[tuple[str, str]]) -> BodyKind | Non
     kind = next((v for k, v in headers if k == "content-type"), None)
     if kind is None:
         return "bare"
-    media = kind.partition(";")[0].strip().lower()
-    if media == "application/x-www-form-urlencoded":
-        return "form"
-    if media == "application/json" or media.endswith("+json"):
-        return "json"
+    low = kind.lower()
+    media = re.split(r"[;,]", low, maxsplit=1)[0].strip()  # Rack and PHP cut at either
     if media.startswith("multipart/"):
         return "multipart"
+    if media == "application/x-www-form-urlencoded":
+        return "form"
+    if "/json" in low or "+json" in low:  # Laravel's test, anywhere in the header
+        return "json"
     return None
 
 
