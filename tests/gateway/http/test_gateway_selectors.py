@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
@@ -272,8 +273,18 @@ def test_replace_changes_exactly_the_selected_values(doc: object, steps: list[ob
     selector = compile_selector(_text(steps))
     out = selector.replace(doc, lambda v: ["replaced"])
     assert json.dumps(doc) == before  # the input is never changed
+    assert out == _replaced(doc, _naive(doc, steps))
+
+
+def _replaced(doc: object, locations: Iterable[tuple[object, ...]]) -> object:
+    """A copy of ``doc`` with ``["replaced"]`` at each location, the outermost first (what is
+    inside a value replaced whole is gone with it)."""
     expected = copy.deepcopy(doc)
-    for location in _naive(doc, steps):
+    done: list[tuple[object, ...]] = []
+    for location in sorted(set(locations), key=len):
+        if any(location[: len(outer)] == outer for outer in done):
+            continue
+        done.append(location)
         if not location:
             expected = ["replaced"]
             continue
@@ -281,21 +292,20 @@ def test_replace_changes_exactly_the_selected_values(doc: object, steps: list[ob
         for key in location[:-1]:
             target = target[key]  # type: ignore[index]
         target[location[-1]] = ["replaced"]  # type: ignore[index]
-    assert out == expected
+    return expected
 
 
-@settings(max_examples=200, deadline=None)
-@given(doc=_json, selectors=st.lists(st.lists(_step, max_size=3), min_size=1, max_size=4))
-def test_many_selectors_find_what_each_finds_alone(
-    doc: object, selectors: list[list[object]]
-) -> None:
-    fields = FieldMap((compile_selector(_text(s)), i) for i, s in enumerate(selectors))
-    together = {f.location: set(labels) for f, labels in fields.find(doc)}
+def _labels_alone(
+    doc: object,
+    selectors: list[list[object]],
+    naive: Callable[[object, list[object]], Iterable[tuple[object, ...]]],
+) -> dict[tuple[object, ...], set[int]]:
+    """Each location any of ``selectors`` finds alone (by ``naive``), with their indexes."""
     alone: dict[tuple[object, ...], set[int]] = {}
     for i, steps in enumerate(selectors):
-        for location in _naive(doc, steps):
+        for location in naive(doc, steps):
             alone.setdefault(location, set()).add(i)
-    assert together == alone
+    return alone
 
 
 # --- descendants (..): the walk against a naive search of every value ------------------------
@@ -362,34 +372,19 @@ def test_descendants_replace_the_outermost_of_what_they_select(
     before = json.dumps(doc)
     out = compile_selector(_deep_text(steps)).replace(doc, lambda v: ["replaced"])
     assert json.dumps(doc) == before
-    expected = copy.deepcopy(doc)
-    done: list[tuple[object, ...]] = []
-    for location in sorted(_naive_deep(doc, steps), key=len):
-        if any(location[: len(outer)] == outer for outer in done):
-            continue  # inside a value replaced whole
-        done.append(location)
-        if not location:
-            expected = ["replaced"]
-            continue
-        target = expected
-        for key in location[:-1]:
-            target = target[key]  # type: ignore[index]
-        target[location[-1]] = ["replaced"]  # type: ignore[index]
-    assert out == expected
+    assert out == _replaced(doc, _naive_deep(doc, steps))
 
 
+@pytest.mark.parametrize("deep", [False, True], ids=["plain", "descendants"])
 @settings(max_examples=200, deadline=None)
-@given(doc=_json, selectors=st.lists(st.lists(_deep_step, max_size=3), min_size=1, max_size=4))
-def test_descendants_among_many_selectors_label_what_each_finds(
-    doc: object, selectors: list[list[object]]
-) -> None:
-    fields = FieldMap((compile_selector(_deep_text(s)), i) for i, s in enumerate(selectors))
+@given(data=st.data())
+def test_many_selectors_find_what_each_finds_alone(deep: bool, data: st.DataObject) -> None:
+    step, text, naive = (_deep_step, _deep_text, _naive_deep) if deep else (_step, _text, _naive)
+    doc = data.draw(_json)
+    selectors = data.draw(st.lists(st.lists(step, max_size=3), min_size=1, max_size=4))
+    fields = FieldMap((compile_selector(text(s)), i) for i, s in enumerate(selectors))
     together = {f.location: set(labels) for f, labels in fields.find(doc)}
-    alone: dict[tuple[object, ...], set[int]] = {}
-    for i, steps in enumerate(selectors):
-        for location in _naive_deep(doc, steps):
-            alone.setdefault(location, set()).add(i)
-    assert together == alone
+    assert together == _labels_alone(doc, selectors, naive)
 
 
 def test_every_ssn_anywhere() -> None:
