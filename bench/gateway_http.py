@@ -205,25 +205,28 @@ class Measured:
     loaded: Run
     alone: Run
     upstream_cpu_s: float = 0.0  # the upstream's CPU during the loaded runs
-    # The gateway's own account of its alone runs: phase -> (requests, seconds), from the
-    # piigate_gateway_http_phase_seconds histogram of its /metrics.
-    phases: dict[str, list[float]] = field(default_factory=dict)
+    # The gateway's own account of its alone runs: phase -> count, sum and cumulative bucket
+    # counts, from the piigate_gateway_http_phase_seconds histogram of its /metrics.
+    phases: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 PHASE_METRIC = "piigate_gateway_http_phase_seconds"
 
 
-def scrape_phases(url: str) -> dict[str, tuple[float, float]]:
-    """Each phase's (count, sum of seconds) in the gateway's /metrics at ``url``."""
+def scrape_phases(url: str) -> dict[str, dict[str, float]]:
+    """Each phase's ``count``, ``sum`` (seconds) and cumulative bucket counts (keyed by their
+    upper bound, as text: ``"0.0005"``, ``"+Inf"``) in the gateway's /metrics at ``url``."""
     with urllib.request.urlopen(url, timeout=10) as answer:
         text = answer.read().decode()
     found: dict[str, dict[str, float]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name in (f"{PHASE_METRIC}_count", f"{PHASE_METRIC}_sum"):
-                kind = sample.name.rsplit("_", 1)[1]
-                found.setdefault(sample.labels["phase"], {})[kind] = sample.value
-    return {phase: (got["count"], got["sum"]) for phase, got in found.items()}
+            if not sample.name.startswith(PHASE_METRIC):
+                continue
+            kind = sample.name.rsplit("_", 1)[1]
+            key = sample.labels["le"] if kind == "bucket" else kind
+            found.setdefault(sample.labels["phase"], {})[key] = sample.value
+    return found
 
 
 async def drive(
@@ -288,36 +291,70 @@ def measure(
 
 
 def add_phases(
-    into: dict[str, list[float]],
-    before: dict[str, tuple[float, float]],
-    after: dict[str, tuple[float, float]],
+    into: dict[str, dict[str, float]],
+    before: dict[str, dict[str, float]],
+    after: dict[str, dict[str, float]],
 ) -> None:
-    """Add what each phase counted between the scrapes ``before`` and ``after``."""
-    for phase, (count, seconds) in after.items():
-        was = before.get(phase, (0.0, 0.0))
-        got = into.setdefault(phase, [0.0, 0.0])
-        got[0] += count - was[0]
-        got[1] += seconds - was[1]
+    """Add what each phase counted (count, sum, buckets) between the scrapes ``before`` and
+    ``after``."""
+    for phase, values in after.items():
+        was = before.get(phase, {})
+        got = into.setdefault(phase, {})
+        for key, value in values.items():
+            got[key] = got.get(key, 0.0) + value - was.get(key, 0.0)
+
+
+def bucket_median(counted: dict[str, float]) -> float | None:
+    """The median, in seconds, read from cumulative bucket counts (``counted``: bound → count)
+    by linear interpolation inside the bucket that holds it; None when nothing was counted or
+    it lies in the last, unbounded bucket."""
+    bounds = sorted((float(k), v) for k, v in counted.items() if k not in ("count", "sum"))
+    total = bounds[-1][1] if bounds else 0.0
+    if not total:
+        return None
+    half, lower, below = total / 2, 0.0, 0.0
+    for upper, cumulative in bounds:
+        if cumulative >= half:
+            if upper == float("inf"):
+                return None
+            inside = cumulative - below
+            return lower + (upper - lower) * ((half - below) / inside if inside else 0.0)
+        lower, below = upper, cumulative
+    return None
 
 
 def report_phases(w: str, gw: Measured, direct: Measured, path: str) -> None:
-    """Where the gateway's time went alone, phase by phase (its own histogram's means)."""
+    """Where the gateway's time went alone, phase by phase (its own histogram: the mean, and
+    the median read from its buckets)."""
     base = percentile(sorted(direct.alone.latencies_ns), 50) / 1e3
     for phase in ("decision", "upstream", "masking", "audit_wait"):
-        count, seconds = gw.phases.get(phase, (0.0, 0.0))
+        counted = gw.phases.get(phase, {})
+        count = counted.get("count", 0.0)
         if not count:
             continue
+        common = {"requests": int(count), "path": path}
         emit(
             BENCH,
             f"{w}_phase_{phase}_us_alone",
-            seconds / count * 1e6,
+            counted.get("sum", 0.0) / count * 1e6,
             "us",
             base,
             baseline_is="the upstream's own p50 alone (1 client), same slices; value = the "
             "gateway's mean time in this phase (piigate_gateway_http_phase_seconds)",
-            requests=int(count),
-            path=path,
+            **common,
         )
+        median = bucket_median(counted)
+        if median is not None:
+            emit(
+                BENCH,
+                f"{w}_phase_{phase}_p50_us_alone",
+                median * 1e6,
+                "us",
+                base,
+                baseline_is="the upstream's own p50 alone (1 client), same slices; value = the "
+                "gateway's median in this phase, interpolated in its histogram's buckets",
+                **common,
+            )
 
 
 def report(results: dict[tuple[str, str], Measured], clients: int) -> None:
