@@ -25,9 +25,10 @@ import yarl
 
 from piigate.gateway.http.server import gateway_server
 
-# Not relayed either way: hop-by-hop framing, and what the server sets itself.
-_NOT_FORWARDED = frozenset({b"host", b"connection", b"keep-alive", b"transfer-encoding", b"te"})
-_NOT_RETURNED = frozenset(
+# Not relayed either way: hop-by-hop framing, and what the server sets itself (the lean
+# relays of bench/relay_lean.py use the same).
+NOT_FORWARDED = frozenset({b"host", b"connection", b"keep-alive", b"transfer-encoding", b"te"})
+NOT_RETURNED = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"date", b"server"}
 )
 
@@ -54,13 +55,13 @@ def relay_app(upstream: str) -> Any:
         headers = [
             (k.decode("latin-1"), v.decode("latin-1"))
             for k, v in scope["headers"]
-            if k.lower() not in _NOT_FORWARDED
+            if k.lower() not in NOT_FORWARDED
         ]
         url = yarl.URL(upstream + target.decode("latin-1"), encoded=True)
         async with session.request(
             scope["method"], url, headers=headers, allow_redirects=False
         ) as response:
-            back = [(k, v) for k, v in response.raw_headers if k.lower() not in _NOT_RETURNED]
+            back = [(k, v) for k, v in response.raw_headers if k.lower() not in NOT_RETURNED]
             length = response.headers.get("content-length")
             if length is not None:
                 back.append((b"content-length", length.encode("latin-1")))

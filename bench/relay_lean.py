@@ -30,11 +30,7 @@ from typing import Any
 
 import httptools
 
-# Not relayed either way: hop-by-hop framing, and what the server sets itself.
-_NOT_FORWARDED = frozenset({b"host", b"connection", b"keep-alive", b"transfer-encoding", b"te"})
-_NOT_RETURNED = frozenset(
-    {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"date", b"server"}
-)
+from relay import NOT_FORWARDED, NOT_RETURNED
 
 
 class Sink:
@@ -99,7 +95,7 @@ class UpstreamConnection(_Parsed):
         low = name.lower()
         if low == b"content-length":
             self.length = value
-        elif low not in _NOT_RETURNED:
+        elif low not in NOT_RETURNED:
             self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -140,7 +136,7 @@ class Pool:
 
 def request_bytes(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
     lines = [method + b" " + target + b" HTTP/1.1\r\nhost: upstream\r\n"]
-    lines += [k + b": " + v + b"\r\n" for k, v in headers if k.lower() not in _NOT_FORWARDED]
+    lines += [k + b": " + v + b"\r\n" for k, v in headers if k.lower() not in NOT_FORWARDED]
     lines.append(b"\r\n")
     return b"".join(lines)
 
