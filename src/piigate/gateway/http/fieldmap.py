@@ -88,10 +88,11 @@ class _Node(Generic[L]):
     (:meth:`both`). A descendant search is a state that leads to itself on every step.
     """
 
-    __slots__ = ("_table", "below", "indexes", "labels", "names", "wild")
+    __slots__ = ("_table", "below", "indexes", "labels", "members", "names", "wild")
 
-    def __init__(self, table: _Table[L], labels: tuple[L, ...]) -> None:
+    def __init__(self, table: _Table[L], members: frozenset[_Nfa[L]], labels: tuple[L, ...]):
         self._table = table
+        self.members = members
         self.names: dict[str, _Node[L]] = {}
         self.indexes: dict[int, _Node[L]] = {}
         self.wild: _Node[L] | None = None
@@ -100,7 +101,7 @@ class _Node(Generic[L]):
 
     def both(self, ahead: int, behind: int) -> _Node[L]:
         """The state of a list element that indexes ``ahead`` and ``behind`` both reach."""
-        return self._table.both(self, ahead, behind)
+        return self._table.made(self.indexes[ahead].members | self.indexes[behind].members)
 
 
 class _Table(Generic[L]):
@@ -108,8 +109,15 @@ class _Table(Generic[L]):
 
     def __init__(self) -> None:
         self.states: dict[frozenset[_Nfa[L]], _Node[L]] = {}
-        self.indexes: dict[tuple[int, int], frozenset[_Nfa[L]]] = {}  # (id, index) -> its set
-        self.pairs: dict[tuple[int, int, int], _Node[L]] = {}
+
+    def made(self, members: frozenset[_Nfa[L]]) -> _Node[L]:
+        """:meth:`state`, with every state's ``below`` settled after a new one (the walk's
+        start, or a state a list element gets during the walk)."""
+        found = self.states.get(members)
+        if found is None:
+            found = self.state(members)
+            _settle_below(self.states.values())
+        return found
 
     def state(self, members: frozenset[_Nfa[L]]) -> _Node[L]:
         """The state of ``members`` (closed under ``eps``), and every state it leads to."""
@@ -120,7 +128,7 @@ class _Table(Generic[L]):
         labels: list[L] = []
         for nfa in ordered:
             labels.extend(label for label in nfa.labels if label not in labels)
-        node: _Node[L] = _Node(self, tuple(labels))
+        node: _Node[L] = _Node(self, members, tuple(labels))
         self.states[members] = node
         wild = _closure(w for nfa in ordered for w in nfa.wild)
         if wild:
@@ -130,18 +138,8 @@ class _Table(Generic[L]):
             node.names[name] = self.state(step | wild)
         for index in {i for nfa in ordered for i in nfa.indexes}:
             step = _closure(n for nfa in ordered for n in nfa.indexes.get(index, ()))
-            self.indexes[(id(node), index)] = step | wild
             node.indexes[index] = self.state(step | wild)
         return node
-
-    def both(self, node: _Node[L], ahead: int, behind: int) -> _Node[L]:
-        key = (id(node), ahead, behind)
-        found = self.pairs.get(key)
-        if found is None:
-            merged = self.indexes[(id(node), ahead)] | self.indexes[(id(node), behind)]
-            found = self.pairs[key] = self.state(merged)
-            _settle_below(self.states.values())
-        return found
 
 
 def _closure(states: Iterable[_Nfa[L]]) -> frozenset[_Nfa[L]]:
@@ -196,9 +194,7 @@ def _automaton(fields: Iterable[tuple[Selector, L]]) -> _Node[L]:
         if label not in state.labels:
             state.labels.append(label)
     table: _Table[L] = _Table()
-    start = table.state(_closure([root]))
-    _settle_below(table.states.values())
-    return start
+    return table.made(_closure([root]))
 
 
 Replacer = Callable[[object, tuple[L, ...]], object]
