@@ -172,6 +172,10 @@ def test_a_whole_body_the_gate_read() -> None:
     assert body_names_method("form", b"a=1&_method=PUT", [])
     assert body_names_method("json", b'{"_Method": "PUT"}', [])
     assert not body_names_method("json", b'[{"_method": "PUT"}]', [])
+    # the document the gate read already, when it read one: not parsed again
+    raw = b'{"_Method": "PUT", "a": 1}'
+    assert body_names_method("json", raw, [], {"_Method": "PUT", "a": 1})
+    assert not body_names_method("json", b'{"a": 1}', [], {"a": 1})
 
 
 @pytest.mark.parametrize(

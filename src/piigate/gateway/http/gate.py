@@ -331,7 +331,9 @@ def _refuse_ambiguous(ask: Ask) -> None:
     if kind == "multipart":
         boundaries_of(ask.headers)  # a multipart body without one: 400 before anything goes on
     if names_method(ask.target.partition("?")[2]) or (
-        kind is not None and ask.raw_body and body_names_method(kind, ask.raw_body, ask.headers)
+        kind is not None
+        and ask.raw_body
+        and body_names_method(kind, ask.raw_body, ask.headers, ask.body)
     ):
         raise BadRequest(OVERRIDE_DETAIL)
 

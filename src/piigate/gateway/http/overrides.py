@@ -92,11 +92,17 @@ def names_method(encoded: str) -> bool:
     return any(_is_method_name(key) for key, _ in pairs)
 
 
-def body_names_method(kind: BodyKind, raw: bytes, headers: Sequence[tuple[str, str]]) -> bool:
-    """Whether the whole body ``raw`` of ``kind`` has a ``_method``."""
+def body_names_method(
+    kind: BodyKind, raw: bytes, headers: Sequence[tuple[str, str]], parsed: object = None
+) -> bool:
+    """Whether the whole body ``raw`` of ``kind`` has a ``_method``. ``parsed``: the JSON
+    document the gate already read from it, when it read one (no key given twice), so that a
+    JSON object is not parsed again."""
     if kind in ("form", "bare"):
         return names_method(raw.decode("latin-1"))
     if kind == "json":
+        if isinstance(parsed, dict):
+            return any(key.lower() == _PARAMETER for key in parsed)
         return _json_names_method(raw)
     scan = MultipartScan.for_headers(headers)
     scan.feed(raw)
