@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/decide.py
 	$(VENV)/bin/python bench/api.py
 	$(VENV)/bin/python bench/factors.py
+	$(VENV)/bin/python bench/recovery_codes.py
 	$(VENV)/bin/python bench/gateway_masking.py
 	$(VENV)/bin/python bench/upstream_clients.py
 	$(VENV)/bin/python bench/gateway_http.py

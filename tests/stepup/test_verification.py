@@ -488,6 +488,46 @@ async def test_recovery_code_works_once(world: World) -> None:
     assert all(code not in json.dumps(row.data) for code in codes)
 
 
+async def test_a_recovery_code_attempt_costs_one_argon2_verification(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The set is stored with each code's tag: an attempt verifies the code the tag points at
+    (or one dummy), not all ten. A set stored before there were tags still works, hash by hash."""
+    from piigate.factors.recovery import protocol as recovery
+
+    codes = await recovery_codes(world)
+    [row] = await world.store.list_factors("alice", kinds=["recovery"])
+    assert row.data["tags"] == [recovery.recovery_code_tag(Secret(c)) for c in codes]
+    calls: list[str] = []
+    real = recovery.verify_password
+
+    def counting(hash: str, password: Secret[str]) -> bool:
+        calls.append(hash)
+        return real(hash, password)
+
+    monkeypatch.setattr(recovery, "verify_password", counting)
+    world.verifier.refusals.base_delay = 0
+    await world.verify(await world.challenge(), "recovery", codes[4])
+    assert calls == [row.data["hashes"][4]]
+    calls.clear()
+    wrong = next(
+        c
+        for c in recovery.generate_recovery_codes(50)
+        if recovery.recovery_code_tag(c) not in row.data["tags"]
+    )
+    assert await rejected(world, await world.challenge(), "recovery", wrong.reveal()) == (
+        "wrong_code"
+    )
+    assert len(calls) == 1 and calls[0] not in row.data["hashes"]
+    # Stored without tags (an older set): every hash checked, and the code still works.
+    [row] = await world.store.list_factors("alice", kinds=["recovery"])
+    untagged = {"hashes": row.data["hashes"]}
+    assert await world.store.replace_factor_data(row.id, expected_data=row.data, new_data=untagged)
+    calls.clear()
+    await world.verify(await world.challenge(), "recovery", codes[5])
+    assert len(calls) == 10
+
+
 async def test_parallel_spends_of_two_codes_both_succeed(world: World) -> None:
     codes = await recovery_codes(world)
     # Each attempt is charged a failure before its check, so without this the slower of two

@@ -28,7 +28,11 @@ from piigate.errors import Conflict, NotFound, ServiceUnavailable
 from piigate.factors import FactorState
 from piigate.factors.fresh import FreshGrants, Purpose
 from piigate.factors.ports import FactorRecord, FactorRepo, factor_aad, totp_parameters
-from piigate.factors.recovery.protocol import generate_recovery_codes, hash_recovery_code
+from piigate.factors.recovery.protocol import (
+    generate_recovery_codes,
+    hash_recovery_code,
+    recovery_code_tag,
+)
 from piigate.factors.totp.ceremony import decrypt_factor_secret
 from piigate.factors.totp.protocol import (
     TotpRejected,
@@ -189,7 +193,8 @@ class FactorEnrollment:
             now=now,
             label="recovery codes",
             state=FactorState.ACTIVE.value,
-            data={"hashes": hashes},
+            # Each code's tag beside its hash: a verification runs argon2 on one code, not ten.
+            data={"hashes": hashes, "tags": [recovery_code_tag(c) for c in codes]},
         )
         for old in previous:
             await self.store.delete_factor(old.id)

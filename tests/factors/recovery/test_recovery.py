@@ -11,6 +11,7 @@ from piigate.factors.recovery.protocol import (
     hash_recovery_code,
     match_recovery_code,
     normalize_recovery_code,
+    recovery_code_tag,
     spend_recovery_code,
 )
 
@@ -25,6 +26,35 @@ def codes() -> list[Secret[str]]:
 @pytest.fixture(scope="module")
 def hashes(codes: list[Secret[str]]) -> list[str]:
     return [hash_recovery_code(c) for c in codes]
+
+
+@pytest.fixture(scope="module")
+def tags(codes: list[Secret[str]]) -> list[str]:
+    return [recovery_code_tag(c) for c in codes]
+
+
+@pytest.fixture
+def verified(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The hashes argon2 verifies, in order (a dummy one is none of the stored ones)."""
+    from piigate.factors.recovery import protocol as recovery
+
+    calls: list[str] = []
+    real = recovery.verify_password
+
+    def counting(hash: str, password: Secret[str]) -> bool:
+        calls.append(hash)
+        return real(hash, password)
+
+    monkeypatch.setattr(recovery, "verify_password", counting)
+    return calls
+
+
+def sharing_tag(tag: str, taken: list[Secret[str]]) -> Secret[str]:
+    """Another code whose tag is ``tag`` (16 bits: found in ~65 000 tries)."""
+    while True:
+        code = generate_recovery_codes(1)[0]
+        if recovery_code_tag(code) == tag and code.reveal() not in {c.reveal() for c in taken}:
+            return code
 
 
 def test_ten_distinct_codes_in_the_documented_format() -> None:
@@ -119,21 +149,69 @@ def test_a_spent_code_no_longer_matches(codes: list[Secret[str]], hashes: list[s
 
 
 def test_match_checks_every_hash(
-    codes: list[Secret[str]], hashes: list[str], monkeypatch: pytest.MonkeyPatch
+    codes: list[Secret[str]], hashes: list[str], verified: list[str]
 ) -> None:
-    from piigate.factors.recovery import protocol as recovery
-
-    calls: list[str] = []
-    real = recovery.verify_password
-
-    def counting(hash: str, password: Secret[str]) -> bool:
-        calls.append(hash)
-        return real(hash, password)
-
-    monkeypatch.setattr(recovery, "verify_password", counting)
     stored: list[str | None] = [*hashes]
     stored[3] = None
     assert match_recovery_code(codes[0], stored) == 0
     # One verification per entry, the spent one against the dummy hash: no early exit.
-    assert len(calls) == 4
-    assert calls[:3] == hashes[:3] and calls[3] not in hashes
+    assert len(verified) == 4
+    assert verified[:3] == hashes[:3] and verified[3] not in hashes
+
+
+def test_a_tag_is_sixteen_bits_of_the_canonical_form(codes: list[Secret[str]]) -> None:
+    tag = recovery_code_tag(codes[0])
+    assert len(tag) == 4 and int(tag, 16) < 2**16
+    typed = codes[0].reveal().upper().replace("-", " ").replace("0", "O")
+    assert recovery_code_tag(Secret(typed)) == tag  # what matching forgives, the tag does too
+    assert tag not in codes[0].reveal().replace("-", "")
+    with pytest.raises(ValueError):
+        recovery_code_tag(Secret("not a code"))
+
+
+def test_with_tags_one_verification_an_attempt(
+    codes: list[Secret[str]], hashes: list[str], tags: list[str], verified: list[str]
+) -> None:
+    """The right code: its own hash only. A wrong one: one dummy verification, the same work."""
+    assert match_recovery_code(codes[2], hashes, tags) == 2
+    assert verified == [hashes[2]]
+    verified.clear()
+    wrong = next(c for c in generate_recovery_codes(50) if recovery_code_tag(c) not in tags)
+    assert match_recovery_code(wrong, hashes, tags) is None
+    assert len(verified) == 1 and verified[0] not in hashes
+
+
+def test_with_tags_a_wrong_code_sharing_a_tag_is_still_refused(
+    codes: list[Secret[str]], hashes: list[str], tags: list[str], verified: list[str]
+) -> None:
+    impostor = sharing_tag(tags[1], codes)
+    assert match_recovery_code(impostor, hashes, tags) is None
+    assert verified == [hashes[1]]  # the one candidate, checked by argon2 and refused
+
+
+def test_with_tags_every_candidate_is_checked(
+    codes: list[Secret[str]], hashes: list[str], tags: list[str], verified: list[str]
+) -> None:
+    """Two codes of a set that share a tag: both verified (no early exit), the right one found;
+    a spent one among the candidates costs the dummy verification."""
+    twin = sharing_tag(tags[0], codes)
+    stored: list[str | None] = [*hashes, hash_recovery_code(twin)]
+    with_twin = [*tags, tags[0]]
+    assert match_recovery_code(twin, stored, with_twin) == 4
+    assert verified == [hashes[0], stored[4]]
+    verified.clear()
+    spent = spend_recovery_code(stored, 0)
+    assert match_recovery_code(codes[0], spent, with_twin) is None
+    assert len(verified) == 2 and verified[0] not in stored and verified[1] == stored[4]
+
+
+def test_tags_that_do_not_line_up_fall_back_to_every_hash(
+    codes: list[Secret[str]], hashes: list[str], tags: list[str], verified: list[str]
+) -> None:
+    """A set stored without tags, or with a list that does not match its hashes, is checked
+    hash by hash: never a code refused because of its tags."""
+    assert match_recovery_code(codes[3], hashes, None) == 3
+    assert verified == hashes
+    verified.clear()
+    assert match_recovery_code(codes[3], hashes, tags[:2]) == 3
+    assert verified == hashes

@@ -34,7 +34,7 @@ __all__ = ["RecoveryCheck"]
 
 # Compare-and-set retries when another request changed the factor between read and write.
 _CAS_RETRIES = 3
-# Recovery matching costs ~0.1 s of CPU and 64 MiB per stored hash: bound the parallel work.
+# Each argon2 verification costs ~0.1 s of CPU and 64 MiB: bound the parallel work.
 _HASHING_SLOTS = 2
 
 
@@ -62,8 +62,9 @@ class RecoveryCheck(FactorCheck):
         reasons: list[tuple[VerificationFailure, str]] = []
         for factor in factors:
             hashes = _recovery_hashes(factor.data)
+            tags = _recovery_tags(factor.data)
             async with self._hashing:
-                index = await asyncio.to_thread(match_recovery_code, code, hashes)
+                index = await asyncio.to_thread(match_recovery_code, code, hashes, tags)
             if index is None:
                 reasons.append((VerificationFailure.WRONG_CODE, factor.id))
                 continue
@@ -122,7 +123,15 @@ class RecoveryCheck(FactorCheck):
 
 
 def _recovery_hashes(data: Mapping[str, Any]) -> list[str | None]:
-    hashes = data.get("hashes")
-    if not isinstance(hashes, list):
-        return []
-    return [h if isinstance(h, str) else None for h in hashes]
+    return _strings(data.get("hashes")) or []
+
+
+def _recovery_tags(data: Mapping[str, Any]) -> list[str | None] | None:
+    """The codes' tags, or None for a set stored before there were tags."""
+    return _strings(data.get("tags"))
+
+
+def _strings(value: object) -> list[str | None] | None:
+    if not isinstance(value, list):
+        return None
+    return [item if isinstance(item, str) else None for item in value]

@@ -4,16 +4,24 @@ A code is 12 characters of Crockford's base32 (``0-9a-z`` without ``i l o u``), 
 ``xxxx-xxxx-xxxx``. Matching forgives what people do when they retype a code from paper: case,
 dashes, spaces, and Crockford's look-alikes (``o`` for ``0``, ``i``/``l`` for ``1``).
 
-Hashing costs ~0.1 s of CPU and 64 MiB per hash (see :mod:`piigate.identity.passwords`), and
-:func:`match_recovery_code` checks every stored hash: run it in a worker thread and bound the
-concurrency. Spending a code is the caller's: replace the matched hash by ``None`` (keeping the
-positions) or drop it, with a compare-and-set (``Store.replace_factor_data``).
+Hashing costs ~0.1 s of CPU and 64 MiB per hash (see :mod:`piigate.identity.passwords`). Beside
+each hash a set stores the code's tag (:func:`recovery_code_tag`: 16 bits of a SHA-256 of the
+code), so that :func:`match_recovery_code` runs argon2 on the codes whose tag the typed code
+shares, almost always one (the right code) or none (then one dummy verification, so a wrong code
+costs what a right one does): one verification an attempt, not one per stored code. A tag gives
+away 16 of a code's 60 bits to whoever reads the store; the other 44 stay behind argon2id
+(2^44 verifications of ~0.1 s each). A set stored without tags (before they existed) is checked
+hash by hash, as it always was. Run matching in a worker thread and bound the concurrency.
+Spending a code is the caller's: replace the matched hash by ``None`` (keeping the positions) or
+drop it, with a compare-and-set (``Store.replace_factor_data``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Sequence
+from typing import Final
 
 from piigate.crypto.secret import Secret
 from piigate.identity.passwords import dummy_hash, hash_password, verify_password
@@ -24,6 +32,7 @@ __all__ = [
     "hash_recovery_code",
     "match_recovery_code",
     "normalize_recovery_code",
+    "recovery_code_tag",
     "spend_recovery_code",
 ]
 
@@ -34,6 +43,8 @@ _GROUP_LENGTH = 4  # 3 x 4 x 5 = 60 bits per code
 _CODE_LENGTH = _GROUPS * _GROUP_LENGTH
 _SEPARATORS = frozenset("- \t\r\n\u00a0")
 _LOOKALIKES = str.maketrans({"o": "0", "i": "1", "l": "1"})
+_TAG_DOMAIN: Final = b"piigate recovery code tag\x00"
+_TAG_HEX_DIGITS: Final = 4  # 16 bits
 
 
 def generate_recovery_codes(n: int = 10) -> list[Secret[str]]:
@@ -66,19 +77,46 @@ def hash_recovery_code(code: Secret[str]) -> str:
     return hash_password(canonical)
 
 
-def match_recovery_code(code: Secret[str], hashes: Sequence[str | None]) -> int | None:
+def recovery_code_tag(code: Secret[str]) -> str:
+    """The code's tag (4 hex digits, 16 bits of a SHA-256 of its canonical form), stored
+    beside its hash: see the module's doc."""
+    canonical = normalize_recovery_code(code)
+    if canonical is None:
+        raise ValueError("not a recovery code")
+    return _tag(canonical)
+
+
+def _tag(canonical: Secret[str]) -> str:
+    digest = hashlib.sha256(_TAG_DOMAIN + canonical.reveal().encode("ascii")).hexdigest()
+    return digest[:_TAG_HEX_DIGITS]
+
+
+def match_recovery_code(
+    code: Secret[str],
+    hashes: Sequence[str | None],
+    tags: Sequence[str | None] | None = None,
+) -> int | None:
     """The index of the hash ``code`` matches, or None.
 
-    ``None`` entries are spent codes: they never match. Every entry costs one argon2 verification
-    (a dummy one for spent entries) and there is no early exit, so the time taken tells neither
-    whether nor where the code matched.
+    ``None`` entries are spent codes: they never match. With ``tags`` (one per hash, in the
+    same order), only the unspent entries whose tag is the code's are verified, and one dummy
+    verification runs when there are none. Without them (or when they do not line up with the
+    hashes), every entry costs one argon2 verification (a dummy one for spent entries). There is
+    no early exit either way, so the time taken tells neither whether nor where the code
+    matched, only (with tags) whether some code of the set shares its 16-bit tag.
     """
     canonical = normalize_recovery_code(code)
     if canonical is None:
         # Not even the shape of a code: nothing secret to hide, and no reason to burn CPU.
         return None
+    if tags is not None and len(tags) == len(hashes):
+        tag = _tag(canonical)
+        entries = [(i, h) for i, (h, t) in enumerate(zip(hashes, tags, strict=True)) if t == tag]
+        checked: Sequence[tuple[int, str | None]] = entries or [(-1, None)]
+    else:
+        checked = list(enumerate(hashes))
     found: int | None = None
-    for index, stored in enumerate(hashes):
+    for index, stored in checked:
         if stored is None:
             verify_password(dummy_hash(), canonical)
             continue
