@@ -409,3 +409,36 @@ def test_alembic_command_without_a_connection_opens_its_own(tmp_path: Path) -> N
             await db.close()
 
     assert asyncio.run(revision()) == HEAD
+
+
+async def test_a_unit_of_work_started_while_closing_is_refused_not_reopened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A background task's read that starts while close() awaits would re-create the engines
+    and threads being dropped (and keep a connection to a store meant to be closed): it is
+    refused instead. After close() the store opens again on first use."""
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    db = Database.open(f"sqlite:///{tmp_path}/closing.db")
+    await db.upgrade()
+    assert await db.read(lambda conn: conn.execute(text("SELECT 1")).scalar()) == 1
+    disposing, release = asyncio.Event(), asyncio.Event()
+    real_dispose = AsyncEngine.dispose
+
+    async def slow_dispose(self: AsyncEngine, close: bool = True) -> None:
+        disposing.set()
+        await release.wait()
+        await real_dispose(self, close)
+
+    monkeypatch.setattr(AsyncEngine, "dispose", slow_dispose)
+    closing = asyncio.ensure_future(db.close())
+    await asyncio.wait_for(disposing.wait(), 5)
+    with pytest.raises(StoreUnavailable, match="closing"):
+        await db.read(lambda conn: conn.execute(text("SELECT 1")).scalar())
+    with pytest.raises(StoreUnavailable, match="closing"):
+        await db.write(lambda conn: conn.execute(text("SELECT 1")).scalar())
+    assert db._sync is None and db._readers is None and db._writer is None
+    release.set()
+    await closing
+    assert await db.read(lambda conn: conn.execute(text("SELECT 1")).scalar()) == 1
+    await db.close()

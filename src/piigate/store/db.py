@@ -94,6 +94,9 @@ class Database:
         self._sync: _SyncEngines | None = None
         self._writer: Workers | None = None
         self._readers: Workers | None = None
+        # While close() runs: a unit of work started then (a background task's) is refused,
+        # rather than re-creating the engines and threads being dropped.
+        self._closing = False
         # The async pool, with the option the SQLite begin hook turns into BEGIN IMMEDIATE
         # (ignored on PostgreSQL).
         self._write_engine = engine.execution_options(**{IMMEDIATE: True})
@@ -144,14 +147,21 @@ class Database:
         return f"Database({self.engine.url.render_as_string(hide_password=True)!r})"
 
     async def close(self) -> None:
-        for pool in (self._writer, self._readers):
-            if pool is not None:
-                pool.shutdown()  # units of work are short; let them finish
-        self._writer = self._readers = None
-        if self._sync is not None:
-            self._sync.plain.dispose()
-            self._sync = None
-        await self.engine.dispose()
+        """Let the queued units of work finish, then drop the threads and every pooled
+        connection. A unit of work started while this runs raises ``StoreUnavailable``; one
+        started after it opens the store again."""
+        self._closing = True
+        try:
+            for pool in (self._writer, self._readers):
+                if pool is not None:
+                    pool.shutdown()  # units of work are short; let them finish
+            self._writer = self._readers = None
+            if self._sync is not None:
+                self._sync.plain.dispose()
+                self._sync = None
+            await self.engine.dispose()
+        finally:
+            self._closing = False
 
     async def ping(self) -> None:
         await self.read(lambda conn: conn.execute(text("SELECT 1")).scalar())
@@ -180,8 +190,8 @@ class Database:
         per-transaction machinery).
         """
         if driver:
-            return await self._in_thread(self._reader_pool(), self._driver_blocking, work, False)
-        return await self._in_thread(self._reader_pool(), self._read_blocking, work, snapshot)
+            return await self._in_thread(self._reader_pool, self._driver_blocking, work, False)
+        return await self._in_thread(self._reader_pool, self._read_blocking, work, snapshot)
 
     @overload
     async def write(self, work: Callable[[Connection], T], *, durable: bool = False) -> T: ...
@@ -215,12 +225,14 @@ class Database:
         """
         if driver:
             run: Callable[..., T] = functools.partial(self._driver_blocking, write=True)
-            return await self._in_thread(self._writer_pool(), run, work, durable)
-        return await self._in_thread(self._writer_pool(), self._write_blocking, work, durable)
+            return await self._in_thread(self._writer_pool, run, work, durable)
+        return await self._in_thread(self._writer_pool, self._write_blocking, work, durable)
 
-    async def _in_thread(self, pool: Workers, run: Callable[..., T], *args: Any) -> T:
+    async def _in_thread(self, pool: Callable[[], Workers], run: Callable[..., T], *args: Any) -> T:
+        if self._closing:
+            raise StoreUnavailable("the store is closing")
         self._blocking_engines()  # created on the event loop, never by two threads at once
-        return await pool.run(run, *args)
+        return await pool().run(run, *args)
 
     def _reader_pool(self) -> Workers:
         if self._readers is None:
