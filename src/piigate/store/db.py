@@ -13,6 +13,7 @@ edges fail closed instead of treating a dead store as "no such row".
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -23,10 +24,16 @@ from alembic.config import Config
 from sqlalchemy import create_engine, exc, text
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import PoolProxiedConnection
 
 from piigate.errors import Conflict, ServiceUnavailable
 from piigate.files import private_directory, private_file
-from piigate.store.driver import DriverTransaction, in_driver_transaction
+from piigate.store.driver import (
+    DriverTransaction,
+    checked_out,
+    in_driver_transaction,
+    on_connection,
+)
 from piigate.store.sqlite import DURABLE, IMMEDIATE, install_sqlite_hooks
 from piigate.store.urls import blocking_url, normalize_url, sqlite_path
 from piigate.store.workers import Workers
@@ -48,6 +55,8 @@ _MIGRATION_LOCK_KEY = 0x7069696761746500
 # Threads per pool (reads, writes) for PostgreSQL's units of work: concurrent transactions,
 # within the synchronous engine's connection pool (5 + 10 overflow).
 _POSTGRES_THREADS = 4
+# run_durable_blocking pings its held connection first after this long without a batch.
+_HELD_IDLE_SECONDS = 1.0
 
 # Errors that mean "the store cannot answer right now". IntegrityError is a DBAPIError too, but
 # it is an answer (a constraint said no), so it is re-raised untouched.
@@ -97,6 +106,9 @@ class Database:
         # While close() runs: a unit of work started then (a background task's) is refused,
         # rather than re-creating the engines and threads being dropped.
         self._closing = False
+        # run_durable_blocking's connection, kept out of the pool, and when it was last used.
+        self._held: PoolProxiedConnection | None = None
+        self._held_used = 0.0
         # The async pool, with the option the SQLite begin hook turns into BEGIN IMMEDIATE
         # (ignored on PostgreSQL).
         self._write_engine = engine.execution_options(**{IMMEDIATE: True})
@@ -156,6 +168,9 @@ class Database:
                 if pool is not None:
                     pool.shutdown()  # units of work are short; let them finish
             self._writer = self._readers = None
+            held, self._held = self._held, None
+            if held is not None:
+                held.close()
             if self._sync is not None:
                 self._sync.plain.dispose()
                 self._sync = None
@@ -317,8 +332,36 @@ class Database:
 
     def run_durable_blocking(self, work: Callable[[DriverTransaction], T]) -> T:
         """``write(work, durable=True, driver=True)`` in the calling thread (the audit writer
-        process); it blocks until the commit is durable."""
-        return self._driver_blocking(work, True, write=True)
+        process); it blocks until the commit is durable.
+
+        Its one caller, a process that writes alone, commits batch after batch: the connection
+        stays checked out between them (no pool checkout, no rollback on return, each time).
+        One that sat idle for :data:`_HELD_IDLE_SECONDS` is pinged first, as the pool's
+        pre-ping would (a restarted PostgreSQL), and one found lost is replaced."""
+        with _translated():
+            pooled = self._held_connection()
+            try:
+                dialect = self._blocking_engines().plain.dialect
+                return on_connection(pooled, dialect, work, write=True, durable=True)
+            finally:
+                self._held_used = time.monotonic()
+                if not pooled.is_valid:
+                    self._held = None
+
+    def _held_connection(self) -> PoolProxiedConnection:
+        engine = self._blocking_engines().plain
+        held = self._held
+        if held is not None and time.monotonic() - self._held_used >= _HELD_IDLE_SECONDS:
+            dbapi = held.dbapi_connection
+            try:
+                alive = dbapi is not None and engine.dialect.do_ping(dbapi)
+            except engine.dialect.loaded_dbapi.Error:
+                alive = False
+            if not alive:
+                held.invalidate()
+        if held is None or not held.is_valid:
+            held = self._held = checked_out(engine)
+        return held
 
     # -- migrations --------------------------------------------------------------------------
 

@@ -35,8 +35,10 @@ __all__ = [
     "DriverResult",
     "DriverStatement",
     "DriverTransaction",
+    "checked_out",
     "driver_error",
     "in_driver_transaction",
+    "on_connection",
 ]
 
 T = TypeVar("T")
@@ -135,30 +137,48 @@ def in_driver_transaction(
     ``durable``: ``sqlite.begin``, as the SQLAlchemy path's hook), rolled back otherwise or on
     an exception. Driver errors are raised as SQLAlchemy's; a connection found lost is
     invalidated rather than pooled again."""
-    dialect = engine.dialect
+    pooled = checked_out(engine)
     try:
-        pooled = engine.raw_connection()
-    except dialect.loaded_dbapi.Error as error:  # what Engine.connect would wrap
-        raise driver_error(dialect, "connect", error) from error
-    try:
-        dbapi = pooled.dbapi_connection
-        assert dbapi is not None, "a connection checked out of the pool"
-        try:
-            if dialect.name == "sqlite":
-                begin(dbapi, pooled.info, immediate=write, durable=durable)
-            result = work(DriverTransaction(dialect, dbapi))
-            if write:
-                dbapi.commit()
-            else:
-                dbapi.rollback()
-        except BaseException as error:
-            _abandon(pooled, dialect, error)
-            if isinstance(error, dialect.loaded_dbapi.Error):
-                raise driver_error(dialect, "BEGIN/COMMIT", error) from error
-            raise
-        return result
+        return on_connection(pooled, engine.dialect, work, write=write, durable=durable)
     finally:
         pooled.close()
+
+
+def checked_out(engine: Engine) -> PoolProxiedConnection:
+    """A DB-API connection out of ``engine``'s pool (its error raised as SQLAlchemy's)."""
+    dialect = engine.dialect
+    try:
+        return engine.raw_connection()
+    except dialect.loaded_dbapi.Error as error:  # what Engine.connect would wrap
+        raise driver_error(dialect, "connect", error) from error
+
+
+def on_connection(
+    pooled: PoolProxiedConnection,
+    dialect: Dialect,
+    work: Callable[[DriverTransaction], T],
+    *,
+    write: bool,
+    durable: bool,
+) -> T:
+    """:func:`in_driver_transaction` on ``pooled``, a connection the caller checked out and
+    gives back (``is_valid`` False afterwards: it was found lost, and invalidated)."""
+    dbapi = pooled.dbapi_connection
+    assert dbapi is not None, "a connection checked out of the pool"
+    try:
+        if dialect.name == "sqlite":
+            begin(dbapi, pooled.info, immediate=write, durable=durable)
+        result = work(DriverTransaction(dialect, dbapi))
+        if write:
+            dbapi.commit()
+        else:
+            dbapi.rollback()
+    except BaseException as error:
+        _abandon(pooled, dialect, error)
+        if isinstance(error, dialect.loaded_dbapi.Error):
+            raise driver_error(dialect, "BEGIN/COMMIT", error) from error
+        raise
+    return result
 
 
 def _abandon(pooled: PoolProxiedConnection, dialect: Dialect, error: BaseException) -> None:
