@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
+
+import pytest
 
 from piigate.clock import Clock
 from piigate.crypto.keyring import Keyring
+from piigate.crypto.secret import Secret
 from piigate.factors.enrollment import FactorEnrollment
 from piigate.factors.fresh import FreshGrants
 from piigate.policy.holder import PolicyHolder
@@ -64,3 +68,17 @@ def factor_enrollment(
     return FactorEnrollment(
         store=store, keyring=keyring, policy=policy, audit=audit, clock=clock, fresh=fresh
     )
+
+
+def password_checks(monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> list[str]:
+    """The hashes ``module.verify_password`` (argon2) is asked to check, in order, recorded
+    from now on: what a verification cost, in argon2 runs."""
+    checked: list[str] = []
+    real = module.verify_password
+
+    def recording(hash: str, password: Secret[str]) -> bool:
+        checked.append(hash)
+        return bool(real(hash, password))
+
+    monkeypatch.setattr(module, "verify_password", recording)
+    return checked

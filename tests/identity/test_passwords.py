@@ -12,6 +12,7 @@ from piigate.identity.passwords import (
     verify_password,
     verify_password_or_dummy,
 )
+from stepup_support import password_checks
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +63,7 @@ def test_dummy_hash_is_lazy_cached_and_current() -> None:
 
 
 def test_unknown_user_costs_one_verification(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[str] = []
-    real = passwords.verify_password
-
-    def spy(hash: str, password: Secret[str]) -> bool:
-        calls.append(hash)
-        return real(hash, password)
-
-    monkeypatch.setattr(passwords, "verify_password", spy)
+    calls = password_checks(monkeypatch, passwords)
     assert verify_password_or_dummy(None, Secret("anything")) is False
     assert calls == [dummy_hash()]
 

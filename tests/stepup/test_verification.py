@@ -44,7 +44,7 @@ from piigate.stepup.verdicts import (
 from piigate.stepup.verification import Verifier
 from piigate.store import Database, Store
 from piigate.store.ports import SqlChallenges
-from stepup_support import RecordingAudit, factor_enrollment
+from stepup_support import RecordingAudit, factor_enrollment, password_checks
 
 T0 = datetime(2026, 5, 4, 10, 0, 7, tzinfo=UTC)
 ISSUER = "https://piigate.test"
@@ -498,14 +498,7 @@ async def test_a_recovery_code_attempt_costs_one_argon2_verification(
     codes = await recovery_codes(world)
     [row] = await world.store.list_factors("alice", kinds=["recovery"])
     assert row.data["tags"] == [recovery.recovery_code_tag(Secret(c)) for c in codes]
-    calls: list[str] = []
-    real = recovery.verify_password
-
-    def counting(hash: str, password: Secret[str]) -> bool:
-        calls.append(hash)
-        return real(hash, password)
-
-    monkeypatch.setattr(recovery, "verify_password", counting)
+    calls = password_checks(monkeypatch, recovery)
     world.verifier.refusals.base_delay = 0
     await world.verify(await world.challenge(), "recovery", codes[4])
     assert calls == [row.data["hashes"][4]]

@@ -14,6 +14,7 @@ from piigate.factors.recovery.protocol import (
     recovery_code_tag,
     spend_recovery_code,
 )
+from stepup_support import password_checks
 
 FORMAT = re.compile(r"[0-9a-hjkmnp-tv-z]{4}-[0-9a-hjkmnp-tv-z]{4}-[0-9a-hjkmnp-tv-z]{4}")
 
@@ -38,15 +39,7 @@ def verified(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The hashes argon2 verifies, in order (a dummy one is none of the stored ones)."""
     from piigate.factors.recovery import protocol as recovery
 
-    calls: list[str] = []
-    real = recovery.verify_password
-
-    def counting(hash: str, password: Secret[str]) -> bool:
-        calls.append(hash)
-        return real(hash, password)
-
-    monkeypatch.setattr(recovery, "verify_password", counting)
-    return calls
+    return password_checks(monkeypatch, recovery)
 
 
 def sharing_tag(tag: str, taken: list[Secret[str]]) -> Secret[str]:
