@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from gateway_support import GATEWAY, policy
@@ -141,6 +141,22 @@ async def test_the_window_rolls_over_at_its_end() -> None:
     assert reset_of(fresh) == 10  # a whole window ahead
     clock.advance(10)
     assert await rl.count("alice") == 0  # reading counts nothing
+
+
+async def test_the_time_left_is_the_windows_own_wherever_the_clock_goes() -> None:
+    """The end of a window is remembered between requests: the time left (``t``) is still
+    worked out from the clock at each one, and a clock that went back a whole window or more
+    gets its own window's end, not the remembered later one."""
+    clock = FixedClock()
+    rl = limiter(RateLimits(per_subject=Rate(1000, 60)), clock)
+    start = clock.now()
+    first = reset_of(await check(rl))
+    clock.advance(7)
+    assert reset_of(await check(rl)) == (first - 7 if first > 7 else first + 53)
+    clock.set(start - timedelta(seconds=600))  # ten windows back
+    back = await check(rl)
+    assert reset_of(back) == first  # the windows are aligned: the same offset in the window
+    assert 1 <= reset_of(back) <= 60
 
 
 async def test_windows_end_at_different_times_for_different_callers() -> None:

@@ -64,6 +64,7 @@ from typing import Final
 from piigate.clock import Clock
 from piigate.errors import TooManyRequests
 from piigate.gateway.http.sections import Rate, RateLimits
+from piigate.memo import Bounded
 from piigate.origins import client_network
 from piigate.ports import Hit, RateCounters, batch_of
 
@@ -77,6 +78,7 @@ __all__ = [
 ]
 
 KEY_PREFIX: Final = "gw:rl:"
+_ENDS_CACHE: Final = 16384  # as many as counter_key remembers
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 
@@ -166,6 +168,9 @@ class RateLimiter:
         self.counters = counters
         self.clock = clock
         self._batch = batch_of(counters)
+        # (counter key, window) -> the end of its current window: worked out again only once
+        # that end has passed (most requests fall in the window of the one before).
+        self._ends = Bounded[tuple[str, int], datetime](_ENDS_CACHE)
 
     async def check(
         self,
@@ -179,22 +184,31 @@ class RateLimiter:
         go on. ``api_key`` is the key's id, never the key; ``route`` the matched route's label.
         Raises what the counters raise (``StoreUnavailable``): the request is then refused."""
         now = self.clock.now()
-        applicable = self._applicable(subject, api_key, ip, route)
-        counts = await self._hit_all([a for a in applicable if a[0] is not Dimension.ROUTE], now)
-        if not any(counted.over for counted in counts):
-            counts += await self._hit_all([a for a in applicable if a[0] is Dimension.ROUTE], now)
-        for counted in counts:
-            if counted.over:
-                return RateVerdict(
-                    allowed=False,
-                    headers={**_headers(counted), "Retry-After": str(counted.reset)},
-                    refused_by=counted.dimension,
-                    retry_after=counted.reset,
-                )
-        shown = [c for c in counts if c.dimension is not Dimension.ROUTE]
-        if not shown:
+        limits = self.limits
+        own = [
+            (dimension, rate, identifier)
+            for dimension, rate, identifier in (
+                (Dimension.SUBJECT, limits.per_subject, subject),
+                (Dimension.API_KEY, limits.per_api_key, api_key),
+                (Dimension.IP, limits.per_ip, ip),
+            )
+            if rate is not None and identifier is not None
+        ]
+        counts = await self._hit_all(own, now)
+        refused = next((counted for counted in counts if counted.over), None)
+        if refused is None and limits.per_route is not None and route is not None:
+            [shared] = await self._hit_all([(Dimension.ROUTE, limits.per_route, route)], now)
+            refused = shared if shared.over else None
+        if refused is not None:
+            return RateVerdict(
+                allowed=False,
+                headers={**_headers(refused), "Retry-After": str(refused.reset)},
+                refused_by=refused.dimension,
+                retry_after=refused.reset,
+            )
+        if not counts:
             return RateVerdict(allowed=True, headers={})
-        tightest = min(shown, key=lambda c: (c.remaining, -c.reset))
+        tightest = min(counts, key=lambda c: (c.remaining, -c.reset))
         return RateVerdict(allowed=True, headers=_headers(tightest))
 
     async def count(self, subject: str) -> int:
@@ -203,18 +217,6 @@ class RateLimiter:
         if self.limits.per_subject is None:
             return 0
         return await self.counters.peek(counter_key(Dimension.SUBJECT, subject), self.clock.now())
-
-    def _applicable(
-        self, subject: str | None, api_key: str | None, ip: str | None, route: str | None
-    ) -> list[tuple[Dimension, Rate, str]]:
-        limits = self.limits
-        candidates = (
-            (Dimension.SUBJECT, limits.per_subject, subject),
-            (Dimension.API_KEY, limits.per_api_key, api_key),
-            (Dimension.IP, limits.per_ip, ip),
-            (Dimension.ROUTE, limits.per_route, route),
-        )
-        return [(d, r, i) for d, r, i in candidates if r is not None and i is not None]
 
     async def _hit_all(
         self, applicable: list[tuple[Dimension, Rate, str]], now: datetime
@@ -226,7 +228,7 @@ class RateLimiter:
         resets: list[int] = []
         for dimension, rate, identifier in applicable:
             key = counter_key(dimension, identifier)
-            left = (_window_end(key, rate.window, now) - now).total_seconds()
+            left = self._seconds_left(key, rate.window, now)
             hits.append(Hit(key, left))
             resets.append(max(1, math.ceil(left)))
         counted, _ = await self._batch(hits, (), now=now)
@@ -234,6 +236,21 @@ class RateLimiter:
             _Count(dimension, rate, count, reset=reset)
             for (dimension, rate, _), count, reset in zip(applicable, counted, resets, strict=True)
         ]
+
+    def _seconds_left(self, key: str, window: int, now: datetime) -> float:
+        """Seconds from ``now`` to the end of the current window of ``key`` (:func:`_window_end`,
+        remembered while it still is that end: not passed, and not more than a window away, as
+        it would be after the clock went back)."""
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)
+        end = self._ends.get((key, window))
+        if end is not None:
+            left = (end - now).total_seconds()
+            if 0 < left <= window:
+                return left
+        end = _window_end(key, window, now)
+        self._ends.put((key, window), end)
+        return (end - now).total_seconds()
 
 
 def _window_end(key: str, window: int, now: datetime) -> datetime:
