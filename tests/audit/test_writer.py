@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 import signal
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -266,3 +267,25 @@ async def test_the_store_url_never_shows_on_the_childs_command_line(
     arguments = cmdline.decode().split("\0")
     assert "piigate.audit.writer" in " ".join(arguments)
     assert not any(db.url in arg or str(db.engine.url.database) in arg for arg in arguments)
+
+
+def test_an_item_crosses_the_pipe_unchanged() -> None:
+    """What the child rebuilds from the wire is the item: the same instants, in UTC, to the
+    microsecond (they are hashed into the chain), whatever zone they were given in."""
+    at = datetime(2026, 3, 1, 12, 30, 45, 123456, tzinfo=UTC)
+    elsewhere = at.astimezone(timezone(timedelta(hours=5, minutes=30)))
+    item, _ = _item(event(1))
+    for when in (at, elsewhere):
+        sent = item._replace(
+            event=AuditEvent("decision", when, "alice", {}), if_open=("chl_1", when)
+        )
+        back = writer_module._from_wire(pickle.loads(pickle.dumps(writer_module._to_wire(sent))))
+        assert back.event is not None and back.if_open is not None
+        assert back.event.at == at and back.event.at.tzinfo is UTC
+        assert back.if_open == ("chl_1", at) and back.if_open[1].tzinfo is UTC
+        assert (back.text, back.rows, back.event.type, back.event.subject_id) == (
+            sent.text,
+            sent.rows,
+            "decision",
+            "alice",
+        )
