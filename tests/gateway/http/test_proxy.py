@@ -66,6 +66,8 @@ gateway:
       - match: {{method: GET, path: "/nested"}}
         action: read
         response_fields: {{"$..ssn": ssn}}
+      - match: {{method: GET, path: "/files/{{n}}"}}
+        action: read
 """
 # What the upstream's /upload parsed, request by request.
 UPLOADS: list[dict[str, str]] = []
@@ -119,6 +121,7 @@ class Rig:
     key: str
     upstream: str
     services: Services
+    gateway: HttpGateway
 
 
 @pytest.fixture
@@ -160,7 +163,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         await services.store.create_api_key(
             key_id, "app", digest, [], ["customers"], services.clock.now()
         )
-        yield Rig(client, secret.reveal(), base, services)
+        yield Rig(client, secret.reveal(), base, services, gateway)
 
 
 def _auth(rig: Rig) -> dict[str, str]:
@@ -591,3 +594,49 @@ async def test_each_phase_of_a_request_is_timed(rig: Rig) -> None:
     assert (await rig.client.get("/nowhere", headers=_auth(rig))).status_code == 403
     counts = {phase: count for phase, (count, _) in _phases(rig).items()}
     assert counts == {"decision": 4, "upstream": 3, "masking": 2, "audit_wait": 2}
+
+
+async def _asgi_messages(rig: Rig, path: str) -> list[dict[str, object]]:
+    """What the gateway sends its server for ``GET path``: the ASGI messages, in order."""
+    sent: list[dict[str, object]] = []
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"host", b"gw"), (b"authorization", f"Bearer {rig.key}".encode())],
+        "client": ("127.0.0.1", 40000),
+        "server": ("gw", 80),
+    }
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    await rig.gateway(scope, receive, send)
+    return sent
+
+
+async def test_a_streamed_answer_goes_on_as_it_comes_and_a_small_one_in_one_message(
+    rig: Rig,
+) -> None:
+    """An answer that is not masked streams back part by part, its whole body unchanged; one
+    whose body has all come with its first part (a small one, an empty one) is sent as one
+    body message."""
+    size = 1024 * 1024
+    streamed = await _asgi_messages(rig, f"/files/{size}")
+    assert streamed[0]["type"] == "http.response.start" and streamed[0]["status"] == 200
+    bodies = streamed[1:]
+    assert len(bodies) > 2 and all(m["type"] == "http.response.body" for m in bodies)
+    assert [bool(m.get("more_body")) for m in bodies] == [True] * (len(bodies) - 1) + [False]
+    assert sum(len(m["body"]) for m in bodies) == size  # type: ignore[arg-type]
+    for small in (10, 0):
+        sent = await _asgi_messages(rig, f"/files/{small}")
+        assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+        assert len(sent[1]["body"]) == small and not sent[1].get("more_body")  # type: ignore[arg-type]

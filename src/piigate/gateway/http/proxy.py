@@ -26,7 +26,6 @@ through; a mask for a class the route cannot locate in its answer is a 403.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import time
@@ -361,16 +360,19 @@ async def _stream_back(
     if length is not None:
         headers.append(("content-length", length))
     headers.extend(extra)
-    chunks = answer.chunks()
-    first = b""
-    # The first chunk before the status line: an upstream failing at once is a problem.
-    with contextlib.suppress(StopAsyncIteration):
-        first = await anext(chunks)
-    await send(
-        {"type": "http.response.start", "status": answer.status, "headers": raw_headers(headers)}
-    )
+    # The first part before the status line: an upstream failing at once is a problem.
+    first = await answer.chunk()
+    start: Message = {
+        "type": "http.response.start",
+        "status": answer.status,
+        "headers": raw_headers(headers),
+    }
+    await send(start)
+    if answer.complete:  # all of it came with the first part, as small answers do
+        await send({"type": "http.response.body", "body": first})
+        return
     await send({"type": "http.response.body", "body": first, "more_body": True})
-    async for chunk in chunks:  # a failure from here on breaks the connection off
+    while chunk := await answer.chunk():  # a failure from here on breaks the connection off
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b""})
 

@@ -183,21 +183,26 @@ class UpstreamAnswer:
                 return value
         return None
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives (undecoded: a compressed body stays compressed)."""
+    async def chunk(self) -> bytes:
+        """The next part of the body as it arrives, ``b""`` once all of it has (undecoded: a
+        compressed body stays compressed)."""
         try:
-            async for chunk in self._response.content.iter_any():
-                yield chunk
+            return await self._response.content.readany()
         except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
             raise UpstreamTimeout("the upstream API stopped answering") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable("the upstream API's answer broke off") from exc
 
+    @property
+    def complete(self) -> bool:
+        """All of the body has been read."""
+        return self._response.content.at_eof()
+
     async def read(self, limit: int) -> bytes | None:
         """The whole body, or None when it is over ``limit`` bytes."""
         parts: list[bytes] = []
         size = 0
-        async for chunk in self.chunks():
+        while chunk := await self.chunk():
             size += len(chunk)
             if size > limit:
                 return None
