@@ -99,11 +99,12 @@ def match_recovery_code(
     """The index of the hash ``code`` matches, or None.
 
     ``None`` entries are spent codes: they never match. With ``tags`` (one per hash, in the
-    same order), only the unspent entries whose tag is the code's are verified, and one dummy
-    verification runs when there are none. Without them (or when they do not line up with the
-    hashes), every entry costs one argon2 verification (a dummy one for spent entries). There is
-    no early exit either way, so the time taken tells neither whether nor where the code
-    matched, only (with tags) whether some code of the set shares its 16-bit tag.
+    same order), only the entries whose tag is the code's are verified (a spent one against the
+    dummy hash), and one dummy verification runs when there are none. Without them (or when
+    they do not line up with the hashes), every entry costs one argon2 verification (a dummy
+    one for spent entries). There is no early exit either way, so the time taken tells neither
+    whether nor where the code matched, only (with tags) whether some code of the set shares
+    its 16-bit tag.
     """
     canonical = normalize_recovery_code(code)
     if canonical is None:
