@@ -449,21 +449,21 @@ def _backend_pid(conn: DriverTransaction) -> int:
 
 
 async def test_durable_blocking_units_keep_one_connection_and_replace_a_lost_one(
-    db: Database, monkeypatch: pytest.MonkeyPatch
+    db: Database,
 ) -> None:
     """The audit writer's commits (``run_durable_blocking``) share one connection held out of
     the pool. On PostgreSQL, one the server dropped while it sat idle is found by a ping and
     replaced before the next unit; one dropped under a unit fails that unit only."""
-    import piigate.store.db as db_module
 
     def touch(conn: DriverTransaction) -> int:
         return int(conn.dbapi_connection.execute("SELECT 1").fetchone()[0])
 
     assert await asyncio.to_thread(db.run_durable_blocking, touch) == 1
-    held = db._held
+    assert db._held is not None
+    held = db._held.connection
     assert held is not None and held.is_valid
     assert await asyncio.to_thread(db.run_durable_blocking, touch) == 1
-    assert db._held is held  # no checkout, no return to the pool between units
+    assert db._held.connection is held  # no checkout, no return to the pool between units
     if db.dialect != "postgresql":
         await db.close()
         assert db._held is None
@@ -476,11 +476,11 @@ async def test_durable_blocking_units_keep_one_connection_and_replace_a_lost_one
             conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
     first = await asyncio.to_thread(db.run_durable_blocking, _backend_pid)
-    monkeypatch.setattr(db_module, "_HELD_IDLE_SECONDS", 0.0)  # idle "long enough": pinged
+    db._held.idle_seconds = 0.0  # idle "long enough": pinged
     await asyncio.to_thread(terminate, first)
     second = await asyncio.to_thread(db.run_durable_blocking, _backend_pid)
     assert second != first
-    monkeypatch.setattr(db_module, "_HELD_IDLE_SECONDS", 3600.0)  # not pinged
+    db._held.idle_seconds = 3600.0  # not pinged
     await asyncio.to_thread(terminate, second)
     with pytest.raises(StoreUnavailable):
         await asyncio.to_thread(db.run_durable_blocking, _backend_pid)

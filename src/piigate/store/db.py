@@ -13,7 +13,6 @@ edges fail closed instead of treating a dead store as "no such row".
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -24,16 +23,10 @@ from alembic.config import Config
 from sqlalchemy import create_engine, exc, text
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import PoolProxiedConnection
 
 from piigate.errors import Conflict, ServiceUnavailable
 from piigate.files import private_directory, private_file
-from piigate.store.driver import (
-    DriverTransaction,
-    checked_out,
-    in_driver_transaction,
-    on_connection,
-)
+from piigate.store.driver import DriverTransaction, HeldConnection, in_driver_transaction
 from piigate.store.sqlite import DURABLE, IMMEDIATE, install_sqlite_hooks
 from piigate.store.urls import blocking_url, normalize_url, sqlite_path
 from piigate.store.workers import Workers
@@ -106,9 +99,8 @@ class Database:
         # While close() runs: a unit of work started then (a background task's) is refused,
         # rather than re-creating the engines and threads being dropped.
         self._closing = False
-        # run_durable_blocking's connection, kept out of the pool, and when it was last used.
-        self._held: PoolProxiedConnection | None = None
-        self._held_used = 0.0
+        # run_durable_blocking's connection, kept out of the pool.
+        self._held: HeldConnection | None = None
         # The async pool, with the option the SQLite begin hook turns into BEGIN IMMEDIATE
         # (ignored on PostgreSQL).
         self._write_engine = engine.execution_options(**{IMMEDIATE: True})
@@ -332,36 +324,14 @@ class Database:
 
     def run_durable_blocking(self, work: Callable[[DriverTransaction], T]) -> T:
         """``write(work, durable=True, driver=True)`` in the calling thread (the audit writer
-        process); it blocks until the commit is durable.
-
-        Its one caller, a process that writes alone, commits batch after batch: the connection
-        stays checked out between them (no pool checkout, no rollback on return, each time).
-        One that sat idle for :data:`_HELD_IDLE_SECONDS` is pinged first, as the pool's
-        pre-ping would (a restarted PostgreSQL), and one found lost is replaced."""
+        process); it blocks until the commit is durable. Its one caller, a process that writes
+        alone, commits batch after batch on one connection held out of the pool
+        (``driver.HeldConnection``), pinged after :data:`_HELD_IDLE_SECONDS` idle."""
         with _translated():
-            pooled = self._held_connection()
-            try:
-                dialect = self._blocking_engines().plain.dialect
-                return on_connection(pooled, dialect, work, write=True, durable=True)
-            finally:
-                self._held_used = time.monotonic()
-                if not pooled.is_valid:
-                    self._held = None
-
-    def _held_connection(self) -> PoolProxiedConnection:
-        engine = self._blocking_engines().plain
-        held = self._held
-        if held is not None and time.monotonic() - self._held_used >= _HELD_IDLE_SECONDS:
-            dbapi = held.dbapi_connection
-            try:
-                alive = dbapi is not None and engine.dialect.do_ping(dbapi)
-            except engine.dialect.loaded_dbapi.Error:
-                alive = False
-            if not alive:
-                held.invalidate()
-        if held is None or not held.is_valid:
-            held = self._held = checked_out(engine)
-        return held
+            if self._held is None:
+                engine = self._blocking_engines().plain
+                self._held = HeldConnection(engine, idle_seconds=_HELD_IDLE_SECONDS)
+            return self._held.run(work, write=True, durable=True)
 
     # -- migrations --------------------------------------------------------------------------
 
