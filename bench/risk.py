@@ -22,6 +22,7 @@ import ipaddress
 import itertools
 import random
 import secrets
+import statistics
 import sys
 import tempfile
 import time
@@ -52,6 +53,7 @@ BENCH = "risk"
 NOW = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 TARGET_US = 50.0
 STEP = timedelta(milliseconds=100)  # simulated time between decisions
+CONCURRENT = 32  # tasks assessing at once in the concurrent measurement
 UAS = [
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/131.0.0.0 Safari/537.36",
@@ -158,6 +160,27 @@ async def time_assess(
     return samples, now
 
 
+async def cpu_concurrent(
+    risk: ContextRisk, cases: list[AccessRequest], calls: int, start: datetime
+) -> tuple[int, datetime]:
+    """The process's CPU an assessment (ns) while ``CONCURRENT`` tasks assess in closed loops,
+    as a gateway's requests do under load (with Redis, their counter batches share calls)."""
+    rotation = itertools.cycle(cases)
+    clock = itertools.count(1)
+    left = calls
+
+    async def loop() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await risk.assess(next(rotation), now=start + next(clock) * STEP)
+
+    cpu = time.process_time_ns()
+    await asyncio.gather(*(loop() for _ in range(CONCURRENT)))
+    used = time.process_time_ns() - cpu
+    return used // calls, start + next(clock) * STEP
+
+
 async def time_roundtrip(redis: RedisCounters, calls: int, now: datetime) -> list[int]:
     """One Redis round trip through the same client (a counter read)."""
     samples = [0] * calls
@@ -204,7 +227,10 @@ async def measure(args: argparse.Namespace) -> dict[str, list[int]]:
     holder = PolicyHolder(compiled)
     cases = requests(compiled)
     geo = open_locator(GeoSettings(), announce=False)
-    found: dict[str, list[int]] = {"evaluate": [], "memory": [], "redis": [], "roundtrip": []}
+    found: dict[str, list[int]] = {
+        "evaluate": [], "memory": [], "redis": [], "roundtrip": [],
+        "memory_cpu_concurrent": [], "redis_cpu_concurrent": [],
+    }  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         db = Database.open(f"sqlite:///{Path(tmp) / 'bench.db'}")
         await db.upgrade()
@@ -227,6 +253,9 @@ async def measure(args: argparse.Namespace) -> dict[str, list[int]]:
                     samples, now = await time_assess(shared, cases, args.calls // 10, now)
                     found["redis"].extend(samples)
                     found["roundtrip"].extend(await time_roundtrip(redis, args.calls // 10, now))
+                    for name, risk in (("memory", memory), ("redis", shared)):
+                        cpu, now = await cpu_concurrent(risk, cases, args.calls // 5, now)
+                        found[f"{name}_cpu_concurrent"].append(cpu)
             found["geo_first"], found["ua_first"] = first_lookups(geo, random.Random(1))
         finally:
             if redis is not None:
@@ -255,6 +284,12 @@ def report(found: dict[str, list[int]]) -> None:
         emit(BENCH, "redis_roundtrip_p50_us", trip["p50"], "us", red["p50"],
              baseline_is="assess p50 with Redis counters: one counter read alone, same client",
              samples=trip["n"])  # fmt: skip
+        memory_cpu = statistics.median(found["memory_cpu_concurrent"]) / 1000
+        emit(BENCH, f"assess_redis_cpu_us_{CONCURRENT}_concurrent",
+             statistics.median(found["redis_cpu_concurrent"]) / 1000, "us", memory_cpu,
+             baseline_is=f"the process's CPU an assessment with in-memory counters, "
+             f"{CONCURRENT} tasks assessing at once, same run (median of the rounds)",
+             rounds=len(found["redis_cpu_concurrent"]))  # fmt: skip
     geo, ua = summary(found["geo_first"]), summary(found["ua_first"])
     emit(BENCH, "geo_first_lookup_p50_us", geo["p50"], "us", mem["p50"],
          baseline_is="assess p50 (in memory): an address's first lookup misses the cache",

@@ -240,3 +240,111 @@ async def test_a_hit_may_count_only_after_a_first_sighting(counters: Counters) -
 
     assert [await read(r, T0) for r in ("r1", "r2", "r1", "r3", "r2")] == [1, 2, 2, 3, 3]
     assert await read("r4", T0 + timedelta(seconds=61)) == 1  # both windows over: anew
+
+
+@pytest.fixture
+async def redis_counters(redis_url: str) -> AsyncIterator[RedisCounters]:
+    counters = RedisCounters(redis_url, prefix=f"piigate-test:{secrets.token_hex(6)}:")
+    try:
+        yield counters
+    finally:
+        await counters.aclose()
+
+
+def _count_calls(counters: RedisCounters) -> list[int]:
+    """Wrap the script so that each call to Redis records how many keys it carried."""
+    sizes: list[int] = []
+    script = counters._batch
+
+    def counted(*, keys: list[str], args: list[int]) -> object:
+        sizes.append(len(keys))
+        return script(keys=keys, args=args)
+
+    counters._batch = counted  # type: ignore[assignment]
+    return sizes
+
+
+@pytest.mark.redis
+async def test_redis_batches_of_one_loop_turn_go_as_one_call(
+    redis_counters: RedisCounters,
+) -> None:
+    """Concurrent batches share a call to Redis and get what they would have got one by one:
+    each its own window (``now``), its ``if_first`` gate on its own hits, in the order asked."""
+    from piigate.ports import Hit
+
+    sizes = _count_calls(redis_counters)
+    later = T0 + timedelta(seconds=61)
+
+    async def read(record: str, at: datetime) -> tuple[list[int], list[int]]:
+        return await redis_counters.batch(
+            [Hit(f"seen:{record}", 60), Hit("distinct", 60, 0)], ["distinct"], now=at
+        )
+
+    answers = await asyncio.gather(
+        read("r1", T0),
+        read("r2", T0),
+        read("r1", T0),
+        redis_counters.hit("other", window_seconds=60, now=T0, amount=5),
+        read("r3", later),  # both windows of T0 ended: this one starts anew
+        read("r1", later),
+    )
+    assert sizes == [16]  # one call: 5 batches of 3 keys and a hit
+    assert answers == [
+        ([1, 1], [1]),
+        ([1, 2], [2]),
+        ([2, 2], [2]),  # r1 again: not a new record
+        5,
+        ([1, 1], [1]),
+        ([1, 2], [2]),
+    ]
+    assert await redis_counters.peek("distinct", later) == 2
+    assert sizes == [16]  # a read alone is not a script call
+
+
+@pytest.mark.redis
+async def test_redis_a_burst_of_batches_goes_as_several_calls(
+    redis_counters: RedisCounters, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from piigate.ports import Hit
+    from piigate.store import redis_counters as module
+
+    monkeypatch.setattr(module, "_MAX_KEYS_A_CALL", 10)
+    sizes = _count_calls(redis_counters)
+    answers = await asyncio.gather(
+        *(redis_counters.batch([Hit("n", 60)] * 3, [], now=T0) for _ in range(7)),
+        redis_counters.batch([Hit("big", 60)] * 12, [], now=T0),  # more than a call holds
+    )
+    assert sizes == [9, 9, 3, 12]
+    batches = sorted(counted for counted, _ in answers[:7])  # the calls run side by side
+    assert batches == [[3 * i + 1, 3 * i + 2, 3 * i + 3] for i in range(7)]  # each one whole
+    assert answers[7] == (list(range(1, 13)), [])
+
+
+@pytest.mark.redis
+async def test_redis_a_caller_that_gives_up_leaves_the_others_their_counts(
+    redis_counters: RedisCounters,
+) -> None:
+    from piigate.ports import Hit
+
+    first = asyncio.ensure_future(redis_counters.batch([Hit("k", 60)], [], now=T0))
+    second = asyncio.ensure_future(redis_counters.batch([Hit("k", 60)], ["k"], now=T0))
+    await asyncio.sleep(0)  # both queued for the same call
+    first.cancel()
+    assert await second == ([2], [2])  # the first's hit was sent: it counts
+    assert first.cancelled()
+
+
+async def test_an_unreachable_redis_fails_every_waiting_batch() -> None:
+    from piigate.ports import Hit
+
+    counters = RedisCounters("redis://127.0.0.1:1/0", timeout=0.5)
+    try:
+        answers = await asyncio.gather(
+            *(counters.batch([Hit(f"k{i}", 60)], [], now=T0) for i in range(5)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(answer, StoreUnavailable) for answer in answers)
+        with pytest.raises(StoreUnavailable):  # and the next one too: nothing is stuck
+            await counters.batch([Hit("k", 60)], [], now=T0)
+    finally:
+        await counters.aclose()

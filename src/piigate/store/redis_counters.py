@@ -9,9 +9,10 @@ fails closed (a login that cannot be throttled is refused, not let through).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -22,43 +23,25 @@ from piigate.store.db import StoreUnavailable
 __all__ = ["RedisCounters"]
 
 _PREFIX = "piigate:ctr:"
-# KEYS[1] the counter; ARGV: now (ms), window (ms), amount. Returns the count in the window.
-_HIT = """
-local now = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local amount = tonumber(ARGV[3])
-local stored = redis.call('HMGET', KEYS[1], 'v', 'e')
-local value = tonumber(stored[1])
-local window_end = tonumber(stored[2])
-if (not window_end) or window_end <= now then
-  value = amount
-  window_end = now + window
-else
-  value = value + amount
-end
-redis.call('HSET', KEYS[1], 'v', value, 'e', window_end)
-redis.call('PEXPIRE', KEYS[1], math.max(1, window_end - now) + 1000)
-return value
-"""
-# KEYS: the keys to hit, then the keys to read. ARGV: now (ms), how many hits, then per hit its
-# window (ms), the 1-based index of the hit it depends on (0: none; see ports.Hit.if_first) and
-# the amount it adds.
-# Returns the counts in KEYS' order (a read of an ended window is 0).
+# The hits and reads of one or more callers' batches, in order. ARGV: four numbers per key of
+# KEYS: its caller's now (ms); the window (ms) a hit opens, or 0 for a read; the 1-based index
+# of the key whose count of 1 lets this hit count (0: none; see ports.Hit.if_first); the amount
+# a hit adds. Returns the counts in KEYS' order (a read of an ended window is 0).
 _BATCH = """
-local now = tonumber(ARGV[1])
-local hits = tonumber(ARGV[2])
 local out = {}
 for i = 1, #KEYS do
+  local now = tonumber(ARGV[4 * i - 3])
+  local window = tonumber(ARGV[4 * i - 2])
+  local gate = tonumber(ARGV[4 * i - 1])
   local stored = redis.call('HMGET', KEYS[i], 'v', 'e')
   local value = tonumber(stored[1])
   local window_end = tonumber(stored[2])
   local live = value and window_end and window_end > now
-  local gate = i <= hits and tonumber(ARGV[3 * i + 1]) or 0
-  if i <= hits and (gate == 0 or out[gate] == 1) then
-    local amount = tonumber(ARGV[3 * i + 2])
+  if window > 0 and (gate == 0 or out[gate] == 1) then
+    local amount = tonumber(ARGV[4 * i])
     if not live then
       value = amount
-      window_end = now + tonumber(ARGV[3 * i])
+      window_end = now + window
     else
       value = value + amount
     end
@@ -73,6 +56,9 @@ for i = 1, #KEYS do
 end
 return out
 """
+# At most this many keys in one call: a script holds Redis for its whole run, so a burst of
+# batches goes out as several calls rather than one long one.
+_MAX_KEYS_A_CALL = 512
 
 
 def _ms(at: datetime) -> int:
@@ -81,7 +67,25 @@ def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
+class _Waiting(NamedTuple):
+    """One caller's batch, queued for the next call to Redis."""
+
+    hits: Sequence[Hit]
+    peeks: Sequence[str]
+    now: int  # ms
+    answer: asyncio.Future[list[int]]
+
+
 class RedisCounters:
+    """The counters in Redis, one Lua script a call.
+
+    A call costs the caller far more CPU in redis-py than Redis spends on it, and under load many
+    requests count at once. So the batches asked for in one turn of the event loop go out
+    together: they are queued, and a task started for the next turn sends them all as one call
+    of the script (each with its own ``now``, in the order asked), then hands each caller its
+    counts. Each batch stays atomic; a batch asked alone waits one more loop turn.
+    """
+
     def __init__(
         self,
         url: str,
@@ -99,30 +103,76 @@ class RedisCounters:
             socket_connect_timeout=timeout,
         )
         self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
-        self._hit = self._redis.register_script(_HIT)
         self._batch = self._redis.register_script(_BATCH)
         self._prefix = prefix  # several deployments (or test runs) can share one Redis
+        self._waiting: list[_Waiting] = []
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def hit(self, key: str, *, window_seconds: float, now: datetime, amount: int = 1) -> int:
-        window = max(1, int(window_seconds * 1000))
-        result = await self._call(
-            self._hit(keys=[self._prefix + key], args=[_ms(now), window, amount])
-        )
-        return int(result)
+        counted, _ = await self.batch([Hit(key, window_seconds, amount=amount)], (), now=now)
+        return counted[0]
 
     async def batch(
         self, hits: Sequence[Hit], peeks: Sequence[str], *, now: datetime
     ) -> tuple[list[int], list[int]]:
-        """Apply each :class:`~piigate.ports.Hit` and read each key of ``peeks``: one round
-        trip, atomic (the keys must live on one Redis node, as they do without a cluster)."""
-        keys = [self._prefix + hit.key for hit in hits] + [self._prefix + key for key in peeks]
-        args: list[int] = [_ms(now), len(hits)]
-        for hit in hits:
-            gate = 0 if hit.if_first is None else hit.if_first + 1
-            args += [max(1, int(hit.window_seconds * 1000)), gate, hit.amount]
-        result = await self._call(self._batch(keys=keys, args=args))
-        counts = [int(value) for value in cast(list[int], result)]
+        """Apply each :class:`~piigate.ports.Hit` and read each key of ``peeks``, atomically
+        (the keys must live on one Redis node, as they do without a cluster), in the call to
+        Redis that carries this loop turn's batches."""
+        if not hits and not peeks:
+            return [], []
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[list[int]] = loop.create_future()
+        if not self._waiting:
+            loop.call_soon(self._send_waiting)
+        self._waiting.append(_Waiting(hits, peeks, _ms(now), answer))
+        counts = await answer
         return counts[: len(hits)], counts[len(hits) :]
+
+    def _send_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        while waiting:
+            size = 0
+            for taken, batch in enumerate(waiting):
+                size += len(batch.hits) + len(batch.peeks)
+                if size > _MAX_KEYS_A_CALL and taken:
+                    break
+            else:
+                taken = len(waiting)
+            task = asyncio.ensure_future(self._send(waiting[:taken]))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+            waiting = waiting[taken:]
+
+    async def _send(self, batches: list[_Waiting]) -> None:
+        keys: list[str] = []
+        args: list[int] = []
+        for batch in batches:
+            offset = len(keys)  # where this batch's keys start: its gates are its own
+            for hit in batch.hits:
+                keys.append(self._prefix + hit.key)
+                gate = 0 if hit.if_first is None else offset + hit.if_first + 1
+                args += (batch.now, max(1, int(hit.window_seconds * 1000)), gate, hit.amount)
+            for key in batch.peeks:
+                keys.append(self._prefix + key)
+                args += (batch.now, 0, 0, 0)
+        try:
+            result = await self._call(self._batch(keys=keys, args=args))
+        except asyncio.CancelledError:  # the loop is closing: so are the callers
+            for batch in batches:
+                batch.answer.cancel()
+            raise
+        except Exception as exc:  # StoreUnavailable: every caller fails closed
+            for batch in batches:
+                if not batch.answer.done():
+                    batch.answer.set_exception(exc)
+            return
+        counts = [int(value) for value in cast(list[int], result)]
+        start = 0
+        for batch in batches:
+            end = start + len(batch.hits) + len(batch.peeks)
+            if not batch.answer.done():  # a caller that gave up (cancelled) no longer listens
+                batch.answer.set_result(counts[start:end])
+            start = end
 
     async def peek(self, key: str, now: datetime) -> int:
         value, window_end = await self._read(key)
@@ -142,6 +192,8 @@ class RedisCounters:
         await self._call(self._redis.ping())
 
     async def aclose(self) -> None:
+        if self._sending:  # batches on their way: let their callers have their counts
+            await asyncio.gather(*self._sending, return_exceptions=True)
         await self._redis.aclose()
 
     async def _read(self, key: str) -> tuple[int, int | None]:
