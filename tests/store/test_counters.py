@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 import sys
 from collections.abc import AsyncIterator
@@ -11,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from piigate.ports import Hit
 from piigate.store import Database, SqlCounters, StoreUnavailable
 from piigate.store.counters import Counters
 from piigate.store.memory_counters import MemoryCounters, open_counters
 from piigate.store.redis_counters import RedisCounters
+from piigate.store.turn_batches import Asked
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 WORKER = Path(__file__).with_name("_counter_worker.py")
@@ -242,41 +245,55 @@ async def test_a_hit_may_count_only_after_a_first_sighting(counters: Counters) -
     assert await read("r4", T0 + timedelta(seconds=61)) == 1  # both windows over: anew
 
 
-@pytest.fixture
-async def redis_counters(redis_url: str) -> AsyncIterator[RedisCounters]:
-    counters = RedisCounters(redis_url, prefix=f"piigate-test:{secrets.token_hex(6)}:")
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ]
+)
+async def grouped(request: pytest.FixtureRequest) -> AsyncIterator[SqlCounters | RedisCounters]:
+    """The counters shared by nodes, which send what one loop turn asks for as one group."""
+    if request.param == "redis":
+        url: str = request.getfixturevalue("redis_url")
+        redis = RedisCounters(url, prefix=f"piigate-test:{secrets.token_hex(6)}:")
+        try:
+            yield redis
+        finally:
+            await redis.aclose()
+        return
+    db = Database.open(request.getfixturevalue(f"{request.param}_url"))
     try:
-        yield counters
+        await db.upgrade()
+        yield SqlCounters(db)
     finally:
-        await counters.aclose()
+        await db.close()
 
 
-def _count_calls(counters: RedisCounters) -> list[int]:
-    """Wrap the script so that each call to Redis records how many keys it carried."""
+def _count_groups(counters: SqlCounters | RedisCounters) -> list[int]:
+    """Wrap the adapter's ``send`` so that each group records how many keys it carried."""
     sizes: list[int] = []
-    script = counters._batch
+    turns = counters._turns
+    send = turns.send
 
-    def counted(*, keys: list[str], args: list[int]) -> object:
-        sizes.append(len(keys))
-        return script(keys=keys, args=args)
+    async def counted(group: list[Asked]) -> list[list[int]]:
+        sizes.append(sum(len(asked.hits) + len(asked.peeks) for asked in group))
+        return await send(group)
 
-    counters._batch = counted  # type: ignore[assignment]
+    turns.send = counted
     return sizes
 
 
-@pytest.mark.redis
-async def test_redis_batches_of_one_loop_turn_go_as_one_call(
-    redis_counters: RedisCounters,
+async def test_batches_of_one_loop_turn_go_as_one_group(
+    grouped: SqlCounters | RedisCounters,
 ) -> None:
-    """Concurrent batches share a call to Redis and get what they would have got one by one:
-    each its own window (``now``), its ``if_first`` gate on its own hits, in the order asked."""
-    from piigate.ports import Hit
-
-    sizes = _count_calls(redis_counters)
+    """Concurrent batches share a call to the store and get what they would have got one by
+    one: each its own window (``now``), its ``if_first`` gate on its own hits, in order."""
+    sizes = _count_groups(grouped)
     later = T0 + timedelta(seconds=61)
 
     async def read(record: str, at: datetime) -> tuple[list[int], list[int]]:
-        return await redis_counters.batch(
+        return await grouped.batch(
             [Hit(f"seen:{record}", 60), Hit("distinct", 60, 0)], ["distinct"], now=at
         )
 
@@ -284,11 +301,11 @@ async def test_redis_batches_of_one_loop_turn_go_as_one_call(
         read("r1", T0),
         read("r2", T0),
         read("r1", T0),
-        redis_counters.hit("other", window_seconds=60, now=T0, amount=5),
+        grouped.hit("other", window_seconds=60, now=T0, amount=5),
         read("r3", later),  # both windows of T0 ended: this one starts anew
         read("r1", later),
     )
-    assert sizes == [16]  # one call: 5 batches of 3 keys and a hit
+    assert sizes == [16]  # one group: 5 batches of 3 keys and a hit
     assert answers == [
         ([1, 1], [1]),
         ([1, 2], [2]),
@@ -297,47 +314,113 @@ async def test_redis_batches_of_one_loop_turn_go_as_one_call(
         ([1, 1], [1]),
         ([1, 2], [2]),
     ]
-    assert await redis_counters.peek("distinct", later) == 2
-    assert sizes == [16]  # a read alone is not a script call
+    assert await grouped.peek("distinct", later) == 2
+    assert sizes == [16]  # a read alone is not a group
 
 
-@pytest.mark.redis
-async def test_redis_a_burst_of_batches_goes_as_several_calls(
-    redis_counters: RedisCounters, monkeypatch: pytest.MonkeyPatch
+async def test_a_burst_of_batches_goes_as_several_groups(
+    grouped: SqlCounters | RedisCounters,
 ) -> None:
-    from piigate.ports import Hit
-    from piigate.store import redis_counters as module
-
-    monkeypatch.setattr(module, "_MAX_KEYS_A_CALL", 10)
-    sizes = _count_calls(redis_counters)
+    grouped._turns.max_keys = 10
+    sizes = _count_groups(grouped)
     answers = await asyncio.gather(
-        *(redis_counters.batch([Hit("n", 60)] * 3, [], now=T0) for _ in range(7)),
-        redis_counters.batch([Hit("big", 60)] * 12, [], now=T0),  # more than a call holds
+        *(grouped.batch([Hit("n", 60)] * 3, [], now=T0) for _ in range(7)),
+        grouped.batch([Hit("big", 60)] * 12, [], now=T0),  # more than a group holds
     )
     assert sizes == [9, 9, 3, 12]
-    batches = sorted(counted for counted, _ in answers[:7])  # the calls run side by side
+    batches = sorted(counted for counted, _ in answers[:7])  # Redis's calls run side by side
     assert batches == [[3 * i + 1, 3 * i + 2, 3 * i + 3] for i in range(7)]  # each one whole
     assert answers[7] == (list(range(1, 13)), [])
 
 
-@pytest.mark.redis
-async def test_redis_a_caller_that_gives_up_leaves_the_others_their_counts(
-    redis_counters: RedisCounters,
+async def test_a_caller_that_gives_up_leaves_the_others_their_counts(
+    grouped: SqlCounters | RedisCounters,
 ) -> None:
-    from piigate.ports import Hit
-
-    first = asyncio.ensure_future(redis_counters.batch([Hit("k", 60)], [], now=T0))
-    second = asyncio.ensure_future(redis_counters.batch([Hit("k", 60)], ["k"], now=T0))
-    await asyncio.sleep(0)  # both queued for the same call
+    first = asyncio.ensure_future(grouped.batch([Hit("k", 60)], [], now=T0))
+    second = asyncio.ensure_future(grouped.batch([Hit("k", 60)], ["k"], now=T0))
+    await asyncio.sleep(0)  # both queued for the same group
     first.cancel()
     assert await second == ([2], [2])  # the first's hit was sent: it counts
     assert first.cancelled()
 
 
-async def test_an_unreachable_redis_fails_every_waiting_batch() -> None:
-    from piigate.ports import Hit
+@pytest.mark.parametrize("url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_sql_batches_asked_during_a_transaction_go_as_the_next(
+    url: str, request: pytest.FixtureRequest
+) -> None:
+    """One transaction at a time: what is asked meanwhile, over several loop turns, waits and
+    goes as one group (a group commit), so a row many requests count on is locked once."""
+    db = Database.open(request.getfixturevalue(f"{url}_url"))
+    try:
+        await db.upgrade()
+        counters = SqlCounters(db)
+        sizes = _count_groups(counters)
+        send, running, release = counters._turns.send, asyncio.Event(), asyncio.Event()
 
-    counters = RedisCounters("redis://127.0.0.1:1/0", timeout=0.5)
+        async def held(group: list[Asked]) -> list[list[int]]:
+            running.set()
+            await release.wait()
+            return await send(group)
+
+        counters._turns.send = held
+        first = asyncio.ensure_future(counters.hit("ip", window_seconds=60, now=T0))
+        await running.wait()
+        later = []
+        for _ in range(5):  # five loop turns while the first transaction runs
+            later.append(asyncio.ensure_future(counters.hit("ip", window_seconds=60, now=T0)))
+            await asyncio.sleep(0)
+        release.set()
+        assert await first == 1
+        assert sorted(await asyncio.gather(*later)) == [2, 3, 4, 5, 6]
+        assert sizes == [1, 5]
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize("url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_sql_groups_count_as_their_batches_one_by_one(
+    url: str, request: pytest.FixtureRequest
+) -> None:
+    """A group runs its keys in another order than asked (by key, gated keys last, so nodes
+    never deadlock); the counts must still be those of the batches run one after another,
+    here those of the in-memory counters given the same batches in turn."""
+    rnd = random.Random(7)
+    db = Database.open(request.getfixturevalue(f"{url}_url"))
+    try:
+        await db.upgrade()
+        counters, reference = SqlCounters(db), MemoryCounters()
+        for round_ in range(12):
+            at = T0 + timedelta(seconds=25 * round_)  # windows of 10 and 60 s end between rounds
+            asked = []
+            for _ in range(rnd.randint(1, 8)):
+                hits = [
+                    Hit(rnd.choice("abcd"), rnd.choice((10, 60)), amount=rnd.randint(1, 3))
+                    for _ in range(rnd.randint(0, 3))
+                ]
+                record = rnd.choice(("r1", "r2", "r3"))
+                hits += [Hit(f"seen:{record}", 60), Hit("distinct", 60, len(hits))]
+                asked.append((hits, [*rnd.sample("abcdx", rnd.randint(0, 3)), "distinct"]))
+            got = await asyncio.gather(*(counters.batch(h, p, now=at) for h, p in asked))
+            expected = [await reference.batch(h, p, now=at) for h, p in asked]
+            assert got == expected, round_
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("redis://127.0.0.1:1/0", id="redis"),
+        pytest.param("postgresql://postgres@127.0.0.1:1/none", id="postgres"),
+    ],
+)
+async def test_an_unreachable_store_fails_every_waiting_batch(url: str) -> None:
+    db: Database | None = None
+    if url.startswith("redis"):
+        counters: SqlCounters | RedisCounters = RedisCounters(url, timeout=0.5)
+    else:
+        db = Database.open(url)
+        counters = SqlCounters(db)
     try:
         answers = await asyncio.gather(
             *(counters.batch([Hit(f"k{i}", 60)], [], now=T0) for i in range(5)),
@@ -347,4 +430,26 @@ async def test_an_unreachable_redis_fails_every_waiting_batch() -> None:
         with pytest.raises(StoreUnavailable):  # and the next one too: nothing is stuck
             await counters.batch([Hit("k", 60)], [], now=T0)
     finally:
-        await counters.aclose()
+        if isinstance(counters, RedisCounters):
+            await counters.aclose()
+        if db is not None:
+            await db.close()
+
+
+def test_sql_groups_lock_their_rows_in_one_order() -> None:
+    """Two groups asking for the same keys in crossing orders run them in the same order (by
+    key, the gated ones last), so two nodes' transactions never wait on each other in a cycle;
+    each key's own hits keep the order asked."""
+    from piigate.store.counters import _ops, _ordered
+
+    def order(*batches: list[Hit]) -> list[tuple[str, int]]:
+        ops = _ops([Asked(hits, [], T0) for hits in batches])
+        return [(ops[i].key, ops[i].amount) for i in _ordered(ops)]
+
+    one = order([Hit("ip", 60), Hit("s1", 60)], [Hit("s2", 60), Hit("ip", 60, amount=2)])
+    other = order([Hit("s2", 60)], [Hit("ip", 60), Hit("s1", 60)])
+    assert [key for key, _ in one] == ["ip", "ip", "s1", "s2"]
+    assert [key for key, _ in other] == ["ip", "s1", "s2"]
+    assert one[:2] == [("ip", 1), ("ip", 2)]  # in the order asked
+    gated = order([Hit("seen:r9", 60), Hit("distinct", 60, 0)], [Hit("a", 60)])
+    assert [key for key, _ in gated] == ["a", "seen:r9", "distinct"]  # the gate before its hit

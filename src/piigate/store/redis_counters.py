@@ -9,16 +9,16 @@ fails closed (a login that cannot be throttled is refused, not let through).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from piigate.ports import Hit
 from piigate.store.db import StoreUnavailable
+from piigate.store.turn_batches import Asked, TurnBatches
 
 __all__ = ["RedisCounters"]
 
@@ -67,23 +67,14 @@ def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
-class _Waiting(NamedTuple):
-    """One caller's batch, queued for the next call to Redis."""
-
-    hits: Sequence[Hit]
-    peeks: Sequence[str]
-    now: int  # ms
-    answer: asyncio.Future[list[int]]
-
-
 class RedisCounters:
     """The counters in Redis, one Lua script a call.
 
     A call costs the caller far more CPU in redis-py than Redis spends on it, and under load many
-    requests count at once. So the batches asked for in one turn of the event loop go out
-    together: they are queued, and a task started for the next turn sends them all as one call
-    of the script (each with its own ``now``, in the order asked), then hands each caller its
-    counts. Each batch stays atomic; a batch asked alone waits one more loop turn.
+    requests count at once: the batches (and single hits) asked for in one turn of the event
+    loop go out as one call of the script (:class:`~piigate.store.turn_batches.TurnBatches`),
+    each with its own ``now``, in the order asked. Each batch stays atomic; a batch asked alone
+    waits one more loop turn.
     """
 
     def __init__(
@@ -103,10 +94,9 @@ class RedisCounters:
             socket_connect_timeout=timeout,
         )
         self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
-        self._batch = self._redis.register_script(_BATCH)
+        self._script = self._redis.register_script(_BATCH)
         self._prefix = prefix  # several deployments (or test runs) can share one Redis
-        self._waiting: list[_Waiting] = []
-        self._sending: set[asyncio.Task[None]] = set()
+        self._turns = TurnBatches(self._send, max_keys=_MAX_KEYS_A_CALL)
 
     async def hit(self, key: str, *, window_seconds: float, now: datetime, amount: int = 1) -> int:
         counted, _ = await self.batch([Hit(key, window_seconds, amount=amount)], (), now=now)
@@ -118,61 +108,29 @@ class RedisCounters:
         """Apply each :class:`~piigate.ports.Hit` and read each key of ``peeks``, atomically
         (the keys must live on one Redis node, as they do without a cluster), in the call to
         Redis that carries this loop turn's batches."""
-        if not hits and not peeks:
-            return [], []
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[list[int]] = loop.create_future()
-        if not self._waiting:
-            loop.call_soon(self._send_waiting)
-        self._waiting.append(_Waiting(hits, peeks, _ms(now), answer))
-        counts = await answer
-        return counts[: len(hits)], counts[len(hits) :]
+        return await self._turns.batch(hits, peeks, now=now)
 
-    def _send_waiting(self) -> None:
-        waiting, self._waiting = self._waiting, []
-        while waiting:
-            size = 0
-            for taken, batch in enumerate(waiting):
-                size += len(batch.hits) + len(batch.peeks)
-                if size > _MAX_KEYS_A_CALL and taken:
-                    break
-            else:
-                taken = len(waiting)
-            task = asyncio.ensure_future(self._send(waiting[:taken]))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
-            waiting = waiting[taken:]
-
-    async def _send(self, batches: list[_Waiting]) -> None:
+    async def _send(self, group: list[Asked]) -> list[list[int]]:
         keys: list[str] = []
         args: list[int] = []
-        for batch in batches:
+        for asked in group:
             offset = len(keys)  # where this batch's keys start: its gates are its own
-            for hit in batch.hits:
+            now = _ms(asked.now)
+            for hit in asked.hits:
                 keys.append(self._prefix + hit.key)
                 gate = 0 if hit.if_first is None else offset + hit.if_first + 1
-                args += (batch.now, max(1, int(hit.window_seconds * 1000)), gate, hit.amount)
-            for key in batch.peeks:
+                args += (now, max(1, int(hit.window_seconds * 1000)), gate, hit.amount)
+            for key in asked.peeks:
                 keys.append(self._prefix + key)
-                args += (batch.now, 0, 0, 0)
-        try:
-            result = await self._call(self._batch(keys=keys, args=args))
-        except asyncio.CancelledError:  # the loop is closing: so are the callers
-            for batch in batches:
-                batch.answer.cancel()
-            raise
-        except Exception as exc:  # StoreUnavailable: every caller fails closed
-            for batch in batches:
-                if not batch.answer.done():
-                    batch.answer.set_exception(exc)
-            return
+                args += (now, 0, 0, 0)
+        result = await self._call(self._script(keys=keys, args=args))
         counts = [int(value) for value in cast(list[int], result)]
-        start = 0
-        for batch in batches:
-            end = start + len(batch.hits) + len(batch.peeks)
-            if not batch.answer.done():  # a caller that gave up (cancelled) no longer listens
-                batch.answer.set_result(counts[start:end])
+        out, start = [], 0
+        for asked in group:
+            end = start + len(asked.hits) + len(asked.peeks)
+            out.append(counts[start:end])
             start = end
+        return out
 
     async def peek(self, key: str, now: datetime) -> int:
         value, window_end = await self._read(key)
@@ -192,8 +150,7 @@ class RedisCounters:
         await self._call(self._redis.ping())
 
     async def aclose(self) -> None:
-        if self._sending:  # batches on their way: let their callers have their counts
-            await asyncio.gather(*self._sending, return_exceptions=True)
+        await self._turns.aclose()  # batches on their way: let their callers have their counts
         await self._redis.aclose()
 
     async def _read(self, key: str) -> tuple[int, int | None]:
