@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import secrets
 import sys
@@ -37,20 +38,28 @@ async def counters(request: pytest.FixtureRequest) -> AsyncIterator[Counters]:
     if request.param == "memory":
         yield MemoryCounters()
         return
-    if request.param != "redis":
-        db = Database.open(request.getfixturevalue(f"{request.param}_url"))
+    async with _shared(request) as shared:
+        yield shared
+
+
+@contextlib.asynccontextmanager
+async def _shared(request: pytest.FixtureRequest) -> AsyncIterator[SqlCounters | RedisCounters]:
+    """The counters nodes share, as ``request.param`` names them: SQL on that database (its
+    schema upgraded), or Redis under a fresh key prefix."""
+    if request.param == "redis":
+        url: str = request.getfixturevalue("redis_url")
+        redis = RedisCounters(url, prefix=f"piigate-test:{secrets.token_hex(6)}:")
         try:
-            await db.upgrade()
-            yield SqlCounters(db)
+            yield redis
         finally:
-            await db.close()
+            await redis.aclose()
         return
-    url: str = request.getfixturevalue("redis_url")
-    redis = RedisCounters(url, prefix=f"piigate-test:{secrets.token_hex(6)}:")
+    db = Database.open(request.getfixturevalue(f"{request.param}_url"))
     try:
-        yield redis
+        await db.upgrade()
+        yield SqlCounters(db)
     finally:
-        await redis.aclose()
+        await db.close()
 
 
 async def test_fixed_window(counters: Counters) -> None:
@@ -254,20 +263,8 @@ async def test_a_hit_may_count_only_after_a_first_sighting(counters: Counters) -
 )
 async def grouped(request: pytest.FixtureRequest) -> AsyncIterator[SqlCounters | RedisCounters]:
     """The counters shared by nodes, which send what one loop turn asks for as one group."""
-    if request.param == "redis":
-        url: str = request.getfixturevalue("redis_url")
-        redis = RedisCounters(url, prefix=f"piigate-test:{secrets.token_hex(6)}:")
-        try:
-            yield redis
-        finally:
-            await redis.aclose()
-        return
-    db = Database.open(request.getfixturevalue(f"{request.param}_url"))
-    try:
-        await db.upgrade()
-        yield SqlCounters(db)
-    finally:
-        await db.close()
+    async with _shared(request) as shared:
+        yield shared
 
 
 def _count_groups(counters: SqlCounters | RedisCounters) -> list[int]:

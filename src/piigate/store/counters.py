@@ -32,7 +32,7 @@ from piigate.ports import Hit
 from piigate.store._sql import Repo, utc
 from piigate.store.driver import DriverStatement, DriverTransaction
 from piigate.store.tables import TS, counters
-from piigate.store.turn_batches import Asked, TurnBatches
+from piigate.store.turn_batches import Asked, TurnBatches, split_counts
 
 __all__ = ["Counters", "SqlCounters"]
 
@@ -136,15 +136,6 @@ def _ordered(ops: list[_Op]) -> list[int]:
     return order
 
 
-def _split(group: Sequence[Asked], counts: list[int]) -> list[list[int]]:
-    out, start = [], 0
-    for asked in group:
-        end = start + len(asked.hits) + len(asked.peeks)
-        out.append(counts[start:end])
-        start = end
-    return out
-
-
 class SqlCounters(Repo):
     """The counters in the store's ``counters`` table, shared by every node on the database.
 
@@ -199,7 +190,7 @@ class SqlCounters(Repo):
                 found: list[int] = _COUNT_ALL.execute(conn, params).scalar()
                 return [found[position[i]] for i in range(len(ops))]
 
-            return _split(group, await self.db.write(one_statement, driver=True))
+            return split_counts(group, await self.db.write(one_statement, driver=True))
         upsert = _HIT[self.db.dialect]
 
         def statements(conn: DriverTransaction) -> list[int]:
@@ -215,7 +206,7 @@ class SqlCounters(Repo):
                     counts[i] = 0 if found is None else int(found)
             return counts
 
-        return _split(group, await self.db.write(statements, driver=True))
+        return split_counts(group, await self.db.write(statements, driver=True))
 
     async def peek(self, key: str, now: datetime) -> int:
         """The count in the current window (0 when none or the window is over)."""

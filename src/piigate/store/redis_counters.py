@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from piigate.ports import Hit
 from piigate.store.db import StoreUnavailable
-from piigate.store.turn_batches import Asked, TurnBatches
+from piigate.store.turn_batches import Asked, TurnBatches, split_counts
 
 __all__ = ["RedisCounters"]
 
@@ -124,13 +124,7 @@ class RedisCounters:
                 keys.append(self._prefix + key)
                 args += (now, 0, 0, 0)
         result = await self._call(self._script(keys=keys, args=args))
-        counts = [int(value) for value in cast(list[int], result)]
-        out, start = [], 0
-        for asked in group:
-            end = start + len(asked.hits) + len(asked.peeks)
-            out.append(counts[start:end])
-            start = end
-        return out
+        return split_counts(group, [int(value) for value in cast(list[int], result)])
 
     async def peek(self, key: str, now: datetime) -> int:
         value, window_end = await self._read(key)

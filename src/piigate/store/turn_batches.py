@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from piigate.ports import Hit
 
-__all__ = ["Asked", "Send", "TurnBatches"]
+__all__ = ["Asked", "Send", "TurnBatches", "split_counts"]
 
 
 class Asked(NamedTuple):
@@ -35,6 +35,16 @@ class Asked(NamedTuple):
 
 # The counts of each batch of the group, in its order: its hits', then its reads'.
 Send = Callable[[list[Asked]], Awaitable[list[list[int]]]]
+
+
+def split_counts(group: Sequence[Asked], counts: Sequence[int]) -> list[list[int]]:
+    """The counts of a whole group, in the order of its batches' keys, cut into each batch's."""
+    out, start = [], 0
+    for asked in group:
+        end = start + len(asked.hits) + len(asked.peeks)
+        out.append(list(counts[start:end]))
+        start = end
+    return out
 
 
 class TurnBatches:
