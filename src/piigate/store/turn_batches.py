@@ -111,11 +111,13 @@ class TurnBatches:
     async def _send(self, group: list[tuple[Asked, asyncio.Future[list[int]]]]) -> None:
         try:
             counts = await self.send([asked for asked, _ in group])
+            if len(counts) != len(group):
+                raise RuntimeError(f"{len(counts)} answers to a group of {len(group)} batches")
         except asyncio.CancelledError:  # the loop is closing: so are the callers
             for _, answer in group:
                 answer.cancel()
             raise
-        except Exception as exc:  # StoreUnavailable: every caller fails closed
+        except Exception as exc:  # StoreUnavailable, or a fault: every caller fails closed
             for _, answer in group:
                 if not answer.done():
                     answer.set_exception(exc)
