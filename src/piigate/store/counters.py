@@ -129,11 +129,10 @@ def _ordered(ops: list[_Op]) -> list[int]:
     transaction takes its rows' locks in one global order, so two nodes counting their groups
     at once can wait for each other but never deadlock.
     """
-    gated = {ops[i].key for i, op in enumerate(ops) if op.gate is not None}
-    order = sorted(range(len(ops)), key=lambda i: (ops[i].key in gated, ops[i].key))
+    gated = {op.key for op in ops if op.gate is not None}
     if any(ops[op.gate].key in gated for op in ops if op.gate is not None):
         return list(range(len(ops)))  # a gate that is itself gated: as asked (never built here)
-    return order
+    return sorted(range(len(ops)), key=lambda i: (ops[i].key in gated, ops[i].key))
 
 
 class SqlCounters(Repo):
@@ -149,6 +148,7 @@ class SqlCounters(Repo):
 
     @property
     def _turns(self) -> TurnBatches:
+        # Made on first use: ``Store`` combines the repositories, and only ``Repo.__init__`` runs.
         turns: TurnBatches | None = self.__dict__.get("_turn_batches")
         if turns is None:
             turns = self.__dict__["_turn_batches"] = TurnBatches(
@@ -175,8 +175,8 @@ class SqlCounters(Repo):
     async def _count_group(self, group: list[Asked]) -> list[list[int]]:
         ops = _ops(group)
         order = _ordered(ops)
-        position = {index: at for at, index in enumerate(order)}
         if self.db.dialect == "postgresql":
+            position = {index: at for at, index in enumerate(order)}
             runs = [ops[i] for i in order]
             params = {
                 "keys": [op.key for op in runs],
